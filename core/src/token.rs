@@ -92,10 +92,14 @@ impl AccessTokenClaims {
         };
         let time = |name: &str| {
             json::req_time(m, name).map_err(|e| {
-                let r = if m.contains_key(name) {
-                    Reason::Expired
-                } else {
+                // A malformed `iat` is an `iat` problem, as in proofs; only a
+                // malformed `exp` is reported as an expiry problem.
+                let r = if !m.contains_key(name) {
                     Reason::MissingClaim
+                } else if name == "iat" {
+                    Reason::Iat
+                } else {
+                    Reason::Expired
                 };
                 Error::token(r, e)
             })
