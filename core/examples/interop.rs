@@ -3,9 +3,10 @@
 //! produce.
 //!
 //! ```text
-//! interop make [--now T] [--method M] [--url U]
+//! interop make [--now T] [--method M] [--url U] [--bind-jkt J]
 //!     prints {jwks, issuer, audience, kid, token, proof, method, url, htu, now,
-//!             agent_jwk, jkt, ath}
+//!             agent_jwk, jkt, ath}; the token is bound to the generated agent key
+//!     (whose proof is `proof`), or with --bind-jkt to a key held elsewhere
 //! interop verify-proof --method M --url U --now T [--jkt J] [--ath-token TOKEN] [--no-es256]
 //!     reads a DPoP proof on stdin; prints {ok, code, reason, message, jkt, alg, jti, htu}
 //! interop verify-request
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!(
-        "interop: {msg}\nusage: interop make [--now T] [--method M] [--url U]\n       \
+        "interop: {msg}\nusage: interop make [--now T] [--method M] [--url U] [--bind-jkt J]\n       \
          interop verify-proof --method M --url U --now T [--jkt J] [--ath-token TOKEN] [--no-es256] < proof\n       \
          interop verify-request < request.json\n       \
          interop thumbprint < jwk.json"
@@ -131,7 +132,7 @@ fn refusal(e: &Error) -> Value {
 }
 
 fn make(args: &[String]) -> Result<(Value, bool), String> {
-    let o = Opts::parse(args, &[], &["now", "method", "url"])?;
+    let o = Opts::parse(args, &[], &["now", "method", "url", "bind-jkt"])?;
     let now = o.time("now")?.unwrap_or_else(|| SystemClock.now());
     let method = o.get("method").unwrap_or("POST");
     let url = o
@@ -150,7 +151,7 @@ fn make(args: &[String]) -> Result<(Value, bool), String> {
         exp: now + 3600,
         jti: random_id(&rng, 16).map_err(fail)?,
         scope: "travel:search travel:book".into(),
-        jkt: agent.thumbprint().into(),
+        jkt: o.get("bind-jkt").unwrap_or(agent.thumbprint()).into(),
         gid: "grant-1".into(),
         act_sub: "travel-bot".into(),
     });
@@ -178,7 +179,7 @@ fn make(args: &[String]) -> Result<(Value, bool), String> {
         "htu": normalize_htu(url),
         "now": now,
         "agent_jwk": agent.public_jwk().to_json(),
-        "jkt": agent.thumbprint(),
+        "jkt": o.get("bind-jkt").unwrap_or(agent.thumbprint()),
         "ath": access_token_hash(&token),
     });
     Ok((out, true))
