@@ -184,6 +184,25 @@ pub enum Error {
     /// An unexpected server-side failure; details are in the server's log only.
     #[error("server error: {0}")]
     Server(String),
+    /// Required scopes were not granted (client side). Ask the owner for a grant
+    /// that includes them, or pass `extend` to start a new approval.
+    #[error("scope not granted: missing [{missing}], granted [{granted}]")]
+    ScopeNotGranted {
+        /// The required scopes that are not covered, space-separated.
+        missing: String,
+        /// What the broker granted, space-separated.
+        granted: String,
+    },
+    /// The broker (or API) could not be reached or kept failing; retry later or
+    /// check `PROTONPASS_BROKER_URL`.
+    #[error("broker unavailable: {0}")]
+    BrokerUnavailable(String),
+    /// The broker answered something that is not a valid protocol response.
+    #[error("invalid response from the broker: {0}")]
+    InvalidResponse(String),
+    /// The local grant store could not be read or written.
+    #[error("grant storage error: {0}")]
+    Storage(String),
 }
 
 impl Error {
@@ -208,6 +227,10 @@ impl Error {
             Error::InvalidKey(_) => "invalid_key",
             Error::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Error::Server(_) => "server_error",
+            Error::ScopeNotGranted { .. } => "scope_not_granted",
+            Error::BrokerUnavailable(_) => "broker_unavailable",
+            Error::InvalidResponse(_) => "invalid_response",
+            Error::Storage(_) => "storage_error",
         }
     }
 
@@ -218,6 +241,38 @@ impl Error {
                 Some(*reason)
             }
             _ => None,
+        }
+    }
+
+    /// Rebuild an error from an RFC 6749 error body (`error`, `error_description`)
+    /// received over the wire. Unknown codes become [`Error::InvalidResponse`].
+    pub fn from_wire(code: &str, description: Option<&str>) -> Self {
+        let d = description.unwrap_or_default().to_owned();
+        match code {
+            "invalid_dpop_proof" => Error::InvalidDpopProof {
+                reason: Reason::Other,
+                message: d,
+            },
+            "use_dpop_nonce" => Error::UseDpopNonce,
+            "invalid_token" => Error::InvalidToken {
+                reason: Reason::Other,
+                message: d,
+            },
+            "invalid_scope" => Error::InvalidScope(d),
+            "insufficient_scope" => Error::InsufficientScope(d),
+            "invalid_request" => Error::InvalidRequest(d),
+            "invalid_grant" => Error::InvalidGrant(d),
+            "invalid_client" => Error::InvalidClient(d),
+            "invalid_target" => Error::InvalidTarget(d),
+            "unsupported_grant_type" => Error::UnsupportedGrantType(d),
+            "unsupported_token_type" => Error::UnsupportedTokenType(d),
+            "authorization_pending" => Error::AuthorizationPending,
+            "slow_down" => Error::SlowDown,
+            "access_denied" => Error::AccessDenied,
+            "expired_token" => Error::ExpiredToken,
+            "temporarily_unavailable" => Error::TemporarilyUnavailable(d),
+            "server_error" => Error::Server(d),
+            other => Error::InvalidResponse(format!("unknown error code {other:?}: {d}")),
         }
     }
 

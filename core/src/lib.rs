@@ -44,6 +44,15 @@ pub mod replay;
 pub mod request;
 pub mod scope;
 pub mod token;
+pub mod wire;
+
+#[cfg(feature = "net")]
+pub mod net;
+#[cfg(feature = "net")]
+pub use net::{
+    AuthOptions, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session, StalePolicy,
+    StoreKind, StoredGrant, Verifier, VerifierOptions, authenticate_with_proton,
+};
 
 pub use clock::{Clock, ManualClock, OsRandom, Random, SystemClock, random_id};
 pub use dpop::{

@@ -1,0 +1,838 @@
+//! The agent side: `authenticate_with_proton` and the `Session` it returns.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use super::http::{self, NonceCache};
+use crate::wire::{DeviceAuthorizationResponse, ServerMetadata, TokenResponse};
+use super::store::{GrantStore, StoreKind, StoredGrant};
+use crate::clock::{Clock, OsRandom, Random, SystemClock};
+use crate::dpop::{ProofInput, create_proof};
+use crate::error::{Error, Result};
+use crate::keys::AgentKey;
+use crate::scope::ScopeSet;
+
+const GT_DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+const GT_PREAUTH: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+const GT_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const TT_REFRESH: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+const TT_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// What the owner must be shown to approve a device request (RFC 8628 3.3).
+/// The same fields in every language (camelCase in JavaScript).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePrompt {
+    /// Where the owner approves.
+    pub verification_uri: String,
+    /// The same, with the code filled in.
+    pub verification_uri_complete: Option<String>,
+    /// The code the owner confirms.
+    pub user_code: String,
+    /// Seconds until the request expires.
+    pub expires_in: u64,
+}
+
+/// A callback that shows the prompt; called once per approval.
+pub type PromptFn = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
+
+/// The default prompt: one line on stderr.
+pub fn stderr_prompt() -> PromptFn {
+    Arc::new(|p: &DevicePrompt| {
+        let url = p.verification_uri_complete.as_deref().unwrap_or(&p.verification_uri);
+        eprintln!(
+            "To allow this agent, open {url} and confirm the code {} (valid {} min). Waiting for approval...",
+            p.user_code,
+            p.expires_in / 60
+        );
+    })
+}
+
+/// Options of [`authenticate_with_proton`]. Omitted values come from the
+/// environment (`PROTONPASS_BROKER_URL`, `PROTONPASS_AGENT_NAME`,
+/// `PROTONPASS_PROFILE`, `PROTONPASS_ENROLLMENT_CODE`, `PROTONPASS_HOME`).
+#[derive(Clone)]
+pub struct AuthOptions {
+    /// The broker's URL.
+    pub broker: Option<String>,
+    /// The agent's self-chosen name (its `client_id`); default `agent`.
+    pub agent_name: Option<String>,
+    /// The profile the grant is stored under; default `default`.
+    pub profile: Option<String>,
+    /// Where grants are kept; default the file store.
+    pub store: Option<StoreKind>,
+    /// How to show the device prompt; default one line on stderr.
+    pub prompt: Option<PromptFn>,
+    /// Requested lifetime of access tokens, in seconds (the broker caps it).
+    pub ttl: Option<u64>,
+    /// Scopes that must be granted; default: every requested scope.
+    pub required: Option<Vec<String>>,
+    /// Why the agent acts; signed into every proof.
+    pub reason: Option<String>,
+    /// A one-time enrollment code from the owner (headless agents).
+    pub enrollment_code: Option<String>,
+    /// When the stored grant lacks required scopes, start a new approval.
+    pub extend: bool,
+    /// Renew access tokens in the background; default true.
+    pub background_renewal: bool,
+    /// The clock (tests set it).
+    pub clock: Arc<dyn Clock>,
+    /// The randomness source.
+    pub rng: Arc<dyn Random>,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            broker: None,
+            agent_name: None,
+            profile: None,
+            store: None,
+            prompt: None,
+            ttl: None,
+            required: None,
+            reason: None,
+            enrollment_code: None,
+            extend: false,
+            background_renewal: true,
+            clock: Arc::new(SystemClock),
+            rng: Arc::new(OsRandom),
+        }
+    }
+}
+
+impl fmt::Debug for AuthOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthOptions")
+            .field("broker", &self.broker)
+            .field("agent_name", &self.agent_name)
+            .field("profile", &self.profile)
+            .field("store", &self.store)
+            .field("ttl", &self.ttl)
+            .field("required", &self.required)
+            .field("enrollment_code", &self.enrollment_code.as_ref().map(|_| "<redacted>"))
+            .field("extend", &self.extend)
+            .finish()
+    }
+}
+
+fn env_or(v: &Option<String>, var: &str) -> Option<String> {
+    v.clone()
+        .or_else(|| std::env::var(var).ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// Talks to the broker's token endpoint with DPoP, answering nonce challenges.
+struct BrokerCalls {
+    meta: Arc<ServerMetadata>,
+    key: AgentKey,
+    agent: String,
+    nonces: NonceCache,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    reason: Option<String>,
+}
+
+impl BrokerCalls {
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        with_proof: bool,
+    ) -> Result<(u16, Vec<u8>)> {
+        let http = http::client()?;
+        let body = serde_urlencoded::to_string(form)
+            .map_err(|e| Error::InvalidRequest(format!("cannot encode the form: {e}")))?;
+        // At most two tries: the second answers a `use_dpop_nonce` challenge.
+        for attempt in 0..2 {
+            let mut req = http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone());
+            if with_proof {
+                let nonce = self.nonces.get(url);
+                let proof = create_proof(
+                    &self.key,
+                    &ProofInput {
+                        method: "POST",
+                        url,
+                        access_token: None,
+                        nonce: nonce.as_deref(),
+                        reason: self.reason.as_deref(),
+                    },
+                    self.clock.now(),
+                    self.rng.as_ref(),
+                )?;
+                req = req.header("DPoP", proof);
+            }
+            let resp = req.send().await.map_err(|e| http::unreachable(url, &e))?;
+            self.nonces.remember(url, resp.headers());
+            let status = resp.status().as_u16();
+            let bytes = http::read_body(resp).await?;
+            if status != 200 && attempt == 0 && with_proof {
+                if let Error::UseDpopNonce = http::error_from_body(status, &bytes) {
+                    continue;
+                }
+            }
+            return Ok((status, bytes));
+        }
+        Err(Error::InvalidResponse(
+            "the broker kept asking for a new DPoP nonce".into(),
+        ))
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
+        let (status, body) = self.post_form(&self.meta.token_endpoint, form, true).await?;
+        if status != 200 {
+            return Err(http::error_from_body(status, &body));
+        }
+        let t: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidResponse(format!("token response: {e}")))?;
+        if !t.token_type.eq_ignore_ascii_case("dpop") {
+            return Err(Error::InvalidResponse(format!(
+                "expected a DPoP-bound token, got token_type {:?}",
+                t.token_type
+            )));
+        }
+        Ok(t)
+    }
+
+    async fn exchange(
+        &self,
+        refresh_token: &str,
+        scope: &str,
+        audience: &str,
+        ttl: Option<u64>,
+    ) -> Result<TokenResponse> {
+        let ttl_s = ttl.map(|t| t.to_string());
+        let mut form = vec![
+            ("grant_type", GT_EXCHANGE),
+            ("subject_token", refresh_token),
+            ("subject_token_type", TT_REFRESH),
+            ("requested_token_type", TT_ACCESS),
+            ("scope", scope),
+            ("audience", audience),
+            ("client_id", self.agent.as_str()),
+        ];
+        if let Some(t) = &ttl_s {
+            form.push(("expires_in", t));
+        }
+        self.token(&form).await
+    }
+
+    async fn device_grant(
+        &self,
+        scope: &str,
+        audience: &str,
+        prompt: &PromptFn,
+    ) -> Result<TokenResponse> {
+        let endpoint = self.meta.device_authorization_endpoint.as_str();
+        let form = [
+            ("client_id", self.agent.as_str()),
+            ("scope", scope),
+            ("resource", audience),
+        ];
+        let (status, body) = self.post_form(endpoint, &form, false).await?;
+        if status != 200 {
+            return Err(http::error_from_body(status, &body));
+        }
+        let d: DeviceAuthorizationResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidResponse(format!("device authorization response: {e}")))?;
+        prompt(&DevicePrompt {
+            verification_uri: d.verification_uri.clone(),
+            verification_uri_complete: d.verification_uri_complete.clone(),
+            user_code: d.user_code.clone(),
+            expires_in: u64::try_from(d.expires_in).unwrap_or(0),
+        });
+        let mut interval = u64::try_from(d.interval).unwrap_or(5).max(1);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(u64::try_from(d.expires_in).unwrap_or(0));
+        loop {
+            tokio::time::sleep(Duration::from_secs(interval)).await;
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::ExpiredToken);
+            }
+            let form = [
+                ("grant_type", GT_DEVICE),
+                ("device_code", d.device_code.as_str()),
+                ("client_id", self.agent.as_str()),
+            ];
+            match self.token(&form).await {
+                Ok(t) => return Ok(t),
+                Err(Error::AuthorizationPending) => {}
+                Err(Error::SlowDown) => interval += 5,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn revoke(&self, token: &str, hint: &str) -> Result<()> {
+        let endpoint = self.meta.revocation_endpoint.as_str();
+        let form = [
+            ("token", token),
+            ("token_type_hint", hint),
+            ("client_id", self.agent.as_str()),
+        ];
+        let mut last = Error::BrokerUnavailable("revocation not attempted".into());
+        // Revocation is idempotent: retry on 503 and network faults, in bounded time.
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(http::backoff(attempt - 1, self.rng.as_ref())).await;
+            }
+            match self.post_form(endpoint, &form, false).await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => {
+                    last = http::error_from_body(status, &body);
+                    if status != 503 {
+                        return Err(last);
+                    }
+                }
+                Err(e @ Error::BrokerUnavailable(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+struct AccessToken {
+    token: Zeroizing<String>,
+    issued_at: i64,
+    expires_at: i64,
+    scope: ScopeSet,
+}
+
+struct SessionInner {
+    calls: BrokerCalls,
+    broker: String,
+    profile: String,
+    store: GrantStore,
+    requested: ScopeSet,
+    required: ScopeSet,
+    ttl: Option<u64>,
+    tokens: RwLock<HashMap<String, AccessToken>>,
+    primary_audience: String,
+    renew_lock: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// An authenticated agent session: DPoP-bound access tokens per audience,
+/// renewed in the background, revoked by [`Session::close`] (and, best effort,
+/// on drop).
+pub struct Session {
+    inner: Arc<SessionInner>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("agent", &self.inner.calls.agent)
+            .field("broker", &self.inner.broker)
+            .field("audience", &self.inner.primary_audience)
+            .field("scopes", &self.scopes().to_string())
+            .finish()
+    }
+}
+
+/// Ask the broker for access: load the stored grant for (broker, profile,
+/// agent name), or obtain one (enrollment code, else the device authorization
+/// grant with the owner's approval), then exchange it for an access token for
+/// `scopes` on `audience`. Missing required scopes are
+/// [`Error::ScopeNotGranted`].
+pub async fn authenticate_with_proton<S: AsRef<str>>(
+    scopes: &[S],
+    audience: &str,
+    opts: AuthOptions,
+) -> Result<Session> {
+    let broker = env_or(&opts.broker, "PROTONPASS_BROKER_URL").ok_or_else(|| {
+        Error::InvalidRequest("no broker URL: pass `broker` or set PROTONPASS_BROKER_URL".into())
+    })?;
+    let broker = broker.trim_end_matches('/').to_owned();
+    let agent = env_or(&opts.agent_name, "PROTONPASS_AGENT_NAME").unwrap_or_else(|| "agent".into());
+    let profile = env_or(&opts.profile, "PROTONPASS_PROFILE").unwrap_or_else(|| "default".into());
+    let enrollment = env_or(&opts.enrollment_code, "PROTONPASS_ENROLLMENT_CODE");
+    if audience.is_empty() {
+        return Err(Error::InvalidRequest("an audience (the API's URL) is required".into()));
+    }
+    if agent.is_empty() || agent.len() > 64 || agent.chars().any(char::is_control) {
+        return Err(Error::InvalidRequest("the agent name is 1 to 64 printable characters".into()));
+    }
+    let requested = ScopeSet::from_list(scopes)?;
+    let required = match &opts.required {
+        Some(r) if r.is_empty() => ScopeSet::default(),
+        Some(r) => ScopeSet::from_list(r)?,
+        None => requested.clone(),
+    };
+    if !requested.covers_all(&required) {
+        return Err(Error::InvalidScope(format!(
+            "required scopes [{}] must be among the requested ones",
+            requested.missing(&required)
+        )));
+    }
+    let store = GrantStore::new(match opts.store.clone() {
+        Some(k) => k,
+        None => StoreKind::default_file()?,
+    });
+    let meta = http::discover(&broker, opts.rng.as_ref()).await?;
+
+    let lock_store = store.clone();
+    let lock_profile = profile.clone();
+    let _lock = tokio::task::spawn_blocking(move || lock_store.lock(&lock_profile))
+        .await
+        .map_err(|e| Error::Storage(format!("lock task failed: {e}")))??;
+
+    let stored = store.load(&broker, &profile, &agent)?;
+    let now = opts.clock.now();
+    let stored = stored.filter(|g| g.expires_at.is_none_or(|t| t > now));
+    let needs_new = match &stored {
+        None => true,
+        Some(g) => {
+            let granted = ScopeSet::parse(&g.scope).unwrap_or_default();
+            if granted.covers_all(&required) {
+                false
+            } else if opts.extend {
+                true
+            } else {
+                return Err(Error::ScopeNotGranted {
+                    missing: granted.missing(&required).to_string(),
+                    granted: granted.to_string(),
+                });
+            }
+        }
+    };
+    let key = match (&stored, needs_new) {
+        (Some(g), false) => g.key.clone(),
+        _ => AgentKey::generate(opts.rng.as_ref())?,
+    };
+    let calls = BrokerCalls {
+        meta,
+        key,
+        agent: agent.clone(),
+        nonces: NonceCache::default(),
+        clock: opts.clock.clone(),
+        rng: opts.rng.clone(),
+        reason: opts.reason.clone(),
+    };
+    let mut grant = match stored {
+        Some(g) if !needs_new => g,
+        _ => {
+            let scope = requested.to_string();
+            let t = match &enrollment {
+                Some(code) => {
+                    calls
+                        .token(&[
+                            ("grant_type", GT_PREAUTH),
+                            ("pre-authorized_code", code.as_str()),
+                            ("client_id", agent.as_str()),
+                        ])
+                        .await?
+                }
+                None => {
+                    let prompt = opts.prompt.clone().unwrap_or_else(stderr_prompt);
+                    calls.device_grant(&scope, audience, &prompt).await?
+                }
+            };
+            let refresh = t.refresh_token.clone().ok_or_else(|| {
+                Error::InvalidResponse("the broker returned no refresh token (grant)".into())
+            })?;
+            let g = StoredGrant {
+                key: calls.key.clone(),
+                refresh_token: Zeroizing::new(refresh),
+                scope: if t.scope.is_empty() { scope } else { t.scope.clone() },
+                expires_at: t.grant_expires_at,
+            };
+            store.save(&broker, &profile, &agent, &g)?;
+            g
+        }
+    };
+    let t = calls
+        .exchange(&grant.refresh_token, &requested.to_string(), audience, opts.ttl)
+        .await;
+    let t = match t {
+        Err(Error::InvalidGrant(m)) => {
+            // The stored grant was revoked or has expired: forget it so that the
+            // next call asks the owner again.
+            store.remove(&broker, &profile, &agent)?;
+            return Err(Error::InvalidGrant(format!(
+                "{m} (the stored grant was revoked or expired and has been forgotten; authenticate again to ask the owner)"
+            )));
+        }
+        other => other?,
+    };
+    if let Some(r) = &t.refresh_token {
+        grant.refresh_token = Zeroizing::new(r.clone());
+        store.save(&broker, &profile, &agent, &grant)?;
+    }
+    drop(_lock);
+    let access = access_from(&t, now)?;
+    if !access.scope.covers_all(&required) {
+        return Err(Error::ScopeNotGranted {
+            missing: access.scope.missing(&required).to_string(),
+            granted: access.scope.to_string(),
+        });
+    }
+    let mut tokens = HashMap::new();
+    tokens.insert(audience.to_owned(), access);
+    let inner = Arc::new(SessionInner {
+        calls,
+        broker,
+        profile,
+        store,
+        requested,
+        required,
+        ttl: opts.ttl,
+        tokens: RwLock::new(tokens),
+        primary_audience: audience.to_owned(),
+        renew_lock: tokio::sync::Mutex::new(()),
+        closed: AtomicBool::new(false),
+    });
+    let renewal = opts
+        .background_renewal
+        .then(|| tokio::spawn(renewal_loop(Arc::downgrade(&inner))));
+    Ok(Session { inner, renewal })
+}
+
+fn access_from(t: &TokenResponse, now: i64) -> Result<AccessToken> {
+    let scope = ScopeSet::parse(&t.scope)
+        .map_err(|_| Error::InvalidResponse("the token response has no valid scope".into()))?;
+    Ok(AccessToken {
+        token: Zeroizing::new(t.access_token.clone()),
+        issued_at: now,
+        expires_at: now.saturating_add(t.expires_in.max(1)),
+        scope,
+    })
+}
+
+/// Sleep until about three quarters of the shortest token lifetime (with
+/// ±10 % jitter), renew, repeat; back off on failure; stop with the session.
+async fn renewal_loop(weak: Weak<SessionInner>) {
+    let mut failures = 0u32;
+    loop {
+        let wait = {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = inner.calls.clock.now();
+            let due = inner.tokens.read().ok().and_then(|m| {
+                m.values()
+                    .map(|a| a.issued_at + (a.expires_at - a.issued_at) * 3 / 4)
+                    .min()
+            });
+            let secs = due.map_or(60, |d| (d - now).max(0));
+            let mut b = [0u8; 1];
+            let jitter = match inner.calls.rng.fill(&mut b) {
+                Ok(()) => secs as f64 * 0.1 * (f64::from(b[0]) / 127.5 - 1.0),
+                Err(_) => 0.0,
+            };
+            let base = Duration::from_secs_f64((secs as f64 + jitter).max(0.2));
+            if failures > 0 {
+                http::backoff(failures.min(5), inner.calls.rng.as_ref())
+            } else {
+                base
+            }
+        };
+        tokio::time::sleep(wait).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        match renew(&inner, false).await {
+            Ok(()) => failures = 0,
+            Err(Error::InvalidGrant(_)) => return,
+            Err(_) => failures += 1,
+        }
+    }
+}
+
+/// Exchange the grant again for every audience whose token is due (or all, if
+/// `force`), under the profile lock so that concurrent processes never spend
+/// each other's rotated refresh tokens.
+async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
+    let _one = inner.renew_lock.lock().await;
+    let now = inner.calls.clock.now();
+    let due: Vec<(String, String)> = {
+        let m = inner
+            .tokens
+            .read()
+            .map_err(|_| Error::Server("session state poisoned".into()))?;
+        m.iter()
+            .filter(|(_, a)| force || now >= a.issued_at + (a.expires_at - a.issued_at) * 3 / 4)
+            .map(|(aud, a)| (aud.clone(), a.scope.to_string()))
+            .collect()
+    };
+    if due.is_empty() {
+        return Ok(());
+    }
+    let store = inner.store.clone();
+    let profile = inner.profile.clone();
+    let _lock = tokio::task::spawn_blocking(move || store.lock(&profile))
+        .await
+        .map_err(|e| Error::Storage(format!("lock task failed: {e}")))??;
+    let agent = inner.calls.agent.clone();
+    let mut grant = inner
+        .store
+        .load(&inner.broker, &inner.profile, &agent)?
+        .ok_or_else(|| Error::InvalidGrant("the stored grant is gone".into()))?;
+    for (aud, _) in due {
+        let t = inner
+            .calls
+            .exchange(&grant.refresh_token, &inner.requested.to_string(), &aud, inner.ttl)
+            .await?;
+        if let Some(r) = &t.refresh_token {
+            grant.refresh_token = Zeroizing::new(r.clone());
+            inner.store.save(&inner.broker, &inner.profile, &agent, &grant)?;
+        }
+        let access = access_from(&t, inner.calls.clock.now())?;
+        if let Ok(mut m) = inner.tokens.write() {
+            m.insert(aud, access);
+        }
+    }
+    Ok(())
+}
+
+impl Session {
+    /// The scopes granted for the session's (first) audience.
+    pub fn scopes(&self) -> ScopeSet {
+        self.with_token(&self.inner.primary_audience, |a| a.scope.clone())
+            .unwrap_or_default()
+    }
+
+    /// When the current access token for the first audience expires.
+    pub fn expires_at(&self) -> i64 {
+        self.with_token(&self.inner.primary_audience, |a| a.expires_at)
+            .unwrap_or_default()
+    }
+
+    /// The agent's key thumbprint (what tokens are bound to).
+    pub fn thumbprint(&self) -> &str {
+        self.inner.calls.key.thumbprint()
+    }
+
+    /// The audiences this session holds tokens for.
+    pub fn audiences(&self) -> Vec<String> {
+        self.inner
+            .tokens
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn with_token<T>(&self, aud: &str, f: impl FnOnce(&AccessToken) -> T) -> Option<T> {
+        self.inner.tokens.read().ok()?.get(aud).map(f)
+    }
+
+    /// The audience a URL belongs to: the longest audience that prefixes it,
+    /// else the session's first audience.
+    fn audience_for(&self, url: &str) -> String {
+        let m = self.inner.tokens.read();
+        let best = m.ok().and_then(|m| {
+            m.keys()
+                .filter(|aud| url.starts_with(aud.as_str()))
+                .max_by_key(|aud| aud.len())
+                .cloned()
+        });
+        best.unwrap_or_else(|| self.inner.primary_audience.clone())
+    }
+
+    /// The headers for one request: `Authorization: DPoP <token>` and a fresh
+    /// `DPoP` proof bound to the token (`ath`), with the origin's nonce and the
+    /// reason when there is one.
+    pub fn headers(&self, method: &str, url: &str) -> Result<Vec<(String, String)>> {
+        self.headers_with_reason(method, url, None)
+    }
+
+    /// [`Session::headers`] with a per-request reason (overrides the session's).
+    pub fn headers_with_reason(
+        &self,
+        method: &str,
+        url: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::InvalidGrant("the session is closed".into()));
+        }
+        let aud = self.audience_for(url);
+        let token = self
+            .with_token(&aud, |a| a.token.clone())
+            .ok_or_else(|| Error::InvalidRequest(format!("no token for {aud}")))?;
+        let nonce = self.inner.calls.nonces.get(url);
+        let proof = create_proof(
+            &self.inner.calls.key,
+            &ProofInput {
+                method,
+                url,
+                access_token: Some(&token),
+                nonce: nonce.as_deref(),
+                reason: reason.or(self.inner.calls.reason.as_deref()),
+            },
+            self.inner.calls.clock.now(),
+            self.inner.calls.rng.as_ref(),
+        )?;
+        Ok(vec![
+            ("Authorization".to_owned(), format!("DPoP {}", token.as_str())),
+            ("DPoP".to_owned(), proof),
+        ])
+    }
+
+    /// Send a request with DPoP headers. Answers a `use_dpop_nonce` challenge
+    /// (caching the nonce per origin) and an expired-token 401 with one
+    /// transparent retry each.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+        reason: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let http = http::client()?;
+        let m = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::InvalidRequest(format!("bad HTTP method {method:?}")))?;
+        let mut renewed = false;
+        let mut nonce_retried = false;
+        loop {
+            let mut req = http.request(m.clone(), url);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            for (k, v) in self.headers_with_reason(method, url, reason)? {
+                req = req.header(k, v);
+            }
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await.map_err(|e| http::unreachable(url, &e))?;
+            self.inner.calls.nonces.remember(url, resp.headers());
+            if resp.status().as_u16() != 401 {
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            if challenge.contains("use_dpop_nonce") && !nonce_retried {
+                nonce_retried = true;
+                continue;
+            }
+            if challenge.contains("invalid_token") && !renewed {
+                renewed = true;
+                renew(&self.inner, true).await?;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Renew every access token now.
+    pub async fn renew(&self) -> Result<()> {
+        renew(&self.inner, true).await
+    }
+
+    /// Get a token for another audience too (one access token per audience).
+    pub async fn add_audience(&self, audience: &str) -> Result<ScopeSet> {
+        let store = self.inner.store.clone();
+        let profile = self.inner.profile.clone();
+        let _lock = tokio::task::spawn_blocking(move || store.lock(&profile))
+            .await
+            .map_err(|e| Error::Storage(format!("lock task failed: {e}")))??;
+        let inner = &self.inner;
+        let agent = inner.calls.agent.clone();
+        let mut grant = inner
+            .store
+            .load(&inner.broker, &inner.profile, &agent)?
+            .ok_or_else(|| Error::InvalidGrant("the stored grant is gone".into()))?;
+        let t = inner
+            .calls
+            .exchange(&grant.refresh_token, &inner.requested.to_string(), audience, inner.ttl)
+            .await?;
+        if let Some(r) = &t.refresh_token {
+            grant.refresh_token = Zeroizing::new(r.clone());
+            inner.store.save(&inner.broker, &inner.profile, &agent, &grant)?;
+        }
+        let access = access_from(&t, inner.calls.clock.now())?;
+        if !access.scope.covers_all(&inner.required) {
+            return Err(Error::ScopeNotGranted {
+                missing: access.scope.missing(&inner.required).to_string(),
+                granted: access.scope.to_string(),
+            });
+        }
+        let scope = access.scope.clone();
+        if let Ok(mut m) = inner.tokens.write() {
+            m.insert(audience.to_owned(), access);
+        }
+        Ok(scope)
+    }
+
+    /// Revoke the session's access tokens (and the grant too when
+    /// `revoke_grant`), then stop renewing. Bounded in time; retries on 503.
+    pub async fn close(&self, revoke_grant: bool) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some(h) = &self.renewal {
+            h.abort();
+        }
+        close_inner(&self.inner, revoke_grant).await
+    }
+
+    /// Whether [`Session::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+}
+
+async fn close_inner(inner: &Arc<SessionInner>, revoke_grant: bool) -> Result<()> {
+    let tokens: Vec<Zeroizing<String>> = inner
+        .tokens
+        .write()
+        .map(|mut m| m.drain().map(|(_, a)| a.token).collect())
+        .unwrap_or_default();
+    let mut first_err = None;
+    for t in tokens {
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            inner.calls.revoke(&t, "access_token"),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Error::BrokerUnavailable("revocation timed out".into())));
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if revoke_grant {
+        let agent = inner.calls.agent.clone();
+        if let Some(g) = inner.store.load(&inner.broker, &inner.profile, &agent)? {
+            if let Err(e) = inner.calls.revoke(&g.refresh_token, "refresh_token").await {
+                first_err.get_or_insert(e);
+            }
+            inner.store.remove(&inner.broker, &inner.profile, &agent)?;
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(h) = &self.renewal {
+            h.abort();
+        }
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Best effort: revoke on the current runtime if there is one.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            handle.spawn(async move {
+                let _ = close_inner(&inner, false).await;
+            });
+        }
+    }
+}

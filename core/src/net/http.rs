@@ -1,0 +1,152 @@
+//! HTTP plumbing shared by the client and the verifier.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock::Random;
+use crate::error::{Error, Result};
+use crate::wire::{ErrorBody, ServerMetadata};
+
+/// Timeout for connecting to the broker or an API.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout for one whole request.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest response body read from the broker.
+pub(crate) const MAX_BODY: usize = 1 << 20;
+
+/// The process-wide HTTP client (connection pool shared by every session).
+pub(crate) fn client() -> Result<reqwest::Client> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
+    }
+    let c = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("protonpass-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::BrokerUnavailable(format!("cannot build the HTTP client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| c).clone())
+}
+
+pub(crate) fn unreachable(what: &str, e: &reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection refused or unreachable"
+    } else {
+        "request failed"
+    };
+    Error::BrokerUnavailable(format!(
+        "{what}: {kind}; check that the broker is running and PROTONPASS_BROKER_URL is right"
+    ))
+}
+
+/// Read a response body with a size cap.
+pub(crate) async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(Error::InvalidResponse("response body too large".into()));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| unreachable("reading the response", &e))?;
+    if bytes.len() > MAX_BODY {
+        return Err(Error::InvalidResponse("response body too large".into()));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// Turn an error response into the typed error its body names.
+pub(crate) fn error_from_body(status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => Error::from_wire(&b.error, b.error_description.as_deref()),
+        Err(_) if status == 503 => Error::TemporarilyUnavailable("the broker is unavailable".into()),
+        Err(_) if status >= 500 => Error::BrokerUnavailable(format!("the broker answered {status}")),
+        Err(_) => Error::InvalidResponse(format!("HTTP {status} without an OAuth error body")),
+    }
+}
+
+/// Backoff before retry `attempt` (0-based): 200 ms doubling, capped at 3 s,
+/// with up to 50 % random jitter so that many clients do not retry in step.
+pub(crate) fn backoff(attempt: u32, rng: &dyn Random) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(4)).min(3000);
+    let mut b = [0u8; 2];
+    let jitter = match rng.fill(&mut b) {
+        Ok(()) => u64::from(u16::from_le_bytes(b)) % (base / 2 + 1),
+        Err(_) => 0,
+    };
+    Duration::from_millis(base + jitter)
+}
+
+/// GET a JSON document, retrying transient failures (idempotent).
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, rng: &dyn Random) -> Result<T> {
+    let http = client()?;
+    let mut last = Error::BrokerUnavailable(format!("{url}: no attempt made"));
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt - 1, rng)).await;
+        }
+        match http.get(url).send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = read_body(resp).await?;
+                if status == 200 {
+                    return serde_json::from_slice(&body)
+                        .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")));
+                }
+                last = error_from_body(status, &body);
+                if status < 500 {
+                    return Err(last);
+                }
+            }
+            Err(e) => last = unreachable(url, &e),
+        }
+    }
+    Err(last)
+}
+
+/// Fetch (once per process and broker URL) the broker's RFC 8414 metadata.
+pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<ServerMetadata>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = broker.trim_end_matches('/').to_owned();
+    if let Some(m) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(m);
+    }
+    let url = format!("{key}/.well-known/oauth-authorization-server");
+    let meta: ServerMetadata = get_json(&url, rng).await?;
+    let meta = Arc::new(meta);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, meta.clone());
+    }
+    Ok(meta)
+}
+
+/// The origin (`scheme://host:port`) of a URL, for per-origin nonce caches.
+pub(crate) fn origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Server-provided DPoP nonces, remembered per origin.
+#[derive(Debug, Default)]
+pub(crate) struct NonceCache(Mutex<HashMap<String, String>>);
+
+impl NonceCache {
+    pub(crate) fn get(&self, url: &str) -> Option<String> {
+        self.0.lock().ok()?.get(&origin(url)).cloned()
+    }
+    pub(crate) fn remember(&self, url: &str, resp_headers: &reqwest::header::HeaderMap) {
+        if let Some(n) = resp_headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+            if let Ok(mut m) = self.0.lock() {
+                m.insert(origin(url), n.to_owned());
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The network side (feature `net`): the agent client
+//! ([`authenticate_with_proton`]) and the resource-server [`Verifier`].
+//!
+//! One HTTP stack (reqwest with rustls, no OpenSSL), timeouts on every call,
+//! retries with backoff and jitter for idempotent calls only, and typed errors
+//! that say what to do.
+
+mod client;
+mod http;
+mod store;
+mod verifier;
+
+pub use client::{
+    AuthOptions, DevicePrompt, PromptFn, Session, authenticate_with_proton, stderr_prompt,
+};
+pub use http::discover;
+pub use store::{GrantStore, StoreKind, StoredGrant};
+pub use verifier::{Identity, Rejection, StalePolicy, Verifier, VerifierOptions};

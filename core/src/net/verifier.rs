@@ -1,0 +1,718 @@
+//! The resource-server side: verify DPoP-bound requests against the broker's
+//! keys, with a replay cache, a cache of verified tokens, and revocations
+//! learned from the broker's feed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::http;
+use crate::clock::{Clock, OsRandom, Random, SystemClock};
+use crate::dpop::{ProofCheck, ProofOptions, ProofVerifier, VerifiedProof};
+use crate::error::{Error, Reason, Result};
+use crate::request::{dpop_token, status_for, www_authenticate};
+use crate::scope::ScopeSet;
+use crate::token::{AccessTokenClaims, KeySet, TokenValidation, verify_access_token};
+use crate::wire::{IntrospectionResponse, RevocationEvent, RevocationFeed, ServerMetadata, UsageEvent, UsageReport};
+
+/// What to do when the revocation feed has been unreachable for longer than
+/// [`VerifierOptions::max_staleness`].
+#[derive(Clone)]
+pub enum StalePolicy {
+    /// Refuse every request with 503 until the feed is back (the default).
+    FailClosed,
+    /// Ask the broker's introspection endpoint about each token.
+    Introspect {
+        /// The resource server's client id (`resource add`).
+        client_id: String,
+        /// Its secret.
+        client_secret: Zeroizing<String>,
+    },
+}
+
+impl fmt::Debug for StalePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StalePolicy::FailClosed => f.write_str("FailClosed"),
+            StalePolicy::Introspect { client_id, .. } => {
+                write!(f, "Introspect {{ client_id: {client_id:?}, client_secret: <redacted> }}")
+            }
+        }
+    }
+}
+
+/// Settings of a [`Verifier`].
+#[derive(Clone)]
+pub struct VerifierOptions {
+    /// The broker's issuer URL (compared verbatim with `iss`).
+    pub issuer: String,
+    /// This API's audience.
+    pub audience: String,
+    /// Require server-provided DPoP nonces (off by default).
+    pub require_nonce: bool,
+    /// Follow the revocation feed (on by default).
+    pub follow_feed: bool,
+    /// How long the feed may be unreachable before [`StalePolicy`] applies.
+    pub max_staleness: Duration,
+    /// What to do when it is stale.
+    pub stale_policy: StalePolicy,
+    /// Proof checks (iat window, sizes, ES256).
+    pub proof: ProofOptions,
+    /// Replay cache capacity.
+    pub replay_capacity: usize,
+    /// Report each use to the broker (`POST /audit/usage`) with these
+    /// credentials (client id, secret).
+    pub usage_reports: Option<(String, Zeroizing<String>)>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness (nonces).
+    pub rng: Arc<dyn Random>,
+}
+
+impl fmt::Debug for VerifierOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierOptions")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("require_nonce", &self.require_nonce)
+            .field("follow_feed", &self.follow_feed)
+            .field("max_staleness", &self.max_staleness)
+            .field("stale_policy", &self.stale_policy)
+            .finish()
+    }
+}
+
+impl VerifierOptions {
+    /// Defaults for `issuer` and `audience`.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        VerifierOptions {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            require_nonce: false,
+            follow_feed: true,
+            max_staleness: Duration::from_secs(60),
+            stale_policy: StalePolicy::FailClosed,
+            proof: ProofOptions::default(),
+            replay_capacity: 1 << 18,
+            usage_reports: None,
+            clock: Arc::new(SystemClock),
+            rng: Arc::new(OsRandom),
+        }
+    }
+}
+
+/// Who is calling: what a verified request tells the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The owner the agent acts for (`sub`).
+    pub owner: String,
+    /// The agent (`client_id`).
+    pub agent: String,
+    /// The token's scopes.
+    pub scopes: ScopeSet,
+    /// The token id (`jti`).
+    pub token_id: String,
+    /// The grant id (`gid`).
+    pub grant_id: String,
+    /// The agent's stated reason for this request, signed in its proof.
+    pub reason: Option<String>,
+    /// The agent key's thumbprint.
+    pub jkt: String,
+    /// When the token expires.
+    pub expires_at: i64,
+}
+
+impl Identity {
+    /// Does the token allow `scope`? `Err` is a 403 rejection.
+    pub fn require(&self, scope: &str) -> std::result::Result<(), Rejection> {
+        self.scopes
+            .require(scope)
+            .map_err(|e| Rejection::new(e, Some(scope), None))
+    }
+
+    /// Does the token allow `resource_action` for `amount`?
+    pub fn require_amount(
+        &self,
+        resource_action: &str,
+        amount: rust_decimal::Decimal,
+    ) -> std::result::Result<(), Rejection> {
+        self.scopes
+            .require_amount(resource_action, amount)
+            .map_err(|e| Rejection::new(e, Some(resource_action), None))
+    }
+}
+
+/// A refused request: the error, the status, and the headers to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The typed error (`.code()` is the wire code).
+    pub error: Error,
+    /// 401, 403, 400 or 503.
+    pub status: u16,
+    /// The exact `WWW-Authenticate` value (RFC 6750 / RFC 9449 section 7.1).
+    pub www_authenticate: Option<String>,
+    /// A fresh `DPoP-Nonce` to send, when the error asks for one.
+    pub dpop_nonce: Option<String>,
+}
+
+impl Rejection {
+    fn new(error: Error, scope: Option<&str>, dpop_nonce: Option<String>) -> Self {
+        Rejection {
+            status: status_for(&error),
+            www_authenticate: www_authenticate(&error, scope),
+            error,
+            dpop_nonce,
+        }
+    }
+
+    /// The RFC 6749-style JSON body to send.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": self.error.code(),
+            "error_description": self.error.to_string(),
+        })
+        .to_string()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.error, self.status)
+    }
+}
+
+/// Revoked token and grant ids until their expiry, stored as 16-byte digests
+/// so that each entry costs the same few dozen bytes whatever the id.
+#[derive(Default)]
+struct Revoked(RwLock<HashMap<[u8; 16], i64>>);
+
+fn rev_key(kind: u8, id: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update([kind]);
+    h.update(id.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+impl Revoked {
+    fn add(&self, e: &RevocationEvent) {
+        let Ok(mut m) = self.0.write() else { return };
+        if let Some(j) = &e.jti {
+            m.insert(rev_key(b'j', j), e.exp);
+        }
+        if let Some(g) = &e.gid {
+            m.insert(rev_key(b'g', g), e.exp);
+        }
+    }
+    fn is_revoked(&self, jti: &str, gid: &str) -> bool {
+        let Ok(m) = self.0.read() else { return true };
+        m.contains_key(&rev_key(b'j', jti)) || m.contains_key(&rev_key(b'g', gid))
+    }
+    fn purge(&self, now: i64) {
+        if let Ok(mut m) = self.0.write() {
+            m.retain(|_, exp| *exp > now);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.read().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+const TOKEN_CACHE_MAX: usize = 4096;
+
+struct Inner {
+    opts: VerifierOptions,
+    meta: Arc<ServerMetadata>,
+    validation: TokenValidation,
+    keys: RwLock<KeySet>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+    proofs: ProofVerifier,
+    revoked: Revoked,
+    token_cache: RwLock<HashMap<[u8; 32], Arc<AccessTokenClaims>>>,
+    feed_seq: AtomicI64,
+    feed_contact: Mutex<Instant>,
+    feed_connected: AtomicBool,
+    nonce_secret: [u8; 32],
+    usage: Mutex<Vec<UsageEvent>>,
+    stop: AtomicBool,
+}
+
+/// Verifies DPoP-bound requests for one API (audience).
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.opts.issuer)
+            .field("audience", &self.inner.opts.audience)
+            .field("revoked", &self.inner.revoked.len())
+            .field("feed_seq", &self.inner.feed_seq.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn header_values<'a, K: AsRef<str>, V: AsRef<str>>(
+    headers: &'a [(K, V)],
+    name: &str,
+) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+        .collect()
+}
+
+impl Verifier {
+    /// Discover the broker, fetch its keys and the current revocations, and
+    /// start following the feed. Must run inside a tokio runtime.
+    pub async fn new(opts: VerifierOptions) -> Result<Self> {
+        let meta = http::discover(&opts.issuer, opts.rng.as_ref()).await?;
+        if meta.issuer != opts.issuer.trim_end_matches('/') && meta.issuer != opts.issuer {
+            return Err(Error::InvalidResponse(format!(
+                "the broker says its issuer is {:?}, not {:?}",
+                meta.issuer, opts.issuer
+            )));
+        }
+        let mut nonce_secret = [0u8; 32];
+        opts.rng.fill(&mut nonce_secret)?;
+        let validation = TokenValidation::new(meta.issuer.clone(), opts.audience.clone());
+        let inner = Arc::new(Inner {
+            proofs: ProofVerifier::new(opts.proof.clone(), opts.replay_capacity),
+            validation,
+            keys: RwLock::new(KeySet::default()),
+            last_jwks_fetch: Mutex::new(None),
+            revoked: Revoked::default(),
+            token_cache: RwLock::new(HashMap::new()),
+            feed_seq: AtomicI64::new(0),
+            feed_contact: Mutex::new(Instant::now()),
+            feed_connected: AtomicBool::new(false),
+            nonce_secret,
+            usage: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            meta,
+            opts,
+        });
+        fetch_jwks(&inner).await?;
+        if inner.opts.follow_feed {
+            poll_feed(&inner).await?;
+            tokio::spawn(feed_loop(Arc::downgrade(&inner)));
+        }
+        if inner.opts.usage_reports.is_some() {
+            tokio::spawn(usage_loop(Arc::downgrade(&inner)));
+        }
+        Ok(Verifier { inner })
+    }
+
+    /// Verify one request: `method`, the full `url` as the client addressed it,
+    /// and its headers (names case-insensitive). Returns who is calling, or the
+    /// rejection to answer with.
+    pub async fn verify<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(K, V)],
+    ) -> std::result::Result<Identity, Rejection> {
+        let r = self.verify_inner(method, url, headers).await;
+        if self.inner.opts.usage_reports.is_some() {
+            self.record_use(method, url, &r);
+        }
+        r
+    }
+
+    async fn verify_inner<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(K, V)],
+    ) -> std::result::Result<Identity, Rejection> {
+        let inner = &self.inner;
+        let reject = |e: Error| Rejection::new(e, None, None);
+        let authz = header_values(headers, "authorization");
+        let dpop = header_values(headers, "dpop");
+        let token = dpop_token(&authz).map_err(reject)?;
+        let now = inner.opts.clock.now();
+        let claims = match self.cached_claims(token, now) {
+            Some(c) => c,
+            None => {
+                if let Some(kid) = crate::token::peek_kid(token) {
+                    let known = inner.keys.read().map(|k| k.contains(&kid)).unwrap_or(false);
+                    if !known {
+                        // Rate-limited inside: at most one JWKS fetch per 10 s.
+                        let _ = fetch_jwks(inner).await;
+                    }
+                }
+                let claims = {
+                    let keys = inner
+                        .keys
+                        .read()
+                        .map_err(|_| reject(Error::Server("key set poisoned".into())))?;
+                    verify_access_token(token, &keys, &inner.validation, now).map_err(reject)?
+                };
+                let claims = Arc::new(claims);
+                self.cache_claims(token, claims.clone(), now);
+                claims
+            }
+        };
+        let nonce_ok = |n: &str| self.nonce_valid(n, now);
+        let check = ProofCheck {
+            method,
+            url,
+            access_token: Some(token),
+            expected_jkt: Some(&claims.jkt),
+            nonce: if inner.opts.require_nonce {
+                Some(&nonce_ok)
+            } else {
+                None
+            },
+        };
+        let proof: VerifiedProof = inner.proofs.verify(&dpop, &check, now).map_err(|e| {
+            let nonce = matches!(e, Error::UseDpopNonce).then(|| self.issue_nonce(now));
+            Rejection::new(e, None, nonce)
+        })?;
+        if inner.revoked.is_revoked(&claims.jti, &claims.gid) {
+            return Err(reject(Error::token(
+                Reason::Revoked,
+                "the token or its grant was revoked by the owner",
+            )));
+        }
+        if inner.opts.follow_feed && self.feed_stale() {
+            match &inner.opts.stale_policy {
+                StalePolicy::FailClosed => {
+                    return Err(reject(Error::TemporarilyUnavailable(
+                        "cannot confirm the token is not revoked: the broker's revocation feed is unreachable".into(),
+                    )));
+                }
+                StalePolicy::Introspect {
+                    client_id,
+                    client_secret,
+                } => {
+                    if !introspect(inner, token, client_id, client_secret).await.map_err(reject)? {
+                        return Err(reject(Error::token(
+                            Reason::Revoked,
+                            "the broker says the token is not active",
+                        )));
+                    }
+                }
+            }
+        }
+        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
+            reject(Error::token(Reason::MissingClaim, "the token's scope is malformed"))
+        })?;
+        Ok(Identity {
+            owner: claims.sub.clone(),
+            agent: claims.client_id.clone(),
+            scopes,
+            token_id: claims.jti.clone(),
+            grant_id: claims.gid.clone(),
+            reason: proof.reason,
+            jkt: claims.jkt.clone(),
+            expires_at: claims.exp,
+        })
+    }
+
+    fn cached_claims(&self, token: &str, now: i64) -> Option<Arc<AccessTokenClaims>> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let c = self.inner.token_cache.read().ok()?.get(&key).cloned()?;
+        (now < c.exp.saturating_add(self.inner.validation.leeway)).then_some(c)
+    }
+
+    fn cache_claims(&self, token: &str, claims: Arc<AccessTokenClaims>, now: i64) {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Ok(mut m) = self.inner.token_cache.write() {
+            if m.len() >= TOKEN_CACHE_MAX {
+                m.retain(|_, c| now < c.exp);
+                if m.len() >= TOKEN_CACHE_MAX {
+                    m.clear();
+                }
+            }
+            m.insert(key, claims);
+        }
+    }
+
+    fn nonce_for_bucket(&self, bucket: i64) -> String {
+        let mut h = Sha256::new();
+        h.update(self.inner.nonce_secret);
+        h.update(bucket.to_be_bytes());
+        let d = h.finalize();
+        format!("{bucket:x}.{}", crate::b64::encode(&d[..16]))
+    }
+
+    /// A fresh server nonce (valid for 60 to 120 seconds).
+    pub fn issue_nonce(&self, now: i64) -> String {
+        self.nonce_for_bucket(now.div_euclid(60))
+    }
+
+    fn nonce_valid(&self, nonce: &str, now: i64) -> bool {
+        use subtle::ConstantTimeEq;
+        let b = now.div_euclid(60);
+        [b, b - 1].iter().any(|bucket| {
+            bool::from(self.nonce_for_bucket(*bucket).as_bytes().ct_eq(nonce.as_bytes()))
+        })
+    }
+
+    fn feed_stale(&self) -> bool {
+        self.inner
+            .feed_contact
+            .lock()
+            .map(|t| t.elapsed() > self.inner.opts.max_staleness)
+            .unwrap_or(true)
+    }
+
+    /// The last feed position seen and whether the stream is connected.
+    pub fn feed_status(&self) -> (i64, bool) {
+        (
+            self.inner.feed_seq.load(Ordering::SeqCst),
+            self.inner.feed_connected.load(Ordering::SeqCst),
+        )
+    }
+
+    /// How many revoked ids are held.
+    pub fn revoked_count(&self) -> usize {
+        self.inner.revoked.len()
+    }
+
+    /// Stop the background tasks (also happens when the last clone is dropped).
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn record_use(&self, method: &str, url: &str, r: &std::result::Result<Identity, Rejection>) {
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let (jti, decision, reason) = match r {
+            Ok(id) => (id.token_id.clone(), "allow", id.reason.clone()),
+            Err(rej) => (String::new(), "deny", Some(rej.error.code().to_owned())),
+        };
+        if jti.is_empty() {
+            return;
+        }
+        if let Ok(mut u) = self.inner.usage.lock() {
+            if u.len() < 10_000 {
+                u.push(UsageEvent {
+                    jti,
+                    method: method.to_owned(),
+                    path,
+                    decision: decision.to_owned(),
+                    reason,
+                    at: Some(self.inner.opts.clock.now()),
+                });
+            }
+        }
+    }
+}
+
+async fn fetch_jwks(inner: &Arc<Inner>) -> Result<()> {
+    {
+        let mut last = inner
+            .last_jwks_fetch
+            .lock()
+            .map_err(|_| Error::Server("poisoned".into()))?;
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+    }
+    let http = http::client()?;
+    let resp = http
+        .get(&inner.meta.jwks_uri)
+        .send()
+        .await
+        .map_err(|e| http::unreachable("fetching the JWKS", &e))?;
+    let status = resp.status().as_u16();
+    let body = http::read_body(resp).await?;
+    if status != 200 {
+        return Err(http::error_from_body(status, &body));
+    }
+    let text = String::from_utf8(body).map_err(|_| Error::InvalidResponse("JWKS not UTF-8".into()))?;
+    let set = KeySet::from_jwks_json(&text)?;
+    if let Ok(mut k) = inner.keys.write() {
+        *k = set;
+    }
+    Ok(())
+}
+
+fn feed_url(inner: &Inner) -> String {
+    inner.meta.revocation_feed_endpoint.clone()
+}
+
+fn mark_contact(inner: &Inner) {
+    if let Ok(mut t) = inner.feed_contact.lock() {
+        *t = Instant::now();
+    }
+}
+
+fn apply(inner: &Inner, e: &RevocationEvent) {
+    inner.revoked.add(e);
+    inner.feed_seq.fetch_max(e.seq, Ordering::SeqCst);
+}
+
+/// One page-by-page catch-up through `GET /revocations?after=SEQ`.
+async fn poll_feed(inner: &Arc<Inner>) -> Result<()> {
+    let http = http::client()?;
+    loop {
+        let after = inner.feed_seq.load(Ordering::SeqCst);
+        let url = format!("{}?after={after}", feed_url(inner));
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| http::unreachable("reading the revocation feed", &e))?;
+        let status = resp.status().as_u16();
+        let body = http::read_body(resp).await?;
+        if status != 200 {
+            return Err(http::error_from_body(status, &body));
+        }
+        let page: RevocationFeed = serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidResponse(format!("revocation feed: {e}")))?;
+        mark_contact(inner);
+        let empty = page.revocations.is_empty();
+        for e in &page.revocations {
+            apply(inner, e);
+        }
+        if empty || page.next <= after {
+            return Ok(());
+        }
+    }
+}
+
+/// Follow the SSE stream, resuming from the last sequence number; between
+/// connection attempts, catch up by polling. Ends with the verifier.
+async fn feed_loop(weak: Weak<Inner>) {
+    let mut failures = 0u32;
+    let mut last_purge = Instant::now();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream_url = inner
+            .meta
+            .revocation_stream_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("{}/stream", feed_url(&inner)));
+        let after = inner.feed_seq.load(Ordering::SeqCst);
+        let connected = follow_stream(&inner, &stream_url, after, &weak).await;
+        inner.feed_connected.store(false, Ordering::SeqCst);
+        if connected {
+            failures = 0;
+        } else {
+            failures = failures.saturating_add(1);
+        }
+        let _ = poll_feed(&inner).await;
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            inner.revoked.purge(inner.opts.clock.now());
+            last_purge = Instant::now();
+        }
+        let wait = if failures == 0 {
+            Duration::from_millis(100)
+        } else {
+            http::backoff(failures.min(4), inner.opts.rng.as_ref())
+        };
+        drop(inner);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Returns whether the stream was connected at all.
+async fn follow_stream(inner: &Arc<Inner>, url: &str, after: i64, weak: &Weak<Inner>) -> bool {
+    let Ok(http) = http::client() else { return false };
+    // A stream has no overall timeout: liveness comes from the server's
+    // keep-alive comments, checked by the staleness window.
+    let resp = http
+        .get(format!("{url}?after={after}"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", after.to_string())
+        .timeout(Duration::from_secs(365 * 24 * 3600))
+        .send()
+        .await;
+    let Ok(resp) = resp else { return false };
+    if resp.status().as_u16() != 200 {
+        return false;
+    }
+    inner.feed_connected.store(true, Ordering::SeqCst);
+    mark_contact(inner);
+    let contact = Arc::downgrade(inner);
+    let bytes = resp.bytes_stream().map(move |chunk| {
+        // Any bytes, keep-alive comments included, prove the feed is alive.
+        if let Some(i) = contact.upgrade() {
+            mark_contact(&i);
+        }
+        chunk
+    });
+    let mut events = eventsource_stream::EventStream::new(bytes);
+    let idle = inner.opts.max_staleness;
+    loop {
+        let next = tokio::time::timeout(idle, events.next()).await;
+        let Ok(Some(Ok(ev))) = next else { return true };
+        if weak.strong_count() == 0 || inner.stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        if ev.data.is_empty() {
+            continue;
+        }
+        if let Ok(e) = serde_json::from_str::<RevocationEvent>(&ev.data) {
+            apply(inner, &e);
+        }
+    }
+}
+
+async fn introspect(inner: &Arc<Inner>, token: &str, id: &str, secret: &str) -> Result<bool> {
+    let http = http::client()?;
+    let resp = http
+        .post(&inner.meta.introspection_endpoint)
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .map_err(|e| http::unreachable("introspecting the token", &e))?;
+    let status = resp.status().as_u16();
+    let body = http::read_body(resp).await?;
+    if status != 200 {
+        return Err(http::error_from_body(status, &body));
+    }
+    let r: IntrospectionResponse = serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidResponse(format!("introspection: {e}")))?;
+    Ok(r.active)
+}
+
+async fn usage_loop(weak: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let batch: Vec<UsageEvent> = match inner.usage.lock() {
+            Ok(mut u) => std::mem::take(&mut *u),
+            Err(_) => continue,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let (Some((id, secret)), Some(endpoint)) =
+            (&inner.opts.usage_reports, inner.meta.usage_endpoint.as_deref())
+        else {
+            continue;
+        };
+        if let Ok(http) = http::client() {
+            let _ = http
+                .post(endpoint)
+                .basic_auth(id, Some(secret.as_str()))
+                .json(&UsageReport { uses: batch })
+                .send()
+                .await;
+        }
+    }
+}
