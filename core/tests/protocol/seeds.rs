@@ -122,3 +122,55 @@ fn write_fuzz_seeds() {
         write("scope_parse", name, text.as_bytes());
     }
 }
+
+/// The committed seeds still pass the checks the fuzz targets run, so that
+/// fuzzing starts from inputs that reach the end of verification.
+#[test]
+fn committed_fuzz_seeds_still_verify() {
+    use protonpass_agent::{
+        KeySet, ProofCheck, ProofOptions, TokenValidation, verify_access_token, verify_proof,
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let read = |target: &str, name: &str| {
+        std::fs::read_to_string(dir.join(target).join(name))
+            .unwrap_or_else(|e| panic!("fuzz seed {target}/{name}: {e}"))
+    };
+    let opts = ProofOptions::default();
+    let plain = ProofCheck {
+        method: "POST",
+        url: URL,
+        ..Default::default()
+    };
+    for name in ["plain", "with_ath", "with_nonce_reason", "alg_ed25519"] {
+        verify_proof(&read("proof_verify", name), &plain, &opts, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let me = agent();
+    let accepts = |n: &str| n == "server-nonce";
+    let bound = ProofCheck {
+        access_token: Some(FUZZ_TOKEN),
+        expected_jkt: Some(me.thumbprint()),
+        ..plain
+    };
+    verify_proof(&read("proof_verify", "with_ath"), &bound, &opts, NOW).unwrap();
+    let with_nonce = ProofCheck {
+        nonce: Some(&accepts),
+        ..plain
+    };
+    verify_proof(
+        &read("proof_verify", "with_nonce_reason"),
+        &with_nonce,
+        &opts,
+        NOW,
+    )
+    .unwrap();
+
+    let mut keys = KeySet::default();
+    keys.insert(KID, &broker_key().public_jwk()).unwrap();
+    let v = TokenValidation::new(ISSUER, AUDIENCE);
+    for name in ["valid", "aud_list"] {
+        verify_access_token(&read("token_verify", name), &keys, &v, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(verify_access_token(&read("token_verify", "expired"), &keys, &v, NOW).is_err());
+}
