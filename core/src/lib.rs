@@ -50,7 +50,7 @@ pub mod wire;
 pub mod net;
 #[cfg(feature = "net")]
 pub use net::{
-    AuthOptions, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session, StalePolicy,
+    AuthOptions, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session, StalePolicy,
     StoreKind, StoredGrant, Verifier, VerifierOptions, authenticate_with_proton,
 };
 

@@ -1,0 +1,250 @@
+//! Settings: command line, then `PROTONPASS_BROKER_*` environment variables,
+//! then a TOML file (`--config`, or `broker.toml` in the data directory), then
+//! defaults. Every command reads the same settings, so a script on the broker's
+//! machine needs only `--data` (or nothing, in the default place).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use protonpass_agent::Error;
+use serde::Deserialize;
+
+/// Longest grant, and longest access token, in seconds (30 days).
+pub const MAX_TTL: i64 = 30 * 24 * 3600;
+/// Shortest grant, in seconds (1 hour).
+pub const MIN_GRANT_TTL: i64 = 3600;
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Settings {
+    /// Data directory (database, signing keys).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_DATA")]
+    pub data: Option<PathBuf>,
+    /// TOML configuration file (default: broker.toml in the data directory, if present).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The owner (tenant) a command acts for.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_OWNER")]
+    pub owner: Option<String>,
+    /// Listen address (`serve`), e.g. 127.0.0.1:8080; port 0 picks a free port.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_ADDR")]
+    pub addr: Option<String>,
+    /// The issuer URL (default http://ADDR); DPoP `htu` is checked against it.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_ISSUER")]
+    pub issuer: Option<String>,
+    /// Access token lifetime (e.g. 1h, 15m, 3600).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_ACCESS_TTL")]
+    pub access_ttl: Option<String>,
+    /// Require server nonces in DPoP proofs at the token endpoint (true/false).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_DPOP_NONCE")]
+    pub dpop_nonce: Option<bool>,
+    /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated).
+    #[arg(
+        long = "trusted-proxy",
+        global = true,
+        env = "PROTONPASS_BROKER_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Lifetime of device codes (e.g. 10m).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_TTL")]
+    pub device_ttl: Option<String>,
+    /// Device polling interval in seconds (0 disables slow_down; for tests).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_INTERVAL")]
+    pub device_interval: Option<i64>,
+    /// Most device requests pending at once (1 to 5; see README).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING")]
+    pub device_max_pending: Option<i64>,
+    /// Lifetime of enrollment codes (e.g. 15m).
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_ENROLLMENT_TTL")]
+    pub enrollment_ttl: Option<String>,
+    /// Seconds a DPoP proof's iat may lie in the past or future.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_PROOF_WINDOW")]
+    pub proof_window: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    owner: Option<String>,
+    addr: Option<String>,
+    issuer: Option<String>,
+    access_ttl: Option<String>,
+    dpop_nonce: Option<bool>,
+    #[serde(default)]
+    trusted_proxies: Vec<IpAddr>,
+    device_ttl: Option<String>,
+    device_interval: Option<i64>,
+    device_max_pending: Option<i64>,
+    enrollment_ttl: Option<String>,
+    proof_window: Option<i64>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data: PathBuf,
+    /// Owner the CLI acts for.
+    pub owner: String,
+    /// Listen address.
+    pub addr: String,
+    /// Configured issuer, if any (else derived from the bound address).
+    pub issuer: Option<String>,
+    /// Access token lifetime, seconds.
+    pub access_ttl: i64,
+    /// Nonces required at the token endpoint.
+    pub dpop_nonce: bool,
+    /// Trusted reverse proxies.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Device code lifetime, seconds.
+    pub device_ttl: i64,
+    /// Device polling interval, seconds.
+    pub device_interval: i64,
+    /// Most pending device requests.
+    pub device_max_pending: i64,
+    /// Enrollment code lifetime, seconds.
+    pub enrollment_ttl: i64,
+    /// DPoP proof iat window, seconds.
+    pub proof_window: i64,
+}
+
+/// Parse a duration: `90`, `90s`, `15m`, `1h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<i64, Error> {
+    let s = s.trim();
+    let bad = || {
+        Error::InvalidRequest(format!(
+            "not a duration: {s:?} (use e.g. 90s, 15m, 1h, 30d)"
+        ))
+    };
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).filter(|v| *v >= 0).ok_or_else(bad)
+}
+
+/// Owner names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters.
+pub fn valid_owner(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}
+
+impl Config {
+    /// Resolve settings from the command line/environment and the config file.
+    pub fn resolve(s: &Settings) -> Result<Config, Error> {
+        let read_file = |p: &PathBuf| -> Result<FileConfig, Error> {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::InvalidRequest(format!("cannot read {}: {e}", p.display())))?;
+            toml::from_str(&text)
+                .map_err(|e| Error::InvalidRequest(format!("bad config {}: {e}", p.display())))
+        };
+        let mut file = match &s.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let data = s
+            .data
+            .clone()
+            .or_else(|| file.data.clone())
+            .unwrap_or_else(|| PathBuf::from("protonpass-data"));
+        if s.config.is_none() {
+            let p = data.join("broker.toml");
+            if p.exists() {
+                file = read_file(&p)?;
+            }
+        }
+        let dur = |cli: &Option<String>, f: &Option<String>, default: i64| -> Result<i64, Error> {
+            match cli.as_ref().or(f.as_ref()) {
+                Some(v) => parse_duration(v),
+                None => Ok(default),
+            }
+        };
+        let owner = s
+            .owner
+            .clone()
+            .or(file.owner.clone())
+            .unwrap_or_else(|| "default".into());
+        if !valid_owner(&owner) {
+            return Err(Error::InvalidRequest(
+                "owner names are 1-64 lower-case letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        let access_ttl = dur(&s.access_ttl, &file.access_ttl, 3600)?;
+        if !(1..=MAX_TTL).contains(&access_ttl) {
+            return Err(Error::InvalidRequest(
+                "access_ttl must be 1 s to 30 days".into(),
+            ));
+        }
+        let device_max_pending = s
+            .device_max_pending
+            .or(file.device_max_pending)
+            .unwrap_or(5);
+        if !(1..=5).contains(&device_max_pending) {
+            return Err(Error::InvalidRequest(
+                "device_max_pending must be 1 to 5 (see the README's guessing figures)".into(),
+            ));
+        }
+        let mut trusted_proxies = s.trusted_proxies.clone();
+        trusted_proxies.extend(file.trusted_proxies.iter().copied());
+        Ok(Config {
+            data,
+            owner,
+            addr: s
+                .addr
+                .clone()
+                .or(file.addr.clone())
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            issuer: s
+                .issuer
+                .clone()
+                .or(file.issuer.clone())
+                .map(|i| i.trim_end_matches('/').to_owned()),
+            access_ttl,
+            dpop_nonce: s.dpop_nonce.or(file.dpop_nonce).unwrap_or(true),
+            trusted_proxies,
+            device_ttl: dur(&s.device_ttl, &file.device_ttl, 600)?.max(1),
+            device_interval: s
+                .device_interval
+                .or(file.device_interval)
+                .unwrap_or(5)
+                .clamp(0, 60),
+            device_max_pending,
+            enrollment_ttl: dur(&s.enrollment_ttl, &file.enrollment_ttl, 900)?.max(1),
+            proof_window: s
+                .proof_window
+                .or(file.proof_window)
+                .unwrap_or(60)
+                .clamp(1, 300),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("15m").unwrap(), 900);
+        assert_eq!(parse_duration("1h").unwrap(), 3600);
+        assert_eq!(parse_duration("30d").unwrap(), MAX_TTL);
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

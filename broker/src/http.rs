@@ -1,0 +1,423 @@
+//! Thin HTTP handlers: extract, call the service, map the error to a status,
+//! an RFC 6749 JSON error body and the headers RFC 6750/9449 ask for.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use protonpass_agent::Error;
+use protonpass_agent::dpop::PROOF_ALGS;
+use protonpass_agent::wire::{
+    ErrorBody, GRANT_TYPES, METADATA_PATH, ServerMetadata, UsageReport, oauth_status,
+};
+use serde::Deserialize;
+
+use crate::service::resource::client_creds;
+use crate::service::{Broker, Params};
+
+/// Largest request body, bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest total size of request headers, bytes.
+pub const MAX_HEADERS: usize = 16 * 1024;
+
+type B = State<Arc<Broker>>;
+
+/// The router.
+pub fn router(b: Arc<Broker>) -> Router {
+    Router::new()
+        .route(METADATA_PATH, get(metadata))
+        .route("/jwks.json", get(jwks))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/device", get(device_page))
+        .route("/oauth/device_authorization", post(device_authorization))
+        .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+        .route("/oauth/introspect", post(introspect))
+        .route("/revocations", get(feed))
+        .route("/revocations/stream", get(feed_stream))
+        .route("/audit/usage", post(usage))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(b.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(b)
+}
+
+fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The response for an error: status, JSON body, and authentication headers.
+pub fn error_response(e: &Error) -> Response {
+    if let Error::Server(m) = e {
+        tracing::error!(error = %m, "server error");
+    }
+    let status = StatusCode::from_u16(oauth_status(e)).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_response(status, ErrorBody::from(e));
+    if matches!(e, Error::InvalidClient(_)) {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"protonpass-broker\""),
+        );
+    }
+    r
+}
+
+async fn observe(State(b): B, req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let resp = if size > MAX_HEADERS {
+        let mut r = error_response(&Error::InvalidRequest(
+            "request headers are too large".into(),
+        ));
+        *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        r
+    } else {
+        next.run(req).await
+    };
+    b.metrics.request(
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn not_found() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        ErrorBody {
+            error: "not_found".into(),
+            error_description: Some("no such endpoint".into()),
+        },
+    )
+}
+
+/// The client's address: the peer, or the X-Forwarded-For entry a trusted proxy added.
+fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
+    let mut ip = peer.ip();
+    if b.cfg.trusted_proxies.contains(&ip) {
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        // Walk back from the nearest hop; the first one we do not trust is the client.
+        for hop in hops.iter().rev() {
+            ip = *hop;
+            if !b.cfg.trusted_proxies.contains(hop) {
+                break;
+            }
+        }
+    }
+    ip.to_string()
+}
+
+fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Response> {
+    let body = body.map_err(|e| {
+        let mut r = error_response(&Error::InvalidRequest(format!("unreadable body: {e}")));
+        *r.status_mut() = e.status();
+        r
+    })?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(error_response(&Error::InvalidRequest(
+            "send parameters as application/x-www-form-urlencoded".into(),
+        )));
+    }
+    Params::parse(&body).map_err(|e| error_response(&e))
+}
+
+async fn metadata(State(b): B) -> Response {
+    let i = &b.issuer;
+    json_response(
+        StatusCode::OK,
+        ServerMetadata {
+            issuer: i.clone(),
+            token_endpoint: format!("{i}/oauth/token"),
+            device_authorization_endpoint: format!("{i}/oauth/device_authorization"),
+            revocation_endpoint: format!("{i}/oauth/revoke"),
+            introspection_endpoint: format!("{i}/oauth/introspect"),
+            jwks_uri: format!("{i}/jwks.json"),
+            grant_types_supported: GRANT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+            response_types_supported: vec![],
+            token_endpoint_auth_methods_supported: vec!["none".into()],
+            revocation_endpoint_auth_methods_supported: vec!["none".into()],
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".into(),
+                "client_secret_post".into(),
+            ],
+            dpop_signing_alg_values_supported: PROOF_ALGS.iter().map(|s| (*s).to_owned()).collect(),
+            revocation_feed_endpoint: format!("{i}/revocations"),
+            revocation_stream_endpoint: Some(format!("{i}/revocations/stream")),
+            usage_endpoint: Some(format!("{i}/audit/usage")),
+            verification_uri: Some(format!("{i}/device")),
+        },
+    )
+}
+
+async fn jwks(State(b): B) -> Response {
+    let mut r = Json(b.keyring().jwks()).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    r
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(b): B) -> Response {
+    let replay = b.proofs.replay_cache().len() as f64;
+    let head = *b.feed.borrow() as f64;
+    let text = b.metrics.render(&[
+        (
+            "protonpass_replay_cache_entries",
+            "DPoP proofs remembered for replay detection.",
+            replay,
+        ),
+        (
+            "protonpass_revocation_feed_head",
+            "Position of the newest revocation feed entry.",
+            head,
+        ),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn device_page(State(b): B) -> Response {
+    let text = format!(
+        "To let an agent act for you, approve its code on the broker's machine:\n\n  protonpass-broker approve XXXX-XXXX\n\nor deny it with `protonpass-broker deny XXXX-XXXX`. Issuer: {}\n",
+        b.issuer
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+async fn device_authorization(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b
+        .device_authorization(&p, &source(&b, peer, &headers))
+        .await
+    {
+        Ok(r) => json_response(StatusCode::OK, r),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn token(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut r = match form(&headers, body) {
+        Ok(p) => {
+            let dpop: Vec<String> = headers
+                .get_all("dpop")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+                .collect();
+            match b.token(&p, &dpop, &source(&b, peer, &headers)).await {
+                Ok(t) => {
+                    let mut r = json_response(StatusCode::OK, t);
+                    r.headers_mut()
+                        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                    r
+                }
+                Err(e) => error_response(&e),
+            }
+        }
+        Err(r) => r,
+    };
+    if b.cfg.dpop_nonce
+        && let Ok(v) = HeaderValue::from_str(&b.nonces.issue(b.clock.now()))
+    {
+        r.headers_mut().insert("dpop-nonce", v);
+    }
+    r
+}
+
+async fn revoke(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b.revoke_request(&p).await {
+        Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn introspect(
+    State(b): B,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let rs = match client_creds(auth, &p) {
+        Ok(c) => b.authenticate_resource(&c).await,
+        Err(e) => Err(e),
+    };
+    let rs = match rs {
+        Ok(rs) => rs,
+        Err(e) => {
+            b.audit_rejected("-", "introspect", &e, serde_json::json!({}));
+            return error_response(&e);
+        }
+    };
+    match b.introspect(&rs, &p).await {
+        Ok(r) => json_response(StatusCode::OK, r),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn usage(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error_response(&Error::InvalidRequest(format!("unreadable body: {e}"))),
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let rs = match client_creds(auth, &Params::default()) {
+        Ok(c) => b.authenticate_resource(&c).await,
+        Err(e) => Err(e),
+    };
+    let rs = match rs {
+        Ok(rs) => rs,
+        Err(e) => {
+            b.audit_rejected("-", "usage", &e, serde_json::json!({}));
+            return error_response(&e);
+        }
+    };
+    let report: UsageReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(&Error::InvalidRequest(format!(
+                "expected {{\"uses\": [...]}}: {e}"
+            )));
+        }
+    };
+    match b.usage(&rs, report).await {
+        Ok(n) => json_response(StatusCode::OK, serde_json::json!({"accepted": n})),
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn feed(
+    State(b): B,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error_response(&Error::InvalidRequest(
+            "after and limit are integers".into(),
+        ));
+    };
+    match b
+        .feed_page(q.after.unwrap_or(0).max(0), q.limit.unwrap_or(500))
+        .await
+    {
+        Ok(page) => json_response(StatusCode::OK, page),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn feed_stream(
+    State(b): B,
+    headers: HeaderMap,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error_response(&Error::InvalidRequest("after is an integer".into()));
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = last_id.or(q.after).unwrap_or(0).max(0);
+    Sse::new(revocation_events(b, after))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn revocation_events(b: Arc<Broker>, after: i64) -> impl Stream<Item = Result<Event, Infallible>> {
+    let rx = b.feed.subscribe();
+    let state = (b, after, rx, VecDeque::new());
+    futures_util::stream::unfold(state, |(b, mut after, mut rx, mut buf)| async move {
+        loop {
+            if let Some(ev) = buf.pop_front() {
+                let e: protonpass_agent::wire::RevocationEvent = ev;
+                let event = Event::default()
+                    .id(e.seq.to_string())
+                    .event("revocation")
+                    .json_data(&e)
+                    .unwrap_or_default();
+                return Some((Ok(event), (b, after, rx, buf)));
+            }
+            if let Ok(page) = b.feed_page(after, 500).await
+                && !page.revocations.is_empty()
+            {
+                after = page.next;
+                buf.extend(page.revocations);
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), rx.changed()).await {
+                Ok(Err(_)) => return None,
+                Ok(Ok(())) | Err(_) => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,158 @@
+//! The broker's token signing keys: Ed25519 private keys in files of the data
+//! directory (mode 0600), their metadata in the store. The newest key signs;
+//! retired keys stay in the JWKS until every token they signed has expired.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use protonpass_agent::{AgentKey, Error, KeySet, Random, SigningKey};
+use serde_json::{Value, json};
+
+use crate::model::KeyMeta;
+use crate::store::{self, Store};
+
+/// The loaded keys.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    /// The key that signs new tokens.
+    pub current: Arc<SigningKey>,
+    /// Every key still published, with its metadata.
+    pub keys: Vec<(KeyMeta, Arc<SigningKey>)>,
+    /// The same keys, for verifying tokens the broker issued.
+    pub keyset: KeySet,
+}
+
+fn key_dir(data: &Path) -> PathBuf {
+    data.join("keys")
+}
+
+fn key_path(data: &Path, kid: &str) -> PathBuf {
+    key_dir(data).join(format!("{kid}.pem"))
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Server(format!("key file: {e}"))
+}
+
+fn create_key_file(data: &Path, rng: &dyn Random) -> Result<(String, AgentKey), Error> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(key_dir(data))
+        .map_err(io)?;
+    let key = AgentKey::generate(rng)?;
+    let kid: String = key.thumbprint().chars().take(16).collect();
+    let pem = key.to_pkcs8_pem()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_path(data, &kid))
+        .map_err(io)?;
+    f.write_all(pem.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok((kid, key))
+}
+
+impl KeyRing {
+    /// Load the keys, creating the first one on a fresh data directory.
+    pub fn load(
+        store: &Arc<dyn Store>,
+        data: &Path,
+        now: i64,
+        rng: &dyn Random,
+    ) -> Result<Self, Error> {
+        let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
+        if metas.is_empty() {
+            let (kid, _) = create_key_file(data, rng)?;
+            let meta = KeyMeta {
+                kid,
+                created_at: now,
+                retired_at: None,
+                drop_after: None,
+            };
+            let m = meta.clone();
+            store::write_blocking(store, move |tx| tx.key_put(&m))?;
+            metas = vec![meta];
+        }
+        Self::from_metas(metas, data, now)
+    }
+
+    fn from_metas(metas: Vec<KeyMeta>, data: &Path, now: i64) -> Result<Self, Error> {
+        let mut keys = Vec::new();
+        let mut keyset = KeySet::default();
+        for m in metas {
+            if m.drop_after.is_some_and(|d| d <= now) {
+                continue;
+            }
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read_to_string(key_path(data, &m.kid)).map_err(io)?,
+            );
+            let key = AgentKey::from_pkcs8_pem(&pem)?;
+            keyset.insert(&m.kid, &key.public_jwk())?;
+            keys.push((m.clone(), Arc::new(SigningKey::new(m.kid.clone(), key))));
+        }
+        let current = keys
+            .iter()
+            .rev()
+            .find(|(m, _)| m.retired_at.is_none())
+            .or(keys.last())
+            .map(|(_, k)| k.clone())
+            .ok_or_else(|| Error::Server("no signing key".into()))?;
+        Ok(KeyRing {
+            current,
+            keys,
+            keyset,
+        })
+    }
+
+    /// Re-read the key list (after `keys rotate` from another process).
+    pub fn reload(store: &Arc<dyn Store>, data: &Path, now: i64) -> Result<Self, Error> {
+        let metas = store::read_blocking(store, |tx| tx.keys_all())?;
+        Self::from_metas(metas, data, now)
+    }
+
+    /// Make a new signing key; the old ones retire and stay published for
+    /// `max_token_life` seconds.
+    pub fn rotate(
+        store: &Arc<dyn Store>,
+        data: &Path,
+        now: i64,
+        max_token_life: i64,
+        rng: &dyn Random,
+    ) -> Result<KeyMeta, Error> {
+        let (kid, _) = create_key_file(data, rng)?;
+        let meta = KeyMeta {
+            kid,
+            created_at: now,
+            retired_at: None,
+            drop_after: None,
+        };
+        let m = meta.clone();
+        store::write_blocking(store, move |tx| {
+            for mut old in tx.keys_all()? {
+                if old.retired_at.is_none() {
+                    old.retired_at = Some(now);
+                    old.drop_after = Some(now + max_token_life + 60);
+                    tx.key_put(&old)?;
+                }
+            }
+            tx.key_put(&m)?;
+            tx.audit_append(now, "-", "keys_rotate", &json!({"kid": m.kid}).to_string())?;
+            Ok(())
+        })?;
+        Ok(meta)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|(_, k)| Value::Object(k.public_jwk_json()))
+            .collect();
+        json!({ "keys": keys })
+    }
+}

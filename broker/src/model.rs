@@ -1,0 +1,221 @@
+//! What the broker keeps: grants, tokens, device requests, resource servers,
+//! signing keys. Stored through [`crate::store::Tx`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    /// Created by the owner, waiting for the agent to redeem its enrollment code.
+    Enrolling,
+    /// Bound to the agent's key.
+    Active,
+    /// Revoked by the owner, the agent, or refresh-token reuse.
+    Revoked,
+}
+
+/// A grant: what an owner allowed one agent key to do, until when.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Grant id (`gid` in tokens).
+    pub gid: String,
+    /// The owner (tenant); `sub` of its tokens.
+    pub owner: String,
+    /// The agent's self-asserted name (`client_id`, `act.sub`).
+    pub agent: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Audiences the grant's tokens may be issued for; the first is the default.
+    pub audiences: Vec<String>,
+    /// Thumbprint of the bound key; `None` while enrolling.
+    pub jkt: Option<String>,
+    /// State.
+    pub status: GrantStatus,
+    /// `device` or `pre-authorized`.
+    pub origin: String,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Lifetime the owner chose, seconds.
+    pub ttl: i64,
+    /// While enrolling: when the enrollment code expires. Active: when the grant ends.
+    pub expires_at: i64,
+    /// SHA-256 of the enrollment code, while enrolling.
+    pub enroll_hash: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("gid", &self.gid)
+            .field("owner", &self.owner)
+            .field("agent", &self.agent)
+            .field("scope", &self.scope)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The kind of an issued token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A JWT access token.
+    Access,
+    /// An opaque refresh token.
+    Refresh,
+}
+
+/// The state of an issued token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// Usable.
+    Active,
+    /// A refresh token that was rotated; presenting it again revokes the grant.
+    Used,
+    /// Revoked.
+    Revoked,
+}
+
+/// The record of an issued token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRec {
+    /// Token id.
+    pub jti: String,
+    /// Its grant.
+    pub gid: String,
+    /// The grant's owner.
+    pub owner: String,
+    /// Access or refresh.
+    pub kind: TokenKind,
+    /// The agent.
+    pub client_id: String,
+    /// Scopes, space-separated.
+    pub scope: String,
+    /// Audience (access tokens).
+    pub aud: Option<String>,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// The bound key's thumbprint.
+    pub jkt: String,
+    /// SHA-256 of a refresh token (hex); `None` for access tokens.
+    pub hash: Option<String>,
+    /// State.
+    pub status: TokenStatus,
+}
+
+/// The state of a device authorization request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Waiting for the owner.
+    Pending,
+    /// Approved; the next accepted poll gets the tokens.
+    Approved,
+    /// Denied by the owner.
+    Denied,
+    /// Tokens were issued; the code is spent.
+    Used,
+}
+
+/// An RFC 8628 device authorization request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReq {
+    /// Internal id.
+    pub id: String,
+    /// SHA-256 of the device code (hex).
+    pub device_hash: String,
+    /// SHA-256 of the normalized user code (hex).
+    pub user_hash: String,
+    /// The agent's self-asserted name.
+    pub client_id: String,
+    /// Requested scopes.
+    pub scope: String,
+    /// Requested audience, if any.
+    pub resource: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Expiry of both codes.
+    pub expires_at: i64,
+    /// Current polling interval, seconds.
+    pub interval: i64,
+    /// Time of the last accepted poll.
+    pub last_poll: Option<i64>,
+    /// State.
+    pub status: DeviceStatus,
+    /// The approving (or denying) owner.
+    pub owner: Option<String>,
+    /// Scopes the owner approved.
+    pub approved_scope: Option<String>,
+    /// Audience the owner approved.
+    pub approved_audience: Option<String>,
+    /// Grant lifetime the owner chose.
+    pub approved_ttl: Option<i64>,
+    /// The grant created at the final poll.
+    pub gid: Option<String>,
+}
+
+/// A registered resource server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Its client id.
+    pub client_id: String,
+    /// The owner that registered it.
+    pub owner: String,
+    /// The audience it is.
+    pub audience: String,
+    /// SHA-256 of its 32-byte random secret (hex).
+    pub secret_hash: String,
+    /// Created.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resource")
+            .field("client_id", &self.client_id)
+            .field("owner", &self.owner)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// Metadata of a token signing key (the private key is a file in the data directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMeta {
+    /// Key id.
+    pub kid: String,
+    /// Created.
+    pub created_at: i64,
+    /// When a newer key replaced it.
+    pub retired_at: Option<i64>,
+    /// When it leaves the JWKS (its last token has expired).
+    pub drop_after: Option<i64>,
+}
+
+/// One record of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position; contiguous from 1.
+    pub seq: i64,
+    /// Unix seconds.
+    pub ts: i64,
+    /// The owner it concerns (or `-`).
+    pub owner: String,
+    /// Event name (`grant`, `issue`, `refresh`, ...).
+    pub event: String,
+    /// Details (JSON text, hashed as stored).
+    pub detail: String,
+    /// Hash of the previous record (hex; 64 zeros for the first).
+    pub prev: String,
+    /// SHA-256 over this record and `prev` (hex).
+    pub hash: String,
+}

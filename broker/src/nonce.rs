@@ -1,0 +1,84 @@
+//! Stateless DPoP nonces (RFC 9449 section 8): a time bucket and a keyed hash
+//! of it. A nonce is accepted during its bucket and the next one (60 to 120
+//! seconds), by every thread, without storage. The key is random per process,
+//! so a restart simply makes clients fetch a new nonce.
+
+use protonpass_agent::{Random, b64};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Length of one bucket, seconds.
+const BUCKET: i64 = 60;
+
+/// Issues and checks nonces.
+pub struct NonceSource {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for NonceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceSource(<redacted>)")
+    }
+}
+
+impl NonceSource {
+    /// A source with a fresh random key.
+    pub fn new(rng: &dyn Random) -> Result<Self, protonpass_agent::Error> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill(key.as_mut())?;
+        Ok(NonceSource { key })
+    }
+
+    fn mac(&self, bucket: i64) -> [u8; 16] {
+        let mut h = Sha256::new();
+        h.update(self.key.as_ref());
+        h.update(bucket.to_be_bytes());
+        let d = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        out
+    }
+
+    /// The nonce for time `now`.
+    pub fn issue(&self, now: i64) -> String {
+        let bucket = now.div_euclid(BUCKET);
+        let mut raw = [0u8; 24];
+        raw[..8].copy_from_slice(&bucket.to_be_bytes());
+        raw[8..].copy_from_slice(&self.mac(bucket));
+        b64::encode(raw)
+    }
+
+    /// Whether `nonce` was issued by this source within the last bucket or two.
+    pub fn accepts(&self, nonce: &str, now: i64) -> bool {
+        let Some(raw) = b64::decode_array::<24>(nonce) else {
+            return false;
+        };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[..8]);
+        let bucket = i64::from_be_bytes(b);
+        let cur = now.div_euclid(BUCKET);
+        if bucket != cur && bucket != cur - 1 {
+            return false;
+        }
+        bool::from(self.mac(bucket).ct_eq(&raw[8..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protonpass_agent::OsRandom;
+
+    #[test]
+    fn nonces_expire_and_do_not_forge() {
+        let s = NonceSource::new(&OsRandom).unwrap();
+        let n = s.issue(1000);
+        assert!(s.accepts(&n, 1000));
+        assert!(s.accepts(&n, 1000 + BUCKET));
+        assert!(!s.accepts(&n, 1000 + 3 * BUCKET));
+        let other = NonceSource::new(&OsRandom).unwrap();
+        assert!(!other.accepts(&n, 1000));
+        assert!(!s.accepts("garbage", 1000));
+    }
+}

@@ -1,0 +1,265 @@
+//! What the owner does: create pre-authorized grants, list grants, revoke, and
+//! register resource servers. Used by the CLI (and later the dashboard).
+
+use protonpass_agent::{Error, Result, ScopeSet, random_id};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Broker, revoke_grant, revoke_token};
+use crate::audit::secret_hash;
+use crate::config::{MAX_TTL, MIN_GRANT_TTL};
+use crate::model::{Grant, GrantStatus, Resource};
+use crate::store;
+
+/// A new pre-authorized grant and its one-time enrollment code.
+#[derive(Clone, Serialize)]
+pub struct Enrollment {
+    /// The grant id.
+    pub grant_id: String,
+    /// The one-time code the agent redeems.
+    pub enrollment_code: String,
+    /// When the code expires.
+    pub code_expires_at: i64,
+    /// The agent.
+    pub agent: String,
+    /// Scopes.
+    pub scope: String,
+    /// Audiences.
+    pub audiences: Vec<String>,
+    /// Grant lifetime from redemption, seconds.
+    pub ttl: i64,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("grant_id", &self.grant_id)
+            .field("enrollment_code", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A registered resource server with its secret (shown once).
+#[derive(Clone, Serialize)]
+pub struct Registered {
+    /// Client id.
+    pub client_id: String,
+    /// The secret.
+    pub client_secret: String,
+    /// Audience.
+    pub audience: String,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    /// Grant ids revoked.
+    pub grants: Vec<String>,
+    /// Token ids revoked.
+    pub tokens: Vec<String>,
+}
+
+fn valid_audience(a: &str) -> bool {
+    !a.is_empty() && a.len() <= 512 && !a.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Broker {
+    /// Create a pre-authorized grant for `agent`.
+    pub async fn grant_create(
+        &self,
+        owner: &str,
+        agent: &str,
+        scope: &str,
+        audiences: &[String],
+        ttl: i64,
+    ) -> Result<Enrollment> {
+        let now = self.clock.now();
+        if agent.is_empty() || agent.len() > 128 || agent.chars().any(char::is_control) {
+            return Err(Error::InvalidRequest(
+                "the agent name must be 1-128 printable characters".into(),
+            ));
+        }
+        let scope = ScopeSet::parse(scope)?.to_string();
+        if audiences.is_empty() || !audiences.iter().all(|a| valid_audience(a)) {
+            return Err(Error::InvalidTarget(
+                "name at least one audience (a URI without spaces)".into(),
+            ));
+        }
+        if !(MIN_GRANT_TTL..=MAX_TTL).contains(&ttl) {
+            return Err(Error::InvalidRequest(
+                "a grant lives from 1 hour to 30 days".into(),
+            ));
+        }
+        let code = format!("ec_{}", random_id(self.rng.as_ref(), 24)?);
+        let g = Grant {
+            gid: random_id(self.rng.as_ref(), 16)?,
+            owner: owner.to_owned(),
+            agent: agent.to_owned(),
+            scope: scope.clone(),
+            audiences: audiences.to_vec(),
+            jkt: None,
+            status: GrantStatus::Enrolling,
+            origin: "pre-authorized".into(),
+            created_at: now,
+            ttl,
+            expires_at: now + self.cfg.enrollment_ttl,
+            enroll_hash: Some(secret_hash(&code)),
+            revoked_at: None,
+        };
+        let out = Enrollment {
+            grant_id: g.gid.clone(),
+            enrollment_code: code,
+            code_expires_at: g.expires_at,
+            agent: g.agent.clone(),
+            scope,
+            audiences: g.audiences.clone(),
+            ttl,
+        };
+        store::write(&self.store, move |tx| {
+            tx.owner_ensure(&g.owner, now)?;
+            tx.grant_put(&g)?;
+            tx.audit_append(
+                now,
+                &g.owner,
+                "grant_create",
+                &json!({"gid": g.gid, "agent": g.agent, "scope": g.scope, "audiences": g.audiences, "ttl": g.ttl}).to_string(),
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The owner's grants.
+    pub async fn grant_list(&self, owner: &str) -> Result<Vec<Grant>> {
+        let owner = owner.to_owned();
+        store::read(&self.store, move |tx| tx.grants_of(&owner, None)).await
+    }
+
+    /// Revoke a grant or a token of `owner` by id. Another owner's ids are
+    /// refused exactly like unknown ones.
+    pub async fn revoke_id(&self, owner: &str, id: &str) -> Result<Revoked> {
+        let now = self.clock.now();
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        let (out, seq) = store::write(&self.store, move |tx| {
+            let not_found =
+                || Error::InvalidRequest("no grant or token of this owner has this id".into());
+            if let Some(mut g) = tx.grant_get(&id)? {
+                if g.owner != owner {
+                    tx.audit_append(
+                        now,
+                        &owner,
+                        "revoke_refused",
+                        &json!({"id": id}).to_string(),
+                    )?;
+                    return Ok((Err(not_found()), 0));
+                }
+                let seq = if g.status == GrantStatus::Revoked {
+                    0
+                } else {
+                    revoke_grant(tx, &mut g, now, "owner")?
+                };
+                return Ok((
+                    Ok(Revoked {
+                        grants: vec![g.gid],
+                        tokens: vec![],
+                    }),
+                    seq,
+                ));
+            }
+            if let Some(mut t) = tx.token_get(&id)? {
+                if t.owner != owner {
+                    tx.audit_append(
+                        now,
+                        &owner,
+                        "revoke_refused",
+                        &json!({"id": id}).to_string(),
+                    )?;
+                    return Ok((Err(not_found()), 0));
+                }
+                let seq = revoke_token(tx, &mut t, now, "owner")?;
+                return Ok((
+                    Ok(Revoked {
+                        grants: vec![],
+                        tokens: vec![t.jti],
+                    }),
+                    seq,
+                ));
+            }
+            Ok((Err(not_found()), 0))
+        })
+        .await?;
+        self.feed_advanced(seq);
+        out
+    }
+
+    /// Revoke every grant of one agent.
+    pub async fn revoke_agent(&self, owner: &str, agent: &str) -> Result<Revoked> {
+        let now = self.clock.now();
+        let (owner, agent) = (owner.to_owned(), agent.to_owned());
+        let (out, seq) = store::write(&self.store, move |tx| {
+            let mut grants = Vec::new();
+            let mut seq = 0;
+            for mut g in tx.grants_of(&owner, Some(&agent))? {
+                if g.status != GrantStatus::Revoked {
+                    seq = revoke_grant(tx, &mut g, now, "owner")?;
+                    grants.push(g.gid);
+                }
+            }
+            Ok((
+                Revoked {
+                    grants,
+                    tokens: vec![],
+                },
+                seq,
+            ))
+        })
+        .await?;
+        self.feed_advanced(seq);
+        Ok(out)
+    }
+
+    /// Register a resource server for `audience`.
+    pub async fn resource_add(&self, owner: &str, audience: &str) -> Result<Registered> {
+        let now = self.clock.now();
+        if !valid_audience(audience) {
+            return Err(Error::InvalidTarget(
+                "the audience must be a URI without spaces".into(),
+            ));
+        }
+        let out = Registered {
+            client_id: format!("rs_{}", random_id(self.rng.as_ref(), 12)?),
+            client_secret: random_id(self.rng.as_ref(), 32)?,
+            audience: audience.to_owned(),
+        };
+        let r = Resource {
+            client_id: out.client_id.clone(),
+            owner: owner.to_owned(),
+            audience: audience.to_owned(),
+            secret_hash: secret_hash(&out.client_secret),
+            created_at: now,
+        };
+        store::write(&self.store, move |tx| {
+            tx.owner_ensure(&r.owner, now)?;
+            tx.resource_put(&r)?;
+            tx.audit_append(
+                now,
+                &r.owner,
+                "resource_add",
+                &json!({"client_id": r.client_id, "audience": r.audience}).to_string(),
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}

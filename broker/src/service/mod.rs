@@ -1,0 +1,163 @@
+//! The broker's flows, independent of HTTP: each takes parameters, reads the
+//! injected clock and randomness, and runs its reads and writes (including its
+//! audit record) in one store transaction.
+
+pub mod admin;
+pub mod device;
+pub mod issue;
+pub mod params;
+pub mod resource;
+pub mod token;
+
+use std::sync::{Arc, RwLock};
+
+use protonpass_agent::{Clock, Error, ProofOptions, ProofVerifier, Random, Result};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::model::{Grant, GrantStatus, TokenRec, TokenStatus};
+use crate::nonce::NonceSource;
+use crate::store::{self, Store, Tx};
+
+pub use params::Params;
+
+/// The broker: configuration, store, keys, and the shared verifiers.
+#[derive(Debug)]
+pub struct Broker {
+    /// Settings.
+    pub cfg: Config,
+    /// The issuer URL (no trailing slash).
+    pub issuer: String,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn Random>,
+    /// Signing keys.
+    pub keys: RwLock<Arc<KeyRing>>,
+    /// DPoP proof checks and replay cache.
+    pub proofs: ProofVerifier,
+    /// DPoP nonces.
+    pub nonces: NonceSource,
+    /// Counters.
+    pub metrics: Metrics,
+    /// The newest revocation feed position known to this process.
+    pub feed: tokio::sync::watch::Sender<i64>,
+}
+
+impl Broker {
+    /// Assemble a broker.
+    pub fn new(
+        cfg: Config,
+        issuer: String,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Random>,
+        keys: KeyRing,
+    ) -> Result<Self> {
+        let nonces = NonceSource::new(rng.as_ref())?;
+        let opts = ProofOptions {
+            max_age: cfg.proof_window,
+            max_skew: cfg.proof_window,
+            ..ProofOptions::default()
+        };
+        let head = store::read_blocking(&store, |tx| tx.revocation_head())?;
+        let (feed, _) = tokio::sync::watch::channel(head);
+        Ok(Broker {
+            cfg,
+            issuer,
+            store,
+            clock,
+            rng,
+            keys: RwLock::new(Arc::new(keys)),
+            proofs: ProofVerifier::new(opts, 1 << 18),
+            nonces,
+            metrics: Metrics::default(),
+            feed,
+        })
+    }
+
+    /// The current key ring.
+    pub fn keyring(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replace the key ring.
+    pub fn set_keyring(&self, k: KeyRing) {
+        match self.keys.write() {
+            Ok(mut g) => *g = Arc::new(k),
+            Err(p) => *p.into_inner() = Arc::new(k),
+        }
+    }
+
+    /// Tell feed subscribers about a new position.
+    pub fn feed_advanced(&self, seq: i64) {
+        self.feed.send_if_modified(|cur| {
+            if seq > *cur {
+                *cur = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Record a rejected request in the audit log, without waiting.
+    pub fn audit_rejected(&self, owner: &str, what: &str, err: &Error, mut detail: Value) {
+        if let Value::Object(m) = &mut detail {
+            m.insert("request".into(), what.into());
+            m.insert("error".into(), err.code().into());
+            if let Some(r) = err.reason() {
+                m.insert("reason".into(), r.as_str().into());
+            }
+        }
+        let (now, owner, text) = (self.clock.now(), owner.to_owned(), detail.to_string());
+        if !store::write_detached(&self.store, move |tx| {
+            tx.audit_append(now, &owner, "rejected", &text).map(|_| ())
+        }) {
+            self.metrics.audit_dropped();
+        }
+    }
+}
+
+/// Whether a grant can issue tokens at `now`.
+pub fn grant_live(g: &Grant, now: i64) -> bool {
+    g.status == GrantStatus::Active && now < g.expires_at
+}
+
+/// Revoke a grant and put it in the feed; returns the feed position.
+pub fn revoke_grant(tx: &mut dyn Tx, g: &mut Grant, now: i64, by: &str) -> store::Result<i64> {
+    g.status = GrantStatus::Revoked;
+    g.revoked_at = Some(now);
+    g.enroll_hash = None;
+    tx.grant_put(g)?;
+    let seq = tx.revocation_add(None, Some(&g.gid), g.expires_at.max(now + 1), &g.owner)?;
+    tx.audit_append(
+        now,
+        &g.owner,
+        "revoke",
+        &json!({"gid": g.gid, "agent": g.agent, "by": by, "feed_seq": seq}).to_string(),
+    )?;
+    Ok(seq)
+}
+
+/// Revoke one token and put it in the feed; returns the feed position.
+pub fn revoke_token(tx: &mut dyn Tx, t: &mut TokenRec, now: i64, by: &str) -> store::Result<i64> {
+    t.status = TokenStatus::Revoked;
+    tx.token_put(t)?;
+    let seq = tx.revocation_add(Some(&t.jti), None, t.exp.max(now + 1), &t.owner)?;
+    tx.audit_append(
+        now,
+        &t.owner,
+        "revoke",
+        &json!({"jti": t.jti, "gid": t.gid, "agent": t.client_id, "by": by, "feed_seq": seq})
+            .to_string(),
+    )?;
+    Ok(seq)
+}

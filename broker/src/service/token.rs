@@ -1,0 +1,387 @@
+//! The token endpoint: pre-authorized code, device code, refresh (rotating,
+//! with reuse detection) and token exchange, every one with a DPoP proof.
+
+use std::sync::Arc;
+
+use protonpass_agent::wire::{
+    GRANT_DEVICE_CODE, GRANT_PRE_AUTHORIZED_CODE, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH, TokenResponse,
+};
+use protonpass_agent::{
+    Error, ProofCheck, Result, TokenValidation, VerifiedProof, json, jws, verify_access_token,
+};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::issue::{Mint, negotiate, pick_audience};
+use super::{Broker, Params, grant_live, revoke_grant};
+use crate::audit::secret_hash;
+use crate::model::{GrantStatus, TokenKind, TokenStatus};
+use crate::store;
+
+/// A flow's answer inside its transaction: the outer error rolls the
+/// transaction back; the inner one is answered after the state change commits
+/// (a slow_down poll, a reused refresh token revoking its grant).
+type Committed = std::result::Result<TokenResponse, Error>;
+
+fn eq_ct(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The audience named by `resource` (RFC 8707) or `audience` (RFC 8693).
+pub fn requested_audience(p: &Params) -> Result<Option<String>> {
+    match (p.get("resource"), p.get("audience")) {
+        (Some(r), Some(a)) if r != a => Err(Error::InvalidTarget(
+            "resource and audience name different audiences".into(),
+        )),
+        (Some(x), _) | (None, Some(x)) => Ok(Some(x.to_owned())),
+        (None, None) => Ok(None),
+    }
+}
+
+fn response(
+    access: &super::issue::Minted,
+    refresh: Option<String>,
+    scope: String,
+    aud: String,
+    gid: &str,
+    grant_exp: i64,
+    now: i64,
+    exchange: bool,
+) -> TokenResponse {
+    TokenResponse {
+        access_token: access.token.clone(),
+        token_type: "DPoP".into(),
+        expires_in: access.exp - now,
+        scope,
+        refresh_token: refresh,
+        issued_token_type: exchange.then(|| TOKEN_TYPE_ACCESS.to_owned()),
+        grant_id: Some(gid.to_owned()),
+        audience: Some(aud),
+        grant_expires_at: Some(grant_exp),
+    }
+}
+
+impl Broker {
+    fn mint(&self, now: i64) -> Mint {
+        Mint {
+            issuer: self.issuer.clone(),
+            key: self.keyring().current.clone(),
+            rng: self.rng.clone(),
+            access_ttl: self.cfg.access_ttl,
+            now,
+        }
+    }
+
+    /// Verify the token request's DPoP proof (nonce when configured, replay always).
+    pub fn token_proof(&self, dpop: &[String], now: i64) -> Result<VerifiedProof> {
+        let url = format!("{}/oauth/token", self.issuer);
+        let accepts = |n: &str| self.nonces.accepts(n, now);
+        let check = ProofCheck {
+            method: "POST",
+            url: &url,
+            access_token: None,
+            expected_jkt: None,
+            nonce: if self.cfg.dpop_nonce {
+                Some(&accepts)
+            } else {
+                None
+            },
+        };
+        self.proofs.verify(dpop, &check, now)
+    }
+
+    /// Handle one token request.
+    pub async fn token(
+        self: &Arc<Self>,
+        p: &Params,
+        dpop: &[String],
+        source: &str,
+    ) -> Result<TokenResponse> {
+        let now = self.clock.now();
+        let result = self.token_inner(p, dpop, now).await;
+        match &result {
+            Ok(_) => self.metrics.issued(p.get("grant_type").unwrap_or("-")),
+            Err(e) => {
+                self.metrics.error(e.code());
+                if !matches!(e, Error::AuthorizationPending | Error::SlowDown) {
+                    self.audit_rejected(
+                        "-",
+                        "token",
+                        e,
+                        json!({"grant_type": p.get("grant_type"), "source": source}),
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    async fn token_inner(
+        self: &Arc<Self>,
+        p: &Params,
+        dpop: &[String],
+        now: i64,
+    ) -> Result<TokenResponse> {
+        let gt = p.req("grant_type")?.to_owned();
+        if ![
+            GRANT_PRE_AUTHORIZED_CODE,
+            GRANT_DEVICE_CODE,
+            GRANT_REFRESH_TOKEN,
+            GRANT_TOKEN_EXCHANGE,
+        ]
+        .contains(&gt.as_str())
+        {
+            return Err(Error::UnsupportedGrantType(format!(
+                "{gt:?} is not supported"
+            )));
+        }
+        if p.has("scope") && p.get("scope").is_none() {
+            return Err(Error::InvalidScope(
+                "the scope parameter holds no scope".into(),
+            ));
+        }
+        let proof = self.token_proof(dpop, now)?;
+        let mint = self.mint(now);
+        let r = match gt.as_str() {
+            GRANT_PRE_AUTHORIZED_CODE => self.pre_authorized(p, proof, mint).await?,
+            GRANT_DEVICE_CODE => self.device_poll(p, proof, mint).await?,
+            GRANT_REFRESH_TOKEN => self.refresh(p, proof, mint).await?,
+            _ => self.exchange(p, proof, mint).await?,
+        };
+        r
+    }
+
+    async fn pre_authorized(
+        &self,
+        p: &Params,
+        proof: VerifiedProof,
+        mint: Mint,
+    ) -> Result<Committed> {
+        let hash = secret_hash(p.req("pre-authorized_code")?);
+        let scope_req = p.get("scope").map(str::to_owned);
+        let aud_req = requested_audience(p)?;
+        let now = mint.now;
+        store::write(&self.store, move |tx| {
+            let Some(mut g) = tx.grant_by_enroll_hash(&hash)? else {
+                return Err(Error::InvalidGrant(
+                    "unknown or already used enrollment code".into(),
+                ));
+            };
+            if g.status != GrantStatus::Enrolling {
+                return Err(Error::InvalidGrant(
+                    "unknown or already used enrollment code".into(),
+                ));
+            }
+            if now >= g.expires_at {
+                return Err(Error::ExpiredToken);
+            }
+            let scope = negotiate(&g.scope, scope_req.as_deref())?;
+            let aud = pick_audience(&g.audiences, aud_req.as_deref())?;
+            g.jkt = Some(proof.jkt.clone());
+            g.status = GrantStatus::Active;
+            g.enroll_hash = None;
+            g.expires_at = now + g.ttl;
+            tx.grant_put(&g)?;
+            let (refresh, rjti) = mint.refresh(tx, &g)?;
+            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
+            tx.audit_append(
+                now,
+                &g.owner,
+                "enroll",
+                &json!({"gid": g.gid, "agent": g.agent, "jkt": proof.jkt, "jti": access.jti,
+                        "refresh_jti": rjti, "scope": scope, "aud": aud, "exp": access.exp,
+                        "grant_exp": g.expires_at, "reason": proof.reason})
+                .to_string(),
+            )?;
+            Ok(Ok(response(
+                &access,
+                Some(refresh),
+                scope,
+                aud,
+                &g.gid,
+                g.expires_at,
+                now,
+                false,
+            )))
+        })
+        .await
+    }
+
+    async fn refresh(&self, p: &Params, proof: VerifiedProof, mint: Mint) -> Result<Committed> {
+        let hash = secret_hash(p.req("refresh_token")?);
+        let scope_req = p.get("scope").map(str::to_owned);
+        let aud_req = requested_audience(p)?;
+        let now = mint.now;
+        let (r, seq) = store::write(&self.store, move |tx| {
+            let bad = || Error::InvalidGrant("unknown, spent or revoked refresh token".into());
+            let Some(mut rec) = tx.token_by_hash(&hash)? else {
+                return Err(bad());
+            };
+            if rec.kind != TokenKind::Refresh {
+                return Err(bad());
+            }
+            if !eq_ct(&rec.jkt, &proof.jkt) {
+                return Err(Error::InvalidGrant(
+                    "the refresh token is bound to another key than the proof's".into(),
+                ));
+            }
+            let Some(mut g) = tx.grant_get(&rec.gid)? else {
+                return Err(bad());
+            };
+            if rec.status == TokenStatus::Used && g.status == GrantStatus::Active {
+                // RFC 9700 section 4.14.2: a spent refresh token came back; one of
+                // its two users is not the agent. Revoke the whole grant.
+                let seq = revoke_grant(tx, &mut g, now, "refresh_token_reuse")?;
+                return Ok((
+                    Err(Error::InvalidGrant(
+                        "refresh token reuse: the grant is revoked".into(),
+                    )),
+                    Some(seq),
+                ));
+            }
+            if rec.status != TokenStatus::Active || !grant_live(&g, now) {
+                return Err(bad());
+            }
+            rec.status = TokenStatus::Used;
+            tx.token_put(&rec)?;
+            let scope = negotiate(&g.scope, scope_req.as_deref())?;
+            let aud = pick_audience(&g.audiences, aud_req.as_deref())?;
+            let (refresh, rjti) = mint.refresh(tx, &g)?;
+            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
+            tx.audit_append(
+                now,
+                &g.owner,
+                "refresh",
+                &json!({"gid": g.gid, "agent": g.agent, "spent_jti": rec.jti, "refresh_jti": rjti,
+                        "jti": access.jti, "scope": scope, "aud": aud, "exp": access.exp,
+                        "reason": proof.reason})
+                .to_string(),
+            )?;
+            Ok((
+                Ok(response(
+                    &access,
+                    Some(refresh),
+                    scope,
+                    aud,
+                    &g.gid,
+                    g.expires_at,
+                    now,
+                    false,
+                )),
+                None,
+            ))
+        })
+        .await?;
+        if let Some(seq) = seq {
+            self.feed_advanced(seq);
+        }
+        Ok(r)
+    }
+
+    async fn exchange(&self, p: &Params, proof: VerifiedProof, mint: Mint) -> Result<Committed> {
+        let subject = p.req("subject_token")?.to_owned();
+        let subject_type = p.req("subject_token_type")?.to_owned();
+        if let Some(t) = p.get("requested_token_type")
+            && t != TOKEN_TYPE_ACCESS
+        {
+            return Err(Error::InvalidRequest(
+                "only access tokens can be requested".into(),
+            ));
+        }
+        if p.get("actor_token").is_some() {
+            return Err(Error::InvalidRequest(
+                "actor tokens are not supported; the proof's key is the actor".into(),
+            ));
+        }
+        let scope_req = p.get("scope").map(str::to_owned);
+        let aud_req = requested_audience(p)?;
+        let now = mint.now;
+        // An access token subject is verified before the transaction.
+        let claims = match subject_type.as_str() {
+            TOKEN_TYPE_REFRESH => None,
+            TOKEN_TYPE_ACCESS => Some(self.verify_own_access_token(&subject, now)?),
+            other => {
+                return Err(Error::UnsupportedTokenType(format!(
+                    "{other:?} cannot be exchanged"
+                )));
+            }
+        };
+        let (r, seq) = store::write(&self.store, move |tx| {
+            let bad = || Error::InvalidGrant("the subject token is unknown, expired or revoked".into());
+            let (g, bound_scope, bound_aud, cap, subject_jti) = match &claims {
+                None => {
+                    let Some(rec) = tx.token_by_hash(&secret_hash(&subject))? else { return Err(bad()) };
+                    if rec.kind != TokenKind::Refresh {
+                        return Err(bad());
+                    }
+                    if !eq_ct(&rec.jkt, &proof.jkt) {
+                        return Err(Error::InvalidGrant("the subject token is bound to another key".into()));
+                    }
+                    let Some(mut g) = tx.grant_get(&rec.gid)? else { return Err(bad()) };
+                    if rec.status == TokenStatus::Used && g.status == GrantStatus::Active {
+                        let seq = revoke_grant(tx, &mut g, now, "refresh_token_reuse")?;
+                        return Ok((Err(Error::InvalidGrant("refresh token reuse: the grant is revoked".into())), Some(seq)));
+                    }
+                    if rec.status != TokenStatus::Active {
+                        return Err(bad());
+                    }
+                    let (s, a, e) = (g.scope.clone(), g.audiences.clone(), g.expires_at);
+                    (g, s, a, e, rec.jti)
+                }
+                Some(c) => {
+                    let Some(rec) = tx.token_get(&c.jti)? else { return Err(bad()) };
+                    if rec.status != TokenStatus::Active || !eq_ct(&c.jkt, &proof.jkt) {
+                        return Err(if rec.status == TokenStatus::Active {
+                            Error::InvalidGrant("the subject token is bound to another key".into())
+                        } else {
+                            bad()
+                        });
+                    }
+                    let Some(g) = tx.grant_get(&rec.gid)? else { return Err(bad()) };
+                    (g, c.scope.clone(), vec![c.aud.clone()], c.exp, rec.jti)
+                }
+            };
+            if !grant_live(&g, now) || cap <= now {
+                return Err(bad());
+            }
+            let scope = negotiate(&bound_scope, scope_req.as_deref())?;
+            let aud = pick_audience(&bound_aud, aud_req.as_deref())?;
+            let access = mint.access(tx, &g, &scope, &aud, cap)?;
+            tx.audit_append(
+                now,
+                &g.owner,
+                "exchange",
+                &json!({"gid": g.gid, "agent": g.agent, "subject_jti": subject_jti, "jti": access.jti,
+                        "requested_scope": scope_req, "scope": scope, "aud": aud, "exp": access.exp,
+                        "reason": proof.reason})
+                .to_string(),
+            )?;
+            Ok((Ok(response(&access, None, scope, aud, &g.gid, g.expires_at, now, true)), None))
+        })
+        .await?;
+        if let Some(seq) = seq {
+            self.feed_advanced(seq);
+        }
+        Ok(r)
+    }
+
+    /// Verify a JWT this broker issued (signature, issuer, expiry), for any audience.
+    pub fn verify_own_access_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<protonpass_agent::AccessTokenClaims> {
+        let invalid = || Error::InvalidGrant("the access token is invalid or expired".into());
+        let parsed =
+            jws::parse(token, protonpass_agent::token::MAX_TOKEN_LEN).map_err(|_| invalid())?;
+        let aud = json::opt_str(&parsed.claims, "aud")
+            .ok()
+            .flatten()
+            .ok_or_else(invalid)?
+            .to_owned();
+        let mut v = TokenValidation::new(self.issuer.clone(), aud);
+        v.leeway = 0;
+        verify_access_token(token, &self.keyring().keyset, &v, now).map_err(|_| invalid())
+    }
+}

@@ -1,0 +1,178 @@
+//! Storage: one transaction interface ([`Tx`]) that everything the broker keeps
+//! goes through, and the [`Store`] that runs transactions. The SQLite backend is
+//! [`sqlite::SqliteStore`]; a PostgreSQL backend implements the same two traits.
+//!
+//! Writes run on the store's writer, which groups concurrent transactions into
+//! one database commit (group commit) and acknowledges each only after that
+//! commit is durable. A transaction that fails is rolled back alone (it runs in
+//! its own savepoint); the others of the batch still commit.
+
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use protonpass_agent::Error;
+use protonpass_agent::wire::RevocationEvent;
+
+use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
+
+/// Storage result: failures are [`Error::TemporarilyUnavailable`] (503).
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The operations of one transaction.
+pub trait Tx {
+    /// Create the owner if it does not exist.
+    fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()>;
+    /// Insert or replace a grant.
+    fn grant_put(&mut self, g: &Grant) -> Result<()>;
+    /// A grant by id.
+    fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>>;
+    /// The enrolling grant whose enrollment code hashes to `hash`.
+    fn grant_by_enroll_hash(&mut self, hash: &str) -> Result<Option<Grant>>;
+    /// An owner's grants, optionally of one agent, newest first.
+    fn grants_of(&mut self, owner: &str, agent: Option<&str>) -> Result<Vec<Grant>>;
+    /// Insert or replace a token record.
+    fn token_put(&mut self, t: &TokenRec) -> Result<()>;
+    /// A token record by id.
+    fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>>;
+    /// The refresh token record whose token hashes to `hash`.
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>>;
+    /// Insert or replace a device request.
+    fn device_put(&mut self, d: &DeviceReq) -> Result<()>;
+    /// A device request by device-code hash.
+    fn device_by_device_hash(&mut self, hash: &str) -> Result<Option<DeviceReq>>;
+    /// The pending, unexpired device request whose user code hashes to `hash`.
+    fn device_by_user_hash(&mut self, hash: &str, now: i64) -> Result<Option<DeviceReq>>;
+    /// How many device requests are pending and unexpired.
+    fn device_live_count(&mut self, now: i64) -> Result<i64>;
+    /// Insert a resource server.
+    fn resource_put(&mut self, r: &Resource) -> Result<()>;
+    /// A resource server by client id.
+    fn resource_get(&mut self, client_id: &str) -> Result<Option<Resource>>;
+    /// Insert or replace signing key metadata.
+    fn key_put(&mut self, k: &KeyMeta) -> Result<()>;
+    /// All signing keys, oldest first.
+    fn keys_all(&mut self) -> Result<Vec<KeyMeta>>;
+    /// Append to the revocation feed; returns the entry's position.
+    fn revocation_add(
+        &mut self,
+        jti: Option<&str>,
+        gid: Option<&str>,
+        exp: i64,
+        owner: &str,
+    ) -> Result<i64>;
+    /// Feed entries after `after` that have not expired at `now`, oldest first.
+    fn revocations_after(
+        &mut self,
+        after: i64,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationEvent>>;
+    /// The position of the last feed entry (0 when empty).
+    fn revocation_head(&mut self) -> Result<i64>;
+    /// Append an audit record chained to the previous one; returns its position.
+    fn audit_append(&mut self, ts: i64, owner: &str, event: &str, detail: &str) -> Result<i64>;
+    /// Audit records with `seq > after`, oldest first.
+    fn audit_page(&mut self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
+    /// The position of the last audit record.
+    fn audit_head(&mut self) -> Result<i64>;
+    /// Record a wrong user-code entry costing `cost` under `key`.
+    fn attempt_add(&mut self, key: &str, at: i64, cost: i64) -> Result<()>;
+    /// Total cost of entries under `key` since `since`.
+    fn attempt_sum(&mut self, key: &str, since: i64) -> Result<i64>;
+}
+
+/// A write job: runs inside the batch transaction and returns whether it
+/// succeeded (else its savepoint is rolled back) and what to do once the
+/// batch's commit has finished.
+pub type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
+/// Called with the outcome of the commit.
+pub type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// A store: runs write jobs through its writer and reads on reader connections.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Queue a write job. Dropping the job without running it tells its caller
+    /// the store is unavailable.
+    fn submit(&self, job: Job) -> Result<()>;
+    /// Queue a write job only if the queue has room (best-effort audit of
+    /// rejected requests); returns false when it was dropped.
+    fn try_submit(&self, job: Job) -> bool;
+    /// Run `f` on a reader connection (blocking).
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+}
+
+fn unavailable() -> Error {
+    Error::TemporarilyUnavailable("the store did not commit".into())
+}
+
+fn make_job<T: Send + 'static>(
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    done: impl FnOnce(Result<T>) + Send + 'static,
+) -> Job {
+    Box::new(move |tx: &mut dyn Tx| {
+        let r = f(tx);
+        let ok = r.is_ok();
+        let finish: Finish = Box::new(move |commit: Result<()>| done(commit.and(r)));
+        (ok, finish)
+    })
+}
+
+/// Run `f` in a write transaction and wait until it is durable.
+pub async fn write<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.submit(make_job(f, move |r| {
+        let _ = tx.send(r);
+    }))?;
+    rx.await.map_err(|_| unavailable())?
+}
+
+/// [`write`] for callers outside the async runtime (the CLI).
+pub fn write_blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.submit(make_job(f, move |r| {
+        let _ = tx.send(r);
+    }))?;
+    rx.recv().map_err(|_| unavailable())?
+}
+
+/// Queue `f` without waiting (audit of rejected requests). Dropped if the queue is full.
+pub fn write_detached(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<()> + Send + 'static,
+) -> bool {
+    store.try_submit(make_job(f, |_| {}))
+}
+
+/// Run `f` on a reader connection, from async code.
+pub async fn read<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read_blocking(&store, f))
+        .await
+        .map_err(|_| unavailable())?
+}
+
+/// Run `f` on a reader connection, blocking.
+pub fn read_blocking<T>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
+    let mut f = Some(f);
+    let mut out = None;
+    store.read(&mut |tx| {
+        if let Some(f) = f.take() {
+            out = Some(f(tx)?);
+        }
+        Ok(())
+    })?;
+    out.ok_or_else(unavailable)
+}

@@ -1,0 +1,462 @@
+//! The SQLite backend: WAL journal, `synchronous=FULL` (a commit is on disk
+//! before it is acknowledged), one writer thread doing group commit, and a
+//! small pool of read-only connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protonpass_agent::Error;
+use protonpass_agent::wire::RevocationEvent;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Job, Result, Store, Tx};
+use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
+
+/// Most write jobs committed together.
+const MAX_BATCH: usize = 256;
+/// Queued write jobs before callers wait (and best-effort jobs are dropped).
+const QUEUE: usize = 4096;
+/// Reader connections kept open.
+const READERS: usize = 8;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS owners (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+  gid TEXT PRIMARY KEY, owner TEXT NOT NULL, agent TEXT NOT NULL,
+  enroll_hash TEXT UNIQUE, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS grants_owner ON grants(owner, agent);
+CREATE TABLE IF NOT EXISTS tokens (
+  jti TEXT PRIMARY KEY, gid TEXT NOT NULL, hash TEXT UNIQUE, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+  id TEXT PRIMARY KEY, device_hash TEXT NOT NULL UNIQUE, user_hash TEXT NOT NULL,
+  status TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS devices_user ON devices(user_hash, status);
+CREATE INDEX IF NOT EXISTS devices_live ON devices(status, expires_at);
+CREATE TABLE IF NOT EXISTS resources (client_id TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS revocations (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, jti TEXT, gid TEXT, exp INTEGER NOT NULL, owner TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, owner TEXT NOT NULL, event TEXT NOT NULL,
+  detail TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at INTEGER NOT NULL, cost INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_key ON attempts(key, at);
+";
+
+fn db_err(e: rusqlite::Error) -> Error {
+    tracing::error!(error = %e, "storage failure");
+    Error::TemporarilyUnavailable("storage failure".into())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Server(format!("encoding failed: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Server(format!("stored record unreadable: {e}")))
+}
+
+fn open(path: &Path, read_only: bool) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(db_err)?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only=ON;")
+            .map_err(db_err)?;
+    }
+    Ok(conn)
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: SyncSender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and start its writer.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        let conn = open(path, false)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
+        Ok(Arc::new(SqliteStore {
+            path: path.to_owned(),
+            queue,
+            readers: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+fn writer(conn: Connection, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs tells every caller the store is unavailable.
+            tracing::error!(error = %e, "cannot begin a transaction");
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch {
+            if conn.execute_batch("SAVEPOINT job").is_err() {
+                continue;
+            }
+            let mut tx = SqliteTx { conn: &conn };
+            let (ok, finish) = job(&mut tx);
+            let end = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if end.is_err() {
+                finish(Err(Error::TemporarilyUnavailable("storage failure".into())));
+                continue;
+            }
+            finishes.push(finish);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(db_err);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for f in finishes {
+            f(commit.clone());
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn submit(&self, job: Job) -> Result<()> {
+        self.queue
+            .send(job)
+            .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
+    }
+
+    fn try_submit(&self, job: Job) -> bool {
+        match self.queue.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
+            Some(c) => c,
+            None => open(&self.path, true)?,
+        };
+        let r = {
+            let mut tx = SqliteTx { conn: &conn };
+            f(&mut tx)
+        };
+        if let Ok(mut v) = self.readers.lock()
+            && v.len() < READERS
+        {
+            v.push(conn);
+        }
+        r
+    }
+}
+
+struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl SqliteTx<'_> {
+    fn one<T: DeserializeOwned>(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<T>> {
+        let s: Option<String> = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(db_err)?
+            .query_row(p, |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        s.map(|s| from_json(&s)).transpose()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO owners(name, created_at) VALUES (?1, ?2)")
+            .map_err(db_err)?
+            .execute(params![name, now])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn grant_put(&mut self, g: &Grant) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO grants(gid, owner, agent, enroll_hash, data) VALUES (?1,?2,?3,?4,?5)",
+            )
+            .map_err(db_err)?
+            .execute(params![g.gid, g.owner, g.agent, g.enroll_hash, to_json(g)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
+        self.one("SELECT data FROM grants WHERE gid = ?1", params![gid])
+    }
+
+    fn grant_by_enroll_hash(&mut self, hash: &str) -> Result<Option<Grant>> {
+        self.one(
+            "SELECT data FROM grants WHERE enroll_hash = ?1",
+            params![hash],
+        )
+    }
+
+    fn grants_of(&mut self, owner: &str, agent: Option<&str>) -> Result<Vec<Grant>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT data FROM grants WHERE owner = ?1 AND (?2 IS NULL OR agent = ?2) ORDER BY rowid DESC",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![owner, agent], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+
+    fn token_put(&mut self, t: &TokenRec) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO tokens(jti, gid, hash, data) VALUES (?1,?2,?3,?4)",
+            )
+            .map_err(db_err)?
+            .execute(params![t.jti, t.gid, t.hash, to_json(t)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
+        self.one("SELECT data FROM tokens WHERE jti = ?1", params![jti])
+    }
+
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>> {
+        self.one("SELECT data FROM tokens WHERE hash = ?1", params![hash])
+    }
+
+    fn device_put(&mut self, d: &DeviceReq) -> Result<()> {
+        let status = match d.status {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+            DeviceStatus::Used => "used",
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO devices(id, device_hash, user_hash, status, expires_at, data) VALUES (?1,?2,?3,?4,?5,?6)",
+            )
+            .map_err(db_err)?
+            .execute(params![d.id, d.device_hash, d.user_hash, status, d.expires_at, to_json(d)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn device_by_device_hash(&mut self, hash: &str) -> Result<Option<DeviceReq>> {
+        self.one(
+            "SELECT data FROM devices WHERE device_hash = ?1",
+            params![hash],
+        )
+    }
+
+    fn device_by_user_hash(&mut self, hash: &str, now: i64) -> Result<Option<DeviceReq>> {
+        self.one(
+            "SELECT data FROM devices WHERE user_hash = ?1 AND status = 'pending' AND expires_at > ?2",
+            params![hash, now],
+        )
+    }
+
+    fn device_live_count(&mut self, now: i64) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM devices WHERE status = 'pending' AND expires_at > ?1",
+            )
+            .map_err(db_err)?
+            .query_row(params![now], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn resource_put(&mut self, r: &Resource) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO resources(client_id, owner, data) VALUES (?1,?2,?3)")
+            .map_err(db_err)?
+            .execute(params![r.client_id, r.owner, to_json(r)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn resource_get(&mut self, client_id: &str) -> Result<Option<Resource>> {
+        self.one(
+            "SELECT data FROM resources WHERE client_id = ?1",
+            params![client_id],
+        )
+    }
+
+    fn key_put(&mut self, k: &KeyMeta) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO signing_keys(kid, data) VALUES (?1,?2)")
+            .map_err(db_err)?
+            .execute(params![k.kid, to_json(k)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn keys_all(&mut self) -> Result<Vec<KeyMeta>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT data FROM signing_keys ORDER BY rowid")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+
+    fn revocation_add(
+        &mut self,
+        jti: Option<&str>,
+        gid: Option<&str>,
+        exp: i64,
+        owner: &str,
+    ) -> Result<i64> {
+        self.conn
+            .prepare_cached("INSERT INTO revocations(jti, gid, exp, owner) VALUES (?1,?2,?3,?4)")
+            .map_err(db_err)?
+            .execute(params![jti, gid, exp, owner])
+            .map_err(db_err)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn revocations_after(
+        &mut self,
+        after: i64,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationEvent>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, jti, gid, exp FROM revocations WHERE seq > ?1 AND exp > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![after, now, limit], |r| {
+                Ok(RevocationEvent {
+                    seq: r.get(0)?,
+                    jti: r.get(1)?,
+                    gid: r.get(2)?,
+                    exp: r.get(3)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.map(|r| r.map_err(db_err)).collect()
+    }
+
+    fn revocation_head(&mut self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .map_err(db_err)?
+            .query_row([], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn audit_append(&mut self, ts: i64, owner: &str, event: &str, detail: &str) -> Result<i64> {
+        let last: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .map_err(db_err)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db_err)?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, crate::audit::GENESIS.to_owned()),
+        };
+        let hash = crate::audit::record_hash(seq, ts, owner, event, detail, &prev);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            )
+            .map_err(db_err)?
+            .execute(params![seq, ts, owner, event, detail, prev, hash])
+            .map_err(db_err)?;
+        Ok(seq)
+    }
+
+    fn audit_page(&mut self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, ts, owner, event, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![after, limit], |r| {
+                Ok(AuditRecord {
+                    seq: r.get(0)?,
+                    ts: r.get(1)?,
+                    owner: r.get(2)?,
+                    event: r.get(3)?,
+                    detail: r.get(4)?,
+                    prev: r.get(5)?,
+                    hash: r.get(6)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.map(|r| r.map_err(db_err)).collect()
+    }
+
+    fn audit_head(&mut self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit")
+            .map_err(db_err)?
+            .query_row([], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn attempt_add(&mut self, key: &str, at: i64, cost: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO attempts(key, at, cost) VALUES (?1,?2,?3)")
+            .map_err(db_err)?
+            .execute(params![key, at, cost])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn attempt_sum(&mut self, key: &str, since: i64) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(cost), 0) FROM attempts WHERE key = ?1 AND at > ?2",
+            )
+            .map_err(db_err)?
+            .query_row(params![key, since], |r| r.get(0))
+            .map_err(db_err)
+    }
+}
