@@ -9,13 +9,13 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::http::{self, NonceCache};
-use crate::wire::{DeviceAuthorizationResponse, ServerMetadata, TokenResponse};
 use super::store::{GrantStore, StoreKind, StoredGrant};
 use crate::clock::{Clock, OsRandom, Random, SystemClock};
 use crate::dpop::{ProofInput, create_proof};
 use crate::error::{Error, Result};
 use crate::keys::AgentKey;
 use crate::scope::ScopeSet;
+use crate::wire::{DeviceAuthorizationResponse, ServerMetadata, TokenResponse};
 
 const GT_DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const GT_PREAUTH: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
@@ -37,13 +37,28 @@ pub struct DevicePrompt {
     pub expires_in: u64,
 }
 
+/// What a response asks of the client ([`Session::observe_response`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Challenge {
+    /// Nothing: hand the response to the caller.
+    None,
+    /// `use_dpop_nonce`: the nonce is recorded; sign again and retry once.
+    Nonce,
+    /// `invalid_token` (expired or revoked): renew, sign again and retry once.
+    Renew,
+}
+
 /// A callback that shows the prompt; called once per approval.
 pub type PromptFn = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 
 /// The default prompt: one line on stderr.
 pub fn stderr_prompt() -> PromptFn {
     Arc::new(|p: &DevicePrompt| {
-        let url = p.verification_uri_complete.as_deref().unwrap_or(&p.verification_uri);
+        let url = p
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&p.verification_uri);
         eprintln!(
             "To allow this agent, open {url} and confirm the code {} (valid {} min). Waiting for approval...",
             p.user_code,
@@ -114,7 +129,10 @@ impl fmt::Debug for AuthOptions {
             .field("store", &self.store)
             .field("ttl", &self.ttl)
             .field("required", &self.required)
-            .field("enrollment_code", &self.enrollment_code.as_ref().map(|_| "<redacted>"))
+            .field(
+                "enrollment_code",
+                &self.enrollment_code.as_ref().map(|_| "<redacted>"),
+            )
             .field("extend", &self.extend)
             .finish()
     }
@@ -173,10 +191,12 @@ impl BrokerCalls {
             self.nonces.remember(url, resp.headers());
             let status = resp.status().as_u16();
             let bytes = http::read_body(resp).await?;
-            if status != 200 && attempt == 0 && with_proof {
-                if let Error::UseDpopNonce = http::error_from_body(status, &bytes) {
-                    continue;
-                }
+            if status != 200
+                && attempt == 0
+                && with_proof
+                && matches!(http::error_from_body(status, &bytes), Error::UseDpopNonce)
+            {
+                continue;
             }
             return Ok((status, bytes));
         }
@@ -186,7 +206,9 @@ impl BrokerCalls {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
-        let (status, body) = self.post_form(&self.meta.token_endpoint, form, true).await?;
+        let (status, body) = self
+            .post_form(&self.meta.token_endpoint, form, true)
+            .await?;
         if status != 200 {
             return Err(http::error_from_body(status, &body));
         }
@@ -357,10 +379,14 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     let profile = env_or(&opts.profile, "PROTONPASS_PROFILE").unwrap_or_else(|| "default".into());
     let enrollment = env_or(&opts.enrollment_code, "PROTONPASS_ENROLLMENT_CODE");
     if audience.is_empty() {
-        return Err(Error::InvalidRequest("an audience (the API's URL) is required".into()));
+        return Err(Error::InvalidRequest(
+            "an audience (the API's URL) is required".into(),
+        ));
     }
     if agent.is_empty() || agent.len() > 64 || agent.chars().any(char::is_control) {
-        return Err(Error::InvalidRequest("the agent name is 1 to 64 printable characters".into()));
+        return Err(Error::InvalidRequest(
+            "the agent name is 1 to 64 printable characters".into(),
+        ));
     }
     let requested = ScopeSet::from_list(scopes)?;
     let required = match &opts.required {
@@ -443,7 +469,11 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
             let g = StoredGrant {
                 key: calls.key.clone(),
                 refresh_token: Zeroizing::new(refresh),
-                scope: if t.scope.is_empty() { scope } else { t.scope.clone() },
+                scope: if t.scope.is_empty() {
+                    scope
+                } else {
+                    t.scope.clone()
+                },
                 expires_at: t.grant_expires_at,
             };
             store.save(&broker, &profile, &agent, &g)?;
@@ -451,7 +481,12 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         }
     };
     let t = calls
-        .exchange(&grant.refresh_token, &requested.to_string(), audience, opts.ttl)
+        .exchange(
+            &grant.refresh_token,
+            &requested.to_string(),
+            audience,
+            opts.ttl,
+        )
         .await;
     let t = match t {
         Err(Error::InvalidGrant(m)) => {
@@ -582,11 +617,18 @@ async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
     for (aud, _) in due {
         let t = inner
             .calls
-            .exchange(&grant.refresh_token, &inner.requested.to_string(), &aud, inner.ttl)
+            .exchange(
+                &grant.refresh_token,
+                &inner.requested.to_string(),
+                &aud,
+                inner.ttl,
+            )
             .await?;
         if let Some(r) = &t.refresh_token {
             grant.refresh_token = Zeroizing::new(r.clone());
-            inner.store.save(&inner.broker, &inner.profile, &agent, &grant)?;
+            inner
+                .store
+                .save(&inner.broker, &inner.profile, &agent, &grant)?;
         }
         let access = access_from(&t, inner.calls.clock.now())?;
         if let Ok(mut m) = inner.tokens.write() {
@@ -675,7 +717,10 @@ impl Session {
             self.inner.calls.rng.as_ref(),
         )?;
         Ok(vec![
-            ("Authorization".to_owned(), format!("DPoP {}", token.as_str())),
+            (
+                "Authorization".to_owned(),
+                format!("DPoP {}", token.as_str()),
+            ),
             ("DPoP".to_owned(), proof),
         ])
     }
@@ -731,6 +776,32 @@ impl Session {
         }
     }
 
+    /// For HTTP stacks other than [`Session::send`] (the Python and Node
+    /// bindings): record what a response to a request signed by this session
+    /// says (its `DPoP-Nonce`) and tell whether to sign again and retry once,
+    /// by the same rules as [`Session::send`].
+    pub fn observe_response(
+        &self,
+        url: &str,
+        status: u16,
+        www_authenticate: Option<&str>,
+        dpop_nonce: Option<&str>,
+    ) -> Challenge {
+        if let Some(n) = dpop_nonce {
+            self.inner.calls.nonces.insert(url, n);
+        }
+        let challenge = www_authenticate.unwrap_or_default();
+        if status != 401 {
+            Challenge::None
+        } else if challenge.contains("use_dpop_nonce") && dpop_nonce.is_some() {
+            Challenge::Nonce
+        } else if challenge.contains("invalid_token") {
+            Challenge::Renew
+        } else {
+            Challenge::None
+        }
+    }
+
     /// Renew every access token now.
     pub async fn renew(&self) -> Result<()> {
         renew(&self.inner, true).await
@@ -751,11 +822,18 @@ impl Session {
             .ok_or_else(|| Error::InvalidGrant("the stored grant is gone".into()))?;
         let t = inner
             .calls
-            .exchange(&grant.refresh_token, &inner.requested.to_string(), audience, inner.ttl)
+            .exchange(
+                &grant.refresh_token,
+                &inner.requested.to_string(),
+                audience,
+                inner.ttl,
+            )
             .await?;
         if let Some(r) = &t.refresh_token {
             grant.refresh_token = Zeroizing::new(r.clone());
-            inner.store.save(&inner.broker, &inner.profile, &agent, &grant)?;
+            inner
+                .store
+                .save(&inner.broker, &inner.profile, &agent, &grant)?;
         }
         let access = access_from(&t, inner.calls.clock.now())?;
         if !access.scope.covers_all(&inner.required) {

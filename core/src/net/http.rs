@@ -64,8 +64,12 @@ pub(crate) async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>> {
 pub(crate) fn error_from_body(status: u16, body: &[u8]) -> Error {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(b) => Error::from_wire(&b.error, b.error_description.as_deref()),
-        Err(_) if status == 503 => Error::TemporarilyUnavailable("the broker is unavailable".into()),
-        Err(_) if status >= 500 => Error::BrokerUnavailable(format!("the broker answered {status}")),
+        Err(_) if status == 503 => {
+            Error::TemporarilyUnavailable("the broker is unavailable".into())
+        }
+        Err(_) if status >= 500 => {
+            Error::BrokerUnavailable(format!("the broker answered {status}"))
+        }
         Err(_) => Error::InvalidResponse(format!("HTTP {status} without an OAuth error body")),
     }
 }
@@ -83,7 +87,10 @@ pub(crate) fn backoff(attempt: u32, rng: &dyn Random) -> Duration {
 }
 
 /// GET a JSON document, retrying transient failures (idempotent).
-pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(url: &str, rng: &dyn Random) -> Result<T> {
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
+    url: &str,
+    rng: &dyn Random,
+) -> Result<T> {
     let http = client()?;
     let mut last = Error::BrokerUnavailable(format!("{url}: no attempt made"));
     for attempt in 0..3 {
@@ -143,10 +150,18 @@ impl NonceCache {
         self.0.lock().ok()?.get(&origin(url)).cloned()
     }
     pub(crate) fn remember(&self, url: &str, resp_headers: &reqwest::header::HeaderMap) {
-        if let Some(n) = resp_headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
-            if let Ok(mut m) = self.0.lock() {
-                m.insert(origin(url), n.to_owned());
-            }
+        if let (Some(n), Ok(mut m)) = (
+            resp_headers.get("dpop-nonce").and_then(|v| v.to_str().ok()),
+            self.0.lock(),
+        ) {
+            m.insert(origin(url), n.to_owned());
+        }
+    }
+    /// Remember a nonce a response to `url` carried (bindings that do their own HTTP).
+    pub(crate) fn insert(&self, url: &str, nonce: &str) {
+        let o = origin(url);
+        if let (false, Ok(mut m)) = (o.is_empty() || nonce.is_empty(), self.0.lock()) {
+            m.insert(o, nonce.to_owned());
         }
     }
 }

@@ -10,8 +10,12 @@ mod http;
 mod store;
 mod verifier;
 
+#[cfg(feature = "axum")]
+pub mod axum_layer;
+
 pub use client::{
-    AuthOptions, DevicePrompt, PromptFn, Session, authenticate_with_proton, stderr_prompt,
+    AuthOptions, Challenge, DevicePrompt, PromptFn, Session, authenticate_with_proton,
+    stderr_prompt,
 };
 pub use http::discover;
 pub use store::{GrantStore, StoreKind, StoredGrant};

@@ -85,9 +85,7 @@ impl StoreKind {
         }
         dirs::config_dir()
             .map(|d| StoreKind::File(d.join("protonpass")))
-            .ok_or_else(|| {
-                Error::Storage("no config directory: set PROTONPASS_HOME".into())
-            })
+            .ok_or_else(|| Error::Storage("no config directory: set PROTONPASS_HOME".into()))
     }
 }
 
@@ -288,19 +286,17 @@ fn read_file(path: &Path) -> Result<ProfileFile> {
 }
 
 fn write_file(path: &Path, file: &ProfileFile) -> Result<()> {
-    let bytes = Zeroizing::new(
-        serde_json::to_vec_pretty(file).map_err(|e| Error::Storage(e.to_string()))?,
-    );
+    let bytes =
+        Zeroizing::new(serde_json::to_vec_pretty(file).map_err(|e| Error::Storage(e.to_string()))?);
     let tmp = path.with_extension("json.tmp");
     let mut f = open_private(&tmp, true)?;
-    f.write_all(&bytes).map_err(|e| io("cannot write", &tmp, e))?;
+    f.write_all(&bytes)
+        .map_err(|e| io("cannot write", &tmp, e))?;
     f.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| io("cannot replace", path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(Ok(d)) = path.parent().map(File::open) {
+        let _ = d.sync_all();
     }
     Ok(())
 }

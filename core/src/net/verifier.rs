@@ -19,7 +19,9 @@ use crate::error::{Error, Reason, Result};
 use crate::request::{dpop_token, status_for, www_authenticate};
 use crate::scope::ScopeSet;
 use crate::token::{AccessTokenClaims, KeySet, TokenValidation, verify_access_token};
-use crate::wire::{IntrospectionResponse, RevocationEvent, RevocationFeed, ServerMetadata, UsageEvent, UsageReport};
+use crate::wire::{
+    IntrospectionResponse, RevocationEvent, RevocationFeed, ServerMetadata, UsageEvent, UsageReport,
+};
 
 /// What to do when the revocation feed has been unreachable for longer than
 /// [`VerifierOptions::max_staleness`].
@@ -41,7 +43,10 @@ impl fmt::Debug for StalePolicy {
         match self {
             StalePolicy::FailClosed => f.write_str("FailClosed"),
             StalePolicy::Introspect { client_id, .. } => {
-                write!(f, "Introspect {{ client_id: {client_id:?}, client_secret: <redacted> }}")
+                write!(
+                    f,
+                    "Introspect {{ client_id: {client_id:?}, client_secret: <redacted> }}"
+                )
             }
         }
     }
@@ -364,28 +369,32 @@ impl Verifier {
                 claims
             }
         };
-        let nonce_ok = |n: &str| self.nonce_valid(n, now);
-        let check = ProofCheck {
-            method,
-            url,
-            access_token: Some(token),
-            expected_jkt: Some(&claims.jkt),
-            nonce: if inner.opts.require_nonce {
-                Some(&nonce_ok)
-            } else {
-                None
-            },
-        };
-        let proof: VerifiedProof = inner.proofs.verify(&dpop, &check, now).map_err(|e| {
-            let nonce = matches!(e, Error::UseDpopNonce).then(|| self.issue_nonce(now));
-            Rejection::new(e, None, nonce)
-        })?;
+        // Revocation before the proof: a revoked token consumes no replay entry.
         if inner.revoked.is_revoked(&claims.jti, &claims.gid) {
             return Err(reject(Error::token(
                 Reason::Revoked,
                 "the token or its grant was revoked by the owner",
             )));
         }
+        // The proof check holds a non-Send closure: keep it out of any await.
+        let proof: VerifiedProof = {
+            let nonce_ok = |n: &str| self.nonce_valid(n, now);
+            let check = ProofCheck {
+                method,
+                url,
+                access_token: Some(token),
+                expected_jkt: Some(&claims.jkt),
+                nonce: if inner.opts.require_nonce {
+                    Some(&nonce_ok)
+                } else {
+                    None
+                },
+            };
+            inner.proofs.verify(&dpop, &check, now).map_err(|e| {
+                let nonce = matches!(e, Error::UseDpopNonce).then(|| self.issue_nonce(now));
+                Rejection::new(e, None, nonce)
+            })?
+        };
         if inner.opts.follow_feed && self.feed_stale() {
             match &inner.opts.stale_policy {
                 StalePolicy::FailClosed => {
@@ -397,7 +406,10 @@ impl Verifier {
                     client_id,
                     client_secret,
                 } => {
-                    if !introspect(inner, token, client_id, client_secret).await.map_err(reject)? {
+                    if !introspect(inner, token, client_id, client_secret)
+                        .await
+                        .map_err(reject)?
+                    {
                         return Err(reject(Error::token(
                             Reason::Revoked,
                             "the broker says the token is not active",
@@ -407,7 +419,10 @@ impl Verifier {
             }
         }
         let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
-            reject(Error::token(Reason::MissingClaim, "the token's scope is malformed"))
+            reject(Error::token(
+                Reason::MissingClaim,
+                "the token's scope is malformed",
+            ))
         })?;
         Ok(Identity {
             owner: claims.sub.clone(),
@@ -457,7 +472,11 @@ impl Verifier {
         use subtle::ConstantTimeEq;
         let b = now.div_euclid(60);
         [b, b - 1].iter().any(|bucket| {
-            bool::from(self.nonce_for_bucket(*bucket).as_bytes().ct_eq(nonce.as_bytes()))
+            bool::from(
+                self.nonce_for_bucket(*bucket)
+                    .as_bytes()
+                    .ct_eq(nonce.as_bytes()),
+            )
         })
     }
 
@@ -498,8 +517,10 @@ impl Verifier {
         if jti.is_empty() {
             return;
         }
-        if let Ok(mut u) = self.inner.usage.lock() {
-            if u.len() < 10_000 {
+        if let Ok(mut u) = self.inner.usage.lock()
+            && u.len() < 10_000
+        {
+            {
                 u.push(UsageEvent {
                     jti,
                     method: method.to_owned(),
@@ -535,7 +556,8 @@ async fn fetch_jwks(inner: &Arc<Inner>) -> Result<()> {
     if status != 200 {
         return Err(http::error_from_body(status, &body));
     }
-    let text = String::from_utf8(body).map_err(|_| Error::InvalidResponse("JWKS not UTF-8".into()))?;
+    let text =
+        String::from_utf8(body).map_err(|_| Error::InvalidResponse("JWKS not UTF-8".into()))?;
     let set = KeySet::from_jwks_json(&text)?;
     if let Ok(mut k) = inner.keys.write() {
         *k = set;
@@ -627,7 +649,9 @@ async fn feed_loop(weak: Weak<Inner>) {
 
 /// Returns whether the stream was connected at all.
 async fn follow_stream(inner: &Arc<Inner>, url: &str, after: i64, weak: &Weak<Inner>) -> bool {
-    let Ok(http) = http::client() else { return false };
+    let Ok(http) = http::client() else {
+        return false;
+    };
     // A stream has no overall timeout: liveness comes from the server's
     // keep-alive comments, checked by the staleness window.
     let resp = http
@@ -701,9 +725,10 @@ async fn usage_loop(weak: Weak<Inner>) {
         if batch.is_empty() {
             continue;
         }
-        let (Some((id, secret)), Some(endpoint)) =
-            (&inner.opts.usage_reports, inner.meta.usage_endpoint.as_deref())
-        else {
+        let (Some((id, secret)), Some(endpoint)) = (
+            &inner.opts.usage_reports,
+            inner.meta.usage_endpoint.as_deref(),
+        ) else {
             continue;
         };
         if let Ok(http) = http::client() {

@@ -1,0 +1,90 @@
+//! Protect axum routes with a [`Verifier`] (feature `axum`).
+//!
+//! ```ignore
+//! let state = Protected::new(verifier, "https://api.example");
+//! let app = Router::new()
+//!     .route("/bookings", post(|agent: Agent| async move {
+//!         agent.require("travel:book")?;
+//!         Ok::<_, Rejection>("booked")
+//!     }))
+//!     .with_state(state);
+//! ```
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::verifier::{Identity, Rejection, Verifier};
+
+/// The state an axum app holds: the verifier and the public base URL clients
+/// address the API by (the DPoP `htu` is checked against it, never against a
+/// `Host` header the client chose).
+#[derive(Clone, Debug)]
+pub struct Protected {
+    /// The verifier.
+    pub verifier: Verifier,
+    /// `scheme://host[:port]` (and path prefix, if any) as clients see the API.
+    pub base_url: String,
+}
+
+impl Protected {
+    /// Protect routes served at `base_url`.
+    pub fn new(verifier: Verifier, base_url: impl Into<String>) -> Self {
+        Protected {
+            verifier,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+/// An extractor that verifies the request and yields the caller's identity.
+#[derive(Debug, Clone)]
+pub struct Agent(pub Identity);
+
+impl std::ops::Deref for Agent {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+impl<S> FromRequestParts<S> for Agent
+where
+    S: Send + Sync,
+    Protected: FromRef<S>,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
+        let p = Protected::from_ref(state);
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let url = format!("{}{}", p.base_url, path);
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+            .collect();
+        p.verifier
+            .verify(parts.method.as_str(), &url, &headers)
+            .await
+            .map(Agent)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut resp = (status, self.body()).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(Ok(v)) = self.www_authenticate.as_deref().map(HeaderValue::from_str) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(Ok(v)) = self.dpop_nonce.as_deref().map(HeaderValue::from_str) {
+            h.insert("dpop-nonce", v);
+        }
+        resp
+    }
+}
