@@ -1,0 +1,59 @@
+"""Scoped, short-lived, key-bound access tokens for AI agents.
+
+One import and one call::
+
+    from protonpass_agent import authenticate_with_proton
+
+    with authenticate_with_proton(scope=["travel:book"], audience="https://api.travel.example") as session:
+        httpx.post("https://api.travel.example/bookings", json=..., auth=session.httpx_auth)
+
+APIs verify callers with :class:`Verifier` (and :func:`protonpass_agent.fastapi.require_scope`).
+"""
+
+from ._native import (
+    AccessDenied,
+    BrokerUnavailable,
+    DevicePrompt,
+    Expired,
+    Identity,
+    InsufficientScope,
+    InvalidGrant,
+    InvalidProof,
+    InvalidRequest,
+    InvalidResponse,
+    InvalidScope,
+    InvalidToken,
+    ProtonPassError,
+    ScopeNotGranted,
+    StorageError,
+    __version__,
+)
+from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
+from ._verifier import Verifier
+
+#: A revoked, expired or spent grant is an :class:`InvalidGrant`.
+Revoked = InvalidGrant
+
+__all__ = [
+    "AccessDenied",
+    "BrokerUnavailable",
+    "DevicePrompt",
+    "Expired",
+    "Identity",
+    "InsufficientScope",
+    "InvalidGrant",
+    "InvalidProof",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidScope",
+    "InvalidToken",
+    "ProtonPassError",
+    "Revoked",
+    "ScopeNotGranted",
+    "Session",
+    "StorageError",
+    "Verifier",
+    "__version__",
+    "authenticate_with_proton",
+    "authenticate_with_proton_async",
+]

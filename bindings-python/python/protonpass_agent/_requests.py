@@ -1,0 +1,58 @@
+"""``requests`` auth over a :class:`~protonpass_agent.Session`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import requests
+from requests.auth import AuthBase
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+_RETRIED = "_protonpass_retried"
+
+
+class RequestsAuth(AuthBase):
+    """Signs each request with the session's DPoP proof and token.
+
+    On a 401 asking for a DPoP nonce it signs again with the server's nonce
+    and retries once; on an expired or revoked token it renews and retries once.
+    """
+
+    def __init__(self, session: "Session", reason: Optional[str] = None) -> None:
+        self._session = session
+        self._reason = reason
+
+    def with_reason(self, reason: str) -> "RequestsAuth":
+        """The same auth, stating ``reason`` (signed into each proof)."""
+        return RequestsAuth(self._session, reason)
+
+    def _sign(self, r: requests.PreparedRequest) -> None:
+        r.headers.update(self._session.headers(r.method or "GET", r.url or "", reason=self._reason))
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        self._sign(r)
+        r.register_hook("response", self._on_response)
+        return r
+
+    def _on_response(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
+        req = resp.request
+        action = self._session._observe(
+            req.url or "", resp.status_code, resp.headers.get("www-authenticate"), resp.headers.get("dpop-nonce")
+        )
+        if action == "none" or getattr(req, _RETRIED, False):
+            return resp
+        if action == "renew":
+            self._session.renew()
+        # Release the connection before sending again.
+        _ = resp.content
+        resp.close()
+        prep = req.copy()
+        setattr(prep, _RETRIED, True)
+        self._sign(prep)
+        conn = resp.connection
+        retry: requests.Response = conn.send(prep, **kwargs)  # type: ignore[union-attr]
+        retry.history.append(resp)
+        retry.request = prep
+        return retry

@@ -1,0 +1,274 @@
+"""The agent side: :func:`authenticate_with_proton` and :class:`Session`."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import weakref
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+
+from . import _native
+
+if TYPE_CHECKING:
+    from ._httpx import HttpxAuth
+    from ._requests import RequestsAuth
+
+Prompt = Callable[[_native.DevicePrompt], object]
+StoreArg = Union[str, "os.PathLike[str]"]
+
+_live: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _close_all() -> None:
+    """Revoke the access tokens of every open session (interpreter exit, SIGTERM)."""
+    for s in list(_live):
+        try:
+            s.close()
+        except Exception:  # noqa: BLE001 - best effort while the process ends
+            pass
+
+
+def _on_sigterm(previous: Any) -> Callable[[int, Optional[FrameType]], None]:
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        _close_all()
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    return handler
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(_close_all)
+        # Signal handlers can only be set from the main thread, and only when
+        # the host has not chosen to ignore SIGTERM.
+        if threading.current_thread() is threading.main_thread():
+            try:
+                previous = signal.getsignal(signal.SIGTERM)
+                if previous is not signal.SIG_IGN:
+                    signal.signal(signal.SIGTERM, _on_sigterm(previous))
+            except (ValueError, OSError):
+                pass
+
+
+class Session:
+    """An authenticated agent session.
+
+    Holds DPoP-bound access tokens (one per audience), renewed in the
+    background. Use it as a context manager (``with`` or ``async with``):
+    leaving the block revokes its access tokens (not the grant). It is also
+    closed at interpreter exit and on SIGTERM where the host allows. Safe to
+    share between threads.
+    """
+
+    __slots__ = ("_native", "__weakref__")
+
+    def __init__(self, native: _native.Session) -> None:
+        self._native = native
+        _install_hooks()
+        _live.add(self)
+
+    @property
+    def scopes(self) -> list[str]:
+        """The scopes granted for the session's first audience."""
+        return self._native.scopes
+
+    @property
+    def expires_at(self) -> int:
+        """When the current access token expires (seconds since the epoch)."""
+        return self._native.expires_at
+
+    @property
+    def thumbprint(self) -> str:
+        """The agent key's RFC 7638 thumbprint, which the tokens are bound to."""
+        return self._native.thumbprint
+
+    @property
+    def audiences(self) -> list[str]:
+        """The audiences this session holds tokens for."""
+        return self._native.audiences
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session was closed."""
+        return self._native.closed
+
+    def headers(self, method: str, url: str, *, reason: Optional[str] = None) -> dict[str, str]:
+        """The headers for one request: ``Authorization: DPoP ...`` and a fresh ``DPoP`` proof.
+
+        ``reason`` (at most 300 characters) is signed into the proof and audited.
+        """
+        return dict(self._native.headers(method, url, reason))
+
+    @property
+    def httpx_auth(self) -> "HttpxAuth":
+        """An ``httpx.Auth`` for sync and async clients (answers nonce challenges, renews)."""
+        from ._httpx import HttpxAuth
+
+        return HttpxAuth(self)
+
+    @property
+    def requests_auth(self) -> "RequestsAuth":
+        """A ``requests.auth.AuthBase`` (answers nonce challenges, renews)."""
+        from ._requests import RequestsAuth
+
+        return RequestsAuth(self)
+
+    def renew(self) -> None:
+        """Renew every access token now."""
+        self._native.renew()
+
+    async def renew_async(self) -> None:
+        """Renew every access token now."""
+        await self._native.renew_async()
+
+    def add_audience(self, audience: str) -> list[str]:
+        """Get a token for another API too; returns the scopes granted for it."""
+        return self._native.add_audience(audience)
+
+    async def add_audience_async(self, audience: str) -> list[str]:
+        """Get a token for another API too; returns the scopes granted for it."""
+        return await self._native.add_audience_async(audience)
+
+    def close(self, *, revoke_grant: bool = False) -> None:
+        """Revoke the session's access tokens (and the stored grant when ``revoke_grant``)."""
+        _live.discard(self)
+        self._native.close(revoke_grant)
+
+    async def aclose(self, *, revoke_grant: bool = False) -> None:
+        """Revoke the session's access tokens (and the stored grant when ``revoke_grant``)."""
+        _live.discard(self)
+        await self._native.close_async(revoke_grant)
+
+    def _observe(self, url: str, status: int, www_authenticate: Optional[str], nonce: Optional[str]) -> str:
+        return self._native.observe_response(url, status, www_authenticate, nonce)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        try:
+            self.close()
+        except _native.ProtonPassError:
+            if exc is None:
+                raise
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        try:
+            await self.aclose()
+        except _native.ProtonPassError:
+            if exc is None:
+                raise
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def _args(scope: Union[str, Iterable[str]], store: Optional[StoreArg]) -> tuple[list[str], Optional[str]]:
+    scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
+    return scopes, (None if store is None else os.fspath(store))
+
+
+def authenticate_with_proton(
+    scope: Union[str, Iterable[str]],
+    audience: str,
+    *,
+    broker: Optional[str] = None,
+    agent_name: Optional[str] = None,
+    profile: Optional[str] = None,
+    store: Optional[StoreArg] = "file",
+    prompt: Optional[Prompt] = None,
+    ttl: Optional[int] = None,
+    required: Optional[Iterable[str]] = None,
+    reason: Optional[str] = None,
+    enrollment_code: Optional[str] = None,
+    extend: bool = False,
+) -> Session:
+    """Get a session with access tokens for ``scope`` on ``audience``.
+
+    Uses the grant stored for (broker, profile, agent name); without one,
+    redeems ``enrollment_code`` or runs the device grant, calling ``prompt``
+    (default: one line on stderr) with a :class:`DevicePrompt` for the owner.
+    Omitted ``broker``, ``agent_name``, ``profile`` and ``enrollment_code``
+    come from ``PROTONPASS_BROKER_URL``, ``PROTONPASS_AGENT_NAME``,
+    ``PROTONPASS_PROFILE`` and ``PROTONPASS_ENROLLMENT_CODE``; the file store
+    lives in ``PROTONPASS_HOME``. ``store`` is ``"file"``, ``"memory"`` or a
+    directory. ``required`` (default: every scope) must be granted, else
+    :class:`ScopeNotGranted`; ``extend=True`` asks the owner again when the
+    stored grant lacks some. Blocks with the GIL released.
+    """
+    scopes, store_s = _args(scope, store)
+    native = _native.authenticate(
+        scopes,
+        audience,
+        broker=broker,
+        agent_name=agent_name,
+        profile=profile,
+        store=store_s,
+        prompt=prompt,
+        ttl=ttl,
+        required=None if required is None else list(required),
+        reason=reason,
+        enrollment_code=enrollment_code,
+        extend=extend,
+    )
+    return Session(native)
+
+
+async def authenticate_with_proton_async(
+    scope: Union[str, Iterable[str]],
+    audience: str,
+    *,
+    broker: Optional[str] = None,
+    agent_name: Optional[str] = None,
+    profile: Optional[str] = None,
+    store: Optional[StoreArg] = "file",
+    prompt: Optional[Prompt] = None,
+    ttl: Optional[int] = None,
+    required: Optional[Iterable[str]] = None,
+    reason: Optional[str] = None,
+    enrollment_code: Optional[str] = None,
+    extend: bool = False,
+) -> Session:
+    """:func:`authenticate_with_proton` for asyncio."""
+    scopes, store_s = _args(scope, store)
+    native = await _native.authenticate_async(
+        scopes,
+        audience,
+        broker=broker,
+        agent_name=agent_name,
+        profile=profile,
+        store=store_s,
+        prompt=prompt,
+        ttl=ttl,
+        required=None if required is None else list(required),
+        reason=reason,
+        enrollment_code=enrollment_code,
+        extend=extend,
+    )
+    return Session(native)

@@ -1,0 +1,103 @@
+"""The API side: :class:`Verifier`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+
+from . import _native
+from ._native import Identity
+
+if TYPE_CHECKING:
+    from .fastapi import Amount
+
+Headers = Union[Mapping[str, str], Iterable["tuple[str, str]"], Any]
+
+
+def header_pairs(headers: Headers) -> list[tuple[str, str]]:
+    """(name, value) pairs of any header container, repeated names kept."""
+    multi = getattr(headers, "multi_items", None)
+    if callable(multi):
+        items: Iterable[Any] = multi()
+    elif isinstance(headers, Mapping) or hasattr(headers, "items"):
+        items = headers.items()
+    else:
+        items = headers
+    out = []
+    for k, v in items:
+        if isinstance(k, bytes):
+            k = k.decode("latin-1")
+        if isinstance(v, bytes):
+            v = v.decode("latin-1")
+        out.append((str(k), str(v)))
+    return out
+
+
+class Verifier:
+    """Verifies DPoP-bound requests for one API (its audience).
+
+    Discovers the broker at ``issuer``, caches its keys (refetched on an
+    unknown ``kid``), keeps a replay cache and follows the broker's revocation
+    feed. :meth:`verify` returns the caller's :class:`Identity` or raises a
+    :class:`ProtonPassError` that carries ``status``, ``www_authenticate``,
+    ``dpop_nonce`` and ``body`` to answer with.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        require_nonce: bool = False,
+        follow_feed: bool = True,
+        max_staleness: float = 60.0,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        introspect_when_stale: bool = False,
+        report_usage: bool = False,
+        _native_verifier: Optional[_native.Verifier] = None,
+    ) -> None:
+        self._native = _native_verifier or _native.Verifier(
+            issuer,
+            audience,
+            require_nonce=require_nonce,
+            follow_feed=follow_feed,
+            max_staleness=max_staleness,
+            client_id=client_id,
+            client_secret=client_secret,
+            introspect_when_stale=introspect_when_stale,
+            report_usage=report_usage,
+        )
+
+    @classmethod
+    async def connect(cls, issuer: str, audience: str, **options: Any) -> "Verifier":
+        """Build a verifier without blocking the event loop."""
+        native = await _native.Verifier.connect(issuer, audience, **options)
+        return cls(issuer, audience, _native_verifier=native)
+
+    def verify(self, method: str, url: str, headers: Headers) -> Identity:
+        """Verify one request (method, full URL as the client addressed it, headers)."""
+        return self._native.verify(method, url, header_pairs(headers))
+
+    async def verify_async(self, method: str, url: str, headers: Headers) -> Identity:
+        """:meth:`verify` for asyncio."""
+        return await self._native.verify_async(method, url, header_pairs(headers))
+
+    def require_scope(self, scope: str, *, amount: "Optional[Amount]" = None) -> Callable[..., Any]:
+        """A FastAPI dependency: see :func:`protonpass_agent.fastapi.require_scope`."""
+        from .fastapi import require_scope
+
+        return require_scope(scope, verifier=self, amount=amount)
+
+    def feed_status(self) -> tuple[int, bool]:
+        """The last revocation-feed position seen and whether the stream is connected."""
+        return self._native.feed_status()
+
+    def stop(self) -> None:
+        """Stop following the revocation feed."""
+        self._native.stop()
+
+    def __repr__(self) -> str:
+        return repr(self._native)

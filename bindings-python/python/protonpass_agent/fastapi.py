@@ -1,0 +1,87 @@
+"""FastAPI / Starlette integration: ``Depends(require_scope("travel:book"))``."""
+
+from __future__ import annotations
+
+import inspect
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, Optional, Union
+
+try:
+    from starlette.exceptions import HTTPException as _StarletteHTTPException
+    from starlette.requests import Request
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("protonpass_agent.fastapi needs FastAPI or Starlette: pip install 'protonpass-agent[fastapi]'") from e
+
+try:
+    from fastapi import HTTPException
+except ImportError:  # pragma: no cover - Starlette alone
+    HTTPException = _StarletteHTTPException  # type: ignore[misc,assignment]
+
+from ._native import Identity, ProtonPassError
+from ._verifier import Verifier
+
+#: Where a request's amount comes from: a query or path parameter name, or a
+#: function of the request (sync or async) returning a number or a decimal string.
+Amount = Union[str, Callable[[Request], Union[Any, Awaitable[Any]]]]
+
+STATE_KEY = "protonpass_verifier"
+
+
+def http_error(e: ProtonPassError) -> HTTPException:
+    """The HTTP answer to a refused request: status, ``WWW-Authenticate``, ``DPoP-Nonce``, RFC 6749 body."""
+    status = getattr(e, "status", None) or 401
+    headers = {}
+    www = getattr(e, "www_authenticate", None)
+    if www:
+        headers["WWW-Authenticate"] = www
+    nonce = getattr(e, "dpop_nonce", None)
+    if nonce:
+        headers["DPoP-Nonce"] = nonce
+    detail = {"error": e.code, "error_description": str(e)}
+    return HTTPException(status_code=status, detail=detail, headers=headers or None)
+
+
+async def _amount_of(request: Request, amount: Amount) -> str:
+    if isinstance(amount, str):
+        value: Any = request.query_params.get(amount) or request.path_params.get(amount)
+    else:
+        value = amount(request)
+        if inspect.isawaitable(value):
+            value = await value
+    if value is None:
+        raise HTTPException(
+            status_code=400, detail={"error": "invalid_request", "error_description": "the request names no amount"}
+        )
+    return str(Decimal(str(value))) if not isinstance(value, str) else value
+
+
+def require_scope(
+    scope: str, *, verifier: Optional[Verifier] = None, amount: Optional[Amount] = None
+) -> Callable[[Request], Awaitable[Identity]]:
+    """A dependency that verifies the request and requires ``scope``.
+
+    Returns the caller's :class:`Identity`; answers 401 (bad or missing token
+    or proof, with ``WWW-Authenticate``) or 403 (``insufficient_scope``). With
+    ``amount``, ``scope`` is a ``resource:action`` and the token must allow that
+    amount (``payment:execute:under-100`` allows 99.99). Without ``verifier``,
+    ``app.state.protonpass_verifier`` is used.
+    """
+
+    async def dependency(request: Request) -> Identity:
+        v = verifier if verifier is not None else getattr(request.app.state, STATE_KEY, None)
+        if v is None:
+            raise RuntimeError(f"no Verifier: pass verifier= or set app.state.{STATE_KEY}")
+        try:
+            identity = await v.verify_async(request.method, str(request.url), request.headers.raw)
+            if amount is None:
+                identity.require(scope)
+            else:
+                identity.require_amount(scope, await _amount_of(request, amount))
+        except ProtonPassError as e:
+            raise http_error(e) from None
+        return identity
+
+    return dependency
+
+
+__all__ = ["Amount", "http_error", "require_scope"]

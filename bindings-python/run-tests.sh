@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Build and install the Python package into a fresh-enough venv, then run its
+# tests against the real broker binary. Idempotent: the venv lives in the cache
+# and its test dependencies are reinstalled only when requirements-test.txt
+# changes; the package itself is rebuilt (incrementally) on every run.
+#   PROTONPASS_CACHE     where the venv lives (default ~/.cache/protonpass)
+#   PROTONPASS_BROKER_BIN  the broker binary (default: built here)
+#   PYTEST_ARGS          extra pytest arguments
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+venv="$cache/py-venv"
+export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+
+if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+fi
+want="$(sha256sum "$here/requirements-test.txt" | cut -d' ' -f1)"
+if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-test.txt"
+  echo "$want" >"$venv/.requirements.sha256"
+fi
+
+# The package, exactly as a user installs it (maturin as the PEP 517 backend),
+# reusing the debug artifacts of the workspace.
+echo "== python: pip install ./bindings-python"
+MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
+
+# The real broker.
+if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
+  (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
+  export PROTONPASS_BROKER_BIN="$root/target/$CARGO_BUILD_TARGET/debug/protonpass-broker"
+  [[ -x "$PROTONPASS_BROKER_BIN" ]] || export PROTONPASS_BROKER_BIN="$root/target/debug/protonpass-broker"
+fi
+
+echo "== python: stub check (mypy.stubtest)"
+(cd "$cache" && "$venv/bin/python" -m mypy.stubtest protonpass_agent._native --ignore-missing-stub)
+
+echo "== python: pytest"
+set +e
+# Run from the tests folder so that the installed package, not the source tree, is imported.
+(cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider ${PYTEST_ARGS:-})
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "run-tests.sh: pytest collected no test" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,43 @@
+//! `protonpass_agent._native`: the Python face of the `protonpass-agent`
+//! core. It converts types, maps errors and bridges async; every protocol
+//! decision stays in the core. The public Python API lives in the
+//! `protonpass_agent` package around it.
+
+use std::future::Future;
+
+use pyo3::prelude::*;
+
+mod errors;
+mod session;
+mod verifier;
+
+/// The one process-wide tokio runtime (shared with the asyncio bridge).
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    pyo3_async_runtimes::tokio::get_runtime()
+}
+
+/// Run a future to completion on the runtime with the GIL released, so that
+/// other Python threads run while this one waits on the network.
+pub(crate) fn block_on<F>(py: Python<'_>, fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    py.detach(|| runtime().block_on(fut))
+}
+
+/// The crate (and package) version, from the Cargo workspace.
+#[pyfunction]
+fn version() -> &'static str {
+    protonpass_agent::VERSION
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    session::register(m)?;
+    verifier::register(m)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add("__version__", protonpass_agent::VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! `authenticate` and `Session`: thin wrappers over the core client.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protonpass_agent::{
+    AuthOptions, Challenge, DevicePrompt as CoreDevicePrompt, PromptFn, Session as CoreSession,
+    StoreKind, authenticate_with_proton,
+};
+use pyo3::prelude::*;
+
+use crate::errors::to_py;
+use crate::{block_on, runtime};
+
+/// What the owner must be shown to approve a device request.
+#[pyclass(
+    frozen,
+    get_all,
+    module = "protonpass_agent._native",
+    name = "DevicePrompt"
+)]
+#[derive(Debug, Clone)]
+pub struct DevicePrompt {
+    /// Where the owner approves.
+    verification_uri: String,
+    /// The same, with the code filled in.
+    verification_uri_complete: Option<String>,
+    /// The code the owner confirms.
+    user_code: String,
+    /// Seconds until the request expires.
+    expires_in: u64,
+}
+
+#[pymethods]
+impl DevicePrompt {
+    fn __repr__(&self) -> String {
+        format!(
+            "DevicePrompt(verification_uri={:?}, user_code={:?}, expires_in={})",
+            self.verification_uri, self.user_code, self.expires_in
+        )
+    }
+}
+
+impl From<&CoreDevicePrompt> for DevicePrompt {
+    fn from(p: &CoreDevicePrompt) -> Self {
+        DevicePrompt {
+            verification_uri: p.verification_uri.clone(),
+            verification_uri_complete: p.verification_uri_complete.clone(),
+            user_code: p.user_code.clone(),
+            expires_in: p.expires_in,
+        }
+    }
+}
+
+/// Calls a Python callable with the prompt. An exception it raises is
+/// reported as unraisable (the core's prompt cannot fail).
+fn python_prompt(cb: Py<PyAny>) -> PromptFn {
+    Arc::new(move |p: &CoreDevicePrompt| {
+        Python::attach(|py| {
+            if let Err(e) = cb.call1(py, (DevicePrompt::from(p),)) {
+                e.write_unraisable(py, Some(cb.bind(py)));
+            }
+        });
+    })
+}
+
+/// An authenticated agent session (see `protonpass_agent.Session`).
+#[pyclass(frozen, module = "protonpass_agent._native", name = "Session")]
+#[derive(Debug)]
+pub struct Session {
+    // An Option only so that Drop can release it inside the runtime.
+    inner: Option<Arc<CoreSession>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The core revokes on drop when a runtime is current: give it ours.
+        let _guard = runtime().enter();
+        self.inner.take();
+    }
+}
+
+impl Session {
+    fn core(&self) -> PyResult<Arc<CoreSession>> {
+        self.inner.clone().ok_or_else(|| {
+            to_py(protonpass_agent::Error::InvalidGrant(
+                "the session is closed".into(),
+            ))
+        })
+    }
+}
+
+fn challenge_name(c: Challenge) -> &'static str {
+    match c {
+        Challenge::Nonce => "nonce",
+        Challenge::Renew => "renew",
+        _ => "none",
+    }
+}
+
+#[pymethods]
+impl Session {
+    /// The scopes granted for the session's first audience.
+    #[getter]
+    fn scopes(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .core()?
+            .scopes()
+            .iter()
+            .map(|s| s.to_string())
+            .collect())
+    }
+
+    /// When the current access token expires (seconds since the epoch).
+    #[getter]
+    fn expires_at(&self) -> PyResult<i64> {
+        Ok(self.core()?.expires_at())
+    }
+
+    /// The agent key's RFC 7638 thumbprint (what tokens are bound to).
+    #[getter]
+    fn thumbprint(&self) -> PyResult<String> {
+        Ok(self.core()?.thumbprint().to_owned())
+    }
+
+    /// The audiences this session holds tokens for.
+    #[getter]
+    fn audiences(&self) -> PyResult<Vec<String>> {
+        Ok(self.core()?.audiences())
+    }
+
+    /// Whether `close` ran.
+    #[getter]
+    fn closed(&self) -> PyResult<bool> {
+        Ok(self.core()?.is_closed())
+    }
+
+    /// The headers for one request: `Authorization` and a fresh `DPoP` proof.
+    #[pyo3(signature = (method, url, reason=None))]
+    fn headers(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        url: &str,
+        reason: Option<&str>,
+    ) -> PyResult<Vec<(String, String)>> {
+        let s = self.core()?;
+        py.detach(|| s.headers_with_reason(method, url, reason))
+            .map_err(to_py)
+    }
+
+    /// Record what a response says (its `DPoP-Nonce`) and tell whether to
+    /// retry: "nonce" (sign again with the new nonce), "renew" (renew, then
+    /// sign again) or "none".
+    #[pyo3(signature = (url, status, www_authenticate=None, dpop_nonce=None))]
+    fn observe_response(
+        &self,
+        url: &str,
+        status: u16,
+        www_authenticate: Option<&str>,
+        dpop_nonce: Option<&str>,
+    ) -> PyResult<&'static str> {
+        let c = self
+            .core()?
+            .observe_response(url, status, www_authenticate, dpop_nonce);
+        Ok(challenge_name(c))
+    }
+
+    /// Renew every access token now.
+    fn renew(&self, py: Python<'_>) -> PyResult<()> {
+        let s = self.core()?;
+        block_on(py, async move { s.renew().await }).map_err(to_py)
+    }
+
+    /// Renew every access token now (awaitable).
+    fn renew_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.core()?;
+        pyo3_async_runtimes::tokio::future_into_py(
+            py,
+            async move { s.renew().await.map_err(to_py) },
+        )
+    }
+
+    /// Get a token for another audience too; returns its granted scopes.
+    fn add_audience(&self, py: Python<'_>, audience: String) -> PyResult<Vec<String>> {
+        let s = self.core()?;
+        let set = block_on(py, async move { s.add_audience(&audience).await }).map_err(to_py)?;
+        Ok(set.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Get a token for another audience too (awaitable).
+    fn add_audience_async<'py>(
+        &self,
+        py: Python<'py>,
+        audience: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.core()?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let set = s.add_audience(&audience).await.map_err(to_py)?;
+            Ok(set.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        })
+    }
+
+    /// Revoke the session's access tokens (and the grant when asked).
+    #[pyo3(signature = (revoke_grant=false))]
+    fn close(&self, py: Python<'_>, revoke_grant: bool) -> PyResult<()> {
+        let s = self.core()?;
+        block_on(py, async move { s.close(revoke_grant).await }).map_err(to_py)
+    }
+
+    /// Revoke the session's access tokens (awaitable).
+    #[pyo3(signature = (revoke_grant=false))]
+    fn close_async<'py>(&self, py: Python<'py>, revoke_grant: bool) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.core()?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            s.close(revoke_grant).await.map_err(to_py)
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.inner {
+            Some(s) => format!("{s:?}"),
+            None => "Session(<released>)".into(),
+        }
+    }
+}
+
+/// The arguments of `authenticate`, turned into core options.
+#[allow(clippy::too_many_arguments)]
+fn options(
+    broker: Option<String>,
+    agent_name: Option<String>,
+    profile: Option<String>,
+    store: Option<String>,
+    prompt: Option<Py<PyAny>>,
+    ttl: Option<u64>,
+    required: Option<Vec<String>>,
+    reason: Option<String>,
+    enrollment_code: Option<String>,
+    extend: bool,
+) -> AuthOptions {
+    let store = match store.as_deref() {
+        None | Some("file") => None,
+        Some("memory") => Some(StoreKind::Memory),
+        Some(dir) => Some(StoreKind::File(PathBuf::from(dir))),
+    };
+    AuthOptions {
+        broker,
+        agent_name,
+        profile,
+        store,
+        prompt: prompt.map(python_prompt),
+        ttl,
+        required,
+        reason,
+        enrollment_code,
+        extend,
+        ..AuthOptions::default()
+    }
+}
+
+/// Authenticate (blocking; the GIL is released while waiting).
+#[pyfunction]
+#[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
+    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, extend=false))]
+#[allow(clippy::too_many_arguments)]
+fn authenticate(
+    py: Python<'_>,
+    scope: Vec<String>,
+    audience: String,
+    broker: Option<String>,
+    agent_name: Option<String>,
+    profile: Option<String>,
+    store: Option<String>,
+    prompt: Option<Py<PyAny>>,
+    ttl: Option<u64>,
+    required: Option<Vec<String>>,
+    reason: Option<String>,
+    enrollment_code: Option<String>,
+    extend: bool,
+) -> PyResult<Session> {
+    let opts = options(
+        broker,
+        agent_name,
+        profile,
+        store,
+        prompt,
+        ttl,
+        required,
+        reason,
+        enrollment_code,
+        extend,
+    );
+    let s = block_on(py, async move {
+        authenticate_with_proton(&scope, &audience, opts).await
+    })
+    .map_err(to_py)?;
+    Ok(Session {
+        inner: Some(Arc::new(s)),
+    })
+}
+
+/// Authenticate (awaitable).
+#[pyfunction]
+#[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
+    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, extend=false))]
+#[allow(clippy::too_many_arguments)]
+fn authenticate_async<'py>(
+    py: Python<'py>,
+    scope: Vec<String>,
+    audience: String,
+    broker: Option<String>,
+    agent_name: Option<String>,
+    profile: Option<String>,
+    store: Option<String>,
+    prompt: Option<Py<PyAny>>,
+    ttl: Option<u64>,
+    required: Option<Vec<String>>,
+    reason: Option<String>,
+    enrollment_code: Option<String>,
+    extend: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let opts = options(
+        broker,
+        agent_name,
+        profile,
+        store,
+        prompt,
+        ttl,
+        required,
+        reason,
+        enrollment_code,
+        extend,
+    );
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let s = authenticate_with_proton(&scope, &audience, opts)
+            .await
+            .map_err(to_py)?;
+        Ok(Session {
+            inner: Some(Arc::new(s)),
+        })
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DevicePrompt>()?;
+    m.add_class::<Session>()?;
+    m.add_function(wrap_pyfunction!(authenticate, m)?)?;
+    m.add_function(wrap_pyfunction!(authenticate_async, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! `Verifier` and `Identity`: thin wrappers over the core verifier.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use protonpass_agent::{
+    Error, Identity as CoreIdentity, StalePolicy, Verifier as CoreVerifier, VerifierOptions,
+};
+use pyo3::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::block_on;
+use crate::errors::{rejection_to_py, to_py};
+
+/// Who is calling: what a verified request tells the API.
+#[pyclass(frozen, module = "protonpass_agent._native", name = "Identity")]
+#[derive(Debug)]
+pub struct Identity {
+    /// The owner the agent acts for (`sub`).
+    #[pyo3(get)]
+    owner: String,
+    /// The agent (`client_id`).
+    #[pyo3(get)]
+    agent: String,
+    /// The token's scopes.
+    #[pyo3(get)]
+    scopes: Vec<String>,
+    /// The token id (`jti`).
+    #[pyo3(get)]
+    token_id: String,
+    /// The grant id (`gid`).
+    #[pyo3(get)]
+    grant_id: String,
+    /// The agent's stated reason for this request, signed in its proof.
+    #[pyo3(get)]
+    reason: Option<String>,
+    /// The agent key's thumbprint.
+    #[pyo3(get)]
+    jkt: String,
+    /// When the token expires (seconds since the epoch).
+    #[pyo3(get)]
+    expires_at: i64,
+    core: CoreIdentity,
+}
+
+impl From<CoreIdentity> for Identity {
+    fn from(c: CoreIdentity) -> Self {
+        Identity {
+            owner: c.owner.clone(),
+            agent: c.agent.clone(),
+            scopes: c.scopes.iter().map(|s| s.to_string()).collect(),
+            token_id: c.token_id.clone(),
+            grant_id: c.grant_id.clone(),
+            reason: c.reason.clone(),
+            jkt: c.jkt.clone(),
+            expires_at: c.expires_at,
+            core: c,
+        }
+    }
+}
+
+#[pymethods]
+impl Identity {
+    /// Raise `InsufficientScope` (status 403, with its `WWW-Authenticate`)
+    /// unless the token allows `scope`.
+    fn require(&self, scope: &str) -> PyResult<()> {
+        self.core.require(scope).map_err(rejection_to_py)
+    }
+
+    /// Raise `InsufficientScope` unless the token allows `resource_action`
+    /// for `amount` (a decimal string, e.g. "42.50").
+    fn require_amount(&self, resource_action: &str, amount: &str) -> PyResult<()> {
+        let amount = Decimal::from_str(amount.trim()).map_err(|_| {
+            to_py(Error::InvalidRequest(format!(
+                "amount {amount:?} is not a decimal number"
+            )))
+        })?;
+        self.core
+            .require_amount(resource_action, amount)
+            .map_err(rejection_to_py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Identity(owner={:?}, agent={:?}, scopes={:?}, token_id={:?})",
+            self.owner, self.agent, self.scopes, self.token_id
+        )
+    }
+}
+
+/// Verifies DPoP-bound requests for one API (see `protonpass_agent.Verifier`).
+#[pyclass(frozen, module = "protonpass_agent._native", name = "Verifier")]
+#[derive(Debug)]
+pub struct Verifier {
+    inner: CoreVerifier,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn options(
+    issuer: String,
+    audience: String,
+    require_nonce: bool,
+    follow_feed: bool,
+    max_staleness: f64,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    introspect_when_stale: bool,
+    report_usage: bool,
+) -> PyResult<VerifierOptions> {
+    let mut o = VerifierOptions::new(issuer, audience);
+    o.require_nonce = require_nonce;
+    o.follow_feed = follow_feed;
+    if !(max_staleness.is_finite() && max_staleness > 0.0) {
+        return Err(to_py(Error::InvalidRequest(
+            "max_staleness is a positive number of seconds".into(),
+        )));
+    }
+    o.max_staleness = Duration::from_secs_f64(max_staleness);
+    let creds = match (client_id, client_secret) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => {
+            return Err(to_py(Error::InvalidRequest(
+                "client_id and client_secret go together".into(),
+            )));
+        }
+    };
+    if introspect_when_stale || report_usage {
+        let Some((id, secret)) = &creds else {
+            return Err(to_py(Error::InvalidRequest(
+                "introspection and usage reports need client_id and client_secret (`protonpass-broker resource add`)".into(),
+            )));
+        };
+        if introspect_when_stale {
+            o.stale_policy = StalePolicy::Introspect {
+                client_id: id.clone(),
+                client_secret: secret.clone().into(),
+            };
+        }
+        if report_usage {
+            o.usage_reports = Some((id.clone(), secret.clone().into()));
+        }
+    }
+    Ok(o)
+}
+
+#[pymethods]
+impl Verifier {
+    /// Discover the broker, fetch its keys and revocations, and follow its
+    /// revocation feed (blocking; the GIL is released while waiting).
+    #[new]
+    #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
+        max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
+        report_usage=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        issuer: String,
+        audience: String,
+        require_nonce: bool,
+        follow_feed: bool,
+        max_staleness: f64,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        introspect_when_stale: bool,
+        report_usage: bool,
+    ) -> PyResult<Self> {
+        let o = options(
+            issuer,
+            audience,
+            require_nonce,
+            follow_feed,
+            max_staleness,
+            client_id,
+            client_secret,
+            introspect_when_stale,
+            report_usage,
+        )?;
+        let inner = block_on(py, CoreVerifier::new(o)).map_err(to_py)?;
+        Ok(Verifier { inner })
+    }
+
+    /// The same as the constructor, awaitable.
+    #[staticmethod]
+    #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
+        max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
+        report_usage=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect<'py>(
+        py: Python<'py>,
+        issuer: String,
+        audience: String,
+        require_nonce: bool,
+        follow_feed: bool,
+        max_staleness: f64,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        introspect_when_stale: bool,
+        report_usage: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = options(
+            issuer,
+            audience,
+            require_nonce,
+            follow_feed,
+            max_staleness,
+            client_id,
+            client_secret,
+            introspect_when_stale,
+            report_usage,
+        )?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let inner = CoreVerifier::new(o).await.map_err(to_py)?;
+            Ok(Verifier { inner })
+        })
+    }
+
+    /// Verify one request: method, the full URL as the client addressed it,
+    /// and its headers as (name, value) pairs. Returns the caller's identity
+    /// or raises a `ProtonPassError` carrying `status`, `www_authenticate`,
+    /// `dpop_nonce` and `body`.
+    fn verify(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        url: &str,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<Identity> {
+        let v = &self.inner;
+        block_on(py, async move { v.verify(method, url, &headers).await })
+            .map(Identity::from)
+            .map_err(rejection_to_py)
+    }
+
+    /// `verify`, awaitable.
+    fn verify_async<'py>(
+        &self,
+        py: Python<'py>,
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            v.verify(&method, &url, &headers)
+                .await
+                .map(Identity::from)
+                .map_err(rejection_to_py)
+        })
+    }
+
+    /// The last revocation-feed position seen and whether the stream is up.
+    fn feed_status(&self) -> (i64, bool) {
+        self.inner.feed_status()
+    }
+
+    /// Stop following the feed.
+    fn stop(&self) {
+        self.inner.stop();
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Identity>()?;
+    m.add_class::<Verifier>()?;
+    Ok(())
+}
