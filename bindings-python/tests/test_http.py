@@ -1,0 +1,196 @@
+"""Calling an API protected by the Python verifier: httpx (sync and async),
+requests, nonce challenges, revocation, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import httpx
+import pytest
+import requests
+
+import protonpass_agent as pa
+from conftest import Api, Broker
+
+
+def wait_until(cond: Callable[[], bool], what: str, limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting: {what}")
+        time.sleep(0.05)
+
+
+def test_httpx_sync(enroll, api: Api) -> None:
+    with enroll(["travel:search", "travel:book"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+        r = c.get("/whoami")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["agent"].startswith("py-agent-")
+        assert sorted(body["scopes"]) == ["travel:book", "travel:search"]
+        r = c.post("/bookings", json={"flight": "LX 318"})
+        assert r.status_code == 200 and r.json()["booked"] is True
+        # A per-request reason is signed into the proof and reaches the API.
+        r = c.get("/whoami", auth=s.httpx_auth.with_reason("compare fares for the user"))
+        assert r.json()["reason"] == "compare fares for the user"
+        r = c.get("/sync/whoami")
+        assert r.status_code == 200
+
+
+def test_httpx_async(enroll, api: Api) -> None:
+    s = enroll(["travel:search"])
+
+    async def main() -> list[int]:
+        async with s, httpx.AsyncClient(base_url=api.url, auth=s.httpx_auth) as c:
+            rs = await asyncio.gather(*(c.get("/whoami") for _ in range(10)))
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(main()) == [200] * 10
+
+
+def test_requests(enroll, api: Api) -> None:
+    with enroll(["travel:search", "travel:book"]) as s, requests.Session() as http:
+        http.auth = s.requests_auth
+        r = http.get(f"{api.url}/whoami")
+        assert r.status_code == 200, r.text
+        r = http.post(f"{api.url}/bookings", json={"flight": "LX 318"}, auth=s.requests_auth.with_reason("book it"))
+        assert r.status_code == 200 and r.json()["reason"] == "book it"
+
+
+def test_headers_by_hand(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s:
+        h = s.headers("GET", f"{api.url}/whoami", reason="by hand")
+        assert h["Authorization"].startswith("DPoP ")
+        assert h["DPoP"].count(".") == 2
+        r = httpx.get(f"{api.url}/whoami", headers=h)
+        assert r.status_code == 200 and r.json()["reason"] == "by hand"
+        # The same proof again is a replay.
+        r = httpx.get(f"{api.url}/whoami", headers=h)
+        assert r.status_code == 401
+        assert 'error="invalid_dpop_proof"' in r.headers["www-authenticate"]
+
+
+def test_unauthenticated_and_insufficient_scope(enroll, api: Api) -> None:
+    r = httpx.get(f"{api.url}/whoami")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("DPoP algs=")
+    with enroll(["travel:search"]) as s:
+        r = httpx.post(f"{api.url}/bookings", auth=s.httpx_auth)
+        assert r.status_code == 403
+        www = r.headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in www and 'scope="travel:book"' in www
+        assert r.json()["detail"]["error"] == "insufficient_scope"
+
+
+def test_amount_limit(enroll, api: Api) -> None:
+    with enroll(["payment:execute:under-100"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+        assert c.post("/pay", params={"amount": "99.99"}).status_code == 200
+        r = c.post("/pay", params={"amount": "100"})
+        assert r.status_code == 403
+        assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+
+def test_nonce_challenge_answered(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s:
+        before = api.app.state.hits
+        with httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+            r = c.get("/nonce/whoami")
+            assert r.status_code == 200, r.text
+            # One challenge (401 use_dpop_nonce), one retry with the nonce.
+            assert api.app.state.hits - before == 2
+            assert len(r.history) == 1 and r.history[0].status_code == 401
+            assert 'error="use_dpop_nonce"' in r.history[0].headers["www-authenticate"]
+            # The nonce is cached for the origin: the next request needs no retry.
+            r = c.get("/nonce/whoami")
+            assert r.status_code == 200 and r.history == []
+        with requests.Session() as http:
+            r = http.get(f"{api.url}/nonce/whoami", auth=s.requests_auth)
+            assert r.status_code == 200, r.text
+
+        async def run_async() -> int:
+            async with httpx.AsyncClient(base_url=api.url, auth=s.httpx_auth) as c:
+                return (await c.get("/nonce/whoami")).status_code
+
+        assert asyncio.run(run_async()) == 200
+
+
+def test_nonce_challenge_fresh_session_requests(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s, requests.Session() as http:
+        r = http.get(f"{api.url}/nonce/whoami", auth=s.requests_auth)
+        assert r.status_code == 200, r.text
+        assert len(r.history) == 1 and r.history[0].status_code == 401
+
+
+def test_owner_revocation_seen_by_verifier(enroll, api: Api, broker: Broker) -> None:
+    s = enroll(["travel:search"])
+    with httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+        r = c.get("/whoami")
+        assert r.status_code == 200
+        gid = r.json()["grant_id"]
+        broker.cli("revoke", gid)
+        # The verifier learns it from the feed; the client's one renewal
+        # attempt fails too, since the grant is gone.
+        status: list[int] = []
+
+        def rejected() -> bool:
+            try:
+                resp = c.get("/whoami")
+            except pa.InvalidGrant:
+                return True
+            status.append(resp.status_code)
+            return resp.status_code == 401
+
+        wait_until(rejected, "the verifier rejects a revoked grant")
+    s.close()
+
+
+def test_with_exit_revokes_access_tokens(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s:
+        url = f"{api.url}/whoami"
+        spare = [s.headers("GET", url) for _ in range(200)]
+        assert httpx.get(url, headers=spare.pop()).status_code == 200
+    assert s.closed
+    with pytest.raises(pa.ProtonPassError):
+        s.headers("GET", url)
+    last: list[httpx.Response] = []
+
+    def rejected() -> bool:
+        r = httpx.get(url, headers=spare.pop())
+        last.append(r)
+        return r.status_code == 401
+
+    wait_until(rejected, "the verifier rejects the closed session's token")
+    assert 'error="invalid_token"' in last[-1].headers["www-authenticate"]
+
+
+def test_thread_safety_concurrent_requests(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+
+        def call(_: int) -> int:
+            return c.get("/whoami").status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(call, range(80)))
+        assert codes == [200] * 80
+
+        # Headers from many threads at once: each proof is distinct.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            proofs = list(pool.map(lambda _: s.headers("GET", f"{api.url}/whoami")["DPoP"], range(200)))
+        assert len(set(proofs)) == 200
+
+
+def test_renewal_and_add_audience(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+        first = c.get("/whoami").json()["token_id"]
+        s.renew()
+        second = c.get("/whoami").json()["token_id"]
+        assert first != second
+
+        async def renew_async() -> None:
+            await s.renew_async()
+
+        asyncio.run(renew_async())
+        assert c.get("/whoami").json()["token_id"] not in (first, second)
