@@ -474,7 +474,7 @@ async fn watch_store(b: Arc<Broker>) {
         if let Ok(head) = store::read(&b.store, |tx| tx.revocation_head()).await {
             b.feed_advanced(head);
         }
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             let b2 = b.clone();
             let now = b.clock.now();
             if let Ok(Ok(k)) =

@@ -138,11 +138,11 @@ fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
     ip.to_string()
 }
 
-fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Response> {
+fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Box<Response>> {
     let body = body.map_err(|e| {
         let mut r = error_response(&Error::InvalidRequest(format!("unreadable body: {e}")));
         *r.status_mut() = e.status();
-        r
+        Box::new(r)
     })?;
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -152,11 +152,11 @@ fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Para
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")
     {
-        return Err(error_response(&Error::InvalidRequest(
+        return Err(Box::new(error_response(&Error::InvalidRequest(
             "send parameters as application/x-www-form-urlencoded".into(),
-        )));
+        ))));
     }
-    Params::parse(&body).map_err(|e| error_response(&e))
+    Params::parse(&body).map_err(|e| Box::new(error_response(&e)))
 }
 
 async fn metadata(State(b): B) -> Response {
@@ -234,7 +234,7 @@ async fn device_authorization(
 ) -> Response {
     let p = match form(&headers, body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match b
         .device_authorization(&p, &source(&b, peer, &headers))
@@ -268,7 +268,7 @@ async fn token(
                 Err(e) => error_response(&e),
             }
         }
-        Err(r) => r,
+        Err(r) => *r,
     };
     if b.cfg.dpop_nonce
         && let Ok(v) = HeaderValue::from_str(&b.nonces.issue(b.clock.now()))
@@ -281,7 +281,7 @@ async fn token(
 async fn revoke(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let p = match form(&headers, body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match b.revoke_request(&p).await {
         Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
@@ -296,7 +296,7 @@ async fn introspect(
 ) -> Response {
     let p = match form(&headers, body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let auth = headers
         .get(header::AUTHORIZATION)
@@ -414,9 +414,9 @@ fn revocation_events(b: Arc<Broker>, after: i64) -> impl Stream<Item = Result<Ev
                 buf.extend(page.revocations);
                 continue;
             }
-            match tokio::time::timeout(Duration::from_secs(5), rx.changed()).await {
-                Ok(Err(_)) => return None,
-                Ok(Ok(())) | Err(_) => {}
+            // Wake on a new position, or every few seconds to drop expired entries.
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await {
+                return None;
             }
         }
     })

@@ -39,6 +39,7 @@ pub fn requested_audience(p: &Params) -> Result<Option<String>> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn response(
     access: &super::issue::Minted,
     refresh: Option<String>,
@@ -104,7 +105,10 @@ impl Broker {
             Ok(_) => self.metrics.issued(p.get("grant_type").unwrap_or("-")),
             Err(e) => {
                 self.metrics.error(e.code());
-                if !matches!(e, Error::AuthorizationPending | Error::SlowDown) {
+                if !matches!(
+                    e,
+                    Error::AuthorizationPending | Error::SlowDown | Error::UseDpopNonce
+                ) {
                     self.audit_rejected(
                         "-",
                         "token",
@@ -136,20 +140,25 @@ impl Broker {
                 "{gt:?} is not supported"
             )));
         }
-        if p.has("scope") && p.get("scope").is_none() {
-            return Err(Error::InvalidScope(
-                "the scope parameter holds no scope".into(),
-            ));
+        match p.get("scope") {
+            Some(s) => {
+                protonpass_agent::ScopeSet::parse(s)?;
+            }
+            None if p.has("scope") => {
+                return Err(Error::InvalidScope(
+                    "the scope parameter holds no scope".into(),
+                ));
+            }
+            None => {}
         }
         let proof = self.token_proof(dpop, now)?;
         let mint = self.mint(now);
-        let r = match gt.as_str() {
+        match gt.as_str() {
             GRANT_PRE_AUTHORIZED_CODE => self.pre_authorized(p, proof, mint).await?,
             GRANT_DEVICE_CODE => self.device_poll(p, proof, mint).await?,
             GRANT_REFRESH_TOKEN => self.refresh(p, proof, mint).await?,
             _ => self.exchange(p, proof, mint).await?,
-        };
-        r
+        }
     }
 
     async fn pre_authorized(

@@ -1,1 +1,12 @@
+//! End-to-end tests: each starts the real broker binary on 127.0.0.1:0 with a
+//! throw-away data directory and speaks HTTP to it.
 
+// A test crate: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod device;
+mod flows;
+mod inputs;
+mod kit;
+mod persistence;
+mod revocation;

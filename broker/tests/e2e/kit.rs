@@ -1,0 +1,289 @@
+//! The test kit: start the real broker binary on 127.0.0.1:0 with a throw-away
+//! data directory, talk HTTP to it, run its CLI, and make DPoP proofs with core.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+
+use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_protonpass-broker");
+pub const API: &str = "https://api.example";
+
+pub struct Broker {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+    nonce: Mutex<Option<String>>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+    pub fn s(&self, k: &str) -> String {
+        self.body[k].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Broker {
+    /// A broker on a fresh data directory with `env` settings.
+    pub fn start(env: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        let mut b = Self::start_in(&data, env);
+        b._dir = Some(dir);
+        b
+    }
+
+    /// A broker on an existing data directory (restarts).
+    pub fn start_in(data: &Path, env: &[(&str, &str)]) -> Broker {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("broker.log"))
+            .ok();
+        let _ = std::fs::create_dir_all(data);
+        let log = log
+            .or_else(|| std::fs::File::create(data.join("broker.log")).ok())
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "--data",
+                data.to_str().unwrap(),
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("first line {line:?}: {e}"));
+        assert_eq!(v["event"], "listening");
+        let url = v["issuer"].as_str().unwrap().to_owned();
+        assert_eq!(url, format!("http://{}", v["addr"].as_str().unwrap()));
+        Broker {
+            child,
+            _stdout: stdout,
+            url,
+            data: data.to_owned(),
+            _dir: None,
+            env,
+            http: reqwest::Client::new(),
+            nonce: Mutex::new(None),
+        }
+    }
+
+    /// Stop the process at once (as kill -9 would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Keep the data directory alive past this broker (for restarts).
+    pub fn take_dir(&mut self) -> tempfile::TempDir {
+        self._dir.take().unwrap()
+    }
+
+    /// Run a CLI command against the same data directory; returns (exit code, JSON output).
+    pub fn cli(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(BIN)
+            .args(["--data", self.data.to_str().unwrap(), "--json"])
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(text.trim()).unwrap_or(Value::String(text.to_string()));
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// `cli`, expecting success.
+    pub fn cli_ok(&self, args: &[&str]) -> Value {
+        let (code, v) = self.cli(args);
+        assert_eq!(code, 0, "{args:?} failed: {v}");
+        v
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.url)
+    }
+
+    pub fn proof(&self, key: &AgentKey, url: &str, nonce: Option<&str>) -> String {
+        create_proof(
+            key,
+            &ProofInput {
+                method: "POST",
+                url,
+                nonce,
+                ..Default::default()
+            },
+            SystemClock.now(),
+            &OsRandom,
+        )
+        .unwrap()
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let r = req.body(body).send().await.unwrap();
+        reply(r).await
+    }
+
+    /// A token request with a fresh proof by `key`, fetching a nonce when asked.
+    pub async fn token(&self, key: &AgentKey, params: &[(&str, &str)]) -> Reply {
+        for _ in 0..2 {
+            let nonce = self.nonce.lock().unwrap().clone();
+            let proof = self.proof(key, &self.token_url(), nonce.as_deref());
+            let r = self
+                .post_form("/oauth/token", params, &[("DPoP", proof)])
+                .await;
+            if let Some(n) = r.headers.get("dpop-nonce") {
+                *self.nonce.lock().unwrap() = Some(n.to_str().unwrap().to_owned());
+            }
+            if r.error() != "use_dpop_nonce" {
+                return r;
+            }
+        }
+        panic!("the nonce round did not settle");
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(
+            self.http
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Create a pre-authorized grant with the CLI and redeem it with `key`.
+    pub async fn enroll(&self, key: &AgentKey, agent: &str, scope: &str, extra: &[&str]) -> Reply {
+        let mut args = vec![
+            "grant",
+            "create",
+            "--agent",
+            agent,
+            "--scope",
+            scope,
+            "--audience",
+            API,
+        ];
+        args.extend_from_slice(extra);
+        let g = self.cli_ok(&args);
+        let code = g["enrollment_code"].as_str().unwrap().to_owned();
+        let r = self
+            .token(
+                key,
+                &[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+                    ),
+                    ("pre-authorized_code", &code),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200, "enroll: {}", r.body);
+        r
+    }
+
+    /// Register a resource server for `audience`: (client_id, client_secret).
+    pub fn resource(&self, audience: &str, owner: Option<&str>) -> (String, String) {
+        let mut args = vec!["resource", "add", audience];
+        if let Some(o) = owner {
+            args.extend_from_slice(&["--owner", o]);
+        }
+        let v = self.cli_ok(&args);
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn introspect(&self, rs: &(String, String), token: &str) -> Reply {
+        self.post_form(
+            "/oauth/introspect",
+            &[
+                ("token", token),
+                ("client_id", &rs.0),
+                ("client_secret", &rs.1),
+            ],
+            &[],
+        )
+        .await
+    }
+
+    pub async fn feed(&self, after: i64) -> Vec<Value> {
+        let r = self.get(&format!("/revocations?after={after}")).await;
+        assert_eq!(r.status, 200);
+        r.body["revocations"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn reply(r: reqwest::Response) -> Reply {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+pub fn key() -> AgentKey {
+    AgentKey::generate(&OsRandom).unwrap()
+}
+
+/// The claims of a JWT, unverified (tests check them against the JWKS separately).
+pub fn claims(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&protonpass_agent::b64::decode(part).unwrap()).unwrap()
+}

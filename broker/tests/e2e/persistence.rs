@@ -1,0 +1,113 @@
+//! Durability across restarts (kill -9), the audit chain, key rotation.
+
+use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_access_token};
+
+use crate::kit::{API, Broker, claims, key};
+
+#[tokio::test]
+async fn state_survives_kill_and_restart() {
+    let mut b = Broker::start(&[]);
+    let dir = b.take_dir();
+    let agent = key();
+    let r = b
+        .enroll(&agent, "bot", "calendar:read calendar:write", &[])
+        .await;
+    let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
+    let jti = claims(&at)["jti"].as_str().unwrap().to_owned();
+    b.cli_ok(&["revoke", &jti]);
+    let kid_before = b.get("/jwks.json").await.body["keys"][0]["kid"].clone();
+    b.kill();
+
+    let b = Broker::start_in(dir.path(), &[]);
+    assert_eq!(b.get("/jwks.json").await.body["keys"][0]["kid"], kid_before);
+    let feed = b.feed(0).await;
+    assert!(feed.iter().any(|e| e["jti"] == jti.as_str()));
+    let rs = b.resource(API, None);
+    assert_eq!(b.introspect(&rs, &at).await.body["active"], false);
+    // The grant survived: its refresh token still works (with a nonce from the new process).
+    let r2 = b
+        .token(
+            &agent,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        )
+        .await;
+    assert_eq!(r2.status, 200, "{}", r2.body);
+    let v = b.cli_ok(&["audit", "verify"]);
+    assert_eq!(v["ok"], true);
+    assert!(v["records"].as_i64().unwrap() >= 4);
+    let list = b.cli_ok(&["grant", "list"]);
+    assert_eq!(list[0]["status"], "active");
+}
+
+#[tokio::test]
+async fn audit_verify_catches_edits_and_removals() {
+    let mut b = Broker::start(&[]);
+    let agent = key();
+    b.enroll(&agent, "bot", "calendar:read", &[]).await;
+    b.enroll(&agent, "bot2", "calendar:read", &[]).await;
+    let tail = b.cli_ok(&["audit", "verify"]);
+    assert_eq!(tail["ok"], true);
+    b.kill();
+    let db = b.data.join("broker.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("UPDATE audit SET detail = detail || ' ' WHERE seq = 2", [])
+            .unwrap();
+    }
+    let (code, v) = b.cli(&["audit", "verify"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["seq"], 2);
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("UPDATE audit SET detail = rtrim(detail) WHERE seq = 2", [])
+            .unwrap();
+    }
+    assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
+    }
+    let (code, v) = b.cli(&["audit", "verify"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["seq"], 4);
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_tokens_valid() {
+    let b = Broker::start(&[]);
+    let agent = key();
+    let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
+    let old = r.s("access_token");
+    let v = b.cli_ok(&["keys", "rotate"]);
+    let new_kid = v["kid"].as_str().unwrap().to_owned();
+    // The server picks up the new key within about a second.
+    let mut jwks = serde_json::Value::Null;
+    for _ in 0..50 {
+        jwks = b.get("/jwks.json").await.body;
+        if jwks["keys"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    let keys = KeySet::from_jwks_json(&jwks.to_string()).unwrap();
+    let val = TokenValidation::new(b.url.clone(), API);
+    verify_access_token(&old, &keys, &val, SystemClock.now()).unwrap();
+    let r2 = b
+        .token(
+            &agent,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &r.s("refresh_token")),
+            ],
+        )
+        .await;
+    let new = r2.s("access_token");
+    let header: serde_json::Value = serde_json::from_slice(
+        &protonpass_agent::b64::decode(new.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid.as_str());
+    verify_access_token(&new, &keys, &val, SystemClock.now()).unwrap();
+}
