@@ -102,7 +102,15 @@ impl Broker {
         let now = self.clock.now();
         let result = self.token_inner(p, dpop, now).await;
         match &result {
-            Ok(_) => self.metrics.issued(p.get("grant_type").unwrap_or("-")),
+            Ok(t) => {
+                self.metrics.issued(p.get("grant_type").unwrap_or("-"));
+                tracing::debug!(
+                    grant_type = p.get("grant_type").unwrap_or("-"),
+                    gid = t.grant_id.as_deref().unwrap_or("-"),
+                    scope = %t.scope,
+                    "token issued"
+                );
+            }
             Err(e) => {
                 self.metrics.error(e.code());
                 if !matches!(
