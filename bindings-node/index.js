@@ -1,0 +1,463 @@
+'use strict';
+// The package's entry point. The addon (`native.js`, built from `src/*.rs`)
+// does the work; this file only turns its errors into `Error` objects with a
+// stable `code`, adds `session.fetch` over Node's fetch, revocation at exit,
+// and Node-style middleware over `Verifier.check`. No protocol decision is made
+// here: what a response asks of the client comes from `observeResponse`, what
+// a request is worth from `check`.
+
+const native = require('./native.js');
+
+const MARKER = '\u0001protonpass:';
+
+/** Every error this package throws: `code` is the core's stable code. */
+class ProtonPassError extends Error {
+  constructor(code, message, details = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'ProtonPassError';
+    this.code = code;
+    if (details.reason) this.reason = details.reason;
+  }
+}
+
+/** Required scopes were not granted (`scope_not_granted`). */
+class ScopeNotGrantedError extends ProtonPassError {
+  constructor(code, message, details = {}) {
+    super(code, message, details);
+    this.name = 'ScopeNotGrantedError';
+    this.missing = splitScopes(details.missing);
+    this.granted = splitScopes(details.granted);
+  }
+}
+
+/** The owner denied the request (`access_denied`) or the code expired (`expired_token`). */
+class ApprovalError extends ProtonPassError {
+  constructor(code, message, details = {}) {
+    super(code, message, details);
+    this.name = 'ApprovalError';
+  }
+}
+
+/** The broker could not be reached or is unavailable (`broker_unavailable`, `temporarily_unavailable`). */
+class BrokerUnavailableError extends ProtonPassError {
+  constructor(code, message, details = {}) {
+    super(code, message, details);
+    this.name = 'BrokerUnavailableError';
+  }
+}
+
+/** The grant is invalid, expired or revoked (`invalid_grant`). */
+class InvalidGrantError extends ProtonPassError {
+  constructor(code, message, details = {}) {
+    super(code, message, details);
+    this.name = 'InvalidGrantError';
+  }
+}
+
+/** A request refused by `Verifier.verify`: carries what to answer. */
+class VerificationError extends ProtonPassError {
+  constructor(rejection) {
+    super(rejection.code, rejection.message, { reason: rejection.reason });
+    this.name = 'VerificationError';
+    this.status = rejection.status;
+    this.wwwAuthenticate = rejection.wwwAuthenticate;
+    this.dpopNonce = rejection.dpopNonce;
+    this.rejection = rejection;
+  }
+}
+
+const CLASSES = {
+  scope_not_granted: ScopeNotGrantedError,
+  access_denied: ApprovalError,
+  expired_token: ApprovalError,
+  broker_unavailable: BrokerUnavailableError,
+  temporarily_unavailable: BrokerUnavailableError,
+  invalid_grant: InvalidGrantError,
+};
+
+// What to do, where the core's message says only what happened.
+const HINTS = {
+  access_denied: 'ask the owner again, perhaps for fewer scopes',
+  expired_token: 'the owner did not approve in time: call authenticateWithProton again',
+  scope_not_granted:
+    'ask the owner for a grant that includes them, pass `extend: true` to start a new approval, or list fewer `required` scopes',
+};
+
+function splitScopes(s) {
+  return typeof s === 'string' && s.length ? s.split(/\s+/).filter(Boolean) : [];
+}
+
+const NAPI_ARG_ERRORS = new Set([
+  'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected',
+  'NumberExpected', 'BooleanExpected', 'ArrayExpected', 'BigintExpected',
+]);
+
+/** Turn what the addon threw into a ProtonPassError (other errors pass through). */
+function toError(e) {
+  if (e instanceof ProtonPassError || !(e instanceof Error)) return e;
+  const msg = typeof e.message === 'string' ? e.message : '';
+  const at = msg.indexOf(MARKER);
+  if (at >= 0) {
+    let d;
+    try {
+      d = JSON.parse(msg.slice(at + MARKER.length));
+    } catch {
+      return e;
+    }
+    const Cls = CLASSES[d.code] || ProtonPassError;
+    const hint = HINTS[d.code];
+    const message = hint ? `${d.message}: ${hint}` : d.message;
+    return new Cls(d.code, message, d);
+  }
+  if (NAPI_ARG_ERRORS.has(e.code)) {
+    return new ProtonPassError('invalid_request', `invalid argument: ${msg}`, { cause: e });
+  }
+  return e;
+}
+
+function wrapMethod(proto, name) {
+  const f = proto[name];
+  if (typeof f !== 'function') throw new Error(`protonpass-agent: the addon lacks ${name}`);
+  Object.defineProperty(proto, name, {
+    configurable: true,
+    writable: true,
+    value: function (...args) {
+      let r;
+      try {
+        r = f.apply(this, args);
+      } catch (e) {
+        throw toError(e);
+      }
+      return r && typeof r.then === 'function' ? r.catch((e) => { throw toError(e); }) : r;
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+const { Session } = native;
+for (const m of ['headers', 'observeResponse', 'renew', 'addAudience', 'close']) wrapMethod(Session.prototype, m);
+
+const nativeClose = Session.prototype.close;
+Object.defineProperty(Session.prototype, 'close', {
+  configurable: true,
+  writable: true,
+  value: async function close(revokeGrant) {
+    live.delete(this);
+    return nativeClose.call(this, revokeGrant);
+  },
+});
+
+Object.defineProperty(Session.prototype, 'fetch', {
+  configurable: true,
+  writable: true,
+  value: sessionFetch,
+});
+
+const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose');
+Object.defineProperty(Session.prototype, asyncDispose, {
+  configurable: true,
+  writable: true,
+  value: function () {
+    return this.close();
+  },
+});
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * `fetch` with the session's credentials: signs each attempt, answers one
+ * nonce challenge and one refused token (after renewing), and follows
+ * same-origin redirects, signing each hop. A redirect to another origin is
+ * returned as it is, so the token never leaves the audience's origin.
+ */
+async function sessionFetch(input, init = {}) {
+  const reason = init && typeof init.reason === 'string' ? init.reason : undefined;
+  const request = new Request(input, init);
+  const followMode = request.redirect;
+  let method = request.method;
+  let url = request.url;
+  let body = request.body === null ? undefined : await request.arrayBuffer();
+  const baseHeaders = new Headers(request.headers);
+  for (let hop = 0; ; hop++) {
+    let nonceRetried = false;
+    let renewed = false;
+    let response;
+    for (;;) {
+      const headers = new Headers(baseHeaders);
+      for (const [k, v] of Object.entries(this.headers(method, url, reason))) headers.set(k, v);
+      response = await fetch(url, { method, headers, body, redirect: 'manual', signal: request.signal });
+      const challenge = this.observeResponse(
+        url,
+        response.status,
+        response.headers.get('www-authenticate') ?? undefined,
+        response.headers.get('dpop-nonce') ?? undefined,
+      );
+      if (challenge === 'nonce' && !nonceRetried) {
+        nonceRetried = true;
+      } else if (challenge === 'renew' && !renewed) {
+        renewed = true;
+        await discard(response);
+        await this.renew();
+        continue;
+      } else {
+        break;
+      }
+      await discard(response);
+    }
+    const location = response.headers.get('location');
+    if (!REDIRECTS.has(response.status) || !location || followMode === 'manual') return response;
+    if (followMode === 'error') throw new TypeError('fetch failed: a redirect with redirect: "error"');
+    const next = new URL(location, url);
+    if (next.origin !== new URL(url).origin || hop >= 19) return response;
+    await discard(response);
+    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+      if (method !== 'HEAD') method = 'GET';
+      body = undefined;
+      for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) baseHeaders.delete(h);
+    }
+    url = next.href;
+  }
+}
+
+async function discard(response) {
+  try {
+    await response.body?.cancel();
+  } catch {
+    // The body was already consumed or the stream errored: nothing to free.
+  }
+}
+
+// Revocation when the process ends: on SIGINT/SIGTERM and when the event loop
+// empties (asynchronously), and on process.exit() (synchronously, bounded).
+const live = new Set();
+let hooksInstalled = false;
+
+async function closeAll(limitMs) {
+  const all = [...live];
+  live.clear();
+  const closing = Promise.allSettled(all.map((s) => nativeClose.call(s, false)));
+  let timer;
+  const limit = new Promise((resolve) => {
+    timer = setTimeout(resolve, limitMs);
+    timer.unref();
+  });
+  await Promise.race([closing, limit]);
+  clearTimeout(timer);
+}
+
+function installExitHooks() {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('beforeExit', () => {
+    if (live.size) closeAll(5000);
+  });
+  process.on('exit', () => {
+    for (const s of live) {
+      try {
+        s.closeSync(1500);
+      } catch {
+        // Exiting: nothing more can be done.
+      }
+    }
+    live.clear();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    const onSignal = async () => {
+      await closeAll(3000);
+      process.removeListener(signal, onSignal);
+      // Nobody else handles it: end the way the signal would have.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      else process.on(signal, onSignal);
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+/**
+ * Ask the broker for access; see the `AuthenticateOptions` documentation.
+ * Resolves to a `Session`.
+ */
+async function authenticateWithProton(options = {}) {
+  if (options === null || typeof options !== 'object') {
+    throw new ProtonPassError('invalid_request', 'authenticateWithProton takes an options object, e.g. { scope: ["travel:book"], audience: "https://api.example" }');
+  }
+  const { revokeOnExit = true, onPrompt, ...rest } = options;
+  if (onPrompt !== undefined && typeof onPrompt !== 'function') {
+    throw new ProtonPassError('invalid_request', 'onPrompt must be a function taking { verificationUri, verificationUriComplete, userCode, expiresIn }');
+  }
+  if (onPrompt) {
+    rest.onPrompt = (prompt) => {
+      try {
+        const r = onPrompt(prompt);
+        if (r && typeof r.catch === 'function') r.catch((e) => process.emitWarning(`onPrompt failed: ${e && e.message}`));
+      } catch (e) {
+        process.emitWarning(`onPrompt failed: ${e && e.message}`);
+      }
+    };
+  }
+  let session;
+  try {
+    session = await native.authenticateWithProton(rest);
+  } catch (e) {
+    throw toError(e);
+  }
+  if (revokeOnExit) {
+    live.add(session);
+    installExitHooks();
+  }
+  return session;
+}
+
+// ---------------------------------------------------------------------------
+// Verifier and middleware
+
+class Verifier extends native.Verifier {
+  constructor(config) {
+    try {
+      super(config);
+    } catch (e) {
+      throw toError(e);
+    }
+  }
+}
+for (const m of ['ready', 'check']) wrapMethod(native.Verifier.prototype, m);
+
+/** Header pairs from `rawHeaders`, a `Headers` object, a plain object or pairs. */
+function headerPairs(h) {
+  if (!h) return [];
+  if (Array.isArray(h)) {
+    if (h.length && typeof h[0] === 'string') {
+      const out = [];
+      for (let i = 0; i + 1 < h.length; i += 2) out.push([h[i], h[i + 1]]);
+      return out;
+    }
+    return h.map(([k, v]) => [String(k), String(v)]);
+  }
+  if (typeof h.entries === 'function' && typeof h.get === 'function') return [...h.entries()];
+  const out = [];
+  for (const [k, v] of Object.entries(h)) {
+    if (Array.isArray(v)) for (const x of v) out.push([k, String(x)]);
+    else if (v !== undefined) out.push([k, String(v)]);
+  }
+  return out;
+}
+
+Object.defineProperty(Verifier.prototype, 'verify', {
+  configurable: true,
+  writable: true,
+  /** Verify a request; resolves to the caller's identity, rejects with a VerificationError. */
+  value: async function verify(request, requirement) {
+    const verdict = await this.check(
+      { method: request.method, url: String(request.url), headers: headerPairs(request.headers) },
+      requirement,
+    );
+    if (verdict.rejection) throw new VerificationError(verdict.rejection);
+    return verdict.identity;
+  },
+});
+
+function requestUrl(req) {
+  const proto = req.protocol || (req.socket && req.socket.encrypted ? 'https' : 'http');
+  const host = req.headers.host;
+  return `${proto}://${host}${req.originalUrl || req.url}`;
+}
+
+function sendRejection(res, r) {
+  res.statusCode = r.status;
+  if (r.wwwAuthenticate) res.setHeader('WWW-Authenticate', r.wwwAuthenticate);
+  if (r.dpopNonce) res.setHeader('DPoP-Nonce', r.dpopNonce);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json');
+  res.end(r.body);
+}
+
+/**
+ * Middleware (Express, Connect or plain `http`) that lets a request through
+ * only with a valid DPoP-bound token carrying `scope`; sets `req.agent` to
+ * the caller's identity, and answers 401/403 with the right WWW-Authenticate.
+ */
+function requireScope(scope, options = {}) {
+  const verifier = options.verifier;
+  if (!(verifier instanceof native.Verifier)) {
+    throw new ProtonPassError('invalid_request', 'requireScope needs { verifier }: a Verifier for this API (or call verifier.requireScope(scope))');
+  }
+  return async function protonpassRequireScope(req, res, next) {
+    let url;
+    let requirement;
+    try {
+      url = options.url ? options.url(req) : requestUrl(req);
+      if (scope) {
+        requirement = { scope };
+        if (options.amount !== undefined) {
+          const a = typeof options.amount === 'function' ? await options.amount(req) : options.amount;
+          if (a !== undefined && a !== null && a !== '') requirement.amount = String(a);
+        }
+      }
+    } catch (e) {
+      // The application's own callback failed: its error handler decides.
+      if (typeof next === 'function') return next(e);
+      throw e;
+    }
+    if (requirement && options.amount !== undefined && requirement.amount === undefined) {
+      res.statusCode = 400;
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ error: 'invalid_request', error_description: `the request carries no amount to check against ${scope}` }));
+      return;
+    }
+    let verdict;
+    try {
+      verdict = await verifier.check(
+        { method: req.method, url, headers: headerPairs(req.rawHeaders || req.headers) },
+        requirement,
+      );
+    } catch (e) {
+      const err = toError(e);
+      const code = err.code === 'invalid_request' ? 'invalid_request' : 'temporarily_unavailable';
+      const status = code === 'invalid_request' ? 400 : 503;
+      res.statusCode = status;
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(JSON.stringify({ error: code, error_description: err.message }));
+      return;
+    }
+    if (verdict.rejection) {
+      sendRejection(res, verdict.rejection);
+      return;
+    }
+    req.agent = verdict.identity;
+    if (res.locals) res.locals.agent = verdict.identity;
+    if (typeof next === 'function') next();
+  };
+}
+
+Object.defineProperty(Verifier.prototype, 'requireScope', {
+  configurable: true,
+  writable: true,
+  value: function (scope, options = {}) {
+    return requireScope(scope, { ...options, verifier: this });
+  },
+});
+
+Object.defineProperty(Verifier.prototype, 'middleware', {
+  configurable: true,
+  writable: true,
+  value: function (options = {}) {
+    return requireScope(undefined, { ...options, verifier: this });
+  },
+});
+
+module.exports = {
+  authenticateWithProton,
+  Session,
+  Verifier,
+  requireScope,
+  version: native.version,
+  ProtonPassError,
+  ScopeNotGrantedError,
+  ApprovalError,
+  BrokerUnavailableError,
+  InvalidGrantError,
+  VerificationError,
+};

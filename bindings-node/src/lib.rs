@@ -1,0 +1,22 @@
+//! Node.js addon for `protonpass-agent`: converts types, maps errors, bridges
+//! async. Every protocol decision lives in the core crate; `index.js` adds the
+//! JavaScript conveniences (`session.fetch`, Express middleware, error classes).
+
+mod error;
+mod session;
+mod verifier;
+
+use napi_derive::napi;
+
+pub use session::{AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton};
+pub use verifier::{
+    ClientCredentials, Identity, Rejection, Requirement, Verdict, Verifier, VerifierConfig,
+    VerifyRequest,
+};
+
+/// The version of the package and of the core it wraps (one version for the
+/// whole project).
+#[napi]
+pub fn version() -> String {
+    protonpass_agent::VERSION.to_owned()
+}

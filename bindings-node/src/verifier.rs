@@ -1,0 +1,278 @@
+//! The resource-server `Verifier`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use napi::bindgen_prelude::Either;
+use napi_derive::napi;
+use protonpass_agent as core;
+use rust_decimal::Decimal;
+
+use crate::error::map;
+
+/// A registered resource server's credentials (`protonpass-broker resource add`).
+#[napi(object)]
+pub struct ClientCredentials {
+    /// The resource server's client id.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Settings of a `Verifier`.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VerifierConfig {
+    /// The broker's issuer URL (compared verbatim with the tokens' `iss`).
+    pub issuer: String,
+    /// This API's audience, as the broker knows it.
+    pub audience: String,
+    /// Require server-provided DPoP nonces (default false).
+    pub require_nonce: Option<bool>,
+    /// Follow the broker's revocation feed (default true).
+    pub follow_feed: Option<bool>,
+    /// Seconds the feed may be unreachable before requests are refused (or,
+    /// with `introspection`, checked with the broker one by one). Default 60.
+    pub max_staleness: Option<f64>,
+    /// Ask the broker's introspection endpoint while the feed is stale,
+    /// instead of refusing every request with 503.
+    pub introspection: Option<ClientCredentials>,
+    /// Report each use to the broker's audit log with these credentials.
+    pub usage_reports: Option<ClientCredentials>,
+}
+
+/// One HTTP request as the API received it.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VerifyRequest {
+    /// The request method, e.g. `GET`.
+    pub method: String,
+    /// The full URL as the client addressed it (scheme, host, path, query).
+    pub url: String,
+    /// The request headers as `[name, value]` pairs (names in any case).
+    #[napi(ts_type = "Array<[string, string]>")]
+    pub headers: Vec<Vec<String>>,
+}
+
+/// A scope the request must carry, with an amount for limited scopes.
+#[napi(object)]
+#[derive(Debug)]
+pub struct Requirement {
+    /// The scope, e.g. `travel:book`, or `payment:execute` with `amount`.
+    pub scope: String,
+    /// An amount the scope's limit must allow (e.g. `payment:execute:under-100`
+    /// allows `99.99`), as a decimal string or a number.
+    pub amount: Option<Either<String, f64>>,
+}
+
+/// Who is calling: what a verified request tells the API.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The owner the agent acts for (the token's `sub`).
+    pub owner: String,
+    /// The agent's name (`client_id`).
+    pub agent: String,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
+    /// The token id (`jti`).
+    pub token_id: String,
+    /// The grant id (`gid`).
+    pub grant_id: String,
+    /// The agent's stated reason for this request, signed in its proof.
+    pub reason: Option<String>,
+    /// The thumbprint of the agent's key.
+    pub jkt: String,
+    /// When the token expires, in seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl From<&core::Identity> for Identity {
+    fn from(i: &core::Identity) -> Self {
+        Identity {
+            owner: i.owner.clone(),
+            agent: i.agent.clone(),
+            scopes: i.scopes.iter().map(ToString::to_string).collect(),
+            token_id: i.token_id.clone(),
+            grant_id: i.grant_id.clone(),
+            reason: i.reason.clone(),
+            jkt: i.jkt.clone(),
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+/// A refused request: what to answer.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The error code (`invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`,
+    /// `insufficient_scope`, ...).
+    pub code: String,
+    /// A finer, stable reason for token and proof failures (`expired`, `replay`,
+    /// `revoked`, ...).
+    pub reason: Option<String>,
+    /// What was wrong, for people.
+    pub message: String,
+    /// The HTTP status to answer with (401, 403, 400 or 503).
+    pub status: u16,
+    /// The exact `WWW-Authenticate` value to send.
+    pub www_authenticate: Option<String>,
+    /// A fresh `DPoP-Nonce` to send, when the error asks for one.
+    pub dpop_nonce: Option<String>,
+    /// The JSON body to send (`{"error": ..., "error_description": ...}`).
+    pub body: String,
+}
+
+impl From<&core::Rejection> for Rejection {
+    fn from(r: &core::Rejection) -> Self {
+        Rejection {
+            code: r.error.code().to_owned(),
+            reason: r.error.reason().map(|x| x.as_str().to_owned()),
+            message: r.error.to_string(),
+            status: r.status,
+            www_authenticate: r.www_authenticate.clone(),
+            dpop_nonce: r.dpop_nonce.clone(),
+            body: r.body(),
+        }
+    }
+}
+
+/// The result of `check`: exactly one of `identity` and `rejection`.
+#[napi(object)]
+#[derive(Debug)]
+pub struct Verdict {
+    /// The caller, when the request is allowed.
+    pub identity: Option<Identity>,
+    /// Why not, when it is refused.
+    pub rejection: Option<Rejection>,
+}
+
+/// Verifies DPoP-bound requests for one API (audience): token signature and
+/// claims against the broker's keys, the proof, the binding, replays, and
+/// revocations from the broker's feed. Connects to the broker on first use (or
+/// `ready()`).
+#[napi]
+#[derive(Debug)]
+pub struct Verifier {
+    opts: core::VerifierOptions,
+    inner: tokio::sync::OnceCell<core::Verifier>,
+}
+
+#[napi]
+impl Verifier {
+    /// A verifier for `audience` trusting the broker at `issuer`.
+    #[napi(constructor)]
+    pub fn new(config: VerifierConfig) -> napi::Result<Self> {
+        let mut opts = core::VerifierOptions::new(config.issuer, config.audience);
+        if let Some(n) = config.require_nonce {
+            opts.require_nonce = n;
+        }
+        if let Some(f) = config.follow_feed {
+            opts.follow_feed = f;
+        }
+        if let Some(s) = config.max_staleness {
+            opts.max_staleness = Duration::try_from_secs_f64(s).map_err(|_| {
+                crate::error::to_napi(&core::Error::InvalidRequest(
+                    "maxStaleness must be a non-negative number of seconds".into(),
+                ))
+            })?;
+        }
+        if let Some(c) = config.introspection {
+            opts.stale_policy = core::StalePolicy::Introspect {
+                client_id: c.client_id,
+                client_secret: c.client_secret.into(),
+            };
+        }
+        if let Some(c) = config.usage_reports {
+            opts.usage_reports = Some((c.client_id, c.client_secret.into()));
+        }
+        Ok(Verifier {
+            opts,
+            inner: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn get(&self) -> napi::Result<&core::Verifier> {
+        let opts = self.opts.clone();
+        self.inner
+            .get_or_try_init(|| async move { map(core::Verifier::new(opts).await) })
+            .await
+    }
+
+    /// Connect to the broker now: fetch its metadata, keys and revocations.
+    #[napi]
+    pub async fn ready(&self) -> napi::Result<()> {
+        self.get().await.map(|_| ())
+    }
+
+    /// Verify one request and, when given, the scope it needs. Never throws
+    /// for a refused request: returns the rejection to answer with.
+    #[napi]
+    pub async fn check(
+        &self,
+        request: VerifyRequest,
+        requirement: Option<Requirement>,
+    ) -> napi::Result<Verdict> {
+        let v = self.get().await?;
+        let headers: Vec<(String, String)> = request
+            .headers
+            .into_iter()
+            .filter_map(|mut p| {
+                if p.len() != 2 {
+                    return None;
+                }
+                let value = p.pop()?;
+                let name = p.pop()?;
+                Some((name, value))
+            })
+            .collect();
+        let result = v.verify(&request.method, &request.url, &headers).await;
+        let result = match (result, requirement) {
+            (Ok(id), Some(req)) => match req.amount {
+                None => id.require(&req.scope).map(|()| id),
+                Some(a) => {
+                    let amount = match a {
+                        Either::A(s) => Decimal::from_str(s.trim()),
+                        Either::B(n) => Decimal::from_str(&n.to_string()),
+                    }
+                    .map_err(|_| {
+                        crate::error::to_napi(&core::Error::InvalidRequest(
+                            "the amount is not a decimal number".into(),
+                        ))
+                    })?;
+                    id.require_amount(&req.scope, amount).map(|()| id)
+                }
+            },
+            (r, _) => r,
+        };
+        Ok(match result {
+            Ok(id) => Verdict {
+                identity: Some(Identity::from(&id)),
+                rejection: None,
+            },
+            Err(r) => Verdict {
+                identity: None,
+                rejection: Some(Rejection::from(&r)),
+            },
+        })
+    }
+
+    /// Stop following the revocation feed.
+    #[napi]
+    pub fn stop(&self) {
+        if let Some(v) = self.inner.get() {
+            v.stop();
+        }
+    }
+}
