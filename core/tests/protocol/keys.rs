@@ -1,6 +1,7 @@
 //! Key handling: generation, JWK and PKCS#8 round trips, redacted Debug, weak
 //! (small-order) keys and inconsistent private JWKs.
 
+use protonpass_agent::keys::verify_ed25519_raw;
 use protonpass_agent::{
     AgentKey, Alg, KeySet, OsRandom, ProofCheck, ProofOptions, PublicJwk, Reason, SigningKey, b64,
     verify_proof,
@@ -190,6 +191,27 @@ fn small_order_keys_are_refused_everywhere() {
             Some(Reason::Key),
         );
     }
+}
+
+/// Under a small-order public key, "signatures" made without any secret (R a
+/// small-order point, s = 0) satisfy the plain Ed25519 equation for some
+/// messages; the core's verification refuses every one of them.
+#[test]
+fn keyless_signatures_under_small_order_keys_never_verify() {
+    let order_8_subgroup = &SMALL_ORDER[..8];
+    let mut tried = 0;
+    for a in SMALL_ORDER {
+        for r in order_8_subgroup {
+            for msg in [&b""[..], b"proof", b"a longer message to sign"] {
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&hex32(r));
+                let verdict = verify_ed25519_raw(&hex32(a), msg, &sig);
+                assert!(verdict.is_err(), "A={a} R={r} msg={msg:?}");
+                tried += 1;
+            }
+        }
+    }
+    assert_eq!(tried, SMALL_ORDER.len() * 8 * 3);
 }
 
 #[test]

@@ -267,30 +267,17 @@ fn jws_json_serialization_is_refused() {
         let pretty = serde_json::to_string_pretty(&json).unwrap();
         assert_refused(verify(&pretty), TOKEN, Some(Reason::Malformed));
     }
+    // Not three segments, or three empty ones.
     for bad in [
         String::new(),
         ".".into(),
-        "..".into(),
         "a.b".into(),
         format!("{token}.x"),
+        format!("{token}."),
     ] {
-        let r = verify(&bad);
-        let e = r.expect_err(&bad);
-        assert_eq!(e.code(), TOKEN, "{bad}");
-        assert!(
-            matches!(
-                e.reason(),
-                Some(Reason::Malformed | Reason::Base64 | Reason::Json)
-            ),
-            "{bad}: {e}"
-        );
+        assert_refused(verify(&bad), TOKEN, Some(Reason::Malformed));
     }
-    assert_refused(verify("a.b"), TOKEN, Some(Reason::Malformed));
-    assert_refused(
-        verify(&format!("{token}.x")),
-        TOKEN,
-        Some(Reason::Malformed),
-    );
+    assert_refused(verify(".."), TOKEN, Some(Reason::Json));
 }
 
 #[test]
