@@ -37,8 +37,12 @@ if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
   [[ -x "$PROTONPASS_BROKER_BIN" ]] || export PROTONPASS_BROKER_BIN="$root/target/debug/protonpass-broker"
 fi
 
+echo "== python: ruff, mypy --strict"
+(cd "$here" && "$venv/bin/ruff" check python tests && "$venv/bin/ruff" format --check python tests)
+(cd "$here" && "$venv/bin/python" -m mypy python/protonpass_agent)
+
 echo "== python: stub check (mypy.stubtest)"
-(cd "$cache" && "$venv/bin/python" -m mypy.stubtest protonpass_agent._native --ignore-missing-stub)
+(cd "$cache" && "$venv/bin/python" -m mypy.stubtest protonpass_agent._native)
 
 echo "== python: pytest"
 set +e

@@ -46,7 +46,9 @@ def make_app(issuer: str, audience: str) -> FastAPI:
         return {"booked": True, **out(who)}
 
     @app.post("/pay")
-    async def pay(amount: str, who: Identity = Depends(require_scope("payment:execute", amount="amount"))) -> dict[str, object]:
+    async def pay(
+        amount: str, who: Identity = Depends(require_scope("payment:execute", amount="amount"))
+    ) -> dict[str, object]:
         return {"paid": amount, **out(who)}
 
     @app.get("/nonce/whoami")

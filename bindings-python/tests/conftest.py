@@ -29,7 +29,10 @@ def broker_bin() -> str:
     if env:
         return env
     triple = os.environ.get("CARGO_BUILD_TARGET", "")
-    for p in (ROOT / "target" / triple / "debug" / "protonpass-broker", ROOT / "target" / "debug" / "protonpass-broker"):
+    for p in (
+        ROOT / "target" / triple / "debug" / "protonpass-broker",
+        ROOT / "target" / "debug" / "protonpass-broker",
+    ):
         if p.is_file():
             return str(p)
     pytest.fail("no broker binary: run `cargo build -p protonpass-broker` or set PROTONPASS_BROKER_BIN")

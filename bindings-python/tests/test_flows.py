@@ -15,7 +15,12 @@ from conftest import Api, Approver, Broker, NoPrompt
 def test_device_grant_then_stored_grant_without_prompt(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
     approver = Approver(broker)
     s = pa.authenticate_with_proton(
-        ["travel:search", "travel:book"], api.audience, broker=broker.issuer, agent_name=agent_name, store=home, prompt=approver
+        ["travel:search", "travel:book"],
+        api.audience,
+        broker=broker.issuer,
+        agent_name=agent_name,
+        store=home,
+        prompt=approver,
     )
     with s:
         assert len(approver.prompts) == 1
@@ -43,7 +48,9 @@ def test_device_grant_then_stored_grant_without_prompt(broker: Broker, api: Api,
 def test_environment_supplies_omitted_arguments(
     broker: Broker, api: Api, agent_name: str, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = broker.cli_json("grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience)
+    out = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience
+    )
     monkeypatch.setenv("PROTONPASS_BROKER_URL", broker.issuer)
     monkeypatch.setenv("PROTONPASS_AGENT_NAME", agent_name)
     monkeypatch.setenv("PROTONPASS_PROFILE", "work")
@@ -55,7 +62,9 @@ def test_environment_supplies_omitted_arguments(
 
 
 def test_enrollment_code(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
-    out = broker.cli_json("grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience)
+    out = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience
+    )
     none = NoPrompt()
     with pa.authenticate_with_proton(
         ["travel:search"],

@@ -18,11 +18,11 @@ class HttpxAuth(httpx.Auth):
     once. Works with ``httpx.Client`` and ``httpx.AsyncClient``.
     """
 
-    def __init__(self, session: "Session", reason: Optional[str] = None) -> None:
+    def __init__(self, session: Session, reason: Optional[str] = None) -> None:
         self._session = session
         self._reason = reason
 
-    def with_reason(self, reason: str) -> "HttpxAuth":
+    def with_reason(self, reason: str) -> HttpxAuth:
         """The same auth, stating ``reason`` (signed into each proof)."""
         return HttpxAuth(self._session, reason)
 

@@ -1,6 +1,30 @@
 """Type stub of the compiled module ``protonpass_agent._native``."""
 
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, final
+
+__all__ = [
+    "ProtonPassError",
+    "ScopeNotGranted",
+    "InsufficientScope",
+    "InvalidScope",
+    "AccessDenied",
+    "Expired",
+    "InvalidGrant",
+    "InvalidToken",
+    "InvalidProof",
+    "InvalidRequest",
+    "BrokerUnavailable",
+    "InvalidResponse",
+    "StorageError",
+    "DevicePrompt",
+    "Session",
+    "authenticate",
+    "authenticate_async",
+    "Identity",
+    "Verifier",
+    "version",
+    "__version__",
+]
 
 __version__: str
 
@@ -23,6 +47,7 @@ class BrokerUnavailable(ProtonPassError): ...
 class InvalidResponse(ProtonPassError): ...
 class StorageError(ProtonPassError): ...
 
+@final
 class DevicePrompt:
     @property
     def verification_uri(self) -> str: ...
@@ -33,6 +58,7 @@ class DevicePrompt:
     @property
     def expires_in(self) -> int: ...
 
+@final
 class Session:
     @property
     def scopes(self) -> list[str]: ...
@@ -84,6 +110,7 @@ def authenticate_async(
     extend: bool = False,
 ) -> Awaitable[Session]: ...
 
+@final
 class Identity:
     @property
     def owner(self) -> str: ...
@@ -104,6 +131,7 @@ class Identity:
     def require(self, scope: str) -> None: ...
     def require_amount(self, resource_action: str, amount: str) -> None: ...
 
+@final
 class Verifier:
     def __new__(
         cls,
@@ -135,4 +163,3 @@ class Verifier:
     def verify_async(self, method: str, url: str, headers: list[tuple[str, str]]) -> Awaitable[Identity]: ...
     def feed_status(self) -> tuple[int, bool]: ...
     def stop(self) -> None: ...
-

@@ -20,11 +20,11 @@ class RequestsAuth(AuthBase):
     and retries once; on an expired or revoked token it renews and retries once.
     """
 
-    def __init__(self, session: "Session", reason: Optional[str] = None) -> None:
+    def __init__(self, session: Session, reason: Optional[str] = None) -> None:
         self._session = session
         self._reason = reason
 
-    def with_reason(self, reason: str) -> "RequestsAuth":
+    def with_reason(self, reason: str) -> RequestsAuth:
         """The same auth, stating ``reason`` (signed into each proof)."""
         return RequestsAuth(self._session, reason)
 
@@ -52,7 +52,7 @@ class RequestsAuth(AuthBase):
         setattr(prep, _RETRIED, True)
         self._sign(prep)
         conn = resp.connection
-        retry: requests.Response = conn.send(prep, **kwargs)  # type: ignore[union-attr]
+        retry: requests.Response = conn.send(prep, **kwargs)
         retry.history.append(resp)
         retry.request = prep
         return retry

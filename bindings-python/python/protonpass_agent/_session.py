@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Prompt = Callable[[_native.DevicePrompt], object]
 StoreArg = Union[str, "os.PathLike[str]"]
 
-_live: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_live: weakref.WeakSet[Session] = weakref.WeakSet()
 _hooks_lock = threading.Lock()
 _hooks_installed = False
 
@@ -113,14 +113,14 @@ class Session:
         return dict(self._native.headers(method, url, reason))
 
     @property
-    def httpx_auth(self) -> "HttpxAuth":
+    def httpx_auth(self) -> HttpxAuth:
         """An ``httpx.Auth`` for sync and async clients (answers nonce challenges, renews)."""
         from ._httpx import HttpxAuth
 
         return HttpxAuth(self)
 
     @property
-    def requests_auth(self) -> "RequestsAuth":
+    def requests_auth(self) -> RequestsAuth:
         """A ``requests.auth.AuthBase`` (answers nonce challenges, renews)."""
         from ._requests import RequestsAuth
 
@@ -155,7 +155,7 @@ class Session:
     def _observe(self, url: str, status: int, www_authenticate: Optional[str], nonce: Optional[str]) -> str:
         return self._native.observe_response(url, status, www_authenticate, nonce)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(
@@ -170,7 +170,7 @@ class Session:
             if exc is None:
                 raise
 
-    async def __aenter__(self) -> "Session":
+    async def __aenter__(self) -> Session:
         return self
 
     async def __aexit__(

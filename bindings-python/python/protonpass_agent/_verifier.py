@@ -72,7 +72,7 @@ class Verifier:
         )
 
     @classmethod
-    async def connect(cls, issuer: str, audience: str, **options: Any) -> "Verifier":
+    async def connect(cls, issuer: str, audience: str, **options: Any) -> Verifier:
         """Build a verifier without blocking the event loop."""
         native = await _native.Verifier.connect(issuer, audience, **options)
         return cls(issuer, audience, _native_verifier=native)
@@ -85,7 +85,7 @@ class Verifier:
         """:meth:`verify` for asyncio."""
         return await self._native.verify_async(method, url, header_pairs(headers))
 
-    def require_scope(self, scope: str, *, amount: "Optional[Amount]" = None) -> Callable[..., Any]:
+    def require_scope(self, scope: str, *, amount: Optional[Amount] = None) -> Callable[..., Any]:
         """A FastAPI dependency: see :func:`protonpass_agent.fastapi.require_scope`."""
         from .fastapi import require_scope
 

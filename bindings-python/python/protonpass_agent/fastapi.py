@@ -10,7 +10,9 @@ try:
     from starlette.exceptions import HTTPException as _StarletteHTTPException
     from starlette.requests import Request
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("protonpass_agent.fastapi needs FastAPI or Starlette: pip install 'protonpass-agent[fastapi]'") from e
+    raise ImportError(
+        "protonpass_agent.fastapi needs FastAPI or Starlette: pip install 'protonpass-agent[fastapi]'"
+    ) from e
 
 try:
     from fastapi import HTTPException
