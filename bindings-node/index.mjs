@@ -1,0 +1,20 @@
+// ES module entry point: the same objects as the CommonJS one.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const pkg = require('./index.js');
+
+export const {
+  authenticateWithProton,
+  Session,
+  Verifier,
+  requireScope,
+  version,
+  ProtonPassError,
+  ScopeNotGrantedError,
+  ApprovalError,
+  BrokerUnavailableError,
+  InvalidGrantError,
+  VerificationError,
+} = pkg;
+export default pkg;

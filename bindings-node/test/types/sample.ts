@@ -1,0 +1,84 @@
+// A typed program using the package: checked by `tsc --noEmit`, and compiled
+// and run by dispose.test.js (its `await using` block must revoke).
+import express from 'express';
+import {
+  authenticateWithProton,
+  type DevicePrompt,
+  type Identity,
+  ProtonPassError,
+  ScopeNotGrantedError,
+  Session,
+  VerificationError,
+  Verifier,
+  requireScope,
+} from 'protonpass-agent';
+
+export function api(issuer: string, audience: string): express.Express {
+  const verifier = new Verifier({ issuer, audience, requireNonce: false, maxStaleness: 30 });
+  const app = express();
+  app.use(express.json());
+  app.post('/bookings', verifier.requireScope('travel:book'), (req, res) => {
+    const who: Identity = (req as express.Request & { agent: Identity }).agent;
+    res.json({ by: who.agent, scopes: who.scopes, expires: who.expiresAt });
+  });
+  app.post('/pay', requireScope('payment:execute', { verifier, amount: (req) => req.body?.amount }), (_req, res) => {
+    res.end();
+  });
+  app.get('/raw', async (req, res) => {
+    try {
+      const id = await verifier.verify({ method: req.method, url: `http://${req.headers.host}${req.url}`, headers: req.headers });
+      res.json(id);
+    } catch (e) {
+      if (e instanceof VerificationError) {
+        res.status(e.status).set('WWW-Authenticate', e.wwwAuthenticate ?? 'DPoP').end();
+      } else throw e;
+    }
+  });
+  return app;
+}
+
+export async function agent(broker: string, audience: string, enrollmentCode: string, target: string): Promise<boolean> {
+  let kept: Session | undefined;
+  {
+    await using session = await authenticateWithProton({
+      scope: ['travel:search'],
+      audience,
+      broker,
+      agentName: 'typed-bot',
+      store: 'memory',
+      enrollmentCode,
+      revokeOnExit: false,
+      reason: 'typed sample',
+      onPrompt: (p: DevicePrompt) => console.error(p.userCode, p.verificationUri, p.expiresIn),
+    });
+    kept = session;
+    const scopes: string[] = session.scopes;
+    const expiresAt: number = session.expiresAt;
+    const headers: Record<string, string> = session.headers('GET', target);
+    if (!scopes.length || expiresAt <= 0 || !headers.DPoP) throw new Error('unexpected session');
+    const proofs = Array.from({ length: 200 }, () => session.headers('GET', target));
+    process.stdout.write(`${JSON.stringify(proofs)}\n`);
+    const r: Response = await session.fetch(target, { method: 'GET', reason: 'check the trip' });
+    if (r.status !== 200) throw new Error(`status ${r.status}`);
+  }
+  return kept.closed;
+}
+
+export function describe(e: unknown): string {
+  if (e instanceof ScopeNotGrantedError) return `missing ${e.missing.join(' ')}; granted ${e.granted.join(' ')}`;
+  if (e instanceof ProtonPassError) return `${e.code}${e.reason ? `/${e.reason}` : ''}: ${e.message}`;
+  return String(e);
+}
+
+if (require.main === module) {
+  const { BROKER, AUDIENCE, CODE, TARGET } = process.env;
+  agent(BROKER!, AUDIENCE!, CODE!, TARGET!).then(
+    (closed) => {
+      process.stdout.write(`${JSON.stringify({ closed })}\n`);
+    },
+    (e) => {
+      console.error(describe(e));
+      process.exit(1);
+    },
+  );
+}
