@@ -32,4 +32,5 @@ nice -n 10 npm ci --no-audit --no-fund
 
 node scripts/run-node-tests.js
 npx --no-install tsc -p test/types --noEmit
+npx --no-install tsc -p test/types/tsconfig.langchain.json --noEmit
 echo "bindings-node: node --test and tsc --noEmit passed"
