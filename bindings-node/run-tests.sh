@@ -33,4 +33,9 @@ nice -n 10 npm ci --no-audit --no-fund
 node scripts/run-node-tests.js
 npx --no-install tsc -p test/types --noEmit
 npx --no-install tsc -p test/types/tsconfig.langchain.json --noEmit
-echo "bindings-node: node --test and tsc --noEmit passed"
+# The package as it travels (npm pack into an unrelated project, and the
+# folder installed from another project). PROTONPASS_SKIP_PACK_TEST=1 skips it.
+if [[ "${PROTONPASS_SKIP_PACK_TEST:-}" != 1 ]]; then
+  bash scripts/pack-test.sh
+fi
+echo "bindings-node: node --test, tsc --noEmit and the pack test passed"

@@ -8,7 +8,9 @@ mod verifier;
 
 use napi_derive::napi;
 
-pub use session::{AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton};
+pub use session::{
+    AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton,
+};
 pub use verifier::{
     ClientCredentials, Identity, Rejection, Requirement, Verdict, Verifier, VerifierConfig,
     VerifyRequest,

@@ -89,7 +89,10 @@ impl fmt::Debug for AuthenticateOptions {
             .field("agent_name", &self.agent_name)
             .field("profile", &self.profile)
             .field("store", &self.store)
-            .field("enrollment_code", &self.enrollment_code.as_ref().map(|_| "<redacted>"))
+            .field(
+                "enrollment_code",
+                &self.enrollment_code.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -125,7 +128,10 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
     let prompt: Option<core::PromptFn> = on_prompt.map(|cb| {
         let cb = Arc::new(cb);
         let f: core::PromptFn = Arc::new(move |p: &core::DevicePrompt| {
-            cb.call(DevicePrompt::from(p), ThreadsafeFunctionCallMode::NonBlocking);
+            cb.call(
+                DevicePrompt::from(p),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
         });
         f
     });
@@ -149,9 +155,7 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
     let scopes = scope_list(scope);
     let audience = audience.unwrap_or_default();
     let s = map(core::authenticate_with_proton(&scopes, &audience, opts).await)?;
-    Ok(Session {
-        inner: Arc::new(s),
-    })
+    Ok(Session { inner: Arc::new(s) })
 }
 
 /// What to do after a response to a request signed with `session.headers`.
@@ -186,7 +190,9 @@ impl Session {
         url: String,
         reason: Option<String>,
     ) -> napi::Result<HashMap<String, String>> {
-        let h = map(self.inner.headers_with_reason(&method, &url, reason.as_deref()))?;
+        let h = map(self
+            .inner
+            .headers_with_reason(&method, &url, reason.as_deref()))?;
         Ok(h.into_iter().collect())
     }
 
@@ -215,7 +221,11 @@ impl Session {
     /// The scopes granted for the session's (first) audience.
     #[napi(getter)]
     pub fn scopes(&self) -> Vec<String> {
-        self.inner.scopes().iter().map(ToString::to_string).collect()
+        self.inner
+            .scopes()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// When the current access token for the first audience expires, in
@@ -274,7 +284,10 @@ impl Session {
         let s = self.inner.clone();
         let limit = Duration::from_millis(u64::from(timeout_ms.unwrap_or(2000)));
         napi::bindgen_prelude::block_on(async move {
-            matches!(tokio::time::timeout(limit, s.close(false)).await, Ok(Ok(())))
+            matches!(
+                tokio::time::timeout(limit, s.close(false)).await,
+                Ok(Ok(()))
+            )
         })
     }
 }
