@@ -214,3 +214,23 @@ test('the standalone requireScope needs a verifier', () => {
   assert.throws(() => requireScope('travel:book'), (e) => e.code === 'invalid_request');
   assert.throws(() => new Verifier({ issuer: 'http://x', audience: 'y', maxStaleness: -1 }), (e) => e instanceof ProtonPassError && e.code === 'invalid_request');
 });
+
+test('background renewal keeps a short-lived session usable', async (t) => {
+  const broker = await startBroker(['--access-ttl', '4']);
+  t.after(() => broker.stop());
+  const api = await startApi(broker.url);
+  t.after(() => api.close());
+  const s = await enroll(broker, api, 'short-bot', 'travel:search', { ttl: 4 });
+  const first = await (await s.fetch(`${api.url}/whoami`)).json();
+  const firstExpiry = s.expiresAt;
+  assert.ok(firstExpiry - Date.now() / 1000 <= 5, `the broker gave a longer lifetime: ${firstExpiry}`);
+  // Past two lifetimes, the session has renewed on its own.
+  const renewed = await eventually(async () => s.expiresAt > firstExpiry, 15000);
+  assert.ok(renewed, 'the session did not renew in the background');
+  const r = await s.fetch(`${api.url}/whoami`);
+  assert.equal(r.status, 200);
+  const later = await r.json();
+  assert.notEqual(later.tokenId, first.tokenId);
+  assert.equal(later.grantId, first.grantId);
+  await s.close();
+});
