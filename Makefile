@@ -6,13 +6,19 @@ SHELL := /bin/bash
 # one target directory (BUILD-NOTES: napi builds into target/<triple>/).
 export CARGO_TERM_COLOR ?= never
 FUZZ_SECONDS ?= 20
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: ## Run the main job on the embedded defaults
+demo: ## The travel case study: broker, API, agent, approval, refusal, revocation, audit
+	cargo build --quiet -p protonpass-broker -p protonpass-travel-demo
+	$(TARGET_DIR)/debug/travel-demo
+
+.PHONY: demo-core
+demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
@@ -25,8 +31,10 @@ lint: ## Formatting and clippy with warnings denied
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test-rust
-test-rust: ## Rust unit and integration tests
+test-rust: ## Rust unit and integration tests (the broker binary is built first: the end-to-end tests start it)
+	cargo build --locked -p protonpass-broker -p protonpass-travel-demo
 	cargo test --workspace --locked
+	$(TARGET_DIR)/debug/travel-demo
 
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
@@ -43,3 +51,5 @@ fuzz: ## Each fuzz target for 10 minutes
 .PHONY: bench
 bench: ## Benchmarks, figures printed
 	cargo bench -p protonpass-agent --bench core
+	cargo build --release --locked -p protonpass-broker
+	cargo bench -p protonpass-e2e --bench client

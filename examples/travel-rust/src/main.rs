@@ -1,0 +1,277 @@
+//! The travel-booking case study, end to end, on the embedded defaults.
+//!
+//! A person runs the broker; a travel API trusts it; a travel agent asks for
+//! `travel:search`, `travel:book` and `payment:execute:under-500`; the person
+//! approves (here, through the broker's `approve` command, as a script would);
+//! the agent searches, books and pays; a payment above its limit is refused by
+//! the API; the person revokes the grant and the agent is cut off at once;
+//! finally the audit log is printed and its hash chain verified.
+//!
+//! Run with `make demo` (or `cargo run -p protonpass-travel-demo`).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a demo narrates
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use protonpass_agent::net::axum_layer::{Agent, Protected};
+use protonpass_agent::*;
+use rust_decimal::Decimal;
+
+const AUDIENCE: &str = "http://127.0.0.1/travel";
+
+type Fallible<T> = std::result::Result<T, String>;
+
+fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+/// The broker binary next to this one (cargo builds both into one directory).
+fn broker_bin() -> Fallible<PathBuf> {
+    if let Some(p) = std::env::var_os("PROTONPASS_BROKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe
+        .parent()
+        .map(|d| d.join("protonpass-broker"))
+        .ok_or("no directory")?;
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found: build it with `cargo build -p protonpass-broker`",
+            p.display()
+        ))
+    }
+}
+
+struct BrokerProcess {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker(bin: &Path, data: &Path) -> Fallible<BrokerProcess> {
+    let mut child = Command::new(bin)
+        .args(["serve", "--addr", "127.0.0.1:0", "--device-interval", "1", "--data"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the broker: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .ok_or("the broker printed nothing")?
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&first).map_err(|e| e.to_string())?;
+    let issuer = v["issuer"].as_str().ok_or("no issuer")?.to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    Ok(BrokerProcess { child, issuer })
+}
+
+fn cli(bin: &Path, data: &Path, args: &[&str]) -> Fallible<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "protonpass-broker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The travel API: every route verifies the DPoP-bound token and its scope.
+async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    type Reply = std::result::Result<String, Rejection>;
+    async fn flights(agent: Agent) -> Reply {
+        agent.require("travel:search")?;
+        Ok(r#"[{"flight":"TP 1234","from":"LIS","to":"CDG","price":180}]"#.into())
+    }
+    async fn hotels(agent: Agent) -> Reply {
+        agent.require("travel:search")?;
+        Ok(r#"[{"hotel":"Le Petit","city":"Paris","price_per_night":95}]"#.into())
+    }
+    async fn bookings(agent: Agent) -> Reply {
+        agent.require("travel:book")?;
+        Ok(r#"{"booking":"BK-0001","status":"held"}"#.into())
+    }
+    async fn payments(agent: Agent, Query(q): Query<HashMap<String, String>>) -> Reply {
+        let amount: Decimal = q
+            .get("amount")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(Decimal::MAX);
+        agent.require_amount("payment:execute", amount)?;
+        Ok(format!(r#"{{"paid":{amount}}}"#))
+    }
+    let app = Router::new()
+        .route("/travel/flights", get(flights))
+        .route("/travel/hotels", get(hotels))
+        .route("/travel/bookings", post(bookings))
+        .route("/travel/payments", post(payments))
+        .with_state(Protected::new(verifier, base.clone()));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(base)
+}
+
+async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible<(u16, String)> {
+    match session.send(method, url, &[], None, Some(why)).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let www = r
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = r.text().await.unwrap_or_default();
+            Ok((status, if status == 200 { body } else { www }))
+        }
+        Err(e) => Err(format!("{} ({})", e, e.code())),
+    }
+}
+
+async fn run() -> Fallible<()> {
+    let bin = broker_bin()?;
+    let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+
+    step(1, "The person starts their broker (embedded SQLite, loopback only).");
+    let broker = start_broker(&bin, data.path())?;
+    println!("   broker at {}", broker.issuer);
+
+    step(2, "The travel API starts and trusts the broker's keys and revocation feed.");
+    let verifier = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUDIENCE))
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = start_travel_api(verifier).await?;
+    println!("   travel API at {base}/travel (audience {AUDIENCE})");
+
+    step(3, "The agent asks for access; the broker shows the person a code.");
+    let data_dir = data.path().to_path_buf();
+    let bin2 = bin.clone();
+    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
+        println!(
+            "   agent says: open {} and confirm the code {}",
+            p.verification_uri_complete.as_deref().unwrap_or(&p.verification_uri),
+            p.user_code
+        );
+        println!("   the person approves, with a 1-day lifetime:");
+        println!("   $ protonpass-broker approve {} --ttl 1d", p.user_code);
+        let (code, bin, data) = (p.user_code.clone(), bin2.clone(), data_dir.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "1d"]) {
+                eprintln!("   approval failed: {e}");
+            }
+        });
+    });
+    let scopes = ["travel:search", "travel:book", "payment:execute:under-500"];
+    let session = authenticate_with_proton(
+        &scopes,
+        AUDIENCE,
+        AuthOptions {
+            broker: Some(broker.issuer.clone()),
+            agent_name: Some("travel-bot".into()),
+            store: Some(StoreKind::File(home.path().to_path_buf())),
+            prompt: Some(prompt),
+            reason: Some("plan the trip to Paris".into()),
+            ..AuthOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("   granted: {} (key {}...)", session.scopes(), &session.thumbprint()[..8]);
+
+    step(4, "The agent searches flights and hotels.");
+    let (s, body) = call(&session, "GET", &format!("{base}/travel/flights"), "find flights to Paris").await?;
+    println!("   GET /flights -> {s} {body}");
+    let (s, body) = call(&session, "GET", &format!("{base}/travel/hotels"), "find a hotel").await?;
+    println!("   GET /hotels  -> {s} {body}");
+
+    step(5, "It proposes the itinerary; the person confirms the booking (answered automatically here).");
+    println!("   agent: book TP 1234 and Le Petit, total 465? person: yes");
+    let (s, body) = call(&session, "POST", &format!("{base}/travel/bookings"), "book the confirmed itinerary").await?;
+    println!("   POST /bookings -> {s} {body}");
+    let (s, body) = call(&session, "POST", &format!("{base}/travel/payments?amount=465"), "pay the booking").await?;
+    println!("   POST /payments?amount=465 -> {s} {body}");
+    if s != 200 {
+        return Err("the payment within the limit was refused".into());
+    }
+
+    step(6, "A payment above the agent's limit is refused by the API.");
+    let (s, www) = call(&session, "POST", &format!("{base}/travel/payments?amount=800"), "upgrade to first class").await?;
+    println!("   POST /payments?amount=800 -> {s} {www}");
+    if s != 403 {
+        return Err("the payment above the limit was not refused".into());
+    }
+    println!("   agent reports: \"I may not pay 800: my limit is under 500.\"");
+
+    step(7, "The person cuts the agent off.");
+    println!("   $ protonpass-broker revoke --agent travel-bot");
+    cli(&bin, data.path(), &["revoke", "--agent", "travel-bot"])?;
+    let mut cut = None;
+    for _ in 0..50 {
+        match call(&session, "GET", &format!("{base}/travel/flights"), "search again").await {
+            Ok((200, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok((s, www)) => {
+                cut = Some(format!("{s} {www}"));
+                break;
+            }
+            Err(e) => {
+                cut = Some(e);
+                break;
+            }
+        }
+    }
+    let cut = cut.ok_or("the revoked agent was not cut off")?;
+    println!("   the agent's next call fails: {cut}");
+    let _ = session.close(false).await;
+
+    step(8, "The audit log, and the verification of its hash chain.");
+    print!("{}", cli(&bin, data.path(), &["audit", "tail"])?);
+    print!("{}", cli(&bin, data.path(), &["audit", "verify"])?);
+    drop(broker);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => {
+            println!("\nThe travel demo completed: approved, used, refused above its limit, revoked, audited.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\ndemo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
