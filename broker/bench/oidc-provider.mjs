@@ -3,6 +3,7 @@
 //   POST /seed {"jkts": [...]}  -> {"refresh_tokens": [...]}, one DPoP-bound
 //                                  refresh token (with its grant) per thumbprint
 //   everything else             -> the provider (token endpoint: /token)
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -19,16 +20,17 @@ const provider = new Provider(url, {
     redirect_uris: ['http://localhost/cb'],
   }],
   features: {
-    dpop: { enabled: true },
+    // Nonces required, as the broker does by default.
+    dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true },
     devInteractions: { enabled: false },
   },
-  enabledJWA: { dPoPSigningAlgValues: ['EdDSA', 'ES256'] },
   rotateRefreshToken: true,
   scopes: ['openid', 'offline_access'],
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
   ttl: { AccessToken: 3600, RefreshToken: 30 * 24 * 3600, Grant: 30 * 24 * 3600 },
 });
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
+if (process.env.BENCH_DEBUG) provider.on('grant.error', (ctx, err) => console.error('grant.error', err.error, err.error_description, err.error_detail, err.message));
 
 const callback = provider.callback();
 const client = await provider.Client.find('bench');
