@@ -10,7 +10,7 @@ use crate::clock::Random;
 use crate::error::{Error, Reason, Result};
 use crate::json;
 use crate::jws::{self, Alg};
-use crate::keys::{AgentKey, PublicJwk};
+use crate::keys::{AgentKey, KeyVerifier, PublicJwk};
 use crate::replay::ReplayCache;
 
 /// The `typ` of a DPoP proof.
@@ -221,6 +221,18 @@ pub fn verify_proof(
     opts: &ProofOptions,
     now: i64,
 ) -> Result<VerifiedProof> {
+    verify_proof_with(proof, check, opts, now, None)
+}
+
+/// [`verify_proof`], looking the proof's key up in `keys` (when given) instead
+/// of decompressing and checking its point again.
+fn verify_proof_with(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    opts: &ProofOptions,
+    now: i64,
+    keys: Option<&ProofKeyCache>,
+) -> Result<VerifiedProof> {
     let jws = jws::parse(proof, opts.max_len)?;
     if jws.alg == Alg::Es256 && !opts.allow_es256 {
         return Err(perr(Reason::Alg, "ES256 proofs are not accepted here"));
@@ -248,7 +260,11 @@ pub fn verify_proof(
         Some(_) => return Err(perr(Reason::Key, "`jwk` must be an object")),
         None => return Err(perr(Reason::MissingClaim, "the header has no jwk")),
     };
-    let (jwk, verifier) = PublicJwk::from_json_with_verifier(jwk_json).map_err(|e| {
+    let resolved = match keys {
+        Some(cache) => cache.resolve(jwk_json),
+        None => PublicJwk::from_json_with_verifier(jwk_json),
+    };
+    let (jwk, verifier) = resolved.map_err(|e| {
         let reason = if jwk_json.keys().any(|k| {
             matches!(
                 k.as_str(),
@@ -382,6 +398,7 @@ pub struct ProofVerifier {
     /// The settings.
     pub options: ProofOptions,
     replay: ReplayCache,
+    keys: ProofKeyCache,
 }
 
 impl ProofVerifier {
@@ -390,6 +407,7 @@ impl ProofVerifier {
         ProofVerifier {
             options,
             replay: ReplayCache::new(replay_capacity),
+            keys: ProofKeyCache::default(),
         }
     }
 
@@ -407,7 +425,7 @@ impl ProofVerifier {
                 "a request carries exactly one DPoP header",
             ));
         };
-        let p = verify_proof(proof.as_ref(), check, &self.options, now)?;
+        let p = verify_proof_with(proof.as_ref(), check, &self.options, now, Some(&self.keys))?;
         let key = ReplayCache::key(&p.jti, &p.htm, &p.htu);
         // Remember the proof until its iat leaves the window, plus a second for
         // the inclusive edge.
@@ -419,5 +437,118 @@ impl ProofVerifier {
     /// The replay cache (for metrics).
     pub fn replay_cache(&self) -> &ReplayCache {
         &self.replay
+    }
+}
+
+/// Verifiers of recently seen proof keys. An agent signs every proof with the
+/// same key, so most proofs name a key already checked: looking it up by its
+/// coordinates saves decompressing and checking the point for each request (a
+/// sizeable part of the cost beyond the two signatures). The verifier depends on
+/// the coordinates alone, so a hit is exactly what a fresh check would give.
+/// Bounded: when full, it starts over.
+#[derive(Default)]
+struct ProofKeyCache(std::sync::Mutex<std::collections::HashMap<PublicJwk, KeyVerifier>>);
+
+/// Distinct proof keys remembered at most.
+const PROOF_KEY_CACHE: usize = 4096;
+
+impl ProofKeyCache {
+    fn resolve(&self, m: &Map<String, Value>) -> Result<(PublicJwk, KeyVerifier)> {
+        let jwk = PublicJwk::from_json_unchecked(m)?;
+        if let Some(v) = self.lock().get(&jwk) {
+            return Ok((jwk, v.clone()));
+        }
+        // Check the point outside the lock; a key that fails is not remembered.
+        let v = jwk.verifier()?;
+        let mut map = self.lock();
+        if map.len() >= PROOF_KEY_CACHE {
+            map.clear();
+        }
+        map.insert(jwk.clone(), v.clone());
+        Ok((jwk, v))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<PublicJwk, KeyVerifier>> {
+        // A poisoned lock only means another thread panicked mid-insert; the
+        // map itself is still consistent.
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProofKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofKeyCache")
+            .field("len", &self.lock().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod key_cache_tests {
+    use super::*;
+    use crate::clock::OsRandom;
+
+    const URL: &str = "https://api.example/r";
+
+    fn proof(key: &AgentKey, now: i64) -> String {
+        let input = ProofInput {
+            method: "GET",
+            url: URL,
+            ..Default::default()
+        };
+        create_proof(key, &input, now, &OsRandom).unwrap()
+    }
+
+    fn check() -> ProofCheck<'static> {
+        ProofCheck {
+            method: "GET",
+            url: URL,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_remembered_key_still_checks_every_signature() {
+        let v = ProofVerifier::default();
+        let key = AgentKey::generate(&OsRandom).unwrap();
+        v.verify(&[proof(&key, 100)], &check(), 100).unwrap();
+        v.verify(&[proof(&key, 100)], &check(), 100).unwrap();
+        assert_eq!(v.keys.lock().len(), 1);
+        // Same key, so a cache hit, but a payload the key never signed.
+        let good = proof(&key, 100);
+        let (h, rest) = good.split_once('.').unwrap();
+        let (_, s) = rest.split_once('.').unwrap();
+        let claims = format!(
+            r#"{{"jti":"{}","htm":"GET","htu":"{URL}","iat":100}}"#,
+            "a".repeat(22)
+        );
+        let forged = format!("{h}.{}.{s}", b64::encode(claims));
+        let e = v.verify(&[forged], &check(), 100).unwrap_err();
+        assert_eq!(e.reason(), Some(Reason::Signature));
+    }
+
+    #[test]
+    fn weak_keys_are_refused_and_not_remembered() {
+        let cache = ProofKeyCache::default();
+        // The identity point: small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let jwk = PublicJwk::Ed25519(identity).to_json();
+        assert!(cache.resolve(&jwk).is_err());
+        assert!(cache.resolve(&jwk).is_err());
+        assert_eq!(cache.lock().len(), 0);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = ProofKeyCache::default();
+        for _ in 0..=PROOF_KEY_CACHE {
+            let key = AgentKey::generate(&OsRandom).unwrap();
+            cache.resolve(&key.public_jwk().to_json()).unwrap();
+        }
+        assert!(cache.lock().len() <= PROOF_KEY_CACHE);
     }
 }

@@ -155,6 +155,15 @@ impl PublicJwk {
     /// [`PublicJwk::from_json`], also returning the ready-to-use verifier so that
     /// the point is decompressed once per proof.
     pub fn from_json_with_verifier(m: &Map<String, Value>) -> Result<(Self, KeyVerifier)> {
+        let jwk = Self::from_json_unchecked(m)?;
+        let verifier = jwk.verifier()?;
+        Ok((jwk, verifier))
+    }
+
+    /// The members of a public JWK, without the point checks that
+    /// [`PublicJwk::verifier`] makes: only for callers that go on to get (or
+    /// look up) its verifier.
+    pub(crate) fn from_json_unchecked(m: &Map<String, Value>) -> Result<Self> {
         let bad = |msg: &str| Error::InvalidKey(msg.to_owned());
         if PRIVATE_MEMBERS.iter().any(|k| m.contains_key(*k)) {
             return Err(bad("the JWK contains private key material"));
@@ -174,8 +183,7 @@ impl PublicJwk {
             },
             _ => return Err(bad("only OKP/Ed25519 and EC/P-256 keys are accepted")),
         };
-        let verifier = jwk.verifier()?;
-        Ok((jwk, verifier))
+        Ok(jwk)
     }
 
     /// The verifier for this key; refuses small-order Ed25519 points and points
