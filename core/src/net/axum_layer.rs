@@ -77,7 +77,10 @@ impl IntoResponse for Rejection {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut resp = (status, self.body()).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(Ok(v)) = self.www_authenticate.as_deref().map(HeaderValue::from_str) {
             h.insert(header::WWW_AUTHENTICATE, v);

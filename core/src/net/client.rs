@@ -90,6 +90,9 @@ pub struct AuthOptions {
     pub reason: Option<String>,
     /// A one-time enrollment code from the owner (headless agents).
     pub enrollment_code: Option<String>,
+    /// Seal the stored key and refresh token with this passphrase
+    /// (`PROTONPASS_PASSPHRASE`).
+    pub passphrase: Option<Zeroizing<String>>,
     /// When the stored grant lacks required scopes, start a new approval.
     pub extend: bool,
     /// Renew access tokens in the background; default true.
@@ -112,6 +115,7 @@ impl Default for AuthOptions {
             required: None,
             reason: None,
             enrollment_code: None,
+            passphrase: None,
             extend: false,
             background_renewal: true,
             clock: Arc::new(SystemClock),
@@ -149,7 +153,7 @@ struct BrokerCalls {
     meta: Arc<ServerMetadata>,
     key: AgentKey,
     agent: String,
-    nonces: NonceCache,
+    nonces: &'static NonceCache,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Random>,
     reason: Option<String>,
@@ -400,10 +404,16 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
             requested.missing(&required)
         )));
     }
+    let passphrase = opts.passphrase.clone().or_else(|| {
+        std::env::var("PROTONPASS_PASSPHRASE")
+            .ok()
+            .map(Zeroizing::new)
+    });
     let store = GrantStore::new(match opts.store.clone() {
         Some(k) => k,
         None => StoreKind::default_file()?,
-    });
+    })
+    .with_passphrase(passphrase);
     let meta = http::discover(&broker, opts.rng.as_ref()).await?;
 
     let lock_store = store.clone();
@@ -439,7 +449,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         meta,
         key,
         agent: agent.clone(),
-        nonces: NonceCache::default(),
+        nonces: NonceCache::global(),
         clock: opts.clock.clone(),
         rng: opts.rng.clone(),
         reason: opts.reason.clone(),
@@ -861,6 +871,19 @@ impl Session {
         close_inner(&self.inner, revoke_grant).await
     }
 
+    /// Revoke the session's access tokens when the process receives SIGINT or
+    /// SIGTERM (Unix) or Ctrl-C, then let the host's own handling continue.
+    /// Returns the watcher task; abort it to stop watching.
+    pub fn close_on_signal(&self) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            if !inner.closed.swap(true, Ordering::SeqCst) {
+                let _ = close_inner(&inner, false).await;
+            }
+        })
+    }
+
     /// Whether [`Session::close`] ran.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
@@ -895,6 +918,28 @@ async fn close_inner(inner: &Arc<SessionInner>, revoke_grant: bool) -> Result<()
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 impl Drop for Session {

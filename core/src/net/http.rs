@@ -146,6 +146,13 @@ pub(crate) fn origin(url: &str) -> String {
 pub(crate) struct NonceCache(Mutex<HashMap<String, String>>);
 
 impl NonceCache {
+    /// The process-wide cache: a nonce learned by one session saves every other
+    /// session of the process the challenge round trip to that origin.
+    pub(crate) fn global() -> &'static NonceCache {
+        static GLOBAL: OnceLock<NonceCache> = OnceLock::new();
+        GLOBAL.get_or_init(NonceCache::default)
+    }
+
     pub(crate) fn get(&self, url: &str) -> Option<String> {
         self.0.lock().ok()?.get(&origin(url)).cloned()
     }

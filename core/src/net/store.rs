@@ -7,6 +7,11 @@
 //! an exclusive lock on the profile (`File::lock`), re-reading the file first,
 //! so concurrent processes sharing a profile never spend each other's rotated
 //! refresh tokens or lose an update. The memory store is for ephemeral agents.
+//!
+//! With a passphrase (`PROTONPASS_PASSPHRASE`), the private key and the refresh
+//! token are sealed with ChaCha20-Poly1305 under a key derived by Argon2id
+//! (19 MiB, 2 passes: the OWASP minimum) from the passphrase and a per-file
+//! salt; the derived key is cached for the process, so rotation costs no KDF.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,10 +53,75 @@ impl fmt::Debug for StoredGrant {
 #[derive(Serialize, Deserialize, Default)]
 struct ProfileFile {
     version: u32,
+    /// base64url salt of the passphrase KDF, when entries are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kdf_salt: Option<String>,
     grants: HashMap<String, GrantRecord>,
 }
 
-#[derive(Serialize, Deserialize)]
+const SEALED: &str = "sealed:v1:";
+
+/// The sealing key for (passphrase, salt), derived once per process.
+fn sealing_key(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    type Cache = Mutex<HashMap<[u8; 32], Zeroizing<[u8; 32]>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let id: [u8; 32] = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(passphrase.as_bytes());
+        h.finalize().into()
+    };
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(k) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+        return Ok(k);
+    }
+    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32))
+        .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
+    let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    kdf.hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
+        .map_err(|e| Error::Storage(format!("KDF failed: {e}")))?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(id, key.clone());
+    }
+    Ok(key)
+}
+
+fn seal(key: &[u8; 32], plain: &str) -> Result<String> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| Error::Storage(format!("randomness: {e}")))?;
+    let ct = cipher
+        .encrypt((&nonce).into(), plain.as_bytes())
+        .map_err(|_| Error::Storage("sealing failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(format!("{SEALED}{}", crate::b64::encode(out)))
+}
+
+fn unseal(key: &[u8; 32], text: &str) -> Result<Zeroizing<String>> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let bad = || {
+        Error::Storage("the stored grant cannot be opened: wrong passphrase or corrupt file".into())
+    };
+    let raw = text
+        .strip_prefix(SEALED)
+        .and_then(crate::b64::decode)
+        .ok_or_else(bad)?;
+    if raw.len() < 12 {
+        return Err(bad());
+    }
+    let (nonce, ct) = raw.split_at(12);
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let plain = cipher.decrypt(nonce.into(), ct).map_err(|_| bad())?;
+    String::from_utf8(plain)
+        .map(Zeroizing::new)
+        .map_err(|_| bad())
+}
+
+#[derive(Serialize, Deserialize, Clone)]
 struct GrantRecord {
     key: String,
     refresh_token: String,
@@ -90,9 +160,19 @@ impl StoreKind {
 }
 
 /// A grant store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrantStore {
     kind: StoreKind,
+    passphrase: Option<Zeroizing<String>>,
+}
+
+impl fmt::Debug for GrantStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantStore")
+            .field("kind", &self.kind)
+            .field("sealed", &self.passphrase.is_some())
+            .finish()
+    }
 }
 
 /// Holds the profile lock; released on drop.
@@ -137,9 +217,53 @@ fn entry_key(broker: &str, agent: &str) -> String {
 }
 
 impl GrantStore {
-    /// A store of this kind.
+    /// A store of this kind; file entries are sealed when a passphrase is given.
     pub fn new(kind: StoreKind) -> Self {
-        GrantStore { kind }
+        GrantStore {
+            kind,
+            passphrase: None,
+        }
+    }
+
+    /// Seal the private key and refresh token with this passphrase.
+    pub fn with_passphrase(mut self, passphrase: Option<Zeroizing<String>>) -> Self {
+        self.passphrase = passphrase.filter(|p| !p.is_empty());
+        self
+    }
+
+    fn file_key(
+        &self,
+        file: &mut ProfileFile,
+        create: bool,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>> {
+        let Some(p) = &self.passphrase else {
+            return Ok(None);
+        };
+        let salt = match &file.kdf_salt {
+            Some(s) => crate::b64::decode(s)
+                .ok_or_else(|| Error::Storage("corrupt KDF salt in the grant file".into()))?,
+            None if create => {
+                let mut s = [0u8; 16];
+                getrandom::fill(&mut s).map_err(|e| Error::Storage(format!("randomness: {e}")))?;
+                file.kdf_salt = Some(crate::b64::encode(s));
+                s.to_vec()
+            }
+            None => return Ok(None),
+        };
+        sealing_key(p, &salt).map(Some)
+    }
+
+    fn open(&self, file: &mut ProfileFile, text: &str) -> Result<Zeroizing<String>> {
+        if !text.starts_with(SEALED) {
+            return Ok(Zeroizing::new(text.to_owned()));
+        }
+        match self.file_key(file, false)? {
+            Some(k) => unseal(&k, text),
+            None => Err(Error::Storage(
+                "the stored grant is sealed: set PROTONPASS_PASSPHRASE (or pass the passphrase)"
+                    .into(),
+            )),
+        }
     }
 
     /// The kind.
@@ -190,15 +314,25 @@ impl GrantStore {
                 .get(&format!("{profile}|{key}"))
                 .cloned()),
             StoreKind::File(dir) => {
-                let file = read_file(&Self::paths(dir, profile).0)?;
-                let Some(rec) = file.grants.get(&key) else {
+                let mut file = read_file(&Self::paths(dir, profile).0)?;
+                let Some((k, rt, scope, exp)) = file.grants.get(&key).map(|r| {
+                    (
+                        r.key.clone(),
+                        r.refresh_token.clone(),
+                        r.scope.clone(),
+                        r.expires_at,
+                    )
+                }) else {
                     return Ok(None);
                 };
+                let (k, rt) = (Zeroizing::new(k), Zeroizing::new(rt));
+                let jwk = self.open(&mut file, &k)?;
+                let refresh_token = self.open(&mut file, &rt)?;
                 Ok(Some(StoredGrant {
-                    key: AgentKey::from_private_jwk(&rec.key)?,
-                    refresh_token: Zeroizing::new(rec.refresh_token.clone()),
-                    scope: rec.scope.clone(),
-                    expires_at: rec.expires_at,
+                    key: AgentKey::from_private_jwk(&jwk)?,
+                    refresh_token,
+                    scope,
+                    expires_at: exp,
                 }))
             }
         }
@@ -221,11 +355,16 @@ impl GrantStore {
                 let path = Self::paths(dir, profile).0;
                 let mut file = read_file(&path)?;
                 file.version = 1;
+                let jwk = g.key.to_private_jwk();
+                let (jwk, rt) = match self.file_key(&mut file, true)? {
+                    Some(k) => (seal(&k, &jwk)?, seal(&k, &g.refresh_token)?),
+                    None => (jwk.to_string(), g.refresh_token.to_string()),
+                };
                 file.grants.insert(
                     key,
                     GrantRecord {
-                        key: g.key.to_private_jwk().to_string(),
-                        refresh_token: g.refresh_token.to_string(),
+                        key: jwk,
+                        refresh_token: rt,
                         scope: g.scope.clone(),
                         expires_at: g.expires_at,
                     },
@@ -299,4 +438,87 @@ fn write_file(path: &Path, file: &ProfileFile) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::OsRandom;
+
+    fn grant() -> StoredGrant {
+        StoredGrant {
+            key: AgentKey::generate(&OsRandom).unwrap(),
+            refresh_token: Zeroizing::new("rt-secret-value".into()),
+            scope: "travel:search".into(),
+            expires_at: Some(10),
+        }
+    }
+
+    #[test]
+    fn file_store_round_trip_is_private() {
+        let dir = tempfile_dir();
+        let s = GrantStore::new(StoreKind::File(dir.clone()));
+        let g = grant();
+        s.save("http://b/", "default", "bot", &g).unwrap();
+        let back = s.load("http://b", "default", "bot").unwrap().unwrap();
+        assert_eq!(back.key.thumbprint(), g.key.thumbprint());
+        assert_eq!(back.refresh_token.as_str(), "rt-secret-value");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("default.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(s.load("http://b", "default", "other").unwrap().is_none());
+        s.remove("http://b", "default", "bot").unwrap();
+        assert!(s.load("http://b", "default", "bot").unwrap().is_none());
+        assert!(!format!("{back:?}").contains("rt-secret"));
+    }
+
+    #[test]
+    fn sealed_entries_need_the_passphrase() {
+        let dir = tempfile_dir();
+        let pass = |p: &str| Some(Zeroizing::new(p.to_owned()));
+        let s =
+            GrantStore::new(StoreKind::File(dir.clone())).with_passphrase(pass("correct horse"));
+        let g = grant();
+        s.save("http://b", "p1", "bot", &g).unwrap();
+        let text = fs::read_to_string(dir.join("p1.json")).unwrap();
+        assert!(!text.contains("rt-secret-value") && text.contains(SEALED));
+        let back = s.load("http://b", "p1", "bot").unwrap().unwrap();
+        assert_eq!(back.refresh_token.as_str(), "rt-secret-value");
+        let wrong = GrantStore::new(StoreKind::File(dir.clone())).with_passphrase(pass("wrong"));
+        assert_eq!(
+            wrong.load("http://b", "p1", "bot").unwrap_err().code(),
+            "storage_error"
+        );
+        let none = GrantStore::new(StoreKind::File(dir));
+        assert_eq!(
+            none.load("http://b", "p1", "bot").unwrap_err().code(),
+            "storage_error"
+        );
+    }
+
+    #[test]
+    fn profile_names_cannot_escape_the_directory() {
+        let s = GrantStore::new(StoreKind::File(tempfile_dir()));
+        for bad in ["../x", "a/b", "", ".hidden", &"x".repeat(65)] {
+            assert_eq!(
+                s.load("b", bad, "a").unwrap_err().code(),
+                "invalid_request",
+                "{bad}"
+            );
+        }
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let d = std::env::temp_dir().join(format!("pp-store-{}", crate::b64::encode(b)));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
 }
