@@ -86,6 +86,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Owner accounts of the dashboard.
+    Owner {
+        #[command(subcommand)]
+        cmd: OwnerCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OwnerCmd {
+    /// Add an owner (or reset its password): prints a one-time setup link, or
+    /// reads the password from standard input with --password-stdin.
+    Add {
+        /// The owner's name (lower-case letters, digits, '.', '_', '-').
+        name: String,
+        /// Read the password from standard input instead of printing a link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +368,37 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { cmd } => audit(&b, cmd, j),
+        Cmd::Owner {
+            cmd: OwnerCmd::Add {
+                name,
+                password_stdin,
+            },
+        } => {
+            let pw = if *password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::InvalidRequest(format!("cannot read the password: {e}")))?;
+                Some(line)
+            } else {
+                None
+            };
+            match rt.block_on(crate::dashboard::owner_add(&b, name, pw))? {
+                Some(link) => out(
+                    j,
+                    json!({"owner": name, "setup_url": link}),
+                    format!(
+                        "Owner {name}: open this one-time link to set the password (valid 24 h):\n{link}"
+                    ),
+                ),
+                None => out(
+                    j,
+                    json!({"owner": name}),
+                    format!("Owner {name}: password set."),
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Keys {
             cmd: KeysCmd::Rotate,
         } => {
@@ -453,6 +502,11 @@ fn serve(cfg: Config) -> Result<ExitCode> {
             let _ = w.flush();
         }
         tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
+        if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
+            // After the first line (which scripts parse), and on stderr.
+            println!("  set the owner's dashboard password (one-time link, valid 24 h): {link}");
+            eprintln!("set the owner's dashboard password (one-time link, valid 24 h): {link}");
+        }
         tokio::spawn(watch_store(b.clone()));
         let app = crate::http::router(b);
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -41,7 +41,7 @@ pub fn router(b: Arc<Broker>) -> Router {
         .route("/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/device", get(device_page))
+        .merge(crate::dashboard::router())
         .route("/oauth/device_authorization", post(device_authorization))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
@@ -216,14 +216,6 @@ async fn metrics(State(b): B) -> Response {
         ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-async fn device_page(State(b): B) -> Response {
-    let text = format!(
-        "To let an agent act for you, approve its code on the broker's machine:\n\n  protonpass-broker approve XXXX-XXXX\n\nor deny it with `protonpass-broker deny XXXX-XXXX`. Issuer: {}\n",
-        b.issuer
-    );
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 async fn device_authorization(

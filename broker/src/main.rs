@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod config;
+mod dashboard;
 mod http;
 mod keys;
 mod metrics;

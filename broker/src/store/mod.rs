@@ -81,6 +81,73 @@ pub trait Tx {
     fn attempt_add(&mut self, key: &str, at: i64, cost: i64) -> Result<()>;
     /// Total cost of entries under `key` since `since`.
     fn attempt_sum(&mut self, key: &str, since: i64) -> Result<i64>;
+
+    // Dashboard: owner passwords, one-time setup links, web sessions, listings.
+
+    /// The owner's password hash (PHC string), if one is set.
+    fn owner_password(&mut self, owner: &str) -> Result<Option<String>>;
+    /// Set the owner's password hash, creating the owner if needed.
+    fn owner_password_set(&mut self, owner: &str, phc: &str, now: i64) -> Result<()>;
+    /// Store a one-time setup link (by the hash of its secret) for `owner`,
+    /// replacing the owner's older links.
+    fn setup_put(&mut self, hash: &str, owner: &str, expires_at: i64) -> Result<()>;
+    /// The owner of a live setup link.
+    fn setup_get(&mut self, hash: &str, now: i64) -> Result<Option<String>>;
+    /// Spend a setup link.
+    fn setup_delete(&mut self, hash: &str) -> Result<()>;
+    /// Insert a web session.
+    fn session_put(&mut self, s: &WebSession) -> Result<()>;
+    /// A live web session by the hash of its cookie.
+    fn session_get(&mut self, id_hash: &str, now: i64) -> Result<Option<WebSession>>;
+    /// End a web session.
+    fn session_delete(&mut self, id_hash: &str) -> Result<()>;
+    /// The token records of a grant, newest first.
+    fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>>;
+    /// An owner's audit records matching `q`, newest first.
+    fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
+}
+
+/// A signed-in owner's web session. Only the hash of the cookie is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// SHA-256 of the session cookie (hex).
+    pub id_hash: String,
+    /// The owner.
+    pub owner: String,
+    /// The form token (synchronizer token) of this session.
+    pub csrf: String,
+    /// Created.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for WebSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSession")
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A filter over one owner's audit records.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// The owner.
+    pub owner: String,
+    /// Only records with `seq < before` (paging; `None` = from the newest).
+    pub before: Option<i64>,
+    /// Only this event.
+    pub event: Option<String>,
+    /// Only records whose detail names this agent.
+    pub agent: Option<String>,
+    /// Only records at or after this time.
+    pub since: Option<i64>,
+    /// Only records before this time.
+    pub until: Option<i64>,
+    /// Most records.
+    pub limit: i64,
 }
 
 /// A write job: runs inside the batch transaction and returns whether it

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::{AuditQuery, WebSession};
 use super::{Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at INTEGER NOT NULL, cost INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_key ON attempts(key, at);
+";
+
+/// Tables of the dashboard: owner passwords, setup links, web sessions.
+const DASHBOARD_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS owner_passwords (owner TEXT PRIMARY KEY, phc TEXT NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS owner_setup (hash TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS web_sessions (
+  id_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, csrf TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_gid ON tokens(gid);
+CREATE INDEX IF NOT EXISTS audit_owner ON audit(owner, seq);
 ";
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -86,6 +98,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Arc<Self>> {
         let conn = open(path, false)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -458,6 +471,159 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?
             .query_row(params![key, since], |r| r.get(0))
             .map_err(db_err)
+    }
+
+    fn owner_password(&mut self, owner: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT phc FROM owner_passwords WHERE owner = ?1")
+            .map_err(db_err)?
+            .query_row(params![owner], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn owner_password_set(&mut self, owner: &str, phc: &str, now: i64) -> Result<()> {
+        self.owner_ensure(owner, now)?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO owner_passwords(owner, phc, updated_at) VALUES (?1,?2,?3)",
+            )
+            .map_err(db_err)?
+            .execute(params![owner, phc, now])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn setup_put(&mut self, hash: &str, owner: &str, expires_at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM owner_setup WHERE owner = ?1")
+            .map_err(db_err)?
+            .execute(params![owner])
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached("INSERT INTO owner_setup(hash, owner, expires_at) VALUES (?1,?2,?3)")
+            .map_err(db_err)?
+            .execute(params![hash, owner, expires_at])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn setup_get(&mut self, hash: &str, now: i64) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT owner FROM owner_setup WHERE hash = ?1 AND expires_at > ?2")
+            .map_err(db_err)?
+            .query_row(params![hash, now], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn setup_delete(&mut self, hash: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM owner_setup WHERE hash = ?1")
+            .map_err(db_err)?
+            .execute(params![hash])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn session_put(&mut self, s: &WebSession) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO web_sessions(id_hash, owner, csrf, created_at, expires_at) VALUES (?1,?2,?3,?4,?5)",
+            )
+            .map_err(db_err)?
+            .execute(params![s.id_hash, s.owner, s.csrf, s.created_at, s.expires_at])
+            .map_err(db_err)?;
+        // Forget sessions that ended long ago.
+        self.conn
+            .prepare_cached("DELETE FROM web_sessions WHERE expires_at < ?1")
+            .map_err(db_err)?
+            .execute(params![s.created_at])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn session_get(&mut self, id_hash: &str, now: i64) -> Result<Option<WebSession>> {
+        self.conn
+            .prepare_cached(
+                "SELECT id_hash, owner, csrf, created_at, expires_at FROM web_sessions WHERE id_hash = ?1 AND expires_at > ?2",
+            )
+            .map_err(db_err)?
+            .query_row(params![id_hash, now], |r| {
+                Ok(WebSession {
+                    id_hash: r.get(0)?,
+                    owner: r.get(1)?,
+                    csrf: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn session_delete(&mut self, id_hash: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM web_sessions WHERE id_hash = ?1")
+            .map_err(db_err)?
+            .execute(params![id_hash])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT data FROM tokens WHERE gid = ?1 ORDER BY rowid DESC")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![gid], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+
+    fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, ts, owner, event, detail, prev, hash FROM audit
+                 WHERE owner = ?1 AND seq < ?2
+                   AND (?3 IS NULL OR event = ?3)
+                   AND (?4 IS NULL OR (json_valid(detail) AND json_extract(detail, '$.agent') = ?4))
+                   AND (?5 IS NULL OR ts >= ?5)
+                   AND (?6 IS NULL OR ts < ?6)
+                 ORDER BY seq DESC LIMIT ?7",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.owner,
+                    q.before.unwrap_or(i64::MAX),
+                    q.event,
+                    q.agent,
+                    q.since,
+                    q.until,
+                    q.limit
+                ],
+                |r| {
+                    Ok(AuditRecord {
+                        seq: r.get(0)?,
+                        ts: r.get(1)?,
+                        owner: r.get(2)?,
+                        event: r.get(3)?,
+                        detail: r.get(4)?,
+                        prev: r.get(5)?,
+                        hash: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(db_err)?;
+        rows.map(|r| r.map_err(db_err)).collect()
     }
 }
 

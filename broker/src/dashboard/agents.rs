@@ -1,0 +1,253 @@
+//! The agents page: every live grant per agent with its scopes, audiences,
+//! expiry, last use and live access tokens; revocation of a token, a grant or
+//! everything of an agent; and pre-authorized grants (enrollment code shown once).
+//! Revocations go through the same service calls as the CLI, which put them in
+//! the revocation feed before they return.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::html;
+
+use super::view::{self, LIFETIMES, describe_scope, lifetime_choice, short_thumbprint, when};
+use super::{
+    B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
+};
+use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
+use crate::store::{self, WebSession};
+
+struct Row {
+    grant: Grant,
+    tokens: Vec<TokenRec>,
+    last_use: Option<i64>,
+}
+
+fn notice(code: Option<&str>) -> Option<&'static str> {
+    Some(match code? {
+        "token" => "The token was revoked. Services that check the revocation feed refuse it now.",
+        "grant" => "The grant was revoked, with every token issued under it.",
+        "agent" => "Everything of this agent was revoked.",
+        "none" => "There was nothing left to revoke.",
+        _ => return None,
+    })
+}
+
+pub(super) async fn agents_page(
+    State(b): B,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/agents");
+    };
+    let q = query(q.as_deref());
+    let now = b.clock.now();
+    let owner = s.owner.clone();
+    let rows = store::read(&b.store, move |tx| {
+        let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for g in tx.grants_of(&owner, None)? {
+            if g.status == GrantStatus::Revoked || g.expires_at <= now {
+                continue;
+            }
+            let all = tx.tokens_of_grant(&g.gid)?;
+            let last_use = all.iter().map(|t| t.iat).max();
+            let tokens = all
+                .into_iter()
+                .filter(|t| {
+                    t.kind == TokenKind::Access && t.status == TokenStatus::Active && t.exp > now
+                })
+                .collect();
+            out.entry(g.agent.clone()).or_default().push(Row {
+                grant: g,
+                tokens,
+                last_use,
+            });
+        }
+        Ok(out)
+    })
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let body = html! {
+        @if let Some(n) = notice(q.get("done")) { p.notice.ok role="status" { (n) } }
+        @if rows.is_empty() {
+            p.empty { "No agent may act for you right now." }
+        }
+        @for (agent, grants) in &rows {
+            section.card.agent-card {
+                div.card-head {
+                    h2 { span.agent { (agent) } " " span.hint { "(name chosen by the agent)" } }
+                    form.inline method="post" action="/agents/revoke-agent" {
+                        input type="hidden" name="csrf" value=(s.csrf);
+                        input type="hidden" name="agent" value=(agent);
+                        button.danger type="submit" { "Cut off this agent" }
+                    }
+                }
+                @for r in grants {
+                    (grant_view(&s, r, now))
+                }
+            }
+        }
+        section.card {
+            h2 { "Allow an agent ahead of time" }
+            p.hint { "For an agent that runs without you (a server job). You get a one-time enrollment code to give it; it must use the code within 15 minutes." }
+            form method="post" action="/agents/grant" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                label { "Agent name" input type="text" name="agent" required maxlength="128"; }
+                label { "What it may do (scopes, separated by spaces, e.g. " code { "calendar:read" } ")"
+                    input type="text" name="scope" required maxlength="2048"; }
+                label { "Service it may use (e.g. https://api.example)" input type="text" name="audience" required maxlength="512"; }
+                (lifetime_choice())
+                button.primary type="submit" { "Create and show the code" }
+            }
+        }
+    };
+    view::page(StatusCode::OK, "Agents", Some(&s), body)
+}
+
+fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
+    let g = &r.grant;
+    let aud = g.audiences.first().map(String::as_str);
+    html! {
+        div.grant {
+            ul.scopes {
+                @for sc in g.scope.split(' ').filter(|x| !x.is_empty()) {
+                    li { (describe_scope(sc, aud)) " " code.raw { (sc) } }
+                }
+            }
+            dl.facts {
+                dt { "Services" } dd { @for a in &g.audiences { code { (a) } " " } }
+                @if g.status == GrantStatus::Enrolling {
+                    dt { "Status" } dd { "Waiting for the agent to use its enrollment code (until " (when(g.expires_at)) ")" }
+                } @else {
+                    dt { "Allowed until" } dd { (when(g.expires_at)) }
+                }
+                dt { "Last used" } dd { @match r.last_use { Some(t) => (when(t)), None => "never" } }
+                dt { "Agent key" } dd { @match &g.jkt { Some(j) => code title=(j) { (short_thumbprint(j)) }, None => "not bound yet" } }
+                dt { "Grant id" } dd { code { (g.gid) } }
+            }
+            @if !r.tokens.is_empty() {
+                table.tokens {
+                    caption { "Access tokens in use" }
+                    thead { tr { th { "Token id" } th { "May do" } th { "Service" } th { "Expires" } th {} } }
+                    tbody {
+                        @for t in &r.tokens {
+                            tr {
+                                td { code { (t.jti) } }
+                                td { (t.scope) }
+                                td { (t.aud.as_deref().unwrap_or("")) }
+                                td { (when(t.exp)) " " span.hint { "(in " (view::duration(((t.exp - now) / 60).max(1) * 60)) ")" } }
+                                td {
+                                    form.inline method="post" action="/agents/revoke" {
+                                        input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="id" value=(t.jti);
+                                        button.small type="submit" { "Revoke token" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.inline method="post" action="/agents/revoke" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                input type="hidden" name="id" value=(g.gid);
+                button.danger type="submit" { "Revoke this grant" }
+            }
+        }
+    }
+}
+
+async fn checked(
+    b: &B,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(WebSession, Form), Box<Response>> {
+    let Some(s) = session(&b.0, headers).await else {
+        return Err(Box::new(to_login("/agents")));
+    };
+    let Some(f) = Form::parse(headers, body) else {
+        return Err(Box::new(csrf_refused()));
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return Err(Box::new(csrf_refused()));
+    }
+    Ok((s, f))
+}
+
+pub(super) async fn revoke(b: B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, f) = match checked(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let id = f.text("id").unwrap_or("");
+    match b.0.revoke_id(&s.owner, id).await {
+        Ok(r) if !r.tokens.is_empty() => redirect("/agents?done=token"),
+        Ok(_) => redirect("/agents?done=grant"),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
+
+pub(super) async fn revoke_agent(b: B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, f) = match checked(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let agent = f.get("agent").unwrap_or("");
+    match b.0.revoke_agent(&s.owner, agent).await {
+        Ok(r) if r.grants.is_empty() => redirect("/agents?done=none"),
+        Ok(_) => redirect("/agents?done=agent"),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
+
+pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, f) = match checked(&State(b.clone()), &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let ttl = f
+        .get("ttl")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(LIFETIMES[0]);
+    let audiences: Vec<String> = f
+        .text("audience")
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let e = match b
+        .grant_create(
+            &s.owner,
+            f.text("agent").unwrap_or(""),
+            f.text("scope").unwrap_or(""),
+            &audiences,
+            ttl,
+        )
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let aud = e.audiences.first().map(String::as_str);
+    view::page(
+        StatusCode::OK,
+        "Enrollment code",
+        Some(&s),
+        html! {
+            p.notice.ok { "Give this code to " strong.agent { (e.agent) } ". It works once, until " (when(e.code_expires_at)) ", and is not shown again." }
+            p { code.secret { (e.enrollment_code) } }
+            ul.scopes {
+                @for sc in e.scope.split(' ').filter(|x| !x.is_empty()) {
+                    li { (describe_scope(sc, aud)) " " code.raw { (sc) } }
+                }
+            }
+            p { "Once used, the agent may act for you for " (view::duration(e.ttl)) ". " a href="/agents" { "Back to Agents" } }
+        },
+    )
+}

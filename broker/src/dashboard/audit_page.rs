@@ -1,0 +1,201 @@
+//! The activity page: the owner's audit records, newest first, filtered by
+//! agent, event and date, with the state of the hash chain; and the same
+//! records as JSON Lines.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use super::view::{self, parse_date, when};
+use super::{B, Form, query, service_error, session, to_login};
+use crate::audit::Verifier;
+use crate::store::{self, AuditQuery};
+
+/// Records per page.
+const PAGE: i64 = 50;
+/// Most records in one export.
+const EXPORT_MAX: usize = 1_000_000;
+
+const EVENTS: &[(&str, &str)] = &[
+    ("approve", "Agent approved"),
+    ("deny", "Agent denied"),
+    ("device_grant", "Agent collected its access"),
+    ("grant_create", "Grant created ahead of time"),
+    ("enroll", "Agent used its enrollment code"),
+    ("exchange", "Token for one service issued"),
+    ("refresh", "Access renewed"),
+    ("revoke", "Revoked"),
+    ("revoke_refused", "Revocation refused"),
+    ("usage", "Use reported by a service"),
+    ("introspect", "Token checked by a service"),
+    ("user_code_wrong", "Wrong code entered"),
+    ("user_code_locked", "Code entry paused"),
+    ("resource_add", "Service registered"),
+    ("login", "Signed in"),
+    ("login_failed", "Wrong password"),
+    ("login_locked", "Sign-in paused"),
+    ("logout", "Signed out"),
+    ("password_set", "Password set"),
+];
+
+fn label(event: &str) -> &str {
+    EVENTS
+        .iter()
+        .find(|(e, _)| *e == event)
+        .map_or(event, |(_, l)| l)
+}
+
+fn filters(owner: &str, q: &Form) -> AuditQuery {
+    AuditQuery {
+        owner: owner.to_owned(),
+        before: q.text("before").and_then(|v| v.parse().ok()),
+        event: q.text("event").map(|v| v.chars().take(64).collect()),
+        agent: q.text("agent").map(|v| v.chars().take(128).collect()),
+        since: q.text("since").and_then(parse_date),
+        until: q.text("until").and_then(parse_date).map(|d| d + 86400),
+        limit: PAGE + 1,
+    }
+}
+
+/// The whole chain's state: `Ok(records)` or `Err((seq, why))`.
+fn verify_chain(tx: &mut dyn store::Tx) -> store::Result<Result<i64, (i64, String)>> {
+    let mut v = Verifier::default();
+    let mut after = 0;
+    loop {
+        let recs = tx.audit_page(after, 1000)?;
+        let Some(last) = recs.last() else { break };
+        after = last.seq;
+        if let Err(br) = v.feed(&recs) {
+            return Ok(Err((br.seq, br.why)));
+        }
+    }
+    Ok(Ok(v.count))
+}
+
+pub(super) async fn audit_page(
+    State(b): B,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/audit");
+    };
+    let q = query(raw.as_deref());
+    let f = filters(&s.owner, &q);
+    let f2 = f.clone();
+    let got = store::read(&b.store, move |tx| {
+        Ok((tx.audit_search(&f2)?, verify_chain(tx)?))
+    })
+    .await;
+    let (mut recs, chain) = match got {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let more = recs.len() as i64 > PAGE;
+    recs.truncate(PAGE as usize);
+    let keep = |name: &str| q.text(name).unwrap_or("").to_owned();
+    let mut base = url::form_urlencoded::Serializer::new(String::new());
+    for k in ["agent", "event", "since", "until"] {
+        if let Some(v) = q.text(k) {
+            base.append_pair(k, v);
+        }
+    }
+    let base = base.finish();
+    let sep = if base.is_empty() { "" } else { "&" };
+    let older = recs
+        .last()
+        .map(|r| format!("/audit?{base}{sep}before={}", r.seq));
+    let export = format!("/audit/export?{base}");
+    let (ev, agent, since, until) = (keep("event"), keep("agent"), keep("since"), keep("until"));
+    let body = html! {
+        @match &chain {
+            Ok(n) => p.notice.ok.chain role="status" { "Chain verified: all " (n) " records are intact and in order." },
+            Err((seq, why)) => p.notice.error.chain role="alert" { "Chain BROKEN at record " (seq) ": " (why) },
+        }
+        form.card.filters method="get" action="/audit" {
+            label { "Agent" input type="text" name="agent" value=(agent) maxlength="128"; }
+            label { "What happened"
+                select name="event" {
+                    option value="" { "Anything" }
+                    @for (e, l) in EVENTS {
+                        option value=(e) selected[ev == *e] { (l) }
+                    }
+                }
+            }
+            label { "From" input type="date" name="since" value=(since); }
+            label { "To" input type="date" name="until" value=(until); }
+            div.actions {
+                button.primary type="submit" { "Show" }
+                a.button href=(export) { "Download as JSON Lines" }
+            }
+        }
+        @if recs.is_empty() {
+            p.empty { "Nothing matches." }
+        } @else {
+            table.audit {
+                thead { tr { th { "#" } th { "When" } th { "What happened" } th { "Details" } } }
+                tbody {
+                    @for r in &recs {
+                        tr {
+                            td { (r.seq) }
+                            td.nowrap { (when(r.ts)) }
+                            td { (label(&r.event)) br; code.raw { (r.event) } }
+                            td { code.detail { (r.detail) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if more {
+            @if let Some(o) = older { p { a href=(o) { "Older records →" } } }
+        }
+    };
+    view::page(StatusCode::OK, "Activity", Some(&s), body)
+}
+
+pub(super) async fn export(State(b): B, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/audit");
+    };
+    let q = query(raw.as_deref());
+    let mut f = filters(&s.owner, &q);
+    f.limit = 1000;
+    let got = store::read(&b.store, move |tx| {
+        let mut all = Vec::new();
+        loop {
+            let page = tx.audit_search(&f)?;
+            let Some(last) = page.last() else { break };
+            f.before = Some(last.seq);
+            all.extend(page);
+            if all.len() >= EXPORT_MAX {
+                break;
+            }
+        }
+        Ok(all)
+    })
+    .await;
+    let mut recs = match got {
+        Ok(r) => r,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    recs.reverse();
+    let mut text = String::new();
+    for r in &recs {
+        if let Ok(line) = serde_json::to_string(r) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let mut resp = (StatusCode::OK, text).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit.jsonl\""),
+    );
+    resp
+}

@@ -1,0 +1,472 @@
+//! Owner passwords (argon2id), the one-time setup link, sign-in with a limit on
+//! failed attempts, sessions and sign-out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use maud::html;
+use protonpass_agent::{Error, Result, random_id};
+use serde_json::json;
+
+use super::{B, Form, cookie, pre_cookie, query, redirect, safe_next, session, session_cookie};
+use super::{csrf_refused, service_error, set_cookie, source, token_matches, view};
+use crate::audit::secret_hash;
+use crate::config::valid_owner;
+use crate::service::Broker;
+use crate::store::{self, WebSession};
+
+/// How long a session lasts, seconds.
+pub const SESSION_TTL: i64 = 12 * 3600;
+/// How long a setup link lasts, seconds.
+pub const SETUP_TTL: i64 = 24 * 3600;
+/// Failed sign-ins allowed per account and per source address in [`LOGIN_WINDOW`].
+pub const LOGIN_BUDGET: i64 = 5;
+/// The window of the sign-in limit, seconds.
+pub const LOGIN_WINDOW: i64 = 15 * 60;
+/// Shortest password.
+pub const MIN_PASSWORD: usize = 10;
+/// Longest password, bytes.
+const MAX_PASSWORD: usize = 1024;
+
+/// Hash a password with argon2id (default parameters: 19 MiB, 2 passes).
+pub fn hash_password(b: &Broker, password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    b.rng.fill(&mut salt)?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::Server(format!("salt encoding failed: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Server(format!("password hashing failed: {e}")))
+}
+
+fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+fn check_new_password(pw: &str, again: &str) -> std::result::Result<(), &'static str> {
+    if pw.chars().count() < MIN_PASSWORD {
+        return Err("Choose a password of at least 10 characters.");
+    }
+    if pw.len() > MAX_PASSWORD {
+        return Err("That password is too long.");
+    }
+    if pw != again {
+        return Err("The two passwords are not the same.");
+    }
+    Ok(())
+}
+
+/// Make a one-time setup link for `owner` (replacing older ones).
+pub async fn setup_link(b: &Broker, owner: &str) -> Result<String> {
+    let now = b.clock.now();
+    let secret = format!("st_{}", random_id(b.rng.as_ref(), 24)?);
+    let (hash, owner) = (secret_hash(&secret), owner.to_owned());
+    store::write(&b.store, move |tx| {
+        tx.owner_ensure(&owner, now)?;
+        tx.setup_put(&hash, &owner, now + SETUP_TTL)
+    })
+    .await?;
+    Ok(format!("{}/setup?token={secret}", b.issuer))
+}
+
+/// On `serve`: while the owner has no password yet, a one-time setup link.
+pub async fn first_run_link(b: &Broker) -> Result<Option<String>> {
+    let owner = b.cfg.owner.clone();
+    let o = owner.clone();
+    let has = store::read(&b.store, move |tx| tx.owner_password(&o)).await?;
+    if has.is_some() {
+        return Ok(None);
+    }
+    setup_link(b, &owner).await.map(Some)
+}
+
+/// `owner add NAME`: set the password now (when given) or return a setup link.
+pub async fn owner_add(b: &Broker, name: &str, password: Option<String>) -> Result<Option<String>> {
+    if !valid_owner(name) {
+        return Err(Error::InvalidRequest(
+            "owner names are 1-64 lower-case letters, digits, '.', '_' or '-'".into(),
+        ));
+    }
+    let Some(pw) = password else {
+        return setup_link(b, name).await.map(Some);
+    };
+    let pw = pw.trim_end_matches(['\n', '\r']).to_owned();
+    check_new_password(&pw, &pw).map_err(|m| Error::InvalidRequest(m.into()))?;
+    let phc = hash_password(b, &pw)?;
+    let now = b.clock.now();
+    let name = name.to_owned();
+    store::write(&b.store, move |tx| {
+        tx.owner_password_set(&name, &phc, now)?;
+        tx.audit_append(
+            now,
+            &name,
+            "password_set",
+            &json!({"by": "cli"}).to_string(),
+        )?;
+        Ok(())
+    })
+    .await?;
+    Ok(None)
+}
+
+async fn new_session(b: &Broker, owner: &str, event: &'static str) -> Result<(String, WebSession)> {
+    let now = b.clock.now();
+    let id = random_id(b.rng.as_ref(), 32)?;
+    let s = WebSession {
+        id_hash: secret_hash(&id),
+        owner: owner.to_owned(),
+        csrf: random_id(b.rng.as_ref(), 24)?,
+        created_at: now,
+        expires_at: now + SESSION_TTL,
+    };
+    let s2 = s.clone();
+    store::write(&b.store, move |tx| {
+        tx.session_put(&s2)?;
+        tx.audit_append(now, &s2.owner, event, "{}")?;
+        Ok(())
+    })
+    .await?;
+    Ok((id, s))
+}
+
+fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+/// A fresh pre-sign-in form token and the cookie that carries it.
+fn pre_token(b: &Broker) -> Result<(String, String)> {
+    let t = random_id(b.rng.as_ref(), 24)?;
+    let c = set_cookie(b, pre_cookie(b), &t, 3600);
+    Ok((t, c))
+}
+
+fn pre_ok(b: &Broker, headers: &HeaderMap, f: &Form) -> bool {
+    match cookie(headers, pre_cookie(b)) {
+        Some(c) => token_matches(c, f.get("csrf")),
+        None => false,
+    }
+}
+
+pub(super) async fn home(State(b): B, headers: HeaderMap) -> Response {
+    if session(&b, &headers).await.is_some() {
+        redirect("/agents")
+    } else {
+        redirect("/login")
+    }
+}
+
+fn setup_form(
+    b: &Broker,
+    token: &str,
+    owner: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (csrf, c) = match pre_token(b) {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, None),
+    };
+    let r = view::page(
+        status,
+        "Create your password",
+        None,
+        html! {
+            p { "You are setting the password of the owner account " strong { (owner) } ". You will use it to approve agents and to cut them off." }
+            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            form.card method="post" action="/setup" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="token" value=(token);
+                label { "New password (at least 10 characters)"
+                    input type="password" name="password" autocomplete="new-password" required minlength="10"; }
+                label { "The same password again"
+                    input type="password" name="again" autocomplete="new-password" required minlength="10"; }
+                button.primary type="submit" { "Save password and sign in" }
+            }
+        },
+    );
+    with_cookies(r, &[c])
+}
+
+async fn setup_owner(b: &Arc<Broker>, token: &str) -> Option<String> {
+    if token.is_empty() || token.len() > 128 {
+        return None;
+    }
+    let (hash, now) = (secret_hash(token), b.clock.now());
+    store::read(&b.store, move |tx| tx.setup_get(&hash, now))
+        .await
+        .ok()
+        .flatten()
+}
+
+fn setup_gone() -> Response {
+    view::message(
+        StatusCode::NOT_FOUND,
+        "This setup link does not work",
+        "It was already used, or it has expired. Ask for a new one on the broker's machine: protonpass-broker owner add NAME",
+        None,
+    )
+}
+
+pub(super) async fn setup_page(State(b): B, RawQuery(q): RawQuery) -> Response {
+    let q = query(q.as_deref());
+    let token = q.get("token").unwrap_or("");
+    match setup_owner(&b, token).await {
+        Some(owner) => setup_form(&b, token, &owner, None, StatusCode::OK),
+        None => setup_gone(),
+    }
+}
+
+pub(super) async fn setup_submit(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !pre_ok(&b, &headers, &f) {
+        return csrf_refused();
+    }
+    let token = f.get("token").unwrap_or("").to_owned();
+    let Some(owner) = setup_owner(&b, &token).await else {
+        return setup_gone();
+    };
+    let (pw, again) = (
+        f.get("password").unwrap_or(""),
+        f.get("again").unwrap_or(""),
+    );
+    if let Err(m) = check_new_password(pw, again) {
+        return setup_form(&b, &token, &owner, Some(m), StatusCode::BAD_REQUEST);
+    }
+    let b2 = b.clone();
+    let pw = pw.to_owned();
+    let phc = match tokio::task::spawn_blocking(move || hash_password(&b2, &pw)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return service_error(&e, None),
+        Err(_) => return service_error(&Error::Server("hashing task failed".into()), None),
+    };
+    let now = b.clock.now();
+    let hash = secret_hash(&token);
+    let o = owner.clone();
+    let spent = store::write(&b.store, move |tx| {
+        // Spend the link in the same transaction that sets the password: one use only.
+        if tx.setup_get(&hash, now)?.as_deref() != Some(o.as_str()) {
+            return Ok(false);
+        }
+        tx.setup_delete(&hash)?;
+        tx.owner_password_set(&o, &phc, now)?;
+        tx.audit_append(
+            now,
+            &o,
+            "password_set",
+            &json!({"by": "setup_link"}).to_string(),
+        )?;
+        Ok(true)
+    })
+    .await;
+    match spent {
+        Ok(true) => {}
+        Ok(false) => return setup_gone(),
+        Err(e) => return service_error(&e, None),
+    }
+    match new_session(&b, &owner, "login").await {
+        Ok((id, _)) => with_cookies(
+            redirect("/agents"),
+            &[
+                set_cookie(&b, session_cookie(&b), &id, SESSION_TTL),
+                set_cookie(&b, pre_cookie(&b), "", 0),
+            ],
+        ),
+        Err(e) => service_error(&e, None),
+    }
+}
+
+fn login_form(
+    b: &Broker,
+    owner: &str,
+    next: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (csrf, c) = match pre_token(b) {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, None),
+    };
+    let r = view::page(
+        status,
+        "Sign in",
+        None,
+        html! {
+            p { "Sign in to approve agents, see what they may do, and cut them off." }
+            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            form.card method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label { "Account"
+                    input type="text" name="owner" value=(owner) autocomplete="username" required; }
+                label { "Password"
+                    input type="password" name="password" autocomplete="current-password" required; }
+                button.primary type="submit" { "Sign in" }
+            }
+        },
+    );
+    with_cookies(r, &[c])
+}
+
+pub(super) async fn login_page(State(b): B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let q = query(q.as_deref());
+    let next = safe_next(q.get("next")).unwrap_or("/agents").to_owned();
+    if session(&b, &headers).await.is_some() {
+        return redirect(&next);
+    }
+    login_form(&b, &b.cfg.owner, &next, None, StatusCode::OK)
+}
+
+enum Gate {
+    Open(Option<String>),
+    Locked,
+}
+
+pub(super) async fn login_submit(
+    State(b): B,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !pre_ok(&b, &headers, &f) {
+        return csrf_refused();
+    }
+    let next = safe_next(f.get("next")).unwrap_or("/agents").to_owned();
+    let owner = f.text("owner").unwrap_or("").to_owned();
+    let password = f.get("password").unwrap_or("").to_owned();
+    let src = source(&b, &peer, &headers);
+    let now = b.clock.now();
+    let (ko, ks) = (
+        format!("login:owner:{owner}"),
+        format!("login:source:{src}"),
+    );
+    let (ko2, ks2) = (ko.clone(), ks.clone());
+    let o = owner.clone();
+    let gate = store::write(&b.store, move |tx| {
+        let used = tx
+            .attempt_sum(&ko2, now - LOGIN_WINDOW)?
+            .max(tx.attempt_sum(&ks2, now - LOGIN_WINDOW)?);
+        let phc = if valid_owner(&o) {
+            tx.owner_password(&o)?
+        } else {
+            None
+        };
+        if used >= LOGIN_BUDGET {
+            let who = if phc.is_some() { o.as_str() } else { "-" };
+            tx.audit_append(
+                now,
+                who,
+                "login_locked",
+                &json!({"source": src}).to_string(),
+            )?;
+            return Ok(Gate::Locked);
+        }
+        Ok(Gate::Open(phc))
+    })
+    .await;
+    let phc = match gate {
+        Ok(Gate::Open(p)) => p,
+        Ok(Gate::Locked) => {
+            return login_form(
+                &b,
+                &owner,
+                &next,
+                Some("Too many wrong passwords. Sign-in is paused for 15 minutes."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Err(e) => return service_error(&e, None),
+    };
+    let exists = phc.is_some();
+    let ok = match phc {
+        Some(phc) if !password.is_empty() && password.len() <= MAX_PASSWORD => {
+            tokio::task::spawn_blocking(move || verify_password(&phc, &password))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    if !ok {
+        let o = owner.clone();
+        let src = source(&b, &peer, &headers);
+        let r = store::write(&b.store, move |tx| {
+            tx.attempt_add(&ko, now, 1)?;
+            tx.attempt_add(&ks, now, 1)?;
+            let who = if exists { o.as_str() } else { "-" };
+            tx.audit_append(
+                now,
+                who,
+                "login_failed",
+                &json!({"source": src}).to_string(),
+            )?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = r {
+            return service_error(&e, None);
+        }
+        return login_form(
+            &b,
+            &owner,
+            &next,
+            Some("That account name and password do not match."),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    match new_session(&b, &owner, "login").await {
+        Ok((id, _)) => with_cookies(
+            redirect(&next),
+            &[
+                set_cookie(&b, session_cookie(&b), &id, SESSION_TTL),
+                set_cookie(&b, pre_cookie(&b), "", 0),
+            ],
+        ),
+        Err(e) => service_error(&e, None),
+    }
+}
+
+pub(super) async fn logout(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return redirect("/login");
+    };
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return csrf_refused();
+    }
+    let now = b.clock.now();
+    let r = store::write(&b.store, move |tx| {
+        tx.session_delete(&s.id_hash)?;
+        tx.audit_append(now, &s.owner, "logout", "{}")?;
+        Ok(())
+    })
+    .await;
+    if let Err(e) = r {
+        return service_error(&e, None);
+    }
+    with_cookies(
+        redirect("/login"),
+        &[set_cookie(&b, session_cookie(&b), "", 0)],
+    )
+}

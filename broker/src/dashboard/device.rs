@@ -1,0 +1,282 @@
+//! `/device`, the RFC 8628 verification URI: the owner enters (or confirms) the
+//! code an agent shows, sees what it asks for, narrows it, and approves or denies
+//! through the same service call as `protonpass-broker approve` / `deny`.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
+use protonpass_agent::{Error, Result};
+use serde_json::json;
+
+use super::view::{self, LIFETIMES, describe_scope, duration, lifetime_choice, when};
+use super::{
+    B, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
+};
+use crate::audit::secret_hash;
+use crate::model::DeviceReq;
+use crate::service::Broker;
+use crate::service::device::{Decision, GUESS_BUDGET, normalize_user_code};
+use crate::store::{self, WebSession};
+
+/// Find the pending request with `user_code`, under the same wrong-code limits
+/// (same counters) as the approval itself.
+async fn lookup(b: &Broker, owner: &str, src: &str, user_code: &str) -> Result<DeviceReq> {
+    let now = b.clock.now();
+    let normalized = normalize_user_code(user_code);
+    let (owner, src) = (owner.to_owned(), src.to_owned());
+    let window = b.cfg.device_ttl;
+    store::write(&b.store, move |tx| {
+        let live = tx.device_live_count(now)?.max(1);
+        let (ko, ks) = (format!("owner:{owner}"), format!("source:{src}"));
+        let used = tx
+            .attempt_sum(&ko, now - window)?
+            .max(tx.attempt_sum(&ks, now - window)?);
+        if used + live > GUESS_BUDGET {
+            tx.audit_append(now, &owner, "user_code_locked", &json!({"source": src}).to_string())?;
+            return Ok(Err(Error::TemporarilyUnavailable(format!(
+                "Too many wrong codes were entered. Code entry is paused for up to {} minutes.",
+                window / 60
+            ))));
+        }
+        let found = match &normalized {
+            Some(n) => tx.device_by_user_hash(&secret_hash(n), now)?,
+            None => None,
+        };
+        match found {
+            Some(d) => Ok(Ok(d)),
+            None => {
+                tx.attempt_add(&ko, now, live)?;
+                tx.attempt_add(&ks, now, live)?;
+                tx.audit_append(now, &owner, "user_code_wrong", &json!({"source": src}).to_string())?;
+                Ok(Err(Error::InvalidGrant(
+                    "No agent is waiting with this code. Check the code your agent shows; codes expire after a few minutes.".into(),
+                )))
+            }
+        }
+    })
+    .await?
+}
+
+fn code_form(s: &WebSession, code: &str, prefilled: bool, error: Option<&str>) -> Markup {
+    html! {
+        @if prefilled {
+            p { "An agent asked you to let it act for you. Check that this code is exactly the one your agent shows, then continue." }
+        } @else {
+            p { "Enter the code your agent shows (for example " code { "BCDF-GHJK" } ")." }
+        }
+        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        form.card method="post" action="/device" {
+            input type="hidden" name="csrf" value=(s.csrf);
+            input type="hidden" name="step" value="lookup";
+            label { "Code"
+                input.code type="text" name="user_code" value=(code) autocomplete="off"
+                    autocapitalize="characters" spellcheck="false" maxlength="32" required; }
+            button.primary type="submit" { @if prefilled { "The code matches: continue" } @else { "Continue" } }
+        }
+    }
+}
+
+pub(super) async fn device_page(
+    State(b): B,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let here = match &raw {
+        Some(q) if !q.is_empty() => format!("/device?{q}"),
+        _ => "/device".to_owned(),
+    };
+    let Some(s) = session(&b, &headers).await else {
+        return to_login(&here);
+    };
+    let q = query(raw.as_deref());
+    let code = q.text("user_code").unwrap_or("");
+    let code: String = code.chars().take(32).collect();
+    view::page(
+        StatusCode::OK,
+        "Approve an agent",
+        Some(&s),
+        code_form(&s, &code, !code.is_empty(), None),
+    )
+}
+
+/// The approval form. The user code is not stored (only its hash), so the form
+/// carries the code the owner entered.
+fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&str>) -> Markup {
+    let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
+    let aud = d.resource.as_deref();
+    html! {
+        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        section.card {
+            p.lead { "Allow " strong.agent { (d.client_id) } " to act for you?" }
+            p.hint { "This name was chosen by the agent itself and is not verified. Approve only if you just started this agent." }
+            dl.facts {
+                dt { "Service it will use" }
+                dd { @match aud { Some(a) => code { (a) }, None => "not named: choose below" } }
+                dt { "Agent key" }
+                dd { "Bound when the agent collects its access; its short fingerprint then appears on the Agents page." }
+                dt { "Request expires" }
+                dd { "in " (duration((d.expires_at - now).max(0))) }
+            }
+        }
+        form.card method="post" action="/device" {
+            input type="hidden" name="csrf" value=(s.csrf);
+            input type="hidden" name="step" value="decide";
+            input type="hidden" name="user_code" value=(code);
+            fieldset {
+                legend { "What it may do (untick anything you do not want to allow)" }
+                @for sc in &scopes {
+                    label.choice {
+                        input type="checkbox" name="scope" value=(sc) checked;
+                        " " (describe_scope(sc, aud)) " " code.raw { (sc) }
+                    }
+                }
+            }
+            @if aud.is_none() {
+                label { "Which service may it use? (for example https://api.example)"
+                    input type="text" name="audience" required maxlength="512"; }
+            }
+            (lifetime_choice())
+            div.actions {
+                button.primary type="submit" name="action" value="approve" { "Approve" }
+                button.danger type="submit" name="action" value="deny" { "Deny" }
+            }
+        }
+    }
+}
+
+fn render_approval(
+    s: &WebSession,
+    d: &DeviceReq,
+    code: &str,
+    now: i64,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    view::page(
+        status,
+        "Approve an agent",
+        Some(s),
+        approval(s, d, code, now, error),
+    )
+}
+
+pub(super) async fn device_submit(
+    State(b): B,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/device");
+    };
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return csrf_refused();
+    }
+    let src = source(&b, &peer, &headers);
+    let code: String = f.text("user_code").unwrap_or("").chars().take(32).collect();
+    let now = b.clock.now();
+    let d = match lookup(&b, &s.owner, &src, &code).await {
+        Ok(d) => d,
+        Err(e) => {
+            let status = match e {
+                Error::TemporarilyUnavailable(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let msg = e.to_string();
+            let msg = msg
+                .split_once(": ")
+                .map_or(msg.as_str(), |(_, m)| m)
+                .to_owned();
+            return view::page(
+                status,
+                "Approve an agent",
+                Some(&s),
+                code_form(&s, &code, false, Some(&msg)),
+            );
+        }
+    };
+    if f.get("step") != Some("decide") {
+        return render_approval(&s, &d, &code, now, None, StatusCode::OK);
+    }
+    let approve = match f.get("action") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return render_approval(
+                &s,
+                &d,
+                &code,
+                now,
+                Some("Choose Approve or Deny."),
+                StatusCode::BAD_REQUEST,
+            );
+        }
+    };
+    let ticked = f.all("scope");
+    if approve && ticked.is_empty() {
+        return render_approval(
+            &s,
+            &d,
+            &code,
+            now,
+            Some("Tick at least one thing the agent may do, or deny it."),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let ttl = f
+        .get("ttl")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(LIFETIMES[0]);
+    if !LIFETIMES.contains(&ttl) {
+        return render_approval(
+            &s,
+            &d,
+            &code,
+            now,
+            Some("Choose one of the lifetimes offered."),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let dec = Decision {
+        approve,
+        scope: approve.then(|| ticked.join(" ")),
+        audience: f.text("audience").map(str::to_owned),
+        ttl: if approve { ttl } else { 0 },
+    };
+    match b.decide(&s.owner, &src, &code, dec).await {
+        Ok(done) if done.approved => {
+            let aud = done.audience.clone();
+            view::page(
+                StatusCode::OK,
+                "Approved",
+                Some(&s),
+                html! {
+                    p.notice.ok { strong.agent { (done.agent) } " may now act for you for " (duration(done.ttl)) ", until about " (when(now + done.ttl)) "." }
+                    ul.scopes {
+                        @for sc in done.scope.split(' ').filter(|x| !x.is_empty()) {
+                            li { (describe_scope(sc, aud.as_deref())) " " code.raw { (sc) } }
+                        }
+                    }
+                    p { "The agent picks up its access by itself. You can cut it off at any time on the " a href="/agents" { "Agents" } " page." }
+                },
+            )
+        }
+        Ok(done) => view::page(
+            StatusCode::OK,
+            "Denied",
+            Some(&s),
+            html! {
+                p.notice.ok { "You denied " strong.agent { (done.agent) } ". It gets no access." }
+                p { a href="/device" { "Approve another agent" } }
+            },
+        ),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}

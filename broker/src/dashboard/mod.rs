@@ -1,0 +1,289 @@
+//! The owner's dashboard: server-rendered pages (no script) to set a password,
+//! sign in, approve or deny agents (`/device`, the RFC 8628 verification URI),
+//! see and revoke grants and tokens, and read the audit log.
+//!
+//! Every page carries a strict Content-Security-Policy and refuses framing;
+//! every state-changing form carries a synchronizer token tied to the session
+//! (or, before sign-in, to a short-lived cookie), compared in constant time.
+
+mod agents;
+mod audit_page;
+pub mod auth;
+mod device;
+mod view;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use protonpass_agent::Error;
+use subtle::ConstantTimeEq;
+
+use crate::audit::secret_hash;
+use crate::service::Broker;
+use crate::store::{self, WebSession};
+
+pub use auth::{first_run_link, owner_add};
+
+type B = axum::extract::State<Arc<Broker>>;
+
+/// Most fields in one dashboard form.
+const MAX_FIELDS: usize = 64;
+/// Longest field value, bytes.
+const MAX_FIELD: usize = 4096;
+
+/// The dashboard's routes (merged into the broker's router).
+pub fn router() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/", get(auth::home))
+        .route("/dashboard.css", get(view::stylesheet))
+        .route("/setup", get(auth::setup_page).post(auth::setup_submit))
+        .route("/login", get(auth::login_page).post(auth::login_submit))
+        .route("/logout", axum::routing::post(auth::logout))
+        .route(
+            "/device",
+            get(device::device_page).post(device::device_submit),
+        )
+        .route("/agents", get(agents::agents_page))
+        .route("/agents/revoke", axum::routing::post(agents::revoke))
+        .route(
+            "/agents/revoke-agent",
+            axum::routing::post(agents::revoke_agent),
+        )
+        .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/audit", get(audit_page::audit_page))
+        .route("/audit/export", get(audit_page::export))
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// The Content-Security-Policy of every dashboard response: no script at all,
+/// styles only from the broker, forms only to the broker, no framing.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    // Pages may show codes and token ids: never cache them. The stylesheet may be.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// Whether the broker is reached over https (cookies get `Secure`).
+fn https(b: &Broker) -> bool {
+    b.issuer.starts_with("https://")
+}
+
+/// The session cookie's name (`__Host-` prefixed when served over https).
+fn session_cookie(b: &Broker) -> &'static str {
+    if https(b) {
+        "__Host-pp_session"
+    } else {
+        "pp_session"
+    }
+}
+
+/// The pre-sign-in form cookie's name.
+fn pre_cookie(b: &Broker) -> &'static str {
+    if https(b) {
+        "__Host-pp_form"
+    } else {
+        "pp_form"
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure over https.
+fn set_cookie(b: &Broker, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if https(b) { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+/// The value of cookie `name`, if sent (bounded).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// The signed-in owner's session, if the request carries a live one.
+async fn session(b: &Arc<Broker>, headers: &HeaderMap) -> Option<WebSession> {
+    let id = cookie(headers, session_cookie(b))?;
+    let hash = secret_hash(id);
+    let now = b.clock.now();
+    store::read(&b.store, move |tx| tx.session_get(&hash, now))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Constant-time comparison of a form token with the expected one.
+fn token_matches(expected: &str, got: Option<&str>) -> bool {
+    match got {
+        Some(g) if !expected.is_empty() => bool::from(expected.as_bytes().ct_eq(g.as_bytes())),
+        _ => false,
+    }
+}
+
+/// A parsed form: repeated fields are kept (checkbox lists), sizes bounded.
+#[derive(Default)]
+struct Form(Vec<(String, String)>);
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl Form {
+    fn parse(headers: &HeaderMap, body: &Bytes) -> Option<Form> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+        {
+            return None;
+        }
+        Self::from_query(body)
+    }
+
+    fn from_query(raw: &[u8]) -> Option<Form> {
+        let mut out = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(raw) {
+            if out.len() >= MAX_FIELDS || v.len() > MAX_FIELD || k.len() > 64 {
+                return None;
+            }
+            out.push((k.into_owned(), v.into_owned()));
+        }
+        Some(Form(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A field with surrounding space removed; `None` when empty.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// The query string of a request as a form.
+fn query(q: Option<&str>) -> Form {
+    Form::from_query(q.unwrap_or("").as_bytes()).unwrap_or_default()
+}
+
+/// The client's address: the peer, or the X-Forwarded-For entry a trusted proxy added.
+fn source(b: &Broker, peer: &ConnectInfo<SocketAddr>, headers: &HeaderMap) -> String {
+    let mut ip = peer.0.ip();
+    if b.cfg.trusted_proxies.contains(&ip) {
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        for hop in hops.iter().rev() {
+            ip = *hop;
+            if !b.cfg.trusted_proxies.contains(hop) {
+                break;
+            }
+        }
+    }
+    ip.to_string()
+}
+
+/// A 303 redirect.
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Send a signed-out visitor to the sign-in page, then back to `here`.
+fn to_login(here: &str) -> Response {
+    let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+    redirect(&format!("/login?next={next}"))
+}
+
+/// A local path to return to after sign-in, or `None` if it could lead elsewhere.
+fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.len() <= 512
+            && !n.contains('\\')
+            && !n.chars().any(char::is_control)
+    })
+}
+
+/// The page for a refused form (missing or wrong form token).
+fn csrf_refused() -> Response {
+    view::message(
+        StatusCode::FORBIDDEN,
+        "This form was refused",
+        "It did not carry this page's security token, so it may not have come from this dashboard. Go back, reload the page and try again.",
+        None,
+    )
+}
+
+/// The page for an error from the broker's services.
+fn service_error(e: &Error, s: Option<&WebSession>) -> Response {
+    let status = match e {
+        Error::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if let Error::Server(m) = e {
+        tracing::error!(error = %m, "dashboard: server error");
+    }
+    view::message(status, "That did not work", &e.to_string(), s)
+}
