@@ -11,7 +11,43 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const url = `http://127.0.0.1:${server.address().port}`;
 
+// An unbounded in-memory adapter: the quick-start one is an LRU cache that
+// evicts the seeded grants once rotation has created enough tokens.
+const store = new Map();
+const grants = new Map();
+class MemoryAdapter {
+  constructor(name) { this.name = name; }
+  key(id) { return `${this.name}:${id}`; }
+  async upsert(id, payload) {
+    const key = this.key(id);
+    store.set(key, payload);
+    if (payload.grantId) {
+      if (!grants.has(payload.grantId)) grants.set(payload.grantId, []);
+      grants.get(payload.grantId).push(key);
+    }
+  }
+  async find(id) { return store.get(this.key(id)); }
+  async findByUid(uid) {
+    for (const [k, v] of store) if (k.startsWith(`${this.name}:`) && v.uid === uid) return v;
+    return undefined;
+  }
+  async findByUserCode(code) {
+    for (const [k, v] of store) if (k.startsWith(`${this.name}:`) && v.userCode === code) return v;
+    return undefined;
+  }
+  async consume(id) {
+    const p = store.get(this.key(id));
+    if (p) p.consumed = Math.floor(Date.now() / 1000);
+  }
+  async destroy(id) { store.delete(this.key(id)); }
+  async revokeByGrantId(grantId) {
+    for (const k of grants.get(grantId) ?? []) store.delete(k);
+    grants.delete(grantId);
+  }
+}
+
 const provider = new Provider(url, {
+  adapter: MemoryAdapter,
   clients: [{
     client_id: 'bench',
     token_endpoint_auth_method: 'none',

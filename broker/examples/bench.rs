@@ -70,6 +70,16 @@ fn first_line(child: &mut Child) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
 }
 
+/// Kills the child process when dropped, even when the benchmark fails.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One agent: its key, its current refresh token, its nonce.
 struct Agent {
     key: AgentKey,
@@ -172,7 +182,9 @@ async fn run(
                 if request(&http, &url, &mut a, op).await {
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 } else {
+                    // This agent's token chain is broken: stop it rather than flood.
                     failed += 1;
+                    break;
                 }
             }
             (lat, failed)
@@ -220,14 +232,15 @@ async fn main() {
     let data = dir.path().to_str().unwrap().to_owned();
 
     // Our broker, durable store, nonces on (the default).
-    let mut broker = Command::new(&a.broker)
+    let broker = Command::new(&a.broker)
         .args(["--data", &data, "serve", "--addr", "127.0.0.1:0"])
         .env("PROTONPASS_BROKER_ACCESS_TTL", "1h")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let issuer = first_line(&mut broker)["issuer"]
+    let mut broker = Guard(broker);
+    let issuer = first_line(&mut broker.0)["issuer"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -312,16 +325,17 @@ async fn main() {
         report("protonpass-broker token exchange", c, &x);
         rows.push((c, r, x));
     }
-    let _ = broker.kill();
+    drop(broker);
 
     let Some(script) = a.oidc else { return };
-    let mut node = Command::new("node")
+    let node = Command::new("node")
         .arg(&script)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let info = first_line(&mut node);
+    let mut node = Guard(node);
+    let info = first_line(&mut node.0);
     let url = info["url"].as_str().unwrap().to_owned();
     let token_endpoint = info["token_endpoint"].as_str().unwrap().to_owned();
     let keys: Vec<AgentKey> = (0..max)
@@ -372,5 +386,5 @@ async fn main() {
             ratio(ours_x.rps)
         );
     }
-    let _ = node.kill();
+    drop(node);
 }
