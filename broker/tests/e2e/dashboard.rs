@@ -1,0 +1,446 @@
+//! The owner's dashboard against the real binary: setup link, sign-in and its
+//! limit, form tokens, security headers, escaping of what agents assert, and an
+//! approval through the page that the agent's token reflects.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+
+use crate::kit::{API, BIN, Broker, claims, key};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A browser-like client: no redirects followed, cookies kept by hand.
+struct Web {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        field(&self.body, "csrf")
+    }
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+fn field(html: &str, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + pat.len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+impl Web {
+    fn new(b: &Broker) -> Web {
+        Web {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: b.url.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn take(&mut self, r: reqwest::Response) -> Page {
+        for c in r.headers().get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        Page {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.take(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.take(r).await
+    }
+
+    /// Sign in; returns the session's form token.
+    async fn login(&mut self, owner: &str, password: &str) -> Page {
+        let p = self.get("/login").await;
+        assert_eq!(p.status, 200);
+        let csrf = p.csrf();
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("owner", owner),
+                ("password", password),
+                ("next", "/agents"),
+            ],
+        )
+        .await
+    }
+}
+
+/// `owner add NAME --password-stdin`.
+fn set_password(b: &Broker, owner: &str, password: &str) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--data",
+            b.data.to_str().unwrap(),
+            "owner",
+            "add",
+            owner,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+async fn signed_in(b: &Broker) -> (Web, String) {
+    set_password(b, "default", PASSWORD);
+    let mut w = Web::new(b);
+    let p = w.login("default", PASSWORD).await;
+    assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+    let agents = w.get("/agents").await;
+    assert_eq!(agents.status, 200);
+    let csrf = agents.csrf();
+    (w, csrf)
+}
+
+fn assert_protected(p: &Page) {
+    let h = |n: &str| {
+        p.headers
+            .get(n)
+            .unwrap_or_else(|| panic!("missing {n}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = h("content-security-policy");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(h("x-frame-options"), "DENY");
+    assert_eq!(h("x-content-type-options"), "nosniff");
+    assert_eq!(h("cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn setup_link_works_once_and_sets_a_session_cookie() {
+    let b = Broker::start(&[]);
+    let v = b.cli_ok(&["owner", "add", "alice"]);
+    let url = v["setup_url"].as_str().unwrap();
+    let path = &url[url.find("/setup?").unwrap()..];
+    let mut w = Web::new(&b);
+    let form = w.get(path).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("alice"));
+    let token = field(&form.body, "token");
+    let csrf = form.csrf();
+    // Two different passwords: refused, link still usable.
+    let p = w
+        .post(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("password", PASSWORD),
+                ("again", "other password"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    let csrf = p.csrf();
+    let p = w
+        .post(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("password", PASSWORD),
+                ("again", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!((p.status, p.location()), (303, "/agents"));
+    let cookie = p
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("pp_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert_eq!(w.get("/agents").await.status, 200);
+    // The link is spent.
+    let mut other = Web::new(&b);
+    assert_eq!(other.get(path).await.status, 404);
+    // The new password signs in.
+    assert_eq!(other.login("alice", PASSWORD).await.status, 303);
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_refuse_framing() {
+    let b = Broker::start(&[]);
+    let (mut w, _) = signed_in(&b).await;
+    for path in [
+        "/agents",
+        "/audit",
+        "/device",
+        "/device?user_code=BCDF-GHJK",
+    ] {
+        let p = w.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        assert_protected(&p);
+        assert!(!p.body.contains("<script"), "{path}");
+    }
+    let mut anon = Web::new(&b);
+    let login = anon.get("/login").await;
+    assert_protected(&login);
+    // Signed out: pages send to the sign-in page and keep where to return.
+    let p = anon.get("/device?user_code=BCDF-GHJK").await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        p.location(),
+        "/login?next=%2Fdevice%3Fuser_code%3DBCDF-GHJK"
+    );
+    // An off-site `next` is ignored.
+    let p = anon.get("/login?next=//evil.example/").await;
+    assert!(p.body.contains("name=\"next\" value=\"/agents\""));
+}
+
+#[tokio::test]
+async fn forms_without_the_token_are_refused() {
+    let b = Broker::start(&[]);
+    let k = key();
+    b.enroll(&k, "bot", "calendar:read", &[]).await;
+    let (mut w, csrf) = signed_in(&b).await;
+    let before = b.cli_ok(&["grant", "list"]);
+    let gid = before[0]["grant_id"].as_str().unwrap().to_owned();
+    for form in [
+        vec![("agent", "bot")],
+        vec![
+            ("agent", "bot"),
+            ("csrf", "wrong-token-wrong-token-wrong-tok"),
+        ],
+        vec![("agent", "bot"), ("csrf", "")],
+    ] {
+        let p = w.post("/agents/revoke-agent", &form).await;
+        assert_eq!(p.status, 403, "{form:?}");
+    }
+    assert_eq!(w.post("/agents/revoke", &[("id", &gid)]).await.status, 403);
+    assert_eq!(w.post("/logout", &[]).await.status, 403);
+    let after = b.cli_ok(&["grant", "list"]);
+    assert_eq!(after[0]["status"], "active");
+    // Sign-in without the form cookie's token is refused too.
+    let mut anon = Web::new(&b);
+    let p = anon
+        .post("/login", &[("owner", "default"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(p.status, 403);
+    // With the token it works, and the feed has the grant at once.
+    let p = w
+        .post("/agents/revoke", &[("csrf", &csrf), ("id", &gid)])
+        .await;
+    assert_eq!((p.status, p.location()), (303, "/agents?done=grant"));
+    let feed = b.feed(0).await;
+    assert!(feed.iter().any(|e| e["gid"] == gid.as_str()));
+}
+
+#[tokio::test]
+async fn what_agents_assert_is_shown_inert() {
+    let b = Broker::start(&[]);
+    let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let d = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", evil),
+                ("scope", "travel:book"),
+                ("resource", "javascript:alert(3)"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let (mut w, csrf) = signed_in(&b).await;
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "lookup"),
+                ("user_code", &d.s("user_code")),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(!p.body.contains("<script>alert"), "{}", p.body);
+    assert!(!p.body.contains("<img src=x"));
+    assert!(p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(p.body.contains("not verified"));
+    assert!(!p.body.contains("href=\"javascript:"));
+    assert!(p.body.contains("<code>javascript:alert(3)</code>"));
+    // Approved, the same name on the agents page is inert as well.
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "decide"),
+                ("user_code", &d.s("user_code")),
+                ("scope", "travel:book"),
+                ("ttl", "3600"),
+                ("action", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(!p.body.contains("<script>alert"));
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited() {
+    let b = Broker::start(&[]);
+    set_password(&b, "default", PASSWORD);
+    let mut w = Web::new(&b);
+    for _ in 0..5 {
+        assert_eq!(w.login("default", "wrong password!").await.status, 401);
+    }
+    // Now even the right password waits.
+    let p = w.login("default", PASSWORD).await;
+    assert_eq!(p.status, 429);
+    assert!(p.body.contains("paused"));
+    let audit = b.cli_ok(&["audit", "tail", "-n", "3"]);
+    assert!(audit.to_string().contains("login_locked"), "{audit}");
+}
+
+#[tokio::test]
+async fn approval_in_the_page_narrows_the_agents_token() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let d = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", "travel-bot"),
+                (
+                    "scope",
+                    "travel:book travel:search payment:execute:under-100",
+                ),
+                ("resource", API),
+            ],
+            &[],
+        )
+        .await;
+    let (mut w, csrf) = signed_in(&b).await;
+    // The complete URI pre-fills the code.
+    let uc = d.s("user_code");
+    let p = w.get(&format!("/device?user_code={uc}")).await;
+    assert!(p.body.contains(&format!("value=\"{uc}\"")));
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "lookup"),
+                ("user_code", &uc.to_lowercase()),
+            ],
+        )
+        .await;
+    assert!(p.body.contains("Book travel on api.example"), "{}", p.body);
+    assert!(p.body.contains("Pay under 100"));
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "decide"),
+                ("user_code", &uc),
+                ("scope", "travel:book"),
+                ("scope", "payment:execute:under-100"),
+                ("ttl", "86400"),
+                ("action", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let k = key();
+    let t = b
+        .token(
+            &k,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", &d.s("device_code")),
+                ("client_id", "travel-bot"),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let mut granted: Vec<String> = t.s("scope").split(' ').map(str::to_owned).collect();
+    granted.sort();
+    assert_eq!(granted, ["payment:execute:under-100", "travel:book"]);
+    let c = claims(&t.s("access_token"));
+    let iat = c["iat"].as_i64().unwrap();
+    assert_eq!(t.body["grant_expires_at"].as_i64().unwrap() - iat, 86400);
+    // The agents page lists the grant with its key and its live token.
+    let page = w.get("/agents").await;
+    assert!(page.body.contains(c["jti"].as_str().unwrap()));
+    assert!(page.body.contains(&c["cnf"]["jkt"].as_str().unwrap()[..12]));
+}
