@@ -186,7 +186,10 @@ fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
         .mode(0o700)
         .create(&cfg.data)
         .map_err(|e| Error::Server(format!("cannot create {}: {e}", cfg.data.display())))?;
-    let s: Arc<dyn Store> = SqliteStore::open(&cfg.data.join("broker.db"))?;
+    let s: Arc<dyn Store> = SqliteStore::open_with(
+        &cfg.data.join("broker.db"),
+        Duration::from_millis(cfg.busy_timeout_ms),
+    )?;
     let now = SystemClock.now();
     store::write_blocking(&s, move |tx| tx.owner_ensure("default", now))?;
     Ok(s)

@@ -62,6 +62,10 @@ pub struct Settings {
     /// Seconds a DPoP proof's iat may lie in the past or future.
     #[arg(long, global = true, env = "PROTONPASS_BROKER_PROOF_WINDOW")]
     pub proof_window: Option<i64>,
+    /// Milliseconds to wait for another process's database write lock before
+    /// answering 503.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS")]
+    pub busy_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +84,7 @@ struct FileConfig {
     device_max_pending: Option<i64>,
     enrollment_ttl: Option<String>,
     proof_window: Option<i64>,
+    busy_timeout_ms: Option<u64>,
 }
 
 /// The resolved settings.
@@ -109,6 +114,8 @@ pub struct Config {
     pub enrollment_ttl: i64,
     /// DPoP proof iat window, seconds.
     pub proof_window: i64,
+    /// Wait for another process's write lock, milliseconds.
+    pub busy_timeout_ms: u64,
 }
 
 /// Parse a duration: `90`, `90s`, `15m`, `1h`, `30d`.
@@ -229,6 +236,11 @@ impl Config {
                 .or(file.proof_window)
                 .unwrap_or(60)
                 .clamp(1, 300),
+            busy_timeout_ms: s
+                .busy_timeout_ms
+                .or(file.busy_timeout_ms)
+                .unwrap_or(10_000)
+                .clamp(10, 600_000),
         })
     }
 }

@@ -73,9 +73,9 @@ fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Server(format!("stored record unreadable: {e}")))
 }
 
-fn open(path: &Path, read_only: bool) -> Result<Connection> {
+fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.busy_timeout(busy).map_err(db_err)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(db_err)?;
     if read_only {
@@ -91,12 +91,15 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: SyncSender<Job>,
     readers: Mutex<Vec<Connection>>,
+    busy: Duration,
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database at `path` and start its writer.
-    pub fn open(path: &Path) -> Result<Arc<Self>> {
-        let conn = open(path, false)?;
+    /// A transaction fails (503) after waiting `busy` for another process's
+    /// write lock.
+    pub fn open_with(path: &Path, busy: Duration) -> Result<Arc<Self>> {
+        let conn = open(path, false, busy)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
@@ -108,6 +111,7 @@ impl SqliteStore {
             path: path.to_owned(),
             queue,
             readers: Mutex::new(Vec::new()),
+            busy,
         }))
     }
 }
@@ -171,7 +175,7 @@ impl Store for SqliteStore {
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
             Some(c) => c,
-            None => open(&self.path, true)?,
+            None => open(&self.path, true, self.busy)?,
         };
         let r = {
             let mut tx = SqliteTx { conn: &conn };
@@ -654,7 +658,8 @@ mod tests {
     #[test]
     fn a_failed_transaction_leaves_nothing_and_spares_its_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let s: Arc<dyn Store> = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let s: Arc<dyn Store> =
+            SqliteStore::open_with(&dir.path().join("db"), Duration::from_secs(10)).unwrap();
         // Many concurrent jobs share commits; the failing ones roll back alone.
         let handles: Vec<_> = (0..64)
             .map(|i| {
@@ -691,7 +696,8 @@ mod tests {
     #[test]
     fn feed_is_ordered_and_drops_expired_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let s: Arc<dyn Store> = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let s: Arc<dyn Store> =
+            SqliteStore::open_with(&dir.path().join("db"), Duration::from_secs(10)).unwrap();
         write_blocking(&s, |tx| {
             tx.revocation_add(Some("j1"), None, 100, "o")?;
             tx.revocation_add(None, Some("g1"), 50, "o")?;

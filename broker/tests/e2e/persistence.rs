@@ -111,3 +111,59 @@ async fn key_rotation_keeps_old_tokens_valid() {
     assert_eq!(header["kid"], new_kid.as_str());
     verify_access_token(&new, &keys, &val, SystemClock.now()).unwrap();
 }
+
+#[tokio::test]
+async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);
+    let g = b.cli_ok(&[
+        "grant",
+        "create",
+        "--agent",
+        "bot",
+        "--scope",
+        "calendar:read",
+        "--audience",
+        API,
+    ]);
+    let code = g["enrollment_code"].as_str().unwrap().to_owned();
+    let params = [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+        ),
+        ("pre-authorized_code", code.as_str()),
+    ];
+    let agent = key();
+    // Fetch a nonce first, so that the next request is the real attempt.
+    let warm = b
+        .token(
+            &agent,
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
+                ),
+                ("pre-authorized_code", "ec_unknown"),
+            ],
+        )
+        .await;
+    assert_eq!(warm.error(), "invalid_grant");
+    // Another process holds the database's write lock: the grant's records
+    // (tokens and audit) cannot be committed.
+    let lock = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = b.token(&agent, &params).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (503, "temporarily_unavailable"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.get("access_token").is_none());
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    // Nothing was issued: the code is unspent and works now, once.
+    let ok = b.token(&agent, &params).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
+}
