@@ -83,6 +83,23 @@ test('the agent side against a real broker', async (t) => {
     assert.match(err.message, /extend/);
   });
 
+  await t.test('extend: a new approval for the additional scopes', async () => {
+    const prompts = [];
+    const session = await authenticateWithProton({
+      ...base,
+      agentName: 'travel-bot',
+      scope: ['travel:search', 'payment:execute:under-100'],
+      extend: true,
+      onPrompt: (p) => {
+        prompts.push(p);
+        broker.cli('approve', p.userCode).catch((e) => console.error(e));
+      },
+    });
+    assert.equal(prompts.length, 1);
+    assert.ok(session.scopes.includes('payment:execute:under-100'), String(session.scopes));
+    await session.close();
+  });
+
   await t.test('enrollment code (owner-initiated grant)', async () => {
     const g = await broker.cliJson(
       'grant', 'create', '--agent', 'ci-bot', '--scope', 'travel:search', '--audience', AUD,
