@@ -38,7 +38,7 @@ if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
 fi
 
 echo "== python: ruff, mypy --strict"
-(cd "$here" && "$venv/bin/ruff" check python tests && "$venv/bin/ruff" format --check python tests)
+(cd "$here" && "$venv/bin/ruff" check python tests bench && "$venv/bin/ruff" format --check python tests bench)
 (cd "$here" && "$venv/bin/python" -m mypy python/protonpass_agent)
 
 echo "== python: stub check (mypy.stubtest)"

@@ -4,104 +4,20 @@ the Python verifier (FastAPI served by uvicorn in a thread)."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 
 import protonpass_agent
+from kit import HERE, ROOT, Broker, broker_bin  # noqa: F401 - re-exported to the tests
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 _names = itertools.count()
-
-
-def broker_bin() -> str:
-    env = os.environ.get("PROTONPASS_BROKER_BIN")
-    if env:
-        return env
-    triple = os.environ.get("CARGO_BUILD_TARGET", "")
-    for p in (
-        ROOT / "target" / triple / "debug" / "protonpass-broker",
-        ROOT / "target" / "debug" / "protonpass-broker",
-    ):
-        if p.is_file():
-            return str(p)
-    pytest.fail("no broker binary: run `cargo build -p protonpass-broker` or set PROTONPASS_BROKER_BIN")
-
-
-class Broker:
-    """A running `protonpass-broker serve` with a throw-away data directory."""
-
-    def __init__(self, *extra: str) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="pp-broker-")
-        self.data = self._tmp.name
-        self.extra = list(extra)
-        self.proc: Optional[subprocess.Popen[str]] = None
-        self.issuer = ""
-        self.addr = ""
-        self.start()
-
-    def start(self, addr: str = "127.0.0.1:0") -> None:
-        self.proc = subprocess.Popen(
-            [broker_bin(), "serve", "--addr", addr, "--data", self.data, *self.extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the broker exited before listening")
-        ev = json.loads(line)
-        assert ev["event"] == "listening", ev
-        self.addr, self.issuer = ev["addr"], ev["issuer"]
-        # Drain the rest of stdout so that the broker never blocks on a full pipe.
-        out = self.proc.stdout
-        self._drain = threading.Thread(target=out.read, daemon=True)
-        self._drain.start()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self._drain.join(10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-
-    def cli(self, *args: str) -> str:
-        r = subprocess.run(
-            [broker_bin(), *args, "--data", self.data],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"protonpass-broker {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
-        return r.stdout
-
-    def cli_json(self, *args: str) -> Any:
-        return json.loads(self.cli(*args, "--json"))
-
-    def approve(self, user_code: str, *extra: str) -> None:
-        self.cli("approve", user_code, *extra)
-
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Python benchmark (issue: headers and verification against joserfc and PyJWT),
+# on a release build of the package in its own venv, against the real broker.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+venv="$cache/py-bench-venv"
+export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  rm -rf "$venv"; mkdir -p "$cache"; python3 -m venv "$venv"
+fi
+want="$(sha256sum "$here/requirements-bench.txt" | cut -d' ' -f1)"
+if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-bench.txt"
+  echo "$want" >"$venv/.requirements.sha256"
+fi
+nice -n 10 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
+if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
+  (cd "$root" && cargo build --quiet --locked --release -p protonpass-broker)
+  export PROTONPASS_BROKER_BIN="$root/target/$CARGO_BUILD_TARGET/release/protonpass-broker"
+fi
+"$venv/bin/python" "$here/bench/bench.py"
