@@ -46,6 +46,20 @@ fn label(event: &str) -> &str {
         .map_or(event, |(_, l)| l)
 }
 
+/// A record's detail as `key value` pairs (the raw JSON when it is not an object).
+fn details(detail: &str) -> maud::Markup {
+    match serde_json::from_str::<serde_json::Value>(detail) {
+        Ok(serde_json::Value::Object(m)) => html! {
+            @for (k, v) in &m {
+                @if !v.is_null() {
+                    span.kv { b { (k) } " " code.detail { (match v { serde_json::Value::String(s) => s.clone(), other => other.to_string() }) } }
+                }
+            }
+        },
+        _ => html! { code.detail { (detail) } },
+    }
+}
+
 fn filters(owner: &str, q: &Form) -> AuditQuery {
     AuditQuery {
         owner: owner.to_owned(),
@@ -141,7 +155,7 @@ pub(super) async fn audit_page(
                             td { (r.seq) }
                             td.nowrap { (when(r.ts)) }
                             td { (label(&r.event)) br; code.raw { (r.event) } }
-                            td { code.detail { (r.detail) } }
+                            td.detail { (details(&r.detail)) }
                         }
                     }
                 }

@@ -131,7 +131,7 @@ fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&
                 @for sc in &scopes {
                     label.choice {
                         input type="checkbox" name="scope" value=(sc) checked;
-                        " " (describe_scope(sc, aud)) " " code.raw { (sc) }
+                        span { (describe_scope(sc, aud)) " " code.raw { (sc) } }
                     }
                 }
             }

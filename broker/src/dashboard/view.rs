@@ -214,7 +214,7 @@ pub(super) fn lifetime_choice() -> Markup {
             @for (i, t) in LIFETIMES.iter().enumerate() {
                 label.choice {
                     input type="radio" name="ttl" value=(t) checked[i == 0];
-                    " " (duration(*t))
+                    span { (duration(*t)) }
                 }
             }
         }
