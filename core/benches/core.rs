@@ -11,6 +11,8 @@
 //!   proofs of one sample are signed before its clock starts; one verifier and
 //!   its cache serve the whole run, and each sample runs one (simulated) second
 //!   after the last, so entries expire as they would on a server.
+//! - Every benchmark cycles through 256 tokens and proofs (and the raw
+//!   reference through the same signatures), so no figure rests on one scalar.
 //! - Times are the benchmark thread's CPU time (`BENCH_WALL_CLOCK=1` for wall
 //!   time): on a small shared machine, other processes would otherwise weigh on
 //!   whichever benchmark happens to run while they do.
@@ -57,16 +59,27 @@ fn fail(n: u64) {
     }
 }
 
+/// Different tokens and proofs, cycled through by every benchmark, so that no
+/// figure rests on one signature (the verification time varies a little with
+/// the scalars).
+const VARIANTS: usize = 256;
+
+/// One access token with its proof and its raw signature parts.
+struct Variant {
+    token: String,
+    auth: [String; 1],
+    proof: String,
+    raw_msg: Vec<u8>,
+    raw_sig: Signature,
+}
+
 struct Fixture {
     agent: AgentKey,
     keys: KeySet,
     validation: TokenValidation,
-    token: String,
-    auth: [String; 1],
-    proof: String,
+    variants: Vec<Variant>,
+    /// The broker's key, decompressed once, as the key set holds it.
     raw_key: VerifyingKey,
-    raw_msg: Vec<u8>,
-    raw_sig: Signature,
 }
 
 impl Fixture {
@@ -74,45 +87,55 @@ impl Fixture {
         let e = |e: Error| e.to_string();
         let broker = SigningKey::new("k1", AgentKey::from_seed(&[7; 32]));
         let agent = AgentKey::from_seed(&[9; 32]);
-        let token = broker.sign(&AccessTokenClaims {
-            iss: ISSUER.into(),
-            sub: "owner-alice".into(),
-            aud: AUDIENCE.into(),
-            client_id: "travel-bot".into(),
-            iat: NOW,
-            exp: NOW + 30 * 86_400,
-            jti: "Jx2nQ0a1-6Gq3bQHh1ZP3w".into(),
-            scope: "travel:search travel:book payment:execute:under-100".into(),
-            jkt: agent.thumbprint().into(),
-            gid: "grant-1".into(),
-            act_sub: "travel-bot".into(),
-        });
+        let mut variants = Vec::with_capacity(VARIANTS);
+        for i in 0..VARIANTS {
+            let token = broker.sign(&AccessTokenClaims {
+                iss: ISSUER.into(),
+                sub: "owner-alice".into(),
+                aud: AUDIENCE.into(),
+                client_id: "travel-bot".into(),
+                iat: NOW,
+                exp: NOW + 30 * 86_400,
+                jti: format!("Jx2nQ0a1-6Gq3bQH{i:06}"),
+                scope: "travel:search travel:book payment:execute:under-100".into(),
+                jkt: agent.thumbprint().into(),
+                gid: "grant-1".into(),
+                act_sub: "travel-bot".into(),
+            });
+            let proof = new_proof(&agent, &token, NOW).map_err(e)?;
+            let (signing_input, sig) = token.rsplit_once('.').ok_or("token without signature")?;
+            let raw_msg = signing_input.as_bytes().to_vec();
+            let sig = b64::decode_array::<64>(sig).ok_or("bad token signature encoding")?;
+            variants.push(Variant {
+                auth: [format!("DPoP {token}")],
+                token,
+                proof,
+                raw_msg,
+                raw_sig: Signature::from_bytes(&sig),
+            });
+        }
         let mut keys = KeySet::default();
         keys.insert("k1", &broker.key().public_jwk()).map_err(e)?;
-        let proof = new_proof(&agent, &token, NOW).map_err(e)?;
-        let (signing_input, sig) = token.rsplit_once('.').ok_or("token without signature")?;
-        let raw_msg = signing_input.as_bytes().to_vec();
-        let sig = b64::decode_array::<64>(sig).ok_or("bad token signature encoding")?;
         let raw_key = VerifyingKey::from_bytes(&broker.key().public_bytes())
             .map_err(|_| "bad broker key".to_owned())?;
         Ok(Fixture {
             agent,
             keys,
             validation: TokenValidation::new(ISSUER, AUDIENCE),
-            auth: [format!("DPoP {token}")],
-            token,
-            proof,
+            variants,
             raw_key,
-            raw_msg,
-            raw_sig: Signature::from_bytes(&sig),
         })
     }
 
-    fn check(&self) -> ProofCheck<'_> {
+    fn variant(&self, i: usize) -> &Variant {
+        &self.variants[i % self.variants.len()]
+    }
+
+    fn check<'a>(&'a self, v: &'a Variant) -> ProofCheck<'a> {
         ProofCheck {
             method: "POST",
             url: URL,
-            access_token: Some(&self.token),
+            access_token: Some(&v.token),
             expected_jkt: Some(self.agent.thumbprint()),
             nonce: None,
         }
@@ -122,24 +145,26 @@ impl Fixture {
     /// would time an early refusal.
     fn self_test(&self) -> std::result::Result<(), String> {
         let e = |e: Error| e.to_string();
-        verify_proof(&self.proof, &self.check(), &ProofOptions::default(), NOW).map_err(e)?;
-        verify_access_token(&self.token, &self.keys, &self.validation, NOW).map_err(e)?;
         let proofs = ProofVerifier::default();
-        verify_request(
-            "POST",
-            URL,
-            &self.auth,
-            std::slice::from_ref(&self.proof),
-            &self.keys,
-            &self.validation,
-            &proofs,
-            None,
-            NOW,
-        )
-        .map_err(e)?;
-        self.raw_key
-            .verify_strict(&self.raw_msg, &self.raw_sig)
-            .map_err(|_| "raw verify failed".to_owned())?;
+        for v in &self.variants {
+            verify_proof(&v.proof, &self.check(v), &ProofOptions::default(), NOW).map_err(e)?;
+            verify_access_token(&v.token, &self.keys, &self.validation, NOW).map_err(e)?;
+            verify_request(
+                "POST",
+                URL,
+                &v.auth,
+                std::slice::from_ref(&v.proof),
+                &self.keys,
+                &self.validation,
+                &proofs,
+                None,
+                NOW,
+            )
+            .map_err(e)?;
+            self.raw_key
+                .verify_strict(&v.raw_msg, &v.raw_sig)
+                .map_err(|_| "raw verify failed".to_owned())?;
+        }
         Ok(())
     }
 }
@@ -187,19 +212,26 @@ fn timed(name: &'static str, iters: u64, mut op: impl FnMut() -> bool) -> Durati
     t
 }
 
-/// `n` fresh proofs for the fixture's token, signed at `now`.
-fn batch(f: &Fixture, n: u64, now: i64) -> Vec<[String; 1]> {
-    (0..n)
-        .filter_map(|_| new_proof(&f.agent, &f.token, now).ok())
-        .map(|p| [p])
+/// `n` fresh proofs signed at `now`, for the fixture's tokens from `start` on.
+fn batch(f: &Fixture, start: usize, n: u64, now: i64) -> Vec<(usize, [String; 1])> {
+    (start..start + n as usize)
+        .filter_map(|i| {
+            let p = new_proof(&f.agent, &f.variant(i).token, now).ok()?;
+            Some((i, [p]))
+        })
         .collect()
 }
 
-fn request(f: &Fixture, proofs: &ProofVerifier, dpop: &[String; 1], now: i64) -> bool {
+fn request(
+    f: &Fixture,
+    proofs: &ProofVerifier,
+    (i, dpop): &(usize, [String; 1]),
+    now: i64,
+) -> bool {
     verify_request(
         "POST",
         URL,
-        &f.auth,
+        &f.variant(*i).auth,
         black_box(dpop),
         &f.keys,
         &f.validation,
@@ -210,22 +242,37 @@ fn request(f: &Fixture, proofs: &ProofVerifier, dpop: &[String; 1], now: i64) ->
     .is_ok()
 }
 
-fn benches(c: &mut Criterion, f: &Fixture) {
+fn raw_verify(f: &Fixture, i: usize, strict: bool) -> bool {
     use ed25519_dalek::Verifier as _;
+    let v = f.variant(i);
+    if strict {
+        f.raw_key.verify_strict(black_box(&v.raw_msg), &v.raw_sig)
+    } else {
+        f.raw_key.verify(black_box(&v.raw_msg), &v.raw_sig)
+    }
+    .is_ok()
+}
+
+fn benches(c: &mut Criterion, f: &Fixture) {
+    let mut i = 0usize;
+    let mut next = move || {
+        i = i.wrapping_add(1);
+        i
+    };
     c.bench_function("proof/create", |b| {
         b.iter_custom(|n| {
             timed("proof/create", n, || {
-                black_box(new_proof(&f.agent, &f.token, NOW)).is_ok()
+                black_box(new_proof(&f.agent, &f.variant(next()).token, NOW)).is_ok()
             })
         });
     });
 
     let opts = ProofOptions::default();
-    let check = f.check();
     c.bench_function("proof/verify", |b| {
         b.iter_custom(|n| {
             timed("proof/verify", n, || {
-                verify_proof(black_box(&f.proof), &check, &opts, NOW).is_ok()
+                let v = f.variant(next());
+                verify_proof(black_box(&v.proof), &f.check(v), &opts, NOW).is_ok()
             })
         });
     });
@@ -233,7 +280,8 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     c.bench_function("token/verify", |b| {
         b.iter_custom(|n| {
             timed("token/verify", n, || {
-                verify_access_token(black_box(&f.token), &f.keys, &f.validation, NOW).is_ok()
+                let v = f.variant(next());
+                verify_access_token(black_box(&v.token), &f.keys, &f.validation, NOW).is_ok()
             })
         });
     });
@@ -245,7 +293,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     c.bench_function("request/verify", |b| {
         b.iter_custom(|n| {
             now += 1;
-            let fresh = batch(f, n, now);
+            let fresh = batch(f, now as usize, n, now);
             fail(n - fresh.len() as u64);
             let mut it = fresh.iter();
             timed("request/verify", n, || {
@@ -255,28 +303,18 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     });
 
     c.bench_function("ed25519/verify_strict", |b| {
-        b.iter_custom(|n| {
-            timed("ed25519/verify_strict", n, || {
-                f.raw_key
-                    .verify_strict(black_box(&f.raw_msg), &f.raw_sig)
-                    .is_ok()
-            })
-        });
+        b.iter_custom(|n| timed("ed25519/verify_strict", n, || raw_verify(f, next(), true)));
     });
 
     c.bench_function("ed25519/verify", |b| {
-        b.iter_custom(|n| {
-            timed("ed25519/verify", n, || {
-                f.raw_key.verify(black_box(&f.raw_msg), &f.raw_sig).is_ok()
-            })
-        });
+        b.iter_custom(|n| timed("ed25519/verify", n, || raw_verify(f, next(), false)));
     });
 }
 
 /// The ratio, measured interleaved: short blocks of whole requests and of raw
 /// verifications alternate, so that whatever else the machine does (a build on
 /// the other core) weighs on both alike; each request block is compared with
-/// the raw blocks right after it.
+/// the raw blocks around it.
 struct Interleaved {
     /// Median per operation: whole request, verify_strict, verify.
     request: f64,
@@ -290,38 +328,43 @@ struct Interleaved {
 }
 
 fn interleaved(f: &Fixture, blocks: usize) -> Option<Interleaved> {
-    use ed25519_dalek::Verifier as _;
     const REQS: u64 = 32;
-    const RAWS: u64 = 64;
+    const RAWS: u64 = 48;
     let proofs = ProofVerifier::default();
     let mut now = NOW + 100_000;
     let (mut req, mut strict, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     let per_op = |t: Duration, n: u64| t.as_secs_f64() / n as f64;
+    let mut i = 0usize;
+    let mut raw_block = |strict: bool| {
+        let mut bad = 0;
+        let t = clock();
+        for _ in 0..RAWS {
+            i = i.wrapping_add(1);
+            bad += u64::from(!raw_verify(f, i, strict));
+        }
+        let t = clock().saturating_sub(t);
+        fail(bad);
+        per_op(t, RAWS)
+    };
     for _ in 0..blocks {
         now += 1;
-        let fresh = batch(f, REQS, now);
+        let fresh = batch(f, now as usize * REQS as usize, REQS, now);
         fail(REQS - fresh.len() as u64);
+        // Symmetric around the request block, so that neither reference gains
+        // from running first or last: strict, plain, requests, plain, strict.
+        let s1 = raw_block(true);
+        let p1 = raw_block(false);
         let mut bad = 0;
         let t = clock();
         for d in &fresh {
             bad += u64::from(!request(f, &proofs, d, now));
         }
         req.push(per_op(clock().saturating_sub(t), REQS));
-        let t = clock();
-        for _ in 0..RAWS {
-            bad += u64::from(
-                f.raw_key
-                    .verify_strict(black_box(&f.raw_msg), &f.raw_sig)
-                    .is_err(),
-            );
-        }
-        strict.push(per_op(clock().saturating_sub(t), RAWS));
-        let t = clock();
-        for _ in 0..RAWS {
-            bad += u64::from(f.raw_key.verify(black_box(&f.raw_msg), &f.raw_sig).is_err());
-        }
-        plain.push(per_op(clock().saturating_sub(t), RAWS));
         fail(bad);
+        let p2 = raw_block(false);
+        let s2 = raw_block(true);
+        strict.push((s1 + s2) / 2.0);
+        plain.push((p1 + p2) / 2.0);
     }
     let ratios = |raw: &[f64]| {
         let r: Vec<f64> = req.iter().zip(raw).map(|(q, r)| q / (2.0 * r)).collect();
@@ -429,7 +472,7 @@ fn main() -> ExitCode {
     if std::env::args().any(|a| matches!(a.as_str(), "--test" | "--list" | "--profile-time")) {
         return ExitCode::SUCCESS;
     }
-    let inter = interleaved(&fixture, 300);
+    let inter = interleaved(&fixture, 200);
     match report(inter) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
