@@ -49,6 +49,7 @@ pub fn router(b: Arc<Broker>) -> Router {
         .route("/revocations", get(feed))
         .route("/revocations/stream", get(feed_stream))
         .route("/audit/usage", post(usage))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(b.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -104,6 +105,16 @@ async fn observe(State(b): B, req: Request, next: Next) -> Response {
         start.elapsed().as_secs_f64(),
     );
     resp
+}
+
+async fn method_not_allowed() -> Response {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorBody {
+            error: "invalid_request".into(),
+            error_description: Some("this endpoint does not take this method".into()),
+        },
+    )
 }
 
 async fn not_found() -> Response {

@@ -229,6 +229,8 @@ async fn malformed_requests_get_json_errors() {
     let r = b.get("/nope").await;
     assert_eq!(r.status, 404);
     assert!(r.body["error"].is_string());
+    let r = b.get("/oauth/token").await;
+    assert_eq!((r.status, r.error()), (405, "invalid_request"));
     let r = b.get("/revocations?after=abc").await;
     assert_eq!(r.error(), "invalid_request");
     let r = b.post_form("/oauth/revoke", &[("token", "x")], &[]).await;
