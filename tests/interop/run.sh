@@ -37,6 +37,7 @@ for line in sys.stdin:
 export INTEROP_BIN
 
 echo "== interop: Python (joserfc, PyJWT)"
+(cd "$here" && "$venv/bin/ruff" check python && "$venv/bin/ruff" format --check python)
 (cd "$here" && "$venv/bin/python" -m pytest)
 
 echo "== interop: Node (jose, dpop)"

@@ -22,9 +22,20 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _build_cli() -> str:
     out = subprocess.run(
-        ["cargo", "build", "--quiet", "-p", "protonpass-agent", "--example", "interop",
-         "--message-format=json"],
-        cwd=REPO, check=True, capture_output=True, text=True,
+        [
+            "cargo",
+            "build",
+            "--quiet",
+            "-p",
+            "protonpass-agent",
+            "--example",
+            "interop",
+            "--message-format=json",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     for line in out.splitlines():
         msg = json.loads(line)
@@ -34,7 +45,7 @@ def _build_cli() -> str:
 
 
 @pytest.fixture(scope="session")
-def cli() -> "Cli":
+def cli() -> Cli:
     path = os.environ.get("INTEROP_BIN") or _build_cli()
     assert Path(path).is_file(), f"interop CLI not found at {path}"
     return Cli(path)
@@ -47,8 +58,9 @@ class Cli:
         self.path = path
 
     def _run(self, args: list[str], stdin: str = "") -> tuple[int, dict[str, Any]]:
-        r = subprocess.run([self.path, *args], input=stdin, capture_output=True,
-                           text=True, timeout=30)
+        r = subprocess.run(
+            [self.path, *args], input=stdin, capture_output=True, text=True, timeout=30
+        )
         assert r.returncode in (0, 1), f"interop {args[0]} failed: {r.stderr}"
         return r.returncode, json.loads(r.stdout)
 
@@ -60,10 +72,24 @@ class Cli:
         assert code == 0
         return out
 
-    def verify_proof(self, proof: str, method: str, url: str, now: int | None = None,
-                     jkt: str | None = None, ath_token: str | None = None) -> dict[str, Any]:
-        args = ["verify-proof", "--method", method, "--url", url,
-                "--now", str(int(time.time()) if now is None else now)]
+    def verify_proof(
+        self,
+        proof: str,
+        method: str,
+        url: str,
+        now: int | None = None,
+        jkt: str | None = None,
+        ath_token: str | None = None,
+    ) -> dict[str, Any]:
+        args = [
+            "verify-proof",
+            "--method",
+            method,
+            "--url",
+            url,
+            "--now",
+            str(int(time.time()) if now is None else now),
+        ]
         if jkt is not None:
             args += ["--jkt", jkt]
         if ath_token is not None:

@@ -22,8 +22,7 @@ def decode(value: str, key: Any, alg: str) -> jwt.Token:
     allowance, and only that warning is silenced (every other one is an error).
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated",
-                                category=SecurityWarning)
+        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
         return jwt.decode(value, key, algorithms=[alg])
 
 
@@ -55,8 +54,9 @@ def test_claims_registry_refuses_another_issuer_or_audience(made: dict[str, Any]
     tok = decode(made["token"], KeySet.import_key_set(made["jwks"]), "EdDSA")
     for claim in ("iss", "aud"):
         with pytest.raises(InvalidClaimError):
-            jwt.JWTClaimsRegistry(**{claim: {"essential": True, "value": "https://other.example"}}
-                                  ).validate(tok.claims)
+            jwt.JWTClaimsRegistry(
+                **{claim: {"essential": True, "value": "https://other.example"}}
+            ).validate(tok.claims)
 
 
 def test_tampered_access_token_is_refused(made: dict[str, Any]) -> None:

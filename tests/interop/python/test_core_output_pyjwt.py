@@ -23,8 +23,12 @@ def verify_token(made: dict[str, Any], token: str) -> dict[str, Any]:
     jwks = jwt.PyJWKSet.from_dict(made["jwks"])
     kid = jwt.get_unverified_header(token)["kid"]
     return jwt.decode_complete(
-        token, jwks[kid], algorithms=["EdDSA"], audience=made["audience"],
-        issuer=made["issuer"], options={"require": REQUIRED},
+        token,
+        jwks[kid],
+        algorithms=["EdDSA"],
+        audience=made["audience"],
+        issuer=made["issuer"],
+        options={"require": REQUIRED},
     )
 
 
@@ -40,11 +44,21 @@ def test_access_token_verifies_with_the_jwks(made: dict[str, Any]) -> None:
 def test_wrong_audience_and_issuer_are_refused(made: dict[str, Any]) -> None:
     key = jwt.PyJWKSet.from_dict(made["jwks"])[made["kid"]]
     with pytest.raises(jwt.InvalidAudienceError):
-        jwt.decode(made["token"], key, algorithms=["EdDSA"], audience="https://other.example",
-                   issuer=made["issuer"])
+        jwt.decode(
+            made["token"],
+            key,
+            algorithms=["EdDSA"],
+            audience="https://other.example",
+            issuer=made["issuer"],
+        )
     with pytest.raises(jwt.InvalidIssuerError):
-        jwt.decode(made["token"], key, algorithms=["EdDSA"], audience=made["audience"],
-                   issuer="https://other.example")
+        jwt.decode(
+            made["token"],
+            key,
+            algorithms=["EdDSA"],
+            audience=made["audience"],
+            issuer="https://other.example",
+        )
 
 
 def test_token_issued_two_hours_ago_has_expired(cli: Cli) -> None:
@@ -70,8 +84,9 @@ def test_dpop_proof_verifies_with_its_embedded_key(made: dict[str, Any]) -> None
     assert "kid" not in header
     key = jwt.PyJWK(header["jwk"])
     assert thumbprint(header["jwk"]) == made["jkt"]
-    out = jwt.decode_complete(made["proof"], key, algorithms=["EdDSA"],
-                              options={"require": ["iat", "jti"]})
+    out = jwt.decode_complete(
+        made["proof"], key, algorithms=["EdDSA"], options={"require": ["iat", "jti"]}
+    )
     c = out["payload"]
     assert c["htm"] == "GET"
     # htu is the normalized URL without query and fragment (RFC 9449 section 4.2).

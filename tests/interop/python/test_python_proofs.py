@@ -23,8 +23,13 @@ TOKEN = "an-opaque-access-token-value"
 
 
 def claims(**extra: Any) -> dict[str, Any]:
-    return {"jti": secrets.token_urlsafe(24), "htm": "POST", "htu": HTU,
-            "iat": int(time.time()), **extra}
+    return {
+        "jti": secrets.token_urlsafe(24),
+        "htm": "POST",
+        "htu": HTU,
+        "iat": int(time.time()),
+        **extra,
+    }
 
 
 def pyjwt_key(alg: str) -> tuple[Any, dict[str, Any]]:
@@ -38,8 +43,9 @@ def pyjwt_key(alg: str) -> tuple[Any, dict[str, Any]]:
 
 def pyjwt_proof(alg: str, **extra: Any) -> tuple[str, dict[str, Any]]:
     sk, jwk = pyjwt_key(alg)
-    proof = jwt.encode(claims(ath=ath(TOKEN), **extra), sk, algorithm=alg,
-                       headers={"typ": "dpop+jwt", "jwk": jwk})
+    proof = jwt.encode(
+        claims(ath=ath(TOKEN), **extra), sk, algorithm=alg, headers={"typ": "dpop+jwt", "jwk": jwk}
+    )
     return proof, jwk
 
 
@@ -76,11 +82,16 @@ def test_joserfc_proof_under_the_rfc_9864_name_is_accepted(cli: Cli) -> None:
 def test_tampered_pyjwt_proof_is_refused(cli: Cli, alg: str) -> None:
     proof, _ = pyjwt_proof(alg)
     # A changed claim under the original signature, and a changed signature.
-    for forged, method in ((with_claims(proof, htm="GET"), "GET"),
-                           (flip_signature_bit(proof), "POST")):
+    for forged, method in (
+        (with_claims(proof, htm="GET"), "GET"),
+        (flip_signature_bit(proof), "POST"),
+    ):
         out = cli.verify_proof(forged, method, URL, ath_token=TOKEN)
         assert (out["ok"], out["code"], out["reason"]) == (
-            False, "invalid_dpop_proof", "signature"), out
+            False,
+            "invalid_dpop_proof",
+            "signature",
+        ), out
 
 
 @pytest.mark.parametrize(
@@ -118,8 +129,7 @@ def test_proof_with_private_key_in_header_is_refused(cli: Cli) -> None:
 def test_unsigned_and_mac_proofs_are_refused(cli: Cli) -> None:
     _, jwk = pyjwt_key("EdDSA")
     none = jwt.encode(claims(), None, algorithm="none", headers={"typ": "dpop+jwt", "jwk": jwk})
-    mac = jwt.encode(claims(), "s" * 32, algorithm="HS256",
-                     headers={"typ": "dpop+jwt", "jwk": jwk})
+    mac = jwt.encode(claims(), "s" * 32, algorithm="HS256", headers={"typ": "dpop+jwt", "jwk": jwk})
     for proof in (none, mac):
         out = cli.verify_proof(proof, "POST", URL)
         assert (out["ok"], out["reason"]) == (False, "alg"), proof
@@ -133,17 +143,39 @@ def test_whole_request_from_a_pyjwt_broker_and_agent(cli: Cli) -> None:
     agent, agent_jwk = pyjwt_key("EdDSA")
     jwks = {"keys": [{**broker_jwk, "kid": "py-1", "use": "sig", "alg": "EdDSA"}]}
     token = jwt.encode(
-        {"iss": "https://broker.example", "sub": "owner-bob", "aud": "https://api.example",
-         "client_id": "py-agent", "iat": now, "exp": now + 600, "jti": secrets.token_hex(8),
-         "scope": "travel:book payment:execute:under-50", "cnf": {"jkt": thumbprint(agent_jwk)},
-         "gid": "grant-py", "act": {"sub": "py-agent"}},
-        broker, algorithm="EdDSA", headers={"typ": "at+jwt", "kid": "py-1"},
+        {
+            "iss": "https://broker.example",
+            "sub": "owner-bob",
+            "aud": "https://api.example",
+            "client_id": "py-agent",
+            "iat": now,
+            "exp": now + 600,
+            "jti": secrets.token_hex(8),
+            "scope": "travel:book payment:execute:under-50",
+            "cnf": {"jkt": thumbprint(agent_jwk)},
+            "gid": "grant-py",
+            "act": {"sub": "py-agent"},
+        },
+        broker,
+        algorithm="EdDSA",
+        headers={"typ": "at+jwt", "kid": "py-1"},
     )
-    proof = jwt.encode(claims(ath=ath(token)), agent, algorithm="EdDSA",
-                       headers={"typ": "dpop+jwt", "jwk": agent_jwk})
-    request = {"jwks": jwks, "issuer": "https://broker.example", "audience": "https://api.example",
-               "authorization": f"DPoP {token}", "dpop": proof, "method": "POST", "url": URL,
-               "now": now}
+    proof = jwt.encode(
+        claims(ath=ath(token)),
+        agent,
+        algorithm="EdDSA",
+        headers={"typ": "dpop+jwt", "jwk": agent_jwk},
+    )
+    request = {
+        "jwks": jwks,
+        "issuer": "https://broker.example",
+        "audience": "https://api.example",
+        "authorization": f"DPoP {token}",
+        "dpop": proof,
+        "method": "POST",
+        "url": URL,
+        "now": now,
+    }
     out = cli.verify_request(request)
     assert out["ok"], out
     assert out["claims"]["scope"] == "travel:book payment:execute:under-50"
@@ -151,15 +183,23 @@ def test_whole_request_from_a_pyjwt_broker_and_agent(cli: Cli) -> None:
 
     # A thief holding the token but not the agent's key.
     thief, thief_jwk = pyjwt_key("EdDSA")
-    stolen = jwt.encode(claims(ath=ath(token)), thief, algorithm="EdDSA",
-                        headers={"typ": "dpop+jwt", "jwk": thief_jwk})
+    stolen = jwt.encode(
+        claims(ath=ath(token)),
+        thief,
+        algorithm="EdDSA",
+        headers={"typ": "dpop+jwt", "jwk": thief_jwk},
+    )
     out = cli.verify_request({**request, "dpop": stolen})
     assert (out["ok"], out["code"], out["reason"]) == (False, "invalid_dpop_proof", "key_binding")
 
     # A token widened after signing.
     forged = with_claims(token, scope="travel:book payment:execute")
-    proof = jwt.encode(claims(ath=ath(forged)), agent, algorithm="EdDSA",
-                       headers={"typ": "dpop+jwt", "jwk": agent_jwk})
+    proof = jwt.encode(
+        claims(ath=ath(forged)),
+        agent,
+        algorithm="EdDSA",
+        headers={"typ": "dpop+jwt", "jwk": agent_jwk},
+    )
     out = cli.verify_request({**request, "authorization": f"DPoP {forged}", "dpop": proof})
     assert (out["ok"], out["code"], out["reason"]) == (False, "invalid_token", "signature")
 
@@ -169,11 +209,22 @@ def test_core_token_with_a_foreign_es256_proof_is_refused(cli: Cli) -> None:
     what a thief who stole the token but not the agent's key can do."""
     made = cli.make()
     sk, jwk = pyjwt_key("ES256")
-    proof = jwt.encode(claims(ath=ath(made["token"])), sk, algorithm="ES256",
-                       headers={"typ": "dpop+jwt", "jwk": jwk})
-    out = cli.verify_request({
-        "jwks": made["jwks"], "issuer": made["issuer"], "audience": made["audience"],
-        "authorization": f"DPoP {made['token']}", "dpop": proof, "method": "POST", "url": URL,
-        "now": made["now"],
-    })
+    proof = jwt.encode(
+        claims(ath=ath(made["token"])),
+        sk,
+        algorithm="ES256",
+        headers={"typ": "dpop+jwt", "jwk": jwk},
+    )
+    out = cli.verify_request(
+        {
+            "jwks": made["jwks"],
+            "issuer": made["issuer"],
+            "audience": made["audience"],
+            "authorization": f"DPoP {made['token']}",
+            "dpop": proof,
+            "method": "POST",
+            "url": URL,
+            "now": made["now"],
+        }
+    )
     assert (out["ok"], out["code"], out["reason"]) == (False, "invalid_dpop_proof", "key_binding")
