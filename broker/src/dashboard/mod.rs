@@ -118,7 +118,11 @@ fn pre_cookie(b: &Broker) -> &'static str {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure over https.
 fn set_cookie(b: &Broker, name: &str, value: &str, max_age: i64) -> String {
-    let secure = if https(b) { "; Secure" } else { "" };
+    cookie_line(https(b), name, value, max_age)
+}
+
+fn cookie_line(secure: bool, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
@@ -286,4 +290,52 @@ fn service_error(e: &Error, s: Option<&WebSession>) -> Response {
         tracing::error!(error = %m, "dashboard: server error");
     }
     view::message(status, "That did not work", &e.to_string(), s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_http_only_strict_and_secure_over_https() {
+        let c = cookie_line(true, "__Host-pp_session", "v", 60);
+        assert_eq!(
+            c,
+            "__Host-pp_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
+        );
+        assert!(!cookie_line(false, "pp_session", "v", 60).contains("Secure"));
+    }
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pp_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, "pp_session"), Some("abc"));
+        assert_eq!(cookie(&h, "pp"), None);
+        assert!(token_matches("abc", Some("abc")));
+        assert!(!token_matches("abc", Some("abd")));
+        assert!(!token_matches("abc", Some("ab")));
+        assert!(!token_matches("", Some("")));
+        assert!(!token_matches("abc", None));
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(
+            safe_next(Some("/device?user_code=X")),
+            Some("/device?user_code=X")
+        );
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad}");
+        }
+    }
 }
