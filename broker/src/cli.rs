@@ -512,10 +512,24 @@ fn serve(cfg: Config) -> Result<ExitCode> {
         }
         tokio::spawn(watch_store(b.clone()));
         let app = crate::http::router(b);
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| Error::Server(format!("server failed: {e}")))?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown().await;
+                let _ = stop_tx.send(true);
+            })
+            .into_future();
+        // Requests in flight finish; long-lived streams (the revocation feed)
+        // never do, so they get a short grace period.
+        let grace = async move {
+            let _ = stop_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Server(format!("server failed: {e}")))?,
+            () = grace => tracing::info!("closed the remaining streams"),
+        }
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -103,6 +103,21 @@ impl Broker {
         let _ = self.child.wait();
     }
 
+    /// Send SIGTERM and wait up to 10 s for the process to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Keep the data directory alive past this broker (for restarts).
     pub fn take_dir(&mut self) -> tempfile::TempDir {
         self._dir.take().unwrap()

@@ -281,3 +281,18 @@ async fn cli_revocation_reaches_stream_subscribers() {
         assert!(!String::from_utf8_lossy(&c).contains(&gid));
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_broker_even_with_open_streams() {
+    let mut b = Broker::start(&[]);
+    let resp = b
+        .http
+        .get(format!("{}/revocations/stream", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = b.terminate().expect("the broker did not stop");
+    assert!(status.success(), "{status:?}");
+    drop(resp);
+}
