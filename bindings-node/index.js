@@ -6,7 +6,19 @@
 // here: what a response asks of the client comes from `observeResponse`, what
 // a request is worth from `check`.
 
-const native = require('./native.js');
+let native;
+try {
+  native = require('./native.js');
+} catch (e) {
+  const err = new Error(
+    'protonpass-agent: the native addon is not built (the install script did not run or failed). ' +
+      'Run `npm rebuild protonpass-agent` with a Rust toolchain on PATH; with npm 11, allow the script first: ' +
+      '`npm pkg set allowScripts.protonpass-agent=true --json`.',
+    { cause: e },
+  );
+  err.code = 'addon_not_built';
+  throw err;
+}
 
 const MARKER = '\u0001protonpass:';
 
