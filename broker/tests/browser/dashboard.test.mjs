@@ -19,6 +19,7 @@ describe('owner dashboard', () => {
   let page;
   // Shared between the steps below, in order.
   const approved = {};
+  const enrolled = {};
 
   before(async () => {
     // Interval 0: the agent may poll right after the owner acts (no slow_down wait).
@@ -171,6 +172,7 @@ describe('owner dashboard', () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await page.goto(`${broker.issuer}/agents`);
     assert.ok((await page.textContent('main')).includes('nightly-report'));
+    Object.assign(enrolled, { agent, token: r.body });
   });
 
   test('the activity page shows the events and a verified chain; export is JSON Lines', async () => {
@@ -212,6 +214,27 @@ describe('owner dashboard', () => {
     assert.equal(wrong.status(), 403);
     await page.goto(`${broker.issuer}/agents`);
     assert.ok((await page.textContent('main')).includes('nightly-report'), 'still allowed');
+    assert.equal((await enrolled.agent.refresh(enrolled.token.refresh_token)).status, 200);
+  });
+
+  test('cutting off an agent revokes everything it holds', async () => {
+    const { agent } = enrolled;
+    const exchange = () =>
+      agent.token({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: enrolled.token.access_token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        resource: 'https://reports.example',
+      });
+    assert.equal((await exchange()).status, 200, 'works before');
+    await page.goto(`${broker.issuer}/agents`);
+    const card = page.locator('.agent-card', { hasText: 'nightly-report' });
+    await card.getByRole('button', { name: 'Cut off this agent' }).click();
+    await page.getByText(/Everything of this agent was revoked/).waitFor();
+    assert.ok(!(await page.textContent('main')).includes('nightly-report'));
+    const r = await exchange();
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error, 'invalid_grant', JSON.stringify(r.body));
   });
 
   test('an agent name with <script> and a javascript: URL is shown inert', async () => {
