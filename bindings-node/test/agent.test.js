@@ -239,3 +239,31 @@ test('error codes from real failures, no broker needed', async (t) => {
     assert.equal(err2.code, 'invalid_request');
   });
 });
+
+test('a broker that requires DPoP nonces, and a device code that expires', async (t) => {
+  const broker = await startBroker(['--dpop-nonce', 'true', '--device-ttl', '2s']);
+  t.after(() => broker.stop());
+  const base = { broker: broker.url, audience: AUD, store: 'memory', revokeOnExit: false };
+
+  await t.test('the token endpoint nonce challenge is answered', async () => {
+    const g = await broker.cliJson('grant', 'create', '--agent', 'nonce-bot', '--scope', 'travel:search', '--audience', AUD);
+    const s = await authenticateWithProton({ ...base, agentName: 'nonce-bot', scope: ['travel:search'], enrollmentCode: g.enrollment_code });
+    assert.deepEqual(s.scopes, ['travel:search']);
+    await s.renew();
+    await s.close();
+  });
+
+  await t.test('nobody approves: expired_token', async () => {
+    let prompted = 0;
+    const err = await authenticateWithProton({
+      ...base,
+      agentName: 'late-bot',
+      scope: ['travel:search'],
+      onPrompt: () => prompted++,
+    }).catch((e) => e);
+    assert.equal(prompted, 1);
+    assert.ok(err instanceof ApprovalError, String(err));
+    assert.equal(err.code, 'expired_token');
+    assert.match(err.message, /call authenticateWithProton again/);
+  });
+});
