@@ -234,3 +234,30 @@ test('background renewal keeps a short-lived session usable', async (t) => {
   assert.equal(later.grantId, first.grantId);
   await s.close();
 });
+
+test('one session, two APIs: a token per audience', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const a = await startApi(broker.url);
+  t.after(() => a.close());
+  const b = await startApi(broker.url);
+  t.after(() => b.close());
+  const g = await broker.cliJson(
+    'grant', 'create', '--agent', 'multi-bot', '--scope', 'travel:search', '--audience', a.url, '--audience', b.url,
+  );
+  const s = await authenticateWithProton({
+    broker: broker.url, audience: a.url, store: 'memory', agentName: 'multi-bot',
+    scope: ['travel:search'], enrollmentCode: g.enrollment_code, revokeOnExit: false,
+  });
+  assert.deepEqual(await s.addAudience(b.url), ['travel:search']);
+  assert.deepEqual([...s.audiences].sort(), [a.url, b.url].sort());
+  const ra = await (await s.fetch(`${a.url}/whoami`)).json();
+  const rb = await (await s.fetch(`${b.url}/whoami`)).json();
+  assert.notEqual(ra.tokenId, rb.tokenId);
+  // Each token names its own API.
+  const idA = await a.verifier.verify({ method: 'GET', url: `${a.url}/whoami`, headers: s.headers('GET', `${a.url}/whoami`) });
+  const idB = await b.verifier.verify({ method: 'GET', url: `${b.url}/whoami`, headers: s.headers('GET', `${b.url}/whoami`) });
+  assert.notEqual(idA.tokenId, idB.tokenId);
+  assert.equal(idA.grantId, idB.grantId);
+  await s.close();
+});
