@@ -7,6 +7,8 @@ SHELL := /bin/bash
 export CARGO_TERM_COLOR ?= never
 FUZZ_SECONDS ?= 20
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# Every suite (Rust, Python, Node, browser) starts this broker binary.
+export PROTONPASS_BROKER_BIN ?= $(TARGET_DIR)/debug/protonpass-broker
 
 .PHONY: help
 help: ## List the targets
@@ -22,7 +24,7 @@ demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop fuzz-smoke ## Every check and every test suite
+test: lint test-rust test-interop test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
@@ -39,6 +41,10 @@ test-rust: ## Rust unit and integration tests (the broker binary is built first:
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
 	bash tests/interop/run.sh
+
+.PHONY: test-browser
+test-browser: ## The dashboard in headless Chromium (Playwright)
+	bash broker/tests/browser/run.sh
 
 .PHONY: fuzz-smoke
 fuzz-smoke: ## Each fuzz target for a short period (FUZZ_SECONDS, default 20)

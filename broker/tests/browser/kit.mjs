@@ -16,7 +16,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const SHOTS = process.env.SCREENSHOT_DIR || join(ROOT, 'artifacts', 'screenshots');
 const TARGET = process.env.CARGO_TARGET_DIR || join(ROOT, 'target');
-export const BIN = process.env.BROKER_BIN || join(TARGET, 'debug', 'protonpass-broker');
+export const BIN = process.env.PROTONPASS_BROKER_BIN || join(TARGET, 'debug', 'protonpass-broker');
 
 /** Start the broker; resolves with its issuer URL and the one-time setup link it prints. */
 export async function startBroker(env = {}) {
