@@ -67,7 +67,14 @@ impl Drop for BrokerProcess {
 
 fn start_broker(bin: &Path, data: &Path) -> Fallible<BrokerProcess> {
     let mut child = Command::new(bin)
-        .args(["serve", "--addr", "127.0.0.1:0", "--device-interval", "1", "--data"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--device-interval",
+            "1",
+            "--data",
+        ])
         .arg(data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -108,7 +115,10 @@ async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     type Reply = std::result::Result<String, Rejection>;
     async fn flights(agent: Agent) -> Reply {
         agent.require("travel:search")?;
@@ -164,24 +174,35 @@ async fn run() -> Fallible<()> {
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
 
-    step(1, "The person starts their broker (embedded SQLite, loopback only).");
+    step(
+        1,
+        "The person starts their broker (embedded SQLite, loopback only).",
+    );
     let broker = start_broker(&bin, data.path())?;
     println!("   broker at {}", broker.issuer);
 
-    step(2, "The travel API starts and trusts the broker's keys and revocation feed.");
+    step(
+        2,
+        "The travel API starts and trusts the broker's keys and revocation feed.",
+    );
     let verifier = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUDIENCE))
         .await
         .map_err(|e| e.to_string())?;
     let base = start_travel_api(verifier).await?;
     println!("   travel API at {base}/travel (audience {AUDIENCE})");
 
-    step(3, "The agent asks for access; the broker shows the person a code.");
+    step(
+        3,
+        "The agent asks for access; the broker shows the person a code.",
+    );
     let data_dir = data.path().to_path_buf();
     let bin2 = bin.clone();
     let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
         println!(
             "   agent says: open {} and confirm the code {}",
-            p.verification_uri_complete.as_deref().unwrap_or(&p.verification_uri),
+            p.verification_uri_complete
+                .as_deref()
+                .unwrap_or(&p.verification_uri),
             p.user_code
         );
         println!("   the person approves, with a 1-day lifetime:");
@@ -208,26 +229,66 @@ async fn run() -> Fallible<()> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    println!("   granted: {} (key {}...)", session.scopes(), &session.thumbprint()[..8]);
+    println!(
+        "   granted: {} (key {}...)",
+        session.scopes(),
+        &session.thumbprint()[..8]
+    );
 
     step(4, "The agent searches flights and hotels.");
-    let (s, body) = call(&session, "GET", &format!("{base}/travel/flights"), "find flights to Paris").await?;
+    let (s, body) = call(
+        &session,
+        "GET",
+        &format!("{base}/travel/flights"),
+        "find flights to Paris",
+    )
+    .await?;
     println!("   GET /flights -> {s} {body}");
-    let (s, body) = call(&session, "GET", &format!("{base}/travel/hotels"), "find a hotel").await?;
+    let (s, body) = call(
+        &session,
+        "GET",
+        &format!("{base}/travel/hotels"),
+        "find a hotel",
+    )
+    .await?;
     println!("   GET /hotels  -> {s} {body}");
 
-    step(5, "It proposes the itinerary; the person confirms the booking (answered automatically here).");
+    step(
+        5,
+        "It proposes the itinerary; the person confirms the booking (answered automatically here).",
+    );
     println!("   agent: book TP 1234 and Le Petit, total 465? person: yes");
-    let (s, body) = call(&session, "POST", &format!("{base}/travel/bookings"), "book the confirmed itinerary").await?;
+    let (s, body) = call(
+        &session,
+        "POST",
+        &format!("{base}/travel/bookings"),
+        "book the confirmed itinerary",
+    )
+    .await?;
     println!("   POST /bookings -> {s} {body}");
-    let (s, body) = call(&session, "POST", &format!("{base}/travel/payments?amount=465"), "pay the booking").await?;
+    let (s, body) = call(
+        &session,
+        "POST",
+        &format!("{base}/travel/payments?amount=465"),
+        "pay the booking",
+    )
+    .await?;
     println!("   POST /payments?amount=465 -> {s} {body}");
     if s != 200 {
         return Err("the payment within the limit was refused".into());
     }
 
-    step(6, "A payment above the agent's limit is refused by the API.");
-    let (s, www) = call(&session, "POST", &format!("{base}/travel/payments?amount=800"), "upgrade to first class").await?;
+    step(
+        6,
+        "A payment above the agent's limit is refused by the API.",
+    );
+    let (s, www) = call(
+        &session,
+        "POST",
+        &format!("{base}/travel/payments?amount=800"),
+        "upgrade to first class",
+    )
+    .await?;
     println!("   POST /payments?amount=800 -> {s} {www}");
     if s != 403 {
         return Err("the payment above the limit was not refused".into());
@@ -239,7 +300,14 @@ async fn run() -> Fallible<()> {
     cli(&bin, data.path(), &["revoke", "--agent", "travel-bot"])?;
     let mut cut = None;
     for _ in 0..50 {
-        match call(&session, "GET", &format!("{base}/travel/flights"), "search again").await {
+        match call(
+            &session,
+            "GET",
+            &format!("{base}/travel/flights"),
+            "search again",
+        )
+        .await
+        {
             Ok((200, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
             Ok((s, www)) => {
                 cut = Some(format!("{s} {www}"));
@@ -266,7 +334,9 @@ async fn run() -> Fallible<()> {
 async fn main() -> ExitCode {
     match run().await {
         Ok(()) => {
-            println!("\nThe travel demo completed: approved, used, refused above its limit, revoked, audited.");
+            println!(
+                "\nThe travel demo completed: approved, used, refused above its limit, revoked, audited."
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -176,9 +176,11 @@ async fn device_grant_then_stored_grant_then_revocation() {
     broker.cli(&["revoke", "--agent", "travel-bot"]);
     // The API answers 401; the session's one renewal attempt then finds the
     // grant revoked, and the caller gets a typed invalid_grant error.
-    let cut = eventually(5, async || match s.send("GET", &url, &[], None, None).await {
-        Err(e) => e.code() == "invalid_grant",
-        Ok(r) => r.status() == 401,
+    let cut = eventually(5, async || {
+        match s.send("GET", &url, &[], None, None).await {
+            Err(e) => e.code() == "invalid_grant",
+            Ok(r) => r.status() == 401,
+        }
     })
     .await;
     assert!(cut, "an owner revocation reaches the running verifier");
@@ -353,9 +355,11 @@ async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
         .to_owned();
     broker.cli(&["revoke", &gid]);
     broker.restart();
-    let cut = eventually(15, async || match s.send("GET", &url, &[], None, None).await {
-        Err(e) => e.code() == "invalid_grant",
-        Ok(r) => r.status() == 401,
+    let cut = eventually(15, async || {
+        match s.send("GET", &url, &[], None, None).await {
+            Err(e) => e.code() == "invalid_grant",
+            Ok(r) => r.status() == 401,
+        }
     })
     .await;
     assert!(
