@@ -6,7 +6,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 venv="$cache/py-bench-venv"
-export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+# Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
+tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   rm -rf "$venv"; mkdir -p "$cache"; python3 -m venv "$venv"
 fi
@@ -18,6 +19,6 @@ fi
 nice -n 10 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
   (cd "$root" && cargo build --quiet --locked --release -p protonpass-broker)
-  export PROTONPASS_BROKER_BIN="$root/target/$CARGO_BUILD_TARGET/release/protonpass-broker"
+  export PROTONPASS_BROKER_BIN="${tdir}release/protonpass-broker"
 fi
 "$venv/bin/python" "$here/bench/bench.py"

@@ -11,7 +11,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 venv="$cache/py-venv"
-export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+# Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
+tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 
 if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   rm -rf "$venv"
@@ -33,8 +34,7 @@ MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
 # The real broker.
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
   (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
-  export PROTONPASS_BROKER_BIN="$root/target/$CARGO_BUILD_TARGET/debug/protonpass-broker"
-  [[ -x "$PROTONPASS_BROKER_BIN" ]] || export PROTONPASS_BROKER_BIN="$root/target/debug/protonpass-broker"
+  export PROTONPASS_BROKER_BIN="${tdir}debug/protonpass-broker"
 fi
 
 echo "== python: ruff, mypy --strict"
@@ -43,6 +43,19 @@ echo "== python: ruff, mypy --strict"
 
 echo "== python: stub check (mypy.stubtest)"
 (cd "$cache" && "$venv/bin/python" -m mypy.stubtest protonpass_agent._native)
+
+# The source distribution too, installed into a fresh venv outside the repository.
+if [[ "${PROTONPASS_PY_SDIST:-1}" != 0 ]]; then
+  echo "== python: maturin sdist, installed in a fresh venv"
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  "$venv/bin/maturin" sdist -m "$here/Cargo.toml" -o "$work/dist" >/dev/null 2>&1
+  python3 -m venv "$work/venv"
+  (cd "$work" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
+    MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
+    "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$work"/dist/*.tar.gz &&
+    "$work/venv/bin/python" -c 'import protonpass_agent as p, sys; assert p.Session and p.Verifier; print("sdist install ok:", p.__version__)')
+fi
 
 echo "== python: pytest"
 set +e

@@ -237,6 +237,7 @@ fn options(
     required: Option<Vec<String>>,
     reason: Option<String>,
     enrollment_code: Option<String>,
+    passphrase: Option<String>,
     extend: bool,
 ) -> AuthOptions {
     let store = match store.as_deref() {
@@ -254,6 +255,7 @@ fn options(
         required,
         reason,
         enrollment_code,
+        passphrase: passphrase.map(Into::into),
         extend,
         ..AuthOptions::default()
     }
@@ -262,7 +264,8 @@ fn options(
 /// Authenticate (blocking; the GIL is released while waiting).
 #[pyfunction]
 #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
-    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, extend=false))]
+    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
+    extend=false))]
 #[allow(clippy::too_many_arguments)]
 fn authenticate(
     py: Python<'_>,
@@ -277,6 +280,7 @@ fn authenticate(
     required: Option<Vec<String>>,
     reason: Option<String>,
     enrollment_code: Option<String>,
+    passphrase: Option<String>,
     extend: bool,
 ) -> PyResult<Session> {
     let opts = options(
@@ -289,6 +293,7 @@ fn authenticate(
         required,
         reason,
         enrollment_code,
+        passphrase,
         extend,
     );
     let s = block_on(py, async move {
@@ -303,7 +308,8 @@ fn authenticate(
 /// Authenticate (awaitable).
 #[pyfunction]
 #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
-    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, extend=false))]
+    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
+    extend=false))]
 #[allow(clippy::too_many_arguments)]
 fn authenticate_async<'py>(
     py: Python<'py>,
@@ -318,6 +324,7 @@ fn authenticate_async<'py>(
     required: Option<Vec<String>>,
     reason: Option<String>,
     enrollment_code: Option<String>,
+    passphrase: Option<String>,
     extend: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let opts = options(
@@ -330,6 +337,7 @@ fn authenticate_async<'py>(
         required,
         reason,
         enrollment_code,
+        passphrase,
         extend,
     );
     pyo3_async_runtimes::tokio::future_into_py(py, async move {

@@ -162,3 +162,20 @@ def test_memory_store(broker: Broker, api: Api, agent_name: str) -> None:
         ["travel:search"], api.audience, broker=broker.issuer, agent_name=agent_name, store="memory", prompt=none
     ):
         assert none.calls == 0
+
+
+def test_passphrase_seals_the_stored_grant(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+    approver = Approver(broker)
+    kw = dict(broker=broker.issuer, agent_name=agent_name, store=home)
+    with pa.authenticate_with_proton(
+        ["travel:search"], api.audience, prompt=approver, passphrase="correct horse", **kw
+    ):
+        pass
+    stored = (home / "default.json").read_text()
+    assert '"d"' not in stored  # no private JWK in the clear
+    none = NoPrompt()
+    with pa.authenticate_with_proton(["travel:search"], api.audience, prompt=none, passphrase="correct horse", **kw):
+        assert none.calls == 0
+    with pytest.raises(pa.StorageError) as e:
+        pa.authenticate_with_proton(["travel:search"], api.audience, prompt=none, passphrase="wrong", **kw)
+    assert e.value.code == "storage_error"

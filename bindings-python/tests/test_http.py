@@ -117,11 +117,33 @@ def test_nonce_challenge_answered(enroll, api: Api) -> None:
         assert asyncio.run(run_async()) == 200
 
 
-def test_nonce_challenge_fresh_session_requests(enroll, api: Api) -> None:
-    with enroll(["travel:search"]) as s, requests.Session() as http:
-        r = http.get(f"{api.url}/nonce/whoami", auth=s.requests_auth)
-        assert r.status_code == 200, r.text
-        assert len(r.history) == 1 and r.history[0].status_code == 401
+def test_nonce_challenge_requests_on_a_new_origin(broker: Broker, agent_name: str) -> None:
+    # Nonces are cached per origin for the whole process: a new API origin
+    # starts without one, so the first call meets the challenge.
+    other = Api(broker)
+    try:
+        code = broker.cli_json(
+            "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", other.audience
+        )
+        with (
+            pa.authenticate_with_proton(
+                ["travel:search"],
+                other.audience,
+                broker=broker.issuer,
+                agent_name=agent_name,
+                store="memory",
+                enrollment_code=code["enrollment_code"],
+            ) as s,
+            requests.Session() as http,
+        ):
+            r = http.get(f"{other.url}/nonce/whoami", auth=s.requests_auth)
+            assert r.status_code == 200, r.text
+            assert len(r.history) == 1 and r.history[0].status_code == 401
+            assert 'error="use_dpop_nonce"' in r.history[0].headers["www-authenticate"]
+            r = http.get(f"{other.url}/nonce/whoami", auth=s.requests_auth)
+            assert r.status_code == 200 and r.history == []
+    finally:
+        other.close()
 
 
 def test_owner_revocation_seen_by_verifier(enroll, api: Api, broker: Broker) -> None:

@@ -93,6 +93,7 @@ def authenticate(
     required: Optional[list[str]] = None,
     reason: Optional[str] = None,
     enrollment_code: Optional[str] = None,
+    passphrase: Optional[str] = None,
     extend: bool = False,
 ) -> Session: ...
 def authenticate_async(
@@ -107,6 +108,7 @@ def authenticate_async(
     required: Optional[list[str]] = None,
     reason: Optional[str] = None,
     enrollment_code: Optional[str] = None,
+    passphrase: Optional[str] = None,
     extend: bool = False,
 ) -> Awaitable[Session]: ...
 

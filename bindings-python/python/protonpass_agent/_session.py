@@ -207,6 +207,7 @@ def authenticate_with_proton(
     required: Optional[Iterable[str]] = None,
     reason: Optional[str] = None,
     enrollment_code: Optional[str] = None,
+    passphrase: Optional[str] = None,
     extend: bool = False,
 ) -> Session:
     """Get a session with access tokens for ``scope`` on ``audience``.
@@ -218,7 +219,8 @@ def authenticate_with_proton(
     come from ``PROTONPASS_BROKER_URL``, ``PROTONPASS_AGENT_NAME``,
     ``PROTONPASS_PROFILE`` and ``PROTONPASS_ENROLLMENT_CODE``; the file store
     lives in ``PROTONPASS_HOME``. ``store`` is ``"file"``, ``"memory"`` or a
-    directory. ``required`` (default: every scope) must be granted, else
+    directory; ``passphrase`` (or ``PROTONPASS_PASSPHRASE``) seals the stored
+    key and refresh token. ``required`` (default: every scope) must be granted, else
     :class:`ScopeNotGranted`; ``extend=True`` asks the owner again when the
     stored grant lacks some. Blocks with the GIL released.
     """
@@ -235,6 +237,7 @@ def authenticate_with_proton(
         required=None if required is None else list(required),
         reason=reason,
         enrollment_code=enrollment_code,
+        passphrase=passphrase,
         extend=extend,
     )
     return Session(native)
@@ -253,6 +256,7 @@ async def authenticate_with_proton_async(
     required: Optional[Iterable[str]] = None,
     reason: Optional[str] = None,
     enrollment_code: Optional[str] = None,
+    passphrase: Optional[str] = None,
     extend: bool = False,
 ) -> Session:
     """:func:`authenticate_with_proton` for asyncio."""
@@ -269,6 +273,7 @@ async def authenticate_with_proton_async(
         required=None if required is None else list(required),
         reason=reason,
         enrollment_code=enrollment_code,
+        passphrase=passphrase,
         extend=extend,
     )
     return Session(native)
