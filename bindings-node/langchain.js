@@ -32,7 +32,7 @@ function createProtonPassTool(session, options = {}) {
       const rel = String(path || '').replace(/^\/+/, '');
       const url = new URL(rel, base);
       // Stay under the API: no absolute URLs, no climbing out of the base path.
-      if (url.origin !== baseUrl.origin || !url.href.startsWith(base.replace(/\/$/, ''))) {
+      if (url.origin !== baseUrl.origin || !(url.href.startsWith(base) || url.href === base.slice(0, -1))) {
         return `error: ${path} is outside the API ${base}`;
       }
       const init = { method: m, reason: reason || options.reason };
