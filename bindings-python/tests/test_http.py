@@ -216,3 +216,56 @@ def test_renewal_and_add_audience(enroll, api: Api) -> None:
 
         asyncio.run(renew_async())
         assert c.get("/whoami").json()["token_id"] not in (first, second)
+
+
+def test_revoked_access_token_is_renewed_transparently(enroll, api: Api, broker: Broker) -> None:
+    # The owner revokes one access token (not the grant): the verifier answers
+    # invalid_token, and the auth renews from the grant and retries once.
+    with enroll(["travel:search"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
+        first = c.get("/whoami").json()["token_id"]
+        broker.cli("revoke", first)
+        retried: list[httpx.Response] = []
+
+        def renewed() -> bool:
+            r = c.get("/whoami")
+            assert r.status_code == 200, r.text
+            retried.append(r)
+            return r.json()["token_id"] != first
+
+        wait_until(renewed, "a new token after the revocation")
+        assert [h.status_code for h in retried[-1].history] == [401]
+        assert 'error="invalid_token"' in retried[-1].history[0].headers["www-authenticate"]
+
+
+def test_gil_released_while_waiting(broker: Broker, api: Api, agent_name: str) -> None:
+    # While a blocking call waits on the network (here: the device grant being
+    # polled until the owner approves), other Python threads keep running.
+    import threading
+
+    ticks = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+
+    seen_at_prompt: list[int] = []
+
+    def prompt(p: pa.DevicePrompt) -> None:
+        seen_at_prompt.append(ticks)
+        broker.approve(p.user_code)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        with pa.authenticate_with_proton(
+            ["travel:search"], api.audience, broker=broker.issuer, agent_name=agent_name, store="memory", prompt=prompt
+        ):
+            after = ticks
+    finally:
+        stop.set()
+        t.join()
+    # The poll waits at least one interval after the prompt: the spinning
+    # thread ran meanwhile.
+    assert after - seen_at_prompt[0] > 10_000

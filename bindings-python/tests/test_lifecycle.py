@@ -108,3 +108,5 @@ def test_public_api_and_typing_marker() -> None:
     pkg = Path(pa.__file__).parent
     assert (pkg / "py.typed").is_file()
     assert (pkg / "_native.pyi").is_file()
+    # One abi3 extension serves CPython 3.9 and later.
+    assert Path(pa._native.__file__).name.startswith("_native.abi3.")
