@@ -194,6 +194,20 @@ test('the agent side against a real broker', async (t) => {
       const s = await authenticateWithProton({ scope: ['travel:search'], audience: AUD, revokeOnExit: false });
       assert.deepEqual(s.scopes, ['travel:search']);
       await s.close(true);
+      // close(true) revoked and forgot the grant: the next run must ask the owner.
+      delete process.env.PROTONPASS_ENROLLMENT_CODE;
+      let prompted = 0;
+      const err = await authenticateWithProton({
+        scope: ['travel:search'],
+        audience: AUD,
+        revokeOnExit: false,
+        onPrompt: (p) => {
+          prompted++;
+          broker.cli('deny', p.userCode).catch(console.error);
+        },
+      }).catch((e) => e);
+      assert.equal(prompted, 1);
+      assert.equal(err.code, 'access_denied');
     } finally {
       for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
       Object.assign(process.env, saved);
