@@ -4,7 +4,7 @@
 // DPoP-bound request with our Verifier against the same checks with `jose`.
 // Runs against the real broker on 127.0.0.1 port 0.
 //
-//   node bench/bench.js            (BENCH_N=... to change the sample size)
+//   npm run bench   (builds the release addon first; BENCH_N=... sets the sample size)
 const { createHash, randomUUID } = require('node:crypto');
 const { authenticateWithProton } = require('protonpass-agent');
 const { startBroker } = require('../test/helpers/broker.js');
