@@ -269,3 +269,27 @@ def test_gil_released_while_waiting(broker: Broker, api: Api, agent_name: str) -
     # The poll waits at least one interval after the prompt: the spinning
     # thread ran meanwhile.
     assert after - seen_at_prompt[0] > 10_000
+
+
+def test_verifier_connect_and_verify_async(enroll, api: Api, broker: Broker) -> None:
+    url = f"{api.url}/whoami"
+
+    async def main(s: pa.Session) -> pa.Identity:
+        v = await pa.Verifier.connect(broker.issuer, api.audience)
+        try:
+            return await v.verify_async("GET", url, s.headers("GET", url, reason="async check"))
+        finally:
+            v.stop()
+
+    with enroll(["travel:search"]) as s:
+        who = asyncio.run(main(s))
+        assert who.scopes == ["travel:search"] and who.reason == "async check"
+        assert who.agent.startswith("py-agent-") and who.jkt == s.thumbprint
+
+
+def test_async_prompt_is_refused(api: Api, broker: Broker) -> None:
+    async def prompt(p: pa.DevicePrompt) -> None:
+        pass
+
+    with pytest.raises(TypeError):
+        pa.authenticate_with_proton(["travel:search"], api.audience, broker=broker.issuer, prompt=prompt)

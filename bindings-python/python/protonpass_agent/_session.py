@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import signal
 import threading
@@ -189,7 +190,12 @@ class Session:
         return repr(self._native)
 
 
-def _args(scope: Union[str, Iterable[str]], store: Optional[StoreArg]) -> tuple[list[str], Optional[str]]:
+def _args(
+    scope: Union[str, Iterable[str]], store: Optional[StoreArg], prompt: Optional[Prompt]
+) -> tuple[list[str], Optional[str]]:
+    if prompt is not None and inspect.iscoroutinefunction(prompt):
+        # It is called from the runtime's thread, where nothing would await it.
+        raise TypeError("prompt must be a plain function (it may hand the prompt to your event loop)")
     scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
     return scopes, (None if store is None else os.fspath(store))
 
@@ -224,7 +230,7 @@ def authenticate_with_proton(
     :class:`ScopeNotGranted`; ``extend=True`` asks the owner again when the
     stored grant lacks some. Blocks with the GIL released.
     """
-    scopes, store_s = _args(scope, store)
+    scopes, store_s = _args(scope, store, prompt)
     native = _native.authenticate(
         scopes,
         audience,
@@ -260,7 +266,7 @@ async def authenticate_with_proton_async(
     extend: bool = False,
 ) -> Session:
     """:func:`authenticate_with_proton` for asyncio."""
-    scopes, store_s = _args(scope, store)
+    scopes, store_s = _args(scope, store, prompt)
     native = await _native.authenticate_async(
         scopes,
         audience,

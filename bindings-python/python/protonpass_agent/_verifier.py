@@ -57,9 +57,8 @@ class Verifier:
         client_secret: Optional[str] = None,
         introspect_when_stale: bool = False,
         report_usage: bool = False,
-        _native_verifier: Optional[_native.Verifier] = None,
     ) -> None:
-        self._native = _native_verifier or _native.Verifier(
+        self._native = _native.Verifier(
             issuer,
             audience,
             require_nonce=require_nonce,
@@ -74,8 +73,9 @@ class Verifier:
     @classmethod
     async def connect(cls, issuer: str, audience: str, **options: Any) -> Verifier:
         """Build a verifier without blocking the event loop."""
-        native = await _native.Verifier.connect(issuer, audience, **options)
-        return cls(issuer, audience, _native_verifier=native)
+        self = cls.__new__(cls)
+        self._native = await _native.Verifier.connect(issuer, audience, **options)
+        return self
 
     def verify(self, method: str, url: str, headers: Headers) -> Identity:
         """Verify one request (method, full URL as the client addressed it, headers)."""
