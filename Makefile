@@ -24,7 +24,7 @@ demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop test-browser fuzz-smoke ## Every check and every test suite
+test: lint test-rust test-interop test-node test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
@@ -41,6 +41,10 @@ test-rust: ## Rust unit and integration tests (the broker binary is built first:
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
 	bash tests/interop/run.sh
+
+.PHONY: test-node
+test-node: ## The Node package: npm install builds the addon; node --test, tsc, npm pack
+	bash bindings-node/run-tests.sh
 
 .PHONY: test-browser
 test-browser: ## The dashboard in headless Chromium (Playwright)
@@ -59,3 +63,4 @@ bench: ## Benchmarks, figures printed
 	cargo bench -p protonpass-agent --bench core
 	cargo build --release --locked -p protonpass-broker
 	cargo bench -p protonpass-e2e --bench client
+	cd bindings-node && npm run bench
