@@ -247,7 +247,7 @@ struct Inner {
     feed_connected: AtomicBool,
     nonce_secret: [u8; 32],
     usage: Mutex<Vec<UsageEvent>>,
-    stop: AtomicBool,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Verifies DPoP-bound requests for one API (audience).
@@ -304,17 +304,17 @@ impl Verifier {
             feed_connected: AtomicBool::new(false),
             nonce_secret,
             usage: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            stop: tokio::sync::watch::Sender::new(false),
             meta,
             opts,
         });
         fetch_jwks(&inner).await?;
         if inner.opts.follow_feed {
             poll_feed(&inner).await?;
-            tokio::spawn(feed_loop(Arc::downgrade(&inner)));
+            tokio::spawn(feed_loop(Arc::downgrade(&inner), inner.stop.subscribe()));
         }
         if inner.opts.usage_reports.is_some() {
-            tokio::spawn(usage_loop(Arc::downgrade(&inner)));
+            tokio::spawn(usage_loop(Arc::downgrade(&inner), inner.stop.subscribe()));
         }
         Ok(Verifier { inner })
     }
@@ -503,7 +503,7 @@ impl Verifier {
 
     /// Stop the background tasks (also happens when the last clone is dropped).
     pub fn stop(&self) {
-        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.stop.send_replace(true);
     }
 
     fn record_use(&self, method: &str, url: &str, r: &std::result::Result<Identity, Rejection>) {
@@ -609,46 +609,63 @@ async fn poll_feed(inner: &Arc<Inner>) -> Result<()> {
     }
 }
 
+/// Resolves when the verifier is stopped or dropped (its sender goes away).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Follow the SSE stream, resuming from the last sequence number; between
-/// connection attempts, catch up by polling. Ends with the verifier.
-async fn feed_loop(weak: Weak<Inner>) {
+/// connection attempts, catch up by polling. Holds the verifier only weakly
+/// (between events), and ends as soon as it is stopped or dropped.
+async fn feed_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut failures = 0u32;
     let mut last_purge = Instant::now();
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let stream_url = inner
-            .meta
-            .revocation_stream_endpoint
-            .clone()
-            .unwrap_or_else(|| format!("{}/stream", feed_url(&inner)));
-        let after = inner.feed_seq.load(Ordering::SeqCst);
-        let connected = follow_stream(&inner, &stream_url, after, &weak).await;
-        inner.feed_connected.store(false, Ordering::SeqCst);
-        if connected {
-            failures = 0;
-        } else {
-            failures = failures.saturating_add(1);
-        }
-        let _ = poll_feed(&inner).await;
-        if last_purge.elapsed() > Duration::from_secs(60) {
-            inner.revoked.purge(inner.opts.clock.now());
-            last_purge = Instant::now();
-        }
-        let wait = if failures == 0 {
-            Duration::from_millis(100)
-        } else {
-            http::backoff(failures.min(4), inner.opts.rng.as_ref())
+        let (stream_url, after) = {
+            let Some(inner) = weak.upgrade() else { return };
+            let url = inner
+                .meta
+                .revocation_stream_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("{}/stream", feed_url(&inner)));
+            (url, inner.feed_seq.load(Ordering::SeqCst))
         };
-        drop(inner);
-        tokio::time::sleep(wait).await;
+        let connected = tokio::select! {
+            c = follow_stream(&weak, &stream_url, after) => c,
+            () = stopped(&mut stop) => return,
+        };
+        let wait = {
+            let Some(inner) = weak.upgrade() else { return };
+            inner.feed_connected.store(false, Ordering::SeqCst);
+            if connected {
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+            }
+            let _ = poll_feed(&inner).await;
+            if last_purge.elapsed() > Duration::from_secs(60) {
+                inner.revoked.purge(inner.opts.clock.now());
+                last_purge = Instant::now();
+            }
+            if failures == 0 {
+                Duration::from_millis(100)
+            } else {
+                http::backoff(failures.min(4), inner.opts.rng.as_ref())
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stopped(&mut stop) => return,
+        }
     }
 }
 
 /// Returns whether the stream was connected at all.
-async fn follow_stream(inner: &Arc<Inner>, url: &str, after: i64, weak: &Weak<Inner>) -> bool {
+async fn follow_stream(weak: &Weak<Inner>, url: &str, after: i64) -> bool {
     let Ok(http) = http::client() else {
         return false;
     };
@@ -665,9 +682,15 @@ async fn follow_stream(inner: &Arc<Inner>, url: &str, after: i64, weak: &Weak<In
     if resp.status().as_u16() != 200 {
         return false;
     }
-    inner.feed_connected.store(true, Ordering::SeqCst);
-    mark_contact(inner);
-    let contact = Arc::downgrade(inner);
+    let idle = {
+        let Some(inner) = weak.upgrade() else {
+            return true;
+        };
+        inner.feed_connected.store(true, Ordering::SeqCst);
+        mark_contact(&inner);
+        inner.opts.max_staleness
+    };
+    let contact = weak.clone();
     let bytes = resp.bytes_stream().map(move |chunk| {
         // Any bytes, keep-alive comments included, prove the feed is alive.
         if let Some(i) = contact.upgrade() {
@@ -676,18 +699,17 @@ async fn follow_stream(inner: &Arc<Inner>, url: &str, after: i64, weak: &Weak<In
         chunk
     });
     let mut events = eventsource_stream::EventStream::new(bytes);
-    let idle = inner.opts.max_staleness;
     loop {
         let next = tokio::time::timeout(idle, events.next()).await;
         let Ok(Some(Ok(ev))) = next else { return true };
-        if weak.strong_count() == 0 || inner.stop.load(Ordering::SeqCst) {
+        let Some(inner) = weak.upgrade() else {
             return true;
-        }
+        };
         if ev.data.is_empty() {
             continue;
         }
         if let Ok(e) = serde_json::from_str::<RevocationEvent>(&ev.data) {
-            apply(inner, &e);
+            apply(&inner, &e);
         }
     }
 }
@@ -711,13 +733,13 @@ async fn introspect(inner: &Arc<Inner>, token: &str, id: &str, secret: &str) -> 
     Ok(r.active)
 }
 
-async fn usage_loop(weak: Weak<Inner>) {
+async fn usage_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.stop.load(Ordering::SeqCst) {
-            return;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stopped(&mut stop) => return,
         }
+        let Some(inner) = weak.upgrade() else { return };
         let batch: Vec<UsageEvent> = match inner.usage.lock() {
             Ok(mut u) => std::mem::take(&mut *u),
             Err(_) => continue,
