@@ -236,7 +236,11 @@ async fn main() {
         .args(["--data", &data, "serve", "--addr", "127.0.0.1:0"])
         .env("PROTONPASS_BROKER_ACCESS_TTL", "1h")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("BENCH_BROKER_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let mut broker = Guard(broker);

@@ -507,8 +507,16 @@ fn serve(cfg: Config) -> Result<ExitCode> {
         tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
         if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
             // After the first line (which scripts parse), and on stderr.
-            println!("  set the owner's dashboard password (one-time link, valid 24 h): {link}");
-            eprintln!("set the owner's dashboard password (one-time link, valid 24 h): {link}");
+            // Never println!: a launcher that read the first line and closed the
+            // pipe must not bring the broker down (EPIPE would panic).
+            let _ = writeln!(
+                std::io::stdout(),
+                "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "set the owner's dashboard password (one-time link, valid 24 h): {link}"
+            );
         }
         tokio::spawn(watch_store(b.clone()));
         let app = crate::http::router(b);

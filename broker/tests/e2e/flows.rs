@@ -295,3 +295,34 @@ async fn refresh_reuse_revokes_the_whole_grant() {
     let feed = b.feed(0).await;
     assert!(feed.iter().any(|e| e["gid"] == gid.as_str()), "{feed:?}");
 }
+
+#[tokio::test]
+async fn a_launcher_may_close_stdout_after_the_first_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::kit::BIN)
+        .args([
+            "--data",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+    } // the pipe is closed here, before the broker has printed everything
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = v["issuer"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(child.try_wait().unwrap().is_none(), "the broker exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}
