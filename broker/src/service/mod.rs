@@ -73,7 +73,9 @@ impl Broker {
             clock,
             rng,
             keys: RwLock::new(Arc::new(keys)),
-            proofs: ProofVerifier::new(opts, 1 << 18),
+            // Room for the proofs of the last window at about 17,000 requests/s
+            // (a full cache refuses new proofs rather than forget live ones).
+            proofs: ProofVerifier::new(opts, 1 << 20),
             nonces,
             metrics: Metrics::default(),
             feed,
