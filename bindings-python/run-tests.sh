@@ -57,6 +57,30 @@ if [[ "${PROTONPASS_PY_SDIST:-1}" != 0 ]]; then
     "$work/venv/bin/python" -c 'import protonpass_agent as p, sys; assert p.Session and p.Verifier; print("sdist install ok:", p.__version__)')
 fi
 
+# The same abi3 wheel on the oldest and newest CPython found here.
+if [[ "${PROTONPASS_PY_ABI3:-1}" != 0 ]]; then
+  pys=()
+  for v in 3.9 3.13; do
+    for py in "python$v" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v"; do
+      if "$py" -c 'import sys' >/dev/null 2>&1; then pys+=("$py"); break; fi
+    done
+  done
+  if (( ${#pys[@]} > 0 )); then
+    echo "== python: abi3 wheel on ${pys[*]}"
+    work3="$(mktemp -d)"
+    MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
+      "$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work3/wheel" "$here"
+    n=0
+    for py in "${pys[@]}"; do
+      n=$((n + 1))
+      "$py" -m venv "$work3/venv$n"
+      "$work3/venv$n/bin/python" -m pip install --quiet --disable-pip-version-check "$work3"/wheel/*.whl httpx requests
+      "$work3/venv$n/bin/python" "$here/tests/abi3_smoke.py"
+    done
+    rm -rf "$work3"
+  fi
+fi
+
 echo "== python: pytest"
 set +e
 # Run from the tests folder so that the installed package, not the source tree, is imported.

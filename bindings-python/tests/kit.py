@@ -76,7 +76,7 @@ class Broker:
 
     def cli(self, *args: str) -> str:
         r = subprocess.run(
-            [broker_bin(), *args, "--data", self.data],
+            [broker_bin(), "--data", self.data, *args],
             capture_output=True,
             text=True,
             timeout=30,
@@ -87,6 +87,10 @@ class Broker:
 
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json"))
+
+    def revoke(self, ident: str) -> None:
+        """Revoke a grant or token by id (ids may start with '-')."""
+        self.cli("revoke", "--", ident)
 
     def approve(self, user_code: str, *extra: str) -> None:
         self.cli("approve", user_code, *extra)

@@ -74,7 +74,7 @@ def test_revoked_grant_is_invalid_grant_and_forgotten(broker: Broker, api: Api, 
     kw = dict(broker=broker.issuer, agent_name=agent_name, store=home)
     with pa.authenticate_with_proton(["travel:search"], api.audience, prompt=approver, **kw) as s:
         gid = httpx.get(f"{api.url}/whoami", auth=s.httpx_auth).json()["grant_id"]
-    broker.cli("revoke", gid)
+    broker.revoke(gid)
     with pytest.raises(pa.Revoked) as e:
         pa.authenticate_with_proton(["travel:search"], api.audience, prompt=approver, **kw)
     assert e.value.code == "invalid_grant"

@@ -152,7 +152,7 @@ def test_owner_revocation_seen_by_verifier(enroll, api: Api, broker: Broker) -> 
         r = c.get("/whoami")
         assert r.status_code == 200
         gid = r.json()["grant_id"]
-        broker.cli("revoke", gid)
+        broker.revoke(gid)
         # The verifier learns it from the feed; the client's one renewal
         # attempt fails too, since the grant is gone.
         status: list[int] = []
@@ -223,7 +223,7 @@ def test_revoked_access_token_is_renewed_transparently(enroll, api: Api, broker:
     # invalid_token, and the auth renews from the grant and retries once.
     with enroll(["travel:search"]) as s, httpx.Client(base_url=api.url, auth=s.httpx_auth) as c:
         first = c.get("/whoami").json()["token_id"]
-        broker.cli("revoke", first)
+        broker.revoke(first)
         retried: list[httpx.Response] = []
 
         def renewed() -> bool:
