@@ -293,3 +293,41 @@ def test_async_prompt_is_refused(api: Api, broker: Broker) -> None:
 
     with pytest.raises(TypeError):
         pa.authenticate_with_proton(["travel:search"], api.audience, broker=broker.issuer, prompt=prompt)
+
+
+def test_second_audience(broker: Broker, api: Api, agent_name: str) -> None:
+    other = "https://reports.example"
+    code = broker.cli_json(
+        "grant",
+        "create",
+        "--agent",
+        agent_name,
+        "--scope",
+        "travel:search",
+        "--audience",
+        api.audience,
+        "--audience",
+        other,
+    )
+    v_other = pa.Verifier(broker.issuer, other, follow_feed=False)
+    try:
+        with pa.authenticate_with_proton(
+            ["travel:search"],
+            api.audience,
+            broker=broker.issuer,
+            agent_name=agent_name,
+            store="memory",
+            enrollment_code=code["enrollment_code"],
+        ) as s:
+            assert s.add_audience(other) == ["travel:search"]
+            assert sorted(s.audiences) == sorted([api.audience, other])
+            # Each URL gets the token of its own audience.
+            who = v_other.verify("GET", f"{other}/monthly", s.headers("GET", f"{other}/monthly"))
+            assert who.scopes == ["travel:search"]
+            with pytest.raises(pa.InvalidToken) as e:
+                v_other.verify("GET", f"{api.url}/whoami", s.headers("GET", f"{api.url}/whoami"))
+            assert e.value.reason == "aud"
+            assert asyncio.run(s.add_audience_async(other)) == ["travel:search"]
+            assert httpx.get(f"{api.url}/whoami", auth=s.httpx_auth).status_code == 200
+    finally:
+        v_other.stop()
