@@ -542,10 +542,10 @@ fn serve(cfg: Config) -> Result<ExitCode> {
     })
 }
 
-/// Pick up what other processes (the CLI) wrote: new feed entries every 50 ms,
+/// Pick up what other processes (the CLI) wrote: new feed entries every 10 ms,
 /// rotated keys every second.
 async fn watch_store(b: Arc<Broker>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
@@ -553,7 +553,7 @@ async fn watch_store(b: Arc<Broker>) {
         if let Ok(head) = store::read(&b.store, |tx| tx.revocation_head()).await {
             b.feed_advanced(head);
         }
-        if n.is_multiple_of(20) {
+        if n.is_multiple_of(100) {
             let b2 = b.clone();
             let now = b.clock.now();
             if let Ok(Ok(k)) =

@@ -244,6 +244,31 @@ impl Error {
         }
     }
 
+    /// The human-readable detail without the code's own prefix: what goes in an
+    /// RFC 6749 `error_description` (the `error` member already names the code).
+    pub fn description(&self) -> String {
+        match self {
+            // The finer reason stays visible: clients and logs can act on it.
+            Error::InvalidDpopProof { reason, message }
+            | Error::InvalidToken { reason, message } => format!("{message} ({reason})"),
+            Error::InvalidScope(m)
+            | Error::InsufficientScope(m)
+            | Error::InvalidRequest(m)
+            | Error::InvalidGrant(m)
+            | Error::InvalidClient(m)
+            | Error::InvalidTarget(m)
+            | Error::UnsupportedGrantType(m)
+            | Error::UnsupportedTokenType(m)
+            | Error::InvalidKey(m)
+            | Error::TemporarilyUnavailable(m)
+            | Error::Server(m)
+            | Error::BrokerUnavailable(m)
+            | Error::InvalidResponse(m)
+            | Error::Storage(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Rebuild an error from an RFC 6749 error body (`error`, `error_description`)
     /// received over the wire. Unknown codes become [`Error::InvalidResponse`].
     pub fn from_wire(code: &str, description: Option<&str>) -> Self {
@@ -262,7 +287,7 @@ impl Error {
             "insufficient_scope" => Error::InsufficientScope(d),
             "invalid_request" => Error::InvalidRequest(d),
             "invalid_grant" => Error::InvalidGrant(d),
-            "invalid_client" => Error::InvalidClient(d),
+            "invalid_client" | "unauthorized_client" => Error::InvalidClient(d),
             "invalid_target" => Error::InvalidTarget(d),
             "unsupported_grant_type" => Error::UnsupportedGrantType(d),
             "unsupported_token_type" => Error::UnsupportedTokenType(d),

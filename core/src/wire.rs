@@ -93,7 +93,7 @@ impl From<&Error> for ErrorBody {
         let description = match e {
             // Server-side details stay in the server's log.
             Error::Server(_) => "internal error".to_owned(),
-            other => other.to_string(),
+            other => other.description(),
         };
         ErrorBody {
             error: e.code().to_owned(),
@@ -111,32 +111,7 @@ impl From<Error> for ErrorBody {
 impl ErrorBody {
     /// Turn a received error body back into the core error (SDK side).
     pub fn into_error(self) -> Error {
-        let m = self.error_description.unwrap_or_default();
-        match self.error.as_str() {
-            "invalid_dpop_proof" => Error::InvalidDpopProof {
-                reason: crate::error::Reason::Other,
-                message: m,
-            },
-            "use_dpop_nonce" => Error::UseDpopNonce,
-            "invalid_token" => Error::InvalidToken {
-                reason: crate::error::Reason::Other,
-                message: m,
-            },
-            "invalid_scope" => Error::InvalidScope(m),
-            "insufficient_scope" => Error::InsufficientScope(m),
-            "invalid_request" => Error::InvalidRequest(m),
-            "invalid_grant" => Error::InvalidGrant(m),
-            "invalid_client" | "unauthorized_client" => Error::InvalidClient(m),
-            "invalid_target" => Error::InvalidTarget(m),
-            "unsupported_grant_type" => Error::UnsupportedGrantType(m),
-            "unsupported_token_type" => Error::UnsupportedTokenType(m),
-            "authorization_pending" => Error::AuthorizationPending,
-            "slow_down" => Error::SlowDown,
-            "access_denied" => Error::AccessDenied,
-            "expired_token" => Error::ExpiredToken,
-            "temporarily_unavailable" => Error::TemporarilyUnavailable(m),
-            _ => Error::Server(format!("{}: {m}", self.error)),
-        }
+        Error::from_wire(&self.error, self.error_description.as_deref())
     }
 }
 

@@ -178,6 +178,7 @@ impl Broker {
         let hash = secret_hash(p.req("pre-authorized_code")?);
         let scope_req = p.get("scope").map(str::to_owned);
         let aud_req = requested_audience(p)?;
+        let client_id = p.get("client_id").map(str::to_owned);
         let now = mint.now;
         store::write(&self.store, move |tx| {
             let Some(mut g) = tx.grant_by_enroll_hash(&hash)? else {
@@ -185,6 +186,17 @@ impl Broker {
                     "unknown or already used enrollment code".into(),
                 ));
             };
+            // The owner named the agent: a redeemer calling itself something else
+            // would hold tokens it cannot revoke by its own client_id (RFC 7009
+            // leaves another client's tokens alone). The code stays unspent.
+            if let Some(c) = client_id.as_deref()
+                && c != g.agent
+            {
+                return Err(Error::InvalidGrant(format!(
+                    "this enrollment code was issued for the agent {:?}: redeem it with that client_id",
+                    g.agent
+                )));
+            }
             if g.status != GrantStatus::Enrolling {
                 return Err(Error::InvalidGrant(
                     "unknown or already used enrollment code".into(),

@@ -226,6 +226,17 @@ async fn enrollment_narrowing_and_required_scopes() {
     let home = tempfile::tempdir().unwrap();
     let code = enroll(&broker, "travel:search payment:execute:under-100", "1h");
 
+    // The owner named the agent: another name cannot redeem the code (and the
+    // refusal does not spend it).
+    let wrong_home = tempfile::tempdir().unwrap();
+    let mut wrong = headless(&broker, wrong_home.path(), Some(code.clone()));
+    wrong.agent_name = Some("other-bot".into());
+    let e = authenticate_with_proton(&["travel:search"], AUD, wrong)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_grant", "{e}");
+    assert!(e.to_string().contains("ci-bot"), "{e}");
+
     // Ask for more than the grant: the limit is narrowed, the rest dropped,
     // and nothing missing is required.
     let mut o = headless(&broker, home.path(), Some(code.clone()));
