@@ -24,7 +24,7 @@ demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop test-node test-browser fuzz-smoke ## Every check and every test suite
+test: lint test-rust test-interop test-thirdparty test-node test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
@@ -41,6 +41,10 @@ test-rust: ## Rust unit and integration tests (the broker binary is built first:
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
 	bash tests/interop/run.sh
+
+.PHONY: test-thirdparty
+test-thirdparty: ## A third-party OAuth client (authlib + joserfc) through device grant, DPoP, refresh, revocation
+	sh broker/tests/thirdparty/run.sh
 
 .PHONY: test-node
 test-node: ## The Node package: npm install builds the addon; node --test, tsc, npm pack
@@ -64,3 +68,4 @@ bench: ## Benchmarks, figures printed
 	cargo build --release --locked -p protonpass-broker
 	cargo bench -p protonpass-e2e --bench client
 	cd bindings-node && npm run bench
+	bash broker/bench/run.sh

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Third-party client check: authlib + joserfc drive the broker (device grant,
-# DPoP, refresh, revocation). Installs authlib into a throw-away venv.
+# DPoP, refresh, revocation). Installs pinned packages into a cached venv.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${1:-$here/../../../target/debug/protonpass-broker}
-venv=${PROTONPASS_THIRDPARTY_VENV:-${TMPDIR:-/tmp}/protonpass-thirdparty-venv}
+bin=${1:-${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$here/../../../target}/debug/protonpass-broker}}
+venv=${PROTONPASS_THIRDPARTY_VENV:-${PROTONPASS_CACHE:-$HOME/.cache/protonpass}/thirdparty-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q "authlib==1.9.10" "joserfc>=1.6" "requests>=2.31"
+"$venv/bin/pip" install -q --disable-pip-version-check "authlib==1.9.10" "joserfc==1.8.0" "requests==2.32.5"
 exec "$venv/bin/python" "$here/authlib_flow.py" "$bin"
