@@ -110,3 +110,34 @@ def test_public_api_and_typing_marker() -> None:
     assert (pkg / "_native.pyi").is_file()
     # One abi3 extension serves CPython 3.9 and later.
     assert Path(pa._native.__file__).name.startswith("_native.abi3.")
+
+
+RENEWER = r"""
+import os
+import protonpass_agent as pa
+with pa.authenticate_with_proton(["travel:search"], os.environ["AUD"], broker=os.environ["ISS"],
+        agent_name=os.environ["AGENT"], store=os.environ["HOME_DIR"], prompt=lambda p: os._exit(3)) as s:
+    for _ in range(5):
+        s.renew()
+print("ok", flush=True)
+"""
+
+
+def test_processes_sharing_a_profile_never_spend_each_others_refresh_tokens(
+    broker: Broker, api: Api, agent_name: str, home: Path
+) -> None:
+    code = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience
+    )
+    kw = dict(broker=broker.issuer, agent_name=agent_name, store=home)
+    with pa.authenticate_with_proton(["travel:search"], api.audience, enrollment_code=code["enrollment_code"], **kw):
+        pass
+    env = dict(os.environ, AUD=api.audience, ISS=broker.issuer, AGENT=agent_name, HOME_DIR=str(home))
+    children = [
+        subprocess.Popen([sys.executable, "-c", RENEWER], stdout=subprocess.PIPE, env=env, text=True) for _ in range(4)
+    ]
+    outs = [c.communicate(timeout=60)[0] for c in children]
+    assert [c.returncode for c in children] == [0, 0, 0, 0], outs
+    # Every rotation was saved before the next use: the grant is still good.
+    with pa.authenticate_with_proton(["travel:search"], api.audience, **kw) as s:
+        assert httpx.get(f"{api.url}/whoami", auth=s.httpx_auth).status_code == 200
