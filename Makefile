@@ -33,10 +33,8 @@ lint: ## Formatting and clippy with warnings denied
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test-rust
-test-rust: ## Rust unit and integration tests (the broker binary is built first: the end-to-end tests start it)
-	cargo build --locked -p protonpass-broker -p protonpass-travel-demo
+test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo builds the broker for them)
 	cargo test --workspace --locked
-	$(TARGET_DIR)/debug/travel-demo
 
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
