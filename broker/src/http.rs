@@ -229,6 +229,15 @@ async fn metrics(State(b): B) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// Every `DPoP` header value (a request must carry exactly one; core checks).
+fn dpop_headers(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 async fn device_authorization(
     State(b): B,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -240,7 +249,7 @@ async fn device_authorization(
         Err(r) => return *r,
     };
     match b
-        .device_authorization(&p, &source(&b, peer, &headers))
+        .device_authorization(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
         .await
     {
         Ok(r) => json_response(StatusCode::OK, r),
@@ -256,12 +265,10 @@ async fn token(
 ) -> Response {
     let mut r = match form(&headers, body) {
         Ok(p) => {
-            let dpop: Vec<String> = headers
-                .get_all("dpop")
-                .iter()
-                .map(|v| v.to_str().unwrap_or("").to_owned())
-                .collect();
-            match b.token(&p, &dpop, &source(&b, peer, &headers)).await {
+            match b
+                .token(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
+                .await
+            {
                 Ok(t) => {
                     let mut r = json_response(StatusCode::OK, t);
                     r.headers_mut()

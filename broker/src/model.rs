@@ -137,6 +137,11 @@ pub struct DeviceReq {
     pub user_hash: String,
     /// The agent's self-asserted name.
     pub client_id: String,
+    /// Thumbprint of the key that signed the device authorization request's
+    /// DPoP proof, when it sent one: shown to the owner at approval, and every
+    /// poll must then be signed by the same key.
+    #[serde(default)]
+    pub jkt: Option<String>,
     /// Requested scopes.
     pub scope: String,
     /// Requested audience, if any.

@@ -117,7 +117,10 @@ fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&
                 dt { "Service it will use" }
                 dd { @match aud { Some(a) => code { (a) }, None => "not named: choose below" } }
                 dt { "Agent key" }
-                dd { "Bound when the agent collects its access; its short fingerprint then appears on the Agents page." }
+                @match d.jkt.as_deref() {
+                    Some(k) => dd { code.raw title=(k) { (k.get(..12).unwrap_or(k)) "…" } " — the fingerprint of the key this agent holds; only that key can collect the access." },
+                    None => dd { "Bound when the agent collects its access; its short fingerprint then appears on the Agents page." },
+                }
                 dt { "Request expires" }
                 dd { "in " (duration((d.expires_at - now).max(0))) }
             }

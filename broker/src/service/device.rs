@@ -94,9 +94,10 @@ impl Broker {
     pub async fn device_authorization(
         &self,
         p: &Params,
+        dpop: &[String],
         source: &str,
     ) -> Result<DeviceAuthorizationResponse> {
-        let r = self.device_authorization_inner(p).await;
+        let r = self.device_authorization_inner(p, dpop).await;
         if let Err(e) = &r {
             self.metrics.error(e.code());
             self.audit_rejected("-", "device_authorization", e, json!({"source": source}));
@@ -104,8 +105,26 @@ impl Broker {
         r
     }
 
-    async fn device_authorization_inner(&self, p: &Params) -> Result<DeviceAuthorizationResponse> {
+    async fn device_authorization_inner(
+        &self,
+        p: &Params,
+        dpop: &[String],
+    ) -> Result<DeviceAuthorizationResponse> {
         let now = self.clock.now();
+        // RFC 8628 does not define DPoP here; an agent that sends a proof anyway
+        // binds the request to its key, so the owner sees which key asks and a
+        // stolen device code is useless to any other key.
+        let jkt = if dpop.is_empty() {
+            None
+        } else {
+            let url = format!("{}/oauth/device_authorization", self.issuer);
+            let check = protonpass_agent::ProofCheck {
+                method: "POST",
+                url: &url,
+                ..Default::default()
+            };
+            Some(self.proofs.verify(dpop, &check, now)?.jkt)
+        };
         let client_id = p.req("client_id")?.to_owned();
         if !valid_client_id(&client_id) {
             return Err(Error::InvalidRequest(
@@ -156,6 +175,7 @@ impl Broker {
                 device_hash,
                 user_hash: secret_hash(&user_code.replace('-', "")),
                 client_id: client_id.clone(),
+                jkt: jkt.clone(),
                 scope: scope.clone(),
                 resource: resource.clone(),
                 created_at: now,
@@ -208,6 +228,14 @@ impl Broker {
             if client_id.as_ref().is_some_and(|c| *c != d.client_id) {
                 return Err(Error::InvalidGrant(
                     "the device code was issued to another client".into(),
+                ));
+            }
+            if d.jkt
+                .as_deref()
+                .is_some_and(|k| !super::token::eq_ct(k, &proof.jkt))
+            {
+                return Err(Error::InvalidGrant(
+                    "the device code is bound to another key than the proof's".into(),
                 ));
             }
             if d.status == DeviceStatus::Used {

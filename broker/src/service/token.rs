@@ -24,7 +24,7 @@ use crate::store;
 /// (a slow_down poll, a reused refresh token revoking its grant).
 type Committed = std::result::Result<TokenResponse, Error>;
 
-fn eq_ct(a: &str, b: &str) -> bool {
+pub(super) fn eq_ct(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 

@@ -375,6 +375,9 @@ async fn failed_sign_ins_are_limited() {
 #[tokio::test]
 async fn approval_in_the_page_narrows_the_agents_token() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    // The agent signs its request: the page can show which key asks.
+    let k = key();
+    let proof = b.proof(&k, &format!("{}/oauth/device_authorization", b.url), None);
     let d = b
         .post_form(
             "/oauth/device_authorization",
@@ -386,7 +389,7 @@ async fn approval_in_the_page_narrows_the_agents_token() {
                 ),
                 ("resource", API),
             ],
-            &[],
+            &[("DPoP", proof)],
         )
         .await;
     let (mut w, csrf) = signed_in(&b).await;
@@ -405,6 +408,10 @@ async fn approval_in_the_page_narrows_the_agents_token() {
         )
         .await;
     assert!(p.body.contains("Book travel on api.example"), "{}", p.body);
+    assert!(
+        p.body.contains(&k.thumbprint()[..12]),
+        "the key's short fingerprint is shown"
+    );
     assert!(p.body.contains("Pay under 100"));
     let p = w
         .post(
@@ -421,7 +428,6 @@ async fn approval_in_the_page_narrows_the_agents_token() {
         )
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
-    let k = key();
     let t = b
         .token(
             &k,

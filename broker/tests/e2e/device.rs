@@ -180,3 +180,45 @@ async fn pending_requests_are_capped() {
         .await;
     assert_eq!((r.status, r.error()), (503, "temporarily_unavailable"));
 }
+
+#[tokio::test]
+async fn a_proof_at_device_authorization_binds_the_request_to_that_key() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let k = key();
+    let url = format!("{}/oauth/device_authorization", b.url);
+    let proof = b.proof(&k, &url, None);
+    let d = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", "travel-bot"),
+                ("scope", "travel:book"),
+                ("resource", API),
+            ],
+            &[("DPoP", proof)],
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let dc = d.s("device_code");
+    b.cli_ok(&["approve", &d.s("user_code")]);
+    // Another key holding the stolen device code gets nothing, and spends nothing.
+    let thief = poll(&b, &key(), &dc).await;
+    assert_eq!(thief.error(), "invalid_grant");
+    let ok = poll(&b, &k, &dc).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(claims(&ok.s("access_token"))["cnf"]["jkt"], k.thumbprint());
+    // A bad proof at the device endpoint is refused, not ignored.
+    let bad = b.proof(
+        &k,
+        "http://elsewhere.example/oauth/device_authorization",
+        None,
+    );
+    let r = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[("client_id", "travel-bot"), ("scope", "travel:book")],
+            &[("DPoP", bad)],
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_dpop_proof");
+}

@@ -262,7 +262,9 @@ impl BrokerCalls {
             ("scope", scope),
             ("resource", audience),
         ];
-        let (status, body) = self.post_form(endpoint, &form, false).await?;
+        // A proof here binds the request to this key: the owner sees the key's
+        // fingerprint when approving, and only this key can collect the grant.
+        let (status, body) = self.post_form(endpoint, &form, true).await?;
         if status != 200 {
             return Err(http::error_from_body(status, &body));
         }
