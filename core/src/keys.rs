@@ -23,6 +23,11 @@ const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 pub struct AgentKey {
     signing: SigningKey,
     thumbprint: String,
+    /// The same key in aws-lc, which signs about twice as fast; with the `net`
+    /// feature, which builds aws-lc anyway. Signatures are identical (RFC 8032
+    /// is deterministic).
+    #[cfg(feature = "net")]
+    fast: Option<std::sync::Arc<aws_lc_rs::signature::Ed25519KeyPair>>,
 }
 
 impl AgentKey {
@@ -40,9 +45,18 @@ impl AgentKey {
 
     fn from_signing(signing: SigningKey) -> Self {
         let thumbprint = PublicJwk::Ed25519(signing.verifying_key().to_bytes()).thumbprint();
+        #[cfg(feature = "net")]
+        let fast = {
+            let seed = Zeroizing::new(signing.to_bytes());
+            aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+                .ok()
+                .map(std::sync::Arc::new)
+        };
         AgentKey {
             signing,
             thumbprint,
+            #[cfg(feature = "net")]
+            fast,
         }
     }
 
@@ -106,6 +120,12 @@ impl AgentKey {
 
     /// Sign `msg` (Ed25519, deterministic).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        #[cfg(feature = "net")]
+        if let Some(Ok(sig)) = self.fast.as_ref().map(|k| k.try_sign(msg))
+            && let Ok(out) = <[u8; 64]>::try_from(sig.as_ref())
+        {
+            return out;
+        }
         self.signing.sign(msg).to_bytes()
     }
 
