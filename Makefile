@@ -24,7 +24,7 @@ demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop test-thirdparty test-node test-browser fuzz-smoke ## Every check and every test suite
+test: lint test-rust test-interop test-thirdparty test-python test-node test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
@@ -43,6 +43,10 @@ test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpo
 .PHONY: test-thirdparty
 test-thirdparty: ## A third-party OAuth client (authlib + joserfc) through device grant, DPoP, refresh, revocation
 	sh broker/tests/thirdparty/run.sh
+
+.PHONY: test-python
+test-python: ## The Python package: pip install builds the wheel; ruff, mypy, stubtest, sdist, pytest
+	bash bindings-python/run-tests.sh
 
 .PHONY: test-node
 test-node: ## The Node package: npm install builds the addon; node --test, tsc, npm pack
@@ -65,5 +69,6 @@ bench: ## Benchmarks, figures printed
 	cargo bench -p protonpass-agent --bench core
 	cargo build --release --locked -p protonpass-broker
 	cargo bench -p protonpass-e2e --bench client
+	bash bindings-python/run-bench.sh
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
