@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The travel case study in Python and Node: a fresh broker, the travel API
+# (FastAPI + the Python verifier), a LangChain agent and an AutoGPT-style Node
+# agent. This script plays the person: it approves each device request with
+# `protonpass-broker approve`, and revokes each agent when the story says so.
+# Finally it prints the audit log and verifies its hash chain.
+#   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
+#   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
+#   TRAVEL_AGENT_MODEL     (optional) a real chat model for the LangChain agent, e.g. openai:gpt-4o-mini
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+py="$cache/py-venv/bin/python"
+target="${CARGO_TARGET_DIR:-$root/target}"
+broker_bin="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+t0=$SECONDS
+
+missing=()
+[[ -x "$broker_bin" ]] || missing+=("the broker binary $broker_bin (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
+if ! "$py" -c 'import protonpass_agent, langchain_core, fastapi, uvicorn, httpx' >/dev/null 2>&1; then
+  missing+=("the Python package and its extras in $py (bash bindings-python/run-tests.sh installs them)")
+fi
+if ! (cd "$here" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1; then
+  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
+fi
+if ((${#missing[@]})); then
+  echo "examples/travel/run.sh: cannot run, missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/travel-demo.XXXXXX")"
+pids=()
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+data="$work/broker"
+chan="$work/owner"
+mkdir -p "$data" "$chan" "$work/home-py" "$work/home-node"
+export PROTONPASS_HOME="$work/home"   # never the user's own grants
+person() { printf '[person]    %s\n' "$*"; }
+cli() { "$broker_bin" --data "$data" "$@"; }
+# The first line a background process writes to FILE (within 30 s, while PID lives).
+first_line() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if [[ -s "$1" ]] && IFS= read -r line <"$1" && [[ -n "$line" ]]; then printf '%s\n' "$line"; return 0; fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+echo "== The person starts their broker (embedded SQLite, loopback only)"
+"$broker_bin" --data "$data" --device-interval 1 serve --addr 127.0.0.1:0 >"$work/broker.out" 2>"$work/broker.log" &
+pids+=("$!")
+first="$(first_line "$work/broker.out" "$!")" || { echo "the broker did not start:" >&2; cat "$work/broker.log" >&2; exit 1; }
+issuer="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["issuer"])' "$first")"
+echo "   broker at $issuer"
+
+echo "== The travel API starts (FastAPI, protected by the Python verifier; follows the revocation feed)"
+"$py" "$here/api.py" --issuer "$issuer" >"$work/api.out" 2>"$work/api.log" &
+pids+=("$!")
+apiline="$(first_line "$work/api.out" "$!")" || { echo "the travel API did not start:" >&2; cat "$work/api.log" >&2; exit 1; }
+api="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["url"])' "$apiline")"
+echo "   travel API at $api/travel (audience $api/travel)"
+
+# The person's side: answer what the agents ask for, through the channel directory.
+owner_loop() {
+  while :; do
+    for req in "$chan"/*.req; do
+      [[ -e "$req" ]] || continue
+      base="${req##*/}"; base="${base%.req}"
+      action="${base%%.*}"; arg="${base#*.}"
+      mv "$req" "$req.taken"
+      case "$action" in
+        approve)
+          person "sees the code $arg on the approval page and approves it (lifetime 1 day):"
+          person "\$ protonpass-broker approve $arg --ttl 1d"
+          cli approve "$arg" --ttl 1d | sed 's/^/            /' ;;
+        revoke)
+          person "has seen enough of $arg and cuts it off:"
+          person "\$ protonpass-broker revoke --agent $arg"
+          cli revoke --agent "$arg" | sed 's/^/            /' ;;
+      esac
+      touch "$chan/$base.done"
+    done
+    sleep 0.05
+  done
+}
+owner_loop &
+pids+=("$!")
+
+echo
+echo "== 1. A LangChain agent in Python (scripted chat model, the package's LangChain tool)"
+TRAVEL_DEMO_CHANNEL="$chan" "$py" "$here/agent_langchain.py" \
+  --broker "$issuer" --api "$api" --name travel-langchain --home "$work/home-py"
+
+echo
+echo "== 2. An AutoGPT-style agent in Node (plan, act, observe; session.fetch)"
+TRAVEL_DEMO_CHANNEL="$chan" node "$here/agent_autogpt.mjs" \
+  --broker "$issuer" --api "$api" --name travel-autogpt --home "$work/home-node"
+
+echo
+echo "== The audit log (protonpass-broker audit tail)"
+cli audit tail
+echo
+echo "== Its hash chain (protonpass-broker audit verify)"
+cli audit verify
+echo
+echo "The travel demo completed in $((SECONDS - t0)) s: asked, approved, granted, called, refused above the limit, revoked, audited."
