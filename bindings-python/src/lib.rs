@@ -18,12 +18,20 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Run a future to completion on the runtime with the GIL released, so that
 /// other Python threads run while this one waits on the network.
-pub(crate) fn block_on<F>(py: Python<'_>, fut: F) -> F::Output
+/// Called from a thread of the runtime itself (a prompt callback calling back
+/// into a blocking method, say), blocking would panic: refuse with a typed
+/// error instead.
+pub(crate) fn block_on<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| runtime().block_on(fut))
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(errors::to_py(protonpass_agent::Error::InvalidRequest(
+            "a blocking call was made from inside the SDK's own runtime (for example from a prompt callback); use the async variant".into(),
+        )));
+    }
+    Ok(py.detach(|| runtime().block_on(fut)))
 }
 
 /// The crate (and package) version, from the Cargo workspace.

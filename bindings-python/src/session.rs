@@ -169,7 +169,7 @@ impl Session {
     /// Renew every access token now.
     fn renew(&self, py: Python<'_>) -> PyResult<()> {
         let s = self.core()?;
-        block_on(py, async move { s.renew().await }).map_err(to_py)
+        block_on(py, async move { s.renew().await })?.map_err(to_py)
     }
 
     /// Renew every access token now (awaitable).
@@ -184,7 +184,7 @@ impl Session {
     /// Get a token for another audience too; returns its granted scopes.
     fn add_audience(&self, py: Python<'_>, audience: String) -> PyResult<Vec<String>> {
         let s = self.core()?;
-        let set = block_on(py, async move { s.add_audience(&audience).await }).map_err(to_py)?;
+        let set = block_on(py, async move { s.add_audience(&audience).await })?.map_err(to_py)?;
         Ok(set.iter().map(|s| s.to_string()).collect())
     }
 
@@ -205,7 +205,7 @@ impl Session {
     #[pyo3(signature = (revoke_grant=false))]
     fn close(&self, py: Python<'_>, revoke_grant: bool) -> PyResult<()> {
         let s = self.core()?;
-        block_on(py, async move { s.close(revoke_grant).await }).map_err(to_py)
+        block_on(py, async move { s.close(revoke_grant).await })?.map_err(to_py)
     }
 
     /// Revoke the session's access tokens (awaitable).
@@ -298,7 +298,7 @@ fn authenticate(
     );
     let s = block_on(py, async move {
         authenticate_with_proton(&scope, &audience, opts).await
-    })
+    })?
     .map_err(to_py)?;
     Ok(Session {
         inner: Some(Arc::new(s)),

@@ -176,7 +176,7 @@ impl Verifier {
             introspect_when_stale,
             report_usage,
         )?;
-        let inner = block_on(py, CoreVerifier::new(o)).map_err(to_py)?;
+        let inner = block_on(py, CoreVerifier::new(o))?.map_err(to_py)?;
         Ok(Verifier { inner })
     }
 
@@ -227,7 +227,7 @@ impl Verifier {
         headers: Vec<(String, String)>,
     ) -> PyResult<Identity> {
         let v = &self.inner;
-        block_on(py, async move { v.verify(method, url, &headers).await })
+        block_on(py, async move { v.verify(method, url, &headers).await })?
             .map(Identity::from)
             .map_err(rejection_to_py)
     }
