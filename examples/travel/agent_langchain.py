@@ -20,19 +20,19 @@ Run by ``run.sh``; alone: ``python agent_langchain.py --broker URL --api URL``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool, tool
-
 from protonpass_agent import DevicePrompt, ProtonPassError, Session, authenticate_with_proton
 from protonpass_agent.langchain import api_tools
 
@@ -61,7 +61,8 @@ class Owner:
         return self.channel / f"{action}.{arg}.done"
 
     def prompt(self, p: DevicePrompt) -> None:
-        say(f"ASKED   the owner: open {p.verification_uri_complete or p.verification_uri} and confirm the code {p.user_code}")
+        url = p.verification_uri_complete or p.verification_uri
+        say(f"ASKED   the owner: open {url} and confirm the code {p.user_code}")
         self._request("approve", p.user_code)
 
     def revoke_me(self, agent: str) -> None:
@@ -93,10 +94,8 @@ def _result(msg: BaseMessage) -> dict[str, Any]:
     except ValueError:
         return {"error": str(msg.content)}
     if isinstance(r, dict) and "body" in r:
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             r["body"] = json.loads(r["body"])
-        except (TypeError, ValueError):
-            pass
     return r if isinstance(r, dict) else {"error": str(msg.content)}
 
 
@@ -131,14 +130,20 @@ class ScriptedTravelModel(BaseChatModel):
             return AIMessage(content=self._explain(failed))
         if "upgrade" in task:
             if not done:
-                return _call("call_api", n, method="POST", path="/travel/payments",
-                             body={"amount": 645, "for": "upgrade to Grand Opera"},
-                             reason="pay the hotel upgrade the person asked for")
+                return _call(
+                    "call_api",
+                    n,
+                    method="POST",
+                    path="/travel/payments",
+                    body={"amount": 645, "for": "upgrade to Grand Opera"},
+                    reason="pay the hotel upgrade the person asked for",
+                )
             return AIMessage(content=f"Upgrade paid: {done[-1]['body']}")
         if "check" in task:
             if not done:
-                return _call("call_api", n, method="GET", path="/travel/flights?to=CDG",
-                             reason="check for cheaper flights")
+                return _call(
+                    "call_api", n, method="GET", path="/travel/flights?to=CDG", reason="check for cheaper flights"
+                )
             return AIMessage(content="Flights checked; nothing cheaper.")
         # The trip: search, propose, confirm, book, pay.
         if len(done) == 0:
@@ -149,19 +154,35 @@ class ScriptedTravelModel(BaseChatModel):
         hotel = min(done[1]["body"]["hotels"], key=lambda h: h["price_per_night"])
         total = flight["price"] + hotel["nights"] * hotel["price_per_night"]
         if len(done) == 2:
-            return _call("ask_person", n, question=(
-                f"Shall I book {flight['flight']} ({flight['price']} EUR) and {hotel['nights']} nights at "
-                f"{hotel['hotel']} ({hotel['price_per_night']} EUR/night), {total} EUR in total?"))
+            return _call(
+                "ask_person",
+                n,
+                question=(
+                    f"Shall I book {flight['flight']} ({flight['price']} EUR) and {hotel['nights']} nights at "
+                    f"{hotel['hotel']} ({hotel['price_per_night']} EUR/night), {total} EUR in total?"
+                ),
+            )
         if len(done) == 3:
             if done[2].get("answer") != "yes":
                 return AIMessage(content="The person declined; nothing booked.")
-            return _call("call_api", n, method="POST", path="/travel/bookings",
-                         body={"flight": flight["flight"], "hotel": hotel["hotel"], "total": total},
-                         reason="book the itinerary the person confirmed")
+            return _call(
+                "call_api",
+                n,
+                method="POST",
+                path="/travel/bookings",
+                body={"flight": flight["flight"], "hotel": hotel["hotel"], "total": total},
+                reason="book the itinerary the person confirmed",
+            )
         if len(done) == 4:
             booking = done[3]["body"]["booking"]
-            return _call("call_api", n, method="POST", path="/travel/payments",
-                         body={"amount": total, "booking": booking}, reason=f"pay booking {booking}")
+            return _call(
+                "call_api",
+                n,
+                method="POST",
+                path="/travel/payments",
+                body={"amount": total, "booking": booking},
+                reason=f"pay booking {booking}",
+            )
         return AIMessage(content=f"Booked {done[3]['body']['booking']} and paid {done[4]['body']['paid']} EUR.")
 
     @staticmethod
@@ -171,8 +192,10 @@ class ScriptedTravelModel(BaseChatModel):
         body = r.get("body")
         err = body.get("detail", body) if isinstance(body, dict) else body
         if isinstance(err, dict) and err.get("error") == "insufficient_scope":
-            return ("The API refused the payment (HTTP 403 insufficient_scope): my permission only covers "
-                    "payments under 500. Please pay it yourself or grant me a higher limit.")
+            return (
+                "The API refused the payment (HTTP 403 insufficient_scope): my permission only covers "
+                "payments under 500. Please pay it yourself or grant me a higher limit."
+            )
         return f"The API refused the call (HTTP {r.get('status')}): {err}"
 
 
@@ -198,7 +221,10 @@ def run_task(model: Any, tools: dict[str, BaseTool], history: list[BaseMessage],
         for tc in ai.tool_calls:
             args = tc["args"]
             if tc["name"] == "call_api":
-                say(f"CALL    {args['method']} {args['path']}" + (f" {json.dumps(args['body'])}" if args.get("body") else ""))
+                say(
+                    f"CALL    {args['method']} {args['path']}"
+                    + (f" {json.dumps(args['body'])}" if args.get("body") else "")
+                )
             try:
                 out = tools[tc["name"]].invoke(tc)
                 content = str(out.content)
@@ -226,20 +252,30 @@ def main() -> int:
 
     say(f"ASKING  for {' '.join(SCOPES)} on {audience}")
     session: Session = authenticate_with_proton(
-        SCOPES, audience, broker=a.broker, agent_name=a.name, store=a.home or "file",
-        prompt=owner.prompt, reason="plan and book the trip to Paris",
+        SCOPES,
+        audience,
+        broker=a.broker,
+        agent_name=a.name,
+        store=a.home or "file",
+        prompt=owner.prompt,
+        reason="plan and book the trip to Paris",
     )
     ok = True
     try:
         say(f"GRANTED {' '.join(session.scopes)} (token bound to key {session.thumbprint[:8]}...)")
         tools = {t.name: t for t in [*api_tools(session, a.api.rstrip("/")), ask_person]}
         model = chat_model().bind_tools(list(tools.values()))
-        history: list[BaseMessage] = [SystemMessage(
-            "You are a travel agent. Use call_api for the travel API and ask_person before booking or paying.")]
+        history: list[BaseMessage] = [
+            SystemMessage(
+                "You are a travel agent. Use call_api for the travel API and ask_person before booking or paying."
+            )
+        ]
 
         report = run_task(model, tools, history, "Book me a trip Lisbon to Paris, 12 to 15 December, and pay for it.")
         ok &= "Booked" in report
-        report = run_task(model, tools, history, "Please upgrade the hotel to the Grand Opera and pay the difference (645 EUR).")
+        report = run_task(
+            model, tools, history, "Please upgrade the hotel to the Grand Opera and pay the difference (645 EUR)."
+        )
         ok &= "insufficient_scope" in report
 
         say("The owner decides to cut the agent off.")

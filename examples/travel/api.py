@@ -10,7 +10,7 @@ Every request must carry ``Authorization: DPoP <token>`` and a fresh DPoP proof
 from the key the token is bound to; refusals are 401/403 with the RFC 6750 /
 RFC 9449 ``WWW-Authenticate`` value and an ``{"error", "error_description"}`` body.
 
-Run: ``python api.py --issuer http://127.0.0.1:PORT [--port 0]``; the first
+Run: ``python api.py --issuer http://127.0.0.1:PORT [--port 0] [--audience URL]``; the first
 stdout line is ``{"event":"listening","url":...,"audience":...}``.
 """
 
@@ -24,7 +24,6 @@ import sys
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Request
-
 from protonpass_agent import Identity, Verifier
 from protonpass_agent.fastapi import require_scope
 
@@ -88,12 +87,13 @@ def main() -> int:
     p.add_argument("--issuer", required=True, help="the broker's issuer URL")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--audience", help="this API's audience (default: its own URL + /travel)")
     a = p.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((a.host, a.port))
     url = f"http://{a.host}:{sock.getsockname()[1]}"
-    audience = f"{url}/travel"
+    audience = a.audience or f"{url}/travel"
     app = make_app(a.issuer, audience)
     print(json.dumps({"event": "listening", "url": url, "audience": audience}), flush=True)
     try:

@@ -1,0 +1,155 @@
+"""Processes for the cross-language tests: the real broker, three verifiers
+(Python, Node, Rust), each a separate long-running process following the
+broker's revocation feed, and a Node agent driven over stdin/stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def broker_bin() -> str:
+    env = os.environ.get("PROTONPASS_BROKER_BIN")
+    if env:
+        return env
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    return str(target / "debug" / "protonpass-broker")
+
+
+class Proc:
+    """A child process whose first stdout line is a JSON event; the rest of stdout is drained."""
+
+    def __init__(self, argv: list[str], *, stdin: bool = False, drain: bool = True) -> None:
+        self.argv = argv
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{argv[0]} exited before its first line:\n{self.errors()}")
+        self.first: dict[str, Any] = json.loads(line)
+        self._drain: Optional[threading.Thread] = None
+        if drain:
+            self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+            self._drain.start()
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._drain is not None:
+            self._drain.join(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                f.close()
+        self.stderr.close()
+
+
+class Broker:
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="pp-cross-")
+        self.data = self._tmp.name
+        self.p = Proc([broker_bin(), "--data", self.data, "serve", "--addr", "127.0.0.1:0"])
+        assert self.p.first["event"] == "listening", self.p.first
+        self.issuer: str = self.p.first["issuer"]
+
+    def cli(self, *args: str) -> str:
+        r = subprocess.run([broker_bin(), "--data", self.data, *args], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"protonpass-broker {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r.stdout
+
+    def enrollment_code(self, agent: str, scope: str, audience: str) -> str:
+        out = json.loads(
+            self.cli("grant", "create", "--agent", agent, "--scope", scope, "--audience", audience, "--json")
+        )
+        return str(out["enrollment_code"])
+
+    def close(self) -> None:
+        self.p.stop()
+        self._tmp.cleanup()
+
+
+def start_verifiers(issuer: str, audience: str) -> dict[str, tuple[Proc, str]]:
+    """The three verifiers, each as its own process: name -> (process, protected URL needing travel:search)."""
+    out: dict[str, tuple[Proc, str]] = {}
+    try:
+        py = Proc([sys.executable, str(ROOT / "examples/travel/api.py"), "--issuer", issuer, "--audience", audience])
+        out["python"] = (py, py.first["url"] + "/travel/flights")
+        node = Proc(["node", str(HERE / "node_verifier.mjs"), "--issuer", issuer, "--audience", audience])
+        out["node"] = (node, node.first["url"] + "/whoami")
+        rust_bin = os.environ.get("CROSS_VERIFIER_BIN")
+        if not rust_bin:
+            raise RuntimeError("CROSS_VERIFIER_BIN is not set: run the tests with tests/cross/run.sh")
+        rust = Proc([rust_bin, "--issuer", issuer, "--audience", audience])
+        out["rust"] = (rust, rust.first["url"] + "/whoami")
+    except BaseException:
+        for p, _ in out.values():
+            p.stop()
+        raise
+    return out
+
+
+class NodeAgent:
+    """An agent on the Node package, authenticated with an enrollment code, driven line by line."""
+
+    def __init__(self, broker: str, audience: str, name: str, code: str) -> None:
+        self.name = name
+        self.p = Proc(
+            [
+                "node",
+                str(HERE / "node_agent.mjs"),
+                "--broker",
+                broker,
+                "--audience",
+                audience,
+                "--name",
+                name,
+                "--code",
+                code,
+            ],
+            stdin=True,
+            drain=False,
+        )
+        if self.p.first.get("event") != "ready":
+            raise RuntimeError(f"the Node agent did not authenticate: {self.p.first}\n{self.p.errors()}")
+
+    def ask(self, **req: Any) -> dict[str, Any]:
+        assert self.p.proc.stdin is not None and self.p.proc.stdout is not None
+        self.p.proc.stdin.write(json.dumps(req) + "\n")
+        self.p.proc.stdin.flush()
+        line = self.p.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Node agent exited:\n{self.p.errors()}")
+        out: dict[str, Any] = json.loads(line)
+        return out
+
+    def close(self) -> None:
+        try:
+            if self.p.proc.poll() is None:
+                self.ask(op="close")
+        finally:
+            self.p.stop()

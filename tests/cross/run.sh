@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Cross-language end-to-end tests: a token from the Python SDK is accepted by
+# the Node and Rust verifiers, one from the Node SDK by the Python and Rust
+# verifiers, and a revocation from the broker's CLI reaches every running
+# verifier (Python, Node, Rust), each its own process following the feed.
+#   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
+#   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
+#   PYTEST_ARGS            extra pytest arguments
+# Needs the Python package (bash bindings-python/run-tests.sh) and the Node
+# package (npm install ./bindings-node, or bash bindings-node/run-tests.sh).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+py="$cache/py-venv/bin/python"
+target="${CARGO_TARGET_DIR:-$root/target}"
+export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+
+missing=()
+[[ -x "$PROTONPASS_BROKER_BIN" ]] || missing+=("the broker binary $PROTONPASS_BROKER_BIN (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
+if ! "$py" -c 'import protonpass_agent, fastapi, uvicorn, httpx, pytest, pytest_timeout' >/dev/null 2>&1; then
+  missing+=("the Python package and its test dependencies in $py (bash bindings-python/run-tests.sh installs them)")
+fi
+if ! (cd "$root/examples/travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1; then
+  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
+fi
+if ((${#missing[@]})); then
+  echo "tests/cross/run.sh: cannot run, missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+# The Rust verifier: a small axum server over the core's Verifier (its own
+# workspace, built into the shared target directory).
+echo "== cross: cargo build (tests/cross/rust-verifier)"
+(cd "$here/rust-verifier" && CARGO_TARGET_DIR="$target" nice -n 10 cargo build --quiet --locked)
+export CROSS_VERIFIER_BIN="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug/cross-verifier"
+[[ -x "$CROSS_VERIFIER_BIN" ]] || { echo "tests/cross/run.sh: $CROSS_VERIFIER_BIN was not built" >&2; exit 1; }
+
+echo "== cross: pytest (Python, Node and Rust verifiers against each other's SDKs)"
+set +e
+(cd "$here" && "$py" -m pytest ${PYTEST_ARGS:-})
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "tests/cross/run.sh: pytest collected no test" >&2
+  exit 1
+fi
+exit $rc
