@@ -3,6 +3,8 @@
 # the Node and Rust verifiers, one from the Node SDK by the Python and Rust
 # verifiers, and a revocation from the broker's CLI reaches every running
 # verifier (Python, Node, Rust), each its own process following the feed.
+# Also the AutoGPT plugin adapter (examples/travel/autogpt_plugin), loaded and
+# called the way AutoGPT loads and calls plugins.
 #   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
 #   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
 #   PYTEST_ARGS            extra pytest arguments
@@ -36,6 +38,17 @@ echo "== cross: cargo build (tests/cross/rust-verifier)"
 (cd "$here/rust-verifier" && CARGO_TARGET_DIR="$target" nice -n 10 cargo build --quiet --locked)
 export CROSS_VERIFIER_BIN="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug/cross-verifier"
 [[ -x "$CROSS_VERIFIER_BIN" ]] || { echo "tests/cross/run.sh: $CROSS_VERIFIER_BIN was not built" >&2; exit 1; }
+
+# AutoGPT's plugin interface (pure Python), kept apart from the package's venv.
+deps="$cache/autogpt-plugin-deps"
+want="$(sha256sum "$here/requirements-autogpt.txt" | cut -d' ' -f1)"
+if [[ "$(cat "$deps/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+  echo "== cross: pip install --target $deps (auto-gpt-plugin-template)"
+  rm -rf "$deps"
+  "$py" -m pip install --quiet --disable-pip-version-check --target "$deps" -r "$here/requirements-autogpt.txt"
+  echo "$want" >"$deps/.requirements.sha256"
+fi
+export PYTHONPATH="$deps${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== cross: pytest (Python, Node and Rust verifiers against each other's SDKs)"
 set +e
