@@ -35,7 +35,10 @@ fi
 # The Rust verifier: a small axum server over the core's Verifier (its own
 # workspace, built into the shared target directory).
 echo "== cross: cargo build (tests/cross/rust-verifier)"
-(cd "$here/rust-verifier" && CARGO_TARGET_DIR="$target" nice -n 10 cargo build --quiet --locked)
+# It starts from the workspace's Cargo.lock, so it builds exactly the versions
+# the workspace locked (cargo only drops what it does not use).
+cp "$root/Cargo.lock" "$here/rust-verifier/Cargo.lock"
+(cd "$here/rust-verifier" && CARGO_TARGET_DIR="$target" nice -n 10 cargo build --quiet)
 export CROSS_VERIFIER_BIN="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug/cross-verifier"
 [[ -x "$CROSS_VERIFIER_BIN" ]] || { echo "tests/cross/run.sh: $CROSS_VERIFIER_BIN was not built" >&2; exit 1; }
 
