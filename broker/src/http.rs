@@ -128,7 +128,7 @@ async fn not_found() -> Response {
 }
 
 /// The client's address: the peer, or the X-Forwarded-For entry a trusted proxy added.
-fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
+pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
     let mut ip = peer.ip();
     if b.cfg.trusted_proxies.contains(&ip) {
         let hops: Vec<IpAddr> = headers

@@ -12,7 +12,7 @@ pub mod auth;
 mod device;
 mod view;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -222,25 +222,9 @@ fn query(q: Option<&str>) -> Form {
     Form::from_query(q.unwrap_or("").as_bytes()).unwrap_or_default()
 }
 
-/// The client's address: the peer, or the X-Forwarded-For entry a trusted proxy added.
+/// The client's address (trusting X-Forwarded-For only from configured proxies).
 fn source(b: &Broker, peer: &ConnectInfo<SocketAddr>, headers: &HeaderMap) -> String {
-    let mut ip = peer.0.ip();
-    if b.cfg.trusted_proxies.contains(&ip) {
-        let hops: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-        for hop in hops.iter().rev() {
-            ip = *hop;
-            if !b.cfg.trusted_proxies.contains(hop) {
-                break;
-            }
-        }
-    }
-    ip.to_string()
+    crate::http::source(b, peer.0, headers)
 }
 
 /// A 303 redirect.

@@ -616,6 +616,21 @@ async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
     if due.is_empty() {
         return Ok(());
     }
+    let audiences: Vec<String> = due.into_iter().map(|(aud, _)| aud).collect();
+    let fresh = exchange_under_lock(inner, &audiences).await?;
+    if let Ok(mut m) = inner.tokens.write() {
+        m.extend(fresh);
+    }
+    Ok(())
+}
+
+/// Exchange the stored grant for a token per audience, under the profile lock
+/// (re-reading the grant first, storing a rotated refresh token at once), so
+/// that concurrent processes never spend each other's refresh tokens.
+async fn exchange_under_lock(
+    inner: &Arc<SessionInner>,
+    audiences: &[String],
+) -> Result<Vec<(String, AccessToken)>> {
     let store = inner.store.clone();
     let profile = inner.profile.clone();
     let _lock = tokio::task::spawn_blocking(move || store.lock(&profile))
@@ -626,13 +641,14 @@ async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
         .store
         .load(&inner.broker, &inner.profile, &agent)?
         .ok_or_else(|| Error::InvalidGrant("the stored grant is gone".into()))?;
-    for (aud, _) in due {
+    let mut out = Vec::with_capacity(audiences.len());
+    for aud in audiences {
         let t = inner
             .calls
             .exchange(
                 &grant.refresh_token,
                 &inner.requested.to_string(),
-                &aud,
+                aud,
                 inner.ttl,
             )
             .await?;
@@ -642,12 +658,9 @@ async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
                 .store
                 .save(&inner.broker, &inner.profile, &agent, &grant)?;
         }
-        let access = access_from(&t, inner.calls.clock.now())?;
-        if let Ok(mut m) = inner.tokens.write() {
-            m.insert(aud, access);
-        }
+        out.push((aud.clone(), access_from(&t, inner.calls.clock.now())?));
     }
-    Ok(())
+    Ok(out)
 }
 
 impl Session {
@@ -821,33 +834,11 @@ impl Session {
 
     /// Get a token for another audience too (one access token per audience).
     pub async fn add_audience(&self, audience: &str) -> Result<ScopeSet> {
-        let store = self.inner.store.clone();
-        let profile = self.inner.profile.clone();
-        let _lock = tokio::task::spawn_blocking(move || store.lock(&profile))
-            .await
-            .map_err(|e| Error::Storage(format!("lock task failed: {e}")))??;
         let inner = &self.inner;
-        let agent = inner.calls.agent.clone();
-        let mut grant = inner
-            .store
-            .load(&inner.broker, &inner.profile, &agent)?
-            .ok_or_else(|| Error::InvalidGrant("the stored grant is gone".into()))?;
-        let t = inner
-            .calls
-            .exchange(
-                &grant.refresh_token,
-                &inner.requested.to_string(),
-                audience,
-                inner.ttl,
-            )
-            .await?;
-        if let Some(r) = &t.refresh_token {
-            grant.refresh_token = Zeroizing::new(r.clone());
-            inner
-                .store
-                .save(&inner.broker, &inner.profile, &agent, &grant)?;
-        }
-        let access = access_from(&t, inner.calls.clock.now())?;
+        let (_, access) = exchange_under_lock(inner, &[audience.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::InvalidResponse("no token for the audience".into()))?;
         if !access.scope.covers_all(&inner.required) {
             return Err(Error::ScopeNotGranted {
                 missing: access.scope.missing(&inner.required).to_string(),
