@@ -12,10 +12,9 @@
 // session revokes its tokens.
 //
 // Run by run.sh; alone: node agent_autogpt.mjs --broker URL --api URL
-import fs from 'node:fs';
-import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
+import { ownerRequest, ownerRevokes } from './owner.mjs';
 
 const require = createRequire(import.meta.url);
 const { authenticateWithProton, ProtonPassError } = require(require('./node-package.cjs'));
@@ -39,24 +38,6 @@ if (!opt.api) {
 }
 const api = opt.api.replace(/\/+$/, '');
 const audience = `${api}/travel`;
-
-// The owner's side of the demo (played by run.sh through a channel directory).
-function ownerRequest(action, arg) {
-  if (!opt.channel) return null;
-  const tmp = path.join(opt.channel, `.${action}.${arg}.tmp`);
-  fs.writeFileSync(tmp, arg);
-  fs.renameSync(tmp, path.join(opt.channel, `${action}.${arg}.req`));
-  return path.join(opt.channel, `${action}.${arg}.done`);
-}
-async function ownerRevokes(agent) {
-  const done = ownerRequest('revoke', agent);
-  if (!done) return say(`(the owner may now run: protonpass-broker revoke --agent ${agent})`);
-  const deadline = Date.now() + 30000;
-  while (!fs.existsSync(done)) {
-    if (Date.now() > deadline) throw new Error('the owner did not revoke the agent within 30 s');
-    await sleep(50);
-  }
-}
 
 // The commands the brain may choose, AutoGPT style: name, arguments, result text.
 function commands(session) {
@@ -185,7 +166,7 @@ const session = await authenticateWithProton({
   reason: 'plan and book the trip to Paris',
   onPrompt: (p) => {
     say(`ASKED   the owner: open ${p.verificationUriComplete || p.verificationUri} and confirm the code ${p.userCode}`);
-    ownerRequest('approve', p.userCode);
+    ownerRequest(opt.channel, 'approve', p.userCode);
   },
 });
 let ok = true;
@@ -197,7 +178,7 @@ try {
   r = await runGoal(cmds, { kind: 'upgrade', text: 'Upgrade the hotel to the Grand Opera and pay the difference (645 EUR).' });
   ok &&= r.includes('insufficient_scope');
   say('The owner decides to cut the agent off.');
-  await ownerRevokes(opt.name);
+  await ownerRevokes(opt.channel, opt.name, say);
   for (let i = 0; i < 50; i++) {
     // The revocation reaches the API through the broker's feed within milliseconds.
     r = await runGoal(cmds, { kind: 'check', text: 'Check again whether a cheaper flight exists.' });

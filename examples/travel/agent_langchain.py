@@ -234,7 +234,8 @@ def run_task(model: Any, tools: dict[str, BaseTool], history: list[BaseMessage],
                 r = _result(ToolMessage(content=content, tool_call_id=tc["id"]))
                 status = r.get("status")
                 kind = "GOT" if isinstance(status, int) and status < 400 else "REFUSED"
-                say(f"{kind:<7} -> {status if status else ''} {json.dumps(r.get('body', r.get('error')))[:300]}")
+                shown = f"{status} {json.dumps(r.get('body'))}" if status else str(r.get("error"))
+                say(f"{kind:<7} -> {shown[:300]}")
             history.append(ToolMessage(content=content, tool_call_id=tc["id"], name=tc["name"]))
     raise RuntimeError("the agent did not finish its task")
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The travel case study in Python and Node: a fresh broker, the travel API
-# (FastAPI + the Python verifier), a LangChain agent and an AutoGPT-style Node
-# agent. This script plays the person: it approves each device request with
-# `protonpass-broker approve`, and revokes each agent when the story says so.
+# (FastAPI + the Python verifier), a LangChain agent in Python, a LangChain.js
+# agent and an AutoGPT-style agent in Node. This script plays the person: it
+# approves each device request with `protonpass-broker approve`, and revokes
+# each agent when the story says so.
 # Finally it prints the audit log and verifies its hash chain.
 #   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
 #   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
@@ -44,7 +45,7 @@ trap 'exit 130' INT TERM
 
 data="$work/broker"
 chan="$work/owner"
-mkdir -p "$data" "$chan" "$work/home-py" "$work/home-node"
+mkdir -p "$data" "$chan" "$work/home-py" "$work/home-node" "$work/home-node-lc"
 export PROTONPASS_HOME="$work/home"   # never the user's own grants
 person() { printf '[person]    %s\n' "$*"; }
 cli() { "$broker_bin" --data "$data" "$@"; }
@@ -101,12 +102,17 @@ pids+=("$!")
 
 echo
 echo "== 1. A LangChain agent in Python (scripted chat model, the package's LangChain tool)"
-TRAVEL_DEMO_CHANNEL="$chan" "$py" "$here/agent_langchain.py" \
+TRAVEL_DEMO_CHANNEL="$chan" timeout 120 "$py" "$here/agent_langchain.py" \
   --broker "$issuer" --api "$api" --name travel-langchain --home "$work/home-py"
 
 echo
-echo "== 2. An AutoGPT-style agent in Node (plan, act, observe; session.fetch)"
-TRAVEL_DEMO_CHANNEL="$chan" node "$here/agent_autogpt.mjs" \
+echo "== 2. A LangChain.js agent in Node (scripted chat model, the package's LangChain.js tool)"
+TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_langchain.mjs" \
+  --broker "$issuer" --api "$api" --name travel-langchain-js --home "$work/home-node-lc"
+
+echo
+echo "== 3. An AutoGPT-style agent in Node (plan, act, observe; session.fetch)"
+TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_autogpt.mjs" \
   --broker "$issuer" --api "$api" --name travel-autogpt --home "$work/home-node"
 
 echo
