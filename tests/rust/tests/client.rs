@@ -220,6 +220,20 @@ fn headless(broker: &Broker, home: &std::path::Path, code: Option<String>) -> Au
     }
 }
 
+/// A headless agent enrolled for `travel:search` (the home dir must outlive it).
+async fn enrolled_session(broker: &Broker) -> (Session, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let code = enroll(broker, "travel:search", "1h");
+    let s = authenticate_with_proton(
+        &["travel:search"],
+        AUD,
+        headless(broker, home.path(), Some(code)),
+    )
+    .await
+    .unwrap();
+    (s, home)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_narrowing_and_required_scopes() {
     let broker = Broker::start(&[]);
@@ -306,15 +320,7 @@ async fn enrollment_narrowing_and_required_scopes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_across_short_lifetimes_and_nonce_challenge() {
     let broker = Broker::start(&["--access-ttl", "3s"]);
-    let home = tempfile::tempdir().unwrap();
-    let code = enroll(&broker, "travel:search", "1h");
-    let s = authenticate_with_proton(
-        &["travel:search"],
-        AUD,
-        headless(&broker, home.path(), Some(code)),
-    )
-    .await
-    .unwrap();
+    let (s, _home) = enrolled_session(&broker).await;
     // The API demands server nonces: the first request is challenged and the
     // session answers transparently.
     let v = verifier_for(&broker, true).await;
@@ -337,15 +343,7 @@ async fn renewal_across_short_lifetimes_and_nonce_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
     let mut broker = Broker::start(&[]);
-    let home = tempfile::tempdir().unwrap();
-    let code = enroll(&broker, "travel:search", "1h");
-    let s = authenticate_with_proton(
-        &["travel:search"],
-        AUD,
-        headless(&broker, home.path(), Some(code)),
-    )
-    .await
-    .unwrap();
+    let (s, _home) = enrolled_session(&broker).await;
     let v = verifier_for(&broker, false).await;
     let base = start_api(v.clone()).await;
     let url = api_url(&base, "/flights");
@@ -402,15 +400,7 @@ async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifier_rejections_over_http_carry_the_right_challenge() {
     let broker = Broker::start(&[]);
-    let home = tempfile::tempdir().unwrap();
-    let code = enroll(&broker, "travel:search", "1h");
-    let s = authenticate_with_proton(
-        &["travel:search"],
-        AUD,
-        headless(&broker, home.path(), Some(code)),
-    )
-    .await
-    .unwrap();
+    let (s, _home) = enrolled_session(&broker).await;
     let v = verifier_for(&broker, false).await;
     let base = start_api(v).await;
     let url = api_url(&base, "/flights");
