@@ -85,6 +85,7 @@ describe('owner dashboard', () => {
     assert.match(await main.textContent(), /not verified/);
     assert.match(await main.textContent(), /Search travel on travel\.example/);
     assert.match(await main.textContent(), /Pay under 100 on travel\.example/);
+    assert.ok((await main.textContent()).includes(agent.thumbprint.slice(0, 12)), 'the key that asks');
     assert.equal(await page.isChecked('input[type=radio][value="3600"]'), true, '1 hour by default');
     await shot(page, '04-device-approve');
     // The same page at phone width.

@@ -93,11 +93,13 @@ export class Agent {
     return { status: r.status, headers: r.headers, body: await r.json() };
   }
 
-  /** RFC 8628 device authorization request. */
+  /** RFC 8628 device authorization request, signed with a DPoP proof so the
+   * request is bound to this key (the approval page shows its fingerprint). */
   startDevice(scope, resource) {
     const p = { client_id: this.name, scope };
     if (resource) p.resource = resource;
-    return this.form('/oauth/device_authorization', p);
+    const url = `${this.issuer}/oauth/device_authorization`;
+    return this.form('/oauth/device_authorization', p, { DPoP: this.proof('POST', url) });
   }
 
   /** A token request with a fresh DPoP proof, answering the nonce challenge once. */
