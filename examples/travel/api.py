@@ -64,7 +64,7 @@ def make_app(issuer: str, audience: str, verifier: Optional[Verifier] = None) ->
 
     @app.get("/travel/hotels")
     async def hotels(city: str = "Paris", i: Identity = Depends(require_scope("travel:search"))) -> dict[str, Any]:
-        return {"hotels": [h for h in HOTELS if h["city"].lower() == city.lower()], "by": who(i)}
+        return {"hotels": [h for h in HOTELS if str(h["city"]).lower() == city.lower()], "by": who(i)}
 
     @app.post("/travel/bookings", status_code=201)
     async def book(request: Request, i: Identity = Depends(require_scope("travel:book"))) -> dict[str, Any]:
