@@ -208,8 +208,12 @@ def chat_model() -> BaseChatModel:
     return init_chat_model(spec)
 
 
-def run_task(model: Any, tools: dict[str, BaseTool], history: list[BaseMessage], task: str) -> str:
-    """One LangChain tool-calling loop: model -> tool calls -> tool messages -> model ..."""
+def run_task(
+    model: Any, tools: dict[str, BaseTool], history: list[BaseMessage], task: str, seen: list[dict[str, Any]]
+) -> str:
+    """One LangChain tool-calling loop: model -> tool calls -> tool messages -> model ...
+
+    Each API call's outcome is appended to ``seen`` ({path, status, body} or {path, error})."""
     say(f"TASK    {task}")
     history.append(HumanMessage(task))
     for _ in range(12):
@@ -232,6 +236,7 @@ def run_task(model: Any, tools: dict[str, BaseTool], history: list[BaseMessage],
                 content = json.dumps({"error": f"{e.code}: {e}"})
             if tc["name"] == "call_api":
                 r = _result(ToolMessage(content=content, tool_call_id=tc["id"]))
+                seen.append({"path": str(args.get("path", "")), **r})
                 status = r.get("status")
                 kind = "GOT" if isinstance(status, int) and status < 400 else "REFUSED"
                 shown = f"{status} {json.dumps(r.get('body'))}" if status else str(r.get("error"))
@@ -272,22 +277,27 @@ def main() -> int:
             )
         ]
 
-        report = run_task(model, tools, history, "Book me a trip Lisbon to Paris, 12 to 15 December, and pay for it.")
-        ok &= "Booked" in report
-        report = run_task(
-            model, tools, history, "Please upgrade the hotel to the Grand Opera and pay the difference (645 EUR)."
+        # What the journey must show, judged on what the API answered (so that a real model is held to it too).
+        seen: list[dict[str, Any]] = []
+        run_task(model, tools, history, "Book me a trip Lisbon to Paris, 12 to 15 December, and pay for it.", seen)
+        ok &= any(r["path"].startswith("/travel/payments") and r.get("status") == 200 for r in seen)
+        seen.clear()
+        run_task(
+            model, tools, history, "Please upgrade the hotel to the Grand Opera and pay the difference (645 EUR).", seen
         )
-        ok &= "insufficient_scope" in report
+        ok &= any(r.get("status") == 403 and "insufficient_scope" in json.dumps(r.get("body")) for r in seen)
 
         say("The owner decides to cut the agent off.")
         owner.revoke_me(a.name)
-        report = ""
+        cut = False
         for _ in range(50):  # the revocation reaches the API through the broker's feed, within milliseconds
-            report = run_task(model, tools, history, "Check again whether a cheaper flight exists.")
-            if "could not" in report or "refused" in report:
+            seen.clear()
+            run_task(model, tools, history, "Check again whether a cheaper flight exists.", seen)
+            cut = any("invalid_grant" in str(r.get("error")) or r.get("status") == 401 for r in seen)
+            if cut:
                 break
             time.sleep(0.05)
-        ok &= "could not" in report or "refused" in report
+        ok &= cut
     finally:
         say("CLOSING the session: its access tokens are revoked on exit.")
         try:
