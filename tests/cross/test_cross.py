@@ -150,3 +150,23 @@ def authenticated_name(verifiers: dict[str, str], s: Session) -> str:
     r = httpx.get(verifiers["node"], auth=s.httpx_auth, timeout=10)
     assert r.status_code == 200, r.text
     return str(r.json()["agent"])
+
+
+def test_revoking_one_token_reaches_every_verifier_and_the_sdk_renews(
+    broker: Broker, py_session: Session, verifiers: dict[str, str]
+) -> None:
+    """`protonpass-broker revoke TOKEN_ID` (one access token, not the grant): every
+    verifier refuses that token; the SDK then renews from its grant on the next call."""
+    r = httpx.get(verifiers["rust"], auth=py_session.httpx_auth, timeout=10)
+    assert r.status_code == 200, r.text
+    token_id = r.json()["token_id"]
+    broker.cli("revoke", "--", token_id)
+    for lang, url in verifiers.items():
+        refused = wait_refused(url, lambda url=url: py_session.headers("GET", url))
+        assert refused.status_code == 401, (lang, refused.status_code, refused.text)
+        assert "revoked" in refused.headers.get("www-authenticate", ""), (lang, refused.headers)
+    for lang, url in verifiers.items():
+        again = httpx.get(url, auth=py_session.httpx_auth, timeout=10)
+        assert again.status_code == 200, (lang, again.status_code, again.text)
+    r = httpx.get(verifiers["node"], auth=py_session.httpx_auth, timeout=10)
+    assert r.json()["token_id"] != token_id
