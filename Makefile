@@ -12,19 +12,29 @@ export PROTONPASS_BROKER_BIN ?= $(TARGET_DIR)/debug/protonpass-broker
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: ## The travel case study: broker, API, agent, approval, refusal, revocation, audit
+demo: setup-packages ## The travel case study: Python API, LangChain and AutoGPT-style agents, approval, refusal, revocation, audit
+	bash examples/travel/run.sh
+
+.PHONY: demo-rust
+demo-rust: ## The same journey in Rust alone (axum API, Rust agent)
 	cargo build --quiet -p protonpass-broker -p protonpass-travel-demo
 	$(TARGET_DIR)/debug/travel-demo
+
+.PHONY: setup-packages
+setup-packages: ## Build the broker and install the Python and Node packages (what the demo needs)
+	cargo build --locked -p protonpass-broker
+	PROTONPASS_PY_INSTALL_ONLY=1 bash bindings-python/run-tests.sh
+	cd bindings-node && PROTONPASS_NODE_PROFILE=debug npm ci --no-audit --no-fund
 
 .PHONY: demo-core
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop test-thirdparty test-python test-node test-browser fuzz-smoke ## Every check and every test suite
+test: lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
@@ -51,6 +61,11 @@ test-python: ## The Python package: pip install builds the wheel; ruff, mypy, st
 .PHONY: test-node
 test-node: ## The Node package: npm install builds the addon; node --test, tsc, npm pack
 	bash bindings-node/run-tests.sh
+
+.PHONY: test-cross
+test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verifiers; the travel demo; the AutoGPT plugin
+	bash tests/cross/run.sh
+	bash examples/travel/run.sh
 
 .PHONY: test-browser
 test-browser: ## The dashboard in headless Chromium (Playwright)

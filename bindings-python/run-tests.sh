@@ -6,6 +6,7 @@
 #   PROTONPASS_CACHE     where the venv lives (default ~/.cache/protonpass)
 #   PROTONPASS_BROKER_BIN  the broker binary (default: built here)
 #   PYTEST_ARGS          extra pytest arguments
+#   PROTONPASS_PY_INSTALL_ONLY=1  stop once the package is installed
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -30,6 +31,8 @@ fi
 echo "== python: pip install ./bindings-python"
 MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
+# `make demo` only needs the package installed.
+[[ "${PROTONPASS_PY_INSTALL_ONLY:-0}" == 1 ]] && exit 0
 
 # The real broker.
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
