@@ -81,7 +81,14 @@ pub fn verify_request<S: AsRef<str>, T: AsRef<str>>(
 /// failure. `scope` names what an `insufficient_scope` request needed.
 pub fn www_authenticate(err: &Error, scope: Option<&str>) -> Option<String> {
     let algs = PROOF_ALGS.join(" ");
-    let quote = |s: &str| s.replace(['"', '\\'], "");
+    // A header value must be visible ASCII: attacker-chosen text (an `alg`, a
+    // member name) in a message could otherwise make the header unsendable.
+    let quote = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .filter(|c| !matches!(c, '"' | '\\'))
+            .collect()
+    };
     let (code, desc) = match err {
         Error::InvalidToken { reason, message }
             if *reason == Reason::MissingClaim && message.starts_with("no Authorization") =>
@@ -115,5 +122,19 @@ pub fn status_for(err: &Error) -> u16 {
         Error::InvalidRequest(_) | Error::InvalidScope(_) => 400,
         Error::TemporarilyUnavailable(_) => 503,
         _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_stay_sendable_whatever_the_message() {
+        let e = Error::proof(Reason::Alg, "algorithm \"Ed25519\u{301}\u{0}\\\" is not accepted");
+        let v = www_authenticate(&e, None).unwrap();
+        assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
+        assert!(v.starts_with("DPoP error=\"invalid_dpop_proof\""), "{v}");
+        assert_eq!(v.matches('"').count() % 2, 0, "{v}");
     }
 }

@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::verifier::{Identity, Rejection, Verifier};
+use crate::error::Error;
 
 /// The state an axum app holds: the verifier and the public base URL clients
 /// address the API by (the DPoP `htu` is checked against it, never against a
@@ -58,13 +59,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
         let p = Protected::from_ref(state);
-        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // Inside `Router::nest` the URI has lost its prefix; the client signed
+        // the original one.
+        let uri = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(&parts.uri, |o| &o.0);
+        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let url = format!("{}{}", p.base_url, path);
-        let headers: Vec<(&str, &str)> = parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-            .collect();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(parts.headers.len());
+        for (k, v) in &parts.headers {
+            match v.to_str() {
+                Ok(v) => headers.push((k.as_str(), v)),
+                // Dropping an unreadable DPoP or Authorization value would hide
+                // a second header from the one-header rule: refuse instead.
+                Err(_) if k == header::AUTHORIZATION || k.as_str() == "dpop" => {
+                    return Err(Rejection::from_error(Error::InvalidRequest(format!(
+                        "the {k} header is not visible ASCII"
+                    ))));
+                }
+                Err(_) => {}
+            }
+        }
         p.verifier
             .verify(parts.method.as_str(), &url, &headers)
             .await

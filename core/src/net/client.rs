@@ -22,6 +22,8 @@ const GT_PREAUTH: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const GT_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const TT_REFRESH: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 const TT_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The longest lifetime DESIGN allows (30 days), in seconds.
+const MAX_TOKEN_LIFETIME: i64 = 30 * 86_400;
 
 /// What the owner must be shown to approve a device request (RFC 8628 3.3).
 /// The same fields in every language (camelCase in JavaScript).
@@ -276,9 +278,11 @@ impl BrokerCalls {
             user_code: d.user_code.clone(),
             expires_in: u64::try_from(d.expires_in).unwrap_or(0),
         });
-        let mut interval = u64::try_from(d.interval).unwrap_or(5).max(1);
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(u64::try_from(d.expires_in).unwrap_or(0));
+        // Whatever the broker says, wait at most a day and poll at least every
+        // five minutes: no answer can overflow the deadline or stall the agent.
+        let lifetime = u64::try_from(d.expires_in).unwrap_or(0).min(86_400);
+        let mut interval = u64::try_from(d.interval).unwrap_or(5).clamp(1, 300);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(lifetime);
         loop {
             tokio::time::sleep(Duration::from_secs(interval)).await;
             if tokio::time::Instant::now() > deadline {
@@ -292,7 +296,7 @@ impl BrokerCalls {
             match self.token(&form).await {
                 Ok(t) => return Ok(t),
                 Err(Error::AuthorizationPending) => {}
-                Err(Error::SlowDown) => interval += 5,
+                Err(Error::SlowDown) => interval = (interval + 5).min(300),
                 Err(e) => return Err(e),
             }
         }
@@ -550,7 +554,9 @@ fn access_from(t: &TokenResponse, now: i64) -> Result<AccessToken> {
     Ok(AccessToken {
         token: Zeroizing::new(t.access_token.clone()),
         issued_at: now,
-        expires_at: now.saturating_add(t.expires_in.max(1)),
+        // DESIGN caps lifetimes at 30 days; a larger claim cannot overflow the
+        // renewal arithmetic.
+        expires_at: now.saturating_add(t.expires_in.clamp(1, MAX_TOKEN_LIFETIME)),
         scope,
     })
 }

@@ -27,6 +27,9 @@ pub(crate) fn client() -> Result<reqwest::Client> {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("protonpass-agent/", env!("CARGO_PKG_VERSION")))
+        // Never follow redirects: a 307/308 would re-send a form holding a
+        // refresh token or code (or an access token) to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Error::BrokerUnavailable(format!("cannot build the HTTP client: {e}")))?;
     Ok(CLIENT.get_or_init(|| c).clone())

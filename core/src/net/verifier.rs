@@ -167,6 +167,11 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// The rejection for `error`, with its status and challenge.
+    pub fn from_error(error: Error) -> Self {
+        Rejection::new(error, None, None)
+    }
+
     fn new(error: Error, scope: Option<&str>, dpop_nonce: Option<String>) -> Self {
         Rejection {
             status: status_for(&error),
@@ -562,6 +567,11 @@ async fn fetch_jwks(inner: &Arc<Inner>) -> Result<()> {
     if let Ok(mut k) = inner.keys.write() {
         *k = set;
     }
+    // A key may have left the set (rotated out, or withdrawn after a
+    // compromise): tokens verified under the old set are checked again.
+    if let Ok(mut c) = inner.token_cache.write() {
+        c.clear();
+    }
     Ok(())
 }
 
@@ -708,8 +718,11 @@ async fn follow_stream(weak: &Weak<Inner>, url: &str, after: i64) -> bool {
         if ev.data.is_empty() {
             continue;
         }
-        if let Ok(e) = serde_json::from_str::<RevocationEvent>(&ev.data) {
-            apply(&inner, &e);
+        match serde_json::from_str::<RevocationEvent>(&ev.data) {
+            Ok(e) => apply(&inner, &e),
+            // Never skip an event: a later one would move the position past it.
+            // Reconnect, and let the poll catch up from the last applied entry.
+            Err(_) => return true,
         }
     }
 }
