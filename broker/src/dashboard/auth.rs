@@ -25,6 +25,8 @@ use crate::store::{self, WebSession};
 pub const SESSION_TTL: i64 = 12 * 3600;
 /// How long a setup link lasts, seconds.
 pub const SETUP_TTL: i64 = 24 * 3600;
+/// At most this many password hashes are computed at once (19 MiB each).
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// Failed sign-ins allowed per account and per source address in [`LOGIN_WINDOW`].
 pub const LOGIN_BUDGET: i64 = 5;
 /// The window of the sign-in limit, seconds.
@@ -44,6 +46,19 @@ pub fn hash_password(b: &Broker, password: &str) -> Result<String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| Error::Server(format!("password hashing failed: {e}")))
+}
+
+/// A password hash no password is known for, to spend the same time on
+/// unknown owners as on known ones.
+fn dummy_phc(b: &Broker) -> Option<String> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(d) = DUMMY.get() {
+        return Some(d.clone());
+    }
+    let mut secret = [0u8; 32];
+    b.rng.fill(&mut secret).ok()?;
+    let phc = hash_password(b, &protonpass_agent::b64::encode(secret)).ok()?;
+    Some(DUMMY.get_or_init(|| phc).clone())
 }
 
 fn verify_password(phc: &str, password: &str) -> bool {
@@ -381,6 +396,11 @@ pub(super) async fn login_submit(
             )?;
             return Ok(Gate::Locked);
         }
+        // Charge the attempt before the password is checked, in the same
+        // transaction as the budget check: parallel guesses cannot all pass the
+        // gate. A successful sign-in is refunded below.
+        tx.attempt_add(&ko2, now, 1)?;
+        tx.attempt_add(&ks2, now, 1)?;
         Ok(Gate::Open(phc))
     })
     .await;
@@ -398,20 +418,37 @@ pub(super) async fn login_submit(
         Err(e) => return service_error(&e, None),
     };
     let exists = phc.is_some();
-    let ok = match phc {
-        Some(phc) if !password.is_empty() && password.len() <= MAX_PASSWORD => {
-            tokio::task::spawn_blocking(move || verify_password(&phc, &password))
-                .await
-                .unwrap_or(false)
-        }
-        _ => false,
+    let ok = if password.is_empty() || password.len() > MAX_PASSWORD {
+        false
+    } else {
+        // An unknown owner costs the same argon2 work as a known one: the
+        // answer's timing says nothing about which owners exist.
+        let (phc, real) = match phc {
+            Some(p) => (p, true),
+            None => match dummy_phc(&b) {
+                Some(p) => (p, false),
+                None => (String::new(), false),
+            },
+        };
+        // argon2id takes 19 MiB: bound how many run at once.
+        let _permit = ARGON2_SLOTS.acquire().await;
+        let matched = tokio::task::spawn_blocking(move || verify_password(&phc, &password))
+            .await
+            .unwrap_or(false);
+        real && matched
     };
+    if ok {
+        let (ko, ks) = (ko.clone(), ks.clone());
+        let _ = store::write(&b.store, move |tx| {
+            tx.attempt_add(&ko, now, -1)?;
+            tx.attempt_add(&ks, now, -1)
+        })
+        .await;
+    }
     if !ok {
         let o = owner.clone();
         let src = source(&b, &peer, &headers);
         let r = store::write(&b.store, move |tx| {
-            tx.attempt_add(&ko, now, 1)?;
-            tx.attempt_add(&ks, now, 1)?;
             let who = if exists { o.as_str() } else { "-" };
             tx.audit_append(
                 now,

@@ -35,6 +35,14 @@ impl Params {
                 return Err(Error::InvalidRequest(format!("parameter {k} is repeated")));
             }
         }
+        // `offline_access` is accepted and ignored (agents always get a refresh
+        // token): a scope holding nothing else means no scope was requested.
+        if m.get("scope").is_some_and(|s| {
+            let mut tokens = s.split(' ').filter(|t| !t.is_empty()).peekable();
+            tokens.peek().is_some() && tokens.all(|t| t == protonpass_agent::scope::OFFLINE_ACCESS)
+        }) {
+            m.remove("scope");
+        }
         Ok(Params(m))
     }
 

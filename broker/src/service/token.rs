@@ -203,7 +203,9 @@ impl Broker {
                 ));
             }
             if now >= g.expires_at {
-                return Err(Error::ExpiredToken);
+                // expired_token is RFC 8628's, for device codes; an expired
+                // enrollment code is simply no longer a valid grant.
+                return Err(Error::InvalidGrant("the enrollment code has expired".into()));
             }
             let scope = negotiate(&g.scope, scope_req.as_deref())?;
             let aud = pick_audience(&g.audiences, aud_req.as_deref())?;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{AuditQuery, WebSession};
-use super::{Job, Result, Store, Tx};
+use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
 /// Most write jobs committed together.
@@ -130,8 +130,22 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
             tracing::error!(error = %e, "cannot begin a transaction");
             continue;
         }
-        let mut finishes = Vec::with_capacity(batch.len());
+        let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
         for job in batch {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (disk full, I/O
+                // error): the earlier jobs' work is gone, so they fail, and the
+                // rest start over in a new transaction. Without this, the next
+                // SAVEPOINT would open a transaction of its own and its RELEASE
+                // would commit it while the batch is reported as failed.
+                for f in finishes.drain(..) {
+                    f(Err(Error::TemporarilyUnavailable("storage failure".into())));
+                }
+                if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+                    // Dropping the job tells its caller the store is unavailable.
+                    continue;
+                }
+            }
             if conn.execute_batch("SAVEPOINT job").is_err() {
                 continue;
             }

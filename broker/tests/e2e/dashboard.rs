@@ -450,3 +450,39 @@ async fn approval_in_the_page_narrows_the_agents_token() {
     assert!(page.body.contains(c["jti"].as_str().unwrap()));
     assert!(page.body.contains(&c["cnf"]["jkt"].as_str().unwrap()[..12]));
 }
+
+#[tokio::test]
+async fn parallel_guesses_share_one_budget() {
+    let b = Broker::start(&[]);
+    set_password(&b, "default", PASSWORD);
+    // Twelve guesses at once: the budget is charged before each password is
+    // checked, so at most five are even considered.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let mut w = Web::new(&b);
+        tasks.push(async move {
+            w.login("default", &format!("wrong guess {i}!"))
+                .await
+                .status
+        });
+    }
+    let statuses = futures_util::future::join_all(tasks).await;
+    let considered = statuses.iter().filter(|s| **s == 401).count();
+    assert!(considered <= 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    // The right password now waits too.
+    assert_eq!(Web::new(&b).login("default", PASSWORD).await.status, 429);
+}
+
+#[tokio::test]
+async fn a_successful_sign_in_does_not_use_up_the_budget() {
+    let b = Broker::start(&[]);
+    set_password(&b, "default", PASSWORD);
+    for _ in 0..7 {
+        let p = Web::new(&b).login("default", PASSWORD).await;
+        assert!(p.status == 303 || p.status == 200, "{}", p.status);
+    }
+}

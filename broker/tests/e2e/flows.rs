@@ -229,7 +229,9 @@ async fn enrollment_code_is_single_use_and_expires() {
             &[("grant_type", PRE), ("pre-authorized_code", &code)],
         )
         .await;
-    assert_eq!((r.status, r.error()), (400, "expired_token"));
+    // RFC 6749: an expired code is an invalid grant (expired_token is RFC
+    // 8628's, for device codes).
+    assert_eq!((r.status, r.error()), (400, "invalid_grant"));
 
     let b = Broker::start(&[]);
     let g = b.cli_ok(&[
