@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Broker, revoke_grant, revoke_token};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
-use crate::model::{Grant, GrantStatus, Resource};
+use crate::model::{DeviceStatus, Grant, GrantStatus, Resource};
 use crate::store;
 
 /// A new pre-authorized grant and its one-time enrollment code.
@@ -213,6 +213,21 @@ impl Broker {
                 if g.status != GrantStatus::Revoked {
                     seq = revoke_grant(tx, &mut g, now, "owner")?;
                     grants.push(g.gid);
+                }
+            }
+            // An approval the agent has not collected yet is cut off too: it
+            // would otherwise become a fresh grant at the agent's next poll.
+            for mut d in tx.devices_approved(now)? {
+                if d.client_id == agent && d.owner.as_deref() == Some(owner.as_str()) {
+                    d.status = DeviceStatus::Denied;
+                    tx.device_put(&d)?;
+                    tx.audit_append(
+                        now,
+                        &owner,
+                        "deny",
+                        &serde_json::json!({"agent": agent, "request": d.id, "by": "owner", "after": "approval"})
+                            .to_string(),
+                    )?;
                 }
             }
             Ok((

@@ -46,6 +46,8 @@ pub trait Tx {
     fn device_by_user_hash(&mut self, hash: &str, now: i64) -> Result<Option<DeviceReq>>;
     /// How many device requests are pending and unexpired.
     fn device_live_count(&mut self, now: i64) -> Result<i64>;
+    /// Approved, unexpired device requests whose tokens were not collected yet.
+    fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>>;
     /// Insert a resource server.
     fn resource_put(&mut self, r: &Resource) -> Result<()>;
     /// A resource server by client id.

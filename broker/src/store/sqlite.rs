@@ -330,6 +330,23 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)
     }
 
+    fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT data FROM devices WHERE status = 'approved' AND expires_at > ?1",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![now], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+
     fn resource_put(&mut self, r: &Resource) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO resources(client_id, owner, data) VALUES (?1,?2,?3)")

@@ -222,3 +222,14 @@ async fn a_proof_at_device_authorization_binds_the_request_to_that_key() {
         .await;
     assert_eq!(r.error(), "invalid_dpop_proof");
 }
+
+#[tokio::test]
+async fn cutting_off_an_agent_cancels_an_approval_it_has_not_collected() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let d = start_device(&b, "travel:book", Some(API)).await;
+    b.cli_ok(&["approve", &d.s("user_code")]);
+    // The owner regrets it before the agent polls.
+    b.cli_ok(&["revoke", "--agent", "travel-bot"]);
+    let r = poll(&b, &key(), &d.s("device_code")).await;
+    assert_eq!(r.error(), "access_denied", "{}", r.body);
+}
