@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn challenges_stay_sendable_whatever_the_message() {
-        let e = Error::proof(Reason::Alg, "algorithm \"Ed25519\u{301}\u{0}\\\" is not accepted");
+        let e = Error::proof(
+            Reason::Alg,
+            "algorithm \"Ed25519\u{301}\u{0}\\\" is not accepted",
+        );
         let v = www_authenticate(&e, None).unwrap();
         assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
         assert!(v.starts_with("DPoP error=\"invalid_dpop_proof\""), "{v}");
