@@ -131,17 +131,22 @@ async fn not_found() -> Response {
 pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
     let mut ip = peer.ip();
     if b.cfg.trusted_proxies.contains(&ip) {
-        let hops: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
+            .map(str::trim)
             .collect();
-        // Walk back from the nearest hop; the first one we do not trust is the client.
+        // Walk back from the nearest hop; the first one we do not trust is the
+        // client. A hop that is not a plain address stops the walk: what lies
+        // beyond it was written by the client and proves nothing.
         for hop in hops.iter().rev() {
-            ip = *hop;
-            if !b.cfg.trusted_proxies.contains(hop) {
+            let Ok(addr) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            ip = addr;
+            if !b.cfg.trusted_proxies.contains(&addr) {
                 break;
             }
         }

@@ -867,6 +867,9 @@ impl Session {
         if let Some(h) = &self.renewal {
             h.abort();
         }
+        // A renewal in flight (from `send`) finishes first, so that it cannot
+        // put fresh tokens back after they were revoked.
+        let _renewing = self.inner.renew_lock.lock().await;
         close_inner(&self.inner, revoke_grant).await
     }
 
@@ -909,6 +912,11 @@ async fn close_inner(inner: &Arc<SessionInner>, revoke_grant: bool) -> Result<()
     }
     if revoke_grant {
         let agent = inner.calls.agent.clone();
+        let store = inner.store.clone();
+        let profile = inner.profile.clone();
+        let _lock = tokio::task::spawn_blocking(move || store.lock(&profile))
+            .await
+            .map_err(|e| Error::Storage(format!("lock task failed: {e}")))??;
         if let Some(g) = inner.store.load(&inner.broker, &inner.profile, &agent)? {
             if let Err(e) = inner.calls.revoke(&g.refresh_token, "refresh_token").await {
                 first_err.get_or_insert(e);

@@ -412,6 +412,17 @@ fn open_private(path: &Path, truncate: bool) -> Result<File> {
     o.open(path).map_err(|e| io("cannot open", path, e))
 }
 
+fn open_new_private(path: &Path) -> Result<File> {
+    let mut o = OpenOptions::new();
+    o.create_new(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path).map_err(|e| io("cannot create", path, e))
+}
+
 fn read_file(path: &Path) -> Result<ProfileFile> {
     match fs::read(path) {
         Ok(bytes) => {
@@ -427,8 +438,13 @@ fn read_file(path: &Path) -> Result<ProfileFile> {
 fn write_file(path: &Path, file: &ProfileFile) -> Result<()> {
     let bytes =
         Zeroizing::new(serde_json::to_vec_pretty(file).map_err(|e| Error::Storage(e.to_string()))?);
-    let tmp = path.with_extension("json.tmp");
-    let mut f = open_private(&tmp, true)?;
+    // A fresh, unpredictable name created exclusively (O_CREAT|O_EXCL, which
+    // never follows a symlink): nothing planted in the directory is written
+    // through, and the file is ours with mode 0600 from the start.
+    let mut suffix = [0u8; 9];
+    getrandom::fill(&mut suffix).map_err(|e| Error::Storage(format!("randomness: {e}")))?;
+    let tmp = path.with_extension(format!("json.{}.tmp", crate::b64::encode(suffix)));
+    let mut f = open_new_private(&tmp)?;
     f.write_all(&bytes)
         .map_err(|e| io("cannot write", &tmp, e))?;
     f.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
