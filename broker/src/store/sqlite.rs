@@ -219,6 +219,17 @@ impl SqliteTx<'_> {
             .map_err(db_err)?;
         s.map(|s| from_json(&s)).transpose()
     }
+
+    /// Every row's JSON `data`, decoded.
+    fn many<T: DeserializeOwned>(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
+        let rows = st.query_map(p, |r| r.get::<_, String>(0)).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
 }
 
 impl Tx for SqliteTx<'_> {
@@ -254,20 +265,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn grants_of(&mut self, owner: &str, agent: Option<&str>) -> Result<Vec<Grant>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT data FROM grants WHERE owner = ?1 AND (?2 IS NULL OR agent = ?2) ORDER BY rowid DESC",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![owner, agent], |r| r.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(from_json(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        self.many(
+            "SELECT data FROM grants WHERE owner = ?1 AND (?2 IS NULL OR agent = ?2) ORDER BY rowid DESC",
+            params![owner, agent],
+        )
     }
 
     fn token_put(&mut self, t: &TokenRec) -> Result<()> {
@@ -331,20 +332,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT data FROM devices WHERE status = 'approved' AND expires_at > ?1",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![now], |r| r.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(from_json(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        self.many(
+            "SELECT data FROM devices WHERE status = 'approved' AND expires_at > ?1",
+            params![now],
+        )
     }
 
     fn resource_put(&mut self, r: &Resource) -> Result<()> {
@@ -373,18 +364,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn keys_all(&mut self) -> Result<Vec<KeyMeta>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT data FROM signing_keys ORDER BY rowid")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(from_json(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        self.many("SELECT data FROM signing_keys ORDER BY rowid", [])
     }
 
     fn revocation_add(
@@ -607,18 +587,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT data FROM tokens WHERE gid = ?1 ORDER BY rowid DESC")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![gid], |r| r.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(from_json(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        self.many(
+            "SELECT data FROM tokens WHERE gid = ?1 ORDER BY rowid DESC",
+            params![gid],
+        )
     }
 
     fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
