@@ -65,7 +65,9 @@ enum Cmd {
     },
     /// Revoke a grant or token by id, or everything of one agent.
     Revoke {
-        /// A grant id (gid) or token id (jti).
+        /// A grant id (gid) or token id (jti). Ids are base64url and may start
+        /// with '-': they are taken as values, never as flags.
+        #[arg(allow_hyphen_values = true)]
         id: Option<String>,
         /// Revoke every grant of this agent instead.
         #[arg(long)]
@@ -580,5 +582,26 @@ async fn shutdown() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn ids_starting_with_a_hyphen_are_values() {
+        // base64url ids start with '-' one time in 64.
+        let cli = Cli::try_parse_from(["protonpass-broker", "revoke", "-iZxUtBEr3joFPF1ayLP5w"])
+            .expect("parses");
+        match cli.cmd {
+            Cmd::Revoke { id, agent } => {
+                assert_eq!(id.as_deref(), Some("-iZxUtBEr3joFPF1ayLP5w"));
+                assert!(agent.is_none());
+            }
+            _ => panic!("not revoke"),
+        }
     }
 }
