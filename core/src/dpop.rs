@@ -308,6 +308,15 @@ fn verify_proof_with(
     if htm != check.method {
         return Err(perr(Reason::Htm, "htm does not match the request method"));
     }
+    // A URI is printable ASCII (RFC 3986 section 2). URL parsers strip or
+    // re-encode anything else (leading and trailing controls and spaces, tabs,
+    // newlines, non-ASCII), which would make two different strings match.
+    if !htu.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(perr(
+            Reason::Htu,
+            "htu holds characters a URI cannot (controls, spaces or non-ASCII)",
+        ));
+    }
     let htu_norm = normalize_htu(htu)
         .ok_or_else(|| perr(Reason::Htu, "htu is not an absolute http(s) URL"))?;
     let target = normalize_htu(check.url).ok_or_else(|| {

@@ -7,6 +7,7 @@
 mod dashboard;
 mod device;
 mod flows;
+mod hostile;
 mod inputs;
 mod kit;
 mod persistence;

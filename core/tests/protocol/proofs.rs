@@ -456,6 +456,13 @@ fn check_9_htu_and_normalization() {
         "wss://api.example/bookings",
         "not a url",
         "",
+        // Characters a URI cannot hold, which URL parsers strip or encode.
+        "https://api.example/bookings\u{0}",
+        " https://api.example/bookings",
+        "https://api.example/bookings\n",
+        "https://api.example/book\tings",
+        "https://api.example/bookings\u{7f}",
+        "https://api.\u{0435}xample/bookings",
     ];
     for htu in refused {
         let p = claims_with(|c| {
