@@ -1,0 +1,736 @@
+//! Issue 9 figures, printed (never asserted): the broker under load.
+//!
+//! 1. Load: many simulated agents (default 1,000) against one release-built
+//!    broker for a while (default 60 s). Each agent has its own Ed25519 key and
+//!    its own grant (created with the broker CLI, redeemed with the
+//!    pre-authorized code), signs a fresh DPoP proof for every request, answers
+//!    `use_dpop_nonce` challenges once per request as the SDK does (counted
+//!    apart: a nonce retry is protocol, not an error) and rotates its refresh
+//!    token. A real agent refreshes when its token nears expiry and exchanges
+//!    once per task; here every agent loops back to back to make load, with the
+//!    mix 1 refresh (refresh_token grant) then 4 token exchanges (RFC 8693, the
+//!    refresh token as subject, scope narrowed from `travel:search travel:book`
+//!    to `travel:search`), the requests the SDK sends. Any answer other than 200
+//!    or a nonce challenge, and any transport error, is an error: the bench
+//!    prints a breakdown and exits non-zero. An agent stops at its first error
+//!    (its refresh token may have rotated without it knowing).
+//! 2. Growth: token-exchange throughput with 1,000,000 stored tokens against an
+//!    empty store, same client load (64 agents), rounds alternated between the
+//!    two brokers so that other work on the machine hits both alike.
+//!
+//! ```sh
+//! cargo build --release -p protonpass-broker
+//! PROTONPASS_BROKER_BIN=target/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
+//! # short try: LOAD_AGENTS=200 LOAD_SECONDS=10 GROWTH_TOKENS=100000 GROWTH_SECONDS=4
+//! # one part only: LOAD_PARTS=load or LOAD_PARTS=growth
+//! ```
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protonpass_agent::{
+    AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof, random_id,
+};
+use protonpass_e2e::{Broker, broker_bin};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const RT_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+const AT_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const AUD: &str = "https://api.example/travel";
+const GRANT_SCOPE: &str = "travel:search travel:book";
+const NARROW: &str = "travel:search";
+/// One refresh, then this many exchanges, per agent cycle.
+const EXCHANGES_PER_REFRESH: u64 = 4;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One simulated agent: its key, its current refresh token, its nonce.
+struct Agent {
+    name: String,
+    key: AgentKey,
+    refresh: String,
+    nonce: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Refresh,
+    Exchange,
+}
+
+/// What one agent saw.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    nonce_retries: u64,
+    refresh_ms: Vec<f64>,
+    exchange_ms: Vec<f64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.requests += o.requests;
+        self.nonce_retries += o.nonce_retries;
+        self.refresh_ms.extend(o.refresh_ms);
+        self.exchange_ms.extend(o.exchange_ms);
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // One keep-alive connection per concurrent agent, as separate agent
+        // processes would have.
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// One token request as the SDK makes it: sign, send, and on a
+/// `use_dpop_nonce` challenge sign again with the new nonce and retry once.
+/// `Err` names the error for the breakdown.
+async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    a: &mut Agent,
+    form: &[(&str, &str)],
+    t: &mut Tally,
+) -> Result<Value, String> {
+    for attempt in 0..2 {
+        let proof = create_proof(
+            &a.key,
+            &ProofInput {
+                method: "POST",
+                url,
+                nonce: a.nonce.as_deref(),
+                ..Default::default()
+            },
+            SystemClock.now(),
+            &OsRandom,
+        )
+        .map_err(|e| format!("proof: {e}"))?;
+        t.requests += 1;
+        let r = http
+            .post(url)
+            .header("DPoP", proof)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "request"
+                };
+                format!("transport ({kind}): {e}")
+            })?;
+        if let Some(n) = r.headers().get("dpop-nonce") {
+            a.nonce = n.to_str().ok().map(str::to_owned);
+        }
+        let status = r.status().as_u16();
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| format!("transport (body): {e}"))?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status == 200 {
+            return Ok(v);
+        }
+        let code = v["error"].as_str().unwrap_or("?").to_owned();
+        if status == 400 && code == "use_dpop_nonce" && attempt == 0 {
+            t.nonce_retries += 1;
+            continue;
+        }
+        let desc = v["error_description"].as_str().unwrap_or("");
+        return Err(format!("HTTP {status} {code}: {desc}"));
+    }
+    Err("HTTP 400 use_dpop_nonce twice in a row".into())
+}
+
+async fn op(
+    http: &reqwest::Client,
+    url: &str,
+    a: &mut Agent,
+    op: Op,
+    t: &mut Tally,
+) -> Result<(), String> {
+    let refresh = a.refresh.clone();
+    let name = a.name.clone();
+    match op {
+        Op::Refresh => {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+                ("client_id", name.as_str()),
+            ];
+            let v = call(http, url, a, &form, t).await?;
+            let rt = v["refresh_token"]
+                .as_str()
+                .ok_or("refresh answered without a refresh token")?;
+            a.refresh = rt.to_owned();
+        }
+        Op::Exchange => {
+            let form = [
+                ("grant_type", EXCHANGE),
+                ("subject_token", refresh.as_str()),
+                ("subject_token_type", RT_TYPE),
+                ("requested_token_type", AT_TYPE),
+                ("scope", NARROW),
+                ("audience", AUD),
+                ("client_id", name.as_str()),
+            ];
+            let v = call(http, url, a, &form, t).await?;
+            if v["scope"] != NARROW {
+                return Err(format!("exchange answered scope {}", v["scope"]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create `n` grants with the broker CLI (a few processes at a time) and
+/// redeem their enrollment codes with each agent's own key.
+async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &str) -> Vec<Agent> {
+    let t0 = Instant::now();
+    let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let workers = 4;
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let b = broker.clone();
+        let mine: Vec<String> = names.iter().skip(w).step_by(workers).cloned().collect();
+        handles.push(tokio::task::spawn_blocking(move || {
+            mine.into_iter()
+                .map(|name| {
+                    let v = b.cli_json(&[
+                        "grant",
+                        "create",
+                        "--agent",
+                        &name,
+                        "--scope",
+                        GRANT_SCOPE,
+                        "--audience",
+                        AUD,
+                        "--ttl",
+                        "1d",
+                    ]);
+                    (name, v["enrollment_code"].as_str().unwrap().to_owned())
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut codes = Vec::new();
+    for h in handles {
+        codes.extend(h.await.unwrap());
+    }
+    let created = t0.elapsed();
+    let url = format!("{}/oauth/token", broker.issuer);
+    // Redeem, 32 at a time (setup, not measured).
+    let mut agents = Vec::with_capacity(n);
+    for chunk in codes.chunks(32) {
+        let mut set = tokio::task::JoinSet::new();
+        for (name, code) in chunk.iter().cloned() {
+            let (http, url) = (http.clone(), url.clone());
+            set.spawn(async move {
+                let mut a = Agent {
+                    name,
+                    key: AgentKey::generate(&OsRandom).unwrap(),
+                    refresh: String::new(),
+                    nonce: None,
+                };
+                let mut t = Tally::default();
+                let name = a.name.clone();
+                let form = [
+                    ("grant_type", PRE),
+                    ("pre-authorized_code", code.as_str()),
+                    ("client_id", name.as_str()),
+                ];
+                let v = call(&http, &url, &mut a, &form, &mut t)
+                    .await
+                    .unwrap_or_else(|e| panic!("enrollment of {name} failed: {e}"));
+                a.refresh = v["refresh_token"].as_str().unwrap().to_owned();
+                a
+            });
+        }
+        while let Some(a) = set.join_next().await {
+            agents.push(a.unwrap());
+        }
+    }
+    println!(
+        "  {n} grants created with `protonpass-broker grant create` in {:.1} s, redeemed in {:.1} s",
+        created.as_secs_f64(),
+        (t0.elapsed() - created).as_secs_f64()
+    );
+    agents
+}
+
+/// Every agent loops back to back until `seconds` have passed; returns the
+/// agents (with their rotated tokens), what they saw, and the elapsed time.
+async fn drive(
+    http: &reqwest::Client,
+    issuer: &str,
+    agents: Vec<Agent>,
+    seconds: f64,
+    exchange_only: bool,
+) -> (Vec<Agent>, Tally, f64) {
+    let url = format!("{issuer}/oauth/token");
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut set = tokio::task::JoinSet::new();
+    for (i, mut a) in agents.into_iter().enumerate() {
+        let (http, url) = (http.clone(), url.clone());
+        set.spawn(async move {
+            let mut t = Tally::default();
+            // Stagger the cycles so that refreshes spread over time.
+            let mut n = i as u64;
+            while Instant::now() < deadline {
+                let kind = if !exchange_only && n % (EXCHANGES_PER_REFRESH + 1) == 0 {
+                    Op::Refresh
+                } else {
+                    Op::Exchange
+                };
+                n += 1;
+                let t0 = Instant::now();
+                match op(&http, &url, &mut a, kind, &mut t).await {
+                    Ok(()) => {
+                        let ms = t0.elapsed().as_secs_f64() * 1e3;
+                        match kind {
+                            Op::Refresh => t.refresh_ms.push(ms),
+                            Op::Exchange => t.exchange_ms.push(ms),
+                        }
+                    }
+                    Err(e) => {
+                        *t.errors.entry(e).or_default() += 1;
+                        break;
+                    }
+                }
+            }
+            (a, t)
+        });
+    }
+    let mut all = Tally::default();
+    let mut back = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (a, t) = r.unwrap();
+        back.push(a);
+        all.merge(t);
+    }
+    (back, all, start.elapsed().as_secs_f64())
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[(((v.len() - 1) as f64) * p).round() as usize]
+}
+
+fn latency_line(name: &str, v: &mut [f64]) -> String {
+    format!(
+        "{name:<9} {:>8} ok   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>8.2} ms",
+        v.len(),
+        pct(v, 0.50),
+        pct(v, 0.99),
+        pct(v, 1.0)
+    )
+}
+
+fn print_errors(t: &Tally) {
+    if t.errors.is_empty() {
+        return;
+    }
+    println!("  error breakdown:");
+    for (k, v) in &t.errors {
+        let mut k = k.clone();
+        k.truncate(200);
+        println!("    {v:>7}  {k}");
+    }
+}
+
+/// Part 1. Returns the number of errors.
+async fn load(http: &reqwest::Client) -> u64 {
+    let agents_n: usize = env_or("LOAD_AGENTS", 1000);
+    let seconds: f64 = env_or("LOAD_SECONDS", 60.0);
+    println!(
+        "load: {agents_n} agents, {seconds} s, each cycle 1 refresh + {EXCHANGES_PER_REFRESH} exchanges (scope narrowed), Ed25519 DPoP, nonces required"
+    );
+    let broker = Arc::new(Broker::start(&[]));
+    let agents = enroll(&broker, http, agents_n, "load").await;
+    let (_agents, mut t, elapsed) = drive(http, &broker.issuer, agents, seconds, false).await;
+    let ok = (t.refresh_ms.len() + t.exchange_ms.len()) as u64;
+    let errors = t.error_count();
+    println!(
+        "  requests {} in {elapsed:.1} s: {:.0} requests/s ({ok} answered 200, {:.0}/s; {} nonce retries; {errors} errors)",
+        t.requests,
+        t.requests as f64 / elapsed,
+        ok as f64 / elapsed,
+        t.nonce_retries,
+    );
+    println!("  {}", latency_line("refresh", &mut t.refresh_ms));
+    println!("  {}", latency_line("exchange", &mut t.exchange_ms));
+    print_errors(&t);
+    errors
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// The broker's audit record hash (broker/src/audit.rs `record_hash`), so
+/// that the fixture's records chain like real ones (`audit verify` passes).
+fn record_hash(seq: i64, ts: i64, owner: &str, event: &str, detail: &str, prev: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        seq.to_string().as_str(),
+        ts.to_string().as_str(),
+        owner,
+        event,
+        detail,
+        prev,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn token_json(
+    jti: &str,
+    gid: &str,
+    kind: &str,
+    agent: &str,
+    scope: &str,
+    aud: Option<&str>,
+    iat: i64,
+    exp: i64,
+    jkt: &str,
+    hash: Option<&str>,
+    status: &str,
+) -> String {
+    // Field for field what the broker stores (broker/src/model.rs TokenRec).
+    serde_json::to_string(&serde_json::json!({
+        "jti": jti, "gid": gid, "owner": "default", "kind": kind, "client_id": agent,
+        "scope": scope, "aud": aud, "iat": iat, "exp": exp, "jkt": jkt, "hash": hash,
+        "status": status,
+    }))
+    .unwrap()
+}
+
+/// The growth fixture: `tokens` token rows, with their grants and audit
+/// records, written straight into the stopped broker's SQLite file in one
+/// transaction. Issuing a million tokens through HTTP would take longer than
+/// the whole bench (and measure the issuing, not the store's size); the rows
+/// are what the broker itself writes (the schema of broker/src/store/sqlite.rs,
+/// the JSON of its records, unique random ids and hashes, an intact audit
+/// chain), so the broker restarted on this directory cannot tell them apart.
+/// History repeats one agent cycle: a refresh (spent refresh token, new access
+/// token, one audit record) and four exchanges (an access token and an audit
+/// record each); 100 tokens per grant.
+fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usize, usize) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-262144;")
+        .unwrap();
+    let now = SystemClock.now();
+    let rng = OsRandom;
+    let tx = conn.transaction().unwrap();
+    let (mut seq, mut prev): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or((0, "0".repeat(64)));
+    let (mut n_tok, mut n_grant, mut n_audit) = (0usize, 0usize, 0usize);
+    {
+        let mut ins_tok = tx
+            .prepare("INSERT INTO tokens(jti, gid, hash, data) VALUES (?1,?2,?3,?4)")
+            .unwrap();
+        let mut ins_grant = tx
+            .prepare("INSERT INTO grants(gid, owner, agent, enroll_hash, data) VALUES (?1,'default',?2,NULL,?3)")
+            .unwrap();
+        let mut ins_audit = tx
+            .prepare("INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES (?1,?2,'default',?3,?4,?5,?6)")
+            .unwrap();
+        let mut audit = |ts: i64, event: &str, detail: String| {
+            seq += 1;
+            let h = record_hash(seq, ts, "default", event, &detail, &prev);
+            ins_audit
+                .execute(rusqlite::params![seq, ts, event, detail, prev, h])
+                .unwrap();
+            prev = h;
+            n_audit += 1;
+        };
+        // History spread over the last 30 days, oldest first.
+        let span = 30 * 86_400;
+        let grants = tokens.div_ceil(100);
+        let mut g = 0;
+        while n_tok < tokens {
+            let gid = random_id(&rng, 16).unwrap();
+            let agent = format!("fixture-{g}");
+            let jkt = random_id(&rng, 32).unwrap();
+            let created = now - span + (g as i64 * span) / grants as i64;
+            let grant_exp = created + 30 * 86_400;
+            let grant = serde_json::json!({
+                "gid": gid, "owner": "default", "agent": agent, "scope": GRANT_SCOPE,
+                "audiences": [AUD], "jkt": jkt, "status": "active", "origin": "pre-authorized",
+                "created_at": created, "ttl": 30 * 86_400, "expires_at": grant_exp,
+                "enroll_hash": null, "revoked_at": null,
+            });
+            ins_grant
+                .execute(rusqlite::params![gid, agent, grant.to_string()])
+                .unwrap();
+            n_grant += 1;
+            let mut t = created;
+            let mut in_grant = 0;
+            while in_grant < 100 && n_tok < tokens {
+                // Refresh: the spent refresh token and a new access token.
+                let rjti = random_id(&rng, 16).unwrap();
+                let secret = format!("rt_{}", random_id(&rng, 32).unwrap());
+                let rhash = hex(&Sha256::digest(secret.as_bytes()));
+                ins_tok
+                    .execute(rusqlite::params![
+                        rjti,
+                        gid,
+                        rhash,
+                        token_json(
+                            &rjti,
+                            &gid,
+                            "refresh",
+                            &agent,
+                            GRANT_SCOPE,
+                            None,
+                            t,
+                            grant_exp,
+                            &jkt,
+                            Some(&rhash),
+                            "used"
+                        )
+                    ])
+                    .unwrap();
+                let ajti = random_id(&rng, 16).unwrap();
+                ins_tok
+                    .execute(rusqlite::params![
+                        ajti,
+                        gid,
+                        Option::<String>::None,
+                        token_json(
+                            &ajti,
+                            &gid,
+                            "access",
+                            &agent,
+                            GRANT_SCOPE,
+                            Some(AUD),
+                            t,
+                            t + 3600,
+                            &jkt,
+                            None,
+                            "active"
+                        )
+                    ])
+                    .unwrap();
+                n_tok += 2;
+                in_grant += 2;
+                audit(
+                    t,
+                    "refresh",
+                    serde_json::json!({"gid": gid, "agent": agent, "spent_jti": rjti,
+                        "refresh_jti": random_id(&rng, 16).unwrap(), "jti": ajti,
+                        "scope": GRANT_SCOPE, "aud": AUD, "exp": t + 3600, "reason": null})
+                    .to_string(),
+                );
+                for _ in 0..EXCHANGES_PER_REFRESH {
+                    if n_tok >= tokens {
+                        break;
+                    }
+                    t += 1;
+                    let xjti = random_id(&rng, 16).unwrap();
+                    ins_tok
+                        .execute(rusqlite::params![
+                            xjti,
+                            gid,
+                            Option::<String>::None,
+                            token_json(
+                                &xjti,
+                                &gid,
+                                "access",
+                                &agent,
+                                NARROW,
+                                Some(AUD),
+                                t,
+                                t + 3600,
+                                &jkt,
+                                None,
+                                "active"
+                            )
+                        ])
+                        .unwrap();
+                    n_tok += 1;
+                    in_grant += 1;
+                    audit(
+                        t,
+                        "exchange",
+                        serde_json::json!({"gid": gid, "agent": agent, "subject_jti": rjti,
+                            "jti": xjti, "requested_scope": NARROW, "scope": NARROW, "aud": AUD,
+                            "exp": t + 3600, "reason": null})
+                        .to_string(),
+                    );
+                }
+                t += 60;
+            }
+            g += 1;
+        }
+    }
+    tx.commit().unwrap();
+    // A running broker checkpoints its WAL as it goes; start from that state.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    (n_tok, n_grant, n_audit)
+}
+
+/// Part 2. Returns the number of errors.
+async fn growth(http: &reqwest::Client) -> u64 {
+    let agents_n: usize = env_or("GROWTH_AGENTS", 64);
+    let seconds: f64 = env_or("GROWTH_SECONDS", 10.0);
+    let rounds: usize = env_or("GROWTH_ROUNDS", 2);
+    let tokens: usize = env_or("GROWTH_TOKENS", 1_000_000);
+    println!(
+        "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated; empty store vs {tokens} stored tokens"
+    );
+    let empty = Arc::new(Broker::start(&[]));
+    let mut full = Broker::start(&[]);
+    full.kill();
+    let db = full.data().join("broker.db");
+    let t0 = Instant::now();
+    let (n_tok, n_grant, n_audit) = tokio::task::block_in_place(|| build_fixture(&db, tokens));
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "  fixture: {n_tok} tokens, {n_grant} grants, {n_audit} audit records written into SQLite in {:.1} s ({:.0} MB file)",
+        t0.elapsed().as_secs_f64(),
+        size as f64 / 1e6
+    );
+    full.restart();
+    let full = Arc::new(full);
+    let mut a_agents = enroll(&empty, http, agents_n, "growth-empty").await;
+    let mut b_agents = enroll(&full, http, agents_n, "growth-full").await;
+    let (mut a_t, mut b_t) = (Tally::default(), Tally::default());
+    let (mut a_s, mut b_s) = (0.0, 0.0);
+    for round in 0..rounds {
+        let (ag, t, s) = drive(http, &empty.issuer, a_agents, seconds, true).await;
+        let a_ok = t.exchange_ms.len();
+        (a_agents, a_s) = (ag, a_s + s);
+        a_t.merge(t);
+        let (ag, t, s) = drive(http, &full.issuer, b_agents, seconds, true).await;
+        let b_ok = t.exchange_ms.len();
+        (b_agents, b_s) = (ag, b_s + s);
+        b_t.merge(t);
+        println!(
+            "  round {}: empty {:.0} exchanges/s, {tokens} tokens {:.0} exchanges/s",
+            round + 1,
+            a_ok as f64 / seconds,
+            b_ok as f64 / seconds
+        );
+    }
+    let a_rate = a_t.exchange_ms.len() as f64 / a_s;
+    let b_rate = b_t.exchange_ms.len() as f64 / b_s;
+    println!(
+        "  empty store:       {a_rate:>6.0} exchanges/s   ({} nonce retries, {} errors)",
+        a_t.nonce_retries,
+        a_t.error_count()
+    );
+    println!("    {}", latency_line("exchange", &mut a_t.exchange_ms));
+    println!(
+        "  {tokens} tokens:  {b_rate:>6.0} exchanges/s   ({} nonce retries, {} errors)",
+        b_t.nonce_retries,
+        b_t.error_count()
+    );
+    println!("    {}", latency_line("exchange", &mut b_t.exchange_ms));
+    println!(
+        "  ratio: {:.1} % of the empty store's throughput (target >= 80 %)",
+        100.0 * b_rate / a_rate
+    );
+    print_errors(&a_t);
+    print_errors(&b_t);
+    // The fixture chains like real records: the broker's own check agrees.
+    let out = full.cli_raw(&["audit", "verify"]);
+    println!(
+        "  audit verify on the grown store: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    a_t.error_count() + b_t.error_count()
+}
+
+/// A thousand agents hold a thousand connections, and the broker (a child of
+/// this process) inherits the limit: raise the soft limit to the hard one.
+fn raise_nofile() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+fn main() {
+    let nofile = raise_nofile();
+    let parts = std::env::var("LOAD_PARTS").unwrap_or_else(|_| "load,growth".into());
+    println!(
+        "broker {} (2-core machine shared with other work; client and broker share the cores; open files limit {nofile})",
+        broker_bin().display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = http_client();
+    let mut errors = 0;
+    if parts.contains("load") {
+        errors += rt.block_on(load(&http));
+    }
+    if parts.contains("growth") {
+        errors += rt.block_on(growth(&http_client()));
+    }
+    if errors > 0 {
+        eprintln!("{errors} errors");
+        std::process::exit(1);
+    }
+}
