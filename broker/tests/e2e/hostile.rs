@@ -405,7 +405,6 @@ async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
     // A proof is not an access token.
     let proof = b.proof(&agent, &b.token_url(), None);
     case("a DPoP proof as subject token", proof);
-    drop(case);
 
     let before = state(&b);
     let rejected = rejections(&b);
@@ -461,6 +460,16 @@ async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// A hostile proof request: name, DPoP headers, other headers, and the
+/// expected status and error code.
+type ProofCase = (
+    String,
+    Vec<String>,
+    Vec<(&'static str, String)>,
+    u16,
+    &'static str,
+);
+
 /// A proof with this header and these claims, signed by `key`.
 fn proof_of(header: &Map<String, Value>, claims: &Map<String, Value>, key: &AgentKey) -> String {
     signed(&to_vec(header), &to_vec(claims), key)
@@ -494,7 +503,7 @@ async fn hostile_proofs_at_the_token_endpoint_are_refused_and_change_nothing() {
         )
     };
 
-    let mut cases: Vec<(String, Vec<String>, Vec<(&str, String)>, u16, &str)> = Vec::new();
+    let mut cases: Vec<ProofCase> = Vec::new();
     let mut case = |name: &str, proofs: Vec<String>, code: &'static str| {
         cases.push((name.to_owned(), proofs, Vec::new(), 400, code))
     };
@@ -660,7 +669,6 @@ async fn hostile_proofs_at_the_token_endpoint_are_refused_and_change_nothing() {
         vec![b.proof(&other, &url, Some(&nonce))],
         "invalid_grant",
     );
-    drop(case);
     // Forged X-Forwarded-* from a peer that is not a trusted proxy: the proof
     // names the forged origin, the broker goes by its own.
     cases.push((
@@ -816,6 +824,16 @@ fn rand_bytes() -> [u8; 16] {
     b
 }
 
+/// A hostile exchange: name, subject token, its type, extra parameters, and
+/// the expected error code.
+type ExchangeCase = (
+    &'static str,
+    String,
+    &'static str,
+    Vec<(&'static str, String)>,
+    &'static str,
+);
+
 #[tokio::test]
 async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
     let b = Broker::start(&[]);
@@ -836,7 +854,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
     assert_eq!(narrow.status, 200, "{}", narrow.body);
     let narrow = narrow.s("access_token");
 
-    let mut cases: Vec<(&str, String, &str, Vec<(&str, String)>, &str)> = Vec::new();
+    let mut cases: Vec<ExchangeCase> = Vec::new();
     for (name, scope) in [
         ("only scopes outside the grant", "calendar:write admin:all"),
         ("prefix trick", "repo:write:my-project-evil"),
