@@ -278,13 +278,39 @@ impl GrantStore {
         )
     }
 
+    /// Create the store's directory (mode 0700), or check an existing one:
+    /// it must belong to this user and be writable by no one else, or another
+    /// user could swap the grant file or plant links in it (as ssh refuses
+    /// keys in such directories). An existing directory is never chmod-ed:
+    /// `PROTONPASS_HOME=/tmp` must fail, not change /tmp.
     fn ensure_dir(dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+            use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io("cannot create", dir, e))?;
+            let m = fs::metadata(dir).map_err(|e| io("cannot inspect", dir, e))?;
+            let me = rustix::process::geteuid().as_raw();
+            if m.uid() != me {
+                return Err(Error::Storage(format!(
+                    "the grant store {} belongs to another user (uid {}); use a directory of your own",
+                    dir.display(),
+                    m.uid()
+                )));
+            }
+            if m.mode() & 0o022 != 0 {
+                return Err(Error::Storage(format!(
+                    "the grant store {} is writable by other users (mode {:o}); use a private directory (chmod 700)",
+                    dir.display(),
+                    m.mode() & 0o7777
+                )));
+            }
         }
+        #[cfg(not(unix))]
+        fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
         Ok(())
     }
 
@@ -528,6 +554,39 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_directory_others_can_write_is_refused_and_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile_dir();
+        for mode in [0o777, 0o1777, 0o770, 0o720] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
+            let s = GrantStore::new(StoreKind::File(d.clone()));
+            let e = s.save("b", "default", "a", &grant()).unwrap_err();
+            assert_eq!(e.code(), "storage_error", "{mode:o}");
+            assert!(e.to_string().contains("writable by other users"), "{e}");
+            assert!(s.lock("default").is_err());
+            // Nothing was written, and the directory's mode is untouched.
+            assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+            let now = fs::metadata(&d).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(now, mode);
+        }
+        // A private one (and one only its owner can write) works.
+        for mode in [0o700, 0o755] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
+            let s = GrantStore::new(StoreKind::File(d.clone()));
+            s.save("b", "default", "a", &grant()).unwrap();
+            assert!(s.load("b", "default", "a").unwrap().is_some());
+        }
+        // A new directory is created private.
+        let nested = d.join("x").join("y");
+        let s = GrantStore::new(StoreKind::File(nested.clone()));
+        s.save("b", "default", "a", &grant()).unwrap();
+        let mode = fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::remove_dir_all(&d).unwrap();
     }
 
     fn tempfile_dir() -> PathBuf {
