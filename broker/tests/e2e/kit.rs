@@ -51,6 +51,13 @@ impl Broker {
 
     /// A broker on an existing data directory (restarts).
     pub fn start_in(data: &Path, env: &[(&str, &str)]) -> Broker {
+        Self::start_at(data, "127.0.0.1:0", env)
+    }
+
+    /// A broker on an existing data directory listening on `addr`: a restart
+    /// on the same address keeps the issuer, so tokens issued before it stay
+    /// verifiable (their `iss` is the old address).
+    pub fn start_at(data: &Path, addr: &str, env: &[(&str, &str)]) -> Broker {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -65,13 +72,7 @@ impl Broker {
             .or_else(|| std::fs::File::create(data.join("broker.log")).ok())
             .unwrap();
         let mut child = Command::new(BIN)
-            .args([
-                "--data",
-                data.to_str().unwrap(),
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-            ])
+            .args(["--data", data.to_str().unwrap(), "serve", "--addr", addr])
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
@@ -95,6 +96,11 @@ impl Broker {
             http: reqwest::Client::new(),
             nonce: Mutex::new(None),
         }
+    }
+
+    /// The address it listens on (host:port).
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// Stop the process at once (as kill -9 would).

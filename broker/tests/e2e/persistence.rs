@@ -15,15 +15,21 @@ async fn state_survives_kill_and_restart() {
     let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
     let jti = claims(&at)["jti"].as_str().unwrap().to_owned();
     b.cli_ok(&["revoke", &jti]);
+    let kept = b.enroll(&key(), "bot2", "calendar:read", &[]).await;
     let kid_before = b.get("/jwks.json").await.body["keys"][0]["kid"].clone();
+    let addr = b.addr().to_owned();
     b.kill();
 
-    let b = Broker::start_in(dir.path(), &[]);
+    // Restart on the same address, so the issuer (the tokens' `iss`) is the same.
+    let b = Broker::start_at(dir.path(), &addr, &[]);
     assert_eq!(b.get("/jwks.json").await.body["keys"][0]["kid"], kid_before);
     let feed = b.feed(0).await;
     assert!(feed.iter().any(|e| e["jti"] == jti.as_str()));
     let rs = b.resource(API, None);
     assert_eq!(b.introspect(&rs, &at).await.body["active"], false);
+    // A token nobody revoked is still good.
+    let i = b.introspect(&rs, &kept.s("access_token")).await;
+    assert_eq!(i.body["active"], true, "{}", i.body);
     // The grant survived: its refresh token still works (with a nonce from the new process).
     let r2 = b
         .token(
@@ -165,5 +171,64 @@ async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
     // Nothing was issued: the code is unspent and works now, once.
     let ok = b.token(&agent, &params).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
+}
+
+#[tokio::test]
+async fn revocation_is_refused_while_the_database_is_locked_and_recovers() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);
+    let rs = b.resource(API, None);
+    let agent = key();
+    let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
+    let r2 = b
+        .token(
+            &agent,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &r.s("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(r2.status, 200, "{}", r2.body);
+    // One token for the agent to revoke (RFC 7009), one for the owner (CLI).
+    let (by_agent, by_owner) = (r.s("access_token"), r2.s("access_token"));
+    let owner_jti = claims(&by_owner)["jti"].as_str().unwrap().to_owned();
+    let agent_revoke = [("token", by_agent.as_str()), ("client_id", "bot")];
+
+    let lock = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let refused = b.post_form("/oauth/revoke", &agent_revoke, &[]).await;
+    assert_eq!(
+        (refused.status, refused.error()),
+        (503, "temporarily_unavailable"),
+        "{}",
+        refused.body
+    );
+    let (code, v) = b.cli(&["revoke", &owner_jti]);
+    assert_ne!(code, 0, "{v}");
+    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+    // Reads go on meanwhile: both tokens are still active, the feed is empty.
+    for t in [&by_agent, &by_owner] {
+        assert_eq!(b.introspect(&rs, t).await.body["active"], true);
+    }
+    assert!(b.feed(0).await.is_empty());
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+
+    // The lock is gone: the same revocations succeed, with no restart.
+    let ok = b.post_form("/oauth/revoke", &agent_revoke, &[]).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    b.cli_ok(&["revoke", &owner_jti]);
+    for t in [&by_agent, &by_owner] {
+        assert_eq!(b.introspect(&rs, t).await.body["active"], false);
+    }
+    let feed = b.feed(0).await;
+    for t in [&by_agent, &by_owner] {
+        let jti = claims(t)["jti"].clone();
+        assert!(
+            feed.iter().any(|e| e["jti"] == jti),
+            "{jti} not in the feed"
+        );
+    }
     assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
 }

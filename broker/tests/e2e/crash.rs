@@ -1,0 +1,769 @@
+//! Crash safety and fail-closed storage: a SIGKILL in the middle of a burst of
+//! issuances and revocations loses nothing any client was told, and when the
+//! audit store refuses writes the broker issues and revokes nothing, then
+//! recovers by itself once the store accepts writes again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
+use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use serde_json::Value;
+
+use crate::kit::{API, BIN, Broker, claims, key};
+
+const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+
+/// Every audit record, with its detail parsed.
+fn audit_records(b: &Broker) -> Vec<Value> {
+    let (code, v) = b.cli(&["audit", "export"]);
+    assert_eq!(code, 0, "audit export: {v}");
+    let lines: Vec<Value> = match v {
+        Value::String(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Value::Object(_) => vec![v],
+        other => panic!("audit export printed {other}"),
+    };
+    lines
+        .into_iter()
+        .map(|mut r| {
+            let detail: Value =
+                serde_json::from_str(r["detail"].as_str().unwrap()).unwrap_or(Value::Null);
+            r["detail"] = detail;
+            r
+        })
+        .collect()
+}
+
+/// The whole revocation feed, page by page.
+async fn whole_feed(b: &Broker) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = b
+            .get(&format!("/revocations?after={after}&limit=1000"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let page = r.body["revocations"].as_array().unwrap().clone();
+        let Some(last) = page.last() else { break };
+        after = last["seq"].as_i64().unwrap();
+        out.extend(page);
+    }
+    out
+}
+
+fn audit_ok(b: &Broker) -> i64 {
+    let v = b.cli_ok(&["audit", "verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    v["records"].as_i64().unwrap()
+}
+
+/// A token's stored record, read from the database file (for failure messages).
+fn stored_token(b: &Broker, jti: &str) -> Option<String> {
+    let c = rusqlite::Connection::open_with_flags(
+        b.data.join("broker.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    c.query_row("SELECT data FROM tokens WHERE jti = ?1", [jti], |r| {
+        r.get(0)
+    })
+    .ok()
+}
+
+fn jti_of(token: &str) -> String {
+    claims(token)["jti"].as_str().unwrap().to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// 1. SIGKILL in the middle of a burst
+
+/// A minimal HTTP client for the burst: unlike the kit, a connection error is
+/// an outcome (the broker was killed), not a test failure.
+struct Wire {
+    url: String,
+    http: reqwest::Client,
+    nonce: Mutex<Option<String>>,
+}
+
+/// What a client got back: a full answer, or nothing (request in flight at the kill).
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Wire {
+    async fn post(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        dpop: Option<String>,
+    ) -> Option<Answer> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(p) = dpop {
+            req = req.header("DPoP", p);
+        }
+        let r = req.send().await.ok()?;
+        let status = r.status().as_u16();
+        if let Some(n) = r.headers().get("dpop-nonce") {
+            *self.nonce.lock().unwrap() = Some(n.to_str().unwrap().to_owned());
+        }
+        let text = r.text().await.ok()?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Some(Answer { status, body })
+    }
+
+    /// A token request with a fresh proof, retrying `use_dpop_nonce` as the kit does.
+    async fn token(&self, key: &AgentKey, params: &[(&str, &str)]) -> Option<Answer> {
+        let url = format!("{}/oauth/token", self.url);
+        for _ in 0..4 {
+            let nonce = self.nonce.lock().unwrap().clone();
+            let proof = create_proof(
+                key,
+                &ProofInput {
+                    method: "POST",
+                    url: &url,
+                    nonce: nonce.as_deref(),
+                    ..Default::default()
+                },
+                SystemClock.now(),
+                &OsRandom,
+            )
+            .unwrap();
+            let a = self.post("/oauth/token", params, Some(proof)).await?;
+            if a.body["error"] != "use_dpop_nonce" {
+                return Some(a);
+            }
+        }
+        panic!("the nonce round did not settle");
+    }
+}
+
+/// An access token a client received.
+#[derive(Clone)]
+struct Got {
+    token: String,
+    jti: String,
+    gid: String,
+}
+
+/// What one agent's tasks saw.
+#[derive(Default)]
+struct AgentLog {
+    gid: String,
+    /// Access tokens received in a 200.
+    issued: Vec<Got>,
+    /// Refresh answers received (200).
+    refreshes: usize,
+    /// Exchange answers received (200).
+    exchanges: usize,
+    /// Refresh tokens sent in a refresh that answered 200 (spent).
+    spent: Vec<String>,
+    /// The newest refresh token received and not yet sent.
+    current: Option<String>,
+    /// A refresh token sent in a request that got no answer.
+    refresh_in_flight: Option<String>,
+    /// An exchange that got no answer.
+    exchange_in_flight: bool,
+    /// The grant was revoked through its refresh token, acknowledged.
+    grant_revoked: bool,
+    /// A grant revocation was sent (answered or not).
+    grant_revoke_sent: bool,
+}
+
+/// What every client saw, across tasks.
+#[derive(Default)]
+struct Seen {
+    agents: Vec<AgentLog>,
+    /// Token ids whose revocation was acknowledged (RFC 7009 200, or CLI exit 0).
+    revoked: HashSet<String>,
+    /// Token ids whose revocation was sent (acknowledged or not).
+    revoke_sent: HashSet<String>,
+    /// Tokens the CLI task may revoke (exchange results).
+    pool: Vec<String>,
+}
+
+const AGENTS: usize = 8;
+/// The agent that revokes its own grant (RFC 7009 with its refresh token) mid-burst.
+const GRANT_REVOKER: usize = AGENTS - 1;
+/// Answers to wait for before the kill.
+const KILL_AFTER: usize = 400;
+
+/// Refresh in a loop; every other new access token is revoked by the agent
+/// through RFC 7009. The last agent revokes its whole grant after a few steps.
+async fn refresh_chain(
+    w: Arc<Wire>,
+    seen: Arc<Mutex<Seen>>,
+    answers: Arc<AtomicUsize>,
+    i: usize,
+    k: AgentKey,
+) {
+    let agent = format!("bot{i}");
+    for step in 0.. {
+        let rt = seen.lock().unwrap().agents[i].current.clone().unwrap();
+        if i == GRANT_REVOKER && step == 6 {
+            seen.lock().unwrap().agents[i].grant_revoke_sent = true;
+            let Some(a) = w
+                .post(
+                    "/oauth/revoke",
+                    &[("token", &rt), ("client_id", &agent)],
+                    None,
+                )
+                .await
+            else {
+                return;
+            };
+            assert_eq!(a.status, 200, "grant revocation: {}", a.body);
+            answers.fetch_add(1, Ordering::Relaxed);
+            seen.lock().unwrap().agents[i].grant_revoked = true;
+            return;
+        }
+        seen.lock().unwrap().agents[i].current = None;
+        let Some(a) = w
+            .token(
+                &k,
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await
+        else {
+            seen.lock().unwrap().agents[i].refresh_in_flight = Some(rt);
+            return;
+        };
+        assert_eq!(a.status, 200, "refresh: {}", a.body);
+        answers.fetch_add(1, Ordering::Relaxed);
+        let at = a.body["access_token"].as_str().unwrap().to_owned();
+        let got = Got {
+            jti: jti_of(&at),
+            token: at.clone(),
+            gid: a.body["grant_id"].as_str().unwrap().to_owned(),
+        };
+        {
+            let mut s = seen.lock().unwrap();
+            let log = &mut s.agents[i];
+            log.issued.push(got.clone());
+            log.refreshes += 1;
+            log.spent.push(rt);
+            log.current = Some(a.body["refresh_token"].as_str().unwrap().to_owned());
+        }
+        if step % 2 == 1 {
+            seen.lock().unwrap().revoke_sent.insert(got.jti.clone());
+            let Some(r) = w
+                .post(
+                    "/oauth/revoke",
+                    &[("token", &at), ("client_id", &agent)],
+                    None,
+                )
+                .await
+            else {
+                return;
+            };
+            assert_eq!(r.status, 200, "revocation: {}", r.body);
+            answers.fetch_add(1, Ordering::Relaxed);
+            seen.lock().unwrap().revoked.insert(got.jti);
+        }
+    }
+}
+
+/// Exchange the agent's enrollment access token for narrower ones, in a loop;
+/// the results feed the CLI revoker.
+async fn exchange_loop(
+    w: Arc<Wire>,
+    seen: Arc<Mutex<Seen>>,
+    answers: Arc<AtomicUsize>,
+    i: usize,
+    k: AgentKey,
+    subject: String,
+) {
+    loop {
+        let Some(a) = w
+            .token(
+                &k,
+                &[
+                    ("grant_type", EXCHANGE),
+                    ("subject_token", &subject),
+                    ("subject_token_type", TOKEN_TYPE_ACCESS),
+                    ("scope", "calendar:read"),
+                ],
+            )
+            .await
+        else {
+            seen.lock().unwrap().agents[i].exchange_in_flight = true;
+            return;
+        };
+        assert_eq!(a.status, 200, "exchange: {}", a.body);
+        answers.fetch_add(1, Ordering::Relaxed);
+        let at = a.body["access_token"].as_str().unwrap().to_owned();
+        let got = Got {
+            jti: jti_of(&at),
+            token: at,
+            gid: a.body["grant_id"].as_str().unwrap().to_owned(),
+        };
+        let mut s = seen.lock().unwrap();
+        s.pool.push(got.jti.clone());
+        s.agents[i].issued.push(got);
+        s.agents[i].exchanges += 1;
+    }
+}
+
+/// Revoke exchanged tokens with the CLI (another process, the same database)
+/// until told to stop. The CLI does not depend on the server, so a revocation
+/// it reports is committed whether or not the server still runs.
+async fn cli_revoker(
+    data: PathBuf,
+    env: Vec<(String, String)>,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let next = seen.lock().unwrap().pool.pop();
+        let Some(jti) = next else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        seen.lock().unwrap().revoke_sent.insert(jti.clone());
+        let (data, env, id) = (data.clone(), env.clone(), jti.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(BIN)
+                .args(["--data", data.to_str().unwrap(), "--json", "revoke", &id])
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "CLI revoke: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["tokens"][0], jti.as_str());
+        seen.lock().unwrap().revoked.insert(jti);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
+    let mut b = Broker::start(&[]);
+    let dir = b.take_dir();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut keys = Vec::new();
+    let mut subjects = Vec::new();
+    for i in 0..AGENTS {
+        let k = key();
+        let r = b
+            .enroll(&k, &format!("bot{i}"), "calendar:read calendar:write", &[])
+            .await;
+        let at = r.s("access_token");
+        let got = Got {
+            jti: jti_of(&at),
+            token: at.clone(),
+            gid: r.s("grant_id"),
+        };
+        seen.lock().unwrap().agents.push(AgentLog {
+            gid: got.gid.clone(),
+            issued: vec![got],
+            current: Some(r.s("refresh_token")),
+            ..AgentLog::default()
+        });
+        keys.push(k);
+        subjects.push(at);
+    }
+
+    let answers = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut http_tasks = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let w = Arc::new(Wire {
+            url: b.url.clone(),
+            http: reqwest::Client::new(),
+            nonce: Mutex::new(None),
+        });
+        let k = k.clone();
+        http_tasks.push(tokio::spawn(refresh_chain(
+            w.clone(),
+            seen.clone(),
+            answers.clone(),
+            i,
+            k.clone(),
+        )));
+        if i != GRANT_REVOKER {
+            http_tasks.push(tokio::spawn(exchange_loop(
+                w,
+                seen.clone(),
+                answers.clone(),
+                i,
+                k,
+                subjects[i].clone(),
+            )));
+        }
+    }
+    let cli_tasks: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(cli_revoker(
+                b.data.clone(),
+                b.env.clone(),
+                seen.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    // Kill once enough answers arrived, while every task has a request out.
+    while answers.load(Ordering::Relaxed) < KILL_AFTER
+        && !http_tasks.iter().all(|t| t.is_finished())
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let addr = b.addr().to_owned();
+    b.kill();
+    stop.store(true, Ordering::Relaxed);
+    for t in http_tasks.into_iter().chain(cli_tasks) {
+        t.await.unwrap();
+    }
+    assert!(answers.load(Ordering::Relaxed) >= KILL_AFTER);
+
+    // The same address: the issuer (and so the tokens' `iss`) is unchanged.
+    let b = Broker::start_at(dir.path(), &addr, &[]);
+    let rs = b.resource(API, None);
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    let feed = whole_feed(&b).await;
+    let feed_jtis: HashSet<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
+    let feed_gids: HashSet<&str> = feed.iter().filter_map(|e| e["gid"].as_str()).collect();
+    let audit = audit_records(&b);
+    let issued_in_audit: HashMap<&str, &str> = audit
+        .iter()
+        .filter(|r| ["enroll", "refresh", "exchange"].contains(&r["event"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["detail"]["jti"].as_str().unwrap(),
+                r["event"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let revoked_in_audit: HashSet<&str> = audit
+        .iter()
+        .filter(|r| r["event"] == "revoke")
+        .filter_map(|r| r["detail"]["jti"].as_str())
+        .collect();
+    let count = |event: &str, gid: &str| {
+        audit
+            .iter()
+            .filter(|r| r["event"] == event && r["detail"]["gid"] == gid)
+            .count()
+    };
+
+    let mut checked = 0;
+    let mut committed_unanswered = 0;
+    for (log, k) in seen.agents.iter().zip(&keys) {
+        let grant_gone = feed_gids.contains(log.gid.as_str());
+        // (b) an acknowledged grant revocation holds.
+        if log.grant_revoked {
+            assert!(grant_gone, "acknowledged grant revocation lost");
+        }
+        if !log.grant_revoke_sent {
+            assert!(!grant_gone, "a grant nobody revoked is in the feed");
+        }
+        for got in &log.issued {
+            // (a) every access token a client received exists, with its audit record.
+            assert!(
+                issued_in_audit.contains_key(got.jti.as_str()),
+                "token {} has no issuance record",
+                got.jti
+            );
+            assert_eq!(got.gid, log.gid);
+            let i = b.introspect(&rs, &got.token).await;
+            assert_eq!(i.status, 200, "{}", i.body);
+            let in_feed = feed_jtis.contains(got.jti.as_str());
+            // Active exactly when neither it nor its grant is in the feed.
+            assert_eq!(
+                i.body["active"],
+                !(in_feed || grant_gone),
+                "token {} (in feed: {in_feed}, grant revoked: {grant_gone}): {} / stored {:?}",
+                got.jti,
+                i.body,
+                stored_token(&b, &got.jti)
+            );
+            // (b) an acknowledged revocation holds, in the feed and the audit log.
+            if seen.revoked.contains(&got.jti) {
+                assert!(in_feed, "acknowledged revocation of {} lost", got.jti);
+                assert!(revoked_in_audit.contains(got.jti.as_str()));
+            }
+            // Nothing is revoked that nobody asked to revoke.
+            if !seen.revoke_sent.contains(&got.jti) {
+                assert!(!in_feed, "{} was revoked without a request", got.jti);
+            }
+            checked += 1;
+        }
+        // Spent refresh tokens stay spent.
+        for rt in &log.spent {
+            assert_eq!(b.introspect(&rs, rt).await.body["active"], false);
+        }
+        // Issuance records: those answered, plus at most the one in flight.
+        let refreshes = count("refresh", &log.gid);
+        let exchanges = count("exchange", &log.gid);
+        assert!(
+            exchanges >= log.exchanges
+                && exchanges <= log.exchanges + usize::from(log.exchange_in_flight),
+            "{exchanges} exchange records for {} answers",
+            log.exchanges
+        );
+        // The refresh token the agent holds works once; one sent at the kill
+        // was either spent (and its refresh recorded) or still works.
+        let held = match (&log.current, &log.refresh_in_flight) {
+            (Some(rt), None) => {
+                assert_eq!(refreshes, log.refreshes);
+                Some(rt.clone())
+            }
+            (None, Some(rt)) => {
+                let active = b.introspect(&rs, rt).await.body["active"] == true;
+                assert_eq!(
+                    refreshes,
+                    log.refreshes + usize::from(!active),
+                    "refresh records against answers"
+                );
+                committed_unanswered += usize::from(!active);
+                active.then(|| rt.clone())
+            }
+            (None, None) => {
+                // The grant revoker never refreshed after its revocation.
+                assert!(log.grant_revoke_sent);
+                None
+            }
+            (Some(_), Some(_)) => unreachable!(),
+        };
+        if let Some(rt) = held {
+            let r = b
+                .token(
+                    k,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+                )
+                .await;
+            if grant_gone {
+                assert_eq!(r.error(), "invalid_grant", "{}", r.body);
+            } else {
+                assert_eq!(r.status, 200, "{}", r.body);
+            }
+        }
+    }
+    let in_flight = seen
+        .agents
+        .iter()
+        .map(|l| usize::from(l.refresh_in_flight.is_some()) + usize::from(l.exchange_in_flight))
+        .sum::<usize>();
+    println!(
+        "burst: {} answers before the kill, {checked} access tokens checked, {} revocations acknowledged, {in_flight} issuances in flight at the kill ({committed_unanswered} refreshes committed unanswered), {} feed entries",
+        KILL_AFTER,
+        seen.revoked.len(),
+        feed.len()
+    );
+    assert!(seen.revoked.len() > 1);
+    assert!(checked >= KILL_AFTER / 2, "{checked} tokens checked");
+    // (c) the chain is intact.
+    audit_ok(&b);
+    drop(dir);
+}
+
+// ---------------------------------------------------------------------------
+// 2. The audit store refuses writes; the rest of the database does not
+
+/// Makes every audit insert fail, from outside the broker process.
+const REFUSE_AUDIT: &str = "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit \
+     BEGIN SELECT RAISE(ABORT, 'audit store unwritable'); END;";
+
+fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
+    [
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", TOKEN_TYPE_ACCESS),
+        ("scope", "calendar:read"),
+    ]
+}
+
+fn unavailable(r: &crate::kit::Reply, what: &str) {
+    assert_eq!(
+        (r.status, r.error()),
+        (503, "temporarily_unavailable"),
+        "{what}: {}",
+        r.body
+    );
+    assert!(r.body.get("access_token").is_none(), "{what}");
+}
+
+#[tokio::test]
+async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
+    let b = Broker::start(&[]);
+    let rs = b.resource(API, None);
+    let agent = key();
+    let r = b
+        .enroll(&agent, "bot", "calendar:read calendar:write", &[])
+        .await;
+    let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
+    // Two tokens to revoke: one by the agent (RFC 7009), one by the owner (CLI).
+    let x1 = b.token(&agent, &exchange_params(&at)).await;
+    let x2 = b.token(&agent, &exchange_params(&at)).await;
+    assert_eq!((x1.status, x2.status), (200, 200));
+    let (x1, x2) = (x1.s("access_token"), x2.s("access_token"));
+    let jti2 = jti_of(&x2);
+    // An enrollment code not redeemed yet.
+    let g = b.cli_ok(&[
+        "grant",
+        "create",
+        "--agent",
+        "bot2",
+        "--scope",
+        "calendar:read",
+        "--audience",
+        API,
+    ]);
+    let code = g["enrollment_code"].as_str().unwrap().to_owned();
+    let enroll = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
+    // A device request the owner approved and the agent has not collected.
+    let d = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", "dev-bot"),
+                ("scope", "calendar:read"),
+                ("resource", API),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    b.cli_ok(&["approve", &d.s("user_code")]);
+    let dc = d.s("device_code");
+    let poll = [
+        ("grant_type", DEVICE),
+        ("device_code", dc.as_str()),
+        ("client_id", "dev-bot"),
+    ];
+    let (enrollee, device_agent) = (key(), key());
+    let feed_before = whole_feed(&b).await.len();
+    let records_before = audit_ok(&b);
+
+    let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
+    db.execute_batch(REFUSE_AUDIT).unwrap();
+
+    unavailable(&b.token(&enrollee, &enroll).await, "enrollment");
+    unavailable(
+        &b.token(
+            &agent,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        )
+        .await,
+        "refresh",
+    );
+    unavailable(&b.token(&agent, &exchange_params(&at)).await, "exchange");
+    unavailable(&b.token(&device_agent, &poll).await, "device poll");
+    let revoked = b
+        .post_form(
+            "/oauth/revoke",
+            &[("token", &x1), ("client_id", "bot")],
+            &[],
+        )
+        .await;
+    unavailable(&revoked, "RFC 7009 revocation");
+    let (status, v) = b.cli(&["revoke", &jti2]);
+    assert_ne!(status, 0, "CLI revoke: {v}");
+    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+    // A request refused on its merits is still answered as such (its
+    // rejection record is best-effort, not a condition of the answer).
+    let wrong = b
+        .token(
+            &enrollee,
+            &[("grant_type", PRE), ("pre-authorized_code", "ec_unknown")],
+        )
+        .await;
+    assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant"));
+
+    // Nothing was issued or revoked: the code is unspent, the refresh token
+    // not rotated, both tokens still active, the feed and the log unchanged.
+    let grants = b.cli_ok(&["grant", "list"]);
+    let pending = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["grant_id"] == g["grant_id"])
+        .unwrap();
+    assert_eq!(pending["status"], "enrolling");
+    for t in [&rt, &x1, &x2] {
+        assert_eq!(b.introspect(&rs, t).await.body["active"], true);
+    }
+    assert_eq!(whole_feed(&b).await.len(), feed_before);
+    assert_eq!(audit_ok(&b), records_before);
+
+    // The audit store accepts writes again: the same requests succeed, with
+    // no restart.
+    db.execute_batch("DROP TRIGGER audit_refuses").unwrap();
+    let e = b.token(&enrollee, &enroll).await;
+    assert_eq!(e.status, 200, "enrollment: {}", e.body);
+    let r2 = b
+        .token(
+            &agent,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        )
+        .await;
+    assert_eq!(r2.status, 200, "refresh: {}", r2.body);
+    assert_eq!(b.introspect(&rs, &rt).await.body["active"], false);
+    let x3 = b.token(&agent, &exchange_params(&at)).await;
+    assert_eq!(x3.status, 200, "exchange: {}", x3.body);
+    let dg = b.token(&device_agent, &poll).await;
+    assert_eq!(dg.status, 200, "device poll: {}", dg.body);
+    let revoked = b
+        .post_form(
+            "/oauth/revoke",
+            &[("token", &x1), ("client_id", "bot")],
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    b.cli_ok(&["revoke", &jti2]);
+    for t in [&x1, &x2] {
+        assert_eq!(b.introspect(&rs, t).await.body["active"], false);
+    }
+    let feed: Vec<String> = whole_feed(&b)
+        .await
+        .iter()
+        .filter_map(|e| e["jti"].as_str().map(str::to_owned))
+        .collect();
+    assert!(feed.contains(&jti_of(&x1)) && feed.contains(&jti2));
+    let records = audit_ok(&b);
+    assert!(
+        records >= records_before + 6,
+        "{records_before} -> {records}"
+    );
+    let log = audit_records(&b);
+    for (event, jti) in [
+        ("enroll", jti_of(&e.s("access_token"))),
+        ("refresh", jti_of(&r2.s("access_token"))),
+        ("exchange", jti_of(&x3.s("access_token"))),
+        ("device_grant", jti_of(&dg.s("access_token"))),
+        ("revoke", jti_of(&x1)),
+        ("revoke", jti2.clone()),
+    ] {
+        assert!(
+            log.iter()
+                .any(|r| r["event"] == event && r["detail"]["jti"] == jti.as_str()),
+            "no {event} record for {jti}"
+        );
+    }
+}
