@@ -669,6 +669,18 @@ async fn exchange_under_lock(
     Ok(out)
 }
 
+/// Whether `url` lies under `audience`: a prefix that ends at a path
+/// boundary, so that `https://api.example` covers `https://api.example/x` but
+/// not `https://api.example.evil.com/x` or `https://api.example:8443/x`.
+fn url_under(url: &str, audience: &str) -> bool {
+    match url.strip_prefix(audience) {
+        Some(rest) => {
+            audience.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#'])
+        }
+        None => false,
+    }
+}
+
 impl Session {
     /// The scopes granted for the session's (first) audience.
     pub fn scopes(&self) -> ScopeSet {
@@ -700,13 +712,13 @@ impl Session {
         self.inner.tokens.read().ok()?.get(aud).map(f)
     }
 
-    /// The audience a URL belongs to: the longest audience that prefixes it,
-    /// else the session's first audience.
+    /// The audience a URL belongs to: the longest audience that prefixes it at
+    /// a path boundary, else the session's first audience.
     fn audience_for(&self, url: &str) -> String {
         let m = self.inner.tokens.read();
         let best = m.ok().and_then(|m| {
             m.keys()
-                .filter(|aud| url.starts_with(aud.as_str()))
+                .filter(|aud| url_under(url, aud))
                 .max_by_key(|aud| aud.len())
                 .cloned()
         });
@@ -964,5 +976,48 @@ impl Drop for Session {
                 let _ = close_inner(&inner, false).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::url_under;
+
+    #[test]
+    fn an_audience_covers_urls_under_it_only() {
+        let aud = "https://api.example";
+        for url in [
+            "https://api.example",
+            "https://api.example/",
+            "https://api.example/flights?x=1",
+            "https://api.example?x",
+            "https://api.example#f",
+        ] {
+            assert!(url_under(url, aud), "{url}");
+        }
+        for url in [
+            "https://api.example.evil.com/flights",
+            "https://api.example:8443/flights",
+            "https://api.examplex/",
+            "https://api.exampl",
+            "http://api.example/flights",
+            "https://evil.example/?https://api.example",
+        ] {
+            assert!(!url_under(url, aud), "{url}");
+        }
+        assert!(url_under(
+            "https://api.example/travel/x",
+            "https://api.example/travel"
+        ));
+        assert!(!url_under(
+            "https://api.example/travelx",
+            "https://api.example/travel"
+        ));
+        assert!(url_under(
+            "https://api.example/travel/x",
+            "https://api.example/travel/"
+        ));
     }
 }
