@@ -506,6 +506,12 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?
             .execute(params![owner, phc, now])
             .map_err(db_err)?;
+        // A new password ends every session signed in with the old one.
+        self.conn
+            .prepare_cached("DELETE FROM web_sessions WHERE owner = ?1")
+            .map_err(db_err)?
+            .execute(params![owner])
+            .map_err(db_err)?;
         Ok(())
     }
 

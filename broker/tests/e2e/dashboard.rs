@@ -234,6 +234,18 @@ async fn setup_link_works_once_and_sets_a_session_cookie() {
     assert_eq!(other.get(path).await.status, 404);
     // The new password signs in.
     assert_eq!(other.login("alice", PASSWORD).await.status, 303);
+    assert_eq!(other.get("/agents").await.status, 200);
+    // A password reset ends every session signed in before it.
+    set_password(&b, "alice", "another long passphrase");
+    for web in [&mut w, &mut other] {
+        let p = web.get("/agents").await;
+        assert_eq!(
+            (p.status, p.location()),
+            (303, "/login?next=%2Fagents"),
+            "{}",
+            p.body
+        );
+    }
 }
 
 #[tokio::test]
