@@ -133,6 +133,9 @@ def test_missing_required_scope(broker: Broker, api: Api, agent_name: str, home:
     ) as s:
         assert len(approver2.prompts) == 1
         assert sorted(s.scopes) == ["travel:book", "travel:search"]
+    # The grant it extends is revoked, not left live until it expires.
+    grants = [g for g in broker.cli_json("grant", "list") if g["agent"] == agent_name]
+    assert sorted(g["status"] for g in grants) == ["active", "revoked"], grants
 
 
 def test_async_device_grant_and_async_with(broker: Broker, api: Api, agent_name: str, home: Path) -> None:

@@ -451,6 +451,12 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         (Some(g), false) => g.key.clone(),
         _ => AgentKey::generate(opts.rng.as_ref())?,
     };
+    // An extension replaces the stored grant: the old one is revoked once the
+    // new one is safely stored, rather than left live and unreachable.
+    let superseded = match (&stored, needs_new) {
+        (Some(g), true) => Some(g.refresh_token.clone()),
+        _ => None,
+    };
     let calls = BrokerCalls {
         meta,
         key,
@@ -493,6 +499,15 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
                 expires_at: t.grant_expires_at,
             };
             store.save(&broker, &profile, &agent, &g)?;
+            if let Some(old) = &superseded
+                && let Err(e) = calls.revoke(old, "refresh_token").await
+            {
+                // The new grant stands; the old one ends at its expiry.
+                tracing::warn!(
+                    error = e.code(),
+                    "could not revoke the grant this one extends"
+                );
+            }
             g
         }
     };
