@@ -167,6 +167,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Queue a write job only if the queue has room (best-effort audit of
     /// rejected requests); returns false when it was dropped.
     fn try_submit(&self, job: Job) -> bool;
+    /// Permits for async writers: one is held from submission until the job
+    /// has finished, so that a full queue makes requests wait asynchronously
+    /// instead of blocking the runtime's threads in [`Store::submit`].
+    fn admission(&self) -> Arc<tokio::sync::Semaphore>;
     /// Run `f` on a reader connection (blocking).
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
 }
@@ -192,8 +196,14 @@ pub async fn write<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    let permit = store
+        .admission()
+        .acquire_owned()
+        .await
+        .map_err(|_| unavailable())?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     store.submit(make_job(f, move |r| {
+        drop(permit);
         let _ = tx.send(r);
     }))?;
     rx.await.map_err(|_| unavailable())?

@@ -3,6 +3,7 @@
 //! small pool of read-only connections.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,14 @@ use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resourc
 const MAX_BATCH: usize = 256;
 /// Queued write jobs before callers wait (and best-effort jobs are dropped).
 const QUEUE: usize = 4096;
+/// Async writers admitted at once: they wait for a permit and never block a
+/// runtime thread. Best-effort jobs (audit records of rejected requests) get
+/// a quarter of the queue and are dropped beyond it; the last quarter is for
+/// blocking callers (the CLI). So a flood of rejections never fills the
+/// queue under the requests that issue tokens.
+const ADMITTED: usize = QUEUE / 2;
+/// Best-effort jobs queued at once.
+const DETACHED: usize = QUEUE / 4;
 /// Reader connections kept open.
 const READERS: usize = 8;
 
@@ -90,6 +99,8 @@ fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
 pub struct SqliteStore {
     path: PathBuf,
     queue: SyncSender<Job>,
+    admission: Arc<tokio::sync::Semaphore>,
+    detached: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     busy: Duration,
 }
@@ -110,6 +121,8 @@ impl SqliteStore {
         Ok(Arc::new(SqliteStore {
             path: path.to_owned(),
             queue,
+            admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
+            detached: Arc::new(AtomicUsize::new(0)),
             readers: Mutex::new(Vec::new()),
             busy,
         }))
@@ -179,7 +192,27 @@ impl Store for SqliteStore {
             .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
     }
 
+    fn admission(&self) -> Arc<tokio::sync::Semaphore> {
+        self.admission.clone()
+    }
+
     fn try_submit(&self, job: Job) -> bool {
+        /// Counts a best-effort job until it has run or been dropped.
+        struct Slot(Arc<AtomicUsize>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if self.detached.fetch_add(1, Ordering::AcqRel) >= DETACHED {
+            self.detached.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let slot = Slot(self.detached.clone());
+        let job: Job = Box::new(move |tx: &mut dyn Tx| {
+            let _slot = slot;
+            job(tx)
+        });
         match self.queue.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
