@@ -360,6 +360,14 @@ async fn cli_revoker(
     }
 }
 
+/// Eight agents refresh, exchange and revoke (RFC 7009) concurrently while two
+/// CLI processes revoke; the broker gets SIGKILL after 400 answers. Restarted
+/// on the same data directory and address: every access token a client
+/// received is on record with its issuance audit record, and is active exactly
+/// when neither it nor its grant is in the feed; every acknowledged revocation
+/// is in the feed and the audit log; spent refresh tokens stay spent and the
+/// one each agent holds works; a request cut off by the kill committed
+/// entirely (with its audit record) or not at all; the audit chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
     let mut b = Broker::start(&[]);
@@ -585,9 +593,16 @@ async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
 // ---------------------------------------------------------------------------
 // 2. The audit store refuses writes; the rest of the database does not
 
-/// Makes every audit insert fail, from outside the broker process.
-const REFUSE_AUDIT: &str = "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit \
-     BEGIN SELECT RAISE(ABORT, 'audit store unwritable'); END;";
+/// Makes every audit insert fail, from outside the broker process. `ABORT`
+/// fails the statement only; `ROLLBACK` also rolls back the whole database
+/// transaction, as SQLite does on a full disk or an I/O error, so the writer's
+/// batch is lost and must be reported as such.
+fn refuse_audit(how: &str) -> String {
+    format!(
+        "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit \
+         BEGIN SELECT RAISE({how}, 'audit store unwritable'); END;"
+    )
+}
 
 fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
     [
@@ -610,6 +625,18 @@ fn unavailable(r: &crate::kit::Reply, what: &str) {
 
 #[tokio::test]
 async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
+    audit_refusal(&refuse_audit("ABORT")).await;
+}
+
+#[tokio::test]
+async fn nothing_is_issued_or_revoked_when_an_audit_failure_rolls_back_the_transaction() {
+    audit_refusal(&refuse_audit("ROLLBACK")).await;
+}
+
+/// Every flow that issues or revokes answers 503 and changes nothing while
+/// `trigger` refuses audit records; once it is dropped, the same requests
+/// succeed without a restart.
+async fn audit_refusal(trigger: &str) {
     let b = Broker::start(&[]);
     let rs = b.resource(API, None);
     let agent = key();
@@ -661,7 +688,7 @@ async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
     let records_before = audit_ok(&b);
 
     let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
-    db.execute_batch(REFUSE_AUDIT).unwrap();
+    db.execute_batch(trigger).unwrap();
 
     unavailable(&b.token(&enrollee, &enroll).await, "enrollment");
     unavailable(
