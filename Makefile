@@ -84,6 +84,8 @@ bench: ## Benchmarks, figures printed
 	cargo bench -p protonpass-agent --bench core
 	cargo build --release --locked -p protonpass-broker
 	cargo bench -p protonpass-e2e --bench client
+	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
+	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh

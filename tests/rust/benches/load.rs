@@ -83,12 +83,15 @@ struct Tally {
     refresh_ms: Vec<f64>,
     exchange_ms: Vec<f64>,
     errors: BTreeMap<String, u64>,
+    /// CPU seconds the broker used meanwhile.
+    broker_cpu: f64,
 }
 
 impl Tally {
     fn merge(&mut self, o: Tally) {
         self.requests += o.requests;
         self.nonce_retries += o.nonce_retries;
+        self.broker_cpu += o.broker_cpu;
         self.refresh_ms.extend(o.refresh_ms);
         self.exchange_ms.extend(o.exchange_ms);
         for (k, v) in o.errors {
@@ -98,6 +101,21 @@ impl Tally {
     fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+}
+
+/// CPU seconds (user and system, all threads) process `pid` has used so far.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(s) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
+        return f64::NAN;
+    };
+    // The fields after the command name (which may hold spaces and parens):
+    // utime and stime are fields 14 and 15 of the line, 12th and 13th after ')'.
+    let f: Vec<f64> = s[s.rfind(')').map_or(0, |i| i + 1)..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(f64::NAN) + f.get(12).copied().unwrap_or(f64::NAN);
+    ticks / rustix::param::clock_ticks_per_second() as f64
 }
 
 fn http_client() -> reqwest::Client {
@@ -295,12 +313,13 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
 /// agents (with their rotated tokens), what they saw, and the elapsed time.
 async fn drive(
     http: &reqwest::Client,
-    issuer: &str,
+    broker: &Broker,
     agents: Vec<Agent>,
     seconds: f64,
     exchange_only: bool,
 ) -> (Vec<Agent>, Tally, f64) {
-    let url = format!("{issuer}/oauth/token");
+    let url = format!("{}/oauth/token", broker.issuer);
+    let cpu0 = cpu_seconds(broker.pid());
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let mut set = tokio::task::JoinSet::new();
@@ -311,7 +330,7 @@ async fn drive(
             // Stagger the cycles so that refreshes spread over time.
             let mut n = i as u64;
             while Instant::now() < deadline {
-                let kind = if !exchange_only && n % (EXCHANGES_PER_REFRESH + 1) == 0 {
+                let kind = if !exchange_only && n.is_multiple_of(EXCHANGES_PER_REFRESH + 1) {
                     Op::Refresh
                 } else {
                     Op::Exchange
@@ -342,7 +361,9 @@ async fn drive(
         back.push(a);
         all.merge(t);
     }
-    (back, all, start.elapsed().as_secs_f64())
+    let elapsed = start.elapsed().as_secs_f64();
+    all.broker_cpu = cpu_seconds(broker.pid()) - cpu0;
+    (back, all, elapsed)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -384,7 +405,9 @@ async fn load(http: &reqwest::Client) -> u64 {
     );
     let broker = Arc::new(Broker::start(&[]));
     let agents = enroll(&broker, http, agents_n, "load").await;
-    let (_agents, mut t, elapsed) = drive(http, &broker.issuer, agents, seconds, false).await;
+    let me0 = cpu_seconds(Some(std::process::id()));
+    let (_agents, mut t, elapsed) = drive(http, &broker, agents, seconds, false).await;
+    let me = cpu_seconds(Some(std::process::id())) - me0;
     let ok = (t.refresh_ms.len() + t.exchange_ms.len()) as u64;
     let errors = t.error_count();
     println!(
@@ -393,6 +416,12 @@ async fn load(http: &reqwest::Client) -> u64 {
         t.requests as f64 / elapsed,
         ok as f64 / elapsed,
         t.nonce_retries,
+    );
+    println!(
+        "  CPU: broker {:.1} s ({:.0} us per request, {:.0} % of the 2 cores), load generator {me:.1} s",
+        t.broker_cpu,
+        t.broker_cpu * 1e6 / t.requests as f64,
+        100.0 * t.broker_cpu / elapsed / 2.0
     );
     println!("  {}", latency_line("refresh", &mut t.refresh_ms));
     println!("  {}", latency_line("exchange", &mut t.exchange_ms));
@@ -623,8 +652,10 @@ fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usize, usize) {
 /// Part 2. Returns the number of errors.
 async fn growth(http: &reqwest::Client) -> u64 {
     let agents_n: usize = env_or("GROWTH_AGENTS", 64);
-    let seconds: f64 = env_or("GROWTH_SECONDS", 10.0);
-    let rounds: usize = env_or("GROWTH_ROUNDS", 2);
+    // Short rounds, alternated: other work on the shared machine comes and
+    // goes within seconds, and should weigh on both stores alike.
+    let seconds: f64 = env_or("GROWTH_SECONDS", 3.0);
+    let rounds: usize = env_or("GROWTH_ROUNDS", 6);
     let tokens: usize = env_or("GROWTH_TOKENS", 1_000_000);
     println!(
         "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated; empty store vs {tokens} stored tokens"
@@ -648,11 +679,11 @@ async fn growth(http: &reqwest::Client) -> u64 {
     let (mut a_t, mut b_t) = (Tally::default(), Tally::default());
     let (mut a_s, mut b_s) = (0.0, 0.0);
     for round in 0..rounds {
-        let (ag, t, s) = drive(http, &empty.issuer, a_agents, seconds, true).await;
+        let (ag, t, s) = drive(http, &empty, a_agents, seconds, true).await;
         let a_ok = t.exchange_ms.len();
         (a_agents, a_s) = (ag, a_s + s);
         a_t.merge(t);
-        let (ag, t, s) = drive(http, &full.issuer, b_agents, seconds, true).await;
+        let (ag, t, s) = drive(http, &full, b_agents, seconds, true).await;
         let b_ok = t.exchange_ms.len();
         (b_agents, b_s) = (ag, b_s + s);
         b_t.merge(t);
@@ -665,21 +696,24 @@ async fn growth(http: &reqwest::Client) -> u64 {
     }
     let a_rate = a_t.exchange_ms.len() as f64 / a_s;
     let b_rate = b_t.exchange_ms.len() as f64 / b_s;
+    let a_cpu = a_t.broker_cpu * 1e6 / a_t.exchange_ms.len() as f64;
+    let b_cpu = b_t.broker_cpu * 1e6 / b_t.exchange_ms.len() as f64;
     println!(
-        "  empty store:       {a_rate:>6.0} exchanges/s   ({} nonce retries, {} errors)",
+        "  empty store:       {a_rate:>6.0} exchanges/s, broker CPU {a_cpu:.0} us per exchange   ({} nonce retries, {} errors)",
         a_t.nonce_retries,
         a_t.error_count()
     );
     println!("    {}", latency_line("exchange", &mut a_t.exchange_ms));
     println!(
-        "  {tokens} tokens:  {b_rate:>6.0} exchanges/s   ({} nonce retries, {} errors)",
+        "  {tokens} tokens:  {b_rate:>6.0} exchanges/s, broker CPU {b_cpu:.0} us per exchange   ({} nonce retries, {} errors)",
         b_t.nonce_retries,
         b_t.error_count()
     );
     println!("    {}", latency_line("exchange", &mut b_t.exchange_ms));
     println!(
-        "  ratio: {:.1} % of the empty store's throughput (target >= 80 %)",
-        100.0 * b_rate / a_rate
+        "  ratio: {:.1} % of the empty store's throughput (target >= 80 %); CPU per exchange {:.1} % of the empty store's",
+        100.0 * b_rate / a_rate,
+        100.0 * b_cpu / a_cpu
     );
     print_errors(&a_t);
     print_errors(&b_t);

@@ -89,6 +89,11 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// The broker process's id, while it runs (benches read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The data directory.
     pub fn data(&self) -> &Path {
         self.data.path()
