@@ -189,6 +189,10 @@ pub(super) async fn revoke(b: B, headers: HeaderMap, body: Bytes) -> Response {
     match b.0.revoke_id(&s.owner, id).await {
         Ok(r) if !r.tokens.is_empty() => redirect("/agents?done=token"),
         Ok(_) => redirect("/agents?done=grant"),
+        // Unknown, or another owner's: one answer for both (no oracle).
+        Err(protonpass_agent::Error::InvalidRequest(m)) => {
+            view::message(StatusCode::NOT_FOUND, "Not found", &m, Some(&s))
+        }
         Err(e) => service_error(&e, Some(&s)),
     }
 }

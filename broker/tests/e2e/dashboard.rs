@@ -498,3 +498,53 @@ async fn a_successful_sign_in_does_not_use_up_the_budget() {
         assert!(p.status == 303 || p.status == 200, "{}", p.status);
     }
 }
+
+#[tokio::test]
+async fn another_owners_ids_answer_as_unknown_ones() {
+    let b = Broker::start(&[]);
+    let bobs = b.cli_ok(&[
+        "grant",
+        "create",
+        "--agent",
+        "bobs-bot",
+        "--scope",
+        "mail:read",
+        "--audience",
+        crate::kit::API,
+        "--owner",
+        "bob",
+    ]);
+    let gid = bobs["grant_id"].as_str().unwrap().to_owned();
+    let (mut w, csrf) = signed_in(&b).await;
+    let mut answers = Vec::new();
+    for id in [
+        gid.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAA",
+        "' OR '1'='1",
+        "x'; DELETE FROM grants; --",
+        "%",
+    ] {
+        let p = w
+            .post("/agents/revoke", &[("csrf", &csrf), ("id", id)])
+            .await;
+        // The page echoes nothing of the id: one answer for all of them.
+        assert!(!p.body.contains(id), "{id}: {}", p.body);
+        answers.push((p.status, p.body.replace(&csrf, "")));
+    }
+    assert_eq!(answers[0].0, 404, "{}", answers[0].1);
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "another owner's id must answer as an unknown one: {answers:?}"
+    );
+    let p = w
+        .post(
+            "/agents/revoke-agent",
+            &[("csrf", &csrf), ("agent", "bobs-bot")],
+        )
+        .await;
+    assert_eq!((p.status, p.location()), (303, "/agents?done=none"));
+    // Bob's grant is untouched and his agent is not listed to this owner.
+    let list = b.cli_ok(&["grant", "list", "--owner", "bob"]);
+    assert_eq!(list[0]["status"], "enrolling");
+    assert!(!w.get("/agents").await.body.contains("bobs-bot"));
+}
