@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Run each fuzz target for SECONDS (default 20) and print how many inputs it
-# executed. Installs nothing: it needs cargo-fuzz (`cargo install cargo-fuzz
-# --locked`) and a C++ compiler for libFuzzer. Works on stable Rust:
-# RUSTC_BOOTSTRAP lets cargo-fuzz pass the unstable flags it needs.
+# executed. Targets: proof_verify, token_verify and scope_parse (the core),
+# token_request (the broker's token endpoint request parsing).
+# Installs nothing: it needs cargo-fuzz (`cargo install cargo-fuzz --locked`)
+# and a C++ compiler for libFuzzer. Works on stable Rust: RUSTC_BOOTSTRAP
+# lets cargo-fuzz pass the unstable flags it needs.
 #
 # New inputs libFuzzer finds go to a temporary folder; the committed seeds in
-# corpus/<target>/ are only read (regenerate them with
-#   cargo test -p protonpass-agent --test protocol -- --ignored write_fuzz_seeds).
+# corpus/<target>/ are only read (regenerate the core's with
+#   cargo test -p protonpass-agent --test protocol -- --ignored write_fuzz_seeds;
+# corpus/token_request/ holds small literal files: the Content-Type line, then
+# the body).
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails this script.
 #
-# Environment: FUZZ_TARGETS (default: all three), FUZZ_SANITIZER (default:
+# Environment: FUZZ_TARGETS (default: all four), FUZZ_SANITIZER (default:
 # address; `none` builds and runs faster).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-20}"
-targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse})
+targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse token_request})
 sanitizer="${FUZZ_SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
 

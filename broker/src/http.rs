@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
+use crate::token_request::{Refused, TokenRequest};
 
 /// Largest request body, bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -154,25 +155,21 @@ pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> Strin
     ip.to_string()
 }
 
-fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Box<Response>> {
-    let body = body.map_err(|e| {
-        let mut r = error_response(&Error::InvalidRequest(format!("unreadable body: {e}")));
-        *r.status_mut() = e.status();
-        Box::new(r)
-    })?;
-    let ct = headers
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(Box::new(error_response(&Error::InvalidRequest(
-            "send parameters as application/x-www-form-urlencoded".into(),
-        ))));
-    }
-    Params::parse(&body).map_err(|e| Box::new(error_response(&e)))
+}
+
+fn unreadable(e: BytesRejection) -> Response {
+    let mut r = error_response(&Error::InvalidRequest(format!("unreadable body: {e}")));
+    *r.status_mut() = e.status();
+    r
+}
+
+fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Box<Response>> {
+    let body = body.map_err(|e| Box::new(unreadable(e)))?;
+    Params::from_form(content_type(headers), &body).map_err(|e| Box::new(error_response(&e)))
 }
 
 async fn metadata(State(b): B) -> Response {
@@ -268,10 +265,13 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut r = match form(&headers, body) {
-        Ok(p) => {
+    let parsed = body.map(|body| TokenRequest::parse(content_type(&headers), &body));
+    let mut r = match parsed {
+        Err(e) => unreadable(e),
+        Ok(Err(Refused::Form(e))) => error_response(&e),
+        Ok(req) => {
             match b
-                .token(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
+                .token(req, &dpop_headers(&headers), &source(&b, peer, &headers))
                 .await
             {
                 Ok(t) => {
@@ -283,7 +283,6 @@ async fn token(
                 Err(e) => error_response(&e),
             }
         }
-        Err(r) => *r,
     };
     if b.cfg.dpop_nonce
         && let Ok(v) = HeaderValue::from_str(&b.nonces.issue(b.clock.now()))

@@ -13,6 +13,7 @@ use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceReq, DeviceStatus, Grant, GrantStatus};
 use crate::store;
+use crate::token_request::Secret;
 
 /// RFC 8628 section 6.1: base-20, no vowels, no look-alikes.
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -214,12 +215,12 @@ impl Broker {
     /// The device-code grant at the token endpoint.
     pub(super) async fn device_poll(
         &self,
-        p: &Params,
+        device_code: &Secret,
+        client_id: Option<String>,
         proof: VerifiedProof,
         mint: Mint,
     ) -> Result<std::result::Result<protonpass_agent::wire::TokenResponse, Error>> {
-        let hash = secret_hash(p.req("device_code")?);
-        let client_id = p.get("client_id").map(str::to_owned);
+        let hash = secret_hash(device_code.expose());
         let now = mint.now;
         store::write(&self.store, move |tx| {
             let Some(mut d) = tx.device_by_device_hash(&hash)? else {

@@ -20,7 +20,22 @@ impl std::fmt::Debug for Params {
     }
 }
 
+/// The only content type the endpoints read (parameters may follow it).
+const FORM: &str = "application/x-www-form-urlencoded";
+
 impl Params {
+    /// Parse a request body sent with `content_type` (the header's value, if
+    /// any): anything but a form is `invalid_request`.
+    pub fn from_form(content_type: Option<&str>, body: &[u8]) -> Result<Self> {
+        let is_form = content_type
+            .and_then(|ct| ct.as_bytes().get(..FORM.len()))
+            .is_some_and(|head| head.eq_ignore_ascii_case(FORM.as_bytes()));
+        if !is_form {
+            return Err(Error::InvalidRequest(format!("send parameters as {FORM}")));
+        }
+        Self::parse(body)
+    }
+
     /// Parse a form body.
     pub fn parse(body: &[u8]) -> Result<Self> {
         let mut m = BTreeMap::new();

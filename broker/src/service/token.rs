@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use protonpass_agent::wire::{
-    GRANT_DEVICE_CODE, GRANT_PRE_AUTHORIZED_CODE, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE,
-    TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH, TokenResponse,
-};
+use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TokenResponse};
 use protonpass_agent::{
     Error, ProofCheck, Result, TokenValidation, VerifiedProof, json, jws, verify_access_token,
 };
@@ -14,10 +11,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::issue::{Mint, negotiate, pick_audience};
-use super::{Broker, Params, grant_live, revoke_grant};
+use super::{Broker, grant_live, revoke_grant};
 use crate::audit::secret_hash;
 use crate::model::{GrantStatus, TokenKind, TokenStatus};
 use crate::store;
+use crate::token_request::{Refused, Secret, SubjectKind, TokenRequest};
 
 /// A flow's answer inside its transaction: the outer error rolls the
 /// transaction back; the inner one is answered after the state change commits
@@ -26,17 +24,6 @@ type Committed = std::result::Result<TokenResponse, Error>;
 
 pub(super) fn eq_ct(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-/// The audience named by `resource` (RFC 8707) or `audience` (RFC 8693).
-pub fn requested_audience(p: &Params) -> Result<Option<String>> {
-    match (p.get("resource"), p.get("audience")) {
-        (Some(r), Some(a)) if r != a => Err(Error::InvalidTarget(
-            "resource and audience name different audiences".into(),
-        )),
-        (Some(x), _) | (None, Some(x)) => Ok(Some(x.to_owned())),
-        (None, None) => Ok(None),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -92,20 +79,25 @@ impl Broker {
         self.proofs.verify(dpop, &check, now)
     }
 
-    /// Handle one token request.
+    /// Handle one token request, as [`TokenRequest::parse`] read it (a
+    /// [`Refused::Form`] is answered by the caller without coming here).
     pub async fn token(
         self: &Arc<Self>,
-        p: &Params,
+        req: std::result::Result<TokenRequest, Refused>,
         dpop: &[String],
         source: &str,
     ) -> Result<TokenResponse> {
         let now = self.clock.now();
-        let result = self.token_inner(p, dpop, now).await;
+        let grant_type = match &req {
+            Ok(r) => Some(r.grant_type().to_owned()),
+            Err(r) => r.grant_type().map(str::to_owned),
+        };
+        let result = self.token_inner(req, dpop, now).await;
         match &result {
             Ok(t) => {
-                self.metrics.issued(p.get("grant_type").unwrap_or("-"));
+                self.metrics.issued(grant_type.as_deref().unwrap_or("-"));
                 tracing::debug!(
-                    grant_type = p.get("grant_type").unwrap_or("-"),
+                    grant_type = grant_type.as_deref().unwrap_or("-"),
                     gid = t.grant_id.as_deref().unwrap_or("-"),
                     scope = %t.scope,
                     "token issued"
@@ -121,7 +113,7 @@ impl Broker {
                         "-",
                         "token",
                         e,
-                        json!({"grant_type": p.get("grant_type"), "source": source}),
+                        json!({"grant_type": grant_type, "source": source}),
                     );
                 }
             }
@@ -131,54 +123,65 @@ impl Broker {
 
     async fn token_inner(
         self: &Arc<Self>,
-        p: &Params,
+        req: std::result::Result<TokenRequest, Refused>,
         dpop: &[String],
         now: i64,
     ) -> Result<TokenResponse> {
-        let gt = p.req("grant_type")?.to_owned();
-        if ![
-            GRANT_PRE_AUTHORIZED_CODE,
-            GRANT_DEVICE_CODE,
-            GRANT_REFRESH_TOKEN,
-            GRANT_TOKEN_EXCHANGE,
-        ]
-        .contains(&gt.as_str())
-        {
-            return Err(Error::UnsupportedGrantType(format!(
-                "{gt:?} is not supported"
-            )));
-        }
-        match p.get("scope") {
-            Some(s) => {
-                protonpass_agent::ScopeSet::parse(s)?;
-            }
-            None if p.has("scope") => {
-                return Err(Error::InvalidScope(
-                    "the scope parameter holds no scope".into(),
-                ));
-            }
-            None => {}
-        }
+        // The request's own faults come before the proof's, the grant's
+        // parameters after it (see `Refused`).
+        let req = match req {
+            Err(Refused::Form(error) | Refused::Request { error, .. }) => return Err(error),
+            req => req,
+        };
         let proof = self.token_proof(dpop, now)?;
         let mint = self.mint(now);
-        match gt.as_str() {
-            GRANT_PRE_AUTHORIZED_CODE => self.pre_authorized(p, proof, mint).await?,
-            GRANT_DEVICE_CODE => self.device_poll(p, proof, mint).await?,
-            GRANT_REFRESH_TOKEN => self.refresh(p, proof, mint).await?,
-            _ => self.exchange(p, proof, mint).await?,
+        match req.map_err(Refused::into_error)? {
+            TokenRequest::PreAuthorized {
+                code,
+                scope,
+                audience,
+                client_id,
+            } => {
+                self.pre_authorized(&code, scope, audience, client_id, proof, mint)
+                    .await?
+            }
+            TokenRequest::DeviceCode {
+                device_code,
+                client_id,
+            } => {
+                self.device_poll(&device_code, client_id, proof, mint)
+                    .await?
+            }
+            TokenRequest::Refresh {
+                refresh_token,
+                scope,
+                audience,
+            } => {
+                self.refresh(&refresh_token, scope, audience, proof, mint)
+                    .await?
+            }
+            TokenRequest::Exchange {
+                subject_token,
+                subject_kind,
+                scope,
+                audience,
+            } => {
+                self.exchange(subject_token, subject_kind, scope, audience, proof, mint)
+                    .await?
+            }
         }
     }
 
     async fn pre_authorized(
         &self,
-        p: &Params,
+        code: &Secret,
+        scope_req: Option<String>,
+        aud_req: Option<String>,
+        client_id: Option<String>,
         proof: VerifiedProof,
         mint: Mint,
     ) -> Result<Committed> {
-        let hash = secret_hash(p.req("pre-authorized_code")?);
-        let scope_req = p.get("scope").map(str::to_owned);
-        let aud_req = requested_audience(p)?;
-        let client_id = p.get("client_id").map(str::to_owned);
+        let hash = secret_hash(code.expose());
         let now = mint.now;
         store::write(&self.store, move |tx| {
             let Some(mut g) = tx.grant_by_enroll_hash(&hash)? else {
@@ -239,10 +242,15 @@ impl Broker {
         .await
     }
 
-    async fn refresh(&self, p: &Params, proof: VerifiedProof, mint: Mint) -> Result<Committed> {
-        let hash = secret_hash(p.req("refresh_token")?);
-        let scope_req = p.get("scope").map(str::to_owned);
-        let aud_req = requested_audience(p)?;
+    async fn refresh(
+        &self,
+        refresh_token: &Secret,
+        scope_req: Option<String>,
+        aud_req: Option<String>,
+        proof: VerifiedProof,
+        mint: Mint,
+    ) -> Result<Committed> {
+        let hash = secret_hash(refresh_token.expose());
         let now = mint.now;
         let (r, seq) = store::write(&self.store, move |tx| {
             let bad = || Error::InvalidGrant("unknown, spent or revoked refresh token".into());
@@ -310,39 +318,26 @@ impl Broker {
         Ok(r)
     }
 
-    async fn exchange(&self, p: &Params, proof: VerifiedProof, mint: Mint) -> Result<Committed> {
-        let subject = p.req("subject_token")?.to_owned();
-        let subject_type = p.req("subject_token_type")?.to_owned();
-        if let Some(t) = p.get("requested_token_type")
-            && t != TOKEN_TYPE_ACCESS
-        {
-            return Err(Error::InvalidRequest(
-                "only access tokens can be requested".into(),
-            ));
-        }
-        if p.get("actor_token").is_some() {
-            return Err(Error::InvalidRequest(
-                "actor tokens are not supported; the proof's key is the actor".into(),
-            ));
-        }
-        let scope_req = p.get("scope").map(str::to_owned);
-        let aud_req = requested_audience(p)?;
+    async fn exchange(
+        &self,
+        subject: Secret,
+        subject_kind: SubjectKind,
+        scope_req: Option<String>,
+        aud_req: Option<String>,
+        proof: VerifiedProof,
+        mint: Mint,
+    ) -> Result<Committed> {
         let now = mint.now;
         // An access token subject is verified before the transaction.
-        let claims = match subject_type.as_str() {
-            TOKEN_TYPE_REFRESH => None,
-            TOKEN_TYPE_ACCESS => Some(self.verify_own_access_token(&subject, now)?),
-            other => {
-                return Err(Error::UnsupportedTokenType(format!(
-                    "{other:?} cannot be exchanged"
-                )));
-            }
+        let claims = match subject_kind {
+            SubjectKind::Refresh => None,
+            SubjectKind::Access => Some(self.verify_own_access_token(subject.expose(), now)?),
         };
         let (r, seq) = store::write(&self.store, move |tx| {
             let bad = || Error::InvalidGrant("the subject token is unknown, expired or revoked".into());
             let (g, bound_scope, bound_aud, cap, subject_jti) = match &claims {
                 None => {
-                    let Some(rec) = tx.token_by_hash(&secret_hash(&subject))? else { return Err(bad()) };
+                    let Some(rec) = tx.token_by_hash(&secret_hash(subject.expose()))? else { return Err(bad()) };
                     if rec.kind != TokenKind::Refresh {
                         return Err(bad());
                     }

@@ -1,0 +1,36 @@
+//! `protonpass-broker`: the self-hosted authorization server for agent access
+//! tokens, and the owner's command line. The binary is [`run`]; the library
+//! also exposes the token endpoint's request parsing ([`token_request`]), a
+//! pure function that fuzzing and tests call directly.
+
+mod audit;
+mod cli;
+mod config;
+mod dashboard;
+mod http;
+mod keys;
+mod metrics;
+mod model;
+mod nonce;
+mod service;
+mod store;
+pub mod token_request;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Parse the command line, set up logging (JSON lines on stderr, filtered by
+/// `PROTONPASS_BROKER_LOG`), and run the command.
+pub fn run() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROTONPASS_BROKER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    cli::run(args)
+}

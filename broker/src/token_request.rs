@@ -1,0 +1,482 @@
+//! The token endpoint's request, read before any state is: one pure function
+//! from the request's content type and body to a typed grant, or to the error
+//! the endpoint answers (the same RFC 6749 / RFC 8693 code whatever the store
+//! holds).
+
+use protonpass_agent::wire::{
+    GRANT_DEVICE_CODE, GRANT_PRE_AUTHORIZED_CODE, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH,
+};
+use protonpass_agent::{Error, Result, ScopeSet};
+use subtle::ConstantTimeEq;
+
+use crate::service::Params;
+
+/// A code or token the client sent: `Debug` never shows it, and equality is
+/// constant-time.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+}
+
+impl Eq for Secret {}
+
+/// What an exchange's subject token is (RFC 8693 `subject_token_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// One of this broker's refresh tokens.
+    Refresh,
+    /// One of this broker's access tokens.
+    Access,
+}
+
+impl SubjectKind {
+    /// The token type URI (RFC 8693 section 3).
+    pub fn uri(self) -> &'static str {
+        match self {
+            SubjectKind::Refresh => TOKEN_TYPE_REFRESH,
+            SubjectKind::Access => TOKEN_TYPE_ACCESS,
+        }
+    }
+}
+
+/// A token request that passed every check that needs no state. `scope` is
+/// the requested scope as sent (valid syntax; `None` when absent or only
+/// `offline_access`); `audience` is the one `resource` or `audience` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// Redeem an owner-made enrollment code (pre-authorized code grant).
+    PreAuthorized {
+        /// `pre-authorized_code`.
+        code: Secret,
+        /// Requested scope.
+        scope: Option<String>,
+        /// Requested audience.
+        audience: Option<String>,
+        /// `client_id`, if the agent named itself.
+        client_id: Option<String>,
+    },
+    /// Poll for a device request's outcome (RFC 8628 section 3.4).
+    DeviceCode {
+        /// `device_code`.
+        device_code: Secret,
+        /// `client_id`, if the agent named itself.
+        client_id: Option<String>,
+    },
+    /// Rotate a refresh token (RFC 6749 section 6).
+    Refresh {
+        /// `refresh_token`.
+        refresh_token: Secret,
+        /// Requested scope.
+        scope: Option<String>,
+        /// Requested audience.
+        audience: Option<String>,
+    },
+    /// Exchange a token for an access token (RFC 8693).
+    Exchange {
+        /// `subject_token`.
+        subject_token: Secret,
+        /// `subject_token_type`.
+        subject_kind: SubjectKind,
+        /// Requested scope.
+        scope: Option<String>,
+        /// Requested audience.
+        audience: Option<String>,
+    },
+}
+
+/// Why a token request was refused, and when the endpoint says so: the
+/// endpoint checks the request, then the DPoP proof, then the grant's own
+/// parameters, so a bad proof is reported before a missing code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a form the endpoint reads (content type, too many, repeated or
+    /// oversized parameters): answered at once.
+    Form(Error),
+    /// `grant_type` or `scope` is wrong: answered before the proof is checked.
+    Request {
+        /// The answer.
+        error: Error,
+        /// `grant_type` as sent, if it was.
+        grant_type: Option<String>,
+    },
+    /// The grant's own parameters are wrong: answered after the proof is checked.
+    Grant {
+        /// The answer.
+        error: Error,
+        /// The grant type.
+        grant_type: &'static str,
+    },
+}
+
+impl Refused {
+    /// The error answered.
+    pub fn error(&self) -> &Error {
+        match self {
+            Refused::Form(error)
+            | Refused::Request { error, .. }
+            | Refused::Grant { error, .. } => error,
+        }
+    }
+
+    /// The error answered, by value.
+    pub fn into_error(self) -> Error {
+        match self {
+            Refused::Form(error)
+            | Refused::Request { error, .. }
+            | Refused::Grant { error, .. } => error,
+        }
+    }
+
+    /// `grant_type` as sent, when the form was readable and held one.
+    pub fn grant_type(&self) -> Option<&str> {
+        match self {
+            Refused::Form(_) => None,
+            Refused::Request { grant_type, .. } => grant_type.as_deref(),
+            Refused::Grant { grant_type, .. } => Some(grant_type),
+        }
+    }
+}
+
+/// The grant types the endpoint serves.
+const GRANTS: [&str; 4] = [
+    GRANT_PRE_AUTHORIZED_CODE,
+    GRANT_DEVICE_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE,
+];
+
+impl TokenRequest {
+    /// Read a token request: `content_type` is the header's value (if any),
+    /// `body` the request body.
+    pub fn parse(content_type: Option<&str>, body: &[u8]) -> std::result::Result<Self, Refused> {
+        let p = Params::from_form(content_type, body).map_err(Refused::Form)?;
+        let sent = p.req("grant_type").map_err(|error| Refused::Request {
+            error,
+            grant_type: None,
+        })?;
+        let Some(grant_type) = GRANTS.into_iter().find(|g| *g == sent) else {
+            return Err(Refused::Request {
+                error: Error::UnsupportedGrantType(format!("{sent:?} is not supported")),
+                grant_type: Some(sent.to_owned()),
+            });
+        };
+        let scope = requested_scope(&p).map_err(|error| Refused::Request {
+            error,
+            grant_type: Some(grant_type.to_owned()),
+        })?;
+        Self::grant(&p, grant_type, scope).map_err(|error| Refused::Grant { error, grant_type })
+    }
+
+    /// The grant type (`grant_type`).
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            TokenRequest::PreAuthorized { .. } => GRANT_PRE_AUTHORIZED_CODE,
+            TokenRequest::DeviceCode { .. } => GRANT_DEVICE_CODE,
+            TokenRequest::Refresh { .. } => GRANT_REFRESH_TOKEN,
+            TokenRequest::Exchange { .. } => GRANT_TOKEN_EXCHANGE,
+        }
+    }
+
+    fn grant(p: &Params, grant_type: &str, scope: Option<String>) -> Result<Self> {
+        let secret = |name: &str| p.req(name).map(|s| Secret(s.to_owned()));
+        let client_id = || p.get("client_id").map(str::to_owned);
+        Ok(match grant_type {
+            GRANT_PRE_AUTHORIZED_CODE => {
+                let code = secret("pre-authorized_code")?;
+                TokenRequest::PreAuthorized {
+                    code,
+                    scope,
+                    audience: requested_audience(p)?,
+                    client_id: client_id(),
+                }
+            }
+            GRANT_DEVICE_CODE => TokenRequest::DeviceCode {
+                device_code: secret("device_code")?,
+                client_id: client_id(),
+            },
+            GRANT_REFRESH_TOKEN => {
+                let refresh_token = secret("refresh_token")?;
+                TokenRequest::Refresh {
+                    refresh_token,
+                    scope,
+                    audience: requested_audience(p)?,
+                }
+            }
+            _ => {
+                let subject_token = secret("subject_token")?;
+                let subject_type = p.req("subject_token_type")?;
+                if let Some(t) = p.get("requested_token_type")
+                    && t != TOKEN_TYPE_ACCESS
+                {
+                    return Err(Error::InvalidRequest(
+                        "only access tokens can be requested".into(),
+                    ));
+                }
+                if p.get("actor_token").is_some() {
+                    return Err(Error::InvalidRequest(
+                        "actor tokens are not supported; the proof's key is the actor".into(),
+                    ));
+                }
+                let audience = requested_audience(p)?;
+                let subject_kind = match subject_type {
+                    TOKEN_TYPE_REFRESH => SubjectKind::Refresh,
+                    TOKEN_TYPE_ACCESS => SubjectKind::Access,
+                    other => {
+                        return Err(Error::UnsupportedTokenType(format!(
+                            "{other:?} cannot be exchanged"
+                        )));
+                    }
+                };
+                TokenRequest::Exchange {
+                    subject_token,
+                    subject_kind,
+                    scope,
+                    audience,
+                }
+            }
+        })
+    }
+}
+
+/// The requested scope: valid syntax, and a `scope` parameter sent empty is
+/// `invalid_scope` (not "no scope requested").
+fn requested_scope(p: &Params) -> Result<Option<String>> {
+    match p.get("scope") {
+        Some(s) => {
+            ScopeSet::parse(s)?;
+            Ok(Some(s.to_owned()))
+        }
+        None if p.has("scope") => Err(Error::InvalidScope(
+            "the scope parameter holds no scope".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The audience named by `resource` (RFC 8707) or `audience` (RFC 8693).
+fn requested_audience(p: &Params) -> Result<Option<String>> {
+    match (p.get("resource"), p.get("audience")) {
+        (Some(r), Some(a)) if r != a => Err(Error::InvalidTarget(
+            "resource and audience name different audiences".into(),
+        )),
+        (Some(x), _) | (None, Some(x)) => Ok(Some(x.to_owned())),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+    const PRE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Apre-authorized_code";
+    const XCHG: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+        &subject_token=rt_secret&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Arefresh_token";
+
+    fn parse(body: &str) -> std::result::Result<TokenRequest, Refused> {
+        TokenRequest::parse(FORM, body.as_bytes())
+    }
+
+    /// The wire code and when it is answered.
+    fn refused(ct: Option<&str>, body: &str) -> (&'static str, &'static str) {
+        match TokenRequest::parse(ct, body.as_bytes()) {
+            Ok(r) => panic!("accepted {body:?}: {r:?}"),
+            Err(Refused::Form(e)) => (e.code(), "form"),
+            Err(Refused::Request { error, .. }) => (error.code(), "request"),
+            Err(Refused::Grant { error, .. }) => (error.code(), "grant"),
+        }
+    }
+
+    #[test]
+    fn each_grant_parses_to_its_variant() {
+        let r = parse(&format!(
+            "{PRE}&pre-authorized_code=pc_abc&scope=calendar%3Aread+offline_access&resource=https%3A%2F%2Fapi&client_id=bot"
+        ))
+        .unwrap();
+        assert_eq!(
+            r,
+            TokenRequest::PreAuthorized {
+                code: Secret("pc_abc".into()),
+                scope: Some("calendar:read offline_access".into()),
+                audience: Some("https://api".into()),
+                client_id: Some("bot".into()),
+            }
+        );
+        let r = TokenRequest::parse(
+            Some("Application/X-WWW-Form-URLEncoded; charset=UTF-8"),
+            b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc_1&scope=offline_access",
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            TokenRequest::DeviceCode {
+                device_code: Secret("dc_1".into()),
+                client_id: None
+            }
+        );
+        let r = parse("grant_type=refresh_token&refresh_token=rt_1&audience=a&resource=a").unwrap();
+        assert_eq!(r.grant_type(), GRANT_REFRESH_TOKEN);
+        assert!(
+            matches!(r, TokenRequest::Refresh { audience: Some(ref a), scope: None, .. } if a == "a")
+        );
+        let r = parse(&format!(
+            "{XCHG}&requested_token_type={}",
+            TOKEN_TYPE_ACCESS
+        ))
+        .unwrap();
+        assert!(matches!(
+            r,
+            TokenRequest::Exchange {
+                subject_kind: SubjectKind::Refresh,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn each_refused_shape_has_its_code() {
+        let form = "application/x-www-form-urlencoded";
+        let long = "x".repeat(8193);
+        let many: String = (0..33).map(|i| format!("p{i}=1&")).collect();
+        let cases: Vec<(Option<&str>, String, (&str, &str))> = vec![
+            (
+                None,
+                "grant_type=refresh_token".into(),
+                ("invalid_request", "form"),
+            ),
+            (
+                Some("application/json"),
+                r#"{"grant_type":"refresh_token"}"#.into(),
+                ("invalid_request", "form"),
+            ),
+            (
+                Some(form),
+                "grant_type=refresh_token&grant_type=refresh_token".into(),
+                ("invalid_request", "form"),
+            ),
+            (
+                Some(form),
+                format!("grant_type=refresh_token&refresh_token={long}"),
+                ("invalid_request", "form"),
+            ),
+            (Some(form), many, ("invalid_request", "form")),
+            (
+                Some(form),
+                "refresh_token=rt".into(),
+                ("invalid_request", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=&refresh_token=rt".into(),
+                ("invalid_request", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=password&username=a".into(),
+                ("unsupported_grant_type", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=Refresh_Token".into(),
+                ("unsupported_grant_type", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=refresh_token&scope=".into(),
+                ("invalid_scope", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=refresh_token&scope=nocolon".into(),
+                ("invalid_scope", "request"),
+            ),
+            (
+                Some(form),
+                "grant_type=refresh_token".into(),
+                ("invalid_request", "grant"),
+            ),
+            (
+                Some(form),
+                "grant_type=refresh_token&refresh_token=rt&resource=a&audience=b".into(),
+                ("invalid_target", "grant"),
+            ),
+            (Some(form), PRE.into(), ("invalid_request", "grant")),
+            (
+                Some(form),
+                format!("{PRE}&pre-authorized_code=c&resource=a&audience=b"),
+                ("invalid_target", "grant"),
+            ),
+            (
+                Some(form),
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code".into(),
+                ("invalid_request", "grant"),
+            ),
+            (
+                Some(form),
+                format!(
+                    "{XCHG}&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token"
+                ),
+                ("invalid_request", "grant"),
+            ),
+            (
+                Some(form),
+                format!("{XCHG}&actor_token=x"),
+                ("invalid_request", "grant"),
+            ),
+            (
+                Some(form),
+                format!("{XCHG}&resource=a&audience=b"),
+                ("invalid_target", "grant"),
+            ),
+            (
+                Some(form),
+                XCHG.replace("refresh_token", "id_token"),
+                ("unsupported_token_type", "grant"),
+            ),
+            (
+                Some(form),
+                XCHG.replace("&subject_token=rt_secret", ""),
+                ("invalid_request", "grant"),
+            ),
+        ];
+        for (ct, body, want) in cases {
+            assert_eq!(refused(ct, &body), want, "{ct:?} {body:?}");
+        }
+        // The audit record keeps the grant type as sent.
+        let e = parse("grant_type=password").unwrap_err();
+        assert_eq!(e.grant_type(), Some("password"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        for body in [
+            format!("{PRE}&pre-authorized_code=pc_topsecret"),
+            "grant_type=refresh_token&refresh_token=rt_topsecret".into(),
+            XCHG.replace("rt_secret", "rt_topsecret"),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc_topsecret".into(),
+        ] {
+            let r = parse(&body).unwrap();
+            assert!(!format!("{r:?}").contains("topsecret"), "{r:?}");
+        }
+        let e = parse(&format!("{XCHG}&actor_token=at_topsecret")).unwrap_err();
+        assert!(!format!("{e:?}").contains("topsecret"));
+    }
+}
