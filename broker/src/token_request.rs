@@ -99,6 +99,10 @@ pub enum TokenRequest {
         scope: Option<String>,
         /// Requested audience.
         audience: Option<String>,
+        /// A shorter access-token lifetime the agent asks for (`expires_in`,
+        /// seconds). It can only shorten: the broker's access-token lifetime
+        /// and the subject's expiry still bound it.
+        lifetime: Option<i64>,
     },
 }
 
@@ -250,10 +254,27 @@ impl TokenRequest {
                     subject_kind,
                     scope,
                     audience,
+                    lifetime: requested_lifetime(p)?,
                 }
             }
         })
     }
+}
+
+/// `expires_in` on a token exchange: whole seconds, at least 1; more than the
+/// longest lifetime (30 days) is capped, not refused (RFC 6749 leaves the
+/// lifetime to the server; the agent only ever gets less than it asked).
+fn requested_lifetime(p: &Params) -> Result<Option<i64>> {
+    let Some(v) = p.get("expires_in") else {
+        return Ok(None);
+    };
+    if !v.bytes().all(|c| c.is_ascii_digit()) || v.bytes().all(|c| c == b'0') {
+        return Err(Error::InvalidRequest(
+            "expires_in is a whole number of seconds, at least 1".into(),
+        ));
+    }
+    let max = crate::config::MAX_TTL;
+    Ok(Some(v.parse::<i64>().map_or(max, |n| n.min(max))))
 }
 
 /// The requested scope: valid syntax, and a `scope` parameter sent empty is

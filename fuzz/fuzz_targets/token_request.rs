@@ -37,8 +37,12 @@ fn to_form(r: &TokenRequest, secret: Option<&str>) -> String {
             subject_kind,
             scope,
             audience,
+            lifetime,
         } => {
             f.append_pair("subject_token_type", subject_kind.uri());
+            if let Some(l) = lifetime {
+                f.append_pair("expires_in", &l.to_string());
+            }
             ("subject_token", subject_token, scope, audience, &None)
         }
     };

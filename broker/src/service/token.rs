@@ -50,6 +50,13 @@ fn response(
     }
 }
 
+/// What a token exchange asks for beyond its subject.
+struct Ask {
+    scope: Option<String>,
+    audience: Option<String>,
+    lifetime: Option<i64>,
+}
+
 impl Broker {
     fn mint(&self, now: i64) -> Mint {
         Mint {
@@ -165,8 +172,14 @@ impl Broker {
                 subject_kind,
                 scope,
                 audience,
+                lifetime,
             } => {
-                self.exchange(subject_token, subject_kind, scope, audience, proof, mint)
+                let ask = Ask {
+                    scope,
+                    audience,
+                    lifetime,
+                };
+                self.exchange(subject_token, subject_kind, ask, proof, mint)
                     .await?
             }
         }
@@ -322,11 +335,15 @@ impl Broker {
         &self,
         subject: Secret,
         subject_kind: SubjectKind,
-        scope_req: Option<String>,
-        aud_req: Option<String>,
+        ask: Ask,
         proof: VerifiedProof,
         mint: Mint,
     ) -> Result<Committed> {
+        let Ask {
+            scope: scope_req,
+            audience: aud_req,
+            lifetime,
+        } = ask;
         let now = mint.now;
         // An access token subject is verified before the transaction.
         let claims = match subject_kind {
@@ -373,6 +390,7 @@ impl Broker {
             }
             let scope = negotiate(&bound_scope, scope_req.as_deref())?;
             let aud = pick_audience(&bound_aud, aud_req.as_deref())?;
+            let cap = lifetime.map_or(cap, |l| cap.min(now.saturating_add(l)));
             let access = mint.access(tx, &g, &scope, &aud, cap)?;
             tx.audit_append(
                 now,

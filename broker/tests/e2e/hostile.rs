@@ -925,6 +925,15 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         vec![("requested_token_type", TT_REFRESH.into())],
         "invalid_request",
     ));
+    for bad in ["0", "000", "-1", "1e3", "60.5", " 60", "abc", "+60"] {
+        cases.push((
+            "a malformed expires_in",
+            rt.clone(),
+            TT_REFRESH,
+            vec![("expires_in", bad.into())],
+            "invalid_request",
+        ));
+    }
     cases.push((
         "an actor token",
         rt.clone(),
@@ -1009,14 +1018,29 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         r.body
     );
 
-    // A longer life cannot be had: expires_in is ignored and an exchanged
-    // token never outlives its subject.
+    // A longer life cannot be had: expires_in only shortens, and an
+    // exchanged token never outlives its subject. A shorter one is honoured.
+    let r = exchange(
+        &b,
+        &agent,
+        &rt,
+        TT_REFRESH,
+        &[("expires_in", "60"), ("scope", "calendar:read")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = claims(&r.s("access_token"));
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
+    assert_eq!(r.body["expires_in"], 60);
     let r = exchange(
         &b,
         &agent,
         &at,
         TT_ACCESS,
-        &[("expires_in", "2592000"), ("scope", "calendar:read")],
+        &[
+            ("expires_in", "99999999999999999999"),
+            ("scope", "calendar:read"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
