@@ -974,49 +974,35 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
 
     // Wider requests are narrowed to what the grant allows (DESIGN: scopes
     // outside the bound are dropped, limits lowered); the response says so.
-    let r = exchange(
-        &b,
-        &agent,
-        &rt,
-        TT_REFRESH,
-        &[("scope", "calendar:read calendar:write")],
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.s("scope").as_str()),
-        (200, "calendar:read"),
-        "{}",
-        r.body
-    );
-    assert_eq!(claims(&r.s("access_token"))["scope"], "calendar:read");
-    let r = exchange(
-        &b,
-        &agent,
-        &rt,
-        TT_REFRESH,
-        &[("scope", "payment:execute:under-1000")],
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.s("scope").as_str()),
-        (200, "payment:execute:under-100"),
-        "{}",
-        r.body
-    );
-    let r = exchange(
-        &b,
-        &agent,
-        &narrow,
-        TT_ACCESS,
-        &[("scope", "calendar:read repo:write:my-project")],
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.s("scope").as_str()),
-        (200, "calendar:read"),
-        "{}",
-        r.body
-    );
+    for (subject, ty, asked, granted) in [
+        (
+            &rt,
+            TT_REFRESH,
+            "calendar:read calendar:write",
+            "calendar:read",
+        ),
+        (
+            &rt,
+            TT_REFRESH,
+            "payment:execute:under-1000",
+            "payment:execute:under-100",
+        ),
+        (
+            &narrow,
+            TT_ACCESS,
+            "calendar:read repo:write:my-project",
+            "calendar:read",
+        ),
+    ] {
+        let r = exchange(&b, &agent, subject, ty, &[("scope", asked)]).await;
+        assert_eq!(
+            (r.status, r.s("scope").as_str()),
+            (200, granted),
+            "{asked}: {}",
+            r.body
+        );
+        assert_eq!(claims(&r.s("access_token"))["scope"], granted);
+    }
 
     // A longer life cannot be had: expires_in only shortens, and an
     // exchanged token never outlives its subject. A shorter one is honoured.

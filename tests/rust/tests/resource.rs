@@ -57,6 +57,19 @@ async fn session(broker: &Broker, home: &std::path::Path) -> Session {
         .unwrap()
 }
 
+/// A broker, an enrolled agent's session (its home dir must outlive it), and
+/// the URL of the API's protected route.
+async fn setting() -> (Broker, tempfile::TempDir, Session, String) {
+    let broker = Broker::start(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let s = session(&broker, home.path()).await;
+    let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
+        .await
+        .unwrap();
+    let url = format!("{}/travel/flights", start_api(v).await);
+    (broker, home, s, url)
+}
+
 /// The broker's signing key from its data directory, as a thief would have it.
 fn broker_key(b: &Broker) -> (String, AgentKey) {
     let p = std::fs::read_dir(b.data().join("keys"))
@@ -119,14 +132,7 @@ fn assert_challenge(got: &(u16, String), code: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stolen_unbound_and_forged_tokens_are_refused() {
-    let broker = Broker::start(&[]);
-    let home = tempfile::tempdir().unwrap();
-    let s = session(&broker, home.path()).await;
-    let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
-        .await
-        .unwrap();
-    let base = start_api(v).await;
-    let url = format!("{base}/travel/flights");
+    let (broker, _home, s, url) = setting().await;
     let http = reqwest::Client::new();
     let h = s.headers("GET", &url).unwrap();
     let token = h[0].1.trim_start_matches("DPoP ").to_owned();
@@ -248,14 +254,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_forwarded_headers_and_nonces() {
-    let broker = Broker::start(&[]);
-    let home = tempfile::tempdir().unwrap();
-    let s = session(&broker, home.path()).await;
-    let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
-        .await
-        .unwrap();
-    let base = start_api(v).await;
-    let url = format!("{base}/travel/flights");
+    let (broker, _home, s, url) = setting().await;
     let http = reqwest::Client::new();
 
     // 32 copies of one request at once: exactly one is served.
