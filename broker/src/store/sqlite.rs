@@ -87,6 +87,12 @@ fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
     conn.busy_timeout(busy).map_err(db_err)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(db_err)?;
+    // Statement journals (each write job runs in a savepoint) and temporary
+    // tables stay in memory: a write never has to open a new file, so it does
+    // not fail when a thousand client connections hold the process's file
+    // descriptors (they spill to a temporary file by default).
+    conn.execute_batch("PRAGMA temp_store=MEMORY;")
+        .map_err(db_err)?;
     if read_only {
         conn.execute_batch("PRAGMA query_only=ON;")
             .map_err(db_err)?;

@@ -661,7 +661,7 @@ async fn growth(http: &reqwest::Client) -> u64 {
     let rounds: usize = env_or("GROWTH_ROUNDS", 6);
     let tokens: usize = env_or("GROWTH_TOKENS", 1_000_000);
     println!(
-        "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated; empty store vs {tokens} stored tokens"
+        "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated, after a warm-up; empty store vs {tokens} stored tokens"
     );
     let empty = Arc::new(Broker::start(&[]));
     let mut full = Broker::start(&[]);
@@ -682,6 +682,17 @@ async fn growth(http: &reqwest::Client) -> u64 {
     let (mut a_t, mut b_t) = (Tally::default(), Tally::default());
     let (mut a_s, mut b_s) = (0.0, 0.0);
     let mut ratios = Vec::new();
+    // Warm up both (connections, caches: a running broker's are warm); not counted.
+    let warmup: f64 = env_or("GROWTH_WARMUP", 2.0);
+    // Its errors and nonce retries count all the same.
+    let (ag, w, _) = drive(http, &empty, a_agents, warmup, true).await;
+    a_agents = ag;
+    a_t.nonce_retries += w.nonce_retries;
+    a_t.errors = w.errors;
+    let (ag, w, _) = drive(http, &full, b_agents, warmup, true).await;
+    b_agents = ag;
+    b_t.nonce_retries += w.nonce_retries;
+    b_t.errors = w.errors;
     for round in 0..rounds {
         let (ag, t, s) = drive(http, &empty, a_agents, seconds, true).await;
         let a_ok = t.exchange_ms.len();
