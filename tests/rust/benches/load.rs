@@ -10,17 +10,18 @@
 //!    once per task; here every agent loops back to back to make load, with the
 //!    mix 1 refresh (refresh_token grant) then 4 token exchanges (RFC 8693, the
 //!    refresh token as subject, scope narrowed from `travel:search travel:book`
-//!    to `travel:search`), the requests the SDK sends. Any answer other than 200
+//!    to `travel:search`, with the SDK's own exchange form). Any answer other than 200
 //!    or a nonce challenge, and any transport error, is an error: the bench
 //!    prints a breakdown and exits non-zero. An agent stops at its first error
 //!    (its refresh token may have rotated without it knowing).
 //! 2. Growth: token-exchange throughput with 1,000,000 stored tokens against an
-//!    empty store, same client load (64 agents), rounds alternated between the
-//!    two brokers so that other work on the machine hits both alike.
+//!    empty store, same client load (64 agents), after a warm-up, in short rounds
+//!    alternated between the two brokers so that other work on the machine hits
+//!    both alike.
 //!
 //! ```sh
 //! cargo build --release -p protonpass-broker
-//! PROTONPASS_BROKER_BIN=target/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
+//! PROTONPASS_BROKER_BIN=$PWD/target/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
 //! # short try: LOAD_AGENTS=200 LOAD_SECONDS=10 GROWTH_TOKENS=100000 GROWTH_SECONDS=4
 //! # one part only: LOAD_PARTS=load or LOAD_PARTS=growth
 //! ```

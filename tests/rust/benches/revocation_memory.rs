@@ -23,7 +23,7 @@
 //!
 //! ```sh
 //! cargo build --release -p protonpass-broker
-//! PROTONPASS_BROKER_BIN=target/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
+//! PROTONPASS_BROKER_BIN=$PWD/target/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 //! # short try: MEMORY_SIZES=10000,14337,100000
 //! ```
 #![allow(
