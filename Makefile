@@ -83,7 +83,7 @@ fuzz: ## Each fuzz target for 10 minutes
 bench: ## Benchmarks, figures printed
 	cargo bench -p protonpass-agent --bench core
 	cargo build --release --locked -p protonpass-broker
-	cargo bench -p protonpass-e2e --bench client
+	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench client
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh

@@ -486,7 +486,33 @@ fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {
     }
 }
 
+/// Raise the open-file soft limit to the hard one: every client connection
+/// and SQLite's files take a descriptor, and the common default soft limit
+/// (1,024) is below what a busy broker holds. Returns the limit in force.
+fn raise_open_files() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is not a value the kernel takes for the soft one.
+    if let (Some(cur), Some(max)) = (l.current, l.maximum)
+        && cur < max
+    {
+        let raised = Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 fn serve(cfg: Config) -> Result<ExitCode> {
+    let open_files = raise_open_files();
+    tracing::info!(
+        open_files = open_files.unwrap_or(u64::MAX),
+        "open-file limit"
+    );
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.addr)
