@@ -1,9 +1,10 @@
 //! `protonpass-broker`: the self-hosted authorization server for agent access
 //! tokens, and the owner's command line. The binary is [`run`]; the library
 //! also exposes the token endpoint's request parsing ([`token_request`]), a
-//! pure function that fuzzing and tests call directly.
+//! pure function that fuzzing and tests call directly, and the audit chain's
+//! record hash ([`audit`]), for tools that check or build exported logs.
 
-mod audit;
+pub mod audit;
 mod cli;
 mod config;
 mod dashboard;

@@ -34,16 +34,15 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protonpass_agent::{
     AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof, random_id,
 };
+use protonpass_broker::audit::{record_hash, secret_hash};
 use protonpass_e2e::{Broker, broker_bin};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -433,32 +432,6 @@ async fn load(http: &reqwest::Client) -> u64 {
     errors
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
-/// The broker's audit record hash (broker/src/audit.rs `record_hash`), so
-/// that the fixture's records chain like real ones (`audit verify` passes).
-fn record_hash(seq: i64, ts: i64, owner: &str, event: &str, detail: &str, prev: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        seq.to_string().as_str(),
-        ts.to_string().as_str(),
-        owner,
-        event,
-        detail,
-        prev,
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    hex(&h.finalize())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn token_json(
     jti: &str,
@@ -552,7 +525,7 @@ fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usize, usize) {
                 // Refresh: the spent refresh token and a new access token.
                 let rjti = random_id(&rng, 16).unwrap();
                 let secret = format!("rt_{}", random_id(&rng, 32).unwrap());
-                let rhash = hex(&Sha256::digest(secret.as_bytes()));
+                let rhash = secret_hash(&secret);
                 ins_tok
                     .execute(rusqlite::params![
                         rjti,
