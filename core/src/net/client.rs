@@ -891,12 +891,15 @@ impl Session {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // A renewal in flight (in the background or from `send`) finishes
+        // first: cancelling it midway could lose a refresh token the broker
+        // had just rotated, and letting it run on could put fresh tokens back
+        // after they were revoked. The background task is stopped only then,
+        // while it sleeps or waits for the lock.
+        let _renewing = self.inner.renew_lock.lock().await;
         if let Some(h) = &self.renewal {
             h.abort();
         }
-        // A renewal in flight (from `send`) finishes first, so that it cannot
-        // put fresh tokens back after they were revoked.
-        let _renewing = self.inner.renew_lock.lock().await;
         close_inner(&self.inner, revoke_grant).await
     }
 
@@ -978,18 +981,31 @@ async fn wait_for_signal() {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(h) = &self.renewal {
-            h.abort();
-        }
+        let renewal = self.renewal.take();
         if self.inner.closed.swap(true, Ordering::SeqCst) {
+            if let Some(h) = renewal {
+                h.abort();
+            }
             return;
         }
-        // Best effort: revoke on the current runtime if there is one.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let inner = self.inner.clone();
-            handle.spawn(async move {
-                let _ = close_inner(&inner, false).await;
-            });
+        // Best effort: revoke on the current runtime if there is one, after a
+        // renewal in flight has finished (as `close` does).
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let inner = self.inner.clone();
+                handle.spawn(async move {
+                    let _renewing = inner.renew_lock.lock().await;
+                    if let Some(h) = renewal {
+                        h.abort();
+                    }
+                    let _ = close_inner(&inner, false).await;
+                });
+            }
+            Err(_) => {
+                if let Some(h) = renewal {
+                    h.abort();
+                }
+            }
         }
     }
 }
