@@ -545,12 +545,18 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?
             .execute(params![owner, phc, now])
             .map_err(db_err)?;
-        // A new password ends every session signed in with the old one.
-        self.conn
-            .prepare_cached("DELETE FROM web_sessions WHERE owner = ?1")
-            .map_err(db_err)?
-            .execute(params![owner])
-            .map_err(db_err)?;
+        // A new password ends every session signed in with the old one, and
+        // every setup link still out (a leaked one must not reset it again).
+        for sql in [
+            "DELETE FROM web_sessions WHERE owner = ?1",
+            "DELETE FROM owner_setup WHERE owner = ?1",
+        ] {
+            self.conn
+                .prepare_cached(sql)
+                .map_err(db_err)?
+                .execute(params![owner])
+                .map_err(db_err)?;
+        }
         Ok(())
     }
 

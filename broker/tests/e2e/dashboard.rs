@@ -246,6 +246,13 @@ async fn setup_link_works_once_and_sets_a_session_cookie() {
             p.body
         );
     }
+    // A password set from the CLI also voids setup links still out.
+    let v = b.cli_ok(&["owner", "add", "alice"]);
+    let url = v["setup_url"].as_str().unwrap();
+    let path = &url[url.find("/setup?").unwrap()..];
+    assert_eq!(Web::new(&b).get(path).await.status, 200);
+    set_password(&b, "alice", "yet another long passphrase");
+    assert_eq!(Web::new(&b).get(path).await.status, 404);
 }
 
 #[tokio::test]

@@ -404,6 +404,11 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         Some(r) => ScopeSet::from_list(r)?,
         None => requested.clone(),
     };
+    if opts.ttl == Some(0) {
+        return Err(Error::InvalidRequest(
+            "ttl is the access tokens' lifetime in seconds: at least 1".into(),
+        ));
+    }
     if !requested.covers_all(&required) {
         return Err(Error::InvalidScope(format!(
             "required scopes [{}] must be among the requested ones",
@@ -452,10 +457,23 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         _ => AgentKey::generate(opts.rng.as_ref())?,
     };
     // An extension replaces the stored grant: the old one is revoked once the
-    // new one is safely stored, rather than left live and unreachable.
+    // new one is safely stored, rather than left live and unreachable. It
+    // asks for the old grant's scopes as well as the new ones, so that it
+    // takes nothing away from other sessions of this profile (the owner can
+    // still narrow it on the approval page).
     let superseded = match (&stored, needs_new) {
         (Some(g), true) => Some(g.refresh_token.clone()),
         _ => None,
+    };
+    let ask = match (&stored, needs_new) {
+        (Some(g), true) => {
+            let mut all = ScopeSet::parse(&g.scope).unwrap_or_default();
+            for s in &requested {
+                all.insert(s.clone());
+            }
+            all
+        }
+        _ => requested.clone(),
     };
     let calls = BrokerCalls {
         meta,
@@ -469,7 +487,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     let mut grant = match stored {
         Some(g) if !needs_new => g,
         _ => {
-            let scope = requested.to_string();
+            let scope = ask.to_string();
             let t = match &enrollment {
                 Some(code) => {
                     calls
@@ -506,6 +524,15 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
                 tracing::warn!(
                     error = e.code(),
                     "could not revoke the grant this one extends"
+                );
+            }
+            // The grant's first access token carries all of the grant's
+            // scopes; the session takes a token of just the requested ones
+            // below, so this one is revoked rather than left live, unused.
+            if let Err(e) = calls.revoke(&t.access_token, "access_token").await {
+                tracing::warn!(
+                    error = e.code(),
+                    "could not revoke the grant's first access token"
                 );
             }
             g

@@ -314,3 +314,37 @@ async fn replays_forwarded_headers_and_nonces() {
     assert_eq!(ok.status(), 200);
     s.close(true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grants_first_token_is_revoked_and_the_sessions_works() {
+    let (broker, _home, s, url) = setting().await;
+    let http = reqwest::Client::new();
+    let feed: Value = http
+        .get(format!("{}/revocations?after=0", broker.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let revoked: Vec<&str> = feed["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["jti"].as_str())
+        .collect();
+    // The enrollment's token (all of the grant's scopes) is in the feed; the
+    // session's own token, exchanged for the requested scopes, is not.
+    assert_eq!(revoked.len(), 1, "{feed}");
+    let h = s.headers("GET", &url).unwrap();
+    let token = h[0].1.trim_start_matches("DPoP ");
+    assert_ne!(part(token, 1)["jti"].as_str().unwrap(), revoked[0]);
+    let r = get_with(
+        &http,
+        &url,
+        &[("authorization", h[0].1.clone()), ("dpop", h[1].1.clone())],
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    s.close(false).await.unwrap();
+}
