@@ -160,7 +160,6 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     // A stolen token as a bearer token.
     let r = get_with(&http, &url, &[("authorization", format!("Bearer {token}"))]).await;
     assert_challenge(&r, "invalid_token", "DPoP-bound token as Bearer");
-    // The agent's proof for another token (ath does not match).
     let (kid, bk) = broker_key(&broker);
     let header = part(&token, 0);
     let claims = part(&token, 1);
@@ -249,6 +248,20 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     )
     .await;
     assert_eq!(r.0, 200, "{}", r.1);
+    // The same key's proof made for another of its tokens: ath does not match.
+    let mut other = rebound.clone();
+    other.insert("jti".into(), "another-token".into());
+    let other = sign(&header, &other, &bk);
+    let r = get_with(
+        &http,
+        &url,
+        &[
+            ("authorization", format!("DPoP {t}")),
+            ("dpop", proof(&thief, &url, &other)),
+        ],
+    )
+    .await;
+    assert_challenge(&r, "invalid_dpop_proof", "proof for another token (ath)");
     s.close(true).await.unwrap();
 }
 
