@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, b64};
 use rusqlite::OpenFlags;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::kit::{API, Broker, Reply, claims, key};
 
@@ -121,23 +120,12 @@ fn signed(header: &[u8], payload: &[u8], key: &AgentKey) -> String {
     format!("{input}.{}", b64::encode(sig))
 }
 
+/// HMAC-SHA256, for the "HS256 keyed with the public key" attack.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
 }
 
 fn obj(v: Value) -> Map<String, Value> {

@@ -7,7 +7,6 @@ use protonpass_agent::{
     verify_proof, verify_request,
 };
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::proofs::non_canonical_trailing_bits;
 use crate::support::{
@@ -82,23 +81,12 @@ fn header_with(h: impl FnOnce(&mut Map<String, Value>)) -> String {
     token_with(h, |_| {})
 }
 
+/// HMAC-SHA256, for the "HS256 keyed with the public key" attack.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
 }
 
 #[test]
