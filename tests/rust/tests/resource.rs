@@ -6,31 +6,14 @@
 //! tests, core/tests/protocol; the broker's own endpoints in the broker's.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::get;
-use protonpass_agent::net::axum_layer::{Agent, Protected};
+use common::{AUD, start_api};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
-
-const AUD: &str = "http://api.test/travel";
-
-async fn start_api(verifier: Verifier) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = Protected::new(verifier, base.clone());
-    async fn flights(agent: Agent) -> std::result::Result<String, Rejection> {
-        agent.require("travel:search")?;
-        Ok(format!("flights for {}", agent.agent))
-    }
-    let app = Router::new()
-        .route("/travel/flights", get(flights))
-        .with_state(state);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
 
 async fn session(broker: &Broker, home: &std::path::Path) -> Session {
     let v = broker.cli_json(&[
