@@ -261,14 +261,34 @@ impl SqliteTx<'_> {
 
     /// Every row's JSON `data`, decoded.
     fn many<T: DeserializeOwned>(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<T>> {
-        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
-        let rows = st.query_map(p, |r| r.get::<_, String>(0)).map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(from_json(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        let texts = self.rows(sql, p, |r| r.get::<_, String>(0))?;
+        texts.iter().map(|t| from_json(t)).collect()
     }
+
+    /// Every row, mapped by `f`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
+        let rows = st.query_map(p, f).map_err(db_err)?;
+        rows.map(|r| r.map_err(db_err)).collect()
+    }
+}
+
+/// An audit row, as `SELECT seq, ts, owner, event, detail, prev, hash` reads it.
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        ts: r.get(1)?,
+        owner: r.get(2)?,
+        event: r.get(3)?,
+        detail: r.get(4)?,
+        prev: r.get(5)?,
+        hash: r.get(6)?,
+    })
 }
 
 impl Tx for SqliteTx<'_> {
@@ -427,23 +447,18 @@ impl Tx for SqliteTx<'_> {
         now: i64,
         limit: i64,
     ) -> Result<Vec<RevocationEvent>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, jti, gid, exp FROM revocations WHERE seq > ?1 AND exp > ?2 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![after, now, limit], |r| {
+        self.rows(
+            "SELECT seq, jti, gid, exp FROM revocations WHERE seq > ?1 AND exp > ?2 ORDER BY seq LIMIT ?3",
+            params![after, now, limit],
+            |r| {
                 Ok(RevocationEvent {
                     seq: r.get(0)?,
                     jti: r.get(1)?,
                     gid: r.get(2)?,
                     exp: r.get(3)?,
                 })
-            })
-            .map_err(db_err)?;
-        rows.map(|r| r.map_err(db_err)).collect()
+            },
+        )
     }
 
     fn revocation_head(&mut self) -> Result<i64> {
@@ -478,26 +493,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn audit_page(&mut self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, ts, owner, event, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![after, limit], |r| {
-                Ok(AuditRecord {
-                    seq: r.get(0)?,
-                    ts: r.get(1)?,
-                    owner: r.get(2)?,
-                    event: r.get(3)?,
-                    detail: r.get(4)?,
-                    prev: r.get(5)?,
-                    hash: r.get(6)?,
-                })
-            })
-            .map_err(db_err)?;
-        rows.map(|r| r.map_err(db_err)).collect()
+        self.rows(
+            "SELECT seq, ts, owner, event, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![after, limit],
+            audit_row,
+        )
     }
 
     fn audit_head(&mut self) -> Result<i64> {
@@ -645,43 +645,25 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, ts, owner, event, detail, prev, hash FROM audit
-                 WHERE owner = ?1 AND seq < ?2
-                   AND (?3 IS NULL OR event = ?3)
-                   AND (?4 IS NULL OR (json_valid(detail) AND json_extract(detail, '$.agent') = ?4))
-                   AND (?5 IS NULL OR ts >= ?5)
-                   AND (?6 IS NULL OR ts < ?6)
-                 ORDER BY seq DESC LIMIT ?7",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(
-                params![
-                    q.owner,
-                    q.before.unwrap_or(i64::MAX),
-                    q.event,
-                    q.agent,
-                    q.since,
-                    q.until,
-                    q.limit
-                ],
-                |r| {
-                    Ok(AuditRecord {
-                        seq: r.get(0)?,
-                        ts: r.get(1)?,
-                        owner: r.get(2)?,
-                        event: r.get(3)?,
-                        detail: r.get(4)?,
-                        prev: r.get(5)?,
-                        hash: r.get(6)?,
-                    })
-                },
-            )
-            .map_err(db_err)?;
-        rows.map(|r| r.map_err(db_err)).collect()
+        self.rows(
+            "SELECT seq, ts, owner, event, detail, prev, hash FROM audit
+             WHERE owner = ?1 AND seq < ?2
+               AND (?3 IS NULL OR event = ?3)
+               AND (?4 IS NULL OR (json_valid(detail) AND json_extract(detail, '$.agent') = ?4))
+               AND (?5 IS NULL OR ts >= ?5)
+               AND (?6 IS NULL OR ts < ?6)
+             ORDER BY seq DESC LIMIT ?7",
+            params![
+                q.owner,
+                q.before.unwrap_or(i64::MAX),
+                q.event,
+                q.agent,
+                q.since,
+                q.until,
+                q.limit
+            ],
+            audit_row,
+        )
     }
 }
 
