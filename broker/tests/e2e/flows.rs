@@ -6,7 +6,6 @@ use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_acces
 use crate::kit::{API, Broker, claims, key};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 #[tokio::test]
 async fn metadata_jwks_health_metrics() {
@@ -115,12 +114,11 @@ async fn enroll_then_refresh_then_exchange() {
 
     // Exchange (refresh token subject): narrowed scopes, a narrowed limit.
     let x = b
-        .token(
+        .exchange(
             &agent,
+            &rt2,
+            TOKEN_TYPE_REFRESH,
             &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &rt2),
-                ("subject_token_type", TOKEN_TYPE_REFRESH),
                 (
                     "scope",
                     "travel:book payment:execute:under-500 calendar:read",
@@ -140,14 +138,11 @@ async fn enroll_then_refresh_then_exchange() {
 
     // Exchange of an access token: bounded by its scopes and expiry.
     let y = b
-        .token(
+        .exchange(
             &agent,
-            &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &xt),
-                ("subject_token_type", TOKEN_TYPE_ACCESS),
-                ("scope", "travel:book travel:search"),
-            ],
+            &xt,
+            TOKEN_TYPE_ACCESS,
+            &[("scope", "travel:book travel:search")],
         )
         .await;
     assert_eq!(y.status, 200, "{}", y.body);
@@ -156,55 +151,32 @@ async fn enroll_then_refresh_then_exchange() {
 
     // Scope widening: nothing requested is granted.
     let w = b
-        .token(
+        .exchange(
             &agent,
-            &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &xt),
-                ("subject_token_type", TOKEN_TYPE_ACCESS),
-                ("scope", "travel:search"),
-            ],
+            &xt,
+            TOKEN_TYPE_ACCESS,
+            &[("scope", "travel:search")],
         )
         .await;
     assert_eq!((w.status, w.error()), (400, "invalid_scope"));
     let empty = b
-        .token(
-            &agent,
-            &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &rt2),
-                ("subject_token_type", TOKEN_TYPE_REFRESH),
-                ("scope", "  "),
-            ],
-        )
+        .exchange(&agent, &rt2, TOKEN_TYPE_REFRESH, &[("scope", "  ")])
         .await;
     assert_eq!(empty.error(), "invalid_scope");
 
     // Audience outside the grant.
     let t = b
-        .token(
+        .exchange(
             &agent,
-            &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &rt2),
-                ("subject_token_type", TOKEN_TYPE_REFRESH),
-                ("resource", "https://evil.example"),
-            ],
+            &rt2,
+            TOKEN_TYPE_REFRESH,
+            &[("resource", "https://evil.example")],
         )
         .await;
     assert_eq!((t.status, t.error()), (400, "invalid_target"));
 
     // Exchange with another key's proof.
-    let k = b
-        .token(
-            &thief,
-            &[
-                ("grant_type", EXCHANGE),
-                ("subject_token", &xt),
-                ("subject_token_type", TOKEN_TYPE_ACCESS),
-            ],
-        )
-        .await;
+    let k = b.exchange(&thief, &xt, TOKEN_TYPE_ACCESS, &[]).await;
     assert_eq!(k.error(), "invalid_grant");
 }
 

@@ -18,7 +18,6 @@ use serde_json::{Map, Value, json};
 
 use crate::kit::{API, Broker, Reply, claims, key};
 
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const TT_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const TT_REFRESH: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 
@@ -166,22 +165,6 @@ fn append(text: &[u8], member: &[u8]) -> Vec<u8> {
     out.extend_from_slice(member);
     out.push(b'}');
     out
-}
-
-async fn exchange(
-    b: &Broker,
-    k: &AgentKey,
-    subject: &str,
-    ty: &str,
-    extra: &[(&str, &str)],
-) -> Reply {
-    let mut p = vec![
-        ("grant_type", EXCHANGE),
-        ("subject_token", subject),
-        ("subject_token_type", ty),
-    ];
-    p.extend_from_slice(extra);
-    b.token(k, &p).await
 }
 
 fn assert_refused(r: &Reply, status: u16, code: &str, what: &str) {
@@ -401,7 +384,7 @@ async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
         // Past the form parameter limit (8 KB, more than any token the broker
         // issues) a token is refused before it is parsed, at every endpoint.
         let oversized = token.len() > 8192;
-        let r = exchange(&b, &agent, token, TT_ACCESS, &[]).await;
+        let r = b.exchange(&agent, token, TT_ACCESS, &[]).await;
         let code = if oversized {
             "invalid_request"
         } else {
@@ -440,11 +423,13 @@ async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
 
     // A body past the size limit is refused before it is read to the end.
     let huge = format!("{control}{}", "A".repeat(200_000));
-    let r = exchange(&b, &agent, &huge, TT_ACCESS, &[]).await;
+    let r = b.exchange(&agent, &huge, TT_ACCESS, &[]).await;
     assert_refused(&r, 413, "invalid_request", "200 KB subject token");
     assert_eq!(state(&b), before);
     // And the real token still works.
-    let r = exchange(&b, &agent, &at, TT_ACCESS, &[("scope", "calendar:read")]).await;
+    let r = b
+        .exchange(&agent, &at, TT_ACCESS, &[("scope", "calendar:read")])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -840,7 +825,9 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
     let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
     let exp = claims(&at)["exp"].as_i64().unwrap();
     // A narrower access token to exchange from.
-    let narrow = exchange(&b, &agent, &rt, TT_REFRESH, &[("scope", "calendar:read")]).await;
+    let narrow = b
+        .exchange(&agent, &rt, TT_REFRESH, &[("scope", "calendar:read")])
+        .await;
     assert_eq!(narrow.status, 200, "{}", narrow.body);
     let narrow = narrow.s("access_token");
 
@@ -938,7 +925,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
     let before = state(&b);
     for (name, subject, ty, extra, code) in &cases {
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let r = exchange(&b, &agent, subject, ty, &extra).await;
+        let r = b.exchange(&agent, subject, ty, &extra).await;
         assert_refused(&r, 400, code, name);
     }
     // Another key holding the agent's tokens.
@@ -946,7 +933,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         ("stolen refresh token", &rt, TT_REFRESH),
         ("stolen access token", &at, TT_ACCESS),
     ] {
-        let r = exchange(&b, &thief, subject, ty, &[]).await;
+        let r = b.exchange(&thief, subject, ty, &[]).await;
         assert_refused(&r, 400, "invalid_grant", name);
     }
     let r = b
@@ -984,7 +971,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
             "calendar:read",
         ),
     ] {
-        let r = exchange(&b, &agent, subject, ty, &[("scope", asked)]).await;
+        let r = b.exchange(&agent, subject, ty, &[("scope", asked)]).await;
         assert_eq!(
             (r.status, r.s("scope").as_str()),
             (200, granted),
@@ -996,29 +983,29 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
 
     // A longer life cannot be had: expires_in only shortens, and an
     // exchanged token never outlives its subject. A shorter one is honoured.
-    let r = exchange(
-        &b,
-        &agent,
-        &rt,
-        TT_REFRESH,
-        &[("expires_in", "60"), ("scope", "calendar:read")],
-    )
-    .await;
+    let r = b
+        .exchange(
+            &agent,
+            &rt,
+            TT_REFRESH,
+            &[("expires_in", "60"), ("scope", "calendar:read")],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let c = claims(&r.s("access_token"));
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
     assert_eq!(r.body["expires_in"], 60);
-    let r = exchange(
-        &b,
-        &agent,
-        &at,
-        TT_ACCESS,
-        &[
-            ("expires_in", "99999999999999999999"),
-            ("scope", "calendar:read"),
-        ],
-    )
-    .await;
+    let r = b
+        .exchange(
+            &agent,
+            &at,
+            TT_ACCESS,
+            &[
+                ("expires_in", "99999999999999999999"),
+                ("scope", "calendar:read"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(claims(&r.s("access_token"))["exp"].as_i64().unwrap() <= exp);
     assert!(r.body["expires_in"].as_i64().unwrap() <= 3600);
@@ -1033,7 +1020,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(v.status, 200);
     let before = state(&b);
-    let r = exchange(&b, &agent, &narrow, TT_ACCESS, &[]).await;
+    let r = b.exchange(&agent, &narrow, TT_ACCESS, &[]).await;
     assert_refused(&r, 400, "invalid_grant", "revoked subject");
     assert_eq!(state(&b), before);
     assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
@@ -1050,7 +1037,7 @@ async fn an_expired_subject_token_is_refused() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let before = state(&b);
-    let r = exchange(&b, &agent, &at, TT_ACCESS, &[]).await;
+    let r = b.exchange(&agent, &at, TT_ACCESS, &[]).await;
     assert_refused(&r, 400, "invalid_grant", "expired subject");
     assert_eq!(state(&b), before);
 }

@@ -206,6 +206,24 @@ impl Broker {
         panic!("the nonce round did not settle");
     }
 
+    /// A token exchange (RFC 8693) of `subject`, of type `ty`, with `extra`
+    /// parameters, proved by `key`.
+    pub async fn exchange(
+        &self,
+        key: &AgentKey,
+        subject: &str,
+        ty: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut p = vec![
+            ("grant_type", protonpass_agent::wire::GRANT_TOKEN_EXCHANGE),
+            ("subject_token", subject),
+            ("subject_token_type", ty),
+        ];
+        p.extend_from_slice(extra);
+        self.token(key, &p).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         reply(
             self.http
