@@ -16,13 +16,10 @@ pub const ISSUER: &str = "https://broker.example";
 pub const AUDIENCE: &str = "https://api.example";
 pub const KID: &str = "k1";
 
-/// Where the known-answer vectors are: `$PROTONPASS_VECTORS`, or `shared/vectors`
-/// beside the repository.
+/// Where the known-answer vectors are: the specification's conformance data,
+/// `spec/vectors/` in this repository.
 pub fn vectors_dir() -> PathBuf {
-    match std::env::var_os("PROTONPASS_VECTORS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
 }
 
 /// Read one vector file as JSON; a missing file fails the test loudly.

@@ -1,5 +1,5 @@
 //! Known-answer tests: RFC 8037, RFC 7638, RFC 9449 and both Wycheproof
-//! Ed25519 files, all read from `shared/vectors` at test time.
+//! Ed25519 files, all read from `spec/vectors` at test time.
 
 use protonpass_agent::keys::verify_ed25519_raw;
 use protonpass_agent::{
