@@ -25,6 +25,7 @@ demo-rust: ## The same journey in Rust alone (axum API, Rust agent)
 
 .PHONY: setup-packages
 setup-packages: ## Build the broker and install the Python and Node packages (what the demo needs)
+	bash scripts/setup-tools.sh demo
 	cargo build --locked -p protonpass-broker
 	PROTONPASS_PY_INSTALL_ONLY=1 bash bindings-python/run-tests.sh
 	cd bindings-node && PROTONPASS_NODE_PROFILE=debug npm ci --no-audit --no-fund
@@ -33,9 +34,20 @@ setup-packages: ## Build the broker and install the Python and Node packages (wh
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
+SUITES := check-repo lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke
+
 .PHONY: test
-test: lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke ## Every check and every test suite
-	@echo "make test: all suites passed"
+test: ## Every check and every test suite (installs missing tools first), each timed
+	bash scripts/setup-tools.sh
+	bash scripts/run-suites.sh $(SUITES)
+
+.PHONY: setup
+setup: ## Install what the test suites need (cargo-fuzz, Node.js, Chromium), or say the command to run
+	bash scripts/setup-tools.sh
+
+.PHONY: check-repo
+check-repo: ## No path outside the repository; one version, licence and repository URL everywhere
+	python3 scripts/check-repo.py
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings denied

@@ -135,6 +135,11 @@ enum ResourceCmd {
     Add {
         /// The audience it is (as in tokens' aud).
         audience: String,
+        /// An API that serves many users: every owner may grant this audience
+        /// (the API maps each token's owner to its own accounts). Without it,
+        /// only the registering owner can grant it.
+        #[arg(long)]
+        shared: bool,
     },
 }
 
@@ -359,9 +364,9 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Resource {
-            cmd: ResourceCmd::Add { audience },
+            cmd: ResourceCmd::Add { audience, shared },
         } => {
-            let r = rt.block_on(b.resource_add(&owner, audience))?;
+            let r = rt.block_on(b.resource_add(&owner, audience, *shared))?;
             out(
                 j,
                 json!(r),

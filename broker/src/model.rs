@@ -181,6 +181,11 @@ pub struct Resource {
     pub secret_hash: String,
     /// Created.
     pub created_at: i64,
+    /// An API that serves many users (and maps the token's subject to its own
+    /// accounts): every owner may grant its audience, and it may introspect
+    /// every owner's tokens for it. Otherwise only its owner may grant it.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -189,6 +194,7 @@ impl fmt::Debug for Resource {
             .field("client_id", &self.client_id)
             .field("owner", &self.owner)
             .field("audience", &self.audience)
+            .field("shared", &self.shared)
             .finish()
     }
 }

@@ -44,7 +44,9 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The scopes granted, space-separated.
     pub scope: String,
-    /// The (rotated) refresh token, DPoP-bound; absent on token exchange.
+    /// The rotated refresh token, DPoP-bound: on every grant that spends one,
+    /// including a token exchange whose subject is a refresh token; absent
+    /// when the subject was an access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// RFC 8693: the type of the issued token.

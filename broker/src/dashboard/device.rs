@@ -18,8 +18,8 @@ use super::{
 };
 use crate::audit::secret_hash;
 use crate::model::DeviceReq;
-use crate::service::Broker;
 use crate::service::device::{Decision, GUESS_BUDGET, normalize_user_code};
+use crate::service::{AudienceStatus, Broker};
 use crate::store::{self, WebSession};
 
 /// Find the pending request with `user_code`, under the same wrong-code limits
@@ -105,7 +105,14 @@ pub(super) async fn device_page(
 
 /// The approval form. The user code is not stored (only its hash), so the form
 /// carries the code the owner entered.
-fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&str>) -> Markup {
+fn approval(
+    s: &WebSession,
+    d: &DeviceReq,
+    reg: Option<&str>,
+    code: &str,
+    now: i64,
+    error: Option<&str>,
+) -> Markup {
     let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let aud = d.resource.as_deref();
     html! {
@@ -115,7 +122,8 @@ fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&
             p.hint { "This name was chosen by the agent itself and is not verified. Approve only if you just started this agent." }
             dl.facts {
                 dt { "Service it will use" }
-                dd { @match aud { Some(a) => code { (a) }, None => "not named: choose below" } }
+                dd { @match aud { Some(a) => code { (a) }, None => "not named: choose below" }
+                     @if let Some(r) = reg { " — " (r) } }
                 dt { "Agent key" }
                 @match d.jkt.as_deref() {
                     Some(k) => dd { code.raw title=(k) { (k.get(..12).unwrap_or(k)) "…" } " — the fingerprint of the key this agent holds; only that key can collect the access." },
@@ -151,7 +159,22 @@ fn approval(s: &WebSession, d: &DeviceReq, code: &str, now: i64, error: Option<&
     }
 }
 
-fn render_approval(
+/// What the owner should know about who registered an audience.
+pub(super) fn registration_note(st: &Result<AudienceStatus>) -> &'static str {
+    match st {
+        Ok(AudienceStatus::Own) => "a service you registered.",
+        Ok(AudienceStatus::Shared) => {
+            "a shared service registered by another owner for all its users."
+        }
+        Ok(AudienceStatus::Unregistered) => {
+            "not registered on this broker: no owner has claimed it, so any owner can grant it."
+        }
+        Err(_) => "registered by another owner: only that owner can grant it.",
+    }
+}
+
+async fn render_approval(
+    b: &Broker,
     s: &WebSession,
     d: &DeviceReq,
     code: &str,
@@ -159,11 +182,15 @@ fn render_approval(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    let reg = match &d.resource {
+        Some(a) => Some(registration_note(&b.audience_status_of(&s.owner, a).await)),
+        None => None,
+    };
     view::page(
         status,
         "Approve an agent",
         Some(s),
-        approval(s, d, code, now, error),
+        approval(s, d, reg, code, now, error),
     )
 }
 
@@ -206,32 +233,36 @@ pub(super) async fn device_submit(
         }
     };
     if f.get("step") != Some("decide") {
-        return render_approval(&s, &d, &code, now, None, StatusCode::OK);
+        return render_approval(&b, &s, &d, &code, now, None, StatusCode::OK).await;
     }
     let approve = match f.get("action") {
         Some("approve") => true,
         Some("deny") => false,
         _ => {
             return render_approval(
+                &b,
                 &s,
                 &d,
                 &code,
                 now,
                 Some("Choose Approve or Deny."),
                 StatusCode::BAD_REQUEST,
-            );
+            )
+            .await;
         }
     };
     let ticked = f.all("scope");
     if approve && ticked.is_empty() {
         return render_approval(
+            &b,
             &s,
             &d,
             &code,
             now,
             Some("Tick at least one thing the agent may do, or deny it."),
             StatusCode::BAD_REQUEST,
-        );
+        )
+        .await;
     }
     let ttl = f
         .get("ttl")
@@ -239,13 +270,15 @@ pub(super) async fn device_submit(
         .unwrap_or(LIFETIMES[0]);
     if !LIFETIMES.contains(&ttl) {
         return render_approval(
+            &b,
             &s,
             &d,
             &code,
             now,
             Some("Choose one of the lifetimes offered."),
             StatusCode::BAD_REQUEST,
-        );
+        )
+        .await;
     }
     let dec = Decision {
         approve,

@@ -5,7 +5,7 @@ use protonpass_agent::{Error, Result, ScopeSet, random_id};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Broker, revoke_grant, revoke_token};
+use super::{Broker, audience_status, revoke_grant, revoke_token};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceStatus, Grant, GrantStatus, Resource};
@@ -48,6 +48,8 @@ pub struct Registered {
     pub client_secret: String,
     /// Audience.
     pub audience: String,
+    /// Whether every owner may grant it.
+    pub shared: bool,
 }
 
 impl std::fmt::Debug for Registered {
@@ -125,6 +127,9 @@ impl Broker {
             ttl,
         };
         store::write(&self.store, move |tx| {
+            for aud in &g.audiences {
+                audience_status(tx, &g.owner, aud)?;
+            }
             tx.owner_ensure(&g.owner, now)?;
             tx.grant_put(&g)?;
             tx.audit_append(
@@ -137,6 +142,16 @@ impl Broker {
         })
         .await?;
         Ok(out)
+    }
+
+    /// How `aud` stands for `owner` (see [`audience_status`]).
+    pub async fn audience_status_of(
+        &self,
+        owner: &str,
+        aud: &str,
+    ) -> Result<super::AudienceStatus> {
+        let (owner, aud) = (owner.to_owned(), aud.to_owned());
+        store::read(&self.store, move |tx| Ok(audience_status(tx, &owner, &aud))).await?
     }
 
     /// The owner's grants.
@@ -243,8 +258,14 @@ impl Broker {
         Ok(out)
     }
 
-    /// Register a resource server for `audience`.
-    pub async fn resource_add(&self, owner: &str, audience: &str) -> Result<Registered> {
+    /// Register a resource server for `audience` (`shared`: any owner may
+    /// grant it). An audience another owner registered is refused.
+    pub async fn resource_add(
+        &self,
+        owner: &str,
+        audience: &str,
+        shared: bool,
+    ) -> Result<Registered> {
         let now = self.clock.now();
         if !valid_audience(audience) {
             return Err(Error::InvalidTarget(
@@ -255,6 +276,7 @@ impl Broker {
             client_id: format!("rs_{}", random_id(self.rng.as_ref(), 12)?),
             client_secret: random_id(self.rng.as_ref(), 32)?,
             audience: audience.to_owned(),
+            shared,
         };
         let r = Resource {
             client_id: out.client_id.clone(),
@@ -262,15 +284,27 @@ impl Broker {
             audience: audience.to_owned(),
             secret_hash: secret_hash(&out.client_secret),
             created_at: now,
+            shared,
         };
         store::write(&self.store, move |tx| {
+            if tx
+                .resources_for_audience(&r.audience)?
+                .iter()
+                .any(|other| other.owner != r.owner)
+            {
+                return Err(Error::InvalidTarget(format!(
+                    "the audience {} is registered by another owner",
+                    r.audience
+                )));
+            }
             tx.owner_ensure(&r.owner, now)?;
             tx.resource_put(&r)?;
             tx.audit_append(
                 now,
                 &r.owner,
                 "resource_add",
-                &json!({"client_id": r.client_id, "audience": r.audience}).to_string(),
+                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared})
+                    .to_string(),
             )?;
             Ok(())
         })

@@ -8,7 +8,7 @@ use protonpass_agent::{Error, Random, Result, ScopeSet, VerifiedProof, random_id
 use serde_json::json;
 
 use super::issue::{Mint, negotiate};
-use super::{Broker, Params};
+use super::{Broker, Params, audience_status};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceReq, DeviceStatus, Grant, GrantStatus};
@@ -380,6 +380,9 @@ impl Broker {
                     return Ok(Err(Error::InvalidTarget("the request names no audience: pass --audience".into())));
                 }
             };
+            if let Err(e) = audience_status(tx, &owner, &audience) {
+                return Ok(Err(e));
+            }
             d.status = DeviceStatus::Approved;
             d.approved_scope = Some(scope.clone());
             d.approved_audience = Some(audience.clone());

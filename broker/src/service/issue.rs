@@ -62,6 +62,9 @@ impl Mint {
             .jkt
             .clone()
             .ok_or_else(|| Error::InvalidGrant("the grant is not bound to a key".into()))?;
+        // A grant made before another owner registered its audience issues
+        // nothing more for it.
+        super::audience_status(tx, &g.owner, aud)?;
         let exp = (self.now + self.access_ttl).min(cap).min(g.expires_at);
         if exp <= self.now {
             return Err(Error::InvalidGrant("the grant has expired".into()));

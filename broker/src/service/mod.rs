@@ -128,6 +128,36 @@ impl Broker {
     }
 }
 
+/// How an audience stands for an owner who grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudienceStatus {
+    /// No owner registered a resource server for it.
+    Unregistered,
+    /// The owner registered it.
+    Own,
+    /// Another owner registered it as shared (an API serving many users).
+    Shared,
+}
+
+/// Whether `owner` may grant `aud`: an audience registered by another owner
+/// belongs to that owner, unless it registered it as shared. Refused as
+/// `invalid_target`.
+pub fn audience_status(tx: &mut dyn Tx, owner: &str, aud: &str) -> Result<AudienceStatus> {
+    let regs = tx.resources_for_audience(aud)?;
+    if regs.is_empty() {
+        Ok(AudienceStatus::Unregistered)
+    } else if regs.iter().any(|r| r.owner == owner) {
+        Ok(AudienceStatus::Own)
+    } else if regs.iter().any(|r| r.shared) {
+        Ok(AudienceStatus::Shared)
+    } else {
+        Err(Error::InvalidTarget(format!(
+            "the audience {aud} is registered by another owner: only that owner can grant it"
+        )))
+    }
+}
+
 /// Whether a grant can issue tokens at `now`.
 pub fn grant_live(g: &Grant, now: i64) -> bool {
     g.status == GrantStatus::Active && now < g.expires_at

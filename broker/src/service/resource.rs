@@ -184,7 +184,7 @@ impl Broker {
                 || !grant_live(&g, now)
                 || rec.exp <= now
                 || !aud_ok
-                || g.owner != rs2.owner
+                || (g.owner != rs2.owner && !rs2.shared)
             {
                 return Ok(inactive);
             }

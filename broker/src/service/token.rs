@@ -352,9 +352,12 @@ impl Broker {
         };
         let (r, seq) = store::write(&self.store, move |tx| {
             let bad = || Error::InvalidGrant("the subject token is unknown, expired or revoked".into());
-            let (g, bound_scope, bound_aud, cap, subject_jti) = match &claims {
+            // A refresh token subject is spent by the exchange and replaced
+            // (RFC 9700 section 4.14.2): a copy used after the original, or
+            // the original after the copy, is a reuse that revokes the grant.
+            let (g, bound_scope, bound_aud, cap, subject_jti, spent) = match &claims {
                 None => {
-                    let Some(rec) = tx.token_by_hash(&secret_hash(subject.expose()))? else { return Err(bad()) };
+                    let Some(mut rec) = tx.token_by_hash(&secret_hash(subject.expose()))? else { return Err(bad()) };
                     if rec.kind != TokenKind::Refresh {
                         return Err(bad());
                     }
@@ -369,8 +372,10 @@ impl Broker {
                     if rec.status != TokenStatus::Active {
                         return Err(bad());
                     }
+                    rec.status = TokenStatus::Used;
                     let (s, a, e) = (g.scope.clone(), g.audiences.clone(), g.expires_at);
-                    (g, s, a, e, rec.jti)
+                    let jti = rec.jti.clone();
+                    (g, s, a, e, jti, Some(rec))
                 }
                 Some(c) => {
                     let Some(rec) = tx.token_get(&c.jti)? else { return Err(bad()) };
@@ -382,7 +387,7 @@ impl Broker {
                         });
                     }
                     let Some(g) = tx.grant_get(&rec.gid)? else { return Err(bad()) };
-                    (g, c.scope.clone(), vec![c.aud.clone()], c.exp, rec.jti)
+                    (g, c.scope.clone(), vec![c.aud.clone()], c.exp, rec.jti, None)
                 }
             };
             if !grant_live(&g, now) || cap <= now {
@@ -391,17 +396,26 @@ impl Broker {
             let scope = negotiate(&bound_scope, scope_req.as_deref())?;
             let aud = pick_audience(&bound_aud, aud_req.as_deref())?;
             let cap = lifetime.map_or(cap, |l| cap.min(now.saturating_add(l)));
+            let refresh = match &spent {
+                Some(rec) => {
+                    tx.token_put(rec)?;
+                    Some(mint.refresh(tx, &g)?)
+                }
+                None => None,
+            };
             let access = mint.access(tx, &g, &scope, &aud, cap)?;
             tx.audit_append(
                 now,
                 &g.owner,
                 "exchange",
                 &json!({"gid": g.gid, "agent": g.agent, "subject_jti": subject_jti, "jti": access.jti,
+                        "refresh_jti": refresh.as_ref().map(|r| &r.1),
                         "requested_scope": scope_req, "scope": scope, "aud": aud, "exp": access.exp,
                         "reason": proof.reason})
                 .to_string(),
             )?;
-            Ok((Ok(response(&access, None, scope, aud, &g.gid, g.expires_at, now, true)), None))
+            let refresh = refresh.map(|r| r.0);
+            Ok((Ok(response(&access, refresh, scope, aud, &g.gid, g.expires_at, now, true)), None))
         })
         .await?;
         if let Some(seq) = seq {

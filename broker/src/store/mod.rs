@@ -52,6 +52,8 @@ pub trait Tx {
     fn resource_put(&mut self, r: &Resource) -> Result<()>;
     /// A resource server by client id.
     fn resource_get(&mut self, client_id: &str) -> Result<Option<Resource>>;
+    /// The resource servers registered for an audience (any owner).
+    fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>>;
     /// Insert or replace signing key metadata.
     fn key_put(&mut self, k: &KeyMeta) -> Result<()>;
     /// All signing keys, oldest first.

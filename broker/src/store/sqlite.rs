@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS web_sessions (
   created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tokens_gid ON tokens(gid);
 CREATE INDEX IF NOT EXISTS audit_owner ON audit(owner, seq);
+CREATE INDEX IF NOT EXISTS resources_audience ON resources(json_extract(data, '$.audience'));
 ";
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -410,6 +411,13 @@ impl Tx for SqliteTx<'_> {
         self.one(
             "SELECT data FROM resources WHERE client_id = ?1",
             params![client_id],
+        )
+    }
+
+    fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>> {
+        self.many(
+            "SELECT data FROM resources WHERE json_extract(data, '$.audience') = ?1 ORDER BY rowid",
+            params![audience],
         )
     }
 

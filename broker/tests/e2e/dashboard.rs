@@ -555,3 +555,68 @@ async fn another_owners_ids_answer_as_unknown_ones() {
     assert_eq!(list[0]["status"], "enrolling");
     assert!(!w.get("/agents").await.body.contains("bobs-bot"));
 }
+
+#[tokio::test]
+async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
+    let b = Broker::start(&[]);
+    b.resource(API, Some("alice"));
+    let ask = |resource: &'static str| {
+        let b = &b;
+        async move {
+            b.post_form(
+                "/oauth/device_authorization",
+                &[
+                    ("client_id", "bot"),
+                    ("scope", "travel:book"),
+                    ("resource", resource),
+                ],
+                &[],
+            )
+            .await
+            .s("user_code")
+        }
+    };
+    let (mut w, csrf) = signed_in(&b).await;
+    // The page says whose audience it is before the owner decides.
+    let uc = ask(API).await;
+    let look = [
+        ("csrf", &csrf[..]),
+        ("step", "lookup"),
+        ("user_code", &uc[..]),
+    ];
+    let p = w.post("/device", &look).await;
+    assert!(p.body.contains("registered by another owner"), "{}", p.body);
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "decide"),
+                ("user_code", &uc),
+                ("scope", "travel:book"),
+                ("ttl", "3600"),
+                ("action", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("another owner"), "{}", p.body);
+    // Nothing was approved: the request is still pending, the owner has no grant.
+    let list = b.cli_ok(&["grant", "list"]);
+    assert_eq!(list.as_array().map_or(0, Vec::len), 0, "{list}");
+    let (code, v) = b.cli(&["approve", &uc, "--owner", "alice"]);
+    assert_eq!(code, 0, "{v}");
+    // An audience nobody registered is shown as such.
+    let uc = ask("https://unregistered.example").await;
+    let look = [
+        ("csrf", &csrf[..]),
+        ("step", "lookup"),
+        ("user_code", &uc[..]),
+    ];
+    let p = w.post("/device", &look).await;
+    assert!(
+        p.body.contains("not registered on this broker"),
+        "{}",
+        p.body
+    );
+}

@@ -130,7 +130,9 @@ async fn enroll_then_refresh_then_exchange() {
     assert_eq!(x.status, 200, "{}", x.body);
     assert_eq!(x.s("scope"), "travel:book payment:execute:under-100");
     assert_eq!(x.s("issued_token_type"), TOKEN_TYPE_ACCESS);
-    assert!(x.body.get("refresh_token").is_none());
+    // The refresh token it spent is replaced (RFC 9700 4.14.2 rotation).
+    let rt3 = x.s("refresh_token");
+    assert_ne!(rt3, rt2);
     let xt = x.s("access_token");
     let xc = claims(&xt);
     assert_eq!(xc["scope"], "travel:book payment:execute:under-100");
@@ -160,7 +162,7 @@ async fn enroll_then_refresh_then_exchange() {
         .await;
     assert_eq!((w.status, w.error()), (400, "invalid_scope"));
     let empty = b
-        .exchange(&agent, &rt2, TOKEN_TYPE_REFRESH, &[("scope", "  ")])
+        .exchange(&agent, &rt3, TOKEN_TYPE_REFRESH, &[("scope", "  ")])
         .await;
     assert_eq!(empty.error(), "invalid_scope");
 
@@ -168,7 +170,7 @@ async fn enroll_then_refresh_then_exchange() {
     let t = b
         .exchange(
             &agent,
-            &rt2,
+            &rt3,
             TOKEN_TYPE_REFRESH,
             &[("resource", "https://evil.example")],
         )

@@ -249,7 +249,7 @@ async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
     }
     // Hostile kid values.
     for (name, v) in [
-        ("kid path traversal", "../../../../etc/passwd".to_owned()),
+        ("kid path traversal", "../../../../etc/passwd".to_owned()), // check-repo: not a path
         ("kid SQL", format!("{kid}' OR '1'='1")),
         ("kid NUL", format!("{kid}\0")),
         ("kid 10 KB", "A".repeat(10 * 1024)),
@@ -829,6 +829,8 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         .exchange(&agent, &rt, TT_REFRESH, &[("scope", "calendar:read")])
         .await;
     assert_eq!(narrow.status, 200, "{}", narrow.body);
+    // The exchange spent the refresh token and returned its successor.
+    let rt = narrow.s("refresh_token");
     let narrow = narrow.s("access_token");
 
     let mut cases: Vec<ExchangeCase> = Vec::new();
@@ -949,29 +951,32 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         "a refused exchange changed the broker's state"
     );
 
-    // Wider requests are narrowed to what the grant allows (DESIGN: scopes
-    // outside the bound are dropped, limits lowered); the response says so.
-    for (subject, ty, asked, granted) in [
+    // Wider requests are narrowed to what the grant allows (scopes outside
+    // the bound are dropped, limits lowered); the response says so. Each
+    // exchange of a refresh token spends it: the next uses its successor.
+    let mut rt = rt;
+    for (refresh, asked, granted) in [
+        (true, "calendar:read calendar:write", "calendar:read"),
         (
-            &rt,
-            TT_REFRESH,
-            "calendar:read calendar:write",
-            "calendar:read",
-        ),
-        (
-            &rt,
-            TT_REFRESH,
+            true,
             "payment:execute:under-1000",
             "payment:execute:under-100",
         ),
         (
-            &narrow,
-            TT_ACCESS,
+            false,
             "calendar:read repo:write:my-project",
             "calendar:read",
         ),
     ] {
+        let (subject, ty) = if refresh {
+            (&rt, TT_REFRESH)
+        } else {
+            (&narrow, TT_ACCESS)
+        };
         let r = b.exchange(&agent, subject, ty, &[("scope", asked)]).await;
+        if refresh {
+            rt = r.s("refresh_token");
+        }
         assert_eq!(
             (r.status, r.s("scope").as_str()),
             (200, granted),

@@ -11,5 +11,6 @@ mod flows;
 mod hostile;
 mod inputs;
 mod kit;
+mod owners;
 mod persistence;
 mod revocation;

@@ -213,10 +213,18 @@ async fn owners_are_tenants() {
             .iter()
             .all(|g| g["grant_id"] != gid.as_str())
     );
-    let mine = b.resource(API, None);
-    assert_eq!(b.introspect(&mine, &at).await.body["active"], false);
+    // Bob registers his API; the default owner can neither register it too
+    // nor learn about bob's token through a resource server of its own.
     let bobs = b.resource(API, Some("bob"));
     assert_eq!(b.introspect(&bobs, &at).await.body["active"], true);
+    let (code, v) = b.cli(&["resource", "add", API]);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (1, Some("invalid_target")),
+        "{v}"
+    );
+    let mine = b.resource("https://other.example", None);
+    assert_eq!(b.introspect(&mine, &at).await.body["active"], false);
     // Bob can.
     let v = b.cli_ok(&["revoke", "--agent", "bobs-bot", "--owner", "bob"]);
     assert_eq!(v["grants"][0], gid.as_str());

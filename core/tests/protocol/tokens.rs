@@ -189,7 +189,7 @@ fn kid_unknown_traversal_huge_or_missing_is_refused() {
         "K1".into(),
         "k1 ".into(),
         "".into(),
-        "../../../../../../dev/null".into(),
+        "../../../../../../dev/null".into(), // check-repo: not a path
         "k1/../k1".into(),
         "..%2f..%2fetc%2fpasswd".into(),
         "k1\u{0}".into(),

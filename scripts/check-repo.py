@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Repository checks that `make test` runs before anything is built.
+
+1. Nothing in the repository reads or names a path outside it: a clone is the
+   whole product. Every tracked text file is scanned for relative paths that
+   climb above the repository root (from the file's folder and from the root)
+   and for absolute paths into a developer's machine.
+2. One version, one licence and one repository URL: the Cargo workspace is the
+   source; the Python and Node packages (and the Node lock file) must agree.
+
+Exit 1 with one line per problem; print a one-line summary otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Relative paths with at least one `..` segment, e.g. `../shared/x` or `../../a`.
+RELATIVE = re.compile(r"(?<![\w.])((?:\.\./)+[\w.@-][\w./@-]*)")
+# Absolute paths of a developer machine or CI workspace.
+ABSOLUTE = re.compile(r"(?<![\w:/])(/work/[\w.-]+|/home/[\w.-]+/|/Users/[\w.-]+/)")
+SKIP_SUFFIXES = {".png", ".jpg", ".lock", ".ico", ".woff", ".woff2"}
+SKIP_NAMES = {"package-lock.json", "Cargo.lock"}
+# A line holding a hostile input that only looks like a path says so with this.
+ALLOW = "check-repo: not a path"
+
+
+def tracked() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    return [ROOT / p for p in out.decode().split("\0") if p]
+
+
+def escapes(base: Path, rel: str) -> bool:
+    target = os.path.normpath(os.path.join(base, rel))
+    return not (target == str(ROOT) or target.startswith(str(ROOT) + os.sep))
+
+
+def outside_paths(files: list[Path]) -> list[str]:
+    problems = []
+    for f in files:
+        if f.suffix in SKIP_SUFFIXES or f.name in SKIP_NAMES or "/corpus/" in str(f) or "/vectors/" in str(f):
+            continue
+        if f == Path(__file__).resolve():
+            continue
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError):
+            continue
+        rel_file = f.relative_to(ROOT)
+        for n, line in enumerate(text.splitlines(), 1):
+            if ALLOW in line:
+                continue
+            for m in RELATIVE.finditer(line):
+                rel = m.group(1).rstrip(".,;:)`'\"")
+                if escapes(f.parent, rel) and escapes(ROOT, rel):
+                    problems.append(f"{rel_file}:{n}: refers to {rel!r}, outside the repository")
+                elif f.suffix == ".md" and not (f.parent / rel.split("#")[0]).exists():
+                    problems.append(f"{rel_file}:{n}: refers to {rel!r}, which does not exist")
+            for m in ABSOLUTE.finditer(line):
+                problems.append(f"{rel_file}:{n}: refers to the absolute path {m.group(1)!r}")
+    return problems
+
+
+def metadata() -> list[str]:
+    problems = []
+    ws = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]
+    version, licence, repo = ws["version"], ws["license"], ws["repository"]
+    pkg = json.loads((ROOT / "bindings-node/package.json").read_text())
+    lock = json.loads((ROOT / "bindings-node/package-lock.json").read_text())
+    py = tomllib.loads((ROOT / "bindings-python/pyproject.toml").read_text())["project"]
+    checks = [
+        ("bindings-node/package.json version", pkg.get("version"), version),
+        ("bindings-node/package-lock.json version", lock.get("version"), version),
+        ("bindings-node/package-lock.json packages[''].version", lock["packages"][""].get("version"), version),
+        ("bindings-node/package.json license", pkg.get("license"), licence),
+        ("bindings-node/package.json repository.url", (pkg.get("repository") or {}).get("url"), repo),
+        ("bindings-python/pyproject.toml license", (py.get("license") or {}).get("text"), licence),
+        ("bindings-python/pyproject.toml urls.Repository", (py.get("urls") or {}).get("Repository"), repo),
+    ]
+    if "version" not in py.get("dynamic", []):
+        problems.append("bindings-python/pyproject.toml: the version must be dynamic (taken from Cargo)")
+    for name, got, want in checks:
+        if got != want:
+            problems.append(f"{name} is {got!r}, the Cargo workspace says {want!r}")
+    for manifest in ROOT.glob("*/Cargo.toml"):
+        data = tomllib.loads(manifest.read_text()).get("package", {})
+        if data and data.get("version") not in ({"workspace": True}, None) and manifest.parent.name != "fuzz":
+            problems.append(f"{manifest.relative_to(ROOT)}: set version.workspace = true")
+    return problems
+
+
+def main() -> int:
+    files = tracked()
+    problems = outside_paths(files) + metadata()
+    for p in problems:
+        print(f"check-repo: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"check-repo: {len(files)} tracked files refer to no path outside the repository; versions, licence and repository agree")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
