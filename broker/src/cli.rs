@@ -4,7 +4,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +169,8 @@ fn fail(json_out: bool, e: &Error) -> ExitCode {
             serde_json::to_string(&ErrorBody::from(e)).unwrap_or_default()
         );
     } else {
-        eprintln!("error: {e}");
+        // People read the cause and the fix; the wire code is in --json.
+        eprintln!("error: {}", e.description());
     }
     ExitCode::FAILURE
 }
@@ -188,11 +188,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&cfg.data)
-        .map_err(|e| Error::Server(format!("cannot create {}: {e}", cfg.data.display())))?;
+    crate::files::check_data_dir(&cfg.data, true)?;
     let s: Arc<dyn Store> = SqliteStore::open_with(
         &cfg.data.join("broker.db"),
         Duration::from_millis(cfg.busy_timeout_ms),
@@ -238,6 +234,20 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
     let j = cli.json;
     if let Cmd::Serve = cli.cmd {
         return serve(cfg);
+    }
+    let read_only = matches!(
+        cli.cmd,
+        Cmd::Grant {
+            cmd: GrantCmd::List
+        } | Cmd::Audit { .. }
+    );
+    if read_only && !cfg.data.join("broker.db").is_file() {
+        // A command that only reads must not create a broker as a side effect
+        // (a mistyped --data would otherwise show an empty, valid-looking one).
+        return Err(Error::InvalidRequest(format!(
+            "no broker data at {}; pass --data DIR, or start `protonpass-broker serve` to create it",
+            cfg.data.display()
+        )));
     }
     let issuer = cfg
         .issuer

@@ -85,6 +85,15 @@ impl KeyRing {
         let mut keyset = KeySet::default();
         for m in metas {
             if m.drop_after.is_some_and(|d| d <= now) {
+                // Every token it signed has expired: the private key is of no
+                // more use, and a copy of the directory should not hold it.
+                match std::fs::remove_file(key_path(data, &m.kid)) {
+                    Ok(()) => tracing::info!(kid = %m.kid, "retired signing key removed"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(kid = %m.kid, error = %e, "cannot remove a retired signing key")
+                    }
+                }
                 continue;
             }
             let pem = zeroize::Zeroizing::new(
@@ -154,5 +163,43 @@ impl KeyRing {
             .map(|(_, k)| Value::Object(k.public_jwk_json()))
             .collect();
         json!({ "keys": keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protonpass_agent::OsRandom;
+
+    #[test]
+    fn a_retired_key_file_is_removed_once_its_tokens_have_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, _) = create_key_file(dir.path(), &OsRandom).unwrap();
+        let (new, _) = create_key_file(dir.path(), &OsRandom).unwrap();
+        let meta = |kid: &str, drop_after: Option<i64>| KeyMeta {
+            kid: kid.to_owned(),
+            created_at: 0,
+            retired_at: drop_after.map(|d| d - 100),
+            drop_after,
+        };
+        // During the overlap the retired key still verifies and stays on disk.
+        let ring = KeyRing::from_metas(
+            vec![meta(&old, Some(1000)), meta(&new, None)],
+            dir.path(),
+            999,
+        )
+        .unwrap();
+        assert!(ring.keyset.contains(&old));
+        assert!(key_path(dir.path(), &old).exists());
+        // Past it, the key leaves the key set and its private key the disk.
+        let ring = KeyRing::from_metas(
+            vec![meta(&old, Some(1000)), meta(&new, None)],
+            dir.path(),
+            1000,
+        )
+        .unwrap();
+        assert!(!ring.keyset.contains(&old));
+        assert!(!key_path(dir.path(), &old).exists());
+        assert!(key_path(dir.path(), &new).exists());
     }
 }

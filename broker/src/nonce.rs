@@ -1,11 +1,11 @@
-//! Stateless DPoP nonces (RFC 9449 section 8): a time bucket and a keyed hash
-//! of it. A nonce is accepted during its bucket and the next one (60 to 120
+//! Stateless DPoP nonces (RFC 9449 section 8): a time bucket and an
+//! HMAC-SHA-256 of it (truncated to 128 bits). A nonce is accepted during its bucket and the next one (60 to 120
 //! seconds), by every thread, without storage. The key is random per process,
 //! so a restart simply makes clients fetch a new nonce.
 
+use hmac::{Hmac, KeyInit, Mac};
 use protonpass_agent::{Random, b64};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// Length of one bucket, seconds.
@@ -30,14 +30,12 @@ impl NonceSource {
         Ok(NonceSource { key })
     }
 
-    fn mac(&self, bucket: i64) -> [u8; 16] {
-        let mut h = Sha256::new();
-        h.update(self.key.as_ref());
-        h.update(bucket.to_be_bytes());
-        let d = h.finalize();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&d[..16]);
-        out
+    fn mac(&self, bucket: i64) -> Hmac<Sha256> {
+        // A 32-byte key is always a valid HMAC key; the fallback is never taken.
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        m.update(&bucket.to_be_bytes());
+        m
     }
 
     /// The nonce for time `now`.
@@ -45,7 +43,7 @@ impl NonceSource {
         let bucket = now.div_euclid(BUCKET);
         let mut raw = [0u8; 24];
         raw[..8].copy_from_slice(&bucket.to_be_bytes());
-        raw[8..].copy_from_slice(&self.mac(bucket));
+        raw[8..].copy_from_slice(&self.mac(bucket).finalize().into_bytes()[..16]);
         b64::encode(raw)
     }
 
@@ -61,7 +59,8 @@ impl NonceSource {
         if bucket != cur && bucket != cur - 1 {
             return false;
         }
-        bool::from(self.mac(bucket).ct_eq(&raw[8..]))
+        // Constant-time comparison of the truncated tag.
+        self.mac(bucket).verify_truncated_left(&raw[8..]).is_ok()
     }
 }
 

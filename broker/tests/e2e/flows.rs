@@ -275,7 +275,10 @@ async fn refresh_reuse_revokes_the_whole_grant() {
 #[tokio::test]
 async fn a_launcher_may_close_stdout_after_the_first_line() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
     let mut child = std::process::Command::new(crate::kit::BIN)
         .args([
             "--data",

@@ -42,7 +42,11 @@ impl Reply {
 impl Broker {
     /// A broker on a fresh data directory with `env` settings.
     pub fn start(env: &[(&str, &str)]) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
+        // Owner-only: the broker refuses a data directory others can read.
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
         let data = dir.path().to_owned();
         let mut b = Self::start_in(&data, env);
         b._dir = Some(dir);
@@ -81,8 +85,10 @@ impl Broker {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("first line {line:?}: {e}"));
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
+            panic!("first line {line:?}: {e}; the broker said: {log}")
+        });
         assert_eq!(v["event"], "listening");
         let url = v["issuer"].as_str().unwrap().to_owned();
         assert_eq!(url, format!("http://{}", v["addr"].as_str().unwrap()));

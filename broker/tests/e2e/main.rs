@@ -7,6 +7,7 @@
 mod crash;
 mod dashboard;
 mod device;
+mod files;
 mod flows;
 mod hostile;
 mod inputs;

@@ -171,7 +171,11 @@ async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible
 
 async fn run() -> Fallible<()> {
     let bin = broker_bin()?;
-    let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The broker keeps its keys and grants in an owner-only directory.
+    let data = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
 
     step(

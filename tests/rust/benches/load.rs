@@ -229,6 +229,11 @@ async fn op(
             if v["scope"] != NARROW {
                 return Err(format!("exchange answered scope {}", v["scope"]));
             }
+            // The exchange spent the refresh token: keep its successor.
+            let rt = v["refresh_token"]
+                .as_str()
+                .ok_or("exchange answered without a refresh token")?;
+            a.refresh = rt.to_owned();
         }
     }
     Ok(())

@@ -41,7 +41,11 @@ pub struct Broker {
 impl Broker {
     /// Start a broker with extra global flags (e.g. `--access-ttl 3s`).
     pub fn start(extra: &[&str]) -> Broker {
-        let data = tempfile::tempdir().expect("tempdir");
+        // Owner-only: the broker refuses a data directory others can read.
+        let data = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let mut b = Broker {
             child: None,

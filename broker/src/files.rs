@@ -1,0 +1,98 @@
+//! The data directory on disk: created owner-only, and checked at every start
+//! the way ssh checks its keys. A directory or file that another user owns,
+//! or that the group or others can read or write, is refused with the
+//! command that fixes it: it holds the signing keys and every grant.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+
+use protonpass_agent::Error;
+
+fn refuse(path: &Path, why: &str, fix: &str) -> Error {
+    Error::Storage(format!("{} {why}: run `{fix}`", path.display()))
+}
+
+/// Refuse `path` unless the current user owns it and nobody else can read or
+/// write it. A path that does not exist is fine (it is created owner-only).
+pub fn check_private(path: &Path) -> Result<(), Error> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("{}: {e}", path.display()))),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse(
+            path,
+            "is a symbolic link",
+            &format!(
+                "mv {} elsewhere and let the broker create it",
+                path.display()
+            ),
+        ));
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(refuse(
+            path,
+            &format!("belongs to user {} (this is user {uid})", meta.uid()),
+            &format!("chown -R {uid} {}", path.display()),
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let want = if meta.is_dir() { "700" } else { "600" };
+        return Err(refuse(
+            path,
+            &format!("is readable or writable by others (mode {mode:o})"),
+            &format!("chmod {want} {}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Check the data directory, its `keys/` folder and files, and the database
+/// files. `create` makes a missing directory (owner-only).
+pub fn check_data_dir(data: &Path, create: bool) -> Result<(), Error> {
+    if create {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data.display())))?;
+    }
+    check_private(data)?;
+    for name in ["broker.db", "broker.db-wal", "broker.db-shm", "keys"] {
+        check_private(&data.join(name))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(data.join("keys")) {
+        for e in entries.flatten() {
+            check_private(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn open_modes_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        check_data_dir(&data, true).unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_data_dir(&data, false).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 700 {}", data.display())), "{e}");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let db = data.join("broker.db");
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_data_dir(&data, false).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", db.display())), "{e}");
+    }
+}
