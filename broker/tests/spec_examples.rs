@@ -708,12 +708,11 @@ fn audit(out: &mut BTreeMap<&'static str, String>) {
         ("prev", GENESIS.to_owned()),
     ] {
         let len = (part.len() as u64).to_be_bytes();
+        let n = part.len();
         let _ = writeln!(
             t,
-            "{name:<7} length {} = {}  then {:?}",
-            part.len(),
-            hex(&len),
-            part
+            "{name:<7} {n:>3} bytes, prefix {}, then: {part}",
+            hex(&len)
         );
         input.extend_from_slice(&len);
         input.extend_from_slice(part.as_bytes());
