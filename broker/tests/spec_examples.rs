@@ -26,9 +26,9 @@ use protonpass_agent::wire::{
     oauth_status,
 };
 use protonpass_agent::{
-    AccessTokenClaims, AgentKey, Error, KeySet, ProofCheck, ProofInput, ProofVerifier, Random,
-    Reason, Scope, ScopeSet, SigningKey, TokenValidation, b64, create_proof, json, normalize_htu,
-    random_id, status_for, verify_access_token, verify_request, www_authenticate,
+    AccessTokenClaims, AgentKey, Clock, Error, KeySet, ProofCheck, ProofInput, ProofVerifier,
+    Random, Reason, Scope, ScopeSet, SigningKey, TokenValidation, b64, create_proof, json,
+    normalize_htu, random_id, status_for, verify_access_token, verify_request, www_authenticate,
 };
 use protonpass_broker::audit::{GENESIS, record_hash};
 use serde_json::Value;
@@ -170,7 +170,7 @@ fn examples() -> BTreeMap<&'static str, String> {
     errors(&w, &mut out);
     feed(&mut out);
     audit(&mut out);
-    out.insert("metadata", metadata_from_the_binary());
+    from_the_binary(&w, &mut out);
     out
 }
 
@@ -730,8 +730,61 @@ fn hex(bytes: &[u8]) -> String {
     protonpass_broker::audit::hex(bytes)
 }
 
-/// The metadata document, as the real broker binary serves it.
-fn metadata_from_the_binary() -> String {
+/// One HTTP/1.1 exchange with the broker: the status line, the headers
+/// (lower-case names) and the body.
+fn http(addr: &str, head: &str, body: &str) -> (String, BTreeMap<String, String>, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// A token request and the real broker's answer, as text. The nonce changes
+/// every minute and with every broker process, so it is shown as a name.
+fn token_round_trip(addr: &str, dpop: Option<&str>, form: &str, shown: &str) -> String {
+    let mut head = String::from(
+        "POST /oauth/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+    );
+    if let Some(p) = dpop {
+        head.push_str(&format!("\r\nDPoP: {p}"));
+    }
+    let (status, headers, body) = http(addr, &head, form);
+    let mut out = format!(
+        "POST /oauth/token HTTP/1.1\nHost: auth.example.com\nContent-Type: application/x-www-form-urlencoded\n{shown}\n{form}\n\n{status}\n"
+    );
+    for name in ["cache-control", "content-type", "dpop-nonce"] {
+        let v = headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"));
+        let v = if name == "dpop-nonce" {
+            assert_eq!(b64::decode(v).map(|b| b.len()), Some(24), "{v}");
+            "<NONCE>"
+        } else {
+            v.as_str()
+        };
+        let _ = writeln!(out, "{name}: {v}");
+    }
+    out.push('\n');
+    out.push_str(&body);
+    out
+}
+
+/// What the real broker binary serves: the metadata document, and the
+/// order of the token endpoint's checks (proof, then nonce, then grant).
+fn from_the_binary(w: &World, out: &mut BTreeMap<&'static str, String>) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
         .args(["--data", dir.path().to_str().unwrap(), "serve"])
@@ -746,24 +799,53 @@ fn metadata_from_the_binary() -> String {
     stdout.read_line(&mut line).unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();
     let addr = v["addr"].as_str().unwrap().to_owned();
-    let get = |path: &str| -> String {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_owned()
+
+    let (status, _, body) = http(
+        &addr,
+        "GET /.well-known/oauth-authorization-server HTTP/1.1",
+        "",
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let meta: ServerMetadata = serde_json::from_str(&body).unwrap();
+    out.insert("metadata", pretty(&meta));
+
+    // The broker reads the real clock, so these proofs do too; what is shown
+    // does not depend on it.
+    let now = protonpass_agent::SystemClock.now();
+    let form = "grant_type=refresh_token&refresh_token=rt_unknown";
+    let proof = |nonce: Option<&str>| {
+        let input = ProofInput {
+            method: "POST",
+            url: &meta.token_endpoint,
+            nonce,
+            ..Default::default()
+        };
+        create_proof(&w.agent, &input, now, &w.rng).unwrap()
     };
-    let body = get("/.well-known/oauth-authorization-server");
+    let mut t = token_round_trip(&addr, None, form, "");
+    t.push_str("\n\n");
+    let (_, headers, _) = http(
+        &addr,
+        "POST /oauth/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        form,
+    );
+    let nonce = headers["dpop-nonce"].clone();
+    t.push_str(&token_round_trip(
+        &addr,
+        Some(&proof(None)),
+        form,
+        "DPoP: <proof without nonce>\n",
+    ));
+    t.push_str("\n\n");
+    t.push_str(&token_round_trip(
+        &addr,
+        Some(&proof(Some(&nonce))),
+        form,
+        "DPoP: <proof with nonce: NONCE>\n",
+    ));
+    out.insert("token-endpoint-checks", fence("http", &t));
     let _ = child.kill();
     let _ = child.wait();
-    let meta: ServerMetadata = serde_json::from_str(&body).unwrap();
-    pretty(&meta)
 }
 
 /// One marked example in a spec file.
