@@ -786,15 +786,17 @@ fn token_round_trip(addr: &str, dpop: Option<&str>, form: &str, shown: &str) -> 
 /// order of the token endpoint's checks (proof, then nonce, then grant).
 fn from_the_binary(w: &World, out: &mut BTreeMap<&'static str, String>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
-        .args(["--data", dir.path().to_str().unwrap(), "serve"])
-        .args(["--addr", "127.0.0.1:0", "--issuer", ISSUER])
-        .env("PROTONPASS_BROKER_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
+            .args(["--data", dir.path().to_str().unwrap(), "serve"])
+            .args(["--addr", "127.0.0.1:0", "--issuer", ISSUER])
+            .env("PROTONPASS_BROKER_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();
@@ -844,8 +846,16 @@ fn from_the_binary(w: &World, out: &mut BTreeMap<&'static str, String>) {
         "DPoP: <proof with nonce: NONCE>\n",
     ));
     out.insert("token-endpoint-checks", fence("http", &t));
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// The broker process, stopped when dropped (also when a check fails).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// One marked example in a spec file.
