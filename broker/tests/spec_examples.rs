@@ -431,7 +431,8 @@ fn wire(w: &World, out: &mut BTreeMap<&'static str, String>) {
     let exchange = TokenResponse {
         scope: "travel:search".into(),
         expires_in: 600,
-        refresh_token: None,
+        // The exchanged refresh token's successor (every use rotates it).
+        refresh_token: Some(format!("rt_{}", random_id(&w.rng, 32).unwrap())),
         issued_token_type: Some(TOKEN_TYPE_ACCESS.into()),
         ..response
     };
@@ -785,7 +786,11 @@ fn token_round_trip(addr: &str, dpop: Option<&str>, form: &str, shown: &str) -> 
 /// What the real broker binary serves: the metadata document, and the
 /// order of the token endpoint's checks (proof, then nonce, then grant).
 fn from_the_binary(w: &World, out: &mut BTreeMap<&'static str, String>) {
-    let dir = tempfile::tempdir().unwrap();
+    // Owner-only: the broker refuses a data directory others can read.
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
             .args(["--data", dir.path().to_str().unwrap(), "serve"])
