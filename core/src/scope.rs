@@ -1,4 +1,4 @@
-//! The scope algebra of DESIGN.md.
+//! The scope algebra (specification: `spec/02-scopes.md`).
 //!
 //! A scope is `resource:action[:qualifier]`; segments are lower-case
 //! `[a-z0-9][a-z0-9._-]*`. The qualifier is a name, `*` (any), or a limit
@@ -68,7 +68,9 @@ fn parse_limit(text: &str) -> Option<Decimal> {
     if !digits(int) || frac.is_some_and(|f| !digits(f)) {
         return None;
     }
-    Decimal::from_str(n).ok()
+    // Exactly or not at all: a bound with more digits than a decimal holds
+    // (about 28) would be rounded, and could round up, widening the limit.
+    Decimal::from_str_exact(n).ok()
 }
 
 impl Scope {

@@ -1,5 +1,5 @@
 //! Unit tests of the scope algebra: the grammar, the coverage table of
-//! DESIGN.md, negotiation, resource-server checks, and properties.
+//! the specification (`spec/02-scopes.md`), negotiation, resource-server checks, and properties.
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -116,6 +116,10 @@ fn refuses_malformed_scopes() {
         "payment:execute:under-1,000",
         "payment:execute:under-١٠٠",
         "payment:execute:under-100 ",
+        // More digits than a decimal holds: rounding could widen the limit
+        // (this one would round up to 2 and cover under-2).
+        "payment:execute:under-1.99999999999999999999999999999",
+        "payment:execute:under-123456789012345678901234567890",
         // Segments starting with punctuation.
         "-calendar:read",
         ".calendar:read",

@@ -16,7 +16,7 @@ pub const AT_TYP: &str = "at+jwt";
 /// Largest access token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8192;
 
-/// The claims of an access token, as DESIGN.md lists them.
+/// The claims of an access token (specification: `spec/01-tokens.md`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessTokenClaims {
     /// Issuer: the broker's configured URL.

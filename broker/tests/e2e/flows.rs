@@ -68,7 +68,7 @@ async fn enroll_then_refresh_then_exchange() {
     let rt = r.s("refresh_token");
     let gid = r.s("grant_id");
 
-    // The access token verifies against the published JWKS and carries DESIGN.md's claims.
+    // The access token verifies against the published JWKS and carries the claims of spec/01-tokens.md.
     let jwks = b.get("/jwks.json").await.body.to_string();
     let keys = KeySet::from_jwks_json(&jwks).unwrap();
     let c = verify_access_token(
