@@ -534,16 +534,16 @@ fn serve(cfg: Config) -> Result<ExitCode> {
         }
         tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
         if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
-            // After the first line (which scripts parse), and on stderr.
-            // Never println!: a launcher that read the first line and closed the
-            // pipe must not bring the broker down (EPIPE would panic).
+            // After the first line (which scripts parse), on stdout only: stderr
+            // is the JSON log, and the link is a secret. Never println!: a
+            // launcher that read the first line and closed the pipe must not
+            // bring the broker down (EPIPE would panic).
             let _ = writeln!(
                 std::io::stdout(),
                 "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
             );
-            let _ = writeln!(
-                std::io::stderr(),
-                "set the owner's dashboard password (one-time link, valid 24 h): {link}"
+            tracing::warn!(
+                "the owner has no dashboard password: the one-time setup link is on standard output (`owner add default` makes a new one)"
             );
         }
         tokio::spawn(watch_store(b.clone()));
