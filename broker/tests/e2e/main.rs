@@ -13,5 +13,6 @@ mod hostile;
 mod inputs;
 mod kit;
 mod lifetime;
+mod logs;
 mod persistence;
 mod revocation;
