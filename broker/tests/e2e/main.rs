@@ -15,4 +15,5 @@ mod kit;
 mod lifetime;
 mod logs;
 mod persistence;
+mod proxy;
 mod revocation;
