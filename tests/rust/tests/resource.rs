@@ -8,44 +8,17 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{AUD, start_api};
+use common::{AUD, enrolled, start_api};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
-
-async fn session(broker: &Broker, home: &std::path::Path) -> Session {
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        "travel:search",
-        "--audience",
-        AUD,
-    ]);
-    let code = v["enrollment_code"].as_str().unwrap().to_owned();
-    let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
-        agent_name: Some("ci-bot".into()),
-        enrollment_code: Some(code),
-        store: Some(StoreKind::File(home.to_path_buf())),
-        prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
-        ..AuthOptions::default()
-    };
-    authenticate_with_proton(&["travel:search"], AUD, opts)
-        .await
-        .unwrap()
-}
 
 /// A broker, an enrolled agent's session (its home dir must outlive it), and
 /// the URL of the API's protected route.
 async fn setting() -> (Broker, tempfile::TempDir, Session, String) {
     let broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let s = session(&broker, home.path()).await;
+    let s = enrolled(&broker, home.path()).await;
     let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
         .await
         .unwrap();
