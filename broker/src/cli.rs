@@ -199,7 +199,7 @@ fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
 
 fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
     let s = open_store(cfg)?;
-    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), &OsRandom)?;
+    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), cfg.access_ttl, &OsRandom)?;
     Ok(Arc::new(Broker::new(
         cfg.clone(),
         issuer,
@@ -584,9 +584,10 @@ async fn watch_store(b: Arc<Broker>) {
         if n.is_multiple_of(100) {
             let b2 = b.clone();
             let now = b.clock.now();
-            if let Ok(Ok(k)) =
-                tokio::task::spawn_blocking(move || KeyRing::reload(&b2.store, &b2.cfg.data, now))
-                    .await
+            if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {
+                KeyRing::reload(&b2.store, &b2.cfg.data, now, b2.cfg.access_ttl)
+            })
+            .await
             {
                 b.set_keyring(k);
             }
