@@ -425,12 +425,13 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
     .unwrap();
     let exp = part(&old_token, 1)["exp"].as_i64().unwrap();
     assert!(meta["drop_after"].as_i64().unwrap() > exp, "{meta}");
-    // Past drop_after (moved into the past here rather than waited for), the
-    // key leaves the JWKS, and the broker no longer vouches for its tokens.
-    let past = SystemClock.now() - 1;
+    // Once the old key's tokens are all past (its retirement and drop_after
+    // moved an hour and a minute into the past here, rather than waited for),
+    // it leaves the JWKS, and the broker no longer vouches for its tokens.
+    let past = SystemClock.now() - 3600 - 61;
     db.execute(
-        "UPDATE signing_keys SET data = json_set(data, '$.drop_after', ?1) WHERE kid = ?2",
-        rusqlite::params![past, old_kid],
+        "UPDATE signing_keys SET data = json_set(data, '$.retired_at', ?1, '$.drop_after', ?2) WHERE kid = ?3",
+        rusqlite::params![past, past + 3600 + 60, old_kid],
     )
     .unwrap();
     await_published(&http, &broker, vec![new_kid.clone()]).await;
