@@ -200,7 +200,7 @@ fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
 
 fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
     let s = open_store(cfg)?;
-    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), &OsRandom)?;
+    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), cfg.access_ttl, &OsRandom)?;
     Ok(Arc::new(Broker::new(
         cfg.clone(),
         issuer,
@@ -549,16 +549,16 @@ fn serve(cfg: Config) -> Result<ExitCode> {
         }
         tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
         if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
-            // After the first line (which scripts parse), and on stderr.
-            // Never println!: a launcher that read the first line and closed the
-            // pipe must not bring the broker down (EPIPE would panic).
+            // After the first line (which scripts parse), on stdout only: stderr
+            // is the JSON log, and the link is a secret. Never println!: a
+            // launcher that read the first line and closed the pipe must not
+            // bring the broker down (EPIPE would panic).
             let _ = writeln!(
                 std::io::stdout(),
                 "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
             );
-            let _ = writeln!(
-                std::io::stderr(),
-                "set the owner's dashboard password (one-time link, valid 24 h): {link}"
+            tracing::warn!(
+                "the owner has no dashboard password: the one-time setup link is on standard output (`owner add default` makes a new one)"
             );
         }
         tokio::spawn(watch_store(b.clone()));
@@ -599,9 +599,10 @@ async fn watch_store(b: Arc<Broker>) {
         if n.is_multiple_of(100) {
             let b2 = b.clone();
             let now = b.clock.now();
-            if let Ok(Ok(k)) =
-                tokio::task::spawn_blocking(move || KeyRing::reload(&b2.store, &b2.cfg.data, now))
-                    .await
+            if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {
+                KeyRing::reload(&b2.store, &b2.cfg.data, now, b2.cfg.access_ttl)
+            })
+            .await
             {
                 b.set_keyring(k);
             }

@@ -205,8 +205,13 @@ impl Config {
                 "device_max_pending must be 1 to 5 (see the README's guessing figures)".into(),
             ));
         }
-        let mut trusted_proxies = s.trusted_proxies.clone();
-        trusted_proxies.extend(file.trusted_proxies.iter().copied());
+        // A list set on the command line or in the environment replaces the
+        // file's, as every other setting does.
+        let trusted_proxies = if s.trusted_proxies.is_empty() {
+            file.trusted_proxies.clone()
+        } else {
+            s.trusted_proxies.clone()
+        };
         Ok(Config {
             data,
             owner,

@@ -62,6 +62,7 @@ impl KeyRing {
         store: &Arc<dyn Store>,
         data: &Path,
         now: i64,
+        access_ttl: i64,
         rng: &dyn Random,
     ) -> Result<Self, Error> {
         let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
@@ -77,14 +78,26 @@ impl KeyRing {
             store::write_blocking(store, move |tx| tx.key_put(&m))?;
             metas = vec![meta];
         }
-        Self::from_metas(metas, data, now)
+        Self::from_metas(metas, data, now, access_ttl)
     }
 
-    fn from_metas(metas: Vec<KeyMeta>, data: &Path, now: i64) -> Result<Self, Error> {
+    /// The keys still published at `now`. A retired key stays at least
+    /// `access_ttl` (this process's) and a minute past its retirement, even
+    /// if `keys rotate` ran with a shorter lifetime than the server's and so
+    /// set an earlier `drop_after`: tokens it signed are still live.
+    fn from_metas(
+        metas: Vec<KeyMeta>,
+        data: &Path,
+        now: i64,
+        access_ttl: i64,
+    ) -> Result<Self, Error> {
         let mut keys = Vec::new();
         let mut keyset = KeySet::default();
         for m in metas {
-            if m.drop_after.is_some_and(|d| d <= now) {
+            let tokens_live = m
+                .retired_at
+                .is_some_and(|r| now < r.saturating_add(access_ttl).saturating_add(60));
+            if m.drop_after.is_some_and(|d| d <= now) && !tokens_live {
                 // Every token it signed has expired: the private key is of no
                 // more use, and a copy of the directory should not hold it.
                 match std::fs::remove_file(key_path(data, &m.kid)) {
@@ -118,9 +131,14 @@ impl KeyRing {
     }
 
     /// Re-read the key list (after `keys rotate` from another process).
-    pub fn reload(store: &Arc<dyn Store>, data: &Path, now: i64) -> Result<Self, Error> {
+    pub fn reload(
+        store: &Arc<dyn Store>,
+        data: &Path,
+        now: i64,
+        access_ttl: i64,
+    ) -> Result<Self, Error> {
         let metas = store::read_blocking(store, |tx| tx.keys_all())?;
-        Self::from_metas(metas, data, now)
+        Self::from_metas(metas, data, now, access_ttl)
     }
 
     /// Make a new signing key; the old ones retire and stay published for
@@ -187,6 +205,7 @@ mod tests {
             vec![meta(&old, Some(1000)), meta(&new, None)],
             dir.path(),
             999,
+            30,
         )
         .unwrap();
         assert!(ring.keyset.contains(&old));
@@ -196,6 +215,7 @@ mod tests {
             vec![meta(&old, Some(1000)), meta(&new, None)],
             dir.path(),
             1000,
+            30,
         )
         .unwrap();
         assert!(!ring.keyset.contains(&old));

@@ -373,6 +373,23 @@ mod tests {
     }
 
     #[test]
+    fn expires_in_is_capped_at_30_days_not_refused() {
+        let lifetime = |v: &str| match parse(&format!("{XCHG}&expires_in={v}")).unwrap() {
+            TokenRequest::Exchange { lifetime, .. } => lifetime,
+            other => panic!("{other:?}"),
+        };
+        let max = crate::config::MAX_TTL;
+        assert_eq!(lifetime("60"), Some(60));
+        assert_eq!(lifetime(&max.to_string()), Some(max));
+        assert_eq!(lifetime(&(max + 1).to_string()), Some(max));
+        assert_eq!(lifetime("99999999999999999999999"), Some(max));
+        assert_eq!(
+            refused(FORM, &format!("{XCHG}&expires_in=0")),
+            ("invalid_request", "grant")
+        );
+    }
+
+    #[test]
     fn each_refused_shape_has_its_code() {
         let form = "application/x-www-form-urlencoded";
         let long = "x".repeat(8193);

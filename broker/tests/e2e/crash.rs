@@ -13,7 +13,7 @@ use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use crate::kit::{API, BIN, Broker, claims, key};
+use crate::kit::{API, BIN, Broker, audit_records, claims, key};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -21,30 +21,6 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 // ---------------------------------------------------------------------------
 // Shared helpers
-
-/// Every audit record, with its detail parsed.
-fn audit_records(b: &Broker) -> Vec<Value> {
-    let (code, v) = b.cli(&["audit", "export"]);
-    assert_eq!(code, 0, "audit export: {v}");
-    let lines: Vec<Value> = match v {
-        Value::String(text) => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        Value::Object(_) => vec![v],
-        other => panic!("audit export printed {other}"),
-    };
-    lines
-        .into_iter()
-        .map(|mut r| {
-            let detail: Value =
-                serde_json::from_str(r["detail"].as_str().unwrap()).unwrap_or(Value::Null);
-            r["detail"] = detail;
-            r
-        })
-        .collect()
-}
 
 /// The whole revocation feed, page by page.
 async fn whole_feed(b: &Broker) -> Vec<Value> {

@@ -13,16 +13,16 @@ use crate::kit::{API, BIN, Broker, claims, key};
 const PASSWORD: &str = "correct horse battery";
 
 /// A browser-like client: no redirects followed, cookies kept by hand.
-struct Web {
+pub(crate) struct Web {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -94,7 +94,7 @@ impl Web {
         self.take(r).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -147,7 +147,8 @@ fn set_password(b: &Broker, owner: &str, password: &str) {
     assert!(child.wait().unwrap().success());
 }
 
-async fn signed_in(b: &Broker) -> (Web, String) {
+/// Signed in as `default`: the browser and its form token.
+pub(crate) async fn signed_in(b: &Broker) -> (Web, String) {
     set_password(b, "default", PASSWORD);
     let mut w = Web::new(b);
     let p = w.login("default", PASSWORD).await;

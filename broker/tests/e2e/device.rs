@@ -6,7 +6,8 @@ use crate::kit::{API, Broker, Reply, claims, key};
 
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-async fn start_device(b: &Broker, scope: &str, resource: Option<&str>) -> Reply {
+/// Start a device request for `travel-bot` (no proof).
+pub(crate) async fn start_device(b: &Broker, scope: &str, resource: Option<&str>) -> Reply {
     let mut p = vec![("client_id", "travel-bot"), ("scope", scope)];
     if let Some(r) = resource {
         p.push(("resource", r));
@@ -16,7 +17,8 @@ async fn start_device(b: &Broker, scope: &str, resource: Option<&str>) -> Reply 
     r
 }
 
-async fn poll(b: &Broker, k: &protonpass_agent::AgentKey, dc: &str) -> Reply {
+/// Poll the token endpoint for `dc` with a proof by `k`.
+pub(crate) async fn poll(b: &Broker, k: &protonpass_agent::AgentKey, dc: &str) -> Reply {
     b.token(
         k,
         &[

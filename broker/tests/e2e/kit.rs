@@ -62,6 +62,11 @@ impl Broker {
     /// on the same address keeps the issuer, so tokens issued before it stay
     /// verifiable (their `iss` is the old address).
     pub fn start_at(data: &Path, addr: &str, env: &[(&str, &str)]) -> Broker {
+        Self::launch(data, addr, &[], env)
+    }
+
+    /// `serve` on `data` and `addr` with extra command-line `args` and `env`.
+    pub fn launch(data: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -77,6 +82,7 @@ impl Broker {
             .unwrap();
         let mut child = Command::new(BIN)
             .args(["--data", data.to_str().unwrap(), "serve", "--addr", addr])
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
@@ -331,4 +337,48 @@ pub fn key() -> AgentKey {
 pub fn claims(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&protonpass_agent::b64::decode(part).unwrap()).unwrap()
+}
+
+/// Every audit record, with its detail parsed.
+pub fn audit_records(b: &Broker) -> Vec<Value> {
+    let (code, v) = b.cli(&["audit", "export"]);
+    assert_eq!(code, 0, "audit export: {v}");
+    let lines: Vec<Value> = match v {
+        Value::String(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Value::Object(_) => vec![v],
+        other => panic!("audit export printed {other}"),
+    };
+    lines
+        .into_iter()
+        .map(|mut r| {
+            let detail: Value =
+                serde_json::from_str(r["detail"].as_str().unwrap()).unwrap_or(Value::Null);
+            r["detail"] = detail;
+            r
+        })
+        .collect()
+}
+
+/// `serve` with settings it must refuse: the process exits with a failure and
+/// prints the typed error (`--json`) instead of listening.
+pub fn serve_refused(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = Command::new(BIN)
+        .args(["--json", "--data", data.to_str().unwrap(), "serve"])
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve {args:?} {env:?} started");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "serve {args:?} printed no JSON error ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

@@ -4,6 +4,7 @@
 // A test crate: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod config;
 mod crash;
 mod dashboard;
 mod device;
@@ -12,6 +13,9 @@ mod flows;
 mod hostile;
 mod inputs;
 mod kit;
+mod lifetime;
+mod logs;
 mod owners;
 mod persistence;
+mod proxy;
 mod revocation;

@@ -118,6 +118,68 @@ async fn key_rotation_keeps_old_tokens_valid() {
     verify_access_token(&new, &keys, &val, SystemClock.now()).unwrap();
 }
 
+/// The published kids, after the server's next key reload (about a second).
+async fn kids_after_reload(b: &Broker) -> Vec<String> {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let jwks = b.get("/jwks.json").await.body;
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test]
+async fn a_retired_key_stays_while_the_servers_tokens_live() {
+    // The server's tokens live 2 h by a flag only it was given; `keys rotate`
+    // runs with the default 1 h and so sets an earlier drop_after.
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::launch(dir.path(), "127.0.0.1:0", &["--access-ttl", "2h"], &[]);
+    let r = b
+        .enroll(&key(), "bot", "calendar:read", &["--ttl", "1d"])
+        .await;
+    let c = claims(&r.s("access_token"));
+    let exp = c["exp"].as_i64().unwrap();
+    assert_eq!(exp - c["iat"].as_i64().unwrap(), 7200);
+    let old = kids_after_reload(&b).await;
+    let new = b.cli_ok(&["keys", "rotate"])["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
+    let meta = |kid: &str| -> serde_json::Value {
+        let data: String = db
+            .query_row("SELECT data FROM signing_keys WHERE kid = ?1", [kid], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        serde_json::from_str(&data).unwrap()
+    };
+    assert!(meta(&old[0])["drop_after"].as_i64().unwrap() < exp);
+    // Past that drop_after (moved into the past rather than waited for) the
+    // key stays: the server knows its own tokens live 2 h.
+    let set = |field: &str, at: i64| {
+        db.execute(
+            &format!(
+                "UPDATE signing_keys SET data = json_set(data, '$.{field}', ?1) WHERE kid = ?2"
+            ),
+            rusqlite::params![at, old[0]],
+        )
+        .unwrap();
+    };
+    let now = SystemClock.now();
+    set("drop_after", now - 1);
+    let mut both = vec![old[0].clone(), new.clone()];
+    both.sort();
+    assert_eq!(kids_after_reload(&b).await, both);
+    // Once 2 h and a minute have passed since its retirement, it goes.
+    set("retired_at", now - 7200 - 61);
+    assert_eq!(kids_after_reload(&b).await, vec![new]);
+}
+
 #[tokio::test]
 async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
     let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);

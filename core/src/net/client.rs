@@ -1041,7 +1041,33 @@ impl Drop for Session {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use super::url_under;
+    use super::{MAX_TOKEN_LIFETIME, access_from, url_under};
+    use crate::wire::TokenResponse;
+
+    #[test]
+    fn a_token_is_held_for_at_most_30_days_whatever_the_broker_says() {
+        let now = 1_700_000_000;
+        let held = |expires_in: i64| {
+            let t = TokenResponse {
+                access_token: "at".into(),
+                token_type: "DPoP".into(),
+                expires_in,
+                scope: "calendar:read".into(),
+                refresh_token: None,
+                issued_token_type: None,
+                grant_id: None,
+                audience: None,
+                grant_expires_at: None,
+            };
+            access_from(&t, now).unwrap().expires_at - now
+        };
+        assert_eq!(MAX_TOKEN_LIFETIME, 30 * 86_400);
+        assert_eq!(held(MAX_TOKEN_LIFETIME), MAX_TOKEN_LIFETIME);
+        assert_eq!(held(MAX_TOKEN_LIFETIME + 1), MAX_TOKEN_LIFETIME);
+        assert_eq!(held(i64::MAX), MAX_TOKEN_LIFETIME);
+        assert_eq!(held(0), 1);
+        assert_eq!(held(-5), 1);
+    }
 
     #[test]
     fn an_audience_covers_urls_under_it_only() {

@@ -411,10 +411,17 @@ impl Verifier {
                     client_id,
                     client_secret,
                 } => {
-                    if !introspect(inner, token, client_id, client_secret)
+                    let active = introspect(inner, token, client_id, client_secret)
                         .await
-                        .map_err(reject)?
-                    {
+                        .map_err(|e| match e {
+                            // Neither the feed nor introspection can vouch for
+                            // the token: the same answer as FailClosed.
+                            Error::BrokerUnavailable(m) => reject(Error::TemporarilyUnavailable(
+                                format!("cannot confirm the token is not revoked: {m}"),
+                            )),
+                            e => reject(e),
+                        })?;
+                    if !active {
                         return Err(reject(Error::token(
                             Reason::Revoked,
                             "the broker says the token is not active",
@@ -698,7 +705,10 @@ async fn follow_stream(weak: &Weak<Inner>, url: &str, after: i64) -> bool {
         };
         inner.feed_connected.store(true, Ordering::SeqCst);
         mark_contact(&inner);
-        inner.opts.max_staleness
+        // Reconnect well before the staleness bound when the stream is quiet
+        // (the broker's keep-alive may come less often than the bound): a
+        // healthy feed is never stale.
+        inner.opts.max_staleness / 2
     };
     let contact = weak.clone();
     let bytes = resp.bytes_stream().map(move |chunk| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{AUD, start_api};
+use common::{AUD, enrolled, start_api};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
@@ -190,14 +190,7 @@ fn headless(broker: &Broker, home: &std::path::Path, code: Option<String>) -> Au
 /// A headless agent enrolled for `travel:search` (the home dir must outlive it).
 async fn enrolled_session(broker: &Broker) -> (Session, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
-    let code = enroll(broker, "travel:search", "1h");
-    let s = authenticate_with_proton(
-        &["travel:search"],
-        AUD,
-        headless(broker, home.path(), Some(code)),
-    )
-    .await
-    .unwrap();
+    let s = enrolled(broker, home.path()).await;
     (s, home)
 }
 

@@ -8,44 +8,17 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{AUD, start_api};
+use common::{AUD, enrolled, start_api};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
-
-async fn session(broker: &Broker, home: &std::path::Path) -> Session {
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        "travel:search",
-        "--audience",
-        AUD,
-    ]);
-    let code = v["enrollment_code"].as_str().unwrap().to_owned();
-    let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
-        agent_name: Some("ci-bot".into()),
-        enrollment_code: Some(code),
-        store: Some(StoreKind::File(home.to_path_buf())),
-        prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
-        ..AuthOptions::default()
-    };
-    authenticate_with_proton(&["travel:search"], AUD, opts)
-        .await
-        .unwrap()
-}
 
 /// A broker, an enrolled agent's session (its home dir must outlive it), and
 /// the URL of the API's protected route.
 async fn setting() -> (Broker, tempfile::TempDir, Session, String) {
     let broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let s = session(&broker, home.path()).await;
+    let s = enrolled(&broker, home.path()).await;
     let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
         .await
         .unwrap();
@@ -343,4 +316,137 @@ async fn the_grants_first_token_is_revoked_and_the_sessions_works() {
     .await;
     assert_eq!(r.0, 200, "{}", r.1);
     s.close(false).await.unwrap();
+}
+
+/// A captured request's headers, as [`get_with`] takes them.
+fn sent(h: &[(String, String)]) -> Vec<(&str, String)> {
+    h.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+/// The `kid`s the broker publishes.
+async fn published(http: &reqwest::Client, broker: &Broker) -> Vec<String> {
+    let jwks: Value = http
+        .get(format!("{}/jwks.json", broker.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// Poll the JWKS until it publishes exactly `want` (the broker reloads its
+/// keys about every second).
+async fn await_published(http: &reqwest::Client, broker: &Broker, mut want: Vec<String>) {
+    want.sort();
+    for _ in 0..50 {
+        if published(http, broker).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(published(http, broker).await, want);
+}
+
+async fn active(http: &reqwest::Client, broker: &Broker, rs: &Value, token: &str) -> bool {
+    let r: Value = http
+        .post(format!("{}/oauth/introspect", broker.issuer))
+        .form(&[
+            ("token", token),
+            ("client_id", rs["client_id"].as_str().unwrap()),
+            ("client_secret", rs["client_secret"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["active"].as_bool().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
+    let (broker, _home, s, url) = setting().await;
+    let http = reqwest::Client::new();
+    let rs = broker.cli_json(&["resource", "add", AUD]);
+    // Requests with the first token, each with its own (single-use) proof.
+    let old: Vec<Vec<(String, String)>> = (0..2).map(|_| s.headers("GET", &url).unwrap()).collect();
+    let old_token = old[0][0].1.trim_start_matches("DPoP ").to_owned();
+    let old_kid = part(&old_token, 0)["kid"].as_str().unwrap().to_owned();
+    assert_eq!(get_with(&http, &url, &sent(&old[0])).await.0, 200);
+
+    let new_kid = broker.cli_json(&["keys", "rotate"])["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_kid, old_kid);
+    await_published(&http, &broker, vec![old_kid.clone(), new_kid.clone()]).await;
+    // During the overlap the running verifier and introspection still accept
+    // the old key's token.
+    assert_eq!(get_with(&http, &url, &sent(&old[1])).await.0, 200);
+    assert!(active(&http, &broker, &rs, &old_token).await);
+    // New tokens carry the new kid; the verifier learns the key on first
+    // sight of it (fetching the JWKS at most once every 10 s).
+    s.renew().await.unwrap();
+    let h = s.headers("GET", &url).unwrap();
+    let new_token = h[0].1.trim_start_matches("DPoP ").to_owned();
+    assert_eq!(part(&new_token, 0)["kid"], new_kid.as_str());
+    assert!(active(&http, &broker, &rs, &new_token).await);
+    let mut last = (0, String::new());
+    for _ in 0..30 {
+        last = get_with(&http, &url, &sent(&s.headers("GET", &url).unwrap())).await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+
+    // The old key is kept until every token it signed has expired (plus a
+    // minute): its drop_after is past the old token's exp.
+    let db = rusqlite::Connection::open(broker.data().join("broker.db")).unwrap();
+    let meta: Value = serde_json::from_str(
+        &db.query_row(
+            "SELECT data FROM signing_keys WHERE kid = ?1",
+            [&old_kid],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exp = part(&old_token, 1)["exp"].as_i64().unwrap();
+    assert!(meta["drop_after"].as_i64().unwrap() > exp, "{meta}");
+    // Once the old key's tokens are all past (its retirement and drop_after
+    // moved an hour and a minute into the past here, rather than waited for),
+    // it leaves the JWKS, and the broker no longer vouches for its tokens.
+    let past = SystemClock.now() - 3600 - 61;
+    db.execute(
+        "UPDATE signing_keys SET data = json_set(data, '$.retired_at', ?1, '$.drop_after', ?2) WHERE kid = ?3",
+        rusqlite::params![past, past + 3600 + 60, old_kid],
+    )
+    .unwrap();
+    await_published(&http, &broker, vec![new_kid.clone()]).await;
+    assert!(!active(&http, &broker, &rs, &old_token).await);
+    // Anyone who reads the JWKS now refuses the old token.
+    let jwks = http
+        .get(format!("{}/jwks.json", broker.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let keys = KeySet::from_jwks_json(&jwks).unwrap();
+    let val = TokenValidation::new(broker.issuer.clone(), AUD);
+    assert!(verify_access_token(&old_token, &keys, &val, SystemClock.now()).is_err());
+    verify_access_token(&new_token, &keys, &val, SystemClock.now()).unwrap();
 }

@@ -1,11 +1,16 @@
 //! What the end-to-end test files share: the protected API they call.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use protonpass_agent::net::axum_layer::{Agent, Protected};
-use protonpass_agent::{Rejection, Verifier};
+use protonpass_agent::{
+    AuthOptions, DevicePrompt, Rejection, Session, StoreKind, Verifier, authenticate_with_proton,
+};
+use protonpass_e2e::Broker;
 
 /// The audience every end-to-end grant names.
 pub const AUD: &str = "http://api.test/travel";
@@ -38,4 +43,31 @@ pub async fn start_api(verifier: Verifier) -> String {
         .with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
+}
+
+/// A headless agent `ci-bot` enrolled for `travel:search` on [`AUD`], its
+/// grant kept under `home`.
+pub async fn enrolled(broker: &Broker, home: &std::path::Path) -> Session {
+    let v = broker.cli_json(&[
+        "grant",
+        "create",
+        "--agent",
+        "ci-bot",
+        "--scope",
+        "travel:search",
+        "--audience",
+        AUD,
+    ]);
+    let code = v["enrollment_code"].as_str().unwrap().to_owned();
+    let opts = AuthOptions {
+        broker: Some(broker.issuer.clone()),
+        agent_name: Some("ci-bot".into()),
+        enrollment_code: Some(code),
+        store: Some(StoreKind::File(home.to_path_buf())),
+        prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
+        ..AuthOptions::default()
+    };
+    authenticate_with_proton(&["travel:search"], AUD, opts)
+        .await
+        .unwrap()
 }
