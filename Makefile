@@ -34,13 +34,17 @@ demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
 .PHONY: test
-test: lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke ## Every check and every test suite
+test: check-layers lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke ## Every check and every test suite
 	@echo "make test: all suites passed"
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings denied
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: check-layers
+check-layers: ## The layer rules and dependency graphs of ARCHITECTURE.md hold
+	python3 scripts/check-layers.py
 
 .PHONY: test-rust
 test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo builds the broker for them)
