@@ -223,8 +223,12 @@ def resolve(segs: list[str], module: list[str]) -> list[str]:
 
 
 def read_rust(src_dir: Path, file: Path) -> RustFile:
-    code = drop_test_modules(strip_rust(file.read_text(encoding="utf-8")))
-    module = module_path(src_dir, file)
+    return parse_rust(str(file.relative_to(ROOT)), module_path(src_dir, file),
+                      file.read_text(encoding="utf-8"))
+
+
+def parse_rust(rel: str, module: list[str], text: str) -> RustFile:
+    code = drop_test_modules(strip_rust(text))
     line_of = lambda off: code.count("\n", 0, off) + 1  # noqa: E731
     paths: list[tuple[int, list[str], str | None]] = []
     for m in USE.finditer(code):
@@ -234,7 +238,7 @@ def read_rust(src_dir: Path, file: Path) -> RustFile:
     for m in PATH.finditer(rest):
         segs = [s for s in re.split(r"\s*::\s*", m.group(0).lstrip(":")) if s]
         paths.append((line_of(m.start()), resolve(segs, module), None))
-    return RustFile(str(file.relative_to(ROOT)), module, paths)
+    return RustFile(rel, module, paths)
 
 
 def rust_files(crate_src: str) -> list[RustFile]:
@@ -508,9 +512,27 @@ def check_graphs(graphs: dict[str, str], write: bool, errors: list[str]) -> None
         ARCH.write_text(text, encoding="utf-8")
 
 
+def self_test(errors: list[str]) -> None:
+    """The reader must keep seeing what the rules are about (else every rule passes)."""
+    text = """use std::{fs::File, io as sio};
+// std::net in a comment
+const S: &str = "std::env"; const C: char = '"'; fn f<'a>(x: &'a str) { super::b::g(); }
+#[cfg(test)]
+mod tests { use tokio::net; }
+"""
+    seen = {"::".join(p) for _, p, _ in parse_rust("t.rs", ["a", "x"], text).paths}
+    expect = {"std::fs::File", "std::io", "crate::a::b::g"}
+    absent = {"std::net", "std::env", "tokio::net"}
+    if not expect <= seen or seen & absent:
+        errors.append(f"scripts/check-layers.py:1: self-test: the Rust reader saw {sorted(seen)}")
+    if cycles({"a": {"b": ""}, "b": {"a": ""}, "c": {"a": ""}}) != [["a", "b"]]:
+        errors.append("scripts/check-layers.py:1: self-test: the cycle finder is broken")
+
+
 def main() -> int:
     write = "--write" in sys.argv[1:]
     errors: list[str] = []
+    self_test(errors)
     core = rust_files("core/src")
     broker = rust_files("broker/src")
     check_rules(core + broker + rust_files("bindings-python/src") + rust_files("bindings-node/src")
