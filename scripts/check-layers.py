@@ -42,9 +42,6 @@ ALLOWED_BACK_EDGES: dict[tuple[str, str, str], str] = {
     ("python", "_verifier", "fastapi"): "lazy import of an optional adapter",
 }
 
-# The facade the bindings may call: what core/src/lib.rs re-exports from `net`
-# (read from the file) plus these crate-root items.
-FACADE_EXTRA = {"Error", "Reason", "Result", "VERSION"}
 
 # Crates that would mean protocol logic (cryptography, encodings, HTTP) in a binding.
 BINDING_FORBIDDEN_CRATES = {
@@ -311,10 +308,11 @@ def check_allow_attr(errors: list[str]) -> None:
 
 
 def facade() -> set[str]:
-    lib = strip_rust((ROOT / "core/src/lib.rs").read_text(encoding="utf-8"))
-    m = re.search(r"pub\s+use\s+net::\{([^}]*)\}", lib)
-    names = {s.strip() for s in m.group(1).split(",") if s.strip()} if m else set()
-    return names | FACADE_EXTRA
+    """The core's crate-root facade: every name `lib.rs` re-exports or defines."""
+    code = strip_rust((ROOT / "core/src/lib.rs").read_text(encoding="utf-8"))
+    names = {alias or segs[-1] for m in re.finditer(r"\bpub\s+use\s+([^;]+);", code)
+             for segs, alias in expand_use(m.group(1))}
+    return names | set(re.findall(r"pub\s+(?:const|fn|struct|enum|type|static)\s+(\w+)", code))
 
 
 def check_bindings(errors: list[str]) -> None:
@@ -333,7 +331,7 @@ def check_bindings(errors: list[str]) -> None:
                                   f"into module `{item}` (protocol logic belongs in the core)")
                 elif item not in allowed:
                     errors.append(f"{f.rel}:{line}: bindings call only the core's facade: "
-                                  f"`{item}` is not the net facade (Session, Verifier, ...) or Error")
+                                  f"`{item}` is not re-exported at the core's crate root")
         cargo = tomllib.loads((ROOT / binding / "Cargo.toml").read_text(encoding="utf-8"))
         for dep in sorted(set(cargo.get("dependencies", {})) & BINDING_FORBIDDEN_CRATES):
             errors.append(f"{binding}/Cargo.toml:1: bindings hold no protocol logic: depends on {dep}")
