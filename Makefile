@@ -34,7 +34,7 @@ setup-packages: ## Build the broker and install the Python and Node packages (wh
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
-SUITES := check-repo lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke
+SUITES := check-repo check-layers lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke
 
 .PHONY: test
 test: ## Every check and every test suite (installs missing tools first), each timed
@@ -53,6 +53,10 @@ check-repo: ## No path outside the repository; one version, licence and reposito
 lint: ## Formatting and clippy with warnings denied
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: check-layers
+check-layers: ## The layer rules and dependency graphs of ARCHITECTURE.md hold
+	python3 scripts/check-layers.py
 
 .PHONY: test-rust
 test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo builds the broker for them)

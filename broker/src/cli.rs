@@ -562,7 +562,7 @@ fn serve(cfg: Config) -> Result<ExitCode> {
             );
         }
         tokio::spawn(watch_store(b.clone()));
-        let app = crate::http::router(b);
+        let app = crate::http::router(b, crate::dashboard::router());
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {

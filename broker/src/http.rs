@@ -35,14 +35,15 @@ pub const MAX_HEADERS: usize = 16 * 1024;
 
 type B = State<Arc<Broker>>;
 
-/// The router.
-pub fn router(b: Arc<Broker>) -> Router {
+/// The router: the protocol endpoints plus `pages` (the owner's dashboard,
+/// which the caller passes in so that this module does not depend on it).
+pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
     Router::new()
         .route(METADATA_PATH, get(metadata))
         .route("/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .merge(crate::dashboard::router())
+        .merge(pages)
         .route("/oauth/device_authorization", post(device_authorization))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))

@@ -14,6 +14,7 @@ mod keys;
 mod metrics;
 mod model;
 mod nonce;
+mod params;
 mod service;
 mod store;
 pub mod token_request;

@@ -10,7 +10,7 @@ use protonpass_agent::wire::{
 use protonpass_agent::{Error, Result, ScopeSet};
 use subtle::ConstantTimeEq;
 
-use crate::service::Params;
+use crate::params::Params;
 
 /// A code or token the client sent: `Debug` never shows it, and equality is
 /// constant-time.

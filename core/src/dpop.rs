@@ -131,7 +131,7 @@ pub fn create_proof(
         }
         claims.insert("reason".into(), r.into());
     }
-    Ok(jws::sign(&header, &claims, key))
+    Ok(jws::sign(&header, &claims, |m| key.sign(m)))
 }
 
 /// Settings of proof verification.

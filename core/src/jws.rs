@@ -12,7 +12,6 @@ use serde_json::{Map, Value};
 use crate::b64;
 use crate::error::{Error, Reason, Result};
 use crate::json;
-use crate::keys::AgentKey;
 
 /// The algorithms on the allow-list. Nothing else is ever accepted: not `none`,
 /// not a MAC, not RSA, and names are matched exactly (case-sensitive).
@@ -128,9 +127,15 @@ pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>> {
     })
 }
 
-/// Sign `header` and `claims` with an Ed25519 key as a compact JWS. The header
-/// must already name `alg: EdDSA`.
-pub fn sign(header: &Map<String, Value>, claims: &Map<String, Value>, key: &AgentKey) -> String {
+/// Sign `header` and `claims` as a compact JWS with `sign`, which returns the
+/// Ed25519 signature of its input (`|m| key.sign(m)` for an
+/// [`AgentKey`](crate::keys::AgentKey); keys build on this module, not the
+/// reverse). The header must already name `alg: EdDSA`.
+pub fn sign(
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+    sign: impl FnOnce(&[u8]) -> [u8; 64],
+) -> String {
     // Serializing a Map of plain JSON values cannot fail; fall back to `{}` anyway.
     let h = serde_json::to_vec(header).unwrap_or_else(|_| b"{}".to_vec());
     let c = serde_json::to_vec(claims).unwrap_or_else(|_| b"{}".to_vec());
@@ -138,7 +143,7 @@ pub fn sign(header: &Map<String, Value>, claims: &Map<String, Value>, key: &Agen
     out.push_str(&b64::encode(&h));
     out.push('.');
     out.push_str(&b64::encode(&c));
-    let sig = key.sign(out.as_bytes());
+    let sig = sign(out.as_bytes());
     out.push('.');
     out.push_str(&b64::encode(sig));
     out

@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod device;
 pub mod issue;
-pub mod params;
 pub mod resource;
 pub mod token;
 
@@ -21,7 +20,7 @@ use crate::model::{Grant, GrantStatus, TokenRec, TokenStatus};
 use crate::nonce::NonceSource;
 use crate::store::{self, Store, Tx};
 
-pub use params::Params;
+pub use crate::params::Params;
 
 /// The broker: configuration, store, keys, and the shared verifiers.
 #[derive(Debug)]

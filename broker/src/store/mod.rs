@@ -1,6 +1,7 @@
 //! Storage: one transaction interface ([`Tx`]) that everything the broker keeps
 //! goes through, and the [`Store`] that runs transactions. The SQLite backend is
-//! [`sqlite::SqliteStore`]; a PostgreSQL backend implements the same two traits.
+//! [`sqlite::SqliteStore`]; another backend (PostgreSQL is planned) would
+//! implement the same two traits.
 //!
 //! Writes run on the store's writer, which groups concurrent transactions into
 //! one database commit (group commit) and acknowledges each only after that
