@@ -228,12 +228,24 @@ async fn main() {
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
 
     // Our broker, durable store, nonces on (the default).
     let broker = Command::new(&a.broker)
-        .args(["--data", &data, "serve", "--addr", "127.0.0.1:0"])
+        // Every client shares one address: the per-source limit would measure itself.
+        .args([
+            "--data",
+            &data,
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "off",
+        ])
         .env("PROTONPASS_BROKER_ACCESS_TTL", "1h")
         .stdout(Stdio::piped())
         .stderr(if std::env::var_os("BENCH_BROKER_STDERR").is_some() {

@@ -66,6 +66,11 @@ pub struct Settings {
     /// answering 503.
     #[arg(long, global = true, env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS")]
     pub busy_timeout_ms: Option<u64>,
+    /// Requests per source address to the token, device, revocation,
+    /// introspection, sign-in and gateway endpoints: `100/s` (the default;
+    /// bursts of twice the rate), `6000/m`, or `off`.
+    #[arg(long, global = true, env = "PROTONPASS_BROKER_RATE_LIMIT")]
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +90,7 @@ struct FileConfig {
     enrollment_ttl: Option<String>,
     proof_window: Option<i64>,
     busy_timeout_ms: Option<u64>,
+    rate_limit: Option<String>,
 }
 
 /// The resolved settings.
@@ -116,6 +122,51 @@ pub struct Config {
     pub proof_window: i64,
     /// Wait for another process's write lock, milliseconds.
     pub busy_timeout_ms: u64,
+    /// Per-source rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-source request rate: `per_second` sustained, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: f64,
+    /// Requests admitted at once after a quiet period.
+    pub burst: u32,
+}
+
+/// The default limit: far above what a well-behaved agent host sends.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 100.0,
+    burst: 200,
+};
+
+/// Parse `N/s`, `N/m`, `N/h` or `off`; bursts are twice the per-second rate
+/// (at least 1).
+pub fn parse_rate_limit(s: &str) -> Result<Option<RateLimit>, Error> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::InvalidRequest(format!(
+            "not a rate limit: {s:?} (use e.g. 100/s, 6000/m, or off)"
+        ))
+    };
+    let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(bad());
+    }
+    let per_second = f64::from(n) / secs;
+    let burst = ((per_second * 2.0).ceil() as u32).max(1);
+    Ok(Some(RateLimit { per_second, burst }))
 }
 
 /// Parse a duration: `90`, `90s`, `15m`, `1h`, `30d`.
@@ -246,6 +297,10 @@ impl Config {
                 .or(file.busy_timeout_ms)
                 .unwrap_or(10_000)
                 .clamp(10, 600_000),
+            rate_limit: match s.rate_limit.as_ref().or(file.rate_limit.as_ref()) {
+                Some(r) => parse_rate_limit(r)?,
+                None => Some(DEFAULT_RATE_LIMIT),
+            },
         })
     }
 }
@@ -263,5 +318,17 @@ mod tests {
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("-5").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn rate_limits() {
+        assert_eq!(parse_rate_limit("off").unwrap(), None);
+        let r = parse_rate_limit("50/s").unwrap().unwrap();
+        assert_eq!((r.per_second, r.burst), (50.0, 100));
+        let r = parse_rate_limit("60/m").unwrap().unwrap();
+        assert_eq!((r.per_second, r.burst), (1.0, 2));
+        for bad in ["", "50", "0/s", "-1/s", "50/d", "x/s", "50/s/s"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
     }
 }

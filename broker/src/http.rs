@@ -53,6 +53,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/audit/usage", post(usage))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(b.clone(), rate_limit))
         .layer(middleware::from_fn_with_state(b.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(b)
@@ -131,6 +132,11 @@ async fn not_found() -> Response {
 
 /// The client's address: the peer, or the X-Forwarded-For entry a trusted proxy added.
 pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> String {
+    source_ip(b, peer, headers).to_string()
+}
+
+/// [`source`] as an address.
+pub(crate) fn source_ip(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let mut ip = peer.ip();
     if b.cfg.trusted_proxies.contains(&ip) {
         let hops: Vec<&str> = headers
@@ -153,7 +159,29 @@ pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> Strin
             }
         }
     }
-    ip.to_string()
+    ip
+}
+
+/// Refuse, before anything else is done, a request from a source that is
+/// over its rate limit: `429` with `Retry-After`.
+async fn rate_limit(State(b): B, req: Request, next: Next) -> Response {
+    if let (Some(limiter), Some(ConnectInfo(peer))) = (
+        &b.limiter,
+        req.extensions().get::<ConnectInfo<SocketAddr>>().copied(),
+    ) && crate::ratelimit::limited(req.method().as_str(), req.uri().path())
+        && let Err(wait) = limiter.check(source_ip(&b, peer, req.headers()))
+    {
+        b.metrics.error("rate_limited");
+        let mut r = error_response(&Error::TemporarilyUnavailable(format!(
+            "too many requests from this address: retry after {wait} s"
+        )));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    next.run(req).await
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {

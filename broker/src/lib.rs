@@ -15,6 +15,7 @@ mod metrics;
 mod model;
 mod nonce;
 mod params;
+mod ratelimit;
 mod service;
 mod store;
 pub mod token_request;

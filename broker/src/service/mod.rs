@@ -45,6 +45,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The newest revocation feed position known to this process.
     pub feed: tokio::sync::watch::Sender<i64>,
+    /// Per-source rate limit of the flood-prone endpoints (`None`: off).
+    pub limiter: Option<crate::ratelimit::SourceLimiter>,
 }
 
 impl Broker {
@@ -64,6 +66,7 @@ impl Broker {
             ..ProofOptions::default()
         };
         let head = store::read_blocking(&store, |tx| tx.revocation_head())?;
+        let cfg_limit = cfg.rate_limit;
         let (feed, _) = tokio::sync::watch::channel(head);
         Ok(Broker {
             cfg,
@@ -77,6 +80,7 @@ impl Broker {
             proofs: ProofVerifier::new(opts, 1 << 20),
             nonces,
             metrics: Metrics::default(),
+            limiter: cfg_limit.and_then(crate::ratelimit::SourceLimiter::new),
             feed,
         })
     }

@@ -77,6 +77,8 @@ impl Broker {
             .open(data.join("broker.log"))
             .ok();
         let _ = std::fs::create_dir_all(data);
+        // The broker refuses a data directory others can read.
+        let _ = std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let log = log
             .or_else(|| std::fs::File::create(data.join("broker.log")).ok())
             .unwrap();

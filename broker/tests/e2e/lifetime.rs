@@ -181,16 +181,21 @@ async fn exchange_only_shortens_and_refresh_never_extends() {
         .await;
     assert_thirty_days(&first);
     let grant_exp = num(&first.body["grant_expires_at"]);
-    let rt = first.s("refresh_token");
+    let mut rt = first.s("refresh_token");
     // Exactly 30 days, and one second more (capped, not refused): the token
-    // lives as long as allowed and never past its grant.
-    for (asked, ty, subject) in [
-        (MAX_S, TOKEN_TYPE_REFRESH, rt.clone()),
-        (OVER_S, TOKEN_TYPE_REFRESH, rt.clone()),
-        (OVER_S, TOKEN_TYPE_ACCESS, first.s("access_token")),
-    ] {
+    // lives as long as allowed and never past its grant. Each exchange of the
+    // refresh token spends it: the next uses its successor.
+    for (asked, refresh) in [(MAX_S, true), (OVER_S, true), (OVER_S, false)] {
+        let (ty, subject) = if refresh {
+            (TOKEN_TYPE_REFRESH, rt.clone())
+        } else {
+            (TOKEN_TYPE_ACCESS, first.s("access_token"))
+        };
         let r = b.exchange(&k, &subject, ty, &[("expires_in", asked)]).await;
         assert_eq!(r.status, 200, "{asked}: {}", r.body);
+        if refresh {
+            rt = r.s("refresh_token");
+        }
         let c = claims(&r.s("access_token"));
         let (iat, exp) = (num(&c["iat"]), num(&c["exp"]));
         assert_eq!(exp, grant_exp.min(iat + MAX), "{asked}: {c}");

@@ -56,10 +56,12 @@ async fn issue_everything(b: &Broker) -> Vec<String> {
     let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
     let x = b.exchange(&agent, &rt, TOKEN_TYPE_REFRESH, &[]).await;
     assert_eq!(x.status, 200, "{}", x.body);
+    // The exchange spent `rt`: refresh with its successor.
+    let rt2 = x.s("refresh_token");
     let f = b
         .token(
             &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
         )
         .await;
     assert_eq!(f.status, 200, "{}", f.body);
@@ -87,6 +89,7 @@ async fn issue_everything(b: &Broker) -> Vec<String> {
     secrets.extend([
         at,
         rt,
+        rt2,
         x.s("access_token"),
         f.s("access_token"),
         f.s("refresh_token"),

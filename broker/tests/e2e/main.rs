@@ -18,4 +18,5 @@ mod logs;
 mod owners;
 mod persistence;
 mod proxy;
+mod ratelimit;
 mod revocation;

@@ -64,7 +64,7 @@ fn main() {
 }
 
 async fn run() {
-    let broker = Broker::start(&[]);
+    let broker = Broker::start(&["--rate-limit", "off"]);
     let home = tempfile::tempdir().unwrap();
     let first = authenticate_with_proton(
         &["travel:search"],

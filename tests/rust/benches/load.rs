@@ -411,7 +411,7 @@ async fn load(http: &reqwest::Client) -> u64 {
     println!(
         "load: {agents_n} agents, {seconds} s, each cycle 1 refresh + {EXCHANGES_PER_REFRESH} exchanges (scope narrowed), Ed25519 DPoP, nonces required"
     );
-    let broker = Arc::new(Broker::start(&[]));
+    let broker = Arc::new(Broker::start(&["--rate-limit", "off"]));
     let agents = enroll(&broker, http, agents_n, "load").await;
     let me0 = cpu_seconds(Some(std::process::id()));
     let (_agents, mut t, elapsed) = drive(http, &broker, agents, seconds, false).await;
@@ -642,8 +642,8 @@ async fn growth(http: &reqwest::Client) -> u64 {
     println!(
         "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated, after a warm-up; empty store vs {tokens} stored tokens"
     );
-    let empty = Arc::new(Broker::start(&[]));
-    let mut full = Broker::start(&[]);
+    let empty = Arc::new(Broker::start(&["--rate-limit", "off"]));
+    let mut full = Broker::start(&["--rate-limit", "off"]);
     full.kill();
     let db = full.data().join("broker.db");
     let t0 = Instant::now();
