@@ -97,3 +97,9 @@ export interface Verifier {
 /** Middleware that requires `scope`, verified by `options.verifier`. */
 export declare function requireScope(scope: string, options: RequireScopeOptions & { verifier: Verifier }): Middleware
 
+
+/** A JSON Web Key as an object (RFC 7517), for the protocol functions (`jwkThumbprint`, `verifySignature`, `signEd25519`). */
+export interface Jwk {
+  kty: string
+  [member: string]: unknown
+}

@@ -460,6 +460,29 @@ Object.defineProperty(Verifier.prototype, 'middleware', {
   },
 });
 
+// ---------------------------------------------------------------------------
+// Protocol functions (RFC 7638, RFC 8037, RFC 9449): the core's own, a JWK
+// object passed as JSON text, errors mapped to ProtonPassError.
+
+function withErrors(f) {
+  return function (...args) {
+    try {
+      return f(...args);
+    } catch (e) {
+      throw toError(e);
+    }
+  };
+}
+const jwkText = (jwk) => (typeof jwk === 'string' ? jwk : JSON.stringify(jwk));
+const protocol = {
+  jwkThumbprint: withErrors((jwk) => native.jwkThumbprint(jwkText(jwk))),
+  verifySignature: withErrors((jwk, alg, message, signature) => native.verifySignature(jwkText(jwk), alg, message, signature)),
+  verifyEd25519: withErrors(native.verifyEd25519),
+  signEd25519: withErrors((privateJwk, message) => native.signEd25519(jwkText(privateJwk), message)),
+  accessTokenHash: withErrors(native.accessTokenHash),
+  verifyProof: withErrors(native.verifyProof),
+};
+
 module.exports = {
   authenticateWithProton,
   Session,
@@ -472,4 +495,5 @@ module.exports = {
   BrokerUnavailableError,
   InvalidGrantError,
   VerificationError,
+  ...protocol,
 };

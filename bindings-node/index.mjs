@@ -16,5 +16,11 @@ export const {
   BrokerUnavailableError,
   InvalidGrantError,
   VerificationError,
+  jwkThumbprint,
+  verifySignature,
+  verifyEd25519,
+  signEd25519,
+  accessTokenHash,
+  verifyProof,
 } = pkg;
 export default pkg;

@@ -2,12 +2,17 @@
 //! async. Every protocol decision lives in the core crate; `index.js` adds the
 //! JavaScript conveniences (`session.fetch`, Express middleware, error classes).
 
+mod conformance;
 mod error;
 mod session;
 mod verifier;
 
 use napi_derive::napi;
 
+pub use conformance::{
+    ProofCheckOptions, VerifiedProof, access_token_hash, jwk_thumbprint, sign_ed25519,
+    verify_ed25519, verify_proof, verify_signature,
+};
 pub use session::{
     AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton,
 };

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use pyo3::prelude::*;
 
+mod conformance;
 mod errors;
 mod session;
 mod verifier;
@@ -43,6 +44,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    conformance::register(m)?;
     session::register(m)?;
     verifier::register(m)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
