@@ -13,7 +13,7 @@ root="$(cd "$here/.." && pwd)"
 cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 venv="$cache/py-venv"
 # Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
-tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
+tdir="${CARGO_TARGET_DIR:-$root/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 
 if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   rm -rf "$venv"

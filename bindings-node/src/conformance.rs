@@ -20,7 +20,7 @@ use crate::error::{map, to_napi};
 /// Throws `invalid_key` for a JWK without its required members.
 #[napi(ts_args_type = "jwk: Jwk | string")]
 pub fn jwk_thumbprint(jwk: String) -> napi::Result<String> {
-    map(core::json::parse_object(jwk.as_bytes())
+    map(core::parse_json_object(jwk.as_bytes())
         .map_err(Error::InvalidKey)
         .and_then(|m| core::jwk_thumbprint(&m)))
 }
@@ -42,7 +42,7 @@ pub fn verify_signature(
             "algorithm {alg:?} is not accepted"
         )))
     })?;
-    map(core::json::parse_object(jwk.as_bytes())
+    map(core::parse_json_object(jwk.as_bytes())
         .map_err(Error::InvalidKey)
         .and_then(|m| PublicJwk::from_json(&m))
         .and_then(|k| k.verifier())
@@ -63,7 +63,7 @@ pub fn verify_ed25519(
             "an Ed25519 public key is 32 bytes".into(),
         ))
     })?;
-    map(core::keys::verify_ed25519_raw(&pk, &message, &signature))
+    map(core::verify_ed25519_raw(&pk, &message, &signature))
 }
 
 /// Sign `message` with a private Ed25519 JWK (`x`, when present, must match

@@ -27,7 +27,7 @@ fn jwk_members(jwk: &PublicJwk) -> BTreeMap<String, String> {
 /// from its required members only (RSA, EC, OKP and oct keys).
 #[pyfunction]
 fn jwk_thumbprint(jwk: &str) -> PyResult<String> {
-    core::json::parse_object(jwk.as_bytes())
+    core::parse_json_object(jwk.as_bytes())
         .map_err(Error::InvalidKey)
         .and_then(|m| core::jwk_thumbprint(&m))
         .map_err(to_py)
@@ -44,7 +44,7 @@ fn verify_signature(jwk: &str, alg: &str, message: &[u8], signature: &[u8]) -> P
             "algorithm {alg:?} is not accepted"
         )))
     })?;
-    core::json::parse_object(jwk.as_bytes())
+    core::parse_json_object(jwk.as_bytes())
         .map_err(Error::InvalidKey)
         .and_then(|m| PublicJwk::from_json(&m))
         .and_then(|k| k.verifier())
@@ -61,7 +61,7 @@ fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> PyResu
             "an Ed25519 public key is 32 bytes".into(),
         ))
     })?;
-    core::keys::verify_ed25519_raw(&pk, message, signature).map_err(to_py)
+    core::verify_ed25519_raw(&pk, message, signature).map_err(to_py)
 }
 
 /// Sign `message` with a private Ed25519 JWK (JSON text; `x`, when present,

@@ -60,8 +60,9 @@ pub use dpop::{
     create_proof, normalize_htu, verify_proof,
 };
 pub use error::{Error, Reason, Result};
+pub use json::parse_object as parse_json_object;
 pub use jws::Alg;
-pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint};
+pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, verify_ed25519_raw};
 pub use replay::ReplayCache;
 pub use request::{VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate};
 pub use scope::{Qualifier, Scope, ScopeSet};
