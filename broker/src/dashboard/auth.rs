@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{B, Form, cookie, pre_cookie, query, redirect, safe_next, session, session_cookie};
 use super::{csrf_refused, service_error, set_cookie, source, token_matches, view};
+use super::{device_cookie, device_cookie_name};
 use crate::audit::secret_hash;
 use crate::config::valid_owner;
 use crate::service::Broker;
@@ -350,7 +351,8 @@ pub(super) async fn login_page(State(b): B, headers: HeaderMap, RawQuery(q): Raw
 }
 
 enum Gate {
-    Open(Option<String>),
+    /// The account's password hash, and whether this is the window's first try.
+    Open(Option<String>, bool),
     Locked,
 }
 
@@ -371,12 +373,21 @@ pub(super) async fn login_submit(
     let password = f.get("password").unwrap_or("").to_owned();
     let src = source(&b, &peer, &headers);
     let now = b.clock.now();
-    let (ko, ks) = (
-        format!("login:owner:{owner}"),
-        format!("login:source:{src}"),
-    );
+    // A browser that signed in to this account before has a budget of its
+    // own: wrong passwords sent from elsewhere cannot lock it out. Unknown
+    // browsers share the account's budget and their source's.
+    let known = cookie(&headers, device_cookie_name(&b))
+        .and_then(|v| device_cookie::check(&b.cfg.data, b.rng.as_ref(), v, &owner, now));
+    let (ko, ks) = match &known {
+        Some(tag) => (format!("login:device:{tag}"), format!("login:device:{tag}")),
+        None => (
+            format!("login:owner:{owner}"),
+            format!("login:source:{src}"),
+        ),
+    };
     let (ko2, ks2) = (ko.clone(), ks.clone());
     let o = owner.clone();
+    let (src2, known_device) = (src.clone(), known.is_some());
     let gate = store::write(&b.store, move |tx| {
         let used = tx
             .attempt_sum(&ko2, now - LOGIN_WINDOW)?
@@ -386,26 +397,35 @@ pub(super) async fn login_submit(
         } else {
             None
         };
+        let who = if phc.is_some() { o.as_str() } else { "-" };
         if used >= LOGIN_BUDGET {
-            let who = if phc.is_some() { o.as_str() } else { "-" };
-            tx.audit_append(
-                now,
-                who,
-                "login_locked",
-                &json!({"source": src}).to_string(),
-            )?;
+            // One record per locked budget and window, however many tries
+            // follow: a flood does not grow the audit log.
+            let marker = format!("{ko2}:locked");
+            if tx.attempt_sum(&marker, now - LOGIN_WINDOW)? == 0 {
+                tx.attempt_add(&marker, now, 1)?;
+                tx.audit_append(
+                    now,
+                    who,
+                    "login_locked",
+                    &json!({"source": src2, "known_device": known_device, "window_s": LOGIN_WINDOW})
+                        .to_string(),
+                )?;
+            }
             return Ok(Gate::Locked);
         }
         // Charge the attempt before the password is checked, in the same
         // transaction as the budget check: parallel guesses cannot all pass the
         // gate. A successful sign-in is refunded below.
         tx.attempt_add(&ko2, now, 1)?;
-        tx.attempt_add(&ks2, now, 1)?;
-        Ok(Gate::Open(phc))
+        if ks2 != ko2 {
+            tx.attempt_add(&ks2, now, 1)?;
+        }
+        Ok(Gate::Open(phc, used == 0))
     })
     .await;
-    let phc = match gate {
-        Ok(Gate::Open(p)) => p,
+    let (phc, first_failure) = match gate {
+        Ok(Gate::Open(p, first)) => (p, first),
         Ok(Gate::Locked) => {
             return login_form(
                 &b,
@@ -441,20 +461,25 @@ pub(super) async fn login_submit(
         let (ko, ks) = (ko.clone(), ks.clone());
         let _ = store::write(&b.store, move |tx| {
             tx.attempt_add(&ko, now, -1)?;
-            tx.attempt_add(&ks, now, -1)
+            if ks != ko {
+                tx.attempt_add(&ks, now, -1)?;
+            }
+            Ok(())
         })
         .await;
     }
-    if !ok {
+    if !ok && first_failure {
+        // The first failure of a window is recorded; the rest are counted in
+        // the budget and summed up by the `login_locked` record, if any.
         let o = owner.clone();
-        let src = source(&b, &peer, &headers);
         let r = store::write(&b.store, move |tx| {
             let who = if exists { o.as_str() } else { "-" };
             tx.audit_append(
                 now,
                 who,
                 "login_failed",
-                &json!({"source": src}).to_string(),
+                &json!({"source": src, "known_device": known.is_some(), "first_in_window": true})
+                    .to_string(),
             )?;
             Ok(())
         })
@@ -462,6 +487,8 @@ pub(super) async fn login_submit(
         if let Err(e) = r {
             return service_error(&e, None);
         }
+    }
+    if !ok {
         return login_form(
             &b,
             &owner,
@@ -471,13 +498,21 @@ pub(super) async fn login_submit(
         );
     }
     match new_session(&b, &owner, "login").await {
-        Ok((id, _)) => with_cookies(
-            redirect(&next),
-            &[
+        Ok((id, _)) => {
+            let mut cookies = vec![
                 set_cookie(&b, session_cookie(&b), &id, SESSION_TTL),
                 set_cookie(&b, pre_cookie(&b), "", 0),
-            ],
-        ),
+            ];
+            if let Some(d) = device_cookie::issue(&b.cfg.data, b.rng.as_ref(), &owner, now) {
+                cookies.push(set_cookie(
+                    &b,
+                    device_cookie_name(&b),
+                    &d,
+                    device_cookie::DEVICE_TTL,
+                ));
+            }
+            with_cookies(redirect(&next), &cookies)
+        }
         Err(e) => service_error(&e, None),
     }
 }

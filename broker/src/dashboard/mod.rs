@@ -10,6 +10,7 @@ mod agents;
 mod audit_page;
 pub mod auth;
 mod device;
+mod device_cookie;
 mod view;
 
 use std::net::SocketAddr;
@@ -104,6 +105,15 @@ fn session_cookie(b: &Broker) -> &'static str {
         "__Host-pp_session"
     } else {
         "pp_session"
+    }
+}
+
+/// The known-device cookie's name (see [`device_cookie`]).
+fn device_cookie_name(b: &Broker) -> &'static str {
+    if https(b) {
+        "__Host-pp_device"
+    } else {
+        "pp_device"
     }
 }
 

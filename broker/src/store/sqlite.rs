@@ -32,6 +32,8 @@ const ADMITTED: usize = QUEUE / 2;
 const DETACHED: usize = QUEUE / 4;
 /// Reader connections kept open.
 const READERS: usize = 8;
+/// Wrong-code and sign-in attempts older than this (seconds) are deleted.
+const ATTEMPTS_KEPT: i64 = 86_400;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS owners (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at INTEGER NOT NULL, cost INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_key ON attempts(key, at);
+CREATE INDEX IF NOT EXISTS attempts_at ON attempts(at);
 ";
 
 /// Tables of the dashboard: owner passwords, setup links, web sessions.
@@ -521,6 +524,13 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("INSERT INTO attempts(key, at, cost) VALUES (?1,?2,?3)")
             .map_err(db_err)?
             .execute(params![key, at, cost])
+            .map_err(db_err)?;
+        // Every window that reads attempts is at most a day long: older rows
+        // count for nothing, so the table stays as small as the recent traffic.
+        self.conn
+            .prepare_cached("DELETE FROM attempts WHERE at < ?1")
+            .map_err(db_err)?
+            .execute(params![at - ATTEMPTS_KEPT])
             .map_err(db_err)?;
         Ok(())
     }

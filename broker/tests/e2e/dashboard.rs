@@ -621,3 +621,53 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
         p.body
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_browser() {
+    let b = Broker::start(&[]);
+    set_password(&b, "default", PASSWORD);
+    // The owner's browser signed in before: it holds a known-device cookie.
+    let mut owner = Web::new(&b);
+    assert_eq!(owner.login("default", PASSWORD).await.status, 303);
+    assert!(
+        owner.cookies.iter().any(|(k, _)| k == "pp_device"),
+        "{:?}",
+        owner.cookies
+    );
+    // An attacker who knows the name floods the form from other browsers.
+    for _ in 0..3 {
+        let mut attacker = Web::new(&b);
+        for _ in 0..5 {
+            attacker.login("default", "wrong password!").await;
+        }
+    }
+    let mut unknown = Web::new(&b);
+    assert_eq!(
+        unknown.login("default", PASSWORD).await.status,
+        429,
+        "unknown browsers share the locked budget"
+    );
+    // The owner's own browser (signed out since, its known-device cookie
+    // kept) still gets in.
+    let mut again = Web::new(&b);
+    again.cookies = owner
+        .cookies
+        .iter()
+        .filter(|(k, _)| k == "pp_device")
+        .cloned()
+        .collect();
+    let p = again.login("default", PASSWORD).await;
+    assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+    // Fifteen wrong passwords left a bounded trail: one failure and one lock
+    // record per window, however long the flood.
+    let audit = crate::kit::audit_records(&b);
+    let failed = audit
+        .iter()
+        .filter(|r| r["event"] == "login_failed")
+        .count();
+    let locked = audit
+        .iter()
+        .filter(|r| r["event"] == "login_locked")
+        .count();
+    assert_eq!((failed, locked), (1, 1), "{audit:?}");
+}
