@@ -10,12 +10,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{AUD, start_api};
+use common::Api;
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
 
-async fn session(broker: &Broker, home: &std::path::Path) -> Session {
+async fn session(broker: &Broker, home: &std::path::Path, aud: &str) -> Session {
     let v = broker.cli_json(&[
         "grant",
         "create",
@@ -24,7 +24,7 @@ async fn session(broker: &Broker, home: &std::path::Path) -> Session {
         "--scope",
         "travel:search",
         "--audience",
-        AUD,
+        aud,
     ]);
     let code = v["enrollment_code"].as_str().unwrap().to_owned();
     let opts = AuthOptions {
@@ -35,7 +35,7 @@ async fn session(broker: &Broker, home: &std::path::Path) -> Session {
         prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
         ..AuthOptions::default()
     };
-    authenticate_with_proton(&["travel:search"], AUD, opts)
+    authenticate_with_proton(&["travel:search"], aud, opts)
         .await
         .unwrap()
 }
@@ -43,13 +43,19 @@ async fn session(broker: &Broker, home: &std::path::Path) -> Session {
 /// A broker, an enrolled agent's session (its home dir must outlive it), and
 /// the URL of the API's protected route.
 async fn setting() -> (Broker, tempfile::TempDir, Session, String) {
+    setting_with(false).await
+}
+
+/// [`setting`] with an API that requires server nonces or not.
+async fn setting_with(require_nonce: bool) -> (Broker, tempfile::TempDir, Session, String) {
     let broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let s = session(&broker, home.path()).await;
-    let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
-        .await
-        .unwrap();
-    let url = format!("{}/travel/flights", start_api(v).await);
+    let api = Api::bind().await;
+    let s = session(&broker, home.path(), &api.aud).await;
+    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    o.require_nonce = require_nonce;
+    let v = Verifier::new(o).await.unwrap();
+    let url = format!("{}/travel/flights", api.serve(v).await);
     (broker, home, s, url)
 }
 
@@ -250,7 +256,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_forwarded_headers_and_nonces() {
-    let (broker, _home, s, url) = setting().await;
+    let (broker, home, s, url) = setting().await;
     let http = reqwest::Client::new();
 
     // 32 copies of one request at once: exactly one is served.
@@ -271,14 +277,20 @@ async fn replays_forwarded_headers_and_nonces() {
     // A proof made for the forged origin the forwarding headers name: the
     // server goes by its configured public URL, not by the request's headers.
     let token = h[0].1.trim_start_matches("DPoP ").to_owned();
+    // (The session refuses to sign for a URL outside its audience, so the
+    // proof is made with its key as stored.)
     let evil = "https://evil.example/travel/flights";
-    let p = s.headers("GET", evil).unwrap();
+    let key = GrantStore::new(StoreKind::File(home.path().to_path_buf()))
+        .load(&broker.issuer, "default", "ci-bot")
+        .unwrap()
+        .unwrap()
+        .key;
     let r = get_with(
         &http,
         &url,
         &[
             ("authorization", format!("DPoP {token}")),
-            ("dpop", p[1].1.clone()),
+            ("dpop", proof(&key, evil, &token)),
             ("x-forwarded-host", "evil.example".into()),
             ("x-forwarded-proto", "https".into()),
             ("forwarded", "host=evil.example;proto=https".into()),
@@ -289,10 +301,8 @@ async fn replays_forwarded_headers_and_nonces() {
 
     // With nonces required: a proof without one is challenged with a fresh
     // nonce (forged nonces are refused in the core's and the broker's tests).
-    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
-    o.require_nonce = true;
-    let base = start_api(Verifier::new(o).await.unwrap()).await;
-    let url = format!("{base}/travel/flights");
+    s.close(true).await.unwrap();
+    let (_broker, _home, s, url) = setting_with(true).await;
     let h = s.headers("GET", &url).unwrap();
     let resp = http
         .get(&url)
