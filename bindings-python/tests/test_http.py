@@ -331,3 +331,39 @@ def test_second_audience(broker: Broker, api: Api, agent_name: str) -> None:
             assert httpx.get(f"{api.url}/whoami", auth=s.httpx_auth).status_code == 200
     finally:
         v_other.stop()
+
+
+def test_the_token_goes_only_under_the_audience(enroll, api: Api) -> None:
+    host_port = api.url.split("://", 1)[1]
+    port = int(host_port.rsplit(":", 1)[1])
+    elsewhere = [
+        f"http://127.0.0.1:{port + 1}/whoami",
+        f"http://localhost:{port}/whoami",
+        f"https://{host_port}/whoami",
+        f"http://127.0.0.1.nip.io:{port}/whoami",
+        f"http://127.0.0.1.nip.io:{port}/whoami",
+    ]
+    with enroll(["travel:search"]) as s:
+        token = s.headers("GET", f"{api.url}/whoami")["Authorization"].split(" ", 1)[1]
+        before = api.app.state.hits
+        for url in elsewhere:
+            with pytest.raises(pa.InvalidRequest) as e:
+                s.headers("GET", url, reason="why")
+            assert e.value.code == "invalid_request"
+            assert api.audience in str(e.value) and token not in str(e.value)
+            with pytest.raises(pa.InvalidRequest), httpx.Client(auth=s.httpx_auth) as c:
+                c.get(url)
+            with pytest.raises(pa.InvalidRequest), requests.Session() as http:
+                http.get(url, auth=s.requests_auth)
+
+            async def run_async(url: str = url) -> None:
+                async with httpx.AsyncClient(auth=s.httpx_auth) as c:
+                    await c.get(url)
+
+            with pytest.raises(pa.InvalidRequest):
+                asyncio.run(run_async())
+        with pytest.raises(pa.InvalidRequest):
+            s.headers("GET", "/whoami")
+        assert api.app.state.hits == before, "a refused request reached the API"
+        with httpx.Client(auth=s.httpx_auth) as c:
+            assert c.get(f"{api.url}/whoami").status_code == 200
