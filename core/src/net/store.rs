@@ -6,7 +6,9 @@
 //! atomically (write, fsync, rename). Every use of a refresh token happens under
 //! an exclusive lock on the profile (`File::lock`), re-reading the file first,
 //! so concurrent processes sharing a profile never spend each other's rotated
-//! refresh tokens or lose an update. The memory store is for ephemeral agents.
+//! refresh tokens or lose an update. The memory store is for ephemeral agents;
+//! its profile lock is process-wide, so sessions of one process sharing a
+//! memory profile are serialised the same way.
 //!
 //! With a passphrase (`PROTONPASS_PASSPHRASE`), the private key and the refresh
 //! token are sealed with ChaCha20-Poly1305 under a key derived by Argon2id
