@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import httpx
 import pytest
@@ -367,3 +367,53 @@ def test_the_token_goes_only_under_the_audience(enroll, api: Api) -> None:
         assert api.app.state.hits == before, "a refused request reached the API"
         with httpx.Client(auth=s.httpx_auth) as c:
             assert c.get(f"{api.url}/whoami").status_code == 200
+
+
+def test_requests_follows_redirects_without_the_credentials(broker: Broker, agent_name: str) -> None:
+    """requests keeps Authorization on a same-host redirect: the auth drops the
+    session's headers first, so a redirect out of a path audience carries nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, Optional[str], Optional[str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append((self.path, self.headers.get("authorization"), self.headers.get("dpop")))
+            if self.path == "/api/go":
+                self.send_response(302)
+                self.send_header("location", "/admin")
+            else:
+                self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    audience = f"http://127.0.0.1:{server.server_address[1]}/api"
+    try:
+        code = broker.cli_json(
+            "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", audience
+        )
+        with (
+            pa.authenticate_with_proton(
+                ["travel:search"],
+                audience,
+                broker=broker.issuer,
+                agent_name=agent_name,
+                store="memory",
+                enrollment_code=code["enrollment_code"],
+            ) as s,
+            requests.Session() as http,
+        ):
+            r = http.get(f"{audience}/go", auth=s.requests_auth)
+            assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [p for p, _, _ in seen] == ["/api/go", "/admin"]
+    assert seen[0][1] is not None and seen[0][1].startswith("DPoP ") and seen[0][2]
+    assert seen[1][1:] == (None, None), "the redirect carried the session's credentials"
