@@ -57,8 +57,10 @@ export interface Session {
   /**
    * `fetch` with the session's credentials: a fresh DPoP proof per attempt,
    * one retry for a nonce challenge and one (after renewing) for a refused
-   * token, same-origin redirects signed hop by hop (a redirect to another
-   * origin is returned as it is).
+   * token, redirects under the session's audiences signed hop by hop (a
+   * redirect anywhere else is returned as it is). A URL outside the
+   * audiences is refused with an `invalid_request` error before anything is
+   * sent.
    */
   fetch(input: string | URL | Request, init?: SessionFetchInit): Promise<Response>
   /** `await using session = await authenticateWithProton(...)` revokes at the end of the block. */

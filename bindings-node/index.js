@@ -181,8 +181,10 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /**
  * `fetch` with the session's credentials: signs each attempt, answers one
  * nonce challenge and one refused token (after renewing), and follows
- * same-origin redirects, signing each hop. A redirect to another origin is
- * returned as it is, so the token never leaves the audience's origin.
+ * redirects under the session's audiences, signing each hop. A URL outside
+ * the audiences (same scheme, host and port, path under the audience's path)
+ * is refused with an `invalid_request` error before anything is sent; a
+ * redirect to one is returned as it is.
  */
 async function sessionFetch(input, init = {}) {
   const reason = init && typeof init.reason === 'string' ? init.reason : undefined;
@@ -222,7 +224,7 @@ async function sessionFetch(input, init = {}) {
     if (!REDIRECTS.has(response.status) || !location || followMode === 'manual') return response;
     if (followMode === 'error') throw new TypeError('fetch failed: a redirect with redirect: "error"');
     const next = new URL(location, url);
-    if (next.origin !== new URL(url).origin || hop >= 19) return response;
+    if (next.origin !== new URL(url).origin || hop >= 19 || !underAudiences(this, next.href)) return response;
     await discard(response);
     if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
       if (method !== 'HEAD') method = 'GET';
@@ -230,6 +232,21 @@ async function sessionFetch(input, init = {}) {
       for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) baseHeaders.delete(h);
     }
     url = next.href;
+  }
+}
+
+/**
+ * Whether the session would sign for `url` (it lies under one of its
+ * audiences): a redirect elsewhere is handed back as it is rather than
+ * followed into an error.
+ */
+function underAudiences(session, url) {
+  try {
+    session.headers('GET', url);
+    return true;
+  } catch (e) {
+    if (e instanceof ProtonPassError && e.code === 'invalid_request') return false;
+    throw e;
   }
 }
 

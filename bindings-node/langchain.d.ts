@@ -23,3 +23,10 @@ export interface ProtonPassToolOptions {
  * body, never the token or the proofs.
  */
 export declare function createProtonPassTool(session: Session, options?: ProtonPassToolOptions): DynamicStructuredTool
+
+/**
+ * The URL of `path` (relative to `baseUrl`, with any query string) under
+ * `baseUrl`, or `null` when it would leave the base path once normalised (dot
+ * segments, `%2e`, `%2f`, `%5c`, backslashes) or is an absolute URL.
+ */
+export declare function apiUrl(baseUrl: string | URL, path: string): string | null

@@ -2,4 +2,4 @@
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-export const { createProtonPassTool } = require('./langchain.js');
+export const { createProtonPassTool, apiUrl } = require('./langchain.js');

@@ -182,7 +182,9 @@ pub struct Session {
 impl Session {
     /// The headers for one request: `Authorization: DPoP <token>` and a fresh
     /// `DPoP` proof bound to the token, the method and the URL (with the
-    /// origin's nonce and the reason when there are some).
+    /// origin's nonce and the reason when there are some). A URL outside the
+    /// session's audiences (same scheme, host and port, path under the
+    /// audience's path) is refused with `invalid_request`.
     #[napi]
     pub fn headers(
         &self,

@@ -10,6 +10,7 @@ const { authenticateWithProton } = require('protonpass-agent');
 const { createProtonPassTool } = require('protonpass-agent/langchain');
 const { startBroker } = require('./helpers/broker.js');
 const { startApi } = require('./helpers/api.js');
+const { startRecorder } = require('./helpers/recorder.js');
 
 /** The usual tool-calling loop: ask the model, run the tools it calls, repeat. */
 async function runAgent(model, tools, question) {
@@ -58,5 +59,32 @@ test('a LangChain.js agent calls the API through the tool', async (t) => {
   assert.ok(!seen.includes(secret), 'the token reached the model');
   assert.ok(!/DPoP [\w-]+\./.test(seen), 'an Authorization header reached the model');
   assert.equal(model.callCount, 4);
+  await session.close();
+});
+
+test('the tool stays under its base path, however the path is written', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const api = await startRecorder();
+  t.after(() => api.close());
+  // The session may call the whole origin; the tool only /api.
+  const g = await broker.cliJson('grant', 'create', '--agent', 'lc-path-bot', '--scope', 'travel:search', '--audience', api.url);
+  const session = await authenticateWithProton({
+    broker: broker.url, audience: api.url, store: 'memory', agentName: 'lc-path-bot',
+    scope: ['travel:search'], enrollmentCode: g.enrollment_code, revokeOnExit: false,
+  });
+  const tool = createProtonPassTool(session, { baseUrl: `${api.url}/api` });
+  const call = async (path) => String(await tool.invoke({ method: 'GET', path }));
+
+  assert.match(await call('/trips?from=GVA'), /^HTTP 200\n/);
+  assert.match(await call('a/%2e%2e/trips'), /^HTTP 200\n/);
+  assert.deepEqual(api.seen.map((r) => r.path), ['/api/trips?from=GVA', '/api/trips']);
+  const escapes = [
+    '../admin', '/../admin', '..', '%2e%2e/admin', '%2E%2E/admin', '..%2fadmin', '..%2Fadmin',
+    '..%5cadmin', '..\\admin', 'x/..%2f..%2fadmin', '%2e%2e%5cadmin', './../admin',
+    'https://elsewhere.example/steal', 'http:/admin',
+  ];
+  for (const path of escapes) assert.match(await call(path), /outside the API/, path);
+  assert.equal(api.seen.length, 2, 'a refused call reached the server');
   await session.close();
 });

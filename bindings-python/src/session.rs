@@ -136,6 +136,7 @@ impl Session {
     }
 
     /// The headers for one request: `Authorization` and a fresh `DPoP` proof.
+    /// A URL outside the session's audiences raises `InvalidRequest`.
     #[pyo3(signature = (method, url, reason=None))]
     fn headers(
         &self,

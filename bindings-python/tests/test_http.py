@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import httpx
 import pytest
@@ -331,3 +331,89 @@ def test_second_audience(broker: Broker, api: Api, agent_name: str) -> None:
             assert httpx.get(f"{api.url}/whoami", auth=s.httpx_auth).status_code == 200
     finally:
         v_other.stop()
+
+
+def test_the_token_goes_only_under_the_audience(enroll, api: Api) -> None:
+    host_port = api.url.split("://", 1)[1]
+    port = int(host_port.rsplit(":", 1)[1])
+    elsewhere = [
+        f"http://127.0.0.1:{port + 1}/whoami",
+        f"http://localhost:{port}/whoami",
+        f"https://{host_port}/whoami",
+        f"http://127.0.0.1.nip.io:{port}/whoami",
+        f"http://127.0.0.1.nip.io:{port}/whoami",
+    ]
+    with enroll(["travel:search"]) as s:
+        token = s.headers("GET", f"{api.url}/whoami")["Authorization"].split(" ", 1)[1]
+        before = api.app.state.hits
+        for url in elsewhere:
+            with pytest.raises(pa.InvalidRequest) as e:
+                s.headers("GET", url, reason="why")
+            assert e.value.code == "invalid_request"
+            assert api.audience in str(e.value) and token not in str(e.value)
+            with pytest.raises(pa.InvalidRequest), httpx.Client(auth=s.httpx_auth) as c:
+                c.get(url)
+            with pytest.raises(pa.InvalidRequest), requests.Session() as http:
+                http.get(url, auth=s.requests_auth)
+
+            async def run_async(url: str = url) -> None:
+                async with httpx.AsyncClient(auth=s.httpx_auth) as c:
+                    await c.get(url)
+
+            with pytest.raises(pa.InvalidRequest):
+                asyncio.run(run_async())
+        with pytest.raises(pa.InvalidRequest):
+            s.headers("GET", "/whoami")
+        assert api.app.state.hits == before, "a refused request reached the API"
+        with httpx.Client(auth=s.httpx_auth) as c:
+            assert c.get(f"{api.url}/whoami").status_code == 200
+
+
+def test_requests_follows_redirects_without_the_credentials(broker: Broker, agent_name: str) -> None:
+    """requests keeps Authorization on a same-host redirect: the auth drops the
+    session's headers first, so a redirect out of a path audience carries nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, Optional[str], Optional[str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append((self.path, self.headers.get("authorization"), self.headers.get("dpop")))
+            if self.path == "/api/go":
+                self.send_response(302)
+                self.send_header("location", "/admin")
+            else:
+                self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    audience = f"http://127.0.0.1:{server.server_address[1]}/api"
+    try:
+        code = broker.cli_json(
+            "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", audience
+        )
+        with (
+            pa.authenticate_with_proton(
+                ["travel:search"],
+                audience,
+                broker=broker.issuer,
+                agent_name=agent_name,
+                store="memory",
+                enrollment_code=code["enrollment_code"],
+            ) as s,
+            requests.Session() as http,
+        ):
+            r = http.get(f"{audience}/go", auth=s.requests_auth)
+            assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [p for p, _, _ in seen] == ["/api/go", "/admin"]
+    assert seen[0][1] is not None and seen[0][1].startswith("DPoP ") and seen[0][2]
+    assert seen[1][1:] == (None, None), "the redirect carried the session's credentials"

@@ -110,3 +110,37 @@ def test_langchain_agent_loop_async(enroll, api: Api) -> None:
         tools = api_tools(s, api.url)
         model = ToolCallingFakeModel(messages=iter(script())).bind_tools(tools)
         check_transcript(asyncio.run(agent_loop_async(model, tools, "Book LX 318 for me")), token)
+
+
+ESCAPES = [
+    "/../whoami",
+    "/..",
+    "/%2e%2e/whoami",
+    "/%2E%2E/whoami",
+    "/..%2fwhoami",
+    "/..%2Fwhoami",
+    "/..%5cwhoami",
+    "/..\\whoami",
+    "/x/..%2f..%2fwhoami",
+    "/%2e%2e%5cwhoami",
+    "/./../whoami",
+    "//evil.example/whoami",
+    "whoami",
+]
+
+
+def test_langchain_tool_stays_under_the_base_path(enroll, api: Api) -> None:
+    with enroll(["travel:search"]) as s:
+        (tool,) = api_tools(s, f"{api.url}/sync")
+        ok = json.loads(tool.invoke({"method": "GET", "path": "/whoami?x=1"}))
+        assert ok["status"] == 200, ok
+        # Dot segments that stay under the base path are resolved, not refused.
+        ok = json.loads(tool.invoke({"method": "GET", "path": "/a/%2e%2e/whoami"}))
+        assert ok["status"] == 200, ok
+        before = api.app.state.hits
+        for path in ESCAPES:
+            out = tool.invoke({"method": "GET", "path": path})
+            assert "only go to the configured API" in out, (path, out)
+            out = asyncio.run(tool.ainvoke({"method": "GET", "path": path}))
+            assert "only go to the configured API" in out, (path, out)
+        assert api.app.state.hits == before, "a refused call reached the API"

@@ -17,7 +17,9 @@ import { parseArgs } from 'node:util';
 import { ownerRequest, ownerRevokes } from './owner.mjs';
 
 const require = createRequire(import.meta.url);
-const { authenticateWithProton, ProtonPassError } = require(require('./node-package.cjs'));
+const pkg = require('./node-package.cjs');
+const { authenticateWithProton, ProtonPassError } = require(pkg);
+const { apiUrl } = require(`${pkg}/langchain.js`);
 
 const SCOPES = ['travel:search', 'travel:book', 'payment:execute:under-500'];
 const say = (text) => console.log(`[autogpt]   ${text}`);
@@ -48,8 +50,12 @@ function commands(session) {
         init.body = JSON.stringify(body);
         init.headers = { 'content-type': 'application/json' };
       }
+      // The path the brain chose stays under the API once normalised
+      // (`/../x`, `%2e%2e`, `..%2f`, backslashes are refused).
+      const url = apiUrl(api, p);
+      if (url === null) return { error: `${p} is outside the API ${api}` };
       try {
-        const r = await session.fetch(`${api}${p}`, init);
+        const r = await session.fetch(url, init);
         const text = await r.text();
         let json;
         try {

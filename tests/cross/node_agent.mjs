@@ -1,6 +1,6 @@
 // An agent using the Node package, driven line by line on stdin so that a test
 // in another language can use its session:
-//   node node_agent.mjs --broker URL --audience URL --name NAME --code ENROLLMENT_CODE
+//   node node_agent.mjs --broker URL --audience URL [--audience URL...] --name NAME --code ENROLLMENT_CODE
 // prints {"event":"ready","scopes":[...]} once authenticated, then answers each
 // stdin line (JSON) with one stdout line (JSON):
 //   {"op":"fetch","method":"GET","url":U}    -> {"status":N,"body":TEXT} or {"error":CODE,"message":...}
@@ -15,7 +15,7 @@ const { authenticateWithProton, ProtonPassError } = require(require('../../examp
 const { values: opt } = parseArgs({
   options: {
     broker: { type: 'string' },
-    audience: { type: 'string' },
+    audience: { type: 'string', multiple: true },
     name: { type: 'string' },
     code: { type: 'string' },
     scope: { type: 'string', default: 'travel:search' },
@@ -27,12 +27,13 @@ let session;
 try {
   session = await authenticateWithProton({
     scope: opt.scope.split(' '),
-    audience: opt.audience,
+    audience: opt.audience[0],
     broker: opt.broker,
     agentName: opt.name,
     enrollmentCode: opt.code,
     store: 'memory',
   });
+  for (const aud of opt.audience.slice(1)) await session.addAudience(aud);
 } catch (e) {
   out({ event: 'failed', error: e.code, message: e.message });
   process.exit(1);

@@ -1,7 +1,8 @@
 // A resource server protected by the Node package's Verifier (node:http, no
 // framework): GET /whoami needs travel:search. Usage:
-//   node node_verifier.mjs --issuer URL --audience URL
-// First stdout line: {"event":"listening","url":...}.
+//   node node_verifier.mjs --issuer URL [--audience URL]
+// The audience defaults to the server's own URL. First stdout line:
+// {"event":"listening","url":...,"audience":...}.
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
@@ -10,8 +11,7 @@ const require = createRequire(import.meta.url);
 const { Verifier } = require(require('../../examples/travel/node-package.cjs'));
 const { values: opt } = parseArgs({ options: { issuer: { type: 'string' }, audience: { type: 'string' } } });
 
-const verifier = new Verifier({ issuer: opt.issuer, audience: opt.audience });
-await verifier.ready();
+let verifier;
 const server = http.createServer(async (req, res) => {
   const url = `http://${req.headers.host}${req.url}`;
   if (new URL(url).pathname !== '/whoami') {
@@ -33,9 +33,12 @@ const server = http.createServer(async (req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ verifier: 'node', owner, agent, scopes: scopes.join(' '), token_id: tokenId, grant_id: grantId }));
 });
-server.listen(0, '127.0.0.1', () => {
-  console.log(JSON.stringify({ event: 'listening', url: `http://127.0.0.1:${server.address().port}` }));
-});
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const url = `http://127.0.0.1:${server.address().port}`;
+const audience = opt.audience || url;
+verifier = new Verifier({ issuer: opt.issuer, audience });
+await verifier.ready();
+console.log(JSON.stringify({ event: 'listening', url, audience }));
 const stop = () => {
   verifier.stop();
   server.close();

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -82,10 +82,10 @@ class Broker:
             raise RuntimeError(f"protonpass-broker {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r.stdout
 
-    def enrollment_code(self, agent: str, scope: str, audience: str) -> str:
-        out = json.loads(
-            self.cli("grant", "create", "--agent", agent, "--scope", scope, "--audience", audience, "--json")
-        )
+    def enrollment_code(self, agent: str, scope: str, audience: Union[str, list[str]]) -> str:
+        auds = [audience] if isinstance(audience, str) else audience
+        args = [a for aud in auds for a in ("--audience", aud)]
+        out = json.loads(self.cli("grant", "create", "--agent", agent, "--scope", scope, *args, "--json"))
         return str(out["enrollment_code"])
 
     def close(self) -> None:
@@ -93,21 +93,26 @@ class Broker:
         self._tmp.cleanup()
 
 
-def start_verifiers(issuer: str, audience: str) -> dict[str, tuple[Proc, str]]:
-    """The three verifiers, each as its own process: name -> (process, protected URL needing travel:search)."""
-    out: dict[str, tuple[Proc, str]] = {}
+def start_verifiers(issuer: str) -> dict[str, tuple[Proc, str, str]]:
+    """The three verifiers, each as its own process on its own port:
+    name -> (process, protected URL needing travel:search, its audience).
+
+    Each has its own audience under its own URL: a session sends its token only
+    to URLs under its audiences, so an agent calling all three holds a token for
+    each (one grant naming the three audiences)."""
+    out: dict[str, tuple[Proc, str, str]] = {}
     try:
-        py = Proc([sys.executable, str(ROOT / "examples/travel/api.py"), "--issuer", issuer, "--audience", audience])
-        out["python"] = (py, py.first["url"] + "/travel/flights")
-        node = Proc(["node", str(HERE / "node_verifier.mjs"), "--issuer", issuer, "--audience", audience])
-        out["node"] = (node, node.first["url"] + "/whoami")
+        py = Proc([sys.executable, str(ROOT / "examples/travel/api.py"), "--issuer", issuer])
+        out["python"] = (py, py.first["url"] + "/travel/flights", py.first["audience"])
+        node = Proc(["node", str(HERE / "node_verifier.mjs"), "--issuer", issuer])
+        out["node"] = (node, node.first["url"] + "/whoami", node.first["audience"])
         rust_bin = os.environ.get("CROSS_VERIFIER_BIN")
         if not rust_bin:
             raise RuntimeError("CROSS_VERIFIER_BIN is not set: run the tests with tests/cross/run.sh")
-        rust = Proc([rust_bin, "--issuer", issuer, "--audience", audience])
-        out["rust"] = (rust, rust.first["url"] + "/whoami")
+        rust = Proc([rust_bin, "--issuer", issuer])
+        out["rust"] = (rust, rust.first["url"] + "/whoami", rust.first["audience"])
     except BaseException:
-        for p, _ in out.values():
+        for p, _, _ in out.values():
             p.stop()
         raise
     return out
@@ -116,7 +121,7 @@ def start_verifiers(issuer: str, audience: str) -> dict[str, tuple[Proc, str]]:
 class NodeAgent:
     """An agent on the Node package, authenticated with an enrollment code, driven line by line."""
 
-    def __init__(self, broker: str, audience: str, name: str, code: str) -> None:
+    def __init__(self, broker: str, audiences: list[str], name: str, code: str) -> None:
         self.name = name
         self.p = Proc(
             [
@@ -124,8 +129,7 @@ class NodeAgent:
                 str(HERE / "node_agent.mjs"),
                 "--broker",
                 broker,
-                "--audience",
-                audience,
+                *[a for aud in audiences for a in ("--audience", aud)],
                 "--name",
                 name,
                 "--code",

@@ -171,3 +171,33 @@ def test_a_revoked_plugin_reports_it(autogpt: dict[str, Any]) -> None:
         if not out.startswith('{"status": 200'):
             break
     assert out.startswith("Error: invalid_grant"), out
+
+
+ESCAPES = [
+    "/../admin",
+    "/..",
+    "/%2e%2e/admin",
+    "/%2E%2E/admin",
+    "/..%2fadmin",
+    "/..%2Fadmin",
+    "/..%5cadmin",
+    "/..\\admin",
+    "/x/..%2f..%2fadmin",
+    "/%2e%2e%5cadmin",
+    "/./../admin",
+]
+
+
+def test_paths_cannot_leave_the_configured_base_path(autogpt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    plugins, prompt = autogpt["plugins"], autogpt["prompt"]
+    monkeypatch.setenv("PROTONPASS_API_URL", os.environ["PROTONPASS_API_URL"] + "/travel")
+    ok = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": "/flights?to=CDG"})
+    assert json.loads(ok)["status"] == 200, ok
+    # Dot segments that stay under the base path are resolved, not refused.
+    ok = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": "/x/../flights"})
+    assert json.loads(ok)["status"] == 200, ok
+    for path in ESCAPES:
+        out = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": path})
+        assert out.startswith("Error: requests may only go to the configured API"), (path, out)

@@ -18,7 +18,6 @@ from protonpass_agent import ProtonPassError, Session, authenticate_with_proton
 
 from procs import Broker, NodeAgent, start_verifiers
 
-AUDIENCE = "http://127.0.0.1/cross-travel"
 _n = itertools.count()
 
 
@@ -30,11 +29,23 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture(scope="module")
-def verifiers(broker: Broker) -> Iterator[dict[str, str]]:
-    procs = start_verifiers(broker.issuer, AUDIENCE)
-    yield {name: url for name, (_, url) in procs.items()}
-    for p, _ in procs.values():
+def running(broker: Broker) -> Iterator[dict[str, tuple[str, str]]]:
+    """name -> (protected URL, audience) of each verifier."""
+    procs = start_verifiers(broker.issuer)
+    yield {name: (url, aud) for name, (_, url, aud) in procs.items()}
+    for p, _, _ in procs.values():
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def verifiers(running: dict[str, tuple[str, str]]) -> dict[str, str]:
+    return {name: url for name, (url, _) in running.items()}
+
+
+@pytest.fixture(scope="module")
+def audiences(running: dict[str, tuple[str, str]]) -> list[str]:
+    """Each verifier has its own audience: an agent holds a token for each."""
+    return [aud for _, aud in running.values()]
 
 
 def name(lang: str) -> str:
@@ -47,25 +58,27 @@ def agent_of(lang: str, body: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def py_session(broker: Broker) -> Iterator[Session]:
+def py_session(broker: Broker, audiences: list[str]) -> Iterator[Session]:
     n = name("py")
     s = authenticate_with_proton(
         ["travel:search"],
-        AUDIENCE,
+        audiences[0],
         broker=broker.issuer,
         agent_name=n,
         store="memory",
-        enrollment_code=broker.enrollment_code(n, "travel:search", AUDIENCE),
+        enrollment_code=broker.enrollment_code(n, "travel:search", audiences),
     )
+    for aud in audiences[1:]:
+        s.add_audience(aud)
     yield s
     with contextlib.suppress(ProtonPassError):  # already revoked by the test
         s.close()
 
 
 @pytest.fixture
-def node_agent(broker: Broker) -> Iterator[NodeAgent]:
+def node_agent(broker: Broker, audiences: list[str]) -> Iterator[NodeAgent]:
     n = name("node")
-    a = NodeAgent(broker.issuer, AUDIENCE, n, broker.enrollment_code(n, "travel:search", AUDIENCE))
+    a = NodeAgent(broker.issuer, audiences, n, broker.enrollment_code(n, "travel:search", audiences))
     yield a
     a.close()
 
@@ -152,21 +165,25 @@ def authenticated_name(verifiers: dict[str, str], s: Session) -> str:
     return str(r.json()["agent"])
 
 
-def test_revoking_one_token_reaches_every_verifier_and_the_sdk_renews(
+def test_revoking_one_token_reaches_its_verifier_and_the_sdk_renews(
     broker: Broker, py_session: Session, verifiers: dict[str, str]
 ) -> None:
-    """`protonpass-broker revoke TOKEN_ID` (one access token, not the grant): every
-    verifier refuses that token; the SDK then renews from its grant on the next call."""
-    r = httpx.get(verifiers["rust"], auth=py_session.httpx_auth, timeout=10)
-    assert r.status_code == 200, r.text
-    token_id = r.json()["token_id"]
-    broker.cli("revoke", "--", token_id)
-    for lang, url in verifiers.items():
+    """`protonpass-broker revoke TOKEN_ID` (one access token, not the grant): the
+    verifier of that token's audience refuses it while the agent's tokens for the
+    other audiences still pass; the SDK then renews from its grant on the next call."""
+    for lang in ("rust", "node"):  # the verifiers that report token ids
+        url = verifiers[lang]
+        r = httpx.get(url, auth=py_session.httpx_auth, timeout=10)
+        assert r.status_code == 200, (lang, r.text)
+        token_id = r.json()["token_id"]
+        broker.cli("revoke", "--", token_id)
         refused = wait_refused(url, lambda url=url: py_session.headers("GET", url))
         assert refused.status_code == 401, (lang, refused.status_code, refused.text)
         assert "revoked" in refused.headers.get("www-authenticate", ""), (lang, refused.headers)
-    for lang, url in verifiers.items():
+        for other, u in verifiers.items():
+            if other != lang:
+                ok = raw_get(u, py_session.headers("GET", u))
+                assert ok.status_code == 200, (lang, other, ok.status_code, ok.text)
         again = httpx.get(url, auth=py_session.httpx_auth, timeout=10)
         assert again.status_code == 200, (lang, again.status_code, again.text)
-    r = httpx.get(verifiers["node"], auth=py_session.httpx_auth, timeout=10)
-    assert r.json()["token_id"] != token_id
+        assert again.json()["token_id"] != token_id

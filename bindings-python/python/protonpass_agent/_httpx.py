@@ -15,7 +15,10 @@ class HttpxAuth(httpx.Auth):
 
     On a 401 asking for a DPoP nonce it signs again with the server's nonce
     and retries once; on an expired or revoked token it renews and retries
-    once. Works with ``httpx.Client`` and ``httpx.AsyncClient``.
+    once. Works with ``httpx.Client`` and ``httpx.AsyncClient``. A URL outside
+    the session's audiences raises :class:`InvalidRequest` before anything is
+    sent. (With ``follow_redirects=True``, httpx keeps the headers on
+    same-origin hops: leave it off when the audience is a path.)
     """
 
     def __init__(self, session: Session, reason: Optional[str] = None) -> None:

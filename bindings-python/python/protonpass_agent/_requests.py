@@ -18,6 +18,8 @@ class RequestsAuth(AuthBase):
 
     On a 401 asking for a DPoP nonce it signs again with the server's nonce
     and retries once; on an expired or revoked token it renews and retries once.
+    A URL outside the session's audiences raises :class:`InvalidRequest` before
+    anything is sent; redirects are followed without the credentials.
     """
 
     def __init__(self, session: Session, reason: Optional[str] = None) -> None:
@@ -37,6 +39,19 @@ class RequestsAuth(AuthBase):
         return r
 
     def _on_response(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
+        req = resp.request
+        out = self._answer(resp, **kwargs)
+        if out.is_redirect:
+            # requests follows a redirect with a copy of this request, and keeps
+            # its Authorization header when the host stays the same: the hop
+            # goes without the session's credentials, so that the token never
+            # reaches a path outside the session's audiences.
+            for r in (req, out.request):
+                r.headers.pop("Authorization", None)
+                r.headers.pop("DPoP", None)
+        return out
+
+    def _answer(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
         req = resp.request
         action = self._session._observe(
             req.url or "", resp.status_code, resp.headers.get("www-authenticate"), resp.headers.get("dpop-nonce")

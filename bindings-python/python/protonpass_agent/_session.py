@@ -110,6 +110,10 @@ class Session:
         """The headers for one request: ``Authorization: DPoP ...`` and a fresh ``DPoP`` proof.
 
         ``reason`` (at most 300 characters) is signed into the proof and audited.
+        ``url`` must lie under one of the session's audiences (same scheme, host
+        and port, and a path under the audience's path, compared after
+        normalisation); anything else raises :class:`InvalidRequest`, so the token
+        is never attached to a request to another server.
         """
         return dict(self._native.headers(method, url, reason))
 

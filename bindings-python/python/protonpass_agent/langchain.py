@@ -3,7 +3,9 @@
 The model chooses the method, the path and the body; the tool signs the
 request with the session (DPoP proof and access token) and returns only the
 response status and body. The token never enters the conversation, and
-requests can only go to the configured API.
+requests can only go under the configured API's base URL: the path is
+normalised first (dot segments, ``%2e``, ``%2f``, ``%5c``, backslashes; see
+:func:`protonpass_agent.paths.api_url`), so ``/../admin`` is refused.
 
 Needs ``pip install 'protonpass-agent[langchain]'`` (``langchain-core`` and ``httpx``).
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal, Optional
-from urllib.parse import urljoin, urlsplit
 
 try:
     import httpx
@@ -21,7 +22,9 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("protonpass_agent.langchain needs: pip install 'protonpass-agent[langchain]'") from e
 
+from ._native import InvalidRequest
 from ._session import Session
+from .paths import api_url
 
 MAX_RESPONSE_CHARS = 8000
 
@@ -53,14 +56,10 @@ class ProtonPassApiTool(BaseTool):
     timeout: float = 30.0
 
     def _url(self, path: str) -> str:
-        refused = ToolException("requests may only go to the configured API: give a path starting with one '/'")
-        if not path.startswith("/") or path.startswith("//"):
-            raise refused
-        url = urljoin(self.base_url.rstrip("/") + "/", path.lstrip("/"))
-        base, target = urlsplit(self.base_url), urlsplit(url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            raise refused
-        return url
+        try:
+            return api_url(self.base_url, path)
+        except ValueError as e:
+            raise ToolException(str(e)) from None
 
     @staticmethod
     def _answer(r: httpx.Response) -> str:
@@ -73,16 +72,24 @@ class ProtonPassApiTool(BaseTool):
         self, method: str, path: str, body: Optional[dict[str, Any]] = None, reason: Optional[str] = None, **_: Any
     ) -> str:
         auth = self.session.httpx_auth if reason is None else self.session.httpx_auth.with_reason(reason)
-        with httpx.Client(timeout=self.timeout) as c:
-            r = c.request(method, self._url(path), json=body, auth=auth)
+        url = self._url(path)
+        try:
+            with httpx.Client(timeout=self.timeout) as c:
+                r = c.request(method, url, json=body, auth=auth)
+        except InvalidRequest as e:  # e.g. a base URL wider than the session's audiences
+            raise ToolException(str(e)) from None
         return self._answer(r)
 
     async def _arun(
         self, method: str, path: str, body: Optional[dict[str, Any]] = None, reason: Optional[str] = None, **_: Any
     ) -> str:
         auth = self.session.httpx_auth if reason is None else self.session.httpx_auth.with_reason(reason)
-        async with httpx.AsyncClient(timeout=self.timeout) as c:
-            r = await c.request(method, self._url(path), json=body, auth=auth)
+        url = self._url(path)
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as c:
+                r = await c.request(method, url, json=body, auth=auth)
+        except InvalidRequest as e:  # e.g. a base URL wider than the session's audiences
+            raise ToolException(str(e)) from None
         return self._answer(r)
 
 

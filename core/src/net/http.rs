@@ -48,19 +48,27 @@ pub(crate) fn unreachable(what: &str, e: &reqwest::Error) -> Error {
     ))
 }
 
-/// Read a response body with a size cap.
-pub(crate) async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>> {
+/// Read a response body with a size cap, chunk by chunk: a body past
+/// [`MAX_BODY`] is refused as soon as it gets there, with or without a
+/// `Content-Length`, and the rest is never read (dropping the response closes
+/// the connection).
+pub(crate) async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>> {
+    let too_large = || Error::InvalidResponse(format!("response body over {MAX_BODY} bytes"));
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(Error::InvalidResponse("response body too large".into()));
+        return Err(too_large());
     }
-    let bytes = resp
-        .bytes()
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| unreachable("reading the response", &e))?;
-    if bytes.len() > MAX_BODY {
-        return Err(Error::InvalidResponse("response body too large".into()));
+        .map_err(|e| unreachable("reading the response", &e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
-    Ok(bytes.to_vec())
+    Ok(body)
 }
 
 /// Turn an error response into the typed error its body names.
@@ -119,7 +127,8 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     Err(last)
 }
 
-/// Fetch (once per process and broker URL) the broker's RFC 8414 metadata.
+/// Fetch (once per process and broker URL) the broker's RFC 8414 metadata,
+/// checked as RFC 8414 section 3.3 asks ([`check_metadata`]).
 pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<ServerMetadata>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -129,11 +138,65 @@ pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetada
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");
     let meta: ServerMetadata = get_json(&url, rng).await?;
+    check_metadata(broker, &meta)?;
     let meta = Arc::new(meta);
     if let Ok(mut c) = cache.lock() {
         c.insert(key, meta.clone());
     }
     Ok(meta)
+}
+
+/// RFC 8414 section 3.3: the `issuer` is the URL the metadata was asked of
+/// (one trailing slash aside), and every endpoint the SDK calls lies on that
+/// URL's origin (scheme, host and port), so that metadata served by someone
+/// else cannot send refresh tokens, proofs or key fetches elsewhere.
+fn check_metadata(broker: &str, meta: &ServerMetadata) -> Result<()> {
+    let asked = broker.strip_suffix('/').unwrap_or(broker);
+    if meta.issuer != asked && meta.issuer != broker {
+        return Err(Error::InvalidResponse(format!(
+            "the broker's metadata field issuer is {:?}, not the broker URL {asked:?} (RFC 8414 section 3.3)",
+            meta.issuer
+        )));
+    }
+    let origin = url::Url::parse(asked)
+        .map(|u| u.origin())
+        .ok()
+        .filter(url::Origin::is_tuple)
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!("the broker URL {asked:?} is not an http(s) URL"))
+        })?;
+    let endpoints = [
+        ("token_endpoint", Some(&meta.token_endpoint)),
+        (
+            "device_authorization_endpoint",
+            Some(&meta.device_authorization_endpoint),
+        ),
+        ("revocation_endpoint", Some(&meta.revocation_endpoint)),
+        ("introspection_endpoint", Some(&meta.introspection_endpoint)),
+        ("jwks_uri", Some(&meta.jwks_uri)),
+        (
+            "revocation_feed_endpoint",
+            Some(&meta.revocation_feed_endpoint),
+        ),
+        (
+            "revocation_stream_endpoint",
+            meta.revocation_stream_endpoint.as_ref(),
+        ),
+        ("usage_endpoint", meta.usage_endpoint.as_ref()),
+    ];
+    for (field, value) in endpoints {
+        let Some(value) = value else { continue };
+        let same = url::Url::parse(value).is_ok_and(|u| {
+            u.origin() == origin && u.username().is_empty() && u.password().is_none()
+        });
+        if !same {
+            return Err(Error::InvalidResponse(format!(
+                "the broker's metadata field {field} is not on the broker's origin {} (RFC 8414 section 3.3)",
+                origin.ascii_serialization()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The origin (`scheme://host:port`) of a URL, for per-origin nonce caches.
@@ -175,3 +238,7 @@ impl NonceCache {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

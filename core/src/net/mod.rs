@@ -5,6 +5,7 @@
 //! retries with backoff and jitter for idempotent calls only, and typed errors
 //! that say what to do.
 
+mod audience;
 mod client;
 mod http;
 mod store;

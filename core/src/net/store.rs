@@ -6,19 +6,21 @@
 //! atomically (write, fsync, rename). Every use of a refresh token happens under
 //! an exclusive lock on the profile (`File::lock`), re-reading the file first,
 //! so concurrent processes sharing a profile never spend each other's rotated
-//! refresh tokens or lose an update. The memory store is for ephemeral agents.
+//! refresh tokens or lose an update. The memory store is for ephemeral agents;
+//! its profile lock is process-wide, so sessions of one process sharing a
+//! memory profile are serialised the same way.
 //!
 //! With a passphrase (`PROTONPASS_PASSPHRASE`), the private key and the refresh
 //! token are sealed with ChaCha20-Poly1305 under a key derived by Argon2id
 //! (19 MiB, 2 passes: the OWASP minimum) from the passphrase and a per-file
 //! salt; the derived key is cached for the process, so rotation costs no KDF.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -177,14 +179,49 @@ impl fmt::Debug for GrantStore {
 
 /// Holds the profile lock; released on drop.
 #[derive(Debug)]
-pub struct ProfileLock(Option<File>);
+pub struct ProfileLock(Held);
+
+#[derive(Debug)]
+enum Held {
+    /// The file store: an exclusive lock on the profile's lock file.
+    File(File),
+    /// The memory store: the profile's entry in [`memory_locks`].
+    Memory(String),
+}
 
 impl Drop for ProfileLock {
     fn drop(&mut self) {
-        if let Some(f) = &self.0 {
-            let _ = f.unlock();
+        match &self.0 {
+            Held::File(f) => {
+                let _ = f.unlock();
+            }
+            Held::Memory(profile) => {
+                let (held, released) = memory_locks();
+                if let Ok(mut h) = held.lock() {
+                    h.remove(profile);
+                }
+                released.notify_all();
+            }
         }
     }
+}
+
+/// The memory store's profile locks: sessions of one process sharing a
+/// memory profile must not spend each other's rotated refresh tokens either.
+fn memory_locks() -> &'static (Mutex<HashSet<String>>, Condvar) {
+    static LOCKS: OnceLock<(Mutex<HashSet<String>>, Condvar)> = OnceLock::new();
+    LOCKS.get_or_init(|| (Mutex::new(HashSet::new()), Condvar::new()))
+}
+
+fn lock_memory(profile: &str) -> Result<ProfileLock> {
+    let poisoned = |_| Error::Storage("memory store lock poisoned".into());
+    let (held, released) = memory_locks();
+    let mut h = held.lock().map_err(poisoned)?;
+    while h.contains(profile) {
+        h = released.wait(h).map_err(poisoned)?;
+    }
+    h.insert(profile.to_owned());
+    Ok(ProfileLock(Held::Memory(profile.to_owned())))
 }
 
 fn memory() -> &'static Mutex<HashMap<String, StoredGrant>> {
@@ -318,13 +355,13 @@ impl GrantStore {
     pub fn lock(&self, profile: &str) -> Result<ProfileLock> {
         check_profile(profile)?;
         match &self.kind {
-            StoreKind::Memory => Ok(ProfileLock(None)),
+            StoreKind::Memory => lock_memory(profile),
             StoreKind::File(dir) => {
                 Self::ensure_dir(dir)?;
                 let (_, lock_path) = Self::paths(dir, profile);
                 let f = open_private(&lock_path, false)?;
                 f.lock().map_err(|e| io("cannot lock", &lock_path, e))?;
-                Ok(ProfileLock(Some(f)))
+                Ok(ProfileLock(Held::File(f)))
             }
         }
     }
@@ -587,6 +624,30 @@ mod tests {
         let mode = fs::metadata(&nested).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_memory_store_lock_excludes_other_holders_of_the_profile() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let s = GrantStore::new(StoreKind::Memory);
+        let first = s.lock("mem-lock-test").unwrap();
+        // Another profile is not held up.
+        drop(s.lock("mem-lock-other").unwrap());
+        let got = Arc::new(AtomicBool::new(false));
+        let (s2, got2) = (s.clone(), got.clone());
+        let t = std::thread::spawn(move || {
+            let _second = s2.lock("mem-lock-test").unwrap();
+            got2.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            !got.load(Ordering::SeqCst),
+            "a second holder took the profile lock while the first held it"
+        );
+        drop(first);
+        t.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{AUD, enrolled, start_api};
+use common::{Api, enrolled};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
@@ -26,6 +26,7 @@ fn opts(broker: &Broker, home: &std::path::Path) -> AuthOptions {
 async fn device_login(
     broker: &Broker,
     home: &std::path::Path,
+    aud: &str,
     scopes: &[&str],
     approve_args: &[&str],
 ) -> (Result<Session>, Option<DevicePrompt>) {
@@ -55,17 +56,13 @@ async fn device_login(
     });
     let mut o = opts(broker, home);
     o.prompt = Some(prompt);
-    let s = authenticate_with_proton(scopes, AUD_FOR_BROKER, o).await;
+    let s = authenticate_with_proton(scopes, aud, o).await;
     let p = seen.lock().unwrap().clone();
     (s, p)
 }
 
-// The audience the API registers under; a test API's real URL differs per
-// run, so the API is configured with this fixed audience.
-const AUD_FOR_BROKER: &str = AUD;
-
-async fn verifier_for(broker: &Broker, require_nonce: bool) -> Verifier {
-    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
+async fn verifier_for(broker: &Broker, aud: &str, require_nonce: bool) -> Verifier {
+    let mut o = VerifierOptions::new(broker.issuer.clone(), aud);
     o.require_nonce = require_nonce;
     o.max_staleness = Duration::from_secs(5);
     Verifier::new(o).await.unwrap()
@@ -91,23 +88,31 @@ fn api_url(base: &str, path: &str) -> String {
 async fn device_grant_then_stored_grant_then_revocation() {
     let broker = Broker::start(&["--device-interval", "1"]);
     let home = tempfile::tempdir().unwrap();
-    let (s, prompt) =
-        device_login(&broker, home.path(), &["travel:search", "travel:book"], &[]).await;
+    let api = Api::bind().await;
+    let aud = api.aud.clone();
+    let (s, prompt) = device_login(
+        &broker,
+        home.path(),
+        &aud,
+        &["travel:search", "travel:book"],
+        &[],
+    )
+    .await;
     let s = s.unwrap();
     let p = prompt.expect("the prompt was shown");
     assert_eq!(p.user_code.len(), 9, "XXXX-XXXX");
     assert!(s.scopes().covers(&Scope::parse("travel:book").unwrap()));
 
     // Second run: the stored grant is used, no prompt (the default prompt panics).
-    let s2 = authenticate_with_proton(&["travel:search"], AUD, opts(&broker, home.path()))
+    let s2 = authenticate_with_proton(&["travel:search"], &aud, opts(&broker, home.path()))
         .await
         .unwrap();
     assert_eq!(s2.scopes().to_string(), "travel:search");
     assert_eq!(s2.thumbprint(), s.thumbprint(), "same key, same grant");
 
     // The API accepts the session's requests.
-    let v = verifier_for(&broker, false).await;
-    let base = start_api(v.clone()).await;
+    let v = verifier_for(&broker, &aud, false).await;
+    let base = api.serve(v.clone()).await;
     let r = s2
         .send(
             "GET",
@@ -159,7 +164,7 @@ fn s2_headers_fresh(h: &[(String, String)], _url: &str) -> Vec<(String, String)>
     h.to_vec()
 }
 
-fn enroll(broker: &Broker, scopes: &str, ttl: &str) -> String {
+fn enroll(broker: &Broker, aud: &str, scopes: &str, ttl: &str) -> String {
     let v = broker.cli_json(&[
         "grant",
         "create",
@@ -168,7 +173,7 @@ fn enroll(broker: &Broker, scopes: &str, ttl: &str) -> String {
         "--scope",
         scopes,
         "--audience",
-        AUD,
+        aud,
         "--ttl",
         ttl,
     ]);
@@ -188,9 +193,9 @@ fn headless(broker: &Broker, home: &std::path::Path, code: Option<String>) -> Au
 }
 
 /// A headless agent enrolled for `travel:search` (the home dir must outlive it).
-async fn enrolled_session(broker: &Broker) -> (Session, tempfile::TempDir) {
+async fn enrolled_session(broker: &Broker, aud: &str) -> (Session, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
-    let s = enrolled(broker, home.path()).await;
+    let s = enrolled(broker, home.path(), aud).await;
     (s, home)
 }
 
@@ -198,14 +203,21 @@ async fn enrolled_session(broker: &Broker) -> (Session, tempfile::TempDir) {
 async fn enrollment_narrowing_and_required_scopes() {
     let broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let code = enroll(&broker, "travel:search payment:execute:under-100", "1h");
+    let api = Api::bind().await;
+    let aud = api.aud.clone();
+    let code = enroll(
+        &broker,
+        &aud,
+        "travel:search payment:execute:under-100",
+        "1h",
+    );
 
     // The owner named the agent: another name cannot redeem the code (and the
     // refusal does not spend it).
     let wrong_home = tempfile::tempdir().unwrap();
     let mut wrong = headless(&broker, wrong_home.path(), Some(code.clone()));
     wrong.agent_name = Some("other-bot".into());
-    let e = authenticate_with_proton(&["travel:search"], AUD, wrong)
+    let e = authenticate_with_proton(&["travel:search"], &aud, wrong)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_grant", "{e}");
@@ -217,7 +229,7 @@ async fn enrollment_narrowing_and_required_scopes() {
     o.required = Some(vec!["travel:search".into()]);
     let s = authenticate_with_proton(
         &["travel:search", "payment:execute:under-500", "travel:book"],
-        AUD,
+        &aud,
         o,
     )
     .await
@@ -231,7 +243,7 @@ async fn enrollment_narrowing_and_required_scopes() {
     let other_home = tempfile::tempdir().unwrap();
     let e = authenticate_with_proton(
         &["travel:search"],
-        AUD,
+        &aud,
         headless(&broker, other_home.path(), Some(code)),
     )
     .await
@@ -239,7 +251,7 @@ async fn enrollment_narrowing_and_required_scopes() {
     assert_eq!(e.code(), "invalid_grant", "{e}");
 
     // A required scope the stored grant lacks is an error naming it.
-    let e = authenticate_with_proton(&["travel:book"], AUD, headless(&broker, home.path(), None))
+    let e = authenticate_with_proton(&["travel:book"], &aud, headless(&broker, home.path(), None))
         .await
         .unwrap_err();
     match &e {
@@ -251,11 +263,11 @@ async fn enrollment_narrowing_and_required_scopes() {
     }
 
     // The API enforces the narrowed limit on amounts.
-    let v = verifier_for(&broker, false).await;
-    let base = start_api(v).await;
+    let v = verifier_for(&broker, &aud, false).await;
+    let base = api.serve(v).await;
     let s = authenticate_with_proton(
         &["payment:execute:under-100"],
-        AUD,
+        &aud,
         headless(&broker, home.path(), None),
     )
     .await
@@ -280,11 +292,12 @@ async fn enrollment_narrowing_and_required_scopes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_across_short_lifetimes_and_nonce_challenge() {
     let broker = Broker::start(&["--access-ttl", "3s"]);
-    let (s, _home) = enrolled_session(&broker).await;
+    let api = Api::bind().await;
+    let (s, _home) = enrolled_session(&broker, &api.aud).await;
     // The API demands server nonces: the first request is challenged and the
     // session answers transparently.
-    let v = verifier_for(&broker, true).await;
-    let base = start_api(v).await;
+    let v = verifier_for(&broker, &api.aud, true).await;
+    let base = api.serve(v).await;
     let url = api_url(&base, "/flights");
     let first_exp = s.expires_at();
     // Three lifetimes: every request must pass, on renewed tokens.
@@ -303,9 +316,11 @@ async fn renewal_across_short_lifetimes_and_nonce_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
     let mut broker = Broker::start(&[]);
-    let (s, _home) = enrolled_session(&broker).await;
-    let v = verifier_for(&broker, false).await;
-    let base = start_api(v.clone()).await;
+    let api = Api::bind().await;
+    let aud = api.aud.clone();
+    let (s, _home) = enrolled_session(&broker, &aud).await;
+    let v = verifier_for(&broker, &aud, false).await;
+    let base = api.serve(v.clone()).await;
     let url = api_url(&base, "/flights");
     assert_eq!(
         s.send("GET", &url, &[], None, None).await.unwrap().status(),
@@ -338,10 +353,10 @@ async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
 
     // A new grant works against the restarted broker, and renewal too.
     let home2 = tempfile::tempdir().unwrap();
-    let code = enroll(&broker, "travel:search", "1h");
+    let code = enroll(&broker, &aud, "travel:search", "1h");
     let s2 = authenticate_with_proton(
         &["travel:search"],
-        AUD,
+        &aud,
         headless(&broker, home2.path(), Some(code)),
     )
     .await
@@ -360,9 +375,10 @@ async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifier_rejections_over_http_carry_the_right_challenge() {
     let broker = Broker::start(&[]);
-    let (s, _home) = enrolled_session(&broker).await;
-    let v = verifier_for(&broker, false).await;
-    let base = start_api(v).await;
+    let api = Api::bind().await;
+    let (s, _home) = enrolled_session(&broker, &api.aud).await;
+    let v = verifier_for(&broker, &api.aud, false).await;
+    let base = api.serve(v).await;
     let url = api_url(&base, "/flights");
     let http = reqwest::Client::new();
     let hdrs = s.headers("GET", &url).unwrap();
@@ -449,4 +465,70 @@ async fn verifier_rejections_over_http_carry_the_right_challenge() {
         www.contains("error=\"insufficient_scope\"") && www.contains("scope=\"payment:execute\""),
         "{www}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_goes_only_to_urls_under_the_audience() {
+    let broker = Broker::start(&[]);
+    let api = Api::bind().await;
+    let (s, _home) = enrolled_session(&broker, &api.aud).await;
+    let token = s.headers("GET", &api_url(&api.base, "/flights")).unwrap()[0]
+        .1
+        .trim_start_matches("DPoP ")
+        .to_owned();
+    // A listener standing for anywhere else: it must never be contacted.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_at = trap.local_addr().unwrap().to_string();
+    let contacted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = contacted.clone();
+    tokio::spawn(async move {
+        while trap.accept().await.is_ok() {
+            c.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let host_port = api.base.trim_start_matches("http://").to_owned();
+    let elsewhere = [
+        format!("http://{trap_at}/travel/flights"),
+        format!(
+            "http://localhost:{}/travel/flights",
+            trap_at.rsplit(':').next().unwrap()
+        ),
+        format!("https://{host_port}/travel/flights"),
+        format!("http://{host_port}@{trap_at}/travel/flights"),
+        format!("{}/admin", api.base),
+        format!("{}/travelx", api.base),
+        format!("{}/travel/../admin", api.base),
+        format!("{}/travel/%2e%2e/admin", api.base),
+        format!("{}/travel/..%2fadmin", api.base),
+        format!("{}/travel/..%5Cadmin", api.base),
+        "/travel/flights".to_owned(),
+    ];
+    for url in &elsewhere {
+        let refusals = [
+            s.headers("GET", url).unwrap_err(),
+            s.headers_with_reason("GET", url, Some("why")).unwrap_err(),
+            s.send("GET", url, &[], None, None).await.unwrap_err(),
+        ];
+        for e in refusals {
+            let Error::InvalidRequest(m) = &e else {
+                panic!("{url}: {e:?}")
+            };
+            assert!(m.contains(&api.aud), "{url}: {m}");
+            assert!(!m.contains(&token) && !m.contains("admin"), "{url}: {m}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !contacted.load(std::sync::atomic::Ordering::SeqCst),
+        "a refused request reached the network"
+    );
+    // Under the audience, requests go through.
+    let v = verifier_for(&broker, &api.aud, false).await;
+    let base = api.serve(v).await;
+    let r = s
+        .send("GET", &api_url(&base, "/flights"), &[], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.close(false).await.unwrap();
 }

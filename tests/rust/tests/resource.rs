@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{AUD, enrolled, start_api};
+use common::{Api, enrolled};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
@@ -16,13 +16,19 @@ use serde_json::{Map, Value, json};
 /// A broker, an enrolled agent's session (its home dir must outlive it), and
 /// the URL of the API's protected route.
 async fn setting() -> (Broker, tempfile::TempDir, Session, String) {
+    setting_with(false).await
+}
+
+/// [`setting`] with an API that requires server nonces or not.
+async fn setting_with(require_nonce: bool) -> (Broker, tempfile::TempDir, Session, String) {
     let broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let s = enrolled(&broker, home.path()).await;
-    let v = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUD))
-        .await
-        .unwrap();
-    let url = format!("{}/travel/flights", start_api(v).await);
+    let api = Api::bind().await;
+    let s = enrolled(&broker, home.path(), &api.aud).await;
+    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    o.require_nonce = require_nonce;
+    let v = Verifier::new(o).await.unwrap();
+    let url = format!("{}/travel/flights", api.serve(v).await);
     (broker, home, s, url)
 }
 
@@ -223,7 +229,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_forwarded_headers_and_nonces() {
-    let (broker, _home, s, url) = setting().await;
+    let (broker, home, s, url) = setting().await;
     let http = reqwest::Client::new();
 
     // 32 copies of one request at once: exactly one is served.
@@ -244,14 +250,20 @@ async fn replays_forwarded_headers_and_nonces() {
     // A proof made for the forged origin the forwarding headers name: the
     // server goes by its configured public URL, not by the request's headers.
     let token = h[0].1.trim_start_matches("DPoP ").to_owned();
+    // (The session refuses to sign for a URL outside its audience, so the
+    // proof is made with its key as stored.)
     let evil = "https://evil.example/travel/flights";
-    let p = s.headers("GET", evil).unwrap();
+    let key = GrantStore::new(StoreKind::File(home.path().to_path_buf()))
+        .load(&broker.issuer, "default", "ci-bot")
+        .unwrap()
+        .unwrap()
+        .key;
     let r = get_with(
         &http,
         &url,
         &[
             ("authorization", format!("DPoP {token}")),
-            ("dpop", p[1].1.clone()),
+            ("dpop", proof(&key, evil, &token)),
             ("x-forwarded-host", "evil.example".into()),
             ("x-forwarded-proto", "https".into()),
             ("forwarded", "host=evil.example;proto=https".into()),
@@ -262,10 +274,8 @@ async fn replays_forwarded_headers_and_nonces() {
 
     // With nonces required: a proof without one is challenged with a fresh
     // nonce (forged nonces are refused in the core's and the broker's tests).
-    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
-    o.require_nonce = true;
-    let base = start_api(Verifier::new(o).await.unwrap()).await;
-    let url = format!("{base}/travel/flights");
+    s.close(true).await.unwrap();
+    let (_broker, _home, s, url) = setting_with(true).await;
     let h = s.headers("GET", &url).unwrap();
     let resp = http
         .get(&url)
@@ -376,8 +386,9 @@ async fn active(http: &reqwest::Client, broker: &Broker, rs: &Value, token: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
     let (broker, _home, s, url) = setting().await;
+    let aud = url.trim_end_matches("/flights").to_owned();
     let http = reqwest::Client::new();
-    let rs = broker.cli_json(&["resource", "add", AUD]);
+    let rs = broker.cli_json(&["resource", "add", &aud]);
     // Requests with the first token, each with its own (single-use) proof.
     let old: Vec<Vec<(String, String)>> = (0..2).map(|_| s.headers("GET", &url).unwrap()).collect();
     let old_token = old[0][0].1.trim_start_matches("DPoP ").to_owned();
@@ -446,7 +457,7 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
         .await
         .unwrap();
     let keys = KeySet::from_jwks_json(&jwks).unwrap();
-    let val = TokenValidation::new(broker.issuer.clone(), AUD);
+    let val = TokenValidation::new(broker.issuer.clone(), aud);
     assert!(verify_access_token(&old_token, &keys, &val, SystemClock.now()).is_err());
     verify_access_token(&new_token, &keys, &val, SystemClock.now()).unwrap();
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use common::{AUD, enrolled, start_api};
+use common::{Api, enrolled};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
@@ -76,12 +76,12 @@ async fn broker_behind_proxy() -> (Broker, Proxy) {
     (broker, p)
 }
 
-async fn verifier(broker: &Broker, policy: StalePolicy) -> String {
-    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
+async fn verifier(broker: &Broker, policy: StalePolicy, api: Api) -> String {
+    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
     o.max_staleness = STALENESS;
     o.stale_policy = policy;
     let v = Verifier::new(o).await.unwrap();
-    format!("{}/travel/flights", start_api(v).await)
+    format!("{}/travel/flights", api.serve(v).await)
 }
 
 /// One request with the session's current token and a fresh proof, never
@@ -133,8 +133,9 @@ fn introspections(broker: &Broker) -> usize {
 async fn fail_closed_answers_503_once_the_feed_is_stale() {
     let mut broker = Broker::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let s = enrolled(&broker, home.path()).await;
-    let url = verifier(&broker, StalePolicy::FailClosed).await;
+    let api = Api::bind().await;
+    let s = enrolled(&broker, home.path(), &api.aud).await;
+    let url = verifier(&broker, StalePolicy::FailClosed, api).await;
     // A healthy feed that is quiet for longer than the bound is not stale.
     tokio::time::sleep(STALENESS * 2).await;
     assert_eq!(call(&s, &url).await.0, 200);
@@ -151,15 +152,16 @@ async fn fail_closed_answers_503_once_the_feed_is_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspect_asks_the_broker_once_the_feed_is_stale() {
     let (mut broker, proxy) = broker_behind_proxy().await;
-    let rs = broker.cli_json(&["resource", "add", AUD]);
+    let api = Api::bind().await;
+    let rs = broker.cli_json(&["resource", "add", &api.aud]);
     let policy = StalePolicy::Introspect {
         client_id: rs["client_id"].as_str().unwrap().to_owned(),
         client_secret: rs["client_secret"].as_str().unwrap().to_owned().into(),
     };
     let (home, home2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let s = enrolled(&broker, home.path()).await;
-    let s2 = enrolled(&broker, home2.path()).await;
-    let url = verifier(&broker, policy).await;
+    let s = enrolled(&broker, home.path(), &api.aud).await;
+    let s2 = enrolled(&broker, home2.path(), &api.aud).await;
+    let url = verifier(&broker, policy, api).await;
     assert_eq!(call(&s, &url).await.0, 200);
     assert_eq!(
         introspections(&broker),

@@ -3,7 +3,8 @@ agent one command, ``authenticated_request``: an HTTP request to one API with
 scoped, short-lived, key-bound (DPoP) access tokens from the owner's broker.
 
 The token and proofs stay in the plugin; the command returns only the status
-and the body, and requests may only go to the configured API.
+and the body, and requests may only go under the configured API's base URL
+(``/../x`` and its encoded forms are refused).
 
 Configuration (AutoGPT's ``.env``):
 
@@ -26,7 +27,6 @@ import json
 import os
 import threading
 from typing import Any, Optional, TypeVar
-from urllib.parse import urljoin, urlsplit
 
 from auto_gpt_plugin_template import AutoGPTPluginTemplate
 
@@ -76,13 +76,11 @@ class ProtonPassPlugin(AutoGPTPluginTemplate):  # type: ignore[misc]
                 self._session = None
 
     def _url(self, path: str) -> str:
-        api = self._api()
-        if not path.startswith("/") or path.startswith("//"):
-            raise ValueError("give a path on the API, starting with one '/'")
-        url = urljoin(api + "/", path.lstrip("/"))
-        if urlsplit(url)[:2] != urlsplit(api)[:2]:
-            raise ValueError("requests may only go to the configured API")
-        return url
+        # The path is normalised (dot segments, %2e, %2f, %5c, backslashes)
+        # before it is checked to stay under the API's base path.
+        from protonpass_agent.paths import api_url
+
+        return api_url(self._api(), path)
 
     # -- the command ----------------------------------------------------------------
 

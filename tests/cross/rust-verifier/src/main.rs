@@ -1,6 +1,7 @@
-//! `cross-verifier --issuer URL --audience URL`: serves `GET /whoami` (needs
-//! `travel:search`) on 127.0.0.1, port 0, behind the core's `Verifier`; prints
-//! `{"event":"listening","url":...}` as its first stdout line. Answers 200 with
+//! `cross-verifier --issuer URL [--audience URL]`: serves `GET /whoami` (needs
+//! `travel:search`) on 127.0.0.1, port 0, behind the core's `Verifier` (the
+//! audience defaults to the server's own URL); prints
+//! `{"event":"listening","url":...,"audience":...}` as its first stdout line. Answers 200 with
 //! the caller's identity, or the verifier's 401/403 with `WWW-Authenticate`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test server prints its address
@@ -34,13 +35,10 @@ async fn run() -> std::result::Result<(), String> {
             .and_then(|i| args.get(i + 1))
             .cloned()
             .ok_or_else(|| {
-                format!("usage: cross-verifier --issuer URL --audience URL (missing {name})")
+                format!("usage: cross-verifier --issuer URL [--audience URL] (missing {name})")
             })
     };
-    let (issuer, audience) = (arg("--issuer")?, arg("--audience")?);
-    let verifier = Verifier::new(VerifierOptions::new(issuer, audience))
-        .await
-        .map_err(|e| e.to_string())?;
+    let issuer = arg("--issuer")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -48,6 +46,10 @@ async fn run() -> std::result::Result<(), String> {
         "http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    let audience = arg("--audience").unwrap_or_else(|_| url.clone());
+    let verifier = Verifier::new(VerifierOptions::new(issuer, audience.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
     let app = Router::new()
         .route("/whoami", get(whoami))
         .with_state(Protected::new(verifier, url.clone()));
@@ -55,7 +57,7 @@ async fn run() -> std::result::Result<(), String> {
     let _ = writeln!(
         out,
         "{}",
-        serde_json::json!({"event": "listening", "url": url})
+        serde_json::json!({"event": "listening", "url": url, "audience": audience})
     );
     let _ = out.flush();
     axum::serve(listener, app).await.map_err(|e| e.to_string())

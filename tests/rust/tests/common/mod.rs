@@ -12,15 +12,41 @@ use protonpass_agent::{
 };
 use protonpass_e2e::Broker;
 
-/// The audience every end-to-end grant names.
-pub const AUD: &str = "http://api.test/travel";
+/// A test API bound to a loopback port before it serves, so that its URL,
+/// and the audience under it that grants and verifiers name, is known first:
+/// a session sends its token only to URLs under its audience.
+pub struct Api {
+    listener: tokio::net::TcpListener,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The audience: `{base}/travel`.
+    pub aud: String,
+}
 
-/// A small API protected by the verifier: GET /flights needs travel:search,
-/// POST /pay?amount=N needs payment:execute for N.
-pub async fn start_api(verifier: Verifier) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = Protected::new(verifier, base.clone());
+impl Api {
+    /// Bind the API's port.
+    pub async fn bind() -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let aud = format!("{base}/travel");
+        Api {
+            listener,
+            base,
+            aud,
+        }
+    }
+
+    /// Serve the API, protected by `verifier`; returns its base URL.
+    pub async fn serve(self, verifier: Verifier) -> String {
+        start_api_on(self.listener, self.base.clone(), verifier);
+        self.base
+    }
+}
+
+/// A small API protected by the verifier: GET /travel/flights needs
+/// travel:search, POST /travel/pay?amount=N needs payment:execute for N.
+fn start_api_on(listener: tokio::net::TcpListener, base: String, verifier: Verifier) {
+    let state = Protected::new(verifier, base);
     async fn flights(agent: Agent) -> std::result::Result<String, Rejection> {
         agent.require("travel:search")?;
         Ok(format!("flights for {}", agent.agent))
@@ -42,12 +68,11 @@ pub async fn start_api(verifier: Verifier) -> String {
         .route("/travel/pay", post(pay))
         .with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }
 
-/// A headless agent `ci-bot` enrolled for `travel:search` on [`AUD`], its
+/// A headless agent `ci-bot` enrolled for `travel:search` on `aud`, its
 /// grant kept under `home`.
-pub async fn enrolled(broker: &Broker, home: &std::path::Path) -> Session {
+pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Session {
     let v = broker.cli_json(&[
         "grant",
         "create",
@@ -56,7 +81,7 @@ pub async fn enrolled(broker: &Broker, home: &std::path::Path) -> Session {
         "--scope",
         "travel:search",
         "--audience",
-        AUD,
+        aud,
     ]);
     let code = v["enrollment_code"].as_str().unwrap().to_owned();
     let opts = AuthOptions {
@@ -67,7 +92,7 @@ pub async fn enrolled(broker: &Broker, home: &std::path::Path) -> Session {
         prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
         ..AuthOptions::default()
     };
-    authenticate_with_proton(&["travel:search"], AUD, opts)
+    authenticate_with_proton(&["travel:search"], aud, opts)
         .await
         .unwrap()
 }
