@@ -10,6 +10,7 @@ mod agents;
 mod audit_page;
 pub mod auth;
 mod device;
+mod usage;
 mod view;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub fn router() -> Router<Arc<Broker>> {
             axum::routing::post(agents::revoke_agent),
         )
         .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))
         .layer(middleware::from_fn(security_headers))
