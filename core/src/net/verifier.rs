@@ -613,10 +613,12 @@ impl Verifier {
         let path = url::Url::parse(url)
             .map(|u| u.path().to_owned())
             .unwrap_or_default();
+        // Within the broker's limits: one oversized entry would cost the
+        // whole batch, and anyone can send a long path.
         let mut event = UsageEvent {
             jti,
-            method: method.chars().take(16).collect(),
-            path,
+            method: truncated(method, 16),
+            path: truncated(&path, 2048),
             decision: "allow".into(),
             reason: None,
             code: None,
@@ -649,6 +651,15 @@ impl Verifier {
             identity
         })
     }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncated(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 impl Inner {
@@ -901,5 +912,19 @@ async fn usage_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bo
                 .send()
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::truncated;
+
+    #[test]
+    fn reported_fields_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("GET", 16), "GET");
+        assert_eq!(truncated(&"a".repeat(3000), 2048).len(), 2048);
+        // 'é' is two bytes: cutting at 3 bytes would split the second one.
+        assert_eq!(truncated("éé", 3), "é");
     }
 }
