@@ -301,6 +301,11 @@ impl Revoked {
 const TOKEN_CACHE_MAX: usize = 4096;
 /// Most uses waiting to be reported; beyond, new ones are dropped.
 const USAGE_MAX: usize = 10_000;
+/// Most uses in one report (the broker's `MAX_USES`).
+const USAGE_REPORT_MAX: usize = 1000;
+/// Most bytes of uses in one report (the broker takes bodies up to 64 KiB;
+/// one use is at most about 4 KiB).
+const USAGE_REPORT_BYTES: usize = 56 * 1024;
 
 struct Inner {
     opts: VerifierOptions,
@@ -904,21 +909,70 @@ async fn usage_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bo
         ) else {
             continue;
         };
-        if let Ok(http) = http::client() {
+        let Ok(http) = http::client() else { continue };
+        for report in reports(uses) {
             let _ = http
                 .post(endpoint)
                 .basic_auth(id, Some(secret.as_str()))
-                .json(&UsageReport { uses })
+                .json(&report)
                 .send()
                 .await;
         }
     }
 }
 
+/// `uses` split into reports the broker accepts: it refuses a report whole
+/// beyond [`USAGE_REPORT_MAX`] uses or [`USAGE_REPORT_BYTES`] of body.
+fn reports(uses: Vec<UsageEvent>) -> Vec<UsageReport> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for u in uses {
+        let size = serde_json::to_vec(&u).map_or(0, |v| v.len()) + 1;
+        if !cur.is_empty() && (cur.len() == USAGE_REPORT_MAX || bytes + size > USAGE_REPORT_BYTES) {
+            out.push(UsageReport {
+                uses: std::mem::take(&mut cur),
+            });
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(u);
+    }
+    if !cur.is_empty() {
+        out.push(UsageReport { uses: cur });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::truncated;
+
+    #[test]
+    fn large_batches_are_split_into_reports_the_broker_takes() {
+        let use_of = |path: String| crate::wire::UsageEvent {
+            jti: None,
+            method: "GET".into(),
+            path,
+            decision: "deny".into(),
+            reason: None,
+            code: Some("invalid_token".into()),
+            scope: None,
+            at: Some(1),
+        };
+        for (n, path) in [(2500, "/a".to_owned()), (100, "/".repeat(2048))] {
+            let uses: Vec<_> = (0..n).map(|i| use_of(format!("{path}{i}"))).collect();
+            let r = super::reports(uses.clone());
+            assert!(r.len() > 1, "{n} uses in one report");
+            for report in &r {
+                assert!(report.uses.len() <= 1000);
+                assert!(serde_json::to_vec(report).unwrap().len() <= 64 * 1024);
+            }
+            let again: Vec<_> = r.into_iter().flat_map(|r| r.uses).collect();
+            assert_eq!(again, uses);
+        }
+    }
 
     #[test]
     fn reported_fields_are_cut_on_a_character_boundary() {

@@ -135,6 +135,29 @@ async fn allowed_and_refused_calls_reach_the_owners_audit() {
     s.close(true).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refusals_is_reported_whole() {
+    // More refusals in a second than the broker takes in one report (1000):
+    // the verifier splits the batch instead of losing it.
+    let broker = Broker::start(&[]);
+    let (id, secret) = resource(&broker, "default");
+    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
+    o.usage_reports = Some((id.clone(), secret.into()));
+    let url = format!(
+        "{}/travel/flights",
+        start_api(Verifier::new(o).await.unwrap()).await
+    );
+    let http = reqwest::Client::new();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..1500 {
+        let (http, url) = (http.clone(), url.clone());
+        set.spawn(async move { send(&http, "GET", &url, &[]).await });
+    }
+    assert!(set.join_all().await.iter().all(|s| *s == 401));
+    let recs = usage_records(&broker, &id, 1500);
+    assert_eq!(recs.len(), 1500);
+}
+
 /// A token of each owner, and owner A's verifier and resource credentials.
 struct TwoOwners {
     broker: Broker,
