@@ -261,6 +261,7 @@ async fn pages_carry_security_headers_and_refuse_framing() {
     let (mut w, _) = signed_in(&b).await;
     for path in [
         "/agents",
+        "/usage",
         "/audit",
         "/device",
         "/device?user_code=BCDF-GHJK",
