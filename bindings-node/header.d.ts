@@ -80,7 +80,11 @@ export interface RequireScopeOptions {
   verifier?: Verifier
   /** An amount the scope's limit must allow, or how to read it from the request. */
   amount?: string | number | ((req: any) => string | number | undefined | Promise<string | number | undefined>)
-  /** The full URL the client addressed (default: protocol, Host header and path), e.g. behind a proxy. */
+  /**
+   * The full URL the client addressed, instead of the verifier's `baseUrl` and
+   * the request's path. Never build it from `Host` or `X-Forwarded-*`: the
+   * client chooses those.
+   */
   url?: (req: any) => string
 }
 

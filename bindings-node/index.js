@@ -387,10 +387,13 @@ Object.defineProperty(Verifier.prototype, 'verify', {
   },
 });
 
-function requestUrl(req) {
-  const proto = req.protocol || (req.socket && req.socket.encrypted ? 'https' : 'http');
-  const host = req.headers.host;
-  return `${proto}://${host}${req.originalUrl || req.url}`;
+/**
+ * The URL the client must have signed: the verifier's `baseUrl`, then the path
+ * and query as received (`originalUrl` keeps a mounted router's prefix). Never
+ * the `Host` header or `X-Forwarded-*`: the client chooses those.
+ */
+function requestUrl(baseUrl, req) {
+  return `${baseUrl}${req.originalUrl || req.url}`;
 }
 
 function sendRejection(res, r) {
@@ -405,18 +408,23 @@ function sendRejection(res, r) {
 /**
  * Middleware (Express, Connect or plain `http`) that lets a request through
  * only with a valid DPoP-bound token carrying `scope`; sets `req.agent` to
- * the caller's identity, and answers 401/403 with the right WWW-Authenticate.
+ * the caller's identity (with its `owner`), and answers 401/403 with the right
+ * WWW-Authenticate. Proofs are checked against the verifier's `baseUrl`.
  */
 function requireScope(scope, options = {}) {
   const verifier = options.verifier;
   if (!(verifier instanceof native.Verifier)) {
     throw new ProtonPassError('invalid_request', 'requireScope needs { verifier }: a Verifier for this API (or call verifier.requireScope(scope))');
   }
+  const baseUrl = verifier.baseUrl;
+  if (!options.url && !baseUrl) {
+    throw new ProtonPassError('invalid_request', "the Verifier has no baseUrl: new Verifier({ ..., baseUrl: 'https://api.example' }), the public URL clients address this API by (DPoP proofs are checked against it)");
+  }
   return async function protonpassRequireScope(req, res, next) {
     let url;
     let requirement;
     try {
-      url = options.url ? options.url(req) : requestUrl(req);
+      url = options.url ? options.url(req) : requestUrl(baseUrl, req);
       if (scope) {
         requirement = { scope };
         if (options.amount !== undefined) {

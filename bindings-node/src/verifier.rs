@@ -47,8 +47,20 @@ pub struct VerifierConfig {
     /// Ask the broker's introspection endpoint while the feed is stale,
     /// instead of refusing every request with 503.
     pub introspection: Option<ClientCredentials>,
-    /// Report each use to the broker's audit log with these credentials.
+    /// Report each request to the broker's audit log with these credentials:
+    /// allowed ones, and refused ones with their code and finer reason
+    /// (`insufficient_scope` refusals of `check`, `verify` and the middleware
+    /// included).
     pub usage_reports: Option<ClientCredentials>,
+    /// The owner this API serves: a token acting for anyone else is refused
+    /// (`invalid_token`, reason `owner`). Set it whenever more than one owner
+    /// uses the broker.
+    pub owner: Option<String>,
+    /// The public URL clients address this API by, e.g. `https://api.example`
+    /// (plus the path prefix a proxy strips, if any). The middleware checks
+    /// each proof's `htu` against it and the request's path, never against
+    /// the `Host` header; it refuses to run without it.
+    pub base_url: Option<String>,
 }
 
 /// One HTTP request as the API received it.
@@ -166,6 +178,7 @@ pub struct Verdict {
 #[derive(Debug)]
 pub struct Verifier {
     opts: core::VerifierOptions,
+    base_url: Option<String>,
     inner: tokio::sync::OnceCell<core::Verifier>,
 }
 
@@ -197,8 +210,18 @@ impl Verifier {
         if let Some(c) = config.usage_reports {
             opts.usage_reports = Some((c.client_id, c.client_secret.into()));
         }
+        opts.owner = config.owner;
+        let base_url = match config.base_url {
+            None => None,
+            Some(u) => Some(base_url(&u).ok_or_else(|| {
+                crate::error::to_napi(&core::Error::InvalidRequest(format!(
+                    "baseUrl must be an http(s) origin with an optional path prefix, not {u:?}"
+                )))
+            })?),
+        };
         Ok(Verifier {
             opts,
+            base_url,
             inner: tokio::sync::OnceCell::new(),
         })
     }
@@ -208,6 +231,13 @@ impl Verifier {
         self.inner
             .get_or_try_init(|| async move { map(core::Verifier::new(opts).await) })
             .await
+    }
+
+    /// The public URL clients address this API by (`baseUrl`), without a
+    /// trailing slash.
+    #[napi(getter)]
+    pub fn base_url(&self) -> Option<String> {
+        self.base_url.clone()
     }
 
     /// Connect to the broker now: fetch its metadata, keys and revocations.
@@ -275,4 +305,15 @@ impl Verifier {
             v.stop();
         }
     }
+}
+
+/// `u` without its trailing slashes, if it is an http(s) URL with a host and
+/// without query or fragment.
+fn base_url(u: &str) -> Option<String> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let ok = !host.is_empty() && !u.contains(['?', '#', ' ']);
+    ok.then(|| u.trim_end_matches('/').to_owned())
 }

@@ -106,9 +106,11 @@ fn options(
     client_secret: Option<String>,
     introspect_when_stale: bool,
     report_usage: bool,
+    owner: Option<String>,
 ) -> PyResult<VerifierOptions> {
     let mut o = VerifierOptions::new(issuer, audience);
     o.require_nonce = require_nonce;
+    o.owner = owner;
     o.follow_feed = follow_feed;
     if !(max_staleness.is_finite() && max_staleness > 0.0) {
         return Err(to_py(Error::InvalidRequest(
@@ -151,7 +153,7 @@ impl Verifier {
     #[new]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false))]
+        report_usage=false, owner=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -164,6 +166,7 @@ impl Verifier {
         client_secret: Option<String>,
         introspect_when_stale: bool,
         report_usage: bool,
+        owner: Option<String>,
     ) -> PyResult<Self> {
         let o = options(
             issuer,
@@ -175,6 +178,7 @@ impl Verifier {
             client_secret,
             introspect_when_stale,
             report_usage,
+            owner,
         )?;
         let inner = block_on(py, CoreVerifier::new(o))?.map_err(to_py)?;
         Ok(Verifier { inner })
@@ -184,7 +188,7 @@ impl Verifier {
     #[staticmethod]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false))]
+        report_usage=false, owner=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect<'py>(
         py: Python<'py>,
@@ -197,6 +201,7 @@ impl Verifier {
         client_secret: Option<String>,
         introspect_when_stale: bool,
         report_usage: bool,
+        owner: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = options(
             issuer,
@@ -208,6 +213,7 @@ impl Verifier {
             client_secret,
             introspect_when_stale,
             report_usage,
+            owner,
         )?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let inner = CoreVerifier::new(o).await.map_err(to_py)?;

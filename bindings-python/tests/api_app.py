@@ -10,11 +10,11 @@ from protonpass_agent import Identity, Verifier
 from protonpass_agent.fastapi import require_scope
 
 
-def make_app(issuer: str, audience: str) -> FastAPI:
+def make_app(issuer: str, audience: str, base_url: str) -> FastAPI:
     app = FastAPI()
-    app.state.protonpass_verifier = Verifier(issuer, audience)
+    app.state.protonpass_verifier = Verifier(issuer, audience, base_url=base_url)
     # The same API, demanding server-provided DPoP nonces.
-    nonce_verifier = Verifier(issuer, audience, require_nonce=True)
+    nonce_verifier = Verifier(issuer, audience, base_url=base_url, require_nonce=True)
     app.state.nonce_verifier = nonce_verifier
     app.state.hits = 0
     lock = threading.Lock()

@@ -85,7 +85,7 @@ class Api:
         port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.audience = self.url
-        self.app = make_app(broker.issuer, self.audience)
+        self.app = make_app(broker.issuer, self.audience, self.url)
         config = uvicorn.Config(self.app, log_level="error", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

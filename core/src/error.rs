@@ -68,6 +68,8 @@ pub enum Reason {
     Scheme,
     /// The token or grant was revoked.
     Revoked,
+    /// The token acts for another owner than the one this API serves (`sub`).
+    Owner,
     /// A `reason` claim that is not a string of at most 300 characters.
     ReasonClaim,
     /// Anything else; the message says what.
@@ -104,6 +106,7 @@ impl Reason {
             Reason::UnknownKid => "kid",
             Reason::Scheme => "scheme",
             Reason::Revoked => "revoked",
+            Reason::Owner => "owner",
             Reason::ReasonClaim => "reason",
             Reason::Other => "other",
         }

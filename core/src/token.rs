@@ -299,6 +299,20 @@ pub fn verify_access_token(
     v: &TokenValidation,
     now: i64,
 ) -> Result<AccessTokenClaims> {
+    verify_access_token_reporting(token, keys, v, now, &mut None)
+}
+
+/// [`verify_access_token`], also telling which token failed: once the
+/// signature, issuer and audience have been verified, `signed_jti` holds the
+/// token's `jti`, so that a refusal for a later reason (expired, not yet
+/// valid) can be attributed to it.
+pub(crate) fn verify_access_token_reporting(
+    token: &str,
+    keys: &KeySet,
+    v: &TokenValidation,
+    now: i64,
+    signed_jti: &mut Option<String>,
+) -> Result<AccessTokenClaims> {
     fn terr(r: Reason, m: impl Into<String>) -> Error {
         Error::token(r, m)
     }
@@ -331,6 +345,7 @@ pub fn verify_access_token(
     if claims.iss != v.issuer {
         return Err(terr(Reason::Issuer, "the token is from another issuer"));
     }
+    *signed_jti = Some(claims.jti.clone());
     if now >= claims.exp.saturating_add(v.leeway) {
         return Err(terr(Reason::Expired, "the access token has expired"));
     }

@@ -275,20 +275,33 @@ pub struct RevocationFeed {
     pub next: i64,
 }
 
-/// One use of a token, as a resource server reports it.
+/// One use of a token (or a refused request), as a resource server reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {
-    /// The token id.
-    pub jti: String,
+    /// The token id; absent for a refusal where no token could be verified
+    /// (no token, a forged one, another audience's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Request path (no query).
     pub path: String,
     /// `allow` or `deny`.
     pub decision: String,
-    /// Why (a wire code for denials, or the agent's stated reason).
+    /// For `allow`, the agent's stated reason (signed in its proof). For
+    /// `deny`, the finer reason of the error (`replay`, `revoked`, `owner`...,
+    /// see `Error::reason`), when it has one. (Reporters older than `code`
+    /// sent the error code here for `deny`; the broker reads such an entry as
+    /// a `code` without a finer reason.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `deny`: the error code (`invalid_token`, `invalid_dpop_proof`,
+    /// `insufficient_scope`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// For `insufficient_scope`: the scope the request needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// When, Unix seconds (the broker's time if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<i64>,

@@ -53,9 +53,10 @@ def who(identity: Identity) -> dict[str, Any]:
     return {"owner": identity.owner, "agent": identity.agent, "reason": identity.reason}
 
 
-def make_app(issuer: str, audience: str, verifier: Optional[Verifier] = None) -> FastAPI:
+def make_app(issuer: str, audience: str, base_url: str, verifier: Optional[Verifier] = None) -> FastAPI:
+    """``base_url``: the public URL clients address the API by (DPoP proofs are checked against it)."""
     app = FastAPI(title="travel API")
-    app.state.protonpass_verifier = verifier or Verifier(issuer, audience)
+    app.state.protonpass_verifier = verifier or Verifier(issuer, audience, base_url=base_url)
     bookings = itertools.count(1)
 
     @app.get("/travel/flights")
@@ -94,7 +95,7 @@ def main() -> int:
     sock.bind((a.host, a.port))
     url = f"http://{a.host}:{sock.getsockname()[1]}"
     audience = a.audience or f"{url}/travel"
-    app = make_app(a.issuer, audience)
+    app = make_app(a.issuer, audience, url)
     print(json.dumps({"event": "listening", "url": url, "audience": audience}), flush=True)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])

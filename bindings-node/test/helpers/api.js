@@ -14,7 +14,7 @@ async function startApi(issuer, options = {}) {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   const url = `http://127.0.0.1:${server.address().port}`;
-  const verifier = new Verifier({ issuer, audience: options.audience || url, ...(options.verifier || {}) });
+  const verifier = new Verifier({ issuer, audience: options.audience || url, baseUrl: url, ...(options.verifier || {}) });
   await verifier.ready();
   app.get('/whoami', verifier.middleware(), (req, res) => res.json(req.agent));
   app.get('/trips', verifier.requireScope('travel:search'), (req, res) =>

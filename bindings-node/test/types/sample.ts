@@ -14,7 +14,7 @@ import {
 } from 'protonpass-agent';
 
 export function api(issuer: string, audience: string): express.Express {
-  const verifier = new Verifier({ issuer, audience, requireNonce: false, maxStaleness: 30 });
+  const verifier = new Verifier({ issuer, audience, baseUrl: 'https://api.example', owner: 'alice', requireNonce: false, maxStaleness: 30 });
   const app = express();
   app.use(express.json());
   app.post('/bookings', verifier.requireScope('travel:book'), (req, res) => {
@@ -26,7 +26,7 @@ export function api(issuer: string, audience: string): express.Express {
   });
   app.get('/raw', async (req, res) => {
     try {
-      const id = await verifier.verify({ method: req.method, url: `http://${req.headers.host}${req.url}`, headers: req.headers });
+      const id = await verifier.verify({ method: req.method, url: `${verifier.baseUrl}${req.url}`, headers: req.headers });
       res.json(id);
     } catch (e) {
       if (e instanceof VerificationError) {

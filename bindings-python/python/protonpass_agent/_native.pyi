@@ -154,6 +154,7 @@ class Verifier:
         client_secret: Optional[str] = None,
         introspect_when_stale: bool = False,
         report_usage: bool = False,
+        owner: Optional[str] = None,
     ) -> Verifier: ...
     @staticmethod
     def connect(
@@ -167,6 +168,7 @@ class Verifier:
         client_secret: Optional[str] = None,
         introspect_when_stale: bool = False,
         report_usage: bool = False,
+        owner: Optional[str] = None,
     ) -> Awaitable[Verifier]: ...
     def verify(self, method: str, url: str, headers: list[tuple[str, str]]) -> Identity: ...
     def verify_async(self, method: str, url: str, headers: list[tuple[str, str]]) -> Awaitable[Identity]: ...

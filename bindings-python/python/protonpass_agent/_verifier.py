@@ -33,6 +33,14 @@ def header_pairs(headers: Headers) -> list[tuple[str, str]]:
     return out
 
 
+def _base(url: Optional[str]) -> Optional[str]:
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
+        raise ValueError(f"base_url must be an http(s) origin with an optional path prefix, not {url!r}")
+    return url.rstrip("/")
+
+
 class Verifier:
     """Verifies DPoP-bound requests for one API (its audience).
 
@@ -41,15 +49,32 @@ class Verifier:
     feed. :meth:`verify` returns the caller's :class:`Identity` or raises a
     :class:`ProtonPassError` that carries ``status``, ``www_authenticate``,
     ``dpop_nonce`` and ``body`` to answer with.
+
+    ``base_url`` is the public origin clients address the API by (and the path
+    prefix a proxy strips, if any), e.g. ``"https://api.example"``: the FastAPI
+    helpers check each proof's ``htu`` against it, never against the request's
+    ``Host`` header, which the client chooses. They refuse to run without it.
+
+    ``owner`` is the owner this API serves: a token that acts for anyone else
+    is refused (``invalid_token``, reason ``owner``). Set it whenever more than
+    one owner uses the broker.
+
+    With ``report_usage`` (and the resource server's ``client_id`` and
+    ``client_secret``), every request is reported to the broker's audit log:
+    allowed ones, and refused ones with their code and finer reason, including
+    ``insufficient_scope`` refusals of :meth:`Identity.require` and
+    :func:`protonpass_agent.fastapi.require_scope`.
     """
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "base_url")
 
     def __init__(
         self,
         issuer: str,
         audience: str,
         *,
+        base_url: Optional[str] = None,
+        owner: Optional[str] = None,
         require_nonce: bool = False,
         follow_feed: bool = True,
         max_staleness: float = 60.0,
@@ -58,6 +83,7 @@ class Verifier:
         introspect_when_stale: bool = False,
         report_usage: bool = False,
     ) -> None:
+        self.base_url: Optional[str] = _base(base_url)
         self._native = _native.Verifier(
             issuer,
             audience,
@@ -68,12 +94,14 @@ class Verifier:
             client_secret=client_secret,
             introspect_when_stale=introspect_when_stale,
             report_usage=report_usage,
+            owner=owner,
         )
 
     @classmethod
-    async def connect(cls, issuer: str, audience: str, **options: Any) -> Verifier:
+    async def connect(cls, issuer: str, audience: str, *, base_url: Optional[str] = None, **options: Any) -> Verifier:
         """Build a verifier without blocking the event loop."""
         self = cls.__new__(cls)
+        self.base_url = _base(base_url)
         self._native = await _native.Verifier.connect(issuer, audience, **options)
         return self
 

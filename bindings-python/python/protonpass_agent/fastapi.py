@@ -43,6 +43,20 @@ def http_error(e: ProtonPassError) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers or None)
 
 
+_NO_BASE = (
+    "the Verifier has no base_url: pass Verifier(..., base_url='https://api.example'), "
+    "the public URL clients address this API by (DPoP proofs are checked against it)"
+)
+
+
+def public_url(verifier: Verifier, request: Request) -> str:
+    """The URL the client must have signed: the verifier's ``base_url``, then the request's path and query."""
+    if verifier.base_url is None:
+        raise RuntimeError(_NO_BASE)
+    u = request.url
+    return f"{verifier.base_url}{u.path}" + (f"?{u.query}" if u.query else "")
+
+
 async def _amount_of(request: Request, amount: Amount) -> str:
     if isinstance(amount, str):
         value: Any = request.query_params.get(amount) or request.path_params.get(amount)
@@ -66,15 +80,24 @@ def require_scope(
     or proof, with ``WWW-Authenticate``) or 403 (``insufficient_scope``). With
     ``amount``, ``scope`` is a ``resource:action`` and the token must allow that
     amount (``payment:execute:under-100`` allows 99.99). Without ``verifier``,
-    ``app.state.protonpass_verifier`` is used.
+    ``app.state.protonpass_verifier`` is used. The identity's ``owner`` is the
+    owner the agent acts for.
+
+    The proof's ``htu`` is checked against the verifier's ``base_url`` plus the
+    request's path and query, never against the ``Host`` header; a verifier
+    without ``base_url`` is a configuration error (``RuntimeError``). A refusal
+    for a missing scope is reported to the broker like the verifier's own
+    refusals when the verifier reports usage.
     """
+    if verifier is not None and verifier.base_url is None:
+        raise RuntimeError(_NO_BASE)
 
     async def dependency(request: Request) -> Identity:
         v = verifier if verifier is not None else getattr(request.app.state, STATE_KEY, None)
         if v is None:
             raise RuntimeError(f"no Verifier: pass verifier= or set app.state.{STATE_KEY}")
         try:
-            identity = await v.verify_async(request.method, str(request.url), request.headers.raw)
+            identity = await v.verify_async(request.method, public_url(v, request), request.headers.raw)
             if amount is None:
                 identity.require(scope)
             else:
@@ -86,4 +109,4 @@ def require_scope(
     return dependency
 
 
-__all__ = ["Amount", "http_error", "require_scope"]
+__all__ = ["Amount", "http_error", "public_url", "require_scope"]

@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod device;
 mod device_cookie;
+mod usage;
 mod view;
 
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ pub fn router() -> Router<Arc<Broker>> {
             axum::routing::post(agents::revoke_agent),
         )
         .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))
         .layer(middleware::from_fn(security_headers))

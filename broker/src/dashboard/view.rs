@@ -42,6 +42,7 @@ pub(super) fn page(
                         nav {
                             a href="/device" { "Approve" }
                             a href="/agents" { "Agents" }
+                            a href="/usage" { "Usage" }
                             a href="/audit" { "Activity" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);

@@ -230,7 +230,11 @@ impl Broker {
         resp
     }
 
-    /// `POST /audit/usage`: one audit record per use, durable before the answer.
+    /// `POST /audit/usage`: one audit record per use, durable before the answer,
+    /// for the resource's owner. A use names its agent (`agent`, `gid`) when
+    /// its `jti` is a token of that owner; any other use (no token, a forged
+    /// one, another owner's) is recorded unattributed, and nothing of another
+    /// owner's token is revealed.
     pub async fn usage(&self, rs: &Resource, report: UsageReport) -> Result<usize> {
         let now = self.clock.now();
         if report.uses.len() > MAX_USES {
@@ -239,21 +243,36 @@ impl Broker {
             )));
         }
         for u in &report.uses {
-            if u.jti.len() > 256
+            if u.jti.as_ref().is_some_and(|j| j.len() > 256)
                 || u.method.len() > 16
                 || u.path.len() > 2048
-                || u.decision.len() > 32
+                || !matches!(u.decision.as_str(), "allow" | "deny")
                 || u.reason.as_ref().is_some_and(|r| r.len() > 1200)
+                || u.code.as_ref().is_some_and(|c| c.len() > 64)
+                || u.scope.as_ref().is_some_and(|c| c.len() > 512)
             {
-                return Err(Error::InvalidRequest("a usage entry is too large".into()));
+                return Err(Error::InvalidRequest(
+                    "a usage entry is too large, or its decision is not allow or deny".into(),
+                ));
             }
         }
         let n = report.uses.len();
         let rs = rs.clone();
         store::write(&self.store, move |tx| {
-            for u in report.uses {
-                let detail = json!({"resource": rs.client_id, "aud": rs.audience, "jti": u.jti, "method": u.method,
-                                    "path": u.path, "decision": u.decision, "reason": u.reason, "at": u.at});
+            for mut u in report.uses {
+                // Reporters older than `code` sent a denial's code as `reason`.
+                if u.decision == "deny" && u.code.is_none() {
+                    u.code = u.reason.take();
+                }
+                let token = match &u.jti {
+                    Some(j) => tx.token_get(j)?.filter(|t| t.owner == rs.owner),
+                    None => None,
+                };
+                let detail = json!({"resource": rs.client_id, "aud": rs.audience, "jti": u.jti,
+                                    "agent": token.as_ref().map(|t| &t.client_id),
+                                    "gid": token.as_ref().map(|t| &t.gid),
+                                    "method": u.method, "path": u.path, "decision": u.decision,
+                                    "code": u.code, "reason": u.reason, "scope": u.scope, "at": u.at});
                 tx.audit_append(now, &rs.owner, "usage", &detail.to_string())?;
             }
             Ok(())

@@ -110,6 +110,24 @@ pub trait Tx {
     fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>>;
     /// An owner's audit records matching `q`, newest first.
     fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
+    /// An owner's reported uses (`usage` records), counted per agent.
+    fn usage_counts(&mut self, owner: &str) -> Result<Vec<UsageCount>>;
+    /// An owner's latest refused uses, at most `per_agent` for each agent
+    /// (and for the unattributed ones), newest first.
+    fn usage_refusals(&mut self, owner: &str, per_agent: i64) -> Result<Vec<AuditRecord>>;
+}
+
+/// One agent's reported uses, as [`Tx::usage_counts`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    /// The agent; `None` for uses no token of the owner could be tied to.
+    pub agent: Option<String>,
+    /// Allowed requests.
+    pub allowed: i64,
+    /// Refused requests.
+    pub refused: i64,
+    /// The latest use (Unix seconds, the broker's time).
+    pub last: i64,
 }
 
 /// A signed-in owner's web session. Only the hash of the cookie is kept.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, WebSession};
+use super::{AuditQuery, UsageCount, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -680,6 +680,39 @@ impl Tx for SqliteTx<'_> {
                 q.until,
                 q.limit
             ],
+            audit_row,
+        )
+    }
+
+    fn usage_counts(&mut self, owner: &str) -> Result<Vec<UsageCount>> {
+        self.rows(
+            "SELECT json_extract(detail, '$.agent') AS agent,
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'allow'), 0),
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'deny'), 0),
+                    MAX(ts)
+             FROM audit WHERE owner = ?1 AND event = 'usage' AND json_valid(detail)
+             GROUP BY agent ORDER BY agent",
+            params![owner],
+            |r| {
+                Ok(UsageCount {
+                    agent: r.get(0)?,
+                    allowed: r.get(1)?,
+                    refused: r.get(2)?,
+                    last: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn usage_refusals(&mut self, owner: &str, per_agent: i64) -> Result<Vec<AuditRecord>> {
+        self.rows(
+            "SELECT seq, ts, owner, event, detail, prev, hash FROM (
+               SELECT *, ROW_NUMBER() OVER (
+                 PARTITION BY json_extract(detail, '$.agent') ORDER BY seq DESC) AS n
+               FROM audit WHERE owner = ?1 AND event = 'usage' AND json_valid(detail)
+                 AND json_extract(detail, '$.decision') = 'deny')
+             WHERE n <= ?2 ORDER BY seq DESC",
+            params![owner, per_agent],
             audit_row,
         )
     }

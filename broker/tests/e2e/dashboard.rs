@@ -262,6 +262,7 @@ async fn pages_carry_security_headers_and_refuse_framing() {
     let (mut w, _) = signed_in(&b).await;
     for path in [
         "/agents",
+        "/usage",
         "/audit",
         "/device",
         "/device?user_code=BCDF-GHJK",
@@ -670,4 +671,71 @@ async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_brows
         .filter(|r| r["event"] == "login_locked")
         .count();
     assert_eq!((failed, locked), (1, 1), "{audit:?}");
+}
+
+#[tokio::test]
+async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
+    let b = Broker::start(&[]);
+    let rs = b.resource(API, None);
+    let mine = claims(
+        &b.enroll(&key(), "trip-bot", "calendar:read", &[])
+            .await
+            .s("access_token"),
+    )["jti"]
+        .clone();
+    b.cli_ok(&["owner", "add", "mallory"]);
+    let theirs = claims(
+        &b.enroll(&key(), "spy-bot", "calendar:read", &["--owner", "mallory"])
+            .await
+            .s("access_token"),
+    )["jti"]
+        .clone();
+    let u = reqwest::Client::new()
+        .post(format!("{}/audit/usage", b.url))
+        .basic_auth(&rs.0, Some(&rs.1))
+        .json(&serde_json::json!({"uses": [
+            {"jti": mine, "method": "GET", "path": "/events", "decision": "allow", "reason": "plan"},
+            {"jti": mine, "method": "GET", "path": "/events", "decision": "deny", "code": "invalid_dpop_proof", "reason": "replay"},
+            // A reporter older than `code`: the code in `reason`.
+            {"jti": mine, "method": "DELETE", "path": "/events/1", "decision": "deny", "reason": "insufficient_scope"},
+            {"method": "GET", "path": "/events", "decision": "deny", "code": "invalid_token", "reason": "missing_claim"},
+            // Another owner's token at this owner's service: not attributed.
+            {"jti": theirs, "method": "GET", "path": "/events", "decision": "deny", "code": "invalid_token", "reason": "owner"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(u.status(), 200);
+    let (mut w, _) = signed_in(&b).await;
+    let p = w.get("/usage").await;
+    assert_eq!(p.status, 200);
+    assert_protected(&p);
+    let cards: Vec<&str> = p.body.split("<section").skip(1).collect();
+    let card = |name: &str| {
+        *cards
+            .iter()
+            .find(|c| c.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in {}", p.body))
+    };
+    let bot = card("trip-bot");
+    assert!(bot.contains("<dd class=\"allowed\">1</dd>"), "{bot}");
+    assert!(bot.contains("<dd class=\"refused\">2</dd>"), "{bot}");
+    assert!(
+        bot.contains("invalid_dpop_proof") && bot.contains("replay"),
+        "{bot}"
+    );
+    assert!(bot.contains("insufficient_scope"), "{bot}");
+    let unattributed = card("Unattributed");
+    assert!(
+        unattributed.contains("<dd class=\"refused\">2</dd>"),
+        "{unattributed}"
+    );
+    assert!(
+        unattributed.contains("missing_claim") && unattributed.contains(">owner<"),
+        "{unattributed}"
+    );
+    assert!(
+        !p.body.contains("spy-bot"),
+        "another owner's agent is named"
+    );
 }

@@ -1,5 +1,13 @@
 //! Protect axum routes with a [`Verifier`] (feature `axum`).
 //!
+//! The [`Agent`] extractor hands the handler the caller's [`Identity`],
+//! `owner` included (set [`VerifierOptions::owner`] so that an API serves one
+//! owner only). A refusal of [`Identity::require`] is reported to the broker
+//! like the verifier's own when [`VerifierOptions::usage_reports`] is set.
+//!
+//! [`VerifierOptions::owner`]: super::verifier::VerifierOptions::owner
+//! [`VerifierOptions::usage_reports`]: super::verifier::VerifierOptions::usage_reports
+//!
 //! ```ignore
 //! let state = Protected::new(verifier, "https://api.example");
 //! let app = Router::new()

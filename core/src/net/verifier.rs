@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::dpop::{ProofCheck, ProofOptions, ProofVerifier, VerifiedProof};
 use crate::error::{Error, Reason, Result};
 use crate::request::{dpop_token, status_for, www_authenticate};
 use crate::scope::ScopeSet;
-use crate::token::{AccessTokenClaims, KeySet, TokenValidation, verify_access_token};
+use crate::token::{AccessTokenClaims, KeySet, TokenValidation, verify_access_token_reporting};
 use crate::wire::{
     IntrospectionResponse, RevocationEvent, RevocationFeed, ServerMetadata, UsageEvent, UsageReport,
 };
@@ -71,8 +71,15 @@ pub struct VerifierOptions {
     pub proof: ProofOptions,
     /// Replay cache capacity.
     pub replay_capacity: usize,
-    /// Report each use to the broker (`POST /audit/usage`) with these
-    /// credentials (client id, secret).
+    /// The owner this API serves: a token acting for anyone else (its `sub`)
+    /// is refused with `invalid_token` (reason `owner`). The broker signs
+    /// tokens for every owner with the same keys, so without this an API
+    /// accepts the tokens of any owner whose grants name its audience.
+    pub owner: Option<String>,
+    /// Report each request to the broker (`POST /audit/usage`, batched every
+    /// second) with these credentials (client id, secret): allowed ones, and
+    /// refused ones with their error code and finer reason, including the
+    /// refusals of [`Identity::require`] and [`Identity::require_amount`].
     pub usage_reports: Option<(String, Zeroizing<String>)>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
@@ -87,6 +94,7 @@ impl fmt::Debug for VerifierOptions {
             .field("audience", &self.audience)
             .field("require_nonce", &self.require_nonce)
             .field("follow_feed", &self.follow_feed)
+            .field("owner", &self.owner)
             .field("max_staleness", &self.max_staleness)
             .field("stale_policy", &self.stale_policy)
             .finish()
@@ -105,6 +113,7 @@ impl VerifierOptions {
             stale_policy: StalePolicy::FailClosed,
             proof: ProofOptions::default(),
             replay_capacity: 1 << 18,
+            owner: None,
             usage_reports: None,
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
@@ -131,14 +140,64 @@ pub struct Identity {
     pub jkt: String,
     /// When the token expires.
     pub expires_at: i64,
+    /// This request's entry in the usage report, if reports are on.
+    use_ticket: UseTicket,
+}
+
+/// Where a verified request's use waits to be reported, so that a refusal the
+/// application decides afterwards ([`Identity::require`]) turns its `allow`
+/// into a `deny` instead of counting the request twice.
+#[derive(Clone, Default)]
+struct UseTicket(Option<(Weak<Inner>, u64)>);
+
+impl fmt::Debug for UseTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "reported" } else { "-" })
+    }
+}
+
+// Two identities are equal whatever their report entries.
+impl PartialEq for UseTicket {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for UseTicket {}
+
+impl UseTicket {
+    fn refused(&self, error: &Error, scope: &str) {
+        let Some((weak, id)) = &self.0 else { return };
+        let Some(inner) = weak.upgrade() else { return };
+        let Ok(mut u) = inner.usage.lock() else {
+            return;
+        };
+        let set = |e: &mut UsageEvent| {
+            e.decision = "deny".into();
+            e.code = Some(error.code().to_owned());
+            e.reason = error.reason().map(|r| r.as_str().to_owned());
+            e.scope = Some(scope.to_owned());
+        };
+        if let Some((_, e)) = u.iter_mut().rev().find(|(n, _)| n == id) {
+            set(e);
+        } else if let Some(mut e) = inner.last_sent(*id)
+            && u.len() < USAGE_MAX
+        {
+            // Already sent as allowed (the batch left in between): the refusal
+            // follows as its own entry.
+            set(&mut e);
+            u.push((*id, e));
+        }
+    }
 }
 
 impl Identity {
-    /// Does the token allow `scope`? `Err` is a 403 rejection.
+    /// Does the token allow `scope`? `Err` is a 403 rejection (reported to
+    /// the broker as this request's refusal when usage reports are on).
     pub fn require(&self, scope: &str) -> std::result::Result<(), Rejection> {
-        self.scopes
-            .require(scope)
-            .map_err(|e| Rejection::new(e, Some(scope), None))
+        self.scopes.require(scope).map_err(|e| {
+            self.use_ticket.refused(&e, scope);
+            Rejection::new(e, Some(scope), None)
+        })
     }
 
     /// Does the token allow `resource_action` for `amount`?
@@ -149,7 +208,10 @@ impl Identity {
     ) -> std::result::Result<(), Rejection> {
         self.scopes
             .require_amount(resource_action, amount)
-            .map_err(|e| Rejection::new(e, Some(resource_action), None))
+            .map_err(|e| {
+                self.use_ticket.refused(&e, resource_action);
+                Rejection::new(e, Some(resource_action), None)
+            })
     }
 }
 
@@ -237,6 +299,13 @@ impl Revoked {
 }
 
 const TOKEN_CACHE_MAX: usize = 4096;
+/// Most uses waiting to be reported; beyond, new ones are dropped.
+const USAGE_MAX: usize = 10_000;
+/// Most uses in one report (the broker's `MAX_USES`).
+const USAGE_REPORT_MAX: usize = 1000;
+/// Most bytes of uses in one report (the broker takes bodies up to 64 KiB;
+/// one use is at most about 4 KiB).
+const USAGE_REPORT_BYTES: usize = 56 * 1024;
 
 struct Inner {
     opts: VerifierOptions,
@@ -251,7 +320,12 @@ struct Inner {
     feed_contact: Mutex<Instant>,
     feed_connected: AtomicBool,
     nonce_secret: [u8; 32],
-    usage: Mutex<Vec<UsageEvent>>,
+    /// Uses waiting for the next report, each with its number.
+    usage: Mutex<Vec<(u64, UsageEvent)>>,
+    /// The number of the next use.
+    use_seq: AtomicU64,
+    /// The allowed uses of the last report (a late refusal needs their details).
+    usage_sent: Mutex<Vec<(u64, UsageEvent)>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -309,6 +383,8 @@ impl Verifier {
             feed_connected: AtomicBool::new(false),
             nonce_secret,
             usage: Mutex::new(Vec::new()),
+            use_seq: AtomicU64::new(0),
+            usage_sent: Mutex::new(Vec::new()),
             stop: tokio::sync::watch::Sender::new(false),
             meta,
             opts,
@@ -333,18 +409,22 @@ impl Verifier {
         url: &str,
         headers: &[(K, V)],
     ) -> std::result::Result<Identity, Rejection> {
-        let r = self.verify_inner(method, url, headers).await;
-        if self.inner.opts.usage_reports.is_some() {
-            self.record_use(method, url, &r);
+        let mut jti = None;
+        let r = self.verify_inner(method, url, headers, &mut jti).await;
+        if self.inner.opts.usage_reports.is_none() {
+            return r;
         }
-        r
+        self.record_use(method, url, r, jti)
     }
 
+    /// `jti` receives the token's id as soon as its signature is verified, so
+    /// that a later refusal is reported against it.
     async fn verify_inner<K: AsRef<str>, V: AsRef<str>>(
         &self,
         method: &str,
         url: &str,
         headers: &[(K, V)],
+        jti: &mut Option<String>,
     ) -> std::result::Result<Identity, Rejection> {
         let inner = &self.inner;
         let reject = |e: Error| Rejection::new(e, None, None);
@@ -367,13 +447,23 @@ impl Verifier {
                         .keys
                         .read()
                         .map_err(|_| reject(Error::Server("key set poisoned".into())))?;
-                    verify_access_token(token, &keys, &inner.validation, now).map_err(reject)?
+                    verify_access_token_reporting(token, &keys, &inner.validation, now, jti)
+                        .map_err(reject)?
                 };
                 let claims = Arc::new(claims);
                 self.cache_claims(token, claims.clone(), now);
                 claims
             }
         };
+        *jti = Some(claims.jti.clone());
+        if let Some(owner) = &inner.opts.owner
+            && claims.sub != *owner
+        {
+            return Err(reject(Error::token(
+                Reason::Owner,
+                "the token acts for another owner than the one this API serves",
+            )));
+        }
         // Revocation before the proof: a revoked token consumes no replay entry.
         if inner.revoked.is_revoked(&claims.jti, &claims.gid) {
             return Err(reject(Error::token(
@@ -445,6 +535,7 @@ impl Verifier {
             reason: proof.reason,
             jkt: claims.jkt.clone(),
             expires_at: claims.exp,
+            use_ticket: UseTicket::default(),
         })
     }
 
@@ -518,31 +609,78 @@ impl Verifier {
         self.inner.stop.send_replace(true);
     }
 
-    fn record_use(&self, method: &str, url: &str, r: &std::result::Result<Identity, Rejection>) {
+    /// Queue the report of one request: allowed, or refused with its code
+    /// and finer reason (and the token id when the token was verified). A
+    /// nonce challenge is the protocol's normal course, not a refusal.
+    fn record_use(
+        &self,
+        method: &str,
+        url: &str,
+        r: std::result::Result<Identity, Rejection>,
+        jti: Option<String>,
+    ) -> std::result::Result<Identity, Rejection> {
+        if matches!(&r, Err(rej) if rej.error == Error::UseDpopNonce) {
+            return r;
+        }
         let path = url::Url::parse(url)
             .map(|u| u.path().to_owned())
             .unwrap_or_default();
-        let (jti, decision, reason) = match r {
-            Ok(id) => (id.token_id.clone(), "allow", id.reason.clone()),
-            Err(rej) => (String::new(), "deny", Some(rej.error.code().to_owned())),
+        // Within the broker's limits: one oversized entry would cost the
+        // whole batch, and anyone can send a long path.
+        let mut event = UsageEvent {
+            jti,
+            method: truncated(method, 16),
+            path: truncated(&path, 2048),
+            decision: "allow".into(),
+            reason: None,
+            code: None,
+            scope: None,
+            at: Some(self.inner.opts.clock.now()),
         };
-        if jti.is_empty() {
-            return;
-        }
-        if let Ok(mut u) = self.inner.usage.lock()
-            && u.len() < 10_000
-        {
-            {
-                u.push(UsageEvent {
-                    jti,
-                    method: method.to_owned(),
-                    path,
-                    decision: decision.to_owned(),
-                    reason,
-                    at: Some(self.inner.opts.clock.now()),
-                });
+        match &r {
+            Ok(id) => {
+                event.jti = Some(id.token_id.clone());
+                event.reason = id.reason.clone();
+            }
+            Err(rej) => {
+                event.decision = "deny".into();
+                event.code = Some(rej.error.code().to_owned());
+                event.reason = rej.error.reason().map(|x| x.as_str().to_owned());
             }
         }
+        let id = self.inner.use_seq.fetch_add(1, Ordering::Relaxed);
+        let queued = match self.inner.usage.lock() {
+            Ok(mut u) if u.len() < USAGE_MAX => {
+                u.push((id, event));
+                true
+            }
+            _ => false,
+        };
+        r.map(|mut identity| {
+            if queued {
+                identity.use_ticket = UseTicket(Some((Arc::downgrade(&self.inner), id)));
+            }
+            identity
+        })
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncated(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+impl Inner {
+    /// The entry of use `id` if it left with the last report as allowed.
+    fn last_sent(&self, id: u64) -> Option<UsageEvent> {
+        let sent = self.usage_sent.lock().ok()?;
+        sent.iter()
+            .find(|(n, e)| *n == id && e.decision == "allow")
+            .map(|(_, e)| e.clone())
     }
 }
 
@@ -763,11 +901,16 @@ async fn usage_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bo
             () = stopped(&mut stop) => return,
         }
         let Some(inner) = weak.upgrade() else { return };
-        let batch: Vec<UsageEvent> = match inner.usage.lock() {
-            Ok(mut u) => std::mem::take(&mut *u),
-            Err(_) => continue,
+        // Both locks at once (in the order `UseTicket::refused` takes them):
+        // a refusal finds its use either still queued or among those sent.
+        let uses: Vec<UsageEvent> = match (inner.usage.lock(), inner.usage_sent.lock()) {
+            (Ok(mut u), Ok(mut sent)) => {
+                *sent = std::mem::take(&mut *u);
+                sent.iter().map(|(_, e)| e.clone()).collect()
+            }
+            _ => continue,
         };
-        if batch.is_empty() {
+        if uses.is_empty() {
             continue;
         }
         let (Some((id, secret)), Some(endpoint)) = (
@@ -776,13 +919,76 @@ async fn usage_loop(weak: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bo
         ) else {
             continue;
         };
-        if let Ok(http) = http::client() {
+        let Ok(http) = http::client() else { continue };
+        for report in reports(uses) {
             let _ = http
                 .post(endpoint)
                 .basic_auth(id, Some(secret.as_str()))
-                .json(&UsageReport { uses: batch })
+                .json(&report)
                 .send()
                 .await;
         }
+    }
+}
+
+/// `uses` split into reports the broker accepts: it refuses a report whole
+/// beyond [`USAGE_REPORT_MAX`] uses or [`USAGE_REPORT_BYTES`] of body.
+fn reports(uses: Vec<UsageEvent>) -> Vec<UsageReport> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for u in uses {
+        let size = serde_json::to_vec(&u).map_or(0, |v| v.len()) + 1;
+        if !cur.is_empty() && (cur.len() == USAGE_REPORT_MAX || bytes + size > USAGE_REPORT_BYTES) {
+            out.push(UsageReport {
+                uses: std::mem::take(&mut cur),
+            });
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(u);
+    }
+    if !cur.is_empty() {
+        out.push(UsageReport { uses: cur });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::truncated;
+
+    #[test]
+    fn large_batches_are_split_into_reports_the_broker_takes() {
+        let use_of = |path: String| crate::wire::UsageEvent {
+            jti: None,
+            method: "GET".into(),
+            path,
+            decision: "deny".into(),
+            reason: None,
+            code: Some("invalid_token".into()),
+            scope: None,
+            at: Some(1),
+        };
+        for (n, path) in [(2500, "/a".to_owned()), (100, "/".repeat(2048))] {
+            let uses: Vec<_> = (0..n).map(|i| use_of(format!("{path}{i}"))).collect();
+            let r = super::reports(uses.clone());
+            assert!(r.len() > 1, "{n} uses in one report");
+            for report in &r {
+                assert!(report.uses.len() <= 1000);
+                assert!(serde_json::to_vec(report).unwrap().len() <= 64 * 1024);
+            }
+            let again: Vec<_> = r.into_iter().flat_map(|r| r.uses).collect();
+            assert_eq!(again, uses);
+        }
+    }
+
+    #[test]
+    fn reported_fields_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("GET", 16), "GET");
+        assert_eq!(truncated(&"a".repeat(3000), 2048).len(), 2048);
+        // 'é' is two bytes: cutting at 3 bytes would split the second one.
+        assert_eq!(truncated("éé", 3), "é");
     }
 }

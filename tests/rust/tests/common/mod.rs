@@ -1,5 +1,6 @@
 //! What the end-to-end test files share: the protected API they call.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each test binary uses a part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
