@@ -676,7 +676,6 @@ async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_brows
 #[tokio::test]
 async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
     let b = Broker::start(&[]);
-    let rs = b.resource(API, None);
     let mine = claims(
         &b.enroll(&key(), "trip-bot", "calendar:read", &[])
             .await
@@ -690,6 +689,9 @@ async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
             .s("access_token"),
     )["jti"]
         .clone();
+    // Registered once mallory holds a token for it (no other owner can be
+    // granted a registered audience).
+    let rs = b.resource(API, None);
     let u = reqwest::Client::new()
         .post(format!("{}/audit/usage", b.url))
         .basic_auth(&rs.0, Some(&rs.1))

@@ -61,7 +61,10 @@ struct ProfileFile {
     grants: HashMap<String, GrantRecord>,
 }
 
-const SEALED: &str = "sealed:v1:";
+/// Sealed values bound to their entry and field (associated data).
+const SEALED: &str = "sealed:v2:";
+/// Sealed values of the first format (no associated data): read, never written.
+const SEALED_V1: &str = "sealed:v1:";
 
 /// The sealing key for (passphrase, salt), derived once per process.
 fn sealing_key(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
@@ -90,34 +93,51 @@ fn sealing_key(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
     Ok(key)
 }
 
-fn seal(key: &[u8; 32], plain: &str) -> Result<String> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
+/// The associated data of a sealed value: its entry and its field, so that a
+/// sealed value moved to another entry or field does not open.
+fn sealed_ad(entry: &str, field: &str) -> Vec<u8> {
+    format!("protonpass-grant-store:v2\0{entry}\0{field}").into_bytes()
+}
+
+fn seal(key: &[u8; 32], plain: &str, ad: &[u8]) -> Result<String> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|e| Error::Storage(format!("randomness: {e}")))?;
     let ct = cipher
-        .encrypt((&nonce).into(), plain.as_bytes())
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: plain.as_bytes(),
+                aad: ad,
+            },
+        )
         .map_err(|_| Error::Storage("sealing failed".into()))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     Ok(format!("{SEALED}{}", crate::b64::encode(out)))
 }
 
-fn unseal(key: &[u8; 32], text: &str) -> Result<Zeroizing<String>> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
+fn unseal(key: &[u8; 32], text: &str, ad: &[u8]) -> Result<Zeroizing<String>> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     let bad = || {
         Error::Storage("the stored grant cannot be opened: wrong passphrase or corrupt file".into())
     };
-    let raw = text
-        .strip_prefix(SEALED)
-        .and_then(crate::b64::decode)
-        .ok_or_else(bad)?;
+    let (raw, ad) = match (text.strip_prefix(SEALED), text.strip_prefix(SEALED_V1)) {
+        (Some(r), _) => (r, ad),
+        // The first format had no associated data; the next save rewrites it.
+        (None, Some(r)) => (r, &[][..]),
+        (None, None) => return Err(bad()),
+    };
+    let raw = crate::b64::decode(raw).ok_or_else(bad)?;
     if raw.len() < 12 {
         return Err(bad());
     }
     let (nonce, ct) = raw.split_at(12);
     let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
-    let plain = cipher.decrypt(nonce.into(), ct).map_err(|_| bad())?;
+    let plain = cipher
+        .decrypt(nonce.into(), Payload { msg: ct, aad: ad })
+        .map_err(|_| bad())?;
     String::from_utf8(plain)
         .map(Zeroizing::new)
         .map_err(|_| bad())
@@ -290,12 +310,27 @@ impl GrantStore {
         sealing_key(p, &salt).map(Some)
     }
 
-    fn open(&self, file: &mut ProfileFile, text: &str) -> Result<Zeroizing<String>> {
-        if !text.starts_with(SEALED) {
+    /// Open the value of `field` of `entry`. Once a file is sealed (it has a
+    /// KDF salt), a value that is not sealed is refused: it was not written
+    /// by this store.
+    fn open(
+        &self,
+        file: &mut ProfileFile,
+        entry: &str,
+        field: &str,
+        text: &str,
+    ) -> Result<Zeroizing<String>> {
+        let sealed = text.starts_with(SEALED) || text.starts_with(SEALED_V1);
+        if !sealed {
+            if file.kdf_salt.is_some() {
+                return Err(Error::Storage(format!(
+                    "the grant store is sealed but its {field} for this agent is not: refused (remove the entry and approve the agent again)"
+                )));
+            }
             return Ok(Zeroizing::new(text.to_owned()));
         }
         match self.file_key(file, false)? {
-            Some(k) => unseal(&k, text),
+            Some(k) => unseal(&k, text, &sealed_ad(entry, field)),
             None => Err(Error::Storage(
                 "the stored grant is sealed: set PROTONPASS_PASSPHRASE (or pass the passphrase)"
                     .into(),
@@ -389,8 +424,8 @@ impl GrantStore {
                     return Ok(None);
                 };
                 let (k, rt) = (Zeroizing::new(k), Zeroizing::new(rt));
-                let jwk = self.open(&mut file, &k)?;
-                let refresh_token = self.open(&mut file, &rt)?;
+                let jwk = self.open(&mut file, &key, "key", &k)?;
+                let refresh_token = self.open(&mut file, &key, "refresh_token", &rt)?;
                 Ok(Some(StoredGrant {
                     key: AgentKey::from_private_jwk(&jwk)?,
                     refresh_token,
@@ -418,9 +453,26 @@ impl GrantStore {
                 let path = Self::paths(dir, profile).0;
                 let mut file = read_file(&path)?;
                 file.version = 1;
+                if file.kdf_salt.is_some() && self.passphrase.is_none() {
+                    // A sealed store is never written in plaintext.
+                    return Err(Error::Storage(
+                        "the grant store is sealed: set PROTONPASS_PASSPHRASE (or pass the passphrase) to save a grant in it"
+                            .into(),
+                    ));
+                }
+                let sealing_now = file.kdf_salt.is_none();
                 let jwk = g.key.to_private_jwk();
                 let (jwk, rt) = match self.file_key(&mut file, true)? {
-                    Some(k) => (seal(&k, &jwk)?, seal(&k, &g.refresh_token)?),
+                    Some(k) => {
+                        if sealing_now {
+                            // The first sealed save seals the whole file.
+                            seal_all(&k, &mut file)?;
+                        }
+                        (
+                            seal(&k, &jwk, &sealed_ad(&key, "key"))?,
+                            seal(&k, &g.refresh_token, &sealed_ad(&key, "refresh_token"))?,
+                        )
+                    }
                     None => (jwk.to_string(), g.refresh_token.to_string()),
                 };
                 file.grants.insert(
@@ -461,6 +513,49 @@ impl GrantStore {
     }
 }
 
+/// Seal every plaintext value of `file` (a store that becomes sealed).
+fn seal_all(k: &[u8; 32], file: &mut ProfileFile) -> Result<()> {
+    for (entry, r) in file.grants.iter_mut() {
+        if !r.key.starts_with(SEALED) && !r.key.starts_with(SEALED_V1) {
+            r.key = seal(k, &r.key, &sealed_ad(entry, "key"))?;
+        }
+        if !r.refresh_token.starts_with(SEALED) && !r.refresh_token.starts_with(SEALED_V1) {
+            r.refresh_token = seal(k, &r.refresh_token, &sealed_ad(entry, "refresh_token"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse an opened grant file (checked on the descriptor, so nothing can be
+/// swapped in between) that another user owns or others can read or write.
+#[cfg(unix)]
+fn check_opened(f: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().map_err(|e| io("cannot inspect", path, e))?;
+    let uid = rustix::process::geteuid().as_raw();
+    if m.uid() != uid {
+        return Err(Error::Storage(format!(
+            "{} belongs to another user (uid {}): refused",
+            path.display(),
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(Error::Storage(format!(
+            "{} is readable or writable by others (mode {:o}): refused; run `chmod 600 {}`",
+            path.display(),
+            m.mode() & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_opened(_: &File, _: &Path) -> Result<()> {
+    Ok(())
+}
+
 fn open_private(path: &Path, truncate: bool) -> Result<File> {
     let mut o = OpenOptions::new();
     o.create(true).write(true).truncate(truncate);
@@ -471,8 +566,12 @@ fn open_private(path: &Path, truncate: bool) -> Result<File> {
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
+        // Never through a link planted in the store's directory.
+        o.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
-    o.open(path).map_err(|e| io("cannot open", path, e))
+    let f = o.open(path).map_err(|e| io("cannot open", path, e))?;
+    check_opened(&f, path)?;
+    Ok(f)
 }
 
 fn open_new_private(path: &Path) -> Result<File> {
@@ -487,15 +586,25 @@ fn open_new_private(path: &Path) -> Result<File> {
 }
 
 fn read_file(path: &Path) -> Result<ProfileFile> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let bytes = Zeroizing::new(bytes);
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Storage(format!("{} is corrupt: {e}", path.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProfileFile::default()),
-        Err(e) => Err(io("cannot read", path, e)),
+    let mut o = OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never through a link planted in the store's directory: opening one
+        // fails (ELOOP), and the owner and mode are checked on the descriptor.
+        o.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
+    let mut f = match o.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ProfileFile::default()),
+        Err(e) => return Err(io("cannot open (a symbolic link is refused)", path, e)),
+    };
+    check_opened(&f, path)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| io("cannot read", path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Storage(format!("{} is corrupt: {e}", path.display())))
 }
 
 fn write_file(path: &Path, file: &ProfileFile) -> Result<()> {
@@ -579,6 +688,68 @@ mod tests {
             none.load("http://b", "p1", "bot").unwrap_err().code(),
             "storage_error"
         );
+    }
+
+    #[test]
+    fn a_sealed_store_is_never_written_in_plaintext_and_its_values_stay_in_place() {
+        let dir = tempfile_dir();
+        let pass = |p: &str| Some(Zeroizing::new(p.to_owned()));
+        let sealed =
+            GrantStore::new(StoreKind::File(dir.clone())).with_passphrase(pass("correct horse"));
+        let plain = GrantStore::new(StoreKind::File(dir.clone()));
+        // A plaintext entry written first is sealed along with the first sealed one.
+        plain.save("http://b", "p", "old", &grant()).unwrap();
+        sealed.save("http://b", "p", "bot", &grant()).unwrap();
+        let text = fs::read_to_string(dir.join("p.json")).unwrap();
+        assert!(!text.contains("rt-secret-value"), "{text}");
+        assert!(sealed.load("http://b", "p", "old").unwrap().is_some());
+        // Without the passphrase, nothing is written into a sealed store.
+        let e = plain.save("http://b", "p", "new", &grant()).unwrap_err();
+        assert_eq!(e.code(), "storage_error");
+        assert_eq!(fs::read_to_string(dir.join("p.json")).unwrap(), text);
+        // A plaintext value planted in a sealed store is refused.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let rt = v["grants"][entry_key("http://b", "bot")]["refresh_token"].clone();
+        v["grants"][entry_key("http://b", "bot")]["refresh_token"] = "rt-planted".into();
+        fs::write(dir.join("p.json"), v.to_string()).unwrap();
+        let e = sealed.load("http://b", "p", "bot").unwrap_err();
+        assert!(e.to_string().contains("not"), "{e}");
+        // A sealed value moved to another field or entry does not open.
+        let key = v["grants"][entry_key("http://b", "bot")]["key"].clone();
+        v["grants"][entry_key("http://b", "bot")]["refresh_token"] = key;
+        fs::write(dir.join("p.json"), v.to_string()).unwrap();
+        assert!(sealed.load("http://b", "p", "bot").is_err());
+        v["grants"][entry_key("http://b", "bot")]["refresh_token"] = rt.clone();
+        v["grants"][entry_key("http://b", "old")]["refresh_token"] = rt;
+        fs::write(dir.join("p.json"), v.to_string()).unwrap();
+        assert!(sealed.load("http://b", "p", "bot").is_ok());
+        assert!(sealed.load("http://b", "p", "old").is_err());
+    }
+
+    #[test]
+    fn a_linked_or_readable_grant_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir();
+        let s = GrantStore::new(StoreKind::File(dir.clone()));
+        s.save("http://b", "p", "bot", &grant()).unwrap();
+        // A symbolic link in place of the file (say, to a file the attacker reads).
+        let elsewhere = tempfile_dir().join("planted.json");
+        fs::rename(dir.join("p.json"), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("p.json")).unwrap();
+        assert_eq!(
+            s.load("http://b", "p", "bot").unwrap_err().code(),
+            "storage_error"
+        );
+        assert_eq!(
+            s.save("http://b", "p", "bot", &grant()).unwrap_err().code(),
+            "storage_error"
+        );
+        fs::remove_file(dir.join("p.json")).unwrap();
+        // A file others can read.
+        s.save("http://b", "p", "bot", &grant()).unwrap();
+        fs::set_permissions(dir.join("p.json"), fs::Permissions::from_mode(0o644)).unwrap();
+        let e = s.load("http://b", "p", "bot").unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 
     #[test]
