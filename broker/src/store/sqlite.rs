@@ -173,7 +173,15 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
                 continue;
             }
             let mut tx = SqliteTx { conn: &conn };
-            let (ok, finish) = job(&mut tx);
+            // A job that panics (a bug) fails alone: its savepoint is rolled
+            // back, its caller gets 503, and the writer goes on serving the
+            // others instead of dying and leaving every later write to fail.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            let Ok((ok, finish)) = run else {
+                tracing::error!("a write job panicked; it was rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                continue;
+            };
             let end = if ok {
                 conn.execute_batch("RELEASE job")
             } else {
@@ -190,7 +198,10 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for f in finishes {
-            f(commit.clone());
+            let c = commit.clone();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))).is_err() {
+                tracing::error!("a write job's completion panicked");
+            }
         }
     }
 }
@@ -778,6 +789,30 @@ mod tests {
         assert_eq!(recs.len(), 32);
         let mut v = crate::audit::Verifier::default();
         v.feed(&recs).unwrap();
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Store> =
+            SqliteStore::open_with(&dir.path().join("db"), Duration::from_secs(10)).unwrap();
+        let r = write_blocking(&s, |tx| -> Result<()> {
+            tx.grant_put(&grant("doomed"))?;
+            panic!("injected fault")
+        });
+        assert!(r.is_err());
+        // Nothing of the panicking job was kept, and later writes commit.
+        write_blocking(&s, |tx| tx.grant_put(&grant("after"))).unwrap();
+        assert!(
+            read_blocking(&s, |tx| tx.grant_get("doomed"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_blocking(&s, |tx| tx.grant_get("after"))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
