@@ -46,8 +46,9 @@ setup: ## Install what the test suites need (cargo-fuzz, Node.js, Chromium), or 
 	bash scripts/setup-tools.sh
 
 .PHONY: check-repo
-check-repo: ## No path outside the repository; one version, licence and repository URL everywhere
+check-repo: ## No path outside the repository; one version, licence and repository URL everywhere; README code from tested files
 	python3 scripts/check-repo.py
+	python3 scripts/check-snippets.py
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings denied

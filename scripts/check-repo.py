@@ -61,8 +61,12 @@ def outside_paths(files: list[Path]) -> list[str]:
                 rel = m.group(1).rstrip(".,;:)`'\"")
                 if escapes(f.parent, rel) and escapes(ROOT, rel):
                     problems.append(f"{rel_file}:{n}: refers to {rel!r}, outside the repository")
-                elif f.suffix == ".md" and not (f.parent / rel.split("#")[0]).exists():
-                    problems.append(f"{rel_file}:{n}: refers to {rel!r}, which does not exist")
+                elif (
+                    f.suffix == ".md"
+                    and f"]({m.group(1)}" in line
+                    and not (f.parent / rel.split("#")[0]).exists()
+                ):
+                    problems.append(f"{rel_file}:{n}: links to {rel!r}, which does not exist")
             for m in ABSOLUTE.finditer(line):
                 problems.append(f"{rel_file}:{n}: refers to the absolute path {m.group(1)!r}")
     return problems

@@ -8,6 +8,7 @@
 //! ```
 //! use protonpass_agent::*;
 //!
+//! # // readme:begin protocol
 //! let now = 1_700_000_000;
 //! let rng = OsRandom;
 //! // The broker's signing key and the agent's key.
@@ -30,6 +31,7 @@
 //!     &keys, &TokenValidation::new("https://broker.example", "https://api.example"),
 //!     &ProofVerifier::default(), None, now)?;
 //! ScopeSet::parse(&ok.claims.scope)?.require("travel:book")?;
+//! # // readme:end protocol
 //! # Ok::<(), protonpass_agent::Error>(())
 //! ```
 

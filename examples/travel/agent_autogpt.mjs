@@ -163,6 +163,7 @@ async function runGoal(cmds, goal) {
 }
 
 say(`ASKING  for ${SCOPES.join(' ')} on ${audience}`);
+// readme:begin js-agent
 const session = await authenticateWithProton({
   scope: SCOPES,
   audience,
@@ -175,6 +176,7 @@ const session = await authenticateWithProton({
     ownerRequest(opt.channel, 'approve', p.userCode);
   },
 });
+// readme:end js-agent
 let ok = true;
 try {
   say(`GRANTED ${session.scopes.join(' ')}`);

@@ -257,6 +257,7 @@ def main() -> int:
     owner = Owner(a.channel)
 
     say(f"ASKING  for {' '.join(SCOPES)} on {audience}")
+    # readme:begin python-agent
     session: Session = authenticate_with_proton(
         SCOPES,
         audience,
@@ -266,10 +267,13 @@ def main() -> int:
         prompt=owner.prompt,
         reason="plan and book the trip to Paris",
     )
+    # readme:end python-agent
     ok = True
     try:
         say(f"GRANTED {' '.join(session.scopes)} (token bound to key {session.thumbprint[:8]}...)")
+        # readme:begin python-tools
         tools = {t.name: t for t in [*api_tools(session, a.api.rstrip("/")), ask_person]}
+        # readme:end python-tools
         model = chat_model().bind_tools(list(tools.values()))
         history: list[BaseMessage] = [
             SystemMessage(

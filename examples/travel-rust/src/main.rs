@@ -132,6 +132,7 @@ async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
         agent.require("travel:book")?;
         Ok(r#"{"booking":"BK-0001","status":"held"}"#.into())
     }
+    // readme:begin rust-api
     async fn payments(agent: Agent, Query(q): Query<HashMap<String, String>>) -> Reply {
         let amount: Decimal = q
             .get("amount")
@@ -146,6 +147,7 @@ async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
         .route("/travel/bookings", post(bookings))
         .route("/travel/payments", post(payments))
         .with_state(Protected::new(verifier, base.clone()));
+    // readme:end rust-api
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -218,6 +220,7 @@ async fn run() -> Fallible<()> {
             }
         });
     });
+    // readme:begin rust-agent
     let scopes = ["travel:search", "travel:book", "payment:execute:under-500"];
     let session = authenticate_with_proton(
         &scopes,
@@ -233,6 +236,7 @@ async fn run() -> Fallible<()> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    // readme:end rust-agent
     println!(
         "   granted: {} (key {}...)",
         session.scopes(),
