@@ -46,6 +46,19 @@ fn label(event: &str) -> &str {
         .map_or(event, |(_, l)| l)
 }
 
+/// A record's label, with what a revocation by the broker itself means.
+fn record_label<'a>(event: &'a str, detail: &str) -> &'a str {
+    let by = serde_json::from_str::<serde_json::Value>(detail)
+        .ok()
+        .and_then(|d| d.get("by").and_then(|b| b.as_str()).map(str::to_owned));
+    match (event, by.as_deref()) {
+        ("revoke", Some("refresh_token_reuse")) => {
+            "Revoked by the broker: the agent's refresh token was used twice, so a copy of its grant is in someone else's hands"
+        }
+        _ => label(event),
+    }
+}
+
 /// A record's detail as `key value` pairs (the raw JSON when it is not an object).
 fn details(detail: &str) -> maud::Markup {
     match serde_json::from_str::<serde_json::Value>(detail) {
@@ -154,7 +167,7 @@ pub(super) async fn audit_page(
                         tr {
                             td { (r.seq) }
                             td.nowrap { (when(r.ts)) }
-                            td { (label(&r.event)) br; code.raw { (r.event) } }
+                            td { (record_label(&r.event, &r.detail)) br; code.raw { (r.event) } }
                             td.detail { (details(&r.detail)) }
                         }
                     }

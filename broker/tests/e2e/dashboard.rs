@@ -83,7 +83,7 @@ impl Web {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let r = self
             .http
             .get(format!("{}{path}", self.base))

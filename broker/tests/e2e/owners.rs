@@ -190,7 +190,14 @@ async fn every_exchange_rotates_the_refresh_token_and_a_copy_used_later_revokes_
     assert_eq!(real.error(), "invalid_grant", "{}", real.body);
     let gid = enrolled.s("grant_id");
     assert!(b.feed(0).await.iter().any(|e| e["gid"] == gid.as_str()));
-    // The owner sees why in the audit.
+    // The owner sees why in the audit, and on the dashboard's activity page.
     let audit = b.cli_ok(&["audit", "tail", "-n", "50"]);
     assert!(audit.to_string().contains("refresh_token_reuse"), "{audit}");
+    let (mut web, _) = crate::dashboard::signed_in(&b).await;
+    let page = web.get("/audit").await;
+    assert!(
+        page.body.contains("refresh token was used twice"),
+        "{}",
+        page.body
+    );
 }
