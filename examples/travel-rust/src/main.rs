@@ -25,8 +25,6 @@ use protonpass_agent::net::axum_layer::{Agent, Protected};
 use protonpass_agent::*;
 use rust_decimal::Decimal;
 
-const AUDIENCE: &str = "http://127.0.0.1/travel";
-
 type Fallible<T> = std::result::Result<T, String>;
 
 fn step(n: u32, text: &str) {
@@ -110,8 +108,9 @@ fn cli(bin: &Path, data: &Path, args: &[&str]) -> Fallible<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The travel API: every route verifies the DPoP-bound token and its scope.
-async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
+/// The travel API's port, bound first: its URL names the audience (a session
+/// sends its token only to URLs under its audience).
+async fn bind_travel_api() -> Fallible<(tokio::net::TcpListener, String)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -119,6 +118,15 @@ async fn start_travel_api(verifier: Verifier) -> Fallible<String> {
         "http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    Ok((listener, base))
+}
+
+/// The travel API: every route verifies the DPoP-bound token and its scope.
+async fn start_travel_api(
+    verifier: Verifier,
+    listener: tokio::net::TcpListener,
+    base: String,
+) -> Fallible<String> {
     type Reply = std::result::Result<String, Rejection>;
     async fn flights(agent: Agent) -> Reply {
         agent.require("travel:search")?;
@@ -191,11 +199,13 @@ async fn run() -> Fallible<()> {
         2,
         "The travel API starts and trusts the broker's keys and revocation feed.",
     );
-    let verifier = Verifier::new(VerifierOptions::new(broker.issuer.clone(), AUDIENCE))
+    let (listener, base) = bind_travel_api().await?;
+    let audience = format!("{base}/travel");
+    let verifier = Verifier::new(VerifierOptions::new(broker.issuer.clone(), &audience))
         .await
         .map_err(|e| e.to_string())?;
-    let base = start_travel_api(verifier).await?;
-    println!("   travel API at {base}/travel (audience {AUDIENCE})");
+    let base = start_travel_api(verifier, listener, base).await?;
+    println!("   travel API at {base}/travel (audience {audience})");
 
     step(
         3,
@@ -224,7 +234,7 @@ async fn run() -> Fallible<()> {
     let scopes = ["travel:search", "travel:book", "payment:execute:under-500"];
     let session = authenticate_with_proton(
         &scopes,
-        AUDIENCE,
+        &audience,
         AuthOptions {
             broker: Some(broker.issuer.clone()),
             agent_name: Some("travel-bot".into()),
