@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod files;
+pub mod gateway;
 mod http;
 mod keys;
 mod metrics;

@@ -1,0 +1,8 @@
+//! The credential-injecting gateway (specification: `spec/10-gateway-rules.md`):
+//! an owner's upstream APIs, each with a rules file and a secret kept
+//! encrypted in the vault; agents call `{issuer}/gateway/{name}/...` with their
+//! DPoP-bound token, and the gateway forwards the request with the owner's
+//! real credential, which the agent never sees.
+
+pub mod path;
+pub mod rules;
