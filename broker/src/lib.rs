@@ -6,6 +6,7 @@
 
 pub mod audit;
 mod cli;
+mod cli_upstream;
 mod config;
 mod dashboard;
 mod files;

@@ -4,5 +4,11 @@
 //! DPoP-bound token, and the gateway forwards the request with the owner's
 //! real credential, which the agent never sees.
 
+mod forward;
 pub mod path;
+pub(crate) mod proxy;
 pub mod rules;
+pub(crate) mod upstreams;
+pub(crate) mod vault;
+
+pub(crate) use proxy::router;

@@ -15,6 +15,10 @@ use toml::Spanned;
 pub const MAX_FILE: usize = 64 * 1024;
 /// Most rules in one file.
 pub const MAX_RULES: usize = 256;
+/// Longest response wait the rules may set, seconds.
+pub const MAX_TIMEOUT: u64 = 300;
+/// The response wait when the rules set none, seconds.
+pub const DEFAULT_TIMEOUT: u64 = 30;
 /// Longest upstream name.
 pub const MAX_NAME: usize = 64;
 
@@ -100,6 +104,8 @@ pub struct Upstream {
     pub suggested_scopes: Vec<String>,
     /// Suggested grant lifetime (`1h` to `30d`).
     pub suggested_ttl: Option<String>,
+    /// How long to wait for the upstream's response headers, seconds.
+    pub timeout_secs: u64,
     /// The rules, in file order.
     pub rules: Vec<Rule>,
 }
@@ -117,6 +123,7 @@ struct RawFile {
     #[serde(default)]
     suggested_scopes: Vec<Spanned<String>>,
     suggested_ttl: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -404,6 +411,24 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
     if base_url.path().contains('%') || base_url.path().contains("/.") {
         return Err(at(&bspan, "base_url's path must be plain".into()));
     }
+    let literal = match base_url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !super::forward::is_public(ip)) && !raw.allow_private_network {
+        return Err(at(
+            &bspan,
+            "base_url is a private or loopback address: set allow_private_network = true if you mean it".into(),
+        ));
+    }
+    let timeout_secs = match raw.timeout_secs {
+        Some(t) if (1..=MAX_TIMEOUT).contains(t.get_ref()) => *t.get_ref(),
+        Some(t) => {
+            return Err(at(&t.span(), format!("timeout_secs is 1 to {MAX_TIMEOUT}")));
+        }
+        None => DEFAULT_TIMEOUT,
+    };
     let audience = match raw.audience {
         Some(a) => {
             let span = a.span();
@@ -461,6 +486,7 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
         description: raw.description,
         suggested_scopes,
         suggested_ttl,
+        timeout_secs,
         rules,
     })
 }

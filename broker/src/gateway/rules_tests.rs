@@ -209,6 +209,9 @@ fn hostile_definitions_are_refused() {
         "https://x.example/#f",
         "ftp://x.example",
         "https://x.example:99999",
+        "https://127.0.0.1",
+        "https://[::1]:8443",
+        "https://169.254.169.254/latest",
         "data:text/plain,x",
         "https://x.example/a%2e",
     ] {

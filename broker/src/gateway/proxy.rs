@@ -1,0 +1,358 @@
+//! The gateway endpoint, `ANY {issuer}/gateway/{name}/{path}`: the request is
+//! verified like a native API's (DPoP-bound token for the upstream's audience,
+//! proof for the gateway URL, replay, nonce), checked against the store
+//! (token and grant not revoked, the token's owner owns the upstream), its
+//! normalised path matched against the rules and the scope required; then it
+//! is forwarded with the owner's credential, and the answer streamed back.
+//! Every call, refusals included, is audited without waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures_util::StreamExt as _;
+use protonpass_agent::wire::ErrorBody;
+use protonpass_agent::{Error, Reason, ScopeSet, TokenValidation, status_for, verify_request, www_authenticate};
+use serde_json::json;
+
+use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
+use super::path::normalise;
+use super::rules::{self, Upstream};
+use super::vault::Vault;
+use crate::model::TokenStatus;
+use crate::service::{Broker, grant_live};
+use crate::store::{self, UpstreamRec};
+
+/// The gateway's state.
+#[derive(Debug)]
+pub struct Gateway {
+    b: Arc<Broker>,
+    vault: Vault,
+    /// For upstreams on public addresses only.
+    public: reqwest::Client,
+    /// For upstreams that allow private networks.
+    private: reqwest::Client,
+}
+
+fn client(public_only: bool) -> Result<reqwest::Client, Error> {
+    let mut c = reqwest::Client::builder()
+        // A redirect goes back to the agent, never followed with the credential.
+        .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment: the address checks must hold.
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if public_only {
+        c = c.dns_resolver(Arc::new(PublicResolver));
+    }
+    c.build()
+        .map_err(|_| Error::Server("cannot build the gateway's HTTP client".into()))
+}
+
+/// The gateway's routes; the vault key is loaded (or created) here.
+pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
+    let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+    let gw = Arc::new(Gateway {
+        b,
+        vault,
+        public: client(true)?,
+        private: client(false)?,
+    });
+    Ok(Router::new()
+        .route("/gateway/{name}", any(handle))
+        .route("/gateway/{name}/", any(handle))
+        .route("/gateway/{name}/{*rest}", any(handle))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(gw))
+}
+
+/// What the audit record of one call says.
+struct Call {
+    b: Arc<Broker>,
+    owner: String,
+    upstream: String,
+    agent: String,
+    gid: String,
+    method: String,
+    path: String,
+    reason: Option<String>,
+    error: Option<&'static str>,
+    status: u16,
+    start: Instant,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: Arc<AtomicU64>,
+}
+
+impl Call {
+    fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Call {
+    /// The record is written when the call ends: after the response body was
+    /// streamed (or dropped), so that it has the byte counts.
+    fn drop(&mut self) {
+        let detail = json!({
+            "upstream": self.upstream, "agent": self.agent, "gid": self.gid,
+            "method": self.method, "path": self.path, "status": self.status,
+            "bytes_in": self.bytes_in.load(Ordering::Relaxed),
+            "bytes_out": self.bytes_out.load(Ordering::Relaxed),
+            "latency_ms": self.start.elapsed().as_millis() as u64,
+            "reason": self.reason, "error": self.error,
+        })
+        .to_string();
+        let (now, owner) = (self.b.clock.now(), std::mem::take(&mut self.owner));
+        if !store::write_detached(&self.b.store, move |tx| {
+            tx.audit_append(now, &owner, "gateway", &detail).map(|_| ())
+        }) {
+            self.b.metrics.audit_dropped();
+        }
+    }
+}
+
+fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = ErrorBody {
+        error: code.into(),
+        error_description: Some(description.into()),
+    };
+    let mut r = (status, axum::Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn refuse(call: &mut Call, e: &Error, scope: Option<&str>, nonce: Option<String>) -> Response {
+    let status = StatusCode::from_u16(status_for(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_error(status, e.code(), &ErrorBody::from(e).error_description.unwrap_or_default());
+    if let Some(v) = www_authenticate(e, scope).and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        r.headers_mut().insert("dpop-nonce", n);
+    }
+    call.status = status.as_u16();
+    call.error = Some(e.code());
+    if call.reason.is_none() {
+        call.reason = e.reason().map(|r| r.as_str().to_owned());
+    }
+    r
+}
+
+fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
+    // A value that is not text cannot be a token or a proof: keep it, empty, so
+    // that the count checks still see it.
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let raw = req.uri().path().to_owned();
+    let after = raw.strip_prefix("/gateway/").unwrap_or_default();
+    let (name, rest) = match after.find('/') {
+        Some(i) => (after[..i].to_owned(), after[i..].to_owned()),
+        None => (after.to_owned(), String::new()),
+    };
+    let mut call = Call {
+        b: gw.b.clone(),
+        owner: "-".into(),
+        upstream: name.clone(),
+        agent: "-".into(),
+        gid: "-".into(),
+        method: req.method().as_str().to_owned(),
+        path: "-".into(),
+        reason: None,
+        error: None,
+        status: 0,
+        start: Instant::now(),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_out: Arc::new(AtomicU64::new(0)),
+    };
+    let b = gw.b.clone();
+    let now = b.clock.now();
+    let n = name.clone();
+    let rec = if rules::valid_name(&name) {
+        match store::read(&b.store, move |tx| tx.upstream_get(&n)).await {
+            Ok(r) => r,
+            Err(e) => return refuse(&mut call, &e, None, None),
+        }
+    } else {
+        None
+    };
+    let Some(rec) = rec else {
+        call.status = 404;
+        call.error = Some("not_found");
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no such upstream");
+    };
+    call.owner = rec.owner.clone();
+    let up: Upstream = match rules::parse(&rec.rules) {
+        Ok(u) => u,
+        Err(_) => {
+            tracing::error!(upstream = %name, "stored rules do not parse");
+            return refuse(&mut call, &Error::Server("stored rules".into()), None, None);
+        }
+    };
+
+    // The token and proof, as a native API checks them; htu is the gateway URL
+    // from the issuer, never from the Host header.
+    let url = format!("{}{raw}", b.issuer);
+    let (authz, dpop) = (header_values(req.headers(), "authorization"), header_values(req.headers(), "dpop"));
+    let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
+    validation.leeway = 0;
+    let accepts = |n: &str| b.nonces.accepts(n, now);
+    let nonce: Option<&dyn Fn(&str) -> bool> = if b.cfg.dpop_nonce { Some(&accepts) } else { None };
+    let keys = b.keyring();
+    let verified = verify_request(
+        req.method().as_str(),
+        &url,
+        &authz,
+        &dpop,
+        &keys.keyset,
+        &validation,
+        &b.proofs,
+        nonce,
+        now,
+    );
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            let fresh = matches!(e, Error::UseDpopNonce).then(|| b.nonces.issue(now));
+            return refuse(&mut call, &e, None, fresh);
+        }
+    };
+    call.agent = v.claims.client_id.clone();
+    call.gid = v.claims.gid.clone();
+    call.reason = v.proof.reason.clone();
+
+    // Revocation cuts off at once: the store, not only the token's expiry.
+    let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
+    let state = store::read(&b.store, move |tx| Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))).await;
+    let live = match state {
+        Ok((Some(t), Some(g))) => t.status == TokenStatus::Active && grant_live(&g, now),
+        Ok(_) => false,
+        Err(e) => return refuse(&mut call, &e, None, None),
+    };
+    if !live {
+        let e = Error::InvalidToken {
+            reason: Reason::Revoked,
+            message: "the token or its grant was revoked".into(),
+        };
+        return refuse(&mut call, &e, None, None);
+    }
+    if v.claims.sub != rec.owner {
+        let e = Error::InsufficientScope(
+            "this upstream belongs to another owner: only its owner's grants can use it".into(),
+        );
+        return refuse(&mut call, &e, None, None);
+    }
+
+    let path = match normalise(&rest) {
+        Ok(p) => p,
+        Err(why) => {
+            let e = Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
+            return refuse(&mut call, &e, None, None);
+        }
+    };
+    call.path = path.clone();
+    let needed = rules::matching_scopes(&up.rules, req.method().as_str(), &path);
+    let Ok(granted) = ScopeSet::parse(&v.claims.scope) else {
+        return refuse(&mut call, &Error::InsufficientScope("unreadable scopes".into()), None, None);
+    };
+    if !needed.iter().any(|s| granted.require(s).is_ok()) {
+        let msg = match needed.first() {
+            Some(s) => format!("this request needs the scope {s}"),
+            None => format!("no rule of upstream {name} allows {} {path}", call.method),
+        };
+        return refuse(&mut call, &Error::InsufficientScope(msg), needed.first().map(String::as_str), None);
+    }
+    forward(&gw, &up, &rec, req, path, call).await
+}
+
+async fn forward(
+    gw: &Gateway,
+    up: &Upstream,
+    rec: &UpstreamRec,
+    req: Request,
+    path: String,
+    mut call: Call,
+) -> Response {
+    let secret = match gw.vault.open(&rec.owner, &rec.name, &rec.sealed) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(upstream = %up.name, "the upstream's secret does not open");
+            return refuse(&mut call, &Error::TemporarilyUnavailable(e.code().into()), None, None);
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let built = upstream_url(&up.base_url, &path, parts.uri.query(), &up.credential, &secret)
+        .and_then(|u| {
+            let url = reqwest::Url::parse(&u).map_err(|_| Error::InvalidRequest("bad URL".into()))?;
+            Ok((url, request_headers(&parts.headers, &up.credential, &secret)?))
+        });
+    let (url, headers) = match built {
+        Ok(x) => x,
+        Err(e) => return refuse(&mut call, &e, None, None),
+    };
+    let mut out = reqwest::Request::new(parts.method.clone(), url);
+    *out.headers_mut() = headers;
+    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let counter = call.bytes_in.clone();
+        let stream = body.into_data_stream().map(move |c| {
+            if let Ok(c) = &c {
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            c
+        });
+        *out.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+    }
+    let client = if up.allow_private_network { &gw.private } else { &gw.public };
+    let wait = Duration::from_secs(up.timeout_secs);
+    let resp = match tokio::time::timeout(wait, client.execute(out)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            // Never the error's text: it may hold the URL, and the URL the secret.
+            let timeout = e.is_timeout();
+            tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
+            call.error = Some(if timeout { "gateway_timeout" } else { "bad_gateway" });
+            return if timeout {
+                call.status = 504;
+                json_error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream did not answer in time")
+            } else {
+                call.status = 502;
+                json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached")
+            };
+        }
+        Err(_) => {
+            call.status = 504;
+            call.error = Some("gateway_timeout");
+            return json_error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream did not answer in time");
+        }
+    };
+    call.status = resp.status().as_u16();
+    let status = resp.status();
+    let headers = response_headers(resp.headers(), &secret);
+    drop(secret);
+    // The closure owns the call: its record is written when the body has been
+    // streamed, or dropped.
+    let stream = resp.bytes_stream().map(move |c| {
+        if let Ok(c) = &c {
+            call.sent(c.len());
+        }
+        c
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
