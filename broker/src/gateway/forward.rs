@@ -97,9 +97,8 @@ impl reqwest::dns::Resolve for PublicResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
                 return Err(format!("{host} resolves to a private or loopback address").into());
             }
@@ -150,12 +149,19 @@ pub fn upstream_url(
     let injected = match cred {
         Credential::Query { param } => {
             pairs.retain(|p| decoded_name(p) != *param);
-            Some(Zeroizing::new(format!("{param}={}", encode_component(secret))))
+            Some(Zeroizing::new(format!(
+                "{param}={}",
+                encode_component(secret)
+            )))
         }
         _ => None,
     };
     let mut first = true;
-    for p in pairs.iter().copied().chain(injected.as_deref().map(String::as_str)) {
+    for p in pairs
+        .iter()
+        .copied()
+        .chain(injected.as_deref().map(String::as_str))
+    {
         out.push(if first { '?' } else { '&' });
         out.push_str(p);
         first = false;
@@ -163,8 +169,12 @@ pub fn upstream_url(
     // The host is the rules' alone, whatever the path or query hold.
     let parsed = url::Url::parse(&out)
         .map_err(|_| Error::InvalidRequest("the request cannot be forwarded".into()))?;
-    if parsed.host() != base.host() || parsed.port_or_known_default() != base.port_or_known_default() {
-        return Err(Error::InvalidRequest("the request cannot be forwarded".into()));
+    if parsed.host() != base.host()
+        || parsed.port_or_known_default() != base.port_or_known_default()
+    {
+        return Err(Error::InvalidRequest(
+            "the request cannot be forwarded".into(),
+        ));
     }
     Ok(out)
 }
@@ -212,7 +222,8 @@ pub fn request_headers(
         ),
         Credential::Basic { template } => {
             let pair = Zeroizing::new(template.replace("{secret}", &text));
-            let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+            let b64 =
+                Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
             (
                 axum::http::header::AUTHORIZATION,
                 Zeroizing::new(format!("Basic {}", b64.as_str())),

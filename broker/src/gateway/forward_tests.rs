@@ -27,7 +27,12 @@ fn private_and_special_addresses_are_not_public() {
     ] {
         assert!(!is_public(ip.parse().unwrap()), "{ip}");
     }
-    for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1"] {
+    for ip in [
+        "1.1.1.1",
+        "8.8.8.8",
+        "2606:4700:4700::1111",
+        "::ffff:1.1.1.1",
+    ] {
         assert!(is_public(ip.parse().unwrap()), "{ip}");
     }
 }
@@ -58,7 +63,14 @@ fn the_url_keeps_the_rules_host_and_replaces_the_credential_parameter() {
     let q = Credential::Query {
         param: "api_key".into(),
     };
-    let u = upstream_url(&b, "/a", Some("api_key=agent&x=1&api%5Fkey=2"), &q, b"s e&c").unwrap();
+    let u = upstream_url(
+        &b,
+        "/a",
+        Some("api_key=agent&x=1&api%5Fkey=2"),
+        &q,
+        b"s e&c",
+    )
+    .unwrap();
     assert_eq!(u.as_str(), "https://api.example/v1/a?x=1&api_key=s%20e%26c");
 }
 

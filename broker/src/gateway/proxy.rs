@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
 use protonpass_agent::wire::ErrorBody;
-use protonpass_agent::{Error, Reason, ScopeSet, TokenValidation, status_for, verify_request, www_authenticate};
+use protonpass_agent::{
+    Error, Reason, ScopeSet, TokenValidation, status_for, verify_request, www_authenticate,
+};
 use serde_json::json;
 
 use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
@@ -84,6 +86,7 @@ struct Call {
     path: String,
     reason: Option<String>,
     error: Option<&'static str>,
+    error_reason: Option<&'static str>,
     status: u16,
     start: Instant,
     bytes_in: Arc<AtomicU64>,
@@ -106,7 +109,7 @@ impl Drop for Call {
             "bytes_in": self.bytes_in.load(Ordering::Relaxed),
             "bytes_out": self.bytes_out.load(Ordering::Relaxed),
             "latency_ms": self.start.elapsed().as_millis() as u64,
-            "reason": self.reason, "error": self.error,
+            "reason": self.reason, "error": self.error, "error_reason": self.error_reason,
         })
         .to_string();
         let (now, owner) = (self.b.clock.now(), std::mem::take(&mut self.owner));
@@ -131,7 +134,11 @@ fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
 
 fn refuse(call: &mut Call, e: &Error, scope: Option<&str>, nonce: Option<String>) -> Response {
     let status = StatusCode::from_u16(status_for(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_error(status, e.code(), &ErrorBody::from(e).error_description.unwrap_or_default());
+    let mut r = json_error(
+        status,
+        e.code(),
+        &ErrorBody::from(e).error_description.unwrap_or_default(),
+    );
     if let Some(v) = www_authenticate(e, scope).and_then(|v| HeaderValue::from_str(&v).ok()) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -140,9 +147,7 @@ fn refuse(call: &mut Call, e: &Error, scope: Option<&str>, nonce: Option<String>
     }
     call.status = status.as_u16();
     call.error = Some(e.code());
-    if call.reason.is_none() {
-        call.reason = e.reason().map(|r| r.as_str().to_owned());
-    }
+    call.error_reason = e.reason().map(|r| r.as_str());
     r
 }
 
@@ -172,6 +177,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         path: "-".into(),
         reason: None,
         error: None,
+        error_reason: None,
         status: 0,
         start: Instant::now(),
         bytes_in: Arc::new(AtomicU64::new(0)),
@@ -205,11 +211,18 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     // The token and proof, as a native API checks them; htu is the gateway URL
     // from the issuer, never from the Host header.
     let url = format!("{}{raw}", b.issuer);
-    let (authz, dpop) = (header_values(req.headers(), "authorization"), header_values(req.headers(), "dpop"));
+    let (authz, dpop) = (
+        header_values(req.headers(), "authorization"),
+        header_values(req.headers(), "dpop"),
+    );
     let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
     validation.leeway = 0;
     let accepts = |n: &str| b.nonces.accepts(n, now);
-    let nonce: Option<&dyn Fn(&str) -> bool> = if b.cfg.dpop_nonce { Some(&accepts) } else { None };
+    let nonce: Option<&dyn Fn(&str) -> bool> = if b.cfg.dpop_nonce {
+        Some(&accepts)
+    } else {
+        None
+    };
     let keys = b.keyring();
     let verified = verify_request(
         req.method().as_str(),
@@ -235,7 +248,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 
     // Revocation cuts off at once: the store, not only the token's expiry.
     let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
-    let state = store::read(&b.store, move |tx| Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))).await;
+    let state = store::read(&b.store, move |tx| {
+        Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
+    })
+    .await;
     let live = match state {
         Ok((Some(t), Some(g))) => t.status == TokenStatus::Active && grant_live(&g, now),
         Ok(_) => false,
@@ -258,21 +274,32 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let path = match normalise(&rest) {
         Ok(p) => p,
         Err(why) => {
-            let e = Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
+            let e =
+                Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
             return refuse(&mut call, &e, None, None);
         }
     };
     call.path = path.clone();
     let needed = rules::matching_scopes(&up.rules, req.method().as_str(), &path);
     let Ok(granted) = ScopeSet::parse(&v.claims.scope) else {
-        return refuse(&mut call, &Error::InsufficientScope("unreadable scopes".into()), None, None);
+        return refuse(
+            &mut call,
+            &Error::InsufficientScope("unreadable scopes".into()),
+            None,
+            None,
+        );
     };
     if !needed.iter().any(|s| granted.require(s).is_ok()) {
         let msg = match needed.first() {
             Some(s) => format!("this request needs the scope {s}"),
             None => format!("no rule of upstream {name} allows {} {path}", call.method),
         };
-        return refuse(&mut call, &Error::InsufficientScope(msg), needed.first().map(String::as_str), None);
+        return refuse(
+            &mut call,
+            &Error::InsufficientScope(msg),
+            needed.first().map(String::as_str),
+            None,
+        );
     }
     forward(&gw, &up, &rec, req, path, call).await
 }
@@ -289,15 +316,29 @@ async fn forward(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(upstream = %up.name, "the upstream's secret does not open");
-            return refuse(&mut call, &Error::TemporarilyUnavailable(e.code().into()), None, None);
+            return refuse(
+                &mut call,
+                &Error::TemporarilyUnavailable(e.code().into()),
+                None,
+                None,
+            );
         }
     };
     let (parts, body) = req.into_parts();
-    let built = upstream_url(&up.base_url, &path, parts.uri.query(), &up.credential, &secret)
-        .and_then(|u| {
-            let url = reqwest::Url::parse(&u).map_err(|_| Error::InvalidRequest("bad URL".into()))?;
-            Ok((url, request_headers(&parts.headers, &up.credential, &secret)?))
-        });
+    let built = upstream_url(
+        &up.base_url,
+        &path,
+        parts.uri.query(),
+        &up.credential,
+        &secret,
+    )
+    .and_then(|u| {
+        let url = reqwest::Url::parse(&u).map_err(|_| Error::InvalidRequest("bad URL".into()))?;
+        Ok((
+            url,
+            request_headers(&parts.headers, &up.credential, &secret)?,
+        ))
+    });
     let (url, headers) = match built {
         Ok(x) => x,
         Err(e) => return refuse(&mut call, &e, None, None),
@@ -316,7 +357,11 @@ async fn forward(
         });
         *out.body_mut() = Some(reqwest::Body::wrap_stream(stream));
     }
-    let client = if up.allow_private_network { &gw.private } else { &gw.public };
+    let client = if up.allow_private_network {
+        &gw.private
+    } else {
+        &gw.public
+    };
     let wait = Duration::from_secs(up.timeout_secs);
     let resp = match tokio::time::timeout(wait, client.execute(out)).await {
         Ok(Ok(r)) => r,
@@ -324,19 +369,35 @@ async fn forward(
             // Never the error's text: it may hold the URL, and the URL the secret.
             let timeout = e.is_timeout();
             tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
-            call.error = Some(if timeout { "gateway_timeout" } else { "bad_gateway" });
+            call.error = Some(if timeout {
+                "gateway_timeout"
+            } else {
+                "bad_gateway"
+            });
             return if timeout {
                 call.status = 504;
-                json_error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream did not answer in time")
+                json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    "the upstream did not answer in time",
+                )
             } else {
                 call.status = 502;
-                json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached")
+                json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "the upstream could not be reached",
+                )
             };
         }
         Err(_) => {
             call.status = 504;
             call.error = Some("gateway_timeout");
-            return json_error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream did not answer in time");
+            return json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream did not answer in time",
+            );
         }
     };
     call.status = resp.status().as_u16();

@@ -148,14 +148,20 @@ struct RawRule {
 
 fn line_of(text: &str, span: &Range<usize>) -> usize {
     let end = span.start.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// A name: lower-case letters, digits, '-', '_', starting with a letter or digit.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NAME
-        && s.bytes().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
 }
@@ -217,7 +223,8 @@ fn credential(c: RawCredential) -> Result<Credential, String> {
         } => {
             let ok = !q.is_empty()
                 && q.len() <= 64
-                && q.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c));
+                && q.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c));
             if !ok {
                 return Err("a query parameter name is letters, digits, '-', '.', '_', '~'".into());
             }
@@ -256,7 +263,9 @@ fn pattern(p: &str) -> Result<Vec<Seg>, String> {
             segs.push(Seg::Rest);
         } else if let Some(v) = s.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
             if !valid_var(v) {
-                return Err(format!("{{{v}}}: a variable is lower-case letters, digits, '_'"));
+                return Err(format!(
+                    "{{{v}}}: a variable is lower-case letters, digits, '_'"
+                ));
             }
             if vars.contains(&v) {
                 return Err(format!("{{{v}}} appears twice"));
@@ -297,7 +306,8 @@ fn fill(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             return Err("an unclosed '{' in the scope".into());
         };
         let var = &after[..close];
-        let value = lookup(var).ok_or_else(|| format!("{{{var}}} is not a variable of the path"))?;
+        let value =
+            lookup(var).ok_or_else(|| format!("{{{var}}} is not a variable of the path"))?;
         out.push_str(&value);
         rest = &after[close + 1..];
     }
@@ -351,9 +361,10 @@ fn rule(r: RawRule, text: &str) -> Result<Rule, RulesError> {
             _ => None,
         })
         .collect();
-    let sample = fill(&scope, &|v| vars.contains(&v).then(|| "x".to_owned()))
-        .map_err(|m| at(&sspan, m))?;
-    Scope::parse(&sample).map_err(|e| at(&sspan, format!("scope template: {}", e.description())))?;
+    let sample =
+        fill(&scope, &|v| vars.contains(&v).then(|| "x".to_owned())).map_err(|m| at(&sspan, m))?;
+    Scope::parse(&sample)
+        .map_err(|e| at(&sspan, format!("scope template: {}", e.description())))?;
     Ok(Rule {
         methods,
         path,
@@ -389,8 +400,8 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
     let bspan = raw.base_url.span();
     let base_url = url::Url::parse(raw.base_url.get_ref())
         .map_err(|e| at(&bspan, format!("base_url: {e}")))?;
-    let ok_scheme = base_url.scheme() == "https"
-        || (base_url.scheme() == "http" && raw.allow_private_network);
+    let ok_scheme =
+        base_url.scheme() == "https" || (base_url.scheme() == "http" && raw.allow_private_network);
     if !ok_scheme {
         return Err(at(
             &bspan,

@@ -56,7 +56,10 @@ fn requests_map_to_the_scope_with_the_segments_values() {
         Some("repo:read:proj")
     );
     // `**` takes nothing too.
-    assert_eq!(m(&u, "GET", "/repos/me/proj").as_deref(), Some("repo:read:proj"));
+    assert_eq!(
+        m(&u, "GET", "/repos/me/proj").as_deref(),
+        Some("repo:read:proj")
+    );
     assert_eq!(
         m(&u, "POST", "/repos/me/proj/issues").as_deref(),
         Some("repo:write:proj")
@@ -131,25 +134,37 @@ scope = "files:read:{id}"
 
 #[test]
 fn invalid_files_are_refused_with_the_line_and_reason() {
-    let e = err("name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\nbogus = 1\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\nbogus = 1\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n",
+    );
     assert_eq!(e.line, 4, "{e}");
     assert!(e.message.contains("bogus"), "{e}");
 
-    let e = err("name = \"x\"\nbase_url = \"http://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"http://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n",
+    );
     assert_eq!(e.line, 2, "{e}");
     assert!(e.message.contains("https"), "{e}");
 
-    let e = err("name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/r/{repo}\"\nscope=\"repo:read:{owner}\"\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/r/{repo}\"\nscope=\"repo:read:{owner}\"\n",
+    );
     assert_eq!(e.line, 7, "{e}");
     assert!(e.message.contains("{owner}"), "{e}");
 
-    let e = err("name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/a/**/b\"\nscope=\"a:b\"\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/a/**/b\"\nscope=\"a:b\"\n",
+    );
     assert_eq!(e.line, 6, "{e}");
 
-    let e = err("name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\nextra = 1\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\nextra = 1\n",
+    );
     assert_eq!(e.line, 8, "{e}");
 
-    let e = err("name = \"x\"\nbase_url = \"https://x.example\"\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n");
+    let e = err(
+        "name = \"x\"\nbase_url = \"https://x.example\"\n[[rule]]\nmethods=[\"GET\"]\npath=\"/\"\nscope=\"a:b\"\n",
+    );
     assert!(e.message.contains("credential"), "{e}");
 
     let e = err("name = [1\n");
@@ -159,7 +174,9 @@ fn invalid_files_are_refused_with_the_line_and_reason() {
 #[test]
 fn hostile_definitions_are_refused() {
     let base = |cred: &str, rule: &str| {
-        format!("name = \"x\"\nbase_url = \"https://x.example\"\ncredential = {cred}\n[[rule]]\n{rule}\n")
+        format!(
+            "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = {cred}\n[[rule]]\n{rule}\n"
+        )
     };
     let good_rule = "methods = [\"GET\"]\npath = \"/a\"\nscope = \"a:read\"";
     let bad_creds = [
@@ -241,6 +258,7 @@ fn size_limits() {
     let e = err(&t);
     assert!(e.message.contains("rules"), "{e}");
     assert!(err(&" ".repeat(MAX_FILE + 1)).message.contains("larger"));
-    let no_rules = "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n";
+    let no_rules =
+        "name = \"x\"\nbase_url = \"https://x.example\"\ncredential = { query = \"k\" }\n";
     assert!(err(no_rules).message.contains("no [[rule]]"));
 }

@@ -114,7 +114,13 @@ fn not_found(name: &str) -> Error {
 }
 
 /// Add an upstream from its rules file and secret.
-pub fn add(c: &Ctx<'_>, vault: &Vault, rng: &dyn Random, text: &str, secret: &[u8]) -> Result<UpstreamView> {
+pub fn add(
+    c: &Ctx<'_>,
+    vault: &Vault,
+    rng: &dyn Random,
+    text: &str,
+    secret: &[u8],
+) -> Result<UpstreamView> {
     let u = parse_rules(text)?;
     let sealed = vault.seal(c.owner, &u.name, secret, rng)?;
     let rec = UpstreamRec {
@@ -133,9 +139,15 @@ pub fn add(c: &Ctx<'_>, vault: &Vault, rng: &dyn Random, text: &str, secret: &[u
     store::write_blocking(c.store, move |tx| {
         if let Some(old) = tx.upstream_get(&rec.name)? {
             return Err(Error::InvalidRequest(if old.owner == owner {
-                format!("upstream {:?} exists: use `upstream rotate` or remove it first", rec.name)
+                format!(
+                    "upstream {:?} exists: use `upstream rotate` or remove it first",
+                    rec.name
+                )
             } else {
-                format!("the upstream name {:?} is taken: choose another name", rec.name)
+                format!(
+                    "the upstream name {:?} is taken: choose another name",
+                    rec.name
+                )
             }));
         }
         // An audience another owner registered (not shared) is that owner's.
@@ -153,7 +165,13 @@ pub fn add(c: &Ctx<'_>, vault: &Vault, rng: &dyn Random, text: &str, secret: &[u
 }
 
 /// Replace an upstream's secret.
-pub fn rotate(c: &Ctx<'_>, vault: &Vault, rng: &dyn Random, name: &str, secret: &[u8]) -> Result<UpstreamView> {
+pub fn rotate(
+    c: &Ctx<'_>,
+    vault: &Vault,
+    rng: &dyn Random,
+    name: &str,
+    secret: &[u8],
+) -> Result<UpstreamView> {
     let mut rec = store::read_blocking(c.store, |tx| tx.upstream_get(name))?
         .filter(|r| r.owner == c.owner)
         .ok_or_else(|| not_found(name))?;

@@ -39,9 +39,7 @@ fn key_error(what: &str) -> Error {
 }
 
 fn decode_key(text: &str) -> Result<Vault, Error> {
-    let bytes = Zeroizing::new(
-        b64::decode(text.trim()).ok_or_else(|| key_error("not base64url"))?,
-    );
+    let bytes = Zeroizing::new(b64::decode(text.trim()).ok_or_else(|| key_error("not base64url"))?);
     let key: [u8; 32] = bytes
         .as_slice()
         .try_into()
@@ -143,7 +141,12 @@ impl Vault {
     }
 
     /// Decrypt a sealed secret; fails when the key, the owner or the name differ.
-    pub fn open(&self, owner: &str, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub fn open(
+        &self,
+        owner: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let bad = || {
             Error::Storage(format!(
                 "the secret of upstream {name} does not open with this vault key"
@@ -195,7 +198,9 @@ mod tests {
     #[test]
     fn sealed_secrets_open_only_for_their_owner_and_name() {
         let v = Vault::from_key([7; 32]);
-        let sealed = v.seal("alice", "code-host", b"ghp_secret", &OsRandom).unwrap();
+        let sealed = v
+            .seal("alice", "code-host", b"ghp_secret", &OsRandom)
+            .unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"ghp_secret"));
         assert_eq!(
             v.open("alice", "code-host", &sealed).unwrap().as_slice(),
@@ -203,13 +208,21 @@ mod tests {
         );
         assert!(v.open("bob", "code-host", &sealed).is_err());
         assert!(v.open("alice", "other", &sealed).is_err());
-        assert!(Vault::from_key([8; 32]).open("alice", "code-host", &sealed).is_err());
+        assert!(
+            Vault::from_key([8; 32])
+                .open("alice", "code-host", &sealed)
+                .is_err()
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(v.open("alice", "code-host", &tampered).is_err());
         assert!(v.open("alice", "code-host", &sealed[..10]).is_err());
         // Two seals of one secret differ (fresh nonce).
-        assert_ne!(sealed, v.seal("alice", "code-host", b"ghp_secret", &OsRandom).unwrap());
+        assert_ne!(
+            sealed,
+            v.seal("alice", "code-host", b"ghp_secret", &OsRandom)
+                .unwrap()
+        );
         assert_eq!(format!("{v:?}"), "Vault(..)");
     }
 
