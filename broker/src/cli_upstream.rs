@@ -34,6 +34,11 @@ pub enum UpstreamCmd {
         /// Its name.
         name: String,
     },
+    /// Print an upstream's rules file, to keep or share as a template (no secret).
+    Export {
+        /// Its name.
+        name: String,
+    },
     /// Replace an upstream's secret, read from standard input.
     Rotate {
         /// Its name.
@@ -136,6 +141,14 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
                 for v in &list {
                     println!("{}  {}  -> {}", v.name, v.gateway_url, v.base_url);
                 }
+            }
+        }
+        UpstreamCmd::Export { name } => {
+            let text = upstreams::export(&b.store, owner, name)?;
+            if j {
+                println!("{}", json!({"name": name, "rules": text}));
+            } else {
+                print!("{text}");
             }
         }
         UpstreamCmd::Show { name } => {

@@ -565,3 +565,7 @@ pub fn match_request(rules: &[Rule], method: &str, path: &str) -> Option<String>
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "templates_tests.rs"]
+mod templates_tests;

@@ -214,6 +214,14 @@ pub fn list(store: &Arc<dyn Store>, issuer: &str, owner: &str) -> Result<Vec<Ups
     recs.iter().map(|r| view(issuer, r)).collect()
 }
 
+/// The rules file of one of the owner's upstreams, as given (it holds no secret).
+pub fn export(store: &Arc<dyn Store>, owner: &str, name: &str) -> Result<String> {
+    store::read_blocking(store, |tx| tx.upstream_get(name))?
+        .filter(|r| r.owner == owner)
+        .map(|r| r.rules)
+        .ok_or_else(|| not_found(name))
+}
+
 /// One of the owner's upstreams.
 pub fn show(store: &Arc<dyn Store>, issuer: &str, owner: &str, name: &str) -> Result<UpstreamView> {
     let rec = store::read_blocking(store, |tx| tx.upstream_get(name))?

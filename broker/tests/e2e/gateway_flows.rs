@@ -266,9 +266,19 @@ async fn the_cli_refuses_bad_rules_and_manages_upstreams_without_showing_the_sec
     assert_eq!(r.status(), 401, "the upstream took a rotated-away secret");
     assert_eq!(up.last().header("x-api-key"), Some("Key rotated-secret"));
 
+    let exported = b.cli_ok(&["upstream", "export", "code-host"]);
+    let text = exported["rules"].as_str().unwrap().to_owned();
+    assert!(text.contains("[[rule]]") && !text.contains(SECRET));
+
     b.cli_ok(&["upstream", "remove", "code-host"]);
     let r = call(&b, &a, "GET", "/repos/me/proj", None, &[]).await;
     assert_eq!(r.status(), 404);
+    // The export imports back as it was, with the original secret.
+    let (code, v) = add_upstream(&b, &text, "default");
+    assert_eq!(code, 0, "{v}");
+    let r = call(&b, &a, "GET", "/repos/me/proj", None, &[]).await;
+    assert_eq!(r.status(), 200);
+    b.cli_ok(&["upstream", "remove", "code-host"]);
     let events: Vec<String> = audit_records(&b)
         .iter()
         .map(|r| r["event"].as_str().unwrap().to_owned())
