@@ -16,10 +16,13 @@ use protonpass_e2e::{Broker, broker_bin};
 const AUD: &str = "https://api.code-host.example";
 const SECRET: &str = "ghp_rust-agent-gateway-secret";
 
+/// What the upstream saw: the request target, `x-api-key`, `authorization`.
+type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
+
 #[tokio::test]
 async fn a_rust_session_calls_an_upstream_through_the_gateway() {
     // The upstream: records the credential and path it got.
-    let seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let s2 = seen.clone();
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let s = s2.clone();
