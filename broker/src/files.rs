@@ -61,7 +61,13 @@ pub fn check_data_dir(data: &Path, create: bool) -> Result<(), Error> {
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data.display())))?;
     }
     check_private(data)?;
-    for name in ["broker.db", "broker.db-wal", "broker.db-shm", "keys", "vault.key"] {
+    for name in [
+        "broker.db",
+        "broker.db-wal",
+        "broker.db-shm",
+        "keys",
+        "vault.key",
+    ] {
         check_private(&data.join(name))?;
     }
     if let Ok(entries) = std::fs::read_dir(data.join("keys")) {

@@ -6,13 +6,15 @@
 //! is forwarded with the owner's credential, and the answer streamed back.
 //! Every call, refusals included, is audited without waiting.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -36,6 +38,8 @@ use crate::store::{self, UpstreamRec};
 pub struct Gateway {
     b: Arc<Broker>,
     vault: Vault,
+    /// Parsed rules by upstream name, with the text they were parsed from.
+    parsed: Mutex<HashMap<String, (String, Arc<Upstream>)>>,
     /// For upstreams on public addresses only.
     public: reqwest::Client,
     /// For upstreams that allow private networks.
@@ -64,6 +68,7 @@ pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
     let gw = Arc::new(Gateway {
         b,
         vault,
+        parsed: Mutex::default(),
         public: client(true)?,
         private: client(false)?,
     });
@@ -160,17 +165,26 @@ fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A request that passed every check: what to forward where.
+struct Allowed {
+    up: Arc<Upstream>,
+    rec: UpstreamRec,
+    path: String,
+}
+
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let raw = req.uri().path().to_owned();
+    let raw = req.uri().path();
     let after = raw.strip_prefix("/gateway/").unwrap_or_default();
-    let (name, rest) = match after.find('/') {
-        Some(i) => (after[..i].to_owned(), after[i..].to_owned()),
-        None => (after.to_owned(), String::new()),
-    };
+    let name = after.split('/').next().unwrap_or_default().to_owned();
     let mut call = Call {
         b: gw.b.clone(),
         owner: "-".into(),
-        upstream: name.clone(),
+        // Only a well-formed name goes into the record (the path is the caller's).
+        upstream: if rules::valid_name(&name) {
+            name.clone()
+        } else {
+            "-".into()
+        },
         agent: "-".into(),
         gid: "-".into(),
         method: req.method().as_str().to_owned(),
@@ -183,37 +197,77 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         bytes_in: Arc::new(AtomicU64::new(0)),
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
-    let b = gw.b.clone();
-    let now = b.clock.now();
-    let n = name.clone();
-    let rec = if rules::valid_name(&name) {
-        match store::read(&b.store, move |tx| tx.upstream_get(&n)).await {
-            Ok(r) => r,
-            Err(e) => return refuse(&mut call, &e, None, None),
+    // The body (not `Sync`) stays out of the checks, which await.
+    let (parts, body) = req.into_parts();
+    match authorize(&gw, &name, &parts, &mut call).await {
+        Ok(a) => forward(&gw, a, parts, body, call).await,
+        Err(r) => r,
+    }
+}
+
+impl Gateway {
+    /// The parsed rules of a stored upstream, parsed once per rules text.
+    fn rules_of(&self, rec: &UpstreamRec) -> Result<Arc<Upstream>, Error> {
+        let mut cache = match self.parsed.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((text, up)) = cache.get(&rec.name)
+            && *text == rec.rules
+        {
+            return Ok(up.clone());
         }
+        let up = Arc::new(rules::parse(&rec.rules).map_err(|_| {
+            tracing::error!(upstream = %rec.name, "stored rules do not parse");
+            Error::Server("stored rules".into())
+        })?);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(rec.name.clone(), (rec.rules.clone(), up.clone()));
+        Ok(up)
+    }
+}
+
+/// Every check before the upstream is contacted, in the order of
+/// `spec/10-gateway-rules.md` section 10.3; a refusal is the response to send.
+async fn authorize(
+    gw: &Gateway,
+    name: &str,
+    req: &Parts,
+    call: &mut Call,
+) -> Result<Allowed, Response> {
+    let b = &gw.b;
+    let now = b.clock.now();
+    let n = name.to_owned();
+    let rec = if rules::valid_name(name) {
+        store::read(&b.store, move |tx| tx.upstream_get(&n))
+            .await
+            .map_err(|e| refuse(call, &e, None, None))?
     } else {
         None
     };
     let Some(rec) = rec else {
         call.status = 404;
         call.error = Some("not_found");
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no such upstream");
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such upstream",
+        ));
     };
     call.owner = rec.owner.clone();
-    let up: Upstream = match rules::parse(&rec.rules) {
-        Ok(u) => u,
-        Err(_) => {
-            tracing::error!(upstream = %name, "stored rules do not parse");
-            return refuse(&mut call, &Error::Server("stored rules".into()), None, None);
-        }
-    };
+    let up = gw
+        .rules_of(&rec)
+        .map_err(|e| refuse(call, &e, None, None))?;
 
     // The token and proof, as a native API checks them; htu is the gateway URL
     // from the issuer, never from the Host header.
+    let raw = req.uri.path();
     let url = format!("{}{raw}", b.issuer);
     let (authz, dpop) = (
-        header_values(req.headers(), "authorization"),
-        header_values(req.headers(), "dpop"),
+        header_values(&req.headers, "authorization"),
+        header_values(&req.headers, "dpop"),
     );
     let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
     validation.leeway = 0;
@@ -224,8 +278,9 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         None
     };
     let keys = b.keyring();
-    let verified = verify_request(
-        req.method().as_str(),
+    let method = req.method.as_str();
+    let v = verify_request(
+        method,
         &url,
         &authz,
         &dpop,
@@ -234,14 +289,11 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         &b.proofs,
         nonce,
         now,
-    );
-    let v = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            let fresh = matches!(e, Error::UseDpopNonce).then(|| b.nonces.issue(now));
-            return refuse(&mut call, &e, None, fresh);
-        }
-    };
+    )
+    .map_err(|e| {
+        let fresh = matches!(e, Error::UseDpopNonce).then(|| b.nonces.issue(now));
+        refuse(call, &e, None, fresh)
+    })?;
     call.agent = v.claims.client_id.clone();
     call.gid = v.claims.gid.clone();
     call.reason = v.proof.reason.clone();
@@ -251,67 +303,50 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let state = store::read(&b.store, move |tx| {
         Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
     })
-    .await;
+    .await
+    .map_err(|e| refuse(call, &e, None, None))?;
     let live = match state {
-        Ok((Some(t), Some(g))) => t.status == TokenStatus::Active && grant_live(&g, now),
-        Ok(_) => false,
-        Err(e) => return refuse(&mut call, &e, None, None),
+        (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(&g, now),
+        _ => false,
     };
     if !live {
         let e = Error::InvalidToken {
             reason: Reason::Revoked,
             message: "the token or its grant was revoked".into(),
         };
-        return refuse(&mut call, &e, None, None);
+        return Err(refuse(call, &e, None, None));
     }
     if v.claims.sub != rec.owner {
         let e = Error::InsufficientScope(
             "this upstream belongs to another owner: only its owner's grants can use it".into(),
         );
-        return refuse(&mut call, &e, None, None);
+        return Err(refuse(call, &e, None, None));
     }
 
-    let path = match normalise(&rest) {
-        Ok(p) => p,
-        Err(why) => {
-            let e =
-                Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
-            return refuse(&mut call, &e, None, None);
-        }
-    };
+    let rest = raw
+        .strip_prefix("/gateway/")
+        .and_then(|a| a.strip_prefix(name))
+        .unwrap_or_default();
+    let path = normalise(rest).map_err(|why| {
+        let e = Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
+        refuse(call, &e, None, None)
+    })?;
     call.path = path.clone();
-    let needed = rules::matching_scopes(&up.rules, req.method().as_str(), &path);
-    let Ok(granted) = ScopeSet::parse(&v.claims.scope) else {
-        return refuse(
-            &mut call,
-            &Error::InsufficientScope("unreadable scopes".into()),
-            None,
-            None,
-        );
-    };
+    let needed = rules::matching_scopes(&up.rules, method, &path);
+    let granted = ScopeSet::parse(&v.claims.scope).unwrap_or_default();
     if !needed.iter().any(|s| granted.require(s).is_ok()) {
         let msg = match needed.first() {
             Some(s) => format!("this request needs the scope {s}"),
-            None => format!("no rule of upstream {name} allows {} {path}", call.method),
+            None => format!("no rule of upstream {name} allows {method} {path}"),
         };
-        return refuse(
-            &mut call,
-            &Error::InsufficientScope(msg),
-            needed.first().map(String::as_str),
-            None,
-        );
+        let e = Error::InsufficientScope(msg);
+        return Err(refuse(call, &e, needed.first().map(String::as_str), None));
     }
-    forward(&gw, &up, &rec, req, path, call).await
+    Ok(Allowed { up, rec, path })
 }
 
-async fn forward(
-    gw: &Gateway,
-    up: &Upstream,
-    rec: &UpstreamRec,
-    req: Request,
-    path: String,
-    mut call: Call,
-) -> Response {
+async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: Call) -> Response {
+    let Allowed { up, rec, path } = a;
     let secret = match gw.vault.open(&rec.owner, &rec.name, &rec.sealed) {
         Ok(s) => s,
         Err(e) => {
@@ -324,7 +359,6 @@ async fn forward(
             );
         }
     };
-    let (parts, body) = req.into_parts();
     let built = upstream_url(
         &up.base_url,
         &path,

@@ -30,7 +30,10 @@ fn what_the_broker_creates_is_owner_only() {
     for f in std::fs::read_dir(data.join("keys")).unwrap() {
         assert_eq!(mode(&f.unwrap().path()), 0o600);
     }
-    assert!(data.join("vault.key").exists(), "serve creates the vault key");
+    assert!(
+        data.join("vault.key").exists(),
+        "serve creates the vault key"
+    );
     for name in ["broker.db", "broker.db-wal", "broker.db-shm", "vault.key"] {
         let p = data.join(name);
         if p.exists() {
