@@ -4,6 +4,7 @@
 //! DPoP-bound token, and the gateway forwards the request with the owner's
 //! real credential, which the agent never sees.
 
+mod credential;
 mod forward;
 pub mod path;
 pub(crate) mod proxy;
