@@ -237,6 +237,24 @@ fn hostile_definitions_are_refused() {
         );
         assert!(parse(&t).is_err(), "accepted {bad_base}");
     }
+    for extra in [
+        "timeout_secs = 0",
+        "timeout_secs = 301",
+        "timeout_secs = -1",
+        "suggested_ttl = \"forever\"",
+        "suggested_scopes = [\"Not A Scope\"]",
+        "audience = \"not a url\"",
+    ] {
+        let t = format!(
+            "name = \"x\"\nbase_url = \"https://x.example\"\n{extra}\ncredential = {{ query = \"k\" }}\n[[rule]]\n{good_rule}\n"
+        );
+        let e = err(&t);
+        assert_eq!(e.line, 3, "{extra}: {e}");
+    }
+    let t = format!(
+        "name = \"x\"\nbase_url = \"https://x.example\"\ntimeout_secs = 5\ncredential = {{ query = \"k\" }}\n[[rule]]\n{good_rule}\n"
+    );
+    assert_eq!(parse(&t).unwrap().timeout_secs, 5);
     for bad_name in ["", "X", "a/b", "a b", "..", &"a".repeat(65)] {
         let t = format!(
             "name = \"{bad_name}\"\nbase_url = \"https://x.example\"\ncredential = {{ query = \"k\" }}\n[[rule]]\n{good_rule}\n"
