@@ -11,5 +11,6 @@ pub(crate) mod proxy;
 pub mod rules;
 pub(crate) mod upstreams;
 pub(crate) mod vault;
+mod watch;
 
 pub(crate) use proxy::router;

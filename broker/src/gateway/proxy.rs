@@ -7,7 +7,7 @@
 //! Every call, refusals included, is audited without waiting.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use super::forward::{PublicResolver, request_headers, response_headers, upstream
 use super::path::normalise;
 use super::rules::{self, Upstream};
 use super::vault::Vault;
+use super::watch::until_revoked;
 use crate::model::TokenStatus;
 use crate::service::{Broker, grant_live};
 use crate::store::{self, UpstreamRec};
@@ -96,6 +97,8 @@ struct Call {
     start: Instant,
     bytes_in: Arc<AtomicU64>,
     bytes_out: Arc<AtomicU64>,
+    /// Set when the response was cut off by a revocation.
+    cut: Arc<AtomicBool>,
 }
 
 impl Call {
@@ -108,6 +111,10 @@ impl Drop for Call {
     /// The record is written when the call ends: after the response body was
     /// streamed (or dropped), so that it has the byte counts.
     fn drop(&mut self) {
+        if self.cut.load(Ordering::SeqCst) {
+            self.error = Some("invalid_token");
+            self.error_reason = Some(Reason::Revoked.as_str());
+        }
         let detail = json!({
             "upstream": self.upstream, "agent": self.agent, "gid": self.gid,
             "method": self.method, "path": self.path, "status": self.status,
@@ -170,6 +177,8 @@ struct Allowed {
     up: Arc<Upstream>,
     rec: UpstreamRec,
     path: String,
+    jti: String,
+    gid: String,
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -196,6 +205,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         start: Instant::now(),
         bytes_in: Arc::new(AtomicU64::new(0)),
         bytes_out: Arc::new(AtomicU64::new(0)),
+        cut: Arc::default(),
     };
     // The body (not `Sync`) stays out of the checks, which await.
     let (parts, body) = req.into_parts();
@@ -342,11 +352,23 @@ async fn authorize(
         let e = Error::InsufficientScope(msg);
         return Err(refuse(call, &e, needed.first().map(String::as_str), None));
     }
-    Ok(Allowed { up, rec, path })
+    Ok(Allowed {
+        up,
+        rec,
+        path,
+        jti: v.claims.jti,
+        gid: v.claims.gid,
+    })
 }
 
 async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: Call) -> Response {
-    let Allowed { up, rec, path } = a;
+    let Allowed {
+        up,
+        rec,
+        path,
+        jti,
+        gid,
+    } = a;
     let secret = match gw.vault.open(&rec.owner, &rec.name, &rec.sealed) {
         Ok(s) => s,
         Err(e) => {
@@ -440,7 +462,9 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     drop(secret);
     // The closure owns the call: its record is written when the body has been
     // streamed, or dropped.
-    let stream = resp.bytes_stream().map(move |c| {
+    let cut = call.cut.clone();
+    let body = until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream());
+    let stream = body.map(move |c| {
         if let Ok(c) = &c {
             call.sent(c.len());
         }

@@ -79,6 +79,20 @@ async fn upstream_handler(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response
             );
             Body::from_stream(stream).into_response()
         }
+        "/drip" => {
+            // 1 KiB every 100 ms for 10 s.
+            let stream = futures_util::stream::unfold(0u32, |i| async move {
+                if i == 100 {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'd'; 1024])),
+                    i + 1,
+                ))
+            });
+            Body::from_stream(stream).into_response()
+        }
         "/upload" => {
             let mut n = 0usize;
             let mut body = req.into_body().into_data_stream();

@@ -335,3 +335,47 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
         "the broker grew by {growth} MiB moving 2 x 64 MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_a_response_off_mid_stream() {
+    let (b, _up) = setup().await;
+    let a = agent(&b, "default", SCOPES).await;
+    let r = call(&b, &a, "GET", "/drip", None, &[]).await;
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    let first = s.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let start = std::time::Instant::now();
+    b.cli_ok(&["revoke", &a.2]);
+    let mut got = first.len();
+    let mut broken = false;
+    while let Some(c) = s.next().await {
+        match c {
+            Ok(c) => got += c.len(),
+            Err(_) => {
+                broken = true;
+                break;
+            }
+        }
+    }
+    assert!(broken, "the transfer ended as if complete ({got} bytes)");
+    assert!(got < 100 * 1024, "everything was sent");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let mut cut = false;
+    for _ in 0..50 {
+        cut = audit_records(&b).iter().any(|r| {
+            r["event"] == "gateway"
+                && r["detail"]["path"] == "/drip"
+                && r["detail"]["error_reason"] == "revoked"
+        });
+        if cut {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cut, "the cut is not in the audit log");
+}
