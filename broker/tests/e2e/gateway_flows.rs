@@ -379,3 +379,29 @@ async fn a_revocation_cuts_a_response_off_mid_stream() {
     }
     assert!(cut, "the cut is not in the audit log");
 }
+
+#[tokio::test]
+async fn a_query_credential_replaces_the_agents_and_stays_out_of_even_trace_logs() {
+    let up = Upstream::start().await;
+    let b = Broker::start(&[("PROTONPASS_BROKER_LOG", "trace")]);
+    let base = format!("http://127.0.0.1:{}", up.port);
+    let t = rules("q", &base, true).replace(
+        "credential = { header = \"X-Api-Key\", value = \"Key {secret}\" }",
+        "credential = { query = \"api_key\" }",
+    );
+    let (code, v) = add_upstream(&b, &t, "default");
+    assert_eq!(code, 0, "{v}");
+    let a = agent(&b, "default", SCOPES).await;
+    let url = format!(
+        "{}/gateway/q/repos/me/proj?api_key=forged&x=1&api%5Fkey=also",
+        b.url
+    );
+    let r = signed(&b, &a, "GET", &url).await;
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.target, format!("/repos/me/proj?x=1&api_key={SECRET}"));
+    assert_eq!(seen.header("x-api-key"), None);
+    // Everything the broker wrote, its trace log included, is free of the secret.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_secret_nowhere(&b);
+}
