@@ -172,6 +172,26 @@ fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// `502` when the upstream cannot be reached, `504` when it is too slow.
+fn upstream_failed(call: &mut Call, timeout: bool) -> Response {
+    let (status, code, text) = if timeout {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "the upstream did not answer in time",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream could not be reached",
+        )
+    };
+    call.status = status.as_u16();
+    call.error = Some(code);
+    json_error(status, code, text)
+}
+
 /// A request that passed every check: what to forward where.
 struct Allowed {
     up: Arc<Upstream>,
@@ -403,14 +423,24 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     *out.headers_mut() = headers;
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    // The response wait starts once the agent's body is sent: a long upload is
+    // not a slow upstream.
+    let (sent_tx, mut sent_rx) = tokio::sync::watch::channel(!has_body);
     if has_body {
         let counter = call.bytes_in.clone();
-        let stream = body.into_data_stream().map(move |c| {
-            if let Ok(c) = &c {
-                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
-            }
-            c
-        });
+        let end = futures_util::stream::once(async move {
+            let _ = sent_tx.send(true);
+        })
+        .filter_map(|()| async { None });
+        let stream = body
+            .into_data_stream()
+            .map(move |c| {
+                if let Ok(c) = &c {
+                    counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+                c
+            })
+            .chain(end);
         *out.body_mut() = Some(reqwest::Body::wrap_stream(stream));
     }
     let client = if up.allow_private_network {
@@ -419,41 +449,21 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
         &gw.public
     };
     let wait = Duration::from_secs(up.timeout_secs);
-    let resp = match tokio::time::timeout(wait, client.execute(out)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+    let deadline = async move {
+        let _ = sent_rx.wait_for(|sent| *sent).await;
+        tokio::time::sleep(wait).await;
+    };
+    let resp = tokio::select! {
+        r = client.execute(out) => r,
+        () = deadline => return upstream_failed(&mut call, true),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
             // Never the error's text: it may hold the URL, and the URL the secret.
             let timeout = e.is_timeout();
             tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
-            call.error = Some(if timeout {
-                "gateway_timeout"
-            } else {
-                "bad_gateway"
-            });
-            return if timeout {
-                call.status = 504;
-                json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway_timeout",
-                    "the upstream did not answer in time",
-                )
-            } else {
-                call.status = 502;
-                json_error(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_gateway",
-                    "the upstream could not be reached",
-                )
-            };
-        }
-        Err(_) => {
-            call.status = 504;
-            call.error = Some("gateway_timeout");
-            return json_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "the upstream did not answer in time",
-            );
+            return upstream_failed(&mut call, timeout);
         }
     };
     call.status = resp.status().as_u16();

@@ -405,3 +405,29 @@ async fn a_query_credential_replaces_the_agents_and_stays_out_of_even_trace_logs
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_secret_nowhere(&b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_is_not_a_slow_upstream() {
+    let (b, _up) = setup().await;
+    let a = agent(&b, "default", SCOPES).await;
+    // 3 s of upload against a 2 s response timeout: the wait starts once the
+    // body is sent.
+    let stream = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 6 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'u'; 1000]), i + 1))
+    });
+    let r = call(
+        &b,
+        &a,
+        "POST",
+        "/upload",
+        Some(reqwest::Body::wrap_stream(stream)),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "6000");
+}
