@@ -165,6 +165,10 @@ fn pattern(p: &str) -> Result<Vec<Seg>, String> {
             }
             vars.push(v);
             segs.push(Seg::Var(v.to_owned()));
+        } else if s.contains('*') {
+            return Err(format!(
+                "{s:?}: '*' is not a wildcard here; {{name}} matches one segment, a last ** the rest"
+            ));
         } else if s.is_empty() || *s == "." || *s == ".." {
             return Err("a path pattern has no empty, '.' or '..' segment".into());
         } else if s.bytes().all(|c| super::path::is_pchar(c) && c != b'%') {

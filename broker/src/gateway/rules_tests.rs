@@ -206,6 +206,8 @@ fn hostile_definitions_are_refused() {
         "methods = [\"GET\"]\npath = \"/a//b\"\nscope = \"a:read\"",
         "methods = [\"GET\"]\npath = \"/a/%2e\"\nscope = \"a:read\"",
         "methods = [\"GET\"]\npath = \"/a/x{id}\"\nscope = \"a:read\"",
+        "methods = [\"GET\"]\npath = \"/a/*/b\"\nscope = \"a:read\"",
+        "methods = [\"GET\"]\npath = \"/a/***\"\nscope = \"a:read\"",
         "methods = [\"GET\"]\npath = \"/{id}/{id}\"\nscope = \"a:read\"",
         "methods = [\"GET\"]\npath = \"/{ID}\"\nscope = \"a:read\"",
         "methods = [\"GET\"]\npath = \"/a\"\nscope = \"a\"",
