@@ -92,6 +92,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OwnerCmd,
     },
+    /// Upstream APIs of the credential-injecting gateway.
+    Upstream {
+        #[command(subcommand)]
+        cmd: crate::cli_upstream::UpstreamCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +393,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { cmd } => audit(&b, cmd, j),
+        Cmd::Upstream { cmd } => crate::cli_upstream::run(&b, &owner, cmd, j),
         Cmd::Owner {
             cmd: OwnerCmd::Add {
                 name,
@@ -562,7 +568,7 @@ fn serve(cfg: Config) -> Result<ExitCode> {
             );
         }
         tokio::spawn(watch_store(b.clone()));
-        let app = crate::http::router(b, crate::dashboard::router());
+        let app = crate::http::router(b.clone(), crate::dashboard::router().merge(crate::gateway::router(b)?));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {

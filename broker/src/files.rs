@@ -50,7 +50,7 @@ pub fn check_private(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Check the data directory, its `keys/` folder and files, and the database
+/// Check the data directory, its `keys/` folder and files, the vault key and the database
 /// files. `create` makes a missing directory (owner-only).
 pub fn check_data_dir(data: &Path, create: bool) -> Result<(), Error> {
     if create {
@@ -61,7 +61,13 @@ pub fn check_data_dir(data: &Path, create: bool) -> Result<(), Error> {
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data.display())))?;
     }
     check_private(data)?;
-    for name in ["broker.db", "broker.db-wal", "broker.db-shm", "keys"] {
+    for name in [
+        "broker.db",
+        "broker.db-wal",
+        "broker.db-shm",
+        "keys",
+        "vault.key",
+    ] {
         check_private(&data.join(name))?;
     }
     if let Ok(entries) = std::fs::read_dir(data.join("keys")) {

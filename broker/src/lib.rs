@@ -6,9 +6,11 @@
 
 pub mod audit;
 mod cli;
+mod cli_upstream;
 mod config;
 mod dashboard;
 mod files;
+pub mod gateway;
 mod http;
 mod keys;
 mod metrics;

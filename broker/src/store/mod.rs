@@ -115,6 +115,17 @@ pub trait Tx {
     /// An owner's latest refused uses, at most `per_agent` for each agent
     /// (and for the unattributed ones), newest first.
     fn usage_refusals(&mut self, owner: &str, per_agent: i64) -> Result<Vec<AuditRecord>>;
+
+    // Gateway: the owners' upstreams (rules and sealed secrets).
+
+    /// Insert or replace an upstream.
+    fn upstream_put(&mut self, u: &UpstreamRec) -> Result<()>;
+    /// An upstream by name (names are unique across owners).
+    fn upstream_get(&mut self, name: &str) -> Result<Option<UpstreamRec>>;
+    /// An owner's upstreams, by name.
+    fn upstream_list(&mut self, owner: &str) -> Result<Vec<UpstreamRec>>;
+    /// Delete an upstream; returns whether it existed.
+    fn upstream_delete(&mut self, name: &str) -> Result<bool>;
 }
 
 /// One agent's reported uses, as [`Tx::usage_counts`] counts them.
@@ -128,6 +139,34 @@ pub struct UsageCount {
     pub refused: i64,
     /// The latest use (Unix seconds, the broker's time).
     pub last: i64,
+}
+
+/// An upstream of the gateway: its rules file and its secret, sealed by the
+/// vault (never the secret itself).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamRec {
+    /// The name (the gateway URL's segment).
+    pub name: String,
+    /// The owner who added it; only this owner's grants can use it.
+    pub owner: String,
+    /// The rules file, as given.
+    pub rules: String,
+    /// The secret, sealed by the vault.
+    pub sealed: Vec<u8>,
+    /// Added.
+    pub created_at: i64,
+    /// Last secret or rules change.
+    pub rotated_at: i64,
+}
+
+impl fmt::Debug for UpstreamRec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamRec")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("rotated_at", &self.rotated_at)
+            .finish()
+    }
 }
 
 /// A signed-in owner's web session. Only the hash of the cookie is kept.

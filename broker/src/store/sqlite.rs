@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, UsageCount, WebSession};
+use super::{AuditQuery, UpstreamRec, UsageCount, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -73,6 +73,14 @@ CREATE INDEX IF NOT EXISTS audit_owner ON audit(owner, seq);
 CREATE INDEX IF NOT EXISTS resources_audience ON resources(json_extract(data, '$.audience'));
 ";
 
+/// The gateway's upstreams: rules and the secret sealed by the vault.
+const GATEWAY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS upstreams (
+  name TEXT PRIMARY KEY, owner TEXT NOT NULL, rules TEXT NOT NULL, sealed BLOB NOT NULL,
+  created_at INTEGER NOT NULL, rotated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS upstreams_owner ON upstreams(owner, name);
+";
+
 fn db_err(e: rusqlite::Error) -> Error {
     tracing::error!(error = %e, "storage failure");
     Error::TemporarilyUnavailable("storage failure".into())
@@ -123,6 +131,7 @@ impl SqliteStore {
         let conn = open(path, false, busy)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
+        conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -291,6 +300,18 @@ impl SqliteTx<'_> {
         let rows = st.query_map(p, f).map_err(db_err)?;
         rows.map(|r| r.map_err(db_err)).collect()
     }
+}
+
+/// An upstream row, as `SELECT name, owner, rules, sealed, created_at, rotated_at` reads it.
+fn upstream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UpstreamRec> {
+    Ok(UpstreamRec {
+        name: r.get(0)?,
+        owner: r.get(1)?,
+        rules: r.get(2)?,
+        sealed: r.get(3)?,
+        created_at: r.get(4)?,
+        rotated_at: r.get(5)?,
+    })
 }
 
 /// An audit row, as `SELECT seq, ts, owner, event, detail, prev, hash` reads it.
@@ -726,6 +747,47 @@ impl Tx for SqliteTx<'_> {
             params![owner, per_agent],
             audit_row,
         )
+    }
+
+    fn upstream_put(&mut self, u: &UpstreamRec) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO upstreams(name, owner, rules, sealed, created_at, rotated_at)
+                 VALUES (?1,?2,?3,?4,?5,?6)",
+            )
+            .map_err(db_err)?
+            .execute(params![u.name, u.owner, u.rules, u.sealed, u.created_at, u.rotated_at])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn upstream_get(&mut self, name: &str) -> Result<Option<UpstreamRec>> {
+        Ok(self
+            .rows(
+                "SELECT name, owner, rules, sealed, created_at, rotated_at FROM upstreams WHERE name = ?1",
+                params![name],
+                upstream_row,
+            )?
+            .pop())
+    }
+
+    fn upstream_list(&mut self, owner: &str) -> Result<Vec<UpstreamRec>> {
+        self.rows(
+            "SELECT name, owner, rules, sealed, created_at, rotated_at FROM upstreams
+             WHERE owner = ?1 ORDER BY name",
+            params![owner],
+            upstream_row,
+        )
+    }
+
+    fn upstream_delete(&mut self, name: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM upstreams WHERE name = ?1")
+            .map_err(db_err)?
+            .execute(params![name])
+            .map_err(db_err)?;
+        Ok(n > 0)
     }
 }
 

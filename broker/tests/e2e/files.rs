@@ -30,7 +30,11 @@ fn what_the_broker_creates_is_owner_only() {
     for f in std::fs::read_dir(data.join("keys")).unwrap() {
         assert_eq!(mode(&f.unwrap().path()), 0o600);
     }
-    for name in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+    assert!(
+        data.join("vault.key").exists(),
+        "serve creates the vault key"
+    );
+    for name in ["broker.db", "broker.db-wal", "broker.db-shm", "vault.key"] {
         let p = data.join(name);
         if p.exists() {
             assert_eq!(mode(&p), 0o600, "{name}");

@@ -10,6 +10,7 @@ mod dashboard;
 mod device;
 mod files;
 mod flows;
+mod gateway;
 mod hostile;
 mod inputs;
 mod kit;

@@ -1,0 +1,160 @@
+//! `protonpass-broker upstream ...`: the owner's upstream APIs of the gateway.
+//! Secrets are read from standard input, never from the command line (which
+//! other users can see in the process list).
+#![allow(clippy::print_stdout)]
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use protonpass_agent::{Error, Result};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::gateway::upstreams::{self, Ctx, UpstreamView};
+use crate::gateway::vault::{MAX_SECRET, Vault, check_secret};
+use crate::service::Broker;
+
+/// Upstream commands.
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCmd {
+    /// Add an upstream from a rules file; the secret comes from standard input.
+    Add {
+        /// The rules file (TOML, see spec/10-gateway-rules.md).
+        file: PathBuf,
+        /// Read the secret from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        secret_stdin: bool,
+    },
+    /// List the owner's upstreams.
+    List,
+    /// Show one upstream and its rules (never the secret).
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Print an upstream's rules file, to keep or share as a template (no secret).
+    Export {
+        /// Its name.
+        name: String,
+    },
+    /// Replace an upstream's secret, read from standard input.
+    Rotate {
+        /// Its name.
+        name: String,
+        /// Read the secret from standard input.
+        #[arg(long, required = true)]
+        secret_stdin: bool,
+    },
+    /// Remove an upstream and its secret.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+fn read_secret() -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET + 2));
+    std::io::stdin()
+        .take(MAX_SECRET as u64 + 3)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::InvalidRequest(format!("cannot read the secret: {e}")))?;
+    check_secret(&buf)
+}
+
+fn read_rules(file: &PathBuf) -> Result<String> {
+    let meta = std::fs::metadata(file)
+        .map_err(|e| Error::InvalidRequest(format!("{}: {e}", file.display())))?;
+    if meta.len() > crate::gateway::rules::MAX_FILE as u64 {
+        return Err(Error::InvalidRequest(format!(
+            "{}: larger than {} bytes",
+            file.display(),
+            crate::gateway::rules::MAX_FILE
+        )));
+    }
+    std::fs::read_to_string(file)
+        .map_err(|e| Error::InvalidRequest(format!("{}: {e}", file.display())))
+}
+
+fn print(j: bool, v: &UpstreamView, what: &str) {
+    if j {
+        println!("{}", json!(v));
+    } else {
+        println!(
+            "{what} upstream {}: agents call {} (audience {}), forwarded to {} with the credential in {}.",
+            v.name, v.gateway_url, v.audience, v.base_url, v.credential
+        );
+        for r in &v.rules {
+            println!(
+                "  {} {} needs {}{}",
+                r.methods.join(","),
+                r.path,
+                r.scope,
+                r.description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Run an upstream command for `owner`.
+pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCode> {
+    let now = b.clock.now();
+    let ctx = Ctx {
+        store: &b.store,
+        issuer: &b.issuer,
+        owner,
+        now,
+    };
+    match cmd {
+        UpstreamCmd::Add { file, .. } => {
+            let text = read_rules(file)?;
+            // The rules first: a bad file is refused before the secret is read.
+            upstreams::parse_rules(&text)?;
+            let secret = read_secret()?;
+            let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+            let v = upstreams::add(&ctx, &vault, b.rng.as_ref(), &text, &secret)?;
+            print(j, &v, "Added");
+        }
+        UpstreamCmd::Rotate { name, .. } => {
+            let secret = read_secret()?;
+            let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+            let v = upstreams::rotate(&ctx, &vault, b.rng.as_ref(), name, &secret)?;
+            print(j, &v, "Rotated the secret of");
+        }
+        UpstreamCmd::Remove { name } => {
+            upstreams::remove(&ctx, name)?;
+            if j {
+                println!("{}", json!({"name": name, "removed": true}));
+            } else {
+                println!("Removed upstream {name} and its secret.");
+            }
+        }
+        UpstreamCmd::List => {
+            let list = upstreams::list(&b.store, &b.issuer, owner)?;
+            if j {
+                println!("{}", json!(list));
+            } else {
+                for v in &list {
+                    println!("{}  {}  -> {}", v.name, v.gateway_url, v.base_url);
+                }
+            }
+        }
+        UpstreamCmd::Export { name } => {
+            let text = upstreams::export(&b.store, owner, name)?;
+            if j {
+                println!("{}", json!({"name": name, "rules": text}));
+            } else {
+                print!("{text}");
+            }
+        }
+        UpstreamCmd::Show { name } => {
+            let v = upstreams::show(&b.store, &b.issuer, owner, name)?;
+            print(j, &v, "The");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

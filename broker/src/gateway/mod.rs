@@ -1,0 +1,16 @@
+//! The credential-injecting gateway (specification: `spec/10-gateway-rules.md`):
+//! an owner's upstream APIs, each with a rules file and a secret kept
+//! encrypted in the vault; agents call `{issuer}/gateway/{name}/...` with their
+//! DPoP-bound token, and the gateway forwards the request with the owner's
+//! real credential, which the agent never sees.
+
+mod credential;
+mod forward;
+pub mod path;
+pub(crate) mod proxy;
+pub mod rules;
+pub(crate) mod upstreams;
+pub(crate) mod vault;
+mod watch;
+
+pub(crate) use proxy::router;

@@ -1,0 +1,487 @@
+//! The gateway endpoint, `ANY {issuer}/gateway/{name}/{path}`: the request is
+//! verified like a native API's (DPoP-bound token for the upstream's audience,
+//! proof for the gateway URL, replay, nonce), checked against the store
+//! (token and grant not revoked, the token's owner owns the upstream), its
+//! normalised path matched against the rules and the scope required; then it
+//! is forwarded with the owner's credential, and the answer streamed back.
+//! Every call, refusals included, is audited without waiting.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures_util::StreamExt as _;
+use protonpass_agent::wire::ErrorBody;
+use protonpass_agent::{
+    Error, Reason, ScopeSet, TokenValidation, status_for, verify_request, www_authenticate,
+};
+use serde_json::json;
+
+use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
+use super::path::normalise;
+use super::rules::{self, Upstream};
+use super::vault::Vault;
+use super::watch::until_revoked;
+use crate::model::TokenStatus;
+use crate::service::{Broker, grant_live};
+use crate::store::{self, UpstreamRec};
+
+/// The gateway's state.
+#[derive(Debug)]
+pub struct Gateway {
+    b: Arc<Broker>,
+    vault: Vault,
+    /// Parsed rules by upstream name, with the text they were parsed from.
+    parsed: Mutex<HashMap<String, (String, Arc<Upstream>)>>,
+    /// For upstreams on public addresses only.
+    public: reqwest::Client,
+    /// For upstreams that allow private networks.
+    private: reqwest::Client,
+}
+
+fn client(public_only: bool) -> Result<reqwest::Client, Error> {
+    let mut c = reqwest::Client::builder()
+        // A redirect goes back to the agent, never followed with the credential.
+        .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment: the address checks must hold.
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if public_only {
+        c = c.dns_resolver(Arc::new(PublicResolver));
+    }
+    c.build()
+        .map_err(|_| Error::Server("cannot build the gateway's HTTP client".into()))
+}
+
+/// The gateway's routes; the vault key is loaded (or created) here.
+pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
+    let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+    let gw = Arc::new(Gateway {
+        b,
+        vault,
+        parsed: Mutex::default(),
+        public: client(true)?,
+        private: client(false)?,
+    });
+    Ok(Router::new()
+        .route("/gateway/{name}", any(handle))
+        .route("/gateway/{name}/", any(handle))
+        .route("/gateway/{name}/{*rest}", any(handle))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(gw))
+}
+
+/// What the audit record of one call says.
+struct Call {
+    b: Arc<Broker>,
+    owner: String,
+    upstream: String,
+    agent: String,
+    gid: String,
+    method: String,
+    path: String,
+    reason: Option<String>,
+    error: Option<&'static str>,
+    error_reason: Option<&'static str>,
+    status: u16,
+    start: Instant,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: Arc<AtomicU64>,
+    /// Set when the response was cut off by a revocation.
+    cut: Arc<AtomicBool>,
+}
+
+impl Call {
+    fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Call {
+    /// The record is written when the call ends: after the response body was
+    /// streamed (or dropped), so that it has the byte counts.
+    fn drop(&mut self) {
+        if self.cut.load(Ordering::SeqCst) {
+            self.error = Some("invalid_token");
+            self.error_reason = Some(Reason::Revoked.as_str());
+        }
+        let detail = json!({
+            "upstream": self.upstream, "agent": self.agent, "gid": self.gid,
+            "method": self.method, "path": self.path, "status": self.status,
+            "bytes_in": self.bytes_in.load(Ordering::Relaxed),
+            "bytes_out": self.bytes_out.load(Ordering::Relaxed),
+            "latency_ms": self.start.elapsed().as_millis() as u64,
+            "reason": self.reason, "error": self.error, "error_reason": self.error_reason,
+        })
+        .to_string();
+        let (now, owner) = (self.b.clock.now(), std::mem::take(&mut self.owner));
+        if !store::write_detached(&self.b.store, move |tx| {
+            tx.audit_append(now, &owner, "gateway", &detail).map(|_| ())
+        }) {
+            self.b.metrics.audit_dropped();
+        }
+    }
+}
+
+fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = ErrorBody {
+        error: code.into(),
+        error_description: Some(description.into()),
+    };
+    let mut r = (status, axum::Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn refuse(call: &mut Call, e: &Error, scope: Option<&str>, nonce: Option<String>) -> Response {
+    let status = StatusCode::from_u16(status_for(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_error(
+        status,
+        e.code(),
+        &ErrorBody::from(e).error_description.unwrap_or_default(),
+    );
+    if let Some(v) = www_authenticate(e, scope).and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        r.headers_mut().insert("dpop-nonce", n);
+    }
+    call.status = status.as_u16();
+    call.error = Some(e.code());
+    call.error_reason = e.reason().map(|r| r.as_str());
+    r
+}
+
+fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
+    // A value that is not text cannot be a token or a proof: keep it, empty, so
+    // that the count checks still see it.
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `502` when the upstream cannot be reached, `504` when it is too slow.
+fn upstream_failed(call: &mut Call, timeout: bool) -> Response {
+    let (status, code, text) = if timeout {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "the upstream did not answer in time",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream could not be reached",
+        )
+    };
+    call.status = status.as_u16();
+    call.error = Some(code);
+    json_error(status, code, text)
+}
+
+/// A request that passed every check: what to forward where.
+struct Allowed {
+    up: Arc<Upstream>,
+    rec: UpstreamRec,
+    path: String,
+    jti: String,
+    gid: String,
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let raw = req.uri().path();
+    let after = raw.strip_prefix("/gateway/").unwrap_or_default();
+    let name = after.split('/').next().unwrap_or_default().to_owned();
+    let mut call = Call {
+        b: gw.b.clone(),
+        owner: "-".into(),
+        // Only a well-formed name goes into the record (the path is the caller's).
+        upstream: if rules::valid_name(&name) {
+            name.clone()
+        } else {
+            "-".into()
+        },
+        agent: "-".into(),
+        gid: "-".into(),
+        method: req.method().as_str().to_owned(),
+        path: "-".into(),
+        reason: None,
+        error: None,
+        error_reason: None,
+        status: 0,
+        start: Instant::now(),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_out: Arc::new(AtomicU64::new(0)),
+        cut: Arc::default(),
+    };
+    // The body (not `Sync`) stays out of the checks, which await.
+    let (parts, body) = req.into_parts();
+    match authorize(&gw, &name, &parts, &mut call).await {
+        Ok(a) => forward(&gw, a, parts, body, call).await,
+        Err(r) => r,
+    }
+}
+
+impl Gateway {
+    /// The parsed rules of a stored upstream, parsed once per rules text.
+    fn rules_of(&self, rec: &UpstreamRec) -> Result<Arc<Upstream>, Error> {
+        let mut cache = match self.parsed.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((text, up)) = cache.get(&rec.name)
+            && *text == rec.rules
+        {
+            return Ok(up.clone());
+        }
+        let up = Arc::new(rules::parse(&rec.rules).map_err(|_| {
+            tracing::error!(upstream = %rec.name, "stored rules do not parse");
+            Error::Server("stored rules".into())
+        })?);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(rec.name.clone(), (rec.rules.clone(), up.clone()));
+        Ok(up)
+    }
+}
+
+/// Every check before the upstream is contacted, in the order of
+/// `spec/10-gateway-rules.md` section 10.3; a refusal is the response to send.
+async fn authorize(
+    gw: &Gateway,
+    name: &str,
+    req: &Parts,
+    call: &mut Call,
+) -> Result<Allowed, Response> {
+    let b = &gw.b;
+    let now = b.clock.now();
+    let n = name.to_owned();
+    let rec = if rules::valid_name(name) {
+        store::read(&b.store, move |tx| tx.upstream_get(&n))
+            .await
+            .map_err(|e| refuse(call, &e, None, None))?
+    } else {
+        None
+    };
+    let Some(rec) = rec else {
+        call.status = 404;
+        call.error = Some("not_found");
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such upstream",
+        ));
+    };
+    call.owner = rec.owner.clone();
+    let up = gw
+        .rules_of(&rec)
+        .map_err(|e| refuse(call, &e, None, None))?;
+
+    // The token and proof, as a native API checks them; htu is the gateway URL
+    // from the issuer, never from the Host header.
+    let raw = req.uri.path();
+    let url = format!("{}{raw}", b.issuer);
+    let (authz, dpop) = (
+        header_values(&req.headers, "authorization"),
+        header_values(&req.headers, "dpop"),
+    );
+    let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
+    validation.leeway = 0;
+    let accepts = |n: &str| b.nonces.accepts(n, now);
+    let nonce: Option<&dyn Fn(&str) -> bool> = if b.cfg.dpop_nonce {
+        Some(&accepts)
+    } else {
+        None
+    };
+    let keys = b.keyring();
+    let method = req.method.as_str();
+    let v = verify_request(
+        method,
+        &url,
+        &authz,
+        &dpop,
+        &keys.keyset,
+        &validation,
+        &b.proofs,
+        nonce,
+        now,
+    )
+    .map_err(|e| {
+        let fresh = matches!(e, Error::UseDpopNonce).then(|| b.nonces.issue(now));
+        refuse(call, &e, None, fresh)
+    })?;
+    call.agent = v.claims.client_id.clone();
+    call.gid = v.claims.gid.clone();
+    call.reason = v.proof.reason.clone();
+
+    // Revocation cuts off at once: the store, not only the token's expiry.
+    let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
+    let state = store::read(&b.store, move |tx| {
+        Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
+    })
+    .await
+    .map_err(|e| refuse(call, &e, None, None))?;
+    let live = match state {
+        (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(&g, now),
+        _ => false,
+    };
+    if !live {
+        let e = Error::InvalidToken {
+            reason: Reason::Revoked,
+            message: "the token or its grant was revoked".into(),
+        };
+        return Err(refuse(call, &e, None, None));
+    }
+    if v.claims.sub != rec.owner {
+        let e = Error::InsufficientScope(
+            "this upstream belongs to another owner: only its owner's grants can use it".into(),
+        );
+        return Err(refuse(call, &e, None, None));
+    }
+
+    let rest = raw
+        .strip_prefix("/gateway/")
+        .and_then(|a| a.strip_prefix(name))
+        .unwrap_or_default();
+    let path = normalise(rest).map_err(|why| {
+        let e = Error::InvalidRequest(format!("the path cannot be forwarded safely: {}", why.0));
+        refuse(call, &e, None, None)
+    })?;
+    call.path = path.clone();
+    let needed = rules::matching_scopes(&up.rules, method, &path);
+    let granted = ScopeSet::parse(&v.claims.scope).unwrap_or_default();
+    if !needed.iter().any(|s| granted.require(s).is_ok()) {
+        let msg = match needed.first() {
+            Some(s) => format!("this request needs the scope {s}"),
+            None => format!("no rule of upstream {name} allows {method} {path}"),
+        };
+        let e = Error::InsufficientScope(msg);
+        return Err(refuse(call, &e, needed.first().map(String::as_str), None));
+    }
+    Ok(Allowed {
+        up,
+        rec,
+        path,
+        jti: v.claims.jti,
+        gid: v.claims.gid,
+    })
+}
+
+async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: Call) -> Response {
+    let Allowed {
+        up,
+        rec,
+        path,
+        jti,
+        gid,
+    } = a;
+    let secret = match gw.vault.open(&rec.owner, &rec.name, &rec.sealed) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(upstream = %up.name, "the upstream's secret does not open");
+            return refuse(
+                &mut call,
+                &Error::TemporarilyUnavailable(e.code().into()),
+                None,
+                None,
+            );
+        }
+    };
+    let built = upstream_url(
+        &up.base_url,
+        &path,
+        parts.uri.query(),
+        &up.credential,
+        &secret,
+    )
+    .and_then(|u| {
+        let url = reqwest::Url::parse(&u).map_err(|_| Error::InvalidRequest("bad URL".into()))?;
+        Ok((
+            url,
+            request_headers(&parts.headers, &up.credential, &secret)?,
+        ))
+    });
+    let (url, headers) = match built {
+        Ok(x) => x,
+        Err(e) => return refuse(&mut call, &e, None, None),
+    };
+    let mut out = reqwest::Request::new(parts.method.clone(), url);
+    *out.headers_mut() = headers;
+    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    // The response wait starts once the agent's body is sent: a long upload is
+    // not a slow upstream.
+    let (sent_tx, mut sent_rx) = tokio::sync::watch::channel(!has_body);
+    if has_body {
+        let counter = call.bytes_in.clone();
+        let end = futures_util::stream::once(async move {
+            let _ = sent_tx.send(true);
+        })
+        .filter_map(|()| async { None });
+        let stream = body
+            .into_data_stream()
+            .map(move |c| {
+                if let Ok(c) = &c {
+                    counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+                c
+            })
+            .chain(end);
+        *out.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+    }
+    let client = if up.allow_private_network {
+        &gw.private
+    } else {
+        &gw.public
+    };
+    let wait = Duration::from_secs(up.timeout_secs);
+    let deadline = async move {
+        let _ = sent_rx.wait_for(|sent| *sent).await;
+        tokio::time::sleep(wait).await;
+    };
+    let resp = tokio::select! {
+        r = client.execute(out) => r,
+        () = deadline => return upstream_failed(&mut call, true),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            // Never the error's text: it may hold the URL, and the URL the secret.
+            let timeout = e.is_timeout();
+            tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
+            return upstream_failed(&mut call, timeout);
+        }
+    };
+    call.status = resp.status().as_u16();
+    let status = resp.status();
+    let headers = response_headers(resp.headers(), &secret);
+    drop(secret);
+    // The closure owns the call: its record is written when the body has been
+    // streamed, or dropped.
+    let cut = call.cut.clone();
+    let body = until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream());
+    let stream = body.map(move |c| {
+        if let Ok(c) = &c {
+            call.sent(c.len());
+        }
+        c
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
