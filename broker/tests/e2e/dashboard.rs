@@ -561,6 +561,7 @@ async fn another_owners_ids_answer_as_unknown_ones() {
 #[tokio::test]
 async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     let b = Broker::start(&[]);
+    b.cli_ok(&["owner", "add", "alice"]);
     b.resource(API, Some("alice"));
     let ask = |resource: &'static str| {
         let b = &b;
