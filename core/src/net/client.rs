@@ -752,7 +752,26 @@ impl Session {
             .tokens
             .read()
             .map_err(|_| Error::Server("session state poisoned".into()))?;
-        audience::pick(m.keys(), url).cloned()
+        let refused = match audience::pick(m.keys(), url) {
+            Ok(a) => return Ok(a.clone()),
+            Err(e) => e,
+        };
+        // The broker's own gateway (`{issuer}/gateway/...`) is not "another
+        // place": the token goes back to the broker that issued it, which
+        // checks its audience against the upstream's. With one audience the
+        // token to attach is clear; with several, the caller must say which
+        // (a session per upstream).
+        let gateway = format!(
+            "{}/gateway/",
+            self.inner.calls.meta.issuer.trim_end_matches('/')
+        );
+        if audience::covers(&gateway, url)
+            && m.len() == 1
+            && let Some(a) = m.keys().next()
+        {
+            return Ok(a.clone());
+        }
+        Err(refused)
     }
 
     /// The headers for one request: `Authorization: DPoP <token>` and a fresh
