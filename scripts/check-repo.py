@@ -88,6 +88,9 @@ def metadata() -> list[str]:
         ("bindings-python/pyproject.toml license", (py.get("license") or {}).get("text"), licence),
         ("bindings-python/pyproject.toml urls.Repository", (py.get("urls") or {}).get("Repository"), repo),
     ]
+    urls = py.get("urls") or {}
+    if not all(isinstance(v, str) for v in urls.values()) or not isinstance(py.get("dependencies", []), list):
+        problems.append("bindings-python/pyproject.toml: [project.urls] holds only URL strings, dependencies is a list")
     if "version" not in py.get("dynamic", []):
         problems.append("bindings-python/pyproject.toml: the version must be dynamic (taken from Cargo)")
     for name, got, want in checks:
