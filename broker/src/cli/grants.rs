@@ -1,0 +1,128 @@
+//! Approval and grants: `approve`, `deny`, `grant create | list`, `revoke`.
+
+use std::process::ExitCode;
+
+use protonpass_agent::{Error, Result};
+use serde_json::json;
+
+use super::{Ctx, GrantCmd, out, scopes};
+use crate::config::parse_duration;
+use crate::service::device::Decision;
+
+pub(super) fn approve(
+    c: &Ctx,
+    user_code: &str,
+    scope: &[String],
+    audience: Option<&String>,
+    ttl: &str,
+) -> Result<ExitCode> {
+    let dec = Decision {
+        approve: true,
+        scope: (!scope.is_empty()).then(|| scopes(scope)),
+        audience: audience.cloned(),
+        ttl: parse_duration(ttl)?,
+    };
+    let d = c.rt.block_on(c.b.decide(&c.owner, "cli", user_code, dec))?;
+    out(
+        c.json,
+        json!(d),
+        format!(
+            "Approved: agent {:?} may use {} on {} for {} s.",
+            d.agent,
+            d.scope,
+            d.audience.clone().unwrap_or_default(),
+            d.ttl
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn deny(c: &Ctx, user_code: &str) -> Result<ExitCode> {
+    let dec = Decision {
+        approve: false,
+        scope: None,
+        audience: None,
+        ttl: 0,
+    };
+    let d = c.rt.block_on(c.b.decide(&c.owner, "cli", user_code, dec))?;
+    out(
+        c.json,
+        json!(d),
+        format!("Denied: agent {:?} ({}).", d.agent, d.scope),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
+    match cmd {
+        GrantCmd::Create {
+            agent,
+            scope,
+            audience,
+            ttl,
+        } => {
+            let e = c.rt.block_on(c.b.grant_create(
+                &c.owner,
+                agent,
+                &scopes(scope),
+                audience,
+                parse_duration(ttl)?,
+            ))?;
+            out(
+                c.json,
+                json!(e),
+                format!(
+                    "Grant {} for agent {:?}: {} on {}.\nEnrollment code (one use, expires at {}):\n{}",
+                    e.grant_id,
+                    e.agent,
+                    e.scope,
+                    e.audiences.join(", "),
+                    e.code_expires_at,
+                    e.enrollment_code
+                ),
+            );
+        }
+        GrantCmd::List => {
+            let list = c.rt.block_on(c.b.grant_list(&c.owner))?;
+            if c.json {
+                let v: Vec<_> = list.iter().map(|g| json!({
+                    "grant_id": g.gid, "agent": g.agent, "scope": g.scope, "audiences": g.audiences,
+                    "status": g.status, "origin": g.origin, "created_at": g.created_at,
+                    "expires_at": g.expires_at, "jkt": g.jkt,
+                })).collect();
+                println!("{}", json!(v));
+            } else {
+                for g in list {
+                    println!(
+                        "{}  {:?}  {:<9}  {}  [{}]  until {}",
+                        g.gid,
+                        g.agent,
+                        format!("{:?}", g.status).to_lowercase(),
+                        g.scope,
+                        g.audiences.join(","),
+                        g.expires_at
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn revoke(c: &Ctx, id: Option<&String>, agent: Option<&String>) -> Result<ExitCode> {
+    let r = match (id, agent) {
+        (Some(id), None) => c.rt.block_on(c.b.revoke_id(&c.owner, id))?,
+        (None, Some(a)) => c.rt.block_on(c.b.revoke_agent(&c.owner, a))?,
+        _ => return Err(Error::InvalidRequest("give an id or --agent NAME".into())),
+    };
+    out(
+        c.json,
+        json!(r),
+        format!(
+            "Revoked {} grant(s) and {} token(s).",
+            r.grants.len(),
+            r.tokens.len()
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}

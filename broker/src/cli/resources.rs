@@ -1,0 +1,26 @@
+//! Resource servers: `resource add`.
+
+use std::process::ExitCode;
+
+use protonpass_agent::Result;
+use serde_json::json;
+
+use super::{Ctx, ResourceCmd, out};
+
+pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
+    match cmd {
+        ResourceCmd::Add { audience, shared } => {
+            let r =
+                c.rt.block_on(c.b.resource_add(&c.owner, audience, *shared))?;
+            out(
+                c.json,
+                json!(r),
+                format!(
+                    "Resource server for {}:\n  client_id:     {}\n  client_secret: {}\n(the secret is shown once)",
+                    r.audience, r.client_id, r.client_secret
+                ),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
