@@ -53,7 +53,8 @@ pub struct Settings {
     /// Device polling interval in seconds (0 disables slow_down; for tests).
     #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_INTERVAL")]
     pub device_interval: Option<i64>,
-    /// Most device requests pending at once (1 to 5; see README).
+    /// Most device requests waiting at once per agent key (or client address
+    /// when the request carries no DPoP proof), 1 to 5.
     #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING")]
     pub device_max_pending: Option<i64>,
     /// Lifetime of enrollment codes (e.g. 15m).
@@ -108,7 +109,7 @@ pub struct Config {
     pub device_ttl: i64,
     /// Device polling interval, seconds.
     pub device_interval: i64,
-    /// Most pending device requests.
+    /// Most waiting device requests per agent key or client address.
     pub device_max_pending: i64,
     /// Enrollment code lifetime, seconds.
     pub enrollment_ttl: i64,
@@ -202,7 +203,8 @@ impl Config {
             .unwrap_or(5);
         if !(1..=5).contains(&device_max_pending) {
             return Err(Error::InvalidRequest(
-                "device_max_pending must be 1 to 5 (see the README's guessing figures)".into(),
+                "device_max_pending must be 1 to 5 (waiting requests per agent key or address)"
+                    .into(),
             ));
         }
         // A list set on the command line or in the environment replaces the

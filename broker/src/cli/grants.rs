@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Ctx, GrantCmd, out, scopes};
 use crate::config::parse_duration;
-use crate::service::device::Decision;
+use crate::service::device::{CLI_SOURCE, Decision};
 
 pub(super) fn approve(
     c: &Ctx,
@@ -22,7 +22,8 @@ pub(super) fn approve(
         audience: audience.cloned(),
         ttl: parse_duration(ttl)?,
     };
-    let d = c.rt.block_on(c.b.decide(&c.owner, "cli", user_code, dec))?;
+    let d =
+        c.rt.block_on(c.b.decide(&c.owner, CLI_SOURCE, user_code, dec))?;
     out(
         c.json,
         json!(d),
@@ -44,7 +45,8 @@ pub(super) fn deny(c: &Ctx, user_code: &str) -> Result<ExitCode> {
         audience: None,
         ttl: 0,
     };
-    let d = c.rt.block_on(c.b.decide(&c.owner, "cli", user_code, dec))?;
+    let d =
+        c.rt.block_on(c.b.decide(&c.owner, CLI_SOURCE, user_code, dec))?;
     out(
         c.json,
         json!(d),

@@ -47,6 +47,11 @@ pub trait Tx {
     fn device_by_user_hash(&mut self, hash: &str, now: i64) -> Result<Option<DeviceReq>>;
     /// How many device requests are pending and unexpired.
     fn device_live_count(&mut self, now: i64) -> Result<i64>;
+    /// How many device requests of one requester (see `DeviceReq::requester`)
+    /// are pending and unexpired.
+    fn device_live_count_of(&mut self, requester: &str, now: i64) -> Result<i64>;
+    /// The pending, unexpired device requests, oldest first.
+    fn devices_pending(&mut self, now: i64) -> Result<Vec<DeviceReq>>;
     /// Approved, unexpired device requests whose tokens were not collected yet.
     fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>>;
     /// Insert a resource server.

@@ -359,7 +359,10 @@ impl Tx for SqliteTx<'_> {
         };
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO devices(id, device_hash, user_hash, status, expires_at, data) VALUES (?1,?2,?3,?4,?5,?6)",
+                // An update keeps the row (and its rowid: the order of arrival).
+                "INSERT INTO devices(id, device_hash, user_hash, status, expires_at, data) VALUES (?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(id) DO UPDATE SET device_hash = excluded.device_hash, user_hash = excluded.user_hash, \
+                 status = excluded.status, expires_at = excluded.expires_at, data = excluded.data",
             )
             .map_err(db_err)?
             .execute(params![d.id, d.device_hash, d.user_hash, status, d.expires_at, to_json(d)?])
@@ -389,6 +392,24 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?
             .query_row(params![now], |r| r.get(0))
             .map_err(db_err)
+    }
+
+    fn device_live_count_of(&mut self, requester: &str, now: i64) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM devices WHERE status = 'pending' AND expires_at > ?1 \
+                 AND json_extract(data, '$.requester') = ?2",
+            )
+            .map_err(db_err)?
+            .query_row(params![now, requester], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn devices_pending(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
+        self.many(
+            "SELECT data FROM devices WHERE status = 'pending' AND expires_at > ?1 ORDER BY rowid",
+            params![now],
+        )
     }
 
     fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
