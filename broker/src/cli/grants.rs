@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use protonpass_agent::{Error, Result};
+use protonpass_agent::{Clock, Error, Result, SystemClock};
 use serde_json::json;
 
+use super::human::at;
 use super::{Ctx, GrantCmd, out, scopes};
 use crate::config::parse_duration;
 use crate::service::device::{CLI_SOURCE, Decision};
@@ -34,6 +35,46 @@ pub(super) fn approve(
             d.audience.clone().unwrap_or_default(),
             d.ttl
         ),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn pending(c: &Ctx) -> Result<ExitCode> {
+    let list = c.rt.block_on(c.b.pending())?;
+    if c.json {
+        println!("{}", json!(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("No device request is waiting for approval.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemClock.now();
+    for w in &list {
+        println!(
+            "{}  agent {:?} asks for {}{}",
+            w.user_code.as_deref().unwrap_or("(code not kept)"),
+            w.agent,
+            w.scopes.join(" "),
+            w.audience
+                .as_deref()
+                .map(|a| format!(" on {a}"))
+                .unwrap_or_else(|| " (no audience named: pass --audience to approve)".into())
+        );
+        if let Some(k) = &w.key_thumbprint {
+            println!("    key thumbprint:  {k}");
+        }
+        if let Some(r) = &w.reason {
+            println!("    reason (the agent's own words): {r:?}");
+        }
+        println!(
+            "    asked at {}; the code expires at {}",
+            at(w.created_at, now),
+            at(w.expires_at, now)
+        );
+    }
+    println!(
+        "Approve with `protonpass-broker approve CODE`, refuse with `protonpass-broker deny CODE`."
     );
     Ok(ExitCode::SUCCESS)
 }

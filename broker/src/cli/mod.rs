@@ -7,6 +7,7 @@
 
 mod audit;
 mod grants;
+mod human;
 mod owners;
 mod resources;
 mod serve;
@@ -56,6 +57,8 @@ enum Cmd {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// List the device requests waiting for approval.
+    Pending,
     /// Deny a device request by its user code.
     Deny {
         /// The code the agent showed.
@@ -252,6 +255,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         Cmd::Grant {
             cmd: GrantCmd::List
         } | Cmd::Audit { .. }
+            | Cmd::Pending
     );
     if read_only && !cfg.data.join("broker.db").is_file() {
         // A command that only reads must not create a broker as a side effect
@@ -280,6 +284,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             audience,
             ttl,
         } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl),
+        Cmd::Pending => grants::pending(&c),
         Cmd::Deny { user_code } => grants::deny(&c, user_code),
         Cmd::Grant { cmd } => grants::grant(&c, cmd),
         Cmd::Revoke { id, agent } => grants::revoke(&c, id.as_ref(), agent.as_ref()),

@@ -10,7 +10,7 @@ mod agents;
 mod audit_page;
 pub mod auth;
 mod device;
-mod view;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -96,7 +96,49 @@ pub struct Decided {
     pub ttl: i64,
 }
 
+/// A device request waiting for the owner's decision (`pending`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Waiting {
+    /// The code the agent shows (`XXXX-XXXX`); `None` for a request made
+    /// before the broker kept it.
+    pub user_code: Option<String>,
+    /// The agent's self-asserted name.
+    pub agent: String,
+    /// The scopes it asks for.
+    pub scopes: Vec<String>,
+    /// The audience it asks for, if it named one.
+    pub audience: Option<String>,
+    /// The agent's own words (the `reason` claim of its request's proof).
+    pub reason: Option<String>,
+    /// Thumbprint of the key that signed the request, if it sent a proof.
+    pub key_thumbprint: Option<String>,
+    /// When it asked, Unix seconds.
+    pub created_at: i64,
+    /// When its codes expire, Unix seconds.
+    pub expires_at: i64,
+}
+
 impl Broker {
+    /// The device requests waiting for a decision, oldest first. They belong
+    /// to no owner until one decides.
+    pub async fn pending(&self) -> Result<Vec<Waiting>> {
+        let now = self.clock.now();
+        let list = store::read(&self.store, move |tx| tx.devices_pending(now)).await?;
+        Ok(list
+            .into_iter()
+            .map(|d| Waiting {
+                user_code: d.user_code,
+                agent: d.client_id,
+                scopes: d.scope.split(' ').map(str::to_owned).collect(),
+                audience: d.resource,
+                reason: d.reason,
+                key_thumbprint: d.jkt,
+                created_at: d.created_at,
+                expires_at: d.expires_at,
+            })
+            .collect())
+    }
+
     /// `POST /oauth/device_authorization`.
     pub async fn device_authorization(
         &self,
