@@ -142,6 +142,40 @@ pub fn parse_duration(s: &str) -> Result<i64, Error> {
     n.checked_mul(mult).filter(|v| *v >= 0).ok_or_else(bad)
 }
 
+/// Check that `s` is an absolute `http` or `https` URL with a host and without
+/// query, fragment or credentials, as issuers and audiences must be. The error
+/// says what is wrong.
+pub fn check_http_url(s: &str) -> std::result::Result<(), String> {
+    let u = url::Url::parse(s).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("the scheme is {:?}, not http or https", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("it names no host".into());
+    }
+    if s.contains('?') {
+        return Err("it has a query ('?')".into());
+    }
+    if s.contains('#') {
+        return Err("it has a fragment ('#')".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("it carries a user name or password".into());
+    }
+    Ok(())
+}
+
+/// An audience as entered by the owner: an absolute http(s) URL without query
+/// or fragment (`invalid_target` otherwise).
+pub fn check_audience(s: &str) -> Result<(), Error> {
+    check_http_url(s).map_err(|why| {
+        Error::InvalidTarget(format!(
+            "the audience {s:?} must be an absolute http(s) URL without query or fragment, \
+             e.g. https://api.example.com: {why}"
+        ))
+    })
+}
+
 /// Owner names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters.
 pub fn valid_owner(name: &str) -> bool {
     !name.is_empty()
@@ -197,6 +231,19 @@ impl Config {
                 "access_ttl must be 1 s to 30 days".into(),
             ));
         }
+        let issuer = s
+            .issuer
+            .clone()
+            .or(file.issuer.clone())
+            .map(|i| i.trim_end_matches('/').to_owned());
+        if let Some(i) = &issuer {
+            check_http_url(i).map_err(|why| {
+                Error::InvalidRequest(format!(
+                    "--issuer {i:?} must be an absolute http(s) URL without query or fragment, \
+                     e.g. https://auth.example.com: {why}"
+                ))
+            })?;
+        }
         let device_max_pending = s
             .device_max_pending
             .or(file.device_max_pending)
@@ -222,11 +269,7 @@ impl Config {
                 .clone()
                 .or(file.addr.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            issuer: s
-                .issuer
-                .clone()
-                .or(file.issuer.clone())
-                .map(|i| i.trim_end_matches('/').to_owned()),
+            issuer,
             access_ttl,
             dpop_nonce: s.dpop_nonce.or(file.dpop_nonce).unwrap_or(true),
             trusted_proxies,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::human::at;
 use super::{Ctx, GrantCmd, out, scopes};
-use crate::config::parse_duration;
+use crate::config::{check_audience, parse_duration};
 use crate::service::device::{CLI_SOURCE, Decision};
 
 pub(super) fn approve(
@@ -17,6 +17,9 @@ pub(super) fn approve(
     audience: Option<&String>,
     ttl: &str,
 ) -> Result<ExitCode> {
+    if let Some(a) = audience {
+        check_audience(a)?;
+    }
     let dec = Decision {
         approve: true,
         scope: (!scope.is_empty()).then(|| scopes(scope)),
@@ -104,6 +107,9 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
             audience,
             ttl,
         } => {
+            for a in audience {
+                check_audience(a)?;
+            }
             let e = c.rt.block_on(c.b.grant_create(
                 &c.owner,
                 agent,

@@ -276,6 +276,22 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         json: cli.json,
         cfg,
     };
+    let adds_owner = matches!(
+        cli.cmd,
+        Cmd::Owner {
+            cmd: OwnerCmd::Add { .. }
+        }
+    );
+    if !adds_owner {
+        // A mistyped --owner must not quietly become a new, empty tenant.
+        let owners = store::read_blocking(&c.b.store, |tx| tx.owners())?;
+        if !owners.iter().any(|o| o.name == c.owner) {
+            return Err(Error::InvalidRequest(format!(
+                "no owner {0}; add it with `protonpass-broker owner add {0}`",
+                c.owner
+            )));
+        }
+    }
     match &cli.cmd {
         Cmd::Serve => Ok(ExitCode::SUCCESS),
         Cmd::Approve {

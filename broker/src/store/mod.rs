@@ -25,6 +25,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Tx {
     /// Create the owner if it does not exist.
     fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()>;
+    /// Every owner, by name.
+    fn owners(&mut self) -> Result<Vec<OwnerInfo>>;
     /// Insert or replace a grant.
     fn grant_put(&mut self, g: &Grant) -> Result<()>;
     /// A grant by id.
@@ -115,6 +117,17 @@ pub trait Tx {
     fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>>;
     /// An owner's audit records matching `q`, newest first.
     fn audit_search(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
+}
+
+/// An owner (tenant) as `owner list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OwnerInfo {
+    /// The name.
+    pub name: String,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Whether a dashboard password is set.
+    pub has_password: bool,
 }
 
 /// A signed-in owner's web session. Only the hash of the cookie is kept.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, WebSession};
+use super::{AuditQuery, OwnerInfo, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -300,6 +300,26 @@ impl Tx for SqliteTx<'_> {
             .execute(params![name, now])
             .map_err(db_err)?;
         Ok(())
+    }
+
+    fn owners(&mut self) -> Result<Vec<OwnerInfo>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT o.name, o.created_at, p.owner IS NOT NULL FROM owners o \
+                 LEFT JOIN owner_passwords p ON p.owner = o.name ORDER BY o.name",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(OwnerInfo {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    has_password: r.get(2)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err)
     }
 
     fn grant_put(&mut self, g: &Grant) -> Result<()> {

@@ -95,3 +95,81 @@ fn pending_on_a_missing_data_directory_creates_nothing() {
     assert!(err.contains("no broker data at"), "{err}");
     assert!(!data.exists());
 }
+
+#[tokio::test]
+async fn issuers_and_audiences_are_absolute_http_urls_without_query_or_fragment() {
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    for bad in [
+        "auth.example.com",
+        "ftp://auth.example.com",
+        "https://auth.example.com/?tenant=1",
+        "https://auth.example.com/#top",
+        "https://user:pw@auth.example.com",
+    ] {
+        let v = crate::kit::serve_refused(dir.path(), &["--issuer", bad], &[]);
+        assert_eq!(v["error"], "invalid_request", "{bad}: {v}");
+        let d = v["error_description"].as_str().unwrap();
+        assert!(d.contains("--issuer") && d.contains("http(s) URL"), "{d}");
+    }
+    let b = Broker::start(&[]);
+    for bad in [
+        "api.example",
+        "https://api.example/?x=1",
+        "https://api.example#a",
+    ] {
+        for args in [
+            vec!["resource", "add", bad],
+            vec![
+                "grant",
+                "create",
+                "--agent",
+                "bot",
+                "--scope",
+                "x:read",
+                "--audience",
+                bad,
+            ],
+            vec!["approve", "BCDF-GHJK", "--audience", bad],
+        ] {
+            let (code, v) = b.cli(&args);
+            assert_eq!(code, 1, "{args:?}");
+            assert_eq!(v["error"], "invalid_target", "{args:?}: {v}");
+        }
+    }
+    // Nothing was registered or granted on the way.
+    assert_eq!(b.cli_ok(&["grant", "list"]), serde_json::json!([]));
+    b.cli_ok(&["resource", "add", "https://api.example/v1"]);
+}
+
+#[tokio::test]
+async fn an_owner_must_exist_before_a_command_acts_for_it() {
+    let b = Broker::start(&[]);
+    for args in [
+        vec!["grant", "list", "--owner", "bob"],
+        vec!["resource", "add", API, "--owner", "bob"],
+        vec!["revoke", "--agent", "x", "--owner", "bob"],
+        vec!["pending", "--owner", "bob"],
+    ] {
+        let out = std::process::Command::new(crate::kit::BIN)
+            .args(["--data", b.data.to_str().unwrap()])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no owner bob; add it with `protonpass-broker owner add bob`"),
+            "{args:?}: {err}"
+        );
+    }
+    // `default` exists on a fresh broker; `owner add` creates the tenant.
+    b.cli_ok(&["grant", "list"]);
+    b.cli_ok(&["owner", "add", "bob"]);
+    assert_eq!(
+        b.cli_ok(&["grant", "list", "--owner", "bob"]),
+        serde_json::json!([])
+    );
+}
