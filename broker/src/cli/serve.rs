@@ -42,12 +42,18 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         open_files = open_files.unwrap_or(u64::MAX),
         "open-file limit"
     );
+    // One server per data directory: a second one would share the database
+    // but not its in-memory state (replay cache, nonces, feed subscribers).
+    crate::files::check_data_dir(&cfg.data, true)?;
+    let mut lock = crate::files::lock_serve(&cfg.data)?;
+    lock.record(None)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.addr)
             .await
             .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", cfg.addr)))?;
         let local = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
+        lock.record(Some(&local.to_string()))?;
         let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{local}"));
         let b = make_broker(&cfg, issuer.clone())?;
         {
@@ -95,6 +101,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             () = grace => tracing::info!("closed the remaining streams"),
         }
         tracing::info!("stopped");
+        drop(lock);
         Ok(ExitCode::SUCCESS)
     })
 }

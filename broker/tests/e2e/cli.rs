@@ -173,3 +173,19 @@ async fn an_owner_must_exist_before_a_command_acts_for_it() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_refuses_and_names_the_first() {
+    let mut b = Broker::start(&[]);
+    let v = crate::kit::serve_refused(&b.data, &[], &[]);
+    let d = v["error_description"].as_str().unwrap();
+    assert!(d.contains(&format!("process {}", b.pid())), "{d}");
+    assert!(d.contains(b.addr()), "{d}");
+    // The first one still serves.
+    assert_eq!(b.get("/jwks.json").await.status, 200);
+    // Once it is gone (even killed), the data directory is free again.
+    b.kill();
+    let dir = b.take_dir();
+    let again = Broker::start_in(dir.path(), &[]);
+    assert_eq!(again.get("/jwks.json").await.status, 200);
+}

@@ -110,6 +110,11 @@ impl Broker {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The address it listens on (host:port).
     pub fn addr(&self) -> &str {
         self.url.trim_start_matches("http://")
