@@ -155,3 +155,36 @@ impl ServeLock {
             .map_err(|e| Error::Server(format!("cannot write the serve lock: {e}")))
     }
 }
+
+/// Remember the issuer `serve` runs under (`issuer` in the data directory), so
+/// that links the other commands print point where the broker answers.
+pub fn write_issuer(data: &Path, issuer: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = data.join("issuer.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(issuer.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, data.join("issuer"))
+    };
+    write().map_err(|e| {
+        Error::Server(format!(
+            "cannot record the issuer in {}: {e}",
+            data.display()
+        ))
+    })
+}
+
+/// The issuer the last `serve` on this data directory ran under, if any.
+pub fn read_issuer(data: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(data.join("issuer")).ok()?;
+    let s = s.trim();
+    crate::config::check_http_url(s).ok()?;
+    Some(s.to_owned())
+}

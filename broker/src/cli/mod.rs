@@ -240,6 +240,9 @@ fn out(json_out: bool, value: serde_json::Value, text: String) {
 /// What every owner's command works with.
 struct Ctx {
     b: Arc<Broker>,
+    /// Whether `b.issuer` is where the broker answers (configured, or recorded
+    /// by `serve`), so that links printed with it work.
+    issuer_known: bool,
     rt: tokio::runtime::Runtime,
     owner: String,
     json: bool,
@@ -265,12 +268,18 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             cfg.data.display()
         )));
     }
-    let issuer = cfg
+    // Links use the issuer the broker serves under: as configured, else as
+    // the last `serve` recorded it. Before any `serve`, no address is known.
+    let known_issuer = cfg
         .issuer
+        .clone()
+        .or_else(|| crate::files::read_issuer(&cfg.data));
+    let issuer = known_issuer
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.addr));
     let c = Ctx {
         b: make_broker(&cfg, issuer)?,
+        issuer_known: known_issuer.is_some(),
         rt: runtime()?,
         owner: cfg.owner.clone(),
         json: cli.json,

@@ -24,13 +24,27 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
                 None
             };
             match c.rt.block_on(crate::dashboard::owner_add(&c.b, name, pw))? {
-                Some(link) => out(
+                Some(link) if c.issuer_known => out(
                     c.json,
                     json!({"owner": name, "setup_url": link}),
                     format!(
                         "Owner {name}: open this one-time link to set the password (valid 24 h):\n{link}"
                     ),
                 ),
+                Some(link) => {
+                    // No server has run on this data directory: its address
+                    // is unknown, and a guessed one would lead nowhere.
+                    let path = link.strip_prefix(c.b.issuer.as_str()).unwrap_or(&link);
+                    out(
+                        c.json,
+                        json!({"owner": name, "setup_url": null, "setup_path": path}),
+                        format!(
+                            "Owner {name}: no broker has been started on {} yet, so its address is unknown.\n\
+                             Start `protonpass-broker serve`, then open this one-time path on its address (valid 24 h):\n{path}",
+                            c.cfg.data.display()
+                        ),
+                    );
+                }
                 None => out(
                     c.json,
                     json!({"owner": name}),

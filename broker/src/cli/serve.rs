@@ -55,6 +55,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         let local = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
         lock.record(Some(&local.to_string()))?;
         let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{local}"));
+        crate::files::write_issuer(&cfg.data, &issuer)?;
         let b = make_broker(&cfg, issuer.clone())?;
         {
             let stdout = std::io::stdout();

@@ -189,3 +189,48 @@ async fn a_second_server_on_the_same_data_refuses_and_names_the_first() {
     let again = Broker::start_in(dir.path(), &[]);
     assert_eq!(again.get("/jwks.json").await.status, 200);
 }
+
+#[tokio::test]
+async fn links_use_the_address_the_broker_serves_under() {
+    // Before any `serve`, the address is unknown: no made-up link.
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let out = std::process::Command::new(crate::kit::BIN)
+        .args([
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--json",
+            "owner",
+            "add",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["setup_url"], serde_json::Value::Null, "{v}");
+    assert!(
+        v["setup_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/setup?token="),
+        "{v}"
+    );
+
+    // A broker on a port of its own: the CLI's links point there, also after
+    // it stopped, not at the default 127.0.0.1:8080.
+    let mut b = Broker::start_in(dir.path(), &[]);
+    let v = b.cli_ok(&["owner", "add", "alice"]);
+    let link = v["setup_url"].as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("{}/setup?token=", b.url)),
+        "{link}"
+    );
+    let page = b.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    b.kill();
+    let v = b.cli_ok(&["owner", "add", "alice"]);
+    assert!(v["setup_url"].as_str().unwrap().starts_with(&b.url), "{v}");
+}
