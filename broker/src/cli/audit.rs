@@ -6,27 +6,30 @@ use std::process::ExitCode;
 use protonpass_agent::Result;
 use serde_json::json;
 
+use super::human::when;
 use super::{AuditCmd, out};
 use crate::audit::Verifier;
+use crate::model::AuditRecord;
 use crate::service::Broker;
 use crate::store;
 
 pub(super) fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {
     let page = |after: i64| store::read_blocking(&b.store, |tx| tx.audit_page(after, 1000));
     match cmd {
-        AuditCmd::Tail { lines } => {
+        AuditCmd::Tail { lines, follow } => {
             let head = store::read_blocking(&b.store, |tx| tx.audit_head())?;
             let recs =
                 store::read_blocking(&b.store, |tx| tx.audit_page((head - lines).max(0), *lines))?;
-            for r in recs {
-                if j {
-                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                } else {
-                    println!(
-                        "{:>6}  {}  {:<8}  {:<16}  {}",
-                        r.seq, r.ts, r.owner, r.event, r.detail
-                    );
+            let mut after = recs.last().map_or(head, |r| r.seq);
+            print_records(&recs, j);
+            while *follow {
+                // Other processes (the server, other commands) append: poll.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let recs = page(after)?;
+                if let Some(last) = recs.last() {
+                    after = last.seq;
                 }
+                print_records(&recs, j);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -68,4 +71,34 @@ pub(super) fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Records as people read them, or as JSON Lines whose `detail` is an object
+/// (not JSON inside a string; `audit export` keeps the exact hashed text).
+fn print_records(recs: &[AuditRecord], j: bool) {
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    for r in recs {
+        let _ = if j {
+            let detail: serde_json::Value =
+                serde_json::from_str(&r.detail).unwrap_or_else(|_| r.detail.clone().into());
+            writeln!(
+                w,
+                "{}",
+                json!({"seq": r.seq, "ts": r.ts, "owner": r.owner, "event": r.event,
+                       "detail": detail, "prev": r.prev, "hash": r.hash})
+            )
+        } else {
+            writeln!(
+                w,
+                "{:>6}  {}  {:<8}  {:<16}  {}",
+                r.seq,
+                when(r.ts),
+                r.owner,
+                r.event,
+                r.detail
+            )
+        };
+    }
+    let _ = w.flush();
 }

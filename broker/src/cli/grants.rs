@@ -164,14 +164,38 @@ pub(super) fn revoke(c: &Ctx, id: Option<&String>, agent: Option<&String>) -> Re
         (None, Some(a)) => c.rt.block_on(c.b.revoke_agent(&c.owner, a))?,
         _ => return Err(Error::InvalidRequest("give an id or --agent NAME".into())),
     };
-    out(
-        c.json,
-        json!(r),
-        format!(
-            "Revoked {} grant(s) and {} token(s).",
+    let changed = !r.grants.is_empty() || !r.tokens.is_empty() || r.cancelled_approvals > 0;
+    if !changed && r.already_revoked.is_empty() {
+        // Only --agent gets here: an unknown id is refused by the service.
+        return Err(Error::InvalidRequest(format!(
+            "nothing to revoke: agent {:?} has no grant of this owner; `protonpass-broker grant list` shows them",
+            agent.map(String::as_str).unwrap_or_default()
+        )));
+    }
+    let mut text = Vec::new();
+    if !r.grants.is_empty() {
+        text.push(format!(
+            "Revoked {} grant(s): {}; {} live token(s) of them stop working with them.",
             r.grants.len(),
-            r.tokens.len()
-        ),
-    );
+            r.grants.join(", "),
+            r.covered_tokens
+        ));
+    }
+    if !r.tokens.is_empty() {
+        text.push(format!("Revoked token {}.", r.tokens.join(", ")));
+    }
+    if r.cancelled_approvals > 0 {
+        text.push(format!(
+            "Cancelled {} approval(s) the agent had not collected yet.",
+            r.cancelled_approvals
+        ));
+    }
+    if !r.already_revoked.is_empty() {
+        text.push(format!(
+            "Already revoked, nothing changed: {}.",
+            r.already_revoked.join(", ")
+        ));
+    }
+    out(c.json, json!(r), text.join("\n"));
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,8 @@ enum OwnerCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the owners (tenants).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +149,18 @@ enum ResourceCmd {
         #[arg(long)]
         shared: bool,
     },
+    /// List the owner's resource servers.
+    List,
+    /// Show one resource server (by client id or audience).
+    Show {
+        /// Its client id or audience.
+        id: String,
+    },
+    /// Remove a resource server: its credential stops working at once.
+    Remove {
+        /// Its client id or audience.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +170,9 @@ enum AuditCmd {
         /// How many.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: i64,
+        /// Keep printing new records as they are written (until Ctrl-C).
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Every record as JSON Lines.
     Export,
@@ -167,6 +184,8 @@ enum AuditCmd {
 enum KeysCmd {
     /// Make a new signing key; old ones stay published until their tokens expire.
     Rotate,
+    /// List the signing keys: the current one, and retired ones still published.
+    List,
 }
 
 fn fail(json_out: bool, e: &Error) -> ExitCode {
@@ -259,6 +278,13 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             cmd: GrantCmd::List
         } | Cmd::Audit { .. }
             | Cmd::Pending
+            | Cmd::Owner {
+                cmd: OwnerCmd::List
+            }
+            | Cmd::Keys { cmd: KeysCmd::List }
+            | Cmd::Resource {
+                cmd: ResourceCmd::List | ResourceCmd::Show { .. }
+            }
     );
     if read_only && !cfg.data.join("broker.db").is_file() {
         // A command that only reads must not create a broker as a side effect

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
 use serde_json::json;
 
+use super::human::{at, when};
 use super::{Ctx, KeysCmd, OwnerCmd, out};
 use crate::keys::KeyRing;
+use crate::store;
 
 pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
     match cmd {
@@ -52,6 +54,22 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
                 ),
             }
         }
+        OwnerCmd::List => {
+            let list = store::read_blocking(&c.b.store, |tx| tx.owners())?;
+            let text = list
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}  created {}  dashboard password {}",
+                        o.name,
+                        when(o.created_at),
+                        if o.has_password { "set" } else { "not set" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(c.json, json!(list), text);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -74,6 +92,47 @@ pub(super) fn keys(c: &Ctx, cmd: &KeysCmd) -> Result<ExitCode> {
                     m.kid
                 ),
             );
+        }
+        KeysCmd::List => {
+            let now = SystemClock.now();
+            let list = store::read_blocking(&c.b.store, |tx| tx.keys_all())?;
+            let v: Vec<_> = list
+                .iter()
+                .map(|k| {
+                    json!({"kid": k.kid, "created_at": k.created_at, "retired_at": k.retired_at,
+                    "drop_after": k.drop_after,
+                    "status": match (k.retired_at, k.drop_after) {
+                        (None, _) => "current",
+                        (Some(_), Some(d)) if d <= now => "dropped",
+                        (Some(_), _) => "retired",
+                    }})
+                })
+                .collect();
+            let text = list
+                .iter()
+                .map(|k| match (k.retired_at, k.drop_after) {
+                    (None, _) => format!(
+                        "{}  current: signs new tokens; created {}",
+                        k.kid,
+                        when(k.created_at)
+                    ),
+                    (Some(r), Some(d)) if d <= now => format!(
+                        "{}  retired {}; left the JWKS {}",
+                        k.kid,
+                        when(r),
+                        at(d, now)
+                    ),
+                    (Some(r), Some(d)) => format!(
+                        "{}  retired {}; still published until its last token expires, {}",
+                        k.kid,
+                        when(r),
+                        at(d, now)
+                    ),
+                    (Some(r), None) => format!("{}  retired {}", k.kid, when(r)),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(c.json, json!(v), text);
         }
     }
     Ok(ExitCode::SUCCESS)

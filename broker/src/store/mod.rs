@@ -62,6 +62,10 @@ pub trait Tx {
     fn resource_get(&mut self, client_id: &str) -> Result<Option<Resource>>;
     /// The resource servers registered for an audience (any owner).
     fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>>;
+    /// The resource servers one owner registered, oldest first.
+    fn resources_of(&mut self, owner: &str) -> Result<Vec<Resource>>;
+    /// Remove a resource server; whether it existed.
+    fn resource_delete(&mut self, client_id: &str) -> Result<bool>;
     /// Insert or replace signing key metadata.
     fn key_put(&mut self, k: &KeyMeta) -> Result<()>;
     /// All signing keys, oldest first.

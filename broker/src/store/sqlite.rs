@@ -462,6 +462,23 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn resources_of(&mut self, owner: &str) -> Result<Vec<Resource>> {
+        self.many(
+            "SELECT data FROM resources WHERE owner = ?1 ORDER BY rowid",
+            params![owner],
+        )
+    }
+
+    fn resource_delete(&mut self, client_id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM resources WHERE client_id = ?1")
+            .map_err(db_err)?
+            .execute(params![client_id])
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     fn key_put(&mut self, k: &KeyMeta) -> Result<()> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO signing_keys(kid, data) VALUES (?1,?2)")

@@ -234,3 +234,190 @@ async fn links_use_the_address_the_broker_serves_under() {
     let v = b.cli_ok(&["owner", "add", "alice"]);
     assert!(v["setup_url"].as_str().unwrap().starts_with(&b.url), "{v}");
 }
+
+#[tokio::test]
+async fn resource_servers_are_listed_shown_removed_and_registered_once() {
+    let b = Broker::start(&[]);
+    assert_eq!(b.cli_ok(&["resource", "list"]), serde_json::json!([]));
+    let rs = b.resource(API, None);
+    let (code, v) = b.cli(&["resource", "add", API]);
+    assert_eq!(code, 1, "{v}");
+    let d = v["error_description"].as_str().unwrap();
+    assert!(d.contains("already registered") && d.contains(&rs.0), "{d}");
+    let list = b.cli_ok(&["resource", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["client_id"], rs.0.as_str());
+    assert!(list[0]["created_at"].is_i64());
+    assert!(list[0].get("secret_hash").is_none(), "{list}");
+    assert_eq!(
+        b.cli_ok(&["resource", "show", API])["client_id"],
+        rs.0.as_str()
+    );
+    assert_eq!(b.cli_ok(&["resource", "show", &rs.0])["audience"], API);
+    // Another owner neither sees nor removes it.
+    b.add_owners(&["bob"]);
+    assert_eq!(
+        b.cli_ok(&["resource", "list", "--owner", "bob"]),
+        serde_json::json!([])
+    );
+    let (code, _) = b.cli(&["resource", "remove", &rs.0, "--owner", "bob"]);
+    assert_eq!(code, 1);
+    let t = b.enroll(&key(), "bot", "travel:book", &[]).await;
+    assert_eq!(b.introspect(&rs, &t.s("access_token")).await.status, 200);
+    b.cli_ok(&["resource", "remove", &rs.0]);
+    // Its credential stops working at once.
+    let r = b.introspect(&rs, &t.s("access_token")).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let (code, _) = b.cli(&["resource", "show", &rs.0]);
+    assert_eq!(code, 1);
+    // Registered again: a new credential.
+    let again = b.resource(API, None);
+    assert_ne!(again.0, rs.0);
+}
+
+#[tokio::test]
+async fn revoke_says_what_changed() {
+    let b = Broker::start(&[]);
+    let (code, v) = b.cli(&["revoke", "g_unknown"]);
+    assert_eq!(code, 1, "{v}");
+    let (code, v) = b.cli(&["revoke", "--agent", "nobody"]);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to revoke")
+    );
+    // An enrolled agent holds an access and a refresh token.
+    let t = b.enroll(&key(), "bot", "travel:book", &[]).await;
+    let gid = t.s("grant_id");
+    let v = b.cli_ok(&["revoke", &gid]);
+    assert_eq!(v["grants"], serde_json::json!([gid]));
+    assert_eq!(v["covered_tokens"], 2, "{v}");
+    // Again: nothing changes, and it says so.
+    let v = b.cli_ok(&["revoke", &gid]);
+    assert_eq!(v["grants"], serde_json::json!([]));
+    assert_eq!(v["already_revoked"], serde_json::json!([gid]));
+    let out = std::process::Command::new(crate::kit::BIN)
+        .args([
+            "--data",
+            b.data.to_str().unwrap(),
+            "revoke",
+            "--agent",
+            "bot",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Already revoked"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn keys_and_owners_are_listed() {
+    let b = Broker::start(&[]);
+    let first = b.cli_ok(&["keys", "list"]);
+    assert_eq!(first.as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first[0]["status"], "current");
+    let new = b.cli_ok(&["keys", "rotate"])["kid"].clone();
+    let keys = b.cli_ok(&["keys", "list"]);
+    let current: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["status"] == "current")
+        .collect();
+    assert_eq!(current.len(), 1, "{keys}");
+    assert_eq!(current[0]["kid"], new);
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == first[0]["kid"]
+                && k["status"] == "retired"
+                && k["drop_after"].is_i64())
+    );
+
+    b.add_owners(&["bob"]);
+    let owners = b.cli_ok(&["owner", "list"]);
+    let names: Vec<_> = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bob", "default"]);
+    assert!(owners[0]["created_at"].is_i64());
+}
+
+/// Kills the child process when dropped, also when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn audit_tail_follows_new_records() {
+    use std::io::BufRead as _;
+    let b = Broker::start(&[]);
+    let grant = |agent: &str| {
+        b.cli_ok(&[
+            "grant",
+            "create",
+            "--agent",
+            agent,
+            "--scope",
+            "x:read",
+            "--audience",
+            API,
+        ]);
+    };
+    grant("first");
+    let mut child = KillOnDrop(
+        std::process::Command::new(crate::kit::BIN)
+            .args([
+                "--data",
+                b.data.to_str().unwrap(),
+                "--json",
+                "audit",
+                "tail",
+                "-n",
+                "1",
+                "-f",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Some(Ok(l)) = lines.next() {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> serde_json::Value {
+        let l = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a record within 10 s");
+        serde_json::from_str(&l).unwrap()
+    };
+    // The last record first, then the new ones as they are written.
+    assert_eq!(next()["detail"]["agent"], "first");
+    grant("second");
+    let v = next();
+    assert_eq!(v["event"], "grant_create", "{v}");
+    // The detail is an object, not JSON inside a string; times are numbers.
+    assert_eq!(v["detail"]["agent"], "second", "{v}");
+    assert!(v["ts"].is_i64());
+}
