@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use protonpass_agent::{Clock, Error, Result, SystemClock};
 use serde_json::json;
 
-use super::human::at;
+use super::human::{at, dur, when};
 use super::{Ctx, GrantCmd, out, scopes};
 use crate::config::{check_audience, parse_duration};
+use crate::model::GrantStatus;
 use crate::service::device::{CLI_SOURCE, Decision};
 
 pub(super) fn approve(
@@ -32,11 +33,11 @@ pub(super) fn approve(
         c.json,
         json!(d),
         format!(
-            "Approved: agent {:?} may use {} on {} for {} s.",
+            "Approved: agent {:?} may use {} on {}; the grant lasts {} from when the agent collects it.",
             d.agent,
             d.scope,
             d.audience.clone().unwrap_or_default(),
-            d.ttl
+            dur(d.ttl)
         ),
     );
     Ok(ExitCode::SUCCESS)
@@ -121,12 +122,14 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                 c.json,
                 json!(e),
                 format!(
-                    "Grant {} for agent {:?}: {} on {}.\nEnrollment code (one use, expires at {}):\n{}",
+                    "Grant {} for agent {:?}: {} on {}; it lasts {} from redemption.\n\
+                     Enrollment code (one use; the code expires at {}):\n{}",
                     e.grant_id,
                     e.agent,
                     e.scope,
                     e.audiences.join(", "),
-                    e.code_expires_at,
+                    dur(e.ttl),
+                    at(e.code_expires_at, SystemClock.now()),
                     e.enrollment_code
                 ),
             );
@@ -141,15 +144,35 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                 })).collect();
                 println!("{}", json!(v));
             } else {
+                let now = SystemClock.now();
+                if list.is_empty() {
+                    println!("No grant yet; `protonpass-broker grant create` makes one.");
+                }
                 for g in list {
+                    let state = match g.status {
+                        GrantStatus::Enrolling => format!(
+                            "waiting for enrollment; lasts {} from redemption",
+                            dur(g.ttl)
+                        ),
+                        GrantStatus::Revoked => format!(
+                            "revoked {}",
+                            g.revoked_at
+                                .map(when)
+                                .unwrap_or_else(|| "(time unknown)".into())
+                        ),
+                        GrantStatus::Active if g.expires_at <= now => {
+                            format!("expired {}", when(g.expires_at))
+                        }
+                        GrantStatus::Active => format!("active; expires {}", at(g.expires_at, now)),
+                    };
                     println!(
-                        "{}  {:?}  {:<9}  {}  [{}]  until {}",
+                        "{}  agent {:?}  {}  on {}  ({}, created {})",
                         g.gid,
                         g.agent,
-                        format!("{:?}", g.status).to_lowercase(),
                         g.scope,
-                        g.audiences.join(","),
-                        g.expires_at
+                        g.audiences.join(", "),
+                        state,
+                        when(g.created_at)
                     );
                 }
             }

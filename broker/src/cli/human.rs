@@ -5,20 +5,23 @@ pub(super) fn when(ts: i64) -> String {
     crate::dashboard::view::when(ts)
 }
 
-/// A duration, short: `45 s`, `10 min`, `1 h`, `1 h 30 min`, `30 d`.
+/// A duration, short, to the nearest minute from a minute on: `45 s`,
+/// `10 min`, `1 h`, `1 h 30 min`, `30 d`.
 pub(super) fn dur(secs: i64) -> String {
     let s = secs.max(0);
     if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min", s / 60)
-    } else if s < 86400 {
-        match (s / 3600, (s % 3600) / 60) {
+        return format!("{s} s");
+    }
+    let m = (s + 30) / 60;
+    if m < 60 {
+        format!("{m} min")
+    } else if m < 1440 {
+        match (m / 60, m % 60) {
             (h, 0) => format!("{h} h"),
-            (h, m) => format!("{h} h {m} min"),
+            (h, mm) => format!("{h} h {mm} min"),
         }
     } else {
-        match (s / 86400, (s % 86400) / 3600) {
+        match (m / 1440, (m % 1440) / 60) {
             (d, 0) => format!("{d} d"),
             (d, h) => format!("{d} d {h} h"),
         }
@@ -47,6 +50,8 @@ mod tests {
     fn durations_read_as_people_say_them() {
         assert_eq!(dur(45), "45 s");
         assert_eq!(dur(600), "10 min");
+        assert_eq!(dur(899), "15 min");
+        assert_eq!(dur(3599), "1 h");
         assert_eq!(dur(3600), "1 h");
         assert_eq!(dur(5400), "1 h 30 min");
         assert_eq!(dur(30 * 86400), "30 d");

@@ -421,3 +421,63 @@ async fn audit_tail_follows_new_records() {
     assert_eq!(v["detail"]["agent"], "second", "{v}");
     assert!(v["ts"].is_i64());
 }
+
+/// Run the CLI without --json; returns stdout.
+fn human(b: &Broker, args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::kit::BIN)
+        .args(["--data", b.data.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn people_read_dates_and_durations_and_what_each_time_is() {
+    let b = Broker::start(&[]);
+    let text = human(
+        &b,
+        &[
+            "grant",
+            "create",
+            "--agent",
+            "bot",
+            "--scope",
+            "x:read",
+            "--audience",
+            API,
+            "--ttl",
+            "1d",
+        ],
+    );
+    // The code's expiry and the grant's lifetime are two different times.
+    assert!(text.contains("lasts 1 d from redemption"), "{text}");
+    assert!(text.contains("the code expires at 20"), "{text}");
+    assert!(text.contains(" UTC (in 15 min)"), "{text}");
+    let text = human(&b, &["grant", "list"]);
+    assert!(text.contains("waiting for enrollment; lasts 1 d"), "{text}");
+    assert!(
+        text.contains("created 20") && text.contains(" UTC"),
+        "{text}"
+    );
+    // JSON keeps numbers.
+    let v = b.cli_ok(&["grant", "list"]);
+    assert!(
+        v[0]["created_at"].is_i64() && v[0]["expires_at"].is_i64(),
+        "{v}"
+    );
+
+    let d = crate::device::start_device(&b, "travel:book", Some(API)).await;
+    let text = human(&b, &["approve", &d.s("user_code"), "--ttl", "1h"]);
+    assert!(
+        text.contains("the grant lasts 1 h from when the agent collects it"),
+        "{text}"
+    );
+    let text = human(&b, &["audit", "tail", "-n", "1"]);
+    assert!(text.contains(" UTC "), "{text}");
+}
