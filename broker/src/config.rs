@@ -18,54 +18,134 @@ pub const MIN_GRANT_TTL: i64 = 3600;
 /// Settings shared by every command.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Settings {
-    /// Data directory (database, signing keys).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DATA")]
+    /// Data directory (database, signing keys) [default: ./protonpass-data].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DATA",
+        help_heading = "Global options"
+    )]
     pub data: Option<PathBuf>,
     /// TOML configuration file (default: broker.toml in the data directory, if present).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_CONFIG",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
-    /// The owner (tenant) a command acts for.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_OWNER")]
+    /// The owner (tenant) a command acts for [default: default].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_OWNER",
+        help_heading = "Global options"
+    )]
     pub owner: Option<String>,
-    /// Listen address (`serve`), e.g. 127.0.0.1:8080; port 0 picks a free port.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ADDR")]
+    /// Listen address; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ADDR",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub addr: Option<String>,
-    /// The issuer URL (default http://ADDR); DPoP `htu` is checked against it.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ISSUER")]
+    /// The issuer URL, an absolute http(s) URL; DPoP `htu` is checked against
+    /// it [default: http://ADDR].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ISSUER",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub issuer: Option<String>,
-    /// Access token lifetime (e.g. 1h, 15m, 3600).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ACCESS_TTL")]
+    /// Access token lifetime (e.g. 1h, 15m, 3600) [default: 1h].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ACCESS_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub access_ttl: Option<String>,
-    /// Require server nonces in DPoP proofs at the token endpoint (true/false).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DPOP_NONCE")]
+    /// Require server nonces in DPoP proofs at the token endpoint (true/false)
+    /// [default: true].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DPOP_NONCE",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub dpop_nonce: Option<bool>,
     /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated).
     #[arg(
         long = "trusted-proxy",
         global = true,
         env = "PROTONPASS_BROKER_TRUSTED_PROXIES",
+        help_heading = "Server options (serve)",
+        hide = true,
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
-    /// Lifetime of device codes (e.g. 10m).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_TTL")]
+    /// Lifetime of device codes (e.g. 10m) [default: 10m].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_ttl: Option<String>,
-    /// Device polling interval in seconds (0 disables slow_down; for tests).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_INTERVAL")]
+    /// Device polling interval in seconds (0 disables slow_down; for tests)
+    /// [default: 5].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_INTERVAL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_interval: Option<i64>,
     /// Most device requests waiting at once per agent key (or client address
-    /// when the request carries no DPoP proof), 1 to 5.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING")]
+    /// when the request carries no DPoP proof), 1 to 5 [default: 5].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_max_pending: Option<i64>,
-    /// Lifetime of enrollment codes (e.g. 15m).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ENROLLMENT_TTL")]
+    /// Lifetime of enrollment codes (e.g. 15m) [default: 15m].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ENROLLMENT_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub enrollment_ttl: Option<String>,
-    /// Seconds a DPoP proof's iat may lie in the past or future.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_PROOF_WINDOW")]
+    /// Seconds a DPoP proof's iat may lie in the past or future [default: 60].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_PROOF_WINDOW",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub proof_window: Option<i64>,
     /// Milliseconds to wait for another process's database write lock before
-    /// answering 503.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS")]
+    /// answering 503 [default: 10000].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub busy_timeout_ms: Option<u64>,
 }
 

@@ -33,7 +33,7 @@ pub struct Cli {
     #[command(flatten)]
     settings: Settings,
     /// Print JSON (one object, or JSON Lines for audit export/tail).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -201,6 +201,50 @@ fn fail(json_out: bool, e: &Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The server's settings: hidden from every command's help but `serve`'s
+/// (they are still read everywhere: the commands share the configuration).
+const SERVER_OPTIONS: &[&str] = &[
+    "addr",
+    "issuer",
+    "access_ttl",
+    "dpop_nonce",
+    "trusted_proxies",
+    "device_ttl",
+    "device_interval",
+    "device_max_pending",
+    "enrollment_ttl",
+    "proof_window",
+    "busy_timeout_ms",
+];
+
+/// Parse the process's arguments: `serve --help` lists the server options,
+/// every other command's help its own options, then the global ones.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let cmd = Cli::command();
+    let mut text = String::from("Server options (also read from the configuration file):\n");
+    for a in cmd.get_arguments() {
+        if !SERVER_OPTIONS.contains(&a.get_id().as_str()) {
+            continue;
+        }
+        let name = a.get_long().unwrap_or_default();
+        let value = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| format!(" <{v}>"))
+            .unwrap_or_default();
+        let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+        let env = a
+            .get_env()
+            .map(|e| format!(" [env: {}]", e.to_string_lossy()))
+            .unwrap_or_default();
+        text.push_str(&format!("  --{name}{value}\n          {help}{env}\n"));
+    }
+    let cmd = cmd.mut_subcommand("serve", |s| s.after_help(text));
+    let m = cmd.get_matches();
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let cfg = match Config::resolve(&cli.settings) {
@@ -351,6 +395,16 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    #[test]
+    fn every_server_option_is_a_setting() {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        for id in SERVER_OPTIONS {
+            let a = cmd.get_arguments().find(|a| a.get_id() == *id);
+            assert!(a.is_some_and(|a| a.is_hide_set()), "{id}");
+        }
+    }
 
     #[test]
     fn ids_starting_with_a_hyphen_are_values() {

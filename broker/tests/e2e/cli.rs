@@ -481,3 +481,39 @@ async fn people_read_dates_and_durations_and_what_each_time_is() {
     let text = human(&b, &["audit", "tail", "-n", "1"]);
     assert!(text.contains(" UTC "), "{text}");
 }
+
+#[test]
+fn each_commands_help_shows_its_own_options_first_and_server_options_only_for_serve() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(crate::kit::BIN)
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let h = help(&["grant", "create"]);
+    let own = h.find("--agent").unwrap();
+    assert!(own < h.find("--data").unwrap(), "{h}");
+    assert!(h.contains("[default: 1h]"), "{h}");
+    assert!(!h.contains("--addr") && !h.contains("--device-ttl"), "{h}");
+    let h = help(&["approve"]);
+    assert!(
+        h.find("--scope").unwrap() < h.find("--owner").unwrap(),
+        "{h}"
+    );
+    assert!(!h.contains("--trusted-proxy"), "{h}");
+    let h = help(&["serve"]);
+    assert!(
+        h.contains("--addr <ADDR>") && h.contains("[default: 127.0.0.1:8080]"),
+        "{h}"
+    );
+    assert!(
+        h.contains("--device-max-pending") && h.contains("[default: 5]"),
+        "{h}"
+    );
+    // Hidden is not gone: server settings still apply to every command.
+    let h = help(&["audit", "tail"]);
+    assert!(h.contains("[default: 20]"), "{h}");
+}
