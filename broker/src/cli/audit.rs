@@ -21,15 +21,20 @@ pub(super) fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {
             let recs =
                 store::read_blocking(&b.store, |tx| tx.audit_page((head - lines).max(0), *lines))?;
             let mut after = recs.last().map_or(head, |r| r.seq);
-            print_records(&recs, j);
-            while *follow {
-                // Other processes (the server, other commands) append: poll.
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                let recs = page(after)?;
-                if let Some(last) = recs.last() {
-                    after = last.seq;
+            let open = print_records(&recs, j);
+            if *follow && open {
+                loop {
+                    // Other processes (the server, other commands) append: poll.
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    let recs = page(after)?;
+                    if let Some(last) = recs.last() {
+                        after = last.seq;
+                    }
+                    if !print_records(&recs, j) {
+                        // The reader is gone (a closed pipe): stop following.
+                        break;
+                    }
                 }
-                print_records(&recs, j);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -75,11 +80,12 @@ pub(super) fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {
 
 /// Records as people read them, or as JSON Lines whose `detail` is an object
 /// (not JSON inside a string; `audit export` keeps the exact hashed text).
-fn print_records(recs: &[AuditRecord], j: bool) {
+/// Returns whether standard output still takes them.
+fn print_records(recs: &[AuditRecord], j: bool) -> bool {
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     for r in recs {
-        let _ = if j {
+        let written = if j {
             let detail: serde_json::Value =
                 serde_json::from_str(&r.detail).unwrap_or_else(|_| r.detail.clone().into());
             writeln!(
@@ -99,6 +105,9 @@ fn print_records(recs: &[AuditRecord], j: bool) {
                 r.detail
             )
         };
+        if written.is_err() {
+            return false;
+        }
     }
-    let _ = w.flush();
+    w.flush().is_ok()
 }
