@@ -110,7 +110,7 @@ impl Broker {
         }
     }
 
-    /// The server's process id.
+    /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
