@@ -18,58 +18,145 @@ pub const MIN_GRANT_TTL: i64 = 3600;
 /// Settings shared by every command.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Settings {
-    /// Data directory (database, signing keys).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DATA")]
+    /// Data directory (database, signing keys) [default: ./protonpass-data].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DATA",
+        help_heading = "Global options"
+    )]
     pub data: Option<PathBuf>,
     /// TOML configuration file (default: broker.toml in the data directory, if present).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_CONFIG",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
-    /// The owner (tenant) a command acts for.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_OWNER")]
+    /// The owner (tenant) a command acts for [default: default].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_OWNER",
+        help_heading = "Global options"
+    )]
     pub owner: Option<String>,
-    /// Listen address (`serve`), e.g. 127.0.0.1:8080; port 0 picks a free port.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ADDR")]
+    /// Listen address; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ADDR",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub addr: Option<String>,
-    /// The issuer URL (default http://ADDR); DPoP `htu` is checked against it.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ISSUER")]
+    /// The issuer URL, an absolute http(s) URL; DPoP `htu` is checked against
+    /// it [default: http://ADDR].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ISSUER",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub issuer: Option<String>,
-    /// Access token lifetime (e.g. 1h, 15m, 3600).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ACCESS_TTL")]
+    /// Access token lifetime (e.g. 1h, 15m, 3600) [default: 1h].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ACCESS_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub access_ttl: Option<String>,
-    /// Require server nonces in DPoP proofs at the token endpoint (true/false).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DPOP_NONCE")]
+    /// Require server nonces in DPoP proofs at the token endpoint (true/false)
+    /// [default: true].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DPOP_NONCE",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub dpop_nonce: Option<bool>,
     /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated).
     #[arg(
         long = "trusted-proxy",
         global = true,
         env = "PROTONPASS_BROKER_TRUSTED_PROXIES",
+        help_heading = "Server options (serve)",
+        hide = true,
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
-    /// Lifetime of device codes (e.g. 10m).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_TTL")]
+    /// Lifetime of device codes (e.g. 10m) [default: 10m].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_ttl: Option<String>,
-    /// Device polling interval in seconds (0 disables slow_down; for tests).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_INTERVAL")]
+    /// Device polling interval in seconds (0 disables slow_down; for tests)
+    /// [default: 5].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_INTERVAL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_interval: Option<i64>,
-    /// Most device requests pending at once (1 to 5; see README).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING")]
+    /// Most device requests waiting at once per agent key (or client address
+    /// when the request carries no DPoP proof), 1 to 5 [default: 5].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub device_max_pending: Option<i64>,
-    /// Lifetime of enrollment codes (e.g. 15m).
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_ENROLLMENT_TTL")]
+    /// Lifetime of enrollment codes (e.g. 15m) [default: 15m].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_ENROLLMENT_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub enrollment_ttl: Option<String>,
-    /// Seconds a DPoP proof's iat may lie in the past or future.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_PROOF_WINDOW")]
+    /// Seconds a DPoP proof's iat may lie in the past or future [default: 60].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_PROOF_WINDOW",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub proof_window: Option<i64>,
     /// Milliseconds to wait for another process's database write lock before
-    /// answering 503.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS")]
+    /// answering 503 [default: 10000].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub busy_timeout_ms: Option<u64>,
     /// Requests per source address to the token, device, revocation,
     /// introspection, sign-in and gateway endpoints: `100/s` (the default;
     /// bursts of twice the rate), `6000/m`, or `off`.
-    #[arg(long, global = true, env = "PROTONPASS_BROKER_RATE_LIMIT")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_RATE_LIMIT",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
     pub rate_limit: Option<String>,
 }
 
@@ -114,7 +201,7 @@ pub struct Config {
     pub device_ttl: i64,
     /// Device polling interval, seconds.
     pub device_interval: i64,
-    /// Most pending device requests.
+    /// Most waiting device requests per agent key or client address.
     pub device_max_pending: i64,
     /// Enrollment code lifetime, seconds.
     pub enrollment_ttl: i64,
@@ -192,6 +279,40 @@ pub fn parse_duration(s: &str) -> Result<i64, Error> {
     n.checked_mul(mult).filter(|v| *v >= 0).ok_or_else(bad)
 }
 
+/// Check that `s` is an absolute `http` or `https` URL with a host and without
+/// query, fragment or credentials, as issuers and audiences must be. The error
+/// says what is wrong.
+pub fn check_http_url(s: &str) -> std::result::Result<(), String> {
+    let u = url::Url::parse(s).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("the scheme is {:?}, not http or https", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("it names no host".into());
+    }
+    if s.contains('?') {
+        return Err("it has a query ('?')".into());
+    }
+    if s.contains('#') {
+        return Err("it has a fragment ('#')".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("it carries a user name or password".into());
+    }
+    Ok(())
+}
+
+/// An audience as entered by the owner: an absolute http(s) URL without query
+/// or fragment (`invalid_target` otherwise).
+pub fn check_audience(s: &str) -> Result<(), Error> {
+    check_http_url(s).map_err(|why| {
+        Error::InvalidTarget(format!(
+            "the audience {s:?} must be an absolute http(s) URL without query or fragment, \
+             e.g. https://api.example.com: {why}"
+        ))
+    })
+}
+
 /// Owner names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters.
 pub fn valid_owner(name: &str) -> bool {
     !name.is_empty()
@@ -247,13 +368,27 @@ impl Config {
                 "access_ttl must be 1 s to 30 days".into(),
             ));
         }
+        let issuer = s
+            .issuer
+            .clone()
+            .or(file.issuer.clone())
+            .map(|i| i.trim_end_matches('/').to_owned());
+        if let Some(i) = &issuer {
+            check_http_url(i).map_err(|why| {
+                Error::InvalidRequest(format!(
+                    "--issuer {i:?} must be an absolute http(s) URL without query or fragment, \
+                     e.g. https://auth.example.com: {why}"
+                ))
+            })?;
+        }
         let device_max_pending = s
             .device_max_pending
             .or(file.device_max_pending)
             .unwrap_or(5);
         if !(1..=5).contains(&device_max_pending) {
             return Err(Error::InvalidRequest(
-                "device_max_pending must be 1 to 5 (see the README's guessing figures)".into(),
+                "device_max_pending must be 1 to 5 (waiting requests per agent key or address)"
+                    .into(),
             ));
         }
         // A list set on the command line or in the environment replaces the
@@ -271,11 +406,7 @@ impl Config {
                 .clone()
                 .or(file.addr.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            issuer: s
-                .issuer
-                .clone()
-                .or(file.issuer.clone())
-                .map(|i| i.trim_end_matches('/').to_owned()),
+            issuer,
             access_ttl,
             dpop_nonce: s.dpop_nonce.or(file.dpop_nonce).unwrap_or(true),
             trusted_proxies,

@@ -102,3 +102,95 @@ mod tests {
         assert!(e.contains(&format!("chmod 600 {}", db.display())), "{e}");
     }
 }
+
+/// The lock one `serve` holds on its data directory for as long as it runs:
+/// `serve.lock`, held with an OS lock (released by the kernel when the
+/// process ends, however it ends) and holding the server's pid and address.
+#[derive(Debug)]
+pub struct ServeLock {
+    file: std::fs::File,
+}
+
+/// Take the data directory's serve lock, or say which process holds it.
+pub fn lock_serve(data: &Path) -> Result<ServeLock, Error> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.join("serve.lock");
+    // Not truncated on open: the holder's pid and address must stay readable.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::Server(format!("cannot open {}: {e}", path.display())))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(ServeLock { file }),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            let mut held = String::new();
+            let _ = file.read_to_string(&mut held);
+            let v: serde_json::Value = serde_json::from_str(&held).unwrap_or_default();
+            let who = match (v["pid"].as_u64(), v["addr"].as_str()) {
+                (Some(pid), Some(addr)) => format!("process {pid}, listening on {addr}"),
+                (Some(pid), None) => format!("process {pid}, still starting"),
+                _ => "another process".to_owned(),
+            };
+            Err(Error::InvalidRequest(format!(
+                "another broker already serves {} ({who}); stop it first, or pass another --data",
+                data.display()
+            )))
+        }
+        Err(e) => Err(Error::Server(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+impl ServeLock {
+    /// Record who holds the lock: this process and, once bound, its address.
+    pub fn record(&mut self, addr: Option<&str>) -> Result<(), Error> {
+        use std::io::{Seek as _, Write as _};
+        let body = serde_json::json!({"pid": std::process::id(), "addr": addr}).to_string();
+        let f = &mut self.file;
+        f.set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| f.write_all(body.as_bytes()))
+            .and_then(|()| f.flush())
+            .map_err(|e| Error::Server(format!("cannot write the serve lock: {e}")))
+    }
+}
+
+/// Remember the issuer `serve` runs under (`issuer` in the data directory), so
+/// that links the other commands print point where the broker answers.
+pub fn write_issuer(data: &Path, issuer: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = data.join("issuer.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(issuer.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, data.join("issuer"))
+    };
+    write().map_err(|e| {
+        Error::Server(format!(
+            "cannot record the issuer in {}: {e}",
+            data.display()
+        ))
+    })
+}
+
+/// The issuer the last `serve` on this data directory ran under, if any.
+pub fn read_issuer(data: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(data.join("issuer")).ok()?;
+    let s = s.trim();
+    crate::config::check_http_url(s).ok()?;
+    Some(s.to_owned())
+}

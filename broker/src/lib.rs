@@ -24,15 +24,13 @@ pub mod token_request;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Parse the command line, set up logging (JSON lines on stderr, filtered by
 /// `PROTONPASS_BROKER_LOG`), and run the command.
 pub fn run() -> ExitCode {
     // Everything the broker creates (database, its journal files, keys,
     // setup-link files) is owner-only, whatever the caller's umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)

@@ -166,6 +166,18 @@ pub struct DeviceReq {
     pub approved_ttl: Option<i64>,
     /// The grant created at the final poll.
     pub gid: Option<String>,
+    /// Who asked, for the per-requester limit on waiting requests:
+    /// `jkt:<thumbprint>` when the request carried a DPoP proof, else
+    /// `source:<client address>`.
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// The user code (`XXXX-XXXX`), kept so that the owner can list waiting
+    /// requests (the database is owner-only; the hash stays the lookup key).
+    #[serde(default)]
+    pub user_code: Option<String>,
+    /// The agent's own words: the `reason` claim of the request's DPoP proof.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A registered resource server.

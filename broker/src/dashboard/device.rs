@@ -35,6 +35,14 @@ async fn lookup(b: &Broker, owner: &str, src: &str, user_code: &str) -> Result<D
         let used = tx
             .attempt_sum(&ko, now - window)?
             .max(tx.attempt_sum(&ks, now - window)?);
+        if live > GUESS_BUDGET {
+            tx.audit_append(now, &owner, "user_code_locked", &json!({"source": src, "live": live}).to_string())?;
+            return Ok(Err(Error::TemporarilyUnavailable(format!(
+                "{live} agents are waiting for approval, more than this form may check a code against. \
+                 Approve on the broker's machine (protonpass-broker pending, then approve CODE), or retry in up to {} minutes.",
+                window / 60
+            ))));
+        }
         if used + live > GUESS_BUDGET {
             tx.audit_append(now, &owner, "user_code_locked", &json!({"source": src}).to_string())?;
             return Ok(Err(Error::TemporarilyUnavailable(format!(

@@ -12,7 +12,7 @@ pub mod auth;
 mod device;
 mod device_cookie;
 mod usage;
-mod view;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

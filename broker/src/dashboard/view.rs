@@ -140,7 +140,7 @@ pub(super) fn describe_scope(scope: &str, audience: Option<&str>) -> String {
 }
 
 /// A Unix time as `2026-11-29 05:12 UTC`.
-pub(super) fn when(ts: i64) -> String {
+pub(crate) fn when(ts: i64) -> String {
     let days = ts.div_euclid(86400);
     let secs = ts.rem_euclid(86400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).

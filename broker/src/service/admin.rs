@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Broker, audience_status, revoke_grant, revoke_token};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
-use crate::model::{DeviceStatus, Grant, GrantStatus, Resource};
+use crate::model::{DeviceStatus, Grant, GrantStatus, Resource, TokenStatus};
 use crate::store;
 
 /// A new pre-authorized grant and its one-time enrollment code.
@@ -64,10 +64,38 @@ impl std::fmt::Debug for Registered {
 /// What a revocation did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Revoked {
-    /// Grant ids revoked.
+    /// Grant ids revoked by this call.
     pub grants: Vec<String>,
-    /// Token ids revoked.
+    /// Token ids revoked one by one by this call.
     pub tokens: Vec<String>,
+    /// Live tokens (access and refresh) of the grants revoked by this call:
+    /// revoked with them.
+    pub covered_tokens: usize,
+    /// Ids that were already revoked: nothing changed for them.
+    pub already_revoked: Vec<String>,
+    /// Approvals the agent had not collected yet, cancelled.
+    pub cancelled_approvals: usize,
+}
+
+impl Revoked {
+    fn none() -> Revoked {
+        Revoked {
+            grants: vec![],
+            tokens: vec![],
+            covered_tokens: 0,
+            already_revoked: vec![],
+            cancelled_approvals: 0,
+        }
+    }
+}
+
+/// The live tokens of a grant, which its revocation covers.
+fn live_tokens(tx: &mut dyn store::Tx, gid: &str, now: i64) -> Result<usize> {
+    Ok(tx
+        .tokens_of_grant(gid)?
+        .iter()
+        .filter(|t| t.status != TokenStatus::Revoked && t.exp > now)
+        .count())
 }
 
 fn valid_audience(a: &str) -> bool {
@@ -178,18 +206,15 @@ impl Broker {
                     )?;
                     return Ok((Err(not_found()), 0));
                 }
-                let seq = if g.status == GrantStatus::Revoked {
-                    0
-                } else {
-                    revoke_grant(tx, &mut g, now, "owner")?
-                };
-                return Ok((
-                    Ok(Revoked {
-                        grants: vec![g.gid],
-                        tokens: vec![],
-                    }),
-                    seq,
-                ));
+                let mut r = Revoked::none();
+                if g.status == GrantStatus::Revoked {
+                    r.already_revoked.push(g.gid);
+                    return Ok((Ok(r), 0));
+                }
+                r.covered_tokens = live_tokens(tx, &g.gid, now)?;
+                let seq = revoke_grant(tx, &mut g, now, "owner")?;
+                r.grants.push(g.gid);
+                return Ok((Ok(r), seq));
             }
             if let Some(mut t) = tx.token_get(&id)? {
                 if t.owner != owner {
@@ -201,14 +226,14 @@ impl Broker {
                     )?;
                     return Ok((Err(not_found()), 0));
                 }
+                let mut r = Revoked::none();
+                if t.status == TokenStatus::Revoked {
+                    r.already_revoked.push(t.jti);
+                    return Ok((Ok(r), 0));
+                }
                 let seq = revoke_token(tx, &mut t, now, "owner")?;
-                return Ok((
-                    Ok(Revoked {
-                        grants: vec![],
-                        tokens: vec![t.jti],
-                    }),
-                    seq,
-                ));
+                r.tokens.push(t.jti);
+                return Ok((Ok(r), seq));
             }
             Ok((Err(not_found()), 0))
         })
@@ -222,12 +247,15 @@ impl Broker {
         let now = self.clock.now();
         let (owner, agent) = (owner.to_owned(), agent.to_owned());
         let (out, seq) = store::write(&self.store, move |tx| {
-            let mut grants = Vec::new();
+            let mut r = Revoked::none();
             let mut seq = 0;
             for mut g in tx.grants_of(&owner, Some(&agent))? {
-                if g.status != GrantStatus::Revoked {
+                if g.status == GrantStatus::Revoked {
+                    r.already_revoked.push(g.gid);
+                } else {
+                    r.covered_tokens += live_tokens(tx, &g.gid, now)?;
                     seq = revoke_grant(tx, &mut g, now, "owner")?;
-                    grants.push(g.gid);
+                    r.grants.push(g.gid);
                 }
             }
             // An approval the agent has not collected yet is cut off too: it
@@ -236,6 +264,7 @@ impl Broker {
                 if d.client_id == agent && d.owner.as_deref() == Some(owner.as_str()) {
                     d.status = DeviceStatus::Denied;
                     tx.device_put(&d)?;
+                    r.cancelled_approvals += 1;
                     tx.audit_append(
                         now,
                         &owner,
@@ -245,13 +274,7 @@ impl Broker {
                     )?;
                 }
             }
-            Ok((
-                Revoked {
-                    grants,
-                    tokens: vec![],
-                },
-                seq,
-            ))
+            Ok((r, seq))
         })
         .await?;
         self.feed_advanced(seq);
@@ -287,14 +310,20 @@ impl Broker {
             shared,
         };
         store::write(&self.store, move |tx| {
-            if tx
-                .resources_for_audience(&r.audience)?
-                .iter()
-                .any(|other| other.owner != r.owner)
-            {
+            let existing = tx.resources_for_audience(&r.audience)?;
+            if existing.iter().any(|other| other.owner != r.owner) {
                 return Err(Error::InvalidTarget(format!(
                     "the audience {} is registered by another owner",
                     r.audience
+                )));
+            }
+            // One credential per audience: a second would be a secret nobody
+            // remembers to remove.
+            if let Some(mine) = existing.first() {
+                return Err(Error::InvalidRequest(format!(
+                    "the audience {} is already registered as {}; see `protonpass-broker resource show {}`, \
+                     or remove it first to register a new credential",
+                    r.audience, mine.client_id, mine.client_id
                 )));
             }
             tx.owner_ensure(&r.owner, now)?;
@@ -310,5 +339,49 @@ impl Broker {
         })
         .await?;
         Ok(out)
+    }
+
+    /// The resource servers `owner` registered.
+    pub async fn resource_list(&self, owner: &str) -> Result<Vec<Resource>> {
+        let owner = owner.to_owned();
+        store::read(&self.store, move |tx| tx.resources_of(&owner)).await
+    }
+
+    /// One of `owner`'s resource servers, by client id or audience. Another
+    /// owner's answers as unknown.
+    pub async fn resource_find(&self, owner: &str, id: &str) -> Result<Resource> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        store::read(&self.store, move |tx| {
+            tx.resources_of(&owner)?
+                .into_iter()
+                .find(|r| r.client_id == id || r.audience == id)
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "no resource server of this owner is {id}; `protonpass-broker resource list` shows them"
+                    ))
+                })
+        })
+        .await
+    }
+
+    /// Remove one of `owner`'s resource servers (by client id or audience):
+    /// its credential stops working at once.
+    pub async fn resource_remove(&self, owner: &str, id: &str) -> Result<Resource> {
+        let now = self.clock.now();
+        let r = self.resource_find(owner, id).await?;
+        let r2 = r.clone();
+        store::write(&self.store, move |tx| {
+            if tx.resource_delete(&r2.client_id)? {
+                tx.audit_append(
+                    now,
+                    &r2.owner,
+                    "resource_remove",
+                    &json!({"client_id": r2.client_id, "audience": r2.audience}).to_string(),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(r)
     }
 }

@@ -19,11 +19,17 @@ use crate::token_request::Secret;
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Characters in a user code.
 pub const USER_CODE_LEN: usize = 8;
-/// Budget of wrong user-code entries per source and per owner, in "live codes
-/// exposed": each wrong entry costs the number of live codes at that moment.
-/// floor(20^8 / 2^32) = 5, so the chance that one guesser hits any live code
-/// within a code's lifetime stays below 5 / 20^8 < 2^-32.
+/// Budget of user-code entries on the web form per source and per owner, in
+/// "live codes exposed": each wrong entry costs the number of live codes at
+/// that moment, and an entry is checked only while the cost spent plus the
+/// live codes stays within it. floor(20^8 / 2^32) = 5, so the chance that one
+/// guesser hits any live code within a code's lifetime stays below
+/// 5 / 20^8 < 2^-32, however many codes are live.
 pub const GUESS_BUDGET: i64 = 5;
+/// The source of entries made on the command line: the owner at the broker's
+/// machine, who can read every waiting code (`pending`), so its mistakes are
+/// not counted against the budget.
+pub const CLI_SOURCE: &str = "cli";
 
 /// A fresh user code, `XXXX-XXXX`.
 pub fn new_user_code(rng: &dyn Random) -> Result<String> {
@@ -90,7 +96,49 @@ pub struct Decided {
     pub ttl: i64,
 }
 
+/// A device request waiting for the owner's decision (`pending`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Waiting {
+    /// The code the agent shows (`XXXX-XXXX`); `None` for a request made
+    /// before the broker kept it.
+    pub user_code: Option<String>,
+    /// The agent's self-asserted name.
+    pub agent: String,
+    /// The scopes it asks for.
+    pub scopes: Vec<String>,
+    /// The audience it asks for, if it named one.
+    pub audience: Option<String>,
+    /// The agent's own words (the `reason` claim of its request's proof).
+    pub reason: Option<String>,
+    /// Thumbprint of the key that signed the request, if it sent a proof.
+    pub key_thumbprint: Option<String>,
+    /// When it asked, Unix seconds.
+    pub created_at: i64,
+    /// When its codes expire, Unix seconds.
+    pub expires_at: i64,
+}
+
 impl Broker {
+    /// The device requests waiting for a decision, oldest first. They belong
+    /// to no owner until one decides.
+    pub async fn pending(&self) -> Result<Vec<Waiting>> {
+        let now = self.clock.now();
+        let list = store::read(&self.store, move |tx| tx.devices_pending(now)).await?;
+        Ok(list
+            .into_iter()
+            .map(|d| Waiting {
+                user_code: d.user_code,
+                agent: d.client_id,
+                scopes: d.scope.split(' ').map(str::to_owned).collect(),
+                audience: d.resource,
+                reason: d.reason,
+                key_thumbprint: d.jkt,
+                created_at: d.created_at,
+                expires_at: d.expires_at,
+            })
+            .collect())
+    }
+
     /// `POST /oauth/device_authorization`.
     pub async fn device_authorization(
         &self,
@@ -98,7 +146,7 @@ impl Broker {
         dpop: &[String],
         source: &str,
     ) -> Result<DeviceAuthorizationResponse> {
-        let r = self.device_authorization_inner(p, dpop).await;
+        let r = self.device_authorization_inner(p, dpop, source).await;
         if let Err(e) = &r {
             self.metrics.error(e.code());
             self.audit_rejected("-", "device_authorization", e, json!({"source": source}));
@@ -110,13 +158,14 @@ impl Broker {
         &self,
         p: &Params,
         dpop: &[String],
+        source: &str,
     ) -> Result<DeviceAuthorizationResponse> {
         let now = self.clock.now();
         // RFC 8628 does not define DPoP here; an agent that sends a proof anyway
         // binds the request to its key, so the owner sees which key asks and a
         // stolen device code is useless to any other key.
-        let jkt = if dpop.is_empty() {
-            None
+        let (jkt, reason) = if dpop.is_empty() {
+            (None, None)
         } else {
             let url = format!("{}/oauth/device_authorization", self.issuer);
             let check = protonpass_agent::ProofCheck {
@@ -124,7 +173,14 @@ impl Broker {
                 url: &url,
                 ..Default::default()
             };
-            Some(self.proofs.verify(dpop, &check, now)?.jkt)
+            let v = self.proofs.verify(dpop, &check, now)?;
+            (Some(v.jkt), v.reason)
+        };
+        // Waiting requests are limited per requester, not in total: abandoned
+        // requests of one agent never block another.
+        let requester = match &jkt {
+            Some(k) => format!("jkt:{k}"),
+            None => format!("source:{source}"),
         };
         let client_id = p.req("client_id")?.to_owned();
         if !valid_client_id(&client_id) {
@@ -159,10 +215,28 @@ impl Broker {
         let rng: Arc<dyn Random> = self.rng.clone();
         let id = random_id(self.rng.as_ref(), 12)?;
         let user_code = store::write(&self.store, move |tx| {
-            if tx.device_live_count(now)? >= max_pending {
-                return Err(Error::TemporarilyUnavailable(
-                    "too many device requests are waiting for approval; retry later".into(),
-                ));
+            // At the cap, the requester's oldest waiting requests give way to
+            // the new one (an agent that restarted abandoned them).
+            let waiting = tx.device_live_count_of(&requester, now)?;
+            if waiting >= max_pending {
+                let mut extra = waiting - max_pending + 1;
+                for mut old in tx.devices_pending(now)? {
+                    if extra == 0 {
+                        break;
+                    }
+                    if old.requester.as_deref() == Some(requester.as_str()) {
+                        old.expires_at = now;
+                        tx.device_put(&old)?;
+                        tx.audit_append(
+                            now,
+                            "-",
+                            "device_superseded",
+                            &json!({"request": old.id, "agent": old.client_id, "by": id})
+                                .to_string(),
+                        )?;
+                        extra -= 1;
+                    }
+                }
             }
             let mut user_code = new_user_code(rng.as_ref())?;
             while tx
@@ -189,14 +263,18 @@ impl Broker {
                 approved_audience: None,
                 approved_ttl: None,
                 gid: None,
+                requester: Some(requester.clone()),
+                user_code: Some(user_code.clone()),
+                reason: reason.clone(),
             };
             tx.device_put(&d)?;
             tx.audit_append(
                 now,
                 "-",
                 "device_request",
-                &json!({"request": id, "agent": client_id, "scope": scope, "resource": resource})
-                    .to_string(),
+                &json!({"request": id, "agent": client_id, "scope": scope, "resource": resource,
+                        "jkt": jkt, "reason": reason})
+                .to_string(),
             )?;
             Ok(user_code)
         })
@@ -319,7 +397,8 @@ impl Broker {
     }
 
     /// The owner approves or denies the request with `user_code`. Wrong codes
-    /// are limited per `source` and per owner (see [`GUESS_BUDGET`]).
+    /// are limited per `source` and per owner (see [`GUESS_BUDGET`]), except on
+    /// the command line ([`CLI_SOURCE`]).
     pub async fn decide(
         &self,
         owner: &str,
@@ -343,8 +422,16 @@ impl Broker {
             tx.owner_ensure(&owner, now)?;
             let live = tx.device_live_count(now)?.max(1);
             let (ko, ks) = (format!("owner:{owner}"), format!("source:{source}"));
+            let counted = source != CLI_SOURCE;
+            if counted && live > GUESS_BUDGET {
+                tx.audit_append(now, &owner, "user_code_locked", &json!({"source": source, "live": live}).to_string())?;
+                return Ok(Err(Error::TemporarilyUnavailable(format!(
+                    "{live} requests are waiting, more than a code may be checked against here ({GUESS_BUDGET}); \
+                     approve on the broker's machine: protonpass-broker approve CODE"
+                ))));
+            }
             let used = tx.attempt_sum(&ko, now - window)?.max(tx.attempt_sum(&ks, now - window)?);
-            if used + live > GUESS_BUDGET {
+            if counted && used + live > GUESS_BUDGET {
                 tx.audit_append(now, &owner, "user_code_locked", &json!({"source": source}).to_string())?;
                 return Ok(Err(Error::TemporarilyUnavailable(format!(
                     "too many wrong user codes: entry is locked for up to {window} s"
@@ -355,8 +442,10 @@ impl Broker {
                 None => None,
             };
             let Some(mut d) = found else {
-                tx.attempt_add(&ko, now, live)?;
-                tx.attempt_add(&ks, now, live)?;
+                if counted {
+                    tx.attempt_add(&ko, now, live)?;
+                    tx.attempt_add(&ks, now, live)?;
+                }
                 tx.audit_append(now, &owner, "user_code_wrong", &json!({"source": source}).to_string())?;
                 return Ok(Err(Error::InvalidGrant("no pending request has this code".into())));
             };

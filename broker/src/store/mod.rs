@@ -25,6 +25,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Tx {
     /// Create the owner if it does not exist.
     fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()>;
+    /// Every owner, by name.
+    fn owners(&mut self) -> Result<Vec<OwnerInfo>>;
     /// Insert or replace a grant.
     fn grant_put(&mut self, g: &Grant) -> Result<()>;
     /// A grant by id.
@@ -47,6 +49,11 @@ pub trait Tx {
     fn device_by_user_hash(&mut self, hash: &str, now: i64) -> Result<Option<DeviceReq>>;
     /// How many device requests are pending and unexpired.
     fn device_live_count(&mut self, now: i64) -> Result<i64>;
+    /// How many device requests of one requester (see `DeviceReq::requester`)
+    /// are pending and unexpired.
+    fn device_live_count_of(&mut self, requester: &str, now: i64) -> Result<i64>;
+    /// The pending, unexpired device requests, oldest first.
+    fn devices_pending(&mut self, now: i64) -> Result<Vec<DeviceReq>>;
     /// Approved, unexpired device requests whose tokens were not collected yet.
     fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>>;
     /// Insert a resource server.
@@ -55,6 +62,10 @@ pub trait Tx {
     fn resource_get(&mut self, client_id: &str) -> Result<Option<Resource>>;
     /// The resource servers registered for an audience (any owner).
     fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>>;
+    /// The resource servers one owner registered, oldest first.
+    fn resources_of(&mut self, owner: &str) -> Result<Vec<Resource>>;
+    /// Remove a resource server; whether it existed.
+    fn resource_delete(&mut self, client_id: &str) -> Result<bool>;
     /// Insert or replace signing key metadata.
     fn key_put(&mut self, k: &KeyMeta) -> Result<()>;
     /// All signing keys, oldest first.
@@ -167,6 +178,17 @@ impl fmt::Debug for UpstreamRec {
             .field("rotated_at", &self.rotated_at)
             .finish()
     }
+}
+
+/// An owner (tenant) as `owner list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OwnerInfo {
+    /// The name.
+    pub name: String,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Whether a dashboard password is set.
+    pub has_password: bool,
 }
 
 /// A signed-in owner's web session. Only the hash of the cookie is kept.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, UpstreamRec, UsageCount, WebSession};
+use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -337,6 +337,26 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn owners(&mut self) -> Result<Vec<OwnerInfo>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT o.name, o.created_at, p.owner IS NOT NULL FROM owners o \
+                 LEFT JOIN owner_passwords p ON p.owner = o.name ORDER BY o.name",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(OwnerInfo {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    has_password: r.get(2)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err)
+    }
+
     fn grant_put(&mut self, g: &Grant) -> Result<()> {
         self.conn
             .prepare_cached(
@@ -394,7 +414,10 @@ impl Tx for SqliteTx<'_> {
         };
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO devices(id, device_hash, user_hash, status, expires_at, data) VALUES (?1,?2,?3,?4,?5,?6)",
+                // An update keeps the row (and its rowid: the order of arrival).
+                "INSERT INTO devices(id, device_hash, user_hash, status, expires_at, data) VALUES (?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(id) DO UPDATE SET device_hash = excluded.device_hash, user_hash = excluded.user_hash, \
+                 status = excluded.status, expires_at = excluded.expires_at, data = excluded.data",
             )
             .map_err(db_err)?
             .execute(params![d.id, d.device_hash, d.user_hash, status, d.expires_at, to_json(d)?])
@@ -426,6 +449,24 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)
     }
 
+    fn device_live_count_of(&mut self, requester: &str, now: i64) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM devices WHERE status = 'pending' AND expires_at > ?1 \
+                 AND json_extract(data, '$.requester') = ?2",
+            )
+            .map_err(db_err)?
+            .query_row(params![now, requester], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn devices_pending(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
+        self.many(
+            "SELECT data FROM devices WHERE status = 'pending' AND expires_at > ?1 ORDER BY rowid",
+            params![now],
+        )
+    }
+
     fn devices_approved(&mut self, now: i64) -> Result<Vec<DeviceReq>> {
         self.many(
             "SELECT data FROM devices WHERE status = 'approved' AND expires_at > ?1",
@@ -454,6 +495,23 @@ impl Tx for SqliteTx<'_> {
             "SELECT data FROM resources WHERE json_extract(data, '$.audience') = ?1 ORDER BY rowid",
             params![audience],
         )
+    }
+
+    fn resources_of(&mut self, owner: &str) -> Result<Vec<Resource>> {
+        self.many(
+            "SELECT data FROM resources WHERE owner = ?1 ORDER BY rowid",
+            params![owner],
+        )
+    }
+
+    fn resource_delete(&mut self, client_id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM resources WHERE client_id = ?1")
+            .map_err(db_err)?
+            .execute(params![client_id])
+            .map_err(db_err)?;
+        Ok(n > 0)
     }
 
     fn key_put(&mut self, k: &KeyMeta) -> Result<()> {

@@ -511,6 +511,7 @@ async fn a_successful_sign_in_does_not_use_up_the_budget() {
 #[tokio::test]
 async fn another_owners_ids_answer_as_unknown_ones() {
     let b = Broker::start(&[]);
+    b.add_owners(&["alice", "bob"]);
     let bobs = b.cli_ok(&[
         "grant",
         "create",
@@ -561,7 +562,7 @@ async fn another_owners_ids_answer_as_unknown_ones() {
 #[tokio::test]
 async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     let b = Broker::start(&[]);
-    b.cli_ok(&["owner", "add", "alice"]);
+    b.add_owners(&["alice"]);
     b.resource(API, Some("alice"));
     let ask = |resource: &'static str| {
         let b = &b;

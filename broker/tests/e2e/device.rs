@@ -143,10 +143,28 @@ async fn denied_and_expired() {
 }
 
 #[tokio::test]
-async fn wrong_user_codes_lock_entry() {
+async fn wrong_user_codes_lock_the_web_form_but_not_the_command_line() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
     let d = start_device(&b, "travel:book", Some(API)).await;
-    // One live code: each wrong entry costs 1 of the budget of 5.
+    // The owner at the broker's machine mistypes more than the web budget: the
+    // right code still works there.
+    for guess in [
+        "BBBB-BBBB",
+        "CCCC-CCCC",
+        "DDDD-DDDD",
+        "FFFF-FFFF",
+        "GGGG-GGGG",
+        "HHHH-HHHH",
+    ] {
+        let (code, v) = b.cli(&["approve", guess]);
+        assert_eq!(code, 1);
+        assert_eq!(v["error"], "invalid_grant", "{v}");
+    }
+    b.cli_ok(&["approve", &d.s("user_code")]);
+
+    // The web form: one live code, each wrong entry costs 1 of the budget of 5.
+    let d = start_device(&b, "travel:book", Some(API)).await;
+    let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
     for guess in [
         "BBBB-BBBB",
         "CCCC-CCCC",
@@ -154,33 +172,100 @@ async fn wrong_user_codes_lock_entry() {
         "FFFF-FFFF",
         "GGGG-GGGG",
     ] {
-        let (code, v) = b.cli(&["approve", guess]);
-        assert_ne!(code, 0);
-        assert_eq!(v["error"], "invalid_grant", "{v}");
+        let p = w
+            .post(
+                "/device",
+                &[("csrf", &csrf), ("step", "lookup"), ("user_code", guess)],
+            )
+            .await;
+        assert!(p.body.contains("No agent is waiting"), "{}", p.body);
     }
     // Locked now, even for the right code.
-    let (code, v) = b.cli(&["approve", &d.s("user_code")]);
-    assert_ne!(code, 0);
-    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
-    // Another owner account has its own budget... but the same source (this CLI) is locked too.
-    let (code, v) = b.cli(&["approve", &d.s("user_code"), "--owner", "bob"]);
-    assert_ne!(code, 0);
-    assert_eq!(v["error"], "temporarily_unavailable");
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "lookup"),
+                ("user_code", &d.s("user_code")),
+            ],
+        )
+        .await;
+    assert!(p.body.contains("Code entry is paused"), "{}", p.body);
+    // The command line is not locked out by the web form's guesses.
+    b.cli_ok(&["approve", &d.s("user_code")]);
 }
 
-#[tokio::test]
-async fn pending_requests_are_capped() {
-    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_MAX_PENDING", "2")]);
-    start_device(&b, "travel:book", None).await;
-    start_device(&b, "travel:book", None).await;
+/// A device request signed by `k`.
+async fn signed(b: &Broker, k: &protonpass_agent::AgentKey) -> Reply {
+    let url = format!("{}/oauth/device_authorization", b.url);
     let r = b
         .post_form(
             "/oauth/device_authorization",
-            &[("client_id", "x"), ("scope", "travel:book")],
-            &[],
+            &[("client_id", "travel-bot"), ("scope", "travel:book")],
+            &[("DPoP", b.proof(k, &url, None))],
         )
         .await;
-    assert_eq!((r.status, r.error()), (503, "temporarily_unavailable"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
+#[tokio::test]
+async fn waiting_requests_are_limited_per_agent_key_not_in_total() {
+    let b = Broker::start(&[
+        ("PROTONPASS_BROKER_DEVICE_MAX_PENDING", "2"),
+        ("PROTONPASS_BROKER_DEVICE_INTERVAL", "0"),
+    ]);
+    // Six abandoned agents, each with its own key: none blocks the next.
+    let mut abandoned = Vec::new();
+    for _ in 0..6 {
+        let k = key();
+        abandoned.push((signed(&b, &k).await, k));
+    }
+    // One agent that keeps asking: its oldest waiting request gives way.
+    let k = key();
+    let first = signed(&b, &k).await;
+    let _second = signed(&b, &k).await;
+    let third = signed(&b, &k).await;
+    assert_eq!(
+        poll(&b, &k, &first.s("device_code")).await.error(),
+        "expired_token"
+    );
+    assert_eq!(
+        poll(&b, &k, &third.s("device_code")).await.error(),
+        "authorization_pending"
+    );
+    // The others still wait.
+    let (r, k0) = &abandoned[0];
+    assert_eq!(
+        poll(&b, k0, &r.s("device_code")).await.error(),
+        "authorization_pending"
+    );
+    // Unsigned requests are limited per client address the same way.
+    let a = start_device(&b, "travel:book", None).await;
+    start_device(&b, "travel:book", None).await;
+    start_device(&b, "travel:book", None).await;
+    assert_eq!(
+        poll(&b, &key(), &a.s("device_code")).await.error(),
+        "expired_token"
+    );
+    // More than 5 live codes: the web form checks no code (the guessing bound),
+    // and says why; the command line still approves.
+    let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
+    let uc = third.s("user_code");
+    let p = w
+        .post(
+            "/device",
+            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
+        )
+        .await;
+    assert!(
+        p.body.contains("agents are waiting for approval"),
+        "{}",
+        p.body
+    );
+    b.cli_ok(&["approve", &uc, "--audience", API]);
+    assert_eq!(poll(&b, &k, &third.s("device_code")).await.status, 200);
 }
 
 #[tokio::test]

@@ -103,6 +103,7 @@ async fn an_allowed_call_is_forwarded_with_the_credential_and_audited() {
 #[tokio::test]
 async fn another_owners_agent_is_refused_and_the_upstream_not_contacted() {
     let (b, up) = setup().await;
+    b.add_owners(&["bob"]);
     let bob = agent(&b, "bob", SCOPES).await;
     let before = up.calls();
     let r = call(&b, &bob, "GET", "/repos/me/proj", None, &[]).await;

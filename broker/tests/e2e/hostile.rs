@@ -1050,6 +1050,7 @@ async fn an_expired_subject_token_is_refused() {
 #[tokio::test]
 async fn sql_and_other_owners_ids_revoke_nothing() {
     let b = Broker::start(&[]);
+    b.add_owners(&["alice", "bob"]);
     let agent = key();
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
     let at = r.s("access_token");

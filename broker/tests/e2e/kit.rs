@@ -161,6 +161,14 @@ impl Broker {
         (out.status.code().unwrap_or(-1), v)
     }
 
+    /// Add owners (tenants) besides `default`: commands refuse an owner that
+    /// does not exist.
+    pub fn add_owners(&self, names: &[&str]) {
+        for n in names {
+            self.cli_ok(&["owner", "add", n]);
+        }
+    }
+
     /// `cli`, expecting success.
     pub fn cli_ok(&self, args: &[&str]) -> Value {
         let (code, v) = self.cli(args);

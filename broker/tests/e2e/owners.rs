@@ -15,7 +15,7 @@ const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// `SHARED_API` (shared).
 fn two_owners() -> (Broker, (String, String), (String, String)) {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
-    add_owners(&b);
+    b.add_owners(&["alice", "bob"]);
     let own = b.resource(ALICE_API, Some("alice"));
     let v = b.cli_ok(&[
         "resource", "add", SHARED_API, "--shared", "--owner", "alice",
@@ -26,12 +26,6 @@ fn two_owners() -> (Broker, (String, String), (String, String)) {
         v["client_secret"].as_str().unwrap().to_owned(),
     );
     (b, own, shared)
-}
-
-fn add_owners(b: &Broker) {
-    for o in ["alice", "bob"] {
-        b.cli_ok(&["owner", "add", o]);
-    }
 }
 
 fn grant_args<'a>(aud: &'a str, owner: &'a str) -> Vec<&'a str> {
@@ -138,7 +132,7 @@ async fn another_owners_audience_cannot_be_approved_in_the_device_flow() {
 #[tokio::test]
 async fn a_grant_made_before_the_audience_was_registered_issues_nothing_more_for_it() {
     let b = Broker::start(&[]);
-    add_owners(&b);
+    b.add_owners(&["alice", "bob"]);
     let aud = "https://later.example";
     let g = b.cli_ok(&grant_args(aud, "bob"));
     let k = key();
@@ -176,6 +170,7 @@ async fn introspection_answers_for_the_owner_or_for_every_owner_of_a_shared_api(
 #[tokio::test]
 async fn every_exchange_rotates_the_refresh_token_and_a_copy_used_later_revokes_the_grant() {
     let b = Broker::start(&[]);
+    b.add_owners(&["alice", "bob"]);
     let k = key();
     let enrolled = b.enroll(&k, "bot", "calendar:read", &[]).await;
     let original = enrolled.s("refresh_token");

@@ -171,6 +171,7 @@ async fn introspection_needs_a_registered_resource_server() {
 #[tokio::test]
 async fn owners_are_tenants() {
     let b = Broker::start(&[]);
+    b.add_owners(&["alice", "bob"]);
     let agent = key();
     let g = b.cli_ok(&[
         "grant",

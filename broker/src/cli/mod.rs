@@ -1,0 +1,429 @@
+//! The command line: `serve` and the owner's commands. Every command opens the
+//! data directory itself, so it works whether or not a server is running.
+//!
+//! This file holds the clap definitions and the dispatch; each area's commands
+//! are in their own file.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod audit;
+mod grants;
+mod human;
+mod owners;
+mod resources;
+mod serve;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use protonpass_agent::wire::ErrorBody;
+use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
+
+use crate::config::{Config, Settings};
+use crate::keys::KeyRing;
+use crate::service::Broker;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{self, Store};
+
+/// Self-hosted authorization server for agent access tokens.
+#[derive(Debug, Parser)]
+#[command(name = "protonpass-broker", version)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    /// Print JSON (one object, or JSON Lines for audit export/tail).
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the broker.
+    Serve,
+    /// Approve a device request by its user code.
+    Approve {
+        /// The code the agent showed (XXXX-XXXX, any case, punctuation ignored).
+        user_code: String,
+        /// Narrow the scopes (space-separated or repeated).
+        #[arg(long, num_args = 1..)]
+        scope: Vec<String>,
+        /// The audience, when the agent named none.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Grant lifetime, 1h to 30d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List the device requests waiting for approval.
+    Pending,
+    /// Deny a device request by its user code.
+    Deny {
+        /// The code the agent showed.
+        user_code: String,
+    },
+    /// Pre-authorized grants.
+    Grant {
+        #[command(subcommand)]
+        cmd: GrantCmd,
+    },
+    /// Revoke a grant or token by id, or everything of one agent.
+    Revoke {
+        /// A grant id (gid) or token id (jti). Ids are base64url and may start
+        /// with '-': they are taken as values, never as flags.
+        #[arg(allow_hyphen_values = true)]
+        id: Option<String>,
+        /// Revoke every grant of this agent instead.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Resource servers.
+    Resource {
+        #[command(subcommand)]
+        cmd: ResourceCmd,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Owner accounts of the dashboard.
+    Owner {
+        #[command(subcommand)]
+        cmd: OwnerCmd,
+    },
+    /// Upstream APIs of the credential-injecting gateway.
+    Upstream {
+        #[command(subcommand)]
+        cmd: crate::cli_upstream::UpstreamCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OwnerCmd {
+    /// Add an owner (or reset its password): prints a one-time setup link, or
+    /// reads the password from standard input with --password-stdin.
+    Add {
+        /// The owner's name (lower-case letters, digits, '.', '_', '-').
+        name: String,
+        /// Read the password from standard input instead of printing a link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the owners (tenants).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantCmd {
+    /// Create a grant and print its one-time enrollment code.
+    Create {
+        /// The agent's name.
+        #[arg(long)]
+        agent: String,
+        /// Scopes (space-separated or repeated).
+        #[arg(long, required = true, num_args = 1..)]
+        scope: Vec<String>,
+        /// Audiences (repeated); the first is the default.
+        #[arg(long, required = true, num_args = 1..)]
+        audience: Vec<String>,
+        /// Grant lifetime from redemption, 1h to 30d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List the owner's grants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ResourceCmd {
+    /// Register a resource server and print its client id and secret.
+    Add {
+        /// The audience it is (as in tokens' aud).
+        audience: String,
+        /// An API that serves many users: every owner may grant this audience
+        /// (the API maps each token's owner to its own accounts). Without it,
+        /// only the registering owner can grant it.
+        #[arg(long)]
+        shared: bool,
+    },
+    /// List the owner's resource servers.
+    List,
+    /// Show one resource server (by client id or audience).
+    Show {
+        /// Its client id or audience.
+        id: String,
+    },
+    /// Remove a resource server: its credential stops working at once.
+    Remove {
+        /// Its client id or audience.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// The last records.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        /// Keep printing new records as they are written (until Ctrl-C).
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Every record as JSON Lines.
+    Export,
+    /// Check the hash chain.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Make a new signing key; old ones stay published until their tokens expire.
+    Rotate,
+    /// List the signing keys: the current one, and retired ones still published.
+    List,
+}
+
+fn fail(json_out: bool, e: &Error) -> ExitCode {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string(&ErrorBody::from(e)).unwrap_or_default()
+        );
+    } else {
+        // People read the cause and the fix; the wire code is in --json.
+        eprintln!("error: {}", e.description());
+    }
+    ExitCode::FAILURE
+}
+
+/// The server's settings: hidden from every command's help but `serve`'s
+/// (they are still read everywhere: the commands share the configuration).
+const SERVER_OPTIONS: &[&str] = &[
+    "addr",
+    "issuer",
+    "access_ttl",
+    "dpop_nonce",
+    "trusted_proxies",
+    "device_ttl",
+    "device_interval",
+    "device_max_pending",
+    "enrollment_ttl",
+    "proof_window",
+    "busy_timeout_ms",
+    "rate_limit",
+];
+
+/// Parse the process's arguments: `serve --help` lists the server options,
+/// every other command's help its own options, then the global ones.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let cmd = Cli::command();
+    let mut text = String::from("Server options (also read from the configuration file):\n");
+    for a in cmd.get_arguments() {
+        if !SERVER_OPTIONS.contains(&a.get_id().as_str()) {
+            continue;
+        }
+        let name = a.get_long().unwrap_or_default();
+        let value = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| format!(" <{v}>"))
+            .unwrap_or_default();
+        let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+        let env = a
+            .get_env()
+            .map(|e| format!(" [env: {}]", e.to_string_lossy()))
+            .unwrap_or_default();
+        text.push_str(&format!("  --{name}{value}\n          {help}{env}\n"));
+    }
+    let cmd = cmd.mut_subcommand("serve", |s| s.after_help(text));
+    let m = cmd.get_matches();
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let cfg = match Config::resolve(&cli.settings) {
+        Ok(c) => c,
+        Err(e) => return fail(cli.json, &e),
+    };
+    match dispatch(&cli, cfg) {
+        Ok(code) => code,
+        Err(e) => fail(cli.json, &e),
+    }
+}
+
+fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    crate::files::check_data_dir(&cfg.data, true)?;
+    let s: Arc<dyn Store> = SqliteStore::open_with(
+        &cfg.data.join("broker.db"),
+        Duration::from_millis(cfg.busy_timeout_ms),
+    )?;
+    let now = SystemClock.now();
+    store::write_blocking(&s, move |tx| tx.owner_ensure("default", now))?;
+    Ok(s)
+}
+
+fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
+    let s = open_store(cfg)?;
+    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), cfg.access_ttl, &OsRandom)?;
+    Ok(Arc::new(Broker::new(
+        cfg.clone(),
+        issuer,
+        s,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+        keys,
+    )?))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Server(format!("cannot start the runtime: {e}")))
+}
+
+fn scopes(list: &[String]) -> String {
+    list.join(" ")
+}
+
+fn out(json_out: bool, value: serde_json::Value, text: String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// What every owner's command works with.
+struct Ctx {
+    b: Arc<Broker>,
+    /// Whether `b.issuer` is where the broker answers (configured, or recorded
+    /// by `serve`), so that links printed with it work.
+    issuer_known: bool,
+    rt: tokio::runtime::Runtime,
+    owner: String,
+    json: bool,
+    cfg: Config,
+}
+
+fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
+    if let Cmd::Serve = cli.cmd {
+        return serve::serve(cfg);
+    }
+    let read_only = matches!(
+        cli.cmd,
+        Cmd::Grant {
+            cmd: GrantCmd::List
+        } | Cmd::Audit { .. }
+            | Cmd::Pending
+            | Cmd::Owner {
+                cmd: OwnerCmd::List
+            }
+            | Cmd::Keys { cmd: KeysCmd::List }
+            | Cmd::Resource {
+                cmd: ResourceCmd::List | ResourceCmd::Show { .. }
+            }
+    );
+    if read_only && !cfg.data.join("broker.db").is_file() {
+        // A command that only reads must not create a broker as a side effect
+        // (a mistyped --data would otherwise show an empty, valid-looking one).
+        return Err(Error::InvalidRequest(format!(
+            "no broker data at {}; pass --data DIR, or start `protonpass-broker serve` to create it",
+            cfg.data.display()
+        )));
+    }
+    // Links use the issuer the broker serves under: as configured, else as
+    // the last `serve` recorded it. Before any `serve`, no address is known.
+    let known_issuer = cfg
+        .issuer
+        .clone()
+        .or_else(|| crate::files::read_issuer(&cfg.data));
+    let issuer = known_issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.addr));
+    let c = Ctx {
+        b: make_broker(&cfg, issuer)?,
+        issuer_known: known_issuer.is_some(),
+        rt: runtime()?,
+        owner: cfg.owner.clone(),
+        json: cli.json,
+        cfg,
+    };
+    let adds_owner = matches!(
+        cli.cmd,
+        Cmd::Owner {
+            cmd: OwnerCmd::Add { .. }
+        }
+    );
+    if !adds_owner {
+        // A mistyped --owner must not quietly become a new, empty tenant.
+        let owners = store::read_blocking(&c.b.store, |tx| tx.owners())?;
+        if !owners.iter().any(|o| o.name == c.owner) {
+            return Err(Error::InvalidRequest(format!(
+                "no owner {0}; add it with `protonpass-broker owner add {0}`",
+                c.owner
+            )));
+        }
+    }
+    match &cli.cmd {
+        Cmd::Serve => Ok(ExitCode::SUCCESS),
+        Cmd::Approve {
+            user_code,
+            scope,
+            audience,
+            ttl,
+        } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl),
+        Cmd::Pending => grants::pending(&c),
+        Cmd::Deny { user_code } => grants::deny(&c, user_code),
+        Cmd::Grant { cmd } => grants::grant(&c, cmd),
+        Cmd::Revoke { id, agent } => grants::revoke(&c, id.as_ref(), agent.as_ref()),
+        Cmd::Resource { cmd } => resources::resource(&c, cmd),
+        Cmd::Audit { cmd } => audit::audit(&c.b, cmd, c.json),
+        Cmd::Owner { cmd } => owners::owner(&c, cmd),
+        Cmd::Upstream { cmd } => crate::cli_upstream::run(&c.b, &c.owner, cmd, c.json),
+        Cmd::Keys { cmd } => owners::keys(&c, cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn every_server_option_is_a_setting() {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        for id in SERVER_OPTIONS {
+            let a = cmd.get_arguments().find(|a| a.get_id() == *id);
+            assert!(a.is_some_and(|a| a.is_hide_set()), "{id}");
+        }
+    }
+
+    #[test]
+    fn ids_starting_with_a_hyphen_are_values() {
+        // base64url ids start with '-' one time in 64.
+        let cli = Cli::try_parse_from(["protonpass-broker", "revoke", "-iZxUtBEr3joFPF1ayLP5w"])
+            .expect("parses");
+        match cli.cmd {
+            Cmd::Revoke { id, agent } => {
+                assert_eq!(id.as_deref(), Some("-iZxUtBEr3joFPF1ayLP5w"));
+                assert!(agent.is_none());
+            }
+            _ => panic!("not revoke"),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Owners and signing keys: `owner add`, `keys rotate`.
+
+use std::process::ExitCode;
+
+use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
+use serde_json::json;
+
+use super::human::{at, when};
+use super::{Ctx, KeysCmd, OwnerCmd, out};
+use crate::keys::KeyRing;
+use crate::store;
+
+pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
+    match cmd {
+        OwnerCmd::Add {
+            name,
+            password_stdin,
+        } => {
+            let pw = if *password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::InvalidRequest(format!("cannot read the password: {e}")))?;
+                Some(line)
+            } else {
+                None
+            };
+            match c.rt.block_on(crate::dashboard::owner_add(&c.b, name, pw))? {
+                Some(link) if c.issuer_known => out(
+                    c.json,
+                    json!({"owner": name, "setup_url": link}),
+                    format!(
+                        "Owner {name}: open this one-time link to set the password (valid 24 h):\n{link}"
+                    ),
+                ),
+                Some(link) => {
+                    // No server has run on this data directory: its address
+                    // is unknown, and a guessed one would lead nowhere.
+                    let path = link.strip_prefix(c.b.issuer.as_str()).unwrap_or(&link);
+                    out(
+                        c.json,
+                        json!({"owner": name, "setup_url": null, "setup_path": path}),
+                        format!(
+                            "Owner {name}: no broker has been started on {} yet, so its address is unknown.\n\
+                             Start `protonpass-broker serve`, then open this one-time path on its address (valid 24 h):\n{path}",
+                            c.cfg.data.display()
+                        ),
+                    );
+                }
+                None => out(
+                    c.json,
+                    json!({"owner": name}),
+                    format!("Owner {name}: password set."),
+                ),
+            }
+        }
+        OwnerCmd::List => {
+            let list = store::read_blocking(&c.b.store, |tx| tx.owners())?;
+            let text = list
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}  created {}  dashboard password {}",
+                        o.name,
+                        when(o.created_at),
+                        if o.has_password { "set" } else { "not set" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(c.json, json!(list), text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn keys(c: &Ctx, cmd: &KeysCmd) -> Result<ExitCode> {
+    match cmd {
+        KeysCmd::Rotate => {
+            let m = KeyRing::rotate(
+                &c.b.store,
+                &c.cfg.data,
+                SystemClock.now(),
+                c.cfg.access_ttl,
+                &OsRandom,
+            )?;
+            out(
+                c.json,
+                json!({"kid": m.kid}),
+                format!(
+                    "New signing key {}; older keys stay in the JWKS until their tokens expire.",
+                    m.kid
+                ),
+            );
+        }
+        KeysCmd::List => {
+            let now = SystemClock.now();
+            let list = store::read_blocking(&c.b.store, |tx| tx.keys_all())?;
+            let v: Vec<_> = list
+                .iter()
+                .map(|k| {
+                    json!({"kid": k.kid, "created_at": k.created_at, "retired_at": k.retired_at,
+                    "drop_after": k.drop_after,
+                    "status": match (k.retired_at, k.drop_after) {
+                        (None, _) => "current",
+                        (Some(_), Some(d)) if d <= now => "dropped",
+                        (Some(_), _) => "retired",
+                    }})
+                })
+                .collect();
+            let text = list
+                .iter()
+                .map(|k| match (k.retired_at, k.drop_after) {
+                    (None, _) => format!(
+                        "{}  current: signs new tokens; created {}",
+                        k.kid,
+                        when(k.created_at)
+                    ),
+                    (Some(r), Some(d)) if d <= now => format!(
+                        "{}  retired {}; left the JWKS {}",
+                        k.kid,
+                        when(r),
+                        at(d, now)
+                    ),
+                    (Some(r), Some(d)) => format!(
+                        "{}  retired {}; still published until its last token expires, {}",
+                        k.kid,
+                        when(r),
+                        at(d, now)
+                    ),
+                    (Some(r), None) => format!("{}  retired {}", k.kid, when(r)),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(c.json, json!(v), text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,153 @@
+//! `serve`: listen, build the broker, follow what other processes write.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protonpass_agent::{Error, Result};
+use serde_json::json;
+
+use super::{make_broker, runtime};
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::service::Broker;
+use crate::store;
+
+/// Raise the open-file soft limit to the hard one: every client connection
+/// and SQLite's files take a descriptor, and the common default soft limit
+/// (1,024) is below what a busy broker holds. Returns the limit in force.
+fn raise_open_files() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is not a value the kernel takes for the soft one.
+    if let (Some(cur), Some(max)) = (l.current, l.maximum)
+        && cur < max
+    {
+        let raised = Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
+    let open_files = raise_open_files();
+    tracing::info!(
+        open_files = open_files.unwrap_or(u64::MAX),
+        "open-file limit"
+    );
+    // One server per data directory: a second one would share the database
+    // but not its in-memory state (replay cache, nonces, feed subscribers).
+    crate::files::check_data_dir(&cfg.data, true)?;
+    let mut lock = crate::files::lock_serve(&cfg.data)?;
+    lock.record(None)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.addr)
+            .await
+            .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", cfg.addr)))?;
+        let local = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
+        lock.record(Some(&local.to_string()))?;
+        let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{local}"));
+        crate::files::write_issuer(&cfg.data, &issuer)?;
+        let b = make_broker(&cfg, issuer.clone())?;
+        {
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            let _ = writeln!(w, "{}", json!({"event": "listening", "addr": local.to_string(), "issuer": issuer}));
+            let _ = writeln!(
+                w,
+                "protonpass-broker is listening on {local}; issuer {issuer}\n  metadata: {issuer}/.well-known/oauth-authorization-server\n  approve agents: protonpass-broker --data {} approve XXXX-XXXX",
+                cfg.data.display()
+            );
+            let _ = w.flush();
+        }
+        tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
+        if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
+            // After the first line (which scripts parse), on stdout only: stderr
+            // is the JSON log, and the link is a secret. Never println!: a
+            // launcher that read the first line and closed the pipe must not
+            // bring the broker down (EPIPE would panic).
+            let _ = writeln!(
+                std::io::stdout(),
+                "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
+            );
+            tracing::warn!(
+                "the owner has no dashboard password: the one-time setup link is on standard output (`owner add default` makes a new one)"
+            );
+        }
+        tokio::spawn(watch_store(b.clone()));
+        let app = crate::http::router(
+            b.clone(),
+            crate::dashboard::router().merge(crate::gateway::router(b)?),
+        );
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown().await;
+                let _ = stop_tx.send(true);
+            })
+            .into_future();
+        // Requests in flight finish; long-lived streams (the revocation feed)
+        // never do, so they get a short grace period.
+        let grace = async move {
+            let _ = stop_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Server(format!("server failed: {e}")))?,
+            () = grace => tracing::info!("closed the remaining streams"),
+        }
+        tracing::info!("stopped");
+        drop(lock);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Pick up what other processes (the CLI) wrote: new feed entries every 10 ms,
+/// rotated keys every second.
+async fn watch_store(b: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if let Ok(head) = store::read(&b.store, |tx| tx.revocation_head()).await {
+            b.feed_advanced(head);
+        }
+        if n.is_multiple_of(100) {
+            let b2 = b.clone();
+            let now = b.clock.now();
+            if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {
+                KeyRing::reload(&b2.store, &b2.cfg.data, now, b2.cfg.access_ttl)
+            })
+            .await
+            {
+                b.set_keyring(k);
+            }
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
