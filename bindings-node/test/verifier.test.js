@@ -62,15 +62,20 @@ test('the Express verifier and the broker audit', async (t) => {
   // The API's audience is its own URL; register it for the default owner.
   const api = await startApi(broker.url, { verifier: { owner: 'default' } });
   t.after(() => api.close());
+  // Bob's agent is granted the audience before its owner registers it: from
+  // then on no other owner can be granted it, but bob's token exists.
+  await broker.cli('owner', 'add', 'bob');
+  const bob = await enroll(broker, api, 'bob');
   const rs = await broker.cliJson('resource', 'add', api.url);
+  // A second API of the same owner reports its uses with those credentials;
+  // its audience is its own URL (a session sends its token only there).
   const reporting = await startApi(broker.url, {
-    audience: api.url,
     verifier: { owner: 'default', usageReports: { clientId: rs.client_id, clientSecret: rs.client_secret } },
   });
   t.after(() => reporting.close());
 
   await t.test('allowed and refused calls reach the owner\'s audit', async () => {
-    const s = await enroll(broker, api, 'default');
+    const s = await enroll(broker, reporting, 'default');
     const trips = `${reporting.url}/trips`;
     const h = s.headers('GET', trips, 'find a train');
     assert.equal((await request(reporting, 'GET', '/trips', h)).status, 200);
@@ -104,8 +109,6 @@ test('the Express verifier and the broker audit', async (t) => {
   });
 
   await t.test('another owner\'s token is refused, the owner is handed to the route', async () => {
-    await broker.cli('owner', 'add', 'bob');
-    const bob = await enroll(broker, api, 'bob');
     const mine = await enroll(broker, api, 'default');
     const r = await request(api, 'GET', '/trips', bob.headers('GET', `${api.url}/trips`));
     assert.equal(r.status, 401);
@@ -120,7 +123,7 @@ test('the Express verifier and the broker audit', async (t) => {
 
   await t.test('htu is checked against baseUrl, not the Host header', async () => {
     const s = await enroll(broker, api, 'default');
-    const evil = await request(api, 'GET', '/trips', { ...s.headers('GET', 'http://evil.example/trips'), host: 'evil.example' });
+    const evil = await request(api, 'GET', '/trips', { ...s.headers('GET', `${api.url}/elsewhere/trips`), host: 'evil.example' });
     assert.equal(evil.status, 401);
     assert.equal(evil.body.error, 'invalid_dpop_proof');
     assert.match(evil.body.error_description, /\(htu\)/);

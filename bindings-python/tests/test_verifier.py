@@ -75,10 +75,12 @@ def audience() -> str:
 @pytest.fixture
 def client(broker: Broker, audience: str) -> Iterator[tuple[TestClient, pa.Verifier, dict[str, str]]]:
     rs = broker.cli_json("resource", "add", audience)
+    # The API is served under its audience's path: a session sends its token
+    # only to URLs under its audience.
     v = pa.Verifier(
         broker.issuer,
         audience,
-        base_url=BASE,
+        base_url=audience,
         owner="default",
         client_id=rs["client_id"],
         client_secret=rs["client_secret"],
@@ -92,12 +94,12 @@ def client(broker: Broker, audience: str) -> Iterator[tuple[TestClient, pa.Verif
 def test_allowed_and_refused_calls_reach_the_owners_audit(broker: Broker, home: Path, audience: str, client) -> None:
     c, _, rs = client
     with enroll(broker, home, "default", audience) as s:
-        h = s.headers("GET", f"{BASE}/trips", reason="find a train")
+        h = s.headers("GET", f"{audience}/trips", reason="find a train")
         r = c.get("/trips", headers=h)
         assert r.status_code == 200, r.text
         assert r.json()["owner"] == "default"
         # Refused by the helper after verification: the scope is missing.
-        r = c.post("/bookings", headers=s.headers("POST", f"{BASE}/bookings"))
+        r = c.post("/bookings", headers=s.headers("POST", f"{audience}/bookings"))
         assert r.status_code == 403 and r.json()["detail"]["error"] == "insufficient_scope"
         # Refused by the verifier: the same proof twice.
         r = c.get("/trips", headers=h)
@@ -118,28 +120,39 @@ def test_allowed_and_refused_calls_reach_the_owners_audit(broker: Broker, home: 
     assert anonymous["jti"] is None and anonymous["agent"] is None
 
 
-def test_another_owners_token_is_refused(broker: Broker, home: Path, audience: str, client) -> None:
-    c, _, _ = client
+@pytest.fixture
+def bob(broker: Broker, home: Path, audience: str) -> Iterator[pa.Session]:
+    """Bob's agent, granted the audience before its owner registers it (from
+    then on no other owner can be granted it, but bob's token exists)."""
     broker.cli("owner", "add", "bob")
-    with enroll(broker, home, "bob", audience) as bob, enroll(broker, home, "default", audience) as mine:
-        r = c.get("/trips", headers=bob.headers("GET", f"{BASE}/trips"))
+    with enroll(broker, home, "bob", audience) as s:
+        yield s
+
+
+def test_another_owners_token_is_refused(
+    broker: Broker, home: Path, audience: str, bob: pa.Session, client
+) -> None:
+    c, _, _ = client
+    with enroll(broker, home, "default", audience) as mine:
+        r = c.get("/trips", headers=bob.headers("GET", f"{audience}/trips"))
         assert r.status_code == 401, r.text
         assert r.json()["detail"]["error"] == "invalid_token"
         assert "(owner)" in r.json()["detail"]["error_description"]
-        r = c.get("/trips", headers=mine.headers("GET", f"{BASE}/trips"))
+        r = c.get("/trips", headers=mine.headers("GET", f"{audience}/trips"))
         assert r.status_code == 200 and r.json()["owner"] == "default"
 
 
 def test_htu_is_checked_against_base_url_not_host(broker: Broker, home: Path, audience: str, client) -> None:
     c, _, _ = client
     with enroll(broker, home, "default", audience) as s:
-        # Signed for the host the attacker names, sent with that Host header.
-        evil = s.headers("GET", "http://evil.example/trips")
+        # Signed for another URL (the session signs only under its audience),
+        # sent with a Host header that would make it match if Host were used.
+        evil = s.headers("GET", f"{audience}/elsewhere/trips")
         r = c.get("/trips", headers={**evil, "Host": "evil.example"})
         assert r.status_code == 401 and r.json()["detail"]["error"] == "invalid_dpop_proof", r.text
         assert "(htu)" in r.json()["detail"]["error_description"]
         # The proof for the configured public URL passes, whatever the Host header.
-        r = c.get("/trips", headers={**s.headers("GET", f"{BASE}/trips"), "Host": "evil.example"})
+        r = c.get("/trips", headers={**s.headers("GET", f"{audience}/trips"), "Host": "evil.example"})
         assert r.status_code == 200, r.text
 
 
