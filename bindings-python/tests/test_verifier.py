@@ -129,9 +129,7 @@ def bob(broker: Broker, home: Path, audience: str) -> Iterator[pa.Session]:
         yield s
 
 
-def test_another_owners_token_is_refused(
-    broker: Broker, home: Path, audience: str, bob: pa.Session, client
-) -> None:
+def test_another_owners_token_is_refused(broker: Broker, home: Path, audience: str, bob: pa.Session, client) -> None:
     c, _, _ = client
     with enroll(broker, home, "default", audience) as mine:
         r = c.get("/trips", headers=bob.headers("GET", f"{audience}/trips"))
