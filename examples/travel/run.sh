@@ -45,7 +45,8 @@ trap 'exit 130' INT TERM
 
 data="$work/broker"
 chan="$work/owner"
-mkdir -p "$data" "$chan" "$work/home-py" "$work/home-node" "$work/home-node-lc"
+mkdir -p "$chan" "$work/home-py" "$work/home-node" "$work/home-node-lc"
+mkdir -p -m 700 "$data"   # the broker refuses a data directory others can read
 export PROTONPASS_HOME="$work/home"   # never the user's own grants
 person() { printf '[person]    %s\n' "$*"; }
 cli() { "$broker_bin" --data "$data" "$@"; }
