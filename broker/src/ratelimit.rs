@@ -35,7 +35,8 @@ impl std::fmt::Debug for SourceLimiter {
     }
 }
 
-fn key(ip: IpAddr) -> IpAddr {
+/// The source a budget is kept for: the address, IPv6 grouped by /64.
+pub(crate) fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -382,7 +382,13 @@ pub(super) async fn login_submit(
         Some(tag) => (format!("login:device:{tag}"), format!("login:device:{tag}")),
         None => (
             format!("login:owner:{owner}"),
-            format!("login:source:{src}"),
+            // Sources are grouped as the rate limit groups them (IPv6 by /64):
+            // fresh addresses from one block do not each get a new budget.
+            format!(
+                "login:source:{}",
+                src.parse::<std::net::IpAddr>()
+                    .map_or_else(|_| src.clone(), |ip| crate::ratelimit::key(ip).to_string())
+            ),
         ),
     };
     let (ko2, ks2) = (ko.clone(), ks.clone());
