@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Relative paths with at least one `..` segment, e.g. `../shared/x` or `../../a`.
+# Relative paths with at least one `..` segment, e.g. `../other/x` or `../../a`.
 RELATIVE = re.compile(r"(?<![\w./])((?:\.\./)+[\w.@-][\w./@-]*)")
 # Absolute paths of a developer machine or CI workspace.
 ABSOLUTE = re.compile(r"(?<![\w:/])(/work/[\w.-]+|/home/[\w.-]+/|/Users/[\w.-]+/)")
