@@ -67,6 +67,7 @@ pub fn check_data_dir(data: &Path, create: bool) -> Result<(), Error> {
         "broker.db-shm",
         "keys",
         "vault.key",
+        "device.key",
     ] {
         check_private(&data.join(name))?;
     }

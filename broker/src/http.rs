@@ -137,7 +137,8 @@ pub(crate) fn source(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> Strin
 
 /// [`source`] as an address.
 pub(crate) fn source_ip(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let mut ip = peer.ip();
+    // A broker listening on `[::]` sees IPv4 peers as `::ffff:a.b.c.d`.
+    let mut ip = peer.ip().to_canonical();
     if b.cfg.trusted_proxies.contains(&ip) {
         let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
@@ -150,7 +151,7 @@ pub(crate) fn source_ip(b: &Broker, peer: SocketAddr, headers: &HeaderMap) -> Ip
         // client. A hop that is not a plain address stops the walk: what lies
         // beyond it was written by the client and proves nothing.
         for hop in hops.iter().rev() {
-            let Ok(addr) = hop.parse::<IpAddr>() else {
+            let Ok(addr) = hop.parse::<IpAddr>().map(|a| a.to_canonical()) else {
                 break;
             };
             ip = addr;

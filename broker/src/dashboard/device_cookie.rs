@@ -23,10 +23,14 @@ pub const DEVICE_TTL: i64 = 90 * 86_400;
 
 fn load_or_create(data: &Path, rng: &dyn Random) -> Option<Zeroizing<Vec<u8>>> {
     let path = data.join("device.key");
-    if let Ok(bytes) = std::fs::read(&path)
-        && bytes.len() == 32
-    {
-        return Some(Zeroizing::new(bytes));
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => return Some(Zeroizing::new(bytes)),
+        // Cut short (a crash between creating and writing it): replace it,
+        // or known-device protection would silently stay off.
+        Ok(_) => {
+            let _ = std::fs::remove_file(&path);
+        }
+        Err(_) => {}
     }
     let mut key = Zeroizing::new(vec![0u8; 32]);
     rng.fill(&mut key).ok()?;
