@@ -18,6 +18,7 @@ mod model;
 mod nonce;
 mod params;
 mod ratelimit;
+pub mod scope_catalog;
 mod service;
 mod store;
 pub mod token_request;
