@@ -4,7 +4,7 @@
 //! command that fixes it: it holds the signing keys and every grant.
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use protonpass_agent::Error;
 
@@ -163,29 +163,56 @@ impl ServeLock {
     }
 }
 
+/// Replace `data/name` with `body`, atomically (a temporary file renamed over
+/// it) and owner-only (0600), synced before the rename.
+fn write_private(data: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = data.join(format!("{name}.tmp"));
+    let dest = data.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &dest)?;
+    Ok(dest)
+}
+
 /// Remember the issuer `serve` runs under (`issuer` in the data directory), so
 /// that links the other commands print point where the broker answers.
 pub fn write_issuer(data: &Path, issuer: &str) -> Result<(), Error> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = data.join("issuer.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(issuer.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, data.join("issuer"))
-    };
-    write().map_err(|e| {
+    write_private(data, "issuer", issuer.as_bytes())
+        .map(drop)
+        .map_err(|e| {
+            Error::Server(format!(
+                "cannot record the issuer in {}: {e}",
+                data.display()
+            ))
+        })
+}
+
+/// The file that holds the first-run setup link when standard output is not
+/// a terminal.
+pub const SETUP_LINK_FILE: &str = "setup-link";
+
+/// Write the first-run setup link to an owner-only file in the data directory
+/// (never to the log stream); returns its path.
+pub fn write_setup_link(data: &Path, link: &str) -> Result<PathBuf, Error> {
+    write_private(data, SETUP_LINK_FILE, format!("{link}\n").as_bytes()).map_err(|e| {
         Error::Server(format!(
-            "cannot record the issuer in {}: {e}",
+            "cannot write the setup link in {}: {e}",
             data.display()
         ))
     })
+}
+
+/// Forget the setup link file once it is spent (a password was set).
+pub fn remove_setup_link(data: &Path) {
+    let _ = std::fs::remove_file(data.join(SETUP_LINK_FILE));
 }
 
 /// The issuer the last `serve` on this data directory ran under, if any.

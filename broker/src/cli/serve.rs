@@ -70,17 +70,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         }
         tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
         if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
-            // After the first line (which scripts parse), on stdout only: stderr
-            // is the JSON log, and the link is a secret. Never println!: a
-            // launcher that read the first line and closed the pipe must not
-            // bring the broker down (EPIPE would panic).
-            let _ = writeln!(
-                std::io::stdout(),
-                "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
-            );
-            tracing::warn!(
-                "the owner has no dashboard password: the one-time setup link is on standard output (`owner add default` makes a new one)"
-            );
+            show_setup_link(&cfg.data, &link);
         }
         tokio::spawn(watch_store(b.clone()));
         let app = crate::http::router(
@@ -149,5 +139,42 @@ async fn shutdown() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// The first-run setup link is a secret: on a terminal it is shown there;
+/// otherwise (a service manager, a pipe, a container log) it goes to an
+/// owner-only file in the data directory, and the log names the file, never
+/// the link. Never `println!`: a launcher that read the first line and closed
+/// the pipe must not bring the broker down (EPIPE would panic).
+fn show_setup_link(data: &std::path::Path, link: &str) {
+    use std::io::IsTerminal as _;
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        let _ = writeln!(
+            stdout.lock(),
+            "  set the owner's dashboard password (one-time link, valid 24 h): {link}"
+        );
+        tracing::warn!(
+            "the owner has no dashboard password: the one-time setup link is on the terminal (`owner add default` makes a new one)"
+        );
+        return;
+    }
+    match crate::files::write_setup_link(data, link) {
+        Ok(path) => {
+            let _ = writeln!(
+                stdout.lock(),
+                "  set the owner's dashboard password: the one-time link (valid 24 h) is in {}",
+                path.display()
+            );
+            tracing::warn!(
+                file = %path.display(),
+                "the owner has no dashboard password: the one-time setup link is in an owner-only file (`owner add default` makes a new one)"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "the owner has no dashboard password, and the setup link could not be written: run `owner add default` for one"
+        ),
     }
 }

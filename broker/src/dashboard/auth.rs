@@ -293,7 +293,8 @@ pub(super) async fn setup_submit(State(b): B, headers: HeaderMap, body: Bytes) -
     })
     .await;
     match spent {
-        Ok(true) => {}
+        // The link is spent: a copy left in the data directory is useless now.
+        Ok(true) => crate::files::remove_setup_link(&b.cfg.data),
         Ok(false) => return setup_gone(),
         Err(e) => return service_error(&e, None),
     }

@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,9 +35,10 @@ export async function startBroker(env = {}) {
       issuer = first.issuer;
       continue;
     }
-    const m = line.match(/(https?:\/\/\S+\/setup\?token=\S+)/);
-    if (m) {
-      setup = m[1];
+    // Standard output is a pipe, not a terminal: the broker writes the
+    // one-time link to an owner-only file in the data directory and says so.
+    if (line.includes('one-time link')) {
+      setup = readFileSync(join(data, 'setup-link'), 'utf8').trim();
       break;
     }
   }

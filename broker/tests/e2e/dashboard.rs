@@ -181,6 +181,53 @@ fn assert_protected(p: &Page) {
 }
 
 #[tokio::test]
+async fn first_run_setup_link_goes_to_an_owner_only_file_when_stdout_is_not_a_terminal() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut b = Broker::start(&[]);
+    // The default owner has no password: stdout (a pipe here) names the file,
+    // not the link.
+    let said = (0..5)
+        .map(|_| b.stdout_line())
+        .find(|l| l.contains("one-time link"))
+        .unwrap();
+    let file = b.data.join("setup-link");
+    assert!(
+        said.contains(file.to_str().unwrap()) && !said.contains("token="),
+        "{said}"
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let link = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(
+        link.starts_with(&format!("{}/setup?token=", b.url)),
+        "{link}"
+    );
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    // The link works; once spent, the file is gone.
+    let mut w = Web::new(&b);
+    let form = w.get(&link[link.find("/setup?").unwrap()..]).await;
+    assert_eq!(form.status, 200);
+    let csrf = form.csrf();
+    let done = w
+        .post(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("password", "correct horse battery staple"),
+                ("again", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(!file.exists());
+    // (Written before the link was served.) The log names the file and never holds the link.
+    let log = std::fs::read_to_string(b.data.join("broker.log")).unwrap();
+    assert!(log.contains("setup-link"), "{log}");
+    assert!(!log.contains(&token));
+}
+
+#[tokio::test]
 async fn setup_link_works_once_and_sets_a_session_cookie() {
     let b = Broker::start(&[]);
     let v = b.cli_ok(&["owner", "add", "alice"]);

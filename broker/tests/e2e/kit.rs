@@ -112,6 +112,13 @@ impl Broker {
         }
     }
 
+    /// The next line `serve` wrote to standard output after the first.
+    pub fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self._stdout.read_line(&mut line).unwrap();
+        line
+    }
+
     /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
