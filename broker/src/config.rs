@@ -158,6 +158,17 @@ pub struct Settings {
         hide = true
     )]
     pub rate_limit: Option<String>,
+    /// Serve `/metrics` on this address instead (e.g. 127.0.0.1:9090 or a
+    /// private interface); without it, `/metrics` on the main address answers
+    /// loopback clients only.
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_METRICS_ADDR",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +189,7 @@ struct FileConfig {
     proof_window: Option<i64>,
     busy_timeout_ms: Option<u64>,
     rate_limit: Option<String>,
+    metrics_addr: Option<String>,
 }
 
 /// The resolved settings.
@@ -211,6 +223,8 @@ pub struct Config {
     pub busy_timeout_ms: u64,
     /// Per-source rate limit, if any.
     pub rate_limit: Option<RateLimit>,
+    /// A separate listen address for `/metrics`, if any.
+    pub metrics_addr: Option<String>,
 }
 
 /// A per-source request rate: `per_second` sustained, bursts of `burst`.
@@ -432,6 +446,7 @@ impl Config {
                 Some(r) => parse_rate_limit(r)?,
                 None => Some(DEFAULT_RATE_LIMIT),
             },
+            metrics_addr: s.metrics_addr.clone().or(file.metrics_addr.clone()),
         })
     }
 }

@@ -42,7 +42,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route(METADATA_PATH, get(metadata))
         .route("/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_local))
         .merge(pages)
         .route("/oauth/device_authorization", post(device_authorization))
         .route("/oauth/token", post(token))
@@ -241,6 +241,26 @@ async fn jwks(State(b): B) -> Response {
 
 async fn healthz() -> Response {
     json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+/// `/metrics` on the main address: operators only. With `--metrics-addr` it
+/// is served there and not here; otherwise only loopback clients (after the
+/// trusted-proxy rule) get it. Request counts by route and status tell anyone
+/// how busy every owner's agents are.
+async fn metrics_local(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if b.cfg.metrics_addr.is_some() || !source_ip(&b, peer, &headers).is_loopback() {
+        return not_found().await;
+    }
+    metrics(State(b)).await
+}
+
+/// The router of the separate metrics address (`--metrics-addr`).
+pub fn metrics_router(b: Arc<Broker>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(b)
 }
 
 async fn metrics(State(b): B) -> Response {

@@ -49,6 +49,20 @@ pub(crate) fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A tag of the source (the address, IPv6 grouped by /64) for the DPoP
+/// replay cache's fair sharing: a keyed hash, so that no one can pick an
+/// address whose tag collides with another client's. `None` when `source` is
+/// not an address.
+pub(crate) fn source_tag(source: &str) -> Option<u64> {
+    use std::hash::BuildHasher as _;
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let ip: IpAddr = source.parse().ok()?;
+    Some(
+        KEYS.get_or_init(std::hash::RandomState::new)
+            .hash_one(key(ip)),
+    )
+}
+
 impl SourceLimiter {
     /// A limiter for `limit`, or `None` when it cannot be expressed.
     pub fn new(limit: RateLimit) -> Option<Self> {

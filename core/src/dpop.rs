@@ -428,6 +428,19 @@ impl ProofVerifier {
         check: &ProofCheck<'_>,
         now: i64,
     ) -> Result<VerifiedProof> {
+        self.verify_from(dpop_headers, check, now, None)
+    }
+
+    /// [`verify`](Self::verify) for a request from `source` (a tag of the
+    /// client's address): one source holds at most its share of the replay
+    /// cache, so a flood from it cannot fill the cache for everyone.
+    pub fn verify_from<S: AsRef<str>>(
+        &self,
+        dpop_headers: &[S],
+        check: &ProofCheck<'_>,
+        now: i64,
+        source: Option<u64>,
+    ) -> Result<VerifiedProof> {
         let [proof] = dpop_headers else {
             return Err(perr(
                 Reason::HeaderCount,
@@ -439,7 +452,8 @@ impl ProofVerifier {
         // Remember the proof until its iat leaves the window, plus a second for
         // the inclusive edge.
         let forget_at = p.iat.saturating_add(self.options.max_age).saturating_add(1);
-        self.replay.check_and_insert(key, now, forget_at)?;
+        self.replay
+            .check_and_insert_from(key, source, now, forget_at)?;
         Ok(p)
     }
 

@@ -7,9 +7,16 @@
 //! `iat` has left the acceptance window; memory is bounded by a hard capacity,
 //! and a full cache refuses new proofs (fails closed) rather than forgetting
 //! live ones.
+//!
+//! Fair sharing: a caller that knows where a proof came from (the broker knows
+//! the client's address) passes a source tag, and no one source may hold more
+//! than a fixed share of the capacity ([`SOURCE_SHARE`]); a flood from one
+//! source is refused when it reaches its share, while every other source keeps
+//! its room.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
@@ -18,8 +25,33 @@ use crate::error::{Error, Reason, Result};
 
 const SHARDS: usize = 16;
 
+/// One source may hold at most 1/`SOURCE_SHARE` of the capacity.
+pub const SOURCE_SHARE: usize = 64;
+
+/// Why an insert failed.
+enum Full {
+    Replay,
+    Cache,
+    Source,
+}
+
+impl Full {
+    fn into_error(self) -> Error {
+        match self {
+            Full::Replay => Error::proof(Reason::Replay, "this proof was already used"),
+            Full::Cache => Error::TemporarilyUnavailable(
+                "too many recent proofs to check for replay; retry shortly".into(),
+            ),
+            Full::Source => Error::TemporarilyUnavailable(
+                "too many recent proofs from this source; retry shortly".into(),
+            ),
+        }
+    }
+}
+
+/// (when the entry may be forgotten, the source tag it counts against).
 struct Shard {
-    entries: HashMap<[u8; 32], i64>,
+    entries: HashMap<[u8; 32], (i64, Option<u64>)>,
     next_sweep: i64,
 }
 
@@ -28,6 +60,10 @@ pub struct ReplayCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     sweep_every: i64,
+    /// Live entries per source tag (lock order: a shard, then this).
+    sources: Mutex<HashMap<u64, usize>>,
+    per_source: usize,
+    next_full_sweep: AtomicI64,
 }
 
 impl fmt::Debug for ReplayCache {
@@ -61,6 +97,9 @@ impl ReplayCache {
                 .collect(),
             per_shard,
             sweep_every: 5,
+            sources: Mutex::new(HashMap::new()),
+            per_source: (per_shard * SHARDS / SOURCE_SHARE).max(1),
+            next_full_sweep: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -88,23 +127,122 @@ impl ReplayCache {
     /// still live (`invalid_dpop_proof`, reason `replay`), or if the cache is full
     /// of live entries (`temporarily_unavailable`).
     pub fn check_and_insert(&self, key: [u8; 32], now: i64, forget_at: i64) -> Result<()> {
+        self.check_and_insert_from(key, None, now, forget_at)
+    }
+
+    fn source_counts(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+        match self.sources.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Forget the entries of `shard` whose time has come, and count them off
+    /// their sources.
+    fn sweep(&self, shard: &mut Shard, now: i64) {
+        let mut gone: Vec<u64> = Vec::new();
+        shard.entries.retain(|_, (t, src)| {
+            let keep = *t > now;
+            if let (false, Some(s)) = (keep, src) {
+                gone.push(*s);
+            }
+            keep
+        });
+        self.release(&gone);
+        shard.next_sweep = now.saturating_add(self.sweep_every);
+    }
+
+    fn release(&self, sources: &[u64]) {
+        if sources.is_empty() {
+            return;
+        }
+        let mut counts = self.source_counts();
+        for s in sources {
+            if let Some(n) = counts.get_mut(s) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(s);
+                }
+            }
+        }
+    }
+
+    /// [`check_and_insert`](Self::check_and_insert) for a proof from `source`
+    /// (a tag of the client's address, for example): also refused with
+    /// `temporarily_unavailable` when that source already holds its share of
+    /// the capacity.
+    pub fn check_and_insert_from(
+        &self,
+        key: [u8; 32],
+        source: Option<u64>,
+        now: i64,
+        forget_at: i64,
+    ) -> Result<()> {
+        match self.try_insert(key, source, now, forget_at) {
+            // A source at its share may be holding entries that expired in
+            // shards nobody touched since: sweep them all (at most once a
+            // second, so that a flood cannot make every request pay for it),
+            // then look again.
+            Err(Full::Source) if self.full_sweep_due(now) => {
+                for idx in 0..SHARDS {
+                    let mut shard = match self.shards[idx].lock() {
+                        Ok(g) => g,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    self.sweep(&mut shard, now);
+                }
+                self.try_insert(key, source, now, forget_at)
+                    .map_err(Full::into_error)
+            }
+            r => r.map_err(Full::into_error),
+        }
+    }
+
+    fn full_sweep_due(&self, now: i64) -> bool {
+        let due = self.next_full_sweep.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_full_sweep
+                .compare_exchange(
+                    due,
+                    now.saturating_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn try_insert(
+        &self,
+        key: [u8; 32],
+        source: Option<u64>,
+        now: i64,
+        forget_at: i64,
+    ) -> std::result::Result<(), Full> {
         let mut shard = self.shard(&key);
         if now >= shard.next_sweep || shard.entries.len() >= self.per_shard {
-            shard.entries.retain(|_, t| *t > now);
-            shard.next_sweep = now.saturating_add(self.sweep_every);
+            self.sweep(&mut shard, now);
         }
         match shard.entries.get(&key) {
-            Some(t) if *t > now => {
-                return Err(Error::proof(Reason::Replay, "this proof was already used"));
-            }
+            Some((t, _)) if *t > now => return Err(Full::Replay),
             _ => {}
         }
         if shard.entries.len() >= self.per_shard {
-            return Err(Error::TemporarilyUnavailable(
-                "too many recent proofs to check for replay; retry shortly".into(),
-            ));
+            return Err(Full::Cache);
         }
-        shard.entries.insert(key, forget_at);
+        if let Some(s) = source {
+            let mut counts = self.source_counts();
+            let n = counts.entry(s).or_insert(0);
+            if *n >= self.per_source {
+                return Err(Full::Source);
+            }
+            *n += 1;
+        }
+        // An expired entry under the same key is replaced: its source's count
+        // goes down.
+        if let Some((_, Some(old))) = shard.entries.insert(key, (forget_at, source)) {
+            self.release(&[old]);
+        }
         Ok(())
     }
 
@@ -167,6 +305,39 @@ mod tests {
         assert!(c.len() <= SHARDS);
         let k = ReplayCache::key("late", "GET", "u");
         c.check_and_insert(k, 10, 20).unwrap();
+    }
+
+    #[test]
+    fn one_source_gets_its_share_and_others_keep_their_room() {
+        let c = ReplayCache::new(SHARDS * SOURCE_SHARE);
+        // The flooder's share of a cache of 1,024 is 16.
+        let mut accepted = 0;
+        for i in 0..100 {
+            let k = ReplayCache::key(&format!("flood{i}"), "GET", "u");
+            match c.check_and_insert_from(k, Some(1), 0, 10) {
+                Ok(()) => accepted += 1,
+                Err(e) => assert_eq!(e.code(), "temporarily_unavailable"),
+            }
+        }
+        assert_eq!(accepted, 16);
+        // Another source is not affected.
+        for i in 0..16 {
+            let k = ReplayCache::key(&format!("agent{i}"), "GET", "u");
+            c.check_and_insert_from(k, Some(2), 0, 100).unwrap();
+        }
+        // Once the flooder's proofs leave the window, its room comes back.
+        let mut later = 0;
+        for i in 0..40 {
+            let k = ReplayCache::key(&format!("late{i}"), "GET", "u");
+            if c.check_and_insert_from(k, Some(1), 10, 20).is_ok() {
+                later += 1;
+            }
+        }
+        assert_eq!(later, 16);
+        // A replay from any source is still a replay.
+        let k = ReplayCache::key("agent0", "GET", "u");
+        let e = c.check_and_insert_from(k, Some(3), 10, 20).unwrap_err();
+        assert_eq!(e.reason(), Some(Reason::Replay));
     }
 
     #[test]

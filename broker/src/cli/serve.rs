@@ -54,13 +54,24 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", cfg.addr)))?;
         let local = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
         lock.record(Some(&local.to_string()))?;
+        let metrics_listener = match &cfg.metrics_addr {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                Error::Server(format!("cannot listen on {a} (--metrics-addr): {e}"))
+            })?),
+            None => None,
+        };
+        let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{local}"));
         crate::files::write_issuer(&cfg.data, &issuer)?;
         let b = make_broker(&cfg, issuer.clone())?;
         {
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
-            let _ = writeln!(w, "{}", json!({"event": "listening", "addr": local.to_string(), "issuer": issuer}));
+            let mut line = json!({"event": "listening", "addr": local.to_string(), "issuer": issuer});
+            if let Some(m) = metrics_local {
+                line["metrics_addr"] = json!(m.to_string());
+            }
+            let _ = writeln!(w, "{line}");
             let _ = writeln!(
                 w,
                 "protonpass-broker is listening on {local}; issuer {issuer}\n  metadata: {issuer}/.well-known/oauth-authorization-server\n  approve agents: protonpass-broker --data {} approve XXXX-XXXX",
@@ -73,6 +84,15 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             show_setup_link(&cfg.data, &link);
         }
         tokio::spawn(watch_store(b.clone()));
+        if let Some(l) = metrics_listener {
+            let app = crate::http::metrics_router(b.clone());
+            tracing::info!(addr = %metrics_local.map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let app = crate::http::router(
             b.clone(),
             crate::dashboard::router().merge(crate::gateway::router(b)?),

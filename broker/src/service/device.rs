@@ -173,7 +173,9 @@ impl Broker {
                 url: &url,
                 ..Default::default()
             };
-            let v = self.proofs.verify(dpop, &check, now)?;
+            let v =
+                self.proofs
+                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?;
             (Some(v.jkt), v.reason)
         };
         // Waiting requests are limited per requester, not in total: abandoned

@@ -69,7 +69,7 @@ impl Broker {
     }
 
     /// Verify the token request's DPoP proof (nonce when configured, replay always).
-    pub fn token_proof(&self, dpop: &[String], now: i64) -> Result<VerifiedProof> {
+    pub fn token_proof(&self, dpop: &[String], now: i64, source: &str) -> Result<VerifiedProof> {
         let url = format!("{}/oauth/token", self.issuer);
         let accepts = |n: &str| self.nonces.accepts(n, now);
         let check = ProofCheck {
@@ -83,7 +83,8 @@ impl Broker {
                 None
             },
         };
-        self.proofs.verify(dpop, &check, now)
+        self.proofs
+            .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))
     }
 
     /// Handle one token request, as [`TokenRequest::parse`] read it (a
@@ -99,7 +100,7 @@ impl Broker {
             Ok(r) => Some(r.grant_type().to_owned()),
             Err(r) => r.grant_type().map(str::to_owned),
         };
-        let result = self.token_inner(req, dpop, now).await;
+        let result = self.token_inner(req, dpop, now, source).await;
         match &result {
             Ok(t) => {
                 self.metrics.issued(grant_type.as_deref().unwrap_or("-"));
@@ -133,6 +134,7 @@ impl Broker {
         req: std::result::Result<TokenRequest, Refused>,
         dpop: &[String],
         now: i64,
+        source: &str,
     ) -> Result<TokenResponse> {
         // The request's own faults come before the proof's, the grant's
         // parameters after it (see `Refused`).
@@ -140,7 +142,7 @@ impl Broker {
             Err(Refused::Form(error) | Refused::Request { error, .. }) => return Err(error),
             req => req,
         };
-        let proof = self.token_proof(dpop, now)?;
+        let proof = self.token_proof(dpop, now, source)?;
         let mint = self.mint(now);
         match req.map_err(Refused::into_error)? {
             TokenRequest::PreAuthorized {

@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod dashboard;
 mod device;
+mod exposure;
 mod files;
 mod flows;
 mod gateway;
