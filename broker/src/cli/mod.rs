@@ -119,6 +119,12 @@ enum OwnerCmd {
     },
     /// List the owners (tenants).
     List,
+    /// Remove an owner's dashboard second factor (a lost phone): the next
+    /// sign-in needs the password alone, and the owner can set it up again.
+    MfaReset {
+        /// The owner's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

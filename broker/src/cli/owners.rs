@@ -70,6 +70,28 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
                 .join("\n");
             out(c.json, json!(list), text);
         }
+        OwnerCmd::MfaReset { name } => {
+            let known = store::read_blocking(&c.b.store, |tx| tx.owners())?
+                .iter()
+                .any(|o| &o.name == name);
+            if !known {
+                return Err(Error::InvalidRequest(format!(
+                    "no owner named {name:?} (`owner list` shows them)"
+                )));
+            }
+            let had = c.rt.block_on(crate::dashboard::mfa_reset(&c.b, name))?;
+            out(
+                c.json,
+                json!({"owner": name, "removed": had}),
+                if had {
+                    format!(
+                        "Owner {name}: two-step sign-in removed; the password alone signs in until it is set up again."
+                    )
+                } else {
+                    format!("Owner {name} had no two-step sign-in; nothing changed.")
+                },
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -156,7 +156,7 @@ async fn new_session(b: &Broker, owner: &str, event: &'static str) -> Result<(St
     Ok((id, s))
 }
 
-fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
+pub(super) fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             r.headers_mut().append(header::SET_COOKIE, v);
@@ -166,13 +166,13 @@ fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
 }
 
 /// A fresh pre-sign-in form token and the cookie that carries it.
-fn pre_token(b: &Broker) -> Result<(String, String)> {
+pub(super) fn pre_token(b: &Broker) -> Result<(String, String)> {
     let t = random_id(b.rng.as_ref(), 24)?;
     let c = set_cookie(b, pre_cookie(b), &t, 3600);
     Ok((t, c))
 }
 
-fn pre_ok(b: &Broker, headers: &HeaderMap, f: &Form) -> bool {
+pub(super) fn pre_ok(b: &Broker, headers: &HeaderMap, f: &Form) -> bool {
     match cookie(headers, pre_cookie(b)) {
         Some(c) => token_matches(c, f.get("csrf")),
         None => false,
@@ -374,61 +374,21 @@ pub(super) async fn login_submit(
     let password = f.get("password").unwrap_or("").to_owned();
     let src = source(&b, &peer, &headers);
     let now = b.clock.now();
-    // A browser that signed in to this account before has a budget of its
-    // own: wrong passwords sent from elsewhere cannot lock it out. Unknown
-    // browsers share the account's budget and their source's.
-    let known = cookie(&headers, device_cookie_name(&b))
-        .and_then(|v| device_cookie::check(&b.cfg.data, b.rng.as_ref(), v, &owner, now));
-    let (ko, ks) = match &known {
-        Some(tag) => (format!("login:device:{tag}"), format!("login:device:{tag}")),
-        None => (
-            format!("login:owner:{owner}"),
-            // Sources are grouped as the rate limit groups them (IPv6 by /64):
-            // fresh addresses from one block do not each get a new budget.
-            format!(
-                "login:source:{}",
-                src.parse::<std::net::IpAddr>()
-                    .map_or_else(|_| src.clone(), |ip| crate::ratelimit::key(ip).to_string())
-            ),
-        ),
-    };
-    let (ko2, ks2) = (ko.clone(), ks.clone());
+    let budget = Budget::of(&b, &headers, &owner, &src, now);
+    let known = budget.known.clone();
+    let charged = budget.clone();
     let o = owner.clone();
-    let (src2, known_device) = (src.clone(), known.is_some());
     let gate = store::write(&b.store, move |tx| {
-        let used = tx
-            .attempt_sum(&ko2, now - LOGIN_WINDOW)?
-            .max(tx.attempt_sum(&ks2, now - LOGIN_WINDOW)?);
         let phc = if valid_owner(&o) {
             tx.owner_password(&o)?
         } else {
             None
         };
         let who = if phc.is_some() { o.as_str() } else { "-" };
-        if used >= LOGIN_BUDGET {
-            // One record per locked budget and window, however many tries
-            // follow: a flood does not grow the audit log.
-            let marker = format!("{ko2}:locked");
-            if tx.attempt_sum(&marker, now - LOGIN_WINDOW)? == 0 {
-                tx.attempt_add(&marker, now, 1)?;
-                tx.audit_append(
-                    now,
-                    who,
-                    "login_locked",
-                    &json!({"source": src2, "known_device": known_device, "window_s": LOGIN_WINDOW})
-                        .to_string(),
-                )?;
-            }
-            return Ok(Gate::Locked);
-        }
-        // Charge the attempt before the password is checked, in the same
-        // transaction as the budget check: parallel guesses cannot all pass the
-        // gate. A successful sign-in is refunded below.
-        tx.attempt_add(&ko2, now, 1)?;
-        if ks2 != ko2 {
-            tx.attempt_add(&ks2, now, 1)?;
-        }
-        Ok(Gate::Open(phc, used == 0))
+        Ok(match charged.charge(tx, who, now)? {
+            None => Gate::Locked,
+            Some(first) => Gate::Open(phc, first),
+        })
     })
     .await;
     let (phc, first_failure) = match gate {
@@ -465,15 +425,7 @@ pub(super) async fn login_submit(
         real && matched
     };
     if ok {
-        let (ko, ks) = (ko.clone(), ks.clone());
-        let _ = store::write(&b.store, move |tx| {
-            tx.attempt_add(&ko, now, -1)?;
-            if ks != ko {
-                tx.attempt_add(&ks, now, -1)?;
-            }
-            Ok(())
-        })
-        .await;
+        budget.refund(&b, now).await;
     }
     if !ok && first_failure {
         // The first failure of a window is recorded; the rest are counted in
@@ -504,23 +456,127 @@ pub(super) async fn login_submit(
             StatusCode::UNAUTHORIZED,
         );
     }
-    match new_session(&b, &owner, "login").await {
+    // A second factor, once enrolled, is asked for before any session exists.
+    match super::mfa::required(&b, &owner).await {
+        Ok(true) => return super::mfa::ask(&b, &owner, &next, now),
+        Ok(false) => {}
+        Err(e) => return service_error(&e, None),
+    }
+    signed_in(&b, &owner, &next, now).await
+}
+
+/// Start a session for `owner` (all factors checked) and go to `next`; the
+/// browser becomes a known device of the owner.
+pub(super) async fn signed_in(b: &Arc<Broker>, owner: &str, next: &str, now: i64) -> Response {
+    match new_session(b, owner, "login").await {
         Ok((id, _)) => {
             let mut cookies = vec![
-                set_cookie(&b, session_cookie(&b), &id, SESSION_TTL),
-                set_cookie(&b, pre_cookie(&b), "", 0),
+                set_cookie(b, session_cookie(b), &id, SESSION_TTL),
+                set_cookie(b, pre_cookie(b), "", 0),
             ];
-            if let Some(d) = device_cookie::issue(&b.cfg.data, b.rng.as_ref(), &owner, now) {
+            if let Some(d) = device_cookie::issue(&b.cfg.data, b.rng.as_ref(), owner, now) {
                 cookies.push(set_cookie(
-                    &b,
-                    device_cookie_name(&b),
+                    b,
+                    device_cookie_name(b),
                     &d,
                     device_cookie::DEVICE_TTL,
                 ));
             }
-            with_cookies(redirect(&next), &cookies)
+            with_cookies(redirect(next), &cookies)
         }
         Err(e) => service_error(&e, None),
+    }
+}
+
+/// The sign-in budgets a request is charged against. A browser that signed in
+/// to this account before has a budget of its own: wrong passwords (or codes)
+/// sent from elsewhere cannot lock it out. Unknown browsers share the
+/// account's budget and their source's.
+#[derive(Clone)]
+pub(super) struct Budget {
+    pub owner_key: String,
+    pub source_key: String,
+    /// The known-device cookie's tag, if the browser is known.
+    pub known: Option<String>,
+    src: String,
+}
+
+impl Budget {
+    pub(super) fn of(b: &Broker, headers: &HeaderMap, owner: &str, src: &str, now: i64) -> Budget {
+        let known = cookie(headers, device_cookie_name(b))
+            .and_then(|v| device_cookie::check(&b.cfg.data, b.rng.as_ref(), v, owner, now));
+        let (owner_key, source_key) = match &known {
+            Some(tag) => (format!("login:device:{tag}"), format!("login:device:{tag}")),
+            None => (
+                format!("login:owner:{owner}"),
+                // Sources are grouped as the rate limit groups them (IPv6 by
+                // /64): fresh addresses from one block do not each get a new
+                // budget.
+                format!(
+                    "login:source:{}",
+                    src.parse::<std::net::IpAddr>().map_or_else(
+                        |_| src.to_owned(),
+                        |ip| crate::ratelimit::key(ip).to_string()
+                    )
+                ),
+            ),
+        };
+        Budget {
+            owner_key,
+            source_key,
+            known,
+            src: src.to_owned(),
+        }
+    }
+
+    /// Charge one attempt, in the caller's transaction, before the secret is
+    /// checked (parallel guesses cannot all pass the gate): `None` when a
+    /// budget is spent (recorded once per window in the audit, as `who`),
+    /// else whether this is the window's first attempt.
+    pub(super) fn charge(
+        &self,
+        tx: &mut dyn crate::store::Tx,
+        who: &str,
+        now: i64,
+    ) -> Result<Option<bool>> {
+        let (ko, ks) = (&self.owner_key, &self.source_key);
+        let used = tx
+            .attempt_sum(ko, now - LOGIN_WINDOW)?
+            .max(tx.attempt_sum(ks, now - LOGIN_WINDOW)?);
+        if used >= LOGIN_BUDGET {
+            // One record per locked budget and window, however many tries
+            // follow: a flood does not grow the audit log.
+            let marker = format!("{ko}:locked");
+            if tx.attempt_sum(&marker, now - LOGIN_WINDOW)? == 0 {
+                tx.attempt_add(&marker, now, 1)?;
+                tx.audit_append(
+                    now,
+                    who,
+                    "login_locked",
+                    &json!({"source": self.src, "known_device": self.known.is_some(), "window_s": LOGIN_WINDOW})
+                        .to_string(),
+                )?;
+            }
+            return Ok(None);
+        }
+        tx.attempt_add(ko, now, 1)?;
+        if ks != ko {
+            tx.attempt_add(ks, now, 1)?;
+        }
+        Ok(Some(used == 0))
+    }
+
+    /// Give back the attempt of a success.
+    pub(super) async fn refund(&self, b: &Broker, now: i64) {
+        let (ko, ks) = (self.owner_key.clone(), self.source_key.clone());
+        let _ = store::write(&b.store, move |tx| {
+            tx.attempt_add(&ko, now, -1)?;
+            if ks != ko {
+                tx.attempt_add(&ks, now, -1)?;
+            }
+            Ok(())
+        })
+        .await;
     }
 }
 

@@ -51,6 +51,14 @@ fn key(data: &Path, rng: &dyn Random) -> Option<&'static Zeroizing<Vec<u8>>> {
     KEY.get_or_init(|| load_or_create(data, rng)).as_ref()
 }
 
+/// A key for another purpose, derived from the device key by `label` (so that
+/// what one signs can never pass for the other).
+pub fn derived_key(data: &Path, rng: &dyn Random, label: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let mut m = mac(key(data, rng)?, label)?;
+    m.update(b"\0derived");
+    Some(Zeroizing::new(m.finalize().into_bytes().to_vec()))
+}
+
 fn mac(key: &[u8], body: &str) -> Option<Hmac<Sha256>> {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
     m.update(body.as_bytes());

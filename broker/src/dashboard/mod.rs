@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod device;
 mod device_cookie;
+mod mfa;
 mod usage;
 pub(crate) mod view;
 
@@ -32,6 +33,7 @@ use crate::service::Broker;
 use crate::store::{self, WebSession};
 
 pub use auth::{first_run_link, owner_add};
+pub use mfa::reset as mfa_reset;
 
 type B = axum::extract::State<Arc<Broker>>;
 
@@ -48,6 +50,11 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/setup", get(auth::setup_page).post(auth::setup_submit))
         .route("/login", get(auth::login_page).post(auth::login_submit))
         .route("/logout", axum::routing::post(auth::logout))
+        .route("/login/code", get(mfa::code_page).post(mfa::code_submit))
+        .route("/account", get(mfa::account_page))
+        .route("/account/mfa/start", axum::routing::post(mfa::start))
+        .route("/account/mfa/confirm", axum::routing::post(mfa::confirm))
+        .route("/account/mfa/disable", axum::routing::post(mfa::disable))
         .route(
             "/device",
             get(device::device_page).post(device::device_submit),

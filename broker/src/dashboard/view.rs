@@ -44,6 +44,7 @@ pub(super) fn page(
                             a href="/agents" { "Agents" }
                             a href="/usage" { "Usage" }
                             a href="/audit" { "Activity" }
+                            a href="/account" { "Account" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);
                                 button.link type="submit" { "Sign out " (s.owner) }

@@ -117,6 +117,13 @@ pub trait Tx {
     fn session_get(&mut self, id_hash: &str, now: i64) -> Result<Option<WebSession>>;
     /// End a web session.
     fn session_delete(&mut self, id_hash: &str) -> Result<()>;
+    /// The owner's second-factor settings (a JSON document the dashboard
+    /// owns: the sealed TOTP secret, the last step used, recovery code hashes).
+    fn mfa_get(&mut self, owner: &str) -> Result<Option<String>>;
+    /// Replace the owner's second-factor settings.
+    fn mfa_put(&mut self, owner: &str, data: &str, now: i64) -> Result<()>;
+    /// Forget the owner's second factor; whether there was one.
+    fn mfa_delete(&mut self, owner: &str) -> Result<bool>;
     /// The token records of a grant, newest first.
     fn tokens_of_grant(&mut self, gid: &str) -> Result<Vec<TokenRec>>;
     /// An owner's audit records matching `q`, newest first.

@@ -73,6 +73,11 @@ CREATE INDEX IF NOT EXISTS audit_owner ON audit(owner, seq);
 CREATE INDEX IF NOT EXISTS resources_audience ON resources(json_extract(data, '$.audience'));
 ";
 
+/// Owners' second factors (TOTP, recovery codes), as the dashboard writes them.
+const MFA_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS owner_mfa (owner TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
+";
+
 /// The gateway's upstreams: rules and the secret sealed by the vault.
 const GATEWAY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS upstreams (
@@ -132,6 +137,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
         conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
+        conn.execute_batch(MFA_SCHEMA).map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -633,6 +639,37 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?
             .query_row(params![key, since], |r| r.get(0))
             .map_err(db_err)
+    }
+
+    fn mfa_get(&mut self, owner: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT data FROM owner_mfa WHERE owner = ?1")
+            .map_err(db_err)?
+            .query_row(params![owner], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn mfa_put(&mut self, owner: &str, data: &str, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO owner_mfa (owner, data, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(owner) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            )
+            .map_err(db_err)?
+            .execute(params![owner, data, now])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn mfa_delete(&mut self, owner: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM owner_mfa WHERE owner = ?1")
+            .map_err(db_err)?
+            .execute(params![owner])
+            .map_err(db_err)?;
+        Ok(n > 0)
     }
 
     fn owner_password(&mut self, owner: &str) -> Result<Option<String>> {

@@ -10,7 +10,7 @@ use reqwest::redirect::Policy;
 
 use crate::kit::{API, BIN, Broker, claims, key};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A browser-like client: no redirects followed, cookies kept by hand.
 pub(crate) struct Web {
@@ -27,17 +27,17 @@ pub(crate) struct Page {
 
 impl Page {
     /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         field(&self.body, "csrf")
     }
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .map_or("", |v| v.to_str().unwrap())
     }
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let pat = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&pat)
@@ -47,7 +47,7 @@ fn field(html: &str, name: &str) -> String {
 }
 
 impl Web {
-    fn new(b: &Broker) -> Web {
+    pub(crate) fn new(b: &Broker) -> Web {
         Web {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
@@ -111,7 +111,7 @@ impl Web {
     }
 
     /// Sign in; returns the session's form token.
-    async fn login(&mut self, owner: &str, password: &str) -> Page {
+    pub(crate) async fn login(&mut self, owner: &str, password: &str) -> Page {
         let p = self.get("/login").await;
         assert_eq!(p.status, 200);
         let csrf = p.csrf();
@@ -129,7 +129,7 @@ impl Web {
 }
 
 /// `owner add NAME --password-stdin`.
-fn set_password(b: &Broker, owner: &str, password: &str) {
+pub(crate) fn set_password(b: &Broker, owner: &str, password: &str) {
     let mut child = Command::new(BIN)
         .args([
             "--data",

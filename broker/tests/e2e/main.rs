@@ -18,6 +18,7 @@ mod inputs;
 mod kit;
 mod lifetime;
 mod logs;
+mod mfa;
 mod owners;
 mod persistence;
 mod proxy;

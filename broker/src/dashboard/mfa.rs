@@ -1,0 +1,590 @@
+//! The owner's second factor: a TOTP authenticator app (RFC 6238: SHA-1, six
+//! digits, 30-second steps, one step of skew) and ten one-time recovery codes.
+//!
+//! Once enrolled (confirmed with a first code), sign-in asks for a code after
+//! the password: the password step ends with a short-lived signed cookie
+//! naming the owner (`pp_mfa`, 5 minutes, HMAC under a key derived from
+//! `device.key`), and only a correct code or recovery code turns it into a
+//! session. Codes are charged against the same sign-in budgets as passwords;
+//! a code is accepted once (its time step is remembered); a recovery code
+//! works once. The secret is sealed by the vault (`vault.key`), so a copy of
+//! the database alone does not reveal it. `owner mfa-reset NAME` (the command
+//! line is the operator) removes a lost second factor.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use hmac::{Hmac, KeyInit, Mac};
+use maud::html;
+use protonpass_agent::{Error, Result, b64};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Sha256;
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+use zeroize::Zeroizing;
+
+use super::auth::{Budget, signed_in, with_cookies};
+use super::{B, Form, cookie, csrf_refused, query, redirect, safe_next, service_error, session};
+use super::{set_cookie, source, token_matches, view};
+use crate::audit::secret_hash;
+use crate::gateway::vault::Vault;
+use crate::service::Broker;
+use crate::store::{self, WebSession};
+
+/// How long the step between password and code may take, seconds.
+const PENDING_TTL: i64 = 300;
+/// Recovery codes made at enrollment.
+const RECOVERY_CODES: usize = 10;
+/// The vault's name for the TOTP secret (no upstream name contains ':').
+const SEALED_AS: &str = "mfa:totp";
+
+/// What the store keeps for an owner (JSON).
+#[derive(Serialize, Deserialize)]
+struct Record {
+    /// The TOTP secret sealed by the vault, base64url.
+    totp: String,
+    /// Confirmed with a code: only then is it required at sign-in.
+    confirmed: bool,
+    /// The last time step accepted: a code is never accepted twice.
+    last_step: u64,
+    /// Hashes of the unused recovery codes.
+    recovery: Vec<String>,
+}
+
+fn pending_cookie(b: &Broker) -> &'static str {
+    if b.issuer.starts_with("https://") {
+        "__Host-pp_mfa"
+    } else {
+        "pp_mfa"
+    }
+}
+
+fn totp(secret: &[u8]) -> Result<Totp> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(Secret::new(secret.to_vec().into_boxed_slice()))
+        .build()
+        .map_err(|_| Error::Server("TOTP: the secret was refused".into()))
+}
+
+async fn load(b: &Broker, owner: &str) -> Result<Option<Record>> {
+    let o = owner.to_owned();
+    let raw = store::read(&b.store, move |tx| tx.mfa_get(&o)).await?;
+    raw.map(|r| {
+        serde_json::from_str(&r)
+            .map_err(|_| Error::Storage("an unreadable second-factor record".into()))
+    })
+    .transpose()
+}
+
+fn open_secret(b: &Broker, owner: &str, r: &Record) -> Result<Zeroizing<Vec<u8>>> {
+    let sealed = b64::decode(&r.totp)
+        .ok_or_else(|| Error::Storage("an unreadable second-factor record".into()))?;
+    Vault::load(&b.cfg.data, b.rng.as_ref())?.open(owner, SEALED_AS, &sealed)
+}
+
+/// Whether `owner` has a confirmed second factor.
+pub(super) async fn required(b: &Broker, owner: &str) -> Result<bool> {
+    Ok(load(b, owner).await?.is_some_and(|r| r.confirmed))
+}
+
+// The pending sign-in cookie: `owner.expiry.tag`, the tag an HMAC-SHA-256
+// under a key derived from the data directory's device key (so it can never
+// pass for a known-device cookie).
+fn pending_mac(b: &Broker, body: &str) -> Option<Hmac<Sha256>> {
+    let key =
+        super::device_cookie::derived_key(&b.cfg.data, b.rng.as_ref(), "mfa pending sign-in")?;
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).ok()?;
+    m.update(body.as_bytes());
+    Some(m)
+}
+
+fn pending_issue(b: &Broker, owner: &str, now: i64) -> Option<String> {
+    let body = format!("{owner}.{}", now.saturating_add(PENDING_TTL));
+    let tag = pending_mac(b, &body)?.finalize().into_bytes();
+    Some(format!("{body}.{}", b64::encode(tag)))
+}
+
+fn pending_owner(b: &Broker, headers: &HeaderMap, now: i64) -> Option<String> {
+    let value = cookie(headers, pending_cookie(b))?;
+    let (body, tag) = value.rsplit_once('.')?;
+    let (owner, exp) = body.rsplit_once('.')?;
+    if exp.parse::<i64>().ok()? <= now {
+        return None;
+    }
+    pending_mac(b, body)?
+        .verify_slice(&b64::decode(tag)?)
+        .ok()?;
+    Some(owner.to_owned())
+}
+
+/// The password was right and the owner has a second factor: ask for it.
+pub(super) fn ask(b: &Arc<Broker>, owner: &str, next: &str, now: i64) -> Response {
+    let Some(c) = pending_issue(b, owner, now) else {
+        return service_error(&Error::Server("cannot sign the sign-in step".into()), None);
+    };
+    let to = format!(
+        "/login/code?next={}",
+        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
+    with_cookies(
+        redirect(&to),
+        &[set_cookie(b, pending_cookie(b), &c, PENDING_TTL)],
+    )
+}
+
+fn code_form(b: &Broker, next: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (csrf, c) = match super::auth::pre_token(b) {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, None),
+    };
+    let r = view::page(
+        status,
+        "Enter your code",
+        None,
+        html! {
+            p { "Open your authenticator app and enter the six-digit code for this broker, or one of your recovery codes." }
+            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            form.card method="post" action="/login/code" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label { "Code"
+                    input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
+                button.primary type="submit" { "Continue" }
+            }
+            p { a href="/login" { "Start again" } }
+        },
+    );
+    with_cookies(r, &[c])
+}
+
+pub(super) async fn code_page(State(b): B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let q = query(q.as_deref());
+    let next = safe_next(q.get("next")).unwrap_or("/agents").to_owned();
+    if pending_owner(&b, &headers, b.clock.now()).is_none() {
+        return redirect("/login");
+    }
+    code_form(&b, &next, None, StatusCode::OK)
+}
+
+/// Which factor a code matched.
+enum Matched {
+    Totp(u64),
+    Recovery(usize),
+}
+
+fn matches(b: &Broker, owner: &str, r: &Record, code: &str, now: i64) -> Result<Option<Matched>> {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() == 6 && digits.bytes().all(|c| c.is_ascii_digit()) {
+        let secret = open_secret(b, owner, r)?;
+        let t = totp(&secret)?;
+        let now = u64::try_from(now).unwrap_or(0);
+        return Ok(t
+            .check(&digits, now)
+            .filter(|step| *step > r.last_step)
+            .map(Matched::Totp));
+    }
+    let h = secret_hash(&normalise_recovery(code));
+    Ok(r.recovery
+        .iter()
+        .position(|x| super::token_matches(x, Some(&h)))
+        .map(Matched::Recovery))
+}
+
+fn normalise_recovery(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+pub(super) async fn code_submit(
+    State(b): B,
+    peer: ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !super::auth::pre_ok(&b, &headers, &f) {
+        return csrf_refused();
+    }
+    let now = b.clock.now();
+    let next = safe_next(f.get("next")).unwrap_or("/agents").to_owned();
+    let Some(owner) = pending_owner(&b, &headers, now) else {
+        return redirect("/login");
+    };
+    let src = source(&b, &peer, &headers);
+    let budget = Budget::of(&b, &headers, &owner, &src, now);
+    let charged = budget.clone();
+    let o = owner.clone();
+    let gate = store::write(&b.store, move |tx| charged.charge(tx, &o, now)).await;
+    let first_in_window = match gate {
+        Ok(Some(first)) => first,
+        Ok(None) => {
+            return code_form(
+                &b,
+                &next,
+                Some("Too many wrong codes. Sign-in is paused for 15 minutes."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Err(e) => return service_error(&e, None),
+    };
+    let record = match load(&b, &owner).await {
+        Ok(Some(r)) if r.confirmed => r,
+        Ok(_) => return redirect("/login"),
+        Err(e) => return service_error(&e, None),
+    };
+    let code = f
+        .get("code")
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let matched = match matches(&b, &owner, &record, &code, now) {
+        Ok(m) => m,
+        Err(e) => return service_error(&e, None),
+    };
+    let Some(m) = matched else {
+        // As for passwords: the window's first failure is recorded, the rest
+        // are counted in the budget (and summed up by `login_locked`).
+        let o = owner.clone();
+        if first_in_window {
+            let _ = store::write(&b.store, move |tx| {
+                tx.audit_append(
+                    now,
+                    &o,
+                    "login_code_failed",
+                    &json!({"source": src}).to_string(),
+                )
+                .map(drop)
+            })
+            .await;
+        }
+        return code_form(
+            &b,
+            &next,
+            Some("That code is not right (or was used already)."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    // Spend the code in one transaction with a fresh read: two racing
+    // requests with the same code cannot both pass.
+    let o = owner.clone();
+    let spent = store::write(&b.store, move |tx| {
+        let Some(raw) = tx.mfa_get(&o)? else {
+            return Ok(false);
+        };
+        let mut r: Record = serde_json::from_str(&raw)
+            .map_err(|_| Error::Storage("an unreadable second-factor record".into()))?;
+        let (what, remaining) = match m {
+            Matched::Totp(step) if step > r.last_step => {
+                r.last_step = step;
+                ("totp", r.recovery.len())
+            }
+            Matched::Recovery(i) if i < r.recovery.len() => {
+                r.recovery.remove(i);
+                ("recovery_code", r.recovery.len())
+            }
+            _ => return Ok(false),
+        };
+        let data = serde_json::to_string(&r).map_err(|e| Error::Server(e.to_string()))?;
+        tx.mfa_put(&o, &data, now)?;
+        tx.audit_append(
+            now,
+            &o,
+            "login_second_factor",
+            &json!({"factor": what, "recovery_codes_left": remaining}).to_string(),
+        )?;
+        Ok(true)
+    })
+    .await;
+    match spent {
+        Ok(true) => {}
+        Ok(false) => {
+            return code_form(
+                &b,
+                &next,
+                Some("That code is not right (or was used already)."),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+        Err(e) => return service_error(&e, None),
+    }
+    budget.refund(&b, now).await;
+    let r = signed_in(&b, &owner, &next, now).await;
+    with_cookies(r, &[set_cookie(&b, pending_cookie(&b), "", 0)])
+}
+
+// Enrollment, from a signed-in session: /account.
+
+async fn signed_in_session(b: &Arc<Broker>, headers: &HeaderMap) -> Option<WebSession> {
+    session(b, headers).await
+}
+
+pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
+    let Some(s) = signed_in_session(&b, &headers).await else {
+        return super::to_login("/account");
+    };
+    let r = match load(&b, &s.owner).await {
+        Ok(r) => r,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    match r {
+        Some(r) if r.confirmed => view::page(
+            StatusCode::OK,
+            "Account",
+            Some(&s),
+            html! {
+                p.notice { "Two-step sign-in is on: after your password, the dashboard asks for a code from your authenticator app. "
+                    (r.recovery.len()) " recovery codes are left." }
+                form.card method="post" action="/account/mfa/disable" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label { "A current code (or a recovery code) to turn it off"
+                        input type="text" name="code" autocomplete="one-time-code" required; }
+                    button type="submit" { "Turn off two-step sign-in" }
+                }
+            },
+        ),
+        _ => view::page(
+            StatusCode::OK,
+            "Account",
+            Some(&s),
+            html! {
+                p { "Two-step sign-in is off: your password alone opens this dashboard." }
+                form.card method="post" action="/account/mfa/start" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    button.primary type="submit" { "Set up an authenticator app" }
+                }
+            },
+        ),
+    }
+}
+
+fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
+    let f = Form::parse(headers, body)?;
+    token_matches(&s.csrf, f.get("csrf")).then_some(f)
+}
+
+pub(super) async fn start(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = signed_in_session(&b, &headers).await else {
+        return super::to_login("/account");
+    };
+    if checked(&s, &headers, &body).is_none() {
+        return csrf_refused();
+    }
+    match load(&b, &s.owner).await {
+        Ok(Some(r)) if r.confirmed => return redirect("/account"),
+        Ok(_) => {}
+        Err(e) => return service_error(&e, Some(&s)),
+    }
+    let mut secret = Zeroizing::new([0u8; 20]);
+    if let Err(e) = b.rng.fill(secret.as_mut()) {
+        return service_error(&e, Some(&s));
+    }
+    let sealed = match Vault::load(&b.cfg.data, b.rng.as_ref())
+        .and_then(|v| v.seal(&s.owner, SEALED_AS, secret.as_ref(), b.rng.as_ref()))
+    {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let record = Record {
+        totp: b64::encode(&sealed),
+        confirmed: false,
+        last_step: 0,
+        recovery: Vec::new(),
+    };
+    let (o, now) = (s.owner.clone(), b.clock.now());
+    let data = match serde_json::to_string(&record) {
+        Ok(d) => d,
+        Err(e) => return service_error(&Error::Server(e.to_string()), Some(&s)),
+    };
+    if let Err(e) = store::write(&b.store, move |tx| tx.mfa_put(&o, &data, now)).await {
+        return service_error(&e, Some(&s));
+    }
+    let b32 = Secret::new(secret.to_vec().into_boxed_slice()).to_base32();
+    let label = format!("Agent access ({}):{}", host_of(&b.issuer), s.owner);
+    let uri = format!(
+        "otpauth://totp/{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(&label),
+        enc(&format!("Agent access ({})", host_of(&b.issuer))),
+    );
+    view::page(
+        StatusCode::OK,
+        "Set up an authenticator app",
+        Some(&s),
+        html! {
+            p { "Add this account to your authenticator app (any app that supports TOTP), by its setup key or by opening the link on your phone, then enter the code it shows." }
+            p { "Setup key: " code.secret { (b32) } }
+            p { a href=(uri) { "Open in an authenticator app" } }
+            form.card method="post" action="/account/mfa/confirm" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                label { "Code from the app"
+                    input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
+                button.primary type="submit" { "Turn on two-step sign-in" }
+            }
+        },
+    )
+}
+
+fn host_of(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Recovery codes: 10 lower-case letters and digits each (about 50 bits),
+/// shown as two groups of five.
+fn recovery_codes(b: &Broker) -> Result<Vec<String>> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    (0..RECOVERY_CODES)
+        .map(|_| {
+            let mut raw = [0u8; 10];
+            b.rng.fill(&mut raw)?;
+            let s: String = raw
+                .iter()
+                .map(|x| char::from(ALPHABET[usize::from(*x) % ALPHABET.len()]))
+                .collect();
+            Ok(format!("{}-{}", &s[..5], &s[5..]))
+        })
+        .collect()
+}
+
+pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = signed_in_session(&b, &headers).await else {
+        return super::to_login("/account");
+    };
+    let Some(f) = checked(&s, &headers, &body) else {
+        return csrf_refused();
+    };
+    let now = b.clock.now();
+    let record = match load(&b, &s.owner).await {
+        Ok(Some(r)) if !r.confirmed => r,
+        Ok(_) => return redirect("/account"),
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let code = f.get("code").unwrap_or("");
+    let step = match matches(&b, &s.owner, &record, code, now) {
+        Ok(Some(Matched::Totp(step))) => step,
+        Ok(_) => {
+            return view::message(
+                StatusCode::BAD_REQUEST,
+                "That code is not right",
+                "Check the app's clock and try the setup again.",
+                Some(&s),
+            );
+        }
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let codes = match recovery_codes(&b) {
+        Ok(c) => c,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let done = Record {
+        totp: record.totp,
+        confirmed: true,
+        last_step: step,
+        recovery: codes
+            .iter()
+            .map(|c| secret_hash(&normalise_recovery(c)))
+            .collect(),
+    };
+    let o = s.owner.clone();
+    let r = store::write(&b.store, move |tx| {
+        let data = serde_json::to_string(&done).map_err(|e| Error::Server(e.to_string()))?;
+        tx.mfa_put(&o, &data, now)?;
+        tx.audit_append(
+            now,
+            &o,
+            "mfa_enrolled",
+            &json!({"factor": "totp"}).to_string(),
+        )
+        .map(drop)
+    })
+    .await;
+    if let Err(e) = r {
+        return service_error(&e, Some(&s));
+    }
+    view::page(
+        StatusCode::OK,
+        "Two-step sign-in is on",
+        Some(&s),
+        html! {
+            p { "Keep these recovery codes somewhere safe: each one signs you in once if you lose your phone. They are shown only now." }
+            ul.codes { @for c in &codes { li { code { (c) } } } }
+            p { a href="/agents" { "Done" } }
+        },
+    )
+}
+
+pub(super) async fn disable(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = signed_in_session(&b, &headers).await else {
+        return super::to_login("/account");
+    };
+    let Some(f) = checked(&s, &headers, &body) else {
+        return csrf_refused();
+    };
+    let now = b.clock.now();
+    let record = match load(&b, &s.owner).await {
+        Ok(Some(r)) if r.confirmed => r,
+        Ok(_) => return redirect("/account"),
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    // A stolen session alone cannot remove the second factor.
+    match matches(&b, &s.owner, &record, f.get("code").unwrap_or(""), now) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return view::message(
+                StatusCode::UNAUTHORIZED,
+                "That code is not right",
+                "Two-step sign-in stays on.",
+                Some(&s),
+            );
+        }
+        Err(e) => return service_error(&e, Some(&s)),
+    }
+    let o = s.owner.clone();
+    let r = store::write(&b.store, move |tx| {
+        tx.mfa_delete(&o)?;
+        tx.audit_append(
+            now,
+            &o,
+            "mfa_removed",
+            &json!({"by": "dashboard"}).to_string(),
+        )
+    })
+    .await;
+    match r {
+        Ok(_) => redirect("/account"),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
+
+/// `owner mfa-reset NAME`: the operator removes an owner's lost second factor.
+pub async fn reset(b: &Broker, owner: &str) -> Result<bool> {
+    let now = b.clock.now();
+    let o = owner.to_owned();
+    store::write(&b.store, move |tx| {
+        let had = tx.mfa_delete(&o)?;
+        if had {
+            tx.audit_append(now, &o, "mfa_removed", &json!({"by": "cli"}).to_string())?;
+        }
+        Ok(had)
+    })
+    .await
+}

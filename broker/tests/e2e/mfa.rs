@@ -1,0 +1,200 @@
+//! The owner's second factor on the dashboard: TOTP enrollment, sign-in that
+//! asks for a code after the password, codes used once, recovery codes, the
+//! sign-in budget, and the operator's reset.
+
+use totp_rs::{Algorithm, Builder, Secret};
+
+use crate::dashboard::{PASSWORD, Web, field, set_password, signed_in};
+use crate::kit::Broker;
+
+fn now() -> u64 {
+    use protonpass_agent::Clock as _;
+    u64::try_from(protonpass_agent::SystemClock.now()).unwrap()
+}
+
+/// The code an authenticator app shows for `key` (base32) at `t`.
+fn code(key: &str, t: u64) -> String {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(Secret::try_from_base32(key).unwrap())
+        .build()
+        .unwrap()
+        .generate(t)
+        .to_string()
+}
+
+/// The setup key shown on the enrollment page.
+fn setup_key(html: &str) -> String {
+    let start = html.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    html[start..][..html[start..].find('<').unwrap()].to_owned()
+}
+
+/// Enroll `default` with TOTP; returns the setup key and the recovery codes.
+async fn enroll(b: &Broker) -> (String, Vec<String>) {
+    let (mut w, csrf) = signed_in(b).await;
+    let account = w.get("/account").await;
+    assert!(
+        account.body.contains("Two-step sign-in is off"),
+        "{}",
+        account.body
+    );
+    let start = w.post("/account/mfa/start", &[("csrf", &csrf)]).await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let key = setup_key(&start.body);
+    assert!(start.body.contains("otpauth://totp/"), "{}", start.body);
+    // A wrong code does not turn it on.
+    let wrong = w
+        .post(
+            "/account/mfa/confirm",
+            &[("csrf", &csrf), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
+    let done = w
+        .post(
+            "/account/mfa/confirm",
+            &[("csrf", &csrf), ("code", &code(&key, now()))],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let codes: Vec<String> = done
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|s| s[..s.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", done.body);
+    (key, codes)
+}
+
+/// Password step: returns the browser, which now holds the pending cookie.
+async fn password_step(b: &Broker) -> (Web, String) {
+    let mut w = Web::new(b);
+    let p = w.login("default", PASSWORD).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().starts_with("/login/code"), "{}", p.location());
+    // No session yet: the dashboard still sends the browser to sign in.
+    assert_eq!(w.get("/agents").await.status, 303);
+    let form = w.get(p.location()).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.csrf();
+    (w, csrf)
+}
+
+#[tokio::test]
+async fn sign_in_asks_for_a_code_once_enrolled_and_each_code_works_once() {
+    let b = Broker::start(&[]);
+    let (key, recovery) = enroll(&b).await;
+    // The secret is sealed: the database does not hold the setup key.
+    let db = std::fs::read(b.data.join("broker.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(&key));
+
+    // A wrong code: refused, no session.
+    let (mut w, csrf) = password_step(&b).await;
+    let bad = w
+        .post(
+            "/login/code",
+            &[("csrf", &csrf), ("code", "123456"), ("next", "/agents")],
+        )
+        .await;
+    assert_eq!(bad.status, 401, "{}", bad.body);
+    assert_eq!(w.get("/agents").await.status, 303);
+    // The right code: signed in. (The code of the enrollment's time step was
+    // spent by the enrollment; the next step's is within the allowed skew.)
+    let c = code(&key, now() + 30);
+    let csrf = field(&bad.body, "csrf");
+    let ok = w
+        .post(
+            "/login/code",
+            &[("csrf", &csrf), ("code", &c), ("next", "/agents")],
+        )
+        .await;
+    assert_eq!((ok.status, ok.location()), (303, "/agents"), "{}", ok.body);
+    assert_eq!(w.get("/agents").await.status, 200);
+
+    // The same code again (a shoulder-surfer, a replay): refused.
+    let (mut w2, csrf2) = password_step(&b).await;
+    let again = w2
+        .post(
+            "/login/code",
+            &[("csrf", &csrf2), ("code", &c), ("next", "/agents")],
+        )
+        .await;
+    assert_eq!(again.status, 401, "{}", again.body);
+    // A recovery code signs in once.
+    let csrf2 = field(&again.body, "csrf");
+    let rec = w2
+        .post(
+            "/login/code",
+            &[
+                ("csrf", &csrf2),
+                ("code", &recovery[0].to_uppercase()),
+                ("next", "/agents"),
+            ],
+        )
+        .await;
+    assert_eq!(rec.status, 303, "{}", rec.body);
+    let (mut w3, csrf3) = password_step(&b).await;
+    let spent = w3
+        .post(
+            "/login/code",
+            &[
+                ("csrf", &csrf3),
+                ("code", &recovery[0]),
+                ("next", "/agents"),
+            ],
+        )
+        .await;
+    assert_eq!(spent.status, 401);
+
+    // The password alone, without the pending step, never reaches a page;
+    // a forged pending cookie neither.
+    let mut forged = Web::new(&b);
+    let f = forged.get("/login/code").await;
+    assert_eq!(f.status, 303);
+
+    // The audit says what happened, without the codes.
+    let audit = b.cli_ok(&["audit", "export"]).to_string();
+    assert!(
+        audit.contains("mfa_enrolled") && audit.contains("login_second_factor"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&c) && !audit.contains(&recovery[0]));
+}
+
+#[tokio::test]
+async fn wrong_codes_spend_the_sign_in_budget() {
+    let b = Broker::start(&[]);
+    let _ = enroll(&b).await;
+    let (mut w, mut csrf) = password_step(&b).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let p = w
+            .post(
+                "/login/code",
+                &[("csrf", &csrf), ("code", "000000"), ("next", "/agents")],
+            )
+            .await;
+        statuses.push(p.status);
+        csrf = field(&p.body, "csrf");
+    }
+    // Five wrong codes (the password step's attempt was refunded), then paused.
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429], "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_operator_resets_a_lost_second_factor() {
+    let b = Broker::start(&[]);
+    let _ = enroll(&b).await;
+    let (code, v) = b.cli(&["owner", "mfa-reset", "nobody"]);
+    assert_eq!(code, 1, "{v}");
+    let v = b.cli_ok(&["owner", "mfa-reset", "default"]);
+    assert_eq!(v["removed"], true, "{v}");
+    // The password alone signs in again.
+    set_password(&b, "default", PASSWORD);
+    let mut w = Web::new(&b);
+    let p = w.login("default", PASSWORD).await;
+    assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+}
