@@ -11,11 +11,7 @@ tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   rm -rf "$venv"; mkdir -p "$cache"; python3 -m venv "$venv"
 fi
-want="$(sha256sum "$here/requirements-bench.txt" | cut -d' ' -f1)"
-if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-bench.txt"
-  echo "$want" >"$venv/.requirements.sha256"
-fi
+"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-bench.txt"
 nice -n 10 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
   (cd "$root" && cargo build --quiet --locked --release -p protonpass-broker)

@@ -20,11 +20,7 @@ if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   mkdir -p "$cache"
   python3 -m venv "$venv"
 fi
-want="$(sha256sum "$here/requirements-test.txt" | cut -d' ' -f1)"
-if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-test.txt"
-  echo "$want" >"$venv/.requirements.sha256"
-fi
+"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-test.txt"
 
 # The package, exactly as a user installs it (maturin as the PEP 517 backend),
 # reusing the debug artifacts of the workspace.

@@ -103,14 +103,52 @@ def metadata() -> list[str]:
     return problems
 
 
+def canonical(name: str) -> str:
+    """A Python package name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(text: str) -> dict[str, str]:
+    """`name==version` lines of a requirements or lock file (extras dropped)."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", line.strip())
+        if m:
+            out[canonical(m.group(1))] = m.group(2)
+    return out
+
+
+def python_locks(files: list[Path]) -> list[str]:
+    """Each requirements file has a lock beside it (scripts/lock-python.sh)
+    that pins its packages at the same versions, with hashes for every entry."""
+    problems = []
+    for req in files:
+        if not re.fullmatch(r".*requirements[^/]*\.txt", req.name):
+            continue
+        rel = req.relative_to(ROOT)
+        lock = req.with_suffix(".lock")
+        fix = f"run scripts/lock-python.sh {rel}"
+        if not lock.exists():
+            problems.append(f"{rel}: no lock file {lock.relative_to(ROOT)}; {fix}")
+            continue
+        wanted, locked = pins(req.read_text()), pins(lock.read_text())
+        for name, version in wanted.items():
+            if locked.get(name) != version:
+                problems.append(f"{lock.relative_to(ROOT)}: {name} is {locked.get(name)!r}, {rel} pins {version!r}; {fix}")
+        entries = re.findall(r"^[A-Za-z0-9][^\n]*==[^\n]*\n((?:\s+--hash=[^\n]*\n)*)", lock.read_text() + "\n", re.M)
+        if not entries or any("--hash=sha256:" not in e for e in entries):
+            problems.append(f"{lock.relative_to(ROOT)}: every entry needs its hashes; {fix}")
+    return problems
+
+
 def main() -> int:
     files = tracked()
-    problems = outside_paths(files) + metadata()
+    problems = outside_paths(files) + metadata() + python_locks(files)
     for p in problems:
         print(f"check-repo: {p}", file=sys.stderr)
     if problems:
         return 1
-    print(f"check-repo: {len(files)} tracked files refer to no path outside the repository; versions, licence and repository agree")
+    print(f"check-repo: {len(files)} tracked files refer to no path outside the repository; versions, licence and repository agree; Python locks match their requirements")
     return 0
 
 

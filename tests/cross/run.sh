@@ -44,13 +44,8 @@ export CROSS_VERIFIER_BIN="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}de
 
 # AutoGPT's plugin interface (pure Python), kept apart from the package's venv.
 deps="$cache/autogpt-plugin-deps"
-want="$(sha256sum "$here/requirements-autogpt.txt" | cut -d' ' -f1)"
-if [[ "$(cat "$deps/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-  echo "== cross: pip install --target $deps (auto-gpt-plugin-template)"
-  rm -rf "$deps"
-  "$py" -m pip install --quiet --disable-pip-version-check --target "$deps" -r "$here/requirements-autogpt.txt"
-  echo "$want" >"$deps/.requirements.sha256"
-fi
+echo "== cross: AutoGPT plugin interface (locked) in $deps"
+"$root/scripts/pip-locked.sh" "$py" "$here/requirements-autogpt.txt" --target "$deps" --upgrade
 export PYTHONPATH="$deps${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== cross: pytest (Python, Node and Rust verifiers against each other's SDKs)"

@@ -15,11 +15,7 @@ if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   mkdir -p "$cache"
   python3 -m venv "$venv"
 fi
-want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
-if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  echo "$want" >"$venv/.requirements.sha256"
-fi
+"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements.txt"
 
 # Node packages, exactly as locked.
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)

@@ -6,5 +6,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$here/../../../target}/debug/protonpass-broker}}
 venv=${PROTONPASS_THIRDPARTY_VENV:-${PROTONPASS_CACHE:-$HOME/.cache/protonpass}/thirdparty-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "authlib==1.9.10" "joserfc==1.8.0" "requests==2.32.5"
+"$here/../../../scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements.txt"
 exec "$venv/bin/python" "$here/authlib_flow.py" "$bin"
