@@ -78,7 +78,6 @@ test('session.fetch and the LangChain tool reach an upstream by its real URLs', 
     broker: broker.url, audience: AUD, store: 'memory', agentName: 'gw-bot',
     scope: ['repo:read:proj'], enrollmentCode: g.enrollment_code, revokeOnExit: false,
   });
-  t.after(() => session.close());
 
   const real = `${AUD}/repos/me/proj/commits?per_page=2`;
   assert.equal(session.route(real), `${gateway}/repos/me/proj/commits?per_page=2`);
@@ -110,4 +109,5 @@ test('session.fetch and the LangChain tool reach an upstream by its real URLs', 
   const denied = String(await tool.invoke({ method: 'GET', path: '/repos/me/private' }));
   assert.match(denied, /^HTTP 403\n/);
   assert.ok(!denied.includes(SECRET));
+  await session.close();
 });
