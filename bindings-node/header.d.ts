@@ -60,7 +60,9 @@ export interface Session {
    * token, redirects under the session's audiences signed hop by hop (a
    * redirect anywhere else is returned as it is). A URL outside the
    * audiences is refused with an `invalid_request` error before anything is
-   * sent.
+   * sent. A URL under an audience the broker serves through its gateway goes
+   * to the gateway URL instead (see `route`), so code written for an
+   * upstream API's real URLs works unchanged.
    */
   fetch(input: string | URL | Request, init?: SessionFetchInit): Promise<Response>
   /** `await using session = await authenticateWithProton(...)` revokes at the end of the block. */

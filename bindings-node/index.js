@@ -149,7 +149,7 @@ function wrapMethod(proto, name) {
 // Sessions
 
 const { Session } = native;
-for (const m of ['headers', 'observeResponse', 'renew', 'addAudience', 'close']) wrapMethod(Session.prototype, m);
+for (const m of ['headers', 'route', 'observeResponse', 'renew', 'addAudience', 'close']) wrapMethod(Session.prototype, m);
 
 const nativeClose = Session.prototype.close;
 Object.defineProperty(Session.prototype, 'close', {
@@ -184,14 +184,15 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * redirects under the session's audiences, signing each hop. A URL outside
  * the audiences (same scheme, host and port, path under the audience's path)
  * is refused with an `invalid_request` error before anything is sent; a
- * redirect to one is returned as it is.
+ * redirect to one is returned as it is. A URL under an audience the broker
+ * serves through its gateway goes to the gateway URL (`session.route`).
  */
 async function sessionFetch(input, init = {}) {
   const reason = init && typeof init.reason === 'string' ? init.reason : undefined;
   const request = new Request(input, init);
   const followMode = request.redirect;
   let method = request.method;
-  let url = request.url;
+  let url = this.route(request.url);
   let body = request.body === null ? undefined : await request.arrayBuffer();
   const baseHeaders = new Headers(request.headers);
   for (let hop = 0; ; hop++) {

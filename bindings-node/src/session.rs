@@ -198,6 +198,14 @@ impl Session {
         Ok(h.into_iter().collect())
     }
 
+    /// Where a request for `url` goes: for a URL under an audience the
+    /// broker serves through its gateway, the same path and query under the
+    /// gateway URL (sign that URL); any other URL unchanged.
+    #[napi]
+    pub fn route(&self, url: String) -> napi::Result<String> {
+        map(self.inner.route(&url))
+    }
+
     /// Record what a response to a request signed by this session says (its
     /// `DPoP-Nonce`) and tell whether to sign again and retry once.
     #[napi]

@@ -150,6 +150,12 @@ impl Session {
             .map_err(to_py)
     }
 
+    /// Where a request for `url` goes: the gateway URL for a URL under an
+    /// audience the broker serves through its gateway, else `url` itself.
+    fn route(&self, url: &str) -> PyResult<String> {
+        self.core()?.route(url).map_err(to_py)
+    }
+
     /// Record what a response says (its `DPoP-Nonce`) and tell whether to
     /// retry: "nonce" (sign again with the new nonce), "renew" (renew, then
     /// sign again) or "none".

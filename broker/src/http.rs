@@ -204,6 +204,10 @@ fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Para
 
 async fn metadata(State(b): B) -> Response {
     let i = &b.issuer;
+    let gateways = match crate::gateway::upstreams::published(&b.store, i).await {
+        Ok(g) => g,
+        Err(e) => return error_response(&e),
+    };
     json_response(
         StatusCode::OK,
         ServerMetadata {
@@ -226,6 +230,7 @@ async fn metadata(State(b): B) -> Response {
             revocation_stream_endpoint: Some(format!("{i}/revocations/stream")),
             usage_endpoint: Some(format!("{i}/audit/usage")),
             verification_uri: Some(format!("{i}/device")),
+            protonpass_gateways: gateways,
         },
     )
 }

@@ -804,6 +804,28 @@ fn from_the_binary(w: &World, out: &mut BTreeMap<&'static str, String>) {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .unwrap();
+    // One upstream served through the gateway, which the metadata lists.
+    let rules = dir.path().join("code-host.toml");
+    std::fs::write(
+        &rules,
+        "name = \"code-host\"\nbase_url = \"https://api.code-host.example\"\n\
+         credential = { header = \"Authorization\", value = \"Bearer {secret}\" }\n\
+         [[rule]]\nmethods = [\"GET\"]\npath = \"/repos/{owner}/{repo}/**\"\nscope = \"repo:read:{repo}\"\n",
+    )
+    .unwrap();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
+        .args(["--data", dir.path().to_str().unwrap()])
+        .args(["upstream", "add", rules.to_str().unwrap(), "--secret-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"example-secret\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_protonpass-broker"))
             .args(["--data", dir.path().to_str().unwrap(), "serve"])

@@ -171,6 +171,20 @@ pub struct ServerMetadata {
     /// Where owners approve device requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_uri: Option<String>,
+    /// Extension: the upstream APIs served through the broker's
+    /// credential-injecting gateway, and where (`spec/10-gateway-rules.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protonpass_gateways: Vec<GatewayEntry>,
+}
+
+/// One upstream served through the broker's gateway, as the metadata lists it:
+/// a URL under `audience` is served at the same path under `gateway_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayEntry {
+    /// The upstream's token audience (its API URL by default).
+    pub audience: String,
+    /// Where agents send its requests: `{issuer}/gateway/{name}`.
+    pub gateway_url: String,
 }
 
 /// An RFC 8628 section 3.2 device authorization response.

@@ -17,8 +17,10 @@ class HttpxAuth(httpx.Auth):
     and retries once; on an expired or revoked token it renews and retries
     once. Works with ``httpx.Client`` and ``httpx.AsyncClient``. A URL outside
     the session's audiences raises :class:`InvalidRequest` before anything is
-    sent. (With ``follow_redirects=True``, httpx keeps the headers on
-    same-origin hops: leave it off when the audience is a path.)
+    sent; a URL under an audience the broker serves through its gateway is
+    sent to the gateway URL (:meth:`Session.route`). (With
+    ``follow_redirects=True``, httpx keeps the headers on same-origin hops:
+    leave it off when the audience is a path.)
     """
 
     def __init__(self, session: Session, reason: Optional[str] = None) -> None:
@@ -30,6 +32,12 @@ class HttpxAuth(httpx.Auth):
         return HttpxAuth(self._session, reason)
 
     def _sign(self, request: httpx.Request) -> None:
+        target = self._session.route(str(request.url))
+        if target != str(request.url):
+            # An upstream served through the broker's gateway: the request
+            # goes to the gateway URL (and the Host header with it).
+            request.url = httpx.URL(target)
+            request.headers["Host"] = request.url.netloc.decode("ascii")
         for k, v in self._session.headers(request.method, str(request.url), reason=self._reason).items():
             request.headers[k] = v
 

@@ -19,7 +19,9 @@ class RequestsAuth(AuthBase):
     On a 401 asking for a DPoP nonce it signs again with the server's nonce
     and retries once; on an expired or revoked token it renews and retries once.
     A URL outside the session's audiences raises :class:`InvalidRequest` before
-    anything is sent; redirects are followed without the credentials.
+    anything is sent; redirects are followed without the credentials. A URL
+    under an audience the broker serves through its gateway is sent to the
+    gateway URL (:meth:`Session.route`).
     """
 
     def __init__(self, session: Session, reason: Optional[str] = None) -> None:
@@ -31,6 +33,9 @@ class RequestsAuth(AuthBase):
         return RequestsAuth(self._session, reason)
 
     def _sign(self, r: requests.PreparedRequest) -> None:
+        # An upstream served through the broker's gateway: the request goes to
+        # the gateway URL (requests connects to the URL it holds when sending).
+        r.url = self._session.route(r.url or "")
         r.headers.update(self._session.headers(r.method or "GET", r.url or "", reason=self._reason))
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:

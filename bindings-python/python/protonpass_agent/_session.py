@@ -113,9 +113,22 @@ class Session:
         ``url`` must lie under one of the session's audiences (same scheme, host
         and port, and a path under the audience's path, compared after
         normalisation); anything else raises :class:`InvalidRequest`, so the token
-        is never attached to a request to another server.
+        is never attached to a request to another server. A URL under an
+        audience the broker serves through its gateway must be routed first
+        (:meth:`route`): the token never goes to the upstream itself.
         """
         return dict(self._native.headers(method, url, reason))
+
+    def route(self, url: str) -> str:
+        """Where a request for ``url`` goes.
+
+        For a URL under an audience the broker serves through its
+        credential-injecting gateway (its metadata says which), the same path
+        and query under the gateway URL; any other URL unchanged. The auth
+        classes and the LangChain tools route each request, so code written
+        for an upstream API's real URLs works unchanged.
+        """
+        return self._native.route(url)
 
     @property
     def httpx_auth(self) -> HttpxAuth:

@@ -12,6 +12,7 @@ pub mod auth;
 mod device;
 mod device_cookie;
 mod mfa;
+mod upstreams;
 mod usage;
 pub(crate) mod view;
 
@@ -69,6 +70,13 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))
+        // Upstream APIs served through the gateway (issue 17).
+        .route("/upstreams", get(upstreams::upstreams_page))
+        .route(
+            "/upstreams/remove",
+            get(upstreams::remove_page).post(upstreams::remove),
+        )
+        .route("/upstreams/rotate", axum::routing::post(upstreams::rotate))
         .layer(middleware::from_fn(security_headers))
 }
 

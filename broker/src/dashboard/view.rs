@@ -43,6 +43,7 @@ pub(super) fn page(
                             a href="/device" { "Approve" }
                             a href="/agents" { "Agents" }
                             a href="/usage" { "Usage" }
+                            a href="/upstreams" { "APIs" }
                             a href="/audit" { "Activity" }
                             a href="/account" { "Account" }
                             form.inline method="post" action="/logout" {

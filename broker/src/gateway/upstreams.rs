@@ -229,3 +229,22 @@ pub fn show(store: &Arc<dyn Store>, issuer: &str, owner: &str, name: &str) -> Re
         .ok_or_else(|| not_found(name))?;
     view(issuer, &rec)
 }
+
+/// What the broker's metadata says of every owner's upstreams: the audience
+/// and the gateway URL, nothing else (`spec/09-security-considerations.md`
+/// says why that much is public). A rules file that no longer parses is left
+/// out rather than failing the metadata.
+pub async fn published(
+    store: &Arc<dyn Store>,
+    issuer: &str,
+) -> Result<Vec<protonpass_agent::wire::GatewayEntry>> {
+    let recs = store::read(store, |tx| tx.upstream_all()).await?;
+    Ok(recs
+        .iter()
+        .filter_map(|r| rules::parse(&r.rules).ok())
+        .map(|u| protonpass_agent::wire::GatewayEntry {
+            gateway_url: gateway_url(issuer, &u.name),
+            audience: u.audience,
+        })
+        .collect())
+}

@@ -144,6 +144,8 @@ pub trait Tx {
     fn upstream_list(&mut self, owner: &str) -> Result<Vec<UpstreamRec>>;
     /// Delete an upstream; returns whether it existed.
     fn upstream_delete(&mut self, name: &str) -> Result<bool>;
+    /// Every owner's upstreams, by name (for the metadata's list of gateways).
+    fn upstream_all(&mut self) -> Result<Vec<UpstreamRec>>;
 }
 
 /// One agent's reported uses, as [`Tx::usage_counts`] counts them.

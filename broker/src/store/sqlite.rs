@@ -875,6 +875,14 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn upstream_all(&mut self) -> Result<Vec<UpstreamRec>> {
+        self.rows(
+            "SELECT name, owner, rules, sealed, created_at, rotated_at FROM upstreams ORDER BY name",
+            params![],
+            upstream_row,
+        )
+    }
+
     fn upstream_delete(&mut self, name: &str) -> Result<bool> {
         let n = self
             .conn

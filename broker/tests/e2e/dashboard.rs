@@ -790,3 +790,6 @@ async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
         "another owner's agent is named"
     );
 }
+
+#[path = "dashboard_upstreams.rs"]
+mod upstreams;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::audience;
+use super::gateway_route::Routes;
 use super::http::{self, NonceCache};
 use super::store::{GrantStore, StoreKind, StoredGrant};
 use crate::clock::{Clock, OsRandom, Random, SystemClock};
@@ -349,6 +350,8 @@ struct SessionInner {
     ttl: Option<u64>,
     tokens: RwLock<HashMap<String, AccessToken>>,
     primary_audience: String,
+    /// The audiences served through the broker's gateway, and where.
+    routes: Routes,
     renew_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
 }
@@ -427,6 +430,10 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     })
     .with_passphrase(passphrase);
     let meta = http::discover(&broker, opts.rng.as_ref()).await?;
+    let routes = Routes::default();
+    routes
+        .learn(&broker, &meta, audience, opts.rng.as_ref())
+        .await?;
 
     let lock_store = store.clone();
     let lock_profile = profile.clone();
@@ -582,6 +589,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         ttl: opts.ttl,
         tokens: RwLock::new(tokens),
         primary_audience: audience.to_owned(),
+        routes,
         renew_lock: tokio::sync::Mutex::new(()),
         closed: AtomicBool::new(false),
     });
@@ -753,9 +761,16 @@ impl Session {
             .read()
             .map_err(|_| Error::Server("session state poisoned".into()))?;
         let refused = match audience::pick(m.keys(), url) {
-            Ok(a) => return Ok(a.clone()),
+            Ok(a) => {
+                self.inner.routes.check_direct(a)?;
+                return Ok(a.clone());
+            }
             Err(e) => e,
         };
+        let held: Vec<&String> = m.keys().collect();
+        if let Some(a) = self.inner.routes.audience_of_gateway_url(&held, url) {
+            return Ok(a.clone());
+        }
         // The broker's own gateway (`{issuer}/gateway/...`) is not "another
         // place": the token goes back to the broker that issued it, which
         // checks its audience against the upstream's. With one audience the
@@ -772,6 +787,20 @@ impl Session {
             return Ok(a.clone());
         }
         Err(refused)
+    }
+
+    /// Where a request for `url` goes: for a URL under an audience the broker
+    /// serves through its gateway, the same path and query under the gateway
+    /// URL (`spec/10-gateway-rules.md`); any other URL unchanged. Sign and
+    /// send the routed URL ([`Session::send`] does both).
+    pub fn route(&self, url: &str) -> Result<String> {
+        let m = self
+            .inner
+            .tokens
+            .read()
+            .map_err(|_| Error::Server("session state poisoned".into()))?;
+        let held: Vec<&String> = m.keys().collect();
+        self.inner.routes.route(&held, url)
     }
 
     /// The headers for one request: `Authorization: DPoP <token>` and a fresh
@@ -822,7 +851,9 @@ impl Session {
     /// Send a request with DPoP headers. Answers a `use_dpop_nonce` challenge
     /// (caching the nonce per origin) and an expired-token 401 with one
     /// transparent retry each. A URL outside the session's audiences is
-    /// refused with [`Error::InvalidRequest`] before anything is sent.
+    /// refused with [`Error::InvalidRequest`] before anything is sent; one
+    /// under an audience the broker serves through its gateway goes to the
+    /// gateway ([`Session::route`]).
     pub async fn send(
         &self,
         method: &str,
@@ -831,6 +862,8 @@ impl Session {
         body: Option<Vec<u8>>,
         reason: Option<&str>,
     ) -> Result<reqwest::Response> {
+        let routed = self.route(url)?;
+        let url = routed.as_str();
         let http = http::client()?;
         let m = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::InvalidRequest(format!("bad HTTP method {method:?}")))?;
@@ -905,6 +938,15 @@ impl Session {
     /// Get a token for another audience too (one access token per audience).
     pub async fn add_audience(&self, audience: &str) -> Result<ScopeSet> {
         let inner = &self.inner;
+        inner
+            .routes
+            .learn(
+                &inner.broker,
+                &inner.calls.meta,
+                audience,
+                inner.calls.rng.as_ref(),
+            )
+            .await?;
         let (_, access) = exchange_under_lock(inner, &[audience.to_owned()])
             .await?
             .pop()

@@ -130,10 +130,24 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
 /// Fetch (once per process and broker URL) the broker's RFC 8414 metadata,
 /// checked as RFC 8414 section 3.3 asks ([`check_metadata`]).
 pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
+    fetch_metadata(broker, rng, false).await
+}
+
+/// [`discover`], fetching the metadata again even when it is cached (the
+/// gateway's list of upstreams changes while the broker runs).
+pub(crate) async fn rediscover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
+    fetch_metadata(broker, rng, true).await
+}
+
+async fn fetch_metadata(
+    broker: &str,
+    rng: &dyn Random,
+    fresh: bool,
+) -> Result<Arc<ServerMetadata>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<ServerMetadata>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let key = broker.trim_end_matches('/').to_owned();
-    if let Some(m) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+    if !fresh && let Some(m) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(m);
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");

@@ -7,6 +7,7 @@
 
 mod audience;
 mod client;
+mod gateway_route;
 mod http;
 mod store;
 mod verifier;

@@ -1,9 +1,9 @@
-//! A Rust agent through the broker's gateway with the SDK as it is: a session
-//! for the upstream's audience sends to the gateway URL with `Session::send`
-//! (the session signs for the URL it is given and answers the nonce
-//! challenge), and the upstream receives the owner's credential, never the
-//! agent's token. SDK routing (the upstream's real URL rewritten to the
-//! gateway) is not there yet: the agent names the gateway URL itself.
+//! A Rust agent through the broker's gateway: a session for the upstream's
+//! audience sends requests for the upstream's real URLs to the gateway URL
+//! (the broker's metadata names it), signed for the gateway URL, and the
+//! upstream receives the owner's credential, never the agent's token. The
+//! real host (`api.code-host.example`) does not resolve: a request that
+//! reached it instead of the gateway would fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write as _;
@@ -123,4 +123,63 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(seen.lock().unwrap().len(), before);
+
+    // The metadata names the audience and its gateway URL, and nothing else
+    // of the upstream.
+    let meta: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        broker.issuer
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        meta["protonpass_gateways"],
+        serde_json::json!([{"audience": AUD, "gateway_url": base}])
+    );
+
+    // The upstream's real URLs: routed to the gateway, signed for it.
+    let real = format!("{AUD}/repos/me/proj/commits?per_page=2");
+    assert_eq!(
+        session.route(&real).unwrap(),
+        format!("{base}/repos/me/proj/commits?per_page=2")
+    );
+    let r = session.send("GET", &real, &[], None, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "from upstream");
+    let (target, key, authz) = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(target, "/repos/me/proj/commits?per_page=2");
+    assert_eq!(key.as_deref(), Some(SECRET));
+    assert_eq!(authz, None);
+    let r = session
+        .send("GET", &format!("{AUD}/repos/me/other"), &[], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The token never goes to the upstream's own host: headers for a real
+    // URL are refused (route it first), and URLs outside the audience are
+    // neither rewritten nor signed.
+    let e = session.headers("GET", &real).unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e}");
+    let h = session
+        .headers("GET", &session.route(&real).unwrap())
+        .unwrap();
+    assert!(h.iter().any(|(k, _)| k == "DPoP"));
+    for outside in [
+        "https://api.code-host.example.evil.com/repos/me/proj",
+        "https://evil.example/repos/me/proj?https://api.code-host.example/",
+        "https://api.code-host.example@evil.example/repos/me/proj",
+    ] {
+        assert_eq!(session.route(outside).unwrap(), outside);
+        let e = session
+            .send("GET", outside, &[], None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_request", "{outside}: {e}");
+    }
+    let calls = seen.lock().unwrap().len();
+    assert_eq!(calls, before + 1);
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Agents through the broker's credential-injecting gateway: a fresh broker, a
+# stand-in code host API that accepts only its own key, the owner adding it as
+# an upstream (`upstream add --secret-stdin`) and creating pre-authorized
+# grants, then a LangChain agent (Python) and an AutoGPT-style agent (Node)
+# that call the API by its real URLs. Checks that every call reached the API
+# with the owner's key and never with an agent's token, that the refused call
+# never reached it, and that the gateway audited each call.
+#   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
+#   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+py="$cache/py-venv/bin/python"
+broker_bin="${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/protonpass-broker}"
+
+missing=()
+[[ -x "$broker_bin" ]] || missing+=("the broker binary $broker_bin (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
+"$py" -c 'import protonpass_agent, langchain_core' >/dev/null 2>&1 ||
+  missing+=("the Python package and langchain-core in $py (bash bindings-python/run-tests.sh installs them)")
+(cd "$here/../travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1 ||
+  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
+if ((${#missing[@]})); then
+  echo "examples/gateway/run.sh: cannot run, missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/gateway-demo.XXXXXX")"
+pids=()
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+data="$work/broker"
+mkdir -p -m 700 "$data"
+export PROTONPASS_HOME="$work/home"
+cli() { "$broker_bin" --data "$data" "$@"; }
+first_line() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if [[ -s "$1" ]] && IFS= read -r line <"$1" && [[ -n "$line" ]]; then printf '%s\n' "$line"; return 0; fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+json() { "$py" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+key="ghp_demo$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+echo "== A code host API that accepts only its own key"
+"$py" "$here/upstream.py" --key "$key" --log "$work/calls.jsonl" >"$work/up.out" 2>"$work/up.log" &
+pids+=("$!")
+up="$(json "$(first_line "$work/up.out" "$!")" url)" || { cat "$work/up.log" >&2; exit 1; }
+echo "   listening at $up (standing in for https://api.code-host.example)"
+
+echo "== The owner's broker"
+"$broker_bin" --data "$data" serve --addr 127.0.0.1:0 >"$work/broker.out" 2>"$work/broker.log" &
+pids+=("$!")
+issuer="$(json "$(first_line "$work/broker.out" "$!")" issuer)" || { cat "$work/broker.log" >&2; exit 1; }
+echo "   broker at $issuer"
+
+echo "== The owner adds the API as an upstream; the key goes on standard input, into the vault"
+cat >"$work/code-host.toml" <<TOML
+name = "code-host"
+base_url = "$up"
+audience = "https://api.code-host.example"
+allow_private_network = true   # the stand-in listens on loopback
+credential = { header = "Authorization", value = "Bearer {secret}" }
+
+[[rule]]
+methods = ["GET"]
+path = "/repos/{owner}/{repo}/**"
+scope = "repo:read:{repo}"
+description = "Read a repository"
+
+[[rule]]
+methods = ["POST"]
+path = "/repos/{owner}/{repo}/issues"
+scope = "repo:write:{repo}"
+description = "Open an issue"
+TOML
+printf '%s\n' "$key" | cli upstream add "$work/code-host.toml" --secret-stdin
+code() { cli --json grant create --agent "$1" --scope "repo:read:proj repo:write:proj" \
+  --audience https://api.code-host.example | "$py" -c 'import json,sys; print(json.load(sys.stdin)["enrollment_code"])'; }
+
+echo
+echo "== 1. A LangChain agent in Python (the package's LangChain tool, real URLs)"
+timeout 120 "$py" "$here/agent_langchain.py" --broker "$issuer" --code "$(code repo-summariser)"
+
+echo
+echo "== 2. An AutoGPT-style agent in Node (session.fetch, real URLs)"
+timeout 120 node "$here/agent_autogpt.mjs" --broker "$issuer" --code "$(code repo-triager)"
+
+echo
+echo "== What the API received"
+"$py" - "$work/calls.jsonl" <<'PY'
+import json, sys
+calls = [json.loads(l) for l in open(sys.argv[1])]
+for c in calls:
+    print(f"   {c['method']} {c['path']}  key {'ok' if c['key_ok'] else 'WRONG'}")
+assert len(calls) == 4, f"expected 4 calls to reach the API (the refused ones must not): {calls}"
+assert all(c["key_ok"] and not c["agent_token"] and not c["dpop_header"] for c in calls), calls
+assert not any("payroll" in c["path"] for c in calls), calls
+print("   every call carried the owner's key and no agent token; the refused calls never arrived")
+PY
+echo
+echo "== The gateway's audit records"
+sleep 0.5   # written just after each response has been streamed
+cli audit tail --lines 100 | grep ' gateway ' || true
+n="$(cli audit tail --lines 100 | grep -c ' gateway ' || true)"
+((n >= 6)) || { echo "expected at least 6 gateway audit records, saw $n" >&2; exit 1; }
+cli audit verify
+echo
+echo "The gateway demo completed: two agents used the API by its real URLs; the key never left the broker."
