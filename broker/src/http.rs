@@ -24,6 +24,7 @@ use protonpass_agent::wire::{
 };
 use serde::Deserialize;
 
+use crate::service::device_cancel::DEVICE_CANCEL_PATH;
 use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
 use crate::token_request::{Refused, TokenRequest};
@@ -45,6 +46,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/metrics", get(metrics))
         .merge(pages)
         .route("/oauth/device_authorization", post(device_authorization))
+        .route(DEVICE_CANCEL_PATH, post(device_cancel))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
@@ -285,6 +287,21 @@ async fn device_authorization(
         .await
     {
         Ok(r) => json_response(StatusCode::OK, r),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn device_cancel(
+    State(b): B,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match b.device_cancel(&p, &dpop_headers(&headers)).await {
+        Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
         Err(e) => error_response(&e),
     }
 }

@@ -52,7 +52,7 @@ pub mod wire;
 pub mod net;
 #[cfg(feature = "net")]
 pub use net::{
-    AuthOptions, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session,
     StalePolicy, StoreKind, StoredGrant, Verifier, VerifierOptions, authenticate_with_proton,
 };
 

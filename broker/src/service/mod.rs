@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod device;
+pub mod device_cancel;
 pub mod issue;
 pub mod resource;
 pub mod token;
