@@ -22,3 +22,4 @@ mod persistence;
 mod proxy;
 mod ratelimit;
 mod revocation;
+mod waiting;
