@@ -6,6 +6,7 @@ pub mod admin;
 pub mod device;
 pub mod device_cancel;
 pub mod issue;
+pub mod lifecycle;
 pub mod resource;
 pub mod token;
 

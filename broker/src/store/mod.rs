@@ -27,6 +27,9 @@ pub trait Tx {
     fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()>;
     /// Every owner, by name.
     fn owners(&mut self) -> Result<Vec<OwnerInfo>>;
+    /// Forget an owner: its row, dashboard password, setup links and
+    /// sessions (its grants and audit records stay). Whether it existed.
+    fn owner_delete(&mut self, name: &str) -> Result<bool>;
     /// Insert or replace a grant.
     fn grant_put(&mut self, g: &Grant) -> Result<()>;
     /// A grant by id.

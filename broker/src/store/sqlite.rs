@@ -337,6 +337,27 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn owner_delete(&mut self, name: &str) -> Result<bool> {
+        for sql in [
+            "DELETE FROM web_sessions WHERE owner = ?1",
+            "DELETE FROM owner_setup WHERE owner = ?1",
+            "DELETE FROM owner_passwords WHERE owner = ?1",
+        ] {
+            self.conn
+                .prepare_cached(sql)
+                .map_err(db_err)?
+                .execute(params![name])
+                .map_err(db_err)?;
+        }
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM owners WHERE name = ?1")
+            .map_err(db_err)?
+            .execute(params![name])
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     fn owners(&mut self) -> Result<Vec<OwnerInfo>> {
         let mut st = self
             .conn

@@ -17,6 +17,7 @@ mod inputs;
 mod kit;
 mod lifetime;
 mod logs;
+mod operator;
 mod owners;
 mod persistence;
 mod proxy;
