@@ -122,7 +122,38 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-async fn not_found() -> Response {
+/// The page a browser gets for an unknown path: the owner mistyped an
+/// address of the dashboard, so it says so and links back to it.
+const NOT_FOUND_PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Page not found \u{b7} Agent access</title><link rel=\"stylesheet\" href=\"/dashboard.css\"></head>\
+<body><header class=\"top\"><a class=\"brand\" href=\"/\">Agent access</a></header><main>\
+<h1>Page not found</h1><p class=\"notice error\">There is no page at this address. Check the link, or start again from the dashboard.</p>\
+<p><a href=\"/\">Back to the start</a> \u{b7} <a href=\"/agents\">Agents</a> \u{b7} <a href=\"/pending\">Waiting for approval</a></p>\
+</main></body></html>";
+
+async fn not_found(headers: HeaderMap) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        let mut r = (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            NOT_FOUND_PAGE,
+        )
+            .into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        return r;
+    }
     json_response(
         StatusCode::NOT_FOUND,
         ErrorBody {

@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod device;
 mod device_cookie;
+mod pending;
 mod usage;
 pub(crate) mod view;
 
@@ -59,6 +60,8 @@ pub fn router() -> Router<Arc<Broker>> {
             axum::routing::post(agents::revoke_agent),
         )
         .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/pending", get(pending::pending_page))
+        .route("/pending/deny", axum::routing::post(pending::deny))
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))

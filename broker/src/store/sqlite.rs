@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, WebSession};
+use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -810,6 +810,25 @@ impl Tx for SqliteTx<'_> {
                     allowed: r.get(1)?,
                     refused: r.get(2)?,
                     last: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn usage_series(&mut self, owner: &str, since: i64, width: i64) -> Result<Vec<UsageSlot>> {
+        self.rows(
+            "SELECT json_extract(detail, '$.agent') AS agent, (ts - ?2) / ?3 AS slot,
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'allow'), 0),
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'deny'), 0)
+             FROM audit WHERE owner = ?1 AND event = 'usage' AND ts >= ?2 AND json_valid(detail)
+             GROUP BY agent, slot ORDER BY agent, slot",
+            params![owner, since, width.max(1)],
+            |r| {
+                Ok(UsageSlot {
+                    agent: r.get(0)?,
+                    slot: r.get(1)?,
+                    allowed: r.get(2)?,
+                    refused: r.get(3)?,
                 })
             },
         )

@@ -30,7 +30,7 @@ impl Page {
     fn csrf(&self) -> String {
         field(&self.body, "csrf")
     }
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .map_or("", |v| v.to_str().unwrap())

@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod crash;
+mod dash_pages;
 mod dashboard;
 mod device;
 mod files;

@@ -66,3 +66,31 @@ async fn the_agents_reason_is_shown_as_its_own_words() {
     // Shown as text, never as markup.
     assert!(p.body.contains("book the &lt;b&gt;flight&lt;/b&gt; the user chose"), "{}", p.body);
 }
+
+#[tokio::test]
+async fn the_dashboard_lists_waiting_agents_and_denies_one() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let d = crate::device::start_device(&b, "travel:book", Some(API)).await;
+    let uc = d.s("user_code");
+    let (mut w, csrf) = signed_in(&b).await;
+    let p = w.get("/pending").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("travel-bot") && p.body.contains(&uc), "{}", p.body);
+    assert!(p.body.contains(&format!("/device?user_code={uc}")), "{}", p.body);
+    // A form without the page's token is refused.
+    let r = w.post("/pending/deny", &[("user_code", &uc)]).await;
+    assert_eq!(r.status, 403);
+    let r = w
+        .post("/pending/deny", &[("csrf", &csrf), ("user_code", &uc)])
+        .await;
+    assert_eq!((r.status, r.location()), (303, "/pending?done=denied"));
+    assert!(w.get("/pending?done=denied").await.body.contains("No agent is waiting"));
+    // The agent's wait ends with its typed error.
+    let poll = crate::device::poll(&b, &key(), &d.s("device_code")).await;
+    assert_eq!(poll.error(), "access_denied", "{}", poll.body);
+    // Denying again: it is not waiting any more.
+    let r = w
+        .post("/pending/deny", &[("csrf", &csrf), ("user_code", &uc)])
+        .await;
+    assert_eq!(r.status, 404);
+}
