@@ -9,7 +9,7 @@ export type ErrorCode =
   | 'invalid_target' | 'unsupported_grant_type' | 'unsupported_token_type'
   | 'authorization_pending' | 'slow_down' | 'access_denied' | 'expired_token'
   | 'invalid_key' | 'temporarily_unavailable' | 'server_error' | 'scope_not_granted'
-  | 'broker_unavailable' | 'invalid_response' | 'storage_error'
+  | 'broker_unavailable' | 'invalid_response' | 'storage_error' | 'cancelled'
 
 /** Every error the package throws: `code` is stable, `message` says what to do. */
 export declare class ProtonPassError extends Error {
@@ -45,6 +45,13 @@ export declare class VerificationError extends ProtonPassError {
 export interface AuthenticateOptions {
   /** Revoke the session's tokens on SIGINT, SIGTERM and when the process ends (default true). */
   revokeOnExit?: boolean
+  /**
+   * Ends the wait for the owner's approval when aborted: the pending request
+   * is withdrawn at the broker and the Promise rejects with the signal's
+   * reason (an `AbortError` by default). A throwing `onPrompt` ends the wait
+   * the same way, rejecting with what it threw.
+   */
+  signal?: AbortSignal
 }
 
 /** `fetch`'s options, plus the reason signed into this request's proof. */

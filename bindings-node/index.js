@@ -305,6 +305,14 @@ function installExitHooks() {
   }
 }
 
+/** What an aborted signal rejects with: its reason, else an `AbortError`. */
+function abortReason(signal) {
+  if (signal.reason !== undefined) return signal.reason;
+  const e = new Error('the operation was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
 /**
  * Ask the broker for access; see the `AuthenticateOptions` documentation.
  * Resolves to a `Session`.
@@ -313,25 +321,49 @@ async function authenticateWithProton(options = {}) {
   if (options === null || typeof options !== 'object') {
     throw new ProtonPassError('invalid_request', 'authenticateWithProton takes an options object, e.g. { scope: ["travel:book"], audience: "https://api.example" }');
   }
-  const { revokeOnExit = true, onPrompt, ...rest } = options;
+  const { revokeOnExit = true, onPrompt, signal, ...rest } = options;
   if (onPrompt !== undefined && typeof onPrompt !== 'function') {
     throw new ProtonPassError('invalid_request', 'onPrompt must be a function taking { verificationUri, verificationUriComplete, userCode, expiresIn }');
   }
+  if (signal !== undefined && !(signal && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function')) {
+    throw new ProtonPassError('invalid_request', 'signal must be an AbortSignal, e.g. AbortSignal.timeout(60_000) or an AbortController\'s signal');
+  }
+  if (signal && signal.aborted) throw abortReason(signal);
+  // A throwing onPrompt or an aborted signal ends the wait for approval at
+  // once: the native side withdraws the request at the broker and rejects
+  // with `cancelled`, which becomes the prompt's error or the abort reason.
+  const waitId = native.newWait();
+  rest.waitId = waitId;
+  let promptFailure = null;
+  const stopWaiting = (e) => {
+    if (!promptFailure) promptFailure = { error: e };
+    native.cancelWait(waitId);
+  };
   if (onPrompt) {
     rest.onPrompt = (prompt) => {
       try {
         const r = onPrompt(prompt);
-        if (r && typeof r.catch === 'function') r.catch((e) => process.emitWarning(`onPrompt failed: ${e && e.message}`));
+        if (r && typeof r.then === 'function') r.then(undefined, stopWaiting);
       } catch (e) {
-        process.emitWarning(`onPrompt failed: ${e && e.message}`);
+        stopWaiting(e);
       }
     };
   }
+  const onAbort = () => native.cancelWait(waitId);
+  if (signal) signal.addEventListener('abort', onAbort, { once: true });
   let session;
   try {
     session = await native.authenticateWithProton(rest);
   } catch (e) {
-    throw toError(e);
+    const err = toError(e);
+    if (err instanceof ProtonPassError && err.code === 'cancelled') {
+      if (promptFailure) throw promptFailure.error;
+      if (signal && signal.aborted) throw abortReason(signal);
+    }
+    throw err;
+  } finally {
+    if (signal) signal.removeEventListener('abort', onAbort);
+    native.cancelWait(waitId); // forgets the id (the wait is over)
   }
   if (revokeOnExit) {
     live.add(session);

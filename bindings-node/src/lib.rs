@@ -14,7 +14,8 @@ pub use conformance::{
     verify_ed25519, verify_proof, verify_signature,
 };
 pub use session::{
-    AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton,
+    AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton, cancel_wait,
+    new_wait,
 };
 pub use verifier::{
     ClientCredentials, Identity, Rejection, Requirement, Verdict, Verifier, VerifierConfig,

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::Either;
@@ -79,6 +80,46 @@ pub struct AuthenticateOptions {
     pub extend: Option<bool>,
     /// Renew access tokens in the background before they expire; default true.
     pub background_renewal: Option<bool>,
+    /// Set by the package (from `newWait`): the id `cancelWait` ends this
+    /// call's wait for approval by. Use `signal` instead.
+    #[napi(skip_typescript)]
+    pub wait_id: Option<u32>,
+}
+
+/// The waits for approval JavaScript may end, by id (`index.js` ends one
+/// when `onPrompt` throws or the caller's `AbortSignal` fires).
+static WAITS: LazyLock<Mutex<HashMap<u32, core::CancelHandle>>> = LazyLock::new(Mutex::default);
+static NEXT_WAIT: AtomicU32 = AtomicU32::new(1);
+
+/// A new id for `authenticateWithProton`'s `waitId` (used by the package).
+#[napi(js_name = "newWait", skip_typescript)]
+pub fn new_wait() -> u32 {
+    let id = NEXT_WAIT.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut w) = WAITS.lock() {
+        w.insert(id, core::CancelHandle::new());
+    }
+    id
+}
+
+/// End the wait for approval of the call given `id` (if it still waits,
+/// the request is withdrawn at the broker and the call rejects with code
+/// `cancelled`) and forget the id.
+#[napi(js_name = "cancelWait", skip_typescript)]
+pub fn cancel_wait(id: u32) {
+    if let Some(h) = WAITS.lock().ok().and_then(|mut w| w.remove(&id)) {
+        h.cancel();
+    }
+}
+
+/// Forgets a wait once its call returned.
+struct WaitEntry(Option<u32>);
+
+impl Drop for WaitEntry {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(mut w)) = (self.0, WAITS.lock()) {
+            w.remove(&id);
+        }
+    }
 }
 
 impl fmt::Debug for AuthenticateOptions {
@@ -124,7 +165,10 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
         enrollment_code,
         extend,
         background_renewal,
+        wait_id,
     } = options;
+    let _entry = WaitEntry(wait_id);
+    let cancel = wait_id.and_then(|id| WAITS.lock().ok().and_then(|w| w.get(&id).cloned()));
     let prompt: Option<core::PromptFn> = on_prompt.map(|cb| {
         let cb = Arc::new(cb);
         let f: core::PromptFn = Arc::new(move |p: &core::DevicePrompt| {
@@ -144,6 +188,7 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
             dir => core::StoreKind::File(PathBuf::from(dir)),
         }),
         prompt,
+        cancel,
         ttl: ttl.map(u64::from),
         required,
         reason,

@@ -35,6 +35,52 @@ where
     Ok(py.detach(|| runtime().block_on(fut)))
 }
 
+/// [`block_on`] for a wait that Ctrl-C must end: the future runs as a task
+/// while this thread checks for signals every 100 ms. On a signal (SIGINT
+/// raises `KeyboardInterrupt`) `cancel` is cancelled, the task gets a moment
+/// to withdraw what it started, and the signal's exception is returned.
+pub(crate) fn block_on_interruptible<F>(
+    py: Python<'_>,
+    fut: F,
+    cancel: &protonpass_agent::CancelHandle,
+) -> PyResult<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use std::time::Duration;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return block_on(py, fut);
+    }
+    let mut task = runtime().spawn(fut);
+    let failed = |e: tokio::task::JoinError| {
+        errors::to_py(protonpass_agent::Error::Server(format!(
+            "the SDK's task failed: {e}"
+        )))
+    };
+    loop {
+        let step = py.detach(|| {
+            // The timer is made inside the runtime (it needs its reactor).
+            runtime().block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), &mut task).await
+            })
+        });
+        if let Ok(done) = step {
+            return done.map_err(failed);
+        }
+        if let Err(interrupted) = py.check_signals() {
+            cancel.cancel();
+            let _ = py.detach(|| {
+                runtime().block_on(async {
+                    tokio::time::timeout(Duration::from_secs(3), &mut task).await
+                })
+            });
+            task.abort();
+            return Err(interrupted);
+        }
+    }
+}
+
 /// The crate (and package) version, from the Cargo workspace.
 #[pyfunction]
 fn version() -> &'static str {

@@ -1,16 +1,16 @@
 //! `authenticate` and `Session`: thin wrappers over the core client.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use protonpass_agent::{
-    AuthOptions, Challenge, DevicePrompt as CoreDevicePrompt, PromptFn, Session as CoreSession,
-    StoreKind, authenticate_with_proton,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt as CoreDevicePrompt, Error, PromptFn,
+    Session as CoreSession, StoreKind, authenticate_with_proton,
 };
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::{block_on, runtime};
+use crate::{block_on, block_on_interruptible, runtime};
 
 /// What the owner must be shown to approve a device request.
 #[pyclass(
@@ -52,13 +52,34 @@ impl From<&CoreDevicePrompt> for DevicePrompt {
     }
 }
 
-/// Calls a Python callable with the prompt. An exception it raises is
-/// reported as unraisable (the core's prompt cannot fail).
-fn python_prompt(cb: Py<PyAny>) -> PromptFn {
+/// The exception a prompt callback raised, kept until the wait it ended
+/// returns, so that the caller sees that very exception.
+#[derive(Clone, Default)]
+struct PromptFailure(Arc<Mutex<Option<PyErr>>>);
+
+impl PromptFailure {
+    /// The error to raise for `e`: the callback's own exception when the
+    /// wait was cancelled because of it.
+    fn raise(&self, e: Error) -> PyErr {
+        if matches!(e, Error::Cancelled(_))
+            && let Some(err) = self.0.lock().ok().and_then(|mut f| f.take())
+        {
+            return err;
+        }
+        to_py(e)
+    }
+}
+
+/// Calls a Python callable with the prompt. An exception it raises ends the
+/// wait: the request is withdrawn at the broker and the exception propagates.
+fn python_prompt(cb: Py<PyAny>, cancel: CancelHandle, failure: PromptFailure) -> PromptFn {
     Arc::new(move |p: &CoreDevicePrompt| {
         Python::attach(|py| {
             if let Err(e) = cb.call1(py, (DevicePrompt::from(p),)) {
-                e.write_unraisable(py, Some(cb.bind(py)));
+                if let Ok(mut f) = failure.0.lock() {
+                    *f = Some(e);
+                }
+                cancel.cancel();
             }
         });
     })
@@ -232,7 +253,8 @@ impl Session {
     }
 }
 
-/// The arguments of `authenticate`, turned into core options.
+/// The arguments of `authenticate`, turned into core options, with the
+/// handle that ends the wait and where a failing prompt's exception is kept.
 #[allow(clippy::too_many_arguments)]
 fn options(
     broker: Option<String>,
@@ -246,18 +268,20 @@ fn options(
     enrollment_code: Option<String>,
     passphrase: Option<String>,
     extend: bool,
-) -> AuthOptions {
+) -> (AuthOptions, CancelHandle, PromptFailure) {
+    let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
     let store = match store.as_deref() {
         None | Some("file") => None,
         Some("memory") => Some(StoreKind::Memory),
         Some(dir) => Some(StoreKind::File(PathBuf::from(dir))),
     };
-    AuthOptions {
+    let opts = AuthOptions {
         broker,
         agent_name,
         profile,
         store,
-        prompt: prompt.map(python_prompt),
+        prompt: prompt.map(|cb| python_prompt(cb, cancel.clone(), failure.clone())),
+        cancel: Some(cancel.clone()),
         ttl,
         required,
         reason,
@@ -265,10 +289,12 @@ fn options(
         passphrase: passphrase.map(Into::into),
         extend,
         ..AuthOptions::default()
-    }
+    };
+    (opts, cancel, failure)
 }
 
-/// Authenticate (blocking; the GIL is released while waiting).
+/// Authenticate (blocking; the GIL is released while waiting, and Ctrl-C
+/// ends the wait with `KeyboardInterrupt`).
 #[pyfunction]
 #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
     prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
@@ -290,7 +316,7 @@ fn authenticate(
     passphrase: Option<String>,
     extend: bool,
 ) -> PyResult<Session> {
-    let opts = options(
+    let (opts, cancel, failure) = options(
         broker,
         agent_name,
         profile,
@@ -303,10 +329,12 @@ fn authenticate(
         passphrase,
         extend,
     );
-    let s = block_on(py, async move {
-        authenticate_with_proton(&scope, &audience, opts).await
-    })?
-    .map_err(to_py)?;
+    let s = block_on_interruptible(
+        py,
+        async move { authenticate_with_proton(&scope, &audience, opts).await },
+        &cancel,
+    )?
+    .map_err(|e| failure.raise(e))?;
     Ok(Session {
         inner: Some(Arc::new(s)),
     })
@@ -334,7 +362,7 @@ fn authenticate_async<'py>(
     passphrase: Option<String>,
     extend: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = options(
+    let (opts, _cancel, failure) = options(
         broker,
         agent_name,
         profile,
@@ -347,10 +375,12 @@ fn authenticate_async<'py>(
         passphrase,
         extend,
     );
+    // Cancelling the asyncio task drops this future, which withdraws the
+    // device request at the broker.
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
         let s = authenticate_with_proton(&scope, &audience, opts)
             .await
-            .map_err(to_py)?;
+            .map_err(|e| failure.raise(e))?;
         Ok(Session {
             inner: Some(Arc::new(s)),
         })

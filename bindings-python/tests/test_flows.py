@@ -120,7 +120,9 @@ def test_missing_required_scope(broker: Broker, api: Api, agent_name: str, home:
     assert e.value.missing == ["travel:book"]
     assert e.value.granted == ["travel:search"]
     assert "travel:book" in str(e.value) and "extend=True" in str(e.value)
-    # The stored grant lacks it too; asking to extend starts a new approval.
+    # The grant it refused was revoked at once, not stored: the next call asks again.
+    grants = [g for g in broker.cli_json("grant", "list") if g["agent"] == agent_name]
+    assert [g["status"] for g in grants] == ["revoked"], grants
     approver2 = Approver(broker)
     with pa.authenticate_with_proton(
         ["travel:search", "travel:book"],
@@ -133,7 +135,6 @@ def test_missing_required_scope(broker: Broker, api: Api, agent_name: str, home:
     ) as s:
         assert len(approver2.prompts) == 1
         assert sorted(s.scopes) == ["travel:book", "travel:search"]
-    # The grant it extends is revoked, not left live until it expires.
     grants = [g for g in broker.cli_json("grant", "list") if g["agent"] == agent_name]
     assert sorted(g["status"] for g in grants) == ["active", "revoked"], grants
 

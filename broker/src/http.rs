@@ -24,6 +24,7 @@ use protonpass_agent::wire::{
 };
 use serde::Deserialize;
 
+use crate::service::device_cancel::DEVICE_CANCEL_PATH;
 use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
 use crate::token_request::{Refused, TokenRequest};
@@ -45,6 +46,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/metrics", get(metrics_local))
         .merge(pages)
         .route("/oauth/device_authorization", post(device_authorization))
+        .route(DEVICE_CANCEL_PATH, post(device_cancel))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
@@ -120,7 +122,41 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-async fn not_found() -> Response {
+/// The page a browser gets for an unknown path: the owner mistyped an
+/// address of the dashboard, so it says so and links back to it.
+const NOT_FOUND_PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Page not found \u{b7} Agent access</title><link rel=\"stylesheet\" href=\"/dashboard.css\"></head>\
+<body><header class=\"top\"><a class=\"brand\" href=\"/\">Agent access</a></header><main>\
+<h1>Page not found</h1><p class=\"notice error\">There is no page at this address. Check the link, or start again from the dashboard.</p>\
+<p><a href=\"/\">Back to the start</a> \u{b7} <a href=\"/agents\">Agents</a> \u{b7} <a href=\"/pending\">Waiting for approval</a></p>\
+</main></body></html>";
+
+async fn not_found(headers: HeaderMap) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        let mut r = (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            NOT_FOUND_PAGE,
+        )
+            .into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return r;
+    }
     json_response(
         StatusCode::NOT_FOUND,
         ErrorBody {
@@ -258,7 +294,7 @@ async fn metrics_local(
     headers: HeaderMap,
 ) -> Response {
     if b.cfg.metrics_addr.is_some() || !source_ip(&b, peer, &headers).is_loopback() {
-        return not_found().await;
+        return not_found(headers).await;
     }
     metrics(State(b)).await
 }
@@ -310,6 +346,21 @@ async fn device_authorization(
         .await
     {
         Ok(r) => json_response(StatusCode::OK, r),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn device_cancel(
+    State(b): B,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match b.device_cancel(&p, &dpop_headers(&headers)).await {
+        Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
         Err(e) => error_response(&e),
     }
 }

@@ -206,6 +206,11 @@ pub enum Error {
     /// The local grant store could not be read or written.
     #[error("grant storage error: {0}")]
     Storage(String),
+    /// The agent's side stopped waiting (its prompt failed, it was
+    /// interrupted or its task was cancelled); the pending request was
+    /// withdrawn at the broker. Never sent on the wire.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 impl Error {
@@ -234,6 +239,7 @@ impl Error {
             Error::BrokerUnavailable(_) => "broker_unavailable",
             Error::InvalidResponse(_) => "invalid_response",
             Error::Storage(_) => "storage_error",
+            Error::Cancelled(_) => "cancelled",
         }
     }
 
@@ -267,7 +273,8 @@ impl Error {
             | Error::Server(m)
             | Error::BrokerUnavailable(m)
             | Error::InvalidResponse(m)
-            | Error::Storage(m) => m.clone(),
+            | Error::Storage(m)
+            | Error::Cancelled(m) => m.clone(),
             other => other.to_string(),
         }
     }

@@ -125,6 +125,15 @@ enum OwnerCmd {
         /// The owner's name.
         name: String,
     },
+    /// Remove an owner with its resource servers and dashboard password.
+    /// Refused while it has live grants, unless --force.
+    Remove {
+        /// The owner's name.
+        name: String,
+        /// Revoke the owner's live grants and remove it anyway.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +178,12 @@ enum ResourceCmd {
     },
     /// Remove a resource server: its credential stops working at once.
     Remove {
+        /// Its client id or audience.
+        id: String,
+    },
+    /// Give a resource server a new secret (same client id): the old secret
+    /// stops working at once.
+    Rotate {
         /// Its client id or audience.
         id: String,
     },
@@ -367,13 +382,10 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         json: cli.json,
         cfg,
     };
-    let adds_owner = matches!(
-        cli.cmd,
-        Cmd::Owner {
-            cmd: OwnerCmd::Add { .. }
-        }
-    );
-    if !adds_owner {
+    // `owner ...` names the owner it acts on itself (and may remove the
+    // default one); every other command acts as --owner.
+    let about_owners = matches!(cli.cmd, Cmd::Owner { .. });
+    if !about_owners {
         // A mistyped --owner must not quietly become a new, empty tenant.
         let owners = store::read_blocking(&c.b.store, |tx| tx.owners())?;
         if !owners.iter().any(|o| o.name == c.owner) {

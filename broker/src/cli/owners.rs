@@ -1,4 +1,4 @@
-//! Owners and signing keys: `owner add`, `keys rotate`.
+//! Owners and signing keys: `owner add | list | remove`, `keys rotate`.
 
 use std::process::ExitCode;
 
@@ -91,6 +91,24 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
                     format!("Owner {name} had no two-step sign-in; nothing changed.")
                 },
             );
+        }
+        OwnerCmd::Remove { name, force } => {
+            let r = c.rt.block_on(c.b.owner_remove(name, *force))?;
+            let mut text = format!("Removed owner {name}.");
+            if !r.revoked_grants.is_empty() {
+                text.push_str(&format!(
+                    " Revoked its {} live grant(s): {}.",
+                    r.revoked_grants.len(),
+                    r.revoked_grants.join(", ")
+                ));
+            }
+            if !r.removed_resources.is_empty() {
+                text.push_str(&format!(
+                    " Removed its resource server(s) {}: their credentials no longer work.",
+                    r.removed_resources.join(", ")
+                ));
+            }
+            out(c.json, json!(r), text);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-//! Resource servers: `resource add | list | show | remove`.
+//! Resource servers: `resource add | list | show | rotate | remove`.
 
 use std::process::ExitCode;
 
@@ -62,6 +62,17 @@ pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
         ResourceCmd::Show { id } => {
             let r = c.rt.block_on(c.b.resource_find(&c.owner, id))?;
             out(c.json, public(&r), line(&r));
+        }
+        ResourceCmd::Rotate { id } => {
+            let r = c.rt.block_on(c.b.resource_rotate(&c.owner, id))?;
+            out(
+                c.json,
+                json!(r),
+                format!(
+                    "New secret for resource server {} ({}); the old one no longer works.\n  client_id:     {}\n  client_secret: {}\n(the secret is shown once: update the service's configuration)",
+                    r.client_id, r.audience, r.client_id, r.client_secret
+                ),
+            );
         }
         ResourceCmd::Remove { id } => {
             let r = c.rt.block_on(c.b.resource_remove(&c.owner, id))?;

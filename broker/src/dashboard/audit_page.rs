@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::view::{self, parse_date, when};
+use super::view::{self, describe_scope, duration, parse_date, when};
 use super::{B, Form, query, service_error, session, to_login};
 use crate::audit::Verifier;
 use crate::store::{self, AuditQuery};
@@ -59,17 +59,93 @@ fn record_label<'a>(event: &'a str, detail: &str) -> &'a str {
     }
 }
 
-/// A record's detail as `key value` pairs (the raw JSON when it is not an object).
+/// Identifiers: kept for whoever investigates, folded away from the words.
+const IDS: &[&str] = &[
+    "jti",
+    "refresh_jti",
+    "gid",
+    "request",
+    "feed_seq",
+    "jkt",
+    "client_id",
+    "by_request",
+];
+
+/// Who a `by` value names, in words.
+fn by_whom(by: &str) -> String {
+    match by {
+        "owner" => "by you".into(),
+        "agent" => "by the agent itself".into(),
+        "owner_remove" => "when the owner was removed".into(),
+        "refresh_token_reuse" => "by the broker (refresh token reuse)".into(),
+        other => format!("by {other}"),
+    }
+}
+
+/// A record's detail in words: the agent, what it may do, on which service
+/// and until when; identifiers (`jti`, grant ids, ...) folded away; other
+/// members as `key value` (the raw JSON when it is not an object).
 fn details(detail: &str) -> maud::Markup {
-    match serde_json::from_str::<serde_json::Value>(detail) {
-        Ok(serde_json::Value::Object(m)) => html! {
-            @for (k, v) in &m {
-                @if !v.is_null() {
-                    span.kv { b { (k) } " " code.detail { (match v { serde_json::Value::String(s) => s.clone(), other => other.to_string() }) } }
+    use serde_json::Value;
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(detail) else {
+        return html! { code.detail { (detail) } };
+    };
+    let text = |k: &str| m.get(k).and_then(Value::as_str);
+    let time = |k: &str| m.get(k).and_then(Value::as_i64);
+    let aud = text("aud")
+        .or_else(|| text("audience"))
+        .or_else(|| text("resource"));
+    let scopes = |k: &str| -> Vec<String> {
+        text(k)
+            .map(|s| {
+                s.split_whitespace()
+                    .map(|sc| describe_scope(sc, aud))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let shown = [
+        "agent",
+        "scope",
+        "requested_scope",
+        "aud",
+        "audience",
+        "resource",
+        "exp",
+        "grant_exp",
+        "ttl",
+        "by",
+        "reason",
+    ];
+    let ids: Vec<_> = IDS
+        .iter()
+        .filter_map(|k| m.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+        .collect();
+    html! {
+        @if let Some(a) = text("agent") { span.kv { "Agent " strong.agent { (a) } } }
+        @let granted = scopes("scope");
+        @if !granted.is_empty() { span.kv { "May: " (granted.join("; ")) } }
+        @let asked = scopes("requested_scope");
+        @if !asked.is_empty() && asked != granted { span.kv { "Asked for: " (asked.join("; ")) } }
+        @if let Some(a) = aud { span.kv { "Service " code { (a) } } }
+        @if let Some(t) = time("exp") { span.kv { "Access until " (when(t)) } }
+        @if let Some(t) = time("grant_exp") { span.kv { "Grant until " (when(t)) } }
+        @if let Some(t) = time("ttl").filter(|t| *t > 0) { span.kv { "Lasts " (duration(t)) } }
+        @if let Some(b) = text("by") { span.kv { (by_whom(b)) } }
+        @if let Some(r) = text("reason") { span.kv { "Why, in the agent's words: " q.reason { (r) } } }
+        @for (k, v) in &m {
+            @if !v.is_null() && !shown.contains(&k.as_str()) && !IDS.contains(&k.as_str()) {
+                span.kv { b { (k) } " " code.detail { (match v { Value::String(s) => s.clone(), other => other.to_string() }) } }
+            }
+        }
+        @if !ids.is_empty() {
+            details.ids {
+                summary { "Identifiers" }
+                @for (k, v) in &ids {
+                    span.kv { b { (k) } " " code.raw { (match v { Value::String(s) => (*s).clone(), other => other.to_string() }) } }
                 }
             }
-        },
-        _ => html! { code.detail { (detail) } },
+        }
     }
 }
 

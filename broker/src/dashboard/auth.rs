@@ -337,6 +337,9 @@ fn login_form(
                     input type="password" name="password" autocomplete="current-password" required; }
                 button.primary type="submit" { "Sign in" }
             }
+            p.hint { "The account is an owner of this broker, and the password is the one set for it: with the one-time link that "
+                code { "protonpass-broker owner add NAME" } " prints on the broker's machine, or with "
+                code { "protonpass-broker owner add NAME --password-stdin" } ". Running the same command again resets a forgotten password." }
         },
     );
     with_cookies(r, &[c])

@@ -137,6 +137,10 @@ fn approval(
                     Some(k) => dd { code.raw title=(k) { (k.get(..12).unwrap_or(k)) "…" } " — the fingerprint of the key this agent holds; only that key can collect the access." },
                     None => dd { "Bound when the agent collects its access; its short fingerprint then appears on the Agents page." },
                 }
+                @if let Some(r) = d.reason.as_deref() {
+                    dt { "Why, in the agent's own words" }
+                    dd { q.reason { (r) } " — written by the agent, not checked by the broker." }
+                }
                 dt { "Request expires" }
                 dd { "in " (duration((d.expires_at - now).max(0))) }
             }

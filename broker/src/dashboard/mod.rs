@@ -12,6 +12,7 @@ pub mod auth;
 mod device;
 mod device_cookie;
 mod mfa;
+mod pending;
 mod upstreams;
 mod usage;
 pub(crate) mod view;
@@ -67,6 +68,8 @@ pub fn router() -> Router<Arc<Broker>> {
             axum::routing::post(agents::revoke_agent),
         )
         .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/pending", get(pending::pending_page))
+        .route("/pending/deny", axum::routing::post(pending::deny))
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))

@@ -41,6 +41,7 @@ pub(super) fn page(
                     @if let Some(s) = s {
                         nav {
                             a href="/device" { "Approve" }
+                            a href="/pending" { "Waiting" }
                             a href="/agents" { "Agents" }
                             a href="/usage" { "Usage" }
                             a href="/upstreams" { "APIs" }

@@ -4,7 +4,9 @@
 
 pub mod admin;
 pub mod device;
+pub mod device_cancel;
 pub mod issue;
+pub mod lifecycle;
 pub mod resource;
 pub mod token;
 

@@ -27,6 +27,9 @@ pub trait Tx {
     fn owner_ensure(&mut self, name: &str, now: i64) -> Result<()>;
     /// Every owner, by name.
     fn owners(&mut self) -> Result<Vec<OwnerInfo>>;
+    /// Forget an owner: its row, dashboard password, setup links and
+    /// sessions (its grants and audit records stay). Whether it existed.
+    fn owner_delete(&mut self, name: &str) -> Result<bool>;
     /// Insert or replace a grant.
     fn grant_put(&mut self, g: &Grant) -> Result<()>;
     /// A grant by id.
@@ -133,6 +136,9 @@ pub trait Tx {
     /// An owner's latest refused uses, at most `per_agent` for each agent
     /// (and for the unattributed ones), newest first.
     fn usage_refusals(&mut self, owner: &str, per_agent: i64) -> Result<Vec<AuditRecord>>;
+    /// An owner's reported uses since `since`, counted per agent in time
+    /// slots of `width` seconds (slot 0 starts at `since`).
+    fn usage_series(&mut self, owner: &str, since: i64, width: i64) -> Result<Vec<UsageSlot>>;
 
     // Gateway: the owners' upstreams (rules and sealed secrets).
 
@@ -159,6 +165,19 @@ pub struct UsageCount {
     pub refused: i64,
     /// The latest use (Unix seconds, the broker's time).
     pub last: i64,
+}
+
+/// One agent's reported uses in one time slot ([`Tx::usage_series`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSlot {
+    /// The agent; `None` for unattributed uses.
+    pub agent: Option<String>,
+    /// The slot's number from the start.
+    pub slot: i64,
+    /// Allowed requests.
+    pub allowed: i64,
+    /// Refused requests.
+    pub refused: i64,
 }
 
 /// An upstream of the gateway: its rules file and its secret, sealed by the

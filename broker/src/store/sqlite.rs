@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, WebSession};
+use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -341,6 +341,28 @@ impl Tx for SqliteTx<'_> {
             .execute(params![name, now])
             .map_err(db_err)?;
         Ok(())
+    }
+
+    fn owner_delete(&mut self, name: &str) -> Result<bool> {
+        for sql in [
+            "DELETE FROM web_sessions WHERE owner = ?1",
+            "DELETE FROM owner_setup WHERE owner = ?1",
+            "DELETE FROM owner_passwords WHERE owner = ?1",
+            "DELETE FROM owner_mfa WHERE owner = ?1",
+        ] {
+            self.conn
+                .prepare_cached(sql)
+                .map_err(db_err)?
+                .execute(params![name])
+                .map_err(db_err)?;
+        }
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM owners WHERE name = ?1")
+            .map_err(db_err)?
+            .execute(params![name])
+            .map_err(db_err)?;
+        Ok(n > 0)
     }
 
     fn owners(&mut self) -> Result<Vec<OwnerInfo>> {
@@ -826,6 +848,25 @@ impl Tx for SqliteTx<'_> {
                     allowed: r.get(1)?,
                     refused: r.get(2)?,
                     last: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn usage_series(&mut self, owner: &str, since: i64, width: i64) -> Result<Vec<UsageSlot>> {
+        self.rows(
+            "SELECT json_extract(detail, '$.agent') AS agent, (ts - ?2) / ?3 AS slot,
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'allow'), 0),
+                    COALESCE(SUM(json_extract(detail, '$.decision') = 'deny'), 0)
+             FROM audit WHERE owner = ?1 AND event = 'usage' AND ts >= ?2 AND json_valid(detail)
+             GROUP BY agent, slot ORDER BY agent, slot",
+            params![owner, since, width.max(1)],
+            |r| {
+                Ok(UsageSlot {
+                    agent: r.get(0)?,
+                    slot: r.get(1)?,
+                    allowed: r.get(2)?,
+                    refused: r.get(3)?,
                 })
             },
         )

@@ -320,3 +320,65 @@ async fn cutting_off_an_agent_cancels_an_approval_it_has_not_collected() {
     let r = poll(&b, &key(), &d.s("device_code")).await;
     assert_eq!(r.error(), "access_denied", "{}", r.body);
 }
+
+/// Withdraw `dc` with a proof by `k` (`None`: no proof).
+async fn withdraw(b: &Broker, k: Option<&protonpass_agent::AgentKey>, dc: &str) -> Reply {
+    let path = "/oauth/device_authorization/cancel";
+    let url = format!("{}{path}", b.url);
+    let proof = k.map(|k| ("DPoP", b.proof(k, &url, None)));
+    b.post_form(
+        path,
+        &[("device_code", dc), ("client_id", "travel-bot")],
+        proof.as_slice(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn only_the_requesting_key_withdraws_a_device_request() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let k = key();
+    let d = signed(&b, &k).await;
+    let dc = d.s("device_code");
+    // Neither a caller without a proof nor another key may withdraw it.
+    assert_eq!(withdraw(&b, None, &dc).await.error(), "invalid_request");
+    assert_eq!(
+        withdraw(&b, Some(&key()), &dc).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        withdraw(&b, Some(&k), "dc_unknown").await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(b.cli_ok(&["pending"]).as_array().map(Vec::len), Some(1));
+    let r = withdraw(&b, Some(&k), &dc).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The owner no longer sees it, and it can no longer be approved.
+    assert_eq!(b.cli_ok(&["pending"]).as_array().map(Vec::len), Some(0));
+    let (code, _) = b.cli(&["approve", &d.s("user_code"), "--audience", API]);
+    assert_ne!(code, 0);
+    assert_ne!(poll(&b, &k, &dc).await.status, 200);
+    let events: Vec<_> = crate::kit::audit_records(&b)
+        .into_iter()
+        .filter(|r| r["event"] == "device_cancelled")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // Withdrawn after the grant was issued (the agent dropped the answer):
+    // the grant is revoked.
+    let d = signed(&b, &k).await;
+    let dc = d.s("device_code");
+    b.cli_ok(&["approve", &d.s("user_code"), "--audience", API]);
+    let t = poll(&b, &k, &dc).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(withdraw(&b, Some(&k), &dc).await.status, 200);
+    let r = b
+        .exchange(
+            &k,
+            &t.s("refresh_token"),
+            "urn:ietf:params:oauth:token-type:refresh_token",
+            &[("scope", "travel:book"), ("audience", API)],
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_grant", "{}", r.body);
+}

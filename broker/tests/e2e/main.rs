@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod crash;
+mod dash_pages;
 mod dashboard;
 mod device;
 mod exposure;
@@ -19,8 +20,10 @@ mod kit;
 mod lifetime;
 mod logs;
 mod mfa;
+mod operator;
 mod owners;
 mod persistence;
 mod proxy;
 mod ratelimit;
 mod revocation;
+mod waiting;

@@ -71,6 +71,55 @@ pub fn stderr_prompt() -> PromptFn {
     })
 }
 
+/// Stops a wait for the owner's approval from outside: a binding cancels it
+/// when the prompt callback fails, on Ctrl-C, or when its caller gives up.
+/// The wait then withdraws the pending request at the broker and ends with
+/// [`Error::Cancelled`] within a second. Clones share one state.
+#[derive(Clone, Default)]
+pub struct CancelHandle(Arc<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CancelHandle {
+    /// A handle that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancel: any wait using this handle ends.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the handle is cancelled.
+    pub async fn cancelled(&self) {
+        // `notified()` registers before the flag is read: no wake-up is lost.
+        let wake = self.0.notify.notified();
+        if self.is_cancelled() {
+            return;
+        }
+        wake.await;
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CancelHandle")
+            .field(&self.is_cancelled())
+            .finish()
+    }
+}
+
 /// Options of [`authenticate_with_proton`]. Omitted values come from the
 /// environment (`PROTONPASS_BROKER_URL`, `PROTONPASS_AGENT_NAME`,
 /// `PROTONPASS_PROFILE`, `PROTONPASS_ENROLLMENT_CODE`, `PROTONPASS_HOME`).
@@ -86,6 +135,10 @@ pub struct AuthOptions {
     pub store: Option<StoreKind>,
     /// How to show the device prompt; default one line on stderr.
     pub prompt: Option<PromptFn>,
+    /// Ends the wait for the owner's approval when cancelled (the pending
+    /// request is withdrawn at the broker). Dropping the future of
+    /// [`authenticate_with_proton`] withdraws it too.
+    pub cancel: Option<CancelHandle>,
     /// Requested lifetime of access tokens, in seconds (the broker caps it).
     pub ttl: Option<u64>,
     /// Scopes that must be granted; default: every requested scope.
@@ -115,6 +168,7 @@ impl Default for AuthOptions {
             profile: None,
             store: None,
             prompt: None,
+            cancel: None,
             ttl: None,
             required: None,
             reason: None,
@@ -153,6 +207,7 @@ fn env_or(v: &Option<String>, var: &str) -> Option<String> {
 }
 
 /// Talks to the broker's token endpoint with DPoP, answering nonce challenges.
+#[derive(Clone)]
 struct BrokerCalls {
     meta: Arc<ServerMetadata>,
     key: AgentKey,
@@ -259,6 +314,7 @@ impl BrokerCalls {
         scope: &str,
         audience: &str,
         prompt: &PromptFn,
+        cancel: Option<&CancelHandle>,
     ) -> Result<TokenResponse> {
         let endpoint = self.meta.device_authorization_endpoint.as_str();
         let form = [
@@ -274,12 +330,42 @@ impl BrokerCalls {
         }
         let d: DeviceAuthorizationResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::InvalidResponse(format!("device authorization response: {e}")))?;
+        // From here on the broker holds a request for this agent: however the
+        // wait ends early (cancelled, or this future dropped), it is withdrawn.
+        let mut guard = WithdrawOnDrop(Some((self.clone(), Zeroizing::new(d.device_code.clone()))));
         prompt(&DevicePrompt {
             verification_uri: d.verification_uri.clone(),
             verification_uri_complete: d.verification_uri_complete.clone(),
             user_code: d.user_code.clone(),
             expires_in: u64::try_from(d.expires_in).unwrap_or(0),
         });
+        let outcome = match cancel {
+            Some(c) => tokio::select! {
+                r = self.poll_device(&d) => Some(r),
+                () = c.cancelled() => None,
+            },
+            None => Some(self.poll_device(&d).await),
+        };
+        guard.0 = None;
+        match outcome {
+            Some(r) => r,
+            None => {
+                // Bounded: the caller is waiting to see its own error.
+                let withdraw = self.cancel_device(&d.device_code);
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(2), withdraw)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::BrokerUnavailable("timed out".into())))
+                {
+                    tracing::warn!(error = e.code(), "could not withdraw the device request");
+                }
+                Err(Error::Cancelled(
+                    "stopped waiting for the owner's approval; the request was withdrawn".into(),
+                ))
+            }
+        }
+    }
+
+    async fn poll_device(&self, d: &DeviceAuthorizationResponse) -> Result<TokenResponse> {
         // Whatever the broker says, wait at most a day and poll at least every
         // five minutes: no answer can overflow the deadline or stall the agent.
         let lifetime = u64::try_from(d.expires_in).unwrap_or(0).min(86_400);
@@ -301,6 +387,19 @@ impl BrokerCalls {
                 Err(Error::SlowDown) => interval = (interval + 5).min(300),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Withdraw a pending device request (spec 4.4.1), signed by this key.
+    async fn cancel_device(&self, device_code: &str) -> Result<()> {
+        let url = device_cancel_url(&self.meta.device_authorization_endpoint);
+        let form = [
+            ("device_code", device_code),
+            ("client_id", self.agent.as_str()),
+        ];
+        match self.post_form(&url, &form, true).await? {
+            (200, _) => Ok(()),
+            (status, body) => Err(http::error_from_body(status, &body)),
         }
     }
 
@@ -330,6 +429,35 @@ impl BrokerCalls {
             }
         }
         Err(last)
+    }
+}
+
+/// Where a device request is withdrawn: the device authorization endpoint
+/// followed by `/cancel` (spec 4.4.1).
+fn device_cancel_url(endpoint: &str) -> String {
+    format!("{}/cancel", endpoint.trim_end_matches('/'))
+}
+
+/// Withdraws the device request when the wait is dropped before it ended
+/// (an asyncio task or a Promise cancelled): the request is sent from the
+/// runtime, in the background.
+struct WithdrawOnDrop(Option<(BrokerCalls, Zeroizing<String>)>);
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        if let Some((calls, code)) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let withdraw = calls.cancel_device(&code);
+                if tokio::time::timeout(Duration::from_secs(5), withdraw)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("could not withdraw the device request: timed out");
+                }
+            });
+        }
     }
 }
 
@@ -508,12 +636,28 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
                 }
                 None => {
                     let prompt = opts.prompt.clone().unwrap_or_else(stderr_prompt);
-                    calls.device_grant(&scope, audience, &prompt).await?
+                    calls
+                        .device_grant(&scope, audience, &prompt, opts.cancel.as_ref())
+                        .await?
                 }
             };
             let refresh = t.refresh_token.clone().ok_or_else(|| {
                 Error::InvalidResponse("the broker returned no refresh token (grant)".into())
             })?;
+            // The owner may narrow the scopes on the approval page. A grant
+            // without every required scope is refused: revoked at once rather
+            // than stored or left live, unused (a stored grant it replaces
+            // stays as it was).
+            let granted = ScopeSet::parse(&t.scope).unwrap_or_else(|_| ask.clone());
+            if !granted.covers_all(&required) {
+                if let Err(e) = calls.revoke(&refresh, "refresh_token").await {
+                    tracing::warn!(error = e.code(), "could not revoke the refused grant");
+                }
+                return Err(Error::ScopeNotGranted {
+                    missing: granted.missing(&required).to_string(),
+                    granted: granted.to_string(),
+                });
+            }
             let g = StoredGrant {
                 key: calls.key.clone(),
                 refresh_token: Zeroizing::new(refresh),

@@ -16,8 +16,8 @@ mod verifier;
 pub mod axum_layer;
 
 pub use client::{
-    AuthOptions, Challenge, DevicePrompt, PromptFn, Session, authenticate_with_proton,
-    stderr_prompt,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt, PromptFn, Session,
+    authenticate_with_proton, stderr_prompt,
 };
 pub use http::discover;
 pub use store::{GrantStore, StoreKind, StoredGrant};
