@@ -12,6 +12,7 @@ use protonpass_agent::{Error, Result};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::gateway::templates;
 use crate::gateway::upstreams::{self, Ctx, UpstreamView};
 use crate::gateway::vault::{MAX_SECRET, Vault, check_secret};
 use crate::service::Broker;
@@ -19,13 +20,34 @@ use crate::service::Broker;
 /// Upstream commands.
 #[derive(Debug, Subcommand)]
 pub enum UpstreamCmd {
-    /// Add an upstream from a rules file; the secret comes from standard input.
+    /// Add an upstream from a rules file or a built-in template; the secret
+    /// (an OAuth upstream's client secret, if it has one) comes from standard input.
     Add {
         /// The rules file (TOML, see spec/10-gateway-rules.md).
-        file: PathBuf,
-        /// Read the secret from standard input (required: never on the command line).
-        #[arg(long, required = true)]
+        #[arg(required_unless_present = "template", conflicts_with = "template")]
+        file: Option<PathBuf>,
+        /// A built-in template instead of a file (`upstream templates` lists them).
+        #[arg(long)]
+        template: Option<String>,
+        /// With --template: another upstream name.
+        #[arg(long, requires = "template")]
+        name: Option<String>,
+        /// With --template: another base URL (your site or instance).
+        #[arg(long, requires = "template")]
+        base_url: Option<String>,
+        /// With --template: your OAuth client id at the provider.
+        #[arg(long, requires = "template")]
+        client_id: Option<String>,
+        /// Read the secret from standard input (never on the command line);
+        /// required unless the upstream uses OAuth with a public client.
+        #[arg(long)]
         secret_stdin: bool,
+    },
+    /// List the built-in templates (`--json`: name, description, credential kind, scopes).
+    Templates {
+        /// Only templates whose name or descriptions contain this.
+        #[arg(long)]
+        search: Option<String>,
     },
     /// List the owner's upstreams.
     List,
@@ -100,6 +122,19 @@ fn print(j: bool, v: &UpstreamView, what: &str) {
     }
 }
 
+/// `upstream templates`: the built-in catalog.
+pub fn templates(search: Option<&str>, j: bool) -> ExitCode {
+    let list = templates::list(search);
+    if j {
+        println!("{}", json!(list));
+    } else {
+        for t in &list {
+            println!("{:<22} {:<7} {}", t.name, t.credential, t.description);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Run an upstream command for `owner`.
 pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCode> {
     let now = b.clock.now();
@@ -110,11 +145,40 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
         now,
     };
     match cmd {
-        UpstreamCmd::Add { file, .. } => {
-            let text = read_rules(file)?;
+        UpstreamCmd::Add {
+            file,
+            template,
+            name,
+            base_url,
+            client_id,
+            secret_stdin,
+        } => {
+            let text = match (file, template) {
+                (Some(f), _) => read_rules(f)?,
+                (None, Some(t)) => templates::instantiate(
+                    t,
+                    &templates::Overrides {
+                        name: name.clone(),
+                        base_url: base_url.clone(),
+                        client_id: client_id.clone(),
+                    },
+                )?,
+                (None, None) => {
+                    return Err(Error::InvalidRequest("a rules file or --template".into()));
+                }
+            };
             // The rules first: a bad file is refused before the secret is read.
-            upstreams::parse_rules(&text)?;
-            let secret = read_secret()?;
+            let parsed = upstreams::parse_rules(&text)?;
+            let secret = match (secret_stdin, parsed.oauth2.is_some()) {
+                (true, _) => read_secret()?,
+                // A public OAuth client has no secret.
+                (false, true) => Zeroizing::new(Vec::new()),
+                (false, false) => {
+                    return Err(Error::InvalidRequest(
+                        "--secret-stdin: the secret comes from standard input".into(),
+                    ));
+                }
+            };
             let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
             let v = upstreams::add(&ctx, &vault, b.rng.as_ref(), &text, &secret)?;
             print(j, &v, "Added");
@@ -150,6 +214,9 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
             } else {
                 print!("{text}");
             }
+        }
+        UpstreamCmd::Templates { search } => {
+            templates(search.as_deref(), j);
         }
         UpstreamCmd::Show { name } => {
             let v = upstreams::show(&b.store, &b.issuer, owner, name)?;

@@ -6,9 +6,11 @@
 
 mod credential;
 mod forward;
+pub mod oauth_config;
 pub mod path;
 pub(crate) mod proxy;
 pub mod rules;
+pub mod templates;
 pub(crate) mod upstreams;
 pub(crate) mod vault;
 mod watch;

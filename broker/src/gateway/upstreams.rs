@@ -71,6 +71,7 @@ fn view(issuer: &str, rec: &UpstreamRec) -> Result<UpstreamView> {
         gateway_url: gateway_url(issuer, &u.name),
         base_url: u.base_url.as_str().trim_end_matches('/').to_owned(),
         credential: match &u.credential {
+            Credential::Header { name, .. } if u.oauth2.is_some() => format!("oauth2 header {name}"),
             Credential::Header { name, .. } => format!("header {name}"),
             Credential::Query { param } => format!("query {param}"),
             Credential::Basic { .. } => "basic".to_owned(),
