@@ -12,9 +12,9 @@ use protonpass_agent::{Error, Result};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::gateway::templates;
 use crate::gateway::upstreams::{self, Ctx, UpstreamView};
 use crate::gateway::vault::{MAX_SECRET, Vault, check_secret};
+use crate::gateway::{oauth, templates};
 use crate::service::Broker;
 
 /// Upstream commands.
@@ -74,6 +74,27 @@ pub enum UpstreamCmd {
         /// Its name.
         name: String,
     },
+    /// Connect an OAuth upstream to your account at the provider: prints
+    /// `authorize_url` to open in a browser, then waits until the running
+    /// broker has received the provider's answer on `{issuer}/upstreams/callback`.
+    Connect {
+        /// Its name.
+        name: String,
+        /// Print the URL and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show an OAuth upstream's connection: connected, broken or not connected.
+    Connection {
+        /// Its name.
+        name: String,
+    },
+    /// Revoke an OAuth upstream's tokens at the provider (RFC 7009, where it
+    /// has a revocation endpoint) and forget them.
+    Disconnect {
+        /// Its name.
+        name: String,
+    },
 }
 
 fn read_secret() -> Result<Zeroizing<Vec<u8>>> {
@@ -119,6 +140,52 @@ fn print(j: bool, v: &UpstreamView, what: &str) {
                     .unwrap_or_default()
             );
         }
+    }
+}
+
+/// How often `connect` looks for the connection, milliseconds.
+const POLL_MS: u64 = 300;
+
+/// `upstream connect`: start, print the URL, and wait for the running
+/// broker's callback by watching the store (the CLI and the broker share it).
+fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Result<()> {
+    use std::io::Write as _;
+    let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+    let n = name.to_owned();
+    let before = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?.map(|c| c.id);
+    let started = oauth::start(ctx, &vault, b.rng.as_ref(), name, "cli")?;
+    if j {
+        println!("{}", json!(started));
+    } else {
+        println!(
+            "Open this address in a browser to connect upstream {name} (valid 10 minutes):\n{}",
+            started.authorize_url
+        );
+    }
+    let _ = std::io::stdout().flush();
+    if no_wait {
+        return Ok(());
+    }
+    loop {
+        let n = name.to_owned();
+        let now = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?;
+        if let Some(c) = now.filter(|c| Some(&c.id) != before.as_ref() && c.status == "connected") {
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": name, "connected": true, "connection": c.id})
+                );
+            } else {
+                println!("Connected upstream {name}.");
+            }
+            return Ok(());
+        }
+        if b.clock.now() >= started.expires_at {
+            return Err(Error::InvalidRequest(format!(
+                "upstream {name} was not connected in time: run `upstream connect {name}` again"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
     }
 }
 
@@ -213,6 +280,35 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
                 println!("{}", json!({"name": name, "rules": text}));
             } else {
                 print!("{text}");
+            }
+        }
+        UpstreamCmd::Connect { name, no_wait } => connect(b, &ctx, name, *no_wait, j)?,
+        UpstreamCmd::Connection { name } => {
+            let v = oauth::status(&b.store, owner, name)?;
+            if j {
+                println!("{}", json!(v));
+            } else {
+                println!("Upstream {name}: {}", v.status.replace('_', " "));
+            }
+        }
+        UpstreamCmd::Disconnect { name } => {
+            let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Server(format!("runtime: {e}")))?;
+            let revoked = rt.block_on(oauth::disconnect(b, &vault, owner, name, "cli"))?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": name, "disconnected": true, "revoked": revoked})
+                );
+            } else if revoked {
+                println!("Disconnected upstream {name}: the provider revoked its tokens.");
+            } else {
+                println!(
+                    "Disconnected upstream {name}: its tokens are forgotten (the provider did not confirm a revocation)."
+                );
             }
         }
         UpstreamCmd::Templates { search } => {

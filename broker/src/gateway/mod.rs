@@ -6,6 +6,8 @@
 
 mod credential;
 mod forward;
+pub mod oauth;
+mod oauth_client;
 pub mod oauth_config;
 pub mod path;
 pub(crate) mod proxy;

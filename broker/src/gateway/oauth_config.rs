@@ -85,7 +85,10 @@ fn printable(s: &str, max: usize) -> bool {
 
 /// Check the table; returns it with the header name and the value template
 /// (`{access_token}` turned into the gateway's `{secret}`).
-pub(super) fn oauth2(r: RawOAuth2, allow_private: bool) -> Result<(OAuth2, String, String), String> {
+pub(super) fn oauth2(
+    r: RawOAuth2,
+    allow_private: bool,
+) -> Result<(OAuth2, String, String), String> {
     let authorization_url = endpoint("authorization_url", &r.authorization_url, allow_private)?;
     let token_url = endpoint("token_url", &r.token_url, allow_private)?;
     let revocation_url = match r.revocation_url {

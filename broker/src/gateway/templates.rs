@@ -11,20 +11,38 @@ use crate::scope_catalog::ScopeInfo;
 
 /// Every built-in template: its name and its rules file.
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("anthropic", include_str!("../../../templates/anthropic.toml")),
+    (
+        "anthropic",
+        include_str!("../../../templates/anthropic.toml"),
+    ),
     ("asana", include_str!("../../../templates/asana.toml")),
-    ("cloudflare", include_str!("../../../templates/cloudflare.toml")),
+    (
+        "cloudflare",
+        include_str!("../../../templates/cloudflare.toml"),
+    ),
     ("dropbox", include_str!("../../../templates/dropbox.toml")),
     ("gemini", include_str!("../../../templates/gemini.toml")),
     ("github", include_str!("../../../templates/github.toml")),
     ("gitlab", include_str!("../../../templates/gitlab.toml")),
     ("gmail", include_str!("../../../templates/gmail.toml")),
-    ("google-calendar", include_str!("../../../templates/google-calendar.toml")),
-    ("google-cloud-storage", include_str!("../../../templates/google-cloud-storage.toml")),
-    ("google-drive", include_str!("../../../templates/google-drive.toml")),
+    (
+        "google-calendar",
+        include_str!("../../../templates/google-calendar.toml"),
+    ),
+    (
+        "google-cloud-storage",
+        include_str!("../../../templates/google-cloud-storage.toml"),
+    ),
+    (
+        "google-drive",
+        include_str!("../../../templates/google-drive.toml"),
+    ),
     ("hubspot", include_str!("../../../templates/hubspot.toml")),
     ("jira", include_str!("../../../templates/jira.toml")),
-    ("microsoft-outlook", include_str!("../../../templates/microsoft-outlook.toml")),
+    (
+        "microsoft-outlook",
+        include_str!("../../../templates/microsoft-outlook.toml"),
+    ),
     ("mistral", include_str!("../../../templates/mistral.toml")),
     ("notion", include_str!("../../../templates/notion.toml")),
     ("openai", include_str!("../../../templates/openai.toml")),

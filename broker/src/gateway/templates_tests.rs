@@ -135,8 +135,18 @@ fn templates_map_sample_requests() {
         ("jira", "DELETE", "/rest/api/3/issue/PROJ-1", None),
         ("jira", "PUT", "/rest/api/3/issue/PROJ-1", None),
         ("gmail", "GET", "/users/me/messages", Some("mail:read")),
-        ("gmail", "GET", "/users/me/messages/18c2f", Some("mail:read")),
-        ("gmail", "POST", "/users/me/messages/send", Some("mail:send")),
+        (
+            "gmail",
+            "GET",
+            "/users/me/messages/18c2f",
+            Some("mail:read"),
+        ),
+        (
+            "gmail",
+            "POST",
+            "/users/me/messages/send",
+            Some("mail:send"),
+        ),
         ("gmail", "POST", "/users/me/drafts", Some("drafts:write")),
         ("gmail", "DELETE", "/users/me/messages/18c2f", None),
         ("gmail", "GET", "/users/other/messages", None),
@@ -158,7 +168,12 @@ fn templates_map_sample_requests() {
             "/calendars/primary/events/abc",
             Some("events:delete"),
         ),
-        ("google-calendar", "POST", "/freeBusy", Some("calendar:freebusy")),
+        (
+            "google-calendar",
+            "POST",
+            "/freeBusy",
+            Some("calendar:freebusy"),
+        ),
         ("google-calendar", "DELETE", "/calendars/primary", None),
         (
             "microsoft-outlook",
@@ -166,7 +181,12 @@ fn templates_map_sample_requests() {
             "/me/messages/AAMk=",
             Some("mail:read"),
         ),
-        ("microsoft-outlook", "POST", "/me/sendMail", Some("mail:send")),
+        (
+            "microsoft-outlook",
+            "POST",
+            "/me/sendMail",
+            Some("mail:send"),
+        ),
         ("microsoft-outlook", "DELETE", "/me/messages/AAMk", None),
         ("microsoft-outlook", "GET", "/users/someone", None),
         (
@@ -211,11 +231,21 @@ fn templates_map_sample_requests() {
         ),
         ("google-cloud-storage", "PUT", "/my-bucket", None),
         ("google-cloud-storage", "GET", "/My-Bucket/x", None),
-        ("slack", "GET", "/conversations.history", Some("messages:read")),
+        (
+            "slack",
+            "GET",
+            "/conversations.history",
+            Some("messages:read"),
+        ),
         ("slack", "POST", "/chat.postMessage", Some("chat:write")),
         ("slack", "POST", "/chat.delete", None),
         ("slack", "POST", "/admin.users.remove", None),
-        ("gitlab", "GET", "/projects/1234/issues", Some("repo:read:1234")),
+        (
+            "gitlab",
+            "GET",
+            "/projects/1234/issues",
+            Some("repo:read:1234"),
+        ),
         (
             "gitlab",
             "POST",
@@ -245,7 +275,12 @@ fn templates_map_sample_requests() {
         ("gemini", "GET", "/v1beta/models", Some("models:read")),
         ("gemini", "POST", "/v1beta/tunedModels", None),
         ("sendgrid", "POST", "/v3/mail/send", Some("mail:send")),
-        ("sendgrid", "GET", "/v3/templates/d-1", Some("templates:read")),
+        (
+            "sendgrid",
+            "GET",
+            "/v3/templates/d-1",
+            Some("templates:read"),
+        ),
         ("sendgrid", "DELETE", "/v3/templates/d-1", None),
         ("sendgrid", "POST", "/v3/api_keys", None),
         (
@@ -275,7 +310,12 @@ fn templates_map_sample_requests() {
         ),
         ("hubspot", "DELETE", "/crm/v3/objects/contacts/51", None),
         ("asana", "GET", "/tasks/1201", Some("tasks:read")),
-        ("asana", "POST", "/tasks/1201/stories", Some("tasks:comment")),
+        (
+            "asana",
+            "POST",
+            "/tasks/1201/stories",
+            Some("tasks:comment"),
+        ),
         ("asana", "DELETE", "/tasks/1201", None),
         ("cloudflare", "GET", "/zones", Some("zones:read")),
         (
@@ -284,7 +324,12 @@ fn templates_map_sample_requests() {
             "/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records/r1",
             Some("dns:write:023e105f4ecef8ad9ca31a8372d0c353"),
         ),
-        ("cloudflare", "DELETE", "/zones/023e105f4ecef8ad9ca31a8372d0c353", None),
+        (
+            "cloudflare",
+            "DELETE",
+            "/zones/023e105f4ecef8ad9ca31a8372d0c353",
+            None,
+        ),
     ];
     for (t, method, raw, want) in cases {
         let u = load(t);
@@ -299,14 +344,26 @@ fn the_catalog_lists_searches_and_instantiates() {
     use super::super::templates::{Overrides, instantiate, list, show};
     let all = list(None);
     assert!(all.len() >= 20);
-    assert!(all.iter().any(|t| t.name == "gmail" && t.credential == "oauth2"));
-    assert!(all.iter().any(|t| t.name == "stripe" && t.credential == "header"));
+    assert!(
+        all.iter()
+            .any(|t| t.name == "gmail" && t.credential == "oauth2")
+    );
+    assert!(
+        all.iter()
+            .any(|t| t.name == "stripe" && t.credential == "header")
+    );
     let cal = list(Some(" Calendar"));
     assert!(cal.iter().any(|t| t.name == "google-calendar"));
     assert!(cal.iter().any(|t| t.name == "microsoft-outlook"));
     assert!(!cal.iter().any(|t| t.name == "stripe"));
     assert!(list(Some("no-such-thing-anywhere")).is_empty());
-    assert!(show("gmail").unwrap().scopes.iter().any(|s| s.name == "mail:send"));
+    assert!(
+        show("gmail")
+            .unwrap()
+            .scopes
+            .iter()
+            .any(|s| s.name == "mail:send")
+    );
     assert!(show("nope").is_err());
     let text = instantiate(
         "gmail",
@@ -319,7 +376,10 @@ fn the_catalog_lists_searches_and_instantiates() {
     .unwrap();
     let u = parse(&text).unwrap();
     assert_eq!(u.name, "my-mail");
-    assert_eq!(u.oauth2.unwrap().client_id, "123.apps.googleusercontent.com");
+    assert_eq!(
+        u.oauth2.unwrap().client_id,
+        "123.apps.googleusercontent.com"
+    );
     let jira = instantiate(
         "jira",
         &Overrides {
@@ -328,7 +388,10 @@ fn the_catalog_lists_searches_and_instantiates() {
         },
     )
     .unwrap();
-    assert_eq!(parse(&jira).unwrap().base_url.as_str(), "https://acme.atlassian.net/");
+    assert_eq!(
+        parse(&jira).unwrap().base_url.as_str(),
+        "https://acme.atlassian.net/"
+    );
     assert!(
         instantiate(
             "stripe",
