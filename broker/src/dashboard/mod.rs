@@ -9,6 +9,8 @@
 mod agents;
 mod audit_page;
 pub mod auth;
+mod catalog;
+mod connections;
 mod device;
 mod device_cookie;
 mod usage;
@@ -62,6 +64,9 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))
+        // Upstream templates and OAuth connections.
+        .merge(catalog::routes())
+        .merge(connections::routes())
         .layer(middleware::from_fn(security_headers))
 }
 

@@ -174,7 +174,10 @@ pub async fn disconnect(
     name: &str,
     by: &str,
 ) -> Result<bool> {
-    let (rec, up, o) = oauth_upstream(&b.store, owner, name)?;
+    let (store, o2, n2) = (b.store.clone(), owner.to_owned(), name.to_owned());
+    let (rec, up, o) = tokio::task::spawn_blocking(move || oauth_upstream(&store, &o2, &n2))
+        .await
+        .map_err(|_| Error::TemporarilyUnavailable("busy".into()))??;
     let n = name.to_owned();
     let conn = store::read(&b.store, move |tx| tx.connection_get(&n))
         .await?
@@ -365,11 +368,14 @@ pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>> {
         .with_state(Arc::new(Callback { b, vault })))
 }
 
+/// The callback page's policy: no script, styles from the broker only.
+const CALLBACK_CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
          <link rel=\"stylesheet\" href=\"/dashboard.css\"></head><body><main><h1>{title}</h1>\
-         <p>{text}</p><p><a href=\"/upstreams/catalog\">Back to the dashboard</a></p></main></body></html>"
+         <p>{text}</p><p><a href=\"/upstreams/connections\">Your connections</a></p></main></body></html>"
     );
     let mut r = (status, Html(body)).into_response();
     let h = r.headers_mut();
@@ -380,7 +386,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(crate::dashboard::CSP),
+        HeaderValue::from_static(CALLBACK_CSP),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r

@@ -15,7 +15,7 @@ use crate::kit::{BIN, Broker, audit_records, key};
 use crate::oauth_provider::{CLIENT_SECRET, Provider};
 
 /// `upstream add` (a file or `--template`) with `stdin` as standard input.
-fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
+pub fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
     let mut c = Command::new(BIN)
         .args([
             "--data",
@@ -43,7 +43,7 @@ fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
     )
 }
 
-fn add_oauth(b: &Broker, p: &Provider, name: &str, issuer: &str) {
+pub fn add_oauth(b: &Broker, p: &Provider, name: &str, issuer: &str) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), p.rules(name, issuer)).unwrap();
     let (code, v) = add(
@@ -73,13 +73,13 @@ fn start_connect(b: &Broker, name: &str) -> (Child, BufReader<std::process::Chil
 
 /// What the owner's browser does: the provider consents and redirects; the
 /// answer is the callback URL on the broker.
-async fn consent(authorize_url: &str) -> String {
+pub async fn consent(authorize_url: &str) -> String {
     let r = no_redirects().get(authorize_url).send().await.unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     r.headers()["location"].to_str().unwrap().to_owned()
 }
 
-async fn get_page(url: &str) -> (u16, String) {
+pub async fn get_page(url: &str) -> (u16, String) {
     let r = no_redirects().get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
@@ -99,7 +99,7 @@ async fn connect(b: &Broker, name: &str) -> String {
 }
 
 /// An agent of the default owner enrolled for `name`'s audience.
-async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
+pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
     let g = b.cli_ok(&[
         "grant",
         "create",
@@ -131,7 +131,7 @@ async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
 }
 
 /// A signed call through the gateway (with the nonce round if needed).
-async fn call(b: &Broker, a: &(AgentKey, String), method: &str, path: &str) -> (u16, Value) {
+pub async fn call(b: &Broker, a: &(AgentKey, String), method: &str, path: &str) -> (u16, Value) {
     let url = format!("{}/gateway{path}", b.url);
     let mut nonce: Option<String> = None;
     for _ in 0..2 {

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod crash;
 mod dashboard;
+mod dashboard_catalog;
 mod device;
 mod files;
 mod flows;
