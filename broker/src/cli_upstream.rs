@@ -14,18 +14,40 @@ use zeroize::Zeroizing;
 
 use crate::gateway::upstreams::{self, Ctx, UpstreamView};
 use crate::gateway::vault::{MAX_SECRET, Vault, check_secret};
+use crate::gateway::{oauth, templates};
 use crate::service::Broker;
 
 /// Upstream commands.
 #[derive(Debug, Subcommand)]
 pub enum UpstreamCmd {
-    /// Add an upstream from a rules file; the secret comes from standard input.
+    /// Add an upstream from a rules file or a built-in template; the secret
+    /// (an OAuth upstream's client secret, if it has one) comes from standard input.
     Add {
         /// The rules file (TOML, see spec/10-gateway-rules.md).
-        file: PathBuf,
-        /// Read the secret from standard input (required: never on the command line).
-        #[arg(long, required = true)]
+        #[arg(required_unless_present = "template", conflicts_with = "template")]
+        file: Option<PathBuf>,
+        /// A built-in template instead of a file (`upstream templates` lists them).
+        #[arg(long)]
+        template: Option<String>,
+        /// With --template: another upstream name.
+        #[arg(long, requires = "template")]
+        name: Option<String>,
+        /// With --template: another base URL (your site or instance).
+        #[arg(long, requires = "template")]
+        base_url: Option<String>,
+        /// With --template: your OAuth client id at the provider.
+        #[arg(long, requires = "template")]
+        client_id: Option<String>,
+        /// Read the secret from standard input (never on the command line);
+        /// required unless the upstream uses OAuth with a public client.
+        #[arg(long)]
         secret_stdin: bool,
+    },
+    /// List the built-in templates (`--json`: name, description, credential kind, scopes).
+    Templates {
+        /// Only templates whose name or descriptions contain this.
+        #[arg(long)]
+        search: Option<String>,
     },
     /// List the owner's upstreams.
     List,
@@ -49,6 +71,27 @@ pub enum UpstreamCmd {
     },
     /// Remove an upstream and its secret.
     Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Connect an OAuth upstream to your account at the provider: prints
+    /// `authorize_url` to open in a browser, then waits until the running
+    /// broker has received the provider's answer on `{issuer}/upstreams/callback`.
+    Connect {
+        /// Its name.
+        name: String,
+        /// Print the URL and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show an OAuth upstream's connection: connected, broken or not connected.
+    Connection {
+        /// Its name.
+        name: String,
+    },
+    /// Revoke an OAuth upstream's tokens at the provider (RFC 7009, where it
+    /// has a revocation endpoint) and forget them.
+    Disconnect {
         /// Its name.
         name: String,
     },
@@ -100,6 +143,65 @@ fn print(j: bool, v: &UpstreamView, what: &str) {
     }
 }
 
+/// How often `connect` looks for the connection, milliseconds.
+const POLL_MS: u64 = 300;
+
+/// `upstream connect`: start, print the URL, and wait for the running
+/// broker's callback by watching the store (the CLI and the broker share it).
+fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Result<()> {
+    use std::io::Write as _;
+    let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+    let n = name.to_owned();
+    let before = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?.map(|c| c.id);
+    let started = oauth::start(ctx, &vault, b.rng.as_ref(), name, "cli")?;
+    if j {
+        println!("{}", json!(started));
+    } else {
+        println!(
+            "Open this address in a browser to connect upstream {name} (valid 10 minutes):\n{}",
+            started.authorize_url
+        );
+    }
+    let _ = std::io::stdout().flush();
+    if no_wait {
+        return Ok(());
+    }
+    loop {
+        let n = name.to_owned();
+        let now = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?;
+        if let Some(c) = now.filter(|c| Some(&c.id) != before.as_ref() && c.status == "connected") {
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": name, "connected": true, "connection": c.id})
+                );
+            } else {
+                println!("Connected upstream {name}.");
+            }
+            return Ok(());
+        }
+        if b.clock.now() >= started.expires_at {
+            return Err(Error::InvalidRequest(format!(
+                "upstream {name} was not connected in time: run `upstream connect {name}` again"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+    }
+}
+
+/// `upstream templates`: the built-in catalog.
+pub fn templates(search: Option<&str>, j: bool) -> ExitCode {
+    let list = templates::list(search);
+    if j {
+        println!("{}", json!(list));
+    } else {
+        for t in &list {
+            println!("{:<22} {:<7} {}", t.name, t.credential, t.description);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Run an upstream command for `owner`.
 pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCode> {
     let now = b.clock.now();
@@ -110,11 +212,40 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
         now,
     };
     match cmd {
-        UpstreamCmd::Add { file, .. } => {
-            let text = read_rules(file)?;
+        UpstreamCmd::Add {
+            file,
+            template,
+            name,
+            base_url,
+            client_id,
+            secret_stdin,
+        } => {
+            let text = match (file, template) {
+                (Some(f), _) => read_rules(f)?,
+                (None, Some(t)) => templates::instantiate(
+                    t,
+                    &templates::Overrides {
+                        name: name.clone(),
+                        base_url: base_url.clone(),
+                        client_id: client_id.clone(),
+                    },
+                )?,
+                (None, None) => {
+                    return Err(Error::InvalidRequest("a rules file or --template".into()));
+                }
+            };
             // The rules first: a bad file is refused before the secret is read.
-            upstreams::parse_rules(&text)?;
-            let secret = read_secret()?;
+            let parsed = upstreams::parse_rules(&text)?;
+            let secret = match (secret_stdin, parsed.oauth2.is_some()) {
+                (true, _) => read_secret()?,
+                // A public OAuth client has no secret.
+                (false, true) => Zeroizing::new(Vec::new()),
+                (false, false) => {
+                    return Err(Error::InvalidRequest(
+                        "--secret-stdin: the secret comes from standard input".into(),
+                    ));
+                }
+            };
             let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
             let v = upstreams::add(&ctx, &vault, b.rng.as_ref(), &text, &secret)?;
             print(j, &v, "Added");
@@ -150,6 +281,38 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
             } else {
                 print!("{text}");
             }
+        }
+        UpstreamCmd::Connect { name, no_wait } => connect(b, &ctx, name, *no_wait, j)?,
+        UpstreamCmd::Connection { name } => {
+            let v = oauth::status(&b.store, owner, name)?;
+            if j {
+                println!("{}", json!(v));
+            } else {
+                println!("Upstream {name}: {}", v.status.replace('_', " "));
+            }
+        }
+        UpstreamCmd::Disconnect { name } => {
+            let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Server(format!("runtime: {e}")))?;
+            let revoked = rt.block_on(oauth::disconnect(b, &vault, owner, name, "cli"))?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": name, "disconnected": true, "revoked": revoked})
+                );
+            } else if revoked {
+                println!("Disconnected upstream {name}: the provider revoked its tokens.");
+            } else {
+                println!(
+                    "Disconnected upstream {name}: its tokens are forgotten (the provider did not confirm a revocation)."
+                );
+            }
+        }
+        UpstreamCmd::Templates { search } => {
+            templates(search.as_deref(), j);
         }
         UpstreamCmd::Show { name } => {
             let v = upstreams::show(&b.store, &b.issuer, owner, name)?;

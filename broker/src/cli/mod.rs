@@ -343,6 +343,13 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
     if let Cmd::Serve = cli.cmd {
         return serve::serve(cfg);
     }
+    // The built-in template catalog needs no broker data.
+    if let Cmd::Upstream {
+        cmd: crate::cli_upstream::UpstreamCmd::Templates { search },
+    } = &cli.cmd
+    {
+        return Ok(crate::cli_upstream::templates(search.as_deref(), cli.json));
+    }
     let read_only = matches!(
         cli.cmd,
         Cmd::Grant {

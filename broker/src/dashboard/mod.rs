@@ -9,6 +9,8 @@
 mod agents;
 mod audit_page;
 pub mod auth;
+mod catalog;
+mod connections;
 mod device;
 mod device_cookie;
 mod mfa;
@@ -80,6 +82,9 @@ pub fn router() -> Router<Arc<Broker>> {
             get(upstreams::remove_page).post(upstreams::remove),
         )
         .route("/upstreams/rotate", axum::routing::post(upstreams::rotate))
+        // Upstream templates and OAuth connections.
+        .merge(catalog::routes())
+        .merge(connections::routes())
         .layer(middleware::from_fn(security_headers))
 }
 

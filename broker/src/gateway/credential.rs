@@ -33,6 +33,7 @@ pub(super) struct RawCredential {
     value: Option<String>,
     query: Option<String>,
     basic: Option<String>,
+    oauth2: Option<super::oauth_config::RawOAuth2>,
 }
 
 pub(super) fn valid_token(s: &str) -> bool {
@@ -69,13 +70,35 @@ fn check_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn credential(c: RawCredential) -> Result<Credential, String> {
+/// The credential and, for `[credential.oauth2]`, the OAuth client
+/// configuration (its access token is then the `{secret}` of a header).
+pub(super) fn credential(
+    mut c: RawCredential,
+    allow_private: bool,
+) -> Result<(Credential, Option<super::oauth_config::OAuth2>), String> {
+    if let Some(o) = c.oauth2.take() {
+        if c.header.is_some() || c.value.is_some() || c.query.is_some() || c.basic.is_some() {
+            return Err("[credential.oauth2] stands alone: header and value go inside it".into());
+        }
+        let (o, header, template) = super::oauth_config::oauth2(o, allow_private)?;
+        let name = header.to_ascii_lowercase();
+        if !valid_token(&header) || RESERVED_HEADERS.contains(&name.as_str()) {
+            return Err(format!("{header:?} cannot carry the credential"));
+        }
+        check_template(&template)?;
+        return Ok((Credential::Header { name, template }, Some(o)));
+    }
+    static_credential(c).map(|c| (c, None))
+}
+
+fn static_credential(c: RawCredential) -> Result<Credential, String> {
     match c {
         RawCredential {
             header: Some(h),
             value: Some(v),
             query: None,
             basic: None,
+            oauth2: None,
         } => {
             let name = h.to_ascii_lowercase();
             if !valid_token(&h) || RESERVED_HEADERS.contains(&name.as_str()) {
@@ -89,6 +112,7 @@ pub(super) fn credential(c: RawCredential) -> Result<Credential, String> {
             header: None,
             value: None,
             basic: None,
+            oauth2: None,
         } => {
             let ok = !q.is_empty()
                 && q.len() <= 64
@@ -104,12 +128,13 @@ pub(super) fn credential(c: RawCredential) -> Result<Credential, String> {
             header: None,
             value: None,
             query: None,
+            oauth2: None,
         } => {
             check_template(&b)?;
             Ok(Credential::Basic { template: b })
         }
         _ => Err(
-            "credential is { header, value }, { query } or { basic }, exactly one of them".into(),
+            "credential is { header, value }, { query }, { basic } or [credential.oauth2], exactly one of them".into(),
         ),
     }
 }

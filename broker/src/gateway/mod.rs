@@ -6,9 +6,13 @@
 
 mod credential;
 mod forward;
+pub mod oauth;
+mod oauth_client;
+pub mod oauth_config;
 pub mod path;
 pub(crate) mod proxy;
 pub mod rules;
+pub mod templates;
 pub(crate) mod upstreams;
 pub(crate) mod vault;
 mod watch;

@@ -45,6 +45,8 @@ pub struct Gateway {
     public: reqwest::Client,
     /// For upstreams that allow private networks.
     private: reqwest::Client,
+    /// OAuth upstreams: one refresh at a time per connection.
+    flights: super::oauth::Flights,
 }
 
 fn client(public_only: bool) -> Result<reqwest::Client, Error> {
@@ -66,7 +68,9 @@ fn client(public_only: bool) -> Result<reqwest::Client, Error> {
 /// The gateway's routes; the vault key is loaded (or created) here.
 pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
     let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
+    let callback = super::oauth::router(b.clone())?;
     let gw = Arc::new(Gateway {
+        flights: super::oauth::Flights::default(),
         b,
         vault,
         parsed: Mutex::default(),
@@ -78,7 +82,8 @@ pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
         .route("/gateway/{name}/", any(handle))
         .route("/gateway/{name}/{*rest}", any(handle))
         .layer(DefaultBodyLimit::disable())
-        .with_state(gw))
+        .with_state(gw)
+        .merge(callback))
 }
 
 /// What the audit record of one call says.
@@ -93,6 +98,8 @@ struct Call {
     reason: Option<String>,
     error: Option<&'static str>,
     error_reason: Option<&'static str>,
+    /// The OAuth connection that served the call, if the upstream uses one.
+    connection: Option<String>,
     status: u16,
     start: Instant,
     bytes_in: Arc<AtomicU64>,
@@ -122,6 +129,7 @@ impl Drop for Call {
             "bytes_out": self.bytes_out.load(Ordering::Relaxed),
             "latency_ms": self.start.elapsed().as_millis() as u64,
             "reason": self.reason, "error": self.error, "error_reason": self.error_reason,
+            "connection": self.connection,
         })
         .to_string();
         let (now, owner) = (self.b.clock.now(), std::mem::take(&mut self.owner));
@@ -192,6 +200,41 @@ fn upstream_failed(call: &mut Call, timeout: bool) -> Response {
     json_error(status, code, text)
 }
 
+/// `502` (`503` for storage) when an OAuth upstream has no usable access token.
+fn no_token(call: &mut Call, name: &str, why: super::oauth::NoToken) -> Response {
+    use super::oauth::NoToken;
+    let (status, code, text) = match why {
+        NoToken::NotConnected => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_not_connected",
+            format!("the owner has not connected upstream {name} (upstream connect {name})"),
+        ),
+        NoToken::Broken(id) => {
+            call.connection = Some(id);
+            (
+                StatusCode::BAD_GATEWAY,
+                "upstream_connection_broken",
+                format!(
+                    "the provider refused to renew upstream {name}'s connection: the owner must reconnect it"
+                ),
+            )
+        }
+        NoToken::Unreachable => (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream's token endpoint could not be reached".to_owned(),
+        ),
+        NoToken::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "storage or vault unavailable".to_owned(),
+        ),
+    };
+    call.status = status.as_u16();
+    call.error = Some(code);
+    json_error(status, code, &text)
+}
+
 /// A request that passed every check: what to forward where.
 struct Allowed {
     up: Arc<Upstream>,
@@ -221,6 +264,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         reason: None,
         error: None,
         error_reason: None,
+        connection: None,
         status: 0,
         start: Instant::now(),
         bytes_in: Arc::new(AtomicU64::new(0)),
@@ -389,7 +433,24 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
         jti,
         gid,
     } = a;
-    let secret = match gw.vault.open(&rec.owner, &rec.name, &rec.sealed) {
+    let opened = match &up.oauth2 {
+        Some(o) => {
+            let client = if up.allow_private_network {
+                &gw.private
+            } else {
+                &gw.public
+            };
+            match super::oauth::access_token(&gw.b, &gw.vault, client, &gw.flights, &rec, o).await {
+                Ok((token, id)) => {
+                    call.connection = Some(id);
+                    Ok(token)
+                }
+                Err(why) => return no_token(&mut call, &up.name, why),
+            }
+        }
+        None => gw.vault.open(&rec.owner, &rec.name, &rec.sealed),
+    };
+    let secret = match opened {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(upstream = %up.name, "the upstream's secret does not open");

@@ -13,6 +13,8 @@ use toml::Spanned;
 
 pub use super::credential::Credential;
 use super::credential::{RawCredential, credential, valid_token};
+pub use super::oauth_config::{ClientAuth, OAuth2};
+use crate::scope_catalog::{self, RawScope, ScopeCatalog};
 
 /// Largest rules file, bytes.
 pub const MAX_FILE: usize = 64 * 1024;
@@ -89,6 +91,11 @@ pub struct Upstream {
     pub timeout_secs: u64,
     /// The rules, in file order.
     pub rules: Vec<Rule>,
+    /// The OAuth client when the credential is `[credential.oauth2]` (the
+    /// access token is then the `{secret}` of `credential`).
+    pub oauth2: Option<OAuth2>,
+    /// The `[[scope]]` catalog: each rule scope in plain words, with its risk.
+    pub scopes: ScopeCatalog,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,8 @@ struct RawFile {
     timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    scope: Vec<RawScope>,
 }
 
 #[derive(Deserialize)]
@@ -349,7 +358,8 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
         None => raw.base_url.get_ref().trim_end_matches('/').to_owned(),
     };
     let cspan = raw.credential.span();
-    let credential = credential(raw.credential.into_inner()).map_err(|m| at(&cspan, m))?;
+    let (credential, oauth2) = credential(raw.credential.into_inner(), raw.allow_private_network)
+        .map_err(|m| at(&cspan, m))?;
     if raw.rule.len() > MAX_RULES {
         return Err(whole(format!("more than {MAX_RULES} rules")));
     }
@@ -378,9 +388,22 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
         }
         None => None,
     };
+    let scopes = scope_catalog::from_raw(text, raw.scope).map_err(|e| RulesError {
+        line: e.line,
+        message: e.message,
+    })?;
     let mut rules = Vec::with_capacity(raw.rule.len());
     for r in raw.rule {
-        rules.push(rule(r.into_inner(), text)?);
+        let span = r.span();
+        let r = rule(r.into_inner(), text)?;
+        // With a catalog, every rule's scope is in it (what the owner is shown).
+        if !scopes.is_empty() && !describes(&scopes, &r.scope) {
+            return Err(at(
+                &span,
+                format!("the scope {} has no [[scope]] entry", r.scope),
+            ));
+        }
+        rules.push(r);
     }
     let mut base_url = base_url;
     let trimmed = base_url.path().trim_end_matches('/').to_owned();
@@ -396,7 +419,21 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
         suggested_ttl,
         timeout_secs,
         rules,
+        oauth2,
+        scopes,
     })
+}
+
+/// Whether `catalog` defines a rule's scope template: its variables stand for
+/// any value, so the template's name itself (or a broader entry) must be there.
+pub fn describes(catalog: &ScopeCatalog, template: &str) -> bool {
+    if catalog.scopes.iter().any(|s| s.name == template) {
+        return true;
+    }
+    fill(template, &|_| Some("x".to_owned()))
+        .ok()
+        .and_then(|s| Scope::parse(&s).ok())
+        .is_some_and(|s| catalog.defines(&s))
 }
 
 impl Rule {

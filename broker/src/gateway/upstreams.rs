@@ -71,6 +71,9 @@ fn view(issuer: &str, rec: &UpstreamRec) -> Result<UpstreamView> {
         gateway_url: gateway_url(issuer, &u.name),
         base_url: u.base_url.as_str().trim_end_matches('/').to_owned(),
         credential: match &u.credential {
+            Credential::Header { name, .. } if u.oauth2.is_some() => {
+                format!("oauth2 header {name}")
+            }
             Credential::Header { name, .. } => format!("header {name}"),
             Credential::Query { param } => format!("query {param}"),
             Credential::Basic { .. } => "basic".to_owned(),
@@ -202,6 +205,7 @@ pub fn remove(c: &Ctx<'_>, name: &str) -> Result<()> {
             _ => return Err(not_found(&name)),
         }
         tx.upstream_delete(&name)?;
+        tx.connection_delete(&name)?;
         let detail = json!({"upstream": name, "by": "cli"}).to_string();
         tx.audit_append(now, &owner, "upstream_remove", &detail)?;
         Ok(())

@@ -152,6 +152,19 @@ pub trait Tx {
     fn upstream_delete(&mut self, name: &str) -> Result<bool>;
     /// Every owner's upstreams, by name (for the metadata's list of gateways).
     fn upstream_all(&mut self) -> Result<Vec<UpstreamRec>>;
+
+    // Gateway: OAuth connections of upstreams and pending authorizations.
+
+    /// Insert or replace an upstream's connection.
+    fn connection_put(&mut self, c: &ConnectionRec) -> Result<()>;
+    /// An upstream's connection.
+    fn connection_get(&mut self, upstream: &str) -> Result<Option<ConnectionRec>>;
+    /// Forget an upstream's connection; returns whether it existed.
+    fn connection_delete(&mut self, upstream: &str) -> Result<bool>;
+    /// Record a pending authorization (and drop the expired ones).
+    fn oauth_pending_put(&mut self, p: &PendingAuth) -> Result<()>;
+    /// Take (read and delete: single use) a pending authorization.
+    fn oauth_pending_take(&mut self, state_hash: &str) -> Result<Option<PendingAuth>>;
 }
 
 /// One agent's reported uses, as [`Tx::usage_counts`] counts them.
@@ -364,4 +377,61 @@ pub fn read_blocking<T>(
         Ok(())
     })?;
     out.ok_or_else(unavailable)
+}
+
+/// An upstream's OAuth connection: the provider's tokens, sealed by the vault.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionRec {
+    /// The upstream.
+    pub upstream: String,
+    /// Its owner.
+    pub owner: String,
+    /// This connection's id (a new one at each connect), shown in the audit.
+    pub id: String,
+    /// `connected` or `broken` (the provider refused a refresh).
+    pub status: String,
+    /// The access and refresh tokens, sealed.
+    pub sealed: Vec<u8>,
+    /// When the access token expires (Unix seconds).
+    pub access_expires_at: i64,
+    /// Connected.
+    pub connected_at: i64,
+    /// Last refresh or status change.
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for ConnectionRec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionRec")
+            .field("upstream", &self.upstream)
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+/// An authorization request the owner has not completed yet.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingAuth {
+    /// SHA-256 of the `state` (hex); the state itself is not stored.
+    pub state_hash: String,
+    /// The owner who started it.
+    pub owner: String,
+    /// The upstream.
+    pub upstream: String,
+    /// The PKCE verifier, sealed.
+    pub sealed: Vec<u8>,
+    /// Started.
+    pub created_at: i64,
+    /// Expires.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for PendingAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingAuth")
+            .field("upstream", &self.upstream)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }

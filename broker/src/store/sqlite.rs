@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
+use super::{ConnectionRec, PendingAuth};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 
@@ -86,6 +87,18 @@ CREATE TABLE IF NOT EXISTS upstreams (
 CREATE INDEX IF NOT EXISTS upstreams_owner ON upstreams(owner, name);
 ";
 
+/// The gateway's OAuth connections (tokens sealed by the vault) and pending
+/// authorizations (`state` hash, PKCE verifier sealed), single use.
+const OAUTH_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS upstream_connections (
+  upstream TEXT PRIMARY KEY, owner TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL,
+  sealed BLOB NOT NULL, access_expires_at INTEGER NOT NULL,
+  connected_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS oauth_pending (
+  state_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, upstream TEXT NOT NULL,
+  sealed BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+";
+
 fn db_err(e: rusqlite::Error) -> Error {
     tracing::error!(error = %e, "storage failure");
     Error::TemporarilyUnavailable("storage failure".into())
@@ -138,6 +151,7 @@ impl SqliteStore {
         conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
         conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
         conn.execute_batch(MFA_SCHEMA).map_err(db_err)?;
+        conn.execute_batch(OAUTH_SCHEMA).map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -932,6 +946,105 @@ impl Tx for SqliteTx<'_> {
             .execute(params![name])
             .map_err(db_err)?;
         Ok(n > 0)
+    }
+
+    fn connection_put(&mut self, c: &ConnectionRec) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO upstream_connections(upstream, owner, id, status, sealed,
+                   access_expires_at, connected_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                c.upstream,
+                c.owner,
+                c.id,
+                c.status,
+                c.sealed,
+                c.access_expires_at,
+                c.connected_at,
+                c.updated_at
+            ])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn connection_get(&mut self, upstream: &str) -> Result<Option<ConnectionRec>> {
+        Ok(self
+            .rows(
+                "SELECT upstream, owner, id, status, sealed, access_expires_at, connected_at,
+                   updated_at FROM upstream_connections WHERE upstream = ?1",
+                params![upstream],
+                |r| {
+                    Ok(ConnectionRec {
+                        upstream: r.get(0)?,
+                        owner: r.get(1)?,
+                        id: r.get(2)?,
+                        status: r.get(3)?,
+                        sealed: r.get(4)?,
+                        access_expires_at: r.get(5)?,
+                        connected_at: r.get(6)?,
+                        updated_at: r.get(7)?,
+                    })
+                },
+            )?
+            .pop())
+    }
+
+    fn connection_delete(&mut self, upstream: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM upstream_connections WHERE upstream = ?1")
+            .map_err(db_err)?
+            .execute(params![upstream])
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    fn oauth_pending_put(&mut self, p: &PendingAuth) -> Result<()> {
+        // Expired ones go first: the table holds only live authorizations.
+        self.conn
+            .prepare_cached("DELETE FROM oauth_pending WHERE expires_at <= ?1")
+            .map_err(db_err)?
+            .execute(params![p.created_at])
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO oauth_pending(state_hash, owner, upstream, sealed, created_at, expires_at)
+                 VALUES (?1,?2,?3,?4,?5,?6)",
+            )
+            .map_err(db_err)?
+            .execute(params![p.state_hash, p.owner, p.upstream, p.sealed, p.created_at, p.expires_at])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn oauth_pending_take(&mut self, state_hash: &str) -> Result<Option<PendingAuth>> {
+        let found = self
+            .rows(
+                "SELECT state_hash, owner, upstream, sealed, created_at, expires_at
+                 FROM oauth_pending WHERE state_hash = ?1",
+                params![state_hash],
+                |r| {
+                    Ok(PendingAuth {
+                        state_hash: r.get(0)?,
+                        owner: r.get(1)?,
+                        upstream: r.get(2)?,
+                        sealed: r.get(3)?,
+                        created_at: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                },
+            )?
+            .pop();
+        if found.is_some() {
+            self.conn
+                .prepare_cached("DELETE FROM oauth_pending WHERE state_hash = ?1")
+                .map_err(db_err)?
+                .execute(params![state_hash])
+                .map_err(db_err)?;
+        }
+        Ok(found)
     }
 }
 

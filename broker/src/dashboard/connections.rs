@@ -1,0 +1,180 @@
+//! OAuth connections of the owner's upstreams (`/upstreams/connections`):
+//! each one's status (connected, broken, not connected), "Connect" or
+//! "Reconnect" (a page with the link to the provider's consent, which comes
+//! back to `{issuer}/upstreams/callback`), and "Disconnect" (revoked at the
+//! provider where it can be).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use maud::html;
+
+use super::view::{self, when};
+use super::{
+    B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
+};
+use crate::gateway::oauth::{self, ConnectionView};
+use crate::gateway::upstreams::{self, Ctx};
+use crate::gateway::vault::Vault;
+use crate::service::Broker;
+use crate::store::WebSession;
+
+/// The connection routes.
+pub(super) fn routes() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/upstreams/connections", get(connections_page))
+        .route("/upstreams/connect", post(connect))
+        .route("/upstreams/disconnect", post(disconnect))
+}
+
+fn status_words(v: &ConnectionView) -> &'static str {
+    match v.status.as_str() {
+        "connected" => "Connected",
+        "broken" => {
+            "Broken: the provider refused to renew access. Agents are refused until you reconnect."
+        }
+        _ => "Not connected",
+    }
+}
+
+pub(super) async fn connections_page(
+    State(b): B,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/upstreams/connections");
+    };
+    let done = query(q.as_deref()).text("done").map(str::to_owned);
+    let (b2, owner) = (b.clone(), s.owner.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        let list = upstreams::list(&b2.store, &b2.issuer, &owner)?;
+        list.iter()
+            .filter(|u| u.credential.starts_with("oauth2"))
+            .map(|u| oauth::status(&b2.store, &owner, &u.name))
+            .collect::<protonpass_agent::Result<Vec<_>>>()
+    })
+    .await;
+    let list = match got {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return service_error(&e, Some(&s)),
+        Err(_) => {
+            return service_error(
+                &protonpass_agent::Error::TemporarilyUnavailable("busy".into()),
+                Some(&s),
+            );
+        }
+    };
+    let body = html! {
+        @if done.as_deref() == Some("disconnected") { p.notice.ok { "Disconnected: the tokens are forgotten." } }
+        @if list.is_empty() {
+            p.empty { "No upstream of yours uses OAuth. " a href="/upstreams/catalog" { "Add one from the catalog" } }
+        }
+        @for c in &list {
+            section.card {
+                div.card-head { h2 { (c.name) } }
+                p { (status_words(c)) }
+                dl.facts {
+                    @if let Some(id) = &c.connection { dt { "Connection" } dd { code { (id) } } }
+                    @if let Some(t) = c.connected_at { dt { "Connected" } dd { (when(t)) } }
+                    @if let Some(t) = c.updated_at { dt { "Last renewed" } dd { (when(t)) } }
+                }
+                div.actions {
+                    form.inline method="post" action="/upstreams/connect" {
+                        input type="hidden" name="csrf" value=(s.csrf);
+                        input type="hidden" name="name" value=(c.name);
+                        button.primary type="submit" { (if c.status == "not_connected" { "Connect" } else { "Reconnect" }) }
+                    }
+                    @if c.status != "not_connected" {
+                        form.inline method="post" action="/upstreams/disconnect" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            input type="hidden" name="name" value=(c.name);
+                            button.danger type="submit" { "Disconnect" }
+                        }
+                    }
+                }
+            }
+        }
+        p { a href="/upstreams/catalog" { "API catalog" } }
+    };
+    view::page(StatusCode::OK, "Connections", Some(&s), body)
+}
+
+async fn checked(
+    b: &B,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(WebSession, String), Box<Response>> {
+    let Some(s) = session(&b.0, headers).await else {
+        return Err(Box::new(to_login("/upstreams/connections")));
+    };
+    let Some(f) = Form::parse(headers, body) else {
+        return Err(Box::new(csrf_refused()));
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return Err(Box::new(csrf_refused()));
+    }
+    let name = f.text("name").unwrap_or_default().to_owned();
+    Ok((s, name))
+}
+
+/// Start connecting: a page with the link to the provider (a link, not a
+/// redirect: the page's form-action policy would stop a cross-origin one).
+pub(super) async fn connect(b: B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, name) = match checked(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (b2, owner, n) = (b.0.clone(), s.owner.clone(), name.clone());
+    let started = tokio::task::spawn_blocking(move || {
+        let vault = Vault::load(&b2.cfg.data, b2.rng.as_ref())?;
+        let ctx = Ctx {
+            store: &b2.store,
+            issuer: &b2.issuer,
+            owner: &owner,
+            now: b2.clock.now(),
+        };
+        oauth::start(&ctx, &vault, b2.rng.as_ref(), &n, "dashboard")
+    })
+    .await;
+    let started = match started {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return service_error(&e, Some(&s)),
+        Err(_) => {
+            return service_error(
+                &protonpass_agent::Error::TemporarilyUnavailable("busy".into()),
+                Some(&s),
+            );
+        }
+    };
+    let host = url::Url::parse(&started.authorize_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let body = html! {
+        p { "Sign in at " strong { (host) } " and allow access. You will come back here; the link works once, for 10 minutes." }
+        p { a.button.primary href=(started.authorize_url) rel="noreferrer" { "Continue to " (host) } }
+        p.hint { "Redirect URI to register at the provider: " code { (started.redirect_uri) } }
+    };
+    view::page(StatusCode::OK, &format!("Connect {name}"), Some(&s), body)
+}
+
+pub(super) async fn disconnect(b: B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, name) = match checked(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let vault = match Vault::load(&b.0.cfg.data, b.0.rng.as_ref()) {
+        Ok(v) => v,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    match oauth::disconnect(&b.0, &vault, &s.owner, &name, "dashboard").await {
+        Ok(_) => redirect("/upstreams/connections?done=disconnected"),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
