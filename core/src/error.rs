@@ -206,6 +206,9 @@ pub enum Error {
     /// The local grant store could not be read or written.
     #[error("grant storage error: {0}")]
     Storage(String),
+    /// A spend would go over the owner's budget for the grant (403).
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(String),
 }
 
 impl Error {
@@ -234,6 +237,7 @@ impl Error {
             Error::BrokerUnavailable(_) => "broker_unavailable",
             Error::InvalidResponse(_) => "invalid_response",
             Error::Storage(_) => "storage_error",
+            Error::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 
@@ -267,7 +271,8 @@ impl Error {
             | Error::Server(m)
             | Error::BrokerUnavailable(m)
             | Error::InvalidResponse(m)
-            | Error::Storage(m) => m.clone(),
+            | Error::Storage(m)
+            | Error::BudgetExceeded(m) => m.clone(),
             other => other.to_string(),
         }
     }
@@ -300,6 +305,7 @@ impl Error {
             "expired_token" => Error::ExpiredToken,
             "temporarily_unavailable" => Error::TemporarilyUnavailable(d),
             "server_error" => Error::Server(d),
+            "budget_exceeded" => Error::BudgetExceeded(d),
             other => Error::InvalidResponse(format!("unknown error code {other:?}: {d}")),
         }
     }

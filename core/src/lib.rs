@@ -36,6 +36,7 @@
 //! ```
 
 pub mod b64;
+pub mod budget;
 pub mod clock;
 pub mod dpop;
 pub mod error;
