@@ -337,7 +337,7 @@ impl Verifier {
     }
 }
 
-fn json(r: protonpass_agent::budget::SpendResponse) -> PyResult<String> {
+fn json(r: protonpass_agent::SpendResponse) -> PyResult<String> {
     serde_json::to_string(&r).map_err(|e| to_py(Error::Server(format!("encoding: {e}"))))
 }
 

@@ -57,6 +57,7 @@ pub use net::{
     StalePolicy, StoreKind, StoredGrant, Verifier, VerifierOptions, authenticate_with_proton,
 };
 
+pub use budget::{Period, SpendResponse};
 pub use clock::{Clock, ManualClock, OsRandom, Random, SystemClock, random_id};
 pub use dpop::{
     ProofCheck, ProofInput, ProofOptions, ProofVerifier, VerifiedProof, access_token_hash,
