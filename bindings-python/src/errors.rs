@@ -27,6 +27,12 @@ create_exception!(
 );
 create_exception!(
     protonpass_agent,
+    BudgetExceeded,
+    ProtonPassError,
+    "A spend would go over the owner's budget for the grant (HTTP 403)."
+);
+create_exception!(
+    protonpass_agent,
     InvalidScope,
     ProtonPassError,
     "A scope is malformed, or nothing requested could be granted."
@@ -110,6 +116,7 @@ fn class_of<'py>(py: Python<'py>, e: &Error) -> Bound<'py, PyType> {
     match e {
         Error::ScopeNotGranted { .. } => py.get_type::<ScopeNotGranted>(),
         Error::InsufficientScope(_) => py.get_type::<InsufficientScope>(),
+        Error::BudgetExceeded(_) => py.get_type::<BudgetExceeded>(),
         Error::InvalidScope(_) => py.get_type::<InvalidScope>(),
         Error::AccessDenied => py.get_type::<AccessDenied>(),
         Error::ExpiredToken => py.get_type::<Expired>(),
@@ -170,7 +177,7 @@ pub fn rejection_to_py(r: Rejection) -> PyErr {
 /// Register the classes, each with its class-level `code`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let classes: [(&str, Bound<'_, PyType>, Option<&str>); 13] = [
+    let classes: [(&str, Bound<'_, PyType>, Option<&str>); 14] = [
         ("ProtonPassError", py.get_type::<ProtonPassError>(), None),
         (
             "ScopeNotGranted",
@@ -227,6 +234,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "StorageError",
             py.get_type::<StorageError>(),
             Some("storage_error"),
+        ),
+        (
+            "BudgetExceeded",
+            py.get_type::<BudgetExceeded>(),
+            Some("budget_exceeded"),
         ),
     ];
     for (name, cls, code) in classes {

@@ -127,6 +127,9 @@ fn options(
             )));
         }
     };
+    o.credentials = creds
+        .as_ref()
+        .map(|(id, secret)| (id.clone(), secret.clone().into()));
     if introspect_when_stale || report_usage {
         let Some((id, secret)) = &creds else {
             return Err(to_py(Error::InvalidRequest(
@@ -255,6 +258,70 @@ impl Verifier {
         })
     }
 
+    /// Spend `amount` (a decimal string) of `currency` from the owner's budget
+    /// of `scope` on `agent`'s grant; the broker's answer as JSON. Raises
+    /// `BudgetExceeded` (status 403, with `www_authenticate`) beyond the
+    /// budget.
+    fn spend(
+        &self,
+        py: Python<'_>,
+        agent: &Identity,
+        scope: &str,
+        amount: &str,
+        currency: &str,
+        idempotency_key: &str,
+    ) -> PyResult<String> {
+        let (v, who) = (&self.inner, &agent.core);
+        block_on(py, async move {
+            v.spend(who, scope, amount, currency, idempotency_key).await
+        })?
+        .map_err(rejection_to_py)
+        .and_then(json)
+    }
+
+    /// `spend`, awaitable.
+    fn spend_async<'py>(
+        &self,
+        py: Python<'py>,
+        agent: &Identity,
+        scope: String,
+        amount: String,
+        currency: String,
+        idempotency_key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (v, who) = (self.inner.clone(), agent.core.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            v.spend(&who, &scope, &amount, &currency, &idempotency_key)
+                .await
+                .map_err(rejection_to_py)
+                .and_then(json)
+        })
+    }
+
+    /// Give back the spend made under `idempotency_key`; the answer as JSON.
+    fn refund(&self, py: Python<'_>, agent: &Identity, idempotency_key: &str) -> PyResult<String> {
+        let (v, who) = (&self.inner, &agent.core);
+        block_on(py, async move { v.refund(who, idempotency_key).await })?
+            .map_err(rejection_to_py)
+            .and_then(json)
+    }
+
+    /// `refund`, awaitable.
+    fn refund_async<'py>(
+        &self,
+        py: Python<'py>,
+        agent: &Identity,
+        idempotency_key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (v, who) = (self.inner.clone(), agent.core.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            v.refund(&who, &idempotency_key)
+                .await
+                .map_err(rejection_to_py)
+                .and_then(json)
+        })
+    }
+
     /// The last revocation-feed position seen and whether the stream is up.
     fn feed_status(&self) -> (i64, bool) {
         self.inner.feed_status()
@@ -268,6 +335,10 @@ impl Verifier {
     fn __repr__(&self) -> String {
         format!("{:?}", self.inner)
     }
+}
+
+fn json(r: protonpass_agent::SpendResponse) -> PyResult<String> {
+    serde_json::to_string(&r).map_err(|e| to_py(Error::Server(format!("encoding: {e}"))))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

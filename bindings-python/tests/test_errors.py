@@ -26,6 +26,7 @@ def test_hierarchy_and_codes() -> None:
         pa.BrokerUnavailable: "broker_unavailable",
         pa.InvalidResponse: "invalid_response",
         pa.StorageError: "storage_error",
+        pa.BudgetExceeded: "budget_exceeded",
     }
     for cls, code in classes.items():
         assert issubclass(cls, pa.ProtonPassError) and issubclass(cls, Exception)

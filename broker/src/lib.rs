@@ -12,6 +12,7 @@ mod dashboard;
 mod files;
 pub mod gateway;
 mod http;
+mod http_budget;
 mod keys;
 mod metrics;
 mod model;

@@ -242,3 +242,44 @@ pub struct AuditRecord {
     /// SHA-256 over this record and `prev` (hex).
     pub hash: String,
 }
+
+/// An owner's spend limit on one scope of a grant (amounts in the currency's
+/// minor units; see `protonpass_agent::budget`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The grant.
+    pub gid: String,
+    /// `resource:action`.
+    pub scope: String,
+    /// The limit per period, minor units.
+    pub limit: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// How often it starts again.
+    pub period: protonpass_agent::budget::Period,
+    /// Set (or last replaced).
+    pub updated_at: i64,
+}
+
+/// One spend against a grant, kept under its resource server's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendRec {
+    /// The resource server (client id) that spent.
+    pub resource: String,
+    /// Its idempotency key.
+    pub key: String,
+    /// The grant.
+    pub gid: String,
+    /// `resource:action`.
+    pub scope: String,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When (Unix seconds, the broker's time).
+    pub at: i64,
+    /// When it was refunded.
+    pub refunded_at: Option<i64>,
+    /// The answer given to the spend, returned again for the same key.
+    pub answer: String,
+}

@@ -211,6 +211,9 @@ pub enum Error {
     /// withdrawn at the broker. Never sent on the wire.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A spend would go over the owner's budget for the grant (403).
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(String),
 }
 
 impl Error {
@@ -240,6 +243,7 @@ impl Error {
             Error::InvalidResponse(_) => "invalid_response",
             Error::Storage(_) => "storage_error",
             Error::Cancelled(_) => "cancelled",
+            Error::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 
@@ -275,6 +279,7 @@ impl Error {
             | Error::InvalidResponse(m)
             | Error::Storage(m)
             | Error::Cancelled(m) => m.clone(),
+            Error::BudgetExceeded(m) => m.clone(),
             other => other.to_string(),
         }
     }
@@ -307,6 +312,7 @@ impl Error {
             "expired_token" => Error::ExpiredToken,
             "temporarily_unavailable" => Error::TemporarilyUnavailable(d),
             "server_error" => Error::Server(d),
+            "budget_exceeded" => Error::BudgetExceeded(d),
             other => Error::InvalidResponse(format!("unknown error code {other:?}: {d}")),
         }
     }

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod b64;
+pub mod budget;
 pub mod clock;
 pub mod dpop;
 pub mod error;
@@ -57,6 +58,7 @@ pub use net::{
     authenticate_with_proton,
 };
 
+pub use budget::{Period, SpendResponse};
 pub use clock::{Clock, ManualClock, OsRandom, Random, SystemClock, random_id};
 pub use dpop::{
     ProofCheck, ProofInput, ProofOptions, ProofVerifier, VerifiedProof, access_token_hash,

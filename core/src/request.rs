@@ -102,13 +102,14 @@ pub fn www_authenticate(err: &Error, scope: Option<&str>) -> Option<String> {
             "Authorization server requires nonce in DPoP proof",
         ),
         Error::InsufficientScope(m) => ("insufficient_scope", m.as_str()),
+        Error::BudgetExceeded(m) => ("budget_exceeded", m.as_str()),
         _ => return None,
     };
     let mut out = format!(
         "DPoP error=\"{code}\", error_description=\"{}\", algs=\"{algs}\"",
         quote(desc)
     );
-    if let (Error::InsufficientScope(_), Some(s)) = (err, scope) {
+    if let (Error::InsufficientScope(_) | Error::BudgetExceeded(_), Some(s)) = (err, scope) {
         out.push_str(&format!(", scope=\"{}\"", quote(s)));
     }
     Some(out)
@@ -118,7 +119,7 @@ pub fn www_authenticate(err: &Error, scope: Option<&str>) -> Option<String> {
 pub fn status_for(err: &Error) -> u16 {
     match err {
         Error::InvalidToken { .. } | Error::InvalidDpopProof { .. } | Error::UseDpopNonce => 401,
-        Error::InsufficientScope(_) => 403,
+        Error::InsufficientScope(_) | Error::BudgetExceeded(_) => 403,
         Error::InvalidRequest(_) | Error::InvalidScope(_) => 400,
         Error::TemporarilyUnavailable(_) => 503,
         _ => 500,

@@ -122,7 +122,7 @@ impl ErrorBody {
 pub fn oauth_status(e: &Error) -> u16 {
     match e {
         Error::InvalidClient(_) | Error::InvalidToken { .. } => 401,
-        Error::InsufficientScope(_) => 403,
+        Error::InsufficientScope(_) | Error::BudgetExceeded(_) => 403,
         Error::TemporarilyUnavailable(_) => 503,
         Error::Server(_) => 500,
         _ => 400,

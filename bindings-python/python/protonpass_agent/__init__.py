@@ -13,6 +13,7 @@ APIs verify callers with :class:`Verifier` (and :func:`protonpass_agent.fastapi.
 from ._native import (
     AccessDenied,
     BrokerUnavailable,
+    BudgetExceeded,
     DevicePrompt,
     Expired,
     Identity,
@@ -29,7 +30,7 @@ from ._native import (
     __version__,
 )
 from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
-from ._verifier import Verifier
+from ._verifier import Spend, Verifier
 
 #: A revoked, expired or spent grant is an :class:`InvalidGrant`.
 Revoked = InvalidGrant
@@ -37,6 +38,7 @@ Revoked = InvalidGrant
 __all__ = [
     "AccessDenied",
     "BrokerUnavailable",
+    "BudgetExceeded",
     "DevicePrompt",
     "Expired",
     "Identity",
@@ -51,6 +53,7 @@ __all__ = [
     "Revoked",
     "ScopeNotGranted",
     "Session",
+    "Spend",
     "StorageError",
     "Verifier",
     "__version__",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 from . import _native
@@ -31,6 +34,57 @@ def header_pairs(headers: Headers) -> list[tuple[str, str]]:
             v = v.decode("latin-1")
         out.append((str(k), str(v)))
     return out
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The broker's answer to a spend or a refund: amounts are exact decimals.
+
+    ``limit``, ``remaining``, ``period`` and ``period_ends_at`` are ``None``
+    when the owner set no budget on the scope.
+    """
+
+    grant_id: str
+    scope: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    refunded: bool
+    limit: Optional[Decimal]
+    remaining: Optional[Decimal]
+    period: Optional[str]
+    period_ends_at: Optional[int]
+
+    @classmethod
+    def _from_json(cls, text: str) -> Spend:
+        d = json.loads(text)
+        return cls(
+            grant_id=d["grant_id"],
+            scope=d["scope"],
+            amount=Decimal(d["amount"]),
+            currency=d["currency"],
+            idempotency_key=d["idempotency_key"],
+            refunded=bool(d.get("refunded", False)),
+            limit=_dec(d.get("limit")),
+            remaining=_dec(d.get("remaining")),
+            period=d.get("period"),
+            period_ends_at=d.get("period_ends_at"),
+        )
+
+
+def _dec(v: Optional[str]) -> Optional[Decimal]:
+    return None if v is None else Decimal(v)
+
+
+def _amount(amount: Union[str, Decimal]) -> str:
+    # Floats are refused: 0.1 + 0.2 is not 0.3, and money must be exact.
+    if isinstance(amount, Decimal):
+        if not amount.is_finite():
+            raise ValueError(f"amount must be a finite decimal, not {amount!r}")
+        return format(amount, "f")
+    if isinstance(amount, str):
+        return amount
+    raise TypeError(f"amount must be a decimal string or a Decimal, not {type(amount).__name__}")
 
 
 def _base(url: Optional[str]) -> Optional[str]:
@@ -118,6 +172,37 @@ class Verifier:
         from .fastapi import require_scope
 
         return require_scope(scope, verifier=self, amount=amount)
+
+    def spend(
+        self, agent: Identity, scope: str, amount: Union[str, Decimal], *, currency: str, idempotency_key: str
+    ) -> Spend:
+        """Spend ``amount`` of ``currency`` from the owner's budget of ``scope``
+        (``resource:action``) on ``agent``'s grant, through the broker.
+
+        The same ``idempotency_key`` never spends twice: a retry returns the
+        first answer. Returns a :class:`Spend` (``remaining`` is what is left);
+        raises :class:`BudgetExceeded` (``code == "budget_exceeded"``, status
+        403, ``www_authenticate`` naming the scope and amount needed) beyond the
+        budget, :class:`InsufficientScope` beyond the token's per-call limit,
+        :class:`InvalidToken` (401) once the grant is revoked. Needs the
+        verifier's ``client_id`` and ``client_secret``.
+        """
+        return Spend._from_json(self._native.spend(agent, scope, _amount(amount), currency, idempotency_key))
+
+    async def spend_async(
+        self, agent: Identity, scope: str, amount: Union[str, Decimal], *, currency: str, idempotency_key: str
+    ) -> Spend:
+        """:meth:`spend` for asyncio."""
+        text = await self._native.spend_async(agent, scope, _amount(amount), currency, idempotency_key)
+        return Spend._from_json(text)
+
+    def refund(self, agent: Identity, idempotency_key: str) -> Spend:
+        """Give back the spend made under ``idempotency_key`` (refunding twice answers the same)."""
+        return Spend._from_json(self._native.refund(agent, idempotency_key))
+
+    async def refund_async(self, agent: Identity, idempotency_key: str) -> Spend:
+        """:meth:`refund` for asyncio."""
+        return Spend._from_json(await self._native.refund_async(agent, idempotency_key))
 
     def feed_status(self) -> tuple[int, bool]:
         """The last revocation-feed position seen and whether the stream is connected."""

@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - Starlette alone
     HTTPException = _StarletteHTTPException  # type: ignore[misc,assignment]
 
 from ._native import Identity, ProtonPassError
-from ._verifier import Verifier
+from ._verifier import Spend, Verifier
 
 #: Where a request's amount comes from: a query or path parameter name, or a
 #: function of the request (sync or async) returning a number or a decimal string.
@@ -109,4 +109,22 @@ def require_scope(
     return dependency
 
 
-__all__ = ["Amount", "http_error", "public_url", "require_scope"]
+async def spend(
+    verifier: Verifier,
+    agent: Identity,
+    scope: str,
+    amount: Union[str, Decimal],
+    *,
+    currency: str,
+    idempotency_key: str,
+) -> Spend:
+    """:meth:`Verifier.spend_async`, with a refusal raised as the HTTP answer:
+    ``403 budget_exceeded`` (or ``insufficient_scope``) with its
+    ``WWW-Authenticate``, 401 once the grant is revoked."""
+    try:
+        return await verifier.spend_async(agent, scope, amount, currency=currency, idempotency_key=idempotency_key)
+    except ProtonPassError as e:
+        raise http_error(e) from None
+
+
+__all__ = ["Amount", "http_error", "public_url", "require_scope", "spend"]

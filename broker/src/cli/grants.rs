@@ -9,7 +9,9 @@ use super::human::{at, dur, when};
 use super::{Ctx, GrantCmd, out, scopes};
 use crate::config::{check_audience, parse_duration};
 use crate::model::GrantStatus;
+use crate::service::budget::BudgetSpec;
 use crate::service::device::{CLI_SOURCE, Decision};
+use protonpass_agent::budget::Period;
 
 pub(super) fn approve(
     c: &Ctx,
@@ -107,16 +109,22 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
             scope,
             audience,
             ttl,
+            budget,
         } => {
             for a in audience {
                 check_audience(a)?;
             }
+            let budgets = budget
+                .iter()
+                .map(|b| BudgetSpec::parse(b))
+                .collect::<Result<Vec<_>>>()?;
             let e = c.rt.block_on(c.b.grant_create(
                 &c.owner,
                 agent,
                 &scopes(scope),
                 audience,
                 parse_duration(ttl)?,
+                budgets,
             ))?;
             out(
                 c.json,
@@ -131,6 +139,30 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                     dur(e.ttl),
                     at(e.code_expires_at, SystemClock.now()),
                     e.enrollment_code
+                ),
+            );
+        }
+        GrantCmd::Show { id } => return show(c, id),
+        GrantCmd::Budget {
+            id,
+            scope,
+            limit,
+            currency,
+            period,
+        } => {
+            let spec = BudgetSpec {
+                scope: scope.clone(),
+                limit: limit.clone(),
+                currency: currency.clone(),
+                period: Period::parse(period)?,
+            };
+            let v = c.rt.block_on(c.b.budget_set(&c.owner, id, spec))?;
+            out(
+                c.json,
+                json!(v),
+                format!(
+                    "Budget of {} on grant {id}: {} {} per {} (UTC); {} spent, {} remain.",
+                    v.scope, v.limit, v.currency, v.period, v.spent, v.remaining
                 ),
             );
         }
@@ -177,6 +209,40 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                 }
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(c: &Ctx, id: &str) -> Result<ExitCode> {
+    let (g, budgets) = c.rt.block_on(c.b.grant_show(&c.owner, id))?;
+    if c.json {
+        println!(
+            "{}",
+            json!({
+                "grant_id": g.gid, "agent": g.agent, "scope": g.scope, "audiences": g.audiences,
+                "status": g.status, "origin": g.origin, "created_at": g.created_at,
+                "expires_at": g.expires_at, "jkt": g.jkt, "budgets": budgets,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}  agent {:?}  {}  on {}  ({:?}, expires {})",
+        g.gid,
+        g.agent,
+        g.scope,
+        g.audiences.join(", "),
+        g.status,
+        when(g.expires_at)
+    );
+    if budgets.is_empty() {
+        println!("No budget; `protonpass-broker grant budget` sets one.");
+    }
+    for b in budgets {
+        println!(
+            "  budget {}: {} {} per {} (UTC); {} spent, {} remain",
+            b.scope, b.limit, b.currency, b.period, b.spent, b.remaining
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -152,9 +152,38 @@ enum GrantCmd {
         /// Grant lifetime from redemption, 1h to 30d.
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// A spend budget, SCOPE=LIMIT/CURRENCY/PERIOD (repeated), e.g.
+        /// payment:execute=500/EUR/day. Periods are UTC calendar periods.
+        #[arg(long)]
+        budget: Vec<String>,
     },
     /// List the owner's grants.
     List,
+    /// Show one grant with its budgets (spent and remaining this period).
+    Show {
+        /// The grant id.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Set or replace the spend budget of one scope of a grant.
+    Budget {
+        /// The grant id.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        /// The scope it limits, resource:action (e.g. payment:execute).
+        #[arg(long)]
+        scope: String,
+        /// The limit per period, a decimal amount (e.g. 500 or 12.50).
+        #[arg(long)]
+        limit: String,
+        /// ISO 4217 currency code (e.g. EUR).
+        #[arg(long)]
+        currency: String,
+        /// hour, day, week, month (UTC calendar periods; weeks start on
+        /// Monday) or total (the grant's whole life).
+        #[arg(long)]
+        period: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,7 +382,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
     let read_only = matches!(
         cli.cmd,
         Cmd::Grant {
-            cmd: GrantCmd::List
+            cmd: GrantCmd::List | GrantCmd::Show { .. }
         } | Cmd::Audit { .. }
             | Cmd::Pending
             | Cmd::Owner {

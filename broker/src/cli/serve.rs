@@ -95,7 +95,9 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         }
         let app = crate::http::router(
             b.clone(),
-            crate::dashboard::router().merge(crate::gateway::router(b)?),
+            crate::dashboard::router()
+                .merge(crate::gateway::router(b)?)
+                .merge(crate::http_budget::routes()),
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -17,12 +17,14 @@ use super::{
     B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
 };
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
+use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
 use crate::store::{self, WebSession};
 
 struct Row {
     grant: Grant,
     tokens: Vec<TokenRec>,
     last_use: Option<i64>,
+    budgets: Vec<BudgetView>,
 }
 
 fn notice(code: Option<&str>) -> Option<&'static str> {
@@ -60,10 +62,12 @@ pub(super) async fn agents_page(
                     t.kind == TokenKind::Access && t.status == TokenStatus::Active && t.exp > now
                 })
                 .collect();
+            let budgets = budget_views(tx, &g.gid, now)?;
             out.entry(g.agent.clone()).or_default().push(Row {
                 grant: g,
                 tokens,
                 last_use,
+                budgets,
             });
         }
         Ok(out)
@@ -102,6 +106,8 @@ pub(super) async fn agents_page(
                 label { "What it may do (scopes, separated by spaces, e.g. " code { "calendar:read" } ")"
                     input type="text" name="scope" required maxlength="2048"; }
                 label { "Service it may use (e.g. https://api.example)" input type="text" name="audience" required maxlength="512"; }
+                label { "Spend budgets, one per line, optional (" code { "payment:execute=500/EUR/day" } ": scope, limit, currency, and hour, day, week, month or total; UTC calendar periods)"
+                    textarea name="budget" maxlength="2048" {} }
                 (lifetime_choice())
                 button.primary type="submit" { "Create and show the code" }
             }
@@ -130,6 +136,10 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
                 dt { "Last used" } dd { @match r.last_use { Some(t) => (when(t)), None => "never" } }
                 dt { "Agent key" } dd { @match &g.jkt { Some(j) => code title=(j) { (short_thumbprint(j)) }, None => "not bound yet" } }
                 dt { "Grant id" } dd { code { (g.gid) } }
+                @for bv in &r.budgets {
+                    dt { "Budget " code { (bv.scope) } }
+                    dd { (bv.spent) " of " (bv.limit) " " (bv.currency) " spent this " (bv.period) " (UTC); " (bv.remaining) " remain" }
+                }
             }
             @if !r.tokens.is_empty() {
                 table.tokens {
@@ -225,6 +235,18 @@ pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -
         .split_whitespace()
         .map(str::to_owned)
         .collect();
+    let budgets: Result<Vec<BudgetSpec>, _> = f
+        .text("budget")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(BudgetSpec::parse)
+        .collect();
+    let budgets = match budgets {
+        Ok(v) => v,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
     let e = match b
         .grant_create(
             &s.owner,
@@ -232,6 +254,7 @@ pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -
             f.text("scope").unwrap_or(""),
             &audiences,
             ttl,
+            budgets,
         )
         .await
     {

@@ -111,6 +111,7 @@ impl Broker {
         scope: &str,
         audiences: &[String],
         ttl: i64,
+        budgets: Vec<super::budget::BudgetSpec>,
     ) -> Result<Enrollment> {
         let now = self.clock.now();
         if agent.is_empty() || agent.len() > 128 || agent.chars().any(char::is_control) {
@@ -166,6 +167,9 @@ impl Broker {
                 "grant_create",
                 &json!({"gid": g.gid, "agent": g.agent, "scope": g.scope, "audiences": g.audiences, "ttl": g.ttl}).to_string(),
             )?;
+            for spec in &budgets {
+                super::budget::put_budget(tx, &g.owner, &spec.to_budget(&g, now)?, now)?;
+            }
             Ok(())
         })
         .await?;

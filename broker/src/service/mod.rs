@@ -3,6 +3,7 @@
 //! audit record) in one store transaction.
 
 pub mod admin;
+pub mod budget;
 pub mod device;
 pub mod device_cancel;
 pub mod issue;

@@ -9,6 +9,7 @@
 //! its own savepoint); the others of the batch still commit.
 
 pub mod sqlite;
+mod sqlite_budget;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use protonpass_agent::Error;
 use protonpass_agent::wire::RevocationEvent;
 
 use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
+use crate::model::{Budget, SpendRec};
 
 /// Storage result: failures are [`Error::TemporarilyUnavailable`] (503).
 pub type Result<T> = std::result::Result<T, Error>;
@@ -165,6 +167,22 @@ pub trait Tx {
     fn oauth_pending_put(&mut self, p: &PendingAuth) -> Result<()>;
     /// Take (read and delete: single use) a pending authorization.
     fn oauth_pending_take(&mut self, state_hash: &str) -> Result<Option<PendingAuth>>;
+
+    // Budgets: the owners' spend limits per grant and scope, and the spends.
+
+    /// Insert or replace the budget of a grant's scope.
+    fn budget_put(&mut self, b: &Budget) -> Result<()>;
+    /// A grant's budgets, by scope.
+    fn budgets_of(&mut self, gid: &str) -> Result<Vec<Budget>>;
+    /// The total of a grant's unrefunded spends on `scope` in `currency` at
+    /// or after `since`, minor units.
+    fn spent_since(&mut self, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64>;
+    /// Record a new spend (its resource and key are unique).
+    fn spend_add(&mut self, s: &SpendRec) -> Result<()>;
+    /// A spend by its resource server and idempotency key.
+    fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>>;
+    /// Mark a spend refunded at `at`.
+    fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()>;
 }
 
 /// One agent's reported uses, as [`Tx::usage_counts`] counts them.

@@ -18,6 +18,7 @@ use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSessio
 use super::{ConnectionRec, PendingAuth};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
+use crate::model::{Budget, SpendRec};
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -99,7 +100,7 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
   sealed BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
 
-fn db_err(e: rusqlite::Error) -> Error {
+pub(super) fn db_err(e: rusqlite::Error) -> Error {
     tracing::error!(error = %e, "storage failure");
     Error::TemporarilyUnavailable("storage failure".into())
 }
@@ -152,6 +153,8 @@ impl SqliteStore {
         conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
         conn.execute_batch(MFA_SCHEMA).map_err(db_err)?;
         conn.execute_batch(OAUTH_SCHEMA).map_err(db_err)?;
+        conn.execute_batch(super::sqlite_budget::BUDGET_SCHEMA)
+            .map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -1045,6 +1048,32 @@ impl Tx for SqliteTx<'_> {
                 .map_err(db_err)?;
         }
         Ok(found)
+    }
+
+    // Budgets (queries in `sqlite_budget.rs`).
+
+    fn budget_put(&mut self, b: &Budget) -> Result<()> {
+        super::sqlite_budget::put(self.conn, b)
+    }
+
+    fn budgets_of(&mut self, gid: &str) -> Result<Vec<Budget>> {
+        super::sqlite_budget::of(self.conn, gid)
+    }
+
+    fn spent_since(&mut self, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64> {
+        super::sqlite_budget::spent_since(self.conn, gid, scope, currency, since)
+    }
+
+    fn spend_add(&mut self, s: &SpendRec) -> Result<()> {
+        super::sqlite_budget::add(self.conn, s)
+    }
+
+    fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>> {
+        super::sqlite_budget::get(self.conn, resource, key)
+    }
+
+    fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()> {
+        super::sqlite_budget::refund(self.conn, resource, key, at)
     }
 }
 

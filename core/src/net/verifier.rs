@@ -12,6 +12,8 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+mod spend;
+
 use super::http;
 use crate::clock::{Clock, OsRandom, Random, SystemClock};
 use crate::dpop::{ProofCheck, ProofOptions, ProofVerifier, VerifiedProof};
@@ -81,6 +83,10 @@ pub struct VerifierOptions {
     /// refused ones with their error code and finer reason, including the
     /// refusals of [`Identity::require`] and [`Identity::require_amount`].
     pub usage_reports: Option<(String, Zeroizing<String>)>,
+    /// This API's credentials at the broker (client id, secret: `resource
+    /// add`) for [`Verifier::spend`] and [`Verifier::refund`]; when `None`,
+    /// those of `usage_reports` or of the introspection policy are used.
+    pub credentials: Option<(String, Zeroizing<String>)>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Randomness (nonces).
@@ -115,6 +121,7 @@ impl VerifierOptions {
             replay_capacity: 1 << 18,
             owner: None,
             usage_reports: None,
+            credentials: None,
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
         }

@@ -1,0 +1,496 @@
+//! Spend budgets (`spec/12-budgets.md`): the owner sets a limit per grant and
+//! scope over a UTC calendar period; resource servers spend and refund against
+//! it through the broker. Each spend runs as one write transaction on the
+//! store's single writer (and under SQLite's write lock across processes), so
+//! checking what remains and recording the spend cannot interleave.
+
+use protonpass_agent::budget::{
+    Period, RefundRequest, SpendRequest, SpendResponse, check_idempotency_key, format_amount,
+    parse_amount,
+};
+use protonpass_agent::{Error, Qualifier, Result, Scope, ScopeSet};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Broker, grant_live};
+use crate::model::{Budget, Grant, GrantStatus, Resource, SpendRec, TokenKind, TokenStatus};
+use crate::store::{self, Tx};
+
+/// A budget as the owner sees it: its limit, what the current period spent,
+/// and what remains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetView {
+    /// `resource:action`.
+    pub scope: String,
+    /// The limit per period, decimal string.
+    pub limit: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `hour`, `day`, `week`, `month` or `total` (UTC calendar periods).
+    pub period: Period,
+    /// Spent in the current period (refunds deducted).
+    pub spent: String,
+    /// What remains in the current period.
+    pub remaining: String,
+    /// When the current period ends (Unix seconds); `None` for `total`.
+    pub period_ends_at: Option<i64>,
+}
+
+/// A budget as set on the command line or at approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSpec {
+    /// `resource:action`.
+    pub scope: String,
+    /// Decimal string.
+    pub limit: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The period.
+    pub period: Period,
+}
+
+impl BudgetSpec {
+    /// Parse `SCOPE=LIMIT/CURRENCY/PERIOD` (`payment:execute=500/EUR/day`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidRequest(
+                "a budget is SCOPE=LIMIT/CURRENCY/PERIOD, e.g. payment:execute=500/EUR/day".into(),
+            )
+        };
+        let (scope, rest) = text.split_once('=').ok_or_else(bad)?;
+        let mut parts = rest.split('/');
+        let (Some(limit), Some(currency), Some(period), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(BudgetSpec {
+            scope: scope.to_owned(),
+            limit: limit.to_owned(),
+            currency: currency.to_owned(),
+            period: Period::parse(period)?,
+        })
+    }
+
+    /// Check it against a grant and make the record.
+    pub fn to_budget(&self, g: &Grant, now: i64) -> Result<Budget> {
+        let scope = budget_scope(&self.scope)?;
+        let limit = parse_amount(&self.limit, &self.currency)?;
+        let granted = ScopeSet::parse(&g.scope)?;
+        if !granted.allows_amount(&scope, Decimal::ZERO) {
+            return Err(Error::InvalidScope(format!(
+                "the grant does not allow {scope}: a budget can only limit a granted scope"
+            )));
+        }
+        Ok(Budget {
+            gid: g.gid.clone(),
+            scope,
+            limit,
+            currency: self.currency.clone(),
+            period: self.period,
+            updated_at: now,
+        })
+    }
+}
+
+/// A budget's scope: `resource:action`, without a qualifier.
+fn budget_scope(s: &str) -> Result<String> {
+    let parsed = Scope::parse(s)?;
+    if !matches!(parsed.qualifier(), Qualifier::None) {
+        return Err(Error::InvalidScope(
+            "a budget names resource:action, without a qualifier".into(),
+        ));
+    }
+    Ok(parsed.to_string())
+}
+
+/// What a budget stands at, at `now`: (spent, remaining, period end).
+fn standing(tx: &mut dyn Tx, b: &Budget, now: i64) -> Result<(i64, i64, Option<i64>)> {
+    let (start, end) = b.period.bounds(now);
+    let spent = tx.spent_since(&b.gid, &b.scope, &b.currency, start)?;
+    Ok((spent, (b.limit - spent).max(0), end))
+}
+
+fn view(tx: &mut dyn Tx, b: &Budget, now: i64) -> Result<BudgetView> {
+    let (spent, remaining, end) = standing(tx, b, now)?;
+    Ok(BudgetView {
+        scope: b.scope.clone(),
+        limit: format_amount(b.limit, &b.currency),
+        currency: b.currency.clone(),
+        period: b.period,
+        spent: format_amount(spent, &b.currency),
+        remaining: format_amount(remaining, &b.currency),
+        period_ends_at: end,
+    })
+}
+
+/// A grant's budgets as the owner sees them.
+pub fn budget_views(tx: &mut dyn Tx, gid: &str, now: i64) -> Result<Vec<BudgetView>> {
+    let list = tx.budgets_of(gid)?;
+    list.iter().map(|b| view(tx, b, now)).collect()
+}
+
+/// Record a budget and its audit record (in the caller's transaction).
+pub fn put_budget(tx: &mut dyn Tx, owner: &str, b: &Budget, now: i64) -> Result<()> {
+    tx.budget_put(b)?;
+    tx.audit_append(
+        now,
+        owner,
+        "budget_set",
+        &json!({"gid": b.gid, "scope": b.scope, "limit": format_amount(b.limit, &b.currency),
+                "currency": b.currency, "period": b.period})
+        .to_string(),
+    )?;
+    Ok(())
+}
+
+/// The answer for a spend record at `now`.
+fn answer(tx: &mut dyn Tx, s: &SpendRec, now: i64) -> Result<SpendResponse> {
+    let budget = tx
+        .budgets_of(&s.gid)?
+        .into_iter()
+        .find(|b| b.scope == s.scope);
+    let mut out = SpendResponse {
+        grant_id: s.gid.clone(),
+        scope: s.scope.clone(),
+        amount: format_amount(s.amount, &s.currency),
+        currency: s.currency.clone(),
+        idempotency_key: s.key.clone(),
+        refunded: s.refunded_at.is_some(),
+        limit: None,
+        remaining: None,
+        period: None,
+        period_ends_at: None,
+    };
+    if let Some(b) = budget.filter(|b| b.currency == s.currency) {
+        let (_, remaining, end) = standing(tx, &b, now)?;
+        out.limit = Some(format_amount(b.limit, &b.currency));
+        out.remaining = Some(format_amount(remaining, &b.currency));
+        out.period = Some(b.period);
+        out.period_ends_at = end;
+    }
+    Ok(out)
+}
+
+fn to_json(v: &SpendResponse) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Server(format!("encoding failed: {e}")))
+}
+
+/// The spend, checked and recorded in one transaction.
+fn spend_tx(
+    tx: &mut dyn Tx,
+    rs: &Resource,
+    req: &SpendRequest,
+    amount: i64,
+    now: i64,
+) -> Result<SpendResponse> {
+    if let Some(prev) = tx.spend_get(&rs.client_id, &req.idempotency_key)? {
+        // The same request again gets the same answer; another request under
+        // a used key is a caller's bug, refused rather than guessed at.
+        if prev.gid != req.grant_id
+            || prev.scope != req.scope
+            || prev.amount != amount
+            || prev.currency != req.currency
+        {
+            return Err(Error::InvalidRequest(
+                "this idempotency key was used for another spend".into(),
+            ));
+        }
+        return serde_json::from_str(&prev.answer)
+            .map_err(|e| Error::Server(format!("stored answer unreadable: {e}")));
+    }
+    let unknown = || Error::InvalidGrant("no such token of this grant for this resource".into());
+    let token = tx.token_get(&req.token_id)?.ok_or_else(unknown)?;
+    if token.kind != TokenKind::Access
+        || token.gid != req.grant_id
+        || token.aud.as_deref() != Some(rs.audience.as_str())
+        || (token.owner != rs.owner && !rs.shared)
+    {
+        return Err(unknown());
+    }
+    let g = tx.grant_get(&req.grant_id)?.ok_or_else(unknown)?;
+    if token.status == TokenStatus::Revoked || !grant_live(&g, now) {
+        return Err(Error::InvalidGrant(
+            if g.status == GrantStatus::Revoked || token.status == TokenStatus::Revoked {
+                "the grant or token was revoked"
+            } else {
+                "the grant has expired"
+            }
+            .into(),
+        ));
+    }
+    let decimal = Decimal::new(
+        amount,
+        protonpass_agent::budget::currency_exponent(&req.currency)?,
+    );
+    ScopeSet::parse(&token.scope)?.require_amount(&req.scope, decimal)?;
+    let budget = tx
+        .budgets_of(&g.gid)?
+        .into_iter()
+        .find(|b| b.scope == req.scope);
+    if let Some(b) = &budget {
+        if b.currency != req.currency {
+            return Err(Error::InvalidRequest(format!(
+                "the budget of {} is in {}",
+                b.scope, b.currency
+            )));
+        }
+        let (_, remaining, _) = standing(tx, b, now)?;
+        if amount > remaining {
+            return Err(Error::BudgetExceeded(format!(
+                "{} {} of {} would go over the {} budget: {} remain",
+                format_amount(amount, &b.currency),
+                b.currency,
+                b.scope,
+                b.period,
+                format_amount(remaining, &b.currency)
+            )));
+        }
+    }
+    let mut rec = SpendRec {
+        resource: rs.client_id.clone(),
+        key: req.idempotency_key.clone(),
+        gid: g.gid.clone(),
+        scope: req.scope.clone(),
+        amount,
+        currency: req.currency.clone(),
+        at: now,
+        refunded_at: None,
+        answer: String::new(),
+    };
+    // What remains is computed before the row exists, then this spend taken off.
+    let mut out = answer(tx, &rec, now)?;
+    if let Some(b) = &budget {
+        let (_, remaining, _) = standing(tx, b, now)?;
+        out.remaining = Some(format_amount(remaining - amount, &b.currency));
+    }
+    rec.answer = to_json(&out)?;
+    tx.spend_add(&rec)?;
+    tx.audit_append(
+        now,
+        &g.owner,
+        "spend",
+        &json!({"resource": rs.client_id, "gid": g.gid, "agent": g.agent, "jti": token.jti,
+                "scope": rec.scope, "amount": out.amount, "currency": rec.currency,
+                "key": rec.key, "remaining": out.remaining})
+        .to_string(),
+    )?;
+    Ok(out)
+}
+
+impl Broker {
+    /// `grant budget`: set or replace the budget of one scope of an owner's grant.
+    pub async fn budget_set(&self, owner: &str, gid: &str, spec: BudgetSpec) -> Result<BudgetView> {
+        let now = self.clock.now();
+        let (owner, gid) = (owner.to_owned(), gid.to_owned());
+        store::write(&self.store, move |tx| {
+            let g = tx
+                .grant_get(&gid)?
+                .filter(|g| g.owner == owner)
+                .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
+            if g.status == GrantStatus::Revoked {
+                return Err(Error::InvalidRequest(format!("the grant {gid} is revoked")));
+            }
+            let b = spec.to_budget(&g, now)?;
+            put_budget(tx, &owner, &b, now)?;
+            view(tx, &b, now)
+        })
+        .await
+    }
+
+    /// An owner's grant with its budgets (`grant show`).
+    pub async fn grant_show(&self, owner: &str, gid: &str) -> Result<(Grant, Vec<BudgetView>)> {
+        let now = self.clock.now();
+        let (owner, gid) = (owner.to_owned(), gid.to_owned());
+        store::read(&self.store, move |tx| {
+            let g = tx
+                .grant_get(&gid)?
+                .filter(|g| g.owner == owner)
+                .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
+            let views = budget_views(tx, &g.gid, now)?;
+            Ok((g, views))
+        })
+        .await
+    }
+
+    /// `POST /budget/spend` for an authenticated resource server.
+    pub async fn spend(&self, rs: &Resource, req: SpendRequest) -> Result<SpendResponse> {
+        let now = self.clock.now();
+        check_idempotency_key(&req.idempotency_key)?;
+        budget_scope(&req.scope)?;
+        if req.grant_id.len() > 128 || req.token_id.len() > 256 {
+            return Err(Error::InvalidRequest(
+                "grant_id or token_id is too long".into(),
+            ));
+        }
+        let amount = parse_amount(&req.amount, &req.currency)?;
+        if amount == 0 {
+            return Err(Error::InvalidRequest("a spend is more than zero".into()));
+        }
+        let rs2 = rs.clone();
+        let req2 = req.clone();
+        let r = store::write(&self.store, move |tx| {
+            spend_tx(tx, &rs2, &req2, amount, now)
+        })
+        .await;
+        if let Err(e) = &r
+            && !matches!(e, Error::TemporarilyUnavailable(_))
+        {
+            self.audit_rejected(
+                &rs.owner,
+                "spend",
+                e,
+                json!({"resource": rs.client_id, "gid": req.grant_id, "scope": req.scope,
+                       "amount": req.amount, "currency": req.currency, "key": req.idempotency_key}),
+            );
+        }
+        r
+    }
+
+    /// `POST /budget/refund`: give back a spend of this resource server, by
+    /// its idempotency key. Refunding twice answers the same; a revoked grant
+    /// can still be refunded.
+    pub async fn refund(&self, rs: &Resource, req: RefundRequest) -> Result<SpendResponse> {
+        let now = self.clock.now();
+        check_idempotency_key(&req.idempotency_key)?;
+        let rs = rs.clone();
+        store::write(&self.store, move |tx| {
+            let rec = tx
+                .spend_get(&rs.client_id, &req.idempotency_key)?
+                .filter(|s| s.gid == req.grant_id)
+                .ok_or_else(|| {
+                    Error::InvalidRequest("no spend of this grant under this key".into())
+                })?;
+            let fresh = rec.refunded_at.is_none();
+            if fresh {
+                tx.spend_refund(&rs.client_id, &req.idempotency_key, now)?;
+            }
+            let rec = SpendRec {
+                refunded_at: rec.refunded_at.or(Some(now)),
+                ..rec
+            };
+            let out = answer(tx, &rec, now)?;
+            if fresh {
+                let owner = tx.grant_get(&rec.gid)?.map(|g| g.owner).unwrap_or_default();
+                tx.audit_append(
+                    now,
+                    &owner,
+                    "refund",
+                    &json!({"resource": rs.client_id, "gid": rec.gid, "scope": rec.scope,
+                            "amount": out.amount, "currency": rec.currency, "key": rec.key,
+                            "remaining": out.remaining})
+                    .to_string(),
+                )?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::TokenRec;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Store, read_blocking, write_blocking};
+
+    /// Two stores on one database file stand for two broker processes: each
+    /// has its own writer connection, and SQLite's write lock is all that
+    /// orders their transactions.
+    #[test]
+    fn spends_from_separate_connections_never_overspend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let stores: Vec<Arc<dyn Store>> = (0..4)
+            .map(|_| {
+                let s: Arc<dyn Store> =
+                    SqliteStore::open_with(&path, Duration::from_secs(30)).unwrap();
+                s
+            })
+            .collect();
+        let now = 1_796_496_376;
+        let g = Grant {
+            gid: "g".into(),
+            owner: "o".into(),
+            agent: "a".into(),
+            scope: "payment:execute".into(),
+            audiences: vec!["https://api.example".into()],
+            jkt: Some("k".into()),
+            status: GrantStatus::Active,
+            origin: "test".into(),
+            created_at: now,
+            ttl: 3600,
+            expires_at: now + 3600,
+            enroll_hash: None,
+            revoked_at: None,
+        };
+        let t = TokenRec {
+            jti: "t".into(),
+            gid: "g".into(),
+            owner: "o".into(),
+            kind: TokenKind::Access,
+            client_id: "a".into(),
+            scope: "payment:execute".into(),
+            aud: Some("https://api.example".into()),
+            iat: now,
+            exp: now + 300,
+            jkt: "k".into(),
+            hash: None,
+            status: TokenStatus::Active,
+        };
+        let spec = BudgetSpec::parse("payment:execute=500/EUR/day").unwrap();
+        let b = spec.to_budget(&g, now).unwrap();
+        write_blocking(&stores[0], move |tx| {
+            tx.grant_put(&g)?;
+            tx.token_put(&t)?;
+            put_budget(tx, "o", &b, now)
+        })
+        .unwrap();
+        let rs = Resource {
+            client_id: "rs".into(),
+            owner: "o".into(),
+            audience: "https://api.example".into(),
+            secret_hash: String::new(),
+            created_at: now,
+            shared: false,
+        };
+        let gate = Arc::new(std::sync::Barrier::new(64));
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (s, rs, gate) = (stores[i % 4].clone(), rs.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    let req = SpendRequest {
+                        grant_id: "g".into(),
+                        token_id: "t".into(),
+                        scope: "payment:execute".into(),
+                        amount: "10".into(),
+                        currency: "EUR".into(),
+                        idempotency_key: format!("k{i}"),
+                    };
+                    gate.wait();
+                    write_blocking(&s, move |tx| spend_tx(tx, &rs, &req, 1000, now))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 50, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|e| e.code() == "budget_exceeded")
+        );
+        let views = read_blocking(&stores[1], |tx| budget_views(tx, "g", now)).unwrap();
+        assert_eq!(views[0].spent, "500.00");
+        assert_eq!(views[0].remaining, "0.00");
+        // The next period starts afresh.
+        let tomorrow = read_blocking(&stores[2], |tx| budget_views(tx, "g", now + 86_400)).unwrap();
+        assert_eq!(tomorrow[0].spent, "0.00");
+    }
+}
