@@ -11,6 +11,7 @@ mod audit_page;
 pub mod auth;
 mod device;
 mod device_cookie;
+mod scope_view;
 mod usage;
 pub(crate) mod view;
 

@@ -3,8 +3,10 @@
 //! audit record) in one store transaction.
 
 pub mod admin;
+pub mod catalog;
 pub mod device;
 pub mod issue;
+pub mod register;
 pub mod resource;
 pub mod token;
 
