@@ -108,5 +108,6 @@ bench: ## Benchmarks, figures printed
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
+	MATURIN_PEP517_ARGS=--release PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh

@@ -41,10 +41,12 @@ const textOf = (content) => (Array.isArray(content) ? content.map((c) => c.text 
 async function main() {
   const session = await authenticateWithProton({ scope: SCOPES, audience: opt.server, broker: opt.broker, ...(opt.store ? { store: opt.store } : {}) });
   say('authenticated', { scopes: session.scopes });
+  // readme:begin mcp-client-node
   const transport = new StreamableHTTPClientTransport(new URL(opt.server), {
     fetch: (url, init) => session.fetch(url, init),
   });
   const client = new Client({ name: 'travel-agent', version: '1.0.0' });
+  // readme:end mcp-client-node
   let call;
   try {
     await client.connect(transport);

@@ -115,12 +115,14 @@ async def main(a: argparse.Namespace) -> int:
     session = await authenticate_with_proton_async(SCOPES, a.server, broker=a.broker, store=a.store)
     say("authenticated", scopes=session.scopes, line="mcp2" if MCP2 else "mcp1")
     try:
+        # readme:begin mcp-client
         async with (
             http.AsyncClient(auth=auth_of(session), timeout=30) as client,
             streamable_http_client(a.server, http_client=client) as streams,
             ClientSession(streams[0], streams[1]) as mcp,
         ):
             await mcp.initialize()
+            # readme:end mcp-client
             langchain = None
             if a.langchain:
                 from langchain_mcp_adapters.tools import load_mcp_tools

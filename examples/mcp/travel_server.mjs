@@ -40,6 +40,7 @@ export function makeServer() {
     requireScope('travel:search', async ({ to }, extra) =>
       json({ flights: FLIGHTS.filter((f) => f.to === to.toUpperCase()), by: who(extra) })),
   );
+  // readme:begin mcp-tool-node
   server.registerTool(
     'book_flight',
     { description: 'Book (hold) a flight by its number.', inputSchema: { flight: z.string() } },
@@ -49,6 +50,7 @@ export function makeServer() {
       return json({ booking: `BK-${String(bookings).padStart(4, '0')}`, flight, status: 'held', by: who(extra) });
     }),
   );
+  // readme:end mcp-tool-node
   server.registerTool(
     'pay',
     { description: 'Pay for a booking (amount in EUR).', inputSchema: { booking: z.string(), amount: z.number() } },
@@ -63,10 +65,12 @@ export function makeServer() {
 
 /** The Express app serving MCP at /mcp for `resource`, protected by the broker at `broker`. */
 export function makeApp(broker, resource) {
+  // readme:begin mcp-protect-node
   const app = express();
   app.use(express.json());
   const guard = protect({ issuer: broker, resource, scopesSupported: SCOPES });
   app.use(guard);
+  // readme:end mcp-protect-node
   app.all('/mcp', async (req, res) => {
     const server = makeServer();
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });

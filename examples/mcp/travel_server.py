@@ -16,7 +16,8 @@ link). A tool beyond the token's scopes answers ``isError`` with
 Run: ``python travel_server.py --broker URL --addr 127.0.0.1:PORT [--register]``; the first
 stdout line is ``{"event":"listening","url":...,"resource":...}``. With ``--register``, the
 resource and its scope catalog are registered with the broker at start, with the one-time
-token in ``PROTONPASS_REGISTRATION_TOKEN``.
+token in ``PROTONPASS_REGISTRATION_TOKEN`` (``protonpass-broker resource invite``); the
+credentials it gets back make the verifier report each call to the owner's audit log.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import socket
 import sys
 from typing import Any
@@ -63,6 +65,7 @@ def make_server() -> Any:
         """Search flights to a destination airport (IATA code)."""
         return {"flights": [f for f in FLIGHTS if f["to"] == to.upper()], "by": who()}
 
+    # readme:begin mcp-tool
     @mcp.tool()
     @require_scope("travel:book")
     async def book_flight(flight: str) -> dict[str, Any]:
@@ -70,6 +73,8 @@ def make_server() -> Any:
         if not any(f["flight"] == flight for f in FLIGHTS):
             raise ValueError(f"no flight {flight}")
         return {"booking": f"BK-{next(bookings):04d}", "flight": flight, "status": "held", "by": who()}
+
+    # readme:end mcp-tool
 
     @mcp.tool()
     @require_scope("payment:execute", amount="amount")
@@ -82,6 +87,7 @@ def make_server() -> Any:
 
 def make_app(broker: str, resource: str, **options: Any) -> Any:
     """The protected ASGI app; ``options`` go to :func:`protonpass_agent.mcp.protect`."""
+    # readme:begin mcp-protect
     return protect(
         make_server().streamable_http_app(),
         issuer=broker,
@@ -89,20 +95,28 @@ def make_app(broker: str, resource: str, **options: Any) -> Any:
         scopes_supported=[s["name"] for s in SCOPES],
         **options,
     )
+    # readme:end mcp-protect
 
 
-def register(broker: str, resource: str, token: str) -> None:
-    """Register this resource and its scope catalog with the broker (one-time registration token)."""
-    import httpx
+def register(broker: str, resource: str, token: str) -> dict[str, Any]:
+    """Register this resource and its scope catalog with the broker (``POST /resource/register``
+    with the owner's one-time registration token); returns the resource's client credentials."""
+    import urllib.error
+    import urllib.request
 
-    r = httpx.post(
+    body = json.dumps({"resource": resource, "scopes": SCOPES}).encode()
+    req = urllib.request.Request(
         f"{broker.rstrip('/')}/resource/register",
-        json={"resource": resource, "scopes": SCOPES},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    if r.status_code >= 300:
-        raise SystemExit(f"registration refused: {r.status_code} {r.text}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            out: dict[str, Any] = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"registration refused: {e.code} {e.read().decode(errors='replace')[:500]}") from None
+    return out
 
 
 def main() -> int:
@@ -119,15 +133,16 @@ def main() -> int:
     sock.bind((host, int(port)))
     url = f"http://{host}:{sock.getsockname()[1]}"
     resource = f"{url}/mcp"
+    options: dict[str, Any] = {}
     if a.register:
-        import os
-
         token = os.environ.get("PROTONPASS_REGISTRATION_TOKEN")
         if not token:
             raise SystemExit("--register needs the one-time token in PROTONPASS_REGISTRATION_TOKEN")
-        register(a.broker, resource, token)
-    app = make_app(a.broker, resource)
-    print(json.dumps({"event": "listening", "url": url, "resource": resource}), flush=True)
+        creds = register(a.broker, resource, token)
+        # The credentials let the verifier report each call to the owner's audit log.
+        options = {"client_id": creds["client_id"], "client_secret": creds["client_secret"], "report_usage": True}
+    app = make_app(a.broker, resource, **options)
+    print(json.dumps({"event": "listening", "url": url, "resource": resource, "registered": a.register}), flush=True)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:

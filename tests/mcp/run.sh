@@ -8,6 +8,7 @@
 #   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
 #   PROTONPASS_CACHE       where the venvs live (default ~/.cache/protonpass)
 #   PYTEST_ARGS            extra pytest arguments
+# `run.sh bench` runs the benchmark (tests/mcp/bench.py) in both venvs instead.
 # Needs the Node package built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -43,6 +44,13 @@ MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
 for line in mcp1 mcp2; do
   "$cache/$line-venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
 done
+
+if [[ "${1:-}" == bench ]]; then
+  for line in mcp1 mcp2; do
+    (cd "$here" && "$cache/$line-venv/bin/python" bench.py)
+  done
+  exit 0
+fi
 
 # Node: the SDKs at the versions of examples/mcp/package-lock.json, next to the
 # example; the package itself comes from bindings-node (node-package.cjs).

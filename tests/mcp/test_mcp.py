@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pytest
 
 from conftest import EXAMPLE, LINE, SCOPES, agent_name, event, grant, run_agent
-from procs import Broker
+from procs import Broker, Proc
 from protonpass_agent import Session, authenticate_with_proton_async
 
 PY_AGENT = [sys.executable, str(EXAMPLE / "agent.py")]
@@ -215,3 +215,23 @@ def test_each_call_sees_its_own_caller(broker: Broker, py_server: str) -> None:
             await b.aclose()
 
     asyncio.run(main())
+
+
+@mcp1_only
+def test_server_registers_itself_with_its_scope_catalog(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--register: the example server registers its resource and catalog with a
+    one-time token from `resource invite`; the broker then refuses scopes the
+    catalog does not define, and agents work within it."""
+    invite = json.loads(broker.cli("resource", "invite", "--json"))
+    monkeypatch.setenv("PROTONPASS_REGISTRATION_TOKEN", invite["registration_token"])
+    server = Proc([sys.executable, str(EXAMPLE / "travel_server.py"), "--broker", broker.issuer, "--register"])
+    try:
+        resource = str(server.first["resource"])
+        assert server.first["registered"] is True
+        listed = json.loads(broker.cli("resource", "show", resource, "--json"))
+        assert {s["name"] for s in listed["scopes"]} == {"travel:search", "travel:book", "payment:execute:under-500"}
+        with pytest.raises(RuntimeError, match="invalid_scope"):
+            grant(broker, agent_name("evil"), resource, "travel:search-evil")
+        check_journey(run_agent(broker, PY_AGENT, resource), revoked=False)
+    finally:
+        server.stop()
