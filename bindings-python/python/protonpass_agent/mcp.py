@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar
 from urllib.parse import urlsplit
 
+from ._metadata import resource_metadata, resource_metadata_path, resource_metadata_url
 from ._native import Identity, ProtonPassError
 from ._verifier import Verifier
 
@@ -48,7 +49,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where the identity is kept in the ASGI scope's ``state`` (``request.state.protonpass_agent``).
 STATE_KEY = "protonpass_agent"
-WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 _current: contextvars.ContextVar[Optional[Identity]] = contextvars.ContextVar("protonpass_agent_mcp", default=None)
 
@@ -162,33 +162,6 @@ def require_scope(scope: str, *, amount: Optional[str] = None) -> Callable[[F], 
     return decorate
 
 
-def resource_metadata(
-    resource: str,
-    issuer: str,
-    *,
-    scopes_supported: Optional[Iterable[str]] = None,
-    resource_documentation: Optional[str] = None,
-) -> dict[str, Any]:
-    """The RFC 9728 protected-resource metadata of an MCP server protected by the broker at ``issuer``."""
-    doc: dict[str, Any] = {
-        "resource": resource,
-        "authorization_servers": [issuer.rstrip("/")],
-        "bearer_methods_supported": ["header"],
-        "dpop_signing_alg_values_supported": ["EdDSA"],
-        "dpop_bound_access_tokens_required": True,
-    }
-    if scopes_supported is not None:
-        doc["scopes_supported"] = list(scopes_supported)
-    if resource_documentation:
-        doc["resource_documentation"] = resource_documentation
-    return doc
-
-
-def _metadata_path(resource: str) -> str:
-    path = urlsplit(resource).path.rstrip("/")
-    return WELL_KNOWN + path
-
-
 class ProtonPassMCP:
     """ASGI middleware verifying every request to an MCP server's app; see :func:`protect`."""
 
@@ -211,12 +184,14 @@ class ProtonPassMCP:
         self.app = app
         self.verifier = verifier
         self.scopes = list(scopes)
-        base = verifier.base_url
-        self._metadata_url = f"{urlsplit(base).scheme}://{urlsplit(base).netloc}{_metadata_path(resource)}"
-        self._metadata_path = _metadata_path(resource)
+        self._metadata_url = resource_metadata_url(resource)
+        self._metadata_path = resource_metadata_path(resource)
         self._metadata = json.dumps(
             resource_metadata(
-                resource, issuer, scopes_supported=scopes_supported, resource_documentation=resource_documentation
+                resource,
+                issuer,
+                scopes_supported=list(scopes_supported or ()),
+                resource_documentation=resource_documentation,
             )
         ).encode()
 
@@ -288,11 +263,14 @@ def protect(
     built from ``issuer``, ``resource`` and ``verifier_options`` (``owner``,
     ``report_usage``, ...; see :class:`~protonpass_agent.Verifier`). ``scopes``
     are required of every request (``403 insufficient_scope`` otherwise);
-    ``scopes_supported`` is published in the metadata. Lifespan events pass
-    through, so the SDK's session manager starts as usual.
+    ``scopes_supported`` is published in the metadata (built by the core,
+    :func:`protonpass_agent.resource_metadata`; ``resource`` must be ``https``,
+    or ``http`` on loopback). Lifespan events pass through, so the SDK's
+    session manager starts as usual.
     """
     if verifier is None:
         parts = urlsplit(resource)
+        verifier_options.setdefault("resource_metadata_url", resource_metadata_url(resource))
         verifier = Verifier(
             issuer, resource, base_url=base_url or f"{parts.scheme}://{parts.netloc}", **verifier_options
         )
@@ -314,5 +292,4 @@ __all__ = [
     "current_agent",
     "protect",
     "require_scope",
-    "resource_metadata",
 ]
