@@ -61,7 +61,7 @@ def make_server() -> Any:
 
     @mcp.tool()
     @require_scope("travel:search")
-    async def search_flights(to: str = "CDG") -> dict[str, Any]:
+    def search_flights(to: str = "CDG") -> dict[str, Any]:  # a plain function works too
         """Search flights to a destination airport (IATA code)."""
         return {"flights": [f for f in FLIGHTS if f["to"] == to.upper()], "by": who()}
 

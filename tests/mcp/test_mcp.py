@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from importlib.metadata import version
@@ -233,5 +234,19 @@ def test_server_registers_itself_with_its_scope_catalog(broker: Broker, monkeypa
         with pytest.raises(RuntimeError, match="invalid_scope"):
             grant(broker, agent_name("evil"), resource, "travel:search-evil")
         check_journey(run_agent(broker, PY_AGENT, resource), revoked=False)
+        # With the credentials the registration returned, the server reports
+        # each request, the tool refused for its scope included.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            usage = [
+                json.loads(r["detail"])
+                for r in map(json.loads, broker.cli("audit", "export", "--json").splitlines())
+                if r["event"] == "usage"
+            ]
+            refused = [u for u in usage if u["aud"] == resource and u["code"] == "insufficient_scope"]
+            if refused:
+                break
+            time.sleep(0.2)
+        assert refused and refused[0]["scope"] == "payment:execute" and refused[0]["decision"] == "deny", usage
     finally:
         server.stop()
