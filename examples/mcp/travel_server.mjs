@@ -67,9 +67,10 @@ export function makeServer() {
 export function makeApp(broker, resource) {
   // readme:begin mcp-protect-node
   const app = express();
-  app.use(express.json());
+  // Verified before the body is parsed: an unauthenticated request costs no parsing.
   const guard = protect({ issuer: broker, resource, scopesSupported: SCOPES });
   app.use(guard);
+  app.use(express.json());
   // readme:end mcp-protect-node
   app.all('/mcp', async (req, res) => {
     const server = makeServer();
