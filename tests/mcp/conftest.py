@@ -77,16 +77,20 @@ def run_agent(
             "PROTONPASS_ENROLLMENT_CODE": g["enrollment_code"],
         }
         args = [*argv, "--broker", broker.issuer, "--server", resource, *(["--until-revoked"] if revoke else [])]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        assert proc.stdout is not None
         events = []
-        for line in proc.stdout:
-            ev = json.loads(line)
-            events.append(ev)
-            if ev["event"] == "waiting_for_revocation":
-                broker.cli("revoke", "--", g["grant_id"])
-        err = proc.stderr.read() if proc.stderr else ""
-        rc = proc.wait(30)
+        with (
+            tempfile.TemporaryFile(mode="w+") as errors,
+            subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True, env=env) as proc,
+        ):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                ev = json.loads(line)
+                events.append(ev)
+                if ev["event"] == "waiting_for_revocation":
+                    broker.cli("revoke", "--", g["grant_id"])
+            rc = proc.wait(30)
+            errors.seek(0)
+            err = errors.read()
     assert rc == 0, f"{args} exited {rc}:\n{err[-3000:]}"
     return events
 
