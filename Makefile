@@ -34,7 +34,7 @@ setup-packages: ## Build the broker and install the Python and Node packages (wh
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
-SUITES := check-repo check-layers lint test-rust test-interop test-thirdparty test-python test-node test-cross test-browser fuzz-smoke
+SUITES := check-repo check-layers lint test-rust test-interop test-thirdparty test-python test-node test-cross test-mcp test-browser fuzz-smoke
 
 .PHONY: test
 test: ## Every check and every test suite (installs missing tools first), each timed
@@ -84,6 +84,10 @@ test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verif
 	bash tests/cross/run.sh
 	bash examples/travel/run.sh
 
+.PHONY: test-mcp
+test-mcp: ## MCP: the example MCP servers (Python mcp 1.x and 2.x, Node SDK) protected by the broker's tokens; agents through the SDKs and LangChain adapters
+	bash tests/mcp/run.sh
+
 .PHONY: test-browser
 test-browser: ## The dashboard in headless Chromium (Playwright)
 	bash broker/tests/browser/run.sh
@@ -104,5 +108,6 @@ bench: ## Benchmarks, figures printed
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
+	MATURIN_PEP517_ARGS=--release PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh

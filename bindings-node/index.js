@@ -539,6 +539,7 @@ const protocol = {
   signEd25519: withErrors((privateJwk, message) => native.signEd25519(jwkText(privateJwk), message)),
   accessTokenHash: withErrors(native.accessTokenHash),
   verifyProof: withErrors(native.verifyProof),
+  scopeRefusal: withErrors(native.scopeRefusal),
 };
 
 module.exports = {

@@ -22,5 +22,6 @@ export const {
   signEd25519,
   accessTokenHash,
   verifyProof,
+  scopeRefusal,
 } = pkg;
 export default pkg;

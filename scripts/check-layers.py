@@ -32,11 +32,12 @@ ARCH = ROOT / "ARCHITECTURE.md"
 # edges; an entry whose import is gone, or no longer closes a cycle, is itself
 # reported, so that the list only shrinks. The Rust graphs have none.
 ALLOWED_BACK_EDGES: dict[tuple[str, str, str], str] = {
-    # `Session.httpx_auth` / `.requests_auth` import the adapters lazily so that
-    # httpx and requests stay optional; the adapters name `Session` only under
+    # `Session.httpx_auth` / `.httpx2_auth` / `.requests_auth` import the adapters
+    # lazily so that httpx, httpx2 and requests stay optional; the adapters name `Session` only under
     # TYPE_CHECKING. A later change can give the adapters a Protocol instead.
     ("python", "_session", "_httpx"): "lazy import of an optional adapter",
     ("python", "_session", "_requests"): "lazy import of an optional adapter",
+    ("python", "_session", "_httpx2"): "lazy import of an optional adapter",
     # `Verifier.require_scope` imports the FastAPI adapter lazily (FastAPI is
     # optional); the adapter imports `Verifier` at its top.
     ("python", "_verifier", "fastapi"): "lazy import of an optional adapter",

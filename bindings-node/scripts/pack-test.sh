@@ -29,7 +29,9 @@ smoke() {
   (cd "$dir" && node --input-type=module -e '
     import { version, Session, ProtonPassError } from "protonpass-agent";
     import { createProtonPassTool } from "protonpass-agent/langchain";
+    import { protect, requireScope } from "protonpass-agent/mcp";
     if (typeof Session.prototype.fetch !== "function" || typeof createProtonPassTool !== "function") throw new Error("missing exports");
+    if (typeof protect !== "function" || typeof requireScope !== "function") throw new Error("missing protonpass-agent/mcp");
     console.log("esm ok", version(), ProtonPassError.name);')
 }
 

@@ -19,7 +19,7 @@ pub use session::{
 };
 pub use verifier::{
     ClientCredentials, Identity, Rejection, Requirement, Verdict, Verifier, VerifierConfig,
-    VerifyRequest,
+    VerifyRequest, scope_refusal,
 };
 
 /// The version of the package and of the core it wraps (one version for the

@@ -271,18 +271,7 @@ impl Verifier {
         let result = match (result, requirement) {
             (Ok(id), Some(req)) => match req.amount {
                 None => id.require(&req.scope).map(|()| id),
-                Some(a) => {
-                    let amount = match a {
-                        Either::A(s) => Decimal::from_str(s.trim()),
-                        Either::B(n) => Decimal::from_str(&n.to_string()),
-                    }
-                    .map_err(|_| {
-                        crate::error::to_napi(&core::Error::InvalidRequest(
-                            "the amount is not a decimal number".into(),
-                        ))
-                    })?;
-                    id.require_amount(&req.scope, amount).map(|()| id)
-                }
+                Some(a) => id.require_amount(&req.scope, parse_amount(a)?).map(|()| id),
             },
             (r, _) => r,
         };
@@ -304,6 +293,41 @@ impl Verifier {
         if let Some(v) = self.inner.get() {
             v.stop();
         }
+    }
+}
+
+fn parse_amount(a: Either<String, f64>) -> napi::Result<Decimal> {
+    match a {
+        Either::A(s) => Decimal::from_str(s.trim()),
+        Either::B(n) => Decimal::from_str(&n.to_string()),
+    }
+    .map_err(|_| {
+        crate::error::to_napi(&core::Error::InvalidRequest(
+            "the amount is not a decimal number".into(),
+        ))
+    })
+}
+
+/// Why a verified caller's `scopes` do not allow `scope` (and `amount` within
+/// its limit, for a `resource:action`): `null` when they do, else the
+/// `insufficient_scope` description. For checks after verification, such as
+/// one MCP tool of a verified request; throws `invalid_request` for a scope or
+/// amount that does not parse.
+#[napi]
+pub fn scope_refusal(
+    scopes: Vec<String>,
+    scope: String,
+    amount: Option<Either<String, f64>>,
+) -> napi::Result<Option<String>> {
+    let held = crate::error::map(core::ScopeSet::parse(&scopes.join(" ")))?;
+    let r = match amount {
+        None => held.require(&scope),
+        Some(a) => held.require_amount(&scope, parse_amount(a)?),
+    };
+    match r {
+        Ok(()) => Ok(None),
+        Err(core::Error::InsufficientScope(why)) => Ok(Some(why)),
+        Err(e) => Err(crate::error::to_napi(&e)),
     }
 }
 

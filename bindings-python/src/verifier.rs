@@ -107,10 +107,12 @@ fn options(
     introspect_when_stale: bool,
     report_usage: bool,
     owner: Option<String>,
+    resource_metadata_url: Option<String>,
 ) -> PyResult<VerifierOptions> {
     let mut o = VerifierOptions::new(issuer, audience);
     o.require_nonce = require_nonce;
     o.owner = owner;
+    o.resource_metadata = resource_metadata_url;
     o.follow_feed = follow_feed;
     if !(max_staleness.is_finite() && max_staleness > 0.0) {
         return Err(to_py(Error::InvalidRequest(
@@ -156,7 +158,7 @@ impl Verifier {
     #[new]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None))]
+        report_usage=false, owner=None, resource_metadata_url=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -170,6 +172,7 @@ impl Verifier {
         introspect_when_stale: bool,
         report_usage: bool,
         owner: Option<String>,
+        resource_metadata_url: Option<String>,
     ) -> PyResult<Self> {
         let o = options(
             issuer,
@@ -182,6 +185,7 @@ impl Verifier {
             introspect_when_stale,
             report_usage,
             owner,
+            resource_metadata_url,
         )?;
         let inner = block_on(py, CoreVerifier::new(o))?.map_err(to_py)?;
         Ok(Verifier { inner })
@@ -191,7 +195,7 @@ impl Verifier {
     #[staticmethod]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None))]
+        report_usage=false, owner=None, resource_metadata_url=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect<'py>(
         py: Python<'py>,
@@ -205,6 +209,7 @@ impl Verifier {
         introspect_when_stale: bool,
         report_usage: bool,
         owner: Option<String>,
+        resource_metadata_url: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = options(
             issuer,
@@ -217,6 +222,7 @@ impl Verifier {
             introspect_when_stale,
             report_usage,
             owner,
+            resource_metadata_url,
         )?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let inner = CoreVerifier::new(o).await.map_err(to_py)?;
@@ -341,8 +347,40 @@ fn json(r: protonpass_agent::SpendResponse) -> PyResult<String> {
     serde_json::to_string(&r).map_err(|e| to_py(Error::Server(format!("encoding: {e}"))))
 }
 
+/// The RFC 9728 protected-resource metadata of `resource`, protected by the
+/// broker at `authorization_server`, as JSON.
+#[pyfunction]
+#[pyo3(signature = (resource, authorization_server, *, scopes_supported=Vec::new(), resource_documentation=None))]
+fn resource_metadata(
+    resource: &str,
+    authorization_server: &str,
+    scopes_supported: Vec<String>,
+    resource_documentation: Option<String>,
+) -> PyResult<String> {
+    let m =
+        protonpass_agent::ResourceMetadata::new(resource, authorization_server, &scopes_supported)
+            .map_err(to_py)?
+            .with_documentation(resource_documentation.as_deref());
+    Ok(m.to_json())
+}
+
+/// The path `resource`'s metadata is served at (RFC 9728 section 3.1).
+#[pyfunction]
+fn resource_metadata_path(resource: &str) -> PyResult<String> {
+    protonpass_agent::resource_metadata::metadata_path(resource).map_err(to_py)
+}
+
+/// The absolute URL of `resource`'s metadata.
+#[pyfunction]
+fn resource_metadata_url(resource: &str) -> PyResult<String> {
+    protonpass_agent::resource_metadata::metadata_url(resource).map_err(to_py)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Identity>()?;
     m.add_class::<Verifier>()?;
+    m.add_function(wrap_pyfunction!(resource_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(resource_metadata_path, m)?)?;
+    m.add_function(wrap_pyfunction!(resource_metadata_url, m)?)?;
     Ok(())
 }

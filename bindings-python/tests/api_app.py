@@ -6,13 +6,18 @@ import threading
 
 from fastapi import Depends, FastAPI
 
-from protonpass_agent import Identity, Verifier
-from protonpass_agent.fastapi import require_scope
+from protonpass_agent import Identity, Verifier, resource_metadata_url
+from protonpass_agent.fastapi import add_resource_metadata, require_scope
 
 
 def make_app(issuer: str, audience: str, base_url: str) -> FastAPI:
     app = FastAPI()
-    app.state.protonpass_verifier = Verifier(issuer, audience, base_url=base_url)
+    app.state.protonpass_verifier = Verifier(
+        issuer, audience, base_url=base_url, resource_metadata_url=resource_metadata_url(audience)
+    )
+    add_resource_metadata(
+        app, audience, issuer, scopes_supported=["travel:search", "travel:book", "payment:execute:under-500"]
+    )
     # The same API, demanding server-provided DPoP nonces.
     nonce_verifier = Verifier(issuer, audience, base_url=base_url, require_nonce=True)
     app.state.nonce_verifier = nonce_verifier

@@ -53,6 +53,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/revocations", get(feed))
         .route("/revocations/stream", get(feed_stream))
         .route("/audit/usage", post(usage))
+        .route("/resource/register", post(resource_register))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(b.clone(), rate_limit))
@@ -468,6 +469,60 @@ async fn usage(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejecti
     match b.usage(&rs, report).await {
         Ok(n) => json_response(StatusCode::OK, serde_json::json!({"accepted": n})),
         Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /resource/register`: a resource server registers itself with a
+/// one-time invitation as bearer token (RFC 6750 section 2.1).
+async fn resource_register(
+    State(b): B,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let too_large = matches!(&body, Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE);
+    let r = match (token, body) {
+        (None, _) => Err(Error::InvalidToken {
+            reason: protonpass_agent::Reason::MissingClaim,
+            message: "send the registration token as Authorization: Bearer".into(),
+        }),
+        (_, Err(e)) => Err(Error::InvalidRequest(format!("unreadable body: {e}"))),
+        (Some(t), Ok(body)) => {
+            match serde_json::from_slice::<crate::service::register::RegisterRequest>(&body) {
+                Ok(req) => b.resource_register(t, req).await,
+                Err(e) => Err(Error::InvalidRequest(format!(
+                    "expected {{\"resource\": URL, \"scopes\": [{{\"name\", \"description\", \"risk\"}}], \"shared\": false}}: {e}"
+                ))),
+            }
+        }
+    };
+    match r {
+        Ok(reg) => json_response(StatusCode::OK, reg),
+        Err(e) => {
+            b.metrics.error(e.code());
+            b.audit_rejected("-", "resource_register", &e, serde_json::json!({}));
+            let mut resp = error_response(&e);
+            if too_large {
+                *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            if let Error::InvalidToken { .. } = e {
+                let v = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    match token {
+                        None => "no registration token",
+                        Some(_) => "unknown, spent or expired registration token",
+                    }
+                );
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            resp
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scope_catalog::ScopeCatalog;
+
 /// The state of a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,6 +200,11 @@ pub struct Resource {
     /// every owner's tokens for it. Otherwise only its owner may grant it.
     #[serde(default)]
     pub shared: bool,
+    /// The scopes it defines, with plain words and risk levels (`resource add
+    /// --scopes FILE`, `POST /resource/register`). Empty: no catalog, every
+    /// well-formed scope may be asked for.
+    #[serde(default, skip_serializing_if = "ScopeCatalog::is_empty")]
+    pub scopes: ScopeCatalog,
 }
 
 impl fmt::Debug for Resource {
@@ -207,6 +214,7 @@ impl fmt::Debug for Resource {
             .field("owner", &self.owner)
             .field("audience", &self.audience)
             .field("shared", &self.shared)
+            .field("scopes", &self.scopes.scopes.len())
             .finish()
     }
 }

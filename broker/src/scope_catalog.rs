@@ -155,41 +155,90 @@ pub fn from_raw(text: &str, raw: Vec<RawScope>) -> Result<ScopeCatalog, CatalogE
     }
     let mut scopes: Vec<ScopeInfo> = Vec::with_capacity(raw.len());
     for r in raw {
-        let nspan = r.name.span();
-        let name = r.name.into_inner();
-        as_scope(&name).map_err(|m| at(&nspan, m))?;
-        if scopes.iter().any(|s| s.name == name) {
-            return Err(at(&nspan, format!("{name:?} is defined twice")));
-        }
-        let dspan = r.description.span();
-        let description = r.description.into_inner().trim().to_owned();
-        let count = description.chars().count();
-        if count == 0 || count > MAX_DESCRIPTION {
-            return Err(at(
-                &dspan,
-                format!("a description is 1 to {MAX_DESCRIPTION} characters"),
+        let spans = [r.name.span(), r.description.span(), r.risk.span()];
+        let info = entry(
+            &scopes,
+            r.name.into_inner(),
+            r.description.into_inner(),
+            r.risk.get_ref(),
+        )
+        .map_err(|(field, m)| at(&spans[field], m))?;
+        scopes.push(info);
+    }
+    Ok(ScopeCatalog { scopes })
+}
+
+/// Check one entry against those before it; an error names the field
+/// (0 name, 1 description, 2 risk).
+fn entry(
+    before: &[ScopeInfo],
+    name: String,
+    description: String,
+    risk: &str,
+) -> Result<ScopeInfo, (usize, String)> {
+    as_scope(&name).map_err(|m| (0, m))?;
+    if before.iter().any(|s| s.name == name) {
+        return Err((0, format!("{name:?} is defined twice")));
+    }
+    let description = description.trim().to_owned();
+    let count = description.chars().count();
+    if count == 0 || count > MAX_DESCRIPTION {
+        return Err((
+            1,
+            format!("a description is 1 to {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if description.chars().any(char::is_control) {
+        return Err((1, "a description is one line of text".into()));
+    }
+    let risk = match risk {
+        "low" => Risk::Low,
+        "medium" => Risk::Medium,
+        "high" => Risk::High,
+        other => {
+            return Err((
+                2,
+                format!("risk {other:?}: one of \"low\", \"medium\", \"high\""),
             ));
         }
-        if description.chars().any(char::is_control) {
-            return Err(at(&dspan, "a description is one line of text".into()));
-        }
-        let rspan = r.risk.span();
-        let risk = match r.risk.get_ref().as_str() {
-            "low" => Risk::Low,
-            "medium" => Risk::Medium,
-            "high" => Risk::High,
-            other => {
-                return Err(at(
-                    &rspan,
-                    format!("risk {other:?}: one of \"low\", \"medium\", \"high\""),
-                ));
-            }
-        };
-        scopes.push(ScopeInfo {
-            name,
-            description,
-            risk,
+    };
+    Ok(ScopeInfo {
+        name,
+        description,
+        risk,
+    })
+}
+
+/// One scope as sent in JSON (`POST /resource/register`): the same fields
+/// as a `[[scope]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonScope {
+    /// The scope or scope template.
+    pub name: String,
+    /// Plain words.
+    pub description: String,
+    /// `low`, `medium` or `high`.
+    pub risk: String,
+}
+
+/// Check a catalog sent as JSON entries, with the limits of a file; an error
+/// names the entry (1-based, in the `line` field).
+pub fn from_json(list: Vec<JsonScope>) -> Result<ScopeCatalog, CatalogError> {
+    if list.len() > MAX_SCOPES {
+        return Err(CatalogError {
+            line: 0,
+            message: format!("more than {MAX_SCOPES} scopes"),
         });
+    }
+    let mut scopes: Vec<ScopeInfo> = Vec::with_capacity(list.len());
+    for (i, j) in list.into_iter().enumerate() {
+        let info =
+            entry(&scopes, j.name, j.description, &j.risk).map_err(|(_, m)| CatalogError {
+                line: i + 1,
+                message: m,
+            })?;
+        scopes.push(info);
     }
     Ok(ScopeCatalog { scopes })
 }

@@ -45,6 +45,7 @@ pub mod jws;
 pub mod keys;
 pub mod replay;
 pub mod request;
+pub mod resource_metadata;
 pub mod scope;
 pub mod token;
 pub mod wire;
@@ -70,6 +71,7 @@ pub use jws::Alg;
 pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, verify_ed25519_raw};
 pub use replay::ReplayCache;
 pub use request::{VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate};
+pub use resource_metadata::ResourceMetadata;
 pub use scope::{Qualifier, Scope, ScopeSet};
 pub use token::{AccessTokenClaims, KeySet, SigningKey, TokenValidation, verify_access_token};
 

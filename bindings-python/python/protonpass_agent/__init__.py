@@ -10,6 +10,7 @@ One import and one call::
 APIs verify callers with :class:`Verifier` (and :func:`protonpass_agent.fastapi.require_scope`).
 """
 
+from ._metadata import resource_metadata, resource_metadata_path, resource_metadata_url
 from ._native import (
     AccessDenied,
     BrokerUnavailable,
@@ -59,4 +60,7 @@ __all__ = [
     "__version__",
     "authenticate_with_proton",
     "authenticate_with_proton_async",
+    "resource_metadata",
+    "resource_metadata_path",
+    "resource_metadata_url",
 ]

@@ -23,6 +23,9 @@ __all__ = [
     "authenticate_async",
     "Identity",
     "Verifier",
+    "resource_metadata",
+    "resource_metadata_path",
+    "resource_metadata_url",
     "VerifiedProof",
     "jwk_thumbprint",
     "verify_signature",
@@ -158,6 +161,7 @@ class Verifier:
         introspect_when_stale: bool = False,
         report_usage: bool = False,
         owner: Optional[str] = None,
+        resource_metadata_url: Optional[str] = None,
     ) -> Verifier: ...
     @staticmethod
     def connect(
@@ -172,6 +176,7 @@ class Verifier:
         introspect_when_stale: bool = False,
         report_usage: bool = False,
         owner: Optional[str] = None,
+        resource_metadata_url: Optional[str] = None,
     ) -> Awaitable[Verifier]: ...
     def verify(self, method: str, url: str, headers: list[tuple[str, str]]) -> Identity: ...
     def verify_async(self, method: str, url: str, headers: list[tuple[str, str]]) -> Awaitable[Identity]: ...
@@ -205,6 +210,15 @@ class VerifiedProof:
     @property
     def reason(self) -> Optional[str]: ...
 
+def resource_metadata(
+    resource: str,
+    authorization_server: str,
+    *,
+    scopes_supported: list[str] = ...,
+    resource_documentation: Optional[str] = None,
+) -> str: ...
+def resource_metadata_path(resource: str) -> str: ...
+def resource_metadata_url(resource: str) -> str: ...
 def jwk_thumbprint(jwk: str) -> str: ...
 def verify_signature(jwk: str, alg: str, message: bytes, signature: bytes) -> None: ...
 def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None: ...

@@ -15,6 +15,7 @@ from . import _native
 
 if TYPE_CHECKING:
     from ._httpx import HttpxAuth
+    from ._httpx2 import Httpx2Auth
     from ._requests import RequestsAuth
 
 Prompt = Callable[[_native.DevicePrompt], object]
@@ -136,6 +137,13 @@ class Session:
         from ._httpx import HttpxAuth
 
         return HttpxAuth(self)
+
+    @property
+    def httpx2_auth(self) -> Httpx2Auth:
+        """An ``httpx2.Auth`` (what ``mcp`` 2.x's transport uses): the same flow as :attr:`httpx_auth`."""
+        from ._httpx2 import Httpx2Auth
+
+        return Httpx2Auth(self)
 
     @property
     def requests_auth(self) -> RequestsAuth:

@@ -118,6 +118,12 @@ class Verifier:
     allowed ones, and refused ones with their code and finer reason, including
     ``insufficient_scope`` refusals of :meth:`Identity.require` and
     :func:`protonpass_agent.fastapi.require_scope`.
+
+    ``resource_metadata_url`` is the URL of this API's RFC 9728 metadata
+    (:func:`protonpass_agent.resource_metadata_url`): every ``401`` then
+    carries ``resource_metadata="..."`` in ``WWW-Authenticate``, so that clients
+    find the broker from the API (serve the document with
+    :func:`protonpass_agent.fastapi.add_resource_metadata`).
     """
 
     __slots__ = ("_native", "base_url")
@@ -136,6 +142,7 @@ class Verifier:
         client_secret: Optional[str] = None,
         introspect_when_stale: bool = False,
         report_usage: bool = False,
+        resource_metadata_url: Optional[str] = None,
     ) -> None:
         self.base_url: Optional[str] = _base(base_url)
         self._native = _native.Verifier(
@@ -149,6 +156,7 @@ class Verifier:
             introspect_when_stale=introspect_when_stale,
             report_usage=report_usage,
             owner=owner,
+            resource_metadata_url=resource_metadata_url,
         )
 
     @classmethod

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Optional, Union
 
 try:
     from starlette.exceptions import HTTPException as _StarletteHTTPException
     from starlette.requests import Request
+    from starlette.responses import Response
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         "protonpass_agent.fastapi needs FastAPI or Starlette: pip install 'protonpass-agent[fastapi]'"
@@ -19,6 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Starlette alone
     HTTPException = _StarletteHTTPException  # type: ignore[misc,assignment]
 
+from ._metadata import resource_metadata, resource_metadata_path
 from ._native import Identity, ProtonPassError
 from ._verifier import Spend, Verifier
 
@@ -127,4 +131,67 @@ async def spend(
         raise http_error(e) from None
 
 
-__all__ = ["Amount", "http_error", "public_url", "require_scope", "spend"]
+
+def resource_metadata_endpoint(
+    resource: str,
+    authorization_server: str,
+    *,
+    scopes_supported: Sequence[str] = (),
+    resource_documentation: Optional[str] = None,
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint answering with ``resource``'s RFC 9728 metadata
+    (built once, by the core). Route it at
+    :func:`protonpass_agent.resource_metadata_path` of the resource, in any
+    Starlette or FastAPI app."""
+    body = json.dumps(
+        resource_metadata(
+            resource,
+            authorization_server,
+            scopes_supported=scopes_supported,
+            resource_documentation=resource_documentation,
+        )
+    ).encode()
+
+    async def endpoint(request: Request) -> Response:
+        return Response(body, media_type="application/json", headers={"Cache-Control": "max-age=300"})
+
+    return endpoint
+
+
+def add_resource_metadata(
+    app: Any,
+    resource: str,
+    authorization_server: str,
+    *,
+    scopes_supported: Sequence[str] = (),
+    resource_documentation: Optional[str] = None,
+) -> str:
+    """Serve ``resource``'s RFC 9728 metadata from ``app`` (FastAPI or Starlette)
+    at its path-suffixed well-known path and at the root one, for clients that
+    try only the root. Returns the path-suffixed path. Pair it with
+    ``Verifier(..., resource_metadata_url=resource_metadata_url(resource))`` so
+    that ``401`` answers point at the document."""
+    endpoint = resource_metadata_endpoint(
+        resource,
+        authorization_server,
+        scopes_supported=scopes_supported,
+        resource_documentation=resource_documentation,
+    )
+    path = resource_metadata_path(resource)
+    for p in dict.fromkeys([path, _WELL_KNOWN]):
+        app.add_route(p, endpoint, methods=["GET"], include_in_schema=False)
+    return path
+
+
+_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+__all__ = [
+    "Amount",
+    "add_resource_metadata",
+    "http_error",
+    "public_url",
+    "require_scope",
+    "spend",
+    "resource_metadata_endpoint",
+]

@@ -197,6 +197,18 @@ enum ResourceCmd {
         /// only the registering owner can grant it.
         #[arg(long)]
         shared: bool,
+        /// The scopes it defines (TOML, one `[[scope]]` table per scope with
+        /// `name`, `description`, `risk`): any other scope asked for it is
+        /// refused, and owners approve the descriptions.
+        #[arg(long, value_name = "FILE")]
+        scopes: Option<std::path::PathBuf>,
+    },
+    /// Print a one-time token with which a resource server registers itself
+    /// (`POST /resource/register`) for this owner.
+    Invite {
+        /// How long the token works, 1m to 1d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
     },
     /// List the owner's resource servers.
     List,

@@ -1,19 +1,35 @@
-//! Resource servers: `resource add | list | show | rotate | remove`.
+//! Resource servers: `resource add | invite | list | show | rotate | remove`.
 
 use std::process::ExitCode;
 
-use protonpass_agent::Result;
+use protonpass_agent::{Error, Result};
 use serde_json::{Value, json};
 
 use super::human::when;
 use super::{Ctx, ResourceCmd, out};
-use crate::config::check_audience;
+use crate::config::{check_audience, parse_duration};
 use crate::model::Resource;
+use crate::scope_catalog::{self, ScopeCatalog};
 
 /// A resource server without its secret's hash.
 fn public(r: &Resource) -> Value {
     json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
-           "created_at": r.created_at})
+           "created_at": r.created_at, "scopes": r.scopes.scopes})
+}
+
+/// Read a scope catalog file (`--scopes FILE`), refusing oversized files
+/// before reading them whole.
+fn read_catalog(path: &std::path::Path) -> Result<ScopeCatalog> {
+    let bad = |why: String| Error::InvalidRequest(format!("{}: {why}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > scope_catalog::MAX_FILE as u64 {
+        return Err(bad(format!(
+            "larger than {} bytes",
+            scope_catalog::MAX_FILE
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    scope_catalog::parse(&text).map_err(|e| bad(e.to_string()))
 }
 
 fn line(r: &Resource) -> String {
@@ -32,10 +48,18 @@ fn line(r: &Resource) -> String {
 
 pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
     match cmd {
-        ResourceCmd::Add { audience, shared } => {
+        ResourceCmd::Add {
+            audience,
+            shared,
+            scopes,
+        } => {
             check_audience(audience)?;
+            let catalog = match scopes {
+                Some(path) => read_catalog(path)?,
+                None => ScopeCatalog::default(),
+            };
             let r =
-                c.rt.block_on(c.b.resource_add(&c.owner, audience, *shared))?;
+                c.rt.block_on(c.b.resource_add(&c.owner, audience, *shared, catalog))?;
             out(
                 c.json,
                 json!(r),
@@ -61,7 +85,31 @@ pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
         }
         ResourceCmd::Show { id } => {
             let r = c.rt.block_on(c.b.resource_find(&c.owner, id))?;
-            out(c.json, public(&r), line(&r));
+            let mut text = line(&r);
+            for s in &r.scopes.scopes {
+                text.push_str(&format!(
+                    "\n  {:<28} {:<6} {}",
+                    s.name,
+                    s.risk.as_str(),
+                    s.description
+                ));
+            }
+            out(c.json, public(&r), text);
+        }
+        ResourceCmd::Invite { ttl } => {
+            let inv =
+                c.rt.block_on(c.b.resource_invite(&c.owner, parse_duration(ttl)?))?;
+            out(
+                c.json,
+                json!(inv),
+                format!(
+                    "Registration token for owner {} (works once, until {}):\n  {}\nThe resource server sends it as `Authorization: Bearer` to {}",
+                    inv.owner,
+                    when(inv.expires_at),
+                    inv.registration_token,
+                    inv.registration_endpoint
+                ),
+            );
         }
         ResourceCmd::Rotate { id } => {
             let r = c.rt.block_on(c.b.resource_rotate(&c.owner, id))?;

@@ -12,12 +12,14 @@ use maud::{Markup, html};
 use protonpass_agent::{Error, Result};
 use serde_json::json;
 
+use super::scope_view::scope_choices;
 use super::view::{self, LIFETIMES, describe_scope, duration, lifetime_choice, when};
 use super::{
     B, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
 };
 use crate::audit::secret_hash;
 use crate::model::DeviceReq;
+use crate::scope_catalog::ScopeCatalog;
 use crate::service::device::{Decision, GUESS_BUDGET, normalize_user_code};
 use crate::service::{AudienceStatus, Broker};
 use crate::store::{self, WebSession};
@@ -117,6 +119,7 @@ fn approval(
     s: &WebSession,
     d: &DeviceReq,
     reg: Option<&str>,
+    catalog: Option<&ScopeCatalog>,
     code: &str,
     now: i64,
     error: Option<&str>,
@@ -151,12 +154,7 @@ fn approval(
             input type="hidden" name="user_code" value=(code);
             fieldset {
                 legend { "What it may do (untick anything you do not want to allow)" }
-                @for sc in &scopes {
-                    label.choice {
-                        input type="checkbox" name="scope" value=(sc) checked;
-                        span { (describe_scope(sc, aud)) " " code.raw { (sc) } }
-                    }
-                }
+                (scope_choices(&scopes, aud, catalog))
             }
             @if aud.is_none() {
                 label { "Which service may it use? (for example https://api.example)"
@@ -198,11 +196,15 @@ async fn render_approval(
         Some(a) => Some(registration_note(&b.audience_status_of(&s.owner, a).await)),
         None => None,
     };
+    let catalog = match &d.resource {
+        Some(a) => b.catalog_of(a).await.ok(),
+        None => None,
+    };
     view::page(
         status,
         "Approve an agent",
         Some(s),
-        approval(s, d, reg, code, now, error),
+        approval(s, d, reg, catalog.as_ref(), code, now, error),
     )
 }
 

@@ -15,6 +15,7 @@ mod device;
 mod device_cookie;
 mod mfa;
 mod pending;
+mod scope_view;
 mod upstreams;
 mod usage;
 pub(crate) mod view;

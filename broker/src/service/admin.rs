@@ -9,6 +9,7 @@ use super::{Broker, audience_status, revoke_grant, revoke_token};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceStatus, Grant, GrantStatus, Resource, TokenStatus};
+use crate::scope_catalog::{ScopeCatalog, ScopeInfo};
 use crate::store;
 
 /// A new pre-authorized grant and its one-time enrollment code.
@@ -50,6 +51,8 @@ pub struct Registered {
     pub audience: String,
     /// Whether every owner may grant it.
     pub shared: bool,
+    /// The scopes it defines (empty: no catalog).
+    pub scopes: Vec<ScopeInfo>,
 }
 
 impl std::fmt::Debug for Registered {
@@ -159,6 +162,7 @@ impl Broker {
             for aud in &g.audiences {
                 audience_status(tx, &g.owner, aud)?;
             }
+            super::catalog::check(tx, &g.audiences, &g.scope)?;
             tx.owner_ensure(&g.owner, now)?;
             tx.grant_put(&g)?;
             tx.audit_append(
@@ -287,11 +291,13 @@ impl Broker {
 
     /// Register a resource server for `audience` (`shared`: any owner may
     /// grant it). An audience another owner registered is refused.
+    /// `scopes`: the scope catalog it defines (empty: none).
     pub async fn resource_add(
         &self,
         owner: &str,
         audience: &str,
         shared: bool,
+        scopes: ScopeCatalog,
     ) -> Result<Registered> {
         let now = self.clock.now();
         if !valid_audience(audience) {
@@ -304,6 +310,7 @@ impl Broker {
             client_secret: random_id(self.rng.as_ref(), 32)?,
             audience: audience.to_owned(),
             shared,
+            scopes: scopes.scopes.clone(),
         };
         let r = Resource {
             client_id: out.client_id.clone(),
@@ -312,6 +319,7 @@ impl Broker {
             secret_hash: secret_hash(&out.client_secret),
             created_at: now,
             shared,
+            scopes,
         };
         store::write(&self.store, move |tx| {
             let existing = tx.resources_for_audience(&r.audience)?;
@@ -336,8 +344,9 @@ impl Broker {
                 now,
                 &r.owner,
                 "resource_add",
-                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared})
-                    .to_string(),
+                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
+                        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>()})
+                .to_string(),
             )?;
             Ok(())
         })

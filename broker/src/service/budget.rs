@@ -458,6 +458,7 @@ mod tests {
             secret_hash: String::new(),
             created_at: now,
             shared: false,
+            scopes: Default::default(),
         };
         let gate = Arc::new(std::sync::Barrier::new(64));
         let handles: Vec<_> = (0..64)

@@ -217,6 +217,10 @@ impl Broker {
         let rng: Arc<dyn Random> = self.rng.clone();
         let id = random_id(self.rng.as_ref(), 12)?;
         let user_code = store::write(&self.store, move |tx| {
+            // A scope the named resource never defined never reaches an owner.
+            if let Some(r) = &resource {
+                super::catalog::check(tx, std::slice::from_ref(r), &scope)?;
+            }
             // At the cap, the requester's oldest waiting requests give way to
             // the new one (an agent that restarted abandoned them).
             let waiting = tx.device_live_count_of(&requester, now)?;
@@ -373,6 +377,7 @@ impl Broker {
             d.gid = Some(g.gid.clone());
             tx.device_put(&d)?;
             let (refresh, rjti) = mint.refresh(tx, &g)?;
+            let scope = super::catalog::narrow(tx, &aud, &scope, None)?;
             let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
             tx.audit_append(
                 now,
@@ -471,7 +476,9 @@ impl Broker {
                     return Ok(Err(Error::InvalidTarget("the request names no audience: pass --audience".into())));
                 }
             };
-            if let Err(e) = audience_status(tx, &owner, &audience) {
+            if let Err(e) = audience_status(tx, &owner, &audience)
+                .and_then(|_| super::catalog::check(tx, std::slice::from_ref(&audience), &scope))
+            {
                 return Ok(Err(e));
             }
             d.status = DeviceStatus::Approved;

@@ -35,6 +35,7 @@ impl Broker {
             client_secret: secret,
             audience: r.audience.clone(),
             shared: r.shared,
+            scopes: r.scopes.scopes.clone(),
         };
         store::write(&self.store, move |tx| {
             // Removed in between: nothing to rotate, and nothing recreated.

@@ -4,10 +4,12 @@
 
 pub mod admin;
 pub mod budget;
+pub mod catalog;
 pub mod device;
 pub mod device_cancel;
 pub mod issue;
 pub mod lifecycle;
+pub mod register;
 pub mod resource;
 pub mod token;
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::issue::{Mint, negotiate, pick_audience};
-use super::{Broker, grant_live, revoke_grant};
+use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
 use crate::model::{GrantStatus, TokenKind, TokenStatus};
 use crate::store;
@@ -227,6 +227,7 @@ impl Broker {
             }
             let scope = negotiate(&g.scope, scope_req.as_deref())?;
             let aud = pick_audience(&g.audiences, aud_req.as_deref())?;
+            let scope = catalog::narrow(tx, &aud, &scope, scope_req.as_deref())?;
             g.jkt = Some(proof.jkt.clone());
             g.status = GrantStatus::Active;
             g.enroll_hash = None;
@@ -301,6 +302,7 @@ impl Broker {
             tx.token_put(&rec)?;
             let scope = negotiate(&g.scope, scope_req.as_deref())?;
             let aud = pick_audience(&g.audiences, aud_req.as_deref())?;
+            let scope = catalog::narrow(tx, &aud, &scope, scope_req.as_deref())?;
             let (refresh, rjti) = mint.refresh(tx, &g)?;
             let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
             tx.audit_append(
@@ -397,6 +399,7 @@ impl Broker {
             }
             let scope = negotiate(&bound_scope, scope_req.as_deref())?;
             let aud = pick_audience(&bound_aud, aud_req.as_deref())?;
+            let scope = catalog::narrow(tx, &aud, &scope, scope_req.as_deref())?;
             let cap = lifetime.map_or(cap, |l| cap.min(now.saturating_add(l)));
             let refresh = match &spent {
                 Some(rec) => {

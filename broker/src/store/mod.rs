@@ -183,6 +183,28 @@ pub trait Tx {
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>>;
     /// Mark a spend refunded at `at`.
     fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()>;
+
+    // Resource self-registration (`resource invite`, `POST /resource/register`).
+
+    /// Replace a stored resource server (same client id): a new scope catalog.
+    fn resource_replace(&mut self, r: &Resource) -> Result<()>;
+    /// Store a registration invitation (by the hash of its token).
+    fn invite_put(&mut self, inv: &Invite) -> Result<()>;
+    /// Take (delete and return) the unexpired invitation with this token hash:
+    /// an invitation works once.
+    fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>>;
+}
+
+/// A one-time invitation to register a resource server over HTTP; only the
+/// hash of its token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// SHA-256 of the token (hex).
+    pub hash: String,
+    /// The owner the registered resource will belong to.
+    pub owner: String,
+    /// Unix seconds after which it no longer works.
+    pub expires_at: i64,
 }
 
 /// One agent's reported uses, as [`Tx::usage_counts`] counts them.

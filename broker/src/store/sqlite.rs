@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditQuery, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
+use super::{AuditQuery, Invite, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
 use super::{ConnectionRec, PendingAuth};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
@@ -100,6 +100,12 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
   sealed BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
 
+/// Invitations to register a resource server over HTTP (hash of the token).
+const REGISTRATION_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS resource_invites (
+  hash TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
+";
+
 pub(super) fn db_err(e: rusqlite::Error) -> Error {
     tracing::error!(error = %e, "storage failure");
     Error::TemporarilyUnavailable("storage failure".into())
@@ -151,6 +157,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
         conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
+        conn.execute_batch(REGISTRATION_SCHEMA).map_err(db_err)?;
         conn.execute_batch(MFA_SCHEMA).map_err(db_err)?;
         conn.execute_batch(OAUTH_SCHEMA).map_err(db_err)?;
         conn.execute_batch(super::sqlite_budget::BUDGET_SCHEMA)
@@ -1074,6 +1081,57 @@ impl Tx for SqliteTx<'_> {
 
     fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()> {
         super::sqlite_budget::refund(self.conn, resource, key, at)
+    }
+
+    fn resource_replace(&mut self, r: &Resource) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE resources SET data = ?2 WHERE client_id = ?1")
+            .map_err(db_err)?
+            .execute(params![r.client_id, to_json(r)?])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn invite_put(&mut self, inv: &Invite) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource_invites(hash, owner, expires_at) VALUES (?1,?2,?3)",
+            )
+            .map_err(db_err)?
+            .execute(params![inv.hash, inv.owner, inv.expires_at])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>> {
+        // Expired invitations go with any use.
+        self.conn
+            .prepare_cached("DELETE FROM resource_invites WHERE expires_at <= ?1")
+            .map_err(db_err)?
+            .execute(params![now])
+            .map_err(db_err)?;
+        let found = self
+            .conn
+            .prepare_cached("SELECT owner, expires_at FROM resource_invites WHERE hash = ?1")
+            .map_err(db_err)?
+            .query_row(params![hash], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()
+            .map_err(db_err)?;
+        let Some((owner, expires_at)) = found else {
+            return Ok(None);
+        };
+        self.conn
+            .prepare_cached("DELETE FROM resource_invites WHERE hash = ?1")
+            .map_err(db_err)?
+            .execute(params![hash])
+            .map_err(db_err)?;
+        Ok(Some(Invite {
+            hash: hash.to_owned(),
+            owner,
+            expires_at,
+        }))
     }
 }
 

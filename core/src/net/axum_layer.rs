@@ -115,3 +115,39 @@ impl IntoResponse for Rejection {
         resp
     }
 }
+
+/// A router serving `meta` (RFC 9728) at its path-suffixed well-known path
+/// (`/.well-known/oauth-protected-resource/mcp` for `https://api.example/mcp`)
+/// and at the root well-known path, for clients that try only the root. Merge
+/// it into the app; set [`VerifierOptions::resource_metadata`] to
+/// [`crate::resource_metadata::metadata_url`] of the same resource so that
+/// every `401` points at it.
+///
+/// [`VerifierOptions::resource_metadata`]: super::verifier::VerifierOptions::resource_metadata
+pub fn resource_metadata_router<S>(
+    meta: &crate::resource_metadata::ResourceMetadata,
+) -> crate::error::Result<axum::Router<S>>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use crate::resource_metadata::{WELL_KNOWN, metadata_path};
+    let path = metadata_path(&meta.resource)?;
+    let body = meta.to_json();
+    let serve = move || {
+        let body = body.clone();
+        async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "max-age=300"),
+                ],
+                body,
+            )
+        }
+    };
+    let mut r = axum::Router::new().route(&path, axum::routing::get(serve.clone()));
+    if path != WELL_KNOWN {
+        r = r.route(WELL_KNOWN, axum::routing::get(serve));
+    }
+    Ok(r)
+}

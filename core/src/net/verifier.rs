@@ -87,6 +87,10 @@ pub struct VerifierOptions {
     /// add`) for [`Verifier::spend`] and [`Verifier::refund`]; when `None`,
     /// those of `usage_reports` or of the introspection policy are used.
     pub credentials: Option<(String, Zeroizing<String>)>,
+    /// The URL of this API's protected-resource metadata (RFC 9728), announced
+    /// as `resource_metadata` in every `401` challenge. Set it when the API
+    /// serves the document (see [`crate::resource_metadata`]).
+    pub resource_metadata: Option<String>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Randomness (nonces).
@@ -122,6 +126,7 @@ impl VerifierOptions {
             owner: None,
             usage_reports: None,
             credentials: None,
+            resource_metadata: None,
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
         }
@@ -418,6 +423,15 @@ impl Verifier {
     ) -> std::result::Result<Identity, Rejection> {
         let mut jti = None;
         let r = self.verify_inner(method, url, headers, &mut jti).await;
+        let r = match (&self.inner.opts.resource_metadata, r) {
+            (Some(m), Err(mut rej)) if rej.status == 401 => {
+                rej.www_authenticate = rej
+                    .www_authenticate
+                    .map(|c| crate::resource_metadata::with_resource_metadata(&c, m));
+                Err(rej)
+            }
+            (_, r) => r,
+        };
         if self.inner.opts.usage_reports.is_none() {
             return r;
         }

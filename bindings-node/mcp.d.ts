@@ -1,0 +1,55 @@
+// Types of protonpass-agent/mcp: MCP servers (@modelcontextprotocol/sdk) protected by the broker's tokens.
+import type { Identity, Middleware, Verifier } from './index'
+
+export interface ProtectOptions {
+  /** The broker's issuer URL. */
+  issuer: string
+  /** The MCP endpoint as clients address it (the tokens' audience), e.g. `https://mcp.example/mcp`. */
+  resource: string
+  /** The public origin DPoP proofs are checked against (default: the origin of `resource`). */
+  baseUrl?: string
+  /** A verifier to use instead of one built from `issuer`, `resource` and `baseUrl`. */
+  verifier?: Verifier
+  /** The owner this server serves (tokens acting for anyone else are refused). */
+  owner?: string
+  /** A scope every request needs (403 `insufficient_scope` otherwise). */
+  scope?: string
+  /** The scopes published in the RFC 9728 metadata. */
+  scopesSupported?: string[]
+  /** A page about this server, published in the metadata. */
+  resourceDocumentation?: string
+}
+
+/** The middleware `protect` returns, with the verifier it uses (call `verifier.stop()` at shutdown). */
+export type ProtectMiddleware = Middleware & { verifier: Verifier }
+
+/**
+ * Middleware verifying every request to an MCP server; sets `req.agent` and
+ * `req.auth` (the SDK's `AuthInfo`, which tools receive as `extra.authInfo`)
+ * and serves the RFC 9728 metadata.
+ */
+export declare function protect(options: ProtectOptions): ProtectMiddleware
+
+/** The verified caller of a tool call (`extra` is the SDK's last callback argument). */
+export declare function agentOf(extra: unknown): Identity | undefined
+
+/** What a refused tool call returns. */
+export interface RefusedToolResult {
+  content: Array<{ type: 'text'; text: string }>
+  isError: true
+}
+
+/** Wrap a tool callback so that it runs only for a token carrying `scope` (and `amount`, a tool argument's name, within its limit). */
+export declare function requireScope<H extends (...params: any[]) => unknown>(
+  scope: string,
+  handler: H,
+  options?: { amount?: string },
+): (...params: Parameters<H>) => Promise<Awaited<ReturnType<H>> | RefusedToolResult>
+
+/** The RFC 9728 protected-resource metadata of an MCP server protected by the broker at `issuer`. */
+export declare function resourceMetadata(options: {
+  resource: string
+  issuer: string
+  scopesSupported?: string[]
+  resourceDocumentation?: string
+}): Record<string, unknown>

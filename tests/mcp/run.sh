@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# MCP end to end: the example MCP server (examples/mcp) protected by the broker's
+# tokens, and agents reaching it through the official SDKs, in Python and Node.
+# The two Python lines each get their own venv, as users have them today:
+#   mcp1  mcp 1.x (FastMCP, streamable_http_client on httpx) + langchain-mcp-adapters 0.3
+#   mcp2  mcp 2.x (MCPServer, streamable_http_client on httpx2)
+# and Node runs @modelcontextprotocol/sdk + @langchain/mcp-adapters (examples/mcp/package.json).
+#   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
+#   PROTONPASS_CACHE       where the venvs live (default ~/.cache/protonpass)
+#   PYTEST_ARGS            extra pytest arguments
+# `run.sh bench` runs the benchmark (tests/mcp/bench.py) in both venvs instead.
+# Needs the Node package built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+[[ -x "$PROTONPASS_BROKER_BIN" ]] || (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
+
+venv_for() {
+  local line="$1" venv="$cache/$1-venv" want
+  if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    python3 -m venv "$venv"
+  fi
+  want="$(sha256sum "$here/requirements-$line.txt" | cut -d' ' -f1)"
+  if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+    echo "== mcp: pip install -r tests/mcp/requirements-$line.txt"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-$line.txt"
+    echo "$want" >"$venv/.requirements.sha256"
+  fi
+}
+venv_for mcp1
+venv_for mcp2
+
+# The package, built once (maturin, the workspace's debug artifacts) and installed in both.
+echo "== mcp: pip wheel ./bindings-python"
+wheels="$(mktemp -d)"
+trap 'rm -rf "$wheels"' EXIT
+MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" nice -n 10 \
+  "$cache/mcp1-venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" "$root/bindings-python"
+for line in mcp1 mcp2; do
+  "$cache/$line-venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
+done
+
+if [[ "${1:-}" == bench ]]; then
+  for line in mcp1 mcp2; do
+    (cd "$here" && "$cache/$line-venv/bin/python" bench.py)
+  done
+  exit 0
+fi
+
+# Node: the SDKs at the versions of examples/mcp/package-lock.json, next to the
+# example; the package itself comes from bindings-node (node-package.cjs).
+if ! (cd "$root/bindings-node" && node -e 'require("./index.js")') >/dev/null 2>&1; then
+  echo "tests/mcp/run.sh: the Node package is not built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there)" >&2
+  exit 2
+fi
+ex="$root/examples/mcp"
+want="$(sha256sum "$ex/package-lock.json" | cut -d' ' -f1)"
+if [[ "$(cat "$ex/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]]; then
+  echo "== mcp: npm ci (examples/mcp)"
+  (cd "$ex" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$ex/node_modules/.lock.sha256"
+fi
+
+rc=0
+for line in mcp1 mcp2; do
+  echo "== mcp: pytest ($line)"
+  set +e
+  (cd "$here" && MCP_LINE="$line" "$cache/$line-venv/bin/python" -m pytest -p no:cacheprovider ${PYTEST_ARGS:-})
+  r=$?
+  set -e
+  if [[ $r -eq 5 ]]; then echo "tests/mcp/run.sh: pytest ($line) collected no test" >&2; r=1; fi
+  [[ $r -eq 0 ]] || rc=$r
+done
+exit $rc

@@ -1,0 +1,88 @@
+//! RFC 9728 protected-resource metadata served by the axum helper, and the
+//! `resource_metadata` parameter of the verifier's `401` challenges, with a
+//! real broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::Router;
+use axum::routing::get;
+use common::enrolled;
+use protonpass_agent::net::axum_layer::{Agent, Protected, resource_metadata_router};
+use protonpass_agent::resource_metadata::{ResourceMetadata, metadata_url};
+use protonpass_agent::{Rejection, Verifier, VerifierOptions};
+use protonpass_e2e::Broker;
+
+/// An MCP-like API whose resource is `{base}/mcp`: GET /mcp needs travel:book.
+async fn serve(broker: &Broker) -> (String, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp");
+    let mut o = VerifierOptions::new(broker.issuer.clone(), resource.clone());
+    o.resource_metadata = Some(metadata_url(&resource).unwrap());
+    let v = Verifier::new(o).await.unwrap();
+    let meta = ResourceMetadata::new(
+        &resource,
+        &broker.issuer,
+        &["travel:search".into(), "travel:book".into()],
+    )
+    .unwrap()
+    .with_documentation(Some("https://docs.example/travel"));
+    async fn book(agent: Agent) -> Result<String, Rejection> {
+        agent.require("travel:book")?;
+        Ok("booked".into())
+    }
+    let app = Router::new()
+        .route("/mcp", get(book))
+        .with_state(Protected::new(v, base.clone()))
+        .merge(resource_metadata_router(&meta).unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, resource)
+}
+
+#[tokio::test]
+async fn the_api_names_its_broker_and_its_scopes() {
+    let broker = Broker::start(&[]);
+    let (base, resource) = serve(&broker).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["resource"], resource.as_str());
+        assert_eq!(v["authorization_servers"][0], broker.issuer.as_str());
+        assert_eq!(v["scopes_supported"][1], "travel:book");
+        assert_eq!(v["dpop_bound_access_tokens_required"], true);
+        assert!(
+            v["dpop_signing_alg_values_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&"EdDSA".into())
+        );
+        assert_eq!(v["resource_documentation"], "https://docs.example/travel");
+    }
+    // A 401 points at the metadata (RFC 9728 section 5.1).
+    let r = http.get(format!("{base}/mcp")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        www.contains(&format!(
+            "resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{www}"
+    );
+    // A 403 names the scope needed (RFC 6750 section 3).
+    let home = tempfile::tempdir().unwrap();
+    let s = enrolled(&broker, home.path(), &resource).await;
+    let r = s
+        .send("GET", &format!("{base}/mcp"), &[], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let www = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("error=\"insufficient_scope\""), "{www}");
+    assert!(www.contains("scope=\"travel:book\""), "{www}");
+}
