@@ -64,7 +64,7 @@ pub fn oauth_upstream(
 }
 
 /// An authorization the owner is to complete in a browser.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Started {
     /// The upstream.
     pub name: String,
@@ -74,6 +74,16 @@ pub struct Started {
     pub redirect_uri: String,
     /// When the authorization stops being accepted.
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Started {
+    /// Without the URL: its `state` is a single-use secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("name", &self.name)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Start connecting upstream `name`: a fresh `state` and PKCE verifier,
