@@ -460,6 +460,12 @@ async fn callback(
                 "The answer comes from another provider (iss): refused.",
             );
         }
+        (None, Some(_)) if o.require_iss => {
+            return fail(
+                "iss_missing",
+                "The answer does not say which provider sent it (iss): refused.",
+            );
+        }
         (Some(_), None) => {
             return fail(
                 "iss_unexpected",

@@ -30,6 +30,9 @@ pub struct OAuth2 {
     /// The provider's issuer identifier: when set, the callback's `iss`
     /// (RFC 9207) must be present and equal to it.
     pub issuer: Option<String>,
+    /// Refuse a callback without `iss` (a provider whose metadata says
+    /// `authorization_response_iss_parameter_supported`, RFC 9207 section 2.4).
+    pub require_iss: bool,
     /// The owner's client at the provider.
     pub client_id: String,
     /// Provider scopes asked for.
@@ -47,6 +50,8 @@ pub(super) struct RawOAuth2 {
     token_url: String,
     revocation_url: Option<String>,
     issuer: Option<String>,
+    #[serde(default)]
+    require_iss: bool,
     client_id: String,
     #[serde(default)]
     scopes: Vec<String>,
@@ -108,6 +113,9 @@ pub(super) fn oauth2(
     if !printable(&r.client_id, 256) {
         return Err("client_id is 1 to 256 visible ASCII characters".into());
     }
+    if r.require_iss && r.issuer.is_none() {
+        return Err("require_iss needs the provider's issuer".into());
+    }
     if let Some(i) = &r.issuer
         && (!printable(i, 256) || url::Url::parse(i).is_err())
     {
@@ -145,6 +153,7 @@ pub(super) fn oauth2(
             token_url,
             revocation_url,
             issuer: r.issuer,
+            require_iss: r.require_iss,
             client_id: r.client_id,
             scopes: r.scopes,
             client_auth,
@@ -208,6 +217,7 @@ mod tests {
             format!("{GOOD}scopes = [\"two words\"]\n"),
             format!("{GOOD}issuer = \"not a url\"\n"),
             format!("{GOOD}unknown = 1\n"),
+            format!("{GOOD}require_iss = true\n"),
             GOOD.replace("client_id = \"c1\"", "client_id = \"\""),
         ];
         for c in cases {
