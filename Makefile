@@ -23,6 +23,11 @@ demo-rust: ## The same journey in Rust alone (axum API, Rust agent)
 	cargo build --quiet -p protonpass-broker -p protonpass-travel-demo
 	$(TARGET_DIR)/debug/travel-demo
 
+.PHONY: demo-mail
+demo-mail: ## An agent reads the owner's mail through the gateway from an OAuth-protected API; refused to send; cut off on disconnect
+	cargo build --quiet -p protonpass-broker -p protonpass-mail-demo
+	$(TARGET_DIR)/debug/mail-demo
+
 .PHONY: setup-packages
 setup-packages: ## Build the broker and install the Python and Node packages (what the demo needs)
 	bash scripts/setup-tools.sh demo

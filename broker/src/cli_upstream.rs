@@ -56,7 +56,8 @@ pub enum UpstreamCmd {
         /// Its name.
         name: String,
     },
-    /// Print an upstream's rules file, to keep or share as a template (no secret).
+    /// Print an upstream's rules file as a template, to keep or share (no
+    /// secret; `[[scope]]` tables are added when it has none, to review).
     Export {
         /// Its name.
         name: String,
@@ -275,7 +276,7 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
             }
         }
         UpstreamCmd::Export { name } => {
-            let text = upstreams::export(&b.store, owner, name)?;
+            let text = templates::as_template(&upstreams::export(&b.store, owner, name)?);
             if j {
                 println!("{}", json!({"name": name, "rules": text}));
             } else {

@@ -7,6 +7,7 @@
 mod credential;
 mod forward;
 pub mod oauth;
+mod oauth_callback;
 mod oauth_client;
 pub mod oauth_config;
 pub mod path;

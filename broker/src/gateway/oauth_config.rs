@@ -30,6 +30,9 @@ pub struct OAuth2 {
     /// The provider's issuer identifier: when set, the callback's `iss`
     /// (RFC 9207) must be present and equal to it.
     pub issuer: Option<String>,
+    /// Refuse a callback without `iss` (a provider whose metadata says
+    /// `authorization_response_iss_parameter_supported`, RFC 9207 section 2.4).
+    pub require_iss: bool,
     /// The owner's client at the provider.
     pub client_id: String,
     /// Provider scopes asked for.
@@ -47,6 +50,8 @@ pub(super) struct RawOAuth2 {
     token_url: String,
     revocation_url: Option<String>,
     issuer: Option<String>,
+    #[serde(default)]
+    require_iss: bool,
     client_id: String,
     #[serde(default)]
     scopes: Vec<String>,
@@ -76,6 +81,16 @@ fn endpoint(what: &str, s: &str, allow_private: bool) -> Result<url::Url, String
             "{what} must be an https URL without user or fragment (http only with allow_private_network = true)"
         ));
     }
+    let literal = match u.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !super::forward::is_public(ip)) && !allow_private {
+        return Err(format!(
+            "{what} is a private or loopback address: set allow_private_network = true if you mean it"
+        ));
+    }
     Ok(u)
 }
 
@@ -97,6 +112,9 @@ pub(super) fn oauth2(
     };
     if !printable(&r.client_id, 256) {
         return Err("client_id is 1 to 256 visible ASCII characters".into());
+    }
+    if r.require_iss && r.issuer.is_none() {
+        return Err("require_iss needs the provider's issuer".into());
     }
     if let Some(i) = &r.issuer
         && (!printable(i, 256) || url::Url::parse(i).is_err())
@@ -135,6 +153,7 @@ pub(super) fn oauth2(
             token_url,
             revocation_url,
             issuer: r.issuer,
+            require_iss: r.require_iss,
             client_id: r.client_id,
             scopes: r.scopes,
             client_auth,
@@ -143,4 +162,95 @@ pub(super) fn oauth2(
         header,
         template,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::parse;
+
+    const HEAD: &str = "name = \"mail\"\nbase_url = \"https://mail.example\"\n\
+                        [[rule]]\nmethods = [\"GET\"]\npath = \"/m/**\"\nscope = \"mail:read\"\n";
+
+    fn with(oauth: &str) -> String {
+        format!("{HEAD}[credential.oauth2]\n{oauth}")
+    }
+
+    const GOOD: &str = "authorization_url = \"https://id.example/authorize\"\n\
+                        token_url = \"https://id.example/token\"\nclient_id = \"c1\"\n";
+
+    #[test]
+    fn defaults_and_the_injected_header() {
+        let u = parse(&with(GOOD)).unwrap();
+        let o = u.oauth2.unwrap();
+        assert_eq!(o.client_auth, super::ClientAuth::Basic);
+        assert!(o.revocation_url.is_none() && o.issuer.is_none() && o.scopes.is_empty());
+        assert_eq!(
+            u.credential,
+            super::super::rules::Credential::Header {
+                name: "authorization".into(),
+                template: "Bearer {secret}".into()
+            }
+        );
+        let custom = parse(&with(&format!(
+            "{GOOD}header = \"X-Token\"\nvalue = \"Token {{access_token}}\"\nclient_auth = \"post\"\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            custom.credential,
+            super::super::rules::Credential::Header {
+                name: "x-token".into(),
+                template: "Token {secret}".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_oauth_tables_are_refused_with_their_line() {
+        let cases = [
+            GOOD.replace("https://id.example/token", "http://id.example/token"),
+            GOOD.replace("https://id.example/token", "https://127.0.0.1/token"),
+            format!("{GOOD}value = \"Bearer {{secret}}\"\n"),
+            format!("{GOOD}value = \"Bearer\"\n"),
+            format!("{GOOD}client_auth = \"jwt\"\n"),
+            format!("{GOOD}authorize_params = {{ state = \"x\" }}\n"),
+            format!("{GOOD}header = \"Cookie\"\n"),
+            format!("{GOOD}scopes = [\"two words\"]\n"),
+            format!("{GOOD}issuer = \"not a url\"\n"),
+            format!("{GOOD}unknown = 1\n"),
+            format!("{GOOD}require_iss = true\n"),
+            GOOD.replace("client_id = \"c1\"", "client_id = \"\""),
+        ];
+        for c in cases {
+            let e = parse(&with(&c)).unwrap_err();
+            assert!(e.line >= 7, "{c}: {e}");
+        }
+        // Static keys and oauth2 do not mix.
+        let mixed = format!(
+            "{HEAD}[credential]\nheader = \"A\"\nvalue = \"{{secret}}\"\n[credential.oauth2]\n{GOOD}"
+        );
+        assert!(parse(&mixed).is_err());
+        // Private endpoints are for private upstreams only.
+        let private = with(&GOOD.replace("https://id.example", "http://127.0.0.1:9")).replace(
+            "base_url = \"https://mail.example\"",
+            "base_url = \"http://127.0.0.1:8\"\nallow_private_network = true",
+        );
+        assert!(parse(&private).unwrap().oauth2.is_some());
+    }
+
+    #[test]
+    fn with_a_catalog_every_rule_scope_is_described() {
+        let scope = "[[scope]]\nname = \"mail:send\"\ndescription = \"Send\"\nrisk = \"high\"\n";
+        let e = parse(&format!("{}{scope}", with(GOOD))).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("mail:read"), "{e}");
+        let ok = scope.replace("mail:send", "mail:read");
+        assert_eq!(
+            parse(&format!("{}{ok}", with(GOOD)))
+                .unwrap()
+                .scopes
+                .scopes
+                .len(),
+            1
+        );
+    }
 }

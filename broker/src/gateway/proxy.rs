@@ -68,7 +68,7 @@ fn client(public_only: bool) -> Result<reqwest::Client, Error> {
 /// The gateway's routes; the vault key is loaded (or created) here.
 pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
     let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
-    let callback = super::oauth::router(b.clone())?;
+    let callback = super::oauth_callback::router(b.clone())?;
     let gw = Arc::new(Gateway {
         flights: super::oauth::Flights::default(),
         b,

@@ -3,6 +3,7 @@
 
 use super::super::path::normalise;
 use super::*;
+use crate::scope_catalog::Risk;
 
 fn load(name: &str) -> Upstream {
     let path = format!("{}/../templates/{name}.toml", env!("CARGO_MANIFEST_DIR"));
@@ -402,4 +403,35 @@ fn the_catalog_lists_searches_and_instantiates() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn any_upstream_exports_as_a_template() {
+    use super::super::templates::as_template;
+    let plain = "name = \"api\"\nbase_url = \"https://api.example\"\n\
+                 credential = { header = \"X-Key\", value = \"{secret}\" }\n\
+                 [[rule]]\nmethods = [\"GET\"]\npath = \"/repos/{repo}/**\"\nscope = \"repo:read:{repo}\"\n\
+                 description = \"Read \\\"a\\\" repository\"\n\
+                 [[rule]]\nmethods = [\"POST\", \"DELETE\"]\npath = \"/repos/{repo}\"\nscope = \"repo:admin:{repo}\"\n\
+                 [[rule]]\nmethods = [\"PATCH\"]\npath = \"/repos/{repo}/x\"\nscope = \"repo:read:{repo}\"\n";
+    let t = as_template(plain);
+    let u = parse(&t).unwrap();
+    let names: Vec<(&str, Risk)> = u
+        .scopes
+        .scopes
+        .iter()
+        .map(|s| (s.name.as_str(), s.risk))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("repo:read:{repo}", Risk::Medium),
+            ("repo:admin:{repo}", Risk::High)
+        ]
+    );
+    assert_eq!(u.scopes.scopes[0].description, "Read \"a\" repository");
+    assert_eq!(u.scopes.scopes[1].description, "POST, DELETE /repos/{repo}");
+    // A file with a catalog (every built-in template) is kept as written.
+    let gmail = super::super::templates::text("gmail").unwrap();
+    assert_eq!(as_template(gmail), gmail);
 }

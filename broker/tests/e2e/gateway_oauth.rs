@@ -243,6 +243,27 @@ async fn connect_with_pkce_and_state_then_read_mail_but_never_send() {
         assert!(!all.contains(&t));
     }
     assert!(!all.contains(CLIENT_SECRET));
+    // No file of the data directory (database, WAL, keys, logs) holds a
+    // token or the client secret: they are sealed.
+    let mut secrets = p.all_tokens();
+    secrets.push(CLIENT_SECRET.to_owned());
+    assert!(secrets.len() >= 3);
+    assert_nothing_in(&b.data, &secrets);
+}
+
+fn assert_nothing_in(dir: &std::path::Path, secrets: &[String]) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            assert_nothing_in(&p, secrets);
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        for s in secrets {
+            let found = bytes.windows(s.len()).any(|w| w == s.as_bytes());
+            assert!(!found, "a token or secret is in {}", p.display());
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -261,6 +282,32 @@ async fn an_answer_from_another_issuer_is_refused() {
     let _ = child.wait();
     let st = b.cli_ok(&["upstream", "connection", "mail"]);
     assert_eq!(st["status"], "not_connected");
+
+    // A provider that leaves iss out: refused when the rules require it.
+    p.with(|s| s.omit_iss = true);
+    let strict = p
+        .rules("strict", &p.url())
+        .replace("client_id =", "require_iss = true\nclient_id =");
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), strict).unwrap();
+    let (code, v) = add(
+        &b,
+        &[f.path().to_str().unwrap(), "--secret-stdin"],
+        Some(&format!("{CLIENT_SECRET}\n")),
+    );
+    assert_eq!(code, 0, "{v}");
+    let (mut child, _out, started) = start_connect(&b, "strict");
+    let back = consent(started["authorize_url"].as_str().unwrap()).await;
+    assert!(!back.contains("iss="));
+    let (status, _) = get_page(&back).await;
+    assert_eq!(status, 400);
+    let failed = events(&b, "upstream_connect_failed");
+    assert!(
+        failed.iter().any(|r| r["detail"]["error"] == "iss_missing"),
+        "{failed:?}"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -44,6 +44,8 @@ pub struct PState {
     pub refresh_delay_ms: u64,
     /// Mail API calls that were let in.
     pub mail_calls: usize,
+    /// Leave `iss` out of the authorization answer.
+    pub omit_iss: bool,
 }
 
 pub struct Provider {
@@ -92,8 +94,10 @@ async fn authorize(State(st): S, Query(q): Query<HashMap<String, String>>) -> Re
     let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
     to.query_pairs_mut()
         .append_pair("code", &code)
-        .append_pair("state", &q["state"])
-        .append_pair("iss", &s.issuer);
+        .append_pair("state", &q["state"]);
+    if !s.omit_iss {
+        to.query_pairs_mut().append_pair("iss", &s.issuer);
+    }
     Redirect::to(to.as_str()).into_response()
 }
 
@@ -223,6 +227,11 @@ impl Provider {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every token this provider gave out.
+    pub fn all_tokens(&self) -> Vec<String> {
+        self.with(|s| s.access.keys().chain(s.refresh.keys()).cloned().collect())
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&mut PState) -> T) -> T {

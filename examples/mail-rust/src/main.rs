@@ -1,0 +1,362 @@
+//! "A token for my assistant to read my mail", end to end.
+//!
+//! A person's mail is behind an OAuth provider (here a local stand-in, see
+//! `provider.rs`). They add it to their broker as a gateway upstream with an
+//! OAuth connection and connect their account (PKCE, state, iss); an agent
+//! gets a DPoP-bound token scoped to `mail:read` and reads the mail through
+//! the gateway without ever seeing the provider's tokens; it is refused when
+//! it tries to send; the person disconnects and the agent is cut off; the
+//! audit log shows it all.
+//!
+//! Run with `make demo-mail` (or `cargo run -p protonpass-mail-demo`).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a demo narrates
+
+mod provider;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+use protonpass_agent::*;
+
+type Fallible<T> = std::result::Result<T, String>;
+
+fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+/// The broker binary next to this one (cargo builds both into one directory).
+fn broker_bin() -> Fallible<PathBuf> {
+    if let Some(p) = std::env::var_os("PROTONPASS_BROKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe
+        .parent()
+        .map(|d| d.join("protonpass-broker"))
+        .ok_or("no directory")?;
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found: build it with `cargo build -p protonpass-broker`",
+            p.display()
+        ))
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker(bin: &Path, data: &Path) -> Fallible<(Running, String)> {
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--device-interval",
+            "1",
+            "--data",
+        ])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the broker: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .ok_or("the broker printed nothing")?
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&first).map_err(|e| e.to_string())?;
+    let issuer = v["issuer"].as_str().ok_or("no issuer")?.to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    Ok((running, issuer))
+}
+
+fn cli(bin: &Path, data: &Path, args: &[&str], stdin: Option<&str>) -> Fallible<String> {
+    let mut child = Command::new(bin)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "protonpass-broker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The upstream's rules: the mail API behind the provider, reading and
+/// sending mapped to two scopes, the token injected as a bearer.
+fn rules(provider: &str) -> String {
+    format!(
+        r#"name = "mail"
+base_url = "{provider}/mail/v1"
+audience = "https://mail.example"
+description = "My mailbox"
+allow_private_network = true
+suggested_scopes = ["mail:read"]
+suggested_ttl = "8h"
+
+[credential.oauth2]
+authorization_url = "{provider}/authorize"
+token_url = "{provider}/token"
+revocation_url = "{provider}/revoke"
+issuer = "{provider}"
+client_id = "{client}"
+scopes = ["mail.read", "mail.send"]
+
+[[rule]]
+methods = ["GET"]
+path = "/messages/**"
+scope = "mail:read"
+description = "Read mail"
+
+[[rule]]
+methods = ["POST"]
+path = "/send"
+scope = "mail:send"
+description = "Send mail"
+
+[[scope]]
+name = "mail:read"
+description = "Read all of your mail"
+risk = "medium"
+
+[[scope]]
+name = "mail:send"
+description = "Send mail in your name"
+risk = "high"
+"#,
+        client = provider::CLIENT_ID
+    )
+}
+
+/// `upstream connect mail`, with the person's browser played here: open the
+/// authorization URL, consent, follow the redirect back to the broker.
+async fn connect(bin: &Path, data: &Path) -> Fallible<String> {
+    let mut child = Command::new(bin)
+        .arg("--data")
+        .arg(data)
+        .args(["--json", "upstream", "connect", "mail"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let child = Running(child);
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    let started: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    let url = started["authorize_url"]
+        .as_str()
+        .ok_or("no authorize_url")?;
+    println!("   $ protonpass-broker upstream connect mail --json");
+    println!("   open: {}...", &url[..url.len().min(72)]);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let page = browser.get(url).send().await.map_err(|e| e.to_string())?;
+    println!(
+        "   the person consents at the provider, and is sent back: {}",
+        page.status()
+    );
+    line.clear();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    drop(child);
+    let done: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    let id = done["connection"]
+        .as_str()
+        .ok_or("not connected")?
+        .to_owned();
+    Ok(id)
+}
+
+async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible<(u16, String)> {
+    let r = session
+        .send(method, url, &[], None, Some(why))
+        .await
+        .map_err(|e| format!("{} ({})", e, e.code()))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+async fn run() -> Fallible<()> {
+    let bin = broker_bin()?;
+    let data = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+
+    step(
+        1,
+        "The mail provider (a local stand-in) and the person's broker start.",
+    );
+    let provider = provider::start().await?;
+    let (broker, issuer) = start_broker(&bin, data.path())?;
+    println!("   provider at {provider}, broker at {issuer}");
+
+    step(
+        2,
+        "The person adds their mailbox as an upstream with an OAuth connection.",
+    );
+    println!(
+        "   $ protonpass-broker upstream add mail.toml --secret-stdin   (the OAuth client's secret)"
+    );
+    let rules_file = data.path().join("mail.toml");
+    std::fs::write(&rules_file, rules(&provider)).map_err(|e| e.to_string())?;
+    let path = rules_file.to_str().ok_or("path")?;
+    let added = cli(
+        &bin,
+        data.path(),
+        &["--json", "upstream", "add", path, "--secret-stdin"],
+        Some(&format!("{}\n", provider::CLIENT_SECRET)),
+    )?;
+    let added: serde_json::Value = serde_json::from_str(added.trim()).map_err(|e| e.to_string())?;
+    let gateway = added["gateway_url"]
+        .as_str()
+        .ok_or("no gateway_url")?
+        .to_owned();
+    println!("   agents will call {gateway}");
+
+    step(
+        3,
+        "The person connects their account (authorization code, PKCE, state, iss).",
+    );
+    let conn = connect(&bin, data.path()).await?;
+    println!("   connected: {conn}");
+
+    step(
+        4,
+        "The assistant asks to read mail; the person approves mail:read only.",
+    );
+    let data_dir = data.path().to_path_buf();
+    let bin2 = bin.clone();
+    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
+        println!("   $ protonpass-broker approve {} --ttl 8h", p.user_code);
+        let (code, bin, data) = (p.user_code.clone(), bin2.clone(), data_dir.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "8h"], None) {
+                eprintln!("   approval failed: {e}");
+            }
+        });
+    });
+    let session = authenticate_with_proton(
+        &["mail:read"],
+        "https://mail.example",
+        AuthOptions {
+            broker: Some(issuer.clone()),
+            agent_name: Some("mail-assistant".into()),
+            store: Some(StoreKind::File(home.path().to_path_buf())),
+            prompt: Some(prompt),
+            reason: Some("summarise my mail".into()),
+            ..AuthOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("   granted: {}", session.scopes());
+
+    step(
+        5,
+        "It reads the mail through the gateway (it never sees the provider's tokens).",
+    );
+    let (s, body) = call(
+        &session,
+        "GET",
+        &format!("{gateway}/messages"),
+        "summarise my mail",
+    )
+    .await?;
+    println!("   GET /messages -> {s} {body}");
+    if s != 200 {
+        return Err("reading mail failed".into());
+    }
+
+    step(
+        6,
+        "It tries to send mail: the gateway refuses, the provider is never asked.",
+    );
+    let (s, body) = call(
+        &session,
+        "POST",
+        &format!("{gateway}/send"),
+        "reply to my friend",
+    )
+    .await?;
+    println!("   POST /send -> {s} {body}");
+    if s != 403 {
+        return Err("sending was not refused".into());
+    }
+
+    step(
+        7,
+        "The person disconnects the mailbox: revoked at the provider, agents cut off.",
+    );
+    println!("   $ protonpass-broker upstream disconnect mail");
+    print!(
+        "   {}",
+        cli(&bin, data.path(), &["upstream", "disconnect", "mail"], None)?
+    );
+    let (s, body) = call(
+        &session,
+        "GET",
+        &format!("{gateway}/messages"),
+        "read again",
+    )
+    .await?;
+    println!("   GET /messages -> {s} {body}");
+    if s != 502 {
+        return Err("the agent was not cut off".into());
+    }
+    let _ = session.close(false).await;
+
+    step(8, "The audit log, and the verification of its hash chain.");
+    print!("{}", cli(&bin, data.path(), &["audit", "tail"], None)?);
+    print!("{}", cli(&bin, data.path(), &["audit", "verify"], None)?);
+    drop(broker);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => {
+            println!(
+                "\nThe mail demo completed: connected, read, refused to send, disconnected, audited."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\ndemo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
