@@ -140,9 +140,12 @@ pub struct AuthOptions {
     pub cancel: Option<CancelHandle>,
     /// Requested lifetime of access tokens, in seconds (the broker caps it).
     pub ttl: Option<u64>,
-    /// Scopes that must be granted; default: every requested scope.
+    /// Scopes that must be granted; default: every requested scope. When the
+    /// owner narrows a new grant below them, it is revoked at once and the
+    /// call fails with [`Error::ScopeNotGranted`].
     pub required: Option<Vec<String>>,
-    /// Why the agent acts; signed into every proof.
+    /// Why the agent acts: shown to the owner at approval (`pending`, the
+    /// approval page) as the agent's own words, and signed into every proof.
     pub reason: Option<String>,
     /// A one-time enrollment code from the owner (headless agents).
     pub enrollment_code: Option<String>,
