@@ -151,7 +151,10 @@ async fn not_found(headers: HeaderMap) -> Response {
                 "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         return r;
     }
     json_response(

@@ -52,8 +52,9 @@ pub mod wire;
 pub mod net;
 #[cfg(feature = "net")]
 pub use net::{
-    AuthOptions, CancelHandle, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection, Session,
-    StalePolicy, StoreKind, StoredGrant, Verifier, VerifierOptions, authenticate_with_proton,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection,
+    Session, StalePolicy, StoreKind, StoredGrant, Verifier, VerifierOptions,
+    authenticate_with_proton,
 };
 
 pub use clock::{Clock, ManualClock, OsRandom, Random, SystemClock, random_id};

@@ -61,7 +61,14 @@ fn record_label<'a>(event: &'a str, detail: &str) -> &'a str {
 
 /// Identifiers: kept for whoever investigates, folded away from the words.
 const IDS: &[&str] = &[
-    "jti", "refresh_jti", "gid", "request", "feed_seq", "jkt", "client_id", "by_request",
+    "jti",
+    "refresh_jti",
+    "gid",
+    "request",
+    "feed_seq",
+    "jkt",
+    "client_id",
+    "by_request",
 ];
 
 /// Who a `by` value names, in words.
@@ -85,15 +92,30 @@ fn details(detail: &str) -> maud::Markup {
     };
     let text = |k: &str| m.get(k).and_then(Value::as_str);
     let time = |k: &str| m.get(k).and_then(Value::as_i64);
-    let aud = text("aud").or_else(|| text("audience")).or_else(|| text("resource"));
+    let aud = text("aud")
+        .or_else(|| text("audience"))
+        .or_else(|| text("resource"));
     let scopes = |k: &str| -> Vec<String> {
         text(k)
-            .map(|s| s.split_whitespace().map(|sc| describe_scope(sc, aud)).collect())
+            .map(|s| {
+                s.split_whitespace()
+                    .map(|sc| describe_scope(sc, aud))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let shown = [
-        "agent", "scope", "requested_scope", "aud", "audience", "resource", "exp", "grant_exp",
-        "ttl", "by", "reason",
+        "agent",
+        "scope",
+        "requested_scope",
+        "aud",
+        "audience",
+        "resource",
+        "exp",
+        "grant_exp",
+        "ttl",
+        "by",
+        "reason",
     ];
     let ids: Vec<_> = IDS
         .iter()

@@ -920,7 +920,10 @@ mod tests {
         let m = e.description();
         assert_eq!(e.code(), "invalid_request", "{m}");
         assert!(m.contains(&dir.path().display().to_string()), "{m}");
-        assert!(m.contains("belong to the user running protonpass-broker"), "{m}");
+        assert!(
+            m.contains("belong to the user running protonpass-broker"),
+            "{m}"
+        );
         assert!(!m.contains("storage failure"), "{m}");
     }
 

@@ -23,11 +23,22 @@ async fn an_unknown_page_is_an_html_page_with_a_way_back() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let body = r.text().await.unwrap();
-    assert!(body.contains("Page not found") && body.contains("href=\"/\""), "{body}");
+    assert!(
+        body.contains("Page not found") && body.contains("href=\"/\""),
+        "{body}"
+    );
     // Programs still get the JSON error.
     let r = http.get(format!("{}/agnets", b.url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -42,12 +53,21 @@ async fn activity_shows_agents_scopes_and_times_in_words() {
     let (mut w, _) = signed_in(&b).await;
     let p = w.get("/audit").await;
     assert_eq!(p.status, 200);
-    assert!(p.body.contains("Agent <strong class=\"agent\">trip-bot</strong>"), "{}", p.body);
+    assert!(
+        p.body
+            .contains("Agent <strong class=\"agent\">trip-bot</strong>"),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("Access until"), "{}", p.body);
     assert!(p.body.contains("May: "), "{}", p.body);
     // Raw ids and timestamps are folded away, not shown as the record's words.
     assert!(!p.body.contains("<b>exp</b>"), "{}", p.body);
-    assert!(p.body.contains("<summary>Identifiers</summary>"), "{}", p.body);
+    assert!(
+        p.body.contains("<summary>Identifiers</summary>"),
+        "{}",
+        p.body
+    );
 }
 
 #[tokio::test]
@@ -75,7 +95,11 @@ async fn each_agent_has_a_chart_of_calls_and_refusals() {
     let (mut w, _) = signed_in(&b).await;
     let p = w.get("/usage").await;
     assert!(p.body.contains("<svg"), "{}", p.body);
-    assert!(p.body.contains("Last 24 hours: 2 allowed, 1 refused"), "{}", p.body);
+    assert!(
+        p.body.contains("Last 24 hours: 2 allowed, 1 refused"),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("class=\"allowed\"") && p.body.contains("class=\"refused\""));
     assert!(!p.body.contains("<script"));
 }

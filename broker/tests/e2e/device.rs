@@ -342,8 +342,14 @@ async fn only_the_requesting_key_withdraws_a_device_request() {
     let dc = d.s("device_code");
     // Neither a caller without a proof nor another key may withdraw it.
     assert_eq!(withdraw(&b, None, &dc).await.error(), "invalid_request");
-    assert_eq!(withdraw(&b, Some(&key()), &dc).await.error(), "invalid_grant");
-    assert_eq!(withdraw(&b, Some(&k), "dc_unknown").await.error(), "invalid_grant");
+    assert_eq!(
+        withdraw(&b, Some(&key()), &dc).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        withdraw(&b, Some(&k), "dc_unknown").await.error(),
+        "invalid_grant"
+    );
     assert_eq!(b.cli_ok(&["pending"]).as_array().map(Vec::len), Some(1));
     let r = withdraw(&b, Some(&k), &dc).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -11,7 +11,10 @@ async fn resource_rotate_gives_a_new_secret_and_the_old_one_stops_working() {
     assert_eq!(b.introspect(&old, "not-a-token").await.status, 200);
     let v = b.cli_ok(&["resource", "rotate", API]);
     assert_eq!(v["client_id"], old.0.as_str(), "the client id stays: {v}");
-    let new = (old.0.clone(), v["client_secret"].as_str().unwrap().to_owned());
+    let new = (
+        old.0.clone(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    );
     assert_ne!(new.1, old.1);
     let refused = b.introspect(&old, "not-a-token").await;
     assert_eq!((refused.status, refused.error()), (401, "invalid_client"));
@@ -34,7 +37,15 @@ async fn owner_remove_refuses_live_grants_unless_forced() {
     b.add_owners(&["acme"]);
     let rs = b.resource(API, Some("acme"));
     let g = b.cli_ok(&[
-        "grant", "create", "--agent", "bot", "--scope", "x:read", "--audience", API, "--owner",
+        "grant",
+        "create",
+        "--agent",
+        "bot",
+        "--scope",
+        "x:read",
+        "--audience",
+        API,
+        "--owner",
         "acme",
     ]);
     let (code, e) = b.cli(&["owner", "remove", "acme"]);

@@ -49,7 +49,10 @@ async fn the_agents_reason_is_shown_as_its_own_words() {
             .args(["--data", b.data.to_str().unwrap(), "pending"])
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     assert_eq!(code, Some(0));
     assert!(text.contains("the agent's own words"), "{text}");
@@ -64,7 +67,12 @@ async fn the_agents_reason_is_shown_as_its_own_words() {
         .await;
     assert!(p.body.contains("in the agent's own words"), "{}", p.body);
     // Shown as text, never as markup.
-    assert!(p.body.contains("book the &lt;b&gt;flight&lt;/b&gt; the user chose"), "{}", p.body);
+    assert!(
+        p.body
+            .contains("book the &lt;b&gt;flight&lt;/b&gt; the user chose"),
+        "{}",
+        p.body
+    );
 }
 
 #[tokio::test]
@@ -75,8 +83,16 @@ async fn the_dashboard_lists_waiting_agents_and_denies_one() {
     let (mut w, csrf) = signed_in(&b).await;
     let p = w.get("/pending").await;
     assert_eq!(p.status, 200);
-    assert!(p.body.contains("travel-bot") && p.body.contains(&uc), "{}", p.body);
-    assert!(p.body.contains(&format!("/device?user_code={uc}")), "{}", p.body);
+    assert!(
+        p.body.contains("travel-bot") && p.body.contains(&uc),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(&format!("/device?user_code={uc}")),
+        "{}",
+        p.body
+    );
     // A form without the page's token is refused.
     let r = w.post("/pending/deny", &[("user_code", &uc)]).await;
     assert_eq!(r.status, 403);
@@ -84,7 +100,12 @@ async fn the_dashboard_lists_waiting_agents_and_denies_one() {
         .post("/pending/deny", &[("csrf", &csrf), ("user_code", &uc)])
         .await;
     assert_eq!((r.status, r.location()), (303, "/pending?done=denied"));
-    assert!(w.get("/pending?done=denied").await.body.contains("No agent is waiting"));
+    assert!(
+        w.get("/pending?done=denied")
+            .await
+            .body
+            .contains("No agent is waiting")
+    );
     // The agent's wait ends with its typed error.
     let poll = crate::device::poll(&b, &key(), &d.s("device_code")).await;
     assert_eq!(poll.error(), "access_denied", "{}", poll.body);

@@ -47,15 +47,27 @@ pub(crate) fn unreachable(what: &str, e: &reqwest::Error) -> Error {
     }
     let cause = chain.last().cloned().unwrap_or_default();
     let all = chain.join(": ").to_ascii_lowercase();
-    let tls = ["certificate", "tls", "handshake", "invalidcontenttype", "corrupt message"];
+    let tls = [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+    ];
     let (kind, fix) = if tls.iter().any(|w| all.contains(w)) {
         (
             format!("TLS failed ({cause})"),
             "check that the URL's scheme and port are right (https on a plain-http port fails this way) and that the broker's certificate is valid and trusted",
         )
     } else if e.is_timeout() {
-        ("timed out".to_owned(), "check that the broker is running and reachable from here")
-    } else if all.contains("dns") || all.contains("lookup address") || all.contains("name or service") {
+        (
+            "timed out".to_owned(),
+            "check that the broker is running and reachable from here",
+        )
+    } else if all.contains("dns")
+        || all.contains("lookup address")
+        || all.contains("name or service")
+    {
         (
             format!("the host name could not be resolved ({cause})"),
             "check the host name in PROTONPASS_BROKER_URL",

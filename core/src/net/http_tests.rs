@@ -213,7 +213,9 @@ async fn a_wrong_broker_url_says_which_url_answered_what() {
         panic!("{e:?}")
     };
     assert!(
-        m.contains(&format!("{broker}/.well-known/oauth-authorization-server answered HTTP 404")),
+        m.contains(&format!(
+            "{broker}/.well-known/oauth-authorization-server answered HTTP 404"
+        )),
         "{m}"
     );
     assert!(m.contains("without a path"), "{m}");
@@ -236,7 +238,9 @@ async fn tls_failures_and_refused_connections_are_told_apart() {
         loop {
             let (mut sock, _) = listener.accept().await.unwrap();
             let _ = sock
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                )
                 .await;
         }
     });
@@ -251,7 +255,9 @@ async fn tls_failures_and_refused_connections_are_told_apart() {
     let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = free.local_addr().unwrap();
     drop(free);
-    let e = discover(&format!("http://{addr}"), &OsRandom).await.unwrap_err();
+    let e = discover(&format!("http://{addr}"), &OsRandom)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::BrokerUnavailable(m) if m.contains("connection refused") && m.contains("nothing listens")),
         "{e:?}"

@@ -87,7 +87,11 @@ fn approving(broker: &Broker, args: &[&str]) -> PromptFn {
                 .arg(&data)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         });
     })
 }
@@ -132,5 +136,8 @@ async fn a_narrowed_grant_gives_what_was_granted_unless_a_required_scope_is_miss
         .iter()
         .filter(|g| g["status"] == "active")
         .collect();
-    assert!(live.is_empty(), "a refused grant is not left alive: {grants}");
+    assert!(
+        live.is_empty(),
+        "a refused grant is not left alive: {grants}"
+    );
 }
