@@ -9,7 +9,7 @@ const pkg = require('protonpass-agent');
 
 function specTable() {
   const md = fs.readFileSync(path.join(__dirname, '..', '..', 'spec', '08-errors.md'), 'utf8');
-  const block = md.split('<!-- example: sdk-error-classes -->')[1].split('<!-- /example -->')[0];
+  const block = md.split('<!-- table: sdk-error-classes')[1].split('<!-- /table -->')[0];
   return block
     .split('\n')
     .filter((l) => /^\| `/.test(l))

@@ -155,7 +155,7 @@ def test_verifier_errors(enroll, api: Api, broker: Broker) -> None:
 
 def _spec_classes() -> list[tuple[str, list[str]]]:
     md = (Path(__file__).resolve().parents[2] / "spec" / "08-errors.md").read_text()
-    block = md.split("<!-- example: sdk-error-classes -->")[1].split("<!-- /example -->")[0]
+    block = md.split("<!-- table: sdk-error-classes")[1].split("<!-- /table -->")[0]
     rows = []
     for line in block.splitlines():
         if line.startswith("| `"):
