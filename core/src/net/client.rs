@@ -348,9 +348,11 @@ impl BrokerCalls {
             },
             None => Some(self.poll_device(&d).await),
         };
-        guard.0 = None;
         match outcome {
-            Some(r) => r,
+            Some(r) => {
+                guard.0 = None;
+                r
+            }
             None => {
                 // Bounded: the caller is waiting to see its own error.
                 let withdraw = self.cancel_device(&d.device_code);
@@ -360,6 +362,8 @@ impl BrokerCalls {
                 {
                     tracing::warn!(error = e.code(), "could not withdraw the device request");
                 }
+                // Withdrawn (or tried): dropping this future no longer withdraws.
+                guard.0 = None;
                 Err(Error::Cancelled(
                     "stopped waiting for the owner's approval; the request was withdrawn".into(),
                 ))
