@@ -18,19 +18,51 @@ export declare class ProtonPassError extends Error {
   readonly reason?: string
 }
 /** Required scopes were not granted (`scope_not_granted`). */
-export declare class ScopeNotGrantedError extends ProtonPassError {
+export declare class ScopeNotGranted extends ProtonPassError {
   readonly code: 'scope_not_granted'
   /** The required scopes that were not granted. */
   readonly missing: string[]
   /** What the broker granted. */
   readonly granted: string[]
 }
-/** The owner denied the request (`access_denied`) or did not answer in time (`expired_token`). */
+/** @deprecated Catch `AccessDenied` or `Expired`: their base, kept for one release. */
 export declare class ApprovalError extends ProtonPassError {}
-/** The broker could not be reached (`broker_unavailable`, `temporarily_unavailable`). */
-export declare class BrokerUnavailableError extends ProtonPassError {}
-/** The grant is invalid, expired or revoked (`invalid_grant`): authenticate again. */
-export declare class InvalidGrantError extends ProtonPassError {}
+/** The owner denied the request (`access_denied`). */
+export declare class AccessDenied extends ApprovalError {}
+/** The device request or enrollment code expired before it was used (`expired_token`). */
+export declare class Expired extends ApprovalError {}
+/** A verified token lacks the scope a request needs (`insufficient_scope`). */
+export declare class InsufficientScope extends ProtonPassError {}
+/** A scope is malformed, or nothing requested could be granted (`invalid_scope`). */
+export declare class InvalidScope extends ProtonPassError {}
+/** The grant is invalid, expired, spent or revoked (`invalid_grant`): authenticate again. */
+export declare class InvalidGrant extends ProtonPassError {}
+/** An access token was refused (`invalid_token`). */
+export declare class InvalidToken extends ProtonPassError {}
+/** A DPoP proof was refused, or a nonce is required (`invalid_dpop_proof`, `use_dpop_nonce`). */
+export declare class InvalidProof extends ProtonPassError {}
+/** The request or an argument is malformed (`invalid_request`, `invalid_target`, ...). */
+export declare class InvalidRequest extends ProtonPassError {}
+/** The broker could not be reached or cannot answer now (`broker_unavailable`, `temporarily_unavailable`, `server_error`). */
+export declare class BrokerUnavailable extends ProtonPassError {}
+/** The broker answered something that is not a valid protocol response (`invalid_response`). */
+export declare class InvalidResponse extends ProtonPassError {}
+/** The local grant store could not be read or written (`storage_error`). */
+export declare class StorageError extends ProtonPassError {}
+/** A revoked, expired or spent grant is an `InvalidGrant`. */
+export declare const Revoked: typeof InvalidGrant
+/** @deprecated The former name of `ScopeNotGranted`, kept for one release. */
+export declare const ScopeNotGrantedError: typeof ScopeNotGranted
+/** @deprecated The former name of `ScopeNotGranted`, kept for one release. */
+export type ScopeNotGrantedError = ScopeNotGranted
+/** @deprecated The former name of `BrokerUnavailable`, kept for one release. */
+export declare const BrokerUnavailableError: typeof BrokerUnavailable
+/** @deprecated The former name of `BrokerUnavailable`, kept for one release. */
+export type BrokerUnavailableError = BrokerUnavailable
+/** @deprecated The former name of `InvalidGrant`, kept for one release. */
+export declare const InvalidGrantError: typeof InvalidGrant
+/** @deprecated The former name of `InvalidGrant`, kept for one release. */
+export type InvalidGrantError = InvalidGrant
 /** A request refused by `Verifier.verify`, with what to answer. */
 export declare class VerificationError extends ProtonPassError {
   /** The HTTP status to answer with. */

@@ -32,39 +32,58 @@ class ProtonPassError extends Error {
   }
 }
 
-/** Required scopes were not granted (`scope_not_granted`). */
-class ScopeNotGrantedError extends ProtonPassError {
+// The same classes, with the same names and codes, as the Python package
+// (spec/08-errors.md section 8.4).
+
+/** Required scopes were not granted (`scope_not_granted`); `missing` and `granted` list them. */
+class ScopeNotGranted extends ProtonPassError {
   constructor(code, message, details = {}) {
     super(code, message, details);
-    this.name = 'ScopeNotGrantedError';
+    this.name = 'ScopeNotGranted';
     this.missing = splitScopes(details.missing);
     this.granted = splitScopes(details.granted);
   }
 }
 
-/** The owner denied the request (`access_denied`) or the code expired (`expired_token`). */
-class ApprovalError extends ProtonPassError {
-  constructor(code, message, details = {}) {
-    super(code, message, details);
-    this.name = 'ApprovalError';
-  }
+/** A class named `name` under `Base`, for a kind of failure with nothing more to carry. */
+function errorClass(name, Base = ProtonPassError) {
+  const C = class extends Base {
+    constructor(code, message, details = {}) {
+      super(code, message, details);
+      this.name = name;
+    }
+  };
+  Object.defineProperty(C, 'name', { value: name });
+  return C;
 }
 
-/** The broker could not be reached or is unavailable (`broker_unavailable`, `temporarily_unavailable`). */
-class BrokerUnavailableError extends ProtonPassError {
-  constructor(code, message, details = {}) {
-    super(code, message, details);
-    this.name = 'BrokerUnavailableError';
-  }
-}
-
-/** The grant is invalid, expired or revoked (`invalid_grant`). */
-class InvalidGrantError extends ProtonPassError {
-  constructor(code, message, details = {}) {
-    super(code, message, details);
-    this.name = 'InvalidGrantError';
-  }
-}
+/**
+ * Deprecated (one release): the base of `AccessDenied` and `Expired`, the
+ * owner's refusal and an approval not given in time. Catch those instead.
+ */
+const ApprovalError = errorClass('ApprovalError');
+/** The owner denied the request (`access_denied`). */
+const AccessDenied = errorClass('AccessDenied', ApprovalError);
+/** The device request or enrollment code expired before it was used (`expired_token`). */
+const Expired = errorClass('Expired', ApprovalError);
+/** A verified token lacks the scope a request needs (`insufficient_scope`). */
+const InsufficientScope = errorClass('InsufficientScope');
+/** A scope is malformed, or nothing requested could be granted (`invalid_scope`). */
+const InvalidScope = errorClass('InvalidScope');
+/** The grant, code or refresh token is invalid, expired, spent or revoked (`invalid_grant`). */
+const InvalidGrant = errorClass('InvalidGrant');
+/** An access token was refused (`invalid_token`). */
+const InvalidToken = errorClass('InvalidToken');
+/** A DPoP proof was refused, or a nonce is required (`invalid_dpop_proof`, `use_dpop_nonce`). */
+const InvalidProof = errorClass('InvalidProof');
+/** The request or an argument is malformed (`invalid_request` and the like). */
+const InvalidRequest = errorClass('InvalidRequest');
+/** The broker could not be reached or cannot answer now (`broker_unavailable`, `temporarily_unavailable`, `server_error`). */
+const BrokerUnavailable = errorClass('BrokerUnavailable');
+/** The broker answered something that is not a valid protocol response (`invalid_response`). */
+const InvalidResponse = errorClass('InvalidResponse');
+/** The local grant store could not be read or written (`storage_error`). */
+const StorageError = errorClass('StorageError');
 
 /** A request refused by `Verifier.verify`: carries what to answer. */
 class VerificationError extends ProtonPassError {
@@ -79,12 +98,25 @@ class VerificationError extends ProtonPassError {
 }
 
 const CLASSES = {
-  scope_not_granted: ScopeNotGrantedError,
-  access_denied: ApprovalError,
-  expired_token: ApprovalError,
-  broker_unavailable: BrokerUnavailableError,
-  temporarily_unavailable: BrokerUnavailableError,
-  invalid_grant: InvalidGrantError,
+  scope_not_granted: ScopeNotGranted,
+  insufficient_scope: InsufficientScope,
+  invalid_scope: InvalidScope,
+  access_denied: AccessDenied,
+  expired_token: Expired,
+  invalid_grant: InvalidGrant,
+  invalid_token: InvalidToken,
+  invalid_dpop_proof: InvalidProof,
+  use_dpop_nonce: InvalidProof,
+  invalid_request: InvalidRequest,
+  invalid_target: InvalidRequest,
+  invalid_client: InvalidRequest,
+  unsupported_grant_type: InvalidRequest,
+  unsupported_token_type: InvalidRequest,
+  broker_unavailable: BrokerUnavailable,
+  temporarily_unavailable: BrokerUnavailable,
+  server_error: BrokerUnavailable,
+  invalid_response: InvalidResponse,
+  storage_error: StorageError,
 };
 
 // What to do, where the core's message says only what happened.
@@ -549,10 +581,25 @@ module.exports = {
   requireScope,
   version: native.version,
   ProtonPassError,
-  ScopeNotGrantedError,
-  ApprovalError,
-  BrokerUnavailableError,
-  InvalidGrantError,
+  ScopeNotGranted,
+  InsufficientScope,
+  InvalidScope,
+  AccessDenied,
+  Expired,
+  InvalidGrant,
+  InvalidToken,
+  InvalidProof,
+  InvalidRequest,
+  BrokerUnavailable,
+  InvalidResponse,
+  StorageError,
+  /** A revoked, expired or spent grant is an `InvalidGrant` (as in Python). */
+  Revoked: InvalidGrant,
   VerificationError,
+  // Deprecated names, kept for one release.
+  ScopeNotGrantedError: ScopeNotGranted,
+  ApprovalError,
+  BrokerUnavailableError: BrokerUnavailable,
+  InvalidGrantError: InvalidGrant,
   ...protocol,
 };

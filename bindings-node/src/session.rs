@@ -69,9 +69,12 @@ pub struct AuthenticateOptions {
     /// Requested lifetime of access tokens, in seconds (the broker caps it).
     pub ttl: Option<u32>,
     /// Scopes that must be granted (default: every requested scope); a missing
-    /// one fails with code `scope_not_granted`. Pass `[]` to accept any subset.
+    /// one fails with code `scope_not_granted` (and a new grant without it is
+    /// revoked at once). Pass `[]` to accept any subset the owner grants.
     pub required: Option<Vec<String>>,
-    /// Why the agent acts (at most 300 characters); signed into every proof.
+    /// Why the agent acts (at most 300 characters): shown to the owner on the
+    /// approval page and by `protonpass-broker pending`, marked as the agent's
+    /// own words (nothing checks it), and signed into every proof.
     pub reason: Option<String>,
     /// A one-time enrollment code from the owner (headless agents).
     pub enrollment_code: Option<String>,

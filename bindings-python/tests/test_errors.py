@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -151,3 +152,25 @@ def test_verifier_errors(enroll, api: Api, broker: Broker) -> None:
             vn.verify("GET", url, s.headers("GET", url))
         assert e6.value.code == "use_dpop_nonce" and e6.value.dpop_nonce
     v.stop()
+
+
+def _spec_classes() -> list[tuple[str, list[str]]]:
+    md = (Path(__file__).resolve().parents[2] / "spec" / "08-errors.md").read_text()
+    block = md.split("<!-- table: sdk-error-classes")[1].split("<!-- /table -->")[0]
+    rows = []
+    for line in block.splitlines():
+        if line.startswith("| `"):
+            cls, codes = line.split("|")[1:3]
+            rows.append((cls.strip().strip("`"), re.findall(r"`([a-z_]+)`", codes)))
+    return rows
+
+
+def test_error_classes_are_named_as_in_the_spec_and_as_in_node() -> None:
+    rows = _spec_classes()
+    assert len(rows) >= 12, rows
+    for name, codes in rows:
+        cls = getattr(pa, name)
+        assert cls.__name__ == name
+        assert issubclass(cls, pa.ProtonPassError)
+        assert cls.code == codes[0]
+    assert pa.Revoked is pa.InvalidGrant

@@ -6,6 +6,8 @@ import {
   type DevicePrompt,
   type Identity,
   ProtonPassError,
+  ScopeNotGranted,
+  AccessDenied,
   ScopeNotGrantedError,
   Session,
   VerificationError,
@@ -65,7 +67,9 @@ export async function agent(broker: string, audience: string, enrollmentCode: st
 }
 
 export function describe(e: unknown): string {
-  if (e instanceof ScopeNotGrantedError) return `missing ${e.missing.join(' ')}; granted ${e.granted.join(' ')}`;
+  if (e instanceof ScopeNotGranted) return `missing ${e.missing.join(' ')}; granted ${e.granted.join(' ')}`;
+  if (e instanceof ScopeNotGrantedError) return `(deprecated name) missing ${e.missing.join(' ')}`;
+  if (e instanceof AccessDenied) return `denied: ${e.message}`;
   if (e instanceof ProtonPassError) return `${e.code}${e.reason ? `/${e.reason}` : ''}: ${e.message}`;
   return String(e);
 }

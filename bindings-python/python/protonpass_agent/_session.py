@@ -253,7 +253,17 @@ def authenticate_with_proton(
     directory; ``passphrase`` (or ``PROTONPASS_PASSPHRASE``) seals the stored
     key and refresh token. ``required`` (default: every scope) must be granted, else
     :class:`ScopeNotGranted`; ``extend=True`` asks the owner again when the
-    stored grant lacks some. Blocks with the GIL released.
+    stored grant lacks some. When the owner narrows the scopes on the
+    approval page, the session holds what was granted; a new grant missing a
+    required scope is revoked at once, never stored.
+
+    ``reason`` says why the agent acts: it is shown to the owner on the
+    approval page and by ``protonpass-broker pending``, marked as the agent's
+    own words (nothing checks it), and signed into every proof.
+
+    Blocks with the GIL released. The wait for the owner's approval ends at
+    once, and the request is withdrawn at the broker, when ``prompt`` raises
+    (that exception propagates) or on Ctrl-C (``KeyboardInterrupt``).
     """
     scopes, store_s = _args(scope, store, prompt)
     native = _native.authenticate(
@@ -290,7 +300,11 @@ async def authenticate_with_proton_async(
     passphrase: Optional[str] = None,
     extend: bool = False,
 ) -> Session:
-    """:func:`authenticate_with_proton` for asyncio."""
+    """:func:`authenticate_with_proton` for asyncio.
+
+    Cancelling the task (``asyncio.CancelledError``) while it waits for the
+    owner's approval withdraws the request at the broker.
+    """
     scopes, store_s = _args(scope, store, prompt)
     native = await _native.authenticate_async(
         scopes,

@@ -116,7 +116,17 @@ fn details(detail: &str) -> maud::Markup {
         "ttl",
         "by",
         "reason",
+        "at",
+        "audiences",
     ];
+    // A refusal's `reason` is the finer error reason; elsewhere it is the
+    // agent's own words.
+    let refused = text("decision") == Some("deny");
+    let services: Vec<&str> = m
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let ids: Vec<_> = IDS
         .iter()
         .filter_map(|k| m.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
@@ -128,11 +138,16 @@ fn details(detail: &str) -> maud::Markup {
         @let asked = scopes("requested_scope");
         @if !asked.is_empty() && asked != granted { span.kv { "Asked for: " (asked.join("; ")) } }
         @if let Some(a) = aud { span.kv { "Service " code { (a) } } }
+        @if !services.is_empty() { span.kv { "Services " code { (services.join(", ")) } } }
+        @if let Some(t) = time("at") { span.kv { "Reported for " (when(t)) } }
         @if let Some(t) = time("exp") { span.kv { "Access until " (when(t)) } }
         @if let Some(t) = time("grant_exp") { span.kv { "Grant until " (when(t)) } }
         @if let Some(t) = time("ttl").filter(|t| *t > 0) { span.kv { "Lasts " (duration(t)) } }
         @if let Some(b) = text("by") { span.kv { (by_whom(b)) } }
-        @if let Some(r) = text("reason") { span.kv { "Why, in the agent's words: " q.reason { (r) } } }
+        @if let Some(r) = text("reason") {
+            @if refused { span.kv { "Why refused " code.reason { (r) } } }
+            @else { span.kv { "Why, in the agent's words: " q.reason { (r) } } }
+        }
         @for (k, v) in &m {
             @if !v.is_null() && !shown.contains(&k.as_str()) && !IDS.contains(&k.as_str()) {
                 span.kv { b { (k) } " " code.detail { (match v { Value::String(s) => s.clone(), other => other.to_string() }) } }

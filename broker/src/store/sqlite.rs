@@ -119,11 +119,28 @@ fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Server(format!("stored record unreadable: {e}")))
 }
 
+/// A database that cannot be opened, with its path and the fix: a
+/// permission problem is not a passing "storage failure".
+fn open_err(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::CannotOpen | C::PermissionDenied | C::ReadOnly | C::NotADatabase) => {
+            Error::InvalidRequest(format!(
+                "cannot open the broker database {} ({e}); check that the data directory and its files \
+                 belong to the user running protonpass-broker and that this user may write them, \
+                 or pass --data DIR",
+                path.display()
+            ))
+        }
+        _ => db_err(e),
+    }
+}
+
 fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(db_err)?;
+    let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
     conn.busy_timeout(busy).map_err(db_err)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(db_err)?;
+        .map_err(|e| open_err(path, e))?;
     // Statement journals (each write job runs in a savepoint) and temporary
     // tables stay in memory: a write never has to open a new file, so it does
     // not fail when a thousand client connections hold the process's file
@@ -1140,6 +1157,21 @@ mod tests {
     use super::*;
     use crate::model::GrantStatus;
     use crate::store::{read_blocking, write_blocking};
+
+    #[test]
+    fn a_database_that_cannot_be_opened_names_its_path_and_the_fix() {
+        // A directory where the database file should be: SQLite cannot open it.
+        let dir = tempfile::tempdir().unwrap();
+        let e = SqliteStore::open_with(dir.path(), Duration::from_millis(100)).unwrap_err();
+        let m = e.description();
+        assert_eq!(e.code(), "invalid_request", "{m}");
+        assert!(m.contains(&dir.path().display().to_string()), "{m}");
+        assert!(
+            m.contains("belong to the user running protonpass-broker"),
+            "{m}"
+        );
+        assert!(!m.contains("storage failure"), "{m}");
+    }
 
     fn grant(gid: &str) -> Grant {
         Grant {

@@ -141,9 +141,12 @@ pub struct AuthOptions {
     pub cancel: Option<CancelHandle>,
     /// Requested lifetime of access tokens, in seconds (the broker caps it).
     pub ttl: Option<u64>,
-    /// Scopes that must be granted; default: every requested scope.
+    /// Scopes that must be granted; default: every requested scope. When the
+    /// owner narrows a new grant below them, it is revoked at once and the
+    /// call fails with [`Error::ScopeNotGranted`].
     pub required: Option<Vec<String>>,
-    /// Why the agent acts; signed into every proof.
+    /// Why the agent acts: shown to the owner at approval (`pending`, the
+    /// approval page) as the agent's own words, and signed into every proof.
     pub reason: Option<String>,
     /// A one-time enrollment code from the owner (headless agents).
     pub enrollment_code: Option<String>,
@@ -346,9 +349,11 @@ impl BrokerCalls {
             },
             None => Some(self.poll_device(&d).await),
         };
-        guard.0 = None;
         match outcome {
-            Some(r) => r,
+            Some(r) => {
+                guard.0 = None;
+                r
+            }
             None => {
                 // Bounded: the caller is waiting to see its own error.
                 let withdraw = self.cancel_device(&d.device_code);
@@ -358,6 +363,8 @@ impl BrokerCalls {
                 {
                     tracing::warn!(error = e.code(), "could not withdraw the device request");
                 }
+                // Withdrawn (or tried): dropping this future no longer withdraws.
+                guard.0 = None;
                 Err(Error::Cancelled(
                     "stopped waiting for the owner's approval; the request was withdrawn".into(),
                 ))

@@ -36,16 +36,59 @@ pub(crate) fn client() -> Result<reqwest::Client> {
 }
 
 pub(crate) fn unreachable(what: &str, e: &reqwest::Error) -> Error {
-    let kind = if e.is_timeout() {
-        "timed out"
+    // The innermost cause says what really failed: reqwest's own message is
+    // the same ("error sending request") for a refused connection, a failed
+    // name lookup and a TLS handshake.
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        chain.push(err.to_string());
+        cur = err.source();
+    }
+    let cause = chain.last().cloned().unwrap_or_default();
+    let all = chain.join(": ").to_ascii_lowercase();
+    let tls = [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+    ];
+    let (kind, fix) = if tls.iter().any(|w| all.contains(w)) {
+        (
+            format!("TLS failed ({cause})"),
+            "check that the URL's scheme and port are right (https on a plain-http port fails this way) and that the broker's certificate is valid and trusted",
+        )
+    } else if e.is_timeout() {
+        (
+            "timed out".to_owned(),
+            "check that the broker is running and reachable from here",
+        )
+    } else if all.contains("dns")
+        || all.contains("lookup address")
+        || all.contains("name or service")
+    {
+        (
+            format!("the host name could not be resolved ({cause})"),
+            "check the host name in PROTONPASS_BROKER_URL",
+        )
+    } else if all.contains("refused") {
+        (
+            "connection refused".to_owned(),
+            "nothing listens at this address: check that the broker is running and PROTONPASS_BROKER_URL's host and port",
+        )
     } else if e.is_connect() {
-        "connection refused or unreachable"
+        (
+            format!("cannot connect ({cause})"),
+            "check that the broker is running and PROTONPASS_BROKER_URL is right",
+        )
     } else {
-        "request failed"
+        (
+            format!("request failed ({cause})"),
+            "check that the broker is running and PROTONPASS_BROKER_URL is right",
+        )
     };
-    Error::BrokerUnavailable(format!(
-        "{what}: {kind}; check that the broker is running and PROTONPASS_BROKER_URL is right"
-    ))
+    Error::BrokerUnavailable(format!("{what}: {kind}; {fix}"))
 }
 
 /// Read a response body with a size cap, chunk by chunk: a body past
@@ -113,10 +156,19 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
                 let status = resp.status().as_u16();
                 let body = read_body(resp).await?;
                 if status == 200 {
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")));
+                    return serde_json::from_slice(&body).map_err(|e| {
+                        Error::InvalidResponse(format!(
+                            "{url} answered 200 with something else than the expected JSON ({e})"
+                        ))
+                    });
                 }
-                last = error_from_body(status, &body);
+                last = match error_from_body(status, &body) {
+                    // Not an answer of the protocol: say which URL answered what.
+                    Error::InvalidResponse(m) => {
+                        Error::InvalidResponse(format!("{url} answered HTTP {status} ({m})"))
+                    }
+                    other => other,
+                };
                 if status < 500 {
                     return Err(last);
                 }
@@ -151,7 +203,12 @@ async fn fetch_metadata(
         return Ok(m);
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");
-    let meta: ServerMetadata = get_json(&url, rng).await?;
+    let meta: ServerMetadata = get_json(&url, rng).await.map_err(|e| match e {
+        Error::InvalidResponse(m) => Error::InvalidResponse(format!(
+            "{m}: no broker answers at {key}; the broker URL is the address `protonpass-broker serve` prints (its issuer), without a path after it"
+        )),
+        other => other,
+    })?;
     check_metadata(broker, &meta)?;
     let meta = Arc::new(meta);
     if let Ok(mut c) = cache.lock() {

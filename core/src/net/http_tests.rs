@@ -184,3 +184,82 @@ async fn an_endless_body_is_cut_off_at_the_limit() {
         "the client read {sent} bytes before giving up: it must stop near {MAX_BODY}"
     );
 }
+
+/// A server answering every request with `status` and an HTML body.
+async fn serve_html(status: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            read_head(&mut sock).await;
+            let body = "<html><body>Not here</body></html>";
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_wrong_broker_url_says_which_url_answered_what() {
+    let base = serve_html("404 Not Found").await;
+    let broker = format!("{base}/some/path");
+    let e = discover(&broker, &OsRandom).await.unwrap_err();
+    let Error::InvalidResponse(m) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        m.contains(&format!(
+            "{broker}/.well-known/oauth-authorization-server answered HTTP 404"
+        )),
+        "{m}"
+    );
+    assert!(m.contains("without a path"), "{m}");
+    // A page that is not metadata, answered with 200.
+    let base = serve_html("200 OK").await;
+    let e = discover(&base, &OsRandom).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidResponse(m) if m.contains("answered 200") && m.contains("no broker answers")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_failures_and_refused_connections_are_told_apart() {
+    // https to a port that speaks plain HTTP (it answers the ClientHello
+    // with an HTTP error): a TLS failure, not "refused".
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let e = discover(&base.replacen("http://", "https://", 1), &OsRandom)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::BrokerUnavailable(m) if m.contains("TLS failed") && !m.contains("refused")),
+        "{e:?}"
+    );
+    // A port nothing listens on.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let e = discover(&format!("http://{addr}"), &OsRandom)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::BrokerUnavailable(m) if m.contains("connection refused") && m.contains("nothing listens")),
+        "{e:?}"
+    );
+}

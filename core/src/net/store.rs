@@ -250,6 +250,13 @@ fn memory() -> &'static Mutex<HashMap<String, StoredGrant>> {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return Error::Storage(format!(
+            "{what} {}: permission denied; the grant store must belong to the user running the agent \
+             (fix its owner and mode, or set PROTONPASS_HOME to a directory of your own)",
+            path.display()
+        ));
+    }
     Error::Storage(format!("{what} {}: {e}", path.display()))
 }
 
@@ -630,6 +637,21 @@ fn write_file(path: &Path, file: &ProfileFile) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_permission_problem_says_so_and_how_to_fix_it() {
+        let e = io(
+            "cannot write",
+            Path::new("/srv/agent/grants"),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        let Error::Storage(m) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(m.contains("/srv/agent/grants: permission denied"), "{m}");
+        assert!(m.contains("PROTONPASS_HOME"), "{m}");
+    }
+
     use super::*;
     use crate::clock::OsRandom;
 
