@@ -19,18 +19,14 @@ export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-
 [[ -x "$PROTONPASS_BROKER_BIN" ]] || (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
 
 venv_for() {
-  local line="$1" venv="$cache/$1-venv" want
+  local line="$1" venv="$cache/$1-venv"
   if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
     rm -rf "$venv"
     mkdir -p "$cache"
     python3 -m venv "$venv"
   fi
-  want="$(sha256sum "$here/requirements-$line.txt" | cut -d' ' -f1)"
-  if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-    echo "== mcp: pip install -r tests/mcp/requirements-$line.txt"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-$line.txt"
-    echo "$want" >"$venv/.requirements.sha256"
-  fi
+  echo "== mcp: the $line environment (tests/mcp/requirements-$line.lock)"
+  "$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-$line.txt"
 }
 venv_for mcp1
 venv_for mcp2
