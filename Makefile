@@ -39,7 +39,7 @@ setup-packages: ## Build the broker and install the Python and Node packages (wh
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
-SUITES := check-repo check-layers lint test-rust test-interop test-thirdparty test-python test-node test-cross test-mcp test-browser fuzz-smoke
+SUITES := check-repo check-layers lint deny test-rust test-interop test-thirdparty test-python test-node test-cross test-mcp test-browser fuzz-smoke
 
 .PHONY: test
 test: ## Every check and every test suite (installs missing tools first), each timed
@@ -59,6 +59,10 @@ check-repo: ## No path outside the repository; one version, licence and reposito
 lint: ## Formatting and clippy with warnings denied
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: deny
+deny: ## Supply chain: cargo-deny on licences, bans and sources (deny.toml), and advisories when the RustSec database can be fetched
+	bash scripts/deny.sh
 
 .PHONY: check-layers
 check-layers: ## The layer rules and dependency graphs of ARCHITECTURE.md hold

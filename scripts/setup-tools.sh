@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what `make test` needs and a fresh machine lacks, or stop at once
 # with the exact command to run. Idempotent: on a machine that has everything
-# it only checks. Needs: cargo-fuzz (crates.io), Node.js and npm, Debian's
+# it only checks. Needs: cargo-fuzz and cargo-deny (crates.io), Node.js and npm, Debian's
 # Chromium (the dashboard's browser tests), and Python's venv module.
 #   scripts/setup-tools.sh          everything `make test` needs
 #   scripts/setup-tools.sh demo     only what `make demo` needs (Node.js, npm, venv)
@@ -13,9 +13,11 @@ apt_missing=()
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_missing+=(python3-venv)
 need_fuzz=0
+need_deny=0
 if [ "$mode" = test ]; then
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
   cargo fuzz --version >/dev/null 2>&1 || need_fuzz=1
+  cargo deny --version >/dev/null 2>&1 || need_deny=1
 fi
 
 can_install=0
@@ -41,7 +43,17 @@ if [ $need_fuzz = 1 ]; then
     exit 1
   fi
 fi
+if [ $need_deny = 1 ]; then
+  if [ "${PROTONPASS_NO_INSTALL:-0}" != 1 ]; then
+    echo "setup: installing cargo-deny (cargo install cargo-deny --locked --version 0.20.2)"
+    cargo install --quiet cargo-deny --locked --version 0.20.2
+  else
+    echo "setup: cargo-deny is missing. Run:  cargo install cargo-deny --locked --version 0.20.2" >&2
+    exit 1
+  fi
+fi
 if [ "$mode" = test ]; then
+  echo "setup: cargo-deny $(cargo deny --version 2>/dev/null | awk '{print $2}')"
   echo "setup: cargo-fuzz $(cargo fuzz --version 2>/dev/null | awk '{print $2}'), node $(node --version), npm $(npm --version), $("${CHROMIUM_PATH:-/usr/bin/chromium}" --version 2>/dev/null | head -n 1)"
 else
   echo "setup: node $(node --version), npm $(npm --version)"
