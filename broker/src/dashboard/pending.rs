@@ -20,7 +20,7 @@ pub(super) async fn pending_page(
     let Some(s) = session(&b, &headers).await else {
         return to_login("/pending");
     };
-    let list = match b.pending().await {
+    let list = match b.pending_for(&s.owner).await {
         Ok(l) => l,
         Err(e) => return service_error(&e, Some(&s)),
     };
@@ -80,6 +80,15 @@ pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Respon
         return csrf_refused();
     }
     let code = f.text("user_code").unwrap_or("");
+    // Only a request this page lists for this owner is denied without the
+    // guessing limit; anything else answers as not waiting.
+    let listed = match b.pending_for(&s.owner).await {
+        Ok(l) => l.iter().any(|w| w.user_code.as_deref() == Some(code)),
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    if !listed {
+        return not_waiting(&s);
+    }
     let dec = Decision {
         approve: false,
         scope: None,
@@ -91,12 +100,16 @@ pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Respon
     // command line, whose list is the same.
     match b.decide(&s.owner, CLI_SOURCE, code, dec).await {
         Ok(_) => redirect("/pending?done=denied"),
-        Err(protonpass_agent::Error::InvalidGrant(_)) => view::message(
-            StatusCode::NOT_FOUND,
-            "Not waiting any more",
-            "No agent is waiting with this code: it was approved, denied, withdrawn by the agent, or it expired.",
-            Some(&s),
-        ),
+        Err(protonpass_agent::Error::InvalidGrant(_)) => not_waiting(&s),
         Err(e) => service_error(&e, Some(&s)),
     }
+}
+
+fn not_waiting(s: &crate::store::WebSession) -> Response {
+    view::message(
+        StatusCode::NOT_FOUND,
+        "Not waiting any more",
+        "No agent is waiting with this code: it was approved, denied, withdrawn by the agent, or it expired.",
+        Some(s),
+    )
 }

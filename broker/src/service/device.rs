@@ -124,8 +124,41 @@ impl Broker {
     pub async fn pending(&self) -> Result<Vec<Waiting>> {
         let now = self.clock.now();
         let list = store::read(&self.store, move |tx| tx.devices_pending(now)).await?;
-        Ok(list
-            .into_iter()
+        Ok(Self::waiting(list))
+    }
+
+    /// The waiting requests the dashboard shows `owner`: those for an
+    /// audience the owner registered, or all of them when the broker has one
+    /// owner. With several owners, a request for an unregistered or another
+    /// owner's audience is reached only by the code its agent shows (under
+    /// the guessing limits), so that no owner reads or denies another's
+    /// agents from a list.
+    pub async fn pending_for(&self, owner: &str) -> Result<Vec<Waiting>> {
+        let now = self.clock.now();
+        let owner = owner.to_owned();
+        let list = store::read(&self.store, move |tx| {
+            let single = tx.owners()?.len() <= 1;
+            let mut mine = Vec::new();
+            for d in tx.devices_pending(now)? {
+                let own = single
+                    || d.resource.as_deref().is_some_and(|a| {
+                        matches!(
+                            audience_status(tx, &owner, a),
+                            Ok(super::AudienceStatus::Own)
+                        )
+                    });
+                if own {
+                    mine.push(d);
+                }
+            }
+            Ok(mine)
+        })
+        .await?;
+        Ok(Self::waiting(list))
+    }
+
+    fn waiting(list: Vec<DeviceReq>) -> Vec<Waiting> {
+        list.into_iter()
             .map(|d| Waiting {
                 user_code: d.user_code,
                 agent: d.client_id,
@@ -136,7 +169,7 @@ impl Broker {
                 created_at: d.created_at,
                 expires_at: d.expires_at,
             })
-            .collect())
+            .collect()
     }
 
     /// `POST /oauth/device_authorization`.

@@ -115,3 +115,38 @@ async fn the_dashboard_lists_waiting_agents_and_denies_one() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn with_several_owners_each_lists_and_denies_only_requests_for_its_own_audiences() {
+    use crate::dashboard::{PASSWORD, Web, set_password};
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    b.add_owners(&["alice", "bob"]);
+    b.cli_ok(&["resource", "add", API, "--owner", "alice"]);
+    let d = crate::device::start_device(&b, "travel:book", Some(API)).await;
+    let uc = d.s("user_code");
+    let page_of = |owner: &'static str| {
+        let b = &b;
+        async move {
+            set_password(b, owner, PASSWORD);
+            let mut w = Web::new(b);
+            let p = w.login(owner, PASSWORD).await;
+            assert_eq!(p.status, 303, "{}", p.body);
+            let page = w.get("/pending").await;
+            assert_eq!(page.status, 200);
+            (w, page)
+        }
+    };
+    // Bob neither sees alice's agent nor denies it from a list.
+    let (mut bob, page) = page_of("bob").await;
+    assert!(!page.body.contains(&uc), "{}", page.body);
+    let csrf = page.csrf();
+    let r = bob
+        .post("/pending/deny", &[("csrf", &csrf), ("user_code", &uc)])
+        .await;
+    assert_eq!(r.status, 404);
+    // Alice sees it, and it is still waiting.
+    let (_, page) = page_of("alice").await;
+    assert!(page.body.contains(&uc), "{}", page.body);
+    let poll = crate::device::poll(&b, &key(), &d.s("device_code")).await;
+    assert_eq!(poll.error(), "authorization_pending", "{}", poll.body);
+}
