@@ -80,9 +80,10 @@ test-node: ## The Node package: npm install builds the addon; node --test, tsc, 
 	bash bindings-node/run-tests.sh
 
 .PHONY: test-cross
-test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verifiers; the travel demo; the AutoGPT plugin
+test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verifiers; the travel demo; the AutoGPT plugin; agents through the gateway
 	bash tests/cross/run.sh
 	bash examples/travel/run.sh
+	bash examples/gateway/run.sh
 
 .PHONY: test-browser
 test-browser: ## The dashboard in headless Chromium (Playwright)
@@ -106,3 +107,4 @@ bench: ## Benchmarks, figures printed
 	bash bindings-python/run-bench.sh
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
+	bash broker/bench/gateway.sh
