@@ -21,7 +21,7 @@ if [[ -z "$nginx" ]]; then
   fi
   [[ -n "$nginx" ]] || echo "gateway bench: no nginx; for the comparison run: sudo apt-get install nginx-light" >&2
 fi
-cargo build --release --locked -p protonpass-broker --examples
+cargo build --release --locked -p protonpass-broker --bins --examples
 exec "$target/release/examples/gateway_bench" \
     --broker "$target/release/protonpass-broker" --nginx "$nginx" \
     --samples "${BENCH_SAMPLES:-3000}" --seconds "${BENCH_SECONDS:-5}" --agents "${BENCH_AGENTS:-64}"
