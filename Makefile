@@ -89,9 +89,10 @@ test-node: ## The Node package: npm install builds the addon; node --test, tsc, 
 	bash bindings-node/run-tests.sh
 
 .PHONY: test-cross
-test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verifiers; the travel demo; the AutoGPT plugin
+test-cross: ## Cross-language: SDK tokens across the Python, Node and Rust verifiers; the travel demo; the AutoGPT plugin; agents through the gateway
 	bash tests/cross/run.sh
 	bash examples/travel/run.sh
+	bash examples/gateway/run.sh
 
 .PHONY: test-mcp
 test-mcp: ## MCP: the example MCP servers (Python mcp 1.x and 2.x, Node SDK) protected by the broker's tokens; agents through the SDKs and LangChain adapters
@@ -120,3 +121,4 @@ bench: ## Benchmarks, figures printed
 	MATURIN_PEP517_ARGS=--release PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
+	bash broker/bench/gateway.sh

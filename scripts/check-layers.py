@@ -98,7 +98,7 @@ RULES = [
 ]
 
 # Files that may opt out of clippy's `disallowed_methods` (the real clock).
-DISALLOWED_METHODS_ALLOWED = ["core/src/clock.rs", "broker/examples/bench.rs"]
+DISALLOWED_METHODS_ALLOWED = ["core/src/clock.rs", "broker/examples/bench.rs", "broker/examples/gateway_bench.rs"]
 
 
 # ---------------------------------------------------------------- Rust text
