@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod dashboard;
 mod device;
+mod discovery;
 mod files;
 mod flows;
 mod gateway;

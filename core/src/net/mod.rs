@@ -7,6 +7,7 @@
 
 mod audience;
 mod client;
+pub mod discovery;
 mod http;
 mod store;
 mod verifier;
