@@ -33,12 +33,12 @@ pub fn resource_metadata_json(options: ResourceMetadataOptions) -> napi::Result<
 /// followed by the resource's path (RFC 9728 section 3.1).
 #[napi]
 pub fn resource_metadata_path(resource: String) -> napi::Result<String> {
-    core::resource_metadata::metadata_path(&resource).map_err(|e| crate::error::to_napi(&e))
+    core::resource_metadata_path(&resource).map_err(|e| crate::error::to_napi(&e))
 }
 
 /// The absolute URL of a resource's metadata, as `401` challenges announce it
 /// (pass it to `new Verifier({ resourceMetadataUrl })`).
 #[napi]
 pub fn resource_metadata_url(resource: String) -> napi::Result<String> {
-    core::resource_metadata::metadata_url(&resource).map_err(|e| crate::error::to_napi(&e))
+    core::resource_metadata_url(&resource).map_err(|e| crate::error::to_napi(&e))
 }

@@ -296,13 +296,13 @@ fn resource_metadata(
 /// The path `resource`'s metadata is served at (RFC 9728 section 3.1).
 #[pyfunction]
 fn resource_metadata_path(resource: &str) -> PyResult<String> {
-    protonpass_agent::resource_metadata::metadata_path(resource).map_err(to_py)
+    protonpass_agent::resource_metadata_path(resource).map_err(to_py)
 }
 
 /// The absolute URL of `resource`'s metadata.
 #[pyfunction]
 fn resource_metadata_url(resource: &str) -> PyResult<String> {
-    protonpass_agent::resource_metadata::metadata_url(resource).map_err(to_py)
+    protonpass_agent::resource_metadata_url(resource).map_err(to_py)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -68,7 +68,10 @@ pub use jws::Alg;
 pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, verify_ed25519_raw};
 pub use replay::ReplayCache;
 pub use request::{VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate};
-pub use resource_metadata::ResourceMetadata;
+pub use resource_metadata::{
+    ResourceMetadata, metadata_path as resource_metadata_path,
+    metadata_url as resource_metadata_url,
+};
 pub use scope::{Qualifier, Scope, ScopeSet};
 pub use token::{AccessTokenClaims, KeySet, SigningKey, TokenValidation, verify_access_token};
 
