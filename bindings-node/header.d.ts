@@ -144,6 +144,24 @@ export interface Verifier {
 /** Middleware that requires `scope`, verified by `options.verifier`. */
 export declare function requireScope(scope: string, options: RequireScopeOptions & { verifier: Verifier }): Middleware
 
+/** An RFC 9728 protected-resource metadata document. */
+export interface ProtectedResourceMetadata {
+  resource: string
+  authorization_servers: string[]
+  scopes_supported?: string[]
+  bearer_methods_supported?: string[]
+  dpop_signing_alg_values_supported?: string[]
+  dpop_bound_access_tokens_required: boolean
+  resource_documentation?: string
+}
+
+/** The metadata document of a resource (built by the core). */
+export declare function resourceMetadata(options: ResourceMetadataOptions): ProtectedResourceMetadata
+/** A handler (Express, Connect or plain `http`) answering with a resource's metadata. */
+export declare function resourceMetadataHandler(options: ResourceMetadataOptions): (req: any, res: any) => void
+/** Serve a resource's metadata from an Express app at its well-known paths; returns the path-suffixed one. */
+export declare function serveResourceMetadata(app: { get(path: string, handler: (req: any, res: any) => void): unknown }, options: ResourceMetadataOptions): string
+
 
 /** A JSON Web Key as an object (RFC 7517), for the protocol functions (`jwkThumbprint`, `verifySignature`, `signEd25519`). */
 export interface Jwk {

@@ -574,6 +574,47 @@ const protocol = {
   scopeRefusal: withErrors(native.scopeRefusal),
 };
 
+// ---------------------------------------------------------------------------
+// RFC 9728 protected-resource metadata: built by the core.
+
+const WELL_KNOWN = '/.well-known/oauth-protected-resource';
+
+/** The metadata document of a resource, as an object. */
+const resourceMetadata = withErrors((options) => JSON.parse(native.resourceMetadataJson(options)));
+
+/**
+ * A handler (Express, Connect or plain `http`) answering with a resource's
+ * metadata, built once.
+ */
+function resourceMetadataHandler(options) {
+  const body = native.resourceMetadataJson(options);
+  return function protonpassResourceMetadata(req, res) {
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'max-age=300');
+    res.end(body);
+  };
+}
+
+/**
+ * Serve a resource's metadata from an Express app at its path-suffixed
+ * well-known path and at the root one (for clients that try only the root).
+ * Returns the path-suffixed path. Pair it with
+ * `new Verifier({ ..., resourceMetadataUrl: resourceMetadataUrl(resource) })`.
+ */
+function serveResourceMetadata(app, options) {
+  let handler;
+  let path;
+  try {
+    handler = resourceMetadataHandler(options);
+    path = native.resourceMetadataPath(options.resource);
+  } catch (e) {
+    throw toError(e);
+  }
+  for (const p of new Set([path, WELL_KNOWN])) app.get(p, handler);
+  return path;
+}
+
 module.exports = {
   authenticateWithProton,
   Session,
@@ -601,5 +642,11 @@ module.exports = {
   ApprovalError,
   BrokerUnavailableError: BrokerUnavailable,
   InvalidGrantError: InvalidGrant,
+  resourceMetadata,
+  resourceMetadataHandler,
+  serveResourceMetadata,
+  resourceMetadataJson: withErrors(native.resourceMetadataJson),
+  resourceMetadataPath: withErrors(native.resourceMetadataPath),
+  resourceMetadataUrl: withErrors(native.resourceMetadataUrl),
   ...protocol,
 };

@@ -14,7 +14,7 @@ export interface ProtectOptions {
   owner?: string
   /** A scope every request needs (403 `insufficient_scope` otherwise). */
   scope?: string
-  /** The scopes published in the RFC 9728 metadata. */
+  /** The scopes published in the RFC 9728 metadata (built by the core, as `resourceMetadata` builds it). */
   scopesSupported?: string[]
   /** A page about this server, published in the metadata. */
   resourceDocumentation?: string
@@ -45,11 +45,3 @@ export declare function requireScope<H extends (...params: any[]) => unknown>(
   handler: H,
   options?: { amount?: string },
 ): (...params: Parameters<H>) => Promise<Awaited<ReturnType<H>> | RefusedToolResult>
-
-/** The RFC 9728 protected-resource metadata of an MCP server protected by the broker at `issuer`. */
-export declare function resourceMetadata(options: {
-  resource: string
-  issuer: string
-  scopesSupported?: string[]
-  resourceDocumentation?: string
-}): Record<string, unknown>

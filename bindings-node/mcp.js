@@ -6,23 +6,14 @@
 // tools receive as `extra.authInfo`), and `requireScope` wraps a tool
 // callback. Scope decisions are the core's (`scopeRefusal`).
 
-const { ProtonPassError, Verifier, scopeRefusal } = require('./index.js');
-
-const WELL_KNOWN = '/.well-known/oauth-protected-resource';
-
-/** The RFC 9728 protected-resource metadata of an MCP server protected by the broker at `issuer`. */
-function resourceMetadata({ resource, issuer, scopesSupported, resourceDocumentation }) {
-  const doc = {
-    resource,
-    authorization_servers: [String(issuer).replace(/\/+$/, '')],
-    bearer_methods_supported: ['header'],
-    dpop_signing_alg_values_supported: ['EdDSA'],
-    dpop_bound_access_tokens_required: true,
-  };
-  if (scopesSupported) doc.scopes_supported = [...scopesSupported];
-  if (resourceDocumentation) doc.resource_documentation = resourceDocumentation;
-  return doc;
-}
+const {
+  ProtonPassError,
+  Verifier,
+  scopeRefusal,
+  resourceMetadataJson,
+  resourceMetadataPath,
+  resourceMetadataUrl,
+} = require('./index.js');
 
 function headerPairs(req) {
   const raw = req.rawHeaders;
@@ -63,14 +54,17 @@ function protect(options = {}) {
     throw new ProtonPassError('invalid_request', 'protect needs { issuer, resource }: the broker and the MCP endpoint as clients address it, e.g. https://mcp.example/mcp');
   }
   const resourceUrl = new URL(resource);
-  const verifier = options.verifier || new Verifier({ issuer, audience: resource, baseUrl: options.baseUrl || resourceUrl.origin, owner: options.owner });
+  // Built by the core (which refuses a resource that is not https, or http on loopback).
+  const metadata = resourceMetadataJson({ resource, authorizationServer: issuer, scopesSupported, resourceDocumentation });
+  const metadataPath = resourceMetadataPath(resource);
+  const metadataUrl = resourceMetadataUrl(resource);
+  const verifier =
+    options.verifier ||
+    new Verifier({ issuer, audience: resource, baseUrl: options.baseUrl || resourceUrl.origin, owner: options.owner, resourceMetadataUrl: metadataUrl });
   const baseUrl = verifier.baseUrl;
   if (!baseUrl) {
     throw new ProtonPassError('invalid_request', "the Verifier has no baseUrl: new Verifier({ ..., baseUrl: 'https://mcp.example' }), the public URL clients address this server by");
   }
-  const metadataPath = WELL_KNOWN + resourceUrl.pathname.replace(/\/+$/, '');
-  const metadataUrl = new URL(metadataPath, baseUrl).href;
-  const metadata = JSON.stringify(resourceMetadata({ resource, issuer, scopesSupported, resourceDocumentation }));
 
   const middleware = async function protonpassMcp(req, res, next) {
     const path = (req.originalUrl || req.url).split('?')[0];
@@ -162,4 +156,4 @@ function requireScope(scope, handler, options = {}) {
   };
 }
 
-module.exports = { protect, requireScope, agentOf, resourceMetadata };
+module.exports = { protect, requireScope, agentOf };

@@ -2,4 +2,4 @@
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-export const { protect, requireScope, agentOf, resourceMetadata } = require('./mcp.js');
+export const { protect, requireScope, agentOf } = require('./mcp.js');

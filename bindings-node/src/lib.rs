@@ -4,6 +4,7 @@
 
 mod conformance;
 mod error;
+mod metadata;
 mod session;
 mod verifier;
 
@@ -12,6 +13,9 @@ use napi_derive::napi;
 pub use conformance::{
     ProofCheckOptions, VerifiedProof, access_token_hash, jwk_thumbprint, sign_ed25519,
     verify_ed25519, verify_proof, verify_signature,
+};
+pub use metadata::{
+    ResourceMetadataOptions, resource_metadata_json, resource_metadata_path, resource_metadata_url,
 };
 pub use session::{
     AuthenticateOptions, Challenge, DevicePrompt, Session, authenticate_with_proton, cancel_wait,

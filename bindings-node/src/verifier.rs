@@ -61,6 +61,9 @@ pub struct VerifierConfig {
     /// each proof's `htu` against it and the request's path, never against
     /// the `Host` header; it refuses to run without it.
     pub base_url: Option<String>,
+    /// The URL of this API's RFC 9728 metadata (`resourceMetadataUrl(audience)`):
+    /// every `401` then carries `resource_metadata="..."` in `WWW-Authenticate`.
+    pub resource_metadata_url: Option<String>,
 }
 
 /// One HTTP request as the API received it.
@@ -211,6 +214,7 @@ impl Verifier {
             opts.usage_reports = Some((c.client_id, c.client_secret.into()));
         }
         opts.owner = config.owner;
+        opts.resource_metadata = config.resource_metadata_url;
         let base_url = match config.base_url {
             None => None,
             Some(u) => Some(base_url(&u).ok_or_else(|| {

@@ -8,8 +8,10 @@
 // its grant, and reports how the session was cut off.
 //
 // Each step is one JSON line on stdout. Authentication: the stored grant, an
-// enrollment code in PROTONPASS_ENROLLMENT_CODE, or the device flow.
-//   node agent.mjs --broker URL --server http://127.0.0.1:PORT/mcp [--langchain] [--until-revoked]
+// enrollment code in PROTONPASS_ENROLLMENT_CODE, or the device flow; without
+// --broker (and PROTONPASS_BROKER_URL) the broker is found from the server's
+// RFC 9728 metadata.
+//   node agent.mjs --server http://127.0.0.1:PORT/mcp [--broker URL] [--langchain] [--until-revoked]
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';

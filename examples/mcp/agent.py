@@ -1,7 +1,9 @@
 """A travel agent reaching the travel MCP server through the official ``mcp`` client.
 
 It authenticates with the broker (the stored grant, an enrollment code in
-``PROTONPASS_ENROLLMENT_CODE``, or the device flow), connects to the MCP server
+``PROTONPASS_ENROLLMENT_CODE``, or the device flow); without ``--broker`` (and
+``PROTONPASS_BROKER_URL``) it finds the broker from the server's RFC 9728
+metadata. It connects to the MCP server
 over Streamable HTTP with the session's DPoP auth (``session.httpx_auth`` on
 ``mcp`` 1.x, ``session.httpx2_auth`` on ``mcp`` 2.x), lists the tools, searches,
 books, pays within its limit, and is refused (``insufficient_scope``) a payment
@@ -12,7 +14,7 @@ revokes its grant, and reports how the MCP session was cut off.
 
 Each step is one JSON line on stdout: ``{"event": ..., ...}``.
 
-Run: ``python agent.py --broker URL --server http://127.0.0.1:PORT/mcp [--langchain] [--until-revoked]``
+Run: ``python agent.py --server http://127.0.0.1:PORT/mcp [--broker URL] [--langchain] [--until-revoked]``
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ async def main(a: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--broker", help="the broker (default PROTONPASS_BROKER_URL)")
+    p.add_argument("--broker", help="the broker (default PROTONPASS_BROKER_URL, else found from the server)")
     p.add_argument("--server", required=True, help="the MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
     p.add_argument("--store", default="file", help="file (PROTONPASS_HOME), memory, or a directory")
     p.add_argument("--langchain", action="store_true", help="load the tools with langchain-mcp-adapters")

@@ -63,10 +63,11 @@ def grant(broker: Broker, name: str, resource: str, scope: str = SCOPES) -> dict
 
 
 def run_agent(
-    broker: Broker, argv: list[str], resource: str, *, revoke: bool = False, scope: str = SCOPES
+    broker: Broker, argv: list[str], resource: str, *, revoke: bool = False, scope: str = SCOPES, discover: bool = False
 ) -> list[dict[str, Any]]:
     """Run an example agent with a fresh pre-authorized grant; its JSON events.
-    With ``revoke``, the owner revokes the grant once the agent waits for it."""
+    With ``revoke``, the owner revokes the grant once the agent waits for it;
+    with ``discover``, the agent is not told the broker (RFC 9728 discovery)."""
     name = agent_name("agent")
     g = grant(broker, name, resource, scope)
     with tempfile.TemporaryDirectory(prefix="pp-mcp-home-") as home:
@@ -76,7 +77,9 @@ def run_agent(
             "PROTONPASS_AGENT_NAME": name,
             "PROTONPASS_ENROLLMENT_CODE": g["enrollment_code"],
         }
-        args = [*argv, "--broker", broker.issuer, "--server", resource, *(["--until-revoked"] if revoke else [])]
+        env.pop("PROTONPASS_BROKER_URL", None)
+        told = [] if discover else ["--broker", broker.issuer]
+        args = [*argv, *told, "--server", resource, *(["--until-revoked"] if revoke else [])]
         events = []
         with (
             tempfile.TemporaryFile(mode="w+") as errors,

@@ -55,8 +55,9 @@ def check_journey(events: list[dict[str, Any]], *, revoked: bool) -> None:
 def test_python_agent_on_python_server(broker: Broker, py_server: str) -> None:
     """The mcp client with session.httpx_auth (1.x) or session.httpx2_auth (2.x):
     tools listed, a trip booked and paid, a payment over the limit refused with
-    insufficient_scope, and revocation ends the MCP session."""
-    check_journey(run_agent(broker, PY_AGENT, py_server, revoke=True), revoked=True)
+    insufficient_scope, and revocation ends the MCP session. The agent is not
+    told the broker: it finds it from the server's RFC 9728 metadata."""
+    check_journey(run_agent(broker, PY_AGENT, py_server, revoke=True, discover=True), revoked=True)
 
 
 def test_python_agent_on_node_server(broker: Broker, node_server: str) -> None:
@@ -82,7 +83,8 @@ def test_node_agent_on_python_server(broker: Broker, py_server: str) -> None:
 
 @mcp1_only
 def test_node_agent_on_node_server(broker: Broker, node_server: str) -> None:
-    check_journey(run_agent(broker, NODE_AGENT, node_server, revoke=True), revoked=True)
+    """Discovery too: the Node agent finds the broker from the Node server's metadata."""
+    check_journey(run_agent(broker, NODE_AGENT, node_server, revoke=True, discover=True), revoked=True)
 
 
 @mcp1_only

@@ -1,13 +1,11 @@
 // The protonpass-agent/mcp typings: checked by `tsc --noEmit` (the behaviour is
 // tested end to end by tests/mcp with the real MCP SDK).
 import type { Identity } from 'protonpass-agent';
-import { agentOf, protect, requireScope, resourceMetadata } from 'protonpass-agent/mcp';
+import { agentOf, protect, requireScope } from 'protonpass-agent/mcp';
 
 export function guard(issuer: string): void {
   const mw = protect({ issuer, resource: 'https://mcp.example/mcp', scopesSupported: ['travel:book'] });
   mw.verifier.stop();
-  const doc: Record<string, unknown> = resourceMetadata({ issuer, resource: 'https://mcp.example/mcp' });
-  void doc;
 }
 
 export const book = requireScope('travel:book', async (args: { flight: string }, extra: unknown) => {

@@ -7,6 +7,7 @@ import inspect
 import os
 import signal
 import threading
+import time
 import weakref
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
@@ -33,6 +34,13 @@ def _close_all() -> None:
             s.close()
         except Exception:  # noqa: BLE001 - best effort while the process ends
             pass
+    # The runtime's threads take the GIL once more after an awaited native call
+    # has resumed Python (to release the call's Python objects). If the process
+    # is already finalizing by then, CPython aborts ("PyGILState_Release: thread
+    # state must be current"): `asyncio.run(main())` whose last await is
+    # `aclose()` hit it about every other run. Giving up the GIL briefly here,
+    # while the interpreter is still whole, lets them finish.
+    time.sleep(0.02)
 
 
 def _on_sigterm(previous: Any) -> Callable[[int, Optional[FrameType]], None]:

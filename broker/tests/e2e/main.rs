@@ -13,6 +13,7 @@ mod dash_pages;
 mod dashboard;
 mod dashboard_catalog;
 mod device;
+mod discovery;
 mod exposure;
 mod files;
 mod flows;

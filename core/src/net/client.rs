@@ -520,9 +520,13 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     audience: &str,
     opts: AuthOptions,
 ) -> Result<Session> {
-    let broker = env_or(&opts.broker, "PROTONPASS_BROKER_URL").ok_or_else(|| {
-        Error::InvalidRequest("no broker URL: pass `broker` or set PROTONPASS_BROKER_URL".into())
-    })?;
+    // RFC 9728 discovery when no broker (or no scope) is given.
+    let (broker, scopes) = super::discovery::resolve(
+        scopes,
+        audience,
+        env_or(&opts.broker, "PROTONPASS_BROKER_URL"),
+    )
+    .await?;
     let broker = broker.trim_end_matches('/').to_owned();
     let agent = env_or(&opts.agent_name, "PROTONPASS_AGENT_NAME").unwrap_or_else(|| "agent".into());
     let profile = env_or(&opts.profile, "PROTONPASS_PROFILE").unwrap_or_else(|| "default".into());
@@ -537,7 +541,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
             "the agent name is 1 to 64 printable characters".into(),
         ));
     }
-    let requested = ScopeSet::from_list(scopes)?;
+    let requested = ScopeSet::from_list(&scopes)?;
     let required = match &opts.required {
         Some(r) if r.is_empty() => ScopeSet::default(),
         Some(r) => ScopeSet::from_list(r)?,

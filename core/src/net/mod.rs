@@ -7,6 +7,7 @@
 
 mod audience;
 mod client;
+pub mod discovery;
 mod gateway_route;
 mod http;
 mod store;

@@ -86,3 +86,90 @@ async fn the_api_names_its_broker_and_its_scopes() {
     assert!(www.contains("error=\"insufficient_scope\""), "{www}");
     assert!(www.contains("scope=\"travel:book\""), "{www}");
 }
+
+/// Options for an agent that knows only the resource: no broker URL.
+fn discovering(home: &std::path::Path, code: String) -> protonpass_agent::AuthOptions {
+    protonpass_agent::AuthOptions {
+        broker: None,
+        agent_name: Some("mcp-bot".into()),
+        enrollment_code: Some(code),
+        store: Some(protonpass_agent::StoreKind::File(home.to_path_buf())),
+        prompt: Some(std::sync::Arc::new(|_: &protonpass_agent::DevicePrompt| {
+            panic!("no prompt expected")
+        })),
+        ..protonpass_agent::AuthOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn an_agent_finds_the_broker_and_the_scopes_from_the_resource() {
+    // SAFETY of the test: no other test of this binary reads the variable.
+    assert!(std::env::var("PROTONPASS_BROKER_URL").is_err());
+    let broker = Broker::start(&[]);
+    let (base, resource) = serve(&broker).await;
+    let g = broker.cli_json(&[
+        "grant",
+        "create",
+        "--agent",
+        "mcp-bot",
+        "--scope",
+        "travel:search travel:book",
+        "--audience",
+        &resource,
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let code = g["enrollment_code"].as_str().unwrap().to_owned();
+    // No broker, no scopes: both come from the resource's metadata.
+    let s = protonpass_agent::authenticate_with_proton::<&str>(
+        &[],
+        &resource,
+        discovering(home.path(), code),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.scopes().to_string(), "travel:search travel:book");
+    let r = s
+        .send("GET", &format!("{base}/mcp"), &[], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The stored grant is found again the same way.
+    let again = protonpass_agent::authenticate_with_proton(
+        &["travel:book"],
+        &resource,
+        discovering(home.path(), String::new()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.scopes().to_string(), "travel:book");
+}
+
+#[tokio::test]
+async fn metadata_for_another_resource_is_refused() {
+    let broker = Broker::start(&[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    // An API that claims to be someone else.
+    let meta = ResourceMetadata::new("https://bank.example/api", &broker.issuer, &[]).unwrap();
+    let body = meta.to_json();
+    let app = Router::new().route(
+        "/.well-known/oauth-protected-resource/mcp",
+        get(move || async move { body }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let home = tempfile::tempdir().unwrap();
+    let e = protonpass_agent::authenticate_with_proton(
+        &["travel:book"],
+        &format!("{base}/mcp"),
+        discovering(home.path(), "x".into()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e}");
+    assert!(e.to_string().contains("bank.example"), "{e}");
+    // A plain-http resource off loopback is refused before any request.
+    let e = protonpass_agent::net::discovery::discover_resource("http://api.example/mcp")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
+}
