@@ -73,16 +73,22 @@ impl BudgetSpec {
         })
     }
 
-    /// Check it against a grant and make the record.
-    pub fn to_budget(&self, g: &Grant, now: i64) -> Result<Budget> {
+    /// Check it against the scopes a grant has (or will have): its scope
+    /// and limit in minor units.
+    pub fn check(&self, granted: &str) -> Result<(String, i64)> {
         let scope = budget_scope(&self.scope)?;
         let limit = parse_amount(&self.limit, &self.currency)?;
-        let granted = ScopeSet::parse(&g.scope)?;
-        if !granted.allows_amount(&scope, Decimal::ZERO) {
+        if !ScopeSet::parse(granted)?.allows_amount(&scope, Decimal::ZERO) {
             return Err(Error::InvalidScope(format!(
                 "the grant does not allow {scope}: a budget can only limit a granted scope"
             )));
         }
+        Ok((scope, limit))
+    }
+
+    /// Check it against a grant and make the record.
+    pub fn to_budget(&self, g: &Grant, now: i64) -> Result<Budget> {
+        let (scope, limit) = self.check(&g.scope)?;
         Ok(Budget {
             gid: g.gid.clone(),
             scope,
@@ -91,6 +97,17 @@ impl BudgetSpec {
             period: self.period,
             updated_at: now,
         })
+    }
+}
+
+impl std::fmt::Display for BudgetSpec {
+    /// The form [`BudgetSpec::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={}/{}/{}",
+            self.scope, self.limit, self.currency, self.period
+        )
     }
 }
 
