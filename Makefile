@@ -116,6 +116,7 @@ bench: ## Benchmarks, figures printed
 	cargo build --release --locked -p protonpass-broker
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench client
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench load
+	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench spend
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
 	MATURIN_PEP517_ARGS=--release PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench

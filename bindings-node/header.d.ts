@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'authorization_pending' | 'slow_down' | 'access_denied' | 'expired_token'
   | 'invalid_key' | 'temporarily_unavailable' | 'server_error' | 'scope_not_granted'
   | 'broker_unavailable' | 'invalid_response' | 'storage_error' | 'cancelled'
+  | 'budget_exceeded'
 
 /** Every error the package throws: `code` is stable, `message` says what to do. */
 export declare class ProtonPassError extends Error {
@@ -132,7 +133,28 @@ export interface RequireScopeOptions {
 /** Node/Express/Connect middleware. */
 export type Middleware = (req: any, res: any, next?: (err?: unknown) => void) => Promise<void>
 
+/** What `verifier.spend` spends: amounts are decimal strings (or bigints), never numbers. */
+export interface SpendOptions {
+  /** The scope whose budget pays, `resource:action` (e.g. `payment:execute`). */
+  scope: string
+  /** A decimal string such as `'12.50'`, a bigint, or a decimal object whose `toString()` is one. */
+  amount: string | bigint | { toString(): string }
+  /** ISO 4217 code, e.g. `'EUR'`. */
+  currency: string
+  /** The same key never spends twice: a retry resolves to the first answer. */
+  idempotencyKey: string
+}
+
 export interface Verifier {
+  /**
+   * Spend from the owner's budget on the agent's grant, through the broker.
+   * Rejects with a `VerificationError` whose `code` is `budget_exceeded`
+   * (status 403, `wwwAuthenticate` naming the scope and amount needed),
+   * `insufficient_scope`, or `invalid_token` once the grant is revoked.
+   */
+  spend(agent: Identity, options: SpendOptions): Promise<SpendResult>
+  /** Give back the spend made under `idempotencyKey` (refunding twice resolves the same). */
+  refund(agent: Identity, idempotencyKey: string): Promise<SpendResult>
   /** Verify a request; resolves to the caller's identity, rejects with a `VerificationError`. */
   verify(request: IncomingRequestLike, requirement?: Requirement): Promise<Identity>
   /** Middleware that requires `scope` (and `amount` within its limit); sets `req.agent`. */
@@ -140,6 +162,9 @@ export interface Verifier {
   /** Middleware that requires a valid token (any scope); sets `req.agent`. */
   middleware(options?: Omit<RequireScopeOptions, 'verifier' | 'amount'>): Middleware
 }
+
+/** Answer a request with a refusal (a `VerificationError` or its `rejection`): status, `WWW-Authenticate`, `DPoP-Nonce`, JSON body. */
+export declare function sendRejection(res: any, refusal: VerificationError | Rejection): void
 
 /** Middleware that requires `scope`, verified by `options.verifier`. */
 export declare function requireScope(scope: string, options: RequireScopeOptions & { verifier: Verifier }): Middleware

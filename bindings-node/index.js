@@ -452,6 +452,49 @@ Object.defineProperty(Verifier.prototype, 'verify', {
   },
 });
 
+function decimalText(amount) {
+  // Numbers are refused: 0.1 + 0.2 is not 0.3, and money must be exact.
+  if (typeof amount === 'string') return amount;
+  if (typeof amount === 'bigint') return amount.toString();
+  if (amount !== null && typeof amount === 'object' && typeof amount.toString === 'function' && amount.toString !== Object.prototype.toString) {
+    return amount.toString();
+  }
+  throw new ProtonPassError('invalid_request', `amount must be a decimal string, a bigint or a decimal object, not ${typeof amount}`);
+}
+
+function spent(outcome) {
+  if (outcome.rejection) throw new VerificationError(outcome.rejection);
+  return outcome.result;
+}
+
+for (const m of ['spendRaw', 'refundRaw']) wrapMethod(native.Verifier.prototype, m);
+
+Object.defineProperty(Verifier.prototype, 'spend', {
+  configurable: true,
+  writable: true,
+  /** Spend from the owner's budget; resolves to the broker's answer, rejects with a VerificationError. */
+  value: async function spend(agent, options = {}) {
+    if (!agent || typeof agent.grantId !== 'string' || typeof agent.tokenId !== 'string') {
+      throw new ProtonPassError('invalid_request', 'spend needs the identity of a verified request (req.agent)');
+    }
+    const { scope, currency, idempotencyKey } = options;
+    const amount = decimalText(options.amount);
+    return spent(await this.spendRaw(agent.grantId, agent.tokenId, scope, amount, currency, idempotencyKey));
+  },
+});
+
+Object.defineProperty(Verifier.prototype, 'refund', {
+  configurable: true,
+  writable: true,
+  /** Give back a spend by its idempotency key; resolves to the broker's answer. */
+  value: async function refund(agent, idempotencyKey) {
+    if (!agent || typeof agent.grantId !== 'string') {
+      throw new ProtonPassError('invalid_request', 'refund needs the identity of a verified request (req.agent)');
+    }
+    return spent(await this.refundRaw(agent.grantId, idempotencyKey));
+  },
+});
+
 /**
  * The URL the client must have signed: the verifier's `baseUrl`, then the path
  * and query as received (`originalUrl` keeps a mounted router's prefix). Never
@@ -461,7 +504,8 @@ function requestUrl(baseUrl, req) {
   return `${baseUrl}${req.originalUrl || req.url}`;
 }
 
-function sendRejection(res, r) {
+function sendRejection(res, refusal) {
+  const r = refusal instanceof VerificationError ? refusal.rejection : refusal;
   res.statusCode = r.status;
   if (r.wwwAuthenticate) res.setHeader('WWW-Authenticate', r.wwwAuthenticate);
   if (r.dpopNonce) res.setHeader('DPoP-Nonce', r.dpopNonce);
@@ -620,6 +664,7 @@ module.exports = {
   Session,
   Verifier,
   requireScope,
+  sendRejection,
   version: native.version,
   ProtonPassError,
   ScopeNotGranted,

@@ -9,6 +9,7 @@ export const {
   Session,
   Verifier,
   requireScope,
+  sendRejection,
   version,
   ProtonPassError,
   ScopeNotGranted,

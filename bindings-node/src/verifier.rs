@@ -52,6 +52,9 @@ pub struct VerifierConfig {
     /// (`insufficient_scope` refusals of `check`, `verify` and the middleware
     /// included).
     pub usage_reports: Option<ClientCredentials>,
+    /// This API's credentials for `spend` and `refund` (when absent, those of
+    /// `usageReports` or `introspection`).
+    pub credentials: Option<ClientCredentials>,
     /// The owner this API serves: a token acting for anyone else is refused
     /// (`invalid_token`, reason `owner`). Set it whenever more than one owner
     /// uses the broker.
@@ -173,6 +176,72 @@ pub struct Verdict {
     pub rejection: Option<Rejection>,
 }
 
+/// The broker's answer to a spend or a refund; amounts are decimal strings.
+#[napi(object)]
+#[derive(Debug)]
+pub struct SpendResult {
+    /// The grant.
+    pub grant_id: String,
+    /// The scope spent against (`resource:action`).
+    pub scope: String,
+    /// The amount spent or given back.
+    pub amount: String,
+    /// Its ISO 4217 currency.
+    pub currency: String,
+    /// The spend's idempotency key.
+    pub idempotency_key: String,
+    /// Whether the spend was refunded.
+    pub refunded: bool,
+    /// The budget's limit per period (absent without a budget).
+    pub limit: Option<String>,
+    /// What remains in the period (absent without a budget).
+    pub remaining: Option<String>,
+    /// `hour`, `day`, `week`, `month` or `total`.
+    pub period: Option<String>,
+    /// When the period ends, seconds since the epoch (absent for `total`).
+    pub period_ends_at: Option<i64>,
+}
+
+impl From<core::SpendResponse> for SpendResult {
+    fn from(r: core::SpendResponse) -> Self {
+        SpendResult {
+            grant_id: r.grant_id,
+            scope: r.scope,
+            amount: r.amount,
+            currency: r.currency,
+            idempotency_key: r.idempotency_key,
+            refunded: r.refunded,
+            limit: r.limit,
+            remaining: r.remaining,
+            period: r.period.map(|p| p.as_str().to_owned()),
+            period_ends_at: r.period_ends_at,
+        }
+    }
+}
+
+/// The result of `spendRaw` / `refundRaw`: exactly one of `result` and `rejection`.
+#[napi(object)]
+#[derive(Debug)]
+pub struct SpendOutcome {
+    /// The broker's answer, when the spend or refund went through.
+    pub result: Option<SpendResult>,
+    /// Why not (`budget_exceeded`, `insufficient_scope`, `invalid_token`, ...).
+    pub rejection: Option<Rejection>,
+}
+
+fn outcome(r: std::result::Result<core::SpendResponse, core::Rejection>) -> SpendOutcome {
+    match r {
+        Ok(x) => SpendOutcome {
+            result: Some(x.into()),
+            rejection: None,
+        },
+        Err(r) => SpendOutcome {
+            result: None,
+            rejection: Some(Rejection::from(&r)),
+        },
+    }
+}
+
 /// Verifies DPoP-bound requests for one API (audience): token signature and
 /// claims against the broker's keys, the proof, the binding, replays, and
 /// revocations from the broker's feed. Connects to the broker on first use (or
@@ -212,6 +281,9 @@ impl Verifier {
         }
         if let Some(c) = config.usage_reports {
             opts.usage_reports = Some((c.client_id, c.client_secret.into()));
+        }
+        if let Some(c) = config.credentials {
+            opts.credentials = Some((c.client_id, c.client_secret.into()));
         }
         opts.owner = config.owner;
         opts.resource_metadata = config.resource_metadata_url;
@@ -289,6 +361,46 @@ impl Verifier {
                 rejection: Some(Rejection::from(&r)),
             },
         })
+    }
+
+    /// Spend `amount` (a decimal string) from the owner's budget of `scope` on
+    /// the grant of a verified token (`grantId`, `tokenId` of its identity).
+    /// Never throws for a refusal: returns it (`index.js` wraps this as
+    /// `spend`).
+    #[napi]
+    pub async fn spend_raw(
+        &self,
+        grant_id: String,
+        token_id: String,
+        scope: String,
+        amount: String,
+        currency: String,
+        idempotency_key: String,
+    ) -> napi::Result<SpendOutcome> {
+        let v = self.get().await?;
+        Ok(outcome(
+            v.spend_grant(
+                &grant_id,
+                &token_id,
+                &scope,
+                &amount,
+                &currency,
+                &idempotency_key,
+            )
+            .await,
+        ))
+    }
+
+    /// Give back the spend made under `idempotency_key` for the grant
+    /// (`index.js` wraps this as `refund`).
+    #[napi]
+    pub async fn refund_raw(
+        &self,
+        grant_id: String,
+        idempotency_key: String,
+    ) -> napi::Result<SpendOutcome> {
+        let v = self.get().await?;
+        Ok(outcome(v.refund_grant(&grant_id, &idempotency_key).await))
     }
 
     /// Stop following the revocation feed.

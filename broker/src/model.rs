@@ -180,6 +180,10 @@ pub struct DeviceReq {
     /// The agent's own words: the `reason` claim of the request's DPoP proof.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Budgets the owner set at approval (`SCOPE=LIMIT/CURRENCY/PERIOD`),
+    /// put on the grant when it is created.
+    #[serde(default)]
+    pub approved_budgets: Vec<String>,
 }
 
 /// A registered resource server.

@@ -13,6 +13,8 @@ import {
   VerificationError,
   Verifier,
   requireScope,
+  sendRejection,
+  type SpendResult,
 } from 'protonpass-agent';
 
 export function api(issuer: string, audience: string): express.Express {
@@ -23,8 +25,17 @@ export function api(issuer: string, audience: string): express.Express {
     const who: Identity = (req as express.Request & { agent: Identity }).agent;
     res.json({ by: who.agent, scopes: who.scopes, expires: who.expiresAt });
   });
-  app.post('/pay', requireScope('payment:execute', { verifier, amount: (req) => req.body?.amount }), (_req, res) => {
-    res.end();
+  app.post('/pay', requireScope('payment:execute', { verifier, amount: (req) => req.body?.amount }), async (req, res) => {
+    const who: Identity = (req as express.Request & { agent: Identity }).agent;
+    try {
+      const r: SpendResult = await verifier.spend(who, {
+        scope: 'payment:execute', amount: String(req.body?.amount), currency: 'EUR', idempotencyKey: String(req.body?.order),
+      });
+      res.json({ remaining: r.remaining ?? null, refunded: r.refunded });
+    } catch (e) {
+      if (e instanceof VerificationError) sendRejection(res, e);
+      else throw e;
+    }
   });
   app.get('/raw', async (req, res) => {
     try {

@@ -19,6 +19,7 @@ pub(super) fn approve(
     scope: &[String],
     audience: Option<&String>,
     ttl: &str,
+    budget: &[String],
 ) -> Result<ExitCode> {
     if let Some(a) = audience {
         check_audience(a)?;
@@ -28,6 +29,10 @@ pub(super) fn approve(
         scope: (!scope.is_empty()).then(|| scopes(scope)),
         audience: audience.cloned(),
         ttl: parse_duration(ttl)?,
+        budgets: budget
+            .iter()
+            .map(|b| BudgetSpec::parse(b))
+            .collect::<Result<Vec<_>>>()?,
     };
     let d =
         c.rt.block_on(c.b.decide(&c.owner, CLI_SOURCE, user_code, dec))?;
@@ -91,6 +96,7 @@ pub(super) fn deny(c: &Ctx, user_code: &str) -> Result<ExitCode> {
         scope: None,
         audience: None,
         ttl: 0,
+        budgets: Vec::new(),
     };
     let d =
         c.rt.block_on(c.b.decide(&c.owner, CLI_SOURCE, user_code, dec))?;

@@ -56,6 +56,10 @@ enum Cmd {
         /// Grant lifetime, 1h to 30d.
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// A spend budget on an approved scope, SCOPE=LIMIT/CURRENCY/PERIOD
+        /// (repeated), e.g. payment:execute=500/EUR/day (UTC calendar periods).
+        #[arg(long)]
+        budget: Vec<String>,
     },
     /// List the device requests waiting for approval.
     Pending,
@@ -450,7 +454,8 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             scope,
             audience,
             ttl,
-        } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl),
+            budget,
+        } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl, budget),
         Cmd::Pending => grants::pending(&c),
         Cmd::Deny { user_code } => grants::deny(&c, user_code),
         Cmd::Grant { cmd } => grants::grant(&c, cmd),

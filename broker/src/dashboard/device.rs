@@ -20,6 +20,7 @@ use super::{
 use crate::audit::secret_hash;
 use crate::model::DeviceReq;
 use crate::scope_catalog::ScopeCatalog;
+use crate::service::budget::BudgetSpec;
 use crate::service::device::{Decision, GUESS_BUDGET, normalize_user_code};
 use crate::service::{AudienceStatus, Broker};
 use crate::store::{self, WebSession};
@@ -160,6 +161,8 @@ fn approval(
                 label { "Which service may it use? (for example https://api.example)"
                     input type="text" name="audience" required maxlength="512"; }
             }
+            label { "Spend budgets, one per line, optional (" code { "payment:execute=500/EUR/day" } ": scope, limit, currency, and hour, day, week, month or total; UTC calendar periods)"
+                textarea name="budget" maxlength="2048" {} }
             (lifetime_choice())
             div.actions {
                 button.primary type="submit" name="action" value="approve" { "Approve" }
@@ -294,11 +297,24 @@ pub(super) async fn device_submit(
         )
         .await;
     }
+    let budgets: Result<Vec<BudgetSpec>> = f
+        .text("budget")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| approve && !l.is_empty())
+        .map(BudgetSpec::parse)
+        .collect();
+    let budgets = match budgets {
+        Ok(v) => v,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
     let dec = Decision {
         approve,
         scope: approve.then(|| ticked.join(" ")),
         audience: f.text("audience").map(str::to_owned),
         ttl: if approve { ttl } else { 0 },
+        budgets,
     };
     match b.decide(&s.owner, &src, &code, dec).await {
         Ok(done) if done.approved => {

@@ -94,6 +94,7 @@ pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Respon
         scope: None,
         audience: None,
         ttl: 0,
+        budgets: Vec::new(),
     };
     // The code comes from the list this page showed, not from a guess: it is
     // not counted against the guessing budget of the code form, as on the

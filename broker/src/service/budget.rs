@@ -73,16 +73,22 @@ impl BudgetSpec {
         })
     }
 
-    /// Check it against a grant and make the record.
-    pub fn to_budget(&self, g: &Grant, now: i64) -> Result<Budget> {
+    /// Check it against the scopes a grant has (or will have): its scope
+    /// and limit in minor units.
+    pub fn check(&self, granted: &str) -> Result<(String, i64)> {
         let scope = budget_scope(&self.scope)?;
         let limit = parse_amount(&self.limit, &self.currency)?;
-        let granted = ScopeSet::parse(&g.scope)?;
-        if !granted.allows_amount(&scope, Decimal::ZERO) {
+        if !ScopeSet::parse(granted)?.allows_amount(&scope, Decimal::ZERO) {
             return Err(Error::InvalidScope(format!(
                 "the grant does not allow {scope}: a budget can only limit a granted scope"
             )));
         }
+        Ok((scope, limit))
+    }
+
+    /// Check it against a grant and make the record.
+    pub fn to_budget(&self, g: &Grant, now: i64) -> Result<Budget> {
+        let (scope, limit) = self.check(&g.scope)?;
         Ok(Budget {
             gid: g.gid.clone(),
             scope,
@@ -91,6 +97,17 @@ impl BudgetSpec {
             period: self.period,
             updated_at: now,
         })
+    }
+}
+
+impl std::fmt::Display for BudgetSpec {
+    /// The form [`BudgetSpec::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={}/{}/{}",
+            self.scope, self.limit, self.currency, self.period
+        )
     }
 }
 
@@ -229,6 +246,8 @@ fn spend_tx(
         .budgets_of(&g.gid)?
         .into_iter()
         .find(|b| b.scope == req.scope);
+    // What remains is read once: the check and the answer use the same figure.
+    let mut left = None;
     if let Some(b) = &budget {
         if b.currency != req.currency {
             return Err(Error::InvalidRequest(format!(
@@ -236,7 +255,7 @@ fn spend_tx(
                 b.scope, b.currency
             )));
         }
-        let (_, remaining, _) = standing(tx, b, now)?;
+        let (_, remaining, end) = standing(tx, b, now)?;
         if amount > remaining {
             return Err(Error::BudgetExceeded(format!(
                 "{} {} of {} would go over the {} budget: {} remain",
@@ -247,6 +266,7 @@ fn spend_tx(
                 format_amount(remaining, &b.currency)
             )));
         }
+        left = Some((b, remaining - amount, end));
     }
     let mut rec = SpendRec {
         resource: rs.client_id.clone(),
@@ -259,12 +279,18 @@ fn spend_tx(
         refunded_at: None,
         answer: String::new(),
     };
-    // What remains is computed before the row exists, then this spend taken off.
-    let mut out = answer(tx, &rec, now)?;
-    if let Some(b) = &budget {
-        let (_, remaining, _) = standing(tx, b, now)?;
-        out.remaining = Some(format_amount(remaining - amount, &b.currency));
-    }
+    let out = SpendResponse {
+        grant_id: rec.gid.clone(),
+        scope: rec.scope.clone(),
+        amount: format_amount(amount, &rec.currency),
+        currency: rec.currency.clone(),
+        idempotency_key: rec.key.clone(),
+        refunded: false,
+        limit: left.map(|(b, _, _)| format_amount(b.limit, &b.currency)),
+        remaining: left.map(|(b, r, _)| format_amount(r, &b.currency)),
+        period: left.map(|(b, _, _)| b.period),
+        period_ends_at: left.and_then(|(_, _, e)| e),
+    };
     rec.answer = to_json(&out)?;
     tx.spend_add(&rec)?;
     tx.audit_append(

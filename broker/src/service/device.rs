@@ -79,6 +79,8 @@ pub struct Decision {
     pub audience: Option<String>,
     /// Grant lifetime, seconds.
     pub ttl: i64,
+    /// Spend budgets on the approved scopes.
+    pub budgets: Vec<super::budget::BudgetSpec>,
 }
 
 /// What the owner decided on, for display.
@@ -305,6 +307,7 @@ impl Broker {
                 requester: Some(requester.clone()),
                 user_code: Some(user_code.clone()),
                 reason: reason.clone(),
+                approved_budgets: Vec::new(),
             };
             tx.device_put(&d)?;
             tx.audit_append(
@@ -406,6 +409,10 @@ impl Broker {
                 revoked_at: None,
             };
             tx.grant_put(&g)?;
+            for text in &d.approved_budgets {
+                let b = super::budget::BudgetSpec::parse(text)?.to_budget(&g, now)?;
+                super::budget::put_budget(tx, &g.owner, &b, now)?;
+            }
             d.status = DeviceStatus::Used;
             d.gid = Some(g.gid.clone());
             tx.device_put(&d)?;
@@ -514,6 +521,12 @@ impl Broker {
             {
                 return Ok(Err(e));
             }
+            for b in &dec.budgets {
+                if let Err(e) = b.check(&scope) {
+                    return Ok(Err(e));
+                }
+            }
+            d.approved_budgets = dec.budgets.iter().map(ToString::to_string).collect();
             d.status = DeviceStatus::Approved;
             d.approved_scope = Some(scope.clone());
             d.approved_audience = Some(audience.clone());

@@ -375,3 +375,65 @@ async fn the_dashboard_sets_budgets_at_creation_and_shows_them() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn budgets_set_at_device_approval_come_with_the_grant() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let d = crate::device::start_device(&b, "payment:execute trips:book", Some(API)).await;
+    let uc = d.s("user_code");
+    // A budget on a scope the owner does not approve is refused; nothing changes.
+    let (code, v) = b.cli(&[
+        "approve",
+        &uc,
+        "--scope",
+        "trips:book",
+        "--budget",
+        "payment:execute=50/EUR/day",
+    ]);
+    assert_ne!(code, 0, "{v}");
+    assert_eq!(v["error"], "invalid_scope", "{v}");
+    b.cli_ok(&["approve", &uc, "--budget", "payment:execute=50/EUR/day"]);
+    let agent = key();
+    let r = crate::device::poll(&b, &agent, &d.s("device_code")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let show = b.cli_ok(&["grant", "show", &r.s("grant_id")]);
+    assert_eq!(show["budgets"][0]["scope"], "payment:execute", "{show}");
+    assert_eq!(show["budgets"][0]["limit"], "50.00");
+    assert_eq!(show["budgets"][0]["period"], "day");
+}
+
+#[tokio::test]
+async fn the_dashboard_approval_page_sets_budgets() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let d = crate::device::start_device(&b, "payment:execute", Some(API)).await;
+    let uc = d.s("user_code");
+    let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
+    let p = w
+        .post(
+            "/device",
+            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("name=\"budget\""), "{}", p.body);
+    let p = w
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("step", "decide"),
+                ("user_code", &uc),
+                ("scope", "payment:execute"),
+                ("ttl", "3600"),
+                ("budget", "payment:execute=20/CHF/week"),
+                ("action", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let r = crate::device::poll(&b, &key(), &d.s("device_code")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let show = b.cli_ok(&["grant", "show", &r.s("grant_id")]);
+    assert_eq!(show["budgets"][0]["limit"], "20.00", "{show}");
+    assert_eq!(show["budgets"][0]["currency"], "CHF");
+}

@@ -79,22 +79,48 @@ impl Verifier {
         currency: &str,
         idempotency_key: &str,
     ) -> std::result::Result<SpendResponse, Rejection> {
+        let r = self
+            .spend_grant(
+                &agent.grant_id,
+                &agent.token_id,
+                scope,
+                amount,
+                currency,
+                idempotency_key,
+            )
+            .await;
+        if let Err(rej) = &r {
+            agent.use_ticket.refused(&rej.error, scope);
+        }
+        r
+    }
+
+    /// [`Verifier::spend`] for a verified token named by its grant id and
+    /// token id (the fields of an [`Identity`]), for bindings that keep the
+    /// identity as plain data. A refusal is not reported as the request's.
+    pub async fn spend_grant(
+        &self,
+        grant_id: &str,
+        token_id: &str,
+        scope: &str,
+        amount: &str,
+        currency: &str,
+        idempotency_key: &str,
+    ) -> std::result::Result<SpendResponse, Rejection> {
         let checked = parse_amount(amount, currency)
             .and_then(|_| check_idempotency_key(idempotency_key))
             .map_err(|e| Rejection::new(e, None, None));
         checked?;
         let req = SpendRequest {
-            grant_id: agent.grant_id.clone(),
-            token_id: agent.token_id.clone(),
+            grant_id: grant_id.to_owned(),
+            token_id: token_id.to_owned(),
             scope: scope.to_owned(),
             amount: amount.to_owned(),
             currency: currency.to_owned(),
             idempotency_key: idempotency_key.to_owned(),
         };
         self.budget_call("spend", &req).await.map_err(|e| {
-            let e = for_api(e);
-            agent.use_ticket.refused(&e, scope);
-            let mut r = Rejection::new(e, Some(scope), None);
+            let mut r = Rejection::new(for_api(e), Some(scope), None);
             if r.error.code() == "budget_exceeded" {
                 needed(&mut r, amount, currency);
             }
@@ -109,9 +135,18 @@ impl Verifier {
         agent: &Identity,
         idempotency_key: &str,
     ) -> std::result::Result<SpendResponse, Rejection> {
+        self.refund_grant(&agent.grant_id, idempotency_key).await
+    }
+
+    /// [`Verifier::refund`] for a grant named by its id.
+    pub async fn refund_grant(
+        &self,
+        grant_id: &str,
+        idempotency_key: &str,
+    ) -> std::result::Result<SpendResponse, Rejection> {
         check_idempotency_key(idempotency_key).map_err(|e| Rejection::new(e, None, None))?;
         let req = RefundRequest {
-            grant_id: agent.grant_id.clone(),
+            grant_id: grant_id.to_owned(),
             idempotency_key: idempotency_key.to_owned(),
         };
         self.budget_call("refund", &req)
