@@ -227,6 +227,7 @@ async fn metadata(State(b): B) -> Response {
             revocation_stream_endpoint: Some(format!("{i}/revocations/stream")),
             usage_endpoint: Some(format!("{i}/audit/usage")),
             verification_uri: Some(format!("{i}/device")),
+            resource_registration_endpoint: Some(format!("{i}/resource/register")),
         },
     )
 }

@@ -171,6 +171,10 @@ pub struct ServerMetadata {
     /// Where owners approve device requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_uri: Option<String>,
+    /// Extension: resource servers register themselves here with a one-time
+    /// token (`spec/11-resources.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_registration_endpoint: Option<String>,
 }
 
 /// An RFC 8628 section 3.2 device authorization response.
