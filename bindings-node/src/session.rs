@@ -42,18 +42,23 @@ impl From<&core::DevicePrompt> for DevicePrompt {
 /// A weak (does not keep Node alive by itself) callback taking the prompt.
 type PromptCallback = ThreadsafeFunction<DevicePrompt, (), DevicePrompt, napi::Status, false, true>;
 
-/// Options of `authenticateWithProton`. Every option but `scope` may be
-/// omitted; `broker`, `agentName`, `profile` and `enrollmentCode` then come
-/// from `PROTONPASS_BROKER_URL`, `PROTONPASS_AGENT_NAME`, `PROTONPASS_PROFILE`
-/// and `PROTONPASS_ENROLLMENT_CODE`, and grants are stored under
-/// `PROTONPASS_HOME` (default: the user's config directory).
+/// Options of `authenticateWithProton`. `broker`, `agentName`, `profile` and
+/// `enrollmentCode` may be omitted and then come from `PROTONPASS_BROKER_URL`,
+/// `PROTONPASS_AGENT_NAME`, `PROTONPASS_PROFILE` and
+/// `PROTONPASS_ENROLLMENT_CODE`, and grants are stored under `PROTONPASS_HOME`
+/// (default: the user's config directory). Without a broker URL at all, the
+/// broker is found from the resource's RFC 9728 metadata; without `scope`,
+/// the scopes are the resource's `401` challenge `scope`, else its
+/// `scopes_supported`.
 #[napi(object, object_to_js = false)]
 pub struct AuthenticateOptions {
     /// The scopes to ask for, e.g. `['travel:search', 'travel:book']`, or one
     /// space-separated string.
-    pub scope: Either<String, Vec<String>>,
+    pub scope: Option<Either<String, Vec<String>>>,
     /// The API the token is for (its audience URL, e.g. `https://travel.example`).
     pub audience: Option<String>,
+    /// The same as `audience` (RFC 8707's name), e.g. `https://api.example/mcp`.
+    pub resource: Option<String>,
     /// The broker's URL.
     pub broker: Option<String>,
     /// The agent's self-chosen name (its `client_id`); default `agent`.
@@ -157,6 +162,7 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
     let AuthenticateOptions {
         scope,
         audience,
+        resource,
         broker,
         agent_name,
         profile,
@@ -200,8 +206,15 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
         background_renewal: background_renewal.unwrap_or(true),
         ..core::AuthOptions::default()
     };
-    let scopes = scope_list(scope);
-    let audience = audience.unwrap_or_default();
+    let scopes = scope.map(scope_list).unwrap_or_default();
+    let audience = match (audience, resource) {
+        (Some(a), Some(r)) if a != r => {
+            return Err(crate::error::to_napi(&core::Error::InvalidRequest(
+                "audience and resource name different APIs: pass one of them".into(),
+            )));
+        }
+        (a, r) => r.or(a).unwrap_or_default(),
+    };
     let s = map(core::authenticate_with_proton(&scopes, &audience, opts).await)?;
     Ok(Session { inner: Arc::new(s) })
 }

@@ -5,6 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const express = require('express');
 const {
+  authenticateWithProton,
   Verifier,
   ProtonPassError,
   resourceMetadata,
@@ -75,5 +76,28 @@ test('an Express API serves it and points at it', async (t) => {
   assert.ok(
     r.headers.get('www-authenticate').includes(`resource_metadata="${base}/.well-known/oauth-protected-resource/mcp"`),
     r.headers.get('www-authenticate'),
+  );
+
+  // An agent that knows only the resource: no broker URL, no scopes.
+  const saved = process.env.PROTONPASS_BROKER_URL;
+  delete process.env.PROTONPASS_BROKER_URL;
+  t.after(() => {
+    if (saved !== undefined) process.env.PROTONPASS_BROKER_URL = saved;
+  });
+  const g = await broker.cliJson('grant', 'create', '--agent', 'mcp-bot', '--scope', 'travel:search travel:book', '--audience', resource);
+  const s = await authenticateWithProton({
+    resource,
+    store: 'memory',
+    agentName: 'mcp-bot',
+    enrollmentCode: g.enrollment_code,
+    revokeOnExit: false,
+  });
+  assert.deepEqual(s.scopes, ['travel:search', 'travel:book']);
+  const ok = await s.fetch(`${base}/mcp`);
+  assert.equal(ok.status, 200);
+  await s.close();
+  await assert.rejects(
+    authenticateWithProton({ resource, audience: 'https://other.example', scope: ['travel:book'], store: 'memory' }),
+    (e) => e instanceof ProtonPassError && e.code === 'invalid_request',
   );
 });

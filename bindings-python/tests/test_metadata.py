@@ -55,3 +55,18 @@ def test_the_api_serves_it_and_points_at_it(broker, api, enroll) -> None:  # typ
         r = httpx.post(f"{api.url}/bookings", auth=s.httpx_auth)
         assert r.status_code == 403
         assert 'scope="travel:book"' in r.headers["www-authenticate"]
+
+
+def test_an_agent_finds_the_broker_from_the_resource(broker, api, agent_name, home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("PROTONPASS_BROKER_URL", raising=False)
+    scopes = "travel:search travel:book payment:execute:under-500"
+    g = broker.cli_json("grant", "create", "--agent", agent_name, "--scope", scopes, "--audience", api.audience)
+    # No broker URL and no scopes: both come from the API's metadata.
+    with protonpass_agent.authenticate_with_proton(
+        resource=api.audience, agent_name=agent_name, store=home, enrollment_code=g["enrollment_code"]
+    ) as s:
+        assert s.scopes == scopes.split()
+        r = httpx.post(f"{api.url}/bookings", auth=s.httpx_auth)
+        assert r.status_code == 200, r.text
+    with pytest.raises(protonpass_agent.InvalidRequest):
+        protonpass_agent.authenticate_with_proton(["travel:book"], api.audience, resource="https://other.example")

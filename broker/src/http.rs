@@ -268,6 +268,7 @@ async fn metadata(State(b): B) -> Response {
             usage_endpoint: Some(format!("{i}/audit/usage")),
             verification_uri: Some(format!("{i}/device")),
             protonpass_gateways: gateways,
+            resource_registration_endpoint: Some(format!("{i}/resource/register")),
         },
     )
 }

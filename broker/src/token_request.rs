@@ -292,8 +292,19 @@ fn requested_scope(p: &Params) -> Result<Option<String>> {
     }
 }
 
-/// The audience named by `resource` (RFC 8707) or `audience` (RFC 8693).
-fn requested_audience(p: &Params) -> Result<Option<String>> {
+/// The audience named by `resource` (RFC 8707) or `audience` (RFC 8693), at
+/// the token and device authorization endpoints. A `resource` is an absolute
+/// URI without fragment (RFC 8707 section 2); both naming different
+/// audiences is `invalid_target`.
+pub fn requested_audience(p: &Params) -> Result<Option<String>> {
+    if let Some(r) = p.get("resource") {
+        let ok = r.len() <= 512 && url::Url::parse(r).is_ok_and(|u| u.fragment().is_none());
+        if !ok {
+            return Err(Error::InvalidTarget(
+                "resource must be an absolute URI without a fragment (RFC 8707)".into(),
+            ));
+        }
+    }
     match (p.get("resource"), p.get("audience")) {
         (Some(r), Some(a)) if r != a => Err(Error::InvalidTarget(
             "resource and audience name different audiences".into(),
@@ -353,10 +364,11 @@ mod tests {
                 client_id: None
             }
         );
-        let r = parse("grant_type=refresh_token&refresh_token=rt_1&audience=a&resource=a").unwrap();
+        let r =
+            parse("grant_type=refresh_token&refresh_token=rt_1&audience=x:a&resource=x:a").unwrap();
         assert_eq!(r.grant_type(), GRANT_REFRESH_TOKEN);
         assert!(
-            matches!(r, TokenRequest::Refresh { audience: Some(ref a), scope: None, .. } if a == "a")
+            matches!(r, TokenRequest::Refresh { audience: Some(ref a), scope: None, .. } if a == "x:a")
         );
         let r = parse(&format!(
             "{XCHG}&requested_token_type={}",
@@ -453,13 +465,13 @@ mod tests {
             ),
             (
                 Some(form),
-                "grant_type=refresh_token&refresh_token=rt&resource=a&audience=b".into(),
+                "grant_type=refresh_token&refresh_token=rt&resource=x:a&audience=x:b".into(),
                 ("invalid_target", "grant"),
             ),
             (Some(form), PRE.into(), ("invalid_request", "grant")),
             (
                 Some(form),
-                format!("{PRE}&pre-authorized_code=c&resource=a&audience=b"),
+                format!("{PRE}&pre-authorized_code=c&resource=x:a&audience=x:b"),
                 ("invalid_target", "grant"),
             ),
             (
@@ -481,7 +493,7 @@ mod tests {
             ),
             (
                 Some(form),
-                format!("{XCHG}&resource=a&audience=b"),
+                format!("{XCHG}&resource=x:a&audience=x:b"),
                 ("invalid_target", "grant"),
             ),
             (

@@ -171,6 +171,10 @@ pub struct ServerMetadata {
     /// Where owners approve device requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_uri: Option<String>,
+    /// Extension: resource servers register themselves here with a one-time
+    /// token (`spec/13-resources.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_registration_endpoint: Option<String>,
     /// Extension: the upstream APIs served through the broker's
     /// credential-injecting gateway, and where (`spec/10-gateway-rules.md`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -233,10 +233,20 @@ def _args(
     return scopes, (None if store is None else os.fspath(store))
 
 
+def _target(audience: Optional[str], resource: Optional[str]) -> str:
+    if audience is not None and resource is not None and audience != resource:
+        raise _native.InvalidRequest("audience and resource name different APIs: pass one of them")
+    target = resource if resource is not None else audience
+    if not target:
+        raise _native.InvalidRequest("name the API: resource='https://api.example/mcp' (or audience=)")
+    return target
+
+
 def authenticate_with_proton(
-    scope: Union[str, Iterable[str]],
-    audience: str,
+    scope: Union[str, Iterable[str]] = (),
+    audience: Optional[str] = None,
     *,
+    resource: Optional[str] = None,
     broker: Optional[str] = None,
     agent_name: Optional[str] = None,
     profile: Optional[str] = None,
@@ -272,11 +282,19 @@ def authenticate_with_proton(
     Blocks with the GIL released. The wait for the owner's approval ends at
     once, and the request is withdrawn at the broker, when ``prompt`` raises
     (that exception propagates) or on Ctrl-C (``KeyboardInterrupt``).
+
+    ``resource`` is the same as ``audience`` (RFC 8707's name). Without a
+    broker URL (argument or ``PROTONPASS_BROKER_URL``), the broker is found
+    from the resource's RFC 9728 metadata (its ``401`` challenge's
+    ``resource_metadata``, else ``/.well-known/oauth-protected-resource`` with
+    the resource's path, else the root one), which must name that very
+    resource. Without ``scope``, the scopes are the ``scope`` of the resource's
+    ``401`` challenge, else its ``scopes_supported``.
     """
     scopes, store_s = _args(scope, store, prompt)
     native = _native.authenticate(
         scopes,
-        audience,
+        _target(audience, resource),
         broker=broker,
         agent_name=agent_name,
         profile=profile,
@@ -293,9 +311,10 @@ def authenticate_with_proton(
 
 
 async def authenticate_with_proton_async(
-    scope: Union[str, Iterable[str]],
-    audience: str,
+    scope: Union[str, Iterable[str]] = (),
+    audience: Optional[str] = None,
     *,
+    resource: Optional[str] = None,
     broker: Optional[str] = None,
     agent_name: Optional[str] = None,
     profile: Optional[str] = None,
@@ -316,7 +335,7 @@ async def authenticate_with_proton_async(
     scopes, store_s = _args(scope, store, prompt)
     native = await _native.authenticate_async(
         scopes,
-        audience,
+        _target(audience, resource),
         broker=broker,
         agent_name=agent_name,
         profile=profile,

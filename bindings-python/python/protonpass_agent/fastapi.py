@@ -131,7 +131,6 @@ async def spend(
         raise http_error(e) from None
 
 
-
 def resource_metadata_endpoint(
     resource: str,
     authorization_server: str,

@@ -238,7 +238,7 @@ impl Broker {
                 ));
             }
         };
-        let resource = p.get("resource").map(str::to_owned);
+        let resource = crate::token_request::requested_audience(p)?;
         if resource.as_ref().is_some_and(|r| r.len() > 512) {
             return Err(Error::InvalidTarget("the resource is too long".into()));
         }

@@ -60,3 +60,43 @@ async fn an_upstream_whose_audience_is_its_gateway_url_is_discoverable() {
         404
     );
 }
+
+#[tokio::test]
+async fn device_authorization_takes_rfc_8707_resource_indicators() {
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let ask = |p: Vec<(&'static str, &'static str)>| {
+        let b = &b;
+        async move {
+            let mut all = vec![("client_id", "travel-bot"), ("scope", "travel:book")];
+            all.extend(p);
+            b.post_form("/oauth/device_authorization", &all, &[]).await
+        }
+    };
+    for bad in [
+        vec![("resource", "https://api.example/#frag")],
+        vec![("resource", "not a uri")],
+        vec![
+            ("resource", "https://api.example"),
+            ("audience", "https://other.example"),
+        ],
+    ] {
+        let r = ask(bad.clone()).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_target"),
+            "{bad:?}: {}",
+            r.body
+        );
+    }
+    // `audience` alone names the audience as well, and the token is for exactly it.
+    let d = ask(vec![("audience", "https://api.example/mcp")]).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let (code, v) = b.cli(&["approve", &d.s("user_code")]);
+    assert_eq!(code, 0, "{v}");
+    let t = crate::device::poll(&b, &crate::kit::key(), &d.s("device_code")).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(
+        crate::kit::claims(&t.s("access_token"))["aud"],
+        "https://api.example/mcp"
+    );
+}
