@@ -170,10 +170,16 @@ fn write_private(data: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBu
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = data.join(format!("{name}.tmp"));
     let dest = data.join(name);
+    // A leftover temporary file (or a link planted in its place) is removed,
+    // and the new one must be created here: its mode is then 0600 for sure.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(body)?;

@@ -295,7 +295,12 @@ async fn metrics_local(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if b.cfg.metrics_addr.is_some() || !source_ip(&b, peer, &headers).is_loopback() {
+    // Through a trusted proxy, the client is outside whatever the forwarded
+    // header says (a hop it cannot parse would leave the proxy's own loopback
+    // address as the source): refused. Behind a proxy, use --metrics-addr.
+    let proxied = b.cfg.trusted_proxies.contains(&peer.ip().to_canonical())
+        && (headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded"));
+    if b.cfg.metrics_addr.is_some() || proxied || !source_ip(&b, peer, &headers).is_loopback() {
         return not_found(headers).await;
     }
     metrics(State(b)).await

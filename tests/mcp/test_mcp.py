@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
 import urllib.error
@@ -225,9 +226,23 @@ def test_server_registers_itself_with_its_scope_catalog(broker: Broker, monkeypa
     """--register: the example server registers its resource and catalog with a
     one-time token from `resource invite`; the broker then refuses scopes the
     catalog does not define, and agents work within it."""
-    invite = json.loads(broker.cli("resource", "invite", "--json"))
+    # The invitation names the one resource it registers: the server's URL.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    invite = json.loads(broker.cli("resource", "invite", f"http://127.0.0.1:{port}/mcp", "--json"))
     monkeypatch.setenv("PROTONPASS_REGISTRATION_TOKEN", invite["registration_token"])
-    server = Proc([sys.executable, str(EXAMPLE / "travel_server.py"), "--broker", broker.issuer, "--register"])
+    server = Proc(
+        [
+            sys.executable,
+            str(EXAMPLE / "travel_server.py"),
+            "--broker",
+            broker.issuer,
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--register",
+        ]
+    )
     try:
         resource = str(server.first["resource"])
         assert server.first["registered"] is True

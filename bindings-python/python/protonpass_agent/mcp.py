@@ -196,8 +196,14 @@ class ProtonPassMCP:
         ).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            # No unverified way in: a WebSocket (or any other) connection is
+            # closed before the app sees it.
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
             return
         if scope["path"] == self._metadata_path and scope["method"] in ("GET", "HEAD"):
             await _respond(send, 200, self._metadata, [(b"cache-control", b"max-age=300")])

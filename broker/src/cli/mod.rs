@@ -210,6 +210,11 @@ enum ResourceCmd {
     /// Print a one-time token with which a resource server registers itself
     /// (`POST /resource/register`) for this owner.
     Invite {
+        /// The one audience (the resource's URL) the token registers.
+        audience: String,
+        /// Register it as shared (an API serving many owners).
+        #[arg(long)]
+        shared: bool,
         /// How long the token works, 1m to 1d.
         #[arg(long, default_value = "1h")]
         ttl: String,

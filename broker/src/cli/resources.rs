@@ -96,15 +96,24 @@ pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
             }
             out(c.json, public(&r), text);
         }
-        ResourceCmd::Invite { ttl } => {
-            let inv =
-                c.rt.block_on(c.b.resource_invite(&c.owner, parse_duration(ttl)?))?;
+        ResourceCmd::Invite {
+            audience,
+            shared,
+            ttl,
+        } => {
+            let inv = c.rt.block_on(c.b.resource_invite(
+                &c.owner,
+                audience,
+                *shared,
+                parse_duration(ttl)?,
+            ))?;
             out(
                 c.json,
                 json!(inv),
                 format!(
-                    "Registration token for owner {} (works once, until {}):\n  {}\nThe resource server sends it as `Authorization: Bearer` to {}",
+                    "Registration token for owner {}, for {} only (works once, until {}):\n  {}\nThe resource server sends it as `Authorization: Bearer` to {}",
                     inv.owner,
+                    inv.audience,
                     when(inv.expires_at),
                     inv.registration_token,
                     inv.registration_endpoint

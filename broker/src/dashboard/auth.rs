@@ -468,6 +468,25 @@ pub(super) async fn login_submit(
     signed_in(&b, &owner, &next, now).await
 }
 
+/// Whether `password` is `owner`'s dashboard password (argon2id, off the
+/// async runtime, bounded like sign-in).
+pub(super) async fn password_ok(b: &Broker, owner: &str, password: &str) -> Result<bool> {
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return Ok(false);
+    }
+    let o = owner.to_owned();
+    let Some(phc) = store::read(&b.store, move |tx| tx.owner_password(&o)).await? else {
+        return Ok(false);
+    };
+    let _permit = ARGON2_SLOTS.acquire().await;
+    let pw = password.to_owned();
+    Ok(
+        tokio::task::spawn_blocking(move || verify_password(&phc, &pw))
+            .await
+            .unwrap_or(false),
+    )
+}
+
 /// Start a session for `owner` (all factors checked) and go to `next`; the
 /// browser becomes a known device of the owner.
 pub(super) async fn signed_in(b: &Arc<Broker>, owner: &str, next: &str, now: i64) -> Response {

@@ -348,6 +348,8 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
                     (r.recovery.len()) " recovery codes are left." }
                 form.card method="post" action="/account/mfa/disable" {
                     input type="hidden" name="csrf" value=(s.csrf);
+                    label { "Your password"
+                        input type="password" name="password" autocomplete="current-password" required; }
                     label { "A current code (or a recovery code) to turn it off"
                         input type="text" name="code" autocomplete="one-time-code" required; }
                     button type="submit" { "Turn off two-step sign-in" }
@@ -362,6 +364,8 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
                 p { "Two-step sign-in is off: your password alone opens this dashboard." }
                 form.card method="post" action="/account/mfa/start" {
                     input type="hidden" name="csrf" value=(s.csrf);
+                    label { "Your password"
+                        input type="password" name="password" autocomplete="current-password" required; }
                     button.primary type="submit" { "Set up an authenticator app" }
                 }
             },
@@ -374,17 +378,77 @@ fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
     token_matches(&s.csrf, f.get("csrf")).then_some(f)
 }
 
-pub(super) async fn start(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+/// Turning the second factor on or off needs the password again (and, to
+/// turn it off, a current code), charged against the sign-in budgets like a
+/// sign-in: a stolen session alone can neither lock the owner out with its
+/// own authenticator nor remove the factor, and cannot guess either.
+async fn reauthenticate(
+    b: &Arc<Broker>,
+    s: &WebSession,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+    f: &Form,
+    code_of: Option<&Record>,
+) -> std::result::Result<(), Response> {
+    let now = b.clock.now();
+    let src = source(b, &ConnectInfo(peer), headers);
+    let budget = Budget::of(b, headers, &s.owner, &src, now);
+    let charged = budget.clone();
+    let o = s.owner.clone();
+    match store::write(&b.store, move |tx| charged.charge(tx, &o, now)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(view::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong attempts",
+                "Changes to two-step sign-in are paused for 15 minutes.",
+                Some(s),
+            ));
+        }
+        Err(e) => return Err(service_error(&e, Some(s))),
+    }
+    let pw_ok = match super::auth::password_ok(b, &s.owner, f.get("password").unwrap_or("")).await {
+        Ok(ok) => ok,
+        Err(e) => return Err(service_error(&e, Some(s))),
+    };
+    let code_ok = match code_of {
+        None => true,
+        Some(r) => match matches(b, &s.owner, r, f.get("code").unwrap_or(""), now) {
+            Ok(m) => m.is_some(),
+            Err(e) => return Err(service_error(&e, Some(s))),
+        },
+    };
+    if !(pw_ok && code_ok) {
+        return Err(view::message(
+            StatusCode::UNAUTHORIZED,
+            "That did not match",
+            "The password or the code is not right; nothing changed.",
+            Some(s),
+        ));
+    }
+    budget.refund(b, now).await;
+    Ok(())
+}
+
+pub(super) async fn start(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(s) = signed_in_session(&b, &headers).await else {
         return super::to_login("/account");
     };
-    if checked(&s, &headers, &body).is_none() {
+    let Some(f) = checked(&s, &headers, &body) else {
         return csrf_refused();
-    }
+    };
     match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => return redirect("/account"),
         Ok(_) => {}
         Err(e) => return service_error(&e, Some(&s)),
+    }
+    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, None).await {
+        return r;
     }
     let mut secret = Zeroizing::new([0u8; 20]);
     if let Err(e) = b.rng.fill(secret.as_mut()) {
@@ -504,10 +568,12 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
             .map(|c| secret_hash(&normalise_recovery(c)))
             .collect(),
     };
-    let o = s.owner.clone();
+    let (o, keep) = (s.owner.clone(), s.id_hash.clone());
     let r = store::write(&b.store, move |tx| {
         let data = serde_json::to_string(&done).map_err(|e| Error::Server(e.to_string()))?;
         tx.mfa_put(&o, &data, now)?;
+        // Sessions signed in with the password alone end here.
+        tx.sessions_end_others(&o, &keep)?;
         tx.audit_append(
             now,
             &o,
@@ -532,7 +598,12 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
     )
 }
 
-pub(super) async fn disable(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn disable(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(s) = signed_in_session(&b, &headers).await else {
         return super::to_login("/account");
     };
@@ -546,21 +617,13 @@ pub(super) async fn disable(State(b): B, headers: HeaderMap, body: Bytes) -> Res
         Err(e) => return service_error(&e, Some(&s)),
     };
     // A stolen session alone cannot remove the second factor.
-    match matches(&b, &s.owner, &record, f.get("code").unwrap_or(""), now) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return view::message(
-                StatusCode::UNAUTHORIZED,
-                "That code is not right",
-                "Two-step sign-in stays on.",
-                Some(&s),
-            );
-        }
-        Err(e) => return service_error(&e, Some(&s)),
+    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, Some(&record)).await {
+        return r;
     }
-    let o = s.owner.clone();
+    let (o, keep) = (s.owner.clone(), s.id_hash.clone());
     let r = store::write(&b.store, move |tx| {
         tx.mfa_delete(&o)?;
+        tx.sessions_end_others(&o, &keep)?;
         tx.audit_append(
             now,
             &o,

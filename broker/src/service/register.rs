@@ -39,6 +39,10 @@ pub struct Invitation {
     pub registration_endpoint: String,
     /// The owner the resource will belong to.
     pub owner: String,
+    /// The one audience it registers.
+    pub audience: String,
+    /// Whether that resource is shared.
+    pub shared: bool,
     /// Unix seconds after which it no longer works.
     pub expires_at: i64,
 }
@@ -74,8 +78,18 @@ fn refused() -> Error {
 }
 
 impl Broker {
-    /// Make an invitation for `owner`, valid `ttl` seconds.
-    pub async fn resource_invite(&self, owner: &str, ttl: i64) -> Result<Invitation> {
+    /// Make an invitation for `owner` to register (or update) exactly
+    /// `audience`, shared or not, valid `ttl` seconds. The server holding it
+    /// chooses nothing else: not another of the owner's resources, not
+    /// another audience.
+    pub async fn resource_invite(
+        &self,
+        owner: &str,
+        audience: &str,
+        shared: bool,
+        ttl: i64,
+    ) -> Result<Invitation> {
+        check_audience(audience)?;
         let now = self.clock.now();
         if !(MIN_INVITE_TTL..=MAX_INVITE_TTL).contains(&ttl) {
             return Err(Error::InvalidRequest(format!(
@@ -86,22 +100,37 @@ impl Broker {
         let inv = Invite {
             hash: secret_hash(&token),
             owner: owner.to_owned(),
+            audience: audience.to_owned(),
+            shared,
             expires_at: now + ttl,
         };
         let out = Invitation {
             registration_token: token,
             registration_endpoint: format!("{}/resource/register", self.issuer),
             owner: owner.to_owned(),
+            audience: audience.to_owned(),
+            shared,
             expires_at: inv.expires_at,
         };
         store::write(&self.store, move |tx| {
             tx.owner_ensure(&inv.owner, now)?;
+            if tx
+                .resources_for_audience(&inv.audience)?
+                .iter()
+                .any(|r| r.owner != inv.owner)
+            {
+                return Err(Error::InvalidTarget(format!(
+                    "the audience {} is registered by another owner",
+                    inv.audience
+                )));
+            }
             tx.invite_put(&inv)?;
             tx.audit_append(
                 now,
                 &inv.owner,
                 "resource_invite",
-                &json!({"expires_at": inv.expires_at}).to_string(),
+                &json!({"expires_at": inv.expires_at, "audience": inv.audience, "shared": inv.shared})
+                    .to_string(),
             )?;
             Ok(())
         })
@@ -127,6 +156,20 @@ impl Broker {
             let inv = tx.invite_take(&hash, now)?.ok_or_else(refused)?;
             if !bool::from(inv.hash.as_bytes().ct_eq(hash.as_bytes())) {
                 return Err(refused());
+            }
+            // The invitation names the one audience (and sharing) it
+            // registers; a refusal rolls back, leaving the invitation unspent.
+            if audience != inv.audience {
+                return Err(Error::InvalidTarget(format!(
+                    "this registration token is for {}, not {audience}",
+                    inv.audience
+                )));
+            }
+            if shared != inv.shared {
+                return Err(Error::InvalidRequest(format!(
+                    "this registration token registers the resource with shared = {}",
+                    inv.shared
+                )));
             }
             let existing = tx.resources_for_audience(&audience)?;
             if existing.iter().any(|o| o.owner != inv.owner) {

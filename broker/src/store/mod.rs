@@ -122,6 +122,8 @@ pub trait Tx {
     fn session_get(&mut self, id_hash: &str, now: i64) -> Result<Option<WebSession>>;
     /// End a web session.
     fn session_delete(&mut self, id_hash: &str) -> Result<()>;
+    /// End every web session of `owner` but the one whose id hashes to `keep`.
+    fn sessions_end_others(&mut self, owner: &str, keep: &str) -> Result<()>;
     /// The owner's second-factor settings (a JSON document the dashboard
     /// owns: the sealed TOTP secret, the last step used, recovery code hashes).
     fn mfa_get(&mut self, owner: &str) -> Result<Option<String>>;
@@ -203,6 +205,10 @@ pub struct Invite {
     pub hash: String,
     /// The owner the registered resource will belong to.
     pub owner: String,
+    /// The one audience it registers (or updates, when the owner has it).
+    pub audience: String,
+    /// Whether the resource is registered as shared.
+    pub shared: bool,
     /// Unix seconds after which it no longer works.
     pub expires_at: i64,
 }

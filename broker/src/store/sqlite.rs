@@ -103,7 +103,8 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
 /// Invitations to register a resource server over HTTP (hash of the token).
 const REGISTRATION_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resource_invites (
-  hash TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
+  hash TEXT PRIMARY KEY, owner TEXT NOT NULL, audience TEXT NOT NULL, shared INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL);
 ";
 
 pub(super) fn db_err(e: rusqlite::Error) -> Error {
@@ -390,6 +391,12 @@ impl Tx for SqliteTx<'_> {
             "DELETE FROM owner_setup WHERE owner = ?1",
             "DELETE FROM owner_passwords WHERE owner = ?1",
             "DELETE FROM owner_mfa WHERE owner = ?1",
+            // What the owner set up for the gateway and for registrations
+            // goes too: a later owner of the same name inherits none of it.
+            "DELETE FROM upstream_connections WHERE owner = ?1",
+            "DELETE FROM oauth_pending WHERE owner = ?1",
+            "DELETE FROM upstreams WHERE owner = ?1",
+            "DELETE FROM resource_invites WHERE owner = ?1",
         ] {
             self.conn
                 .prepare_cached(sql)
@@ -836,6 +843,15 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)
     }
 
+    fn sessions_end_others(&mut self, owner: &str, keep: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM web_sessions WHERE owner = ?1 AND id_hash <> ?2")
+            .map_err(db_err)?
+            .execute(params![owner, keep])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     fn session_delete(&mut self, id_hash: &str) -> Result<()> {
         self.conn
             .prepare_cached("DELETE FROM web_sessions WHERE id_hash = ?1")
@@ -1112,10 +1128,17 @@ impl Tx for SqliteTx<'_> {
     fn invite_put(&mut self, inv: &Invite) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO resource_invites(hash, owner, expires_at) VALUES (?1,?2,?3)",
+                "INSERT INTO resource_invites(hash, owner, audience, shared, expires_at) \
+                 VALUES (?1,?2,?3,?4,?5)",
             )
             .map_err(db_err)?
-            .execute(params![inv.hash, inv.owner, inv.expires_at])
+            .execute(params![
+                inv.hash,
+                inv.owner,
+                inv.audience,
+                inv.shared,
+                inv.expires_at
+            ])
             .map_err(db_err)?;
         Ok(())
     }
@@ -1129,14 +1152,21 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?;
         let found = self
             .conn
-            .prepare_cached("SELECT owner, expires_at FROM resource_invites WHERE hash = ?1")
+            .prepare_cached(
+                "SELECT owner, expires_at, audience, shared FROM resource_invites WHERE hash = ?1",
+            )
             .map_err(db_err)?
             .query_row(params![hash], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
             })
             .optional()
             .map_err(db_err)?;
-        let Some((owner, expires_at)) = found else {
+        let Some((owner, expires_at, audience, shared)) = found else {
             return Ok(None);
         };
         self.conn
@@ -1147,6 +1177,8 @@ impl Tx for SqliteTx<'_> {
         Ok(Some(Invite {
             hash: hash.to_owned(),
             owner,
+            audience,
+            shared,
             expires_at,
         }))
     }

@@ -209,8 +209,10 @@ async fn register(b: &Broker, token: Option<&str>, body: &str) -> Reply {
     }
 }
 
-fn invite(b: &Broker, owner: &str) -> String {
-    let v = b.cli_ok(&["resource", "invite", "--owner", owner, "--ttl", "10m"]);
+fn invite(b: &Broker, owner: &str, audience: &str) -> String {
+    let v = b.cli_ok(&[
+        "resource", "invite", audience, "--owner", owner, "--ttl", "10m",
+    ]);
     assert!(
         v["registration_endpoint"]
             .as_str()
@@ -228,7 +230,20 @@ async fn a_resource_registers_itself_once_per_invitation() {
         {"name": "travel:search", "description": "Search flights", "risk": "low"},
         {"name": "travel:book", "description": "Book flights", "risk": "medium"}]})
     .to_string();
-    let t = invite(&b, "alice");
+    let t = invite(&b, "alice", "https://travel.example/mcp");
+    // The invitation registers the audience it names, unshared as it said:
+    // nothing else, and a refusal leaves it unspent.
+    let other = json!({"resource": "https://pay.example/api", "shared": false, "scopes": []});
+    let r = register(&b, Some(&t), &other.to_string()).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_target"), "{}", r.body);
+    let as_shared = json!({"resource": "https://travel.example/mcp", "shared": true, "scopes": []});
+    let r = register(&b, Some(&t), &as_shared.to_string()).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "{}",
+        r.body
+    );
     assert!(!audit_records(&b).iter().any(|r| r.to_string().contains(&t)));
 
     // Hostile requests first: none spends the invitation.
@@ -278,7 +293,7 @@ async fn a_resource_registers_itself_once_per_invitation() {
     assert_eq!((again.status, again.error()), (401, "invalid_token"));
 
     // A second invitation of the same owner updates the catalog and the secret.
-    let t2 = invite(&b, "alice");
+    let t2 = invite(&b, "alice", "https://travel.example/mcp");
     let upd = json!({"resource": "https://travel.example/mcp", "scopes": [
         {"name": "travel:search", "description": "Search flights", "risk": "low"}]});
     let second = register(&b, Some(&t2), &upd.to_string()).await;
@@ -296,10 +311,19 @@ async fn a_resource_registers_itself_once_per_invitation() {
     let r = device_for(&b, "travel:book", "https://travel.example/mcp").await;
     assert_eq!(r.error(), "invalid_scope");
 
-    // Another owner's invitation cannot take over the audience.
-    let tb = invite(&b, "bob");
-    let r = register(&b, Some(&tb), &body).await;
-    assert_eq!((r.status, r.error()), (400, "invalid_target"));
+    // Another owner gets no invitation for the audience at all.
+    let (code, v) = b.cli(&[
+        "resource",
+        "invite",
+        "https://travel.example/mcp",
+        "--owner",
+        "bob",
+    ]);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (1, Some("invalid_target")),
+        "{v}"
+    );
     let audits = audit_records(&b);
     assert!(
         audits

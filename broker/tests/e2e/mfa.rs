@@ -34,13 +34,26 @@ fn setup_key(html: &str) -> String {
 /// Enroll `default` with TOTP; returns the setup key and the recovery codes.
 async fn enroll(b: &Broker) -> (String, Vec<String>) {
     let (mut w, csrf) = signed_in(b).await;
+    enroll_in(&mut w, &csrf).await
+}
+
+/// Enroll from the signed-in browser `w`.
+async fn enroll_in(w: &mut Web, csrf: &str) -> (String, Vec<String>) {
     let account = w.get("/account").await;
     assert!(
         account.body.contains("Two-step sign-in is off"),
         "{}",
         account.body
     );
-    let start = w.post("/account/mfa/start", &[("csrf", &csrf)]).await;
+    // A session alone does not turn it on: the password is asked again.
+    let bare = w.post("/account/mfa/start", &[("csrf", csrf)]).await;
+    assert_eq!(bare.status, 401, "{}", bare.body);
+    let start = w
+        .post(
+            "/account/mfa/start",
+            &[("csrf", csrf), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(start.status, 200, "{}", start.body);
     let key = setup_key(&start.body);
     assert!(start.body.contains("otpauth://totp/"), "{}", start.body);
@@ -48,14 +61,14 @@ async fn enroll(b: &Broker) -> (String, Vec<String>) {
     let wrong = w
         .post(
             "/account/mfa/confirm",
-            &[("csrf", &csrf), ("code", "000000")],
+            &[("csrf", csrf), ("code", "000000")],
         )
         .await;
     assert_eq!(wrong.status, 400);
     let done = w
         .post(
             "/account/mfa/confirm",
-            &[("csrf", &csrf), ("code", &code(&key, now()))],
+            &[("csrf", csrf), ("code", &code(&key, now()))],
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
@@ -197,4 +210,71 @@ async fn the_operator_resets_a_lost_second_factor() {
     let mut w = Web::new(&b);
     let p = w.login("default", PASSWORD).await;
     assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+}
+
+#[tokio::test]
+async fn turning_it_on_ends_other_sessions_and_turning_it_off_needs_password_and_code() {
+    let b = Broker::start(&[]);
+    // Two browsers signed in with the password alone; one turns the second
+    // factor on, and the other's session ends.
+    let (mut first, csrf) = signed_in(&b).await;
+    let mut other = Web::new(&b);
+    assert_eq!(other.login("default", PASSWORD).await.status, 303);
+    assert_eq!(other.get("/agents").await.status, 200);
+    let (key, recovery) = enroll_in(&mut first, &csrf).await;
+    assert_eq!(other.get("/agents").await.status, 303);
+    assert_eq!(first.get("/agents").await.status, 200);
+
+    // Signed in with both factors.
+    let (mut w, csrf) = password_step(&b).await;
+    let c = code(&key, now() + 30);
+    let ok = w
+        .post(
+            "/login/code",
+            &[("csrf", &csrf), ("code", &c), ("next", "/agents")],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let page = w.get("/account").await;
+    let csrf = field(&page.body, "csrf");
+    // A code without the password, or the password with a wrong code: refused.
+    let r = w
+        .post(
+            "/account/mfa/disable",
+            &[("csrf", &csrf), ("code", &code(&key, now()))],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = w
+        .post(
+            "/account/mfa/disable",
+            &[("csrf", &csrf), ("password", PASSWORD), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        w.get("/account")
+            .await
+            .body
+            .contains("Two-step sign-in is on")
+    );
+    // Both (this minute's codes were spent signing in; a recovery code does
+    // it): off.
+    let r = w
+        .post(
+            "/account/mfa/disable",
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("code", &recovery[1]),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        w.get("/account")
+            .await
+            .body
+            .contains("Two-step sign-in is off")
+    );
 }
