@@ -123,14 +123,18 @@ fn read_rules(file: &PathBuf) -> Result<String> {
 
 fn print(j: bool, v: &UpstreamView, what: &str) {
     if j {
-        println!("{}", json!(v));
+        say!("{}", json!(v));
     } else {
-        println!(
+        say!(
             "{what} upstream {}: agents call {} (audience {}), forwarded to {} with the credential in {}.",
-            v.name, v.gateway_url, v.audience, v.base_url, v.credential
+            v.name,
+            v.gateway_url,
+            v.audience,
+            v.base_url,
+            v.credential
         );
         for r in &v.rules {
-            println!(
+            say!(
                 "  {} {} needs {}{}",
                 r.methods.join(","),
                 r.path,
@@ -156,9 +160,9 @@ fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Res
     let before = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?.map(|c| c.id);
     let started = oauth::start(ctx, &vault, b.rng.as_ref(), name, "cli")?;
     if j {
-        println!("{}", json!(started));
+        say!("{}", json!(started));
     } else {
-        println!(
+        say!(
             "Open this address in a browser to connect upstream {name} (valid 10 minutes):\n{}",
             started.authorize_url
         );
@@ -172,12 +176,12 @@ fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Res
         let now = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?;
         if let Some(c) = now.filter(|c| Some(&c.id) != before.as_ref() && c.status == "connected") {
             if j {
-                println!(
+                say!(
                     "{}",
                     json!({"name": name, "connected": true, "connection": c.id})
                 );
             } else {
-                println!("Connected upstream {name}.");
+                say!("Connected upstream {name}.");
             }
             return Ok(());
         }
@@ -194,10 +198,10 @@ fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Res
 pub fn templates(search: Option<&str>, j: bool) -> ExitCode {
     let list = templates::list(search);
     if j {
-        println!("{}", json!(list));
+        say!("{}", json!(list));
     } else {
         for t in &list {
-            println!("{:<22} {:<7} {}", t.name, t.credential, t.description);
+            say!("{:<22} {:<7} {}", t.name, t.credential, t.description);
         }
     }
     ExitCode::SUCCESS
@@ -260,25 +264,25 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
         UpstreamCmd::Remove { name } => {
             upstreams::remove(&ctx, name)?;
             if j {
-                println!("{}", json!({"name": name, "removed": true}));
+                say!("{}", json!({"name": name, "removed": true}));
             } else {
-                println!("Removed upstream {name} and its secret.");
+                say!("Removed upstream {name} and its secret.");
             }
         }
         UpstreamCmd::List => {
             let list = upstreams::list(&b.store, &b.issuer, owner)?;
             if j {
-                println!("{}", json!(list));
+                say!("{}", json!(list));
             } else {
                 for v in &list {
-                    println!("{}  {}  -> {}", v.name, v.gateway_url, v.base_url);
+                    say!("{}  {}  -> {}", v.name, v.gateway_url, v.base_url);
                 }
             }
         }
         UpstreamCmd::Export { name } => {
             let text = templates::as_template(&upstreams::export(&b.store, owner, name)?);
             if j {
-                println!("{}", json!({"name": name, "rules": text}));
+                say!("{}", json!({"name": name, "rules": text}));
             } else {
                 print!("{text}");
             }
@@ -287,9 +291,9 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
         UpstreamCmd::Connection { name } => {
             let v = oauth::status(&b.store, owner, name)?;
             if j {
-                println!("{}", json!(v));
+                say!("{}", json!(v));
             } else {
-                println!("Upstream {name}: {}", v.status.replace('_', " "));
+                say!("Upstream {name}: {}", v.status.replace('_', " "));
             }
         }
         UpstreamCmd::Disconnect { name } => {
@@ -300,14 +304,14 @@ pub fn run(b: &Broker, owner: &str, cmd: &UpstreamCmd, j: bool) -> Result<ExitCo
                 .map_err(|e| Error::Server(format!("runtime: {e}")))?;
             let revoked = rt.block_on(oauth::disconnect(b, &vault, owner, name, "cli"))?;
             if j {
-                println!(
+                say!(
                     "{}",
                     json!({"name": name, "disconnected": true, "revoked": revoked})
                 );
             } else if revoked {
-                println!("Disconnected upstream {name}: the provider revoked its tokens.");
+                say!("Disconnected upstream {name}: the provider revoked its tokens.");
             } else {
-                println!(
+                say!(
                     "Disconnected upstream {name}: its tokens are forgotten (the provider did not confirm a revocation)."
                 );
             }

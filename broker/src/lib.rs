@@ -4,6 +4,21 @@
 //! pure function that fuzzing and tests call directly, and the audit chain's
 //! record hash ([`audit`]), for tools that check or build exported logs.
 
+/// `println!` for the command line's output: when the reader stops reading
+/// (`protonpass-broker ... | head`), the command ends quietly with status 141
+/// (as a tool killed by SIGPIPE does) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+        }
+    }};
+}
+
 pub mod audit;
 mod cli;
 mod cli_upstream;

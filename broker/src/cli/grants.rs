@@ -53,16 +53,16 @@ pub(super) fn approve(
 pub(super) fn pending(c: &Ctx) -> Result<ExitCode> {
     let list = c.rt.block_on(c.b.pending())?;
     if c.json {
-        println!("{}", json!(list));
+        say!("{}", json!(list));
         return Ok(ExitCode::SUCCESS);
     }
     if list.is_empty() {
-        println!("No device request is waiting for approval.");
+        say!("No device request is waiting for approval.");
         return Ok(ExitCode::SUCCESS);
     }
     let now = SystemClock.now();
     for w in &list {
-        println!(
+        say!(
             "{}  agent {:?} asks for {}{}",
             w.user_code.as_deref().unwrap_or("(code not kept)"),
             w.agent,
@@ -73,18 +73,18 @@ pub(super) fn pending(c: &Ctx) -> Result<ExitCode> {
                 .unwrap_or_else(|| " (no audience named: pass --audience to approve)".into())
         );
         if let Some(k) = &w.key_thumbprint {
-            println!("    key thumbprint:  {k}");
+            say!("    key thumbprint:  {k}");
         }
         if let Some(r) = &w.reason {
-            println!("    reason (the agent's own words): {r:?}");
+            say!("    reason (the agent's own words): {r:?}");
         }
-        println!(
+        say!(
             "    asked at {}; the code expires at {}",
             at(w.created_at, now),
             at(w.expires_at, now)
         );
     }
-    println!(
+    say!(
         "Approve with `protonpass-broker approve CODE`, refuse with `protonpass-broker deny CODE`."
     );
     Ok(ExitCode::SUCCESS)
@@ -180,11 +180,11 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                     "status": g.status, "origin": g.origin, "created_at": g.created_at,
                     "expires_at": g.expires_at, "jkt": g.jkt,
                 })).collect();
-                println!("{}", json!(v));
+                say!("{}", json!(v));
             } else {
                 let now = SystemClock.now();
                 if list.is_empty() {
-                    println!("No grant yet; `protonpass-broker grant create` makes one.");
+                    say!("No grant yet; `protonpass-broker grant create` makes one.");
                 }
                 for g in list {
                     let state = match g.status {
@@ -203,7 +203,7 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
                         }
                         GrantStatus::Active => format!("active; expires {}", at(g.expires_at, now)),
                     };
-                    println!(
+                    say!(
                         "{}  agent {:?}  {}  on {}  ({}, created {})",
                         g.gid,
                         g.agent,
@@ -222,7 +222,7 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
 fn show(c: &Ctx, id: &str) -> Result<ExitCode> {
     let (g, budgets) = c.rt.block_on(c.b.grant_show(&c.owner, id))?;
     if c.json {
-        println!(
+        say!(
             "{}",
             json!({
                 "grant_id": g.gid, "agent": g.agent, "scope": g.scope, "audiences": g.audiences,
@@ -232,7 +232,7 @@ fn show(c: &Ctx, id: &str) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "{}  agent {:?}  {}  on {}  ({:?}, expires {})",
         g.gid,
         g.agent,
@@ -242,12 +242,17 @@ fn show(c: &Ctx, id: &str) -> Result<ExitCode> {
         when(g.expires_at)
     );
     if budgets.is_empty() {
-        println!("No budget; `protonpass-broker grant budget` sets one.");
+        say!("No budget; `protonpass-broker grant budget` sets one.");
     }
     for b in budgets {
-        println!(
+        say!(
             "  budget {}: {} {} per {} (UTC); {} spent, {} remain",
-            b.scope, b.limit, b.currency, b.period, b.spent, b.remaining
+            b.scope,
+            b.limit,
+            b.currency,
+            b.period,
+            b.spent,
+            b.remaining
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -266,7 +266,7 @@ enum KeysCmd {
 
 fn fail(json_out: bool, e: &Error) -> ExitCode {
     if json_out {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&ErrorBody::from(e)).unwrap_or_default()
         );
@@ -371,9 +371,9 @@ fn scopes(list: &[String]) -> String {
 
 fn out(json_out: bool, value: serde_json::Value, text: String) {
     if json_out {
-        println!("{value}");
+        say!("{value}");
     } else {
-        println!("{text}");
+        say!("{text}");
     }
 }
 

@@ -517,3 +517,20 @@ fn each_commands_help_shows_its_own_options_first_and_server_options_only_for_se
     let h = help(&["audit", "tail"]);
     assert!(h.contains("[default: 20]"), "{h}");
 }
+
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly() {
+    // `protonpass-broker ... | head`: the reader is gone before the command
+    // writes; it must end with SIGPIPE's status, not a panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(crate::kit::BIN)
+        .args(["upstream", "templates"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
