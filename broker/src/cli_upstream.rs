@@ -158,7 +158,7 @@ fn connect(b: &Broker, ctx: &Ctx<'_>, name: &str, no_wait: bool, j: bool) -> Res
     let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
     let n = name.to_owned();
     let before = crate::store::read_blocking(&b.store, |tx| tx.connection_get(&n))?.map(|c| c.id);
-    let started = oauth::start(ctx, &vault, b.rng.as_ref(), name, "cli")?;
+    let started = oauth::start(ctx, &vault, b.rng.as_ref(), name, "cli", None)?;
     if j {
         say!("{}", json!(started));
     } else {

@@ -18,6 +18,7 @@ use super::view::{self, when};
 use super::{
     B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
 };
+use super::{cookie, session_cookie};
 use crate::gateway::oauth::{self, ConnectionView};
 use crate::gateway::upstreams::{self, Ctx};
 use crate::gateway::vault::Vault;
@@ -130,6 +131,11 @@ pub(super) async fn connect(b: B, headers: HeaderMap, body: Bytes) -> Response {
         Ok(x) => x,
         Err(r) => return *r,
     };
+    // The provider's answer must come back to this browser, signed in as
+    // this owner: a leaked authorization link cannot connect someone else's
+    // account to the owner's upstream.
+    let browser = cookie(&headers, session_cookie(&b.0))
+        .map(|v| format!("{}={}", session_cookie(&b.0), crate::audit::secret_hash(v)));
     let (b2, owner, n) = (b.0.clone(), s.owner.clone(), name.clone());
     let started = tokio::task::spawn_blocking(move || {
         let vault = Vault::load(&b2.cfg.data, b2.rng.as_ref())?;
@@ -139,7 +145,7 @@ pub(super) async fn connect(b: B, headers: HeaderMap, body: Bytes) -> Response {
             owner: &owner,
             now: b2.clock.now(),
         };
-        oauth::start(&ctx, &vault, b2.rng.as_ref(), &n, "dashboard")
+        oauth::start(&ctx, &vault, b2.rng.as_ref(), &n, "dashboard", browser)
     })
     .await;
     let started = match started {

@@ -89,6 +89,7 @@ pub fn start(
     rng: &dyn Random,
     name: &str,
     by: &str,
+    browser: Option<String>,
 ) -> Result<Started> {
     let (_, _, o) = oauth_upstream(c.store, c.owner, name)?;
     let mut raw = Zeroizing::new([0u8; 32]);
@@ -122,6 +123,7 @@ pub fn start(
         sealed: vault.seal(c.owner, &verifier_name(name), verifier.as_bytes(), rng)?,
         created_at: c.now,
         expires_at: c.now + PENDING_TTL,
+        browser,
     };
     let (owner, now) = (c.owner.to_owned(), c.now);
     let detail = json!({"upstream": name, "by": by}).to_string();

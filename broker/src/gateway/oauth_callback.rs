@@ -65,8 +65,26 @@ fn refused(text: &str) -> Response {
     page(StatusCode::BAD_REQUEST, "Not connected", text)
 }
 
+/// Whether the request carries the cookie a browser-bound authorization
+/// names (`NAME=HASH`), compared in constant time.
+fn same_browser(headers: &axum::http::HeaderMap, bound: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some((name, want)) = bound.split_once('=') else {
+        return false;
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .filter(|(k, _)| *k == name)
+        .any(|(_, v)| bool::from(secret_hash(v).as_bytes().ct_eq(want.as_bytes())))
+}
+
 async fn callback(
     State(cb): State<Arc<Callback>>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let b = &cb.b;
@@ -91,6 +109,14 @@ async fn callback(
             );
         }
     };
+    if p.browser
+        .as_deref()
+        .is_some_and(|bound| !same_browser(&headers, bound))
+    {
+        return refused(
+            "Finish connecting in the browser that started it, signed in to the dashboard: start again there.",
+        );
+    }
     let name = p.upstream.clone();
     let looked_up = {
         let (store, owner, name) = (b.store.clone(), p.owner.clone(), name.clone());

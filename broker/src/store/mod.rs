@@ -471,6 +471,9 @@ pub struct PendingAuth {
     pub created_at: i64,
     /// Expires.
     pub expires_at: i64,
+    /// When started from a browser: `COOKIE_NAME=SHA256(value)` of the
+    /// cookie that browser must send with the provider's answer.
+    pub browser: Option<String>,
 }
 
 impl fmt::Debug for PendingAuth {

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS upstream_connections (
   connected_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS oauth_pending (
   state_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, upstream TEXT NOT NULL,
-  sealed BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+  sealed BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  browser TEXT);
 ";
 
 /// Invitations to register a resource server over HTTP (hash of the token).
@@ -1053,11 +1054,19 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO oauth_pending(state_hash, owner, upstream, sealed, created_at, expires_at)
-                 VALUES (?1,?2,?3,?4,?5,?6)",
+                "INSERT INTO oauth_pending(state_hash, owner, upstream, sealed, created_at, expires_at,
+                   browser) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             )
             .map_err(db_err)?
-            .execute(params![p.state_hash, p.owner, p.upstream, p.sealed, p.created_at, p.expires_at])
+            .execute(params![
+                p.state_hash,
+                p.owner,
+                p.upstream,
+                p.sealed,
+                p.created_at,
+                p.expires_at,
+                p.browser
+            ])
             .map_err(db_err)?;
         Ok(())
     }
@@ -1065,7 +1074,7 @@ impl Tx for SqliteTx<'_> {
     fn oauth_pending_take(&mut self, state_hash: &str) -> Result<Option<PendingAuth>> {
         let found = self
             .rows(
-                "SELECT state_hash, owner, upstream, sealed, created_at, expires_at
+                "SELECT state_hash, owner, upstream, sealed, created_at, expires_at, browser
                  FROM oauth_pending WHERE state_hash = ?1",
                 params![state_hash],
                 |r| {
@@ -1076,6 +1085,7 @@ impl Tx for SqliteTx<'_> {
                         sealed: r.get(3)?,
                         created_at: r.get(4)?,
                         expires_at: r.get(5)?,
+                        browser: r.get(6)?,
                     })
                 },
             )?

@@ -91,8 +91,21 @@ async fn connect_and_disconnect_from_the_dashboard() {
         .await;
     assert_eq!(start.status, 200, "{}", start.body);
     let back = consent(&provider_link(&start.body, &p.url())).await;
+    // The provider's answer reaching another browser (a leaked link): refused,
+    // nothing connected.
     let (status, body) = get_page(&back).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("browser that started it"), "{body}");
+    let page = w.get("/upstreams/connections").await;
+    assert!(page.body.contains("Not connected"), "{}", page.body);
+    // Started again and finished in the owner's own browser.
+    let start = w
+        .post("/upstreams/connect", &[("csrf", &csrf), ("name", "mail")])
+        .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let back = consent(&provider_link(&start.body, &p.url())).await;
+    let done = w.get(back.strip_prefix(b.url.as_str()).unwrap()).await;
+    assert_eq!(done.status, 200, "{}", done.body);
     let page = w.get("/upstreams/connections").await;
     assert!(page.body.contains("Connected") && page.body.contains("Reconnect"));
     let a = agent(&b, "mail", "mail:read").await;
