@@ -12,7 +12,8 @@ use maud::{Markup, html};
 use protonpass_agent::{Error, Result};
 use serde_json::json;
 
-use super::scope_view::scope_choices;
+use super::scope_view::{any_high_risk, scope_choices};
+use super::second_factor;
 use super::view::{self, LIFETIMES, describe_scope, duration, lifetime_choice, when};
 use super::{
     B, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
@@ -114,17 +115,30 @@ pub(super) async fn device_page(
     )
 }
 
+/// What the approval form says about the audience: who registered it, its
+/// scope catalog, and whether a high-risk scope needs the second factor.
+#[derive(Clone, Copy)]
+struct About<'a> {
+    reg: Option<&'static str>,
+    catalog: Option<&'a ScopeCatalog>,
+    ask_code: bool,
+}
+
 /// The approval form. The user code is not stored (only its hash), so the form
 /// carries the code the owner entered.
 fn approval(
     s: &WebSession,
     d: &DeviceReq,
-    reg: Option<&str>,
-    catalog: Option<&ScopeCatalog>,
+    about: &About<'_>,
     code: &str,
     now: i64,
     error: Option<&str>,
 ) -> Markup {
+    let About {
+        reg,
+        catalog,
+        ask_code,
+    } = *about;
     let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let aud = d.resource.as_deref();
     html! {
@@ -164,6 +178,10 @@ fn approval(
             label { "Spend budgets, one per line, optional (" code { "payment:execute=500/EUR/day" } ": scope, limit, currency, and hour, day, week, month or total; UTC calendar periods)"
                 textarea name="budget" maxlength="2048" {} }
             (lifetime_choice())
+            @if ask_code {
+                label { "Code from your authenticator app, or a recovery code (a high-risk permission is asked for: approving it needs your second factor again)"
+                    input type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="64"; }
+            }
             div.actions {
                 button.primary type="submit" name="action" value="approve" { "Approve" }
                 button.danger type="submit" name="action" value="deny" { "Deny" }
@@ -203,11 +221,25 @@ async fn render_approval(
         Some(a) => b.catalog_of(a).await.ok(),
         None => None,
     };
+    let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
+    let ask_code = any_high_risk(&scopes, catalog.as_ref())
+        && super::mfa::required(b, &s.owner).await.unwrap_or(true);
     view::page(
         status,
         "Approve an agent",
         Some(s),
-        approval(s, d, reg, catalog.as_ref(), code, now, error),
+        approval(
+            s,
+            d,
+            &About {
+                reg,
+                catalog: catalog.as_ref(),
+                ask_code,
+            },
+            code,
+            now,
+            error,
+        ),
     )
 }
 
@@ -309,6 +341,20 @@ pub(super) async fn device_submit(
         Ok(v) => v,
         Err(e) => return service_error(&e, Some(&s)),
     };
+    // A high-risk permission (as the resource's catalog marks it) asks for
+    // the second factor again, when the owner has one.
+    if approve {
+        let aud = d.resource.as_deref().or(f.text("audience"));
+        let catalog = match aud {
+            Some(a) => b.catalog_of(a).await.ok(),
+            None => None,
+        };
+        if any_high_risk(&ticked, catalog.as_ref())
+            && let Err(r) = second_factor::confirm(&b, &s, &headers, &peer, &f, "approve").await
+        {
+            return render_approval(&b, &s, &d, &code, now, Some(&r.message), r.status).await;
+        }
+    }
     let dec = Decision {
         approve,
         scope: approve.then(|| ticked.join(" ")),

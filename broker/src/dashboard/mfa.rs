@@ -43,15 +43,15 @@ const SEALED_AS: &str = "mfa:totp";
 
 /// What the store keeps for an owner (JSON).
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(super) struct Record {
     /// The TOTP secret sealed by the vault, base64url.
-    totp: String,
+    pub(super) totp: String,
     /// Confirmed with a code: only then is it required at sign-in.
-    confirmed: bool,
+    pub(super) confirmed: bool,
     /// The last time step accepted: a code is never accepted twice.
-    last_step: u64,
+    pub(super) last_step: u64,
     /// Hashes of the unused recovery codes.
-    recovery: Vec<String>,
+    pub(super) recovery: Vec<String>,
 }
 
 fn pending_cookie(b: &Broker) -> &'static str {
@@ -73,7 +73,7 @@ fn totp(secret: &[u8]) -> Result<Totp> {
         .map_err(|_| Error::Server("TOTP: the secret was refused".into()))
 }
 
-async fn load(b: &Broker, owner: &str) -> Result<Option<Record>> {
+pub(super) async fn load(b: &Broker, owner: &str) -> Result<Option<Record>> {
     let o = owner.to_owned();
     let raw = store::read(&b.store, move |tx| tx.mfa_get(&o)).await?;
     raw.map(|r| {
@@ -174,12 +174,18 @@ pub(super) async fn code_page(State(b): B, headers: HeaderMap, RawQuery(q): RawQ
 }
 
 /// Which factor a code matched.
-enum Matched {
+pub(super) enum Matched {
     Totp(u64),
     Recovery(usize),
 }
 
-fn matches(b: &Broker, owner: &str, r: &Record, code: &str, now: i64) -> Result<Option<Matched>> {
+pub(super) fn matches(
+    b: &Broker,
+    owner: &str,
+    r: &Record,
+    code: &str,
+    now: i64,
+) -> Result<Option<Matched>> {
     let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if digits.len() == 6 && digits.bytes().all(|c| c.is_ascii_digit()) {
         let secret = open_secret(b, owner, r)?;
@@ -276,37 +282,8 @@ pub(super) async fn code_submit(
             StatusCode::UNAUTHORIZED,
         );
     };
-    // Spend the code in one transaction with a fresh read: two racing
-    // requests with the same code cannot both pass.
-    let o = owner.clone();
-    let spent = store::write(&b.store, move |tx| {
-        let Some(raw) = tx.mfa_get(&o)? else {
-            return Ok(false);
-        };
-        let mut r: Record = serde_json::from_str(&raw)
-            .map_err(|_| Error::Storage("an unreadable second-factor record".into()))?;
-        let (what, remaining) = match m {
-            Matched::Totp(step) if step > r.last_step => {
-                r.last_step = step;
-                ("totp", r.recovery.len())
-            }
-            Matched::Recovery(i) if i < r.recovery.len() => {
-                r.recovery.remove(i);
-                ("recovery_code", r.recovery.len())
-            }
-            _ => return Ok(false),
-        };
-        let data = serde_json::to_string(&r).map_err(|e| Error::Server(e.to_string()))?;
-        tx.mfa_put(&o, &data, now)?;
-        tx.audit_append(
-            now,
-            &o,
-            "login_second_factor",
-            &json!({"factor": what, "recovery_codes_left": remaining}).to_string(),
-        )?;
-        Ok(true)
-    })
-    .await;
+    let spent =
+        super::second_factor::spend(&b, &owner, m, now, "login_second_factor", json!({})).await;
     match spent {
         Ok(true) => {}
         Ok(false) => {

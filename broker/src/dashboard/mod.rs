@@ -16,6 +16,7 @@ mod device_cookie;
 mod mfa;
 mod pending;
 mod scope_view;
+mod second_factor;
 mod upstreams;
 mod usage;
 pub(crate) mod view;

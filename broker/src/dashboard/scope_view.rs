@@ -43,6 +43,20 @@ fn groups<'a>(
     out
 }
 
+/// Whether any of `scopes` is one the resource's catalog marks high-risk:
+/// approving it asks for the owner's second factor again.
+pub(super) fn any_high_risk(scopes: &[&str], catalog: Option<&ScopeCatalog>) -> bool {
+    let Some(c) = catalog else {
+        return false;
+    };
+    scopes.iter().any(|raw| {
+        Scope::parse(raw)
+            .ok()
+            .and_then(|s| c.entry_for(&s).map(|e| e.risk == Risk::High))
+            .unwrap_or(false)
+    })
+}
+
 /// The checkboxes of the approval form, one per scope (all ticked).
 pub(super) fn scope_choices(
     scopes: &[&str],

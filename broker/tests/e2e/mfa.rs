@@ -278,3 +278,97 @@ async fn turning_it_on_ends_other_sessions_and_turning_it_off_needs_password_and
             .contains("Two-step sign-in is off")
     );
 }
+
+/// Approving a permission the resource's catalog marks high-risk asks for the
+/// second factor again; a low-risk approval does not, and a code works once.
+#[tokio::test]
+async fn approving_a_high_risk_permission_asks_for_the_code_again() {
+    const SHOP: &str = "https://shop.example";
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let path = b.data.join("shop-scopes.toml");
+    std::fs::write(
+        &path,
+        "[[scope]]\nname = \"shop:browse\"\ndescription = \"Browse the shop\"\nrisk = \"low\"\n\
+         [[scope]]\nname = \"payment:execute\"\ndescription = \"Pay for orders\"\nrisk = \"high\"\n",
+    )
+    .unwrap();
+    b.cli_ok(&["resource", "add", SHOP, "--scopes", path.to_str().unwrap()]);
+    let (mut w, csrf) = signed_in(&b).await;
+    let (key, _) = enroll_in(&mut w, &csrf).await;
+    let csrf = field(&w.get("/account").await.body, "csrf");
+
+    let d = crate::device::start_device(&b, "shop:browse payment:execute", Some(SHOP)).await;
+    let uc = d.s("user_code");
+    let page = w
+        .post(
+            "/device",
+            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
+        )
+        .await;
+    assert!(page.body.contains("name=\"code\""), "{}", page.body);
+    let decide = |code: Option<String>, scopes: Vec<&'static str>| {
+        let mut f: Vec<(&str, String)> = vec![
+            ("csrf", csrf.clone()),
+            ("step", "decide".into()),
+            ("user_code", uc.clone()),
+            ("ttl", "3600".into()),
+            ("action", "approve".into()),
+        ];
+        f.extend(scopes.into_iter().map(|s| ("scope", s.to_owned())));
+        if let Some(c) = code {
+            f.push(("code", c));
+        }
+        f
+    };
+    // No code, then a wrong one: refused, the request stays pending.
+    let r = post(
+        &mut w,
+        &decide(None, vec!["shop:browse", "payment:execute"]),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("high-risk permission"), "{}", r.body);
+    let r = post(
+        &mut w,
+        &decide(
+            Some("000000".into()),
+            vec!["shop:browse", "payment:execute"],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(b.cli_ok(&["pending"]).as_array().unwrap().len(), 1);
+    // The right code approves.
+    let c = code(&key, now() + 30);
+    let r = post(
+        &mut w,
+        &decide(Some(c.clone()), vec!["shop:browse", "payment:execute"]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("may now act for you"), "{}", r.body);
+    let audit = crate::kit::audit_records(&b);
+    let confirmed = audit
+        .iter()
+        .filter(|a| a["event"] == "second_factor_confirmed")
+        .count();
+    assert_eq!(confirmed, 1, "{audit:?}");
+
+    // A second request: the same code again is refused (used once) ...
+    let d2 = crate::device::start_device(&b, "shop:browse payment:execute", Some(SHOP)).await;
+    let uc2 = d2.s("user_code");
+    let mut f = decide(Some(c), vec!["shop:browse", "payment:execute"]);
+    f[2].1 = uc2.clone();
+    let r = post(&mut w, &f).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // ... and with the high-risk permission unticked no code is needed.
+    let mut f = decide(None, vec!["shop:browse"]);
+    f[2].1 = uc2;
+    let r = post(&mut w, &f).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+async fn post(w: &mut Web, f: &[(&str, String)]) -> crate::dashboard::Page {
+    let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    w.post("/device", &refs).await
+}
