@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::audience;
 use super::gateway_route::Routes;
 use super::http::{self, NonceCache};
+use super::shared_tokens::{self, ShareKey, Shared};
 use super::store::{GrantStore, StoreKind, StoredGrant};
 use crate::clock::{Clock, OsRandom, Random, SystemClock};
 use crate::dpop::{ProofInput, create_proof};
@@ -701,31 +702,70 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
             g
         }
     };
-    let t = calls
-        .exchange(
-            &grant.refresh_token,
-            &requested.to_string(),
-            audience,
-            opts.ttl,
-        )
-        .await;
-    let t = match t {
-        Err(Error::InvalidGrant(m)) => {
-            // The stored grant was revoked or has expired: forget it so that the
-            // next call asks the owner again.
-            store.remove(&broker, &profile, &agent)?;
-            return Err(Error::InvalidGrant(format!(
-                "{m} (the stored grant was revoked or expired and has been forgotten; authenticate again to ask the owner)"
-            )));
-        }
-        other => other?,
+    // A live session of this process may already hold a token for exactly
+    // this (shared_tokens.rs): take a share of it instead of a round trip.
+    let share = ShareKey {
+        broker: broker.clone(),
+        profile: profile.clone(),
+        agent: agent.clone(),
+        jkt: grant.key.thumbprint().to_owned(),
+        audience: audience.to_owned(),
+        scope: requested.to_string(),
+        ttl: opts.ttl,
     };
-    if let Some(r) = &t.refresh_token {
-        grant.refresh_token = Zeroizing::new(r.clone());
-        store.save(&broker, &profile, &agent, &grant)?;
-    }
-    drop(_lock);
-    let access = access_from(&t, now)?;
+    let adopted = if needs_new {
+        None
+    } else {
+        shared_tokens::adopt(&share, now)
+    };
+    let access = match adopted {
+        Some(s) => {
+            drop(_lock);
+            AccessToken {
+                token: s.token,
+                issued_at: s.issued_at,
+                expires_at: s.expires_at,
+                scope: ScopeSet::parse(&s.scope).unwrap_or_default(),
+            }
+        }
+        None => {
+            let t = calls
+                .exchange(
+                    &grant.refresh_token,
+                    &requested.to_string(),
+                    audience,
+                    opts.ttl,
+                )
+                .await;
+            let t = match t {
+                Err(Error::InvalidGrant(m)) => {
+                    // The stored grant was revoked or has expired: forget it so that the
+                    // next call asks the owner again.
+                    store.remove(&broker, &profile, &agent)?;
+                    return Err(Error::InvalidGrant(format!(
+                        "{m} (the stored grant was revoked or expired and has been forgotten; authenticate again to ask the owner)"
+                    )));
+                }
+                other => other?,
+            };
+            if let Some(r) = &t.refresh_token {
+                grant.refresh_token = Zeroizing::new(r.clone());
+                store.save(&broker, &profile, &agent, &grant)?;
+            }
+            drop(_lock);
+            let access = access_from(&t, now)?;
+            shared_tokens::register(
+                share,
+                Shared {
+                    token: access.token.clone(),
+                    issued_at: access.issued_at,
+                    expires_at: access.expires_at,
+                    scope: access.scope.to_string(),
+                },
+            );
+            access
+        }
+    };
     if !access.scope.covers_all(&required) {
         return Err(Error::ScopeNotGranted {
             missing: access.scope.missing(&required).to_string(),
@@ -831,6 +871,13 @@ async fn renew(inner: &Arc<SessionInner>, force: bool) -> Result<()> {
     let audiences: Vec<String> = due.into_iter().map(|(aud, _)| aud).collect();
     let fresh = exchange_under_lock(inner, &audiences).await?;
     if let Ok(mut m) = inner.tokens.write() {
+        for (aud, _) in &fresh {
+            // The replaced token ends at its expiry; this session no longer
+            // holds a share of it.
+            if let Some(old) = m.get(aud) {
+                shared_tokens::release(&old.token);
+            }
+        }
         m.extend(fresh);
     }
     Ok(())
@@ -1164,6 +1211,10 @@ async fn close_inner(inner: &Arc<SessionInner>, revoke_grant: bool) -> Result<()
         .unwrap_or_default();
     let mut first_err = None;
     for t in tokens {
+        // A token another live session of this process shares stays live.
+        if !shared_tokens::release(&t) {
+            continue;
+        }
         let r = tokio::time::timeout(
             Duration::from_secs(10),
             inner.calls.revoke(&t, "access_token"),
@@ -1238,6 +1289,11 @@ impl Drop for Session {
             Err(_) => {
                 if let Some(h) = renewal {
                     h.abort();
+                }
+                if let Ok(mut m) = self.inner.tokens.write() {
+                    for (_, a) in m.drain() {
+                        shared_tokens::release(&a.token);
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ mod client;
 pub mod discovery;
 mod gateway_route;
 mod http;
+mod shared_tokens;
 mod store;
 mod verifier;
 

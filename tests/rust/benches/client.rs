@@ -88,7 +88,7 @@ async fn run() {
         sessions.push(s);
     }
     println!(
-        "authenticate_with_proton stored grant: p50 {:.2} ms, p99 {:.2} ms (n={}, target p99 <= 1.5 ms: 10x under 15 ms)",
+        "authenticate_with_proton stored grant: p50 {:.2} ms, p99 {:.2} ms (n={}, target p50 <= 0.5 ms, p99 <= 1.5 ms; later sessions of the process share the live token)",
         pct(lat.clone(), 0.5),
         pct(lat, 0.99),
         sessions.len() - 20

@@ -532,3 +532,87 @@ async fn the_token_goes_only_to_urls_under_the_audience() {
     assert_eq!(r.status(), 200);
     s.close(false).await.unwrap();
 }
+
+/// The bearer part of a session's Authorization header.
+fn token_of(s: &Session, url: &str) -> String {
+    s.headers("GET", url)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.split_once(' ').unwrap().1.to_owned())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_one_process_share_a_token_and_the_last_close_revokes_it() {
+    let broker = Broker::start(&[]);
+    let api = Api::bind().await;
+    let aud = api.aud.clone();
+    let (first, home) = enrolled_session(&broker, &aud).await;
+    let v = verifier_for(&broker, &aud, false).await;
+    let base = api.serve(v.clone()).await;
+    let url = api_url(&base, "/flights");
+    let exchanges = || {
+        broker
+            .cli(&["audit", "export"])
+            .lines()
+            .filter(|l| l.contains("\"event\":\"exchange\""))
+            .count()
+    };
+    let before = exchanges();
+    assert!(before > 0, "the first session's exchange is audited");
+
+    // Two more sessions for the same grant, audience and scopes: no round
+    // trip to the broker, the same live token.
+    let second = authenticate_with_proton(
+        &["travel:search"],
+        &aud,
+        headless(&broker, home.path(), None),
+    )
+    .await
+    .unwrap();
+    let third = authenticate_with_proton(
+        &["travel:search"],
+        &aud,
+        headless(&broker, home.path(), None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(token_of(&second, &url), token_of(&first, &url));
+    assert_eq!(token_of(&third, &url), token_of(&first, &url));
+    assert_eq!(exchanges(), before, "no exchange at the broker");
+
+    // Closing two of them does not cut off the one still running ...
+    let held = first.headers("GET", &url).unwrap();
+    first.close(false).await.unwrap();
+    second.close(false).await.unwrap();
+    let r = third.send("GET", &url, &[], None, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // ... and closing the last one revokes the token.
+    third.close(false).await.unwrap();
+    let rejected = eventually(5, async || {
+        v.verify("GET", &url, &held)
+            .await
+            .is_err_and(|r| r.error.reason() == Some(Reason::Revoked))
+    })
+    .await;
+    assert!(rejected, "the last close revoked the shared token");
+
+    // A new session after that exchanges again.
+    let fourth = authenticate_with_proton(
+        &["travel:search"],
+        &aud,
+        headless(&broker, home.path(), None),
+    )
+    .await
+    .unwrap();
+    assert_ne!(token_of(&fourth, &url), token_of_headers(&held));
+    fourth.close(false).await.unwrap();
+}
+
+fn token_of_headers(h: &[(String, String)]) -> String {
+    h.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.split_once(' ').unwrap().1.to_owned())
+        .unwrap()
+}
