@@ -14,6 +14,7 @@ pub mod path;
 pub(crate) mod proxy;
 pub mod rules;
 pub mod templates;
+mod token_cache;
 pub(crate) mod upstreams;
 pub(crate) mod vault;
 mod watch;

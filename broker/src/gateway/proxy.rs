@@ -21,7 +21,7 @@ use axum::routing::any;
 use futures_util::StreamExt as _;
 use protonpass_agent::wire::ErrorBody;
 use protonpass_agent::{
-    Error, Reason, ScopeSet, TokenValidation, status_for, verify_request, www_authenticate,
+    Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token, status_for, www_authenticate,
 };
 use serde_json::json;
 
@@ -47,6 +47,8 @@ pub struct Gateway {
     private: reqwest::Client,
     /// OAuth upstreams: one refresh at a time per connection.
     flights: super::oauth::Flights,
+    /// Tokens already verified (the proof is still checked on every request).
+    tokens: super::token_cache::TokenCache,
 }
 
 fn client(public_only: bool) -> Result<reqwest::Client, Error> {
@@ -71,6 +73,7 @@ pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
     let callback = super::oauth_callback::router(b.clone())?;
     let gw = Arc::new(Gateway {
         flights: super::oauth::Flights::default(),
+        tokens: super::token_cache::TokenCache::default(),
         b,
         vault,
         parsed: Mutex::default(),
@@ -307,6 +310,35 @@ impl Gateway {
     }
 }
 
+/// A request whose token and proof passed.
+struct Verified {
+    claims: std::sync::Arc<protonpass_agent::AccessTokenClaims>,
+    proof: protonpass_agent::VerifiedProof,
+}
+
+/// The token (verified once, then from the cache) and the proof (every
+/// request), as `protonpass_agent::verify_request` checks them.
+#[allow(clippy::too_many_arguments)]
+fn check_token(
+    gw: &Gateway,
+    req: &ProofCheck<'_>,
+    authz: &[String],
+    dpop: &[String],
+    keys: &protonpass_agent::KeySet,
+    validation: &TokenValidation,
+    now: i64,
+) -> Result<Verified, Error> {
+    let token = dpop_token(authz)?;
+    let claims = gw.tokens.verify(token, keys, validation, now)?;
+    let check = ProofCheck {
+        access_token: Some(token),
+        expected_jkt: Some(&claims.jkt),
+        ..*req
+    };
+    let proof = gw.b.proofs.verify(dpop, &check, now)?;
+    Ok(Verified { claims, proof })
+}
+
 /// Every check before the upstream is contacted, in the order of
 /// `spec/10-gateway-rules.md` section 10.3; a refusal is the response to send.
 async fn authorize(
@@ -357,15 +389,19 @@ async fn authorize(
     };
     let keys = b.keyring();
     let method = req.method.as_str();
-    let v = verify_request(
-        method,
-        &url,
+    let v = check_token(
+        gw,
+        &ProofCheck {
+            method,
+            url: &url,
+            access_token: None,
+            expected_jkt: None,
+            nonce,
+        },
         &authz,
         &dpop,
         &keys.keyset,
         &validation,
-        &b.proofs,
-        nonce,
         now,
     )
     .map_err(|e| {
@@ -428,8 +464,8 @@ async fn authorize(
         up,
         rec,
         path,
-        jti: v.claims.jti,
-        gid: v.claims.gid,
+        jti: v.claims.jti.clone(),
+        gid: v.claims.gid.clone(),
     })
 }
 
