@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
+use protonpass_agent::token::peek_ids;
 use protonpass_agent::wire::ErrorBody;
 use protonpass_agent::{
     Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token, status_for, www_authenticate,
@@ -350,12 +351,32 @@ async fn authorize(
     let b = &gw.b;
     let now = b.clock.now();
     let n = name.to_owned();
-    let rec = if rules::valid_name(name) {
-        store::read(&b.store, move |tx| tx.upstream_get(&n))
-            .await
-            .map_err(|e| refuse(call, &e, None, None))?
+    let (authz, dpop) = (
+        header_values(&req.headers, "authorization"),
+        header_values(&req.headers, "dpop"),
+    );
+    // One trip to the store for the upstream and the state of the token the
+    // request names (read before the signature check, used only once the
+    // verified claims name the same token and grant).
+    let ids = dpop_token(&authz).ok().and_then(peek_ids);
+    let (rec, state) = if rules::valid_name(name) {
+        store::read(&b.store, move |tx| {
+            let rec = tx.upstream_get(&n)?;
+            let state = match (&rec, ids) {
+                (Some(_), Some((jti, gid))) => Some((
+                    jti.clone(),
+                    gid.clone(),
+                    tx.token_get(&jti)?,
+                    tx.grant_get(&gid)?,
+                )),
+                _ => None,
+            };
+            Ok((rec, state))
+        })
+        .await
+        .map_err(|e| refuse(call, &e, None, None))?
     } else {
-        None
+        (None, None)
     };
     let Some(rec) = rec else {
         call.status = 404;
@@ -375,10 +396,6 @@ async fn authorize(
     // from the issuer, never from the Host header.
     let raw = req.uri.path();
     let url = format!("{}{raw}", b.issuer);
-    let (authz, dpop) = (
-        header_values(&req.headers, "authorization"),
-        header_values(&req.headers, "dpop"),
-    );
     let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
     validation.leeway = 0;
     let accepts = |n: &str| b.nonces.accepts(n, now);
@@ -417,12 +434,17 @@ async fn authorize(
     call.reason = v.proof.reason.clone();
 
     // Revocation cuts off at once: the store, not only the token's expiry.
-    let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
-    let state = store::read(&b.store, move |tx| {
-        Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
-    })
-    .await
-    .map_err(|e| refuse(call, &e, None, None))?;
+    let state = match state {
+        Some((jti, gid, t, g)) if jti == v.claims.jti && gid == v.claims.gid => (t, g),
+        _ => {
+            let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
+            store::read(&b.store, move |tx| {
+                Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
+            })
+            .await
+            .map_err(|e| refuse(call, &e, None, None))?
+        }
+    };
     let live = match state {
         (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(&g, now),
         _ => false,
