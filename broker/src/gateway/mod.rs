@@ -13,6 +13,8 @@ pub mod oauth_config;
 pub mod path;
 pub(crate) mod proxy;
 pub mod rules;
+mod spend_call;
+pub mod spend_rule;
 pub mod templates;
 mod token_cache;
 pub(crate) mod upstreams;

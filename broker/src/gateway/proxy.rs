@@ -29,6 +29,7 @@ use serde_json::json;
 use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
 use super::path::normalise;
 use super::rules::{self, Upstream};
+use super::spend_call::{Answered, NotSent, Spender, charge, failed, give_back};
 use super::vault::Vault;
 use super::watch::until_revoked;
 use crate::model::TokenStatus;
@@ -250,6 +251,10 @@ struct Allowed {
     path: String,
     jti: String,
     gid: String,
+    /// The proof's `jti`.
+    proof_jti: String,
+    /// The matching rule's spend and its budget scope, if it spends.
+    spend: Option<(super::spend_rule::SpendRule, String)>,
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -281,10 +286,30 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     };
     // The body (not `Sync`) stays out of the checks, which await.
     let (parts, body) = req.into_parts();
-    match authorize(&gw, &name, &parts, &mut call).await {
-        Ok(a) => forward(&gw, a, parts, body, call).await,
-        Err(r) => r,
+    let mut a = match authorize(&gw, &name, &parts, &mut call).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Some((rule, scope)) = a.spend.take() else {
+        return forward(&gw, a, parts, body, call).await;
+    };
+    let who = Spender {
+        upstream: &a.rec.name,
+        audience: &a.up.audience,
+        owner: &a.rec.owner,
+        gid: &a.gid,
+        jti: &a.jti,
+        proof_jti: &a.proof_jti,
+    };
+    let (body, charged) = match charge(&gw.b, &rule, &scope, &who, &parts, body).await {
+        Ok(x) => x,
+        Err(e) => return refuse(&mut call, &e, Some(&scope), None),
+    };
+    let r = forward(&gw, a, parts, body, call).await;
+    if failed(&r) {
+        give_back(&gw.b, charged).await;
     }
+    r
 }
 
 impl Gateway {
@@ -472,22 +497,28 @@ async fn authorize(
         refuse(call, &e, None, None)
     })?;
     call.path = path.clone();
-    let needed = rules::matching_scopes(&up.rules, method, &path);
     let granted = ScopeSet::parse(&v.claims.scope).unwrap_or_default();
-    if !needed.iter().any(|s| granted.require(s).is_ok()) {
+    let Some(rule) = super::spend_rule::admitted(&up.rules, method, &path, &granted) else {
+        let needed = rules::matching_scopes(&up.rules, method, &path);
         let msg = match needed.first() {
             Some(s) => format!("this request needs the scope {s}"),
             None => format!("no rule of upstream {name} allows {method} {path}"),
         };
         let e = Error::InsufficientScope(msg);
         return Err(refuse(call, &e, needed.first().map(String::as_str), None));
-    }
+    };
+    let spend = rule
+        .spend
+        .clone()
+        .and_then(|sp| super::spend_rule::budget_scope(&rule.scope).map(|scope| (sp, scope)));
     Ok(Allowed {
         up,
         rec,
         path,
         jti: v.claims.jti.clone(),
         gid: v.claims.gid.clone(),
+        proof_jti: v.proof.jti.clone(),
+        spend,
     })
 }
 
@@ -574,6 +605,7 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
         path,
         jti,
         gid,
+        ..
     } = a;
     let opened = match &up.oauth2 {
         Some(o) => {
@@ -666,7 +698,11 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
             // Never the error's text: it may hold the URL, and the URL the secret.
             let timeout = e.is_timeout();
             tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
-            return upstream_failed(&mut call, timeout);
+            let mut r = upstream_failed(&mut call, timeout);
+            if e.is_connect() {
+                r.extensions_mut().insert(NotSent);
+            }
+            return r;
         }
     };
     call.status = resp.status().as_u16();
@@ -686,5 +722,6 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = status;
     *r.headers_mut() = headers;
+    r.extensions_mut().insert(Answered);
     r
 }

@@ -66,6 +66,8 @@ pub struct Rule {
     pub scope: String,
     /// Plain-language description for the owner.
     pub description: Option<String>,
+    /// Spend from the owner's budget before forwarding (`spend = {..}`).
+    pub spend: Option<super::spend_rule::SpendRule>,
 }
 
 /// A parsed rules file.
@@ -125,6 +127,7 @@ struct RawRule {
     path: Spanned<String>,
     scope: Spanned<String>,
     description: Option<String>,
+    spend: Option<Spanned<super::spend_rule::RawSpend>>,
 }
 
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -271,12 +274,20 @@ fn rule(r: RawRule, text: &str) -> Result<Rule, RulesError> {
         fill(&scope, &|v| vars.contains(&v).then(|| "x".to_owned())).map_err(|m| at(&sspan, m))?;
     Scope::parse(&sample)
         .map_err(|e| at(&sspan, format!("scope template: {}", e.description())))?;
+    let spend = match r.spend {
+        Some(sp) => {
+            let span = sp.span();
+            Some(super::spend_rule::parse(sp.into_inner(), &scope).map_err(|m| at(&span, m))?)
+        }
+        None => None,
+    };
     Ok(Rule {
         methods,
         path,
         segs,
         scope,
         description: r.description,
+        spend,
     })
 }
 
@@ -439,7 +450,7 @@ pub fn describes(catalog: &ScopeCatalog, template: &str) -> bool {
 impl Rule {
     /// The scope this rule needs for `path` (normalised), if the path matches
     /// and every variable's value can stand in a scope.
-    fn scope_for(&self, path: &str) -> Option<String> {
+    pub(super) fn scope_for(&self, path: &str) -> Option<String> {
         let rest = path.strip_prefix('/')?;
         let parts: Vec<&str> = if rest.is_empty() {
             Vec::new()

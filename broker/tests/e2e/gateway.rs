@@ -67,6 +67,7 @@ async fn upstream_handler(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response
     }
     let path = req.uri().path().to_owned();
     match path.as_str() {
+        "/declined" => (StatusCode::PAYMENT_REQUIRED, "declined").into_response(),
         "/redirect" => Response::builder()
             .status(302)
             .header("location", "http://127.0.0.1:9/elsewhere")
@@ -377,5 +378,8 @@ pub fn assert_secret_nowhere(b: &Broker) {
 
 #[path = "gateway_flows.rs"]
 mod flows;
+#[path = "gateway_spend.rs"]
+mod spend;
+
 #[path = "gateway_hostile.rs"]
 mod hostile;

@@ -1,0 +1,148 @@
+//! Rules that spend: the gateway reads the amount from the request, spends
+//! from the owner's budget before forwarding, refuses without contacting the
+//! upstream when the budget or the token's limit does not allow it, never
+//! spends twice for one idempotency key, and gives the spend back when the
+//! upstream refuses the call.
+
+use super::*;
+
+const PAY_RULES: &str = r#"
+[[rule]]
+methods = ["POST"]
+path = "/pay"
+scope = "payment:execute"
+spend = { amount = "json:/amount", currency = "EUR" }
+
+[[rule]]
+methods = ["POST"]
+path = "/declined"
+scope = "payment:execute"
+spend = { amount = "header:X-Amount", currency = "EUR" }
+"#;
+
+fn remaining(b: &Broker, gid: &str) -> String {
+    let show = b.cli_ok(&["grant", "show", gid]);
+    show["budgets"][0]["remaining"].as_str().unwrap().to_owned()
+}
+
+async fn pay(
+    b: &Broker,
+    a: &(AgentKey, String, String),
+    amount: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(extra);
+    let body = format!(r#"{{"amount": "{amount}", "to": "hotel"}}"#);
+    call(b, a, "POST", "/pay", Some(body.into()), &h).await
+}
+
+#[tokio::test]
+async fn a_rule_spends_the_amount_of_the_request_from_the_budget() {
+    let up = Upstream::start().await;
+    let b = Broker::start(&[]);
+    let base = format!("http://127.0.0.1:{}", up.port);
+    let text = format!("{}{PAY_RULES}", rules("code-host", &base, true));
+    let (code, v) = add_upstream(&b, &text, "default");
+    assert_eq!(code, 0, "{v}");
+    let a = agent(&b, "default", "payment:execute:under-100").await;
+    b.cli_ok(&[
+        "grant",
+        "budget",
+        &a.2,
+        "--scope",
+        "payment:execute",
+        "--limit",
+        "50",
+        "--currency",
+        "EUR",
+        "--period",
+        "day",
+    ]);
+
+    // Spent, then forwarded with the body intact.
+    let (status, body) = json(pay(&b, &a, "20", &[]).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.last().target, "/pay");
+    assert_eq!(remaining(&b, &a.2), "30.00");
+
+    // One idempotency key, one spend, however often the agent retries.
+    for _ in 0..2 {
+        let r = pay(&b, &a, "20", &[("idempotency-key", "order-1")]).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(remaining(&b, &a.2), "10.00");
+
+    // Over the budget: refused, the upstream never contacted.
+    let before = up.calls();
+    let r = pay(&b, &a, "20", &[]).await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("budget_exceeded"), "{challenge}");
+    assert_eq!(json(r).await.1["error"], "budget_exceeded");
+    // Over the token's own limit (under-100), and no amount at all: refused too.
+    let r = pay(&b, &a, "150", &[]).await;
+    assert_eq!(r.status(), 403);
+    let r = call(
+        &b,
+        &a,
+        "POST",
+        "/pay",
+        Some("{}".into()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(r).await.1["error"], "invalid_request");
+    assert_eq!(up.calls(), before, "a refused spend reached the upstream");
+    assert_eq!(remaining(&b, &a.2), "10.00");
+
+    // The upstream declines: the spend is given back.
+    let r = call(
+        &b,
+        &a,
+        "POST",
+        "/declined",
+        Some("x".into()),
+        &[("x-amount", "5")],
+    )
+    .await;
+    assert_eq!(r.status(), 402);
+    assert_eq!(up.calls(), before + 1);
+    assert_eq!(remaining(&b, &a.2), "10.00");
+
+    // Revoking the grant stops the spending at once.
+    b.cli_ok(&["revoke", &a.2]);
+    let r = pay(&b, &a, "1", &[]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(up.calls(), before + 1);
+}
+
+#[test]
+fn bad_spend_rules_are_refused_with_their_line() {
+    let b = Broker::start(&[]);
+    for (bad, why) in [
+        (
+            r#"spend = { amount = "cookie:x", currency = "EUR" }"#,
+            "not a source",
+        ),
+        (
+            r#"spend = { amount = "json:/a", currency = "EURO" }"#,
+            "currency",
+        ),
+        (
+            r#"spend = { amount = "json:/a", currency = "EUR", unit = "cents" }"#,
+            "unit",
+        ),
+        (r#"spend = { amount = "json:/a" }"#, "currency"),
+    ] {
+        let text = format!(
+            "{}\n[[rule]]\nmethods = [\"POST\"]\npath = \"/pay\"\nscope = \"payment:execute\"\n{bad}\n",
+            rules("code-host", "https://pay.example", false)
+        );
+        let (code, v) = add_upstream(&b, &text, "default");
+        assert_ne!(code, 0, "{bad}: {v}");
+        let msg = v.to_string();
+        assert!(msg.contains(why), "{bad}: {msg}");
+    }
+}
