@@ -119,8 +119,24 @@ pub fn backup(data: &Path, to: &Path, force: bool) -> Result<Copied> {
         let mut dst = Connection::open(&tmp).map_err(sql)?;
         {
             // All pages in one step: one read transaction, one consistent state.
+            use rusqlite::backup::StepResult;
             let b = rusqlite::backup::Backup::new(&src, &mut dst).map_err(sql)?;
-            b.run_to_completion(-1, Duration::ZERO, None).map_err(sql)?;
+            let mut waits = 0;
+            loop {
+                match b.step(-1).map_err(sql)? {
+                    StepResult::Done => break,
+                    StepResult::More => {}
+                    StepResult::Busy | StepResult::Locked if waits < 600 => {
+                        waits += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => {
+                        return Err(Error::TemporarilyUnavailable(
+                            "the database stayed locked: try the backup again".into(),
+                        ));
+                    }
+                }
+            }
         }
         // The copy is one self-contained file (no write-ahead log beside it).
         dst.execute_batch(

@@ -25,6 +25,7 @@ mod kit;
 mod lifetime;
 mod logs;
 mod mfa;
+mod ops;
 mod oauth_provider;
 mod operator;
 mod owners;
