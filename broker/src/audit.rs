@@ -211,10 +211,22 @@ mod tests {
         let c = Checkpoint::sign(&key, 5, "ab", 100);
         assert!(c.check().is_ok());
         for bad in [
-            Checkpoint { seq: 6, ..c.clone() },
-            Checkpoint { hash: "ac".into(), ..c.clone() },
-            Checkpoint { ts: 101, ..c.clone() },
-            Checkpoint { sig: "00".into(), ..c.clone() },
+            Checkpoint {
+                seq: 6,
+                ..c.clone()
+            },
+            Checkpoint {
+                hash: "ac".into(),
+                ..c.clone()
+            },
+            Checkpoint {
+                ts: 101,
+                ..c.clone()
+            },
+            Checkpoint {
+                sig: "00".into(),
+                ..c.clone()
+            },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }

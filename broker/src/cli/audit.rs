@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::human::when;
 use super::{AuditCmd, out};
-use crate::service::upkeep;
 use crate::model::AuditRecord;
 use crate::service::Broker;
+use crate::service::upkeep;
 use crate::store;
 
 pub(super) fn audit(b: &Broker, cmd: &AuditCmd, j: bool) -> Result<ExitCode> {

@@ -44,7 +44,8 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 
 pub(super) fn archive(c: &Ctx, before: i64, to: &Path) -> Result<ExitCode> {
     let b = &c.b;
-    let (first, head) = store::read_blocking(&b.store, |tx| Ok((tx.audit_first()?, tx.audit_head()?)))?;
+    let (first, head) =
+        store::read_blocking(&b.store, |tx| Ok((tx.audit_first()?, tx.audit_head()?)))?;
     if before <= first || before > head {
         return Err(Error::InvalidRequest(format!(
             "--before must be after the oldest kept record ({first}) and at most the newest ({head}): \
@@ -74,7 +75,8 @@ pub(super) fn archive(c: &Ctx, before: i64, to: &Path) -> Result<ExitCode> {
         };
         Ok((start, tx.audit_page(last - 1, 1)?.pop()))
     })?;
-    let last_rec = last_rec.ok_or_else(|| Error::Storage("the record to archive up to is gone".into()))?;
+    let last_rec =
+        last_rec.ok_or_else(|| Error::Storage("the record to archive up to is gone".into()))?;
     let end = Checkpoint::sign(&b.keyring().current, last, &last_rec.hash, b.clock.now());
     let tmp = to.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
@@ -149,9 +151,9 @@ pub(super) fn verify_file(path: &Path, j: bool) -> Result<ExitCode> {
             None => Ok(None),
             Some(l) => {
                 let l = l.map_err(|e| io(path, e))?;
-                serde_json::from_str(&l)
-                    .map(Some)
-                    .map_err(|_| Error::InvalidRequest(format!("{} is not an audit archive", path.display())))
+                serde_json::from_str(&l).map(Some).map_err(|_| {
+                    Error::InvalidRequest(format!("{} is not an audit archive", path.display()))
+                })
             }
         }
     };
@@ -168,10 +170,18 @@ pub(super) fn verify_file(path: &Path, j: bool) -> Result<ExitCode> {
         Verifier::default()
     } else {
         let Ok(start) = serde_json::from_value::<Checkpoint>(header["start"].clone()) else {
-            return fail(j, first, "the archive lacks the signed checkpoint of the record before it");
+            return fail(
+                j,
+                first,
+                "the archive lacks the signed checkpoint of the record before it",
+            );
         };
         if start.seq != first - 1 {
-            return fail(j, first, "the starting checkpoint is not the record before the first");
+            return fail(
+                j,
+                first,
+                "the starting checkpoint is not the record before the first",
+            );
         }
         if let Err(why) = start.check() {
             return fail(j, start.seq, &why);
@@ -206,10 +216,18 @@ pub(super) fn verify_file(path: &Path, j: bool) -> Result<ExitCode> {
         return fail(j, br.seq, &br.why);
     }
     let Some(end) = end else {
-        return fail(j, v.position(), "the archive has no closing checkpoint: it was cut short");
+        return fail(
+            j,
+            v.position(),
+            "the archive has no closing checkpoint: it was cut short",
+        );
     };
     if v.position() != last || end.seq != last || end.hash != v.head() {
-        return fail(j, v.position(), "the closing checkpoint does not sign the last record");
+        return fail(
+            j,
+            v.position(),
+            "the closing checkpoint does not sign the last record",
+        );
     }
     if let Err(why) = end.check() {
         return fail(j, end.seq, &why);

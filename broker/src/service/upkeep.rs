@@ -72,7 +72,10 @@ fn check_checkpoint(tx: &mut dyn Tx, c: &Checkpoint, first: i64) -> Result<Optio
     if !tx.keys_all()?.iter().any(|k| k.kid == c.kid) {
         return Ok(Some(broken(
             c.seq,
-            format!("checkpoint {} is signed by a key this broker never had", c.seq),
+            format!(
+                "checkpoint {} is signed by a key this broker never had",
+                c.seq
+            ),
         )));
     }
     if c.seq >= first {

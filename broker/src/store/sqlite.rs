@@ -1271,7 +1271,10 @@ impl Tx for SqliteTx<'_> {
         super::sqlite_audit::checkpoint_put(self.conn, c)
     }
 
-    fn audit_checkpoint_latest(&mut self, at_most: i64) -> Result<Option<crate::audit::Checkpoint>> {
+    fn audit_checkpoint_latest(
+        &mut self,
+        at_most: i64,
+    ) -> Result<Option<crate::audit::Checkpoint>> {
         super::sqlite_audit::checkpoint_latest(self.conn, at_most)
     }
 

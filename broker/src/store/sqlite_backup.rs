@@ -114,7 +114,8 @@ pub fn backup(data: &Path, to: &Path, force: bool) -> Result<Copied> {
     let tmp = tmp_beside(to);
     fresh(&tmp, true)?;
     let done = (|| {
-        let src = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let src =
+            Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
         src.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         let mut dst = Connection::open(&tmp).map_err(sql)?;
         {

@@ -88,9 +88,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
         ]);
         pages.push(pages_in_use(&b));
     }
-    println!(
-        "{issued} tokens issued over 8 simulated days; pages in use per day: {pages:?}"
-    );
+    println!("{issued} tokens issued over 8 simulated days; pages in use per day: {pages:?}");
     // The database does not grow with the tokens issued: after the first
     // days, freed pages are reused.
     let settled = pages[1];
@@ -123,7 +121,8 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
 async fn archives_and_checkpoints_catch_tampering() {
     let b = Broker::start(&[]);
     for i in 0..3 {
-        b.enroll(&key(), &format!("bot{i}"), "calendar:read", &[]).await;
+        b.enroll(&key(), &format!("bot{i}"), "calendar:read", &[])
+            .await;
     }
     let head = b.cli_ok(&["audit", "verify"])["head_seq"].as_i64().unwrap();
     assert!(head >= 4);
@@ -131,7 +130,14 @@ async fn archives_and_checkpoints_catch_tampering() {
     let file = dir.path().join("old.jsonl");
     let f = file.to_str().unwrap();
     // The newest record always stays; an archive is never overwritten.
-    let (code, _) = b.cli(&["audit", "archive", "--before", &(head + 1).to_string(), "--to", f]);
+    let (code, _) = b.cli(&[
+        "audit",
+        "archive",
+        "--before",
+        &(head + 1).to_string(),
+        "--to",
+        f,
+    ]);
     assert_ne!(code, 0);
     let v = b.cli_ok(&["audit", "archive", "--before", "3", "--to", f]);
     assert_eq!(v["archived"], 2, "{v}");
@@ -200,10 +206,13 @@ fn append_records(db: &std::path::Path, n: i64) {
             seq += 1;
             let detail = format!("{{\"agent\":\"bot{}\",\"jti\":\"j{seq}\"}}", i % 50);
             let ts = 1_700_000_000 + seq;
-            let hash =
-                protonpass_broker::audit::record_hash(seq, ts, "default", "exchange", &detail, &prev);
-            st.execute(rusqlite::params![seq, ts, "default", "exchange", detail, prev, hash])
-                .unwrap();
+            let hash = protonpass_broker::audit::record_hash(
+                seq, ts, "default", "exchange", &detail, &prev,
+            );
+            st.execute(rusqlite::params![
+                seq, ts, "default", "exchange", detail, prev, hash
+            ])
+            .unwrap();
             prev = hash;
         }
     }
@@ -226,7 +235,10 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
     // The first checkpoint verifies the whole chain once (serve signs one at start too).
     let t = Instant::now();
     let v = b.cli_ok(&["audit", "checkpoint"]);
-    println!("signed the first checkpoint (verifying every record) in {:?}", t.elapsed());
+    println!(
+        "signed the first checkpoint (verifying every record) in {:?}",
+        t.elapsed()
+    );
     assert!(v["checkpoint"]["seq"].as_i64().unwrap() >= n, "{v}");
     let b = Broker::start_at(dir.path(), &addr, &[]);
     let (mut w, _) = signed_in(&b).await;
@@ -241,7 +253,9 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
     // A change in the records after the checkpoint is still found.
     {
         let c = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
-        let head: i64 = c.query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0)).unwrap();
+        let head: i64 = c
+            .query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))
+            .unwrap();
         c.execute(
             "UPDATE audit SET detail = detail || ' ' WHERE seq = ?1",
             [head],
@@ -350,7 +364,11 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
     for f in ["broker.db", "vault.key"] {
         let p = target.path().join(f);
         if p.exists() {
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{f}"
+            );
         }
     }
     let r = Broker::start_at(target.path(), &addr, &[]);
@@ -373,7 +391,12 @@ async fn readiness_metrics_and_a_graceful_stop() {
     let r = b.get("/readyz").await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ready")));
     assert_eq!(b.get("/healthz").await.status, 200);
-    let m = b.http.get(format!("{}/metrics", b.url)).send().await.unwrap();
+    let m = b
+        .http
+        .get(format!("{}/metrics", b.url))
+        .send()
+        .await
+        .unwrap();
     let text = m.text().await.unwrap();
     for name in [
         "protonpass_store_queue_depth",
@@ -400,7 +423,7 @@ async fn readiness_metrics_and_a_graceful_stop() {
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    s.write_all(body[10..].as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[10..]).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
