@@ -217,8 +217,8 @@ pub(super) async fn audit_page(
     let body = html! {
         @match &chain {
             Ok(v) => p.notice.ok.chain role="status" {
-                "Chain verified: all " (v.head) " records are intact and in order"
-                @if let Some(c) = v.checkpoint { " (signed checkpoint at record " (c) ")" }
+                "Chain verified: the records up to #" (v.head) " are intact and in order"
+                @if let Some(c) = v.checkpoint { " (from the signed checkpoint at #" (c) ")" }
                 "."
             },
             Err(br) => p.notice.error.chain role="alert" { "Chain BROKEN at record " (br.seq) ": " (br.why) },

@@ -109,3 +109,80 @@ pub(super) fn rows(conn: &Connection) -> Result<StorageRows> {
         audit: count("audit")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Store, read_blocking, write_blocking};
+
+    fn token(jti: &str, kind: TokenKind, exp: i64) -> TokenRec {
+        TokenRec {
+            jti: jti.into(),
+            gid: "g".into(),
+            owner: "o".into(),
+            kind,
+            client_id: "a".into(),
+            scope: "x:y".into(),
+            aud: None,
+            iat: 0,
+            exp,
+            jkt: "k".into(),
+            hash: (kind == TokenKind::Refresh).then(|| format!("h{jti}")),
+            status: TokenStatus::Used,
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_what_is_still_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Store> =
+            SqliteStore::open_with(&dir.path().join("db"), Duration::from_secs(10)).unwrap();
+        let now = 1_000_000;
+        write_blocking(&s, move |tx| {
+            tx.grant_put(&Grant {
+                gid: "g".into(),
+                owner: "o".into(),
+                agent: "a".into(),
+                scope: "x:y".into(),
+                audiences: vec![],
+                jkt: None,
+                status: GrantStatus::Active,
+                origin: "t".into(),
+                created_at: 0,
+                ttl: 2 * now,
+                expires_at: 2 * now,
+                enroll_hash: None,
+                revoked_at: None,
+            })?;
+            // A spent refresh token of the live grant (reuse detection needs it),
+            // an expired access token, one expired within the grace period.
+            tx.token_put(&token("spent", TokenKind::Refresh, 2 * now))?;
+            tx.token_put(&token("old", TokenKind::Access, now - super::GRACE - 1))?;
+            tx.token_put(&token("recent", TokenKind::Access, now - 10))?;
+            tx.revocation_add(Some("old"), None, now - super::GRACE - 1, "o")?;
+            tx.revocation_add(Some("live"), None, now + 10, "o")?;
+            tx.revocation_add(Some("last"), None, now - super::GRACE - 1, "o")?;
+            tx.attempt_add("k", now - 2 * super::ATTEMPTS_KEPT, 1)?;
+            Ok(())
+        })
+        .unwrap();
+        let p = write_blocking(&s, move |tx| tx.prune_expired(now, 1000)).unwrap();
+        assert_eq!((p.tokens, p.revocations), (1, 1), "{p:?}");
+        for (jti, kept) in [("spent", true), ("old", false), ("recent", true)] {
+            let got = read_blocking(&s, |tx| tx.token_get(jti)).unwrap();
+            assert_eq!(got.is_some(), kept, "{jti}");
+        }
+        // The unexpired entry stays, and the newest one keeps the feed's head.
+        let feed = read_blocking(&s, |tx| tx.revocations_after(0, 0, 10)).unwrap();
+        let jtis: Vec<_> = feed.iter().filter_map(|e| e.jti.clone()).collect();
+        assert_eq!(jtis, ["live", "last"]);
+        assert_eq!(read_blocking(&s, |tx| tx.revocation_head()).unwrap(), 3);
+        // A second pass finds nothing more.
+        let p = write_blocking(&s, move |tx| tx.prune_expired(now, 1000)).unwrap();
+        assert_eq!(p.total(), 0, "{p:?}");
+    }
+}
