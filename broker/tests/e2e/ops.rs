@@ -431,3 +431,54 @@ async fn readiness_metrics_and_a_graceful_stop() {
     let status = b.terminate().expect("the broker stopped");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn serve_prunes_and_signs_a_checkpoint_by_itself() {
+    let mut b = Broker::start(&[]);
+    b.enroll(&key(), "bot", "calendar:read", &[]).await;
+    let addr = b.addr().to_owned();
+    let dir = b.take_dir();
+    b.kill();
+    let db = dir.path().join("broker.db");
+    {
+        // A token record that expired a day ago.
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let exp = SystemClock.now() - 86_400;
+        c.execute(
+            "INSERT INTO tokens(jti, gid, hash, data) VALUES ('stale', 'g', NULL, ?1)",
+            [format!("{{\"jti\":\"stale\",\"exp\":{exp}}}")],
+        )
+        .unwrap();
+    }
+    let b = Broker::start_at(dir.path(), &addr, &[]);
+    // The upkeep task runs at start, then every 10 minutes.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mut done = (false, false);
+    for _ in 0..100 {
+        let stale: i64 = c
+            .query_row("SELECT COUNT(*) FROM tokens WHERE jti = 'stale'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let signed: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM audit_checkpoints WHERE seq = (SELECT MAX(seq) FROM audit)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        done = (stale == 0, signed == 1);
+        if done == (true, true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done, (true, true), "(pruned, checkpoint signed)");
+    // The live token records stay.
+    let kept: i64 = c
+        .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 2);
+    assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
+    drop(dir);
+}
