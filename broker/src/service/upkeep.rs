@@ -63,9 +63,9 @@ fn broken(seq: i64, why: impl Into<String>) -> Break {
     }
 }
 
-/// Check a checkpoint: its signature, its key (one of this broker's), and the
-/// record it names when that record is still kept.
-fn check_checkpoint(tx: &mut dyn Tx, c: &Checkpoint, first: i64) -> Result<Option<Break>> {
+/// Check a checkpoint: its signature, its key (one of this broker's), and,
+/// when `record_kept`, that the record it names has the hash it signed.
+fn check_checkpoint(tx: &mut dyn Tx, c: &Checkpoint, record_kept: bool) -> Result<Option<Break>> {
     if let Err(why) = c.check() {
         return Ok(Some(broken(c.seq, why)));
     }
@@ -78,7 +78,7 @@ fn check_checkpoint(tx: &mut dyn Tx, c: &Checkpoint, first: i64) -> Result<Optio
             ),
         )));
     }
-    if c.seq >= first {
+    if record_kept {
         let rec = tx.audit_page(c.seq - 1, 1)?;
         if rec.first().map(|r| (r.seq, r.hash.as_str())) != Some((c.seq, c.hash.as_str())) {
             return Ok(Some(broken(
@@ -102,6 +102,21 @@ fn verify(tx: &mut dyn Tx, start: Start) -> Result<std::result::Result<Verified,
             count: 0,
         }));
     }
+    // The newest signed checkpoint names a record the log must still reach:
+    // the newest records removed after it are found.
+    if let Some(c) = tx.audit_checkpoint_latest(i64::MAX)?
+        && c.seq > head
+        && check_checkpoint(tx, &c, false)?.is_none()
+    {
+        return Ok(Err(broken(
+            head + 1,
+            format!(
+                "records up to {} were signed in a checkpoint but the log ends at {head}: \
+                 the newest records were removed",
+                c.seq
+            ),
+        )));
+    }
     let (mut v, from, checkpoint) = match start {
         Start::Memo(seq, hash) if seq >= first - 1 && seq <= head => {
             (Verifier::after(seq, &hash), seq, None)
@@ -111,7 +126,7 @@ fn verify(tx: &mut dyn Tx, start: Start) -> Result<std::result::Result<Verified,
             let at_most = if newest { i64::MAX } else { first - 1 };
             match tx.audit_checkpoint_latest(at_most)? {
                 Some(c) if c.seq >= first - 1 && c.seq <= head => {
-                    if let Some(b) = check_checkpoint(tx, &c, first)? {
+                    if let Some(b) = check_checkpoint(tx, &c, c.seq >= first)? {
                         return Ok(Err(b));
                     }
                     (Verifier::after(c.seq, &c.hash), c.seq, Some(c.seq))

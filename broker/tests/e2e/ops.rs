@@ -182,6 +182,14 @@ async fn archives_and_checkpoints_catch_tampering() {
     c.execute("UPDATE audit_checkpoints SET ts = ts - 1", [])
         .unwrap();
     assert_eq!(b.cli_ok(&["audit", "verify"])["ok"], true);
+    // Removing the newest records after a checkpoint is found too.
+    let signed = b.cli_ok(&["audit", "checkpoint"]);
+    let head = signed["checkpoint"]["seq"].as_i64().unwrap();
+    c.execute("DELETE FROM audit WHERE seq = ?1", [head])
+        .unwrap();
+    let (code, v) = b.cli(&["audit", "verify"]);
+    assert_eq!((code, v["seq"].as_i64()), (2, Some(head)), "{v}");
+    assert!(v["why"].as_str().unwrap().contains("removed"), "{v}");
     c.execute("DELETE FROM audit_checkpoints", []).unwrap();
     let (code, v) = b.cli(&["audit", "verify"]);
     assert_eq!((code, v["seq"].as_i64()), (2, Some(4)), "{v}");
