@@ -111,6 +111,19 @@ pub fn backup(data: &Path, to: &Path, force: bool) -> Result<Copied> {
             to.display()
         )));
     }
+    // A backup inside the data directory would be copied into the next one.
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if let (Ok(dir), Ok(data)) = (parent.canonicalize(), data.canonicalize())
+        && dir.starts_with(&data)
+    {
+        return Err(Error::InvalidRequest(format!(
+            "write the backup outside the data directory {}",
+            data.display()
+        )));
+    }
     let tmp = tmp_beside(to);
     fresh(&tmp, true)?;
     let done = (|| {

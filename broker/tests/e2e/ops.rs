@@ -334,6 +334,11 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
         0o600
     );
 
+    // A backup inside the data directory would be copied into the next one.
+    let inside = b.data.join("x.backup");
+    let (code, _) = b.cli(&["backup", "--to", inside.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(!inside.exists());
     // A data directory a broker serves is refused.
     let (code, v) = b.cli(&["restore", "--from", file.to_str().unwrap()]);
     assert_ne!(code, 0);
