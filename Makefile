@@ -123,3 +123,4 @@ bench: ## Benchmarks, figures printed
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
 	bash broker/bench/gateway.sh
+	cargo test --release --locked -p protonpass-broker --test e2e the_activity_page_with_a_million_records -- --nocapture

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use protonpass_agent::{SigningKey, verify_ed25519_raw};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::AuditRecord;
@@ -67,6 +69,65 @@ pub struct Verifier {
     pub count: i64,
 }
 
+/// A signed checkpoint: the broker's signing key signed the chain head
+/// `(seq, hash)` at `ts`. The live chain verifies from its newest checkpoint
+/// once older records are archived; an archive file ends with one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The record it covers (every record up to it).
+    pub seq: i64,
+    /// That record's hash.
+    pub hash: String,
+    /// When it was signed (Unix seconds).
+    pub ts: i64,
+    /// The signing key's id.
+    pub kid: String,
+    /// The signing key's Ed25519 public key (hex).
+    pub public_key: String,
+    /// Ed25519 signature over [`Checkpoint::message`] (hex).
+    pub sig: String,
+}
+
+impl Checkpoint {
+    /// The signed bytes: a fixed label, then the position, hash and time.
+    pub fn message(seq: i64, hash: &str, ts: i64) -> Vec<u8> {
+        format!("protonpass-audit-checkpoint/1\n{seq}\n{hash}\n{ts}").into_bytes()
+    }
+
+    /// Sign the chain head `(seq, hash)` with the broker's key.
+    pub fn sign(key: &SigningKey, seq: i64, hash: &str, ts: i64) -> Checkpoint {
+        let sig = key.key().sign(&Self::message(seq, hash, ts));
+        Checkpoint {
+            seq,
+            hash: hash.to_owned(),
+            ts,
+            kid: key.kid.clone(),
+            public_key: hex(&key.key().public_bytes()),
+            sig: hex(&sig),
+        }
+    }
+
+    /// Whether the signature holds for the key it names.
+    pub fn check(&self) -> Result<(), String> {
+        let public: [u8; 32] = unhex(&self.public_key)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("the checkpoint's public key is malformed")?;
+        let sig = unhex(&self.sig).ok_or("the checkpoint's signature is malformed")?;
+        verify_ed25519_raw(&public, &Self::message(self.seq, &self.hash, self.ts), &sig)
+            .map_err(|_| format!("the signature of checkpoint {} does not verify", self.seq))
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
 impl Default for Verifier {
     fn default() -> Self {
         Verifier {
@@ -78,6 +139,21 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// A verifier that continues after record `seq` whose hash is `hash`
+    /// (a checked checkpoint, or a position verified before).
+    pub fn after(seq: i64, hash: &str) -> Self {
+        Verifier {
+            expected_seq: seq + 1,
+            prev: hash.to_owned(),
+            count: 0,
+        }
+    }
+
+    /// The position of the last record checked (0 before any).
+    pub fn position(&self) -> i64 {
+        self.expected_seq - 1
+    }
+
     /// Check the next records.
     pub fn feed(&mut self, records: &[AuditRecord]) -> Result<(), Break> {
         for r in records {
@@ -127,6 +203,38 @@ mod tests {
             prev: prev.into(),
             hash,
         }
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_only_as_signed() {
+        let key = SigningKey::new("k", protonpass_agent::AgentKey::from_seed(&[7; 32]));
+        let c = Checkpoint::sign(&key, 5, "ab", 100);
+        assert!(c.check().is_ok());
+        for bad in [
+            Checkpoint {
+                seq: 6,
+                ..c.clone()
+            },
+            Checkpoint {
+                hash: "ac".into(),
+                ..c.clone()
+            },
+            Checkpoint {
+                ts: 101,
+                ..c.clone()
+            },
+            Checkpoint {
+                sig: "00".into(),
+                ..c.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        // A verifier resumes after the checkpoint's record.
+        let next = rec(6, "ab", "{}");
+        let mut v = Verifier::after(5, "ab");
+        v.feed(&[next]).unwrap();
+        assert_eq!(v.position(), 6);
     }
 
     #[test]

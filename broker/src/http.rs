@@ -43,6 +43,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route(METADATA_PATH, get(metadata))
         .route("/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_local))
         .merge(pages)
         .route("/oauth/device_authorization", post(device_authorization))
@@ -282,8 +283,32 @@ async fn jwks(State(b): B) -> Response {
     r
 }
 
+/// Liveness: the process answers (restart it when this fails).
 async fn healthz() -> Response {
     json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers and the signing keys are loaded, and the
+/// broker is not shutting down (send traffic elsewhere when this is 503).
+async fn readyz(State(b): B) -> Response {
+    let unready = |why: &str| {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "why": why}),
+        )
+    };
+    if b.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return unready("shutting down");
+    }
+    let ring = b.keyring();
+    if !ring.keyset.contains(&ring.current.kid) {
+        return unready("signing keys not loaded");
+    }
+    let probe = crate::store::read(&b.store, |tx| tx.revocation_head());
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => json_response(StatusCode::OK, serde_json::json!({"status": "ready"})),
+        _ => unready("database unreachable"),
+    }
 }
 
 /// `/metrics` on the main address: operators only. With `--metrics-addr` it
@@ -314,7 +339,8 @@ pub fn metrics_router(b: Arc<Broker>) -> Router {
 async fn metrics(State(b): B) -> Response {
     let replay = b.proofs.replay_cache().len() as f64;
     let head = *b.feed.borrow() as f64;
-    let text = b.metrics.render(&[
+    let mut extra = b.store.figures();
+    extra.extend([
         (
             "protonpass_replay_cache_entries",
             "DPoP proofs remembered for replay detection.",
@@ -326,6 +352,7 @@ async fn metrics(State(b): B) -> Response {
             head,
         ),
     ]);
+    let text = b.metrics.render(&extra);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -6,8 +6,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit;
+mod audit_archive;
 mod grants;
 mod human;
+mod ops;
 mod owners;
 mod resources;
 mod serve;
@@ -107,6 +109,33 @@ enum Cmd {
     Upstream {
         #[command(subcommand)]
         cmd: crate::cli_upstream::UpstreamCmd,
+    },
+    /// Remove what has expired (tokens, device requests, feed entries,
+    /// attempts, sessions); `serve` does it every 10 minutes by itself.
+    Prune {
+        /// Prune as if it were this Unix time (tests of long periods).
+        #[arg(long, hide = true)]
+        now: Option<i64>,
+    },
+    /// Copy the data directory (database, signing keys, vault key) to one
+    /// owner-only file, consistently, while the broker serves.
+    Backup {
+        /// The backup file to write.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup into --data DIR. Refused while a broker serves DIR,
+    /// and over an existing database unless --force.
+    Restore {
+        /// The backup file, as `backup` wrote it.
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// Replace the database DIR holds.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -252,8 +281,25 @@ enum AuditCmd {
     },
     /// Every record as JSON Lines.
     Export,
-    /// Check the hash chain.
-    Verify,
+    /// Check the hash chain (from the signed checkpoint of the archived part),
+    /// or an archive file with --file.
+    Verify {
+        /// An archive file written by `audit archive`: checks it alone.
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Sign the chain head now (`serve` does it every 10 minutes).
+    Checkpoint,
+    /// Move the records before SEQ to FILE (which verifies on its own); the
+    /// kept chain verifies from the signed checkpoint at SEQ - 1.
+    Archive {
+        /// The first record to keep.
+        #[arg(long)]
+        before: i64,
+        /// The archive file to write (JSON Lines, owner-only).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,8 +436,15 @@ struct Ctx {
 }
 
 fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
-    if let Cmd::Serve = cli.cmd {
-        return serve::serve(cfg);
+    match &cli.cmd {
+        Cmd::Serve => return serve::serve(cfg),
+        // Backups work on the files, not through a broker of this process.
+        Cmd::Backup { to, force } => return ops::backup(&cfg, to, *force, cli.json),
+        Cmd::Restore { from, force } => return ops::restore(&cfg, from, *force, cli.json),
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { file: Some(f) },
+        } => return audit_archive::verify_file(f, cli.json),
+        _ => {}
     }
     // The built-in template catalog needs no broker data.
     if let Cmd::Upstream {
@@ -466,10 +519,18 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         Cmd::Grant { cmd } => grants::grant(&c, cmd),
         Cmd::Revoke { id, agent } => grants::revoke(&c, id.as_ref(), agent.as_ref()),
         Cmd::Resource { cmd } => resources::resource(&c, cmd),
+        Cmd::Audit {
+            cmd: AuditCmd::Checkpoint,
+        } => audit_archive::checkpoint(&c),
+        Cmd::Audit {
+            cmd: AuditCmd::Archive { before, to },
+        } => audit_archive::archive(&c, *before, to),
         Cmd::Audit { cmd } => audit::audit(&c.b, cmd, c.json),
         Cmd::Owner { cmd } => owners::owner(&c, cmd),
         Cmd::Upstream { cmd } => crate::cli_upstream::run(&c.b, &c.owner, cmd, c.json),
         Cmd::Keys { cmd } => owners::keys(&c, cmd),
+        Cmd::Prune { now } => ops::prune(&c, *now),
+        Cmd::Backup { .. } | Cmd::Restore { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{make_broker, runtime};
 use crate::config::Config;
 use crate::keys::KeyRing;
-use crate::service::Broker;
+use crate::service::{Broker, upkeep};
 use crate::store;
 
 /// Raise the open-file soft limit to the hard one: every client connection
@@ -84,6 +84,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             show_setup_link(&cfg.data, &link);
         }
         tokio::spawn(watch_store(b.clone()));
+        tokio::spawn(upkeep(b.clone()));
         if let Some(l) = metrics_listener {
             let app = crate::http::metrics_router(b.clone());
             tracing::info!(addr = %metrics_local.map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
@@ -93,6 +94,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
                 }
             });
         }
+        let b_ready = b.clone();
         let app = crate::http::router(
             b.clone(),
             crate::dashboard::router()
@@ -100,9 +102,14 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
                 .merge(crate::http_budget::routes()),
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let b_stop = b_ready.clone();
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown().await;
+                // Not ready any more: load balancers move away while
+                // the requests in flight finish.
+                b_stop.draining.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("shutting down: finishing the requests in flight");
                 let _ = stop_tx.send(true);
             })
             .into_future();
@@ -120,6 +127,31 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         drop(lock);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Every [`upkeep::UPKEEP_INTERVAL`] seconds (and once at start): prune what
+/// has expired, and sign a checkpoint of the audit chain's head.
+async fn upkeep(b: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(upkeep::UPKEEP_INTERVAL));
+    loop {
+        tick.tick().await;
+        match upkeep::prune(&b, b.clock.now()).await {
+            Ok(p) if p.total() > 0 => tracing::info!(
+                removed = p.total(),
+                tokens = p.tokens,
+                devices = p.devices,
+                revocations = p.revocations,
+                "pruned expired rows"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e.description(), "pruning failed"),
+        }
+        match upkeep::checkpoint(&b).await {
+            Ok(Some(c)) => tracing::info!(seq = c.seq, kid = %c.kid, "audit checkpoint signed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e.description(), "audit checkpoint not signed"),
+        }
+    }
 }
 
 /// Pick up what other processes (the CLI) wrote: new feed entries every 10 ms,

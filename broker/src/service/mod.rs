@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod register;
 pub mod resource;
 pub mod token;
+pub mod upkeep;
 
 use std::sync::{Arc, RwLock};
 
@@ -52,6 +53,10 @@ pub struct Broker {
     pub feed: tokio::sync::watch::Sender<i64>,
     /// Per-source rate limit of the flood-prone endpoints (`None`: off).
     pub limiter: Option<crate::ratelimit::SourceLimiter>,
+    /// The newest audit chain position this process verified.
+    pub chain_memo: upkeep::ChainMemo,
+    /// Set when shutdown starts: `/readyz` answers 503 while requests drain.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -87,6 +92,8 @@ impl Broker {
             metrics: Metrics::default(),
             limiter: cfg_limit.and_then(crate::ratelimit::SourceLimiter::new),
             feed,
+            chain_memo: upkeep::ChainMemo::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -9,7 +9,10 @@
 //! its own savepoint); the others of the batch still commit.
 
 pub mod sqlite;
+mod sqlite_audit;
+pub mod sqlite_backup;
 mod sqlite_budget;
+mod sqlite_prune;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use protonpass_agent::Error;
 use protonpass_agent::wire::RevocationEvent;
 
+use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
 use crate::model::{Budget, SpendRec};
 
@@ -195,6 +199,92 @@ pub trait Tx {
     /// Take (delete and return) the unexpired invitation with this token hash:
     /// an invitation works once.
     fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>>;
+
+    // Bounded storage and the audit log's checkpoints and archive.
+
+    /// Remove at most `limit` rows of each kind that expired before `now`
+    /// (tokens, device requests and revocation-feed entries an hour after
+    /// their expiry; attempts after a day; sessions, setup links, pending
+    /// authorizations and invitations at once). Never a refresh token of a
+    /// live grant (its expiry is the grant's), nor the newest feed entry.
+    fn prune_expired(&mut self, now: i64, limit: i64) -> Result<Pruned>;
+    /// Row counts of the tables that grow with traffic.
+    fn storage_rows(&mut self) -> Result<StorageRows>;
+    /// Store (or replace) a signed audit checkpoint.
+    fn audit_checkpoint_put(&mut self, c: &Checkpoint) -> Result<()>;
+    /// The newest checkpoint at or before record `at_most`.
+    fn audit_checkpoint_latest(&mut self, at_most: i64) -> Result<Option<Checkpoint>>;
+    /// The position of the oldest audit record kept (0 when empty).
+    fn audit_first(&mut self) -> Result<i64>;
+    /// Remove the audit records before `before` (archived), and the
+    /// checkpoints before the one at `before - 1`; returns how many records.
+    fn audit_delete_before(&mut self, before: i64) -> Result<i64>;
+}
+
+/// What one [`Tx::prune_expired`] pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Access and refresh token records.
+    pub tokens: i64,
+    /// Device authorization requests.
+    pub devices: i64,
+    /// Revocation-feed entries.
+    pub revocations: i64,
+    /// Wrong-code and sign-in attempts.
+    pub attempts: i64,
+    /// Dashboard sessions.
+    pub sessions: i64,
+    /// Dashboard setup links.
+    pub setup_links: i64,
+    /// Pending gateway OAuth authorizations.
+    pub oauth_pending: i64,
+    /// Resource registration invitations.
+    pub invites: i64,
+}
+
+impl Pruned {
+    /// Rows removed in all.
+    pub fn total(&self) -> i64 {
+        self.tokens
+            + self.devices
+            + self.revocations
+            + self.attempts
+            + self.sessions
+            + self.setup_links
+            + self.oauth_pending
+            + self.invites
+    }
+
+    /// Add another pass's counts.
+    pub fn add(&mut self, o: &Pruned) {
+        self.tokens += o.tokens;
+        self.devices += o.devices;
+        self.revocations += o.revocations;
+        self.attempts += o.attempts;
+        self.sessions += o.sessions;
+        self.setup_links += o.setup_links;
+        self.oauth_pending += o.oauth_pending;
+        self.invites += o.invites;
+    }
+}
+
+/// Row counts of the tables that grow with traffic ([`Tx::storage_rows`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StorageRows {
+    /// Grants.
+    pub grants: i64,
+    /// Token records.
+    pub tokens: i64,
+    /// Device requests.
+    pub devices: i64,
+    /// Revocation-feed entries.
+    pub revocations: i64,
+    /// Attempts.
+    pub attempts: i64,
+    /// Dashboard sessions.
+    pub sessions: i64,
+    /// Audit records kept (not archived).
+    pub audit: i64,
 }
 
 /// A one-time invitation to register a resource server over HTTP; only the
@@ -342,6 +432,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn admission(&self) -> Arc<tokio::sync::Semaphore>;
     /// Run `f` on a reader connection (blocking).
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// Gauges for `/metrics` (writer queue, connection pool): name, help, value.
+    fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
+        Vec::new()
+    }
 }
 
 fn unavailable() -> Error {

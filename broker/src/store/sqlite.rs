@@ -165,6 +165,10 @@ pub struct SqliteStore {
     detached: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     busy: Duration,
+    /// Jobs queued and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    /// Batches committed.
+    commits: Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
@@ -181,10 +185,17 @@ impl SqliteStore {
         conn.execute_batch(OAUTH_SCHEMA).map_err(db_err)?;
         conn.execute_batch(super::sqlite_budget::BUDGET_SCHEMA)
             .map_err(db_err)?;
+        conn.execute_batch(super::sqlite_prune::PRUNE_SCHEMA)
+            .map_err(db_err)?;
+        conn.execute_batch(super::sqlite_audit::AUDIT_SCHEMA)
+            .map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let (q2, c2) = (queued.clone(), commits.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, &q2, &c2))
             .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
         Ok(Arc::new(SqliteStore {
             path: path.to_owned(),
@@ -193,11 +204,13 @@ impl SqliteStore {
             detached: Arc::new(AtomicUsize::new(0)),
             readers: Mutex::new(Vec::new()),
             busy,
+            queued,
+            commits,
         }))
     }
 }
 
-fn writer(conn: Connection, rx: Receiver<Job>) {
+fn writer(conn: Connection, rx: Receiver<Job>, queued: &AtomicUsize, commits: &AtomicUsize) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -206,6 +219,10 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            Some(q.saturating_sub(batch.len()))
+        });
+        commits.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // Dropping the jobs tells every caller the store is unavailable.
             tracing::error!(error = %e, "cannot begin a transaction");
@@ -266,9 +283,52 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
 
 impl Store for SqliteStore {
     fn submit(&self, job: Job) -> Result<()> {
-        self.queue
-            .send(job)
-            .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queue.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            Error::TemporarilyUnavailable("the store is closed".into())
+        })
+    }
+
+    fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let idle = self.readers.lock().map_or(0, |v| v.len());
+        vec![
+            (
+                "protonpass_store_queue_depth",
+                "Write jobs waiting for the writer.",
+                self.queued.load(Ordering::Acquire) as f64,
+            ),
+            (
+                "protonpass_store_queue_capacity",
+                "Write jobs the queue holds before writers wait.",
+                QUEUE as f64,
+            ),
+            (
+                "protonpass_store_writes_in_flight",
+                "Asynchronous write jobs admitted and not yet committed.",
+                ADMITTED.saturating_sub(self.admission.available_permits()) as f64,
+            ),
+            (
+                "protonpass_store_detached_in_flight",
+                "Best-effort write jobs (audit of rejected requests) queued.",
+                self.detached.load(Ordering::Acquire) as f64,
+            ),
+            (
+                "protonpass_store_commits",
+                "Group commits since start (a counter).",
+                self.commits.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "protonpass_store_readers_idle",
+                "Idle reader connections in the pool.",
+                idle as f64,
+            ),
+            (
+                "protonpass_store_readers_max",
+                "Reader connections the pool keeps.",
+                READERS as f64,
+            ),
+        ]
     }
 
     fn admission(&self) -> Arc<tokio::sync::Semaphore> {
@@ -292,9 +352,13 @@ impl Store for SqliteStore {
             let _slot = slot;
             job(tx)
         });
+        self.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(job) {
             Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                false
+            }
         }
     }
 
@@ -1191,6 +1255,35 @@ impl Tx for SqliteTx<'_> {
             shared,
             expires_at,
         }))
+    }
+
+    // Bounded storage and audit checkpoints (`sqlite_prune.rs`, `sqlite_audit.rs`).
+
+    fn prune_expired(&mut self, now: i64, limit: i64) -> Result<super::Pruned> {
+        super::sqlite_prune::prune(self.conn, now, limit)
+    }
+
+    fn storage_rows(&mut self) -> Result<super::StorageRows> {
+        super::sqlite_prune::rows(self.conn)
+    }
+
+    fn audit_checkpoint_put(&mut self, c: &crate::audit::Checkpoint) -> Result<()> {
+        super::sqlite_audit::checkpoint_put(self.conn, c)
+    }
+
+    fn audit_checkpoint_latest(
+        &mut self,
+        at_most: i64,
+    ) -> Result<Option<crate::audit::Checkpoint>> {
+        super::sqlite_audit::checkpoint_latest(self.conn, at_most)
+    }
+
+    fn audit_first(&mut self) -> Result<i64> {
+        super::sqlite_audit::first(self.conn)
+    }
+
+    fn audit_delete_before(&mut self, before: i64) -> Result<i64> {
+        super::sqlite_audit::delete_before(self.conn, before)
     }
 }
 

@@ -27,6 +27,7 @@ mod logs;
 mod mfa;
 mod oauth_provider;
 mod operator;
+mod ops;
 mod owners;
 mod persistence;
 mod proxy;
