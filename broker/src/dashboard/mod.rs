@@ -9,6 +9,7 @@
 mod agents;
 mod audit_page;
 pub mod auth;
+mod authorize;
 mod catalog;
 mod connections;
 mod device;
@@ -64,6 +65,10 @@ pub fn router() -> Router<Arc<Broker>> {
             "/device",
             get(device::device_page).post(device::device_submit),
         )
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize_page).post(authorize::authorize_submit),
+        )
         .route("/agents", get(agents::agents_page))
         .route("/agents/revoke", axum::routing::post(agents::revoke))
         .route(
@@ -96,10 +101,14 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A page may widen `form-action` for itself (the consent page's answer
+    // goes to the client's redirect URI); everything else gets the default.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -283,7 +292,7 @@ fn safe_next(next: Option<&str>) -> Option<&str> {
     next.filter(|n| {
         n.starts_with('/')
             && !n.starts_with("//")
-            && n.len() <= 512
+            && n.len() <= 2048
             && !n.contains('\\')
             && !n.chars().any(char::is_control)
     })

@@ -27,7 +27,7 @@ pub(super) fn eq_ct(a: &str, b: &str) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn response(
+pub(super) fn response(
     access: &super::issue::Minted,
     refresh: Option<String>,
     scope: String,
@@ -168,6 +168,24 @@ impl Broker {
             } => {
                 self.refresh(&refresh_token, scope, audience, proof, mint)
                     .await?
+            }
+            TokenRequest::AuthorizationCode {
+                code,
+                redirect_uri,
+                client_id,
+                code_verifier,
+                audience,
+            } => {
+                self.authorization_code(
+                    &code,
+                    client_id,
+                    redirect_uri,
+                    &code_verifier,
+                    audience,
+                    proof,
+                    mint,
+                )
+                .await?
             }
             TokenRequest::Exchange {
                 subject_token,

@@ -10,6 +10,7 @@
 
 pub mod sqlite;
 mod sqlite_budget;
+mod sqlite_clients;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use protonpass_agent::Error;
 use protonpass_agent::wire::RevocationEvent;
 
 use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
+use crate::model::{AuthCode, ClientRec};
 use crate::model::{Budget, SpendRec};
 
 /// Storage result: failures are [`Error::TemporarilyUnavailable`] (503).
@@ -195,6 +197,21 @@ pub trait Tx {
     /// Take (delete and return) the unexpired invitation with this token hash:
     /// an invitation works once.
     fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>>;
+
+    // Third-party OAuth clients and authorization codes (`service::authcode`).
+
+    /// Store a newly registered client (its id is new).
+    fn client_put(&mut self, c: &ClientRec) -> Result<()>;
+    /// A registered client by id.
+    fn client_get(&mut self, client_id: &str) -> Result<Option<ClientRec>>;
+    /// How many clients were registered at or after `since`.
+    fn client_count_since(&mut self, since: i64) -> Result<i64>;
+    /// Store a new authorization code (and delete those expired a day ago).
+    fn auth_code_put(&mut self, c: &AuthCode) -> Result<()>;
+    /// An authorization code by the hash of the code, spent or not.
+    fn auth_code_get(&mut self, hash: &str) -> Result<Option<AuthCode>>;
+    /// Mark an unspent code spent by the grant `gid`; `false` if it was spent.
+    fn auth_code_spend(&mut self, hash: &str, gid: &str) -> Result<bool>;
 }
 
 /// A one-time invitation to register a resource server over HTTP; only the
