@@ -209,6 +209,11 @@ pub struct Resource {
     /// well-formed scope may be asked for.
     #[serde(default, skip_serializing_if = "ScopeCatalog::is_empty")]
     pub scopes: ScopeCatalog,
+    /// The owner's choice: third-party clients that cannot do DPoP may get
+    /// bearer tokens for it (at most 10 minutes, this audience only). Off by
+    /// default (`resource bearer AUDIENCE on`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_bearer: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -218,6 +223,7 @@ impl fmt::Debug for Resource {
             .field("owner", &self.owner)
             .field("audience", &self.audience)
             .field("shared", &self.shared)
+            .field("accept_bearer", &self.accept_bearer)
             .field("scopes", &self.scopes.scopes.len())
             .finish()
     }

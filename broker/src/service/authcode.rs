@@ -39,6 +39,24 @@ pub const REGISTRATIONS_PER_HOUR: i64 = 1000;
 const MAX_STATE: usize = 512;
 /// The `origin` of grants made by this flow.
 pub const ORIGIN: &str = "authorization_code";
+/// Longest life of a bearer access token (a client without DPoP), seconds.
+pub const BEARER_TTL: i64 = 600;
+
+/// Whether the owner of a registered resource for `aud` lets clients without
+/// DPoP get bearer tokens for it (off for unregistered audiences).
+pub fn bearer_allowed(tx: &mut dyn crate::store::Tx, aud: &str) -> Result<bool> {
+    Ok(tx
+        .resources_for_audience(aud)?
+        .iter()
+        .any(|r| r.accept_bearer))
+}
+
+/// Refused: a bearer token asked for a resource that takes DPoP only.
+pub fn dpop_only(aud: &str) -> Error {
+    Error::InvalidRequest(format!(
+        "{aud} accepts only DPoP-bound tokens: send a DPoP proof (RFC 9449)"
+    ))
+}
 
 /// An authorization request that passed every check needing no owner.
 #[derive(Debug, Clone)]
@@ -400,10 +418,15 @@ impl Broker {
         redirect_uri: String,
         verifier: &Secret,
         aud_req: Option<String>,
-        proof: VerifiedProof,
-        mint: Mint,
+        proof: Option<VerifiedProof>,
+        mut mint: Mint,
     ) -> Result<std::result::Result<TokenResponse, Error>> {
         let hash = secret_hash(code.expose());
+        let bearer = proof.is_none();
+        if bearer {
+            mint.access_ttl = mint.access_ttl.min(BEARER_TTL);
+        }
+        let jkt = proof.as_ref().map(|p| p.jkt.clone()).unwrap_or_default();
         let challenge = s256(verifier.expose());
         let now = mint.now;
         let (r, seq) = store::write(&self.store, move |tx| {
@@ -452,13 +475,17 @@ impl Broker {
                     "the resource differs from the one the owner approved".into(),
                 ));
             }
+            if bearer && !bearer_allowed(tx, &c.resource)? {
+                return Err(dpop_only(&c.resource));
+            }
             let g = Grant {
                 gid: random_id(mint.rng.as_ref(), 16)?,
                 owner: c.owner.clone(),
                 agent: c.client_id.clone(),
                 scope: c.scope.clone(),
                 audiences: vec![c.resource.clone()],
-                jkt: Some(proof.jkt.clone()),
+                // A bearer grant is bound to no key: its `jkt` is empty.
+                jkt: Some(jkt.clone()),
                 status: GrantStatus::Active,
                 origin: ORIGIN.into(),
                 created_at: now,
@@ -478,21 +505,24 @@ impl Broker {
                 now,
                 &g.owner,
                 "code_grant",
-                &json!({"gid": g.gid, "agent": g.agent, "jkt": proof.jkt, "jti": access.jti,
+                &json!({"gid": g.gid, "agent": g.agent, "jkt": jkt, "jti": access.jti,
                         "refresh_jti": rjti, "scope": scope, "aud": c.resource, "exp": access.exp,
-                        "grant_exp": g.expires_at, "dpop": true})
+                        "grant_exp": g.expires_at, "bearer": bearer})
                 .to_string(),
             )?;
             Ok((
-                Ok(response(
-                    &access,
-                    Some(refresh),
-                    scope,
-                    c.resource.clone(),
-                    &g.gid,
-                    g.expires_at,
-                    now,
-                    false,
+                Ok(bearer_type(
+                    response(
+                        &access,
+                        Some(refresh),
+                        scope,
+                        c.resource.clone(),
+                        &g.gid,
+                        g.expires_at,
+                        now,
+                        false,
+                    ),
+                    bearer,
                 )),
                 None,
             ))
@@ -503,6 +533,40 @@ impl Broker {
         }
         Ok(r)
     }
+
+    /// The owner turns bearer tokens for one of its resources on or off.
+    pub async fn resource_accept_bearer(
+        &self,
+        owner: &str,
+        id: &str,
+        on: bool,
+    ) -> Result<crate::model::Resource> {
+        let now = self.clock.now();
+        let mut r = self.resource_find(owner, id).await?;
+        r.accept_bearer = on;
+        let out = r.clone();
+        store::write(&self.store, move |tx| {
+            tx.resource_replace(&r)?;
+            tx.audit_append(
+                now,
+                &r.owner,
+                "resource_bearer",
+                &json!({"client_id": r.client_id, "audience": r.audience, "accept_bearer": on})
+                    .to_string(),
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+/// `token_type` `Bearer` for a token bound to no key.
+pub fn bearer_type(mut t: TokenResponse, bearer: bool) -> TokenResponse {
+    if bearer {
+        "Bearer".clone_into(&mut t.token_type);
+    }
+    t
 }
 
 #[cfg(test)]

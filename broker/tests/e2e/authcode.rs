@@ -344,7 +344,7 @@ async fn authorization_requests_that_cannot_be_trusted_are_refused() {
     let ok = redeem(&b, &k, &cid, &code, &[]).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 
-    // Without a DPoP proof there is no token.
+    // Without a DPoP proof there is no token (the resource takes no bearer tokens).
     let code = param(&approve(&mut w, &q, &["travel:search"]).await, "code");
     let r = b
         .post_form(
@@ -359,7 +359,8 @@ async fn authorization_requests_that_cannot_be_trusted_are_refused() {
             &[],
         )
         .await;
-    assert_eq!(r.error(), "invalid_dpop_proof", "{}", r.body);
+    assert_eq!(r.error(), "invalid_request", "{}", r.body);
+    assert!(r.s("error_description").contains("DPoP"), "{}", r.body);
 }
 
 #[tokio::test]
@@ -407,4 +408,121 @@ async fn registration_holds_clients_to_the_rules() {
         last = register(&b, json!({"redirect_uris": [CB]})).await.0;
     }
     assert_eq!(last, 429);
+}
+
+/// A code or refresh redeemed without any DPoP header.
+async fn without_dpop(b: &Broker, params: &[(&str, &str)]) -> crate::kit::Reply {
+    b.post_form("/oauth/token", params, &[]).await
+}
+
+#[tokio::test]
+async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allows() {
+    let b = Broker::start(&[]);
+    let (_, reg) = register(&b, json!({"redirect_uris": [CB]})).await;
+    let cid = reg["client_id"].as_str().unwrap().to_owned();
+    let (mut w, _) = signed_in(&b).await;
+    let q = authorize_query(&cid, &[]);
+    let code_params = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", CB.to_owned()),
+            ("client_id", cid.clone()),
+            ("code_verifier", VERIFIER.to_owned()),
+            ("resource", MCP.to_owned()),
+        ]
+    };
+
+    // Off by default: an unregistered resource, then a registered one.
+    for setup in [None, Some(["resource", "add", MCP])] {
+        if let Some(args) = setup {
+            b.cli_ok(&args);
+        }
+        let code = param(&approve(&mut w, &q, &["travel:search"]).await, "code");
+        let p = code_params(&code);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = without_dpop(&b, &p).await;
+        assert_eq!(r.error(), "invalid_request", "{}", r.body);
+        assert!(r.s("error_description").contains("DPoP"), "{}", r.body);
+    }
+
+    b.cli_ok(&["resource", "bearer", MCP, "on"]);
+    let code = param(&approve(&mut w, &q, &["travel:search"]).await, "code");
+    let p = code_params(&code);
+    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let t = without_dpop(&b, &p).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(t.s("token_type"), "Bearer");
+    let c = claims(&t.s("access_token"));
+    assert!(c.get("cnf").is_none(), "{c}");
+    assert_eq!(c["aud"], MCP);
+    assert!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() <= 600);
+    assert!(t.body["expires_in"].as_i64().unwrap() <= 600);
+
+    // Its refresh token rotates without a proof, and a proof cannot take it over.
+    let r = without_dpop(
+        &b,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.s("refresh_token")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.s("token_type").as_str()),
+        (200, "Bearer"),
+        "{}",
+        r.body
+    );
+    let k = key();
+    let stolen = b
+        .token(
+            &k,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &r.s("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(stolen.error(), "invalid_grant", "{}", stolen.body);
+    // A bearer token is no subject for an exchange.
+    let x = b
+        .exchange(
+            &k,
+            &r.s("access_token"),
+            protonpass_agent::wire::TOKEN_TYPE_ACCESS,
+            &[],
+        )
+        .await;
+    assert_eq!(x.error(), "invalid_grant", "{}", x.body);
+    // A DPoP client of the same resource still gets DPoP-bound tokens.
+    let code = param(&approve(&mut w, &q, &["travel:search"]).await, "code");
+    let d = redeem(&b, &k, &cid, &code, &[]).await;
+    assert_eq!(d.s("token_type"), "DPoP", "{}", d.body);
+    // The audit says which tokens are bearer tokens.
+    let grants: Vec<Value> = audit_records(&b)
+        .into_iter()
+        .filter(|r| r["event"] == "code_grant")
+        .collect();
+    assert_eq!(
+        grants.last().unwrap()["detail"]["bearer"],
+        json!(false),
+        "{grants:?}"
+    );
+    assert!(
+        grants.iter().any(|g| g["detail"]["bearer"] == json!(true)),
+        "{grants:?}"
+    );
+
+    // Off again: the refresh token no longer works without a proof.
+    b.cli_ok(&["resource", "bearer", MCP, "off"]);
+    let r2 = without_dpop(
+        &b,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &r.s("refresh_token")),
+        ],
+    )
+    .await;
+    assert_eq!(r2.error(), "invalid_request", "{}", r2.body);
 }
