@@ -7,6 +7,7 @@
 //! (or, before sign-in, to a short-lived cookie), compared in constant time.
 
 mod agents;
+mod apps;
 mod audit_page;
 pub mod auth;
 mod authorize;
@@ -69,6 +70,8 @@ pub fn router() -> Router<Arc<Broker>> {
             "/oauth/authorize",
             get(authorize::authorize_page).post(authorize::authorize_submit),
         )
+        .route("/apps", get(apps::apps_page))
+        .route("/apps/disconnect", axum::routing::post(apps::disconnect))
         .route("/agents", get(agents::agents_page))
         .route("/agents/revoke", axum::routing::post(agents::revoke))
         .route(

@@ -525,4 +525,40 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
     )
     .await;
     assert_eq!(r2.error(), "invalid_request", "{}", r2.body);
+
+    // The owner sees the connected application, then disconnects it.
+    let apps = w.get("/apps").await;
+    assert_eq!(apps.status, 200);
+    assert!(
+        apps.body.contains(&cid) && apps.body.contains(MCP),
+        "{}",
+        apps.body
+    );
+    assert!(
+        apps.body.contains("bearer tokens") && apps.body.contains("(DPoP)"),
+        "{}",
+        apps.body
+    );
+    let forged = w
+        .post("/apps/disconnect", &[("csrf", "x"), ("client_id", &cid)])
+        .await;
+    assert_eq!(forged.status, 403);
+    let p = w
+        .post(
+            "/apps/disconnect",
+            &[("csrf", &apps.csrf()), ("client_id", &cid)],
+        )
+        .await;
+    assert_eq!((p.status, p.location()), (303, "/apps?done=1"));
+    let gone = b
+        .token(
+            &k,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &d.s("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(gone.error(), "invalid_grant", "{}", gone.body);
+    assert!(!w.get("/apps").await.body.contains(&cid));
 }

@@ -118,10 +118,8 @@ fn bearer_tokens_have_no_cnf_and_each_kind_verifies_only_as_itself() {
         ..claims()
     };
     let bearer = SigningKey::new(KID, broker_key()).sign(&bearer_claims);
-    let payload: Value = serde_json::from_slice(
-        &b64::decode(bearer.split('.').nth(1).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let payload: Value =
+        serde_json::from_slice(&b64::decode(bearer.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert!(payload.get("cnf").is_none(), "{payload}");
     let got = verify_bearer_access_token(&bearer, &keys(), &validation(), NOW).unwrap();
     assert_eq!((got.jkt.as_str(), got.aud.as_str()), ("", AUDIENCE));
