@@ -11,6 +11,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Where clients register (`POST`, RFC 7591).
+pub const REGISTRATION_PATH: &str = "/oauth/register";
 /// Largest registration body, bytes.
 pub const MAX_BODY: usize = 8 * 1024;
 /// Most redirect URIs of one client.

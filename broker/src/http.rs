@@ -54,7 +54,6 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/revocations/stream", get(feed_stream))
         .route("/audit/usage", post(usage))
         .route("/resource/register", post(resource_register))
-        .merge(crate::http_clients::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(b.clone(), rate_limit))
@@ -287,7 +286,7 @@ async fn metadata(State(b): B) -> Response {
         );
         o.insert(
             "registration_endpoint".into(),
-            format!("{i}{}", crate::http_clients::REGISTRATION_PATH).into(),
+            format!("{i}{}", crate::client_metadata::REGISTRATION_PATH).into(),
         );
         o.insert(
             "code_challenge_methods_supported".into(),

@@ -1,6 +1,7 @@
 //! `POST /oauth/register`: RFC 7591 dynamic client registration of public
 //! clients (MCP clients). Errors are RFC 7591 section 3.2.2 bodies
-//! (`invalid_redirect_uri`, `invalid_client_metadata`).
+//! (`invalid_redirect_uri`, `invalid_client_metadata`). `serve` merges this
+//! route into `http::router` (as it does the budget endpoints).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +15,9 @@ use axum::response::Response;
 use axum::routing::post;
 use protonpass_agent::wire::ErrorBody;
 
-use crate::client_metadata::{MAX_BODY, parse_registration};
+use crate::client_metadata::{MAX_BODY, REGISTRATION_PATH, parse_registration};
 use crate::http::{error_response, json_response, source};
 use crate::service::Broker;
-
-/// Where clients register.
-pub const REGISTRATION_PATH: &str = "/oauth/register";
 
 /// The registration route (merged into the broker's router).
 pub fn routes() -> Router<Arc<Broker>> {

@@ -97,7 +97,8 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             b.clone(),
             crate::dashboard::router()
                 .merge(crate::gateway::router(b)?)
-                .merge(crate::http_budget::routes()),
+                .merge(crate::http_budget::routes())
+                .merge(crate::http_clients::routes()),
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
