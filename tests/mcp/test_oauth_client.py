@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import re
 import socket
 import subprocess
@@ -150,10 +151,8 @@ def bearer_server(broker: Broker) -> Iterator[str]:
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
     invite = json.loads(broker.cli("resource", "invite", resource, "--json"))
-    env_token = invite["registration_token"]
-    import os
-
-    os.environ["PROTONPASS_REGISTRATION_TOKEN"] = env_token
+    # The server reads its one-time registration token from its environment.
+    os.environ["PROTONPASS_REGISTRATION_TOKEN"] = invite["registration_token"]
     try:
         p = Proc(
             [
@@ -276,14 +275,9 @@ def test_a_token_for_one_resource_is_refused_by_another(
     finally:
         callback.close()
     token = storage.tokens.access_token
-    init = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-        }
-    )
+    client_info = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client_info}
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     other = httpx.post(py_server, content=init, headers={**headers, "Authorization": f"Bearer {token}"})
     assert other.status_code == 401, other.text
