@@ -31,8 +31,9 @@ from typing import Any, Optional
 import httpx
 import pytest
 
-from conftest import EXAMPLE, LINE
+from conftest import EXAMPLE, LINE, agent_name, grant
 from procs import Broker, Proc, broker_bin
+from protonpass_agent import authenticate_with_proton_async
 
 pytestmark = pytest.mark.skipif(LINE != "mcp1", reason="the SDK's OAuth client, in the mcp 1.x venv")
 
@@ -283,6 +284,32 @@ def test_a_token_for_one_resource_is_refused_by_another(
     assert other.status_code == 401, other.text
     mine = httpx.post(bearer_server, content=init, headers={**headers, "Authorization": f"Bearer {token}"})
     assert mine.status_code == 200, mine.text
+    # Each kind of token is accepted only with its own scheme, also once the
+    # server has verified (and cached) it: a bearer token is no DPoP token...
+    as_dpop = httpx.post(bearer_server, content=init, headers={**headers, "Authorization": f"DPoP {token}"})
+    assert as_dpop.status_code == 401, as_dpop.text
+    # ... and an agent's DPoP-bound token, just used with its proof, is no bearer token.
+    name = agent_name("dpop")
+    g = grant(broker, name, bearer_server, "travel:search")
+    session = asyncio.run(
+        authenticate_with_proton_async(
+            ["travel:search"],
+            bearer_server,
+            broker=broker.issuer,
+            agent_name=name,
+            store="memory",
+            enrollment_code=g["enrollment_code"],
+        )
+    )
+    try:
+        signed = session.headers("POST", bearer_server)
+        ok = httpx.post(bearer_server, content=init, headers={**headers, **signed})
+        assert ok.status_code == 200, ok.text
+        bound = signed["Authorization"].split(" ", 1)[1]
+        stolen = httpx.post(bearer_server, content=init, headers={**headers, "Authorization": f"Bearer {bound}"})
+        assert stolen.status_code == 401, stolen.text
+    finally:
+        session.close()
 
     client_id = storage.client.client_id
     base = {
