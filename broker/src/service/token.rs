@@ -322,16 +322,22 @@ impl Broker {
         }
         let (r, seq) = store::write(&self.store, move |tx| {
             let bad = || Error::InvalidGrant("unknown, spent or revoked refresh token".into());
-            let Some(mut rec) = tx.token_by_hash(&hash)? else {
+            let found = tx.token_by_hash(&hash)?;
+            // Without a proof, only a bearer client's refresh token goes on;
+            // anything else gets the missing proof's error, as before a
+            // lookup (the answer tells nothing about the token).
+            if let Some(e) = missing
+                && !found
+                    .as_ref()
+                    .is_some_and(|r| r.kind == TokenKind::Refresh && r.jkt.is_empty())
+            {
+                return Err(e);
+            }
+            let Some(mut rec) = found else {
                 return Err(bad());
             };
             if rec.kind != TokenKind::Refresh {
                 return Err(bad());
-            }
-            if let Some(e) = missing
-                && !rec.jkt.is_empty()
-            {
-                return Err(e);
             }
             if !eq_ct(&rec.jkt, &jkt) {
                 return Err(Error::InvalidGrant(
