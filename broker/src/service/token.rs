@@ -516,4 +516,29 @@ impl Broker {
         v.leeway = 0;
         verify_access_token(token, &self.keyring().keyset, &v, now).map_err(|_| invalid())
     }
+
+    /// [`Self::verify_own_access_token`], also accepting a bearer token (no
+    /// `cnf`, `jkt` empty): for revocation and introspection, never for an
+    /// exchange (a bearer token is no subject to derive tokens from).
+    pub fn verify_own_token_any_binding(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<protonpass_agent::AccessTokenClaims> {
+        self.verify_own_access_token(token, now).or_else(|e| {
+            let aud = jws::parse(token, protonpass_agent::token::MAX_TOKEN_LEN)
+                .ok()
+                .and_then(|p| {
+                    json::opt_str(&p.claims, "aud")
+                        .ok()
+                        .flatten()
+                        .map(str::to_owned)
+                })
+                .ok_or_else(|| e.clone())?;
+            let mut v = TokenValidation::new(self.issuer.clone(), aud);
+            v.leeway = 0;
+            protonpass_agent::verify_bearer_access_token(token, &self.keyring().keyset, &v, now)
+                .map_err(|_| e)
+        })
+    }
 }

@@ -434,9 +434,10 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
     };
 
     // Off by default: an unregistered resource, then a registered one.
-    for setup in [None, Some(["resource", "add", MCP])] {
-        if let Some(args) = setup {
-            b.cli_ok(&args);
+    let mut rs = None;
+    for register in [false, true] {
+        if register {
+            rs = Some(b.resource(MCP, None));
         }
         let code = param(&approve(&mut w, &q, &["travel:search"]).await, "code");
         let p = code_params(&code);
@@ -459,6 +460,16 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
     assert!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() <= 600);
     assert!(t.body["expires_in"].as_i64().unwrap() <= 600);
 
+    // The resource can introspect it, as a bearer token.
+    let rs = rs.unwrap();
+    let i = b.introspect(&rs, &t.s("access_token")).await;
+    assert_eq!(
+        (i.body["active"].as_bool(), i.s("token_type").as_str()),
+        (Some(true), "Bearer"),
+        "{}",
+        i.body
+    );
+    assert!(i.body.get("cnf").is_none_or(Value::is_null), "{}", i.body);
     // Its refresh token rotates without a proof, and a proof cannot take it over.
     let r = without_dpop(
         &b,
@@ -485,6 +496,17 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
         )
         .await;
     assert_eq!(stolen.error(), "invalid_grant", "{}", stolen.body);
+    // The client revokes its bearer access token (RFC 7009); it is then inactive.
+    let revoked = b
+        .post_form(
+            "/oauth/revoke",
+            &[("token", &t.s("access_token")), ("client_id", &cid)],
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let i = b.introspect(&rs, &t.s("access_token")).await;
+    assert_eq!(i.body["active"], json!(false), "{}", i.body);
     // A bearer token is no subject for an exchange.
     let x = b
         .exchange(
