@@ -246,6 +246,9 @@ def test_the_official_sdk_oauth_client_connects_through_consent(
     # The code came back with the client's state and the broker as issuer.
     q = callback.received[-1]
     assert q["iss"] == broker.issuer and q["code"].startswith("ac_") and q["state"]
+    # The server's metadata says it takes bearer tokens too.
+    meta = httpx.get(bearer_server.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")).json()
+    assert meta["dpop_bound_access_tokens_required"] is False and meta["authorization_servers"] == [broker.issuer]
     # A bearer token limited to this resource and to 10 minutes.
     token = storage.tokens
     assert token.token_type.lower() == "bearer" and token.expires_in <= 600
