@@ -28,14 +28,15 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import httpx
 import pytest
 
 from conftest import EXAMPLE, LINE, agent_name, grant
 from procs import Broker, Proc, broker_bin
 from protonpass_agent import authenticate_with_proton_async
 
-pytestmark = pytest.mark.skipif(LINE != "mcp1", reason="the SDK's OAuth client, in the mcp 1.x venv")
+if LINE != "mcp1":
+    pytest.skip("the SDK's OAuth client, in the mcp 1.x venv", allow_module_level=True)
+import httpx  # noqa: E402  (the mcp 1.x line's HTTP client; mcp 2.x has httpx2)
 
 PASSWORD = "correct horse battery staple"
 
