@@ -204,7 +204,7 @@ impl Broker {
                     TokenKind::Refresh => "refresh_token".into(),
                 }),
                 // A bearer token (a client without DPoP) is bound to no key.
-                cnf: (!rec.jkt.is_empty()).then(|| Confirmation { jkt: rec.jkt }),
+                cnf: (!rec.jkt.is_empty()).then_some(Confirmation { jkt: rec.jkt }),
                 gid: Some(rec.gid),
             })
         })
