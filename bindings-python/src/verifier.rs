@@ -108,8 +108,10 @@ fn options(
     report_usage: bool,
     owner: Option<String>,
     resource_metadata_url: Option<String>,
+    accept_bearer: bool,
 ) -> PyResult<VerifierOptions> {
     let mut o = VerifierOptions::new(issuer, audience);
+    o.accept_bearer = accept_bearer;
     o.require_nonce = require_nonce;
     o.owner = owner;
     o.resource_metadata = resource_metadata_url;
@@ -158,7 +160,7 @@ impl Verifier {
     #[new]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None, resource_metadata_url=None))]
+        report_usage=false, owner=None, resource_metadata_url=None, accept_bearer=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -173,6 +175,7 @@ impl Verifier {
         report_usage: bool,
         owner: Option<String>,
         resource_metadata_url: Option<String>,
+        accept_bearer: bool,
     ) -> PyResult<Self> {
         let o = options(
             issuer,
@@ -186,6 +189,7 @@ impl Verifier {
             report_usage,
             owner,
             resource_metadata_url,
+            accept_bearer,
         )?;
         let inner = block_on(py, CoreVerifier::new(o))?.map_err(to_py)?;
         Ok(Verifier { inner })
@@ -195,7 +199,7 @@ impl Verifier {
     #[staticmethod]
     #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
         max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None, resource_metadata_url=None))]
+        report_usage=false, owner=None, resource_metadata_url=None, accept_bearer=false))]
     #[allow(clippy::too_many_arguments)]
     fn connect<'py>(
         py: Python<'py>,
@@ -210,6 +214,7 @@ impl Verifier {
         report_usage: bool,
         owner: Option<String>,
         resource_metadata_url: Option<String>,
+        accept_bearer: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = options(
             issuer,
@@ -223,6 +228,7 @@ impl Verifier {
             report_usage,
             owner,
             resource_metadata_url,
+            accept_bearer,
         )?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let inner = CoreVerifier::new(o).await.map_err(to_py)?;

@@ -63,7 +63,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .with_state(b)
 }
 
-fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut r = (status, Json(body)).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -246,32 +246,60 @@ async fn metadata(State(b): B) -> Response {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };
-    json_response(
-        StatusCode::OK,
-        ServerMetadata {
-            issuer: i.clone(),
-            token_endpoint: format!("{i}/oauth/token"),
-            device_authorization_endpoint: format!("{i}/oauth/device_authorization"),
-            revocation_endpoint: format!("{i}/oauth/revoke"),
-            introspection_endpoint: format!("{i}/oauth/introspect"),
-            jwks_uri: format!("{i}/jwks.json"),
-            grant_types_supported: GRANT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
-            response_types_supported: vec![],
-            token_endpoint_auth_methods_supported: vec!["none".into()],
-            revocation_endpoint_auth_methods_supported: vec!["none".into()],
-            introspection_endpoint_auth_methods_supported: vec![
-                "client_secret_basic".into(),
-                "client_secret_post".into(),
-            ],
-            dpop_signing_alg_values_supported: PROOF_ALGS.iter().map(|s| (*s).to_owned()).collect(),
-            revocation_feed_endpoint: format!("{i}/revocations"),
-            revocation_stream_endpoint: Some(format!("{i}/revocations/stream")),
-            usage_endpoint: Some(format!("{i}/audit/usage")),
-            verification_uri: Some(format!("{i}/device")),
-            protonpass_gateways: gateways,
-            resource_registration_endpoint: Some(format!("{i}/resource/register")),
-        },
-    )
+    let m = ServerMetadata {
+        issuer: i.clone(),
+        token_endpoint: format!("{i}/oauth/token"),
+        device_authorization_endpoint: format!("{i}/oauth/device_authorization"),
+        revocation_endpoint: format!("{i}/oauth/revoke"),
+        introspection_endpoint: format!("{i}/oauth/introspect"),
+        jwks_uri: format!("{i}/jwks.json"),
+        grant_types_supported: GRANT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+        response_types_supported: vec![],
+        token_endpoint_auth_methods_supported: vec!["none".into()],
+        revocation_endpoint_auth_methods_supported: vec!["none".into()],
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".into(),
+            "client_secret_post".into(),
+        ],
+        dpop_signing_alg_values_supported: PROOF_ALGS.iter().map(|s| (*s).to_owned()).collect(),
+        revocation_feed_endpoint: format!("{i}/revocations"),
+        revocation_stream_endpoint: Some(format!("{i}/revocations/stream")),
+        usage_endpoint: Some(format!("{i}/audit/usage")),
+        verification_uri: Some(format!("{i}/device")),
+        protonpass_gateways: gateways,
+        resource_registration_endpoint: Some(format!("{i}/resource/register")),
+    };
+    // Third-party clients (spec/15-authorization-code.md): the authorization
+    // code grant with PKCE and dynamic client registration, as RFC 8414 and
+    // the MCP authorization specification name them.
+    let mut v = serde_json::to_value(m).unwrap_or_default();
+    if let serde_json::Value::Object(o) = &mut v {
+        if let Some(serde_json::Value::Array(g)) = o.get_mut("grant_types_supported") {
+            g.insert(0, crate::token_request::GRANT_AUTHORIZATION_CODE.into());
+        }
+        o.insert(
+            "response_types_supported".into(),
+            serde_json::json!(["code"]),
+        );
+        o.insert(
+            "authorization_endpoint".into(),
+            format!("{i}/oauth/authorize").into(),
+        );
+        o.insert(
+            "registration_endpoint".into(),
+            format!("{i}{}", crate::client_metadata::REGISTRATION_PATH).into(),
+        );
+        o.insert(
+            "code_challenge_methods_supported".into(),
+            serde_json::json!(["S256"]),
+        );
+        o.insert(
+            "authorization_response_iss_parameter_supported".into(),
+            true.into(),
+        );
+        o.insert("client_id_metadata_document_supported".into(), false.into());
+    }
+    json_response(StatusCode::OK, v)
 }
 
 async fn jwks(State(b): B) -> Response {

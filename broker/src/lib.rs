@@ -22,12 +22,14 @@ macro_rules! say {
 pub mod audit;
 mod cli;
 mod cli_upstream;
+pub mod client_metadata;
 mod config;
 mod dashboard;
 mod files;
 pub mod gateway;
 mod http;
 mod http_budget;
+mod http_clients;
 mod keys;
 mod metrics;
 mod model;

@@ -209,6 +209,11 @@ pub struct Resource {
     /// well-formed scope may be asked for.
     #[serde(default, skip_serializing_if = "ScopeCatalog::is_empty")]
     pub scopes: ScopeCatalog,
+    /// The owner's choice: third-party clients that cannot do DPoP may get
+    /// bearer tokens for it (at most 10 minutes, this audience only). Off by
+    /// default (`resource bearer AUDIENCE on`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_bearer: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -218,6 +223,7 @@ impl fmt::Debug for Resource {
             .field("owner", &self.owner)
             .field("audience", &self.audience)
             .field("shared", &self.shared)
+            .field("accept_bearer", &self.accept_bearer)
             .field("scopes", &self.scopes.scopes.len())
             .finish()
     }
@@ -294,4 +300,58 @@ pub struct SpendRec {
     pub refunded_at: Option<i64>,
     /// The answer given to the spend, returned again for the same key.
     pub answer: String,
+}
+
+/// A third-party OAuth client (an MCP client), registered through RFC 7591
+/// dynamic client registration. Public: it holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRec {
+    /// The `client_id` the broker assigned.
+    pub client_id: String,
+    /// What the client declared.
+    pub metadata: crate::client_metadata::ClientMetadata,
+    /// Registered, Unix seconds.
+    pub created_at: i64,
+}
+
+/// An authorization code (RFC 6749 section 4.1) waiting to be redeemed, or
+/// spent: a spent code is kept until it expires so that a second redemption
+/// can revoke what the first one got (RFC 6749 section 4.1.2).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCode {
+    /// SHA-256 of the code (hex).
+    pub hash: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the authorization request (compared exactly).
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge (RFC 7636).
+    pub code_challenge: String,
+    /// The resource (RFC 8707): the token's audience.
+    pub resource: String,
+    /// The scopes the owner approved.
+    pub scope: String,
+    /// The owner who approved.
+    pub owner: String,
+    /// The grant lifetime the owner chose, seconds.
+    pub ttl: i64,
+    /// Issued, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// The grant made when it was redeemed; `None` while unspent.
+    pub gid: Option<String>,
+}
+
+impl fmt::Debug for AuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthCode")
+            .field("client_id", &self.client_id)
+            .field("resource", &self.resource)
+            .field("scope", &self.scope)
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }

@@ -73,6 +73,20 @@ pub enum TokenRequest {
         /// `client_id`, if the agent named itself.
         client_id: Option<String>,
     },
+    /// Redeem an authorization code (RFC 6749 section 4.1.3) with its PKCE
+    /// verifier (RFC 7636).
+    AuthorizationCode {
+        /// `code`.
+        code: Secret,
+        /// `redirect_uri`, as in the authorization request.
+        redirect_uri: String,
+        /// `client_id`: a public client names itself.
+        client_id: String,
+        /// `code_verifier`.
+        code_verifier: Secret,
+        /// Requested audience (`resource`), if named.
+        audience: Option<String>,
+    },
     /// Poll for a device request's outcome (RFC 8628 section 3.4).
     DeviceCode {
         /// `device_code`.
@@ -159,8 +173,12 @@ impl Refused {
     }
 }
 
+/// The authorization code grant (RFC 6749 section 4.1), for third-party clients.
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+
 /// The grant types the endpoint serves.
-const GRANTS: [&str; 4] = [
+const GRANTS: [&str; 5] = [
+    GRANT_AUTHORIZATION_CODE,
     GRANT_PRE_AUTHORIZED_CODE,
     GRANT_DEVICE_CODE,
     GRANT_REFRESH_TOKEN,
@@ -196,6 +214,7 @@ impl TokenRequest {
             TokenRequest::DeviceCode { .. } => GRANT_DEVICE_CODE,
             TokenRequest::Refresh { .. } => GRANT_REFRESH_TOKEN,
             TokenRequest::Exchange { .. } => GRANT_TOKEN_EXCHANGE,
+            TokenRequest::AuthorizationCode { .. } => GRANT_AUTHORIZATION_CODE,
         }
     }
 
@@ -216,6 +235,30 @@ impl TokenRequest {
                 device_code: secret("device_code")?,
                 client_id: client_id(),
             },
+            GRANT_AUTHORIZATION_CODE => {
+                let code = secret("code")?;
+                let redirect_uri = p.req("redirect_uri")?.to_owned();
+                let client_id = p.req("client_id")?.to_owned();
+                let code_verifier = secret("code_verifier")?;
+                // RFC 7636 section 4.1: 43 to 128 unreserved characters.
+                let v = code_verifier.expose();
+                if !(43..=128).contains(&v.len())
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                {
+                    return Err(Error::InvalidRequest(
+                        "code_verifier must be 43 to 128 unreserved characters (RFC 7636)".into(),
+                    ));
+                }
+                TokenRequest::AuthorizationCode {
+                    code,
+                    redirect_uri,
+                    client_id,
+                    code_verifier,
+                    audience: requested_audience(p)?,
+                }
+            }
             GRANT_REFRESH_TOKEN => {
                 let refresh_token = secret("refresh_token")?;
                 TokenRequest::Refresh {
@@ -516,12 +559,49 @@ mod tests {
     }
 
     #[test]
+    fn authorization_code_needs_its_redirect_uri_client_and_a_well_formed_verifier() {
+        let v = "a".repeat(43);
+        let base = format!(
+            "grant_type=authorization_code&code=ac_1&redirect_uri=https%3A%2F%2Fa.example%2Fcb&client_id=mcp_1&code_verifier={v}"
+        );
+        let r = parse(&format!("{base}&resource=https%3A%2F%2Fapi.example%2Fmcp")).unwrap();
+        assert_eq!(r.grant_type(), GRANT_AUTHORIZATION_CODE);
+        assert!(matches!(
+            r,
+            TokenRequest::AuthorizationCode { audience: Some(ref a), ref client_id, .. }
+                if a == "https://api.example/mcp" && client_id == "mcp_1"
+        ));
+        for (body, want) in [
+            (base.replace("&code=ac_1", ""), "invalid_request"),
+            (
+                base.replace("&redirect_uri=https%3A%2F%2Fa.example%2Fcb", ""),
+                "invalid_request",
+            ),
+            (base.replace("&client_id=mcp_1", ""), "invalid_request"),
+            (
+                base.replace(&format!("&code_verifier={v}"), ""),
+                "invalid_request",
+            ),
+            (base.replace(&v, &"a".repeat(42)), "invalid_request"),
+            (base.replace(&v, &"a".repeat(129)), "invalid_request"),
+            (
+                base.replace(&v, &format!("{}%2B", "a".repeat(43))),
+                "invalid_request",
+            ),
+            (format!("{base}&resource=x%23frag"), "invalid_target"),
+        ] {
+            assert_eq!(refused(FORM, &body), (want, "grant"), "{body}");
+        }
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug() {
         for body in [
             format!("{PRE}&pre-authorized_code=pc_topsecret"),
             "grant_type=refresh_token&refresh_token=rt_topsecret".into(),
             XCHG.replace("rt_secret", "rt_topsecret"),
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc_topsecret".into(),
+            format!("grant_type=authorization_code&code=ac_topsecret&redirect_uri=https%3A%2F%2Fa%2Fcb&client_id=c&code_verifier={}", "v".repeat(43)),
         ] {
             let r = parse(&body).unwrap();
             assert!(!format!("{r:?}").contains("topsecret"), "{r:?}");

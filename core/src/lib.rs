@@ -76,7 +76,10 @@ pub use resource_metadata::{
     metadata_url as resource_metadata_url,
 };
 pub use scope::{Qualifier, Scope, ScopeSet};
-pub use token::{AccessTokenClaims, KeySet, SigningKey, TokenValidation, verify_access_token};
+pub use token::{
+    AccessTokenClaims, Binding, KeySet, SigningKey, TokenValidation, verify_access_token,
+    verify_bearer_access_token,
+};
 
 /// The crate version, shared by the whole workspace and the bindings.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

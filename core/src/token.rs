@@ -71,9 +71,12 @@ impl AccessTokenClaims {
         m.insert("exp".into(), self.exp.into());
         m.insert("jti".into(), self.jti.clone().into());
         m.insert("scope".into(), self.scope.clone().into());
-        let mut cnf = Map::new();
-        cnf.insert("jkt".into(), self.jkt.clone().into());
-        m.insert("cnf".into(), Value::Object(cnf));
+        // A bearer token (no key, `jkt` empty) carries no `cnf` at all.
+        if !self.jkt.is_empty() {
+            let mut cnf = Map::new();
+            cnf.insert("jkt".into(), self.jkt.clone().into());
+            m.insert("cnf".into(), Value::Object(cnf));
+        }
         m.insert("gid".into(), self.gid.clone().into());
         let mut act = Map::new();
         act.insert("sub".into(), self.act_sub.clone().into());
@@ -81,7 +84,7 @@ impl AccessTokenClaims {
         m
     }
 
-    fn from_json(m: &Map<String, Value>, expected_aud: &str) -> Result<Self> {
+    fn from_json(m: &Map<String, Value>, expected_aud: &str, binding: Binding) -> Result<Self> {
         let miss = |e: String| Error::token(Reason::MissingClaim, e);
         let s = |name: &str| json::req_str(m, name).map(str::to_owned).map_err(miss);
         let nested = |outer: &str, inner: &str| -> Result<String> {
@@ -123,7 +126,16 @@ impl AccessTokenClaims {
             exp: time("exp")?,
             jti: s("jti")?,
             scope: s("scope")?,
-            jkt: nested("cnf", "jkt")?,
+            jkt: match binding {
+                Binding::Dpop => nested("cnf", "jkt")?,
+                Binding::Bearer if m.contains_key("cnf") => {
+                    return Err(Error::token(
+                        Reason::Scheme,
+                        "this token is DPoP-bound: use the DPoP scheme with a proof",
+                    ));
+                }
+                Binding::Bearer => String::new(),
+            },
             gid: s("gid")?,
             act_sub: nested("act", "sub")?,
         })
@@ -313,6 +325,30 @@ pub fn verify_access_token(
     verify_access_token_reporting(token, keys, v, now, &mut None)
 }
 
+/// How the token presented is bound: to a key (`cnf.jkt`, the DPoP scheme),
+/// or to nothing (the Bearer scheme, for resources whose owner accepts
+/// bearer tokens from clients that cannot do DPoP; such tokens carry no
+/// `cnf`, and their `jkt` is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `cnf.jkt` is required.
+    Dpop,
+    /// `cnf` must be absent.
+    Bearer,
+}
+
+/// Verify a bearer access token (no `cnf`): signature, `typ`, issuer,
+/// audience, expiry, like [`verify_access_token`]. A DPoP-bound token is
+/// refused here: it must come with its proof.
+pub fn verify_bearer_access_token(
+    token: &str,
+    keys: &KeySet,
+    v: &TokenValidation,
+    now: i64,
+) -> Result<AccessTokenClaims> {
+    verify_token_bound(token, keys, v, now, &mut None, Binding::Bearer)
+}
+
 /// [`verify_access_token`], also telling which token failed: once the
 /// signature, issuer and audience have been verified, `signed_jti` holds the
 /// token's `jti`, so that a refusal for a later reason (expired, not yet
@@ -323,6 +359,18 @@ pub(crate) fn verify_access_token_reporting(
     v: &TokenValidation,
     now: i64,
     signed_jti: &mut Option<String>,
+) -> Result<AccessTokenClaims> {
+    verify_token_bound(token, keys, v, now, signed_jti, Binding::Dpop)
+}
+
+/// [`verify_access_token_reporting`] for either binding.
+pub(crate) fn verify_token_bound(
+    token: &str,
+    keys: &KeySet,
+    v: &TokenValidation,
+    now: i64,
+    signed_jti: &mut Option<String>,
+    binding: Binding,
 ) -> Result<AccessTokenClaims> {
     fn terr(r: Reason, m: impl Into<String>) -> Error {
         Error::token(r, m)
@@ -352,7 +400,7 @@ pub(crate) fn verify_access_token_reporting(
     key.verify(jws.alg, jws.signing_input.as_bytes(), &jws.signature)
         .map_err(|_| terr(Reason::Signature, "the token's signature does not verify"))?;
 
-    let claims = AccessTokenClaims::from_json(&jws.claims, &v.audience)?;
+    let claims = AccessTokenClaims::from_json(&jws.claims, &v.audience, binding)?;
     if claims.iss != v.issuer {
         return Err(terr(Reason::Issuer, "the token is from another issuer"));
     }

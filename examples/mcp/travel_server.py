@@ -13,11 +13,13 @@ are ``401`` with ``WWW-Authenticate`` (and the RFC 9728 ``resource_metadata``
 link). A tool beyond the token's scopes answers ``isError`` with
 ``insufficient_scope: ...``.
 
-Run: ``python travel_server.py --broker URL --addr 127.0.0.1:PORT [--register]``; the first
+Run: ``python travel_server.py --broker URL --addr 127.0.0.1:PORT [--register] [--accept-bearer]``; the first
 stdout line is ``{"event":"listening","url":...,"resource":...}``. With ``--register``, the
 resource and its scope catalog are registered with the broker at start, with the one-time
 token in ``PROTONPASS_REGISTRATION_TOKEN`` (``protonpass-broker resource invite``); the
-credentials it gets back make the verifier report each call to the owner's audit log.
+credentials it gets back make the verifier report each call to the owner's audit log. With
+``--accept-bearer``, MCP clients without DPoP (the official SDKs' own OAuth clients) are served
+too, with the short bearer tokens the broker issues them where the owner allows it.
 """
 
 from __future__ import annotations
@@ -126,6 +128,12 @@ def main() -> int:
     p.add_argument("--broker", required=True, help="the broker's issuer URL")
     p.add_argument("--addr", default="127.0.0.1:0", help="HOST:PORT to listen on (port 0 picks a free one)")
     p.add_argument("--register", action="store_true", help="register the resource and scopes with the broker")
+    p.add_argument(
+        "--accept-bearer",
+        action="store_true",
+        help="also accept bearer tokens, which the broker issues to MCP clients without DPoP "
+        "where the owner allows it (protonpass-broker resource bearer URL on)",
+    )
     a = p.parse_args()
     host, _, port = a.addr.rpartition(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -141,6 +149,8 @@ def main() -> int:
         creds = register(a.broker, resource, token)
         # The credentials let the verifier report each call to the owner's audit log.
         options = {"client_id": creds["client_id"], "client_secret": creds["client_secret"], "report_usage": True}
+    if a.accept_bearer:
+        options["accept_bearer"] = True
     app = make_app(a.broker, resource, **options)
     print(json.dumps({"event": "listening", "url": url, "resource": resource, "registered": a.register}), flush=True)
     try:

@@ -22,16 +22,16 @@ fn to_form(r: &TokenRequest, secret: Option<&str>) -> String {
             scope,
             audience,
             client_id,
-        } => ("pre-authorized_code", code, scope, audience, client_id),
+        } => ("pre-authorized_code", code, scope, audience, client_id.clone()),
         TokenRequest::DeviceCode {
             device_code,
             client_id,
-        } => ("device_code", device_code, &None, &None, client_id),
+        } => ("device_code", device_code, &None, &None, client_id.clone()),
         TokenRequest::Refresh {
             refresh_token,
             scope,
             audience,
-        } => ("refresh_token", refresh_token, scope, audience, &None),
+        } => ("refresh_token", refresh_token, scope, audience, None),
         TokenRequest::Exchange {
             subject_token,
             subject_kind,
@@ -43,14 +43,25 @@ fn to_form(r: &TokenRequest, secret: Option<&str>) -> String {
             if let Some(l) = lifetime {
                 f.append_pair("expires_in", &l.to_string());
             }
-            ("subject_token", subject_token, scope, audience, &None)
+            ("subject_token", subject_token, scope, audience, None)
+        }
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            client_id,
+            code_verifier,
+            audience,
+        } => {
+            f.append_pair("redirect_uri", redirect_uri);
+            f.append_pair("code_verifier", code_verifier.expose());
+            ("code", code, &None, audience, Some(client_id.clone()))
         }
     };
     f.append_pair(name, secret.unwrap_or(value.expose()));
     for (k, v) in [
         ("scope", scope),
         ("audience", audience),
-        ("client_id", client_id),
+        ("client_id", &client_id),
     ] {
         if let Some(v) = v {
             f.append_pair(k, v);

@@ -162,6 +162,7 @@ class Verifier:
         report_usage: bool = False,
         owner: Optional[str] = None,
         resource_metadata_url: Optional[str] = None,
+        accept_bearer: bool = False,
     ) -> Verifier: ...
     @staticmethod
     def connect(
@@ -177,6 +178,7 @@ class Verifier:
         report_usage: bool = False,
         owner: Optional[str] = None,
         resource_metadata_url: Optional[str] = None,
+        accept_bearer: bool = False,
     ) -> Awaitable[Verifier]: ...
     def verify(self, method: str, url: str, headers: list[tuple[str, str]]) -> Identity: ...
     def verify_async(self, method: str, url: str, headers: list[tuple[str, str]]) -> Awaitable[Identity]: ...

@@ -124,6 +124,12 @@ class Verifier:
     carries ``resource_metadata="..."`` in ``WWW-Authenticate``, so that clients
     find the broker from the API (serve the document with
     :func:`protonpass_agent.fastapi.add_resource_metadata`).
+
+    With ``accept_bearer``, ``Authorization: Bearer`` tokens without a key
+    binding are accepted too: the broker issues them (for at most 10 minutes)
+    to third-party clients that cannot do DPoP, for resources whose owner
+    turned it on (``protonpass-broker resource bearer AUDIENCE on``). A
+    DPoP-bound token sent as Bearer is still refused. Off by default.
     """
 
     __slots__ = ("_native", "base_url")
@@ -143,6 +149,7 @@ class Verifier:
         introspect_when_stale: bool = False,
         report_usage: bool = False,
         resource_metadata_url: Optional[str] = None,
+        accept_bearer: bool = False,
     ) -> None:
         self.base_url: Optional[str] = _base(base_url)
         self._native = _native.Verifier(
@@ -157,6 +164,7 @@ class Verifier:
             report_usage=report_usage,
             owner=owner,
             resource_metadata_url=resource_metadata_url,
+            accept_bearer=accept_bearer,
         )
 
     @classmethod

@@ -175,6 +175,7 @@ class ProtonPassMCP:
         scopes: Iterable[str] = (),
         scopes_supported: Optional[Iterable[str]] = None,
         resource_documentation: Optional[str] = None,
+        accept_bearer: bool = False,
     ) -> None:
         if verifier.base_url is None:
             raise RuntimeError(
@@ -186,14 +187,16 @@ class ProtonPassMCP:
         self.scopes = list(scopes)
         self._metadata_url = resource_metadata_url(resource)
         self._metadata_path = resource_metadata_path(resource)
-        self._metadata = json.dumps(
-            resource_metadata(
-                resource,
-                issuer,
-                scopes_supported=list(scopes_supported or ()),
-                resource_documentation=resource_documentation,
-            )
-        ).encode()
+        doc = resource_metadata(
+            resource,
+            issuer,
+            scopes_supported=list(scopes_supported or ()),
+            resource_documentation=resource_documentation,
+        )
+        if accept_bearer:
+            # The verifier also takes bearer tokens (clients without DPoP): say so (RFC 9728).
+            doc["dpop_bound_access_tokens_required"] = False
+        self._metadata = json.dumps(doc).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -273,6 +276,13 @@ def protect(
     :func:`protonpass_agent.resource_metadata`; ``resource`` must be ``https``,
     or ``http`` on loopback). Lifespan events pass through, so the SDK's
     session manager starts as usual.
+
+    ``accept_bearer=True`` (a verifier option) also accepts the bearer tokens
+    the broker issues to MCP clients that cannot do DPoP, for resources whose
+    owner allows them (``protonpass-broker resource bearer URL on``); the
+    metadata then says ``dpop_bound_access_tokens_required: false``. Pass the
+    same ``accept_bearer`` to :class:`ProtonPassMCP` when you build the
+    verifier yourself.
     """
     if verifier is None:
         parts = urlsplit(resource)
@@ -288,6 +298,7 @@ def protect(
         scopes=scopes,
         scopes_supported=scopes_supported,
         resource_documentation=resource_documentation,
+        accept_bearer=bool(verifier_options.get("accept_bearer", False)),
     )
 
 

@@ -266,6 +266,16 @@ enum ResourceCmd {
         /// Its client id or audience.
         id: String,
     },
+    /// Whether third-party clients that cannot do DPoP may get bearer tokens
+    /// for this resource (at most 10 minutes, this audience only; off by
+    /// default). The resource must accept them too (`accept_bearer`).
+    Bearer {
+        /// Its client id or audience.
+        id: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

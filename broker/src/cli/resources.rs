@@ -131,6 +131,23 @@ pub(super) fn resource(c: &Ctx, cmd: &ResourceCmd) -> Result<ExitCode> {
                 ),
             );
         }
+        ResourceCmd::Bearer { id, state } => {
+            let on = state == "on";
+            let r =
+                c.rt.block_on(c.b.resource_accept_bearer(&c.owner, id, on))?;
+            out(
+                c.json,
+                json!({"client_id": r.client_id, "audience": r.audience, "accept_bearer": on}),
+                if on {
+                    format!(
+                        "{}: clients that cannot do DPoP may now get bearer tokens for it (10 minutes at most).",
+                        r.audience
+                    )
+                } else {
+                    format!("{}: only DPoP-bound tokens are issued for it.", r.audience)
+                },
+            );
+        }
         ResourceCmd::Remove { id } => {
             let r = c.rt.block_on(c.b.resource_remove(&c.owner, id))?;
             out(

@@ -7,8 +7,10 @@
 //! (or, before sign-in, to a short-lived cookie), compared in constant time.
 
 mod agents;
+mod apps;
 mod audit_page;
 pub mod auth;
+mod authorize;
 mod catalog;
 mod connections;
 mod device;
@@ -65,6 +67,12 @@ pub fn router() -> Router<Arc<Broker>> {
             "/device",
             get(device::device_page).post(device::device_submit),
         )
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize_page).post(authorize::authorize_submit),
+        )
+        .route("/apps", get(apps::apps_page))
+        .route("/apps/disconnect", axum::routing::post(apps::disconnect))
         .route("/agents", get(agents::agents_page))
         .route("/agents/revoke", axum::routing::post(agents::revoke))
         .route(
@@ -97,10 +105,14 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A page may widen `form-action` for itself (the consent page's answer
+    // goes to the client's redirect URI); everything else gets the default.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -284,7 +296,7 @@ fn safe_next(next: Option<&str>) -> Option<&str> {
     next.filter(|n| {
         n.starts_with('/')
             && !n.starts_with("//")
-            && n.len() <= 512
+            && n.len() <= 2048
             && !n.contains('\\')
             && !n.chars().any(char::is_control)
     })

@@ -43,6 +43,7 @@ pub(super) fn page(
                             a href="/device" { "Approve" }
                             a href="/pending" { "Waiting" }
                             a href="/agents" { "Agents" }
+                            a href="/apps" { "Apps" }
                             a href="/usage" { "Usage" }
                             a href="/upstreams" { "APIs" }
                             a href="/audit" { "Activity" }

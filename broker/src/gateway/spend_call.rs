@@ -54,6 +54,7 @@ fn resource(s: &Spender<'_>) -> Resource {
         created_at: 0,
         shared: false,
         scopes: Default::default(),
+        accept_bearer: false,
     }
 }
 

@@ -320,6 +320,7 @@ impl Broker {
             created_at: now,
             shared,
             scopes,
+            accept_bearer: false,
         };
         store::write(&self.store, move |tx| {
             let existing = tx.resources_for_audience(&r.audience)?;

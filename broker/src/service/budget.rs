@@ -485,6 +485,7 @@ mod tests {
             created_at: now,
             shared: false,
             scopes: Default::default(),
+            accept_bearer: false,
         };
         let gate = Arc::new(std::sync::Barrier::new(64));
         let handles: Vec<_> = (0..64)

@@ -3,6 +3,7 @@
 //! audit record) in one store transaction.
 
 pub mod admin;
+pub mod authcode;
 pub mod budget;
 pub mod catalog;
 pub mod device;

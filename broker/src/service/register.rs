@@ -194,6 +194,7 @@ impl Broker {
                         created_at: now,
                         shared,
                         scopes,
+                        accept_bearer: false,
                     };
                     tx.resource_put(&r)?;
                     (r, "resource_add")

@@ -114,7 +114,7 @@ impl Broker {
         let claims = if token.starts_with(REFRESH_PREFIX) {
             None
         } else {
-            match self.verify_own_access_token(&token, now) {
+            match self.verify_own_token_any_binding(&token, now) {
                 Ok(c) => Some(c),
                 // Unknown, forged or expired: nothing to revoke (RFC 7009 section 2.2).
                 Err(_) => return Ok(()),
@@ -158,7 +158,7 @@ impl Broker {
         let claims = if token.starts_with(REFRESH_PREFIX) {
             None
         } else {
-            match self.verify_own_access_token(&token, now) {
+            match self.verify_own_token_any_binding(&token, now) {
                 Ok(c) => Some(c),
                 Err(_) => {
                     return Ok(self.introspected(rs, None, now, IntrospectionResponse::default()));
@@ -199,10 +199,12 @@ impl Broker {
                 iat: Some(rec.iat),
                 jti: Some(rec.jti),
                 token_type: Some(match rec.kind {
+                    TokenKind::Access if rec.jkt.is_empty() => "Bearer".into(),
                     TokenKind::Access => "DPoP".into(),
                     TokenKind::Refresh => "refresh_token".into(),
                 }),
-                cnf: Some(Confirmation { jkt: rec.jkt }),
+                // A bearer token (a client without DPoP) is bound to no key.
+                cnf: (!rec.jkt.is_empty()).then_some(Confirmation { jkt: rec.jkt }),
                 gid: Some(rec.gid),
             })
         })

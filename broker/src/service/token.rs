@@ -27,7 +27,7 @@ pub(super) fn eq_ct(a: &str, b: &str) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn response(
+pub(super) fn response(
     access: &super::issue::Minted,
     refresh: Option<String>,
     scope: String,
@@ -142,7 +142,30 @@ impl Broker {
             Err(Refused::Form(error) | Refused::Request { error, .. }) => return Err(error),
             req => req,
         };
-        let proof = self.token_proof(dpop, now, source)?;
+        // A third-party client that sends no DPoP header at all may redeem a
+        // code or refresh for a bearer token, where the resource's owner
+        // allows it (`service::authcode`); every other request is proved.
+        let maybe_bearer = dpop.is_empty()
+            && matches!(
+                req,
+                Ok(TokenRequest::AuthorizationCode { .. } | TokenRequest::Refresh { .. })
+            );
+        let proof = if maybe_bearer {
+            None
+        } else {
+            Some(self.token_proof(dpop, now, source)?)
+        };
+        // What a proof-less request is answered when the token turns out to
+        // be DPoP-bound (computing it touches no replay state).
+        let missing = || {
+            self.token_proof(dpop, now, source)
+                .err()
+                .unwrap_or_else(|| Error::InvalidRequest("send a DPoP proof".into()))
+        };
+        let proved = |p: Option<VerifiedProof>| match p {
+            Some(p) => Ok(p),
+            None => self.token_proof(dpop, now, source),
+        };
         let mint = self.mint(now);
         match req.map_err(Refused::into_error)? {
             TokenRequest::PreAuthorized {
@@ -151,14 +174,14 @@ impl Broker {
                 audience,
                 client_id,
             } => {
-                self.pre_authorized(&code, scope, audience, client_id, proof, mint)
+                self.pre_authorized(&code, scope, audience, client_id, proved(proof)?, mint)
                     .await?
             }
             TokenRequest::DeviceCode {
                 device_code,
                 client_id,
             } => {
-                self.device_poll(&device_code, client_id, proof, mint)
+                self.device_poll(&device_code, client_id, proved(proof)?, mint)
                     .await?
             }
             TokenRequest::Refresh {
@@ -166,8 +189,27 @@ impl Broker {
                 scope,
                 audience,
             } => {
+                let proof = proof.ok_or_else(missing);
                 self.refresh(&refresh_token, scope, audience, proof, mint)
                     .await?
+            }
+            TokenRequest::AuthorizationCode {
+                code,
+                redirect_uri,
+                client_id,
+                code_verifier,
+                audience,
+            } => {
+                self.authorization_code(
+                    &code,
+                    client_id,
+                    redirect_uri,
+                    &code_verifier,
+                    audience,
+                    proof,
+                    mint,
+                )
+                .await?
             }
             TokenRequest::Exchange {
                 subject_token,
@@ -181,7 +223,7 @@ impl Broker {
                     audience,
                     lifetime,
                 };
-                self.exchange(subject_token, subject_kind, ask, proof, mint)
+                self.exchange(subject_token, subject_kind, ask, proved(proof)?, mint)
                     .await?
             }
         }
@@ -263,20 +305,41 @@ impl Broker {
         refresh_token: &Secret,
         scope_req: Option<String>,
         aud_req: Option<String>,
-        proof: VerifiedProof,
-        mint: Mint,
+        proof: std::result::Result<VerifiedProof, Error>,
+        mut mint: Mint,
     ) -> Result<Committed> {
         let hash = secret_hash(refresh_token.expose());
         let now = mint.now;
+        // No proof: a bearer client (`service::authcode`), whose refresh
+        // token is bound to no key; a DPoP-bound one is answered `missing`.
+        let (jkt, reason, missing) = match proof {
+            Ok(p) => (p.jkt, p.reason, None),
+            Err(e) => (String::new(), None, Some(e)),
+        };
+        let bearer = missing.is_some();
+        if bearer {
+            mint.access_ttl = mint.access_ttl.min(super::authcode::BEARER_TTL);
+        }
         let (r, seq) = store::write(&self.store, move |tx| {
             let bad = || Error::InvalidGrant("unknown, spent or revoked refresh token".into());
-            let Some(mut rec) = tx.token_by_hash(&hash)? else {
+            let found = tx.token_by_hash(&hash)?;
+            // Without a proof, only a bearer client's refresh token goes on;
+            // anything else gets the missing proof's error, as before a
+            // lookup (the answer tells nothing about the token).
+            if let Some(e) = missing
+                && !found
+                    .as_ref()
+                    .is_some_and(|r| r.kind == TokenKind::Refresh && r.jkt.is_empty())
+            {
+                return Err(e);
+            }
+            let Some(mut rec) = found else {
                 return Err(bad());
             };
             if rec.kind != TokenKind::Refresh {
                 return Err(bad());
             }
-            if !eq_ct(&rec.jkt, &proof.jkt) {
+            if !eq_ct(&rec.jkt, &jkt) {
                 return Err(Error::InvalidGrant(
                     "the refresh token is bound to another key than the proof's".into(),
                 ));
@@ -303,6 +366,9 @@ impl Broker {
             let scope = negotiate(&g.scope, scope_req.as_deref())?;
             let aud = pick_audience(&g.audiences, aud_req.as_deref())?;
             let scope = catalog::narrow(tx, &aud, &scope, scope_req.as_deref())?;
+            if bearer && !super::authcode::bearer_allowed(tx, &aud)? {
+                return Err(super::authcode::dpop_only(&aud));
+            }
             let (refresh, rjti) = mint.refresh(tx, &g)?;
             let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
             tx.audit_append(
@@ -311,19 +377,22 @@ impl Broker {
                 "refresh",
                 &json!({"gid": g.gid, "agent": g.agent, "spent_jti": rec.jti, "refresh_jti": rjti,
                         "jti": access.jti, "scope": scope, "aud": aud, "exp": access.exp,
-                        "reason": proof.reason})
+                        "reason": reason, "bearer": bearer})
                 .to_string(),
             )?;
             Ok((
-                Ok(response(
-                    &access,
-                    Some(refresh),
-                    scope,
-                    aud,
-                    &g.gid,
-                    g.expires_at,
-                    now,
-                    false,
+                Ok(super::authcode::bearer_type(
+                    response(
+                        &access,
+                        Some(refresh),
+                        scope,
+                        aud,
+                        &g.gid,
+                        g.expires_at,
+                        now,
+                        false,
+                    ),
+                    bearer,
                 )),
                 None,
             ))
@@ -446,5 +515,30 @@ impl Broker {
         let mut v = TokenValidation::new(self.issuer.clone(), aud);
         v.leeway = 0;
         verify_access_token(token, &self.keyring().keyset, &v, now).map_err(|_| invalid())
+    }
+
+    /// [`Self::verify_own_access_token`], also accepting a bearer token (no
+    /// `cnf`, `jkt` empty): for revocation and introspection, never for an
+    /// exchange (a bearer token is no subject to derive tokens from).
+    pub fn verify_own_token_any_binding(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<protonpass_agent::AccessTokenClaims> {
+        self.verify_own_access_token(token, now).or_else(|e| {
+            let aud = jws::parse(token, protonpass_agent::token::MAX_TOKEN_LEN)
+                .ok()
+                .and_then(|p| {
+                    json::opt_str(&p.claims, "aud")
+                        .ok()
+                        .flatten()
+                        .map(str::to_owned)
+                })
+                .ok_or_else(|| e.clone())?;
+            let mut v = TokenValidation::new(self.issuer.clone(), aud);
+            v.leeway = 0;
+            protonpass_agent::verify_bearer_access_token(token, &self.keyring().keyset, &v, now)
+                .map_err(|_| e)
+        })
     }
 }

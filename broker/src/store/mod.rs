@@ -13,6 +13,7 @@ mod sqlite_audit;
 pub mod sqlite_backup;
 mod sqlite_budget;
 mod sqlite_prune;
+mod sqlite_clients;
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use protonpass_agent::wire::RevocationEvent;
 
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
+use crate::model::{AuthCode, ClientRec};
 use crate::model::{Budget, SpendRec};
 
 /// Storage result: failures are [`Error::TemporarilyUnavailable`] (503).
@@ -199,6 +201,21 @@ pub trait Tx {
     /// Take (delete and return) the unexpired invitation with this token hash:
     /// an invitation works once.
     fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>>;
+
+    // Third-party OAuth clients and authorization codes (`service::authcode`).
+
+    /// Store a newly registered client (its id is new).
+    fn client_put(&mut self, c: &ClientRec) -> Result<()>;
+    /// A registered client by id.
+    fn client_get(&mut self, client_id: &str) -> Result<Option<ClientRec>>;
+    /// How many clients were registered at or after `since`.
+    fn client_count_since(&mut self, since: i64) -> Result<i64>;
+    /// Store a new authorization code (and delete those expired a day ago).
+    fn auth_code_put(&mut self, c: &AuthCode) -> Result<()>;
+    /// An authorization code by the hash of the code, spent or not.
+    fn auth_code_get(&mut self, hash: &str) -> Result<Option<AuthCode>>;
+    /// Mark an unspent code spent by the grant `gid`; `false` if it was spent.
+    fn auth_code_spend(&mut self, hash: &str, gid: &str) -> Result<bool>;
 
     // Bounded storage and the audit log's checkpoints and archive.
 

@@ -189,6 +189,8 @@ impl SqliteStore {
             .map_err(db_err)?;
         conn.execute_batch(super::sqlite_audit::AUDIT_SCHEMA)
             .map_err(db_err)?;
+        conn.execute_batch(super::sqlite_clients::CLIENTS_SCHEMA)
+            .map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let commits = Arc::new(AtomicUsize::new(0));
@@ -462,6 +464,7 @@ impl Tx for SqliteTx<'_> {
             "DELETE FROM oauth_pending WHERE owner = ?1",
             "DELETE FROM upstreams WHERE owner = ?1",
             "DELETE FROM resource_invites WHERE owner = ?1",
+            "DELETE FROM auth_codes WHERE owner = ?1",
         ] {
             self.conn
                 .prepare_cached(sql)
@@ -1162,6 +1165,32 @@ impl Tx for SqliteTx<'_> {
                 .map_err(db_err)?;
         }
         Ok(found)
+    }
+
+    // Third-party clients and authorization codes (queries in `sqlite_clients.rs`).
+
+    fn client_put(&mut self, c: &crate::model::ClientRec) -> Result<()> {
+        super::sqlite_clients::client_put(self.conn, c)
+    }
+
+    fn client_get(&mut self, client_id: &str) -> Result<Option<crate::model::ClientRec>> {
+        super::sqlite_clients::client_get(self.conn, client_id)
+    }
+
+    fn client_count_since(&mut self, since: i64) -> Result<i64> {
+        super::sqlite_clients::client_count_since(self.conn, since)
+    }
+
+    fn auth_code_put(&mut self, c: &crate::model::AuthCode) -> Result<()> {
+        super::sqlite_clients::code_put(self.conn, c)
+    }
+
+    fn auth_code_get(&mut self, hash: &str) -> Result<Option<crate::model::AuthCode>> {
+        super::sqlite_clients::code_get(self.conn, hash)
+    }
+
+    fn auth_code_spend(&mut self, hash: &str, gid: &str) -> Result<bool> {
+        super::sqlite_clients::code_spend(self.conn, hash, gid)
     }
 
     // Budgets (queries in `sqlite_budget.rs`).

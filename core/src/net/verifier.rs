@@ -20,7 +20,7 @@ use crate::dpop::{ProofCheck, ProofOptions, ProofVerifier, VerifiedProof};
 use crate::error::{Error, Reason, Result};
 use crate::request::{dpop_token, status_for, www_authenticate};
 use crate::scope::ScopeSet;
-use crate::token::{AccessTokenClaims, KeySet, TokenValidation, verify_access_token_reporting};
+use crate::token::{AccessTokenClaims, KeySet, TokenValidation};
 use crate::wire::{
     IntrospectionResponse, RevocationEvent, RevocationFeed, ServerMetadata, UsageEvent, UsageReport,
 };
@@ -52,6 +52,33 @@ impl fmt::Debug for StalePolicy {
             }
         }
     }
+}
+
+/// Whether the one `Authorization` value uses the Bearer scheme.
+fn bearer_scheme<S: AsRef<str>>(authz: &[S]) -> bool {
+    match authz {
+        [v] => v
+            .as_ref()
+            .split_once(' ')
+            .is_some_and(|(s, _)| s.eq_ignore_ascii_case("bearer")),
+        _ => false,
+    }
+}
+
+/// The token of a one-valued `Authorization: Bearer TOKEN` (RFC 6750).
+fn bearer_token<S: AsRef<str>>(authz: &[S]) -> Result<&str> {
+    let token = authz
+        .first()
+        .and_then(|v| v.as_ref().split_once(' '))
+        .map(|(_, t)| t.trim_matches(' '))
+        .unwrap_or("");
+    if token.is_empty() || token.contains(' ') {
+        return Err(Error::token(
+            Reason::Malformed,
+            "the Authorization header holds no token",
+        ));
+    }
+    Ok(token)
 }
 
 /// Settings of a [`Verifier`].
@@ -91,6 +118,12 @@ pub struct VerifierOptions {
     /// as `resource_metadata` in every `401` challenge. Set it when the API
     /// serves the document (see [`crate::resource_metadata`]).
     pub resource_metadata: Option<String>,
+    /// Also accept bearer tokens (`Authorization: Bearer`, no proof) that the
+    /// broker issued without a key binding, to clients that cannot do DPoP
+    /// (off by default; the owner turns it on per resource at the broker,
+    /// which then issues such tokens for at most 10 minutes). A DPoP-bound
+    /// token sent as Bearer is still refused.
+    pub accept_bearer: bool,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Randomness (nonces).
@@ -105,6 +138,7 @@ impl fmt::Debug for VerifierOptions {
             .field("require_nonce", &self.require_nonce)
             .field("follow_feed", &self.follow_feed)
             .field("owner", &self.owner)
+            .field("accept_bearer", &self.accept_bearer)
             .field("max_staleness", &self.max_staleness)
             .field("stale_policy", &self.stale_policy)
             .finish()
@@ -127,6 +161,7 @@ impl VerifierOptions {
             usage_reports: None,
             credentials: None,
             resource_metadata: None,
+            accept_bearer: false,
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
         }
@@ -451,9 +486,31 @@ impl Verifier {
         let reject = |e: Error| Rejection::new(e, None, None);
         let authz = header_values(headers, "authorization");
         let dpop = header_values(headers, "dpop");
-        let token = dpop_token(&authz).map_err(reject)?;
+        let bearer = inner.opts.accept_bearer && bearer_scheme(&authz);
+        let token = if bearer {
+            bearer_token(&authz).map_err(reject)?
+        } else {
+            dpop_token(&authz).map_err(reject)?
+        };
         let now = inner.opts.clock.now();
+        let binding = if bearer {
+            crate::token::Binding::Bearer
+        } else {
+            crate::token::Binding::Dpop
+        };
         let claims = match self.cached_claims(token, now) {
+            // The cache holds claims of either kind: the binding must still
+            // match the scheme this request used.
+            Some(c) if c.jkt.is_empty() != bearer => {
+                return Err(reject(Error::token(
+                    Reason::Scheme,
+                    if bearer {
+                        "this token is DPoP-bound: use the DPoP scheme with a proof"
+                    } else {
+                        "this is a bearer token: send it with the Bearer scheme"
+                    },
+                )));
+            }
             Some(c) => c,
             None => {
                 if let Some(kid) = crate::token::peek_kid(token) {
@@ -468,8 +525,15 @@ impl Verifier {
                         .keys
                         .read()
                         .map_err(|_| reject(Error::Server("key set poisoned".into())))?;
-                    verify_access_token_reporting(token, &keys, &inner.validation, now, jti)
-                        .map_err(reject)?
+                    crate::token::verify_token_bound(
+                        token,
+                        &keys,
+                        &inner.validation,
+                        now,
+                        jti,
+                        binding,
+                    )
+                    .map_err(reject)?
                 };
                 let claims = Arc::new(claims);
                 self.cache_claims(token, claims.clone(), now);
@@ -493,7 +557,10 @@ impl Verifier {
             )));
         }
         // The proof check holds a non-Send closure: keep it out of any await.
-        let proof: VerifiedProof = {
+        // A bearer token has no proof to check.
+        let proof: Option<VerifiedProof> = if bearer {
+            None
+        } else {
             let nonce_ok = |n: &str| self.nonce_valid(n, now);
             let check = ProofCheck {
                 method,
@@ -506,10 +573,14 @@ impl Verifier {
                     None
                 },
             };
-            inner.proofs.verify(&dpop, &check, now).map_err(|e| {
-                let nonce = matches!(e, Error::UseDpopNonce).then(|| self.issue_nonce(now));
-                Rejection::new(e, None, nonce)
-            })?
+            inner
+                .proofs
+                .verify(&dpop, &check, now)
+                .map_err(|e| {
+                    let nonce = matches!(e, Error::UseDpopNonce).then(|| self.issue_nonce(now));
+                    Rejection::new(e, None, nonce)
+                })
+                .map(Some)?
         };
         if inner.opts.follow_feed && self.feed_stale() {
             match &inner.opts.stale_policy {
@@ -553,7 +624,7 @@ impl Verifier {
             scopes,
             token_id: claims.jti.clone(),
             grant_id: claims.gid.clone(),
-            reason: proof.reason,
+            reason: proof.and_then(|p| p.reason),
             jkt: claims.jkt.clone(),
             expires_at: claims.exp,
             use_ticket: UseTicket::default(),

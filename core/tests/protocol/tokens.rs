@@ -4,7 +4,7 @@
 use protonpass_agent::{
     AccessTokenClaims, AgentKey, Error, KeySet, ProofCheck, ProofInput, ProofOptions,
     ProofVerifier, Reason, SigningKey, TokenValidation, b64, create_proof, verify_access_token,
-    verify_proof, verify_request,
+    verify_bearer_access_token, verify_proof, verify_request,
 };
 use serde_json::{Map, Value, json};
 
@@ -108,6 +108,43 @@ fn a_broker_token_is_accepted() {
     let jwks = json!({"keys": [Value::Object(signer.public_jwk_json())]}).to_string();
     let set = KeySet::from_jwks_json(&jwks).unwrap();
     verify_access_token(&token, &set, &validation(), NOW).unwrap();
+}
+
+#[test]
+fn bearer_tokens_have_no_cnf_and_each_kind_verifies_only_as_itself() {
+    // A bearer token (issued to a client without DPoP) carries no `cnf`.
+    let bearer_claims = AccessTokenClaims {
+        jkt: String::new(),
+        ..claims()
+    };
+    let bearer = SigningKey::new(KID, broker_key()).sign(&bearer_claims);
+    let payload: Value =
+        serde_json::from_slice(&b64::decode(bearer.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert!(payload.get("cnf").is_none(), "{payload}");
+    let got = verify_bearer_access_token(&bearer, &keys(), &validation(), NOW).unwrap();
+    assert_eq!((got.jkt.as_str(), got.aud.as_str()), ("", AUDIENCE));
+    // The DPoP check refuses it: no key to bind a proof to.
+    assert_refused(verify(&bearer), TOKEN, Some(Reason::MissingClaim));
+    // A DPoP-bound token is never accepted as a bearer token.
+    let bound = SigningKey::new(KID, broker_key()).sign(&claims());
+    assert_refused(
+        verify_bearer_access_token(&bound, &keys(), &validation(), NOW),
+        TOKEN,
+        Some(Reason::Scheme),
+    );
+    // Audience and expiry hold for bearer tokens as for the others.
+    let mut v = validation();
+    v.audience = "https://other.example".into();
+    assert_refused(
+        verify_bearer_access_token(&bearer, &keys(), &v, NOW),
+        TOKEN,
+        Some(Reason::Audience),
+    );
+    assert_refused(
+        verify_bearer_access_token(&bearer, &keys(), &validation(), NOW + 7200),
+        TOKEN,
+        Some(Reason::Expired),
+    );
 }
 
 #[test]

@@ -1,0 +1,221 @@
+//! `/oauth/authorize`: the consent page of the authorization code grant for
+//! third-party clients (MCP clients). The signed-in owner sees the
+//! application, where its answer goes, the resource and the scopes in the
+//! catalog's plain words, narrows them, picks a lifetime, and approves or
+//! denies; the browser then goes back to the client's registered redirect
+//! URI with a code or `access_denied` (`service::authcode`).
+//!
+//! The form carries the authorization request as it came (a hidden field,
+//! checked again on submit) and the session's form token.
+
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use maud::{Markup, html};
+
+use super::device::registration_note;
+use super::scope_view::scope_choices;
+use super::view::{self, LIFETIMES, lifetime_choice};
+use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use crate::service::authcode::{AuthRequest, AuthorizeError};
+use crate::store::WebSession;
+
+/// The Content-Security-Policy of the consent page: the dashboard's, with
+/// the client's redirect origin allowed as a form target (browsers apply
+/// `form-action` to the redirect that answers the form).
+fn consent_csp(redirect_uri: &str) -> Option<HeaderValue> {
+    let origin = url::Url::parse(redirect_uri)
+        .ok()?
+        .origin()
+        .ascii_serialization();
+    if origin == "null" || origin.contains([';', ',', ' ', '\'']) {
+        return None;
+    }
+    HeaderValue::from_str(&super::CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+    ))
+    .ok()
+}
+
+fn pairs(f: &Form) -> Vec<(String, String)> {
+    f.0.clone()
+}
+
+async fn check(b: &B, raw: &str) -> Result<AuthRequest, Response> {
+    let Some(f) = Form::from_query(raw.as_bytes()) else {
+        return Err(view::message(
+            StatusCode::BAD_REQUEST,
+            "This request was refused",
+            "The authorization request is too large.",
+            None,
+        ));
+    };
+    match b.authorize_request(&pairs(&f)).await {
+        Ok(r) => Ok(r),
+        Err(AuthorizeError::Page(m)) => Err(view::message(
+            StatusCode::BAD_REQUEST,
+            "This request was refused",
+            &m,
+            None,
+        )),
+        Err(AuthorizeError::Redirect(to)) => Err(redirect(&to)),
+    }
+}
+
+fn consent(
+    s: &WebSession,
+    r: &AuthRequest,
+    raw: &str,
+    reg: &str,
+    catalog: Option<&crate::scope_catalog::ScopeCatalog>,
+    error: Option<&str>,
+) -> Markup {
+    let scopes: Vec<&str> = r.scope.split(' ').filter(|x| !x.is_empty()).collect();
+    let name = r
+        .client
+        .metadata
+        .client_name
+        .as_deref()
+        .unwrap_or("An application");
+    let dest = url::Url::parse(&r.redirect_uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    html! {
+        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        section.card {
+            p.lead { "Allow " strong.agent { (name) } " to act for you?" }
+            p.hint { "This name was given by the application itself and is not verified. Approve only if you just asked this application to connect." }
+            dl.facts {
+                dt { "Application" }
+                dd { code { (r.client.client_id) } }
+                dt { "Your answer goes to" }
+                dd { code { (dest) } }
+                dt { "Service it will use" }
+                dd { code { (r.resource) } " — " (reg) }
+            }
+        }
+        form.card method="post" action="/oauth/authorize" {
+            input type="hidden" name="csrf" value=(s.csrf);
+            input type="hidden" name="request" value=(raw);
+            fieldset {
+                legend { "What it may do (untick anything you do not want to allow)" }
+                (scope_choices(&scopes, Some(&r.resource), catalog))
+            }
+            (lifetime_choice())
+            div.actions {
+                button.primary type="submit" name="action" value="approve" { "Approve" }
+                button.danger type="submit" name="action" value="deny" { "Deny" }
+            }
+        }
+    }
+}
+
+async fn render(
+    b: &B,
+    s: &WebSession,
+    r: &AuthRequest,
+    raw: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let reg = registration_note(&b.audience_status_of(&s.owner, &r.resource).await);
+    let catalog = b.catalog_of(&r.resource).await.ok();
+    let mut resp = view::page(
+        status,
+        "Connect an application",
+        Some(s),
+        consent(s, r, raw, reg, catalog.as_ref(), error),
+    );
+    if let Some(v) = consent_csp(&r.redirect_uri) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
+pub(super) async fn authorize_page(b: B, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let raw = raw.unwrap_or_default();
+    let r = match check(&b, &raw).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let Some(s) = session(&b, &headers).await else {
+        return to_login(&format!("/oauth/authorize?{raw}"));
+    };
+    render(&b, &s, &r, &raw, None, StatusCode::OK).await
+}
+
+pub(super) async fn authorize_submit(b: B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/agents");
+    };
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return csrf_refused();
+    }
+    let raw = f.get("request").unwrap_or("").to_owned();
+    let r = match check(&b, &raw).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let approve = match f.get("action") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return render(
+                &b,
+                &s,
+                &r,
+                &raw,
+                Some("Choose Approve or Deny."),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    };
+    let ticked = f.all("scope");
+    if approve && ticked.is_empty() {
+        return render(
+            &b,
+            &s,
+            &r,
+            &raw,
+            Some("Tick at least one thing the application may do, or deny it."),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let ttl = f
+        .get("ttl")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(LIFETIMES[0]);
+    if approve && !LIFETIMES.contains(&ttl) {
+        return render(
+            &b,
+            &s,
+            &r,
+            &raw,
+            Some("Choose one of the lifetimes offered."),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    match b
+        .authorize_decide(
+            &s.owner,
+            &r,
+            approve,
+            approve.then(|| ticked.join(" ")),
+            ttl,
+        )
+        .await
+    {
+        Ok(to) => redirect(&to),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
