@@ -11,6 +11,7 @@ mod human;
 mod owners;
 mod resources;
 mod serve;
+mod stepup;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +68,11 @@ enum Cmd {
     Deny {
         /// The code the agent showed.
         user_code: String,
+    },
+    /// Step-up requests (one-time authorizations agents ask for).
+    Stepup {
+        #[command(subcommand)]
+        cmd: stepup::StepupCmd,
     },
     /// Pre-authorized grants.
     Grant {
@@ -187,6 +193,23 @@ enum GrantCmd {
         /// Monday) or total (the grant's whole life).
         #[arg(long)]
         period: String,
+    },
+    /// Set or clear the grant's step-up auto-approval: payments up to
+    /// --max in --currency are approved without asking (while the budget of
+    /// the payment's scope, if any, has room); anything else waits for you.
+    StepupPolicy {
+        /// The grant id.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        /// The largest payment approved automatically, a decimal amount.
+        #[arg(long, requires = "currency", conflicts_with = "off")]
+        max: Option<String>,
+        /// ISO 4217 currency code (e.g. EUR).
+        #[arg(long, requires = "max")]
+        currency: Option<String>,
+        /// Remove the policy: every step-up waits for you.
+        #[arg(long)]
+        off: bool,
     },
 }
 
@@ -463,6 +486,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl, budget),
         Cmd::Pending => grants::pending(&c),
         Cmd::Deny { user_code } => grants::deny(&c, user_code),
+        Cmd::Stepup { cmd } => stepup::run(&c, cmd),
         Cmd::Grant { cmd } => grants::grant(&c, cmd),
         Cmd::Revoke { id, agent } => grants::revoke(&c, id.as_ref(), agent.as_ref()),
         Cmd::Resource { cmd } => resources::resource(&c, cmd),

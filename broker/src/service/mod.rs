@@ -11,6 +11,7 @@ pub mod issue;
 pub mod lifecycle;
 pub mod register;
 pub mod resource;
+pub mod stepup;
 pub mod token;
 
 use std::sync::{Arc, RwLock};

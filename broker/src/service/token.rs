@@ -1,5 +1,6 @@
 //! The token endpoint: pre-authorized code, device code, refresh (rotating,
-//! with reuse detection) and token exchange, every one with a DPoP proof.
+//! with reuse detection), token exchange and CIBA polls (`stepup.rs`), every
+//! one with a DPoP proof.
 
 use std::sync::Arc;
 
@@ -184,6 +185,7 @@ impl Broker {
                 self.exchange(subject_token, subject_kind, ask, proof, mint)
                     .await?
             }
+            TokenRequest::Ciba { auth_req_id } => self.ciba_poll(&auth_req_id, proof, mint).await?,
         }
     }
 
