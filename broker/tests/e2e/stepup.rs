@@ -400,3 +400,65 @@ async fn hostile_backchannel_requests_get_typed_errors_and_leave_nothing() {
     let r = ask(&b, &k, &at, &[("authorization_details", &ok)]).await;
     assert_eq!((r.status, r.error()), (400, "invalid_request"));
 }
+
+#[tokio::test]
+async fn the_owner_approves_on_the_dashboard_in_plain_words() {
+    let (b, k, at, _gid, _rs) = setup().await;
+    let r = ask(
+        &b,
+        &k,
+        &at,
+        &[
+            ("authorization_details", &payment("250")),
+            ("binding_message", "<script>alert(1)</script> Paris trip"),
+        ],
+    )
+    .await;
+    let (mut w, _) = crate::dashboard::signed_in(&b).await;
+    let p = w.get("/stepup").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("Pay <strong class=\"amount\">250.00 EUR</strong> to <strong class=\"payee\">Air Example</strong>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt; Paris trip")
+    );
+    assert!(!p.body.contains("<script>"));
+    let id = crate::dashboard::field(&p.body, "id");
+    let csrf = p.csrf();
+    // A forged form (no or another token) changes nothing.
+    let forged = w
+        .post(
+            "/stepup/decide",
+            &[
+                ("csrf", "x".repeat(32).as_str()),
+                ("id", &id),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(
+        poll(&b, &k, &r.s("auth_req_id")).await.error(),
+        "authorization_pending"
+    );
+    let ok = w
+        .post(
+            "/stepup/decide",
+            &[("csrf", &csrf), ("id", &id), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!((ok.status, ok.location()), (303, "/stepup?done=approved"));
+    assert_eq!(poll(&b, &k, &r.s("auth_req_id")).await.status, 200);
+    // Decided once: a second decision finds nothing waiting.
+    let again = w
+        .post(
+            "/stepup/decide",
+            &[("csrf", &csrf), ("id", &id), ("decision", "deny")],
+        )
+        .await;
+    assert_eq!(again.status, 404);
+}
