@@ -3,7 +3,8 @@
 # executed. Targets: proof_verify, token_verify and scope_parse (the core),
 # token_request (the broker's token endpoint request parsing), gateway_rules
 # (the gateway's rules files and path normal form), budget_amount (spend
-# budgets' amounts, periods and request bodies).
+# budgets' amounts, periods and request bodies), authorization_details
+# (step-up requests' RFC 9396 details and binding messages).
 # Installs nothing: it needs cargo-fuzz (`cargo install cargo-fuzz --locked`)
 # and a C++ compiler for libFuzzer. Works on stable Rust: RUSTC_BOOTSTRAP
 # lets cargo-fuzz pass the unstable flags it needs.
@@ -15,13 +16,13 @@
 # the body).
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails this script.
 #
-# Environment: FUZZ_TARGETS (default: all six), FUZZ_SANITIZER (default:
+# Environment: FUZZ_TARGETS (default: all seven), FUZZ_SANITIZER (default:
 # address; `none` builds and runs faster).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-20}"
-targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse token_request gateway_rules budget_amount})
+targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse token_request gateway_rules budget_amount authorization_details})
 sanitizer="${FUZZ_SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
 

@@ -45,6 +45,7 @@ fn to_form(r: &TokenRequest, secret: Option<&str>) -> String {
             }
             ("subject_token", subject_token, scope, audience, &None)
         }
+        TokenRequest::Ciba { auth_req_id } => ("auth_req_id", auth_req_id, &None, &None, &None),
     };
     f.append_pair(name, secret.unwrap_or(value.expose()));
     for (k, v) in [
