@@ -351,10 +351,7 @@ mod tests {
             r#"[{{"type":"scope","scope":"a:b","x":"{}"}}]"#,
             "y".repeat(5000)
         );
-        let five = format!(
-            "[{}]",
-            vec![r#"{"type":"scope","scope":"a:b"}"#; 5].join(",")
-        );
+        let five = format!("[{}]", [r#"{"type":"scope","scope":"a:b"}"#; 5].join(","));
         for text in [
             "",
             "null",
