@@ -429,6 +429,9 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             cmd: GrantCmd::List | GrantCmd::Show { .. }
         } | Cmd::Audit { .. }
             | Cmd::Pending
+            | Cmd::Stepup {
+                cmd: stepup::StepupCmd::List
+            }
             | Cmd::Owner {
                 cmd: OwnerCmd::List
             }

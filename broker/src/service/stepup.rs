@@ -224,6 +224,9 @@ impl Broker {
             if rec.status != TokenStatus::Active || !grant_live(&g, now) {
                 return Err(dead());
             }
+            if tx.stepup_by_jti(&rec.jti)?.is_some() {
+                return Err(bad_token("a one-time token cannot ask for a step-up"));
+            }
             // Within what the owner may give: an audience it owns, or one
             // unregistered or shared; scopes its catalog defines.
             audience_status(tx, &g.owner, &aud)?;

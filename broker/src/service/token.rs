@@ -392,6 +392,11 @@ impl Broker {
                             bad()
                         });
                     }
+                    // A step-up's one-time token is spent by use, never
+                    // turned into a token that can be used again.
+                    if tx.stepup_by_jti(&rec.jti)?.is_some() {
+                        return Err(Error::InvalidGrant("a one-time token cannot be exchanged".into()));
+                    }
                     let Some(g) = tx.grant_get(&rec.gid)? else { return Err(bad()) };
                     (g, c.scope.clone(), vec![c.aud.clone()], c.exp, rec.jti, None)
                 }

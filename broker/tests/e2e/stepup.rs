@@ -165,6 +165,25 @@ async fn an_approved_payment_gets_a_one_time_token_spent_once() {
     // The auth_req_id is spent.
     assert_eq!(poll(&b, &k, &id).await.error(), "invalid_grant");
 
+    // Neither exchanged for a reusable token nor used to ask again.
+    let x = b
+        .exchange(
+            &k,
+            &t.s("access_token"),
+            "urn:ietf:params:oauth:token-type:access_token",
+            &[],
+        )
+        .await;
+    assert_eq!(x.error(), "invalid_grant", "{}", x.body);
+    let again = ask(
+        &b,
+        &k,
+        &t.s("access_token"),
+        &[("authorization_details", &payment("1"))],
+    )
+    .await;
+    assert_eq!((again.status, again.error()), (401, "invalid_token"));
+
     let jti = c["jti"].as_str().unwrap();
     // More than approved: refused, and the token is not spent by it.
     let s = spend(&b, &rs, &gid, jti, "250.01", "k0").await;
