@@ -181,7 +181,7 @@ function wrapMethod(proto, name) {
 // Sessions
 
 const { Session } = native;
-for (const m of ['headers', 'route', 'observeResponse', 'renew', 'addAudience', 'close']) wrapMethod(Session.prototype, m);
+for (const m of ['headers', 'route', 'observeResponse', 'renew', 'addAudience', 'close', 'stepUp', 'oneTimeHeaders']) wrapMethod(Session.prototype, m);
 
 const nativeClose = Session.prototype.close;
 Object.defineProperty(Session.prototype, 'close', {

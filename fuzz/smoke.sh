@@ -4,7 +4,8 @@
 # token_request (the broker's token endpoint request parsing), gateway_rules
 # (the gateway's rules files and path normal form), budget_amount (spend
 # budgets' amounts, periods and request bodies), client_metadata (RFC 7591
-# client registrations and the redirect URI rule).
+# client registrations and the redirect URI rule), authorization_details
+# (step-up requests' RFC 9396 details and binding messages).
 # Installs nothing: it needs cargo-fuzz (`cargo install cargo-fuzz --locked`)
 # and a C++ compiler for libFuzzer. Works on stable Rust: RUSTC_BOOTSTRAP
 # lets cargo-fuzz pass the unstable flags it needs.
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-20}"
-targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse token_request gateway_rules budget_amount client_metadata})
+targets=(${FUZZ_TARGETS:-proof_verify token_verify scope_parse token_request gateway_rules budget_amount client_metadata authorization_details})
 sanitizer="${FUZZ_SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
 

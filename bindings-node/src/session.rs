@@ -88,6 +88,9 @@ pub struct AuthenticateOptions {
     pub extend: Option<bool>,
     /// Renew access tokens in the background before they expire; default true.
     pub background_renewal: Option<bool>,
+    /// Let the session ask the owner for one-time authorizations
+    /// (`session.stepUp`, `spec/14-step-up.md`); default false.
+    pub allow_step_up: Option<bool>,
     /// Set by the package (from `newWait`): the id `cancelWait` ends this
     /// call's wait for approval by. Use `signal` instead.
     #[napi(skip_typescript)]
@@ -174,6 +177,7 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
         enrollment_code,
         extend,
         background_renewal,
+        allow_step_up,
         wait_id,
     } = options;
     let _entry = WaitEntry(wait_id);
@@ -204,6 +208,7 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
         enrollment_code,
         extend: extend.unwrap_or(false),
         background_renewal: background_renewal.unwrap_or(true),
+        allow_step_up: allow_step_up.unwrap_or(false),
         ..core::AuthOptions::default()
     };
     let scopes = scope.map(scope_list).unwrap_or_default();
@@ -217,6 +222,54 @@ pub async fn authenticate_with_proton(options: AuthenticateOptions) -> napi::Res
     };
     let s = map(core::authenticate_with_proton(&scopes, &audience, opts).await)?;
     Ok(Session { inner: Arc::new(s) })
+}
+
+/// What a step-up asks for beyond the challenge: for a payment, the payee
+/// (and the amount and currency when the challenge does not name them), and
+/// the reason shown to the owner.
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct StepUpOptions {
+    /// A decimal string, e.g. `'250.00'`.
+    pub amount: Option<String>,
+    /// ISO 4217 code, e.g. `'EUR'`.
+    pub currency: Option<String>,
+    /// Who is paid.
+    pub payee: Option<String>,
+    /// The agent's reason (at most 200 characters), shown to the owner verbatim.
+    pub binding_message: Option<String>,
+}
+
+/// A step-up's one-time token: bound to the agent's key, carrying exactly
+/// the approved details, valid for one call (`session.oneTimeHeaders`).
+#[napi]
+#[derive(Debug)]
+pub struct OneTimeToken {
+    inner: Arc<core::OneTimeToken>,
+}
+
+#[napi]
+impl OneTimeToken {
+    /// The audience it is for.
+    #[napi(getter)]
+    pub fn audience(&self) -> String {
+        self.inner.audience.clone()
+    }
+    /// The scope it carries.
+    #[napi(getter)]
+    pub fn scope(&self) -> String {
+        self.inner.scope.clone()
+    }
+    /// Seconds it lives from issue (at most 300).
+    #[napi(getter)]
+    pub fn expires_in(&self) -> i64 {
+        self.inner.expires_in
+    }
+    /// The approved authorization details, as JSON text.
+    #[napi(getter)]
+    pub fn authorization_details(&self) -> String {
+        self.inner.authorization_details.to_string()
+    }
 }
 
 /// What to do after a response to a request signed with `session.headers`.
@@ -322,6 +375,51 @@ impl Session {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Ask the owner for a one-time authorization of the call to `url` that
+    /// was refused with `wwwAuthenticate` (a 403 `insufficient_scope` or
+    /// `budget_exceeded`), wait for the decision (`onPrompt` is told once),
+    /// and resolve with the one-time token. Needs `allowStepUp`. Rejects
+    /// with `access_denied`, `expired_token` or `invalid_grant`.
+    #[napi]
+    pub async fn step_up(
+        &self,
+        url: String,
+        www_authenticate: String,
+        options: Option<StepUpOptions>,
+    ) -> napi::Result<OneTimeToken> {
+        let o = options.unwrap_or_default();
+        let payment = o.payee.map(|payee| core::Payment {
+            amount: o.amount.unwrap_or_default(),
+            currency: o.currency.unwrap_or_default(),
+            payee,
+        });
+        let ask = core::StepUpAsk::from_challenge(
+            &www_authenticate,
+            payment.as_ref(),
+            o.binding_message.as_deref(),
+        )
+        .ok_or_else(|| {
+            crate::error::to_napi(&core::Error::InvalidRequest(
+                "the challenge asks for no step-up: expected a 403 insufficient_scope or budget_exceeded with a scope".into(),
+            ))
+        })?;
+        let s = self.inner.clone();
+        let t = map(s.step_up(&url, &ask).await)?;
+        Ok(OneTimeToken { inner: Arc::new(t) })
+    }
+
+    /// The headers for the one call a one-time token allows.
+    #[napi]
+    pub fn one_time_headers(
+        &self,
+        token: &OneTimeToken,
+        method: String,
+        url: String,
+    ) -> napi::Result<HashMap<String, String>> {
+        let h = map(self.inner.one_time_headers(&token.inner, &method, &url))?;
+        Ok(h.into_iter().collect())
     }
 
     /// Renew every access token now (rotating the refresh token).

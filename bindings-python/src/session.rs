@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use protonpass_agent::{
-    AuthOptions, CancelHandle, Challenge, DevicePrompt as CoreDevicePrompt, Error, PromptFn,
-    Session as CoreSession, StoreKind, authenticate_with_proton,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt as CoreDevicePrompt, Error,
+    OneTimeToken as CoreOneTimeToken, Payment, PromptFn, Session as CoreSession, StepUpAsk,
+    StoreKind, authenticate_with_proton,
 };
 use pyo3::prelude::*;
 
@@ -111,6 +112,61 @@ impl Session {
     }
 }
 
+/// A step-up's one-time token (see `Session.step_up`): bound to the agent's
+/// key, carrying exactly the approved details, valid for one call.
+#[pyclass(frozen, module = "protonpass_agent._native", name = "OneTimeToken")]
+#[derive(Debug)]
+pub struct OneTimeToken {
+    inner: Arc<CoreOneTimeToken>,
+}
+
+#[pymethods]
+impl OneTimeToken {
+    /// The audience it is for.
+    #[getter]
+    fn audience(&self) -> String {
+        self.inner.audience.clone()
+    }
+    /// The scope it carries.
+    #[getter]
+    fn scope(&self) -> String {
+        self.inner.scope.clone()
+    }
+    /// Seconds it lives from issue (at most 300).
+    #[getter]
+    fn expires_in(&self) -> i64 {
+        self.inner.expires_in
+    }
+    /// The approved authorization details, as JSON text.
+    #[getter]
+    fn authorization_details(&self) -> String {
+        self.inner.authorization_details.to_string()
+    }
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// The step-up a challenge asks for, with the caller's payment.
+fn ask_of(
+    www_authenticate: &str,
+    amount: Option<String>,
+    currency: Option<String>,
+    payee: Option<String>,
+    binding_message: Option<&str>,
+) -> PyResult<StepUpAsk> {
+    let payment = payee.map(|payee| Payment {
+        amount: amount.unwrap_or_default(),
+        currency: currency.unwrap_or_default(),
+        payee,
+    });
+    StepUpAsk::from_challenge(www_authenticate, payment.as_ref(), binding_message).ok_or_else(|| {
+        to_py(Error::InvalidRequest(
+            "the challenge asks for no step-up: expected a 403 insufficient_scope or budget_exceeded with a scope".into(),
+        ))
+    })
+}
+
 fn challenge_name(c: Challenge) -> &'static str {
     match c {
         Challenge::Nonce => "nonce",
@@ -194,6 +250,62 @@ impl Session {
         Ok(challenge_name(c))
     }
 
+    /// Ask the owner for a one-time authorization of the call to `url` that
+    /// was refused with `www_authenticate` (a 403 `insufficient_scope` or
+    /// `budget_exceeded`); for a payment, name the payee (and the amount
+    /// and currency when the challenge does not). Waits for the decision
+    /// (the prompt callback is told once) with the GIL released.
+    #[pyo3(signature = (url, www_authenticate, amount=None, currency=None, payee=None, binding_message=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn step_up(
+        &self,
+        py: Python<'_>,
+        url: String,
+        www_authenticate: &str,
+        amount: Option<String>,
+        currency: Option<String>,
+        payee: Option<String>,
+        binding_message: Option<&str>,
+    ) -> PyResult<OneTimeToken> {
+        let s = self.core()?;
+        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
+        let t = block_on(py, async move { s.step_up(&url, &ask).await })?.map_err(to_py)?;
+        Ok(OneTimeToken { inner: Arc::new(t) })
+    }
+
+    /// `step_up` (awaitable).
+    #[pyo3(signature = (url, www_authenticate, amount=None, currency=None, payee=None, binding_message=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn step_up_async<'py>(
+        &self,
+        py: Python<'py>,
+        url: String,
+        www_authenticate: &str,
+        amount: Option<String>,
+        currency: Option<String>,
+        payee: Option<String>,
+        binding_message: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.core()?;
+        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let t = s.step_up(&url, &ask).await.map_err(to_py)?;
+            Ok(OneTimeToken { inner: Arc::new(t) })
+        })
+    }
+
+    /// The headers for one call with a one-time token.
+    fn one_time_headers(
+        &self,
+        token: &OneTimeToken,
+        method: &str,
+        url: &str,
+    ) -> PyResult<Vec<(String, String)>> {
+        self.core()?
+            .one_time_headers(&token.inner, method, url)
+            .map_err(to_py)
+    }
+
     /// Renew every access token now.
     fn renew(&self, py: Python<'_>) -> PyResult<()> {
         let s = self.core()?;
@@ -268,6 +380,7 @@ fn options(
     enrollment_code: Option<String>,
     passphrase: Option<String>,
     extend: bool,
+    allow_step_up: bool,
 ) -> (AuthOptions, CancelHandle, PromptFailure) {
     let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
     let store = match store.as_deref() {
@@ -288,6 +401,7 @@ fn options(
         enrollment_code,
         passphrase: passphrase.map(Into::into),
         extend,
+        allow_step_up,
         ..AuthOptions::default()
     };
     (opts, cancel, failure)
@@ -298,7 +412,7 @@ fn options(
 #[pyfunction]
 #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
     prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
-    extend=false))]
+    extend=false, allow_step_up=false))]
 #[allow(clippy::too_many_arguments)]
 fn authenticate(
     py: Python<'_>,
@@ -315,6 +429,7 @@ fn authenticate(
     enrollment_code: Option<String>,
     passphrase: Option<String>,
     extend: bool,
+    allow_step_up: bool,
 ) -> PyResult<Session> {
     let (opts, cancel, failure) = options(
         broker,
@@ -328,6 +443,7 @@ fn authenticate(
         enrollment_code,
         passphrase,
         extend,
+        allow_step_up,
     );
     let s = block_on_interruptible(
         py,
@@ -344,7 +460,7 @@ fn authenticate(
 #[pyfunction]
 #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
     prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
-    extend=false))]
+    extend=false, allow_step_up=false))]
 #[allow(clippy::too_many_arguments)]
 fn authenticate_async<'py>(
     py: Python<'py>,
@@ -361,6 +477,7 @@ fn authenticate_async<'py>(
     enrollment_code: Option<String>,
     passphrase: Option<String>,
     extend: bool,
+    allow_step_up: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (opts, _cancel, failure) = options(
         broker,
@@ -374,6 +491,7 @@ fn authenticate_async<'py>(
         enrollment_code,
         passphrase,
         extend,
+        allow_step_up,
     );
     // Cancelling the asyncio task drops this future, which withdraws the
     // device request at the broker.
@@ -390,6 +508,7 @@ fn authenticate_async<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DevicePrompt>()?;
     m.add_class::<Session>()?;
+    m.add_class::<OneTimeToken>()?;
     m.add_function(wrap_pyfunction!(authenticate, m)?)?;
     m.add_function(wrap_pyfunction!(authenticate_async, m)?)?;
     Ok(())

@@ -20,7 +20,8 @@ use futures_util::Stream;
 use protonpass_agent::Error;
 use protonpass_agent::dpop::PROOF_ALGS;
 use protonpass_agent::wire::{
-    ErrorBody, GRANT_TYPES, METADATA_PATH, ServerMetadata, UsageReport, oauth_status,
+    BACKCHANNEL_PATH, ErrorBody, GRANT_TYPES, METADATA_PATH, ServerMetadata, UsageReport,
+    oauth_status,
 };
 use serde::Deserialize;
 
@@ -49,6 +50,7 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .route("/oauth/device_authorization", post(device_authorization))
         .route(DEVICE_CANCEL_PATH, post(device_cancel))
         .route("/oauth/token", post(token))
+        .route(BACKCHANNEL_PATH, post(backchannel))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
         .route("/revocations", get(feed))
@@ -268,6 +270,12 @@ async fn metadata(State(b): B) -> Response {
         verification_uri: Some(format!("{i}/device")),
         protonpass_gateways: gateways,
         resource_registration_endpoint: Some(format!("{i}/resource/register")),
+        backchannel_authentication_endpoint: Some(format!("{i}{BACKCHANNEL_PATH}")),
+        backchannel_token_delivery_modes_supported: vec!["poll".into()],
+        authorization_details_types_supported: crate::authz_details::TYPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
     };
     // Third-party clients (spec/15-authorization-code.md): the authorization
     // code grant with PKCE and dynamic client registration, as RFC 8414 and
@@ -434,6 +442,7 @@ async fn token(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body.map(|body| TokenRequest::parse(content_type(&headers), &body));
+    let ciba = matches!(parsed, Ok(Ok(TokenRequest::Ciba { .. })));
     let mut r = match parsed {
         Err(e) => unreadable(e),
         Ok(Err(Refused::Form(e))) => error_response(&e),
@@ -442,6 +451,12 @@ async fn token(
                 .token(req, &dpop_headers(&headers), &source(&b, peer, &headers))
                 .await
             {
+                Ok(t) if ciba => {
+                    let mut r = json_response(StatusCode::OK, with_authorization_details(t));
+                    r.headers_mut()
+                        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                    r
+                }
                 Ok(t) => {
                     let mut r = json_response(StatusCode::OK, t);
                     r.headers_mut()
@@ -458,6 +473,70 @@ async fn token(
         r.headers_mut().insert("dpop-nonce", v);
     }
     r
+}
+
+/// `POST /oauth/bc-authorize`: a step-up request (OpenID CIBA, poll mode),
+/// authenticated by the agent's access token and its DPoP proof.
+async fn backchannel(
+    State(b): B,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let p = match form(&headers, body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let mut r = match b
+        .backchannel(
+            &p,
+            auth,
+            &dpop_headers(&headers),
+            &source(&b, peer, &headers),
+        )
+        .await
+    {
+        Ok(r) => json_response(StatusCode::OK, r),
+        Err(e) => {
+            let mut r = error_response(&e);
+            if let Error::InvalidToken { .. } = e {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("DPoP error=\"invalid_token\", algs=\"EdDSA ES256\""),
+                );
+            }
+            r
+        }
+    };
+    if b.cfg.dpop_nonce
+        && let Ok(v) = HeaderValue::from_str(&b.nonces.issue(b.clock.now()))
+    {
+        r.headers_mut().insert("dpop-nonce", v);
+    }
+    r
+}
+
+/// A step-up's token response with the `authorization_details` its token
+/// carries, as RFC 9396 section 7 returns them.
+fn with_authorization_details(t: protonpass_agent::wire::TokenResponse) -> serde_json::Value {
+    let details = t
+        .access_token
+        .split('.')
+        .nth(1)
+        .and_then(protonpass_agent::b64::decode)
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+        .and_then(|mut c| {
+            c.get_mut("authorization_details")
+                .map(serde_json::Value::take)
+        });
+    let mut v = serde_json::to_value(&t).unwrap_or_default();
+    if let (Some(d), serde_json::Value::Object(m)) = (details, &mut v) {
+        m.insert("authorization_details".into(), d);
+    }
+    v
 }
 
 async fn revoke(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {

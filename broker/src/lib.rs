@@ -20,6 +20,7 @@ macro_rules! say {
 }
 
 pub mod audit;
+pub mod authz_details;
 mod cli;
 mod cli_upstream;
 pub mod client_metadata;

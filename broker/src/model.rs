@@ -355,3 +355,84 @@ impl fmt::Debug for AuthCode {
             .finish()
     }
 }
+/// The state of a step-up request (OpenID CIBA, `spec/14-step-up.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepUpStatus {
+    /// Waiting for the owner.
+    Pending,
+    /// Approved (by the owner or the grant's policy); the next accepted poll
+    /// gets the one-time token.
+    Approved,
+    /// Denied by the owner.
+    Denied,
+    /// The one-time token was issued; the request is spent.
+    Issued,
+}
+
+impl StepUpStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepUpStatus::Pending => "pending",
+            StepUpStatus::Approved => "approved",
+            StepUpStatus::Denied => "denied",
+            StepUpStatus::Issued => "issued",
+        }
+    }
+}
+
+/// A step-up request: an agent of a live grant asks its owner for a
+/// one-time authorization carrying RFC 9396 `authorization_details`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    /// Public id (shown on the dashboard, used by its forms).
+    pub id: String,
+    /// SHA-256 of the `auth_req_id` (hex).
+    pub hash: String,
+    /// The grant's owner.
+    pub owner: String,
+    /// The grant the agent asked under.
+    pub gid: String,
+    /// The agent (`client_id` of the grant).
+    pub agent: String,
+    /// Thumbprint of the agent's key: only its proofs poll, and the token is bound to it.
+    pub jkt: String,
+    /// The audience of the one-time token.
+    pub aud: String,
+    /// The authorization details, normalized (a JSON array, as text).
+    pub details: String,
+    /// The scope the one-time token carries.
+    pub scope: String,
+    /// The agent's reason (`binding_message`), as sent.
+    pub binding_message: Option<String>,
+    /// Where it stands.
+    pub status: StepUpStatus,
+    /// Who decided: `owner` or `policy`.
+    pub decided_by: Option<String>,
+    /// When it was asked.
+    pub created_at: i64,
+    /// When the `auth_req_id` expires.
+    pub expires_at: i64,
+    /// Minimum seconds between polls.
+    pub interval: i64,
+    /// The last accepted poll.
+    pub last_poll: Option<i64>,
+    /// The one-time token's `jti`, once issued.
+    pub jti: Option<String>,
+}
+
+/// A grant's auto-approval policy for step-ups: payments in `currency` of
+/// at most `max` (minor units) are approved without asking the owner, while
+/// the grant's budget for the payment's scope (if any) has room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpPolicy {
+    /// The grant.
+    pub gid: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The largest amount approved automatically, minor units.
+    pub max: i64,
+    /// When it was set.
+    pub updated_at: i64,
+}

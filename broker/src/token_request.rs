@@ -4,8 +4,8 @@
 //! holds).
 
 use protonpass_agent::wire::{
-    GRANT_DEVICE_CODE, GRANT_PRE_AUTHORIZED_CODE, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE,
-    TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH,
+    GRANT_CIBA, GRANT_DEVICE_CODE, GRANT_PRE_AUTHORIZED_CODE, GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH,
 };
 use protonpass_agent::{Error, Result, ScopeSet};
 use subtle::ConstantTimeEq;
@@ -118,6 +118,11 @@ pub enum TokenRequest {
         /// and the subject's expiry still bound it.
         lifetime: Option<i64>,
     },
+    /// Poll for a step-up's outcome (OpenID CIBA section 10.1, poll mode).
+    Ciba {
+        /// `auth_req_id`.
+        auth_req_id: Secret,
+    },
 }
 
 /// Why a token request was refused, and when the endpoint says so: the
@@ -177,12 +182,13 @@ impl Refused {
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 
 /// The grant types the endpoint serves.
-const GRANTS: [&str; 5] = [
+const GRANTS: [&str; 6] = [
     GRANT_AUTHORIZATION_CODE,
     GRANT_PRE_AUTHORIZED_CODE,
     GRANT_DEVICE_CODE,
     GRANT_REFRESH_TOKEN,
     GRANT_TOKEN_EXCHANGE,
+    GRANT_CIBA,
 ];
 
 impl TokenRequest {
@@ -215,6 +221,7 @@ impl TokenRequest {
             TokenRequest::Refresh { .. } => GRANT_REFRESH_TOKEN,
             TokenRequest::Exchange { .. } => GRANT_TOKEN_EXCHANGE,
             TokenRequest::AuthorizationCode { .. } => GRANT_AUTHORIZATION_CODE,
+            TokenRequest::Ciba { .. } => GRANT_CIBA,
         }
     }
 
@@ -231,6 +238,9 @@ impl TokenRequest {
                     client_id: client_id(),
                 }
             }
+            GRANT_CIBA => TokenRequest::Ciba {
+                auth_req_id: secret("auth_req_id")?,
+            },
             GRANT_DEVICE_CODE => TokenRequest::DeviceCode {
                 device_code: secret("device_code")?,
                 client_id: client_id(),
@@ -524,6 +534,11 @@ mod tests {
             ),
             (
                 Some(form),
+                "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba".into(),
+                ("invalid_request", "grant"),
+            ),
+            (
+                Some(form),
                 format!(
                     "{XCHG}&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token"
                 ),
@@ -602,6 +617,7 @@ mod tests {
             XCHG.replace("rt_secret", "rt_topsecret"),
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc_topsecret".into(),
             format!("grant_type=authorization_code&code=ac_topsecret&redirect_uri=https%3A%2F%2Fa%2Fcb&client_id=c&code_verifier={}", "v".repeat(43)),
+            "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id=ar_topsecret".into(),
         ] {
             let r = parse(&body).unwrap();
             assert!(!format!("{r:?}").contains("topsecret"), "{r:?}");

@@ -525,7 +525,7 @@ fn errors(w: &World, out: &mut BTreeMap<&'static str, String>) {
         Error::ScopeNotGranted { missing: "m".into(), granted: "m".into() },
         Error::BrokerUnavailable("m".into()), Error::InvalidResponse("m".into()), Error::Storage("m".into()),
         Error::BudgetExceeded("m".into()),
-        Error::Cancelled("m".into()),
+        Error::Cancelled("m".into()), Error::InvalidAuthorizationDetails("m".into()),
     ];
     let mut t = String::from(
         "| `error` | HTTP status at the broker | HTTP status at a resource server |\n|---|---|---|\n",

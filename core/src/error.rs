@@ -214,6 +214,10 @@ pub enum Error {
     /// A spend would go over the owner's budget for the grant (403).
     #[error("budget exceeded: {0}")]
     BudgetExceeded(String),
+    /// An RFC 9396 `authorization_details` value is malformed, of an unknown
+    /// type, or asks for more than the owner may give (400).
+    #[error("invalid authorization details: {0}")]
+    InvalidAuthorizationDetails(String),
 }
 
 impl Error {
@@ -244,6 +248,7 @@ impl Error {
             Error::Storage(_) => "storage_error",
             Error::Cancelled(_) => "cancelled",
             Error::BudgetExceeded(_) => "budget_exceeded",
+            Error::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
         }
     }
 
@@ -279,7 +284,7 @@ impl Error {
             | Error::InvalidResponse(m)
             | Error::Storage(m)
             | Error::Cancelled(m) => m.clone(),
-            Error::BudgetExceeded(m) => m.clone(),
+            Error::BudgetExceeded(m) | Error::InvalidAuthorizationDetails(m) => m.clone(),
             other => other.to_string(),
         }
     }
@@ -313,6 +318,7 @@ impl Error {
             "temporarily_unavailable" => Error::TemporarilyUnavailable(d),
             "server_error" => Error::Server(d),
             "budget_exceeded" => Error::BudgetExceeded(d),
+            "invalid_authorization_details" => Error::InvalidAuthorizationDetails(d),
             other => Error::InvalidResponse(format!("unknown error code {other:?}: {d}")),
         }
     }

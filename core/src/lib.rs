@@ -54,9 +54,9 @@ pub mod wire;
 pub mod net;
 #[cfg(feature = "net")]
 pub use net::{
-    AuthOptions, CancelHandle, Challenge, DevicePrompt, GrantStore, Identity, PromptFn, Rejection,
-    Session, StalePolicy, StoreKind, StoredGrant, Verifier, VerifierOptions,
-    authenticate_with_proton,
+    AuthOptions, CancelHandle, Challenge, DevicePrompt, GrantStore, Identity, OneTimeToken,
+    Payment, PromptFn, Rejection, Session, StalePolicy, StepUpAsk, StoreKind, StoredGrant,
+    Verifier, VerifierOptions, authenticate_with_proton,
 };
 
 pub use budget::{Period, SpendResponse};

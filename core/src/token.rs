@@ -192,7 +192,18 @@ impl SigningKey {
 
     /// Sign an access token.
     pub fn sign(&self, claims: &AccessTokenClaims) -> String {
-        let payload = serde_json::to_vec(&claims.to_json()).unwrap_or_default();
+        self.sign_with(claims, Map::new())
+    }
+
+    /// Sign an access token with claims beyond the standard ones (a step-up
+    /// token's `authorization_details` and `one_time`); a standard claim
+    /// is never replaced by an extra one.
+    pub fn sign_with(&self, claims: &AccessTokenClaims, extra: Map<String, Value>) -> String {
+        let mut m = claims.to_json();
+        for (k, v) in extra {
+            m.entry(k).or_insert(v);
+        }
+        let payload = serde_json::to_vec(&m).unwrap_or_default();
         let mut out = self.header_b64.clone();
         out.push('.');
         out.push_str(&crate::b64::encode(payload));

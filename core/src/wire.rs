@@ -19,13 +19,19 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// `grant_type` of enrollment with an owner-made code (OpenID4VCI).
 pub const GRANT_PRE_AUTHORIZED_CODE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+/// `grant_type` of OpenID CIBA (poll mode): a step-up's one-time token.
+pub const GRANT_CIBA: &str = "urn:openid:params:grant-type:ciba";
 /// Every grant type the broker supports, as advertised in its metadata.
 pub const GRANT_TYPES: &[&str] = &[
     GRANT_DEVICE_CODE,
     GRANT_REFRESH_TOKEN,
     GRANT_TOKEN_EXCHANGE,
     GRANT_PRE_AUTHORIZED_CODE,
+    GRANT_CIBA,
 ];
+/// Path of the backchannel authentication endpoint (OpenID CIBA), relative
+/// to the issuer.
+pub const BACKCHANNEL_PATH: &str = "/oauth/bc-authorize";
 /// RFC 8693 token type of access tokens.
 pub const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// RFC 8693 token type of refresh tokens.
@@ -179,6 +185,15 @@ pub struct ServerMetadata {
     /// credential-injecting gateway, and where (`spec/10-gateway-rules.md`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protonpass_gateways: Vec<GatewayEntry>,
+    /// OpenID CIBA: where agents ask for a step-up (`spec/14-step-up.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_authentication_endpoint: Option<String>,
+    /// OpenID CIBA delivery modes: `poll` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backchannel_token_delivery_modes_supported: Vec<String>,
+    /// RFC 9396 authorization detail types a step-up may carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types_supported: Vec<String>,
 }
 
 /// One upstream served through the broker's gateway, as the metadata lists it:

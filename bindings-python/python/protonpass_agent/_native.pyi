@@ -19,6 +19,7 @@ __all__ = [
     "BudgetExceeded",
     "DevicePrompt",
     "Session",
+    "OneTimeToken",
     "authenticate",
     "authenticate_async",
     "Identity",
@@ -71,6 +72,17 @@ class DevicePrompt:
     def expires_in(self) -> int: ...
 
 @final
+class OneTimeToken:
+    @property
+    def audience(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def expires_in(self) -> int: ...
+    @property
+    def authorization_details(self) -> str: ...
+
+@final
 class Session:
     @property
     def scopes(self) -> list[str]: ...
@@ -87,6 +99,25 @@ class Session:
     def observe_response(
         self, url: str, status: int, www_authenticate: Optional[str] = None, dpop_nonce: Optional[str] = None
     ) -> str: ...
+    def step_up(
+        self,
+        url: str,
+        www_authenticate: str,
+        amount: Optional[str] = None,
+        currency: Optional[str] = None,
+        payee: Optional[str] = None,
+        binding_message: Optional[str] = None,
+    ) -> OneTimeToken: ...
+    def step_up_async(
+        self,
+        url: str,
+        www_authenticate: str,
+        amount: Optional[str] = None,
+        currency: Optional[str] = None,
+        payee: Optional[str] = None,
+        binding_message: Optional[str] = None,
+    ) -> Awaitable[OneTimeToken]: ...
+    def one_time_headers(self, token: OneTimeToken, method: str, url: str) -> list[tuple[str, str]]: ...
     def renew(self) -> None: ...
     def renew_async(self) -> Awaitable[None]: ...
     def add_audience(self, audience: str) -> list[str]: ...
@@ -108,6 +139,7 @@ def authenticate(
     enrollment_code: Optional[str] = None,
     passphrase: Optional[str] = None,
     extend: bool = False,
+    allow_step_up: bool = False,
 ) -> Session: ...
 def authenticate_async(
     scope: list[str],
@@ -123,6 +155,7 @@ def authenticate_async(
     enrollment_code: Optional[str] = None,
     passphrase: Optional[str] = None,
     extend: bool = False,
+    allow_step_up: bool = False,
 ) -> Awaitable[Session]: ...
 
 @final

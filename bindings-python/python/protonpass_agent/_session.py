@@ -160,6 +160,47 @@ class Session:
 
         return RequestsAuth(self)
 
+    def step_up(
+        self,
+        url: str,
+        www_authenticate: str,
+        *,
+        amount: Optional[str] = None,
+        currency: Optional[str] = None,
+        payee: Optional[str] = None,
+        binding_message: Optional[str] = None,
+    ) -> _native.OneTimeToken:
+        """Ask the owner for a one-time authorization of a refused call.
+
+        ``www_authenticate`` is the ``403`` challenge (``insufficient_scope`` or
+        ``budget_exceeded``) the API answered for ``url``. For a payment, name
+        the ``payee`` (and ``amount`` and ``currency`` when the challenge does
+        not; amounts are decimal strings). ``binding_message`` is the reason
+        shown to the owner (at most 200 characters). Waits for the decision,
+        calling the session's ``prompt`` once; raises :class:`AccessDenied`,
+        :class:`Expired`, or :class:`InvalidGrant` (the grant was revoked).
+        Needs ``allow_step_up=True`` (else :class:`InvalidRequest`). Retry the
+        call once with :meth:`one_time_headers`: the token is spent by it.
+        """
+        return self._native.step_up(url, www_authenticate, amount, currency, payee, binding_message)
+
+    async def step_up_async(
+        self,
+        url: str,
+        www_authenticate: str,
+        *,
+        amount: Optional[str] = None,
+        currency: Optional[str] = None,
+        payee: Optional[str] = None,
+        binding_message: Optional[str] = None,
+    ) -> _native.OneTimeToken:
+        """:meth:`step_up` for asyncio."""
+        return await self._native.step_up_async(url, www_authenticate, amount, currency, payee, binding_message)
+
+    def one_time_headers(self, token: _native.OneTimeToken, method: str, url: str) -> dict[str, str]:
+        """The headers for the one call a one-time token allows."""
+        return dict(self._native.one_time_headers(token, method, url))
+
     def renew(self) -> None:
         """Renew every access token now."""
         self._native.renew()
@@ -258,6 +299,7 @@ def authenticate_with_proton(
     enrollment_code: Optional[str] = None,
     passphrase: Optional[str] = None,
     extend: bool = False,
+    allow_step_up: bool = False,
 ) -> Session:
     """Get a session with access tokens for ``scope`` on ``audience``.
 
@@ -274,6 +316,9 @@ def authenticate_with_proton(
     stored grant lacks some. When the owner narrows the scopes on the
     approval page, the session holds what was granted; a new grant missing a
     required scope is revoked at once, never stored.
+
+    ``allow_step_up=True`` lets the session ask the owner for one-time
+    authorizations (:meth:`Session.step_up`); it is off by default.
 
     ``reason`` says why the agent acts: it is shown to the owner on the
     approval page and by ``protonpass-broker pending``, marked as the agent's
@@ -306,6 +351,7 @@ def authenticate_with_proton(
         enrollment_code=enrollment_code,
         passphrase=passphrase,
         extend=extend,
+        allow_step_up=allow_step_up,
     )
     return Session(native)
 
@@ -326,6 +372,7 @@ async def authenticate_with_proton_async(
     enrollment_code: Optional[str] = None,
     passphrase: Optional[str] = None,
     extend: bool = False,
+    allow_step_up: bool = False,
 ) -> Session:
     """:func:`authenticate_with_proton` for asyncio.
 
@@ -347,5 +394,6 @@ async def authenticate_with_proton_async(
         enrollment_code=enrollment_code,
         passphrase=passphrase,
         extend=extend,
+        allow_step_up=allow_step_up,
     )
     return Session(native)

@@ -149,6 +149,12 @@ pub(super) fn grant(c: &Ctx, cmd: &GrantCmd) -> Result<ExitCode> {
             );
         }
         GrantCmd::Show { id } => return show(c, id),
+        GrantCmd::StepupPolicy {
+            id,
+            max,
+            currency,
+            off,
+        } => return super::stepup::policy(c, id, max.as_ref(), currency.as_ref(), *off),
         GrantCmd::Budget {
             id,
             scope,

@@ -13,6 +13,7 @@ mod ops;
 mod owners;
 mod resources;
 mod serve;
+mod stepup;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -69,6 +70,11 @@ enum Cmd {
     Deny {
         /// The code the agent showed.
         user_code: String,
+    },
+    /// Step-up requests (one-time authorizations agents ask for).
+    Stepup {
+        #[command(subcommand)]
+        cmd: stepup::StepupCmd,
     },
     /// Pre-authorized grants.
     Grant {
@@ -216,6 +222,23 @@ enum GrantCmd {
         /// Monday) or total (the grant's whole life).
         #[arg(long)]
         period: String,
+    },
+    /// Set or clear the grant's step-up auto-approval: payments up to
+    /// --max in --currency are approved without asking (while the budget of
+    /// the payment's scope, if any, has room); anything else waits for you.
+    StepupPolicy {
+        /// The grant id.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        /// The largest payment approved automatically, a decimal amount.
+        #[arg(long, requires = "currency", conflicts_with = "off")]
+        max: Option<String>,
+        /// ISO 4217 currency code (e.g. EUR).
+        #[arg(long, requires = "max")]
+        currency: Option<String>,
+        /// Remove the policy: every step-up waits for you.
+        #[arg(long)]
+        off: bool,
     },
 }
 
@@ -469,6 +492,9 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
             cmd: GrantCmd::List | GrantCmd::Show { .. }
         } | Cmd::Audit { .. }
             | Cmd::Pending
+            | Cmd::Stepup {
+                cmd: stepup::StepupCmd::List
+            }
             | Cmd::Owner {
                 cmd: OwnerCmd::List
             }
@@ -526,6 +552,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         } => grants::approve(&c, user_code, scope, audience.as_ref(), ttl, budget),
         Cmd::Pending => grants::pending(&c),
         Cmd::Deny { user_code } => grants::deny(&c, user_code),
+        Cmd::Stepup { cmd } => stepup::run(&c, cmd),
         Cmd::Grant { cmd } => grants::grant(&c, cmd),
         Cmd::Revoke { id, agent } => grants::revoke(&c, id.as_ref(), agent.as_ref()),
         Cmd::Resource { cmd } => resources::resource(&c, cmd),

@@ -19,6 +19,7 @@ mod mfa;
 mod pending;
 mod scope_view;
 mod second_factor;
+mod stepup;
 mod upstreams;
 mod usage;
 pub(crate) mod view;
@@ -82,6 +83,8 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/agents/grant", axum::routing::post(agents::create_grant))
         .route("/pending", get(pending::pending_page))
         .route("/pending/deny", axum::routing::post(pending::deny))
+        .route("/stepup", get(stepup::stepup_page))
+        .route("/stepup/decide", axum::routing::post(stepup::decide))
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
         .route("/audit/export", get(audit_page::export))

@@ -42,6 +42,7 @@ pub(super) fn page(
                         nav {
                             a href="/device" { "Approve" }
                             a href="/pending" { "Waiting" }
+                            a href="/stepup" { "Step-ups" }
                             a href="/agents" { "Agents" }
                             a href="/apps" { "Apps" }
                             a href="/usage" { "Usage" }

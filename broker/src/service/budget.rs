@@ -123,7 +123,7 @@ fn budget_scope(s: &str) -> Result<String> {
 }
 
 /// What a budget stands at, at `now`: (spent, remaining, period end).
-fn standing(tx: &mut dyn Tx, b: &Budget, now: i64) -> Result<(i64, i64, Option<i64>)> {
+pub(super) fn standing(tx: &mut dyn Tx, b: &Budget, now: i64) -> Result<(i64, i64, Option<i64>)> {
     let (start, end) = b.period.bounds(now);
     let spent = tx.spent_since(&b.gid, &b.scope, &b.currency, start)?;
     Ok((spent, (b.limit - spent).max(0), end))
@@ -242,6 +242,16 @@ fn spend_tx(
         protonpass_agent::budget::currency_exponent(&req.currency)?,
     );
     ScopeSet::parse(&token.scope)?.require_amount(&req.scope, decimal)?;
+    // A step-up's one-time token spends once, within the approved payment;
+    // the owner approved that exact payment, so the budget does not stop it
+    // (it is still recorded against the budget).
+    let one_time = super::stepup::redeem_one_time(
+        tx,
+        &token.jti,
+        Some((&req.scope, amount, &req.currency)),
+        &rs.client_id,
+        now,
+    )?;
     let budget = tx
         .budgets_of(&g.gid)?
         .into_iter()
@@ -256,7 +266,7 @@ fn spend_tx(
             )));
         }
         let (_, remaining, end) = standing(tx, b, now)?;
-        if amount > remaining {
+        if amount > remaining && !one_time {
             return Err(Error::BudgetExceeded(format!(
                 "{} {} of {} would go over the {} budget: {} remain",
                 format_amount(amount, &b.currency),
@@ -266,7 +276,7 @@ fn spend_tx(
                 format_amount(remaining, &b.currency)
             )));
         }
-        left = Some((b, remaining - amount, end));
+        left = Some((b, (remaining - amount).max(0), end));
     }
     let mut rec = SpendRec {
         resource: rs.client_id.clone(),

@@ -58,6 +58,20 @@ impl Mint {
         aud: &str,
         cap: i64,
     ) -> Result<Minted> {
+        self.access_with(tx, g, scope, aud, cap, serde_json::Map::new())
+    }
+
+    /// [`Mint::access`] with claims beyond the standard ones (a step-up's
+    /// one-time token: `authorization_details`, `one_time`).
+    pub fn access_with(
+        &self,
+        tx: &mut dyn Tx,
+        g: &Grant,
+        scope: &str,
+        aud: &str,
+        cap: i64,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Minted> {
         let jkt = g
             .jkt
             .clone()
@@ -83,7 +97,7 @@ impl Mint {
             gid: g.gid.clone(),
             act_sub: g.agent.clone(),
         };
-        let token = self.key.sign(&claims);
+        let token = self.key.sign_with(&claims, extra);
         tx.token_put(&TokenRec {
             jti: jti.clone(),
             gid: g.gid.clone(),

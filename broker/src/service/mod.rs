@@ -12,6 +12,7 @@ pub mod issue;
 pub mod lifecycle;
 pub mod register;
 pub mod resource;
+pub mod stepup;
 pub mod token;
 pub mod upkeep;
 

@@ -165,8 +165,12 @@ impl Broker {
                 }
             }
         };
+        // A step-up's one-time token is spent by its first introspection.
+        let one_time = claims.is_some()
+            && protonpass_agent::jws::parse(&token, protonpass_agent::token::MAX_TOKEN_LEN)
+                .is_ok_and(|j| j.claims.get("one_time") == Some(&serde_json::Value::Bool(true)));
         let (issuer, rs2) = (self.issuer.clone(), rs.clone());
-        let resp = store::read(&self.store, move |tx| {
+        let look = move |tx: &mut dyn store::Tx| {
             let inactive = IntrospectionResponse::default();
             let rec = match &claims {
                 Some(c) => tx.token_get(&c.jti)?,
@@ -188,6 +192,9 @@ impl Broker {
             {
                 return Ok(inactive);
             }
+            if one_time {
+                super::stepup::redeem_one_time(tx, &rec.jti, None, &rs2.client_id, now)?;
+            }
             Ok(IntrospectionResponse {
                 active: true,
                 scope: Some(rec.scope),
@@ -207,8 +214,12 @@ impl Broker {
                 cnf: (!rec.jkt.is_empty()).then_some(Confirmation { jkt: rec.jkt }),
                 gid: Some(rec.gid),
             })
-        })
-        .await?;
+        };
+        let resp = if one_time {
+            store::write(&self.store, look).await?
+        } else {
+            store::read(&self.store, look).await?
+        };
         Ok(self.introspected(rs, resp.jti.clone(), now, resp))
     }
 

@@ -1,5 +1,6 @@
 //! The token endpoint: pre-authorized code, device code, refresh (rotating,
-//! with reuse detection) and token exchange, every one with a DPoP proof.
+//! with reuse detection), token exchange and CIBA polls (`stepup.rs`), every
+//! one with a DPoP proof.
 
 use std::sync::Arc;
 
@@ -225,6 +226,9 @@ impl Broker {
                 };
                 self.exchange(subject_token, subject_kind, ask, proved(proof)?, mint)
                     .await?
+            }
+            TokenRequest::Ciba { auth_req_id } => {
+                self.ciba_poll(&auth_req_id, proved(proof)?, mint).await?
             }
         }
     }
@@ -458,6 +462,11 @@ impl Broker {
                         } else {
                             bad()
                         });
+                    }
+                    // A step-up's one-time token is spent by use, never
+                    // turned into a token that can be used again.
+                    if tx.stepup_by_jti(&rec.jti)?.is_some() {
+                        return Err(Error::InvalidGrant("a one-time token cannot be exchanged".into()));
                     }
                     let Some(g) = tx.grant_get(&rec.gid)? else { return Err(bad()) };
                     (g, c.scope.clone(), vec![c.aud.clone()], c.exp, rec.jti, None)

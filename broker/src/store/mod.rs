@@ -12,8 +12,9 @@ pub mod sqlite;
 mod sqlite_audit;
 pub mod sqlite_backup;
 mod sqlite_budget;
-mod sqlite_prune;
 mod sqlite_clients;
+mod sqlite_prune;
+mod sqlite_stepup;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use protonpass_agent::wire::RevocationEvent;
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, DeviceReq, Grant, KeyMeta, Resource, TokenRec};
 use crate::model::{AuthCode, ClientRec};
-use crate::model::{Budget, SpendRec};
+use crate::model::{Budget, SpendRec, StepUp, StepUpPolicy};
 
 /// Storage result: failures are [`Error::TemporarilyUnavailable`] (503).
 pub type Result<T> = std::result::Result<T, Error>;
@@ -201,6 +202,27 @@ pub trait Tx {
     /// Take (delete and return) the unexpired invitation with this token hash:
     /// an invitation works once.
     fn invite_take(&mut self, hash: &str, now: i64) -> Result<Option<Invite>>;
+
+    // Step-up requests (OpenID CIBA) and their auto-approval policies.
+
+    /// Insert or update a step-up request (by its id).
+    fn stepup_put(&mut self, s: &StepUp) -> Result<()>;
+    /// A step-up request by the hash of its `auth_req_id`.
+    fn stepup_by_hash(&mut self, hash: &str) -> Result<Option<StepUp>>;
+    /// A step-up request by its public id.
+    fn stepup_get(&mut self, id: &str) -> Result<Option<StepUp>>;
+    /// The step-up request whose one-time token has this `jti`.
+    fn stepup_by_jti(&mut self, jti: &str) -> Result<Option<StepUp>>;
+    /// An owner's pending, unexpired step-up requests, soonest to expire first.
+    fn stepups_pending(&mut self, owner: &str, now: i64) -> Result<Vec<StepUp>>;
+    /// How many step-up requests of a grant are pending or approved and unexpired.
+    fn stepup_live_count(&mut self, gid: &str, now: i64) -> Result<i64>;
+    /// Set (insert or replace) a grant's auto-approval policy.
+    fn stepup_policy_put(&mut self, p: &StepUpPolicy) -> Result<()>;
+    /// A grant's auto-approval policy.
+    fn stepup_policy_get(&mut self, gid: &str) -> Result<Option<StepUpPolicy>>;
+    /// Remove a grant's auto-approval policy; whether there was one.
+    fn stepup_policy_delete(&mut self, gid: &str) -> Result<bool>;
 
     // Third-party OAuth clients and authorization codes (`service::authcode`).
 

@@ -18,7 +18,7 @@ use super::{AuditQuery, Invite, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, W
 use super::{ConnectionRec, PendingAuth};
 use super::{Finish, Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
-use crate::model::{Budget, SpendRec};
+use crate::model::{Budget, SpendRec, StepUp, StepUpPolicy};
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -190,6 +190,8 @@ impl SqliteStore {
         conn.execute_batch(super::sqlite_audit::AUDIT_SCHEMA)
             .map_err(db_err)?;
         conn.execute_batch(super::sqlite_clients::CLIENTS_SCHEMA)
+            .map_err(db_err)?;
+        conn.execute_batch(super::sqlite_stepup::STEPUP_SCHEMA)
             .map_err(db_err)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -465,6 +467,7 @@ impl Tx for SqliteTx<'_> {
             "DELETE FROM upstreams WHERE owner = ?1",
             "DELETE FROM resource_invites WHERE owner = ?1",
             "DELETE FROM auth_codes WHERE owner = ?1",
+            "DELETE FROM stepups WHERE owner = ?1",
         ] {
             self.conn
                 .prepare_cached(sql)
@@ -1217,6 +1220,44 @@ impl Tx for SqliteTx<'_> {
 
     fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()> {
         super::sqlite_budget::refund(self.conn, resource, key, at)
+    }
+
+    // Step-ups (queries in `sqlite_stepup.rs`).
+
+    fn stepup_put(&mut self, s: &StepUp) -> Result<()> {
+        super::sqlite_stepup::put(self.conn, s)
+    }
+
+    fn stepup_by_hash(&mut self, hash: &str) -> Result<Option<StepUp>> {
+        super::sqlite_stepup::by_hash(self.conn, hash)
+    }
+
+    fn stepup_get(&mut self, id: &str) -> Result<Option<StepUp>> {
+        super::sqlite_stepup::get(self.conn, id)
+    }
+
+    fn stepup_by_jti(&mut self, jti: &str) -> Result<Option<StepUp>> {
+        super::sqlite_stepup::by_jti(self.conn, jti)
+    }
+
+    fn stepups_pending(&mut self, owner: &str, now: i64) -> Result<Vec<StepUp>> {
+        super::sqlite_stepup::pending_of(self.conn, owner, now)
+    }
+
+    fn stepup_live_count(&mut self, gid: &str, now: i64) -> Result<i64> {
+        super::sqlite_stepup::live_count(self.conn, gid, now)
+    }
+
+    fn stepup_policy_put(&mut self, p: &StepUpPolicy) -> Result<()> {
+        super::sqlite_stepup::policy_put(self.conn, p)
+    }
+
+    fn stepup_policy_get(&mut self, gid: &str) -> Result<Option<StepUpPolicy>> {
+        super::sqlite_stepup::policy_get(self.conn, gid)
+    }
+
+    fn stepup_policy_delete(&mut self, gid: &str) -> Result<bool> {
+        super::sqlite_stepup::policy_delete(self.conn, gid)
     }
 
     fn resource_replace(&mut self, r: &Resource) -> Result<()> {

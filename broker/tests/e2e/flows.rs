@@ -14,8 +14,13 @@ async fn metadata_jwks_health_metrics() {
     assert_eq!(m.status, 200);
     assert_eq!(m.body["issuer"], b.url.as_str());
     let grants = m.body["grant_types_supported"].as_array().unwrap();
-    assert_eq!(grants.len(), 5);
+    assert_eq!(grants.len(), 6);
     assert!(grants.iter().any(|g| g == "authorization_code"));
+    assert!(
+        grants
+            .iter()
+            .any(|g| g == "urn:openid:params:grant-type:ciba")
+    );
     assert!(grants.iter().any(|g| g == PRE));
     assert_eq!(
         m.body["dpop_signing_alg_values_supported"],

@@ -34,4 +34,5 @@ mod persistence;
 mod proxy;
 mod ratelimit;
 mod revocation;
+mod stepup;
 mod waiting;

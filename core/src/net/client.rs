@@ -20,6 +20,9 @@ use crate::keys::AgentKey;
 use crate::scope::ScopeSet;
 use crate::wire::{DeviceAuthorizationResponse, ServerMetadata, TokenResponse};
 
+#[path = "stepup.rs"]
+pub(super) mod stepup;
+
 const GT_DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const GT_PREAUTH: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const GT_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -156,6 +159,10 @@ pub struct AuthOptions {
     pub passphrase: Option<Zeroizing<String>>,
     /// When the stored grant lacks required scopes, start a new approval.
     pub extend: bool,
+    /// Let the session ask the owner for one-time authorizations
+    /// ([`Session::step_up`], [`Session::send_with_step_up`];
+    /// `spec/14-step-up.md`). Off by default.
+    pub allow_step_up: bool,
     /// Renew access tokens in the background; default true.
     pub background_renewal: bool,
     /// The clock (tests set it).
@@ -179,6 +186,7 @@ impl Default for AuthOptions {
             enrollment_code: None,
             passphrase: None,
             extend: false,
+            allow_step_up: false,
             background_renewal: true,
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
@@ -200,6 +208,7 @@ impl fmt::Debug for AuthOptions {
                 &self.enrollment_code.as_ref().map(|_| "<redacted>"),
             )
             .field("extend", &self.extend)
+            .field("allow_step_up", &self.allow_step_up)
             .finish()
     }
 }
@@ -490,6 +499,10 @@ struct SessionInner {
     routes: Routes,
     renew_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    /// The step-up prompt when step-ups are allowed.
+    step_up: Option<PromptFn>,
+    /// Ends a wait for a step-up too.
+    cancel: Option<CancelHandle>,
 }
 
 /// An authenticated agent session: DPoP-bound access tokens per audience,
@@ -787,6 +800,12 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         routes,
         renew_lock: tokio::sync::Mutex::new(()),
         closed: AtomicBool::new(false),
+        step_up: opts.allow_step_up.then(|| {
+            opts.prompt
+                .clone()
+                .unwrap_or_else(stepup::stderr_step_up_prompt)
+        }),
+        cancel: opts.cancel.clone(),
     });
     let renewal = opts
         .background_renewal

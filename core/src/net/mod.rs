@@ -17,6 +17,7 @@ mod verifier;
 #[cfg(feature = "axum")]
 pub mod axum_layer;
 
+pub use client::stepup::{OneTimeToken, Payment, StepUpAsk, stderr_step_up_prompt};
 pub use client::{
     AuthOptions, CancelHandle, Challenge, DevicePrompt, PromptFn, Session,
     authenticate_with_proton, stderr_prompt,

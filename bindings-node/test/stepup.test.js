@@ -1,0 +1,121 @@
+'use strict';
+// Step-up from a Node agent: a payment above the token's per-call limit is
+// refused with 403; session.stepUp asks the owner (who approves through the
+// CLI from onPrompt) and the one-time token pays once, then is refused.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const express = require('express');
+const { authenticateWithProton, Verifier, VerificationError, ProtonPassError, sendRejection } = require('protonpass-agent');
+const { startBroker } = require('./helpers/broker.js');
+
+let n = 0;
+
+async function startPayApi(broker) {
+  const app = express();
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const url = `http://127.0.0.1:${server.address().port}`;
+  const rs = await broker.cliJson('resource', 'add', url);
+  const verifier = new Verifier({
+    issuer: broker.url,
+    audience: url,
+    baseUrl: url,
+    followFeed: false,
+    credentials: { clientId: rs.client_id, clientSecret: rs.client_secret },
+  });
+  await verifier.ready();
+  app.post('/pay', verifier.requireScope('payment:execute', { amount: (req) => req.query.amount }), async (req, res) => {
+    try {
+      const r = await verifier.spend(req.agent, {
+        scope: 'payment:execute',
+        amount: req.query.amount,
+        currency: 'EUR',
+        idempotencyKey: req.query.key,
+      });
+      res.json({ remaining: r.remaining });
+    } catch (e) {
+      if (e instanceof VerificationError) return sendRejection(res, e);
+      res.status(500).end();
+    }
+  });
+  return {
+    url,
+    close: async () => {
+      verifier.stop();
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function enroll(broker, api, allowStepUp, decision) {
+  const agent = `node-stepup-${n++}`;
+  const g = await broker.cliJson('grant', 'create', '--agent', agent, '--scope', 'payment:execute:under-100',
+    '--audience', api.url, '--budget', 'payment:execute=300/EUR/day');
+  const prompts = [];
+  const session = await authenticateWithProton({
+    broker: broker.url,
+    audience: api.url,
+    store: 'memory',
+    agentName: agent,
+    scope: ['payment:execute:under-100'],
+    enrollmentCode: g.enrollment_code,
+    revokeOnExit: false,
+    allowStepUp,
+    onPrompt: (p) => {
+      prompts.push(p);
+      broker.cliJson('stepup', 'list').then((w) => broker.cliJson('stepup', decision, w[0].id));
+    },
+  });
+  return { session, prompts };
+}
+
+test('step-up from Node', async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const api = await startPayApi(broker);
+  t.after(() => api.close());
+
+  await t.test('an approved payment gets a one-time token that pays once', async () => {
+    const { session, prompts } = await enroll(broker, api, true, 'approve');
+    const url = `${api.url}/pay?amount=250&key=trip-1`;
+    let r = await session.fetch(url, { method: 'POST' });
+    assert.equal(r.status, 403);
+    const token = await session.stepUp(url, r.headers.get('www-authenticate'), {
+      amount: '250', currency: 'EUR', payee: 'Air Example', bindingMessage: 'Flight to Paris',
+    });
+    assert.equal(prompts.length, 1);
+    assert.equal(prompts[0].verificationUri, `${broker.url}/stepup`);
+    assert.ok(token.expiresIn <= 300);
+    assert.deepEqual(JSON.parse(token.authorizationDetails),
+      [{ type: 'payment', amount: '250.00', currency: 'EUR', payee: 'Air Example', scope: 'payment:execute' }]);
+    r = await fetch(url, { method: 'POST', headers: session.oneTimeHeaders(token, 'POST', url) });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(await r.json(), { remaining: '50.00' });
+    const again = `${api.url}/pay?amount=250&key=trip-2`;
+    r = await fetch(again, { method: 'POST', headers: session.oneTimeHeaders(token, 'POST', again) });
+    assert.notEqual(r.status, 200);
+  });
+
+  await t.test('a denial rejects with access_denied', async () => {
+    const { session } = await enroll(broker, api, true, 'deny');
+    const url = `${api.url}/pay?amount=250&key=trip-3`;
+    const r = await session.fetch(url, { method: 'POST' });
+    await assert.rejects(
+      session.stepUp(url, r.headers.get('www-authenticate'), { amount: '250', currency: 'EUR', payee: 'x' }),
+      (e) => e instanceof ProtonPassError && e.code === 'access_denied',
+    );
+  });
+
+  await t.test('step-up is off by default', async () => {
+    const { session, prompts } = await enroll(broker, api, false, 'approve');
+    const url = `${api.url}/pay?amount=250&key=trip-4`;
+    const r = await session.fetch(url, { method: 'POST' });
+    await assert.rejects(
+      session.stepUp(url, r.headers.get('www-authenticate'), { payee: 'x', amount: '250', currency: 'EUR' }),
+      (e) => e instanceof ProtonPassError && e.code === 'invalid_request',
+    );
+    assert.equal(prompts.length, 0);
+  });
+});

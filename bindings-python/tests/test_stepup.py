@@ -1,0 +1,103 @@
+"""Step-up from a Python agent: a payment above the token's per-call limit is
+refused with 403; the session asks the owner (who approves through the CLI
+from the prompt callback) and retries once with the one-time token, which
+pays once and is refused the second time."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from test_budget import BudgetApi
+
+import protonpass_agent as pa
+from kit import Broker
+
+
+@pytest.fixture(scope="module")
+def api(broker: Broker) -> Iterator[BudgetApi]:
+    a = BudgetApi(broker)
+    yield a
+    a.close()
+
+
+def session(
+    broker: Broker, api: BudgetApi, home: Path, agent_name: str, *, allow: bool, decide: str = "approve"
+) -> tuple[pa.Session, list]:
+    out = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", "payment:execute:under-100",
+        "--audience", api.url, "--budget", "payment:execute=300/EUR/day",
+    )  # fmt: skip
+    prompts: list = []
+
+    def approve() -> None:
+        waiting = broker.cli_json("stepup", "list")
+        broker.cli_json("stepup", decide, waiting[0]["id"])
+
+    def prompt(p: pa.DevicePrompt) -> None:
+        prompts.append(p)
+        threading.Thread(target=approve).start()
+
+    s = pa.authenticate_with_proton(
+        ["payment:execute:under-100"],
+        api.url,
+        broker=broker.issuer,
+        agent_name=agent_name,
+        store=home,
+        enrollment_code=out["enrollment_code"],
+        prompt=prompt,
+        allow_step_up=allow,
+    )
+    return s, prompts
+
+
+def test_a_payment_above_the_limit_is_approved_once_and_paid_once(
+    broker: Broker, api: BudgetApi, home: Path, agent_name: str
+) -> None:
+    s, prompts = session(broker, api, home, agent_name, allow=True)
+    url = f"{api.url}/pay?amount=250&key=trip-1"
+    r = httpx.post(url, auth=s.httpx_auth)
+    assert r.status_code == 403, r.text
+    t = s.step_up(url, r.headers["www-authenticate"], amount="250", currency="EUR", payee="Air Example",
+                  binding_message="Flight to Paris")  # fmt: skip
+    assert [p.verification_uri for p in prompts] == [f"{broker.issuer}/stepup"]
+    assert t.expires_in <= 300 and t.audience == api.url
+    details = json.loads(t.authorization_details)
+    assert details == [
+        {"type": "payment", "amount": "250.00", "currency": "EUR", "payee": "Air Example", "scope": "payment:execute"}
+    ]
+    assert "250.01" in t.scope
+    r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"remaining": "50.00"}
+    # Spent: the same token for another payment is refused.
+    again = f"{api.url}/pay?amount=250&key=trip-2"
+    assert httpx.post(again, headers=s.one_time_headers(t, "POST", again)).status_code != 200
+    # Audited end to end.
+    events = broker.cli("audit", "export")
+    for e in ("stepup_request", "stepup_approve", "stepup_token", "stepup_redeemed"):
+        assert e in events
+
+
+def test_denial_raises_access_denied(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:
+    s, prompts = session(broker, api, home, agent_name, allow=True, decide="deny")
+    url = f"{api.url}/pay?amount=250&key=trip-9"
+    r = httpx.post(url, auth=s.httpx_auth)
+    with pytest.raises(pa.AccessDenied) as e:
+        s.step_up(url, r.headers["www-authenticate"], amount="250", currency="EUR", payee="x")
+    assert e.value.code == "access_denied" and len(prompts) == 1
+
+
+def test_step_up_is_off_by_default(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:
+    s, prompts = session(broker, api, home, agent_name, allow=False)
+    url = f"{api.url}/pay?amount=250&key=trip-1"
+    r = httpx.post(url, auth=s.httpx_auth)
+    with pytest.raises(pa.InvalidRequest):
+        s.step_up(url, r.headers["www-authenticate"], payee="Air Example", amount="250", currency="EUR")
+    with pytest.raises(pa.InvalidRequest):
+        s.step_up(url, 'DPoP error="invalid_token"')
+    assert prompts == []

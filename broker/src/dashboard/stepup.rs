@@ -1,0 +1,146 @@
+//! The step-up page: the one-time authorizations the owner's agents asked
+//! for (`spec/14-step-up.md`), each in plain words (who is paid, how much,
+//! the agent's reason verbatim and escaped, what its budgets stand at), with
+//! Approve and Deny behind the session's CSRF token.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::view::{self, describe_scope, duration, when};
+use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use crate::service::budget::BudgetView;
+
+/// One detail in words.
+fn detail(d: &Value, aud: &str) -> Markup {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
+    match s("type") {
+        "payment" => html! {
+            li {
+                "Pay " strong.amount { (s("amount")) " " (s("currency")) } " to "
+                strong.payee { (s("payee")) } ", once " code.raw { (s("scope")) }
+            }
+        },
+        _ => html! {
+            @for sc in s("scope").split(' ').filter(|x| !x.is_empty()) {
+                li { (describe_scope(sc, Some(aud))) ", once " code.raw { (sc) } }
+            }
+        },
+    }
+}
+
+fn budgets(list: &[BudgetView]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            "no budget set"
+        } @else {
+            @for v in list {
+                span.budget { code { (v.scope) } ": " (v.spent) " of " (v.limit) " " (v.currency)
+                    " spent this " (v.period) ", " (v.remaining) " left" } " "
+            }
+        }
+    }
+}
+
+pub(super) async fn stepup_page(
+    State(b): B,
+    headers: HeaderMap,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/stepup");
+    };
+    let list = match b.stepups_pending(&s.owner).await {
+        Ok(l) => l,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let mut standing = Vec::with_capacity(list.len());
+    for w in &list {
+        standing.push(match b.grant_show(&s.owner, &w.grant_id).await {
+            Ok((_, v)) => v,
+            Err(e) => return service_error(&e, Some(&s)),
+        });
+    }
+    let now = b.clock.now();
+    let done = super::query(q.as_deref()).get("done").map(str::to_owned);
+    let body = html! {
+        @match done.as_deref() {
+            Some("approved") => p.notice.ok role="status" { "Approved: the agent gets a one-time token for exactly this, valid for at most 5 minutes." },
+            Some("denied") => p.notice.ok role="status" { "Denied: the agent's wait ends with an error." },
+            _ => {},
+        }
+        @if list.is_empty() {
+            p.empty { "No agent is asking for more than its access allows." }
+        }
+        @for (w, budget) in list.iter().zip(&standing) {
+            section.card.waiting {
+                p.lead { strong.agent { (w.agent) } " " span.hint { "(name chosen by the agent)" } " asks, one time, to:" }
+                ul {
+                    @if let Value::Array(items) = &w.authorization_details {
+                        @for d in items { (detail(d, &w.audience)) }
+                    }
+                }
+                dl.facts {
+                    dt { "Service" } dd { code { (w.audience) } }
+                    dt { "Why, in the agent's own words" }
+                    dd { @match w.binding_message.as_deref() {
+                        Some(m) => { q.reason { (m) } " — written by the agent, not checked by the broker." },
+                        None => "The agent gave no reason.",
+                    } }
+                    dt { "Budgets of this agent" } dd { (budgets(budget)) }
+                    dt { "Asked" } dd { (when(w.created_at)) }
+                    dt { "Expires" } dd { "in " (duration((w.expires_at - now).max(0))) }
+                }
+                div.actions {
+                    form.inline method="post" action="/stepup/decide" {
+                        input type="hidden" name="csrf" value=(s.csrf);
+                        input type="hidden" name="id" value=(w.id);
+                        button.primary type="submit" name="decision" value="approve" { "Approve once" }
+                        " "
+                        button.danger type="submit" name="decision" value="deny" { "Deny" }
+                    }
+                }
+            }
+        }
+    };
+    view::page(StatusCode::OK, "Step-up requests", Some(&s), body)
+}
+
+pub(super) async fn decide(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(s) = session(&b, &headers).await else {
+        return to_login("/stepup");
+    };
+    let Some(f) = Form::parse(&headers, &body) else {
+        return csrf_refused();
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return csrf_refused();
+    }
+    let approve = match f.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return view::message(
+                StatusCode::BAD_REQUEST,
+                "Choose approve or deny",
+                "The form did not say whether to approve or deny.",
+                Some(&s),
+            );
+        }
+    };
+    let id = f.text("id").unwrap_or("");
+    match b.stepup_decide(&s.owner, id, approve).await {
+        Ok(_) if approve => redirect("/stepup?done=approved"),
+        Ok(_) => redirect("/stepup?done=denied"),
+        Err(protonpass_agent::Error::InvalidGrant(_)) => view::message(
+            StatusCode::NOT_FOUND,
+            "Not waiting any more",
+            "This request was already decided, it expired, or its grant was revoked.",
+            Some(&s),
+        ),
+        Err(e) => service_error(&e, Some(&s)),
+    }
+}
