@@ -55,9 +55,9 @@ pub(super) struct Record {
     /// Passkeys added beside the app (records written before passkeys have none).
     #[serde(default)]
     pub(super) passkeys: Vec<super::passkey::Passkey>,
-    /// The outstanding WebAuthn challenge, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) challenge: Option<super::passkey::Challenge>,
+    /// Outstanding WebAuthn challenges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) challenges: Vec<super::passkey::Challenge>,
 }
 
 fn pending_cookie(b: &Broker) -> &'static str {
@@ -145,9 +145,12 @@ pub(super) fn ask(b: &Arc<Broker>, owner: &str, next: &str, now: i64) -> Respons
     )
 }
 
-/// What binds a passkey challenge to this pending sign-in: the hash of its cookie.
-fn pending_binding(b: &Broker, headers: &HeaderMap) -> String {
-    secret_hash(cookie(headers, pending_cookie(b)).unwrap_or(""))
+/// What binds a passkey challenge to this pending sign-in: its cookie and
+/// the random form token of the page that carries the challenge (the
+/// pending cookie alone is the same for two sign-ins in one second).
+fn pending_binding(b: &Broker, headers: &HeaderMap, csrf: &str) -> String {
+    let pending = cookie(headers, pending_cookie(b)).unwrap_or("");
+    secret_hash(&format!("{pending}\n{csrf}"))
 }
 
 async fn code_form(
@@ -164,7 +167,7 @@ async fn code_form(
     };
     let passkey = match load(b, owner).await {
         Ok(Some(r)) if !r.passkeys.is_empty() => {
-            let bound = pending_binding(b, headers);
+            let bound = pending_binding(b, headers, &csrf);
             let fields =
                 super::passkey::use_fields(b, owner, &r, &bound, "Use a passkey", "").await;
             Some(html! {
@@ -304,7 +307,7 @@ pub(super) async fn code_submit(
     };
     let matched = match &answer {
         Some(a) => {
-            let bound = pending_binding(&b, &headers);
+            let bound = pending_binding(&b, &headers, f.get("csrf").unwrap_or(""));
             super::passkey::check(&b, &owner, &bound, a, now).await
         }
         None => matches(&b, &owner, &record, &code, now),
@@ -504,7 +507,7 @@ pub(super) async fn start(
         last_step: 0,
         recovery: Vec::new(),
         passkeys: Vec::new(),
-        challenge: None,
+        challenges: Vec::new(),
     };
     let (o, now) = (s.owner.clone(), b.clock.now());
     let data = match serde_json::to_string(&record) {
@@ -608,7 +611,7 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
             .map(|c| secret_hash(&normalise_recovery(c)))
             .collect(),
         passkeys: Vec::new(),
-        challenge: None,
+        challenges: Vec::new(),
     };
     let (o, keep) = (s.owner.clone(), s.id_hash.clone());
     let r = store::write(&b.store, move |tx| {

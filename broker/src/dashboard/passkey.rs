@@ -8,9 +8,10 @@
 //! `ed25519-dalek` (see broker/README.md for why no relying-party crate).
 //! rpId is the issuer's host, the origin the issuer's origin. A challenge is
 //! 32 random bytes kept in the owner's second-factor record with its purpose,
-//! the hash of the session or pending sign-in it was issued to, and a
-//! two-minute expiry; it is taken out of the record by the first answer,
-//! right or wrong. The signature counter must grow when the authenticator
+//! the hash of the session or pending sign-in it was issued to (one per
+//! binding, so two tabs or a second sign-in do not disturb each other), and a
+//! two-minute expiry; the first answer from that binding takes it out of the
+//! record, right or wrong. The signature counter must grow when the authenticator
 //! keeps one (a counter that does not is refused as a possible clone).
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,6 +28,8 @@ use crate::store;
 
 /// How long a challenge may be answered, seconds.
 const CHALLENGE_TTL: i64 = 120;
+/// Most outstanding challenges per owner (one per session or pending sign-in).
+const MAX_CHALLENGES: usize = 8;
 /// Most passkeys per owner.
 pub(super) const MAX_PASSKEYS: usize = 10;
 /// COSE algorithm identifiers (RFC 9053): ES256 and EdDSA.
@@ -76,7 +79,7 @@ pub(super) struct Passkey {
     pub(super) added: i64,
 }
 
-/// An outstanding challenge (one per owner; a new one replaces it).
+/// An outstanding challenge (one per session or pending sign-in).
 #[derive(Serialize, Deserialize, Clone)]
 pub(super) struct Challenge {
     /// 32 random bytes, base64url.
@@ -99,7 +102,9 @@ pub(super) fn relying_party(b: &Broker) -> Option<(String, String)> {
     }
 }
 
-/// Issue a challenge to the owner's record for `purpose`, bound to `bound`.
+/// Issue a challenge to the owner's record for `purpose`, bound to `bound`:
+/// it replaces an earlier one for the same binding; expired ones are dropped,
+/// and at most [`MAX_CHALLENGES`] are kept (the oldest goes).
 pub(super) async fn issue(b: &Broker, owner: &str, purpose: &str, bound: &str) -> Result<String> {
     let mut raw = [0u8; 32];
     b.rng.fill(&mut raw)?;
@@ -115,7 +120,11 @@ pub(super) async fn issue(b: &Broker, owner: &str, purpose: &str, bound: &str) -
     store::write(&b.store, move |tx| {
         let mut r = read(tx.mfa_get(&o)?)?
             .ok_or_else(|| Error::InvalidRequest("two-step sign-in is off".into()))?;
-        r.challenge = Some(c);
+        r.challenges
+            .retain(|x| x.expires > now && !token_matches(&x.bound, Some(&c.bound)));
+        r.challenges.push(c);
+        let excess = r.challenges.len().saturating_sub(MAX_CHALLENGES);
+        r.challenges.drain(..excess);
         tx.mfa_put(&o, &write(&r)?, now)
     })
     .await?;
@@ -134,9 +143,9 @@ fn write(r: &Record) -> Result<String> {
     serde_json::to_string(r).map_err(|e| Error::Server(e.to_string()))
 }
 
-/// Take the owner's challenge out of the record (single use, whatever the
-/// answer) and return it with the record as it is now, if it was issued for
-/// `purpose` to `bound` and has not expired.
+/// Take the challenge issued to `bound` out of the owner's record (single
+/// use, whatever the answer) and return it with the record as it is now, if
+/// it was issued for `purpose` and has not expired.
 async fn take(
     b: &Broker,
     owner: &str,
@@ -144,22 +153,24 @@ async fn take(
     bound: &str,
     now: i64,
 ) -> Result<Option<(String, Record)>> {
-    let o = owner.to_owned();
+    let (o, bound) = (owner.to_owned(), bound.to_owned());
     let taken = store::write(&b.store, move |tx| {
         let Some(mut r) = read(tx.mfa_get(&o)?)? else {
             return Ok(None);
         };
-        let Some(c) = r.challenge.take() else {
+        let Some(i) = r
+            .challenges
+            .iter()
+            .position(|c| token_matches(&c.bound, Some(&bound)))
+        else {
             return Ok(None);
         };
+        let c = r.challenges.remove(i);
         tx.mfa_put(&o, &write(&r)?, now)?;
         Ok(Some((c, r)))
     })
     .await?;
-    Ok(taken.and_then(|(c, r)| {
-        (c.purpose == purpose && c.expires > now && token_matches(&c.bound, Some(bound)))
-            .then_some((c.value, r))
-    }))
+    Ok(taken.and_then(|(c, r)| (c.purpose == purpose && c.expires > now).then_some((c.value, r))))
 }
 
 /// What the browser sends back, base64url fields of the form.
@@ -426,8 +437,31 @@ pub(super) fn user_handle(b: &Broker, owner: &str) -> String {
 pub(super) const REFUSED: StatusCode = StatusCode::BAD_REQUEST;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_before_passkeys_still_read() {
+        let old = r#"{"totp":"c2VhbGVk","confirmed":true,"last_step":7,"recovery":["h"]}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert!(r.confirmed && r.passkeys.is_empty() && r.challenges.is_empty());
+        // ... and are written back without an empty challenge list.
+        assert!(!serde_json::to_string(&r).unwrap().contains("challenges"));
+    }
+
+    #[test]
+    fn only_the_two_key_types_are_taken_from_spki() {
+        let mut es = P256_SPKI.to_vec();
+        es.push(4);
+        es.extend([1u8; 64]);
+        assert_eq!(es.len(), 91);
+        assert!(es.strip_prefix(ED25519_SPKI).is_none());
+        let mut ed = ED25519_SPKI.to_vec();
+        ed.extend([2u8; 32]);
+        assert_eq!(ed.len(), 44);
+        assert!(ed.strip_prefix(P256_SPKI).is_none());
+    }
 
     #[test]
     fn counters_must_grow_unless_never_kept() {

@@ -3,15 +3,19 @@
 // an authenticator app, a passkey added on /account, sign-out, sign-in with
 // the password and the passkey; another key under the same credential id and
 // a clone with an older signature counter are refused; removing the passkey
-// needs the password. The broker is reached as http://localhost:PORT
+// needs the password. A high-risk permission is approved with the passkey.
+// The broker is reached as http://localhost:PORT
 // (WebAuthn accepts no IP address as relying party id).
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { launchBrowser, shot, startBroker } from './kit.mjs';
+import { Agent, BIN, launchBrowser, shot, startBroker } from './kit.mjs';
 
 const PASSWORD = 'a long owner passphrase';
 
@@ -178,6 +182,27 @@ describe('passkeys', () => {
     await page.waitForURL(/\/agents$/);
   });
 
+  test('a high-risk permission is approved with the passkey instead of a code', async () => {
+    const SHOP = 'https://shop.example';
+    const scopes = join(broker.data, 'shop-scopes.toml');
+    writeFileSync(
+      scopes,
+      '[[scope]]\nname = "orders:read"\ndescription = "Read orders"\nrisk = "low"\n\n' +
+        '[[scope]]\nname = "payment:execute"\ndescription = "Pay for orders"\nrisk = "high"\n',
+    );
+    execFileSync(BIN, ['--data', broker.data, 'resource', 'add', SHOP, '--scopes', scopes]);
+    const agent = new Agent(broker.issuer, 'shop-bot');
+    const d = await agent.startDevice('orders:read payment:execute', SHOP);
+    assert.equal(d.status, 200, JSON.stringify(d.body));
+    await page.goto(d.body.verification_uri_complete);
+    await page.getByRole('button', { name: /code matches/ }).click();
+    await page.getByRole('button', { name: 'Approve with a passkey' }).click();
+    await page.getByText(/may now act for you/).waitFor();
+    const t = await agent.poll(d.body.device_code);
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    assert.deepEqual(t.body.scope.split(' ').sort(), ['orders:read', 'payment:execute']);
+  });
+
   test('removing the passkey needs the password; the activity log shows each step', async () => {
     await page.goto(`${broker.issuer}/account`);
     const remove = page.locator('form[action="/account/passkey/remove"]');
@@ -192,7 +217,7 @@ describe('passkeys', () => {
 
     await page.goto(`${broker.issuer}/audit`);
     const text = await page.textContent('main');
-    for (const event of ['passkey_enrolled', 'login_second_factor', 'passkey_removed']) {
+    for (const event of ['passkey_enrolled', 'login_second_factor', 'second_factor_confirmed', 'passkey_removed']) {
       assert.match(text, new RegExp(event), `${event} in the activity log`);
     }
   });

@@ -28,6 +28,7 @@ mod mfa;
 mod oauth_provider;
 mod operator;
 mod owners;
+mod passkey;
 mod persistence;
 mod proxy;
 mod ratelimit;
