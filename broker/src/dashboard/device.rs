@@ -122,6 +122,8 @@ struct About<'a> {
     reg: Option<&'static str>,
     catalog: Option<&'a ScopeCatalog>,
     ask_code: bool,
+    /// A passkey may stand in for the code (its fields and script).
+    passkey: Option<&'a Markup>,
 }
 
 /// The approval form. The user code is not stored (only its hash), so the form
@@ -138,6 +140,7 @@ fn approval(
         reg,
         catalog,
         ask_code,
+        passkey,
     } = *about;
     let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let aud = d.resource.as_deref();
@@ -181,6 +184,7 @@ fn approval(
             @if ask_code {
                 label { "Code from your authenticator app, or a recovery code (a high-risk permission is asked for: approving it needs your second factor again)"
                     input type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="64"; }
+                @if let Some(p) = passkey { (p) }
             }
             div.actions {
                 button.primary type="submit" name="action" value="approve" { "Approve" }
@@ -224,6 +228,20 @@ async fn render_approval(
     let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let ask_code = any_high_risk(&scopes, catalog.as_ref())
         && super::mfa::required(b, &s.owner).await.unwrap_or(true);
+    let passkey = match super::mfa::load(b, &s.owner).await {
+        Ok(Some(r)) if ask_code => Some(
+            super::passkey::use_fields(
+                b,
+                &s.owner,
+                &r,
+                &s.id_hash,
+                "Approve with a passkey",
+                "button[name=action][value=approve]",
+            )
+            .await,
+        ),
+        _ => None,
+    };
     view::page(
         status,
         "Approve an agent",
@@ -235,6 +253,7 @@ async fn render_approval(
                 reg,
                 catalog: catalog.as_ref(),
                 ask_code,
+                passkey: passkey.as_ref(),
             },
             code,
             now,

@@ -52,6 +52,12 @@ pub(super) struct Record {
     pub(super) last_step: u64,
     /// Hashes of the unused recovery codes.
     pub(super) recovery: Vec<String>,
+    /// Passkeys added beside the app (records written before passkeys have none).
+    #[serde(default)]
+    pub(super) passkeys: Vec<super::passkey::Passkey>,
+    /// Outstanding WebAuthn challenges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) challenges: Vec<super::passkey::Challenge>,
 }
 
 fn pending_cookie(b: &Broker) -> &'static str {
@@ -139,9 +145,41 @@ pub(super) fn ask(b: &Arc<Broker>, owner: &str, next: &str, now: i64) -> Respons
     )
 }
 
-fn code_form(b: &Broker, next: &str, error: Option<&str>, status: StatusCode) -> Response {
+/// What binds a passkey challenge to this pending sign-in: its cookie and
+/// the random form token of the page that carries the challenge (the
+/// pending cookie alone is the same for two sign-ins in one second).
+fn pending_binding(b: &Broker, headers: &HeaderMap, csrf: &str) -> String {
+    let pending = cookie(headers, pending_cookie(b)).unwrap_or("");
+    secret_hash(&format!("{pending}\n{csrf}"))
+}
+
+async fn code_form(
+    b: &Broker,
+    headers: &HeaderMap,
+    owner: &str,
+    next: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (csrf, c) = match super::auth::pre_token(b) {
         Ok(x) => x,
+        Err(e) => return service_error(&e, None),
+    };
+    let passkey = match load(b, owner).await {
+        Ok(Some(r)) if !r.passkeys.is_empty() => {
+            let bound = pending_binding(b, headers, &csrf);
+            let fields =
+                super::passkey::use_fields(b, owner, &r, &bound, "Use a passkey", "").await;
+            Some(html! {
+                form.card method="post" action="/login/code" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="next" value=(next);
+                    p { "Or use one of your passkeys." }
+                    (fields)
+                }
+            })
+        }
+        Ok(_) => None,
         Err(e) => return service_error(&e, None),
     };
     let r = view::page(
@@ -158,6 +196,7 @@ fn code_form(b: &Broker, next: &str, error: Option<&str>, status: StatusCode) ->
                     input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
                 button.primary type="submit" { "Continue" }
             }
+            @if let Some(p) = passkey { (p) }
             p { a href="/login" { "Start again" } }
         },
     );
@@ -167,16 +206,18 @@ fn code_form(b: &Broker, next: &str, error: Option<&str>, status: StatusCode) ->
 pub(super) async fn code_page(State(b): B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(q.as_deref());
     let next = safe_next(q.get("next")).unwrap_or("/agents").to_owned();
-    if pending_owner(&b, &headers, b.clock.now()).is_none() {
+    let Some(owner) = pending_owner(&b, &headers, b.clock.now()) else {
         return redirect("/login");
-    }
-    code_form(&b, &next, None, StatusCode::OK)
+    };
+    code_form(&b, &headers, &owner, &next, None, StatusCode::OK).await
 }
 
 /// Which factor a code matched.
 pub(super) enum Matched {
     Totp(u64),
     Recovery(usize),
+    /// A passkey's credential id and the counter it signed.
+    Passkey(String, u32),
 }
 
 pub(super) fn matches(
@@ -237,10 +278,13 @@ pub(super) async fn code_submit(
         Ok(None) => {
             return code_form(
                 &b,
+                &headers,
+                &owner,
                 &next,
                 Some("Too many wrong codes. Sign-in is paused for 15 minutes."),
                 StatusCode::TOO_MANY_REQUESTS,
-            );
+            )
+            .await;
         }
         Err(e) => return service_error(&e, None),
     };
@@ -255,7 +299,20 @@ pub(super) async fn code_submit(
         .chars()
         .take(64)
         .collect::<String>();
-    let matched = match matches(&b, &owner, &record, &code, now) {
+    let answer = super::passkey::Answer::from_form(&f);
+    let wrong = if answer.is_some() {
+        "That passkey was not accepted. Try again, or use a code."
+    } else {
+        "That code is not right (or was used already)."
+    };
+    let matched = match &answer {
+        Some(a) => {
+            let bound = pending_binding(&b, &headers, f.get("csrf").unwrap_or(""));
+            super::passkey::check(&b, &owner, &bound, a, now).await
+        }
+        None => matches(&b, &owner, &record, &code, now),
+    };
+    let matched = match matched {
         Ok(m) => m,
         Err(e) => return service_error(&e, None),
     };
@@ -277,10 +334,13 @@ pub(super) async fn code_submit(
         }
         return code_form(
             &b,
+            &headers,
+            &owner,
             &next,
-            Some("That code is not right (or was used already)."),
+            Some(wrong),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
     let spent =
         super::second_factor::spend(&b, &owner, m, now, "login_second_factor", json!({})).await;
@@ -289,10 +349,13 @@ pub(super) async fn code_submit(
         Ok(false) => {
             return code_form(
                 &b,
+                &headers,
+                &owner,
                 &next,
-                Some("That code is not right (or was used already)."),
+                Some(wrong),
                 StatusCode::UNAUTHORIZED,
-            );
+            )
+            .await;
         }
         Err(e) => return service_error(&e, None),
     }
@@ -303,7 +366,7 @@ pub(super) async fn code_submit(
 
 // Enrollment, from a signed-in session: /account.
 
-async fn signed_in_session(b: &Arc<Broker>, headers: &HeaderMap) -> Option<WebSession> {
+pub(super) async fn signed_in_session(b: &Arc<Broker>, headers: &HeaderMap) -> Option<WebSession> {
     session(b, headers).await
 }
 
@@ -321,16 +384,17 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
             "Account",
             Some(&s),
             html! {
-                p.notice { "Two-step sign-in is on: after your password, the dashboard asks for a code from your authenticator app. "
+                p.notice { "Two-step sign-in is on: after your password, the dashboard asks for a code from your authenticator app (or one of your passkeys). "
                     (r.recovery.len()) " recovery codes are left." }
                 form.card method="post" action="/account/mfa/disable" {
                     input type="hidden" name="csrf" value=(s.csrf);
                     label { "Your password"
                         input type="password" name="password" autocomplete="current-password" required; }
-                    label { "A current code (or a recovery code) to turn it off"
+                    label { "A current code (or a recovery code) to turn it off (this removes your passkeys too)"
                         input type="text" name="code" autocomplete="one-time-code" required; }
                     button type="submit" { "Turn off two-step sign-in" }
                 }
+                (super::passkey_pages::section(&b, &s, &r))
             },
         ),
         _ => view::page(
@@ -350,7 +414,7 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
     }
 }
 
-fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
+pub(super) fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
     let f = Form::parse(headers, body)?;
     token_matches(&s.csrf, f.get("csrf")).then_some(f)
 }
@@ -359,7 +423,7 @@ fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
 /// turn it off, a current code), charged against the sign-in budgets like a
 /// sign-in: a stolen session alone can neither lock the owner out with its
 /// own authenticator nor remove the factor, and cannot guess either.
-async fn reauthenticate(
+pub(super) async fn reauthenticate(
     b: &Arc<Broker>,
     s: &WebSession,
     headers: &HeaderMap,
@@ -442,6 +506,8 @@ pub(super) async fn start(
         confirmed: false,
         last_step: 0,
         recovery: Vec::new(),
+        passkeys: Vec::new(),
+        challenges: Vec::new(),
     };
     let (o, now) = (s.owner.clone(), b.clock.now());
     let data = match serde_json::to_string(&record) {
@@ -476,7 +542,7 @@ pub(super) async fn start(
     )
 }
 
-fn host_of(issuer: &str) -> String {
+pub(super) fn host_of(issuer: &str) -> String {
     url::Url::parse(issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -544,6 +610,8 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
             .iter()
             .map(|c| secret_hash(&normalise_recovery(c)))
             .collect(),
+        passkeys: Vec::new(),
+        challenges: Vec::new(),
     };
     let (o, keep) = (s.owner.clone(), s.id_hash.clone());
     let r = store::write(&b.store, move |tx| {

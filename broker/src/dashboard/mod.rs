@@ -1,4 +1,5 @@
-//! The owner's dashboard: server-rendered pages (no script) to set a password,
+//! The owner's dashboard: server-rendered pages (no script but the passkey
+//! helper, `/static/passkey.js`) to set a password,
 //! sign in, approve or deny agents (`/device`, the RFC 8628 verification URI),
 //! see and revoke grants and tokens, and read the audit log.
 //!
@@ -16,6 +17,8 @@ mod connections;
 mod device;
 mod device_cookie;
 mod mfa;
+mod passkey;
+mod passkey_pages;
 mod pending;
 mod scope_view;
 mod second_factor;
@@ -64,6 +67,20 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/account/mfa/start", axum::routing::post(mfa::start))
         .route("/account/mfa/confirm", axum::routing::post(mfa::confirm))
         .route("/account/mfa/disable", axum::routing::post(mfa::disable))
+        // Passkeys beside the authenticator app (the dashboard's only script).
+        .route("/static/passkey.js", get(passkey::script))
+        .route(
+            "/account/passkey/new",
+            axum::routing::post(passkey_pages::new),
+        )
+        .route(
+            "/account/passkey/add",
+            axum::routing::post(passkey_pages::add),
+        )
+        .route(
+            "/account/passkey/remove",
+            axum::routing::post(passkey_pages::remove),
+        )
         .route(
             "/device",
             get(device::device_page).post(device::device_submit),
@@ -101,9 +118,10 @@ pub fn router() -> Router<Arc<Broker>> {
         .layer(middleware::from_fn(security_headers))
 }
 
-/// The Content-Security-Policy of every dashboard response: no script at all,
-/// styles only from the broker, forms only to the broker, no framing.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every dashboard response: scripts and
+/// styles only from the broker (one script, `/static/passkey.js`, for
+/// passkeys; no inline script, no eval), forms only to the broker, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;

@@ -1,7 +1,7 @@
 //! Asking a signed-in owner for their second factor again, for an action
 //! that deserves it (approving a high-risk permission), and spending a code
 //! once accepted: a code (or recovery code) works once, whether it signed the
-//! owner in or confirmed an action.
+//! owner in or confirmed an action; a passkey's signature counter moves on.
 
 use std::net::SocketAddr;
 
@@ -42,6 +42,19 @@ pub(super) async fn spend(
             Matched::Recovery(i) if i < r.recovery.len() => {
                 r.recovery.remove(i);
                 "recovery_code"
+            }
+            Matched::Passkey(id, counter) => {
+                let Some(p) = r.passkeys.iter_mut().find(|p| p.id == id) else {
+                    return Ok(false);
+                };
+                if !super::passkey::counter_ok(p.counter, counter) {
+                    return Ok(false);
+                }
+                p.counter = counter;
+                if let Some(d) = detail.as_object_mut() {
+                    d.insert("passkey".into(), json!(p.name));
+                }
+                "passkey"
             }
             _ => return Ok(false),
         };
@@ -98,8 +111,9 @@ pub(super) async fn confirm(
         Ok(_) => return Ok(()),
         Err(e) => return Err(server(e)),
     };
+    let answer = super::passkey::Answer::from_form(f);
     let code: String = f.get("code").unwrap_or("").chars().take(64).collect();
-    if code.trim().is_empty() {
+    if code.trim().is_empty() && answer.is_none() {
         return Err(Refused::new(
             StatusCode::UNAUTHORIZED,
             "This includes a high-risk permission: enter a code from your authenticator app (or a recovery code) to approve it.",
@@ -123,10 +137,14 @@ pub(super) async fn confirm(
     let wrong = || {
         Refused::new(
             StatusCode::UNAUTHORIZED,
-            "That code is not right (or was used already). Nothing was approved.",
+            "That code or passkey was not accepted (a code works once). Nothing was approved.",
         )
     };
-    let Some(m) = matches(b, &s.owner, &record, &code, now).map_err(server)? else {
+    let matched = match &answer {
+        Some(a) => super::passkey::check(b, &s.owner, &s.id_hash, a, now).await,
+        None => matches(b, &s.owner, &record, &code, now),
+    };
+    let Some(m) = matched.map_err(server)? else {
         return Err(wrong());
     };
     let detail = json!({ "action": what });

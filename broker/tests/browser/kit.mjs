@@ -19,9 +19,9 @@ const TARGET = process.env.CARGO_TARGET_DIR || join(ROOT, 'target');
 export const BIN = process.env.PROTONPASS_BROKER_BIN || join(TARGET, 'debug', 'protonpass-broker');
 
 /** Start the broker; resolves with its issuer URL and the one-time setup link it prints. */
-export async function startBroker(env = {}) {
+export async function startBroker(env = {}, addr = '127.0.0.1:0') {
   const data = mkdtempSync(join(tmpdir(), 'pp-dashboard-'));
-  const child = spawn(BIN, ['--data', data, 'serve', '--addr', '127.0.0.1:0'], {
+  const child = spawn(BIN, ['--data', data, 'serve', '--addr', addr], {
     env: { ...process.env, PROTONPASS_BROKER_LOG: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -23,4 +23,4 @@ cd "$here"
 if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
-exec node --test --test-concurrency=1 dashboard.test.mjs
+exec node --test --test-concurrency=1 dashboard.test.mjs passkey.test.mjs

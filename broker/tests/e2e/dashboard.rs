@@ -171,8 +171,11 @@ fn assert_protected(p: &Page) {
     let csp = h("content-security-policy");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(csp.contains("default-src 'none'"), "{csp}");
+    // Script only from the broker itself (the passkey helper), never inline or eval.
     assert!(
-        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        csp.contains("script-src 'self';")
+            && !csp.contains("unsafe-inline")
+            && !csp.contains("unsafe-eval"),
         "{csp}"
     );
     assert_eq!(h("x-frame-options"), "DENY");

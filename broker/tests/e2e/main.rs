@@ -30,6 +30,7 @@ mod oauth_provider;
 mod operator;
 mod ops;
 mod owners;
+mod passkey;
 mod persistence;
 mod proxy;
 mod ratelimit;

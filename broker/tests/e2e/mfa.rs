@@ -7,13 +7,13 @@ use totp_rs::{Algorithm, Builder, Secret};
 use crate::dashboard::{PASSWORD, Web, field, set_password, signed_in};
 use crate::kit::Broker;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     use protonpass_agent::Clock as _;
     u64::try_from(protonpass_agent::SystemClock.now()).unwrap()
 }
 
 /// The code an authenticator app shows for `key` (base32) at `t`.
-fn code(key: &str, t: u64) -> String {
+pub(crate) fn code(key: &str, t: u64) -> String {
     Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
@@ -38,7 +38,7 @@ async fn enroll(b: &Broker) -> (String, Vec<String>) {
 }
 
 /// Enroll from the signed-in browser `w`.
-async fn enroll_in(w: &mut Web, csrf: &str) -> (String, Vec<String>) {
+pub(crate) async fn enroll_in(w: &mut Web, csrf: &str) -> (String, Vec<String>) {
     let account = w.get("/account").await;
     assert!(
         account.body.contains("Two-step sign-in is off"),
@@ -83,7 +83,7 @@ async fn enroll_in(w: &mut Web, csrf: &str) -> (String, Vec<String>) {
 }
 
 /// Password step: returns the browser, which now holds the pending cookie.
-async fn password_step(b: &Broker) -> (Web, String) {
+pub(crate) async fn password_step(b: &Broker) -> (Web, String) {
     let mut w = Web::new(b);
     let p = w.login("default", PASSWORD).await;
     assert_eq!(p.status, 303, "{}", p.body);
