@@ -12,7 +12,7 @@ pub mod auth;
 mod catalog;
 mod connections;
 mod device;
-mod device_cookie;
+pub(crate) mod device_cookie;
 mod mfa;
 mod pending;
 mod scope_view;

@@ -32,4 +32,5 @@ mod persistence;
 mod proxy;
 mod ratelimit;
 mod revocation;
+mod schema;
 mod waiting;
