@@ -29,6 +29,7 @@ mod oauth_provider;
 mod operator;
 mod owners;
 mod persistence;
+mod postgres;
 mod proxy;
 mod ratelimit;
 mod revocation;
