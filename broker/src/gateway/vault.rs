@@ -275,6 +275,12 @@ impl crate::keys::KeySealer for Vault {
 
     fn open_key(&self, kid: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         self.open("", &format!("signing-key:{kid}"), sealed)
+            .map_err(|_| {
+                Error::Storage(format!(
+                    "signing key {kid} does not open with this vault key: every broker on this \
+                     database needs the vault key it was first started with"
+                ))
+            })
     }
 }
 
@@ -334,6 +340,35 @@ mod tests {
         )
         .unwrap();
         assert!(Vault::load(dir.path(), &OsRandom).is_err());
+    }
+
+    #[test]
+    fn sealed_signing_keys_open_only_as_their_key_with_the_same_vault_key() {
+        use crate::keys::KeySealer as _;
+        let v = Vault::from_key([7; 32]);
+        let sealed = v.seal_key("kid1", b"PEM", &OsRandom).unwrap();
+        assert_eq!(v.open_key("kid1", &sealed).unwrap().as_slice(), b"PEM");
+        assert!(v.open_key("kid2", &sealed).is_err());
+        // Not an upstream secret of any owner, and the other way round.
+        assert!(v.open("", "kid1", &sealed).is_err());
+        let upstream = v
+            .seal("alice", "signing-key:kid1", b"x", &OsRandom)
+            .unwrap();
+        assert!(v.open_key("kid1", &upstream).is_err());
+        let e = Vault::from_key([8; 32])
+            .open_key("kid1", &sealed)
+            .unwrap_err();
+        assert!(e.to_string().contains("signing key kid1"), "{e}");
+        // Keys derived for different purposes differ, and are stable.
+        assert_ne!(*v.derive("dpop-nonce"), *v.derive("device-cookie"));
+        assert_eq!(
+            *v.derive("dpop-nonce"),
+            *Vault::from_key([7; 32]).derive("dpop-nonce")
+        );
+        assert_ne!(
+            *v.derive("dpop-nonce"),
+            *Vault::from_key([8; 32]).derive("dpop-nonce")
+        );
     }
 
     #[test]
