@@ -39,7 +39,7 @@ setup-packages: ## Build the broker and install the Python and Node packages (wh
 demo-core: ## The protocol core alone: key, token, proof, verification, refusals
 	cargo run --quiet -p protonpass-agent --example demo
 
-SUITES := check-repo check-layers lint deny test-rust test-interop test-thirdparty test-python test-node test-cross test-mcp test-browser fuzz-smoke
+SUITES := check-repo check-layers lint deny test-rust test-postgres test-interop test-thirdparty test-python test-node test-cross test-mcp test-browser fuzz-smoke
 
 .PHONY: test
 test: ## Every check and every test suite (installs missing tools first), each timed
@@ -71,6 +71,13 @@ check-layers: ## The layer rules and dependency graphs of ARCHITECTURE.md hold
 .PHONY: test-rust
 test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo builds the broker for them)
 	cargo test --workspace --locked
+
+.PHONY: test-postgres
+test-postgres: ## The broker's end-to-end suite against PostgreSQL (a throwaway cluster: scripts/pg-cluster.sh)
+	PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop
+	url="$$(PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh start)" && \
+	trap 'PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop' EXIT && \
+	PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --test e2e --locked
 
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)

@@ -2,7 +2,8 @@
 # Install what `make test` needs and a fresh machine lacks, or stop at once
 # with the exact command to run. Idempotent: on a machine that has everything
 # it only checks. Needs: cargo-fuzz and cargo-deny (crates.io), Node.js and npm, Debian's
-# Chromium (the dashboard's browser tests), and Python's venv module.
+# Chromium (the dashboard's browser tests), PostgreSQL's server binaries (the
+# e2e suite against PostgreSQL), and Python's venv module.
 #   scripts/setup-tools.sh          everything `make test` needs
 #   scripts/setup-tools.sh demo     only what `make demo` needs (Node.js, npm, venv)
 #   PROTONPASS_NO_INSTALL=1         only check, never install
@@ -16,6 +17,8 @@ need_fuzz=0
 need_deny=0
 if [ "$mode" = test ]; then
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
+  # The server binaries for `make test-postgres`'s throwaway cluster.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_missing+=(postgresql)
   cargo fuzz --version >/dev/null 2>&1 || need_fuzz=1
   cargo deny --version >/dev/null 2>&1 || need_deny=1
 fi

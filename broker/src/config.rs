@@ -1,7 +1,8 @@
 //! Settings: command line, then `PROTONPASS_BROKER_*` environment variables,
 //! then a TOML file (`--config`, or `broker.toml` in the data directory), then
 //! defaults. Every command reads the same settings, so a script on the broker's
-//! machine needs only `--data` (or nothing, in the default place).
+//! machine needs only `--data` (or nothing, in the default place), or
+//! `--store postgres://...` when the state is in PostgreSQL.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -26,6 +27,27 @@ pub struct Settings {
         help_heading = "Global options"
     )]
     pub data: Option<PathBuf>,
+    /// Where the broker's state is kept: a postgres://USER@HOST[:PORT]/DB URL
+    /// (several brokers may share it), or absent: SQLite in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_STORE",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub store: Option<String>,
+    /// File holding the vault key (base64url of 32 bytes) when
+    /// PROTONPASS_VAULT_KEY is not set; one of the two is required with a
+    /// PostgreSQL store [default: vault.key in the data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_VAULT_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub vault_key_file: Option<PathBuf>,
     /// TOML configuration file (default: broker.toml in the data directory, if present).
     #[arg(
         long,
@@ -175,6 +197,8 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data: Option<PathBuf>,
+    store: Option<String>,
+    vault_key_file: Option<PathBuf>,
     owner: Option<String>,
     addr: Option<String>,
     issuer: Option<String>,
@@ -197,6 +221,10 @@ struct FileConfig {
 pub struct Config {
     /// Data directory.
     pub data: PathBuf,
+    /// The PostgreSQL store, if one is configured (else SQLite in `data`).
+    pub store: Option<crate::store::PgUrl>,
+    /// The vault key file, if one is configured.
+    pub vault_key_file: Option<PathBuf>,
     /// Owner the CLI acts for.
     pub owner: String,
     /// Listen address.
@@ -412,8 +440,17 @@ impl Config {
         } else {
             s.trusted_proxies.clone()
         };
+        let store = s
+            .store
+            .as_deref()
+            .or(file.store.as_deref())
+            .filter(|u| !u.trim().is_empty())
+            .map(crate::store::PgUrl::parse)
+            .transpose()?;
         Ok(Config {
             data,
+            store,
+            vault_key_file: s.vault_key_file.clone().or(file.vault_key_file.clone()),
             owner,
             addr: s
                 .addr

@@ -1,6 +1,9 @@
 //! The broker's token signing keys: Ed25519 private keys in files of the data
-//! directory (mode 0600), their metadata in the store. The newest key signs;
-//! retired keys stay in the JWKS until every token they signed has expired.
+//! directory (mode 0600) with SQLite, or in the database sealed by the vault
+//! key (ChaCha20-Poly1305, the key id as associated data) with PostgreSQL, so
+//! that every replica signs with the same keys; their metadata is in the
+//! store. The newest key signs; retired keys stay in the JWKS until every
+//! token they signed has expired.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -12,6 +15,39 @@ use serde_json::{Value, json};
 
 use crate::model::KeyMeta;
 use crate::store::{self, Store};
+
+/// Seals private keys for a store shared by replicas (the vault does it,
+/// under the vault key, with the key id as associated data).
+pub trait KeySealer: Send + Sync + std::fmt::Debug {
+    /// Seal key `kid`'s PKCS#8 PEM.
+    fn seal_key(&self, kid: &str, pem: &[u8], rng: &dyn Random) -> Result<Vec<u8>, Error>;
+    /// Open what [`KeySealer::seal_key`] sealed for `kid`.
+    fn open_key(&self, kid: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Error>;
+}
+
+/// Where the private keys are kept.
+#[derive(Debug, Clone)]
+pub enum KeyHome {
+    /// PEM files in `DIR/keys` (SQLite).
+    Files(PathBuf),
+    /// The store, sealed (PostgreSQL: shared by replicas).
+    Sealed(Arc<dyn KeySealer>),
+}
+
+/// A new key: its id, and its PEM sealed for the store (`Sealed` homes) or
+/// `None` (written to a file).
+fn create_key(home: &KeyHome, rng: &dyn Random) -> Result<(String, Option<Vec<u8>>), Error> {
+    match home {
+        KeyHome::Files(data) => Ok((create_key_file(data, rng)?.0, None)),
+        KeyHome::Sealed(vault) => {
+            let key = AgentKey::generate(rng)?;
+            let kid: String = key.thumbprint().chars().take(16).collect();
+            let pem = key.to_pkcs8_pem()?;
+            let sealed = vault.seal_key(&kid, pem.as_bytes(), rng)?;
+            Ok((kid, Some(sealed)))
+        }
+    }
+}
 
 /// The loaded keys.
 #[derive(Debug, Clone)]
@@ -60,14 +96,14 @@ impl KeyRing {
     /// Load the keys, creating the first one on a fresh data directory.
     pub fn load(
         store: &Arc<dyn Store>,
-        data: &Path,
+        home: &KeyHome,
         now: i64,
         access_ttl: i64,
         rng: &dyn Random,
     ) -> Result<Self, Error> {
         let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
         if metas.is_empty() {
-            let (kid, _) = create_key_file(data, rng)?;
+            let (kid, sealed) = create_key(home, rng)?;
             let meta = KeyMeta {
                 kid,
                 created_at: now,
@@ -75,10 +111,21 @@ impl KeyRing {
                 drop_after: None,
             };
             let m = meta.clone();
-            store::write_blocking(store, move |tx| tx.key_put(&m))?;
-            metas = vec![meta];
+            metas = store::write_blocking(store, move |tx| {
+                // Another replica starting at the same time may have made
+                // the first key already: use it.
+                let existing = tx.keys_all()?;
+                if !existing.is_empty() {
+                    return Ok(existing);
+                }
+                if let Some(sealed) = &sealed {
+                    tx.key_secret_put(&m.kid, sealed)?;
+                }
+                tx.key_put(&m)?;
+                Ok(vec![m])
+            })?;
         }
-        Self::from_metas(metas, data, now, access_ttl)
+        Self::from_metas(metas, home, store, now, access_ttl)
     }
 
     /// The keys still published at `now`. A retired key stays at least
@@ -87,7 +134,8 @@ impl KeyRing {
     /// set an earlier `drop_after`: tokens it signed are still live.
     fn from_metas(
         metas: Vec<KeyMeta>,
-        data: &Path,
+        home: &KeyHome,
+        store: &Arc<dyn Store>,
         now: i64,
         access_ttl: i64,
     ) -> Result<Self, Error> {
@@ -99,19 +147,44 @@ impl KeyRing {
                 .is_some_and(|r| now < r.saturating_add(access_ttl).saturating_add(60));
             if m.drop_after.is_some_and(|d| d <= now) && !tokens_live {
                 // Every token it signed has expired: the private key is of no
-                // more use, and a copy of the directory should not hold it.
-                match std::fs::remove_file(key_path(data, &m.kid)) {
-                    Ok(()) => tracing::info!(kid = %m.kid, "retired signing key removed"),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!(kid = %m.kid, error = %e, "cannot remove a retired signing key")
+                // more use, and a copy of the directory (or a backup of the
+                // database) should not hold it.
+                match home {
+                    KeyHome::Files(data) => match std::fs::remove_file(key_path(data, &m.kid)) {
+                        Ok(()) => tracing::info!(kid = %m.kid, "retired signing key removed"),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(kid = %m.kid, error = %e, "cannot remove a retired signing key")
+                        }
+                    },
+                    KeyHome::Sealed(_) => {
+                        let kid = m.kid.clone();
+                        store::write_detached(store, move |tx| tx.key_secret_delete(&kid));
                     }
                 }
                 continue;
             }
-            let pem = zeroize::Zeroizing::new(
-                std::fs::read_to_string(key_path(data, &m.kid)).map_err(io)?,
-            );
+            let pem = match home {
+                KeyHome::Files(data) => zeroize::Zeroizing::new(
+                    std::fs::read_to_string(key_path(data, &m.kid)).map_err(io)?,
+                ),
+                KeyHome::Sealed(vault) => {
+                    let kid = m.kid.clone();
+                    let sealed = store::read_blocking(store, move |tx| tx.key_secret_get(&kid))?
+                        .ok_or_else(|| {
+                            Error::Server(format!(
+                                "the private key of signing key {} is missing",
+                                m.kid
+                            ))
+                        })?;
+                    let raw = vault.open_key(&m.kid, &sealed)?;
+                    zeroize::Zeroizing::new(
+                        String::from_utf8(raw.to_vec()).map_err(|_| {
+                            Error::Server(format!("signing key {} is not PEM", m.kid))
+                        })?,
+                    )
+                }
+            };
             let key = AgentKey::from_pkcs8_pem(&pem)?;
             keyset.insert(&m.kid, &key.public_jwk())?;
             keys.push((m.clone(), Arc::new(SigningKey::new(m.kid.clone(), key))));
@@ -133,24 +206,24 @@ impl KeyRing {
     /// Re-read the key list (after `keys rotate` from another process).
     pub fn reload(
         store: &Arc<dyn Store>,
-        data: &Path,
+        home: &KeyHome,
         now: i64,
         access_ttl: i64,
     ) -> Result<Self, Error> {
         let metas = store::read_blocking(store, |tx| tx.keys_all())?;
-        Self::from_metas(metas, data, now, access_ttl)
+        Self::from_metas(metas, home, store, now, access_ttl)
     }
 
     /// Make a new signing key; the old ones retire and stay published for
     /// `max_token_life` seconds.
     pub fn rotate(
         store: &Arc<dyn Store>,
-        data: &Path,
+        home: &KeyHome,
         now: i64,
         max_token_life: i64,
         rng: &dyn Random,
     ) -> Result<KeyMeta, Error> {
-        let (kid, _) = create_key_file(data, rng)?;
+        let (kid, sealed) = create_key(home, rng)?;
         let meta = KeyMeta {
             kid,
             created_at: now,
@@ -165,6 +238,9 @@ impl KeyRing {
                     old.drop_after = Some(now + max_token_life + 60);
                     tx.key_put(&old)?;
                 }
+            }
+            if let Some(sealed) = &sealed {
+                tx.key_secret_put(&m.kid, sealed)?;
             }
             tx.key_put(&m)?;
             tx.audit_append(now, "-", "keys_rotate", &json!({"kid": m.kid}).to_string())?;
@@ -192,6 +268,12 @@ mod tests {
     #[test]
     fn a_retired_key_file_is_removed_once_its_tokens_have_expired() {
         let dir = tempfile::tempdir().unwrap();
+        let home = KeyHome::Files(dir.path().to_owned());
+        let store: Arc<dyn Store> = crate::store::sqlite::SqliteStore::open_with(
+            &dir.path().join("db"),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
         let (old, _) = create_key_file(dir.path(), &OsRandom).unwrap();
         let (new, _) = create_key_file(dir.path(), &OsRandom).unwrap();
         let meta = |kid: &str, drop_after: Option<i64>| KeyMeta {
@@ -203,7 +285,8 @@ mod tests {
         // During the overlap the retired key still verifies and stays on disk.
         let ring = KeyRing::from_metas(
             vec![meta(&old, Some(1000)), meta(&new, None)],
-            dir.path(),
+            &home,
+            &store,
             999,
             30,
         )
@@ -213,7 +296,8 @@ mod tests {
         // Past it, the key leaves the key set and its private key the disk.
         let ring = KeyRing::from_metas(
             vec![meta(&old, Some(1000)), meta(&new, None)],
-            dir.path(),
+            &home,
+            &store,
             1000,
             30,
         )

@@ -51,13 +51,20 @@ pub fn run() -> ExitCode {
     // setup-link files) is owner-only, whatever the caller's umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = cli::parse();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("PROTONPASS_BROKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The PostgreSQL client logs each statement with its parameters (hashes
+    // of tokens and codes, sealed secrets) at debug level: never below info,
+    // whatever the setting.
+    for d in ["tokio_postgres=info", "deadpool_postgres=info"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PROTONPASS_BROKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
     cli::run(args)
 }

@@ -1,7 +1,9 @@
 //! Stateless DPoP nonces (RFC 9449 section 8): a time bucket and an
 //! HMAC-SHA-256 of it (truncated to 128 bits). A nonce is accepted during its bucket and the next one (60 to 120
-//! seconds), by every thread, without storage. The key is random per process,
-//! so a restart simply makes clients fetch a new nonce.
+//! seconds), by every thread, without storage. With SQLite the key is random
+//! per process, so a restart simply makes clients fetch a new nonce; with a
+//! PostgreSQL store every replica derives it from the shared vault key, so a
+//! nonce from one replica is accepted by the others.
 
 use hmac::{Hmac, KeyInit, Mac};
 use protonpass_agent::{Random, b64};
@@ -28,6 +30,14 @@ impl NonceSource {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill(key.as_mut())?;
         Ok(NonceSource { key })
+    }
+
+    /// A source with a given key: replicas sharing it accept each other's
+    /// nonces (the key is derived from the vault key they share).
+    pub fn with_key(key: &[u8; 32]) -> Self {
+        NonceSource {
+            key: Zeroizing::new(*key),
+        }
     }
 
     fn mac(&self, bucket: i64) -> Hmac<Sha256> {

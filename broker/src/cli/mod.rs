@@ -1,5 +1,6 @@
 //! The command line: `serve` and the owner's commands. Every command opens the
-//! data directory itself, so it works whether or not a server is running.
+//! data directory (or the PostgreSQL store) itself, so it works whether or
+//! not a server is running.
 //!
 //! This file holds the clap definitions and the dispatch; each area's commands
 //! are in their own file.
@@ -24,8 +25,9 @@ use protonpass_agent::wire::ErrorBody;
 use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
 
 use crate::config::{Config, Settings};
-use crate::keys::KeyRing;
+use crate::keys::{KeyHome, KeyRing};
 use crate::service::Broker;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, Store};
 
@@ -414,27 +416,65 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
-    crate::files::check_data_dir(&cfg.data, true)?;
-    let s: Arc<dyn Store> = SqliteStore::open_with(
-        &cfg.data.join("broker.db"),
-        Duration::from_millis(cfg.busy_timeout_ms),
-    )?;
+    // Where the vault key comes from; a shared store needs one every
+    // replica has, so this fails at start rather than at the first use.
+    crate::gateway::vault::configure(cfg.vault_key_file.as_deref(), cfg.store.is_some())?;
+    let s: Arc<dyn Store> = match &cfg.store {
+        Some(url) => {
+            let s = PgStore::open(url)?;
+            // Replicas must accept each other's known-device cookies.
+            let vault = crate::gateway::vault::Vault::load(&cfg.data, &OsRandom)?;
+            crate::dashboard::device_cookie::share_key(vault.derive("device-cookie").as_ref());
+            s
+        }
+        None => {
+            crate::files::check_data_dir(&cfg.data, true)?;
+            SqliteStore::open_with(
+                &cfg.data.join("broker.db"),
+                Duration::from_millis(cfg.busy_timeout_ms),
+            )?
+        }
+    };
     let now = SystemClock.now();
     store::write_blocking(&s, move |tx| tx.owner_ensure("default", now))?;
     Ok(s)
 }
 
+/// Where `cfg`'s signing keys are kept: files of the data directory, or the
+/// shared store sealed by the vault key.
+fn key_home(cfg: &Config) -> Result<KeyHome> {
+    if cfg.store.is_some() {
+        let vault = crate::gateway::vault::Vault::load(&cfg.data, &OsRandom)?;
+        Ok(KeyHome::Sealed(Arc::new(vault)))
+    } else {
+        Ok(KeyHome::Files(cfg.data.clone()))
+    }
+}
+
 fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
     let s = open_store(cfg)?;
-    let keys = KeyRing::load(&s, &cfg.data, SystemClock.now(), cfg.access_ttl, &OsRandom)?;
-    Ok(Arc::new(Broker::new(
+    let keys = KeyRing::load(
+        &s,
+        &key_home(cfg)?,
+        SystemClock.now(),
+        cfg.access_ttl,
+        &OsRandom,
+    )?;
+    let mut b = Broker::new(
         cfg.clone(),
         issuer,
         s,
         Arc::new(SystemClock),
         Arc::new(OsRandom),
         keys,
-    )?))
+    )?;
+    if cfg.store.is_some() {
+        // Replicas accept each other's nonces: one key, derived from the
+        // vault key they share.
+        let vault = crate::gateway::vault::Vault::load(&cfg.data, &OsRandom)?;
+        b.nonces = crate::nonce::NonceSource::with_key(&vault.derive("dpop-nonce"));
+    }
+    Ok(Arc::new(b))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -503,7 +543,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
                 cmd: ResourceCmd::List | ResourceCmd::Show { .. }
             }
     );
-    if read_only && !cfg.data.join("broker.db").is_file() {
+    if read_only && cfg.store.is_none() && !cfg.data.join("broker.db").is_file() {
         // A command that only reads must not create a broker as a side effect
         // (a mistyped --data would otherwise show an empty, valid-looking one).
         return Err(Error::InvalidRequest(format!(

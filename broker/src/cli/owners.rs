@@ -119,7 +119,7 @@ pub(super) fn keys(c: &Ctx, cmd: &KeysCmd) -> Result<ExitCode> {
         KeysCmd::Rotate => {
             let m = KeyRing::rotate(
                 &c.b.store,
-                &c.cfg.data,
+                &super::key_home(&c.cfg)?,
                 SystemClock.now(),
                 c.cfg.access_ttl,
                 &OsRandom,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use protonpass_agent::{Error, Result};
 use serde_json::json;
 
-use super::{make_broker, runtime};
+use super::{key_home, make_broker, runtime};
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::service::{Broker, upkeep};
@@ -44,16 +44,25 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
     );
     // One server per data directory: a second one would share the database
     // but not its in-memory state (replay cache, nonces, feed subscribers).
-    crate::files::check_data_dir(&cfg.data, true)?;
-    let mut lock = crate::files::lock_serve(&cfg.data)?;
-    lock.record(None)?;
+    // A PostgreSQL store has no data directory: replicas share it.
+    let mut lock = match cfg.store {
+        None => {
+            crate::files::check_data_dir(&cfg.data, true)?;
+            let mut lock = crate::files::lock_serve(&cfg.data)?;
+            lock.record(None)?;
+            Some(lock)
+        }
+        Some(_) => None,
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.addr)
             .await
             .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", cfg.addr)))?;
         let local = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
-        lock.record(Some(&local.to_string()))?;
+        if let Some(lock) = lock.as_mut() {
+            lock.record(Some(&local.to_string()))?;
+        }
         let metrics_listener = match &cfg.metrics_addr {
             Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
                 Error::Server(format!("cannot listen on {a} (--metrics-addr): {e}"))
@@ -62,7 +71,13 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         };
         let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{local}"));
-        crate::files::write_issuer(&cfg.data, &issuer)?;
+        if cfg.store.is_none() {
+            crate::files::write_issuer(&cfg.data, &issuer)?;
+        } else if crate::files::check_data_dir(&cfg.data, true).is_ok() {
+            // A convenience for commands run with the same --data on this
+            // machine (links they print); replicas should set --issuer.
+            let _ = crate::files::write_issuer(&cfg.data, &issuer);
+        }
         let b = make_broker(&cfg, issuer.clone())?;
         {
             let stdout = std::io::stdout();
@@ -72,16 +87,26 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
                 line["metrics_addr"] = json!(m.to_string());
             }
             let _ = writeln!(w, "{line}");
+            let place = match &cfg.store {
+                Some(url) => format!("--store {}", url.describe()),
+                None => format!("--data {}", cfg.data.display()),
+            };
             let _ = writeln!(
                 w,
-                "protonpass-broker is listening on {local}; issuer {issuer}\n  metadata: {issuer}/.well-known/oauth-authorization-server\n  approve agents: protonpass-broker --data {} approve XXXX-XXXX",
-                cfg.data.display()
+                "protonpass-broker is listening on {local}; issuer {issuer}\n  metadata: {issuer}/.well-known/oauth-authorization-server\n  approve agents: protonpass-broker {place} approve XXXX-XXXX"
             );
             let _ = w.flush();
         }
-        tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening");
+        match &cfg.store {
+            Some(url) => tracing::info!(addr = %local, issuer = %issuer, store = %url.describe(), "listening"),
+            None => tracing::info!(addr = %local, issuer = %issuer, data = %cfg.data.display(), "listening"),
+        }
         if let Ok(Some(link)) = crate::dashboard::first_run_link(&b).await {
-            show_setup_link(&cfg.data, &link);
+            // With a shared store the data directory holds no state, only
+            // this replica's setup-link file when stdout is not a terminal.
+            if cfg.store.is_none() || crate::files::check_data_dir(&cfg.data, true).is_ok() {
+                show_setup_link(&cfg.data, &link);
+            }
         }
         tokio::spawn(watch_store(b.clone()));
         tokio::spawn(upkeep(b.clone()));
@@ -170,7 +195,8 @@ async fn watch_store(b: Arc<Broker>) {
             let b2 = b.clone();
             let now = b.clock.now();
             if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {
-                KeyRing::reload(&b2.store, &b2.cfg.data, now, b2.cfg.access_ttl)
+                let home = key_home(&b2.cfg)?;
+                KeyRing::reload(&b2.store, &home, now, b2.cfg.access_ttl)
             })
             .await
             {

@@ -6,7 +6,9 @@
 //! browsers, never the owner's own.
 //!
 //! The cookie is `owner.expiry.tag`, the tag an HMAC-SHA-256 under a key kept
-//! in the data directory (`device.key`, 0600), compared in constant time.
+//! in the data directory (`device.key`, 0600), or with a PostgreSQL store a
+//! key derived from the vault key (see [`share_key`]), compared in constant
+//! time.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,9 +47,22 @@ fn load_or_create(data: &Path, rng: &dyn Random) -> Option<Zeroizing<Vec<u8>>> {
     Some(key)
 }
 
+/// The key shared by the replicas of a PostgreSQL store (derived from the
+/// vault key), set at start by [`share_key`].
+static SHARED: OnceLock<Zeroizing<Vec<u8>>> = OnceLock::new();
+
+/// Use `key` instead of `device.key`: replicas on one database must accept
+/// each other's cookies, and have no data directory in common.
+pub fn share_key(key: &[u8]) {
+    let _ = SHARED.set(Zeroizing::new(key.to_vec()));
+}
+
 /// The process's key (read or created once).
 fn key(data: &Path, rng: &dyn Random) -> Option<&'static Zeroizing<Vec<u8>>> {
     static KEY: OnceLock<Option<Zeroizing<Vec<u8>>>> = OnceLock::new();
+    if let Some(k) = SHARED.get() {
+        return Some(k);
+    }
     KEY.get_or_init(|| load_or_create(data, rng)).as_ref()
 }
 

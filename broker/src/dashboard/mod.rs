@@ -15,7 +15,7 @@ mod authorize;
 mod catalog;
 mod connections;
 mod device;
-mod device_cookie;
+pub(crate) mod device_cookie;
 mod mfa;
 mod passkey;
 mod passkey_pages;

@@ -1,6 +1,8 @@
 //! The vault: upstream secrets encrypted at rest with ChaCha20-Poly1305 under a
 //! key that is not in the database (`DATA/vault.key`, mode 0600, or the
-//! environment variable `PROTONPASS_VAULT_KEY`). The associated data binds
+//! environment variable `PROTONPASS_VAULT_KEY`, or `--vault-key-file`; with
+//! a PostgreSQL store one of the last two is required, and it also seals the
+//! signing keys kept in the database). The associated data binds
 //! each ciphertext to its upstream and owner, so a ciphertext copied to
 //! another row does not open. Plaintext lives in `Zeroizing` buffers and is
 //! never printed.
@@ -57,13 +59,72 @@ fn associated(owner: &str, name: &str) -> Vec<u8> {
     ad
 }
 
+/// The key configured for the process (`--vault-key-file`), or the
+/// requirement of one (a store shared by replicas has no data directory to
+/// keep it in); set once at start by [`configure`].
+static CONFIGURED: std::sync::OnceLock<Configured> = std::sync::OnceLock::new();
+
+enum Configured {
+    /// The key read from `--vault-key-file`.
+    Key(Zeroizing<[u8; 32]>),
+    /// No key file, and the data directory must not be used: the key must
+    /// come from `PROTONPASS_VAULT_KEY`.
+    Required,
+}
+
+/// Set where the vault key comes from, once, before any [`Vault::load`]:
+/// `PROTONPASS_VAULT_KEY`, else `key_file`, else (`shared` false) the data
+/// directory's `vault.key`. With `shared` (several replicas on one
+/// database), a key from the environment or a file is required, since
+/// replicas have no data directory in common; this is checked here, at start.
+pub fn configure(key_file: Option<&Path>, shared: bool) -> Result<(), Error> {
+    let chosen = if std::env::var_os(KEY_ENV).is_some() {
+        decode_key(&Zeroizing::new(
+            std::env::var(KEY_ENV).map_err(|_| key_error("not UTF-8"))?,
+        ))?;
+        return Ok(());
+    } else if let Some(path) = key_file {
+        crate::files::check_private(path)?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| key_error(&format!("{}: {e}", path.display())))?,
+        );
+        Configured::Key(decode_key(&text)?.key)
+    } else if shared {
+        Configured::Required
+    } else {
+        return Ok(());
+    };
+    let _ = CONFIGURED.set(chosen);
+    if matches!(CONFIGURED.get(), Some(Configured::Required)) {
+        return Err(Error::InvalidRequest(format!(
+            "a PostgreSQL store is shared by every replica, and so must be the vault key that seals \
+             the signing keys: set {KEY_ENV} (base64url of 32 random bytes) or --vault-key-file FILE, \
+             the same on every replica"
+        )));
+    }
+    Ok(())
+}
+
 impl Vault {
-    /// The key from `PROTONPASS_VAULT_KEY` if set, else from `DATA/vault.key`,
-    /// which is created (mode 0600) when missing.
+    /// The key from `PROTONPASS_VAULT_KEY` if set, else from the configured
+    /// key file (see [`configure`]), else from `DATA/vault.key`, which is
+    /// created (mode 0600) when missing.
     pub fn load(data: &Path, rng: &dyn Random) -> Result<Vault, Error> {
         if let Ok(text) = std::env::var(KEY_ENV) {
             let text = Zeroizing::new(text);
             return decode_key(&text);
+        }
+        match CONFIGURED.get() {
+            Some(Configured::Key(k)) => {
+                return Ok(Vault {
+                    key: Zeroizing::new(**k),
+                });
+            }
+            Some(Configured::Required) => {
+                return Err(key_error(&format!("set {KEY_ENV} or --vault-key-file")));
+            }
+            None => {}
         }
         let path = data.join(KEY_FILE);
         crate::files::check_private(&path)?;
@@ -106,6 +167,20 @@ impl Vault {
         Vault {
             key: Zeroizing::new(key),
         }
+    }
+
+    /// A 32-byte key for another purpose, derived from the vault key by
+    /// `label` (HMAC-SHA-256): what replicas sharing the vault key must share.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac as _};
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut m) = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(self.key.as_ref())
+        {
+            m.update(b"protonpass-vault-derive-v1\0");
+            m.update(label.as_bytes());
+            out.copy_from_slice(&m.finalize().into_bytes());
+        }
+        out
     }
 
     fn cipher(&self) -> ChaCha20Poly1305 {
@@ -189,6 +264,26 @@ pub fn check_secret(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
     Ok(Zeroizing::new(s.to_vec()))
 }
 
+/// Signing keys kept in a shared store are sealed like upstream secrets; the
+/// associated data names the key (`kid`) under an owner no owner can have
+/// (empty), so a sealed key opens as nothing else and no upstream secret
+/// opens as a key.
+impl crate::keys::KeySealer for Vault {
+    fn seal_key(&self, kid: &str, pem: &[u8], rng: &dyn Random) -> Result<Vec<u8>, Error> {
+        self.seal("", &format!("signing-key:{kid}"), pem, rng)
+    }
+
+    fn open_key(&self, kid: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.open("", &format!("signing-key:{kid}"), sealed)
+            .map_err(|_| {
+                Error::Storage(format!(
+                    "signing key {kid} does not open with this vault key: every broker on this \
+                     database needs the vault key it was first started with"
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use protonpass_agent::OsRandom;
@@ -245,6 +340,35 @@ mod tests {
         )
         .unwrap();
         assert!(Vault::load(dir.path(), &OsRandom).is_err());
+    }
+
+    #[test]
+    fn sealed_signing_keys_open_only_as_their_key_with_the_same_vault_key() {
+        use crate::keys::KeySealer as _;
+        let v = Vault::from_key([7; 32]);
+        let sealed = v.seal_key("kid1", b"PEM", &OsRandom).unwrap();
+        assert_eq!(v.open_key("kid1", &sealed).unwrap().as_slice(), b"PEM");
+        assert!(v.open_key("kid2", &sealed).is_err());
+        // Not an upstream secret of any owner, and the other way round.
+        assert!(v.open("", "kid1", &sealed).is_err());
+        let upstream = v
+            .seal("alice", "signing-key:kid1", b"x", &OsRandom)
+            .unwrap();
+        assert!(v.open_key("kid1", &upstream).is_err());
+        let e = Vault::from_key([8; 32])
+            .open_key("kid1", &sealed)
+            .unwrap_err();
+        assert!(e.to_string().contains("signing key kid1"), "{e}");
+        // Keys derived for different purposes differ, and are stable.
+        assert_ne!(*v.derive("dpop-nonce"), *v.derive("device-cookie"));
+        assert_eq!(
+            *v.derive("dpop-nonce"),
+            *Vault::from_key([7; 32]).derive("dpop-nonce")
+        );
+        assert_ne!(
+            *v.derive("dpop-nonce"),
+            *Vault::from_key([8; 32]).derive("dpop-nonce")
+        );
     }
 
     #[test]

@@ -1,23 +1,37 @@
 //! Storage: one transaction interface ([`Tx`]) that everything the broker keeps
 //! goes through, and the [`Store`] that runs transactions. The SQLite backend is
-//! [`sqlite::SqliteStore`]; another backend (PostgreSQL is planned) would
-//! implement the same two traits.
+//! [`sqlite::SqliteStore`] (embedded, one data directory); the PostgreSQL
+//! backend is [`postgres::PgStore`] (shared by several broker processes).
+//! Both implement the same two traits, and both keep a `schema_version`
+//! record: their numbered migrations run at start, and a database that a
+//! newer broker migrated is refused ([`newer_schema`]).
 //!
 //! Writes run on the store's writer, which groups concurrent transactions into
 //! one database commit (group commit) and acknowledges each only after that
 //! commit is durable. A transaction that fails is rolled back alone (it runs in
 //! its own savepoint); the others of the batch still commit.
 
+pub mod postgres;
+mod postgres_budget;
+mod postgres_conn;
+mod postgres_ext;
+mod postgres_migrate;
+mod postgres_schema;
+mod postgres_tx;
+mod postgres_tx2;
 pub mod sqlite;
 mod sqlite_audit;
 pub mod sqlite_backup;
 mod sqlite_budget;
 mod sqlite_clients;
+mod sqlite_migrate;
 mod sqlite_prune;
 mod sqlite_stepup;
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use postgres::PgUrl;
 
 use protonpass_agent::Error;
 use protonpass_agent::wire::RevocationEvent;
@@ -82,6 +96,22 @@ pub trait Tx {
     fn key_put(&mut self, k: &KeyMeta) -> Result<()>;
     /// All signing keys, oldest first.
     fn keys_all(&mut self) -> Result<Vec<KeyMeta>>;
+    /// Store a signing key's private key, sealed by the vault key. Only
+    /// stores shared by several processes keep private keys (SQLite's are
+    /// files of the data directory).
+    fn key_secret_put(&mut self, _kid: &str, _sealed: &[u8]) -> Result<()> {
+        Err(Error::Server(
+            "this store keeps signing keys in files".into(),
+        ))
+    }
+    /// A signing key's sealed private key, if the store keeps it.
+    fn key_secret_get(&mut self, _kid: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Forget a signing key's private key (its tokens have all expired).
+    fn key_secret_delete(&mut self, _kid: &str) -> Result<()> {
+        Ok(())
+    }
     /// Append to the revocation feed; returns the entry's position.
     fn revocation_add(
         &mut self,
@@ -475,6 +505,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
         Vec::new()
     }
+}
+
+/// The refusal to run on a database whose schema is newer than this broker's.
+pub fn newer_schema(what: &str, found: i64, known: i64) -> Error {
+    Error::InvalidRequest(format!(
+        "the database {what} has schema version {found}, newer than this protonpass-broker \
+         knows ({known}): a newer broker has used it; run that version (or newer), \
+         or restore a backup made with this one"
+    ))
 }
 
 fn unavailable() -> Error {

@@ -37,7 +37,7 @@ const READERS: usize = 8;
 /// Wrong-code and sign-in attempts older than this (seconds) are deleted.
 const ATTEMPTS_KEPT: i64 = 86_400;
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS owners (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (
   gid TEXT PRIMARY KEY, owner TEXT NOT NULL, agent TEXT NOT NULL,
@@ -64,7 +64,7 @@ CREATE INDEX IF NOT EXISTS attempts_at ON attempts(at);
 ";
 
 /// Tables of the dashboard: owner passwords, setup links, web sessions.
-const DASHBOARD_SCHEMA: &str = "
+pub(super) const DASHBOARD_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS owner_passwords (owner TEXT PRIMARY KEY, phc TEXT NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS owner_setup (hash TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS web_sessions (
@@ -76,12 +76,12 @@ CREATE INDEX IF NOT EXISTS resources_audience ON resources(json_extract(data, '$
 ";
 
 /// Owners' second factors (TOTP, recovery codes), as the dashboard writes them.
-const MFA_SCHEMA: &str = "
+pub(super) const MFA_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS owner_mfa (owner TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
 ";
 
 /// The gateway's upstreams: rules and the secret sealed by the vault.
-const GATEWAY_SCHEMA: &str = "
+pub(super) const GATEWAY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS upstreams (
   name TEXT PRIMARY KEY, owner TEXT NOT NULL, rules TEXT NOT NULL, sealed BLOB NOT NULL,
   created_at INTEGER NOT NULL, rotated_at INTEGER NOT NULL);
@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS upstreams_owner ON upstreams(owner, name);
 
 /// The gateway's OAuth connections (tokens sealed by the vault) and pending
 /// authorizations (`state` hash, PKCE verifier sealed), single use.
-const OAUTH_SCHEMA: &str = "
+pub(super) const OAUTH_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS upstream_connections (
   upstream TEXT PRIMARY KEY, owner TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL,
   sealed BLOB NOT NULL, access_expires_at INTEGER NOT NULL,
@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
 ";
 
 /// Invitations to register a resource server over HTTP (hash of the token).
-const REGISTRATION_SCHEMA: &str = "
+pub(super) const REGISTRATION_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resource_invites (
   hash TEXT PRIMARY KEY, owner TEXT NOT NULL, audience TEXT NOT NULL, shared INTEGER NOT NULL,
   expires_at INTEGER NOT NULL);
@@ -177,22 +177,7 @@ impl SqliteStore {
     /// write lock.
     pub fn open_with(path: &Path, busy: Duration) -> Result<Arc<Self>> {
         let conn = open(path, false, busy)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        conn.execute_batch(DASHBOARD_SCHEMA).map_err(db_err)?;
-        conn.execute_batch(GATEWAY_SCHEMA).map_err(db_err)?;
-        conn.execute_batch(REGISTRATION_SCHEMA).map_err(db_err)?;
-        conn.execute_batch(MFA_SCHEMA).map_err(db_err)?;
-        conn.execute_batch(OAUTH_SCHEMA).map_err(db_err)?;
-        conn.execute_batch(super::sqlite_budget::BUDGET_SCHEMA)
-            .map_err(db_err)?;
-        conn.execute_batch(super::sqlite_prune::PRUNE_SCHEMA)
-            .map_err(db_err)?;
-        conn.execute_batch(super::sqlite_audit::AUDIT_SCHEMA)
-            .map_err(db_err)?;
-        conn.execute_batch(super::sqlite_clients::CLIENTS_SCHEMA)
-            .map_err(db_err)?;
-        conn.execute_batch(super::sqlite_stepup::STEPUP_SCHEMA)
-            .map_err(db_err)?;
+        super::sqlite_migrate::migrate(&conn, path)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let commits = Arc::new(AtomicUsize::new(0));

@@ -67,6 +67,8 @@ impl Broker {
 
     /// `serve` on `data` and `addr` with extra command-line `args` and `env`.
     pub fn launch(data: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> Broker {
+        let _ = std::fs::create_dir_all(data);
+        prepare_store(data);
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -338,7 +340,113 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+        // The data directory goes with this broker: so does its database.
+        if self._dir.is_some()
+            && let Some(url) = std::fs::read_to_string(self.data.join(STORE_FILE))
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_owned))
+            && let Some(base) = test_store()
+            && let Some((_, name)) = url.rsplit_once('/')
+        {
+            let name = name.to_owned();
+            pg_admin(
+                &base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
     }
+}
+
+/// The PostgreSQL server the suite runs against (`PROTONPASS_TEST_STORE`, a
+/// postgres:// URL of a database the tests may create databases from), or
+/// `None`: SQLite in each broker's data directory.
+pub fn test_store() -> Option<String> {
+    std::env::var("PROTONPASS_TEST_STORE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Whether the suite runs against PostgreSQL (tests that look into SQLite's
+/// files are skipped then).
+pub fn on_postgres() -> bool {
+    test_store().is_some()
+}
+
+/// Run `sql` on the store of the broker of `data`: its PostgreSQL database
+/// with `PROTONPASS_TEST_STORE`, else its SQLite file (no broker running).
+pub fn store_sql(data: &Path, sql: &str) {
+    if on_postgres() {
+        let url = std::fs::read_to_string(data.join(STORE_FILE)).unwrap();
+        pg_admin(url.trim(), sql);
+    } else {
+        let db = rusqlite::Connection::open(data.join("broker.db")).unwrap();
+        db.execute_batch(sql).unwrap();
+    }
+}
+
+/// Where the kit records a data directory's database.
+const STORE_FILE: &str = "test-store";
+
+/// Run one statement on the test server's admin database.
+fn pg_admin(base: &str, sql: &str) {
+    let (base, sql) = (base.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(&sql).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// With PostgreSQL, give the broker on `data` a fresh database (made on the
+/// first start on `data`, kept for restarts) and a vault key file, through
+/// `broker.toml` in the data directory: every command run with `--data`
+/// (the CLI, tests' own commands) then uses the same store, as replicas and
+/// operators do with the configuration file.
+fn prepare_store(data: &Path) {
+    let Some(base) = test_store() else {
+        return;
+    };
+    let file = data.join(STORE_FILE);
+    if file.exists() {
+        return;
+    }
+    let mut raw = [0u8; 16];
+    protonpass_agent::Random::fill(&OsRandom, &mut raw).unwrap();
+    let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("t_{name}");
+    pg_admin(&base, &format!("CREATE DATABASE {name}"));
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{prefix}/{name}");
+    let mut key = [0u8; 32];
+    protonpass_agent::Random::fill(&OsRandom, &mut key).unwrap();
+    let key_file = data.join("test-vault.key");
+    std::fs::write(&key_file, protonpass_agent::b64::encode(key)).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    // Before the test's own settings, if it wrote a file already.
+    let own = std::fs::read_to_string(data.join("broker.toml")).unwrap_or_default();
+    std::fs::write(
+        data.join("broker.toml"),
+        format!(
+            "store = {url:?}\nvault_key_file = {:?}\n{own}",
+            key_file.display().to_string()
+        ),
+    )
+    .unwrap();
 }
 
 async fn reply(r: reqwest::Response) -> Reply {

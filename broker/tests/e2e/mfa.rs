@@ -98,6 +98,9 @@ pub(crate) async fn password_step(b: &Broker) -> (Web, String) {
 
 #[tokio::test]
 async fn sign_in_asks_for_a_code_once_enrolled_and_each_code_works_once() {
+    if crate::kit::on_postgres() {
+        return; // looks into SQLite's files or the data directory
+    }
     let b = Broker::start(&[]);
     let (key, recovery) = enroll(&b).await;
     // The secret is sealed: the database does not hold the setup key.

@@ -1,0 +1,352 @@
+//! The PostgreSQL backend (`--store postgres://...`): the same group commit
+//! as SQLite, safe with several broker processes (replicas) on one database.
+//!
+//! - Writes: one writer thread per process takes a pooled connection per
+//!   batch, opens a transaction, and first takes a transaction-scoped advisory
+//!   lock ([`WRITE_LOCK`]) that every broker process writing to this database
+//!   takes too. So batches of all replicas are serialized as SQLite's writer
+//!   serializes them: a refresh token rotates once, a device code is used
+//!   once, a budget is never overspent, and the audit chain has one head.
+//!   Each job runs in its own savepoint; a failed job is rolled back alone.
+//! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
+//! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
+//!   connections are driven by a small runtime private to the store, and the
+//!   synchronous [`Tx`] methods wait on them with a thread-parking executor,
+//!   so they may be called from any thread (the server's, the CLI's, the
+//!   writer's) without being tied to the server's runtime.
+//! - Faults: an unreachable or restarted server fails the affected
+//!   transactions with [`Error::TemporarilyUnavailable`] (503); broken
+//!   connections are dropped by the pool and new ones made on the next use.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::task::{Context, Poll, Wake};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use protonpass_agent::Error;
+
+use super::postgres_conn::PgTx;
+use super::{Finish, Job, Result, Store};
+
+/// Most write jobs committed together.
+const MAX_BATCH: usize = 256;
+/// Queued write jobs before callers wait (and best-effort jobs are dropped).
+const QUEUE: usize = 4096;
+/// Async writers admitted at once (see the SQLite store).
+const ADMITTED: usize = QUEUE / 2;
+/// Best-effort jobs queued at once.
+const DETACHED: usize = QUEUE / 4;
+/// Pooled connections per process (the writer uses one at a time).
+const POOL: usize = 16;
+/// How long a request waits for a connection, or for a new one to be made.
+const CONNECT: Duration = Duration::from_secs(5);
+/// The advisory lock every broker's write transaction takes first. The value
+/// is arbitrary but fixed: all versions of the broker must use the same one.
+pub(super) const WRITE_LOCK: i64 = 0x7070_6272_6f6b_6572; // "ppbroker"
+
+/// A PostgreSQL URL whose password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// Accept `postgres://` and `postgresql://` URLs.
+    pub fn parse(s: &str) -> Result<PgUrl> {
+        let s = s.trim();
+        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+            return Err(Error::InvalidRequest(
+                "--store must be a postgres://USER@HOST/DB URL (or absent: SQLite in --data)"
+                    .into(),
+            ));
+        }
+        s.parse::<tokio_postgres::Config>().map_err(|e| {
+            Error::InvalidRequest(format!("--store is not a valid PostgreSQL URL: {e}"))
+        })?;
+        Ok(PgUrl(s.to_owned()))
+    }
+
+    /// The URL itself (it may hold a password: never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Host, port and database, for logs and messages.
+    pub fn describe(&self) -> String {
+        let Ok(c) = self.0.parse::<tokio_postgres::Config>() else {
+            return "postgres".into();
+        };
+        let host = match c.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgres://{host}:{port}/{}",
+            c.get_dbname().unwrap_or_default()
+        )
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
+    tracing::error!(error = %e, "storage failure");
+    Error::TemporarilyUnavailable("storage failure".into())
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> Error {
+    tracing::error!(error = %e, "the database is unreachable");
+    Error::TemporarilyUnavailable("the database is unreachable".into())
+}
+
+/// Wakes the thread that waits in [`wait`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Run `f` to completion on this thread. The connections' I/O is driven by
+/// the store's runtime (`rt`), entered so that the pool's timers work.
+pub(super) fn wait<F: Future>(rt: &tokio::runtime::Handle, f: F) -> F::Output {
+    let _enter = rt.enter();
+    let mut f = std::pin::pin!(f);
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    url: PgUrl,
+    pool: Pool,
+    rt: tokio::runtime::Handle,
+    queue: SyncSender<Job>,
+    admission: Arc<tokio::sync::Semaphore>,
+    detached: Arc<AtomicUsize>,
+    /// Keeps the store's runtime alive as long as the store.
+    _runtime: OwnedRuntime,
+}
+
+/// The store's runtime. A runtime must not be dropped inside another one (the
+/// server's, where the store may be opened or dropped): it is shut down
+/// without waiting instead, also when opening the store fails.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
+impl PgStore {
+    /// Connect, bring the schema up to date, and start the writer.
+    pub fn open(url: &PgUrl) -> Result<Arc<Self>> {
+        let mut pg: tokio_postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|e| Error::InvalidRequest(format!("--store: {e}")))?;
+        pg.connect_timeout(CONNECT);
+        if pg.get_application_name().is_none() {
+            pg.application_name("protonpass-broker");
+        }
+        let runtime = OwnedRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("store-pg")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Server(format!("cannot start the store's runtime: {e}")))?,
+        ));
+        let rt = match &runtime.0 {
+            Some(r) => r.handle().clone(),
+            None => return Err(Error::Server("no runtime".into())),
+        };
+        let mgr = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _enter = rt.enter();
+            Pool::builder(mgr)
+                .max_size(POOL)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT))
+                .create_timeout(Some(CONNECT))
+                .recycle_timeout(Some(CONNECT))
+                .build()
+                .map_err(|e| Error::Server(format!("cannot make the connection pool: {e}")))?
+        };
+        super::postgres_migrate::migrate(&pool, &rt, url)?;
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let (wpool, wrt) = (pool.clone(), rt.clone());
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(&wpool, &wrt, rx))
+            .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
+        Ok(Arc::new(PgStore {
+            url: url.clone(),
+            pool,
+            rt,
+            queue,
+            admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
+            detached: Arc::new(AtomicUsize::new(0)),
+            _runtime: runtime,
+        }))
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL's Debug leaves the password out.
+        f.debug_struct("PgStore").field("url", &self.url).finish()
+    }
+}
+
+/// Fail every job of a batch: dropping a job tells its caller the store is
+/// unavailable; finishes report the failure.
+fn fail_all(finishes: Vec<Finish>) {
+    for f in finishes {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(Err(Error::TemporarilyUnavailable("storage failure".into())))
+        }))
+        .is_err()
+        {
+            tracing::error!("a write job's completion panicked");
+        }
+    }
+}
+
+fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let client = match wait(rt, pool.get()) {
+            Ok(c) => c,
+            Err(e) => {
+                // Dropping the jobs tells every caller the store is unavailable.
+                let _ = pool_err(e);
+                continue;
+            }
+        };
+        let begin = wait(rt, async {
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .await
+        });
+        if let Err(e) = begin {
+            let _ = pg_err(e);
+            let _ = wait(rt, client.batch_execute("ROLLBACK"));
+            continue;
+        }
+        let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+        let mut broken = false;
+        for job in batch {
+            if broken || wait(rt, client.batch_execute("SAVEPOINT job")).is_err() {
+                // The connection or the transaction is gone: so is the work
+                // of the jobs before, and the rest cannot run.
+                broken = true;
+                continue;
+            }
+            let mut tx = PgTx::new(&client, rt);
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            let Ok((ok, finish)) = run else {
+                tracing::error!("a write job panicked; it was rolled back");
+                broken = wait(rt, client.batch_execute("ROLLBACK TO job; RELEASE job")).is_err();
+                continue;
+            };
+            let end = if ok {
+                wait(rt, client.batch_execute("RELEASE job"))
+            } else {
+                wait(rt, client.batch_execute("ROLLBACK TO job; RELEASE job"))
+            };
+            if end.is_err() {
+                broken = true;
+                finish(Err(Error::TemporarilyUnavailable("storage failure".into())));
+                continue;
+            }
+            finishes.push(finish);
+        }
+        if broken {
+            let _ = wait(rt, client.batch_execute("ROLLBACK"));
+            fail_all(finishes);
+            continue;
+        }
+        let commit = wait(rt, client.batch_execute("COMMIT")).map_err(pg_err);
+        if commit.is_err() {
+            let _ = wait(rt, client.batch_execute("ROLLBACK"));
+        }
+        for f in finishes {
+            let c = commit.clone();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))).is_err() {
+                tracing::error!("a write job's completion panicked");
+            }
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn submit(&self, job: Job) -> Result<()> {
+        self.queue
+            .send(job)
+            .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
+    }
+
+    fn admission(&self) -> Arc<tokio::sync::Semaphore> {
+        self.admission.clone()
+    }
+
+    fn try_submit(&self, job: Job) -> bool {
+        /// Counts a best-effort job until it has run or been dropped.
+        struct Slot(Arc<AtomicUsize>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if self.detached.fetch_add(1, Ordering::AcqRel) >= DETACHED {
+            self.detached.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let slot = Slot(self.detached.clone());
+        let job: Job = Box::new(move |tx: &mut dyn super::Tx| {
+            let _slot = slot;
+            job(tx)
+        });
+        match self.queue.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn super::Tx) -> Result<()>) -> Result<()> {
+        let client = wait(&self.rt, self.pool.get()).map_err(pool_err)?;
+        let mut tx = PgTx::new(&client, &self.rt);
+        f(&mut tx)
+    }
+}
