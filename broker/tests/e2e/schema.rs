@@ -1,11 +1,11 @@
-//! Schema versions: a data directory made before versioning opens as
-//! version 1, and a database that a newer broker migrated is refused with a
+//! Schema versions: a data directory made before versioning opens (as
+//! version 1, then migrated to the current version), and a database that a newer broker migrated is refused with a
 //! message that says so, by `serve` and by the commands alike.
 
 use crate::kit::{API, Broker, on_postgres, serve_refused, store_sql};
 
 #[tokio::test]
-async fn a_data_directory_from_before_schema_versions_opens_as_version_1() {
+async fn a_data_directory_from_before_schema_versions_opens_and_is_migrated() {
     if on_postgres() {
         return; // a SQLite data directory
     }
@@ -34,7 +34,8 @@ async fn a_data_directory_from_before_schema_versions_opens_as_version_1() {
     let version: i64 = db
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    // Version 1 is the schema of before versioning; version 2 adds tables.
+    assert_eq!(version, 2);
 }
 
 #[tokio::test]
@@ -48,7 +49,7 @@ async fn a_database_migrated_by_a_newer_broker_is_refused() {
     let m = e["error_description"].as_str().unwrap_or_default();
     assert_eq!(e["error"], "invalid_request", "{e}");
     assert!(
-        m.contains("schema version 999, newer than this protonpass-broker knows (1)"),
+        m.contains("schema version 999, newer than this protonpass-broker knows (2)"),
         "{m}"
     );
     // The commands refuse it too, and change nothing.
