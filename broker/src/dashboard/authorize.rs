@@ -15,7 +15,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::device::registration_note;
-use super::scope_view::scope_choices;
+use super::scope_view::{any_high_risk, scope_choices};
 use super::view::{self, LIFETIMES, lifetime_choice};
 use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
 use crate::service::authcode::{AuthRequest, AuthorizeError};
@@ -71,6 +71,7 @@ fn consent(
     reg: &str,
     catalog: Option<&crate::scope_catalog::ScopeCatalog>,
     error: Option<&str>,
+    ask_code: bool,
 ) -> Markup {
     let scopes: Vec<&str> = r.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let name = r
@@ -105,6 +106,10 @@ fn consent(
                 (scope_choices(&scopes, Some(&r.resource), catalog))
             }
             (lifetime_choice())
+            @if ask_code {
+                label { "Code from your authenticator app, or a recovery code (a high-risk permission is asked for: approving it needs your second factor again)"
+                    input type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="64"; }
+            }
             div.actions {
                 button.primary type="submit" name="action" value="approve" { "Approve" }
                 button.danger type="submit" name="action" value="deny" { "Deny" }
@@ -123,11 +128,14 @@ async fn render(
 ) -> Response {
     let reg = registration_note(&b.audience_status_of(&s.owner, &r.resource).await);
     let catalog = b.catalog_of(&r.resource).await.ok();
+    let scopes: Vec<&str> = r.scope.split(' ').filter(|x| !x.is_empty()).collect();
+    let ask_code = any_high_risk(&scopes, catalog.as_ref())
+        && super::mfa::required(b, &s.owner).await.unwrap_or(true);
     let mut resp = view::page(
         status,
         "Connect an application",
         Some(s),
-        consent(s, r, raw, reg, catalog.as_ref(), error),
+        consent(s, r, raw, reg, catalog.as_ref(), error, ask_code),
     );
     if let Some(v) = consent_csp(&r.redirect_uri) {
         resp.headers_mut()
@@ -148,7 +156,12 @@ pub(super) async fn authorize_page(b: B, headers: HeaderMap, RawQuery(raw): RawQ
     render(&b, &s, &r, &raw, None, StatusCode::OK).await
 }
 
-pub(super) async fn authorize_submit(b: B, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn authorize_submit(
+    b: B,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(s) = session(&b, &headers).await else {
         return to_login("/agents");
     };
@@ -204,6 +217,17 @@ pub(super) async fn authorize_submit(b: B, headers: HeaderMap, body: Bytes) -> R
             StatusCode::BAD_REQUEST,
         )
         .await;
+    }
+    // A high-risk permission (as the resource's catalog marks it) asks for
+    // the second factor again, as on the device approval page.
+    if approve {
+        let catalog = b.catalog_of(&r.resource).await.ok();
+        if any_high_risk(&ticked, catalog.as_ref())
+            && let Err(e) =
+                super::second_factor::confirm(&b, &s, &headers, &peer, &f, "authorize").await
+        {
+            return render(&b, &s, &r, &raw, Some(&e.message), e.status).await;
+        }
     }
     match b
         .authorize_decide(

@@ -51,6 +51,8 @@ pub(super) fn section(b: &crate::service::Broker, s: &WebSession, r: &Record) ->
                 input type="hidden" name="csrf" value=(s.csrf);
                 label { "Your password"
                     input type="password" name="password" autocomplete="current-password" required; }
+                label { "Code from your authenticator app, or a recovery code"
+                    input type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="64" required; }
                 button type="submit" { "Add a passkey" }
             }
         }
@@ -79,7 +81,9 @@ pub(super) async fn new(
     let Some((rp_id, _)) = passkey::relying_party(&b) else {
         return redirect("/account");
     };
-    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, None).await {
+    // A new factor needs the password and a current one: a stolen session
+    // with the password cannot add the attacker's own authenticator.
+    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, Some(&r)).await {
         return r;
     }
     let challenge = match passkey::issue(&b, &s.owner, "create", &s.id_hash).await {

@@ -116,7 +116,7 @@ pub(super) async fn confirm(
     if code.trim().is_empty() && answer.is_none() {
         return Err(Refused::new(
             StatusCode::UNAUTHORIZED,
-            "This includes a high-risk permission: enter a code from your authenticator app (or a recovery code) to approve it.",
+            "This approval needs your second factor again: enter a code from your authenticator app (or a recovery code). It includes a high-risk permission or goes beyond your limits.",
         ));
     }
     let now = b.clock.now();

@@ -65,6 +65,9 @@ pub(super) async fn stepup_page(
         });
     }
     let now = b.clock.now();
+    // Every step-up is beyond what the owner allowed: approving one asks for
+    // the second factor again, when the owner has one.
+    let ask_code = super::mfa::required(&b, &s.owner).await.unwrap_or(true);
     let done = super::query(q.as_deref()).get("done").map(str::to_owned);
     let body = html! {
         @match done.as_deref() {
@@ -98,6 +101,10 @@ pub(super) async fn stepup_page(
                     form.inline method="post" action="/stepup/decide" {
                         input type="hidden" name="csrf" value=(s.csrf);
                         input type="hidden" name="id" value=(w.id);
+                        @if ask_code {
+                            label { "Code from your authenticator app, or a recovery code"
+                                input type="text" name="code" autocomplete="one-time-code" inputmode="numeric" maxlength="64"; }
+                        }
                         button.primary type="submit" name="decision" value="approve" { "Approve once" }
                         " "
                         button.danger type="submit" name="decision" value="deny" { "Deny" }
@@ -109,7 +116,12 @@ pub(super) async fn stepup_page(
     view::page(StatusCode::OK, "Step-up requests", Some(&s), body)
 }
 
-pub(super) async fn decide(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn decide(
+    State(b): B,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(s) = session(&b, &headers).await else {
         return to_login("/stepup");
     };
@@ -132,6 +144,11 @@ pub(super) async fn decide(State(b): B, headers: HeaderMap, body: Bytes) -> Resp
         }
     };
     let id = f.text("id").unwrap_or("");
+    if approve
+        && let Err(e) = super::second_factor::confirm(&b, &s, &headers, &peer, &f, "stepup").await
+    {
+        return view::message(e.status, "Not approved", &e.message, Some(&s));
+    }
     match b.stepup_decide(&s.owner, id, approve).await {
         Ok(_) if approve => redirect("/stepup?done=approved"),
         Ok(_) => redirect("/stepup?done=denied"),

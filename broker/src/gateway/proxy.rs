@@ -336,6 +336,12 @@ impl Gateway {
     }
 }
 
+/// Mark a response to a request that never left the gateway.
+fn not_sent(mut r: Response) -> Response {
+    r.extensions_mut().insert(NotSent);
+    r
+}
+
 /// A request whose token and proof passed.
 struct Verified {
     claims: std::sync::Arc<protonpass_agent::AccessTokenClaims>,
@@ -391,8 +397,11 @@ async fn authorize(
                 (Some(_), Some((jti, gid))) => Some((
                     jti.clone(),
                     gid.clone(),
-                    tx.token_get(&jti)?,
-                    tx.grant_get(&gid)?,
+                    (
+                        tx.token_get(&jti)?,
+                        tx.grant_get(&gid)?,
+                        tx.stepup_by_jti(&jti)?.is_some(),
+                    ),
                 )),
                 _ => None,
             };
@@ -460,17 +469,22 @@ async fn authorize(
 
     // Revocation cuts off at once: the store, not only the token's expiry.
     let state = match state {
-        Some((jti, gid, t, g)) if jti == v.claims.jti && gid == v.claims.gid => (t, g),
+        Some((jti, gid, st)) if jti == v.claims.jti && gid == v.claims.gid => st,
         _ => {
             let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
             store::read(&b.store, move |tx| {
-                Ok((tx.token_get(&jti)?, tx.grant_get(&gid)?))
+                Ok((
+                    tx.token_get(&jti)?,
+                    tx.grant_get(&gid)?,
+                    tx.stepup_by_jti(&jti)?.is_some(),
+                ))
             })
             .await
             .map_err(|e| refuse(call, &e, None, None))?
         }
     };
-    let live = match state {
+    let (token, grant, one_time) = state;
+    let live = match (token, grant) {
         (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(&g, now),
         _ => false,
     };
@@ -511,6 +525,16 @@ async fn authorize(
         .spend
         .clone()
         .and_then(|sp| super::spend_rule::budget_scope(&rule.scope).map(|scope| (sp, scope)));
+    // A step-up's one-time token works once here too: a rule that spends
+    // redeems it with the spend, any other call now.
+    if one_time && spend.is_none() {
+        let jti = v.claims.jti.clone();
+        store::write(&b.store, move |tx| {
+            crate::service::stepup::redeem_one_time(tx, &jti, None, "gateway", now).map(drop)
+        })
+        .await
+        .map_err(|e| refuse(call, &e, None, None))?;
+    }
     Ok(Allowed {
         up,
         rec,
@@ -619,7 +643,7 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
                     call.connection = Some(id);
                     Ok(token)
                 }
-                Err(why) => return no_token(&mut call, &up.name, why),
+                Err(why) => return not_sent(no_token(&mut call, &up.name, why)),
             }
         }
         None => gw.vault.open(&rec.owner, &rec.name, &rec.sealed),
@@ -628,12 +652,12 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
         Ok(s) => s,
         Err(e) => {
             tracing::error!(upstream = %up.name, "the upstream's secret does not open");
-            return refuse(
+            return not_sent(refuse(
                 &mut call,
                 &Error::TemporarilyUnavailable(e.code().into()),
                 None,
                 None,
-            );
+            ));
         }
     };
     let built = upstream_url(
@@ -652,7 +676,7 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     });
     let (url, headers) = match built {
         Ok(x) => x,
-        Err(e) => return refuse(&mut call, &e, None, None),
+        Err(e) => return not_sent(refuse(&mut call, &e, None, None)),
     };
     let mut out = reqwest::Request::new(parts.method.clone(), url);
     *out.headers_mut() = headers;
@@ -698,11 +722,8 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
             // Never the error's text: it may hold the URL, and the URL the secret.
             let timeout = e.is_timeout();
             tracing::warn!(upstream = %up.name, connect = e.is_connect(), timeout, "upstream unreachable");
-            let mut r = upstream_failed(&mut call, timeout);
-            if e.is_connect() {
-                r.extensions_mut().insert(NotSent);
-            }
-            return r;
+            let r = upstream_failed(&mut call, timeout);
+            return if e.is_connect() { not_sent(r) } else { r };
         }
     };
     call.status = resp.status().as_u16();

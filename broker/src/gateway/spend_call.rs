@@ -43,6 +43,9 @@ pub(super) struct Charged {
     rs: Resource,
     gid: String,
     key: String,
+    /// Whether this call made the spend (not a retry under the same key):
+    /// only then may it be given back.
+    created: bool,
 }
 
 fn resource(s: &Spender<'_>) -> Resource {
@@ -80,28 +83,28 @@ pub(super) async fn charge(
     } else {
         (Bytes::new(), Some(body))
     };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
+    let content_type = one_header(parts, header::CONTENT_TYPE.as_str())?
+        .unwrap_or_default()
+        .split(';')
+        .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
     let (amount, currency, key) = read_spend(rule, parts, &bytes, &content_type, who)?;
     let rs = resource(who);
-    b.spend(
-        &rs,
-        SpendRequest {
-            grant_id: who.gid.to_owned(),
-            token_id: who.jti.to_owned(),
-            scope: scope.to_owned(),
-            amount,
-            currency,
-            idempotency_key: key.clone(),
-        },
-    )
-    .await?;
+    let (_, created) = b
+        .spend_once(
+            &rs,
+            SpendRequest {
+                grant_id: who.gid.to_owned(),
+                token_id: who.jti.to_owned(),
+                scope: scope.to_owned(),
+                amount,
+                currency,
+                idempotency_key: key.clone(),
+            },
+        )
+        .await?;
     let body = kept.unwrap_or_else(|| Body::from(bytes));
     Ok((
         body,
@@ -109,6 +112,7 @@ pub(super) async fn charge(
             rs,
             gid: who.gid.to_owned(),
             key,
+            created,
         },
     ))
 }
@@ -122,13 +126,9 @@ fn read_spend(
     content_type: &str,
     who: &Spender<'_>,
 ) -> Result<(String, String, String), Error> {
-    let header = |n: &str| {
-        parts
-            .headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    // A header sent twice is refused by `amount_of` (through `one_header`):
+    // the upstream might read the other one.
+    let header = |n: &str| one_header(parts, n).ok().flatten();
     let view = RequestView {
         header: &header,
         query: parts.uri.query(),
@@ -138,14 +138,45 @@ fn read_spend(
     let (amount, currency) = amount_of(rule, &view)?;
     // The agent's own key (a retry of the same payment) or, failing that,
     // the proof's: a fresh proof per request, so one spend per request.
-    let key = match header("idempotency-key") {
+    // Keys are the grant's own (another agent's key never collides) and of
+    // a fixed length whatever the agent sent.
+    let key = match one_header(parts, "idempotency-key")? {
         Some(k) => {
             check_idempotency_key(&k)?;
-            format!("agent:{k}")
+            format!("a:{}", digest(&[who.gid, &k]))
         }
-        None => format!("proof:{}", who.proof_jti),
+        None => format!("p:{}", digest(&[who.gid, who.proof_jti])),
     };
     Ok((amount, currency, key))
+}
+
+/// The one value of header `name`, `None` when absent; sent more than once
+/// (or not text) it is refused, since the upstream might read another one.
+fn one_header(parts: &Parts, name: &str) -> Result<Option<String>, Error> {
+    let mut values = parts.headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Error::InvalidRequest(format!(
+            "the header {name} is sent more than once"
+        )));
+    }
+    first
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| Error::InvalidRequest(format!("the header {name} is not text")))
+        })
+        .transpose()
+}
+
+fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    protonpass_agent::b64::encode(h.finalize())
 }
 
 /// Whether a spend must be given back because the call did not go through: the upstream
@@ -163,7 +194,7 @@ pub(super) fn failed(r: &Response) -> bool {
 
 /// Give a spend back (see [`failed`]).
 pub(super) async fn give_back(b: &Broker, c: Charged) {
-    {
+    if c.created {
         let req = RefundRequest {
             grant_id: c.gid,
             idempotency_key: c.key,

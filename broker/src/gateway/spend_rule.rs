@@ -169,19 +169,25 @@ impl std::fmt::Debug for RequestView<'_> {
     }
 }
 
+/// The one value of `name` in a form-encoded text; `None` when absent or
+/// present more than once (the upstream might read another one).
+fn only(text: &[u8], name: &str) -> Option<String> {
+    let mut found = url::form_urlencoded::parse(text).filter(|(k, _)| k == name);
+    let first = found.next()?;
+    found.next().is_none().then(|| first.1.into_owned())
+}
+
 fn read(src: &Source, req: &RequestView<'_>) -> Option<String> {
     match src {
         Source::Header(n) => (req.header)(n),
-        Source::Query(n) => url::form_urlencoded::parse(req.query?.as_bytes())
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.into_owned()),
+        Source::Query(n) => only(req.query?.as_bytes(), n),
         Source::Form(n) if req.content_type == "application/x-www-form-urlencoded" => {
-            url::form_urlencoded::parse(req.body)
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.into_owned())
+            only(req.body, n)
         }
         Source::Json(p) if req.content_type == "application/json" => {
-            let v: serde_json::Value = serde_json::from_slice(req.body).ok()?;
+            // Strict: a member named twice is refused, whichever the
+            // upstream would take.
+            let v = serde_json::Value::Object(protonpass_agent::parse_json_object(req.body).ok()?);
             match v.pointer(p)? {
                 serde_json::Value::String(s) => Some(s.clone()),
                 // A JSON number is taken as written (never through a float).
@@ -262,6 +268,10 @@ mod tests {
         // A JSON number as written.
         let v = view(&none, None, br#"{"amount": 7}"#, "application/json");
         assert_eq!(amount_of(&r, &v).unwrap().0, "7");
+        // A member named twice: refused, whichever the upstream would read.
+        let twice = br#"{"amount": "1", "amount": "900"}"#;
+        let v = view(&none, None, twice, "application/json");
+        assert!(amount_of(&r, &v).is_err());
         // The wrong media type: no amount.
         let v = view(&none, None, body, "text/plain");
         assert!(amount_of(&r, &v).is_err());

@@ -242,16 +242,17 @@ fn spend_tx(
         protonpass_agent::budget::currency_exponent(&req.currency)?,
     );
     ScopeSet::parse(&token.scope)?.require_amount(&req.scope, decimal)?;
-    // A step-up's one-time token spends once, within the approved payment;
-    // the owner approved that exact payment, so the budget does not stop it
-    // (it is still recorded against the budget).
-    let one_time = super::stepup::redeem_one_time(
+    // A step-up's one-time token spends once, within the approved payment.
+    // When the owner approved that exact payment the budget does not stop it
+    // (it is still recorded against the budget); one approved by the grant's
+    // policy ("automatic while the budget lasts") stays within the budget.
+    let owner_approved = super::stepup::redeem_one_time(
         tx,
         &token.jti,
         Some((&req.scope, amount, &req.currency)),
         &rs.client_id,
         now,
-    )?;
+    )? == Some(true);
     let budget = tx
         .budgets_of(&g.gid)?
         .into_iter()
@@ -266,7 +267,7 @@ fn spend_tx(
             )));
         }
         let (_, remaining, end) = standing(tx, b, now)?;
-        if amount > remaining && !one_time {
+        if amount > remaining && !owner_approved {
             return Err(Error::BudgetExceeded(format!(
                 "{} {} of {} would go over the {} budget: {} remain",
                 format_amount(amount, &b.currency),
@@ -352,6 +353,28 @@ impl Broker {
 
     /// `POST /budget/spend` for an authenticated resource server.
     pub async fn spend(&self, rs: &Resource, req: SpendRequest) -> Result<SpendResponse> {
+        self.spend_inner(rs, req, false).await.map(|(r, _)| r)
+    }
+
+    /// A spend for a call the broker itself forwards (the gateway): also
+    /// whether this call made it (`false`: a retry under the same key, which
+    /// spends nothing and must not be given back). A key whose spend was
+    /// given back is refused: a call that did not go through cannot be
+    /// retried under it without paying.
+    pub async fn spend_once(
+        &self,
+        rs: &Resource,
+        req: SpendRequest,
+    ) -> Result<(SpendResponse, bool)> {
+        self.spend_inner(rs, req, true).await
+    }
+
+    async fn spend_inner(
+        &self,
+        rs: &Resource,
+        req: SpendRequest,
+        once: bool,
+    ) -> Result<(SpendResponse, bool)> {
         let now = self.clock.now();
         check_idempotency_key(&req.idempotency_key)?;
         budget_scope(&req.scope)?;
@@ -367,7 +390,14 @@ impl Broker {
         let rs2 = rs.clone();
         let req2 = req.clone();
         let r = store::write(&self.store, move |tx| {
-            spend_tx(tx, &rs2, &req2, amount, now)
+            let prev = tx.spend_get(&rs2.client_id, &req2.idempotency_key)?;
+            if once && prev.as_ref().is_some_and(|p| p.refunded_at.is_some()) {
+                return Err(Error::InvalidRequest(
+                    "the spend under this idempotency key was given back: a new call needs a new key"
+                        .into(),
+                ));
+            }
+            spend_tx(tx, &rs2, &req2, amount, now).map(|r| (r, prev.is_none()))
         })
         .await;
         if let Err(e) = &r

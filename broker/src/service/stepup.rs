@@ -495,19 +495,20 @@ impl Broker {
 /// Redeem a one-time token inside the caller's write transaction: the first
 /// redemption marks it used; a second is refused. `payment` is the spend to
 /// check against the approved payments: (scope, minor units, currency).
-/// Returns `Ok(false)` when `jti` is not a one-time token.
+/// Returns `None` when `jti` is not a one-time token, else whether the owner
+/// (not the grant's auto-approval policy) approved it.
 pub fn redeem_one_time(
     tx: &mut dyn Tx,
     jti: &str,
     payment: Option<(&str, i64, &str)>,
     by: &str,
     now: i64,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     let Some(s) = tx.stepup_by_jti(jti)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(mut rec) = tx.token_get(jti)? else {
-        return Ok(false);
+        return Ok(None);
     };
     if rec.status != TokenStatus::Active {
         return Err(Error::InvalidGrant(
@@ -533,5 +534,5 @@ pub fn redeem_one_time(
         "stepup_redeemed",
         &json!({"stepup": s.id, "gid": s.gid, "agent": s.agent, "jti": jti, "by": by}).to_string(),
     )?;
-    Ok(true)
+    Ok(Some(s.decided_by.as_deref() == Some("owner")))
 }

@@ -245,7 +245,8 @@ pub trait Tx {
     fn stepup_by_jti(&mut self, jti: &str) -> Result<Option<StepUp>>;
     /// An owner's pending, unexpired step-up requests, soonest to expire first.
     fn stepups_pending(&mut self, owner: &str, now: i64) -> Result<Vec<StepUp>>;
-    /// How many step-up requests of a grant are pending or approved and unexpired.
+    /// How many step-up requests of a grant are pending, approved or issued
+    /// (a one-time token out) and unexpired.
     fn stepup_live_count(&mut self, gid: &str, now: i64) -> Result<i64>;
     /// Set (insert or replace) a grant's auto-approval policy.
     fn stepup_policy_put(&mut self, p: &StepUpPolicy) -> Result<()>;

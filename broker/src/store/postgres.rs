@@ -254,7 +254,11 @@ fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>) {
             }
         };
         let begin = wait(rt, async {
-            client.batch_execute("BEGIN").await?;
+            // Read committed whatever the server's default: each statement after
+            // the lock sees what the batches before this one committed.
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await?;
             client
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
                 .await

@@ -60,7 +60,7 @@ impl PgTx<'_> {
 
     pub(super) fn stepup_live_count_impl(&self, gid: &str, now: i64) -> Result<i64> {
         self.int(
-            "SELECT COUNT(*) FROM stepups WHERE gid = $1 AND status IN ('pending', 'approved')
+            "SELECT COUNT(*) FROM stepups WHERE gid = $1 AND status IN ('pending', 'approved', 'issued')
              AND expires_at > $2",
             &[&gid, &now],
         )

@@ -27,7 +27,9 @@ pub(super) fn migrate(pool: &Pool, rt: &tokio::runtime::Handle, url: &PgUrl) -> 
     let run = wait(rt, async {
         // Quiet: "relation already exists, skipping" is the normal case.
         client
-            .batch_execute("BEGIN; SET LOCAL client_min_messages = warning")
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL client_min_messages = warning",
+            )
             .await?;
         client
             .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])

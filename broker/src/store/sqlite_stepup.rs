@@ -92,7 +92,7 @@ pub(super) fn pending_of(conn: &Connection, owner: &str, now: i64) -> Result<Vec
 
 pub(super) fn live_count(conn: &Connection, gid: &str, now: i64) -> Result<i64> {
     conn.prepare_cached(
-        "SELECT COUNT(*) FROM stepups WHERE gid = ?1 AND status IN ('pending', 'approved')
+        "SELECT COUNT(*) FROM stepups WHERE gid = ?1 AND status IN ('pending', 'approved', 'issued')
          AND expires_at > ?2",
     )
     .map_err(db_err)?

@@ -133,18 +133,27 @@ async fn a_passkey_is_added_with_the_password_and_signs_in_once_per_challenge() 
     let p = w.login("default", PASSWORD).await;
     assert_eq!(p.status, 303, "{}", p.body);
     let csrf = w.get("/agents").await.csrf();
-    enroll_in(&mut w, &csrf).await;
+    let (totp_key, _) = enroll_in(&mut w, &csrf).await;
     let csrf = w.get("/account").await.csrf();
+    // The next time step's code (the enrollment spent the current one).
+    let c = crate::mfa::code(&totp_key, crate::mfa::now() + 30);
 
-    // Adding one needs the password again.
+    // Adding one needs the password and a current code again.
     let bare = w.post("/account/passkey/new", &[("csrf", &csrf)]).await;
     assert_eq!(bare.status, 401, "{}", bare.body);
+    let no_code = w
+        .post(
+            "/account/passkey/new",
+            &[("csrf", &csrf), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(no_code.status, 401, "{}", no_code.body);
     let mut key = Key::new(7);
     // An answer made for another origin is refused, and spends the challenge.
     let page = w
         .post(
             "/account/passkey/new",
-            &[("csrf", &csrf), ("password", PASSWORD)],
+            &[("csrf", &csrf), ("password", PASSWORD), ("code", &c)],
         )
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -162,7 +171,7 @@ async fn a_passkey_is_added_with_the_password_and_signs_in_once_per_challenge() 
     let page = w
         .post(
             "/account/passkey/new",
-            &[("csrf", &csrf), ("password", PASSWORD)],
+            &[("csrf", &csrf), ("password", PASSWORD), ("code", &c)],
         )
         .await;
     let added = post(
