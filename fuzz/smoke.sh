@@ -17,7 +17,7 @@
 # the body).
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails this script.
 #
-# Environment: FUZZ_TARGETS (default: all seven), FUZZ_SANITIZER (default:
+# Environment: FUZZ_TARGETS (default: all of them), FUZZ_SANITIZER (default:
 # address; `none` builds and runs faster).
 set -euo pipefail
 cd "$(dirname "$0")"

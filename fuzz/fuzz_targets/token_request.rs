@@ -56,7 +56,7 @@ fn to_form(r: &TokenRequest, secret: Option<&str>) -> String {
             f.append_pair("code_verifier", code_verifier.expose());
             ("code", code, &None, audience, Some(client_id.clone()))
         }
-        TokenRequest::Ciba { auth_req_id } => ("auth_req_id", auth_req_id, &None, &None, &None),
+        TokenRequest::Ciba { auth_req_id } => ("auth_req_id", auth_req_id, &None, &None, None),
     };
     f.append_pair(name, secret.unwrap_or(value.expose()));
     for (k, v) in [
