@@ -96,7 +96,16 @@ pub async fn set(b: &Broker, owner: &str, url: &str, allow_private: bool) -> Res
     })
     .map_err(|e| Error::Server(format!("webhook: {e}")))?;
     let o = owner.to_owned();
-    let known = store::write(&b.store, move |tx| tx.owner_webhook_set(&o, Some(&doc))).await?;
+    let now = b.clock.now();
+    let detail = json!({"url": u.as_str(), "allow_private_network": allow_private}).to_string();
+    let known = store::write(&b.store, move |tx| {
+        let known = tx.owner_webhook_set(&o, Some(&doc))?;
+        if known {
+            tx.audit_append(now, &o, "webhook_set", &detail)?;
+        }
+        Ok(known)
+    })
+    .await?;
     if !known {
         return Err(Error::InvalidRequest(format!(
             "no owner named {owner:?} (`owner list` shows them)"
@@ -116,10 +125,17 @@ pub async fn show(b: &Broker, owner: &str) -> Result<Option<WebhookInfo>> {
 
 /// Remove the owner's webhook; whether there was one.
 pub async fn remove(b: &Broker, owner: &str) -> Result<bool> {
-    let had = load(b, owner).await?.is_some();
     let o = owner.to_owned();
-    store::write(&b.store, move |tx| tx.owner_webhook_set(&o, None)).await?;
-    Ok(had)
+    let now = b.clock.now();
+    store::write(&b.store, move |tx| {
+        let had = tx.owner_webhook(&o)?.is_some();
+        if had {
+            tx.owner_webhook_set(&o, None)?;
+            tx.audit_append(now, &o, "webhook_remove", "{}")?;
+        }
+        Ok(had)
+    })
+    .await
 }
 
 async fn load(b: &Broker, owner: &str) -> Result<Option<Stored>> {

@@ -175,6 +175,13 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(seen.lock().unwrap().len(), 2);
 
+    let audit = crate::kit::audit_records(&b);
+    assert!(
+        audit.iter().any(|r| r["event"] == "webhook_set"),
+        "{audit:?}"
+    );
+    assert!(!format!("{audit:?}").contains(&secret[6..]));
+
     // Removed: nothing is sent any more.
     assert_eq!(
         b.cli_ok(&["owner", "webhook", "remove", "default"])["removed"],
