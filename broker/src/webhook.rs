@@ -181,7 +181,11 @@ async fn deliver(b: &Broker, owner: &str, v: StepUpView) -> Result<()> {
         .decode(&s.sealed)
         .map_err(|_| Error::Storage("the owner's webhook record is not readable".into()))?;
     let vault = Vault::load(&b.cfg.data, b.rng.as_ref())?;
-    let secret = vault.open(owner, SEAL_NAME, &sealed)?;
+    let secret = vault.open(owner, SEAL_NAME, &sealed).map_err(|_| {
+        Error::Storage(
+            "the webhook's secret does not open with this vault key: set the webhook again".into(),
+        )
+    })?;
     let url = check_url(&s.url, s.allow_private)?;
     let mut c = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

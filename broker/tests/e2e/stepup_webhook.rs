@@ -15,8 +15,8 @@ use crate::stepup::{ask, payment, setup};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
-/// A receiver on loopback that answers 500 to its first delivery and 204 to
-/// the others: (URL, what it received).
+/// A receiver on loopback that answers 500 to its first delivery (after 3 s)
+/// and 204 to the others: (URL, what it received).
 async fn receiver() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
@@ -25,9 +25,14 @@ async fn receiver() -> (String, Seen) {
         axum::routing::post(move |h: HeaderMap, body: axum::body::Bytes| {
             let s = s.clone();
             async move {
-                let mut v = s.lock().unwrap();
-                v.push((h, body.to_vec()));
-                if v.len() == 1 {
+                let n = {
+                    let mut v = s.lock().unwrap();
+                    v.push((h, body.to_vec()));
+                    v.len()
+                };
+                if n == 1 {
+                    // Slow, then failing: the agent's request must not wait for it.
+                    tokio::time::sleep(Duration::from_secs(3)).await;
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
                     StatusCode::NO_CONTENT
@@ -118,7 +123,7 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        t.elapsed() < Duration::from_millis(400),
+        t.elapsed() < Duration::from_millis(2500),
         "{:?}",
         t.elapsed()
     );
@@ -174,6 +179,10 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     assert_eq!(r.status, 200, "{}", r.body);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // The secret is in no log line.
+    let log = std::fs::read_to_string(b.data.join("broker.log")).unwrap();
+    assert!(!log.contains(&secret[6..]));
 
     let audit = crate::kit::audit_records(&b);
     assert!(
