@@ -15,7 +15,7 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: setup-packages ## The travel case study: Python API, LangChain and AutoGPT-style agents, approval, refusal, revocation, audit
+demo: setup-packages ## The travel case study: Python API, LangChain and AutoGPT-style agents, approval, refusal, step-up, budget, revocation, audit
 	bash examples/travel/run.sh
 
 .PHONY: demo-rust

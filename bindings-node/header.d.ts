@@ -91,6 +91,15 @@ export interface AuthenticateOptions {
 export interface SessionFetchInit extends RequestInit {
   /** Why the agent makes this request (overrides the session's `reason`). */
   reason?: string
+  /**
+   * Step up once: when the API answers `403` `insufficient_scope` or
+   * `budget_exceeded` and the session was opened with `allowStepUp: true`,
+   * ask the owner for exactly this call (`session.stepUp` with these
+   * options: name the payee of a payment, and the amount and currency when
+   * the challenge does not), wait, and send the call once more with the
+   * one-time token. A denial or expiry rejects as `stepUp` does.
+   */
+  stepUp?: { payee?: string; amount?: string; currency?: string; bindingMessage?: string }
 }
 
 export interface Session {

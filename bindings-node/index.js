@@ -209,6 +209,9 @@ Object.defineProperty(Session.prototype, asyncDispose, {
 });
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+// The sessions opened with `allowStepUp: true`.
+const stepUpAllowed = new WeakSet();
+const STEP_UP_ERRORS = /error="(insufficient_scope|budget_exceeded)"/;
 
 /**
  * `fetch` with the session's credentials: signs each attempt, answers one
@@ -218,8 +221,34 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * is refused with an `invalid_request` error before anything is sent; a
  * redirect to one is returned as it is. A URL under an audience the broker
  * serves through its gateway goes to the gateway URL (`session.route`).
+ * With `init.stepUp` ({ payee, amount, currency, bindingMessage }) and a
+ * session opened with `allowStepUp: true`, a `403` `insufficient_scope` or
+ * `budget_exceeded` asks the owner (`session.stepUp`) and the call is sent
+ * once more with the one-time token; that answer is the response.
  */
 async function sessionFetch(input, init = {}) {
+  const stepUp = init && init.stepUp;
+  if (!stepUp) return signedFetch.call(this, input, init);
+  if (typeof stepUp !== 'object') {
+    throw new ProtonPassError('invalid_request', 'stepUp takes { payee, amount, currency, bindingMessage }');
+  }
+  // The body is read once: the retry sends it again.
+  const request = new Request(input, init);
+  const body = request.body === null ? undefined : await request.arrayBuffer();
+  const { stepUp: _s, ...rest } = init;
+  const first = { ...rest, method: request.method, headers: request.headers, body, signal: request.signal };
+  const response = await signedFetch.call(this, request.url, first);
+  const challenge = response.headers.get('www-authenticate') ?? '';
+  if (response.status !== 403 || !stepUpAllowed.has(this) || !STEP_UP_ERRORS.test(challenge)) return response;
+  await discard(response);
+  const token = await this.stepUp(request.url, challenge, stepUp);
+  const url = this.route(request.url);
+  const headers = new Headers(request.headers);
+  for (const [k, v] of Object.entries(this.oneTimeHeaders(token, request.method, url))) headers.set(k, v);
+  return fetch(url, { method: request.method, headers, body, redirect: 'manual', signal: request.signal });
+}
+
+async function signedFetch(input, init = {}) {
   const reason = init && typeof init.reason === 'string' ? init.reason : undefined;
   const request = new Request(input, init);
   const followMode = request.redirect;
@@ -397,6 +426,7 @@ async function authenticateWithProton(options = {}) {
     if (signal) signal.removeEventListener('abort', onAbort);
     native.cancelWait(waitId); // forgets the id (the wait is over)
   }
+  if (rest.allowStepUp === true) stepUpAllowed.add(session);
   if (revokeOnExit) {
     live.add(session);
     installExitHooks();

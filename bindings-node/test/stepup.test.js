@@ -98,6 +98,38 @@ test('step-up from Node', async (t) => {
     assert.notEqual(r.status, 200);
   });
 
+  await t.test('session.fetch with stepUp asks once and retries with the one-time token', async () => {
+    const { session, prompts } = await enroll(broker, api, true, 'approve');
+    const stepUp = { payee: 'Air Example', amount: '250', currency: 'EUR', bindingMessage: 'Flight' };
+    let r = await session.fetch(`${api.url}/pay?amount=250&key=trip-f1`, { method: 'POST', stepUp });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(await r.json(), { remaining: '50.00' });
+    assert.equal(prompts.length, 1);
+    // Within the token's own limit: no step-up.
+    r = await session.fetch(`${api.url}/pay?amount=20&key=trip-f2`, { method: 'POST', stepUp });
+    assert.equal(r.status, 200);
+    assert.equal(prompts.length, 1);
+    // Over what the day's budget has left: approved for exactly this payment, once.
+    r = await session.fetch(`${api.url}/pay?amount=90&key=trip-f3`, { method: 'POST', stepUp });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(await r.json(), { remaining: '0.00' });
+    assert.equal(prompts.length, 2);
+    // Without stepUp the next payment is refused as it was.
+    r = await session.fetch(`${api.url}/pay?amount=10&key=trip-f4`, { method: 'POST' });
+    assert.equal(r.status, 403);
+    assert.match(r.headers.get('www-authenticate'), /budget_exceeded/);
+    assert.equal(prompts.length, 2);
+  });
+
+  await t.test('session.fetch does not step up unless the session allows it', async () => {
+    const { session, prompts } = await enroll(broker, api, false, 'approve');
+    const r = await session.fetch(`${api.url}/pay?amount=250&key=trip-f5`, {
+      method: 'POST', stepUp: { payee: 'Air Example', amount: '250', currency: 'EUR' },
+    });
+    assert.equal(r.status, 403);
+    assert.equal(prompts.length, 0);
+  });
+
   await t.test('a denial rejects with access_denied', async () => {
     const { session } = await enroll(broker, api, true, 'deny');
     const url = `${api.url}/pay?amount=250&key=trip-3`;

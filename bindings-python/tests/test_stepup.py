@@ -101,3 +101,65 @@ def test_step_up_is_off_by_default(broker: Broker, api: BudgetApi, home: Path, a
     with pytest.raises(pa.InvalidRequest):
         s.step_up(url, 'DPoP error="invalid_token"')
     assert prompts == []
+
+
+def test_the_httpx_auth_steps_up_once_and_retries(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:
+    s, prompts = session(broker, api, home, agent_name, allow=True)
+    url = f"{api.url}/pay?amount=250&key=trip-h1"
+    auth = s.httpx_auth.with_step_up(payee="Air Example", amount="250", currency="EUR", binding_message="Flight")
+    r = httpx.post(url, auth=auth)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"remaining": "50.00"}
+    assert len(prompts) == 1
+    # Within the token's own limit: no step-up, no prompt.
+    r = httpx.post(f"{api.url}/pay?amount=20&key=trip-h2", auth=auth)
+    assert r.status_code == 200 and len(prompts) == 1, r.text
+    # Over what the day's budget has left: the owner's approval of exactly
+    # this payment lets it through, once.
+    r = httpx.post(f"{api.url}/pay?amount=90&key=trip-h3", auth=auth)
+    assert r.status_code == 200 and r.json() == {"remaining": "0.00"}, r.text
+    assert len(prompts) == 2
+    # Without the step-up helper the next payment is refused as it was.
+    r = httpx.post(f"{api.url}/pay?amount=10&key=trip-h4", auth=s.httpx_auth)
+    assert r.status_code == 403 and "budget_exceeded" in r.headers["www-authenticate"], r.text
+    assert len(prompts) == 2
+
+
+def test_the_async_httpx_auth_steps_up_once(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:
+    import asyncio
+
+    s, prompts = session(broker, api, home, agent_name, allow=True)
+    url = f"{api.url}/pay?amount=250&key=trip-a1"
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient() as c:
+            return await c.post(url, auth=s.httpx_auth.with_step_up(payee="Air Example", amount="250", currency="EUR"))
+
+    r = asyncio.run(main())
+    assert r.status_code == 200, r.text
+    assert len(prompts) == 1
+
+
+def test_the_requests_auth_steps_up_once(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:
+    import requests
+
+    s, prompts = session(broker, api, home, agent_name, allow=True)
+    url = f"{api.url}/pay?amount=250&key=trip-r1"
+    r = requests.post(url, auth=s.requests_auth.with_step_up(payee="Air Example", amount="250", currency="EUR"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"remaining": "50.00"}
+    assert len(prompts) == 1 and len(r.history) == 1 and r.history[0].status_code == 403
+
+
+def test_the_helpers_do_not_step_up_unless_the_session_allows_it(
+    broker: Broker, api: BudgetApi, home: Path, agent_name: str
+) -> None:
+    import requests
+
+    s, prompts = session(broker, api, home, agent_name, allow=False)
+    url = f"{api.url}/pay?amount=250&key=trip-n1"
+    r = httpx.post(url, auth=s.httpx_auth.with_step_up(payee="Air Example", amount="250", currency="EUR"))
+    assert r.status_code == 403, r.text
+    r = requests.post(url, auth=s.requests_auth.with_step_up(payee="Air Example", amount="250", currency="EUR"))
+    assert r.status_code == 403, r.text
+    assert prompts == []

@@ -499,7 +499,12 @@ async fn backchannel(
         )
         .await
     {
-        Ok(r) => json_response(StatusCode::OK, r),
+        Ok(mut r) => {
+            if let Some((owner, view)) = r.pending.take() {
+                crate::webhook::notify_pending(b.clone(), owner, view);
+            }
+            json_response(StatusCode::OK, r)
+        }
         Err(e) => {
             let mut r = error_response(&e);
             if let Error::InvalidToken { .. } = e {

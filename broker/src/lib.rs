@@ -41,6 +41,7 @@ pub mod scope_catalog;
 mod service;
 mod store;
 pub mod token_request;
+mod webhook;
 
 use std::process::ExitCode;
 

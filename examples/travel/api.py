@@ -5,6 +5,10 @@
     POST /travel/bookings  needs travel:book
     POST /travel/payments  needs payment:execute with a limit covering the amount
                            (``amount`` from the query string or the JSON body)
+    POST /travel/charges?amount=A&key=K
+                           the same, and spends A EUR of the grant's budget at the
+                           broker (once per key; a one-time token is spent by it);
+                           only when the API has resource-server credentials
 
 Every request must carry ``Authorization: DPoP <token>`` and a fresh DPoP proof
 from the key the token is bound to; refusals are 401/403 with the RFC 6750 /
@@ -19,13 +23,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import socket
 import sys
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Request
 from protonpass_agent import Identity, Verifier
-from protonpass_agent.fastapi import require_scope
+from protonpass_agent.fastapi import require_scope, spend
 
 FLIGHTS = [
     {"flight": "TP 1234", "from": "LIS", "to": "CDG", "date": "2026-12-12", "price": 180},
@@ -78,6 +83,14 @@ def make_app(issuer: str, audience: str, base_url: str, verifier: Optional[Verif
     ) -> dict[str, Any]:
         return {"paid": str(await amount_of(request)), "status": "captured", "by": who(i)}
 
+    @app.post("/travel/charges")
+    async def charge(
+        amount: str, key: str, i: Identity = Depends(require_scope("payment:execute", amount=amount_of))
+    ) -> dict[str, Any]:
+        v = app.state.protonpass_verifier
+        s = await spend(v, i, "payment:execute", amount, currency="EUR", idempotency_key=key)
+        return {"paid": amount, "remaining": str(s.remaining), "status": "captured", "by": who(i)}
+
     return app
 
 
@@ -89,13 +102,23 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--audience", help="this API's audience (default: its own URL + /travel)")
+    p.add_argument("--client-id", help="its resource-server id (secret: TRAVEL_API_CLIENT_SECRET)")
     a = p.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((a.host, a.port))
     url = f"http://{a.host}:{sock.getsockname()[1]}"
     audience = a.audience or f"{url}/travel"
-    app = make_app(a.issuer, audience, url)
+    verifier = None
+    if a.client_id:
+        verifier = Verifier(
+            a.issuer,
+            audience,
+            base_url=url,
+            client_id=a.client_id,
+            client_secret=os.environ.get("TRAVEL_API_CLIENT_SECRET"),
+        )
+    app = make_app(a.issuer, audience, url, verifier)
     print(json.dumps({"event": "listening", "url": url, "audience": audience}), flush=True)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])

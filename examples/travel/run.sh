@@ -69,7 +69,12 @@ issuer="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["issuer"])' "
 echo "   broker at $issuer"
 
 echo "== The travel API starts (FastAPI, protected by the Python verifier; follows the revocation feed)"
-"$py" "$here/api.py" --issuer "$issuer" >"$work/api.out" 2>"$work/api.log" &
+# Registered as a resource server first, so that it can spend budgets.
+port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+rs="$(cli --json resource add "http://127.0.0.1:$port/travel")"
+rs_id="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["client_id"])' "$rs")"
+TRAVEL_API_CLIENT_SECRET="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["client_secret"])' "$rs")" \
+  "$py" "$here/api.py" --issuer "$issuer" --port "$port" --client-id "$rs_id" >"$work/api.out" 2>"$work/api.log" &
 pids+=("$!")
 apiline="$(first_line "$work/api.out" "$!")" || { echo "the travel API did not start:" >&2; cat "$work/api.log" >&2; exit 1; }
 api="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["url"])' "$apiline")"
@@ -88,6 +93,12 @@ owner_loop() {
           person "sees the code $arg on the approval page and approves it (lifetime 1 day):"
           person "\$ protonpass-broker approve $arg --ttl 1d"
           cli approve "$arg" --ttl 1d | sed 's/^/            /' ;;
+        stepup)
+          id="$(cli --json stepup list | "$py" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+          person "is asked by $arg to approve one payment, reads it and approves:"
+          cli stepup list | sed 's/^/            /'
+          person "\$ protonpass-broker stepup approve $id"
+          cli stepup approve "$id" | sed 's/^/            /' ;;
         revoke)
           person "has seen enough of $arg and cuts it off:"
           person "\$ protonpass-broker revoke --agent $arg"
@@ -117,10 +128,21 @@ TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_autogpt.mjs" \
   --broker "$issuer" --api "$api" --name travel-autogpt --home "$work/home-node"
 
 echo
+echo "== 4. Step-up: a payment above the token's limit, approved once by the owner (Python, httpx)"
+person "grants travel-stepup payments under 100 EUR a call and 600 EUR a day:"
+person "\$ protonpass-broker grant create --agent travel-stepup --scope payment:execute:under-100 --budget payment:execute=600/EUR/day ..."
+grant="$(cli --json grant create --agent travel-stepup --scope payment:execute:under-100 \
+  --audience "$api/travel" --budget payment:execute=600/EUR/day)"
+code="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["enrollment_code"])' "$grant")"
+mkdir -p "$work/home-stepup"
+TRAVEL_DEMO_CHANNEL="$chan" timeout 120 "$py" "$here/agent_stepup.py" \
+  --broker "$issuer" --api "$api" --code "$code" --home "$work/home-stepup"
+
+echo
 echo "== The audit log (protonpass-broker audit tail)"
 cli audit tail
 echo
 echo "== Its hash chain (protonpass-broker audit verify)"
 cli audit verify
 echo
-echo "The travel demo completed in $((SECONDS - t0)) s: asked, approved, granted, called, refused above the limit, revoked, audited."
+echo "The travel demo completed in $((SECONDS - t0)) s: asked, approved, granted, called, refused above the limit, stepped up once, budget spent, revoked, audited."

@@ -83,10 +83,11 @@ class Session:
     share between threads.
     """
 
-    __slots__ = ("_native", "__weakref__")
+    __slots__ = ("_native", "_allow_step_up", "__weakref__")
 
-    def __init__(self, native: _native.Session) -> None:
+    def __init__(self, native: _native.Session, allow_step_up: bool = False) -> None:
         self._native = native
+        self._allow_step_up = allow_step_up
         _install_hooks()
         _live.add(self)
 
@@ -196,6 +197,11 @@ class Session:
     ) -> _native.OneTimeToken:
         """:meth:`step_up` for asyncio."""
         return await self._native.step_up_async(url, www_authenticate, amount, currency, payee, binding_message)
+
+    @property
+    def allows_step_up(self) -> bool:
+        """Whether the session was opened with ``allow_step_up=True``."""
+        return self._allow_step_up
 
     def one_time_headers(self, token: _native.OneTimeToken, method: str, url: str) -> dict[str, str]:
         """The headers for the one call a one-time token allows."""
@@ -353,7 +359,7 @@ def authenticate_with_proton(
         extend=extend,
         allow_step_up=allow_step_up,
     )
-    return Session(native)
+    return Session(native, allow_step_up)
 
 
 async def authenticate_with_proton_async(
@@ -396,4 +402,4 @@ async def authenticate_with_proton_async(
         extend=extend,
         allow_step_up=allow_step_up,
     )
-    return Session(native)
+    return Session(native, allow_step_up)

@@ -175,6 +175,36 @@ enum OwnerCmd {
         #[arg(long)]
         force: bool,
     },
+    /// The owner's step-up webhook: where the broker POSTs a signed event
+    /// when a step-up request waits for the owner.
+    Webhook {
+        #[command(subcommand)]
+        cmd: WebhookCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// Set (or replace) the webhook; prints its signing secret, once.
+    Set {
+        /// The owner's name.
+        name: String,
+        /// The receiver's URL (https).
+        url: String,
+        /// Allow http and private or loopback addresses (a home server, tests).
+        #[arg(long)]
+        allow_private_network: bool,
+    },
+    /// Show the webhook (never its secret).
+    Show {
+        /// The owner's name.
+        name: String,
+    },
+    /// Remove the webhook.
+    Remove {
+        /// The owner's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
 use serde_json::json;
 
 use super::human::{at, when};
-use super::{Ctx, KeysCmd, OwnerCmd, out};
+use super::{Ctx, KeysCmd, OwnerCmd, WebhookCmd, out};
 use crate::keys::KeyRing;
 use crate::store;
 
@@ -92,6 +92,7 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
                 },
             );
         }
+        OwnerCmd::Webhook { cmd } => webhook(c, cmd)?,
         OwnerCmd::Remove { name, force } => {
             let r = c.rt.block_on(c.b.owner_remove(name, *force))?;
             let mut text = format!("Removed owner {name}.");
@@ -112,6 +113,57 @@ pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn webhook(c: &Ctx, cmd: &WebhookCmd) -> Result<()> {
+    match cmd {
+        WebhookCmd::Set {
+            name,
+            url,
+            allow_private_network,
+        } => {
+            let secret =
+                c.rt.block_on(crate::webhook::set(&c.b, name, url, *allow_private_network))?;
+            out(
+                c.json,
+                json!({"owner": name, "url": url, "secret": secret}),
+                format!(
+                    "Owner {name}: step-up requests that wait for you are POSTed to {url}.\n\
+                     Signing secret (shown once; verify the webhook-signature header with it):\n{secret}"
+                ),
+            );
+        }
+        WebhookCmd::Show { name } => match c.rt.block_on(crate::webhook::show(&c.b, name))? {
+            Some(w) => out(
+                c.json,
+                json!(w),
+                format!(
+                    "Owner {name}: webhook {}  set {}{}",
+                    w.url,
+                    when(w.created_at),
+                    if w.allow_private_network {
+                        "  private network allowed"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            None => out(c.json, json!(null), format!("Owner {name} has no webhook.")),
+        },
+        WebhookCmd::Remove { name } => {
+            let had = c.rt.block_on(crate::webhook::remove(&c.b, name))?;
+            out(
+                c.json,
+                json!({"owner": name, "removed": had}),
+                if had {
+                    format!("Owner {name}: webhook removed.")
+                } else {
+                    format!("Owner {name} had no webhook; nothing changed.")
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn keys(c: &Ctx, cmd: &KeysCmd) -> Result<ExitCode> {

@@ -5,7 +5,7 @@
 //! real credential, which the agent never sees.
 
 mod credential;
-mod forward;
+pub(crate) mod forward;
 pub mod oauth;
 mod oauth_callback;
 mod oauth_client;

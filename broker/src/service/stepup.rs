@@ -41,6 +41,9 @@ pub struct BcResponse {
     pub expires_in: i64,
     /// Minimum seconds between polls.
     pub interval: i64,
+    /// The owner and the request, when it waits for the owner (not sent).
+    #[serde(skip)]
+    pub pending: Option<(String, StepUpView)>,
 }
 
 impl std::fmt::Debug for BcResponse {
@@ -73,7 +76,8 @@ pub struct StepUpView {
 }
 
 impl StepUpView {
-    fn of(s: &StepUp) -> Self {
+    /// The owner's view of a stored request.
+    pub fn of(s: &StepUp) -> Self {
         StepUpView {
             id: s.id.clone(),
             agent: s.agent.clone(),
@@ -217,7 +221,7 @@ impl Broker {
         let jti = claims.jti.clone();
         // The device flow's polling interval (0 in tests: no slow_down).
         let interval = self.cfg.device_interval;
-        store::write(&self.store, move |tx| {
+        let pending = store::write(&self.store, move |tx| {
             let dead = || bad_token("the access token is revoked or its grant is not live");
             let rec = tx.token_get(&jti)?.ok_or_else(dead)?;
             let g = tx.grant_get(&rec.gid)?.ok_or_else(dead)?;
@@ -283,13 +287,14 @@ impl Broker {
                         .to_string(),
                 )?;
             }
-            Ok(())
+            Ok((!auto).then(|| (s.owner.clone(), StepUpView::of(&s))))
         })
         .await?;
         Ok(BcResponse {
             auth_req_id,
             expires_in: expiry,
             interval: interval.max(1),
+            pending,
         })
     }
 

@@ -254,6 +254,11 @@ pub trait Tx {
     fn stepup_policy_get(&mut self, gid: &str) -> Result<Option<StepUpPolicy>>;
     /// Remove a grant's auto-approval policy; whether there was one.
     fn stepup_policy_delete(&mut self, gid: &str) -> Result<bool>;
+    /// An owner's step-up webhook (a JSON document, its secret sealed).
+    fn owner_webhook(&mut self, owner: &str) -> Result<Option<String>>;
+    /// Set or (with `None`) remove an owner's step-up webhook; whether the
+    /// owner exists.
+    fn owner_webhook_set(&mut self, owner: &str, data: Option<&str>) -> Result<bool>;
 
     // Third-party OAuth clients and authorization codes (`service::authcode`).
 

@@ -95,6 +95,23 @@ impl PgTx<'_> {
         Ok(self.exec("DELETE FROM stepup_policies WHERE gid = $1", &[&gid])? > 0)
     }
 
+    pub(super) fn owner_webhook_impl(&self, owner: &str) -> Result<Option<String>> {
+        Ok(self
+            .row(
+                "SELECT webhook FROM owners WHERE name = $1",
+                &[&owner],
+                |r| col::<Option<String>>(r, 0),
+            )?
+            .flatten())
+    }
+
+    pub(super) fn owner_webhook_set_impl(&self, owner: &str, data: Option<&str>) -> Result<bool> {
+        Ok(self.exec(
+            "UPDATE owners SET webhook = $2 WHERE name = $1",
+            &[&owner, &data],
+        )? > 0)
+    }
+
     // Third-party OAuth clients and authorization codes.
 
     pub(super) fn client_put_impl(&self, c: &ClientRec) -> Result<()> {

@@ -8,7 +8,7 @@
 
 /// `(version, SQL)`, in order. Each runs in one transaction with the
 /// `schema_version` update.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// Parse a JSON text column, or NULL when it is not JSON (SQLite's
 /// `json_valid` guard: audit details are JSON, but the log is append-only and
@@ -113,3 +113,6 @@ CREATE TABLE stepup_policies (
   gid TEXT PRIMARY KEY, currency TEXT NOT NULL, max_minor BIGINT NOT NULL,
   updated_at BIGINT NOT NULL);
 ";
+
+/// Version 3: the owner's step-up webhook, in the owner's record.
+const V3: &str = "ALTER TABLE owners ADD COLUMN webhook TEXT;";

@@ -540,6 +540,12 @@ impl Tx for PgTx<'_> {
     fn stepup_policy_delete(&mut self, gid: &str) -> Result<bool> {
         self.stepup_policy_delete_impl(gid)
     }
+    fn owner_webhook(&mut self, owner: &str) -> Result<Option<String>> {
+        self.owner_webhook_impl(owner)
+    }
+    fn owner_webhook_set(&mut self, owner: &str, data: Option<&str>) -> Result<bool> {
+        self.owner_webhook_set_impl(owner, data)
+    }
     fn client_put(&mut self, c: &ClientRec) -> Result<()> {
         self.client_put_impl(c)
     }

@@ -1245,6 +1245,14 @@ impl Tx for SqliteTx<'_> {
         super::sqlite_stepup::policy_delete(self.conn, gid)
     }
 
+    fn owner_webhook(&mut self, owner: &str) -> Result<Option<String>> {
+        super::sqlite_stepup::webhook_get(self.conn, owner)
+    }
+
+    fn owner_webhook_set(&mut self, owner: &str, data: Option<&str>) -> Result<bool> {
+        super::sqlite_stepup::webhook_set(self.conn, owner, data)
+    }
+
     fn resource_replace(&mut self, r: &Resource) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE resources SET data = ?2 WHERE client_id = ?1")

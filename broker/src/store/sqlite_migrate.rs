@@ -18,11 +18,11 @@ use super::sqlite_audit::AUDIT_SCHEMA;
 use super::sqlite_budget::BUDGET_SCHEMA;
 use super::sqlite_clients::CLIENTS_SCHEMA;
 use super::sqlite_prune::PRUNE_SCHEMA;
-use super::sqlite_stepup::STEPUP_SCHEMA;
+use super::sqlite_stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
 
 /// `(version, statements)`, in order. Version 2: the pruning index and the
 /// audit checkpoints, third-party clients and authorization codes, step-up
-/// requests and their policies.
+/// requests and their policies. Version 3: the owner's step-up webhook.
 const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         1,
@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         2,
         &[PRUNE_SCHEMA, AUDIT_SCHEMA, CLIENTS_SCHEMA, STEPUP_SCHEMA],
     ),
+    (3, &[WEBHOOK_SCHEMA]),
 ];
 
 /// The version the database is at (0: never migrated).
@@ -73,7 +74,14 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         let found = version(conn)?;
         for (v, parts) in MIGRATIONS.iter().filter(|m| m.0 > found) {
             for sql in *parts {
-                conn.execute_batch(sql).map_err(db_err)?;
+                match conn.execute_batch(sql) {
+                    // A database of before versioning is migrated from 0:
+                    // a column that a later migration added is already there.
+                    Err(e)
+                        if sql.trim_start().starts_with("ALTER TABLE")
+                            && e.to_string().contains("duplicate column name") => {}
+                    r => r.map_err(db_err)?,
+                }
             }
             conn.execute("DELETE FROM schema_version", [])
                 .map_err(db_err)?;

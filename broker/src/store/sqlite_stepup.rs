@@ -137,3 +137,25 @@ pub(super) fn policy_get(conn: &Connection, gid: &str) -> Result<Option<StepUpPo
     .optional()
     .map_err(db_err)
 }
+
+/// Migration 3: the owner's step-up webhook, in the owner's record.
+pub(super) const WEBHOOK_SCHEMA: &str = "ALTER TABLE owners ADD COLUMN webhook TEXT;";
+
+pub(super) fn webhook_get(conn: &Connection, owner: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT webhook FROM owners WHERE name = ?1")
+        .map_err(db_err)?
+        .query_row(params![owner], |r| r.get::<_, Option<String>>(0))
+        .optional()
+        .map_err(db_err)?
+        .flatten())
+}
+
+pub(super) fn webhook_set(conn: &Connection, owner: &str, data: Option<&str>) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("UPDATE owners SET webhook = ?2 WHERE name = ?1")
+        .map_err(db_err)?
+        .execute(params![owner, data])
+        .map_err(db_err)?
+        > 0)
+}

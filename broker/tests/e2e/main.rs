@@ -38,4 +38,5 @@ mod ratelimit;
 mod revocation;
 mod schema;
 mod stepup;
+mod stepup_webhook;
 mod waiting;

@@ -10,14 +10,14 @@ use crate::kit::{API, Broker, Reply, audit_records, claims, key};
 
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 
-fn payment(amount: &str) -> String {
+pub(crate) fn payment(amount: &str) -> String {
     json!([{"type": "payment", "amount": amount, "currency": "EUR", "payee": "Air Example"}])
         .to_string()
 }
 
 /// A broker with no poll interval, a resource server for API, and an agent
 /// enrolled for payments under 100: (broker, agent key, access token, grant id, resource).
-async fn setup() -> (Broker, AgentKey, String, String, (String, String)) {
+pub(crate) async fn setup() -> (Broker, AgentKey, String, String, (String, String)) {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
     let rs = b.resource(API, None);
     let k = key();
@@ -29,7 +29,7 @@ async fn setup() -> (Broker, AgentKey, String, String, (String, String)) {
 
 /// A backchannel request with `token` and a proof of `k` over it (with the
 /// nonce the broker asks for).
-async fn ask(b: &Broker, k: &AgentKey, token: &str, params: &[(&str, &str)]) -> Reply {
+pub(crate) async fn ask(b: &Broker, k: &AgentKey, token: &str, params: &[(&str, &str)]) -> Reply {
     let url = format!("{}/oauth/bc-authorize", b.url);
     let mut nonce: Option<String> = None;
     for _ in 0..2 {
