@@ -588,6 +588,22 @@ impl Budget {
         Ok(Some(used == 0))
     }
 
+    /// Charge one attempt of `owner` from `src` in a transaction of its own:
+    /// the budget to refund on success, or `None` when a budget is spent.
+    pub(super) async fn charge_now(
+        b: &Broker,
+        headers: &HeaderMap,
+        owner: &str,
+        src: &str,
+        now: i64,
+    ) -> Result<Option<Budget>> {
+        let budget = Budget::of(b, headers, owner, src, now);
+        let charged = budget.clone();
+        let o = owner.to_owned();
+        let r = store::write(&b.store, move |tx| charged.charge(tx, &o, now)).await?;
+        Ok(r.map(|_| budget))
+    }
+
     /// Give back the attempt of a success.
     pub(super) async fn refund(&self, b: &Broker, now: i64) {
         let (ko, ks) = (self.owner_key.clone(), self.source_key.clone());

@@ -419,6 +419,22 @@ pub(super) fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Opti
     token_matches(&s.csrf, f.get("csrf")).then_some(f)
 }
 
+/// A form posted to `/account`: the signed-in session and its checked form,
+/// or the answer (sign in first, or a refused form token).
+pub(super) async fn account_form(
+    b: &Arc<Broker>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> std::result::Result<(WebSession, Form), Response> {
+    let Some(s) = signed_in_session(b, headers).await else {
+        return Err(super::to_login("/account"));
+    };
+    let Some(f) = checked(&s, headers, body) else {
+        return Err(csrf_refused());
+    };
+    Ok((s, f))
+}
+
 /// Turning the second factor on or off needs the password again (and, to
 /// turn it off, a current code), charged against the sign-in budgets like a
 /// sign-in: a stolen session alone can neither lock the owner out with its
@@ -433,11 +449,8 @@ pub(super) async fn reauthenticate(
 ) -> std::result::Result<(), Response> {
     let now = b.clock.now();
     let src = source(b, &ConnectInfo(peer), headers);
-    let budget = Budget::of(b, headers, &s.owner, &src, now);
-    let charged = budget.clone();
-    let o = s.owner.clone();
-    match store::write(&b.store, move |tx| charged.charge(tx, &o, now)).await {
-        Ok(Some(_)) => {}
+    let budget = match Budget::charge_now(b, headers, &s.owner, &src, now).await {
+        Ok(Some(budget)) => budget,
         Ok(None) => {
             return Err(view::message(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -447,7 +460,7 @@ pub(super) async fn reauthenticate(
             ));
         }
         Err(e) => return Err(service_error(&e, Some(s))),
-    }
+    };
     let pw_ok = match super::auth::password_ok(b, &s.owner, f.get("password").unwrap_or("")).await {
         Ok(ok) => ok,
         Err(e) => return Err(service_error(&e, Some(s))),
@@ -477,11 +490,9 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => return redirect("/account"),
@@ -573,11 +584,9 @@ fn recovery_codes(b: &Broker) -> Result<Vec<String>> {
 }
 
 pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let now = b.clock.now();
     let record = match load(&b, &s.owner).await {
@@ -649,11 +658,9 @@ pub(super) async fn disable(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let now = b.clock.now();
     let record = match load(&b, &s.owner).await {

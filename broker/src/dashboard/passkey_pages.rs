@@ -11,9 +11,9 @@ use maud::{Markup, html};
 use protonpass_agent::Error;
 use serde_json::json;
 
-use super::mfa::{Record, checked, load, reauthenticate, signed_in_session};
+use super::mfa::{Record, account_form, load, reauthenticate};
 use super::passkey::{self, Answer, MAX_PASSKEYS};
-use super::{B, csrf_refused, redirect, service_error, view};
+use super::{B, redirect, service_error, view};
 use crate::store::{self, WebSession};
 
 /// The passkey part of /account for an owner with two-step sign-in on.
@@ -67,11 +67,9 @@ pub(super) async fn new(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let r = match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => r,
@@ -122,11 +120,9 @@ pub(super) async fn new(
 
 /// `POST /account/passkey/add`: the browser's new credential.
 pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Some(a) = Answer::from_form(&f) else {
         return view::message(
@@ -182,11 +178,9 @@ pub(super) async fn remove(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
-    let Some(f) = checked(&s, &headers, &body) else {
-        return csrf_refused();
+    let (s, f) = match account_form(&b, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let id = f.get("id").unwrap_or("").to_owned();
     if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, None).await {

@@ -121,11 +121,8 @@ pub(super) async fn confirm(
     }
     let now = b.clock.now();
     let src = source(b, peer, headers);
-    let budget = Budget::of(b, headers, &s.owner, &src, now);
-    let charged = budget.clone();
-    let o = s.owner.clone();
-    match store::write(&b.store, move |tx| charged.charge(tx, &o, now)).await {
-        Ok(Some(_)) => {}
+    let budget = match Budget::charge_now(b, headers, &s.owner, &src, now).await {
+        Ok(Some(budget)) => budget,
         Ok(None) => {
             return Err(Refused::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -133,7 +130,7 @@ pub(super) async fn confirm(
             ));
         }
         Err(e) => return Err(server(e)),
-    }
+    };
     let wrong = || {
         Refused::new(
             StatusCode::UNAUTHORIZED,
