@@ -4,50 +4,11 @@
 // CLI from onPrompt) and the one-time token pays once, then is refused.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const express = require('express');
-const { authenticateWithProton, Verifier, VerificationError, ProtonPassError, sendRejection } = require('protonpass-agent');
+const { authenticateWithProton, ProtonPassError } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
+const { startPayApi } = require('./helpers/pay_api.js');
 
 let n = 0;
-
-async function startPayApi(broker) {
-  const app = express();
-  const server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${server.address().port}`;
-  const rs = await broker.cliJson('resource', 'add', url);
-  const verifier = new Verifier({
-    issuer: broker.url,
-    audience: url,
-    baseUrl: url,
-    followFeed: false,
-    credentials: { clientId: rs.client_id, clientSecret: rs.client_secret },
-  });
-  await verifier.ready();
-  app.post('/pay', verifier.requireScope('payment:execute', { amount: (req) => req.query.amount }), async (req, res) => {
-    try {
-      const r = await verifier.spend(req.agent, {
-        scope: 'payment:execute',
-        amount: req.query.amount,
-        currency: 'EUR',
-        idempotencyKey: req.query.key,
-      });
-      res.json({ remaining: r.remaining });
-    } catch (e) {
-      if (e instanceof VerificationError) return sendRejection(res, e);
-      res.status(500).end();
-    }
-  });
-  return {
-    url,
-    close: async () => {
-      verifier.stop();
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
 
 async function enroll(broker, api, allowStepUp, decision) {
   const agent = `node-stepup-${n++}`;

@@ -13,22 +13,7 @@ use protonpass_agent::net::axum_layer::{Agent, Protected};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
-/// POST /travel/pay?amount=A&key=K: the token's per-call limit, then the
-/// owner's budget; answers what remains.
-async fn pay(
-    State(p): State<Protected>,
-    agent: Agent,
-    Query(q): Query<HashMap<String, String>>,
-) -> std::result::Result<String, Rejection> {
-    let amount = q.get("amount").cloned().unwrap_or_default();
-    agent.require_amount("payment:execute", amount.parse().unwrap_or_default())?;
-    let key = q.get("key").cloned().unwrap_or_default();
-    let r = p
-        .verifier
-        .spend(&agent, "payment:execute", &amount, "EUR", &key)
-        .await?;
-    Ok(r.remaining.unwrap_or_default())
-}
+mod common;
 
 async fn refund(
     State(p): State<Protected>,
@@ -55,7 +40,7 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     ));
     let verifier = Verifier::new(o).await.unwrap();
     let app = Router::new()
-        .route("/travel/pay", post(pay))
+        .route("/travel/pay", post(common::pay))
         .route("/travel/refund", post(refund))
         .with_state(Protected::new(verifier, base.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

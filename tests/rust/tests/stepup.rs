@@ -4,32 +4,15 @@
 //! callback), and retries once with the one-time token, which pays once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Query, State};
 use axum::routing::post;
-use protonpass_agent::net::axum_layer::{Agent, Protected};
+use protonpass_agent::net::axum_layer::Protected;
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
-/// POST /travel/pay?amount=A&key=K: the token's per-call limit, then the
-/// owner's budget (which redeems a one-time token); answers what remains.
-async fn pay(
-    State(p): State<Protected>,
-    agent: Agent,
-    Query(q): Query<HashMap<String, String>>,
-) -> std::result::Result<String, Rejection> {
-    let amount = q.get("amount").cloned().unwrap_or_default();
-    agent.require_amount("payment:execute", amount.parse().unwrap_or_default())?;
-    let key = q.get("key").cloned().unwrap_or_default();
-    let r = p
-        .verifier
-        .spend(&agent, "payment:execute", &amount, "EUR", &key)
-        .await?;
-    Ok(r.remaining.unwrap_or_default())
-}
+mod common;
 
 async fn setup() -> (Broker, String, String) {
     let broker = Broker::start(&["--device-interval", "0"]);
@@ -45,7 +28,7 @@ async fn setup() -> (Broker, String, String) {
     ));
     let verifier = Verifier::new(o).await.unwrap();
     let app = Router::new()
-        .route("/travel/pay", post(pay))
+        .route("/travel/pay", post(common::pay))
         .with_state(Protected::new(verifier, base.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (broker, base, aud)

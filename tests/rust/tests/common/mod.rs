@@ -97,3 +97,20 @@ pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Ses
         .await
         .unwrap()
 }
+
+/// POST /travel/pay?amount=A&key=K: the token's per-call limit, then the
+/// owner's budget (which redeems a one-time token); answers what remains.
+pub async fn pay(
+    State(p): State<Protected>,
+    agent: Agent,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> std::result::Result<String, Rejection> {
+    let amount = q.get("amount").cloned().unwrap_or_default();
+    agent.require_amount("payment:execute", amount.parse().unwrap_or_default())?;
+    let key = q.get("key").cloned().unwrap_or_default();
+    let r = p
+        .verifier
+        .spend(&agent, "payment:execute", &amount, "EUR", &key)
+        .await?;
+    Ok(r.remaining.unwrap_or_default())
+}
