@@ -214,6 +214,9 @@ impl Details {
         {
             return Err(bad("all authorization details name the same location"));
         }
+        // The one-time token's scope must be a valid scope too (a long payment
+        // scope with its `under-N` limit can exceed what a scope may be).
+        d.token_scope()?;
         Ok(d)
     }
 
@@ -417,5 +420,15 @@ mod tests {
                 "invalid_request"
             );
         }
+    }
+
+    #[test]
+    fn details_whose_token_scope_is_invalid_are_refused() {
+        let long = format!("sho{}p:buy", "d".repeat(119));
+        let text = format!(
+            r#"[{{"type":"scope","scope":"calendar:write mail:send"}},{{"type":"payment","amount":"0500","currency":"JPY","payee":"x","scope":"{long}"}}]"#
+        );
+        let e = Details::parse(&text).unwrap_err();
+        assert_eq!(e.code(), "invalid_authorization_details", "{e}");
     }
 }
