@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Ctx, out};
 use crate::config::Config;
 use crate::service::upkeep;
-use crate::store::{self, sqlite_backup};
+use crate::store::{self, sqlite::backup};
 
 pub(super) fn prune(c: &Ctx, now: Option<i64>) -> Result<ExitCode> {
     let now = now.unwrap_or_else(|| SystemClock.now());
@@ -34,7 +34,7 @@ pub(super) fn prune(c: &Ctx, now: Option<i64>) -> Result<ExitCode> {
 
 pub(super) fn backup(cfg: &Config, to: &Path, force: bool, j: bool) -> Result<ExitCode> {
     crate::files::check_data_dir(&cfg.data, false)?;
-    let done = sqlite_backup::backup(&cfg.data, to, force)?;
+    let done = backup::backup(&cfg.data, to, force)?;
     out(
         j,
         json!({"ok": true, "to": to.display().to_string(), "bytes": done.bytes, "files": done.files}),
@@ -64,7 +64,7 @@ pub(super) fn restore(cfg: &Config, from: &Path, force: bool, j: bool) -> Result
             e.description()
         ))
     })?;
-    let done = sqlite_backup::restore(from, &cfg.data, force)?;
+    let done = backup::restore(from, &cfg.data, force)?;
     out(
         j,
         json!({"ok": true, "data": cfg.data.display().to_string(), "bytes": done.bytes, "files": done.files}),

@@ -12,21 +12,7 @@
 //! its own savepoint); the others of the batch still commit.
 
 pub mod postgres;
-mod postgres_budget;
-mod postgres_conn;
-mod postgres_ext;
-mod postgres_migrate;
-mod postgres_schema;
-mod postgres_tx;
-mod postgres_tx2;
 pub mod sqlite;
-mod sqlite_audit;
-pub mod sqlite_backup;
-mod sqlite_budget;
-mod sqlite_clients;
-mod sqlite_migrate;
-mod sqlite_prune;
-mod sqlite_stepup;
 
 use std::fmt;
 use std::sync::Arc;

@@ -464,7 +464,7 @@ fn token_json(
 /// records, written straight into the stopped broker's SQLite file in one
 /// transaction. Issuing a million tokens through HTTP would take longer than
 /// the whole bench (and measure the issuing, not the store's size); the rows
-/// are what the broker itself writes (the schema of broker/src/store/sqlite.rs,
+/// are what the broker itself writes (the schema of broker/src/store/sqlite/mod.rs,
 /// the JSON of its records, unique random ids and hashes, an intact audit
 /// chain), so the broker restarted on this directory cannot tell them apart.
 /// History repeats one agent cycle: a refresh (spent refresh token, new access

@@ -15,7 +15,7 @@
 //! while that growth copies the table (old and new tables both alive).
 //!
 //! The revocations are appended straight to the broker's SQLite `revocations`
-//! table (the schema of broker/src/store/sqlite.rs), while the broker runs:
+//! table (the schema of broker/src/store/sqlite/mod.rs), while the broker runs:
 //! revoking a million tokens one by one through the CLI or HTTP would take
 //! hours. The broker picks up rows written by another process as it does for
 //! its CLI (it polls the feed head every 10 ms) and streams them to the

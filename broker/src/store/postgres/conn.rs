@@ -1,4 +1,4 @@
-//! The connection a PostgreSQL [`Tx`](super::Tx) runs on, and the helpers
+//! The connection a PostgreSQL [`Tx`](crate::store::Tx) runs on, and the helpers
 //! its queries share: statements prepared once per connection and cached,
 //! rows decoded with typed errors (a failure is `503`, never a panic).
 
@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
-use super::Result;
-use super::postgres::{pg_err, wait};
+use super::{pg_err, wait};
 use crate::model::AuditRecord;
+use crate::store::Result;
 
 /// Statement parameters.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

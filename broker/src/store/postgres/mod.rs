@@ -18,6 +18,14 @@
 //!   transactions with [`Error::TemporarilyUnavailable`] (503); broken
 //!   connections are dropped by the pool and new ones made on the next use.
 
+mod budget;
+mod conn;
+mod ext;
+mod migrate;
+mod schema;
+mod tx;
+mod tx2;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +36,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use protonpass_agent::Error;
 
-use super::postgres_conn::PgTx;
+use self::conn::PgTx;
 use super::{Finish, Job, Result, Store};
 
 /// Most write jobs committed together.
@@ -196,7 +204,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| Error::Server(format!("cannot make the connection pool: {e}")))?
         };
-        super::postgres_migrate::migrate(&pool, &rt, url)?;
+        self::migrate::migrate(&pool, &rt, url)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let (wpool, wrt) = (pool.clone(), rt.clone());
         std::thread::Builder::new()

@@ -1,12 +1,12 @@
 //! The SQLite tables and queries of budgets and spends (see
-//! `crate::service::budget`). The Tx methods in `sqlite.rs` call these.
+//! `crate::service::budget`). The Tx methods in `sqlite/mod.rs` call these.
 
 use protonpass_agent::budget::Period;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Result;
-use super::sqlite::db_err;
+use super::db_err;
 use crate::model::{Budget, SpendRec};
+use crate::store::Result;
 
 /// One budget per grant and scope; spends are unique per resource server and
 /// idempotency key. The index covers what a budget's total reads, so that

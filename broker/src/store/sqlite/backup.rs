@@ -12,7 +12,7 @@ use std::time::Duration;
 use protonpass_agent::Error;
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::Result;
+use crate::store::Result;
 
 /// The database file in a data directory.
 pub const DB_FILE: &str = "broker.db";

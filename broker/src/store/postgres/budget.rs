@@ -1,13 +1,13 @@
 //! The PostgreSQL queries of budgets and spends (tables in migration 1 of
-//! `postgres_schema.rs`; the SQLite twin is `sqlite_budget.rs`). Spends are
+//! `postgres/schema.rs`; the SQLite twin is `sqlite/budget.rs`). Spends are
 //! checked and recorded inside the writers' serialized transactions, so
 //! concurrent spends on any replica never overspend.
 
 use protonpass_agent::budget::Period;
 
-use super::Result;
-use super::postgres_conn::{PgTx, col};
+use super::conn::{PgTx, col};
 use crate::model::{Budget, SpendRec};
+use crate::store::Result;
 
 pub(super) fn put(tx: &PgTx<'_>, b: &Budget) -> Result<()> {
     tx.exec(

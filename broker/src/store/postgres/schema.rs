@@ -1,5 +1,5 @@
 //! The PostgreSQL schema, as numbered migrations. Version 1 holds the same
-//! tables as SQLite's version 1 (`sqlite.rs`), with PostgreSQL types, and two
+//! tables as SQLite's version 1 (`sqlite/mod.rs`), with PostgreSQL types, and two
 //! additions a cluster of replicas needs: `n` columns that keep the order of
 //! arrival SQLite reads from its `rowid`, and `signing_key_secrets` (the
 //! private keys, sealed by the vault key: replicas have no shared disk).
@@ -82,10 +82,10 @@ CREATE TABLE spends (
 CREATE INDEX spends_budget ON spends(gid, scope, at, currency, refunded_at, amount);
 ";
 
-/// The pruning indexes and the audit checkpoints (`sqlite_prune.rs`,
-/// `sqlite_audit.rs`), third-party clients and authorization codes
-/// (`sqlite_clients.rs`), step-up requests and their policies
-/// (`sqlite_stepup.rs`).
+/// The pruning indexes and the audit checkpoints (`sqlite/prune.rs`,
+/// `sqlite/audit.rs`), third-party clients and authorization codes
+/// (`sqlite/clients.rs`), step-up requests and their policies
+/// (`sqlite/stepup.rs`).
 const V2: &str = "
 CREATE INDEX tokens_exp ON tokens(((pp_json(data) ->> 'exp')::BIGINT));
 CREATE INDEX devices_expires ON devices(expires_at);

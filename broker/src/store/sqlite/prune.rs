@@ -5,8 +5,8 @@
 
 use rusqlite::{Connection, params};
 
-use super::sqlite::db_err;
-use super::{Pruned, Result, StorageRows};
+use super::db_err;
+use crate::store::{Pruned, Result, StorageRows};
 
 /// Expired rows are kept this long (seconds) past their expiry: clock skew
 /// between the broker and verifiers, and an introspection of a token that has

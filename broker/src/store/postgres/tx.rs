@@ -1,8 +1,8 @@
 //! The [`Tx`] of the PostgreSQL backend: one connection, either the writer's
 //! (inside the batch transaction and the job's savepoint) or a pooled reader.
 //! The queries of the dashboard, the gateway and usage are in
-//! `postgres_tx2.rs`, those of budgets in `postgres_budget.rs`, the helpers
-//! in `postgres_conn.rs`; this file holds the protocol's own tables.
+//! `postgres/tx2.rs`, those of budgets in `postgres/budget.rs`, the helpers
+//! in `postgres/conn.rs`; this file holds the protocol's own tables.
 //!
 //! SQL is parameterized throughout. Tables that SQLite orders by `rowid` have
 //! an `n` column (a sequence): an `INSERT OR REPLACE` there takes a new `n`,
@@ -10,14 +10,14 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::postgres_conn::{PgTx, audit_row, col, to_json};
-use super::{AuditQuery, ConnectionRec, Invite, OwnerInfo, PendingAuth, UpstreamRec};
-use super::{Pruned, StorageRows};
-use super::{Result, Tx, UsageCount, UsageSlot, WebSession};
+use super::conn::{PgTx, audit_row, col, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
 use crate::model::{SpendRec, TokenRec};
+use crate::store::{AuditQuery, ConnectionRec, Invite, OwnerInfo, PendingAuth, UpstreamRec};
+use crate::store::{Pruned, StorageRows};
+use crate::store::{Result, Tx, UsageCount, UsageSlot, WebSession};
 
 /// Wrong-code and sign-in attempts older than this (seconds) are deleted.
 const ATTEMPTS_KEPT: i64 = 86_400;
@@ -461,27 +461,27 @@ impl Tx for PgTx<'_> {
     }
 
     fn budget_put(&mut self, b: &Budget) -> Result<()> {
-        super::postgres_budget::put(self, b)
+        super::budget::put(self, b)
     }
 
     fn budgets_of(&mut self, gid: &str) -> Result<Vec<Budget>> {
-        super::postgres_budget::of(self, gid)
+        super::budget::of(self, gid)
     }
 
     fn spent_since(&mut self, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64> {
-        super::postgres_budget::spent_since(self, gid, scope, currency, since)
+        super::budget::spent_since(self, gid, scope, currency, since)
     }
 
     fn spend_add(&mut self, s: &SpendRec) -> Result<()> {
-        super::postgres_budget::add(self, s)
+        super::budget::add(self, s)
     }
 
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>> {
-        super::postgres_budget::get(self, resource, key)
+        super::budget::get(self, resource, key)
     }
 
     fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()> {
-        super::postgres_budget::refund(self, resource, key, at)
+        super::budget::refund(self, resource, key, at)
     }
 
     fn resource_replace(&mut self, r: &Resource) -> Result<()> {
@@ -511,7 +511,7 @@ impl Tx for PgTx<'_> {
         self.invite_take_impl(hash, now)
     }
 
-    // Step-up, third-party clients, pruning and checkpoints: `postgres_ext.rs`.
+    // Step-up, third-party clients, pruning and checkpoints: `postgres/ext.rs`.
 
     fn stepup_put(&mut self, s: &StepUp) -> Result<()> {
         self.stepup_put_impl(s)

@@ -2,6 +2,14 @@
 //! before it is acknowledged), one writer thread doing group commit, and a
 //! small pool of read-only connections.
 
+mod audit;
+pub mod backup;
+mod budget;
+mod clients;
+mod migrate;
+pub(super) mod prune;
+mod stepup;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -177,7 +185,7 @@ impl SqliteStore {
     /// write lock.
     pub fn open_with(path: &Path, busy: Duration) -> Result<Arc<Self>> {
         let conn = open(path, false, busy)?;
-        super::sqlite_migrate::migrate(&conn, path)?;
+        self::migrate::migrate(&conn, path)?;
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let queued = Arc::new(AtomicUsize::new(0));
         let commits = Arc::new(AtomicUsize::new(0));
@@ -1155,102 +1163,102 @@ impl Tx for SqliteTx<'_> {
         Ok(found)
     }
 
-    // Third-party clients and authorization codes (queries in `sqlite_clients.rs`).
+    // Third-party clients and authorization codes (queries in `sqlite/clients.rs`).
 
     fn client_put(&mut self, c: &crate::model::ClientRec) -> Result<()> {
-        super::sqlite_clients::client_put(self.conn, c)
+        self::clients::client_put(self.conn, c)
     }
 
     fn client_get(&mut self, client_id: &str) -> Result<Option<crate::model::ClientRec>> {
-        super::sqlite_clients::client_get(self.conn, client_id)
+        self::clients::client_get(self.conn, client_id)
     }
 
     fn client_count_since(&mut self, since: i64) -> Result<i64> {
-        super::sqlite_clients::client_count_since(self.conn, since)
+        self::clients::client_count_since(self.conn, since)
     }
 
     fn auth_code_put(&mut self, c: &crate::model::AuthCode) -> Result<()> {
-        super::sqlite_clients::code_put(self.conn, c)
+        self::clients::code_put(self.conn, c)
     }
 
     fn auth_code_get(&mut self, hash: &str) -> Result<Option<crate::model::AuthCode>> {
-        super::sqlite_clients::code_get(self.conn, hash)
+        self::clients::code_get(self.conn, hash)
     }
 
     fn auth_code_spend(&mut self, hash: &str, gid: &str) -> Result<bool> {
-        super::sqlite_clients::code_spend(self.conn, hash, gid)
+        self::clients::code_spend(self.conn, hash, gid)
     }
 
-    // Budgets (queries in `sqlite_budget.rs`).
+    // Budgets (queries in `sqlite/budget.rs`).
 
     fn budget_put(&mut self, b: &Budget) -> Result<()> {
-        super::sqlite_budget::put(self.conn, b)
+        self::budget::put(self.conn, b)
     }
 
     fn budgets_of(&mut self, gid: &str) -> Result<Vec<Budget>> {
-        super::sqlite_budget::of(self.conn, gid)
+        self::budget::of(self.conn, gid)
     }
 
     fn spent_since(&mut self, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64> {
-        super::sqlite_budget::spent_since(self.conn, gid, scope, currency, since)
+        self::budget::spent_since(self.conn, gid, scope, currency, since)
     }
 
     fn spend_add(&mut self, s: &SpendRec) -> Result<()> {
-        super::sqlite_budget::add(self.conn, s)
+        self::budget::add(self.conn, s)
     }
 
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>> {
-        super::sqlite_budget::get(self.conn, resource, key)
+        self::budget::get(self.conn, resource, key)
     }
 
     fn spend_refund(&mut self, resource: &str, key: &str, at: i64) -> Result<()> {
-        super::sqlite_budget::refund(self.conn, resource, key, at)
+        self::budget::refund(self.conn, resource, key, at)
     }
 
-    // Step-ups (queries in `sqlite_stepup.rs`).
+    // Step-ups (queries in `sqlite/stepup.rs`).
 
     fn stepup_put(&mut self, s: &StepUp) -> Result<()> {
-        super::sqlite_stepup::put(self.conn, s)
+        self::stepup::put(self.conn, s)
     }
 
     fn stepup_by_hash(&mut self, hash: &str) -> Result<Option<StepUp>> {
-        super::sqlite_stepup::by_hash(self.conn, hash)
+        self::stepup::by_hash(self.conn, hash)
     }
 
     fn stepup_get(&mut self, id: &str) -> Result<Option<StepUp>> {
-        super::sqlite_stepup::get(self.conn, id)
+        self::stepup::get(self.conn, id)
     }
 
     fn stepup_by_jti(&mut self, jti: &str) -> Result<Option<StepUp>> {
-        super::sqlite_stepup::by_jti(self.conn, jti)
+        self::stepup::by_jti(self.conn, jti)
     }
 
     fn stepups_pending(&mut self, owner: &str, now: i64) -> Result<Vec<StepUp>> {
-        super::sqlite_stepup::pending_of(self.conn, owner, now)
+        self::stepup::pending_of(self.conn, owner, now)
     }
 
     fn stepup_live_count(&mut self, gid: &str, now: i64) -> Result<i64> {
-        super::sqlite_stepup::live_count(self.conn, gid, now)
+        self::stepup::live_count(self.conn, gid, now)
     }
 
     fn stepup_policy_put(&mut self, p: &StepUpPolicy) -> Result<()> {
-        super::sqlite_stepup::policy_put(self.conn, p)
+        self::stepup::policy_put(self.conn, p)
     }
 
     fn stepup_policy_get(&mut self, gid: &str) -> Result<Option<StepUpPolicy>> {
-        super::sqlite_stepup::policy_get(self.conn, gid)
+        self::stepup::policy_get(self.conn, gid)
     }
 
     fn stepup_policy_delete(&mut self, gid: &str) -> Result<bool> {
-        super::sqlite_stepup::policy_delete(self.conn, gid)
+        self::stepup::policy_delete(self.conn, gid)
     }
 
     fn owner_webhook(&mut self, owner: &str) -> Result<Option<String>> {
-        super::sqlite_stepup::webhook_get(self.conn, owner)
+        self::stepup::webhook_get(self.conn, owner)
     }
 
     fn owner_webhook_set(&mut self, owner: &str, data: Option<&str>) -> Result<bool> {
-        super::sqlite_stepup::webhook_set(self.conn, owner, data)
+        self::stepup::webhook_set(self.conn, owner, data)
     }
 
     fn resource_replace(&mut self, r: &Resource) -> Result<()> {
@@ -1320,33 +1328,33 @@ impl Tx for SqliteTx<'_> {
         }))
     }
 
-    // Bounded storage and audit checkpoints (`sqlite_prune.rs`, `sqlite_audit.rs`).
+    // Bounded storage and audit checkpoints (`sqlite/prune.rs`, `sqlite/audit.rs`).
 
     fn prune_expired(&mut self, now: i64, limit: i64) -> Result<super::Pruned> {
-        super::sqlite_prune::prune(self.conn, now, limit)
+        self::prune::prune(self.conn, now, limit)
     }
 
     fn storage_rows(&mut self) -> Result<super::StorageRows> {
-        super::sqlite_prune::rows(self.conn)
+        self::prune::rows(self.conn)
     }
 
     fn audit_checkpoint_put(&mut self, c: &crate::audit::Checkpoint) -> Result<()> {
-        super::sqlite_audit::checkpoint_put(self.conn, c)
+        self::audit::checkpoint_put(self.conn, c)
     }
 
     fn audit_checkpoint_latest(
         &mut self,
         at_most: i64,
     ) -> Result<Option<crate::audit::Checkpoint>> {
-        super::sqlite_audit::checkpoint_latest(self.conn, at_most)
+        self::audit::checkpoint_latest(self.conn, at_most)
     }
 
     fn audit_first(&mut self) -> Result<i64> {
-        super::sqlite_audit::first(self.conn)
+        self::audit::first(self.conn)
     }
 
     fn audit_delete_before(&mut self, before: i64) -> Result<i64> {
-        super::sqlite_audit::delete_before(self.conn, before)
+        self::audit::delete_before(self.conn, before)
     }
 }
 

@@ -1,14 +1,14 @@
 //! Bring a PostgreSQL database to the schema this broker knows: the numbered
-//! migrations of `postgres_schema.rs`, applied at start under the writers'
+//! migrations of `postgres/schema.rs`, applied at start under the writers'
 //! advisory lock (replicas starting together apply each migration once), and
 //! a refusal to run on a database a newer broker has migrated.
 
 use deadpool_postgres::Pool;
 use protonpass_agent::Error;
 
-use super::Result;
-use super::postgres::{PgUrl, WRITE_LOCK, wait};
-use super::postgres_schema::MIGRATIONS;
+use super::schema::MIGRATIONS;
+use super::{PgUrl, WRITE_LOCK, wait};
+use crate::store::Result;
 
 pub(super) fn migrate(pool: &Pool, rt: &tokio::runtime::Handle, url: &PgUrl) -> Result<()> {
     let client = wait(rt, pool.get()).map_err(|e| {
@@ -58,7 +58,7 @@ pub(super) fn migrate(pool: &Pool, rt: &tokio::runtime::Handle, url: &PgUrl) -> 
     });
     match run {
         Ok(None) => Ok(()),
-        Ok(Some(found)) => Err(super::newer_schema(&url.describe(), found, known)),
+        Ok(Some(found)) => Err(crate::store::newer_schema(&url.describe(), found, known)),
         Err(e) => {
             let _ = wait(rt, client.batch_execute("ROLLBACK"));
             Err(fail(e))

@@ -10,15 +10,15 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::Result;
-use super::sqlite::{
+use super::audit::AUDIT_SCHEMA;
+use super::budget::BUDGET_SCHEMA;
+use super::clients::CLIENTS_SCHEMA;
+use super::prune::PRUNE_SCHEMA;
+use super::stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
+use super::{
     DASHBOARD_SCHEMA, GATEWAY_SCHEMA, MFA_SCHEMA, OAUTH_SCHEMA, REGISTRATION_SCHEMA, SCHEMA, db_err,
 };
-use super::sqlite_audit::AUDIT_SCHEMA;
-use super::sqlite_budget::BUDGET_SCHEMA;
-use super::sqlite_clients::CLIENTS_SCHEMA;
-use super::sqlite_prune::PRUNE_SCHEMA;
-use super::sqlite_stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
+use crate::store::Result;
 
 /// `(version, statements)`, in order. Version 2: the pruning index and the
 /// audit checkpoints, third-party clients and authorization codes, step-up
@@ -60,7 +60,7 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     if version(conn)? >= known {
         let found = version(conn)?;
         if found > known {
-            return Err(super::newer_schema(
+            return Err(crate::store::newer_schema(
                 &path.display().to_string(),
                 found,
                 known,

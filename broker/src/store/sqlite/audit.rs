@@ -2,9 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Result;
-use super::sqlite::db_err;
+use super::db_err;
 use crate::audit::Checkpoint;
+use crate::store::Result;
 
 pub(super) const AUDIT_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_checkpoints (

@@ -1,15 +1,15 @@
 //! The PostgreSQL queries of step-up requests and policies, third-party
 //! clients and authorization codes, pruning and the audit log's checkpoints
-//! and archive: the same statements as `sqlite_stepup.rs`,
-//! `sqlite_clients.rs`, `sqlite_prune.rs` and `sqlite_audit.rs`, called by
-//! the [`Tx`](super::Tx) impl in `postgres_tx.rs`. Tables: migration 2 of
-//! `postgres_schema.rs`.
+//! and archive: the same statements as `sqlite/stepup.rs`,
+//! `sqlite/clients.rs`, `sqlite/prune.rs` and `sqlite/audit.rs`, called by
+//! the [`Tx`](crate::store::Tx) impl in `postgres/tx.rs`. Tables: migration 2 of
+//! `postgres/schema.rs`.
 
-use super::postgres_conn::{PgTx, col, from_json, to_json};
-use super::sqlite_prune::GRACE;
-use super::{Pruned, Result, StorageRows};
+use super::conn::{PgTx, col, from_json, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
+use crate::store::sqlite::prune::GRACE;
+use crate::store::{Pruned, Result, StorageRows};
 
 /// Wrong-code and sign-in attempts older than this (seconds) are pruned.
 const ATTEMPTS_KEPT: i64 = 86_400;
@@ -198,7 +198,7 @@ impl PgTx<'_> {
         )? == 1)
     }
 
-    // Bounded storage (see `sqlite_prune.rs` for what is kept and why).
+    // Bounded storage (see `sqlite/prune.rs` for what is kept and why).
 
     pub(super) fn prune_impl(&self, now: i64, limit: i64) -> Result<Pruned> {
         let old = now - GRACE;

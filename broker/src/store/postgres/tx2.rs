@@ -1,15 +1,15 @@
 //! The PostgreSQL queries of the dashboard (owners, sessions, audit search,
 //! usage), the gateway (upstreams, connections, pending authorizations) and
-//! registrations, called by the [`Tx`](super::Tx) impl in `postgres_tx.rs`.
+//! registrations, called by the [`Tx`](crate::store::Tx) impl in `postgres/tx.rs`.
 //!
 //! SQLite's `json_valid(detail)` / `json_extract(detail, '$.x')` are
 //! `pp_json(detail) ->> 'x'` here: `pp_json` (migration 1) is NULL for a
 //! detail that is not JSON, so such a record matches no JSON filter.
 
-use super::postgres_conn::{PgTx, audit_row, col};
-use super::{AuditQuery, ConnectionRec, Invite, PendingAuth, UpstreamRec};
-use super::{Result, UsageCount, UsageSlot, WebSession};
+use super::conn::{PgTx, audit_row, col};
 use crate::model::AuditRecord;
+use crate::store::{AuditQuery, ConnectionRec, Invite, PendingAuth, UpstreamRec};
+use crate::store::{Result, UsageCount, UsageSlot, WebSession};
 
 impl PgTx<'_> {
     pub(super) fn owner_delete_impl(&self, name: &str) -> Result<bool> {
@@ -192,7 +192,7 @@ impl PgTx<'_> {
     pub(super) fn upstreams_where(
         &self,
         cond: &'static str,
-        p: super::postgres_conn::Params<'_>,
+        p: super::conn::Params<'_>,
     ) -> Result<Vec<UpstreamRec>> {
         self.rows(
             &format!(

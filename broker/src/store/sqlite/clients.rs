@@ -1,12 +1,12 @@
 //! The SQLite tables and queries of third-party OAuth clients (RFC 7591
 //! registrations) and authorization codes (see `crate::service::authcode`).
-//! The Tx methods in `sqlite.rs` call these. Portable SQL only.
+//! The Tx methods in `sqlite/mod.rs` call these. Portable SQL only.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Result;
-use super::sqlite::db_err;
+use super::db_err;
 use crate::model::{AuthCode, ClientRec};
+use crate::store::Result;
 
 /// Clients are kept by id (their metadata as JSON); codes by their hash.
 pub(super) const CLIENTS_SCHEMA: &str = "

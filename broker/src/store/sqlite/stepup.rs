@@ -1,13 +1,13 @@
 //! The SQLite tables and queries of step-up requests and their auto-approval
-//! policies (see `crate::service::stepup`). The Tx methods in `sqlite.rs`
+//! policies (see `crate::service::stepup`). The Tx methods in `sqlite/mod.rs`
 //! call these. Plain SQL (no SQLite-only syntax but `INSERT OR REPLACE`,
 //! written here as an upsert) so that another backend can take it as is.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Result;
-use super::sqlite::db_err;
+use super::db_err;
 use crate::model::{StepUp, StepUpPolicy};
+use crate::store::Result;
 
 /// A step-up is kept as JSON with the columns its queries select on.
 pub(super) const STEPUP_SCHEMA: &str = "
