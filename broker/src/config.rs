@@ -11,8 +11,7 @@ use clap::Args;
 use protonpass_agent::Error;
 use serde::Deserialize;
 
-/// Longest grant, and longest access token, in seconds (30 days).
-pub const MAX_TTL: i64 = 30 * 24 * 3600;
+pub use crate::protocol::MAX_TTL;
 /// Shortest grant, in seconds (1 hour).
 pub const MIN_GRANT_TTL: i64 = 3600;
 

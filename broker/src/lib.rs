@@ -1,7 +1,8 @@
 //! `protonpass-broker`: the self-hosted authorization server for agent access
 //! tokens, and the owner's command line. The binary is [`run`]; the library
-//! also exposes the token endpoint's request parsing ([`token_request`]), a
-//! pure function that fuzzing and tests call directly, and the audit chain's
+//! also exposes the pure request parsers of [`protocol`] (the token
+//! endpoint's request in [`token_request`], fuzzed and called by tests), and
+//! the audit chain's
 //! record hash ([`audit`]), for tools that check or build exported logs.
 
 /// `println!` for the command line's output: when the reader stops reading
@@ -20,28 +21,23 @@ macro_rules! say {
 }
 
 pub mod audit;
-pub mod authz_details;
 mod cli;
-mod cli_upstream;
-pub mod client_metadata;
 mod config;
 mod dashboard;
 mod files;
 pub mod gateway;
 mod http;
-mod http_budget;
-mod http_clients;
 mod keys;
 mod metrics;
 mod model;
-mod nonce;
-mod params;
+pub mod protocol;
 mod ratelimit;
 pub mod scope_catalog;
 mod service;
 mod store;
-pub mod token_request;
 mod webhook;
+
+pub use protocol::{authz_details, client_metadata, token_request};
 
 use std::process::ExitCode;
 

@@ -309,7 +309,7 @@ pub struct ClientRec {
     /// The `client_id` the broker assigned.
     pub client_id: String,
     /// What the client declared.
-    pub metadata: crate::client_metadata::ClientMetadata,
+    pub metadata: crate::protocol::client_metadata::ClientMetadata,
     /// Registered, Unix seconds.
     pub created_at: i64,
 }

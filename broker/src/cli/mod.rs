@@ -15,6 +15,7 @@ mod owners;
 mod resources;
 mod serve;
 mod stepup;
+mod upstream;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -116,7 +117,7 @@ enum Cmd {
     /// Upstream APIs of the credential-injecting gateway.
     Upstream {
         #[command(subcommand)]
-        cmd: crate::cli_upstream::UpstreamCmd,
+        cmd: crate::cli::upstream::UpstreamCmd,
     },
     /// Remove what has expired (tokens, device requests, feed entries,
     /// attempts, sessions); `serve` does it every 10 minutes by itself.
@@ -502,7 +503,7 @@ fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
         // Replicas accept each other's nonces: one key, derived from the
         // vault key they share.
         let vault = crate::gateway::vault::Vault::load(&cfg.data, &OsRandom)?;
-        b.nonces = crate::nonce::NonceSource::with_key(&vault.derive("dpop-nonce"));
+        b.nonces = crate::protocol::nonce::NonceSource::with_key(&vault.derive("dpop-nonce"));
     }
     Ok(Arc::new(b))
 }
@@ -551,10 +552,10 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
     }
     // The built-in template catalog needs no broker data.
     if let Cmd::Upstream {
-        cmd: crate::cli_upstream::UpstreamCmd::Templates { search },
+        cmd: crate::cli::upstream::UpstreamCmd::Templates { search },
     } = &cli.cmd
     {
-        return Ok(crate::cli_upstream::templates(search.as_deref(), cli.json));
+        return Ok(crate::cli::upstream::templates(search.as_deref(), cli.json));
     }
     let read_only = matches!(
         cli.cmd,
@@ -634,7 +635,7 @@ fn dispatch(cli: &Cli, cfg: Config) -> Result<ExitCode> {
         } => audit_archive::archive(&c, *before, to),
         Cmd::Audit { cmd } => audit::audit(&c.b, cmd, c.json),
         Cmd::Owner { cmd } => owners::owner(&c, cmd),
-        Cmd::Upstream { cmd } => crate::cli_upstream::run(&c.b, &c.owner, cmd, c.json),
+        Cmd::Upstream { cmd } => crate::cli::upstream::run(&c.b, &c.owner, cmd, c.json),
         Cmd::Keys { cmd } => owners::keys(&c, cmd),
         Cmd::Prune { now } => ops::prune(&c, *now),
         Cmd::Backup { .. } | Cmd::Restore { .. } => Ok(ExitCode::SUCCESS),

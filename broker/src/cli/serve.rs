@@ -124,8 +124,8 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             b.clone(),
             crate::dashboard::router()
                 .merge(crate::gateway::router(b)?)
-                .merge(crate::http_budget::routes())
-                .merge(crate::http_clients::routes()),
+                .merge(crate::http::budget::routes())
+                .merge(crate::http::clients::routes()),
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let b_stop = b_ready.clone();

@@ -19,11 +19,11 @@ use super::issue::{Mint, negotiate};
 use super::token::{eq_ct, response};
 use super::{Broker, audience_status, catalog, revoke_grant};
 use crate::audit::secret_hash;
-use crate::client_metadata::ClientMetadata;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{AuthCode, ClientRec, Grant, GrantStatus};
+use crate::protocol::client_metadata::ClientMetadata;
+use crate::protocol::token_request::Secret;
 use crate::store;
-use crate::token_request::Secret;
 
 /// Lifetime of an authorization code, seconds.
 pub const CODE_TTL: i64 = 60;

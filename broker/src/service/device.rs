@@ -12,8 +12,8 @@ use super::{Broker, Params, audience_status};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceReq, DeviceStatus, Grant, GrantStatus};
+use crate::protocol::token_request::Secret;
 use crate::store;
-use crate::token_request::Secret;
 
 /// RFC 8628 section 6.1: base-20, no vowels, no look-alikes.
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -238,7 +238,7 @@ impl Broker {
                 ));
             }
         };
-        let resource = crate::token_request::requested_audience(p)?;
+        let resource = crate::protocol::token_request::requested_audience(p)?;
         if resource.as_ref().is_some_and(|r| r.len() > 512) {
             return Err(Error::InvalidTarget("the resource is too long".into()));
         }

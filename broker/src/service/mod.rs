@@ -25,10 +25,10 @@ use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::model::{Grant, GrantStatus, TokenRec, TokenStatus};
-use crate::nonce::NonceSource;
+use crate::protocol::nonce::NonceSource;
 use crate::store::{self, Store, Tx};
 
-pub use crate::params::Params;
+pub use crate::protocol::params::Params;
 
 /// The broker: configuration, store, keys, and the shared verifiers.
 #[derive(Debug)]

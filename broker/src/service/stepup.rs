@@ -15,11 +15,11 @@ use serde_json::{Map, Value, json};
 use super::issue::Mint;
 use super::{Broker, audience_status, catalog, grant_live};
 use crate::audit::secret_hash;
-use crate::authz_details::{Details, binding_message};
 use crate::model::{GrantStatus, StepUp, StepUpPolicy, StepUpStatus, TokenStatus};
-use crate::params::Params;
+use crate::protocol::authz_details::{Details, binding_message};
+use crate::protocol::params::Params;
+use crate::protocol::token_request::{Secret, requested_audience};
 use crate::store::{self, Tx};
-use crate::token_request::{Secret, requested_audience};
 
 /// Longest life of a one-time token, seconds.
 pub const ONE_TIME_TTL: i64 = 300;

@@ -15,8 +15,8 @@ use super::issue::{Mint, negotiate, pick_audience};
 use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
 use crate::model::{GrantStatus, TokenKind, TokenStatus};
+use crate::protocol::token_request::{Refused, Secret, SubjectKind, TokenRequest};
 use crate::store;
-use crate::token_request::{Refused, Secret, SubjectKind, TokenRequest};
 
 /// A flow's answer inside its transaction: the outer error rolls the
 /// transaction back; the inner one is answered after the state change commits

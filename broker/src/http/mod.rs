@@ -1,6 +1,9 @@
 //! Thin HTTP handlers: extract, call the service, map the error to a status,
 //! an RFC 6749 JSON error body and the headers RFC 6750/9449 ask for.
 
+pub(crate) mod budget;
+pub(crate) mod clients;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -25,10 +28,10 @@ use protonpass_agent::wire::{
 };
 use serde::Deserialize;
 
+use crate::protocol::token_request::{Refused, TokenRequest};
 use crate::service::device_cancel::DEVICE_CANCEL_PATH;
 use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
-use crate::token_request::{Refused, TokenRequest};
 
 /// Largest request body, bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -272,7 +275,7 @@ async fn metadata(State(b): B) -> Response {
         resource_registration_endpoint: Some(format!("{i}/resource/register")),
         backchannel_authentication_endpoint: Some(format!("{i}{BACKCHANNEL_PATH}")),
         backchannel_token_delivery_modes_supported: vec!["poll".into()],
-        authorization_details_types_supported: crate::authz_details::TYPES
+        authorization_details_types_supported: crate::protocol::authz_details::TYPES
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
@@ -283,7 +286,10 @@ async fn metadata(State(b): B) -> Response {
     let mut v = serde_json::to_value(m).unwrap_or_default();
     if let serde_json::Value::Object(o) = &mut v {
         if let Some(serde_json::Value::Array(g)) = o.get_mut("grant_types_supported") {
-            g.insert(0, crate::token_request::GRANT_AUTHORIZATION_CODE.into());
+            g.insert(
+                0,
+                crate::protocol::token_request::GRANT_AUTHORIZATION_CODE.into(),
+            );
         }
         o.insert(
             "response_types_supported".into(),
@@ -295,7 +301,7 @@ async fn metadata(State(b): B) -> Response {
         );
         o.insert(
             "registration_endpoint".into(),
-            format!("{i}{}", crate::client_metadata::REGISTRATION_PATH).into(),
+            format!("{i}{}", crate::protocol::client_metadata::REGISTRATION_PATH).into(),
         );
         o.insert(
             "code_challenge_methods_supported".into(),

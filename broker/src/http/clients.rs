@@ -15,8 +15,8 @@ use axum::response::Response;
 use axum::routing::post;
 use protonpass_agent::wire::ErrorBody;
 
-use crate::client_metadata::{MAX_BODY, REGISTRATION_PATH, parse_registration};
 use crate::http::{error_response, json_response, source};
+use crate::protocol::client_metadata::{MAX_BODY, REGISTRATION_PATH, parse_registration};
 use crate::service::Broker;
 
 /// The registration route (merged into the broker's router).

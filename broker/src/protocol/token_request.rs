@@ -10,7 +10,7 @@ use protonpass_agent::wire::{
 use protonpass_agent::{Error, Result, ScopeSet};
 use subtle::ConstantTimeEq;
 
-use crate::params::Params;
+use crate::protocol::params::Params;
 
 /// A code or token the client sent: `Debug` never shows it, and equality is
 /// constant-time.
@@ -326,7 +326,7 @@ fn requested_lifetime(p: &Params) -> Result<Option<i64>> {
             "expires_in is a whole number of seconds, at least 1".into(),
         ));
     }
-    let max = crate::config::MAX_TTL;
+    let max = crate::protocol::MAX_TTL;
     Ok(Some(v.parse::<i64>().map_or(max, |n| n.min(max))))
 }
 
@@ -443,7 +443,7 @@ mod tests {
             TokenRequest::Exchange { lifetime, .. } => lifetime,
             other => panic!("{other:?}"),
         };
-        let max = crate::config::MAX_TTL;
+        let max = crate::protocol::MAX_TTL;
         assert_eq!(lifetime("60"), Some(60));
         assert_eq!(lifetime(&max.to_string()), Some(max));
         assert_eq!(lifetime(&(max + 1).to_string()), Some(max));
