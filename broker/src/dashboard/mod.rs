@@ -7,6 +7,7 @@
 //! every state-changing form carries a synchronizer token tied to the session
 //! (or, before sign-in, to a short-lived cookie), compared in constant time.
 
+mod account;
 mod agents;
 mod apps;
 mod audit_page;
@@ -44,8 +45,8 @@ use crate::audit::secret_hash;
 use crate::service::Broker;
 use crate::store::{self, WebSession};
 
+pub use account::reset as mfa_reset;
 pub use auth::{first_run_link, owner_add};
-pub use mfa::reset as mfa_reset;
 
 type B = axum::extract::State<Arc<Broker>>;
 
@@ -63,10 +64,16 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/login", get(auth::login_page).post(auth::login_submit))
         .route("/logout", axum::routing::post(auth::logout))
         .route("/login/code", get(mfa::code_page).post(mfa::code_submit))
-        .route("/account", get(mfa::account_page))
-        .route("/account/mfa/start", axum::routing::post(mfa::start))
-        .route("/account/mfa/confirm", axum::routing::post(mfa::confirm))
-        .route("/account/mfa/disable", axum::routing::post(mfa::disable))
+        .route("/account", get(account::account_page))
+        .route("/account/mfa/start", axum::routing::post(account::start))
+        .route(
+            "/account/mfa/confirm",
+            axum::routing::post(account::confirm),
+        )
+        .route(
+            "/account/mfa/disable",
+            axum::routing::post(account::disable),
+        )
         // Passkeys beside the authenticator app (the dashboard's only script).
         .route("/static/passkey.js", get(passkey::script))
         .route(

@@ -11,7 +11,8 @@ use maud::{Markup, html};
 use protonpass_agent::Error;
 use serde_json::json;
 
-use super::mfa::{Record, account_form, load, reauthenticate};
+use super::account::{account_form, reauthenticate};
+use super::mfa::{Record, load};
 use super::passkey::{self, Answer, MAX_PASSKEYS};
 use super::{B, redirect, service_error, view};
 use crate::store::{self, WebSession};
