@@ -1,22 +1,23 @@
 // The travel agent on LangChain.js: `authenticateWithProton` and the package's
 // LangChain tool (`createProtonPassTool`, which signs each call with
-// `session.fetch`), plus an `ask_person` tool, in a tool-calling loop. The chat
-// model is scripted (deterministic, no model service): it reads the task and
-// the tool results and answers with tool calls, as a real model would.
+// `session.fetch`), plus `ask_person` and `pay_with_approval` (a payment
+// through `session.fetch` with `stepUp`: above the token's limit the owner is
+// asked, and the call is sent once more with the one-time token), in a
+// tool-calling loop. The chat model is scripted (deterministic, no model
+// service): it reads the task and the tool results and answers with tool
+// calls, as a real model would. The travel logic and the story are in
+// trip.mjs, shared with the AutoGPT-style agent.
 //
 // Needs @langchain/core (a peer dependency of the package): installed next to
 // this file, or the one the package's own tests use.
 //
-// Run by run.sh; alone: node agent_langchain.mjs --broker URL --api URL
+// Run by run.sh; alone: node agent_langchain.mjs --broker URL --api URL [--stepup-code CODE]
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { parseArgs } from 'node:util';
-import { ownerRequest, ownerRevokes } from './owner.mjs';
+import { decide, options, pkgDir, request, runStory, taskOf } from './trip.mjs';
 
 const require = createRequire(import.meta.url);
-const pkgDir = require('./node-package.cjs');
-const { authenticateWithProton } = require(pkgDir);
-const { createProtonPassTool } = require(path.join(pkgDir, 'langchain.js'));
+const { createProtonPassTool, apiUrl } = require(path.join(pkgDir, 'langchain.js'));
 const requireLc = (m) => {
   try {
     return require(m);
@@ -25,29 +26,13 @@ const requireLc = (m) => {
   }
 };
 const { BaseChatModel } = requireLc('@langchain/core/language_models/chat_models');
-const { AIMessage, HumanMessage, SystemMessage, ToolMessage } = requireLc('@langchain/core/messages');
+const { AIMessage, HumanMessage, SystemMessage } = requireLc('@langchain/core/messages');
 const { tool } = requireLc('@langchain/core/tools');
 
-const SCOPES = ['travel:search', 'travel:book', 'payment:execute:under-500'];
 const say = (text) => console.log(`[langchain.js] ${text}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const opt = options('agent_langchain.mjs', 'travel-langchain-js');
 
-const { values: opt } = parseArgs({
-  options: {
-    broker: { type: 'string', default: process.env.PROTONPASS_BROKER_URL },
-    api: { type: 'string' },
-    name: { type: 'string', default: 'travel-langchain-js' },
-    home: { type: 'string', default: process.env.PROTONPASS_HOME },
-    channel: { type: 'string', default: process.env.TRAVEL_DEMO_CHANNEL },
-  },
-});
-if (!opt.api) {
-  console.error('usage: node agent_langchain.mjs --api URL [--broker URL] [--name NAME] [--home DIR]');
-  process.exit(2);
-}
-const audience = `${opt.api.replace(/\/+$/, '')}/travel`;
-
-// The tool's answer: "HTTP <status>\n<body>" or "error <code>: <message>".
+// A tool's answer: "HTTP <status>\n<body>" or "error <code>: <message>".
 function parse(text) {
   const m = /^HTTP (\d+)\n([\s\S]*)$/.exec(String(text));
   if (!m) return { error: String(text) };
@@ -63,6 +48,7 @@ function parse(text) {
 let calls = 0;
 const call = (name, args) => new AIMessage({ content: '', tool_calls: [{ name, args, id: `call_${++calls}`, type: 'tool_call' }] });
 
+// The scripted model: the shared decision, as tool calls.
 class ScriptedTravelModel extends BaseChatModel {
   _llmType() {
     return 'scripted-travel-agent';
@@ -75,41 +61,16 @@ class ScriptedTravelModel extends BaseChatModel {
   }
   next(messages) {
     const lastHuman = messages.findLastIndex((m) => m instanceof HumanMessage || m._getType?.() === 'human');
-    const task = String(messages[lastHuman].content).toLowerCase();
-    const done = messages.slice(lastHuman + 1).filter((m) => m._getType?.() === 'tool').map((m) => (m.name === 'ask_person' ? { answer: String(m.content) } : parse(m.content)));
-    const failed = done.find((r) => r.error || r.status >= 400);
-    if (failed) {
-      const code = failed.body?.detail?.error ?? failed.body?.error;
-      return new AIMessage(
-        code === 'insufficient_scope'
-          ? 'The API refused the payment (HTTP 403 insufficient_scope): my permission only covers payments under 500.'
-          : `I could not continue: ${failed.error ?? `HTTP ${failed.status} ${JSON.stringify(failed.body)}`}`,
-      );
-    }
-    if (task.includes('upgrade')) {
-      if (!done.length) return call('call_api', { method: 'POST', path: 'payments', body: { amount: 645, for: 'upgrade' }, reason: 'pay the hotel upgrade' });
-      return new AIMessage(`Upgrade paid: ${JSON.stringify(done[0].body)}`);
-    }
-    if (task.includes('check')) {
-      if (!done.length) return call('call_api', { method: 'GET', path: 'flights?to=CDG', reason: 'check for cheaper flights' });
-      return new AIMessage('Flights checked; nothing cheaper.');
-    }
-    if (done.length === 0) return call('call_api', { method: 'GET', path: 'flights?to=CDG', reason: 'find flights to Paris' });
-    if (done.length === 1) return call('call_api', { method: 'GET', path: 'hotels?city=Paris', reason: 'find a hotel in Paris' });
-    const flight = done[0].body.flights.reduce((a, b) => (b.price < a.price ? b : a));
-    const hotel = done[1].body.hotels.reduce((a, b) => (b.price_per_night < a.price_per_night ? b : a));
-    const total = flight.price + hotel.nights * hotel.price_per_night;
-    if (done.length === 2) {
-      return call('ask_person', { question: `Book ${flight.flight} and ${hotel.nights} nights at ${hotel.hotel}, ${total} EUR in total?` });
-    }
-    if (done.length === 3) {
-      if (done[2].answer !== 'yes') return new AIMessage('The person declined; nothing booked.');
-      return call('call_api', { method: 'POST', path: 'bookings', body: { flight: flight.flight, hotel: hotel.hotel, total }, reason: 'book the confirmed itinerary' });
-    }
-    if (done.length === 4) {
-      return call('call_api', { method: 'POST', path: 'payments', body: { amount: total, booking: done[3].body.booking }, reason: `pay booking ${done[3].body.booking}` });
-    }
-    return new AIMessage(`Booked ${done[3].body.booking} and paid ${done[4].body.paid} EUR.`);
+    const done = messages
+      .slice(lastHuman + 1)
+      .filter((m) => m._getType?.() === 'tool')
+      .map((m) => (m.name === 'ask_person' ? { answer: String(m.content) } : parse(m.content)));
+    const d = decide(taskOf(messages[lastHuman].content), done);
+    if (d.report !== undefined) return new AIMessage(d.report);
+    if (d.ask !== undefined) return call('ask_person', { question: d.ask });
+    const { stepUp, ...c } = d.call;
+    if (stepUp) return call('pay_with_approval', { path: c.path, amount: stepUp.amount, currency: stepUp.currency, payee: stepUp.payee, reason: stepUp.bindingMessage });
+    return call('call_api', c);
   }
 }
 
@@ -126,71 +87,67 @@ const askPerson = tool(
   },
 );
 
-async function runTask(model, tools, history, task) {
-  say(`TASK    ${task}`);
-  history.push(new HumanMessage(task));
-  for (let i = 0; i < 12; i++) {
-    const ai = await model.invoke(history);
-    history.push(ai);
-    if (!ai.tool_calls?.length) {
-      say(`REPORT  ${ai.content}`);
-      return String(ai.content);
-    }
-    for (const tc of ai.tool_calls) {
-      if (tc.name === 'call_api') say(`CALL    ${tc.args.method} /travel/${tc.args.path}${tc.args.body ? ` ${JSON.stringify(tc.args.body)}` : ''}`);
-      const msg = await tools[tc.name].invoke(tc);
-      if (tc.name === 'call_api') {
-        const r = parse(msg.content);
-        const ok = r.status && r.status < 400;
-        say(`${ok ? 'GOT    ' : 'REFUSED'} -> ${r.error ?? `${r.status} ${JSON.stringify(r.body)}`.slice(0, 300)}`);
-      }
-      history.push(msg);
-    }
-  }
-  throw new Error('the agent did not finish its task');
-}
+// A payment the owner may be asked to approve: POST to the path with
+// `session.fetch(url, { stepUp })`; the answer is shaped as call_api's.
+const payWithApproval = (session) =>
+  tool(
+    async ({ path: p, amount, currency, payee, reason }) => {
+      const url = apiUrl(opt.audience, p);
+      if (url === null) return `error: ${p} is outside the API ${opt.audience}`;
+      const r = await request(session, url, { method: 'POST', reason, stepUp: { amount, currency, payee, bindingMessage: reason } });
+      return r.error ? `error ${r.error}` : `HTTP ${r.status}\n${JSON.stringify(r.body)}`;
+    },
+    {
+      name: 'pay_with_approval',
+      description:
+        'Make a payment (POST to a path of the API). If it is above what your access allows, the owner is asked to approve exactly this payment; on approval it is sent once more. Returns the status and the response body.',
+      schema: {
+        type: 'object',
+        properties: {
+          path: { type: 'string', description: 'Path relative to the API, e.g. "charges?amount=450&key=flight-1"' },
+          amount: { type: 'string', description: 'The amount, a decimal string' },
+          currency: { type: 'string', description: 'ISO 4217 code, e.g. EUR' },
+          payee: { type: 'string', description: 'Who is paid' },
+          reason: { type: 'string', description: 'What the payment is for, shown to the owner' },
+        },
+        required: ['path', 'amount', 'currency', 'payee', 'reason'],
+      },
+    },
+  );
 
-say(`ASKING  for ${SCOPES.join(' ')} on ${audience}`);
-const session = await authenticateWithProton({
-  scope: SCOPES,
-  audience,
-  broker: opt.broker,
-  agentName: opt.name,
-  store: opt.home,
-  reason: 'plan and book the trip to Paris',
-  onPrompt: (p) => {
-    say(`ASKED   the owner: open ${p.verificationUriComplete || p.verificationUri} and confirm the code ${p.userCode}`);
-    ownerRequest(opt.channel, 'approve', p.userCode);
-  },
-});
-let ok = true;
-try {
-  say(`GRANTED ${session.scopes.join(' ')}`);
-  const tools = { call_api: createProtonPassTool(session, { baseUrl: `${audience}/` }), ask_person: askPerson };
+const agentFor = (session) => {
+  const tools = { call_api: createProtonPassTool(session, { baseUrl: `${opt.audience}/` }), ask_person: askPerson, pay_with_approval: payWithApproval(session) };
   const model = new ScriptedTravelModel({}).bindTools(Object.values(tools));
-  const history = [new SystemMessage('You are a travel agent. Use call_api for the travel API; ask_person before booking.')];
-  let r = await runTask(model, tools, history, 'Book me a trip Lisbon to Paris, 12 to 15 December, and pay for it.');
-  ok &&= r.startsWith('Booked');
-  r = await runTask(model, tools, history, 'Please upgrade the hotel to the Grand Opera and pay the difference (645 EUR).');
-  ok &&= r.includes('insufficient_scope');
-  say('The owner decides to cut the agent off.');
-  await ownerRevokes(opt.channel, opt.name, say);
-  for (let i = 0; i < 50; i++) {
-    r = await runTask(model, tools, history, 'Check again whether a cheaper flight exists.');
-    if (r.startsWith('I could not')) break;
-    await sleep(50);
-  }
-  ok &&= r.startsWith('I could not');
-} finally {
-  say('CLOSING the session: its access tokens are revoked on exit.');
-  try {
-    await session.close();
-  } catch (e) {
-    say(`        (closing: ${e.code}: ${e.message})`);
-  }
-}
-if (!ok) {
-  say('the journey did not go as expected');
-  process.exit(1);
-}
-say('DONE    searched, confirmed, booked, paid; refused above the limit; cut off after revocation.');
+  const history = [new SystemMessage('You are a travel agent. Use call_api for the travel API; ask_person before booking; pay_with_approval for a payment above your limit.')];
+  return async (task) => {
+    say(`TASK    ${task.text}`);
+    history.push(new HumanMessage(task.text));
+    const results = [];
+    for (let i = 0; i < 12; i++) {
+      const ai = await model.invoke(history);
+      history.push(ai);
+      if (!ai.tool_calls?.length) {
+        say(`REPORT  ${ai.content}`);
+        return { report: String(ai.content), results };
+      }
+      for (const tc of ai.tool_calls) {
+        const paying = tc.name === 'pay_with_approval';
+        if (tc.name === 'call_api' || paying) {
+          say(`CALL    ${tc.args.method ?? 'POST'} /travel/${tc.args.path}${tc.args.body ? ` ${JSON.stringify(tc.args.body)}` : ''}${paying ? ' (may ask the owner)' : ''}`);
+        }
+        const msg = await tools[tc.name].invoke(tc);
+        if (tc.name === 'call_api' || paying) {
+          const r = parse(msg.content);
+          results.push(r);
+          const ok = r.status && r.status < 400;
+          say(`${ok ? 'GOT    ' : 'REFUSED'} -> ${r.error ?? `${r.status} ${JSON.stringify(r.body)}`.slice(0, 300)}`);
+        }
+        history.push(msg);
+      }
+    }
+    throw new Error('the agent did not finish its task');
+  };
+};
+
+if (!(await runStory(opt, agentFor, say))) process.exit(1);
+say(`DONE    searched, confirmed, booked, paid; refused above the limit; cut off after revocation${opt['stepup-code'] ? '; a payment above it approved once by the owner; the day budget spent' : ''}.`);

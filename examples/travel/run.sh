@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The travel case study in Python and Node: a fresh broker, the travel API
 # (FastAPI + the Python verifier), a LangChain agent in Python, a LangChain.js
-# agent and an AutoGPT-style agent in Node. This script plays the person: it
-# approves each device request with `protonpass-broker approve`, and revokes
-# each agent when the story says so.
+# agent and an AutoGPT-style agent in Node (both on trip.mjs, and both run
+# the step-up part after their journey), and the Python step-up agent. This script plays the person: it
+# approves each device request with `protonpass-broker approve` and each
+# step-up with `protonpass-broker stepup approve`, and revokes each agent when
+# the story says so.
 # Finally it prints the audit log and verifies its hash chain.
 #   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
 #   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
@@ -117,15 +119,27 @@ echo "== 1. A LangChain agent in Python (scripted chat model, the package's Lang
 TRAVEL_DEMO_CHANNEL="$chan" timeout 120 "$py" "$here/agent_langchain.py" \
   --broker "$issuer" --api "$api" --name travel-langchain --home "$work/home-py"
 
-echo
-echo "== 2. A LangChain.js agent in Node (scripted chat model, the package's LangChain.js tool)"
-TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_langchain.mjs" \
-  --broker "$issuer" --api "$api" --name travel-langchain-js --home "$work/home-node-lc"
+# The owner's grant for an agent's step-up part: payments under 100 EUR a
+# call and 600 EUR a day; prints its enrollment code.
+stepup_grant() {
+  person "grants $1 payments under 100 EUR a call and 600 EUR a day:" >&2
+  person "\$ protonpass-broker grant create --agent $1 --scope payment:execute:under-100 --budget payment:execute=600/EUR/day ..." >&2
+  cli --json grant create --agent "$1" --scope payment:execute:under-100 \
+    --audience "$api/travel" --budget payment:execute=600/EUR/day |
+    "$py" -c 'import json,sys; print(json.load(sys.stdin)["enrollment_code"])'
+}
 
 echo
-echo "== 3. An AutoGPT-style agent in Node (plan, act, observe; session.fetch)"
+echo "== 2. A LangChain.js agent in Node (scripted chat model, the package's LangChain.js tool; then step-up)"
+code="$(stepup_grant travel-langchain-js-pay)"
+TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_langchain.mjs" \
+  --broker "$issuer" --api "$api" --name travel-langchain-js --home "$work/home-node-lc" --stepup-code "$code"
+
+echo
+echo "== 3. An AutoGPT-style agent in Node (plan, act, observe; session.fetch; then step-up)"
+code="$(stepup_grant travel-autogpt-pay)"
 TRAVEL_DEMO_CHANNEL="$chan" timeout 120 node "$here/agent_autogpt.mjs" \
-  --broker "$issuer" --api "$api" --name travel-autogpt --home "$work/home-node"
+  --broker "$issuer" --api "$api" --name travel-autogpt --home "$work/home-node" --stepup-code "$code"
 
 echo
 echo "== 4. Step-up: a payment above the token's limit, approved once by the owner (Python, httpx)"

@@ -39,7 +39,7 @@ const EVENTS: &[(&str, &str)] = &[
     ("password_set", "Password set"),
 ];
 
-fn label(event: &str) -> &str {
+pub(super) fn label(event: &str) -> &str {
     EVENTS
         .iter()
         .find(|(e, _)| *e == event)

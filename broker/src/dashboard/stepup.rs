@@ -1,7 +1,9 @@
 //! The step-up page: the one-time authorizations the owner's agents asked
 //! for (`spec/14-step-up.md`), each in plain words (who is paid, how much,
-//! the agent's reason verbatim and escaped, what its budgets stand at), with
-//! Approve and Deny behind the session's CSRF token.
+//! the agent's reason verbatim and escaped, what its budgets stand at, and
+//! what it did lately under the same grant: its last spends, refunds,
+//! reported calls and step-ups from the audit log), with Approve and Deny
+//! behind the session's CSRF token.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,7 +14,15 @@ use serde_json::Value;
 
 use super::view::{self, describe_scope, duration, when};
 use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use crate::model::AuditRecord;
+use crate::service::Broker;
 use crate::service::budget::BudgetView;
+use crate::store::{self, AuditQuery};
+
+/// Records of the agent's recent activity shown beside each step-up.
+const RECENT: usize = 8;
+/// Records of the agent read to find them (the agent's name may span grants).
+const RECENT_SCAN: i64 = 64;
 
 /// One detail in words.
 fn detail(d: &Value, aud: &str) -> Markup {
@@ -45,6 +55,96 @@ fn budgets(list: &[BudgetView]) -> Markup {
     }
 }
 
+/// The grant's latest audit records, newest first: the agent's recent usage.
+async fn recent(
+    b: &Broker,
+    owner: &str,
+    agent: &str,
+    gid: &str,
+) -> protonpass_agent::Result<Vec<(i64, String, Value)>> {
+    let q = AuditQuery {
+        owner: owner.to_owned(),
+        agent: Some(agent.to_owned()),
+        limit: RECENT_SCAN,
+        ..Default::default()
+    };
+    let recs: Vec<AuditRecord> = store::read(&b.store, move |tx| tx.audit_search(&q)).await?;
+    Ok(recs
+        .into_iter()
+        .filter_map(|r| {
+            let d: Value = serde_json::from_str(&r.detail).ok()?;
+            (d.get("gid").and_then(Value::as_str) == Some(gid)).then_some((r.ts, r.event, d))
+        })
+        .take(RECENT)
+        .collect())
+}
+
+/// One audit record of the agent in words: what, the scope, the amount.
+fn activity(event: &str, d: &Value) -> (String, String, String) {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
+    let what = match event {
+        "spend" => "Spent".to_owned(),
+        "refund" => "Refunded".to_owned(),
+        "usage" => {
+            let outcome = match (s("decision"), s("code")) {
+                ("allow", _) => "allowed".to_owned(),
+                (_, "") => "refused".to_owned(),
+                (_, c) => format!("refused ({c})"),
+            };
+            format!("Called {} {}: {outcome}", s("method"), s("path"))
+        }
+        "stepup_request" => "Asked for a step-up".to_owned(),
+        "stepup_approve" if s("by") == "policy" => "Step-up approved by policy".to_owned(),
+        "stepup_approve" => "Step-up approved".to_owned(),
+        "stepup_deny" => "Step-up denied".to_owned(),
+        e => super::audit_page::label(e).to_owned(),
+    };
+    let mut scope = s("scope").to_owned();
+    let mut amount = match (s("amount"), s("currency")) {
+        ("", _) => String::new(),
+        (a, c) => format!("{a} {c}"),
+    };
+    // A step-up's amount is in its authorization details.
+    if let Some(Value::Array(items)) = d.get("authorization_details") {
+        let pay = |k: &str| {
+            items
+                .iter()
+                .filter_map(|i| i.get(k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+        };
+        if amount.is_empty() {
+            amount = pay("amount")
+                .iter()
+                .zip(pay("currency"))
+                .map(|(a, c)| format!("{a} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        if scope.is_empty() {
+            scope = pay("scope").join(" ");
+        }
+    }
+    (what, scope, amount)
+}
+
+fn recent_table(list: &[(i64, String, Value)]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            "nothing yet under this grant"
+        } @else {
+            table.recent {
+                thead { tr { th { "When" } th { "What" } th { "Scope" } th { "Amount" } } }
+                tbody {
+                    @for (ts, event, d) in list {
+                        @let (what, scope, amount) = activity(event, d);
+                        tr { td { (when(*ts)) } td { (what) } td { code { (scope) } } td.amount { (amount) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(super) async fn stepup_page(
     State(b): B,
     headers: HeaderMap,
@@ -59,10 +159,15 @@ pub(super) async fn stepup_page(
     };
     let mut standing = Vec::with_capacity(list.len());
     for w in &list {
-        standing.push(match b.grant_show(&s.owner, &w.grant_id).await {
+        let budget = match b.grant_show(&s.owner, &w.grant_id).await {
             Ok((_, v)) => v,
             Err(e) => return service_error(&e, Some(&s)),
-        });
+        };
+        let usage = match recent(&b, &s.owner, &w.agent, &w.grant_id).await {
+            Ok(u) => u,
+            Err(e) => return service_error(&e, Some(&s)),
+        };
+        standing.push((budget, usage));
     }
     let now = b.clock.now();
     // Every step-up is beyond what the owner allowed: approving one asks for
@@ -78,7 +183,7 @@ pub(super) async fn stepup_page(
         @if list.is_empty() {
             p.empty { "No agent is asking for more than its access allows." }
         }
-        @for (w, budget) in list.iter().zip(&standing) {
+        @for (w, (budget, usage)) in list.iter().zip(&standing) {
             section.card.waiting {
                 p.lead { strong.agent { (w.agent) } " " span.hint { "(name chosen by the agent)" } " asks, one time, to:" }
                 ul {
@@ -94,6 +199,7 @@ pub(super) async fn stepup_page(
                         None => "The agent gave no reason.",
                     } }
                     dt { "Budgets of this agent" } dd { (budgets(budget)) }
+                    dt { "Its recent usage" } dd { (recent_table(usage)) }
                     dt { "Asked" } dd { (when(w.created_at)) }
                     dt { "Expires" } dd { "in " (duration((w.expires_at - now).max(0))) }
                 }

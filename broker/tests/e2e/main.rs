@@ -38,5 +38,6 @@ mod ratelimit;
 mod revocation;
 mod schema;
 mod stepup;
+mod stepup_dashboard;
 mod stepup_webhook;
 mod waiting;

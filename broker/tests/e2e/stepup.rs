@@ -69,7 +69,7 @@ async fn poll(b: &Broker, k: &AgentKey, id: &str) -> Reply {
         .await
 }
 
-async fn spend(
+pub(crate) async fn spend(
     b: &Broker,
     rs: &(String, String),
     gid: &str,

@@ -1,0 +1,91 @@
+//! The dashboard's step-up page shows, beside the amount, payee, reason and
+//! budgets, what the agent did lately under the same grant: its spends (time,
+//! scope, amount), the calls its services reported and its step-ups, newest
+//! first, and nothing of another grant that carries the same agent name.
+
+use crate::kit::{API, claims, key};
+use crate::stepup::{ask, payment, spend};
+
+fn jti(token: &str) -> String {
+    claims(token)["jti"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_pending_step_up_shows_the_agents_recent_usage() {
+    let b = crate::kit::Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let rs = b.resource(API, None);
+    let budget = ["--budget", "payment:execute=300/EUR/day"];
+    let k = key();
+    let r = b
+        .enroll(&k, "travel", "payment:execute:under-100", &budget)
+        .await;
+    let (at, gid) = (r.s("access_token"), r.s("grant_id"));
+    // Another grant of the same owner under the same agent name.
+    let other = b
+        .enroll(&key(), "travel", "payment:execute:under-100", &budget)
+        .await;
+
+    for (amount, k) in [("40", "taxi-1"), ("25.5", "taxi-2")] {
+        let s = spend(&b, &rs, &gid, &jti(&at), amount, k).await;
+        assert_eq!(s.status, 200, "{}", s.body);
+    }
+    let s = spend(
+        &b,
+        &rs,
+        &other.s("grant_id"),
+        &jti(&other.s("access_token")),
+        "77",
+        "elsewhere",
+    )
+    .await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    // The API reports the refused call that led to the step-up.
+    let u = b
+        .http
+        .post(format!("{}/audit/usage", b.url))
+        .basic_auth(&rs.0, Some(&rs.1))
+        .json(&serde_json::json!({"uses": [
+            {"jti": jti(&at), "method": "POST", "path": "/pay", "decision": "deny",
+             "code": "insufficient_scope", "scope": "payment:execute"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(u.status(), 200);
+    let r = ask(
+        &b,
+        &k,
+        &at,
+        &[
+            ("authorization_details", &payment("250")),
+            ("binding_message", "Flight to Paris"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let (mut w, _) = crate::dashboard::signed_in(&b).await;
+    let p = w.get("/stepup").await;
+    assert_eq!(p.status, 200);
+    let body = &p.body;
+    assert!(body.contains("Its recent usage"), "{body}");
+    assert!(body.contains("234.50 left"), "{body}");
+    let table = &body[body.find("<table class=\"recent\">").expect(body)..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    // Newest first: the step-up being asked, the refused call, the two spends.
+    assert!(rows[0].contains("Asked for a step-up"), "{table}");
+    assert!(rows[0].contains("250.00 EUR"), "{table}");
+    assert!(
+        rows[1].contains("Called POST /pay: refused (insufficient_scope)"),
+        "{table}"
+    );
+    for (row, amount) in rows[2..4].iter().zip(["25.50 EUR", "40.00 EUR"]) {
+        assert!(row.contains("<td>Spent</td>"), "{table}");
+        assert!(row.contains("<code>payment:execute</code>"), "{table}");
+        assert!(row.contains(amount), "{table}");
+        assert!(row.contains(" UTC</td>"), "{table}");
+    }
+    // The other grant's spend is not this agent's usage.
+    assert!(!body.contains("77.00"), "{body}");
+}
