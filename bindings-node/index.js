@@ -446,37 +446,84 @@ class Verifier extends native.Verifier {
     }
   }
 }
-for (const m of ['ready', 'check']) wrapMethod(native.Verifier.prototype, m);
+wrapMethod(native.Verifier.prototype, 'ready');
 
-/** Header pairs from `rawHeaders`, a `Headers` object, a plain object or pairs. */
-function headerPairs(h) {
+/**
+ * Header names and values, alternating (as `rawHeaders` has them), from
+ * `rawHeaders`, a `Headers` object, a plain object or `[name, value]` pairs.
+ */
+function flatHeaders(h) {
   if (!h) return [];
   if (Array.isArray(h)) {
-    if (h.length && typeof h[0] === 'string') {
-      const out = [];
-      for (let i = 0; i + 1 < h.length; i += 2) out.push([h[i], h[i + 1]]);
-      return out;
+    if (!h.length || typeof h[0] === 'string') return h;
+    const out = [];
+    for (const pair of h) {
+      if (!Array.isArray(pair)) {
+        throw new ProtonPassError('invalid_request', 'headers are [name, value] pairs, names and values alternating (rawHeaders), a Headers object or a plain object');
+      }
+      out.push(String(pair[0]), String(pair[1]));
     }
-    return h.map(([k, v]) => [String(k), String(v)]);
+    return out;
   }
-  if (typeof h.entries === 'function' && typeof h.get === 'function') return [...h.entries()];
   const out = [];
-  for (const [k, v] of Object.entries(h)) {
-    if (Array.isArray(v)) for (const x of v) out.push([k, String(x)]);
-    else if (v !== undefined) out.push([k, String(v)]);
+  if (typeof h.entries === 'function' && typeof h.get === 'function') {
+    for (const [k, v] of h.entries()) out.push(k, v);
+    return out;
+  }
+  for (const k of Object.keys(h)) {
+    const v = h[k];
+    if (Array.isArray(v)) for (const x of v) out.push(k, String(x));
+    else if (v !== undefined) out.push(k, String(v));
   }
   return out;
 }
+
+const throwMapped = (e) => {
+  throw toError(e);
+};
+
+/**
+ * One crossing into the addon for one request: the verdict, or a Promise of
+ * it when the verifier must reach the broker first. Throws a ProtonPassError.
+ */
+function checkNow(verifier, method, url, headers, requirement) {
+  let scope;
+  let amount;
+  if (requirement !== undefined && requirement !== null) {
+    if (typeof requirement !== 'object' || typeof requirement.scope !== 'string') {
+      throw new ProtonPassError('invalid_request', 'a requirement is { scope, amount? }, with scope a string such as "travel:book"');
+    }
+    scope = requirement.scope;
+    amount = requirement.amount;
+  }
+  let r;
+  try {
+    r = verifier.checkFlat(method, url, headers, scope, amount);
+  } catch (e) {
+    throw toError(e);
+  }
+  return r instanceof Promise ? r.catch(throwMapped) : r;
+}
+
+Object.defineProperty(Verifier.prototype, 'check', {
+  configurable: true,
+  writable: true,
+  /** Verify a request; resolves to its verdict (`identity` or `rejection`), never rejects for a refusal. */
+  value: async function check(request, requirement) {
+    if (request === null || typeof request !== 'object') {
+      throw new ProtonPassError('invalid_request', 'check takes a request { method, url, headers }');
+    }
+    return checkNow(this, request.method, request.url, flatHeaders(request.headers), requirement);
+  },
+});
 
 Object.defineProperty(Verifier.prototype, 'verify', {
   configurable: true,
   writable: true,
   /** Verify a request; resolves to the caller's identity, rejects with a VerificationError. */
   value: async function verify(request, requirement) {
-    const verdict = await this.check(
-      { method: request.method, url: String(request.url), headers: headerPairs(request.headers) },
-      requirement,
-    );
+    let verdict = checkNow(this, request.method, String(request.url), flatHeaders(request.headers), requirement);
+    if (verdict instanceof Promise) verdict = await verdict;
     if (verdict.rejection) throw new VerificationError(verdict.rejection);
     return verdict.identity;
   },
@@ -584,10 +631,8 @@ function requireScope(scope, options = {}) {
     }
     let verdict;
     try {
-      verdict = await verifier.check(
-        { method: req.method, url, headers: headerPairs(req.rawHeaders || req.headers) },
-        requirement,
-      );
+      verdict = checkNow(verifier, req.method, url, flatHeaders(req.rawHeaders || req.headers), requirement);
+      if (verdict instanceof Promise) verdict = await verdict;
     } catch (e) {
       const err = toError(e);
       const code = err.code === 'invalid_request' ? 'invalid_request' : 'temporarily_unavailable';
