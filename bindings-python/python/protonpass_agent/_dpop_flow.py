@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, Generator, Optional, Type
 from ._step_up import StepUp, challenge_to_step_up
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._protocols import SigningSession
 
 _F = TypeVar("_F", bound="DpopFlow")
+
+# What the sans-I/O flow asks its driver for (see `DpopFlow._flow`).
+_SEND, _RENEW, _STEP_UP = "send", "renew", "step_up"
 
 
 class DpopFlow:
@@ -30,7 +33,7 @@ class DpopFlow:
     the one-time token.
     """
 
-    def __init__(self, session: Session, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
+    def __init__(self, session: SigningSession, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
         self._session = session
         self._reason = reason
         self._step_up = step_up
@@ -81,38 +84,58 @@ class DpopFlow:
         for k, v in self._session.one_time_headers(token, request.method, str(request.url)).items():
             request.headers[k] = v
 
-    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+    def _flow(self, request: Any) -> Generator[tuple[str, Any], Any, None]:
+        """The auth flow once, without I/O: it yields what to do next and is
+        sent the outcome. ``(_SEND, request)`` is answered with the response,
+        ``(_RENEW, None)`` once the tokens are renewed, ``(_STEP_UP, (url,
+        challenge, details))`` with the one-time token."""
         original = str(request.url)
         self._sign(request)
-        response = yield request
+        response = yield _SEND, request
         action = self._observe(request, response)
         if action != "none":
             if action == "renew":
-                self._session.renew()
+                yield _RENEW, None
             self._sign(request)
-            response = yield request
+            response = yield _SEND, request
             self._observe(request, response)
         challenge = challenge_to_step_up(self._session, self._step_up, response)
         if challenge is None or self._step_up is None:
             return
-        token = self._session.step_up(original, challenge, **self._step_up.args())
+        token = yield _STEP_UP, (original, challenge, self._step_up.args())
         self._one_time(request, token)
-        yield request
+        yield _SEND, request
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        flow = self._flow(request)
+        outcome: Any = None
+        while True:
+            try:
+                what, arg = flow.send(outcome)
+            except StopIteration:
+                return
+            if what == _SEND:
+                outcome = yield arg
+            elif what == _RENEW:
+                self._session.renew()
+                outcome = None
+            else:
+                url, challenge, details = arg
+                outcome = self._session.step_up(url, challenge, **details)
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
-        original = str(request.url)
-        self._sign(request)
-        response = yield request
-        action = self._observe(request, response)
-        if action != "none":
-            if action == "renew":
+        flow = self._flow(request)
+        outcome: Any = None
+        while True:
+            try:
+                what, arg = flow.send(outcome)
+            except StopIteration:
+                return
+            if what == _SEND:
+                outcome = yield arg
+            elif what == _RENEW:
                 await self._session.renew_async()
-            self._sign(request)
-            response = yield request
-            self._observe(request, response)
-        challenge = challenge_to_step_up(self._session, self._step_up, response)
-        if challenge is None or self._step_up is None:
-            return
-        token = await self._session.step_up_async(original, challenge, **self._step_up.args())
-        self._one_time(request, token)
-        yield request
+                outcome = None
+            else:
+                url, challenge, details = arg
+                outcome = await self._session.step_up_async(url, challenge, **details)

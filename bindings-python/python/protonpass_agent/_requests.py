@@ -10,7 +10,7 @@ from requests.auth import AuthBase
 from ._step_up import StepUp, challenge_to_step_up
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._protocols import SigningSession
 
 _RETRIED = "_protonpass_retried"
 _ORIGINAL = "_protonpass_original_url"
@@ -28,7 +28,7 @@ class RequestsAuth(AuthBase):
     on a refused call, as ``HttpxAuth.with_step_up`` does.
     """
 
-    def __init__(self, session: Session, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
+    def __init__(self, session: SigningSession, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
         self._session = session
         self._reason = reason
         self._step_up = step_up
