@@ -340,7 +340,7 @@ impl Verifier {
         self.connected().await.map(|_| ())
     }
 
-    /// Verify one request and, when given, the scope it needs (`index.js`
+    /// Verify one request and, when given, the scope it needs (`lib/verifier.js`
     /// wraps this as `check` and `verify`). The arguments are flat so that a
     /// request crosses into the addon in one call: `headers` alternates names
     /// and values, as Node's `rawHeaders` does. Never throws for a refused
@@ -390,7 +390,7 @@ impl Verifier {
 
     /// Spend `amount` (a decimal string) from the owner's budget of `scope` on
     /// the grant of a verified token (`grantId`, `tokenId` of its identity).
-    /// Never throws for a refusal: returns it (`index.js` wraps this as
+    /// Never throws for a refusal: returns it (`lib/verifier.js` wraps this as
     /// `spend`).
     #[napi]
     pub async fn spend_raw(
@@ -417,7 +417,7 @@ impl Verifier {
     }
 
     /// Give back the spend made under `idempotency_key` for the grant
-    /// (`index.js` wraps this as `refund`).
+    /// (`lib/verifier.js` wraps this as `refund`).
     #[napi]
     pub async fn refund_raw(
         &self,
