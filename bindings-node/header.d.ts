@@ -156,6 +156,11 @@ export interface SpendOptions {
 
 export interface Verifier {
   /**
+   * Verify one request and, when given, the scope it needs. Never throws
+   * for a refused request: returns the rejection to answer with.
+   */
+  check(request: VerifyRequest, requirement?: Requirement | undefined | null): Promise<Verdict>
+  /**
    * Spend from the owner's budget on the agent's grant, through the broker.
    * Rejects with a `VerificationError` whose `code` is `budget_exceeded`
    * (status 403, `wwwAuthenticate` naming the scope and amount needed),

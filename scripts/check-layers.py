@@ -30,18 +30,9 @@ ARCH = ROOT / "ARCHITECTURE.md"
 # Imports that close a cycle today and are accepted until a change removes
 # them: (graph, importer, imported). The cycle check ignores exactly these
 # edges; an entry whose import is gone, or no longer closes a cycle, is itself
-# reported, so that the list only shrinks. The Rust graphs have none.
-ALLOWED_BACK_EDGES: dict[tuple[str, str, str], str] = {
-    # `Session.httpx_auth` / `.httpx2_auth` / `.requests_auth` import the adapters
-    # lazily so that httpx, httpx2 and requests stay optional; the adapters name `Session` only under
-    # TYPE_CHECKING. A later change can give the adapters a Protocol instead.
-    ("python", "_session", "_httpx"): "lazy import of an optional adapter",
-    ("python", "_session", "_requests"): "lazy import of an optional adapter",
-    ("python", "_session", "_httpx2"): "lazy import of an optional adapter",
-    # `Verifier.require_scope` imports the FastAPI adapter lazily (FastAPI is
-    # optional); the adapter imports `Verifier` at its top.
-    ("python", "_verifier", "fastapi"): "lazy import of an optional adapter",
-}
+# reported, so that the list only shrinks. None today: the optional adapters
+# take a session or a verifier through the protocols of `_protocols.py`.
+ALLOWED_BACK_EDGES: dict[tuple[str, str, str], str] = {}
 
 
 # Crates that would mean protocol logic (cryptography, encodings, HTTP) in a binding.

@@ -2,7 +2,7 @@
 //! (RFC 8032/8037) signatures, `ath` and DPoP proof verification (RFC 9449).
 //! They exist so that an application, and the conformance tests run against
 //! `spec/vectors/`, can reach each function without a broker. Types are
-//! converted and errors mapped here; nothing is decided. `index.js` accepts a
+//! converted and errors mapped here; nothing is decided. `lib/protocol.js` accepts a
 //! JWK as an object and passes it here as JSON text.
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Core errors to JavaScript errors.
 //!
 //! N-API promises reject with a generic status, so the core's error travels as
-//! a small JSON document in the message behind a marker; `index.js` turns it
+//! a small JSON document in the message behind a marker; `lib/errors.js` turns it
 //! into an `Error` whose `code` is the core's [`Error::code`] (and a subclass
 //! where one helps). The marker never reaches user code through the package.
 
@@ -24,7 +24,7 @@ pub(crate) fn error_json(e: &Error) -> String {
     v.to_string()
 }
 
-/// A core error as a native error `index.js` recognizes.
+/// A core error as a native error `lib/errors.js` recognizes.
 pub(crate) fn to_napi(e: &Error) -> napi::Error {
     napi::Error::from_reason(format!("{MARKER}{}", error_json(e)))
 }

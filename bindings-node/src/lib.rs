@@ -1,5 +1,5 @@
 //! Node.js addon for `protonpass-agent`: converts types, maps errors, bridges
-//! async. Every protocol decision lives in the core crate; `index.js` adds the
+//! async. Every protocol decision lives in the core crate; `lib/*.js` add the
 //! JavaScript conveniences (`session.fetch`, Express middleware, error classes).
 
 mod conformance;

@@ -1,4 +1,4 @@
-//! RFC 9728 protected-resource metadata: the core builds it; `index.js`
+//! RFC 9728 protected-resource metadata: the core builds it; `lib/protocol.js`
 //! parses the JSON and adds the Express handler.
 
 use napi_derive::napi;

@@ -97,7 +97,7 @@ pub struct AuthenticateOptions {
     pub wait_id: Option<u32>,
 }
 
-/// The waits for approval JavaScript may end, by id (`index.js` ends one
+/// The waits for approval JavaScript may end, by id (`lib/session.js` ends one
 /// when `onPrompt` throws or the caller's `AbortSignal` fires).
 static WAITS: LazyLock<Mutex<HashMap<u32, core::CancelHandle>>> = LazyLock::new(Mutex::default);
 static NEXT_WAIT: AtomicU32 = AtomicU32::new(1);

@@ -2,9 +2,12 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use napi::bindgen_prelude::Either;
+use napi::Env;
+use napi::bindgen_prelude::{Either, PromiseRaw, ToNapiValue};
 use napi_derive::napi;
 use protonpass_agent as core;
 use rust_decimal::Decimal;
@@ -251,7 +254,7 @@ fn outcome(r: std::result::Result<core::SpendResponse, core::Rejection>) -> Spen
 pub struct Verifier {
     opts: core::VerifierOptions,
     base_url: Option<String>,
-    inner: tokio::sync::OnceCell<core::Verifier>,
+    inner: Arc<tokio::sync::OnceCell<core::Verifier>>,
 }
 
 #[napi]
@@ -298,15 +301,30 @@ impl Verifier {
         Ok(Verifier {
             opts,
             base_url,
-            inner: tokio::sync::OnceCell::new(),
+            inner: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
-    async fn get(&self) -> napi::Result<&core::Verifier> {
-        let opts = self.opts.clone();
-        self.inner
-            .get_or_try_init(|| async move { map(core::Verifier::new(opts).await) })
-            .await
+    /// The connected core verifier, as a future that owns what it needs (so
+    /// that it can outlive this call): settings are cloned only while the
+    /// verifier is not connected yet.
+    fn connected(&self) -> impl Future<Output = napi::Result<core::Verifier>> + Send + 'static {
+        let cell = self.inner.clone();
+        let opts = cell.get().is_none().then(|| self.opts.clone());
+        async move {
+            if let Some(v) = cell.get() {
+                return Ok(v.clone());
+            }
+            let v = cell
+                .get_or_try_init(|| async move {
+                    match opts {
+                        Some(opts) => map(core::Verifier::new(opts).await),
+                        None => Err(napi::Error::from_reason("the verifier lost its settings")),
+                    }
+                })
+                .await?;
+            Ok(v.clone())
+        }
     }
 
     /// The public URL clients address this API by (`baseUrl`), without a
@@ -319,53 +337,60 @@ impl Verifier {
     /// Connect to the broker now: fetch its metadata, keys and revocations.
     #[napi]
     pub async fn ready(&self) -> napi::Result<()> {
-        self.get().await.map(|_| ())
+        self.connected().await.map(|_| ())
     }
 
-    /// Verify one request and, when given, the scope it needs. Never throws
-    /// for a refused request: returns the rejection to answer with.
-    #[napi]
-    pub async fn check(
+    /// Verify one request and, when given, the scope it needs (`lib/verifier.js`
+    /// wraps this as `check` and `verify`). The arguments are flat so that a
+    /// request crosses into the addon in one call: `headers` alternates names
+    /// and values, as Node's `rawHeaders` does. Never throws for a refused
+    /// request: returns the rejection to answer with.
+    ///
+    /// Returns the verdict itself when it is known at once (the common case:
+    /// the verifier is connected and the check needs no network), else a
+    /// Promise of it (connecting first, fetching a new signing key, or asking
+    /// the broker while the revocation feed is stale). The first case skips
+    /// the round trip through the runtime's threads that dominates a promise.
+    #[napi(skip_typescript)]
+    pub fn check_flat<'env>(
         &self,
-        request: VerifyRequest,
-        requirement: Option<Requirement>,
-    ) -> napi::Result<Verdict> {
-        let v = self.get().await?;
-        let headers: Vec<(String, String)> = request
-            .headers
-            .into_iter()
-            .filter_map(|mut p| {
-                if p.len() != 2 {
-                    return None;
+        env: &'env Env,
+        method: String,
+        url: String,
+        headers: Vec<String>,
+        scope: Option<String>,
+        amount: Option<Either<String, f64>>,
+    ) -> napi::Result<Either<Verdict, PromiseRaw<'env, Verdict>>> {
+        let amount = amount.map(parse_amount).transpose()?;
+        let connected = self.connected();
+        now_or_promise(env, async move {
+            let v = connected.await?;
+            let headers: Vec<(String, String)> = pairs(headers);
+            let result = v.verify(&method, &url, &headers).await;
+            let result = match (result, scope) {
+                (Ok(id), Some(scope)) => match amount {
+                    None => id.require(&scope),
+                    Some(a) => id.require_amount(&scope, a),
                 }
-                let value = p.pop()?;
-                let name = p.pop()?;
-                Some((name, value))
+                .map(|()| id),
+                (r, _) => r,
+            };
+            Ok(match result {
+                Ok(id) => Verdict {
+                    identity: Some(Identity::from(&id)),
+                    rejection: None,
+                },
+                Err(r) => Verdict {
+                    identity: None,
+                    rejection: Some(Rejection::from(&r)),
+                },
             })
-            .collect();
-        let result = v.verify(&request.method, &request.url, &headers).await;
-        let result = match (result, requirement) {
-            (Ok(id), Some(req)) => match req.amount {
-                None => id.require(&req.scope).map(|()| id),
-                Some(a) => id.require_amount(&req.scope, parse_amount(a)?).map(|()| id),
-            },
-            (r, _) => r,
-        };
-        Ok(match result {
-            Ok(id) => Verdict {
-                identity: Some(Identity::from(&id)),
-                rejection: None,
-            },
-            Err(r) => Verdict {
-                identity: None,
-                rejection: Some(Rejection::from(&r)),
-            },
         })
     }
 
     /// Spend `amount` (a decimal string) from the owner's budget of `scope` on
     /// the grant of a verified token (`grantId`, `tokenId` of its identity).
-    /// Never throws for a refusal: returns it (`index.js` wraps this as
+    /// Never throws for a refusal: returns it (`lib/verifier.js` wraps this as
     /// `spend`).
     #[napi]
     pub async fn spend_raw(
@@ -377,7 +402,7 @@ impl Verifier {
         currency: String,
         idempotency_key: String,
     ) -> napi::Result<SpendOutcome> {
-        let v = self.get().await?;
+        let v = self.connected().await?;
         Ok(outcome(
             v.spend_grant(
                 &grant_id,
@@ -392,14 +417,14 @@ impl Verifier {
     }
 
     /// Give back the spend made under `idempotency_key` for the grant
-    /// (`index.js` wraps this as `refund`).
+    /// (`lib/verifier.js` wraps this as `refund`).
     #[napi]
     pub async fn refund_raw(
         &self,
         grant_id: String,
         idempotency_key: String,
     ) -> napi::Result<SpendOutcome> {
-        let v = self.get().await?;
+        let v = self.connected().await?;
         Ok(outcome(v.refund_grant(&grant_id, &idempotency_key).await))
     }
 
@@ -409,6 +434,35 @@ impl Verifier {
         if let Some(v) = self.inner.get() {
             v.stop();
         }
+    }
+}
+
+/// `[name, value, name, value, ...]` as pairs (an odd last item is dropped).
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        out.push((name, value));
+    }
+    out
+}
+
+/// Poll `fut` once on this (the JavaScript) thread: its value when it is
+/// ready, else a Promise of it, the future finishing on the runtime. Polling
+/// inside the runtime's context lets a future that starts I/O register it
+/// there; the runtime's task then polls it with a real waker.
+fn now_or_promise<'env, T>(
+    env: &'env Env,
+    fut: impl Future<Output = napi::Result<T>> + Send + 'static,
+) -> napi::Result<Either<T, PromiseRaw<'env, T>>>
+where
+    T: ToNapiValue + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    match napi::bindgen_prelude::within_runtime_if_available(|| fut.as_mut().poll(&mut cx)) {
+        Poll::Ready(r) => r.map(Either::A),
+        Poll::Pending => env.spawn_future(fut).map(Either::B),
     }
 }
 

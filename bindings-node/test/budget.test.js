@@ -4,26 +4,14 @@
 // and exact decimal amounts (numbers are refused).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { authenticateWithProton, VerificationError, ProtonPassError } = require('protonpass-agent');
+const { VerificationError, ProtonPassError } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
-const { startPayApi } = require('./helpers/pay_api.js');
+const { startPayApi, enrollPayer } = require('./helpers/pay_api.js');
 
 let n = 0;
 
-async function enroll(broker, api, budget) {
-  const agent = `node-payer-${n++}`;
-  const g = await broker.cliJson('grant', 'create', '--agent', agent, '--scope', 'payment:execute:under-100',
-    '--audience', api.url, '--budget', budget);
-  const session = await authenticateWithProton({
-    broker: broker.url,
-    audience: api.url,
-    store: 'memory',
-    agentName: agent,
-    scope: ['payment:execute:under-100'],
-    enrollmentCode: g.enrollment_code,
-    revokeOnExit: false,
-  });
-  return { session, gid: g.grant_id };
+function enroll(broker, api, budget) {
+  return enrollPayer(broker, api, `node-payer-${n++}`, budget);
 }
 
 test('spend budgets from Node', async (t) => {

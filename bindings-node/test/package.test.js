@@ -61,7 +61,8 @@ test('index.d.ts is generated with JSDoc from the Rust doc comments', () => {
   // A doc comment written in src/session.rs.
   assert.match(dts, /\* Why the agent acts \(at most 300 characters\): shown to the owner on the/);
   // What the package sets itself is not part of the typed API.
-  assert.doesNotMatch(dts, /waitId|newWait|cancelWait/);
+  assert.doesNotMatch(dts, /waitId|newWait|cancelWait|checkFlat/);
+  assert.match(dts, /check\(request: VerifyRequest, requirement\?: Requirement \| undefined \| null\): Promise<Verdict>/);
   // The declarations index.js adds are merged in.
   assert.match(dts, /fetch\(input: string \| URL \| Request, init\?: SessionFetchInit\): Promise<Response>/);
 });

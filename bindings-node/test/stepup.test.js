@@ -4,25 +4,15 @@
 // CLI from onPrompt) and the one-time token pays once, then is refused.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { authenticateWithProton, ProtonPassError } = require('protonpass-agent');
+const { ProtonPassError } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
-const { startPayApi } = require('./helpers/pay_api.js');
+const { startPayApi, enrollPayer } = require('./helpers/pay_api.js');
 
 let n = 0;
 
 async function enroll(broker, api, allowStepUp, decision) {
-  const agent = `node-stepup-${n++}`;
-  const g = await broker.cliJson('grant', 'create', '--agent', agent, '--scope', 'payment:execute:under-100',
-    '--audience', api.url, '--budget', 'payment:execute=300/EUR/day');
   const prompts = [];
-  const session = await authenticateWithProton({
-    broker: broker.url,
-    audience: api.url,
-    store: 'memory',
-    agentName: agent,
-    scope: ['payment:execute:under-100'],
-    enrollmentCode: g.enrollment_code,
-    revokeOnExit: false,
+  const { session } = await enrollPayer(broker, api, `node-stepup-${n++}`, 'payment:execute=300/EUR/day', {
     allowStepUp,
     onPrompt: (p) => {
       prompts.push(p);

@@ -140,3 +140,58 @@ test('the Express verifier and the broker audit', async (t) => {
     assert.equal(new Verifier({ issuer: broker.url, audience: api.url, baseUrl: 'https://api.example/' }).baseUrl, 'https://api.example');
   });
 });
+
+test('a verifier connects on its first request, then answers each one at once', async (t) => {
+  const broker = await startBroker();
+  let api;
+  let session;
+  let verifier;
+  t.after(async () => {
+    verifier?.stop();
+    await session?.close();
+    await api?.close();
+    await broker.stop();
+  });
+  await broker.cli('owner', 'add', 'ada');
+  api = await startApi(broker.url);
+  session = await enroll(broker, api, 'ada');
+  const url = `${api.url}/trips`;
+  // No ready(): the first request waits for the broker's keys and revocations.
+  verifier = new Verifier({ issuer: broker.url, audience: api.url });
+  const first = await verifier.verify({ method: 'GET', url, headers: session.headers('GET', url) }, { scope: 'travel:search' });
+  assert.equal(first.owner, 'ada');
+  // Every header shape verify and check take: Headers, a plain object, pairs, rawHeaders.
+  const shapes = [
+    (h) => new Headers(h),
+    (h) => ({ ...h, 'X-Extra': ['a', 'b'] }),
+    (h) => Object.entries(h),
+    (h) => Object.entries(h).flat(),
+  ];
+  for (const shape of shapes) {
+    const verdict = await verifier.check({ method: 'GET', url, headers: shape(session.headers('GET', url)) });
+    assert.equal(verdict.identity?.owner, 'ada');
+  }
+  // A proof is good once.
+  const headers = session.headers('GET', url);
+  await verifier.verify({ method: 'GET', url, headers });
+  await assert.rejects(
+    verifier.verify({ method: 'GET', url, headers }),
+    (e) => e.name === 'VerificationError' && e.code === 'invalid_dpop_proof' && e.reason === 'replay' && e.status === 401,
+  );
+  // A scope the token lacks, with an amount.
+  const refused = await verifier.check({ method: 'GET', url, headers: session.headers('GET', url) }, { scope: 'payment:execute', amount: '5' });
+  assert.equal(refused.rejection?.code, 'insufficient_scope');
+  assert.equal(refused.rejection?.status, 403);
+  // A requirement without a scope is an error, never "no requirement".
+  for (const requirement of [{ amount: '5' }, { scope: 7 }, 'travel:search']) {
+    await assert.rejects(
+      verifier.check({ method: 'GET', url, headers: session.headers('GET', url) }, requirement),
+      (e) => e instanceof ProtonPassError && e.code === 'invalid_request',
+    );
+  }
+  await assert.rejects(verifier.check(null), (e) => e instanceof ProtonPassError && e.code === 'invalid_request');
+  await assert.rejects(
+    verifier.check({ method: 'GET', url, headers: [1, 2] }),
+    (e) => e instanceof ProtonPassError && e.code === 'invalid_request',
+  );
+});

@@ -35,6 +35,25 @@ where
     Ok(py.detach(|| runtime().block_on(fut)))
 }
 
+/// The blocking face of a flow: [`block_on`], its error flattened. Each
+/// flow is one future; this and [`awaitable`] are its two faces.
+pub(crate) fn wait<T, F>(py: Python<'_>, flow: F) -> PyResult<T>
+where
+    F: Future<Output = PyResult<T>> + Send,
+    T: Send,
+{
+    block_on(py, flow)?
+}
+
+/// The awaitable face of a flow: an asyncio awaitable of its value.
+pub(crate) fn awaitable<'py, T, F>(py: Python<'py>, flow: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    pyo3_async_runtimes::tokio::future_into_py(py, flow)
+}
+
 /// [`block_on`] for a wait that Ctrl-C must end: the future runs as a task
 /// while this thread checks for signals every 100 ms. On a signal (SIGINT
 /// raises `KeyboardInterrupt`) `cancel` is cancelled, the task gets a moment

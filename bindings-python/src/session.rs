@@ -1,5 +1,6 @@
 //! `authenticate` and `Session`: thin wrappers over the core client.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use protonpass_agent::{
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::{block_on, block_on_interruptible, runtime};
+use crate::{awaitable, block_on_interruptible, runtime, wait};
 
 /// What the owner must be shown to approve a device request.
 #[pyclass(
@@ -102,6 +103,8 @@ impl Drop for Session {
     }
 }
 
+// Each flow once, as a future owning what it needs; the methods of the
+// `#[pymethods]` block are its blocking and awaitable faces.
 impl Session {
     fn core(&self) -> PyResult<Arc<CoreSession>> {
         self.inner.clone().ok_or_else(|| {
@@ -109,6 +112,47 @@ impl Session {
                 "the session is closed".into(),
             ))
         })
+    }
+
+    fn step_up_flow(
+        &self,
+        url: String,
+        www_authenticate: &str,
+        amount: Option<String>,
+        currency: Option<String>,
+        payee: Option<String>,
+        binding_message: Option<&str>,
+    ) -> PyResult<impl Future<Output = PyResult<OneTimeToken>> + Send + 'static> {
+        let s = self.core()?;
+        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
+        Ok(async move {
+            let t = s.step_up(&url, &ask).await.map_err(to_py)?;
+            Ok(OneTimeToken { inner: Arc::new(t) })
+        })
+    }
+
+    fn renew_flow(&self) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
+        let s = self.core()?;
+        Ok(async move { s.renew().await.map_err(to_py) })
+    }
+
+    fn add_audience_flow(
+        &self,
+        audience: String,
+    ) -> PyResult<impl Future<Output = PyResult<Vec<String>>> + Send + 'static> {
+        let s = self.core()?;
+        Ok(async move {
+            let set = s.add_audience(&audience).await.map_err(to_py)?;
+            Ok(set.iter().map(|s| s.to_string()).collect())
+        })
+    }
+
+    fn close_flow(
+        &self,
+        revoke_grant: bool,
+    ) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
+        let s = self.core()?;
+        Ok(async move { s.close(revoke_grant).await.map_err(to_py) })
     }
 }
 
@@ -267,10 +311,15 @@ impl Session {
         payee: Option<String>,
         binding_message: Option<&str>,
     ) -> PyResult<OneTimeToken> {
-        let s = self.core()?;
-        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
-        let t = block_on(py, async move { s.step_up(&url, &ask).await })?.map_err(to_py)?;
-        Ok(OneTimeToken { inner: Arc::new(t) })
+        let flow = self.step_up_flow(
+            url,
+            www_authenticate,
+            amount,
+            currency,
+            payee,
+            binding_message,
+        )?;
+        wait(py, flow)
     }
 
     /// `step_up` (awaitable).
@@ -286,12 +335,15 @@ impl Session {
         payee: Option<String>,
         binding_message: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.core()?;
-        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let t = s.step_up(&url, &ask).await.map_err(to_py)?;
-            Ok(OneTimeToken { inner: Arc::new(t) })
-        })
+        let flow = self.step_up_flow(
+            url,
+            www_authenticate,
+            amount,
+            currency,
+            payee,
+            binding_message,
+        )?;
+        awaitable(py, flow)
     }
 
     /// The headers for one call with a one-time token.
@@ -308,24 +360,17 @@ impl Session {
 
     /// Renew every access token now.
     fn renew(&self, py: Python<'_>) -> PyResult<()> {
-        let s = self.core()?;
-        block_on(py, async move { s.renew().await })?.map_err(to_py)
+        wait(py, self.renew_flow()?)
     }
 
     /// Renew every access token now (awaitable).
     fn renew_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.core()?;
-        pyo3_async_runtimes::tokio::future_into_py(
-            py,
-            async move { s.renew().await.map_err(to_py) },
-        )
+        awaitable(py, self.renew_flow()?)
     }
 
     /// Get a token for another audience too; returns its granted scopes.
     fn add_audience(&self, py: Python<'_>, audience: String) -> PyResult<Vec<String>> {
-        let s = self.core()?;
-        let set = block_on(py, async move { s.add_audience(&audience).await })?.map_err(to_py)?;
-        Ok(set.iter().map(|s| s.to_string()).collect())
+        wait(py, self.add_audience_flow(audience)?)
     }
 
     /// Get a token for another audience too (awaitable).
@@ -334,27 +379,19 @@ impl Session {
         py: Python<'py>,
         audience: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.core()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let set = s.add_audience(&audience).await.map_err(to_py)?;
-            Ok(set.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        })
+        awaitable(py, self.add_audience_flow(audience)?)
     }
 
     /// Revoke the session's access tokens (and the grant when asked).
     #[pyo3(signature = (revoke_grant=false))]
     fn close(&self, py: Python<'_>, revoke_grant: bool) -> PyResult<()> {
-        let s = self.core()?;
-        block_on(py, async move { s.close(revoke_grant).await })?.map_err(to_py)
+        wait(py, self.close_flow(revoke_grant)?)
     }
 
     /// Revoke the session's access tokens (awaitable).
     #[pyo3(signature = (revoke_grant=false))]
     fn close_async<'py>(&self, py: Python<'py>, revoke_grant: bool) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.core()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            s.close(revoke_grant).await.map_err(to_py)
-        })
+        awaitable(py, self.close_flow(revoke_grant)?)
     }
 
     fn __repr__(&self) -> String {
@@ -407,6 +444,22 @@ fn options(
     (opts, cancel, failure)
 }
 
+/// The authentication flow once; `authenticate` waits for it (interruptibly),
+/// `authenticate_async` hands it to asyncio.
+async fn authenticate_flow(
+    scope: Vec<String>,
+    audience: String,
+    opts: AuthOptions,
+    failure: PromptFailure,
+) -> PyResult<Session> {
+    let s = authenticate_with_proton(&scope, &audience, opts)
+        .await
+        .map_err(|e| failure.raise(e))?;
+    Ok(Session {
+        inner: Some(Arc::new(s)),
+    })
+}
+
 /// Authenticate (blocking; the GIL is released while waiting, and Ctrl-C
 /// ends the wait with `KeyboardInterrupt`).
 #[pyfunction]
@@ -445,15 +498,11 @@ fn authenticate(
         extend,
         allow_step_up,
     );
-    let s = block_on_interruptible(
+    block_on_interruptible(
         py,
-        async move { authenticate_with_proton(&scope, &audience, opts).await },
+        authenticate_flow(scope, audience, opts, failure),
         &cancel,
     )?
-    .map_err(|e| failure.raise(e))?;
-    Ok(Session {
-        inner: Some(Arc::new(s)),
-    })
 }
 
 /// Authenticate (awaitable).
@@ -495,14 +544,7 @@ fn authenticate_async<'py>(
     );
     // Cancelling the asyncio task drops this future, which withdraws the
     // device request at the broker.
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let s = authenticate_with_proton(&scope, &audience, opts)
-            .await
-            .map_err(|e| failure.raise(e))?;
-        Ok(Session {
-            inner: Some(Arc::new(s)),
-        })
-    })
+    awaitable(py, authenticate_flow(scope, audience, opts, failure))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,5 +1,6 @@
 //! `Verifier` and `Identity`: thin wrappers over the core verifier.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use protonpass_agent::{
 use pyo3::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::block_on;
 use crate::errors::{rejection_to_py, to_py};
+use crate::{awaitable, wait};
 
 /// Who is calling: what a verified request tells the API.
 #[pyclass(frozen, module = "protonpass_agent._native", name = "Identity")]
@@ -153,6 +154,61 @@ fn options(
     Ok(o)
 }
 
+// Each flow once, as a future owning what it needs; the methods below are
+// its blocking and awaitable faces.
+async fn connect_flow(o: VerifierOptions) -> PyResult<Verifier> {
+    let inner = CoreVerifier::new(o).await.map_err(to_py)?;
+    Ok(Verifier { inner })
+}
+
+impl Verifier {
+    fn verify_flow(
+        &self,
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+    ) -> impl Future<Output = PyResult<Identity>> + Send + 'static {
+        let v = self.inner.clone();
+        async move {
+            v.verify(&method, &url, &headers)
+                .await
+                .map(Identity::from)
+                .map_err(rejection_to_py)
+        }
+    }
+
+    fn spend_flow(
+        &self,
+        agent: &Identity,
+        scope: String,
+        amount: String,
+        currency: String,
+        idempotency_key: String,
+    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
+        let (v, who) = (self.inner.clone(), agent.core.clone());
+        async move {
+            v.spend(&who, &scope, &amount, &currency, &idempotency_key)
+                .await
+                .map_err(rejection_to_py)
+                .and_then(json)
+        }
+    }
+
+    fn refund_flow(
+        &self,
+        agent: &Identity,
+        idempotency_key: String,
+    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
+        let (v, who) = (self.inner.clone(), agent.core.clone());
+        async move {
+            v.refund(&who, &idempotency_key)
+                .await
+                .map_err(rejection_to_py)
+                .and_then(json)
+        }
+    }
+}
+
 #[pymethods]
 impl Verifier {
     /// Discover the broker, fetch its keys and revocations, and follow its
@@ -191,8 +247,7 @@ impl Verifier {
             resource_metadata_url,
             accept_bearer,
         )?;
-        let inner = block_on(py, CoreVerifier::new(o))?.map_err(to_py)?;
-        Ok(Verifier { inner })
+        wait(py, connect_flow(o))
     }
 
     /// The same as the constructor, awaitable.
@@ -230,10 +285,7 @@ impl Verifier {
             resource_metadata_url,
             accept_bearer,
         )?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let inner = CoreVerifier::new(o).await.map_err(to_py)?;
-            Ok(Verifier { inner })
-        })
+        awaitable(py, connect_flow(o))
     }
 
     /// Verify one request: method, the full URL as the client addressed it,
@@ -243,14 +295,11 @@ impl Verifier {
     fn verify(
         &self,
         py: Python<'_>,
-        method: &str,
-        url: &str,
+        method: String,
+        url: String,
         headers: Vec<(String, String)>,
     ) -> PyResult<Identity> {
-        let v = &self.inner;
-        block_on(py, async move { v.verify(method, url, &headers).await })?
-            .map(Identity::from)
-            .map_err(rejection_to_py)
+        wait(py, self.verify_flow(method, url, headers))
     }
 
     /// `verify`, awaitable.
@@ -261,13 +310,7 @@ impl Verifier {
         url: String,
         headers: Vec<(String, String)>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            v.verify(&method, &url, &headers)
-                .await
-                .map(Identity::from)
-                .map_err(rejection_to_py)
-        })
+        awaitable(py, self.verify_flow(method, url, headers))
     }
 
     /// Spend `amount` (a decimal string) of `currency` from the owner's budget
@@ -278,17 +321,15 @@ impl Verifier {
         &self,
         py: Python<'_>,
         agent: &Identity,
-        scope: &str,
-        amount: &str,
-        currency: &str,
-        idempotency_key: &str,
+        scope: String,
+        amount: String,
+        currency: String,
+        idempotency_key: String,
     ) -> PyResult<String> {
-        let (v, who) = (&self.inner, &agent.core);
-        block_on(py, async move {
-            v.spend(who, scope, amount, currency, idempotency_key).await
-        })?
-        .map_err(rejection_to_py)
-        .and_then(json)
+        wait(
+            py,
+            self.spend_flow(agent, scope, amount, currency, idempotency_key),
+        )
     }
 
     /// `spend`, awaitable.
@@ -301,21 +342,20 @@ impl Verifier {
         currency: String,
         idempotency_key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            v.spend(&who, &scope, &amount, &currency, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        })
+        awaitable(
+            py,
+            self.spend_flow(agent, scope, amount, currency, idempotency_key),
+        )
     }
 
     /// Give back the spend made under `idempotency_key`; the answer as JSON.
-    fn refund(&self, py: Python<'_>, agent: &Identity, idempotency_key: &str) -> PyResult<String> {
-        let (v, who) = (&self.inner, &agent.core);
-        block_on(py, async move { v.refund(who, idempotency_key).await })?
-            .map_err(rejection_to_py)
-            .and_then(json)
+    fn refund(
+        &self,
+        py: Python<'_>,
+        agent: &Identity,
+        idempotency_key: String,
+    ) -> PyResult<String> {
+        wait(py, self.refund_flow(agent, idempotency_key))
     }
 
     /// `refund`, awaitable.
@@ -325,13 +365,7 @@ impl Verifier {
         agent: &Identity,
         idempotency_key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            v.refund(&who, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        })
+        awaitable(py, self.refund_flow(agent, idempotency_key))
     }
 
     /// The last revocation-feed position seen and whether the stream is up.

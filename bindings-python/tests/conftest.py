@@ -112,22 +112,33 @@ def api(broker: Broker) -> Iterator[Api]:
     a.close()
 
 
+def enroll_agent(
+    broker: Broker, agent_name: str, scopes: list[str], audience: str, store: Any, *grant: str, **options: Any
+) -> tuple[protonpass_agent.Session, dict[str, Any]]:
+    """A session of ``agent_name`` through a new grant of ``scopes`` on
+    ``audience`` (``grant``: more ``grant create`` options), redeemed with its
+    enrollment code, so without a prompt; ``options`` go to
+    ``authenticate_with_proton``. Returns the session and the grant."""
+    out = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", " ".join(scopes), "--audience", audience, *grant
+    )
+    session = protonpass_agent.authenticate_with_proton(
+        scopes,
+        audience,
+        broker=broker.issuer,
+        agent_name=agent_name,
+        store=store,
+        enrollment_code=out["enrollment_code"],
+        **options,
+    )
+    return session, out
+
+
 @pytest.fixture
 def enroll(broker: Broker, api: Api, agent_name: str, home: Path):
     """Authenticate a fresh agent through an enrollment code (no prompt)."""
 
     def make(scopes: list[str], **kw: Any) -> protonpass_agent.Session:
-        out = broker.cli_json(
-            "grant", "create", "--agent", agent_name, "--scope", " ".join(scopes), "--audience", api.audience
-        )
-        return protonpass_agent.authenticate_with_proton(
-            scopes,
-            api.audience,
-            broker=broker.issuer,
-            agent_name=agent_name,
-            store=home,
-            enrollment_code=out["enrollment_code"],
-            **kw,
-        )
+        return enroll_agent(broker, agent_name, scopes, api.audience, home, **kw)[0]
 
     return make

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import protonpass_agent as pa
-from conftest import free_socket
+from conftest import enroll_agent, free_socket
 from kit import Broker
 from protonpass_agent.fastapi import require_scope, spend
 
@@ -72,27 +72,8 @@ def budget_api(broker: Broker) -> Iterator[BudgetApi]:
 
 
 def enrolled(broker: Broker, api: BudgetApi, home: Path, agent_name: str, budget: str) -> tuple[pa.Session, str]:
-    out = broker.cli_json(
-        "grant",
-        "create",
-        "--agent",
-        agent_name,
-        "--scope",
-        "payment:execute:under-100",
-        "--audience",
-        api.url,
-        "--budget",
-        budget,
-    )
-    s = pa.authenticate_with_proton(
-        ["payment:execute:under-100"],
-        api.url,
-        broker=broker.issuer,
-        agent_name=agent_name,
-        store=home,
-        enrollment_code=out["enrollment_code"],
-    )
-    return s, out["grant_id"]
+    s, grant = enroll_agent(broker, agent_name, ["payment:execute:under-100"], api.url, home, "--budget", budget)
+    return s, grant["grant_id"]
 
 
 def test_spend_refund_and_budget_exceeded(broker: Broker, budget_api: BudgetApi, home: Path, agent_name: str) -> None:

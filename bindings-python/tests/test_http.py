@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import protonpass_agent as pa
-from conftest import Api, Broker
+from conftest import Api, Broker, enroll_agent
 
 
 def wait_until(cond: Callable[[], bool], what: str, limit: float = 15.0) -> None:
@@ -122,20 +122,8 @@ def test_nonce_challenge_requests_on_a_new_origin(broker: Broker, agent_name: st
     # starts without one, so the first call meets the challenge.
     other = Api(broker)
     try:
-        code = broker.cli_json(
-            "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", other.audience
-        )
-        with (
-            pa.authenticate_with_proton(
-                ["travel:search"],
-                other.audience,
-                broker=broker.issuer,
-                agent_name=agent_name,
-                store="memory",
-                enrollment_code=code["enrollment_code"],
-            ) as s,
-            requests.Session() as http,
-        ):
+        s, _ = enroll_agent(broker, agent_name, ["travel:search"], other.audience, "memory")
+        with s, requests.Session() as http:
             r = http.get(f"{other.url}/nonce/whoami", auth=s.requests_auth)
             assert r.status_code == 200, r.text
             assert len(r.history) == 1 and r.history[0].status_code == 401
@@ -395,20 +383,8 @@ def test_requests_follows_redirects_without_the_credentials(broker: Broker, agen
     threading.Thread(target=server.serve_forever, daemon=True).start()
     audience = f"http://127.0.0.1:{server.server_address[1]}/api"
     try:
-        code = broker.cli_json(
-            "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", audience
-        )
-        with (
-            pa.authenticate_with_proton(
-                ["travel:search"],
-                audience,
-                broker=broker.issuer,
-                agent_name=agent_name,
-                store="memory",
-                enrollment_code=code["enrollment_code"],
-            ) as s,
-            requests.Session() as http,
-        ):
+        s, _ = enroll_agent(broker, agent_name, ["travel:search"], audience, "memory")
+        with s, requests.Session() as http:
             r = http.get(f"{audience}/go", auth=s.requests_auth)
             assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
     finally:

@@ -15,6 +15,7 @@ import pytest
 from test_budget import BudgetApi
 
 import protonpass_agent as pa
+from conftest import enroll_agent
 from kit import Broker
 
 
@@ -28,10 +29,6 @@ def api(broker: Broker) -> Iterator[BudgetApi]:
 def session(
     broker: Broker, api: BudgetApi, home: Path, agent_name: str, *, allow: bool, decide: str = "approve"
 ) -> tuple[pa.Session, list]:
-    out = broker.cli_json(
-        "grant", "create", "--agent", agent_name, "--scope", "payment:execute:under-100",
-        "--audience", api.url, "--budget", "payment:execute=300/EUR/day",
-    )  # fmt: skip
     prompts: list = []
 
     def approve() -> None:
@@ -42,16 +39,10 @@ def session(
         prompts.append(p)
         threading.Thread(target=approve).start()
 
-    s = pa.authenticate_with_proton(
-        ["payment:execute:under-100"],
-        api.url,
-        broker=broker.issuer,
-        agent_name=agent_name,
-        store=home,
-        enrollment_code=out["enrollment_code"],
-        prompt=prompt,
-        allow_step_up=allow,
-    )
+    s, _ = enroll_agent(
+        broker, agent_name, ["payment:execute:under-100"], api.url, home,
+        "--budget", "payment:execute=300/EUR/day", prompt=prompt, allow_step_up=allow,
+    )  # fmt: skip
     return s, prompts
 
 

@@ -10,10 +10,7 @@ const { Verifier } = require('protonpass-agent');
 async function startApi(issuer, options = {}) {
   const app = express();
   app.use(express.json());
-  const server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${server.address().port}`;
+  const { server, url } = await listen(app);
   const verifier = new Verifier({ issuer, audience: options.audience || url, baseUrl: url, ...(options.verifier || {}) });
   await verifier.ready();
   app.get('/whoami', verifier.middleware(), (req, res) => res.json(req.agent));
@@ -27,6 +24,19 @@ async function startApi(issuer, options = {}) {
     res.json({ paid: req.body.amount }),
   );
   app.get('/moved', (req, res) => res.redirect(302, '/whoami'));
+  return running(server, url, verifier);
+}
+
+/** Listen on 127.0.0.1 port 0: the server and its origin. */
+async function listen(app) {
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** What a started API resolves to: { url, verifier, close() }. */
+function running(server, url, verifier) {
   return {
     url,
     verifier,
@@ -38,4 +48,4 @@ async function startApi(issuer, options = {}) {
   };
 }
 
-module.exports = { startApi };
+module.exports = { startApi, listen, running };

@@ -3,14 +3,12 @@
 // with the broker as a resource, it requires payment:execute for the amount
 // and spends it from the owner's budget (idempotency key from the query).
 const express = require('express');
-const { Verifier, VerificationError, sendRejection } = require('protonpass-agent');
+const { authenticateWithProton, Verifier, VerificationError, sendRejection } = require('protonpass-agent');
+const { listen, running } = require('./api.js');
 
 async function startPayApi(broker) {
   const app = express();
-  const server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${server.address().port}`;
+  const { server, url } = await listen(app);
   const rs = await broker.cliJson('resource', 'add', url);
   const verifier = new Verifier({
     issuer: broker.url,
@@ -34,15 +32,28 @@ async function startPayApi(broker) {
       res.status(500).end();
     }
   });
-  return {
-    url,
-    verifier,
-    close: async () => {
-      verifier.stop();
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(r));
-    },
-  };
+  return running(server, url, verifier);
 }
 
-module.exports = { startPayApi };
+/**
+ * A session of `agent`, enrolled with a new grant of payment:execute:under-100
+ * on the pay API with `budget`; `options` go to authenticateWithProton.
+ * Resolves to { session, gid }.
+ */
+async function enrollPayer(broker, api, agent, budget, options = {}) {
+  const g = await broker.cliJson('grant', 'create', '--agent', agent, '--scope', 'payment:execute:under-100',
+    '--audience', api.url, '--budget', budget);
+  const session = await authenticateWithProton({
+    broker: broker.url,
+    audience: api.url,
+    store: 'memory',
+    agentName: agent,
+    scope: ['payment:execute:under-100'],
+    enrollmentCode: g.enrollment_code,
+    revokeOnExit: false,
+    ...options,
+  });
+  return { session, gid: g.grant_id };
+}
+
+module.exports = { startPayApi, enrollPayer };

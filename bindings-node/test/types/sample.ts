@@ -15,6 +15,7 @@ import {
   requireScope,
   sendRejection,
   type SpendResult,
+  type Verdict,
 } from 'protonpass-agent';
 
 export function api(issuer: string, audience: string): express.Express {
@@ -46,6 +47,13 @@ export function api(issuer: string, audience: string): express.Express {
         res.status(e.status).set('WWW-Authenticate', e.wwwAuthenticate ?? 'DPoP').end();
       } else throw e;
     }
+  });
+  app.get('/check', async (req, res) => {
+    const verdict: Verdict = await verifier.check(
+      { method: req.method, url: `${verifier.baseUrl}${req.url}`, headers: [['authorization', String(req.headers.authorization)]] },
+      { scope: 'travel:search' },
+    );
+    res.status(verdict.rejection?.status ?? 200).json(verdict.identity ?? null);
   });
   return app;
 }

@@ -32,7 +32,8 @@ from ._native import (
     __version__,
 )
 from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
-from ._verifier import Spend, Verifier
+from ._spend import Spend
+from ._verifier import Verifier
 
 #: A revoked, expired or spent grant is an :class:`InvalidGrant`.
 Revoked = InvalidGrant

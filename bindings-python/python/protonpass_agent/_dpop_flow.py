@@ -1,4 +1,6 @@
-"""The auth flow shared by the ``httpx`` and ``httpx2`` auths (their ``Auth`` APIs are the same)."""
+"""The auth flow shared by the ``httpx``, ``httpx2`` and ``requests`` auths:
+one sans-I/O generator (:meth:`SignedFlow._flow`), driven by each client's
+way of sending (``httpx`` and ``httpx2`` share their ``Auth`` API)."""
 
 from __future__ import annotations
 
@@ -7,30 +9,20 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, Generator, Optional, Type
 from ._step_up import StepUp, challenge_to_step_up
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._protocols import SigningSession
 
-_F = TypeVar("_F", bound="DpopFlow")
+_F = TypeVar("_F", bound="SignedFlow")
+
+# What the sans-I/O flow asks its driver for (see `SignedFlow._flow`).
+_SEND, _RENEW, _STEP_UP = "send", "renew", "step_up"
 
 
-class DpopFlow:
-    """Signs each request with the session's DPoP proof and token.
+class SignedFlow:
+    """What the HTTP auths share: the session, the reason signed into each
+    proof, the step-up asked for, and the flow itself; each auth signs a
+    request of its client (``_sign``) and drives the flow."""
 
-    On a 401 asking for a DPoP nonce it signs again with the server's nonce
-    and retries once; on an expired or revoked token it renews and retries
-    once. Works with sync and async clients. A URL outside the session's
-    audiences raises :class:`InvalidRequest` before anything is sent; a URL
-    under an audience the broker serves through its gateway is sent to the
-    gateway URL (:meth:`Session.route`). (With
-    ``follow_redirects=True``, the client keeps the headers on same-origin
-    hops: leave it off when the audience is a path.)
-
-    :meth:`with_step_up` gives an auth that, when the API answers ``403``
-    with ``insufficient_scope`` or ``budget_exceeded`` and the session allows
-    step-up, asks the owner for exactly that call and retries it once with
-    the one-time token.
-    """
-
-    def __init__(self, session: Session, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
+    def __init__(self, session: SigningSession, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
         self._session = session
         self._reason = reason
         self._step_up = step_up
@@ -59,16 +51,6 @@ class DpopFlow:
         """
         return type(self)(self._session, self._reason, StepUp(payee, amount, currency, binding_message))
 
-    def _sign(self, request: Any) -> None:
-        target = self._session.route(str(request.url))
-        if target != str(request.url):
-            # An upstream served through the broker's gateway: the request
-            # goes to the gateway URL (and the Host header with it).
-            request.url = type(request.url)(target)
-            request.headers["Host"] = request.url.netloc.decode("ascii")
-        for k, v in self._session.headers(request.method, str(request.url), reason=self._reason).items():
-            request.headers[k] = v
-
     def _observe(self, request: Any, response: Any) -> str:
         return self._session._observe(
             str(request.url),
@@ -81,38 +63,90 @@ class DpopFlow:
         for k, v in self._session.one_time_headers(token, request.method, str(request.url)).items():
             request.headers[k] = v
 
-    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+    def _flow(self, request: Any) -> Generator[tuple[str, Any], Any, None]:
+        """The auth flow once, without I/O: it yields what to do next and is
+        sent the outcome. ``(_SEND, request)`` is answered with the response,
+        ``(_RENEW, None)`` once the tokens are renewed, ``(_STEP_UP, (url,
+        challenge, details))`` with the one-time token."""
         original = str(request.url)
         self._sign(request)
-        response = yield request
+        response = yield _SEND, request
         action = self._observe(request, response)
         if action != "none":
             if action == "renew":
-                self._session.renew()
+                yield _RENEW, None
             self._sign(request)
-            response = yield request
+            response = yield _SEND, request
             self._observe(request, response)
         challenge = challenge_to_step_up(self._session, self._step_up, response)
         if challenge is None or self._step_up is None:
             return
-        token = self._session.step_up(original, challenge, **self._step_up.args())
+        token = yield _STEP_UP, (original, challenge, self._step_up.args())
         self._one_time(request, token)
-        yield request
+        yield _SEND, request
+
+    def _sign(self, request: Any) -> None:
+        raise NotImplementedError
+
+
+class DpopFlow(SignedFlow):
+    """Signs each request with the session's DPoP proof and token.
+
+    On a 401 asking for a DPoP nonce it signs again with the server's nonce
+    and retries once; on an expired or revoked token it renews and retries
+    once. Works with sync and async clients. A URL outside the session's
+    audiences raises :class:`InvalidRequest` before anything is sent; a URL
+    under an audience the broker serves through its gateway is sent to the
+    gateway URL (:meth:`Session.route`). (With
+    ``follow_redirects=True``, the client keeps the headers on same-origin
+    hops: leave it off when the audience is a path.)
+
+    :meth:`with_step_up` gives an auth that, when the API answers ``403``
+    with ``insufficient_scope`` or ``budget_exceeded`` and the session allows
+    step-up, asks the owner for exactly that call and retries it once with
+    the one-time token.
+    """
+
+    def _sign(self, request: Any) -> None:
+        target = self._session.route(str(request.url))
+        if target != str(request.url):
+            # An upstream served through the broker's gateway: the request
+            # goes to the gateway URL (and the Host header with it).
+            request.url = type(request.url)(target)
+            request.headers["Host"] = request.url.netloc.decode("ascii")
+        for k, v in self._session.headers(request.method, str(request.url), reason=self._reason).items():
+            request.headers[k] = v
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        flow = self._flow(request)
+        outcome: Any = None
+        while True:
+            try:
+                what, arg = flow.send(outcome)
+            except StopIteration:
+                return
+            if what == _SEND:
+                outcome = yield arg
+            elif what == _RENEW:
+                self._session.renew()
+                outcome = None
+            else:
+                url, challenge, details = arg
+                outcome = self._session.step_up(url, challenge, **details)
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
-        original = str(request.url)
-        self._sign(request)
-        response = yield request
-        action = self._observe(request, response)
-        if action != "none":
-            if action == "renew":
+        flow = self._flow(request)
+        outcome: Any = None
+        while True:
+            try:
+                what, arg = flow.send(outcome)
+            except StopIteration:
+                return
+            if what == _SEND:
+                outcome = yield arg
+            elif what == _RENEW:
                 await self._session.renew_async()
-            self._sign(request)
-            response = yield request
-            self._observe(request, response)
-        challenge = challenge_to_step_up(self._session, self._step_up, response)
-        if challenge is None or self._step_up is None:
-            return
-        token = await self._session.step_up_async(original, challenge, **self._step_up.args())
-        self._one_time(request, token)
-        yield request
+                outcome = None
+            else:
+                url, challenge, details = arg
+                outcome = await self._session.step_up_async(url, challenge, **details)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Generator
 
 import requests
 from requests.auth import AuthBase
 
-from ._step_up import StepUp, challenge_to_step_up
+from ._dpop_flow import _RENEW, _SEND, SignedFlow
 
-if TYPE_CHECKING:
-    from ._session import Session
-
-_RETRIED = "_protonpass_retried"
-_ORIGINAL = "_protonpass_original_url"
+# Where a prepared request keeps its flow, from signing to its response.
+_FLOW = "_protonpass_flow"
 
 
-class RequestsAuth(AuthBase):
+class RequestsAuth(SignedFlow, AuthBase):
     """Signs each request with the session's DPoP proof and token.
 
     On a 401 asking for a DPoP nonce it signs again with the server's nonce
@@ -28,29 +25,6 @@ class RequestsAuth(AuthBase):
     on a refused call, as ``HttpxAuth.with_step_up`` does.
     """
 
-    def __init__(self, session: Session, reason: Optional[str] = None, step_up: Optional[StepUp] = None) -> None:
-        self._session = session
-        self._reason = reason
-        self._step_up = step_up
-
-    def with_reason(self, reason: str) -> RequestsAuth:
-        """The same auth, stating ``reason`` (signed into each proof)."""
-        return RequestsAuth(self._session, reason, self._step_up)
-
-    def with_step_up(
-        self,
-        *,
-        payee: Optional[str] = None,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> RequestsAuth:
-        """The same auth, stepping up once on a ``403`` ``insufficient_scope``
-        or ``budget_exceeded`` when the session allows step-up (see
-        :meth:`Session.step_up`): it asks the owner, waits, and sends the call
-        again once with the one-time token."""
-        return RequestsAuth(self._session, self._reason, StepUp(payee, amount, currency, binding_message))
-
     def _sign(self, r: requests.PreparedRequest) -> None:
         # An upstream served through the broker's gateway: the request goes to
         # the gateway URL (requests connects to the URL it holds when sending).
@@ -58,15 +32,17 @@ class RequestsAuth(AuthBase):
         r.headers.update(self._session.headers(r.method or "GET", r.url or "", reason=self._reason))
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        setattr(r, _ORIGINAL, r.url or "")
-        self._sign(r)
+        flow = self._flow(r)
+        next(flow)  # signs r, to be sent as it is
+        setattr(r, _FLOW, flow)
         r.register_hook("response", self._on_response)
         return r
 
     def _on_response(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
         req = resp.request
-        out = self._answer(resp, **kwargs)
-        out = self._stepped_up(getattr(req, _ORIGINAL, req.url or ""), out, **kwargs)
+        # A redirect hop is a copy without the flow: it goes as it is.
+        flow = req.__dict__.pop(_FLOW, None)
+        out = resp if flow is None else self._drive(flow, resp, **kwargs)
         if out.is_redirect:
             # requests follows a redirect with a copy of this request, and keeps
             # its Authorization header when the host stays the same: the hop
@@ -77,39 +53,29 @@ class RequestsAuth(AuthBase):
                 r.headers.pop("DPoP", None)
         return out
 
-    def _answer(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
-        req = resp.request
-        action = self._session._observe(
-            req.url or "", resp.status_code, resp.headers.get("www-authenticate"), resp.headers.get("dpop-nonce")
-        )
-        if action == "none" or getattr(req, _RETRIED, False):
-            return resp
-        if action == "renew":
-            self._session.renew()
-        # Release the connection before sending again.
-        _ = resp.content
-        resp.close()
-        prep = req.copy()
-        setattr(prep, _RETRIED, True)
-        self._sign(prep)
-        conn = resp.connection
-        retry: requests.Response = conn.send(prep, **kwargs)
-        retry.history.append(resp)
-        retry.request = prep
-        return retry
-
-    def _stepped_up(self, original: str, resp: requests.Response, **kwargs: Any) -> requests.Response:
-        challenge = challenge_to_step_up(self._session, self._step_up, resp)
-        if challenge is None or self._step_up is None:
-            return resp
-        req = resp.request
-        token = self._session.step_up(original, challenge, **self._step_up.args())
-        _ = resp.content
-        resp.close()
-        prep = req.copy()
-        setattr(prep, _RETRIED, True)
-        prep.headers.update(self._session.one_time_headers(token, prep.method or "GET", prep.url or ""))
-        retry: requests.Response = resp.connection.send(prep, **kwargs)
-        retry.history.append(resp)
-        retry.request = prep
-        return retry
+    def _drive(
+        self, flow: Generator[tuple[str, Any], Any, None], resp: requests.Response, **kwargs: Any
+    ) -> requests.Response:
+        """Run the rest of the flow from the first response: a retry goes out
+        on the same connection, with the earlier response in its history."""
+        outcome: Any = resp
+        while True:
+            try:
+                what, arg = flow.send(outcome)
+            except StopIteration:
+                return resp
+            if what == _SEND:
+                # Release the connection before sending again.
+                _ = resp.content
+                resp.close()
+                prep = arg.copy()
+                retry: requests.Response = resp.connection.send(prep, **kwargs)
+                retry.history.append(resp)
+                retry.request = prep
+                resp = outcome = retry
+            elif what == _RENEW:
+                self._session.renew()
+                outcome = None
+            else:
+                url, challenge, details = arg
+                outcome = self._session.step_up(url, challenge, **details)

@@ -289,6 +289,22 @@ def _target(audience: Optional[str], resource: Optional[str]) -> str:
     return target
 
 
+def _native_args(
+    scope: Union[str, Iterable[str]],
+    audience: Optional[str],
+    resource: Optional[str],
+    store: Optional[StoreArg],
+    prompt: Optional[Prompt],
+    required: Optional[Iterable[str]],
+    **options: Any,
+) -> tuple[list[str], str, dict[str, Any]]:
+    """The arguments of ``_native.authenticate`` (and of its awaitable twin)
+    from those of :func:`authenticate_with_proton`."""
+    scopes, store_s = _args(scope, store, prompt)
+    options.update(store=store_s, prompt=prompt, required=None if required is None else list(required))
+    return scopes, _target(audience, resource), options
+
+
 def authenticate_with_proton(
     scope: Union[str, Iterable[str]] = (),
     audience: Optional[str] = None,
@@ -342,23 +358,10 @@ def authenticate_with_proton(
     resource. Without ``scope``, the scopes are the ``scope`` of the resource's
     ``401`` challenge, else its ``scopes_supported``.
     """
-    scopes, store_s = _args(scope, store, prompt)
-    native = _native.authenticate(
-        scopes,
-        _target(audience, resource),
-        broker=broker,
-        agent_name=agent_name,
-        profile=profile,
-        store=store_s,
-        prompt=prompt,
-        ttl=ttl,
-        required=None if required is None else list(required),
-        reason=reason,
-        enrollment_code=enrollment_code,
-        passphrase=passphrase,
-        extend=extend,
-        allow_step_up=allow_step_up,
-    )
+    # Every parameter, as the native function takes them: first, so that
+    # locals() holds nothing else.
+    scopes, target, options = _native_args(**locals())
+    native = _native.authenticate(scopes, target, **options)
     return Session(native, allow_step_up)
 
 
@@ -385,21 +388,6 @@ async def authenticate_with_proton_async(
     Cancelling the task (``asyncio.CancelledError``) while it waits for the
     owner's approval withdraws the request at the broker.
     """
-    scopes, store_s = _args(scope, store, prompt)
-    native = await _native.authenticate_async(
-        scopes,
-        _target(audience, resource),
-        broker=broker,
-        agent_name=agent_name,
-        profile=profile,
-        store=store_s,
-        prompt=prompt,
-        ttl=ttl,
-        required=None if required is None else list(required),
-        reason=reason,
-        enrollment_code=enrollment_code,
-        passphrase=passphrase,
-        extend=extend,
-        allow_step_up=allow_step_up,
-    )
+    scopes, target, options = _native_args(**locals())
+    native = await _native.authenticate_async(scopes, target, **options)
     return Session(native, allow_step_up)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._protocols import SigningSession
 
 #: The ``403`` challenges a one-time authorization can answer.
 STEP_UP_ERRORS = ("insufficient_scope", "budget_exceeded")
@@ -32,7 +32,7 @@ class StepUp:
         }
 
 
-def challenge_to_step_up(session: Session, step_up: Optional[StepUp], response: Any) -> Optional[str]:
+def challenge_to_step_up(session: SigningSession, step_up: Optional[StepUp], response: Any) -> Optional[str]:
     """The ``WWW-Authenticate`` challenge to step up for, or None: only a
     ``403`` naming one of :data:`STEP_UP_ERRORS`, with step-up asked for on
     this auth and allowed on the session."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 from . import _native
 from ._native import Identity
+from ._spend import Spend
 
 if TYPE_CHECKING:
     from .fastapi import Amount
@@ -34,46 +33,6 @@ def header_pairs(headers: Headers) -> list[tuple[str, str]]:
             v = v.decode("latin-1")
         out.append((str(k), str(v)))
     return out
-
-
-@dataclass(frozen=True)
-class Spend:
-    """The broker's answer to a spend or a refund: amounts are exact decimals.
-
-    ``limit``, ``remaining``, ``period`` and ``period_ends_at`` are ``None``
-    when the owner set no budget on the scope.
-    """
-
-    grant_id: str
-    scope: str
-    amount: Decimal
-    currency: str
-    idempotency_key: str
-    refunded: bool
-    limit: Optional[Decimal]
-    remaining: Optional[Decimal]
-    period: Optional[str]
-    period_ends_at: Optional[int]
-
-    @classmethod
-    def _from_json(cls, text: str) -> Spend:
-        d = json.loads(text)
-        return cls(
-            grant_id=d["grant_id"],
-            scope=d["scope"],
-            amount=Decimal(d["amount"]),
-            currency=d["currency"],
-            idempotency_key=d["idempotency_key"],
-            refunded=bool(d.get("refunded", False)),
-            limit=_dec(d.get("limit")),
-            remaining=_dec(d.get("remaining")),
-            period=d.get("period"),
-            period_ends_at=d.get("period_ends_at"),
-        )
-
-
-def _dec(v: Optional[str]) -> Optional[Decimal]:
-    return None if v is None else Decimal(v)
 
 
 def _amount(amount: Union[str, Decimal]) -> str:

@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - Starlette alone
 
 from ._metadata import resource_metadata, resource_metadata_path
 from ._native import Identity, ProtonPassError
-from ._verifier import Spend, Verifier
+from ._protocols import RequestVerifier
+from ._spend import Spend
 
 #: Where a request's amount comes from: a query or path parameter name, or a
 #: function of the request (sync or async) returning a number or a decimal string.
@@ -53,7 +54,7 @@ _NO_BASE = (
 )
 
 
-def public_url(verifier: Verifier, request: Request) -> str:
+def public_url(verifier: RequestVerifier, request: Request) -> str:
     """The URL the client must have signed: the verifier's ``base_url``, then the request's path and query."""
     if verifier.base_url is None:
         raise RuntimeError(_NO_BASE)
@@ -76,7 +77,7 @@ async def _amount_of(request: Request, amount: Amount) -> str:
 
 
 def require_scope(
-    scope: str, *, verifier: Optional[Verifier] = None, amount: Optional[Amount] = None
+    scope: str, *, verifier: Optional[RequestVerifier] = None, amount: Optional[Amount] = None
 ) -> Callable[[Request], Awaitable[Identity]]:
     """A dependency that verifies the request and requires ``scope``.
 
@@ -114,7 +115,7 @@ def require_scope(
 
 
 async def spend(
-    verifier: Verifier,
+    verifier: RequestVerifier,
     agent: Identity,
     scope: str,
     amount: Union[str, Decimal],

@@ -1,0 +1,107 @@
+'use strict';
+// Node-style middleware (Express, Connect or plain `http`) over the
+// Verifier: `requireScope`, `verifier.requireScope`, `verifier.middleware`,
+// and `sendRejection`.
+
+const native = require('./addon.js');
+const { ProtonPassError, VerificationError, toError } = require('./errors.js');
+const { Verifier, checkNow, flatHeaders } = require('./verifier.js');
+
+/**
+ * The URL the client must have signed: the verifier's `baseUrl`, then the path
+ * and query as received (`originalUrl` keeps a mounted router's prefix). Never
+ * the `Host` header or `X-Forwarded-*`: the client chooses those.
+ */
+function requestUrl(baseUrl, req) {
+  return `${baseUrl}${req.originalUrl || req.url}`;
+}
+
+function sendRejection(res, refusal) {
+  const r = refusal instanceof VerificationError ? refusal.rejection : refusal;
+  res.statusCode = r.status;
+  if (r.wwwAuthenticate) res.setHeader('WWW-Authenticate', r.wwwAuthenticate);
+  if (r.dpopNonce) res.setHeader('DPoP-Nonce', r.dpopNonce);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json');
+  res.end(r.body);
+}
+
+/**
+ * Middleware (Express, Connect or plain `http`) that lets a request through
+ * only with a valid DPoP-bound token carrying `scope`; sets `req.agent` to
+ * the caller's identity (with its `owner`), and answers 401/403 with the right
+ * WWW-Authenticate. Proofs are checked against the verifier's `baseUrl`.
+ */
+function requireScope(scope, options = {}) {
+  const verifier = options.verifier;
+  if (!(verifier instanceof native.Verifier)) {
+    throw new ProtonPassError('invalid_request', 'requireScope needs { verifier }: a Verifier for this API (or call verifier.requireScope(scope))');
+  }
+  const baseUrl = verifier.baseUrl;
+  if (!options.url && !baseUrl) {
+    throw new ProtonPassError('invalid_request', "the Verifier has no baseUrl: new Verifier({ ..., baseUrl: 'https://api.example' }), the public URL clients address this API by (DPoP proofs are checked against it)");
+  }
+  return async function protonpassRequireScope(req, res, next) {
+    let url;
+    let requirement;
+    try {
+      url = options.url ? options.url(req) : requestUrl(baseUrl, req);
+      if (scope) {
+        requirement = { scope };
+        if (options.amount !== undefined) {
+          const a = typeof options.amount === 'function' ? await options.amount(req) : options.amount;
+          if (a !== undefined && a !== null && a !== '') requirement.amount = String(a);
+        }
+      }
+    } catch (e) {
+      // The application's own callback failed: its error handler decides.
+      if (typeof next === 'function') return next(e);
+      throw e;
+    }
+    if (requirement && options.amount !== undefined && requirement.amount === undefined) {
+      res.statusCode = 400;
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ error: 'invalid_request', error_description: `the request carries no amount to check against ${scope}` }));
+      return;
+    }
+    let verdict;
+    try {
+      verdict = checkNow(verifier, req.method, url, flatHeaders(req.rawHeaders || req.headers), requirement);
+      if (verdict instanceof Promise) verdict = await verdict;
+    } catch (e) {
+      const err = toError(e);
+      const code = err.code === 'invalid_request' ? 'invalid_request' : 'temporarily_unavailable';
+      const status = code === 'invalid_request' ? 400 : 503;
+      res.statusCode = status;
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(JSON.stringify({ error: code, error_description: err.message }));
+      return;
+    }
+    if (verdict.rejection) {
+      sendRejection(res, verdict.rejection);
+      return;
+    }
+    req.agent = verdict.identity;
+    if (res.locals) res.locals.agent = verdict.identity;
+    if (typeof next === 'function') next();
+  };
+}
+
+Object.defineProperty(Verifier.prototype, 'requireScope', {
+  configurable: true,
+  writable: true,
+  value: function (scope, options = {}) {
+    return requireScope(scope, { ...options, verifier: this });
+  },
+});
+
+Object.defineProperty(Verifier.prototype, 'middleware', {
+  configurable: true,
+  writable: true,
+  value: function (options = {}) {
+    return requireScope(undefined, { ...options, verifier: this });
+  },
+});
+
+module.exports = { requireScope, sendRejection };

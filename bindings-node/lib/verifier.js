@@ -1,0 +1,143 @@
+'use strict';
+// The Verifier: `check` and `verify` (one call into the addon per request),
+// `spend` and `refund`.
+
+const native = require('./addon.js');
+const { ProtonPassError, VerificationError, toError, wrapMethod } = require('./errors.js');
+
+class Verifier extends native.Verifier {
+  constructor(config) {
+    try {
+      super(config);
+    } catch (e) {
+      throw toError(e);
+    }
+  }
+}
+wrapMethod(native.Verifier.prototype, 'ready');
+
+/**
+ * Header names and values, alternating (as `rawHeaders` has them), from
+ * `rawHeaders`, a `Headers` object, a plain object or `[name, value]` pairs.
+ */
+function flatHeaders(h) {
+  if (!h) return [];
+  if (Array.isArray(h)) {
+    if (!h.length || typeof h[0] === 'string') return h;
+    const out = [];
+    for (const pair of h) {
+      if (!Array.isArray(pair)) {
+        throw new ProtonPassError('invalid_request', 'headers are [name, value] pairs, names and values alternating (rawHeaders), a Headers object or a plain object');
+      }
+      out.push(String(pair[0]), String(pair[1]));
+    }
+    return out;
+  }
+  const out = [];
+  if (typeof h.entries === 'function' && typeof h.get === 'function') {
+    for (const [k, v] of h.entries()) out.push(k, v);
+    return out;
+  }
+  for (const k of Object.keys(h)) {
+    const v = h[k];
+    if (Array.isArray(v)) for (const x of v) out.push(k, String(x));
+    else if (v !== undefined) out.push(k, String(v));
+  }
+  return out;
+}
+
+const throwMapped = (e) => {
+  throw toError(e);
+};
+
+/**
+ * One crossing into the addon for one request: the verdict, or a Promise of
+ * it when the verifier must reach the broker first. Throws a ProtonPassError.
+ */
+function checkNow(verifier, method, url, headers, requirement) {
+  let scope;
+  let amount;
+  if (requirement !== undefined && requirement !== null) {
+    if (typeof requirement !== 'object' || typeof requirement.scope !== 'string') {
+      throw new ProtonPassError('invalid_request', 'a requirement is { scope, amount? }, with scope a string such as "travel:book"');
+    }
+    scope = requirement.scope;
+    amount = requirement.amount;
+  }
+  let r;
+  try {
+    r = verifier.checkFlat(method, url, headers, scope, amount);
+  } catch (e) {
+    throw toError(e);
+  }
+  return r instanceof Promise ? r.catch(throwMapped) : r;
+}
+
+Object.defineProperty(Verifier.prototype, 'check', {
+  configurable: true,
+  writable: true,
+  /** Verify a request; resolves to its verdict (`identity` or `rejection`), never rejects for a refusal. */
+  value: async function check(request, requirement) {
+    if (request === null || typeof request !== 'object') {
+      throw new ProtonPassError('invalid_request', 'check takes a request { method, url, headers }');
+    }
+    return checkNow(this, request.method, request.url, flatHeaders(request.headers), requirement);
+  },
+});
+
+Object.defineProperty(Verifier.prototype, 'verify', {
+  configurable: true,
+  writable: true,
+  /** Verify a request; resolves to the caller's identity, rejects with a VerificationError. */
+  value: async function verify(request, requirement) {
+    let verdict = checkNow(this, request.method, String(request.url), flatHeaders(request.headers), requirement);
+    if (verdict instanceof Promise) verdict = await verdict;
+    if (verdict.rejection) throw new VerificationError(verdict.rejection);
+    return verdict.identity;
+  },
+});
+
+function decimalText(amount) {
+  // Numbers are refused: 0.1 + 0.2 is not 0.3, and money must be exact.
+  if (typeof amount === 'string') return amount;
+  if (typeof amount === 'bigint') return amount.toString();
+  if (amount !== null && typeof amount === 'object' && typeof amount.toString === 'function' && amount.toString !== Object.prototype.toString) {
+    return amount.toString();
+  }
+  throw new ProtonPassError('invalid_request', `amount must be a decimal string, a bigint or a decimal object, not ${typeof amount}`);
+}
+
+function spent(outcome) {
+  if (outcome.rejection) throw new VerificationError(outcome.rejection);
+  return outcome.result;
+}
+
+for (const m of ['spendRaw', 'refundRaw']) wrapMethod(native.Verifier.prototype, m);
+
+Object.defineProperty(Verifier.prototype, 'spend', {
+  configurable: true,
+  writable: true,
+  /** Spend from the owner's budget; resolves to the broker's answer, rejects with a VerificationError. */
+  value: async function spend(agent, options = {}) {
+    if (!agent || typeof agent.grantId !== 'string' || typeof agent.tokenId !== 'string') {
+      throw new ProtonPassError('invalid_request', 'spend needs the identity of a verified request (req.agent)');
+    }
+    const { scope, currency, idempotencyKey } = options;
+    const amount = decimalText(options.amount);
+    return spent(await this.spendRaw(agent.grantId, agent.tokenId, scope, amount, currency, idempotencyKey));
+  },
+});
+
+Object.defineProperty(Verifier.prototype, 'refund', {
+  configurable: true,
+  writable: true,
+  /** Give back a spend by its idempotency key; resolves to the broker's answer. */
+  value: async function refund(agent, idempotencyKey) {
+    if (!agent || typeof agent.grantId !== 'string') {
+      throw new ProtonPassError('invalid_request', 'refund needs the identity of a verified request (req.agent)');
+    }
+    return spent(await this.refundRaw(agent.grantId, idempotencyKey));
+  },
+});
+
+module.exports = { Verifier, checkNow, flatHeaders };
