@@ -305,7 +305,7 @@ async fn metadata(State(b): B) -> Response {
             "authorization_response_iss_parameter_supported".into(),
             true.into(),
         );
-        o.insert("client_id_metadata_document_supported".into(), false.into());
+        o.insert("client_id_metadata_document_supported".into(), true.into());
     }
     json_response(StatusCode::OK, v)
 }

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod authz_details;
 mod cli;
 mod cli_upstream;
+mod client_document;
 pub mod client_metadata;
 mod config;
 mod dashboard;

@@ -336,8 +336,11 @@ def test_a_token_for_one_resource_is_refused_by_another(
     # A redirect URI the client did not register: an error page, no redirect.
     r = authorize(redirect_uri="http://127.0.0.1:1/elsewhere")
     assert r.status_code == 400 and "location" not in r.headers
-    # No PKCE: back to the client with invalid_request.
+    # No PKCE: invalid_request for the client, but shown to the owner with a
+    # link back rather than redirected to unseen (RFC 9700 section 4.11.2).
     r = authorize(code_challenge=None, code_challenge_method=None)
-    assert r.status_code == 303
-    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))
+    assert r.status_code == 400 and "location" not in r.headers
+    links = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', r.text)]
+    link = next(h for h in links if h.startswith(base["redirect_uri"]))
+    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
     assert back["error"] == "invalid_request" and back["state"] == "s1", back

@@ -8,6 +8,7 @@ mod authcode;
 mod budget;
 mod catalog;
 mod cli;
+mod client_documents;
 mod config;
 mod crash;
 mod dash_pages;
