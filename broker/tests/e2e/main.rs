@@ -7,6 +7,7 @@
 mod authcode;
 mod budget;
 mod catalog;
+mod challenges;
 mod cli;
 mod client_documents;
 mod config;
