@@ -7,7 +7,7 @@
 //!
 //! The fetch is held to strict limits, since anyone can make the broker ask
 //! for any URL this way: `https` only, public addresses only (every address a
-//! name resolves to is checked, as the gateway does), no redirects followed,
+//! name resolves to is checked, `public_net`), no redirects followed,
 //! no proxy, [`FETCH_TIMEOUT`] in all, at most [`MAX_DOCUMENT`] bytes read,
 //! a JSON content type. Documents are cached for their `Cache-Control`
 //! `max-age` within [`MIN_CACHE`]..=[`MAX_CACHE`] seconds, failures for
@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::client_metadata::{
     ClientMetadata, MAX_DOCUMENT, MetadataError, check_document_url, parse_document,
 };
-use crate::gateway::forward::{PublicResolver, is_public};
+use crate::public_net::{PublicResolver, is_public};
 
 /// The whole fetch (connect, TLS, headers, body), at most.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

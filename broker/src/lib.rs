@@ -37,6 +37,7 @@ mod metrics;
 mod model;
 mod nonce;
 mod params;
+mod public_net;
 mod ratelimit;
 pub mod scope_catalog;
 mod service;
