@@ -18,6 +18,14 @@ export interface ProtectOptions {
   scopesSupported?: string[]
   /** A page about this server, published in the metadata. */
   resourceDocumentation?: string
+  /**
+   * Also accept bearer tokens (`Authorization: Bearer`, no `cnf`), which the
+   * broker issues to MCP clients that cannot do DPoP for resources whose owner
+   * allows them; the metadata then says `dpop_bound_access_tokens_required:
+   * false`. Default false (DPoP only). A `verifier` passed in must be built
+   * with `acceptBearer: true` too.
+   */
+  acceptBearer?: boolean
 }
 
 /** The middleware `protect` returns, with the verifier it uses (call `verifier.stop()` at shutdown). */

@@ -47,20 +47,34 @@ function send(res, status, body, headers) {
  * verified request gets `req.agent` (the identity: owner, agent, grantId,
  * scopes, reason) and `req.auth`, the SDK's `AuthInfo`, which tool callbacks
  * receive as `extra.authInfo` (its `token` is the token id, never the token).
+ *
+ * `acceptBearer: true` also accepts the bearer tokens the broker issues to MCP
+ * clients that cannot do DPoP, for resources whose owner allows them
+ * (`protonpass-broker resource bearer URL on`); the metadata then says
+ * `dpop_bound_access_tokens_required: false`. A verifier passed in must have
+ * been built with `acceptBearer: true` as well (else it refuses bearer tokens).
  */
 function protect(options = {}) {
   const { resource, issuer, scope, scopesSupported, resourceDocumentation } = options;
+  const acceptBearer = options.acceptBearer === true;
+  if (options.acceptBearer !== undefined && typeof options.acceptBearer !== 'boolean') {
+    throw new ProtonPassError('invalid_request', 'acceptBearer is true or false');
+  }
   if (typeof resource !== 'string' || typeof issuer !== 'string') {
     throw new ProtonPassError('invalid_request', 'protect needs { issuer, resource }: the broker and the MCP endpoint as clients address it, e.g. https://mcp.example/mcp');
   }
   const resourceUrl = new URL(resource);
   // Built by the core (which refuses a resource that is not https, or http on loopback).
-  const metadata = resourceMetadataJson({ resource, authorizationServer: issuer, scopesSupported, resourceDocumentation });
+  let metadata = resourceMetadataJson({ resource, authorizationServer: issuer, scopesSupported, resourceDocumentation });
+  if (acceptBearer) {
+    // Bearer tokens are taken too: say so (RFC 9728).
+    metadata = JSON.stringify({ ...JSON.parse(metadata), dpop_bound_access_tokens_required: false });
+  }
   const metadataPath = resourceMetadataPath(resource);
   const metadataUrl = resourceMetadataUrl(resource);
   const verifier =
     options.verifier ||
-    new Verifier({ issuer, audience: resource, baseUrl: options.baseUrl || resourceUrl.origin, owner: options.owner, resourceMetadataUrl: metadataUrl });
+    new Verifier({ issuer, audience: resource, baseUrl: options.baseUrl || resourceUrl.origin, owner: options.owner, resourceMetadataUrl: metadataUrl, acceptBearer });
   const baseUrl = verifier.baseUrl;
   if (!baseUrl) {
     throw new ProtonPassError('invalid_request', "the Verifier has no baseUrl: new Verifier({ ..., baseUrl: 'https://mcp.example' }), the public URL clients address this server by");

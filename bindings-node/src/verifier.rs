@@ -70,6 +70,10 @@ pub struct VerifierConfig {
     /// The URL of this API's RFC 9728 metadata (`resourceMetadataUrl(audience)`):
     /// every `401` then carries `resource_metadata="..."` in `WWW-Authenticate`.
     pub resource_metadata_url: Option<String>,
+    /// Also accept bearer tokens (no `cnf`, `Authorization: Bearer`), which
+    /// the broker issues to MCP clients that cannot do DPoP for resources
+    /// whose owner allows them (default false: DPoP only).
+    pub accept_bearer: Option<bool>,
 }
 
 /// One HTTP request as the API received it.
@@ -290,6 +294,7 @@ impl Verifier {
         }
         opts.owner = config.owner;
         opts.resource_metadata = config.resource_metadata_url;
+        opts.accept_bearer = config.accept_bearer.unwrap_or(false);
         let base_url = match config.base_url {
             None => None,
             Some(u) => Some(base_url(&u).ok_or_else(|| {

@@ -190,6 +190,16 @@ pub struct Settings {
         hide = true
     )]
     pub metrics_addr: Option<String>,
+    /// Tests only: fetch Client ID Metadata Documents over plain http and
+    /// from loopback or private addresses (never set this in production).
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_INSECURE_CLIENT_DOCUMENTS",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
+    pub insecure_client_documents: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +262,9 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// A separate listen address for `/metrics`, if any.
     pub metrics_addr: Option<String>,
+    /// Tests only: Client ID Metadata Documents may be fetched over http and
+    /// from loopback or private addresses.
+    pub insecure_client_documents: bool,
 }
 
 /// A per-source request rate: `per_second` sustained, bursts of `burst`.
@@ -483,6 +496,7 @@ impl Config {
                 None => Some(DEFAULT_RATE_LIMIT),
             },
             metrics_addr: s.metrics_addr.clone().or(file.metrics_addr.clone()),
+            insecure_client_documents: s.insecure_client_documents,
         })
     }
 }

@@ -22,6 +22,7 @@ macro_rules! say {
 
 pub mod audit;
 mod cli;
+mod client_document;
 mod config;
 mod dashboard;
 mod files;
@@ -31,6 +32,7 @@ mod keys;
 mod metrics;
 mod model;
 pub mod protocol;
+mod public_net;
 mod ratelimit;
 pub mod scope_catalog;
 mod service;

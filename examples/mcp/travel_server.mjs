@@ -63,12 +63,15 @@ export function makeServer() {
   return server;
 }
 
-/** The Express app serving MCP at /mcp for `resource`, protected by the broker at `broker`. */
-export function makeApp(broker, resource) {
+/**
+ * The Express app serving MCP at /mcp for `resource`, protected by the broker
+ * at `broker`; `options` go to `protect` (e.g. `{ acceptBearer: true }`).
+ */
+export function makeApp(broker, resource, options = {}) {
   // readme:begin mcp-protect-node
   const app = express();
   // Verified before the body is parsed: an unauthenticated request costs no parsing.
-  const guard = protect({ issuer: broker, resource, scopesSupported: SCOPES });
+  const guard = protect({ issuer: broker, resource, scopesSupported: SCOPES, ...options });
   app.use(guard);
   app.use(express.json());
   // readme:end mcp-protect-node
@@ -86,9 +89,11 @@ export function makeApp(broker, resource) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values: opt } = parseArgs({ options: { broker: { type: 'string' }, addr: { type: 'string', default: '127.0.0.1:0' } } });
+  const { values: opt } = parseArgs({
+    options: { broker: { type: 'string' }, addr: { type: 'string', default: '127.0.0.1:0' }, 'accept-bearer': { type: 'boolean', default: false } },
+  });
   if (!opt.broker) {
-    console.error('usage: node travel_server.mjs --broker URL [--addr HOST:PORT]');
+    console.error('usage: node travel_server.mjs --broker URL [--addr HOST:PORT] [--accept-bearer]');
     process.exit(2);
   }
   const i = opt.addr.lastIndexOf(':');
@@ -101,7 +106,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   srv.listen(port, host, () => {
     const url = `http://${host}:${srv.address().port}`;
     const resource = `${url}/mcp`;
-    const { app, verifier } = makeApp(opt.broker, resource);
+    // --accept-bearer: also bearer tokens, for MCP clients without DPoP whose
+    // tokens the resource's owner allows (protonpass-broker resource bearer URL on).
+    const { app, verifier } = makeApp(opt.broker, resource, { acceptBearer: opt['accept-bearer'] });
     holder.app = app;
     const stop = () => {
       verifier.stop();

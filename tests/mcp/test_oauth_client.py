@@ -336,8 +336,66 @@ def test_a_token_for_one_resource_is_refused_by_another(
     # A redirect URI the client did not register: an error page, no redirect.
     r = authorize(redirect_uri="http://127.0.0.1:1/elsewhere")
     assert r.status_code == 400 and "location" not in r.headers
-    # No PKCE: back to the client with invalid_request.
+    # No PKCE: invalid_request for the client, but shown to the owner with a
+    # link back rather than redirected to unseen (RFC 9700 section 4.11.2).
     r = authorize(code_challenge=None, code_challenge_method=None)
-    assert r.status_code == 303
-    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))
+    assert r.status_code == 400 and "location" not in r.headers
+    links = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', r.text)]
+    link = next(h for h in links if h.startswith(base["redirect_uri"]))
+    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
     assert back["error"] == "invalid_request" and back["state"] == "s1", back
+
+
+def test_the_typescript_sdk_oauth_client_connects_through_consent(broker: Broker, owner: Owner) -> None:
+    """@modelcontextprotocol/sdk's own OAuth client (examples/mcp/sdk_oauth_client.mjs)
+    against the Node example server with `--accept-bearer`: discovery from the
+    401, registration, the owner's consent, the code with PKCE, a bearer token,
+    and a tool call that sees the registered client."""
+    port = free_port()
+    server = Proc(
+        [
+            "node",
+            str(EXAMPLE / "travel_server.mjs"),
+            "--broker",
+            broker.issuer,
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--accept-bearer",
+        ]
+    )
+    resource = str(server.first["resource"])
+    callback = Callback()
+    client = None
+    try:
+        broker.cli("resource", "add", resource)
+        broker.cli("resource", "bearer", resource, "on")
+        client = subprocess.Popen(
+            ["node", str(EXAMPLE / "sdk_oauth_client.mjs"), "--server", resource, "--redirect-uri", callback.url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None and client.stdin is not None
+        first = json.loads(client.stdout.readline() or "{}")
+        assert first.get("event") == "authorize", (first, client.stderr.read() if client.stderr else "")
+        location = owner.consent(first["url"])
+        assert location.startswith(callback.url + "?"), location
+        back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+        assert back["iss"] == broker.issuer
+        out, err = client.communicate(back["code"] + "\n", timeout=60)
+        assert client.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait()
+        callback.close()
+        server.stop()
+    assert result["tools"] == ["book_flight", "pay", "search_flights"], result
+    assert not result["isError"], result
+    found = json.loads(result["text"])
+    assert result["clientId"].startswith("mcp_")
+    assert found["by"]["owner"] == "default" and found["by"]["agent"] == result["clientId"], found
+    assert "TypeScript assistant (test)" in owner.seen[-1]
+    assert result["tokenType"].lower() == "bearer" and result["expiresIn"] <= 600, result

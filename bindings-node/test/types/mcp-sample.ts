@@ -6,6 +6,8 @@ import { agentOf, protect, requireScope } from 'protonpass-agent/mcp';
 export function guard(issuer: string): void {
   const mw = protect({ issuer, resource: 'https://mcp.example/mcp', scopesSupported: ['travel:book'] });
   mw.verifier.stop();
+  const open = protect({ issuer, resource: 'https://mcp.example/mcp', acceptBearer: true });
+  open.verifier.stop();
 }
 
 export const book = requireScope('travel:book', async (args: { flight: string }, extra: unknown) => {

@@ -6,7 +6,10 @@
 //! URI with a code or `access_denied` (`service::authcode`).
 //!
 //! The form carries the authorization request as it came (a hidden field,
-//! checked again on submit) and the session's form token.
+//! checked again on submit) and the session's form token. A request the
+//! client got wrong is never answered by sending the browser to the client
+//! unseen (RFC 9700 section 4.11.2): the owner signs in, sees the error, and
+//! may follow a link back to the application.
 
 use axum::body::Bytes;
 use axum::extract::RawQuery;
@@ -43,7 +46,49 @@ fn pairs(f: &Form) -> Vec<(String, String)> {
     f.0.clone()
 }
 
-async fn check(b: &B, raw: &str) -> Result<AuthRequest, Response> {
+/// A request the client got wrong, for an owner who has signed in. RFC 9700
+/// section 4.11.2: anyone can register a client, so its redirect URI is not
+/// trusted enough to send the browser there on an error by itself (a phishing
+/// site would get the broker's name on its link); the owner sees the error
+/// and where the answer would go, and decides whether to follow it.
+fn refused_request(location: &str, s: &WebSession) -> Response {
+    let u = url::Url::parse(location).ok();
+    let get = |k: &str| {
+        u.as_ref()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default()
+    };
+    let host = u
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    view::page(
+        StatusCode::BAD_REQUEST,
+        "This request was refused",
+        Some(s),
+        html! {
+            p.notice.error role="alert" {
+                "The application's request is not valid (" code { (get("error")) } "): " (get("error_description")) "."
+            }
+            section.card {
+                p { "Nothing was approved. The application can be told, at " code { (host) } ", that its request was refused." }
+                p.hint { "Follow this link only if you just asked this application to connect: an address that only pretends to be the application could use a refused request to send you to its own site." }
+                div.actions {
+                    a.button href=(location) rel="noreferrer" { "Return to " (host) }
+                    a href="/" { "Back to the start" }
+                }
+            }
+        },
+    )
+}
+
+/// Check the request. An error that would go back to the client is shown to
+/// the signed-in owner first (`refused_request`); one signed out signs in.
+async fn check(b: &B, raw: &str, s: Option<&WebSession>) -> Result<AuthRequest, Response> {
     let Some(f) = Form::from_query(raw.as_bytes()) else {
         return Err(view::message(
             StatusCode::BAD_REQUEST,
@@ -60,7 +105,10 @@ async fn check(b: &B, raw: &str) -> Result<AuthRequest, Response> {
             &m,
             None,
         )),
-        Err(AuthorizeError::Redirect(to)) => Err(redirect(&to)),
+        Err(AuthorizeError::Redirect(to)) => Err(match s {
+            Some(s) => refused_request(&to, s),
+            None => to_login(&format!("/oauth/authorize?{raw}")),
+        }),
     }
 }
 
@@ -146,11 +194,12 @@ async fn render(
 
 pub(super) async fn authorize_page(b: B, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let raw = raw.unwrap_or_default();
-    let r = match check(&b, &raw).await {
+    let s = session(&b, &headers).await;
+    let r = match check(&b, &raw, s.as_ref()).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let Some(s) = session(&b, &headers).await else {
+    let Some(s) = s else {
         return to_login(&format!("/oauth/authorize?{raw}"));
     };
     render(&b, &s, &r, &raw, None, StatusCode::OK).await
@@ -172,7 +221,7 @@ pub(super) async fn authorize_submit(
         return csrf_refused();
     }
     let raw = f.get("request").unwrap_or("").to_owned();
-    let r = match check(&b, &raw).await {
+    let r = match check(&b, &raw, Some(&s)).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

@@ -311,7 +311,7 @@ async fn metadata(State(b): B) -> Response {
             "authorization_response_iss_parameter_supported".into(),
             true.into(),
         );
-        o.insert("client_id_metadata_document_supported".into(), false.into());
+        o.insert("client_id_metadata_document_supported".into(), true.into());
     }
     json_response(StatusCode::OK, v)
 }
@@ -481,6 +481,23 @@ async fn token(
     r
 }
 
+/// The `WWW-Authenticate` challenge of a refused step-up request, which is
+/// authenticated like a protected resource (RFC 6750 section 3, RFC 9449
+/// section 7.1): no error code when no credentials came (RFC 6750 section
+/// 3.1), else the error. The endpoint needs no particular scope (any access
+/// token of the grant may ask), so the challenge names none.
+fn backchannel_challenge(e: &Error, had_credentials: bool) -> Option<&'static str> {
+    match e {
+        Error::InvalidToken { .. } if !had_credentials => Some("DPoP algs=\"EdDSA ES256\""),
+        Error::InvalidToken { .. } => Some("DPoP error=\"invalid_token\", algs=\"EdDSA ES256\""),
+        Error::InvalidDpopProof { .. } => {
+            Some("DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"")
+        }
+        Error::UseDpopNonce => Some("DPoP error=\"use_dpop_nonce\", algs=\"EdDSA ES256\""),
+        _ => None,
+    }
+}
+
 /// `POST /oauth/bc-authorize`: a step-up request (OpenID CIBA, poll mode),
 /// authenticated by the agent's access token and its DPoP proof.
 async fn backchannel(
@@ -513,11 +530,9 @@ async fn backchannel(
         }
         Err(e) => {
             let mut r = error_response(&e);
-            if let Error::InvalidToken { .. } = e {
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("DPoP error=\"invalid_token\", algs=\"EdDSA ES256\""),
-                );
+            if let Some(v) = backchannel_challenge(&e, auth.is_some()) {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
             }
             r
         }
@@ -661,16 +676,14 @@ async fn resource_register(
                 *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             }
             if let Error::InvalidToken { .. } = e {
-                let v = format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    match token {
-                        None => "no registration token",
-                        Some(_) => "unknown, spent or expired registration token",
-                    }
-                );
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
+                // No error code when no token came (RFC 6750 section 3.1).
+                let v = match token {
+                    None => HeaderValue::from_static("Bearer realm=\"protonpass-broker\""),
+                    Some(_) => HeaderValue::from_static(
+                        "Bearer error=\"invalid_token\", error_description=\"unknown, spent or expired registration token\"",
+                    ),
+                };
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
             resp
         }

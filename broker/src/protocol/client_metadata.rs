@@ -1,7 +1,8 @@
 //! Client metadata of third-party OAuth clients (MCP clients): the body of an
-//! RFC 7591 dynamic client registration, read by one strict, pure function
-//! that fuzzing and tests call directly, and the redirect URI rule every
-//! authorization request is held to.
+//! RFC 7591 dynamic client registration or of a Client ID Metadata Document
+//! (draft-ietf-oauth-client-id-metadata-document), read by strict, pure
+//! functions that fuzzing and tests call directly, and the redirect URI rule
+//! every authorization request is held to.
 //!
 //! Only public clients are registered (`token_endpoint_auth_method` `none`),
 //! for the authorization code grant with PKCE. A redirect URI is `https`, or
@@ -21,6 +22,8 @@ pub const MAX_REDIRECT_URIS: usize = 8;
 pub const MAX_URI: usize = 512;
 /// Longest `client_name`, characters.
 pub const MAX_NAME: usize = 100;
+/// Largest Client ID Metadata Document, bytes (the draft suggests 5 KB).
+pub const MAX_DOCUMENT: usize = 5 * 1024;
 
 /// A refused registration: the RFC 7591 section 3.2.2 error codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +184,90 @@ pub fn parse_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> 
     let Value::Object(o) = v else {
         return Err(meta("the registration must be a JSON object"));
     };
-    let uris = str_list(&o, "redirect_uris", MAX_REDIRECT_URIS)
+    parse_object(&o)
+}
+
+/// Whether `client_id` names a Client ID Metadata Document (a URL) rather
+/// than a client registered here (`mcp_...`). `insecure` (tests only) lets
+/// `http` URLs through.
+pub fn is_document_id(client_id: &str, insecure: bool) -> bool {
+    client_id.starts_with("https://") || (insecure && client_id.starts_with("http://"))
+}
+
+/// Check a `client_id` that is a Client ID Metadata Document URL: `https`
+/// (or `http` when `insecure`, for tests), a host, a path other than `/`, no
+/// dot segments, no fragment, query or user information, at most
+/// [`MAX_URI`] bytes, and written in the parser's normal form (the document's
+/// own `client_id` is compared to it as a plain string).
+pub fn check_document_url(s: &str, insecure: bool) -> Result<url::Url, MetadataError> {
+    let bad = |m: &str| meta(format!("the client_id URL {m}"));
+    if s.is_empty() || s.len() > MAX_URI {
+        return Err(bad(&format!("is 1 to {MAX_URI} bytes long")));
+    }
+    if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad("holds no spaces or control characters"));
+    }
+    let u = url::Url::parse(s).map_err(|_| bad("is not an absolute URL"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if insecure => {}
+        _ => return Err(bad("must use https")),
+    }
+    if u.host().is_none() {
+        return Err(bad("must name a host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad("must not hold user information"));
+    }
+    if s.contains('#') || s.contains('?') {
+        return Err(bad("must not hold a fragment or a query"));
+    }
+    if u.path() == "/" {
+        return Err(bad("must have a path (it names a document)"));
+    }
+    // The parser removes dot segments: a raw one shows up as a difference
+    // below, and an encoded one is refused here.
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("/%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        return Err(bad("must not hold encoded dots or slashes"));
+    }
+    if u.as_str() != s {
+        return Err(bad(&format!("must be written in its normal form: {u}")));
+    }
+    Ok(u)
+}
+
+/// Read a Client ID Metadata Document fetched from `client_id`: the same
+/// rules as a registration, plus the document's `client_id` must be the URL
+/// it was fetched from, exactly, and it holds no client secret (a public
+/// client; `token_endpoint_auth_method` `none`).
+pub fn parse_document(client_id: &str, body: &[u8]) -> Result<ClientMetadata, MetadataError> {
+    if body.len() > MAX_DOCUMENT {
+        return Err(meta(format!(
+            "the client's metadata document is larger than {MAX_DOCUMENT} bytes"
+        )));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| meta("the client's metadata document must be a JSON object"))?;
+    let Value::Object(o) = v else {
+        return Err(meta("the client's metadata document must be a JSON object"));
+    };
+    if opt_str(&o, "client_id")? != Some(client_id) {
+        return Err(meta(
+            "the document's client_id must be the URL it was fetched from, exactly",
+        ));
+    }
+    if o.contains_key("client_secret") || o.contains_key("client_secret_expires_at") {
+        return Err(meta(
+            "a client metadata document must not hold a client secret",
+        ));
+    }
+    parse_object(&o)
+}
+
+/// The rules shared by registrations and metadata documents.
+fn parse_object(o: &serde_json::Map<String, Value>) -> Result<ClientMetadata, MetadataError> {
+    let uris = str_list(o, "redirect_uris", MAX_REDIRECT_URIS)
         .map_err(|e| redirect(e.description().to_owned()))?
         .unwrap_or_default();
     if uris.is_empty() {
@@ -196,7 +282,7 @@ pub fn parse_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> 
             redirect_uris.push(u.to_owned());
         }
     }
-    match opt_str(&o, "token_endpoint_auth_method")? {
+    match opt_str(o, "token_endpoint_auth_method")? {
         None | Some("none") => {}
         Some(other) => {
             return Err(meta(format!(
@@ -204,7 +290,7 @@ pub fn parse_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> 
             )));
         }
     }
-    let grant_types = match str_list(&o, "grant_types", 4)? {
+    let grant_types = match str_list(o, "grant_types", 4)? {
         None => vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
         Some(g) => {
             if let Some(bad) = g
@@ -223,12 +309,12 @@ pub fn parse_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> 
             out
         }
     };
-    if let Some(r) = str_list(&o, "response_types", 4)?
+    if let Some(r) = str_list(o, "response_types", 4)?
         && r.iter().any(|r| *r != "code")
     {
         return Err(meta("only the response type code is supported"));
     }
-    let client_name = match opt_str(&o, "client_name")? {
+    let client_name = match opt_str(o, "client_name")? {
         None => None,
         Some(n) => {
             let n = n.trim();
@@ -240,7 +326,7 @@ pub fn parse_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> 
             Some(n.to_owned())
         }
     };
-    let client_uri = match opt_str(&o, "client_uri")? {
+    let client_uri = match opt_str(o, "client_uri")? {
         None => None,
         Some(u) => {
             let ok = u.len() <= MAX_URI
@@ -419,5 +505,79 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.redirect_uris.len(), 1);
+    }
+
+    const DOC: &str = "https://app.example/oauth/client.json";
+
+    #[test]
+    fn a_metadata_document_names_itself() {
+        let m = parse_document(
+            DOC,
+            br#"{"client_id":"https://app.example/oauth/client.json","client_name":"Editor",
+                "redirect_uris":["http://127.0.0.1:3000/cb"],"token_endpoint_auth_method":"none",
+                "logo_uri":"https://app.example/logo.png"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.redirect_uris, ["http://127.0.0.1:3000/cb"]);
+        assert_eq!(m.client_name.as_deref(), Some("Editor"));
+    }
+
+    #[test]
+    fn hostile_metadata_documents_are_refused() {
+        let doc = |extra: &str| {
+            format!(r#"{{"client_id":"{DOC}","redirect_uris":["https://app.example/cb"]{extra}}}"#)
+        };
+        for body in [
+            String::new(),
+            "[]".to_owned(),
+            r#"{"redirect_uris":["https://app.example/cb"]}"#.to_owned(),
+            r#"{"client_id":"https://app.example/oauth/client.json/","redirect_uris":["https://app.example/cb"]}"#.to_owned(),
+            r#"{"client_id":"https://APP.example/oauth/client.json","redirect_uris":["https://app.example/cb"]}"#.to_owned(),
+            r#"{"client_id":["https://app.example/oauth/client.json"],"redirect_uris":["https://app.example/cb"]}"#.to_owned(),
+            doc(r#","client_secret":"s""#),
+            doc(r#","client_secret_expires_at":0"#),
+            doc(r#","token_endpoint_auth_method":"client_secret_basic""#),
+            doc(r#","token_endpoint_auth_method":"private_key_jwt""#),
+            doc(r#","grant_types":["client_credentials"]"#),
+            doc(&format!(r#","x":"{}""#, "a".repeat(MAX_DOCUMENT))),
+            format!(r#"{{"client_id":"{DOC}","redirect_uris":["http://evil.example/cb"]}}"#),
+            format!(r#"{{"client_id":"{DOC}","redirect_uris":["javascript:alert(1)"]}}"#),
+            format!(r#"{{"client_id":"{DOC}","redirect_uris":[]}}"#),
+        ] {
+            assert!(parse_document(DOC, body.as_bytes()).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn metadata_document_urls_are_https_with_a_path_in_normal_form() {
+        check_document_url(DOC, false).unwrap();
+        check_document_url("http://127.0.0.1:9/client.json", true).unwrap();
+        for bad in [
+            "",
+            "http://app.example/client.json",
+            "http://127.0.0.1:9/client.json",
+            "https://app.example",
+            "https://app.example/",
+            "https://app.example/a/../client.json",
+            "https://app.example/a/./client.json",
+            "https://app.example/a/%2e%2e/client.json",
+            "https://app.example/a%2fb",
+            "https://app.example/client.json?x=1",
+            "https://app.example/client.json#x",
+            "https://u:p@app.example/client.json",
+            "https://APP.example/client.json",
+            "https://app.example:443/client.json",
+            "https://app.example/a b",
+            "ftp://app.example/client.json",
+            "mcp_abc",
+        ] {
+            assert!(check_document_url(bad, false).is_err(), "{bad:?}");
+        }
+        assert!(is_document_id(DOC, false));
+        assert!(!is_document_id("http://127.0.0.1/c.json", false));
+        assert!(is_document_id("http://127.0.0.1/c.json", true));
+        assert!(!is_document_id("mcp_abc", true));
+        let long = format!("https://app.example/{}", "a".repeat(MAX_URI));
+        assert!(check_document_url(&long, false).is_err());
     }
 }

@@ -21,7 +21,7 @@ use super::{Broker, audience_status, catalog, revoke_grant};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{AuthCode, ClientRec, Grant, GrantStatus};
-use crate::protocol::client_metadata::ClientMetadata;
+use crate::protocol::client_metadata::{ClientMetadata, MAX_URI, is_document_id};
 use crate::protocol::token_request::Secret;
 use crate::store;
 
@@ -176,6 +176,36 @@ impl Broker {
         .await?
     }
 
+    /// The client named by `client_id`: one registered here (RFC 7591), or
+    /// one whose `client_id` is the URL of its Client ID Metadata Document,
+    /// fetched (or taken from the cache) now. The error is for the owner's
+    /// eyes, never sent to the client.
+    pub async fn client_of(&self, client_id: &str) -> std::result::Result<ClientRec, String> {
+        let insecure = self.cfg.insecure_client_documents;
+        if is_document_id(client_id, insecure) {
+            let now = self.clock.now();
+            return match self.client_documents.get(client_id, now, insecure).await {
+                Ok(metadata) => Ok(ClientRec {
+                    client_id: client_id.to_owned(),
+                    metadata,
+                    created_at: now,
+                }),
+                Err(e) => {
+                    self.metrics.error(e.code());
+                    Err(format!(
+                        "This application's metadata document was refused: {}.",
+                        e.description()
+                    ))
+                }
+            };
+        }
+        let id = client_id.to_owned();
+        store::read(&self.store, move |tx| tx.client_get(&id))
+            .await
+            .map_err(|_| "The broker cannot read its clients right now; try again.".to_owned())?
+            .ok_or_else(|| "This application is not registered with this broker.".to_owned())
+    }
+
     /// Check an authorization request's parameters (the query of
     /// `GET /oauth/authorize`, or the consent form's copy of it).
     pub async fn authorize_request(
@@ -196,7 +226,7 @@ impl Broker {
         };
         let page = |m: &str| AuthorizeError::Page(m.to_owned());
         let client_id = match one("client_id") {
-            Ok(Some(c)) if !c.is_empty() && c.len() <= 128 => c.to_owned(),
+            Ok(Some(c)) if !c.is_empty() && c.len() <= MAX_URI => c.to_owned(),
             _ => {
                 return Err(page(
                     "The request names no client (client_id), or names it twice.",
@@ -211,11 +241,10 @@ impl Broker {
                 ));
             }
         };
-        let id = client_id.clone();
-        let client = store::read(&self.store, move |tx| tx.client_get(&id))
+        let client = self
+            .client_of(&client_id)
             .await
-            .map_err(|_| page("The broker cannot read its clients right now; try again."))?
-            .ok_or_else(|| page("This application is not registered with this broker."))?;
+            .map_err(AuthorizeError::Page)?;
         if !client
             .metadata
             .redirect_uris

@@ -59,6 +59,8 @@ pub struct Broker {
     pub chain_memo: upkeep::ChainMemo,
     /// Set when shutdown starts: `/readyz` answers 503 while requests drain.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Client ID Metadata Documents fetched lately (`service::authcode`).
+    pub client_documents: crate::client_document::DocumentCache,
 }
 
 impl Broker {
@@ -96,6 +98,7 @@ impl Broker {
             feed,
             chain_memo: upkeep::ChainMemo::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            client_documents: crate::client_document::DocumentCache::default(),
         })
     }
 

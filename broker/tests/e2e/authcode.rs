@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use crate::dashboard::{Web, field, signed_in};
 use crate::kit::{Broker, audit_records, claims, key};
 
-const MCP: &str = "https://mcp.example/mcp";
-const CB: &str = "http://127.0.0.1:8765/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mJ0kzyAyqhVf7ZJ2t6kBAaVw5Uq0Fg-long-enough";
+pub const MCP: &str = "https://mcp.example/mcp";
+pub const CB: &str = "http://127.0.0.1:8765/callback";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mJ0kzyAyqhVf7ZJ2t6kBAaVw5Uq0Fg-long-enough";
 
 fn challenge(v: &str) -> String {
     b64::encode(Sha256::digest(v.as_bytes()))
@@ -31,7 +31,7 @@ async fn register(b: &Broker, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
-fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
+pub fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
     let ch = challenge(VERIFIER);
     let mut p = vec![
         ("response_type", "code"),
@@ -62,7 +62,7 @@ fn query_of(location: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn param(location: &str, k: &str) -> String {
+pub fn param(location: &str, k: &str) -> String {
     query_of(location)
         .into_iter()
         .find(|(n, _)| n == k)
@@ -71,7 +71,7 @@ fn param(location: &str, k: &str) -> String {
 }
 
 /// Approve on the consent page; returns the redirect's `Location`.
-async fn approve(w: &mut Web, query: &str, scopes: &[&str]) -> String {
+pub async fn approve(w: &mut Web, query: &str, scopes: &[&str]) -> String {
     let p = w.get(&format!("/oauth/authorize?{query}")).await;
     assert_eq!(p.status, 200, "{}", p.body);
     let csrf = p.csrf();
@@ -90,7 +90,7 @@ async fn approve(w: &mut Web, query: &str, scopes: &[&str]) -> String {
     p.location().to_owned()
 }
 
-async fn redeem(
+pub async fn redeem(
     b: &Broker,
     k: &protonpass_agent::AgentKey,
     cid: &str,
@@ -262,7 +262,19 @@ async fn authorization_requests_that_cannot_be_trusted_are_refused() {
         .await;
     assert_eq!(p.status, 400);
 
-    // Anything else goes back to the client as an error.
+    // Anything else is an error for the client, but the browser is never
+    // sent to a client's URI unseen (RFC 9700 section 4.11.2): signed out, the
+    // owner signs in first; signed in, the owner sees the error and a link
+    // back to the application carrying it.
+    let mut anon = Web::new(&b);
+    let p = anon
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&cid, &[("scope", "nocolon")])
+        ))
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(p.location().starts_with("/login?next="), "{}", p.location());
     for (extra, want) in [
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
@@ -280,10 +292,18 @@ async fn authorization_requests_that_cannot_be_trusted_are_refused() {
                 authorize_query(&cid, &extra)
             ))
             .await;
-        assert_eq!(p.status, 303, "{extra:?}: {}", p.body);
-        assert!(p.location().starts_with(CB), "{}", p.location());
-        assert_eq!(param(p.location(), "error"), want, "{extra:?}");
-        assert_eq!(param(p.location(), "state"), "st-123");
+        assert_eq!(p.status, 400, "{extra:?}: {}", p.body);
+        assert!(p.location().is_empty(), "{}", p.location());
+        let back = p
+            .body
+            .split("href=\"")
+            .map(|h| h.split('"').next().unwrap().replace("&amp;", "&"))
+            .find(|h| h.starts_with(CB))
+            .unwrap_or_else(|| panic!("{extra:?}: no link back: {}", p.body));
+        assert_eq!(param(&back, "error"), want, "{extra:?}");
+        assert_eq!(param(&back, "state"), "st-123");
+        assert_eq!(param(&back, "iss"), b.url);
+        assert!(p.body.contains(want), "{}", p.body);
     }
 
     // The owner denies.

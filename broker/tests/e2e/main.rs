@@ -7,7 +7,9 @@
 mod authcode;
 mod budget;
 mod catalog;
+mod challenges;
 mod cli;
+mod client_documents;
 mod config;
 mod crash;
 mod dash_pages;
