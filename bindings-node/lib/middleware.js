@@ -5,7 +5,7 @@
 
 const native = require('./addon.js');
 const { ProtonPassError, VerificationError, toError } = require('./errors.js');
-const { Verifier, checkNow, flatHeaders } = require('./verifier.js');
+const { Verifier, checkNow, flatHeaders, isThenable } = require('./verifier.js');
 
 /**
  * The URL the client must have signed: the verifier's `baseUrl`, then the path
@@ -67,7 +67,7 @@ function requireScope(scope, options = {}) {
     let verdict;
     try {
       verdict = checkNow(verifier, req.method, url, flatHeaders(req.rawHeaders || req.headers), requirement);
-      if (verdict instanceof Promise) verdict = await verdict;
+      if (isThenable(verdict)) verdict = await verdict;
     } catch (e) {
       const err = toError(e);
       const code = err.code === 'invalid_request' ? 'invalid_request' : 'temporarily_unavailable';

@@ -70,7 +70,26 @@ function checkNow(verifier, method, url, headers, requirement) {
   } catch (e) {
     throw toError(e);
   }
-  return r instanceof Promise ? r.catch(throwMapped) : r;
+  // A promise (when the check needs the network) is told apart from a verdict
+  // by being a thenable, not by `instanceof Promise`: an application that
+  // replaces `global.Promise`, or code running in another realm (a `vm`
+  // context), would otherwise take the promise for a verdict. Whatever comes
+  // back must be a well-formed verdict, or the request is refused.
+  return isThenable(r) ? Promise.resolve(r).then(wellFormed, throwMapped) : wellFormed(r);
+}
+
+/** Whether `v` is a promise-like value (from any realm or library). */
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+/** A verdict has exactly one of `identity` (an object) and `rejection`; anything else fails closed. */
+function wellFormed(v) {
+  const ok = v !== null && typeof v === 'object'
+    && ((v.identity !== null && typeof v.identity === 'object' && !v.rejection)
+      || (v.identity == null && v.rejection !== null && typeof v.rejection === 'object'));
+  if (!ok) throw new ProtonPassError('temporarily_unavailable', 'the verifier gave no verdict');
+  return v;
 }
 
 Object.defineProperty(Verifier.prototype, 'check', {
@@ -91,7 +110,7 @@ Object.defineProperty(Verifier.prototype, 'verify', {
   /** Verify a request; resolves to the caller's identity, rejects with a VerificationError. */
   value: async function verify(request, requirement) {
     let verdict = checkNow(this, request.method, String(request.url), flatHeaders(request.headers), requirement);
-    if (verdict instanceof Promise) verdict = await verdict;
+    if (isThenable(verdict)) verdict = await verdict;
     if (verdict.rejection) throw new VerificationError(verdict.rejection);
     return verdict.identity;
   },
@@ -140,4 +159,4 @@ Object.defineProperty(Verifier.prototype, 'refund', {
   },
 });
 
-module.exports = { Verifier, checkNow, flatHeaders };
+module.exports = { Verifier, checkNow, flatHeaders, isThenable };

@@ -195,3 +195,58 @@ test('a verifier connects on its first request, then answers each one at once', 
     (e) => e instanceof ProtonPassError && e.code === 'invalid_request',
   );
 });
+
+test('a verdict still pending is never taken for a verdict when global.Promise is replaced', async (t) => {
+  const broker = await startBroker();
+  const RealPromise = global.Promise;
+  let api;
+  let session;
+  let server;
+  let verifier;
+  t.after(async () => {
+    global.Promise = RealPromise;
+    server?.close();
+    verifier?.stop();
+    await session?.close();
+    await api?.close();
+    await broker.stop();
+  });
+  await broker.cli('owner', 'add', 'ada');
+  api = await startApi(broker.url);
+  session = await enroll(broker, api, 'ada');
+  // No ready(): the first checks need the network, so the addon answers with
+  // a promise, which is native whatever `global.Promise` now is.
+  let guard;
+  const reached = [];
+  server = http.createServer((req, res) => {
+    guard(req, res, () => {
+      reached.push(req.agent);
+      res.end('handler');
+    });
+  });
+  await new RealPromise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = server.address().port;
+  verifier = new Verifier({ issuer: broker.url, audience: api.url, baseUrl: `http://127.0.0.1:${port}` });
+  guard = verifier.requireScope('travel:search');
+  const send = (headers) => new RealPromise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/trips', headers }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  global.Promise = class extends RealPromise {};
+  // A token of an unknown key, and a proof that is no proof.
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const forged = `${b64({ alg: 'EdDSA', typ: 'at+jwt', kid: 'unknown' })}.${b64({ sub: 'x' })}.AAAA`;
+  const refused = await send({ Authorization: `DPoP ${forged}`, DPoP: forged });
+  assert.equal(refused.status, 401, refused.body);
+  assert.deepEqual(reached, []);
+  const url = `http://127.0.0.1:${port}/trips`;
+  const allowed = await send(session.headers('GET', url));
+  assert.equal(allowed.status, 200, allowed.body);
+  assert.equal(reached.length, 1);
+  assert.equal(reached[0].owner, 'ada');
+});

@@ -96,7 +96,15 @@ owner_loop() {
           person "\$ protonpass-broker approve $arg --ttl 1d"
           cli approve "$arg" --ttl 1d | sed 's/^/            /' ;;
         stepup)
-          id="$(cli --json stepup list | "$py" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+          # The request of this agent only, never whichever comes first: a
+          # person approves what they read, and so does this script.
+          id="$(cli --json stepup list | "$py" -c 'import json,sys
+mine = [s["id"] for s in json.load(sys.stdin) if s["agent"] == sys.argv[1]]
+print(mine[0] if len(mine) == 1 else "")' "$arg")"
+          if [[ -z "$id" ]]; then
+            person "finds no single step-up request of $arg, and approves nothing."
+            touch "$chan/$base.done"; continue
+          fi
           person "is asked by $arg to approve one payment, reads it and approves:"
           cli stepup list | sed 's/^/            /'
           person "\$ protonpass-broker stepup approve $id"

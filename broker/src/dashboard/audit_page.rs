@@ -173,6 +173,7 @@ fn filters(owner: &str, q: &Form) -> AuditQuery {
         since: q.text("since").and_then(parse_date),
         until: q.text("until").and_then(parse_date).map(|d| d + 86400),
         limit: PAGE + 1,
+        gid: None,
     }
 }
 

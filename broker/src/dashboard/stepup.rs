@@ -19,10 +19,8 @@ use crate::service::Broker;
 use crate::service::budget::BudgetView;
 use crate::store::{self, AuditQuery};
 
-/// Records of the agent's recent activity shown beside each step-up.
-const RECENT: usize = 8;
-/// Records of the agent read to find them (the agent's name may span grants).
-const RECENT_SCAN: i64 = 64;
+/// Records of the grant's recent activity shown beside each step-up.
+const RECENT: i64 = 8;
 
 /// One detail in words.
 fn detail(d: &Value, aud: &str) -> Markup {
@@ -55,27 +53,26 @@ fn budgets(list: &[BudgetView]) -> Markup {
     }
 }
 
-/// The grant's latest audit records, newest first: the agent's recent usage.
+/// The grant's latest audit records, newest first: the agent's recent usage
+/// (calls reported by services, spends, refunds, refused spends, step-ups).
+/// Selected by grant id, which every such record carries, never by the
+/// self-asserted agent name: another grant under the same name can neither
+/// appear here nor push this grant's records out of view.
 async fn recent(
     b: &Broker,
     owner: &str,
-    agent: &str,
     gid: &str,
 ) -> protonpass_agent::Result<Vec<(i64, String, Value)>> {
     let q = AuditQuery {
         owner: owner.to_owned(),
-        agent: Some(agent.to_owned()),
-        limit: RECENT_SCAN,
+        gid: Some(gid.to_owned()),
+        limit: RECENT,
         ..Default::default()
     };
     let recs: Vec<AuditRecord> = store::read(&b.store, move |tx| tx.audit_search(&q)).await?;
     Ok(recs
         .into_iter()
-        .filter_map(|r| {
-            let d: Value = serde_json::from_str(&r.detail).ok()?;
-            (d.get("gid").and_then(Value::as_str) == Some(gid)).then_some((r.ts, r.event, d))
-        })
-        .take(RECENT)
+        .filter_map(|r| Some((r.ts, r.event, serde_json::from_str(&r.detail).ok()?)))
         .collect())
 }
 
@@ -163,7 +160,7 @@ pub(super) async fn stepup_page(
             Ok((_, v)) => v,
             Err(e) => return service_error(&e, Some(&s)),
         };
-        let usage = match recent(&b, &s.owner, &w.agent, &w.grant_id).await {
+        let usage = match recent(&b, &s.owner, &w.grant_id).await {
             Ok(u) => u,
             Err(e) => return service_error(&e, Some(&s)),
         };

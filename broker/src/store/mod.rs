@@ -464,6 +464,8 @@ pub struct AuditQuery {
     pub event: Option<String>,
     /// Only records whose detail names this agent.
     pub agent: Option<String>,
+    /// Only records whose detail names this grant (`gid`).
+    pub gid: Option<String>,
     /// Only records at or after this time.
     pub since: Option<i64>,
     /// Only records before this time.

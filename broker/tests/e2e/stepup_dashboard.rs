@@ -1,6 +1,6 @@
 //! The dashboard's step-up page shows, beside the amount, payee, reason and
 //! budgets, what the agent did lately under the same grant: its spends (time,
-//! scope, amount), the calls its services reported and its step-ups, newest
+//! scope, amount), refunds, the calls its services reported and its step-ups, newest
 //! first, and nothing of another grant that carries the same agent name.
 
 use crate::kit::{API, claims, key};
@@ -29,6 +29,16 @@ async fn a_pending_step_up_shows_the_agents_recent_usage() {
         let s = spend(&b, &rs, &gid, &jti(&at), amount, k).await;
         assert_eq!(s.status, 200, "{}", s.body);
     }
+    // The API gives the taxi's 25.50 back; refunds carry the grant, not the agent.
+    let rf = b
+        .http
+        .post(format!("{}/budget/refund", b.url))
+        .basic_auth(&rs.0, Some(&rs.1))
+        .json(&serde_json::json!({"grant_id": gid, "idempotency_key": "taxi-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rf.status(), 200);
     let s = spend(
         &b,
         &rs,
@@ -69,18 +79,22 @@ async fn a_pending_step_up_shows_the_agents_recent_usage() {
     assert_eq!(p.status, 200);
     let body = &p.body;
     assert!(body.contains("Its recent usage"), "{body}");
-    assert!(body.contains("234.50 left"), "{body}");
+    assert!(body.contains("260.00 left"), "{body}");
     let table = &body[body.find("<table class=\"recent\">").expect(body)..];
     let table = &table[..table.find("</table>").unwrap()];
     let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
-    // Newest first: the step-up being asked, the refused call, the two spends.
+    // Newest first: the step-up being asked, the refused call, the refund,
+    // the two spends.
     assert!(rows[0].contains("Asked for a step-up"), "{table}");
     assert!(rows[0].contains("250.00 EUR"), "{table}");
     assert!(
         rows[1].contains("Called POST /pay: refused (insufficient_scope)"),
         "{table}"
     );
-    for (row, amount) in rows[2..4].iter().zip(["25.50 EUR", "40.00 EUR"]) {
+    assert!(rows[2].contains("<td>Refunded</td>"), "{table}");
+    assert!(rows[2].contains("25.50 EUR"), "{table}");
+    assert_eq!(rows.len(), 5, "{table}");
+    for (row, amount) in rows[3..5].iter().zip(["25.50 EUR", "40.00 EUR"]) {
         assert!(row.contains("<td>Spent</td>"), "{table}");
         assert!(row.contains("<code>payment:execute</code>"), "{table}");
         assert!(row.contains(amount), "{table}");

@@ -93,6 +93,7 @@ impl PgTx<'_> {
                AND ($4::TEXT IS NULL OR pp_json(detail) ->> 'agent' = $4)
                AND ($5::BIGINT IS NULL OR ts >= $5)
                AND ($6::BIGINT IS NULL OR ts < $6)
+               AND ($8::TEXT IS NULL OR pp_json(detail) ->> 'gid' = $8)
              ORDER BY seq DESC LIMIT $7",
             &[
                 &q.owner,
@@ -102,6 +103,7 @@ impl PgTx<'_> {
                 &q.since,
                 &q.until,
                 &q.limit,
+                &q.gid,
             ],
             audit_row,
         )

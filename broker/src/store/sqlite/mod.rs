@@ -940,6 +940,7 @@ impl Tx for SqliteTx<'_> {
                AND (?4 IS NULL OR (json_valid(detail) AND json_extract(detail, '$.agent') = ?4))
                AND (?5 IS NULL OR ts >= ?5)
                AND (?6 IS NULL OR ts < ?6)
+               AND (?8 IS NULL OR (json_valid(detail) AND json_extract(detail, '$.gid') = ?8))
              ORDER BY seq DESC LIMIT ?7",
             params![
                 q.owner,
@@ -948,7 +949,8 @@ impl Tx for SqliteTx<'_> {
                 q.agent,
                 q.since,
                 q.until,
-                q.limit
+                q.limit,
+                q.gid
             ],
             audit_row,
         )
