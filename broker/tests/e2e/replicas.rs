@@ -41,7 +41,7 @@ impl Drop for Nginx {
 /// (the replicas' issuer): the kit's requests go through the proxy;
 /// `direct` reaches one replica.
 pub(crate) struct Replicas {
-    nginx: Nginx,
+    _nginx: Nginx,
     pub b: Broker,
     pub a: Broker,
     _dir: tempfile::TempDir,
@@ -126,7 +126,7 @@ impl Replicas {
             std::thread::sleep(Duration::from_millis(20));
         }
         Replicas {
-            nginx,
+            _nginx: nginx,
             b,
             a,
             _dir: dir,
@@ -138,10 +138,38 @@ impl Replicas {
         &self.a.url
     }
 
-    /// The nginx process id (for failure messages).
-    #[allow(dead_code)]
-    pub fn nginx_pid(&self) -> u32 {
-        self.nginx.0.id()
+    /// How many requests nginx sent to each replica so far (its access log):
+    /// (to `a`, to `b`).
+    pub fn served(&self) -> (usize, usize) {
+        self.counter().get()
+    }
+
+    /// `served`, without borrowing the replicas.
+    pub fn counter(&self) -> Counter {
+        Counter {
+            log: self._dir.path().join("access.log"),
+            a: self.a.bound.clone(),
+            b: self.b.bound.clone(),
+        }
+    }
+}
+
+/// Requests nginx sent to each replica.
+pub(crate) struct Counter {
+    log: PathBuf,
+    a: String,
+    b: String,
+}
+
+impl Counter {
+    pub fn get(&self) -> (usize, usize) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let to = |addr: &str| {
+            log.lines()
+                .filter(|l| l.split([' ', ',']).any(|w| w == addr))
+                .count()
+        };
+        (to(&self.a), to(&self.b))
     }
 }
 
@@ -581,6 +609,9 @@ async fn one_audit_chain_after_a_concurrent_run_through_both_replicas() {
         }
     });
     let done = futures_util::future::join_all(jobs).await;
+    // The run went through both replicas, about half each.
+    let (to_a, to_b) = r.served();
+    assert!(to_a.min(to_b) * 3 > to_a.max(to_b), "{to_a} / {to_b}");
     let recs = one_chain(&r.b);
     let feed = whole_feed(&r.a).await;
     for (jtis, revoked) in &done {

@@ -203,12 +203,15 @@ async fn a_replica_killed_under_load_loses_nothing_and_the_other_serves() {
         stop: AtomicBool::new(false),
         retry_on: 0,
     };
+    let served = r.counter();
     let victim = &mut r.b;
     let run = enrolled
         .into_iter()
         .map(|(k, name, rt)| load.agent(k, name, rt));
     let control = async {
         load.wait_answers(0, 150, 60, "before the kill").await;
+        let (to_a, to_b) = served.get();
+        assert!(to_a > 50 && to_b > 50, "{to_a} / {to_b}");
         // SIGKILL, while requests are in flight at both replicas.
         victim.kill();
         let at_kill = load.answers.load(Ordering::Relaxed);
