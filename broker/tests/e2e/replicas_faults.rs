@@ -28,6 +28,12 @@ struct Seen {
     revoke_sent: HashSet<String>,
     /// Answers by status.
     status: HashMap<u16, usize>,
+    /// Grants whose refresh, cut off by the kill, had committed: sent again,
+    /// it was reuse, which revoked the grant.
+    cut_committed: Vec<String>,
+    /// Refreshes cut off by the kill that had not committed: sent again, they
+    /// succeeded.
+    cut_undone: usize,
 }
 
 struct Load<'a> {
@@ -77,9 +83,13 @@ impl Load<'_> {
 
     /// One agent: refresh, and revoke every other access token (RFC 7009),
     /// through the proxy until told to stop. A request without an answer
-    /// (502: its replica was killed) ends the agent, its state unknown.
-    async fn agent(&self, k: AgentKey, name: String, mut rt: String) {
+    /// (502: its replica was killed) is sent again, as a client would: a
+    /// refresh cut off either committed entirely (the same refresh token is
+    /// then reuse, which revokes the grant: the agent stops) or not at all
+    /// (it succeeds now).
+    async fn agent(&self, k: AgentKey, name: String, gid: String, mut rt: String) {
         let mut step = 0;
+        let mut cut = false;
         while !self.stop.load(Ordering::Relaxed) {
             let r = self
                 .via
@@ -89,14 +99,19 @@ impl Load<'_> {
                 )
                 .await;
             self.count(r.status);
-            if r.status == 502 {
-                return;
-            }
-            if r.status == self.retry_on {
+            if r.status == 502 || r.status == self.retry_on {
+                cut |= r.status == 502;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+            if cut && r.error() == "invalid_grant" {
+                self.seen.lock().unwrap().cut_committed.push(gid);
+                return;
+            }
             assert_eq!(r.status, 200, "refresh: {}", r.body);
+            if std::mem::take(&mut cut) {
+                self.seen.lock().unwrap().cut_undone += 1;
+            }
             rt = r.s("refresh_token");
             let at = r.s("access_token");
             let jti = claims(&at)["jti"].as_str().unwrap().to_owned();
@@ -120,10 +135,7 @@ impl Load<'_> {
                     )
                     .await;
                 self.count(v.status);
-                if v.status == 502 {
-                    return;
-                }
-                if v.status == self.retry_on {
+                if v.status == 502 || v.status == self.retry_on {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -135,14 +147,14 @@ impl Load<'_> {
     }
 }
 
-/// Enroll `n` agents through the proxy: (key, name, refresh token).
-async fn agents(r: &Replicas, n: usize) -> Vec<(AgentKey, String, String)> {
+/// Enroll `n` agents through the proxy: (key, name, grant id, refresh token).
+async fn agents(r: &Replicas, n: usize) -> Vec<(AgentKey, String, String, String)> {
     let mut out = Vec::new();
     for i in 0..n {
         let k = key();
         let name = format!("bot{i}");
         let t = r.a.enroll(&k, &name, "x:y", &[]).await;
-        out.push((k, name, t.s("refresh_token")));
+        out.push((k, name, t.s("grant_id"), t.s("refresh_token")));
     }
     out
 }
@@ -166,6 +178,9 @@ async fn nothing_acknowledged_lost(via: &Broker, seen: &Seen) {
     let feed = whole_feed(via).await;
     let in_feed: HashSet<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
     let gids: HashSet<&str> = feed.iter().filter_map(|e| e["gid"].as_str()).collect();
+    for gid in &seen.cut_committed {
+        assert!(gids.contains(gid.as_str()), "reuse did not revoke {gid}");
+    }
     let rs = via.resource(API, None);
     assert!(!seen.issued.is_empty());
     for (jti, at, gid) in &seen.issued {
@@ -207,7 +222,7 @@ async fn a_replica_killed_under_load_loses_nothing_and_the_other_serves() {
     let victim = &mut r.b;
     let run = enrolled
         .into_iter()
-        .map(|(k, name, rt)| load.agent(k, name, rt));
+        .map(|(k, name, gid, rt)| load.agent(k, name, gid, rt));
     let control = async {
         load.wait_answers(0, 150, 60, "before the kill").await;
         let (to_a, to_b) = served.get();
@@ -221,10 +236,13 @@ async fn a_replica_killed_under_load_loses_nothing_and_the_other_serves() {
     let (_, ()) = tokio::join!(futures_util::future::join_all(run), control);
     let seen = load.seen.into_inner().unwrap();
     eprintln!(
-        "replica killed: statuses {:?}, {} tokens issued, {} revocations acknowledged",
+        "replica killed: statuses {:?}, {} tokens issued, {} revocations acknowledged, \
+         refreshes cut off: {} committed, {} not",
         seen.status,
         seen.issued.len(),
-        seen.revoked.len()
+        seen.revoked.len(),
+        seen.cut_committed.len(),
+        seen.cut_undone
     );
     // Only requests cut off by the kill went unanswered.
     assert!(
@@ -233,8 +251,13 @@ async fn a_replica_killed_under_load_loses_nothing_and_the_other_serves() {
         seen.status
     );
     for s in seen.status.keys() {
-        assert!([200, 502].contains(s), "{:?}", seen.status);
+        assert!([200, 400, 502].contains(s), "{:?}", seen.status);
     }
+    // A 400 only for a refresh token sent again after it committed.
+    assert_eq!(
+        seen.status.get(&400).copied().unwrap_or(0),
+        seen.cut_committed.len()
+    );
     nothing_acknowledged_lost(&r.a, &seen).await;
 }
 
@@ -291,7 +314,7 @@ async fn a_postgres_restart_under_load_answers_503_then_every_replica_recovers()
     };
     let run = enrolled
         .into_iter()
-        .map(|(k, name, rt)| load.agent(k, name, rt));
+        .map(|(k, name, gid, rt)| load.agent(k, name, gid, rt));
     let state = pg.state.path().to_owned();
     let control = async {
         load.wait_answers(0, 60, 60, "before the restart").await;
