@@ -73,7 +73,8 @@ test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo b
 	cargo test --workspace --locked
 
 .PHONY: test-postgres
-test-postgres: ## The broker's end-to-end suite against PostgreSQL (a throwaway cluster: scripts/pg-cluster.sh)
+test-postgres: ## The broker's end-to-end suite against PostgreSQL (a throwaway cluster: scripts/pg-cluster.sh), with two replicas behind nginx
+	bash scripts/setup-tools.sh postgres
 	PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop
 	url="$$(PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh start)" && \
 	trap 'PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop' EXIT && \

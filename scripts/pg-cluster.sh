@@ -5,6 +5,9 @@
 #                                 a free loopback port (socket in that folder)
 #   scripts/pg-cluster.sh url     print its URL (postgres://...)
 #   scripts/pg-cluster.sh stop    pg_ctl stop, and remove the folder
+#   scripts/pg-cluster.sh halt    pg_ctl stop (fast), keeping the folder: a
+#                                 server restart for fault tests, with
+#   scripts/pg-cluster.sh resume  pg_ctl start again on the same port
 # The folder is recorded in $PG_CLUSTER_STATE (default: target/pg-cluster).
 # Authentication is `trust` on loopback and the socket only: test data only.
 set -euo pipefail
@@ -68,6 +71,18 @@ case "$cmd" in
     dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
     echo "postgres://protonpass@127.0.0.1:$(cat "$dir/port")/postgres"
     ;;
+  halt)
+    dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
+    bin="$(bindir)"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+  resume)
+    dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
+    bin="$(bindir)"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $(cat "$dir/port") -k $dir -c max_connections=300 -c fsync=on" start >/dev/null \
+      || { cat "$dir/server.log" >&2; exit 1; }
+    ;;
   stop)
     dir="$(cat "$state" 2>/dev/null)" || exit 0
     if [ -d "$dir/data" ] && bin="$(bindir)"; then
@@ -77,7 +92,7 @@ case "$cmd" in
     rm -f "$state"
     ;;
   *)
-    echo "usage: $0 start|url|stop" >&2
+    echo "usage: $0 start|url|stop|halt|resume" >&2
     exit 2
     ;;
 esac

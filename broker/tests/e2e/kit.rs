@@ -17,6 +17,8 @@ pub struct Broker {
     child: Child,
     _stdout: BufReader<ChildStdout>,
     pub url: String,
+    /// The address it listens on (`url` is the issuer, which may be a proxy's).
+    pub bound: String,
     pub data: PathBuf,
     _dir: Option<tempfile::TempDir>,
     pub env: Vec<(String, String)>,
@@ -49,6 +51,22 @@ impl Broker {
             .unwrap();
         let data = dir.path().to_owned();
         let mut b = Self::start_in(&data, env);
+        b._dir = Some(dir);
+        b
+    }
+
+    /// `serve` with command-line `args` on a fresh data directory (removed with
+    /// this broker), whose database is made on the PostgreSQL server `store`
+    /// when given, else as `start` does.
+    pub fn launch_fresh(store: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
+        if let Some(base) = store {
+            prepare_store_on(dir.path(), base);
+        }
+        let mut b = Self::launch(dir.path(), "127.0.0.1:0", args, env);
         b._dir = Some(dir);
         b
     }
@@ -108,6 +126,7 @@ impl Broker {
             child,
             _stdout: stdout,
             url,
+            bound: v["addr"].as_str().unwrap().to_owned(),
             data: data.to_owned(),
             _dir: None,
             env,
@@ -212,9 +231,20 @@ impl Broker {
         params: &[(&str, &str)],
         headers: &[(&str, String)],
     ) -> Reply {
+        self.post_form_to(&self.url, path, params, headers).await
+    }
+
+    /// `post_form` to another base URL than the issuer (a replica's own address).
+    pub async fn post_form_to(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Reply {
         let mut req = self
             .http
-            .post(format!("{}{path}", self.url))
+            .post(format!("{base}{path}"))
             .header("content-type", "application/x-www-form-urlencoded");
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -413,9 +443,14 @@ fn pg_admin(base: &str, sql: &str) {
 /// (the CLI, tests' own commands) then uses the same store, as replicas and
 /// operators do with the configuration file.
 fn prepare_store(data: &Path) {
-    let Some(base) = test_store() else {
-        return;
-    };
+    if let Some(base) = test_store() {
+        prepare_store_on(data, &base);
+    }
+}
+
+/// `prepare_store` on the PostgreSQL server `base` (a postgres:// URL of a
+/// database from which others can be created).
+pub fn prepare_store_on(data: &Path, base: &str) {
     let file = data.join(STORE_FILE);
     if file.exists() {
         return;
@@ -424,7 +459,7 @@ fn prepare_store(data: &Path) {
     protonpass_agent::Random::fill(&OsRandom, &mut raw).unwrap();
     let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let name = format!("t_{name}");
-    pg_admin(&base, &format!("CREATE DATABASE {name}"));
+    pg_admin(base, &format!("CREATE DATABASE {name}"));
     let (prefix, _) = base.rsplit_once('/').unwrap();
     let url = format!("{prefix}/{name}");
     let mut key = [0u8; 32];
@@ -449,7 +484,7 @@ fn prepare_store(data: &Path) {
     .unwrap();
 }
 
-async fn reply(r: reqwest::Response) -> Reply {
+pub async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();

@@ -37,6 +37,8 @@ mod persistence;
 mod postgres;
 mod proxy;
 mod ratelimit;
+mod replicas;
+mod replicas_faults;
 mod revocation;
 mod schema;
 mod stepup;
