@@ -2,13 +2,17 @@
 //! grants and token exchanges per second at several concurrency levels, with
 //! p50/p99 latency, next to node-oidc-provider (in-memory store) doing DPoP
 //! refresh grants on the same machine. Every request carries a fresh DPoP
-//! proof made with the core crate; both servers get the same client.
+//! proof made with the core crate; both servers get the same client. With
+//! `--pg URL` (a throwaway cluster: `broker/bench/run.sh` makes one), the
+//! same refresh and exchange load at the highest level against one, then two
+//! broker replicas sharing that PostgreSQL database.
 //!
 //! ```sh
 //! cargo build --release -p protonpass-broker --examples
 //! (cd broker/bench && npm install)
 //! target/release/examples/bench --broker target/release/protonpass-broker \
-//!     --oidc broker/bench/oidc-provider.mjs --seconds 5 --levels 1,16,64
+//!     --oidc broker/bench/oidc-provider.mjs --seconds 5 --levels 1,16,64 \
+//!     [--pg postgres://USER@HOST:PORT/DB]
 //! ```
 #![allow(
     clippy::print_stdout,
@@ -36,6 +40,7 @@ const API: &str = "https://api.example";
 struct Args {
     broker: String,
     oidc: Option<String>,
+    pg: Option<String>,
     seconds: u64,
     levels: Vec<usize>,
 }
@@ -44,6 +49,7 @@ fn args() -> Args {
     let mut a = Args {
         broker: "target/release/protonpass-broker".into(),
         oidc: None,
+        pg: None,
         seconds: 5,
         levels: vec![1, 16, 64],
     };
@@ -53,6 +59,7 @@ fn args() -> Args {
         match v[i].as_str() {
             "--broker" => a.broker = v[i + 1].clone(),
             "--oidc" => a.oidc = Some(v[i + 1].clone()),
+            "--pg" => a.pg = Some(v[i + 1].clone()),
             "--seconds" => a.seconds = v[i + 1].parse().unwrap(),
             "--levels" => a.levels = v[i + 1].split(',').map(|s| s.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
@@ -80,8 +87,11 @@ impl Drop for Guard {
     }
 }
 
-/// One agent: its key, its current refresh token, its nonce.
+/// One agent: its HTTP client, the token endpoint it calls, its key, its
+/// current refresh token, its nonce.
 struct Agent {
+    http: reqwest::Client,
+    url: String,
     key: AgentKey,
     refresh: String,
     nonce: Option<String>,
@@ -93,7 +103,10 @@ enum Op {
     Exchange,
 }
 
-async fn request(http: &reqwest::Client, url: &str, a: &mut Agent, op: Op) -> bool {
+async fn request(a: &mut Agent, op: Op) -> bool {
+    let http = a.http.clone();
+    let url = a.url.clone();
+    let url = url.as_str();
     for _ in 0..3 {
         let proof = create_proof(
             &a.key,
@@ -161,25 +174,19 @@ struct Result {
     p99_ms: f64,
 }
 
-async fn run(
-    http: &reqwest::Client,
-    url: &str,
-    agents: &[Arc<Mutex<Agent>>],
-    op: Op,
-    seconds: u64,
-) -> Result {
+async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64) -> Result {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for a in agents {
-        let (http, url, a) = (http.clone(), url.to_owned(), a.clone());
+        let a = a.clone();
         tasks.push(tokio::spawn(async move {
             let mut a = a.lock().await;
             let mut lat = Vec::new();
             let mut failed = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if request(&http, &url, &mut a, op).await {
+                if request(&mut a, op).await {
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 } else {
                     // This agent's token chain is broken: stop it rather than flood.
@@ -220,26 +227,26 @@ fn report(name: &str, c: usize, r: &Result) {
     );
 }
 
-#[tokio::main]
-async fn main() {
-    let a = args();
-    let max = *a.levels.iter().max().unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
+/// Agent `i`'s HTTP client, from a loopback address of its own: agents are
+/// distinct hosts, as in a deployment, so the broker's per-source share of
+/// the DPoP replay cache (1/64 of it: about 270 proofs a second sustained
+/// from one address with the default 60 s window) is not what is measured.
+fn client(i: usize) -> reqwest::Client {
+    let addr = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(addr))
+        .pool_max_idle_per_host(4)
         .build()
-        .unwrap();
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
+        .unwrap()
+}
 
-    // Our broker, durable store, nonces on (the default).
-    let broker = Command::new(&a.broker)
+/// Start `serve` on `data`; its token endpoint.
+fn serve(bin: &str, data: &str) -> (Guard, String) {
+    let broker = Command::new(bin)
         // Every client shares one address: the per-source limit would measure itself.
         .args([
             "--data",
-            &data,
+            data,
             "serve",
             "--addr",
             "127.0.0.1:0",
@@ -260,19 +267,17 @@ async fn main() {
         .as_str()
         .unwrap()
         .to_owned();
-    let token_url = format!("{issuer}/oauth/token");
+    (broker, format!("{issuer}/oauth/token"))
+}
+
+/// `n` agents, each with its own grant created with the CLI on `data` and
+/// redeemed at `token_url`.
+async fn enroll(bin: &str, data: &str, token_url: &str, n: usize) -> Vec<Arc<Mutex<Agent>>> {
     let mut ours = Vec::new();
-    for i in 0..max {
-        let out = Command::new(&a.broker)
-            .args([
-                "--data",
-                &data,
-                "--json",
-                "grant",
-                "create",
-                "--agent",
-                &format!("bench-{i}"),
-            ])
+    for i in 0..n {
+        let out = Command::new(bin)
+            .args(["--data", data, "--json", "grant", "create", "--agent"])
+            .arg(format!("bench-{i}"))
             .args([
                 "--scope",
                 "travel:search travel:book",
@@ -283,9 +288,13 @@ async fn main() {
             ])
             .output()
             .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
         let code = v["enrollment_code"].as_str().unwrap().to_owned();
+        let http = client(i);
         let mut agent = Agent {
+            http: http.clone(),
+            url: token_url.to_owned(),
             key: AgentKey::generate(&OsRandom).unwrap(),
             refresh: code,
             nonce: None,
@@ -297,7 +306,7 @@ async fn main() {
                 &agent.key,
                 &ProofInput {
                     method: "POST",
-                    url: &token_url,
+                    url: token_url,
                     nonce: agent.nonce.as_deref(),
                     ..Default::default()
                 },
@@ -306,7 +315,7 @@ async fn main() {
             )
             .unwrap();
             let r = http
-                .post(&token_url)
+                .post(token_url)
                 .header("DPoP", proof)
                 .form(&[
                     ("grant_type", PRE),
@@ -328,6 +337,81 @@ async fn main() {
         assert!(ok, "enrollment failed");
         ours.push(Arc::new(Mutex::new(agent)));
     }
+    ours
+}
+
+fn private_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap()
+}
+
+/// The broker on PostgreSQL at `url`: one replica, then two sharing the
+/// database (agents split between them), refresh and exchange at `c` clients.
+async fn postgres(a: &Args, url: &str, c: usize) -> Vec<(&'static str, Result)> {
+    let dir = private_dir();
+    let data = dir.path().to_str().unwrap().to_owned();
+    // Replicas share the database and the vault key (DPoP nonces, sealed secrets).
+    let mut key = [0u8; 32];
+    protonpass_agent::Random::fill(&OsRandom, &mut key).unwrap();
+    let key_file = dir.path().join("vault.key");
+    std::fs::write(&key_file, protonpass_agent::b64::encode(key)).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broker.toml"),
+        format!(
+            "store = {url:?}\nvault_key_file = {:?}\n",
+            key_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (first, first_url) = serve(&a.broker, &data);
+    let agents = enroll(&a.broker, &data, &first_url, c).await;
+    println!(
+        "protonpass-broker (PostgreSQL, fsync on, DPoP nonces on), {} s per run",
+        a.seconds
+    );
+    let r = run(&agents, Op::Refresh, a.seconds).await;
+    report("pg 1 replica refresh", c, &r);
+    let x = run(&agents, Op::Exchange, a.seconds).await;
+    report("pg 1 replica token exchange", c, &x);
+    let mut out = vec![("1 replica refresh", r), ("1 replica exchange", x)];
+    let (second, second_url) = serve(&a.broker, &data);
+    for (i, agent) in agents.iter().enumerate() {
+        if i % 2 == 1 {
+            let mut agent = agent.lock().await;
+            agent.url = second_url.clone();
+            agent.nonce = None;
+        }
+    }
+    let r = run(&agents, Op::Refresh, a.seconds).await;
+    report("pg 2 replicas refresh", c, &r);
+    let x = run(&agents, Op::Exchange, a.seconds).await;
+    report("pg 2 replicas token exchange", c, &x);
+    drop((first, second));
+    out.extend([("2 replicas refresh", r), ("2 replicas exchange", x)]);
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let max = *a.levels.iter().max().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let dir = private_dir();
+    let data = dir.path().to_str().unwrap().to_owned();
+
+    // Our broker, durable store, nonces on (the default).
+    let (broker, token_url) = serve(&a.broker, &data);
+    let ours = enroll(&a.broker, &data, &token_url, max).await;
 
     let mut rows = Vec::new();
     println!(
@@ -335,13 +419,21 @@ async fn main() {
         a.seconds
     );
     for &c in &a.levels {
-        let r = run(&http, &token_url, &ours[..c], Op::Refresh, a.seconds).await;
+        let r = run(&ours[..c], Op::Refresh, a.seconds).await;
         report("protonpass-broker refresh", c, &r);
-        let x = run(&http, &token_url, &ours[..c], Op::Exchange, a.seconds).await;
+        let x = run(&ours[..c], Op::Exchange, a.seconds).await;
         report("protonpass-broker token exchange", c, &x);
         rows.push((c, r, x));
     }
     drop(broker);
+
+    let pg = match &a.pg {
+        Some(url) => postgres(&a, url, max).await,
+        None => {
+            println!("protonpass-broker on PostgreSQL: skipped (no --pg URL)");
+            Vec::new()
+        }
+    };
 
     let Some(script) = a.oidc else { return };
     let node = Command::new("node")
@@ -370,8 +462,11 @@ async fn main() {
     let theirs: Vec<_> = keys
         .into_iter()
         .zip(seeded["refresh_tokens"].as_array().unwrap())
-        .map(|(key, rt)| {
+        .enumerate()
+        .map(|(i, (key, rt))| {
             Arc::new(Mutex::new(Agent {
+                http: client(i),
+                url: token_endpoint.clone(),
                 key,
                 refresh: rt.as_str().unwrap().to_owned(),
                 nonce: None,
@@ -380,14 +475,7 @@ async fn main() {
         .collect();
     println!("node-oidc-provider 9.13.3 (in-memory adapter, DPoP, refresh rotation), same client");
     for (c, ours_r, ours_x) in &rows {
-        let r = run(
-            &http,
-            &token_endpoint,
-            &theirs[..*c],
-            Op::Refresh,
-            a.seconds,
-        )
-        .await;
+        let r = run(&theirs[..*c], Op::Refresh, a.seconds).await;
         report("node-oidc-provider refresh", *c, &r);
         let ratio = |x: f64| {
             if r.rps > 0.0 {
@@ -401,6 +489,13 @@ async fn main() {
             ratio(ours_r.rps),
             ratio(ours_x.rps)
         );
+        if *c == max && !pg.is_empty() {
+            let each: Vec<String> = pg
+                .iter()
+                .map(|(name, x)| format!("{name} {:.1}x", ratio(x.rps)))
+                .collect();
+            println!("  ratio at c={c} on PostgreSQL: {}", each.join(", "));
+        }
     }
     drop(node);
 }
