@@ -8,6 +8,7 @@
 //! for the first round that *starts after it arrived*, so whatever was
 //! committed before it is in what it sees, exactly as with a read of its own.
 //! Concurrent requests share a round: one trip to the store for many calls.
+//! Rounds run on a thread of their own, one after another.
 //!
 //! A token found live (token active, grant active, not a step-up's one-time
 //! token) is remembered with the feed head of the round it was read in; it
@@ -18,7 +19,7 @@
 //! one-time token, which is never remembered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
@@ -40,8 +41,8 @@ struct Round {
 struct Gate {
     /// The newest round started.
     started: u64,
-    /// Whether the task running rounds is alive.
-    running: bool,
+    /// Whether the thread running rounds was started.
+    thread: bool,
     /// The upstreams named by requests waiting for the next round.
     names: HashSet<String>,
     /// Whether a request waits for the next round.
@@ -59,6 +60,8 @@ struct Entry {
 /// The shared reads and the live tokens.
 pub(super) struct Live {
     gate: Mutex<Gate>,
+    /// Wakes the thread running rounds.
+    wake: Condvar,
     done: watch::Sender<Round>,
     tokens: Mutex<HashMap<String, Entry>>,
 }
@@ -73,6 +76,7 @@ impl Default for Live {
     fn default() -> Self {
         Live {
             gate: Mutex::default(),
+            wake: Condvar::new(),
             done: watch::channel(Round::default()).0,
             tokens: Mutex::default(),
         }
@@ -99,14 +103,19 @@ impl Live {
         let mut rx = self.done.subscribe();
         let need = {
             let mut g = lock(&self.gate);
+            if !g.thread {
+                let (me, store) = (self.clone(), store.clone());
+                std::thread::Builder::new()
+                    .name("gateway-reads".into())
+                    .spawn(move || me.rounds(&store))
+                    .ok()?;
+                g.thread = true;
+            }
             g.names.insert(name.to_owned());
             g.wanted = true;
-            if !g.running {
-                g.running = true;
-                tokio::spawn(self.clone().rounds(store.clone()));
-            }
             g.started + 1
         };
+        self.wake.notify_one();
         let round = rx.wait_for(|r| r.n >= need).await.ok()?.clone();
         let seen = round.seen?;
         Some(Seen {
@@ -115,30 +124,36 @@ impl Live {
         })
     }
 
-    /// Run rounds while requests wait for one.
-    async fn rounds(self: Arc<Self>, store: Arc<dyn Store>) {
+    /// Run a round each time requests wait for one (on its own thread: a
+    /// store read blocks).
+    fn rounds(&self, store: &Arc<dyn Store>) {
         loop {
             let (n, names) = {
                 let mut g = lock(&self.gate);
-                if !g.wanted {
-                    g.running = false;
-                    return;
+                while !g.wanted {
+                    g = match self.wake.wait(g) {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
                 }
                 g.wanted = false;
                 g.started += 1;
                 (g.started, std::mem::take(&mut g.names))
             };
-            let seen = store::read(&store, move |tx| {
-                let head = tx.revocation_head()?;
-                let mut ups = HashMap::with_capacity(names.len());
-                for name in names {
-                    let rec = tx.upstream_get(&name)?;
-                    ups.insert(name, rec);
-                }
-                Ok((head, ups))
-            })
-            .await
+            // A panic fails this round's requests, not the thread.
+            let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store::read_blocking(store, move |tx| {
+                    let head = tx.revocation_head()?;
+                    let mut ups = HashMap::with_capacity(names.len());
+                    for name in names {
+                        let rec = tx.upstream_get(&name)?;
+                        ups.insert(name, rec);
+                    }
+                    Ok((head, ups))
+                })
+            }))
             .ok()
+            .and_then(Result::ok)
             .map(Arc::new);
             self.done.send_replace(Round { n, seen });
         }
