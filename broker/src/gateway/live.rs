@@ -28,13 +28,16 @@ use crate::store::{self, Store, UpstreamRec};
 /// At most this many live tokens are remembered.
 const MAX: usize = 16_384;
 
+/// The feed head and the records of the upstreams named (`None`: no such upstream).
+type Read = (i64, HashMap<String, Option<UpstreamRec>>);
+
 /// What one round read.
 #[derive(Clone, Default)]
 struct Round {
     /// Its number (0: none yet).
     n: u64,
     /// The feed head and the upstreams named, or `None` if the read failed.
-    seen: Option<Arc<(i64, HashMap<String, Option<UpstreamRec>>)>>,
+    seen: Option<Arc<Read>>,
 }
 
 #[derive(Default)]
