@@ -6,6 +6,7 @@
 
 mod credential;
 pub(crate) mod forward;
+mod live;
 pub mod oauth;
 mod oauth_callback;
 mod oauth_client;

@@ -1,7 +1,8 @@
 //! The gateway endpoint, `ANY {issuer}/gateway/{name}/{path}`: the request is
 //! verified like a native API's (DPoP-bound token for the upstream's audience,
-//! proof for the gateway URL, replay, nonce), checked against the store
-//! (token and grant not revoked, the token's owner owns the upstream), its
+//! proof for the gateway URL, replay, nonce), checked against the store as it
+//! is when the request arrives (token and grant not revoked, see `live.rs`;
+//! the token's owner owns the upstream), its
 //! normalised path matched against the rules and the scope required; then it
 //! is forwarded with the owner's credential, and the answer streamed back.
 //! Every call, refusals included, is audited without waiting.
@@ -19,7 +20,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use protonpass_agent::token::peek_ids;
 use protonpass_agent::wire::ErrorBody;
 use protonpass_agent::{
     Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token, status_for, www_authenticate,
@@ -51,6 +51,8 @@ pub struct Gateway {
     flights: super::oauth::Flights,
     /// Tokens already verified (the proof is still checked on every request).
     tokens: super::token_cache::TokenCache,
+    /// The store reads shared by concurrent requests, and the tokens found live.
+    live: Arc<super::live::Live>,
 }
 
 fn client(public_only: bool) -> Result<reqwest::Client, Error> {
@@ -76,6 +78,7 @@ pub fn router(b: Arc<Broker>) -> Result<Router<Arc<Broker>>, Error> {
     let gw = Arc::new(Gateway {
         flights: super::oauth::Flights::default(),
         tokens: super::token_cache::TokenCache::default(),
+        live: Arc::default(),
         b,
         vault,
         parsed: Mutex::default(),
@@ -381,36 +384,24 @@ async fn authorize(
 ) -> Result<Allowed, Response> {
     let b = &gw.b;
     let now = b.clock.now();
-    let n = name.to_owned();
     let (authz, dpop) = (
         header_values(&req.headers, "authorization"),
         header_values(&req.headers, "dpop"),
     );
-    // One trip to the store for the upstream and the state of the token the
-    // request names (read before the signature check, used only once the
-    // verified claims name the same token and grant).
-    let ids = dpop_token(&authz).ok().and_then(peek_ids);
-    let (rec, state) = if rules::valid_name(name) {
-        store::read(&b.store, move |tx| {
-            let rec = tx.upstream_get(&n)?;
-            let state = match (&rec, ids) {
-                (Some(_), Some((jti, gid))) => Some((
-                    jti.clone(),
-                    gid.clone(),
-                    (
-                        tx.token_get(&jti)?,
-                        tx.grant_get(&gid)?,
-                        tx.stepup_by_jti(&jti)?.is_some(),
-                    ),
-                )),
-                _ => None,
-            };
-            Ok((rec, state))
-        })
-        .await
-        .map_err(|e| refuse(call, &e, None, None))?
+    // The feed head and the upstream's record, read after the request arrived
+    // (shared with the requests that arrived with it).
+    let seen = if rules::valid_name(name) {
+        let Some(seen) = gw.live.read(&b.store, name).await else {
+            let e = Error::TemporarilyUnavailable("storage unavailable".into());
+            return Err(refuse(call, &e, None, None));
+        };
+        Some(seen)
     } else {
-        (None, None)
+        None
+    };
+    let (head, rec) = match seen {
+        Some(s) => (s.head, s.upstream),
+        None => (0, None),
     };
     let Some(rec) = rec else {
         call.status = 404;
@@ -467,34 +458,41 @@ async fn authorize(
     call.gid = v.claims.gid.clone();
     call.reason = v.proof.reason.clone();
 
-    // Revocation cuts off at once: the store, not only the token's expiry.
-    let state = match state {
-        Some((jti, gid, st)) if jti == v.claims.jti && gid == v.claims.gid => st,
-        _ => {
-            let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
-            store::read(&b.store, move |tx| {
-                Ok((
-                    tx.token_get(&jti)?,
-                    tx.grant_get(&gid)?,
-                    tx.stepup_by_jti(&jti)?.is_some(),
-                ))
-            })
-            .await
-            .map_err(|e| refuse(call, &e, None, None))?
-        }
-    };
-    let (token, grant, one_time) = state;
-    let live = match (token, grant) {
-        (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(&g, now),
-        _ => false,
-    };
-    if !live {
-        let e = Error::InvalidToken {
-            reason: Reason::Revoked,
-            message: "the token or its grant was revoked".into(),
+    // Revocation cuts off at once: the store, not only the token's expiry. A
+    // token found live under the feed head just read is still live (only a
+    // revocation, which moves the head, or expiry ends that).
+    let one_time = if gw.live.known_live(&v.claims.jti, &v.claims.gid, head, now) {
+        false
+    } else {
+        let (jti, gid) = (v.claims.jti.clone(), v.claims.gid.clone());
+        let (token, grant, one_time) = store::read(&b.store, move |tx| {
+            Ok((
+                tx.token_get(&jti)?,
+                tx.grant_get(&gid)?,
+                tx.stepup_by_jti(&jti)?.is_some(),
+            ))
+        })
+        .await
+        .map_err(|e| refuse(call, &e, None, None))?;
+        let live = match (&token, &grant) {
+            (Some(t), Some(g)) => t.status == TokenStatus::Active && grant_live(g, now),
+            _ => false,
         };
-        return Err(refuse(call, &e, None, None));
-    }
+        if !live {
+            let e = Error::InvalidToken {
+                reason: Reason::Revoked,
+                message: "the token or its grant was revoked".into(),
+            };
+            return Err(refuse(call, &e, None, None));
+        }
+        // A one-time token is spent without a revocation: never remembered.
+        if let (false, Some(g)) = (one_time, &grant) {
+            let until = g.expires_at.min(v.claims.exp);
+            gw.live
+                .remember(&v.claims.jti, &v.claims.gid, head, until, now);
+        }
+        one_time
+    };
     if v.claims.sub != rec.owner {
         let e = Error::InsufficientScope(
             "this upstream belongs to another owner: only its owner's grants can use it".into(),

@@ -4,7 +4,8 @@
 //! audience and the token, kept until the token expires, and only while the
 //! key that signed it is still in the broker's key ring (a key withdrawn
 //! after a compromise takes its tokens with it at once). Revocation is not
-//! cached: the gateway reads the token's and grant's state on every request.
+//! this cache's business: `live.rs` checks the token's and grant's state
+//! against the store on every request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

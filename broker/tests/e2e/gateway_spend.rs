@@ -190,3 +190,61 @@ fn bad_spend_rules_are_refused_with_their_line() {
         assert!(msg.contains(why), "{bad}: {msg}");
     }
 }
+
+#[tokio::test]
+async fn a_one_time_token_passes_the_gateway_once_and_the_grants_token_stays_live() {
+    let up = Upstream::start().await;
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let base = format!("http://127.0.0.1:{}", up.port);
+    let quote = "\n[[rule]]\nmethods = [\"GET\"]\npath = \"/quote\"\nscope = \"payment:execute:under-100\"\n";
+    let text = format!("{}{quote}", rules("code-host", &base, true));
+    let (code, v) = add_upstream(&b, &text, "default");
+    assert_eq!(code, 0, "{v}");
+    let a = agent(&b, "default", "payment:execute:under-100").await;
+    // The grant's own token, found live once and then remembered.
+    for _ in 0..2 {
+        assert_eq!(call(&b, &a, "GET", "/quote", None, &[]).await.status(), 200);
+    }
+
+    let r = crate::stepup::ask(
+        &b,
+        &a.0,
+        &a.1,
+        &[("authorization_details", &crate::stepup::payment("250"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = b.cli_ok(&["stepup", "list"]);
+    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
+    let t = b
+        .token(
+            &a.0,
+            &[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", &r.s("auth_req_id")),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let once = (a.0.clone(), t.s("access_token"), a.2.clone());
+
+    // Spent by its first call, refused at the second without reaching the upstream.
+    assert_eq!(
+        call(&b, &once, "GET", "/quote", None, &[]).await.status(),
+        200
+    );
+    let before = up.calls();
+    let (status, v) = json(call(&b, &once, "GET", "/quote", None, &[]).await).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{v}"
+    );
+    assert_eq!(
+        up.calls(),
+        before,
+        "a spent one-time token reached the upstream"
+    );
+    // No revocation: the grant's token still passes.
+    assert_eq!(call(&b, &a, "GET", "/quote", None, &[]).await.status(), 200);
+}
