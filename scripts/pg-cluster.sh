@@ -5,6 +5,9 @@
 #                                 a free loopback port (socket in that folder)
 #   scripts/pg-cluster.sh url     print its URL (postgres://...)
 #   scripts/pg-cluster.sh stop    pg_ctl stop, and remove the folder
+#   scripts/pg-cluster.sh pause   stop the server, keeping its folder (tests
+#                                 of an unreachable database)
+#   scripts/pg-cluster.sh resume  start it again, on the same port
 # The folder is recorded in $PG_CLUSTER_STATE (default: target/pg-cluster).
 # Authentication is `trust` on loopback and the socket only: test data only.
 set -euo pipefail
@@ -76,8 +79,21 @@ case "$cmd" in
     case "$dir" in /tmp/protonpass-pg.*) rm -rf "$dir" ;; esac
     rm -f "$state"
     ;;
+  pause)
+    dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
+    bin="$(bindir)"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+  resume)
+    dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
+    bin="$(bindir)"
+    port="$(cat "$dir/port")"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on" start >/dev/null \
+      || { cat "$dir/server.log" >&2; exit 1; }
+    ;;
   *)
-    echo "usage: $0 start|url|stop" >&2
+    echo "usage: $0 start|url|stop|pause|resume" >&2
     exit 2
     ;;
 esac
