@@ -553,7 +553,12 @@ pub struct FeedNotice {
 /// (and no cost) for a store of one process. Recorded before the request is
 /// served, as the replay cache records it: a proof is spent even when its
 /// request then fails.
-pub async fn proof_once(store: &Arc<dyn Store>, key: [u8; 32], now: i64, forget_at: i64) -> Result<()> {
+pub async fn proof_once(
+    store: &Arc<dyn Store>,
+    key: [u8; 32],
+    now: i64,
+    forget_at: i64,
+) -> Result<()> {
     if !store.shares_proofs() {
         return Ok(());
     }

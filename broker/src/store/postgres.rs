@@ -23,9 +23,9 @@
 //!   connections are dropped by the pool and new ones made on the next use.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
