@@ -94,12 +94,7 @@ async fn a_proof_sent_to_two_replicas_at_once_is_accepted_once() {
     // Recorded proofs are pruned once their time has passed, not before.
     let n = a.cli_ok(&["prune"]);
     assert_eq!(n["removed"]["proofs"], 0, "{n}");
-    let later = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600)
-        .to_string();
+    let later = (protonpass_agent::Clock::now(&protonpass_agent::SystemClock) + 3600).to_string();
     let n = a.cli_ok(&["prune", "--now", &later]);
     // The enrollment's proof, one of each round's, the last refresh's.
     assert!(n["removed"]["proofs"].as_i64().unwrap() >= 7, "{n}");
