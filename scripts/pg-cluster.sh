@@ -8,6 +8,7 @@
 #   scripts/pg-cluster.sh halt    pg_ctl stop (fast), keeping the folder: a
 #                                 server restart for fault tests, with
 #   scripts/pg-cluster.sh resume  pg_ctl start again on the same port
+#   scripts/pg-cluster.sh pause   the same as halt (an unreachable database)
 # The folder is recorded in $PG_CLUSTER_STATE (default: target/pg-cluster).
 # Authentication is `trust` on loopback and the socket only: test data only.
 set -euo pipefail
@@ -71,7 +72,7 @@ case "$cmd" in
     dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
     echo "postgres://protonpass@127.0.0.1:$(cat "$dir/port")/postgres"
     ;;
-  halt)
+  halt|pause)
     dir="$(cat "$state" 2>/dev/null)" || { echo "pg-cluster: not started" >&2; exit 1; }
     bin="$(bindir)"
     as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
@@ -92,7 +93,7 @@ case "$cmd" in
     rm -f "$state"
     ;;
   *)
-    echo "usage: $0 start|url|stop|halt|resume" >&2
+    echo "usage: $0 start|url|stop|halt|pause|resume" >&2
     exit 2
     ;;
 esac

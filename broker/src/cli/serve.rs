@@ -180,18 +180,54 @@ async fn upkeep(b: Arc<Broker>) {
     }
 }
 
-/// Pick up what other processes (the CLI) wrote: new feed entries every 10 ms,
-/// rotated keys every second.
+/// Pick up what other processes (the CLI, other replicas) wrote: new feed
+/// entries, rotated keys every second. A store with prompt notices of new
+/// entries (PostgreSQL's `LISTEN`) tells at once, and the head is polled
+/// every second besides; without them (SQLite), or while they do not arrive,
+/// it is polled every 10 ms.
 async fn watch_store(b: Arc<Broker>) {
+    /// Polling while notices arrive: a safety net only.
+    const POLL_LISTENING: Duration = Duration::from_secs(1);
+    let mut notices = b.store.feed_notices();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut n: u64 = 0;
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut polled = tokio::time::Instant::now();
+    let mut keys = tokio::time::Instant::now();
+    let mut listening = false;
     loop {
-        tick.tick().await;
-        n += 1;
-        if let Ok(head) = store::read(&b.store, |tx| tx.revocation_head()).await {
-            b.feed_advanced(head);
+        let notice = async {
+            match notices.as_mut() {
+                Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
+                None => std::future::pending().await,
+            }
+        };
+        let mut poll = tokio::select! {
+            () = async { tick.tick().await; } => false,
+            n = notice => match n {
+                Some(n) => {
+                    b.feed_advanced(n.head);
+                    // Just (re)connected: what was missed meanwhile.
+                    let poll = n.listening && !listening;
+                    listening = n.listening;
+                    poll
+                }
+                None => {
+                    // The notices ended for good: poll.
+                    notices = None;
+                    listening = false;
+                    false
+                }
+            },
+        };
+        poll |= !listening || polled.elapsed() >= POLL_LISTENING;
+        if poll {
+            polled = tokio::time::Instant::now();
+            if let Ok(head) = store::read(&b.store, |tx| tx.revocation_head()).await {
+                b.feed_advanced(head);
+            }
         }
-        if n.is_multiple_of(100) {
+        if keys.elapsed() >= Duration::from_secs(1) {
+            keys = tokio::time::Instant::now();
             let b2 = b.clone();
             let now = b.clock.now();
             if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {

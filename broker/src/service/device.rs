@@ -202,15 +202,17 @@ impl Broker {
         let (jkt, reason) = if dpop.is_empty() {
             (None, None)
         } else {
-            let url = format!("{}/oauth/device_authorization", self.issuer);
-            let check = protonpass_agent::ProofCheck {
-                method: "POST",
-                url: &url,
-                ..Default::default()
-            };
-            let v =
+            let v = {
+                let url = format!("{}/oauth/device_authorization", self.issuer);
+                let check = protonpass_agent::ProofCheck {
+                    method: "POST",
+                    url: &url,
+                    ..Default::default()
+                };
                 self.proofs
-                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?;
+                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
+            };
+            self.proof_once(&v, now).await?;
             (Some(v.jkt), v.reason)
         };
         // Waiting requests are limited per requester, not in total: abandoned

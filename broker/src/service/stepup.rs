@@ -198,6 +198,7 @@ impl Broker {
             self.proofs
                 .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
         };
+        self.proof_once(&proof, now).await?;
         let details = Details::parse(p.req("authorization_details").map_err(|_| {
             Error::InvalidAuthorizationDetails("authorization_details is required".into())
         })?)?;

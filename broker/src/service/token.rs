@@ -88,6 +88,21 @@ impl Broker {
             .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))
     }
 
+    /// Make a proof this process accepted count once across every process
+    /// sharing the store too ([`store::proof_once`]; nothing for SQLite).
+    pub(crate) async fn proof_once(&self, p: &VerifiedProof, now: i64) -> Result<()> {
+        if !self.store.shares_proofs() {
+            return Ok(());
+        }
+        let key = protonpass_agent::ReplayCache::key(&p.jti, &p.htm, &p.htu);
+        // Remembered as long as the process's replay cache remembers it.
+        let forget_at = p
+            .iat
+            .saturating_add(self.proofs.options.max_age)
+            .saturating_add(1);
+        store::proof_once(&self.store, key, now, forget_at).await
+    }
+
     /// Handle one token request, as [`TokenRequest::parse`] read it (a
     /// [`Refused::Form`] is answered by the caller without coming here).
     pub async fn token(
@@ -156,6 +171,9 @@ impl Broker {
         } else {
             Some(self.token_proof(dpop, now, source)?)
         };
+        if let Some(p) = &proof {
+            self.proof_once(p, now).await?;
+        }
         // What a proof-less request is answered when the token turns out to
         // be DPoP-bound (computing it touches no replay state).
         let missing = || {

@@ -301,6 +301,9 @@ pub struct Pruned {
     pub oauth_pending: i64,
     /// Resource registration invitations.
     pub invites: i64,
+    /// DPoP proofs recorded by a store shared by several processes
+    /// ([`Store::proof_use`]).
+    pub proofs: i64,
 }
 
 impl Pruned {
@@ -314,6 +317,7 @@ impl Pruned {
             + self.setup_links
             + self.oauth_pending
             + self.invites
+            + self.proofs
     }
 
     /// Add another pass's counts.
@@ -326,6 +330,7 @@ impl Pruned {
         self.setup_links += o.setup_links;
         self.oauth_pending += o.oauth_pending;
         self.invites += o.invites;
+        self.proofs += o.proofs;
     }
 }
 
@@ -498,6 +503,63 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Gauges for `/metrics` (writer queue, connection pool): name, help, value.
     fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
         Vec::new()
+    }
+    /// Whether several processes share this store, so that a DPoP proof one
+    /// of them accepted must be recorded in it ([`Store::proof_use`]); each
+    /// process's replay cache is enough otherwise.
+    fn shares_proofs(&self) -> bool {
+        false
+    }
+    /// Record a DPoP proof (the digest of its `jti`, `htm` and `htu`) as used
+    /// until `forget_at`, durably and at once: `false` when some process had
+    /// recorded it already (a replay). Blocking.
+    fn proof_use(&self, _key: &[u8; 32], _now: i64, _forget_at: i64) -> Result<bool> {
+        Ok(true)
+    }
+    /// Prompt news of feed entries added by any process (PostgreSQL's
+    /// `LISTEN`), for stores that have it; `None`: poll
+    /// [`Tx::revocation_head`].
+    fn feed_notices(&self) -> Option<tokio::sync::watch::Receiver<FeedNotice>> {
+        None
+    }
+}
+
+/// What [`Store::feed_notices`] says: whether notices arrive (while they do
+/// not, the process polls), and the newest feed position they named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedNotice {
+    /// Notices arrive.
+    pub listening: bool,
+    /// The newest position a notice named (0: none yet).
+    pub head: i64,
+}
+
+/// Record a DPoP proof the process's replay cache has just accepted in a
+/// store shared by several processes ([`Store::proof_use`]), so that no other
+/// process accepts it too: `invalid_dpop_proof` when one did. Nothing to do
+/// (and no cost) for a store of one process. Recorded before the request is
+/// served, as the replay cache records it: a proof is spent even when its
+/// request then fails.
+pub async fn proof_once(
+    store: &Arc<dyn Store>,
+    key: [u8; 32],
+    now: i64,
+    forget_at: i64,
+) -> Result<()> {
+    if !store.shares_proofs() {
+        return Ok(());
+    }
+    let store = store.clone();
+    let fresh = tokio::task::spawn_blocking(move || store.proof_use(&key, now, forget_at))
+        .await
+        .map_err(|_| unavailable())??;
+    if fresh {
+        Ok(())
+    } else {
+        Err(Error::InvalidDpopProof {
+            reason: protonpass_agent::Reason::Replay,
+            message: "this proof was already used".into(),
+        })
     }
 }
 

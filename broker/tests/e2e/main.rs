@@ -35,6 +35,7 @@ mod owners;
 mod passkey;
 mod persistence;
 mod postgres;
+mod postgres_replicas;
 mod proxy;
 mod ratelimit;
 mod replicas;

@@ -243,6 +243,12 @@ impl PgTx<'_> {
                    (SELECT hash FROM resource_invites WHERE expires_at <= $1 LIMIT $2)",
                 now,
             )?,
+            // Past `forget_at`, a proof's `iat` is outside the window anyway.
+            proofs: run(
+                "DELETE FROM dpop_proofs WHERE key IN
+                   (SELECT key FROM dpop_proofs WHERE forget_at <= $1 LIMIT $2)",
+                now,
+            )?,
         })
     }
 

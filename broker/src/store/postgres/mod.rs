@@ -14,6 +14,10 @@
 //!   synchronous [`Tx`] methods wait on them with a thread-parking executor,
 //!   so they may be called from any thread (the server's, the CLI's, the
 //!   writer's) without being tied to the server's runtime.
+//! - Replicas: a DPoP proof one replica accepted is recorded at once in
+//!   `dpop_proofs` (unique key: the second replica's insert finds it), and a
+//!   new revocation-feed entry is announced to every replica by `NOTIFY`
+//!   (`notify.rs`).
 //! - Faults: an unreachable or restarted server fails the affected
 //!   transactions with [`Error::TemporarilyUnavailable`] (503); broken
 //!   connections are dropped by the pool and new ones made on the next use.
@@ -22,14 +26,15 @@ mod budget;
 mod conn;
 mod ext;
 mod migrate;
+mod notify;
 mod schema;
 mod tx;
 mod tx2;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
@@ -37,7 +42,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use protonpass_agent::Error;
 
 use self::conn::PgTx;
-use super::{Finish, Job, Result, Store};
+use super::{FeedNotice, Finish, Job, Result, Store};
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -146,6 +151,10 @@ pub struct PgStore {
     queue: SyncSender<Job>,
     admission: Arc<tokio::sync::Semaphore>,
     detached: Arc<AtomicUsize>,
+    /// Where the feed's notices are listened for (a connection of its own).
+    listen: tokio_postgres::Config,
+    /// The notices, once a caller asked for them (`serve` does, the CLI not).
+    notices: OnceLock<tokio::sync::watch::Receiver<FeedNotice>>,
     /// Keeps the store's runtime alive as long as the store.
     _runtime: OwnedRuntime,
 }
@@ -186,6 +195,7 @@ impl PgStore {
             Some(r) => r.handle().clone(),
             None => return Err(Error::Server("no runtime".into())),
         };
+        let listen = pg.clone();
         let mgr = Manager::from_config(
             pg,
             tokio_postgres::NoTls,
@@ -218,6 +228,8 @@ impl PgStore {
             queue,
             admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
             detached: Arc::new(AtomicUsize::new(0)),
+            listen,
+            notices: OnceLock::new(),
             _runtime: runtime,
         }))
     }
@@ -360,5 +372,78 @@ impl Store for PgStore {
         let client = wait(&self.rt, self.pool.get()).map_err(pool_err)?;
         let mut tx = PgTx::new(&client, &self.rt);
         f(&mut tx)
+    }
+
+    fn shares_proofs(&self) -> bool {
+        true
+    }
+
+    fn proof_use(&self, key: &[u8; 32], now: i64, forget_at: i64) -> Result<bool> {
+        // Its own statement (autocommit), not a write job: it is durable when
+        // it returns, takes no writers' lock, and the unique key decides
+        // between replicas inserting the same proof at once. A row left by a
+        // proof whose time has passed (not pruned yet) is taken over.
+        let client = wait(&self.rt, self.pool.get()).map_err(pool_err)?;
+        let tx = PgTx::new(&client, &self.rt);
+        let key: &[u8] = key;
+        let n = tx.exec(
+            "INSERT INTO dpop_proofs(key, forget_at) VALUES ($1, $2)
+               ON CONFLICT (key) DO UPDATE SET forget_at = EXCLUDED.forget_at
+               WHERE dpop_proofs.forget_at <= $3",
+            &[&key, &forget_at, &now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn feed_notices(&self) -> Option<tokio::sync::watch::Receiver<FeedNotice>> {
+        Some(
+            self.notices
+                .get_or_init(|| self::notify::start(self.listen.clone(), &self.rt))
+                .clone(),
+        )
+    }
+
+    fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let pool = self.pool.status();
+        let mut v = vec![
+            (
+                "protonpass_store_pool_max",
+                "Connections the pool may hold.",
+                pool.max_size as f64,
+            ),
+            (
+                "protonpass_store_pool_connections",
+                "Connections the pool holds now.",
+                pool.size as f64,
+            ),
+            (
+                "protonpass_store_pool_idle",
+                "Connections of the pool not in use.",
+                pool.available as f64,
+            ),
+            (
+                "protonpass_store_pool_waiting",
+                "Callers waiting for a connection of the pool.",
+                pool.waiting as f64,
+            ),
+            (
+                "protonpass_store_writes_in_flight",
+                "Asynchronous write jobs admitted and not yet committed.",
+                ADMITTED.saturating_sub(self.admission.available_permits()) as f64,
+            ),
+            (
+                "protonpass_store_detached_in_flight",
+                "Best-effort write jobs (audit of rejected requests) queued.",
+                self.detached.load(Ordering::Acquire) as f64,
+            ),
+        ];
+        if let Some(n) = self.notices.get() {
+            v.push((
+                "protonpass_store_feed_listening",
+                "1 while revocation notices arrive from the database (else the feed is polled).",
+                f64::from(u8::from(n.borrow().listening)),
+            ));
+        }
+        v
     }
 }

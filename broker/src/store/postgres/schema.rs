@@ -8,7 +8,7 @@
 
 /// `(version, SQL)`, in order. Each runs in one transaction with the
 /// `schema_version` update.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 /// Parse a JSON text column, or NULL when it is not JSON (SQLite's
 /// `json_valid` guard: audit details are JSON, but the log is append-only and
@@ -116,3 +116,23 @@ CREATE TABLE stepup_policies (
 
 /// Version 3: the owner's step-up webhook, in the owner's record.
 const V3: &str = "ALTER TABLE owners ADD COLUMN webhook TEXT;";
+
+/// Version 4: what replicas share beyond the data. `dpop_proofs` holds the
+/// DPoP proofs some replica accepted (the SHA-256 of `jti`, `htm` and `htu`),
+/// until their `iat` leaves the acceptance window, so that no other replica
+/// accepts them again (`Store::proof_use`); the pruning removes them after.
+/// A new revocation-feed entry is announced on the `protonpass_feed` channel
+/// (its position as the payload, sent when its transaction commits) to every
+/// replica that `LISTEN`s (`postgres_notify.rs`).
+const V4: &str = "
+CREATE TABLE dpop_proofs (key BYTEA PRIMARY KEY, forget_at BIGINT NOT NULL);
+CREATE INDEX dpop_proofs_forget ON dpop_proofs(forget_at);
+CREATE OR REPLACE FUNCTION pp_feed_notify() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  PERFORM pg_notify('protonpass_feed', NEW.seq::text);
+  RETURN NULL;
+END
+$f$;
+CREATE TRIGGER revocations_notify AFTER INSERT ON revocations
+  FOR EACH ROW EXECUTE FUNCTION pp_feed_notify();
+";

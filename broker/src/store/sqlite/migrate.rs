@@ -23,6 +23,9 @@ use crate::store::Result;
 /// `(version, statements)`, in order. Version 2: the pruning index and the
 /// audit checkpoints, third-party clients and authorization codes, step-up
 /// requests and their policies. Version 3: the owner's step-up webhook.
+/// Version 4 is PostgreSQL's table of accepted DPoP proofs and its feed
+/// notices, which a store of one process does not need (the version numbers
+/// of both stores stay the same).
 const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         1,
@@ -41,6 +44,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         &[PRUNE_SCHEMA, AUDIT_SCHEMA, CLIENTS_SCHEMA, STEPUP_SCHEMA],
     ),
     (3, &[WEBHOOK_SCHEMA]),
+    (4, &[]),
 ];
 
 /// The version the database is at (0: never migrated).
