@@ -64,11 +64,21 @@ fn args() -> Args {
     a
 }
 
-/// Kills the child process when dropped, even when the benchmark fails.
+/// Stops the child process when dropped, even when the benchmark fails:
+/// SIGTERM first, so that nginx's master stops its workers too (SIGKILL
+/// would leave them holding their ports), then SIGKILL after 5 s.
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
