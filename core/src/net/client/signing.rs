@@ -8,7 +8,7 @@ use super::renewal::renew;
 use super::session::Session;
 use crate::dpop::{ProofInput, create_proof};
 use crate::error::{Error, Result};
-use crate::net::{audience, http};
+use crate::net::{audience, discovery, http};
 
 impl Session {
     /// them is refused, so the token never goes anywhere else.
@@ -149,6 +149,7 @@ impl Session {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
+            self.note_challenge(url, &challenge);
             if challenge.contains("use_dpop_nonce") && !nonce_retried {
                 nonce_retried = true;
                 continue;
@@ -177,6 +178,9 @@ impl Session {
             self.inner.calls.nonces.insert(url, n);
         }
         let challenge = www_authenticate.unwrap_or_default();
+        if status == 401 {
+            self.note_challenge(url, challenge);
+        }
         if status != 401 {
             Challenge::None
         } else if challenge.contains("use_dpop_nonce") && dpop_nonce.is_some() {
@@ -185,6 +189,16 @@ impl Session {
             Challenge::Renew
         } else {
             Challenge::None
+        }
+    }
+
+    /// A `401` naming other protected-resource metadata than the API was
+    /// discovered from: forget the discovery, so that the next
+    /// [`authenticate_with_proton`](super::authenticate_with_proton) for it
+    /// discovers again (RFC 9728 section 5.1).
+    fn note_challenge(&self, url: &str, www_authenticate: &str) {
+        if let Ok(aud) = self.audience_for(url) {
+            discovery::note_challenge(&aud, www_authenticate);
         }
     }
 }
