@@ -8,12 +8,16 @@
 //! then that metadata URL, else the path-suffixed well-known URL, else the
 //! root one. Every fetch is bounded (5 s, 64 KiB, no redirects); the resource,
 //! the metadata URL and the broker must be `https` except on loopback.
+//!
+//! What is found is kept per resource for as long as the metadata's response
+//! allows (its `Cache-Control` `max-age`; 1 hour without one, at most a day),
+//! and forgotten at once when the resource answers a `401` that names other
+//! metadata ([`note_challenge`]): the next discovery asks again.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::http;
+use super::http::{self, Expiring};
 use crate::error::{Error, Result};
 use crate::resource_metadata::{
     MAX_DOCUMENT, ResourceMetadata, WELL_KNOWN, is_loopback_host, parse_resource,
@@ -75,7 +79,7 @@ pub fn challenge_param(header: &str, name: &str) -> Option<String> {
     None
 }
 
-async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>)> {
+async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>, Duration)> {
     let r = http::client()?
         .get(url)
         .header("accept", "application/json")
@@ -89,21 +93,40 @@ async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>)> {
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let ttl = http::cache_lifetime(r.headers());
     if r.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
         return Err(refused(format!(
             "{url} answered more than {MAX_DOCUMENT} bytes"
         )));
     }
     let body = http::read_body(r).await?;
-    Ok((status, www, body))
+    Ok((status, www, body, ttl))
+}
+
+/// What was discovered per resource, with the metadata URL it came from.
+fn cache() -> &'static Expiring<(Discovered, String)> {
+    static CACHE: OnceLock<Expiring<(Discovered, String)>> = OnceLock::new();
+    CACHE.get_or_init(Expiring::new)
+}
+
+/// Take note of a `401` from `resource` (its `WWW-Authenticate` value): when
+/// it names other protected-resource metadata than the one the resource was
+/// discovered from, the resource has moved (another broker, other scopes)
+/// and what was discovered is forgotten.
+pub fn note_challenge(resource: &str, www_authenticate: &str) {
+    let Some(named) = challenge_param(www_authenticate, "resource_metadata") else {
+        return;
+    };
+    if cache().get(resource).is_some_and(|(_, from)| from != named) {
+        cache().remove(resource);
+    }
 }
 
 /// Ask `resource` where its broker is (see the module documentation).
-/// Results are kept for the process's lifetime.
+/// Results are kept as long as the metadata's response allows (its
+/// `Cache-Control` `max-age`, else 1 hour; at most a day).
 pub async fn discover_resource(resource: &str) -> Result<Discovered> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Discovered>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(d) = cache.lock().ok().and_then(|c| c.get(resource).cloned()) {
+    if let Some((d, _)) = cache().get(resource) {
         return Ok(d);
     }
     let u = parse_resource(resource).map_err(|e| match e {
@@ -111,7 +134,7 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
         other => other,
     })?;
     // The resource's own challenge first: it may name its metadata and scopes.
-    let (status, www, _) = fetch(resource).await?;
+    let (status, www, _, _) = fetch(resource).await?;
     let www = www.filter(|_| status == 401);
     let challenge_scope = www.as_deref().and_then(|w| challenge_param(w, "scope"));
     let mut candidates = Vec::new();
@@ -130,7 +153,7 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
     let mut last = None;
     for c in candidates {
         match fetch(&c).await? {
-            (200, _, body) => {
+            (200, _, body, ttl) => {
                 let metadata = ResourceMetadata::parse_for(&body, resource)
                     .map_err(|e| refused(format!("{c}: {e}")))?;
                 let issuer = metadata
@@ -144,12 +167,10 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
                     issuer: issuer.trim_end_matches('/').to_owned(),
                     challenge_scope,
                 };
-                if let Ok(mut c) = cache.lock() {
-                    c.insert(resource.to_owned(), d.clone());
-                }
+                cache().insert(resource.to_owned(), (d.clone(), c), ttl);
                 return Ok(d);
             }
-            (s, _, _) => last = Some(format!("{c} answered {s}")),
+            (s, _, _, _) => last = Some(format!("{c} answered {s}")),
         }
     }
     Err(refused(format!(

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -140,11 +140,86 @@ pub(crate) fn backoff(attempt: u32, rng: &dyn Random) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
-/// GET a JSON document, retrying transient failures (idempotent).
+/// How long a discovered document is kept when its response says nothing.
+pub(crate) const DISCOVERY_TTL_DEFAULT: Duration = Duration::from_secs(3600);
+/// The longest a discovered document is kept, whatever its response says.
+pub(crate) const DISCOVERY_TTL_MAX: Duration = Duration::from_secs(86_400);
+
+/// How long a discovered document (RFC 8414 or RFC 9728 metadata) may be
+/// kept: its `Cache-Control` `max-age` (capped at [`DISCOVERY_TTL_MAX`]),
+/// nothing with `no-store` or `no-cache`, else [`DISCOVERY_TTL_DEFAULT`].
+pub(crate) fn cache_lifetime(headers: &reqwest::header::HeaderMap) -> Duration {
+    let mut max_age = None;
+    for v in headers.get_all("cache-control") {
+        let Ok(v) = v.to_str() else { continue };
+        for d in v.split(',').map(str::trim) {
+            let (name, value) = d.split_once('=').unwrap_or((d, ""));
+            match name.trim().to_ascii_lowercase().as_str() {
+                "no-store" | "no-cache" => return Duration::ZERO,
+                "max-age" => {
+                    max_age = value
+                        .trim()
+                        .trim_matches('"')
+                        .parse::<u64>()
+                        .ok()
+                        .or(max_age);
+                }
+                _ => {}
+            }
+        }
+    }
+    max_age.map_or(DISCOVERY_TTL_DEFAULT, |s| {
+        Duration::from_secs(s).min(DISCOVERY_TTL_MAX)
+    })
+}
+
+/// A process-wide cache of discovered documents, each kept until the
+/// lifetime its response allowed ([`cache_lifetime`]).
+pub(crate) struct Expiring<V>(Mutex<HashMap<String, (V, Instant)>>);
+
+impl<V: Clone> Expiring<V> {
+    pub(crate) fn new() -> Self {
+        Expiring(Mutex::new(HashMap::new()))
+    }
+
+    /// The entry for `key` if it has not expired (an expired one is dropped).
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        let mut m = self.0.lock().ok()?;
+        match m.get(key) {
+            Some((v, until)) if Instant::now() < *until => Some(v.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keep `value` for `ttl` (not at all when `ttl` is zero).
+    pub(crate) fn insert(&self, key: String, value: V, ttl: Duration) {
+        let Some(until) = Instant::now().checked_add(ttl).filter(|_| !ttl.is_zero()) else {
+            return;
+        };
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|_, (_, u)| Instant::now() < *u);
+            m.insert(key, (value, until));
+        }
+    }
+
+    /// Forget `key`.
+    pub(crate) fn remove(&self, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+/// GET a JSON document, retrying transient failures (idempotent), with how
+/// long it may be kept ([`cache_lifetime`]).
 pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     url: &str,
     rng: &dyn Random,
-) -> Result<T> {
+) -> Result<(T, Duration)> {
     let http = client()?;
     let mut last = Error::BrokerUnavailable(format!("{url}: no attempt made"));
     for attempt in 0..3 {
@@ -154,9 +229,10 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
         match http.get(url).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let ttl = cache_lifetime(resp.headers());
                 let body = read_body(resp).await?;
                 if status == 200 {
-                    return serde_json::from_slice(&body).map_err(|e| {
+                    return serde_json::from_slice(&body).map(|v| (v, ttl)).map_err(|e| {
                         Error::InvalidResponse(format!(
                             "{url} answered 200 with something else than the expected JSON ({e})"
                         ))
@@ -179,8 +255,10 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     Err(last)
 }
 
-/// Fetch (once per process and broker URL) the broker's RFC 8414 metadata,
-/// checked as RFC 8414 section 3.3 asks ([`check_metadata`]).
+/// Fetch the broker's RFC 8414 metadata, checked as RFC 8414 section 3.3
+/// asks ([`check_metadata`]); kept per broker URL for as long as its
+/// response allows ([`cache_lifetime`]: `max-age`, default 1 hour, at most a
+/// day).
 pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
     fetch_metadata(broker, rng, false).await
 }
@@ -196,14 +274,14 @@ async fn fetch_metadata(
     rng: &dyn Random,
     fresh: bool,
 ) -> Result<Arc<ServerMetadata>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<ServerMetadata>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    static CACHE: OnceLock<Expiring<Arc<ServerMetadata>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Expiring::new);
     let key = broker.trim_end_matches('/').to_owned();
-    if !fresh && let Some(m) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+    if !fresh && let Some(m) = cache.get(&key) {
         return Ok(m);
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");
-    let meta: ServerMetadata = get_json(&url, rng).await.map_err(|e| match e {
+    let (meta, ttl): (ServerMetadata, _) = get_json(&url, rng).await.map_err(|e| match e {
         Error::InvalidResponse(m) => Error::InvalidResponse(format!(
             "{m}: no broker answers at {key}; the broker URL is the address `protonpass-broker serve` prints (its issuer), without a path after it"
         )),
@@ -211,9 +289,7 @@ async fn fetch_metadata(
     })?;
     check_metadata(broker, &meta)?;
     let meta = Arc::new(meta);
-    if let Ok(mut c) = cache.lock() {
-        c.insert(key, meta.clone());
-    }
+    cache.insert(key, meta.clone(), ttl);
     Ok(meta)
 }
 

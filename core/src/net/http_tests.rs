@@ -263,3 +263,21 @@ async fn tls_failures_and_refused_connections_are_told_apart() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_discovered_document_is_kept_as_long_as_its_response_allows() {
+    use reqwest::header::{CACHE_CONTROL, HeaderMap, HeaderValue};
+    let life = |v: Option<&'static str>| {
+        let mut h = HeaderMap::new();
+        if let Some(v) = v {
+            h.insert(CACHE_CONTROL, HeaderValue::from_static(v));
+        }
+        super::cache_lifetime(&h)
+    };
+    assert_eq!(life(None), Duration::from_secs(3600));
+    assert_eq!(life(Some("public, max-age=60")), Duration::from_secs(60));
+    assert_eq!(life(Some("max-age=31536000")), Duration::from_secs(86_400));
+    assert_eq!(life(Some("no-store")), Duration::ZERO);
+    assert_eq!(life(Some("max-age=60, no-cache")), Duration::ZERO);
+    assert_eq!(life(Some("max-age=soon")), Duration::from_secs(3600));
+}
