@@ -119,10 +119,11 @@ pub(super) async fn reauthenticate(
         }
         Err(e) => return Err(service_error(&e, Some(s))),
     };
-    let pw_ok = match super::auth::password_ok(b, &s.owner, f.get("password").unwrap_or("")).await {
-        Ok(ok) => ok,
-        Err(e) => return Err(service_error(&e, Some(s))),
-    };
+    let pw_ok =
+        match super::password::password_ok(b, &s.owner, f.get("password").unwrap_or("")).await {
+            Ok(ok) => ok,
+            Err(e) => return Err(service_error(&e, Some(s))),
+        };
     let code_ok = match code_of {
         None => true,
         Some(r) => match matches(b, &s.owner, r, f.get("code").unwrap_or(""), now) {

@@ -20,6 +20,7 @@ pub(crate) mod device_cookie;
 mod mfa;
 mod passkey;
 mod passkey_pages;
+pub mod password;
 mod pending;
 mod scope_view;
 mod second_factor;
@@ -46,7 +47,7 @@ use crate::service::Broker;
 use crate::store::{self, WebSession};
 
 pub use account::reset as mfa_reset;
-pub use auth::{first_run_link, owner_add};
+pub use password::{first_run_link, owner_add};
 
 type B = axum::extract::State<Arc<Broker>>;
 
@@ -60,7 +61,10 @@ pub fn router() -> Router<Arc<Broker>> {
     Router::new()
         .route("/", get(auth::home))
         .route("/dashboard.css", get(view::stylesheet))
-        .route("/setup", get(auth::setup_page).post(auth::setup_submit))
+        .route(
+            "/setup",
+            get(password::setup_page).post(password::setup_submit),
+        )
         .route("/login", get(auth::login_page).post(auth::login_submit))
         .route("/logout", axum::routing::post(auth::logout))
         .route("/login/code", get(mfa::code_page).post(mfa::code_submit))

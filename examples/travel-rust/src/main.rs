@@ -12,9 +12,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a demo narrates
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,88 +23,10 @@ use protonpass_agent::net::axum_layer::{Agent, Protected};
 use protonpass_agent::*;
 use rust_decimal::Decimal;
 
-type Fallible<T> = std::result::Result<T, String>;
+#[path = "../../demo-kit/broker.rs"]
+mod demo_kit;
 
-fn step(n: u32, text: &str) {
-    println!("\n{n}. {text}");
-}
-
-/// The broker binary next to this one (cargo builds both into one directory).
-fn broker_bin() -> Fallible<PathBuf> {
-    if let Some(p) = std::env::var_os("PROTONPASS_BROKER_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe
-        .parent()
-        .map(|d| d.join("protonpass-broker"))
-        .ok_or("no directory")?;
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found: build it with `cargo build -p protonpass-broker`",
-            p.display()
-        ))
-    }
-}
-
-struct BrokerProcess {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_broker(bin: &Path, data: &Path) -> Fallible<BrokerProcess> {
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--device-interval",
-            "1",
-            "--data",
-        ])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the broker: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .ok_or("the broker printed nothing")?
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&first).map_err(|e| e.to_string())?;
-    let issuer = v["issuer"].as_str().ok_or("no issuer")?.to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    Ok(BrokerProcess { child, issuer })
-}
-
-fn cli(bin: &Path, data: &Path, args: &[&str]) -> Fallible<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "protonpass-broker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use demo_kit::{Fallible, broker_bin, cli, start_broker, step};
 
 /// The travel API's port, bound first: its URL names the audience (a session
 /// sends its token only to URLs under its audience).
@@ -192,8 +112,8 @@ async fn run() -> Fallible<()> {
         1,
         "The person starts their broker (embedded SQLite, loopback only).",
     );
-    let broker = start_broker(&bin, data.path())?;
-    println!("   broker at {}", broker.issuer);
+    let (broker, issuer) = start_broker(&bin, data.path())?;
+    println!("   broker at {}", issuer);
 
     step(
         2,
@@ -201,7 +121,7 @@ async fn run() -> Fallible<()> {
     );
     let (listener, base) = bind_travel_api().await?;
     let audience = format!("{base}/travel");
-    let verifier = Verifier::new(VerifierOptions::new(broker.issuer.clone(), &audience))
+    let verifier = Verifier::new(VerifierOptions::new(issuer.clone(), &audience))
         .await
         .map_err(|e| e.to_string())?;
     let base = start_travel_api(verifier, listener, base).await?;
@@ -225,7 +145,7 @@ async fn run() -> Fallible<()> {
         println!("   $ protonpass-broker approve {} --ttl 1d", p.user_code);
         let (code, bin, data) = (p.user_code.clone(), bin2.clone(), data_dir.clone());
         std::thread::spawn(move || {
-            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "1d"]) {
+            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "1d"], None) {
                 eprintln!("   approval failed: {e}");
             }
         });
@@ -236,7 +156,7 @@ async fn run() -> Fallible<()> {
         &scopes,
         &audience,
         AuthOptions {
-            broker: Some(broker.issuer.clone()),
+            broker: Some(issuer.clone()),
             agent_name: Some("travel-bot".into()),
             store: Some(StoreKind::File(home.path().to_path_buf())),
             prompt: Some(prompt),
@@ -315,7 +235,12 @@ async fn run() -> Fallible<()> {
 
     step(7, "The person cuts the agent off.");
     println!("   $ protonpass-broker revoke --agent travel-bot");
-    cli(&bin, data.path(), &["revoke", "--agent", "travel-bot"])?;
+    cli(
+        &bin,
+        data.path(),
+        &["revoke", "--agent", "travel-bot"],
+        None,
+    )?;
     let mut cut = None;
     for _ in 0..50 {
         match call(
@@ -342,8 +267,8 @@ async fn run() -> Fallible<()> {
     let _ = session.close(false).await;
 
     step(8, "The audit log, and the verification of its hash chain.");
-    print!("{}", cli(&bin, data.path(), &["audit", "tail"])?);
-    print!("{}", cli(&bin, data.path(), &["audit", "verify"])?);
+    print!("{}", cli(&bin, data.path(), &["audit", "tail"], None)?);
+    print!("{}", cli(&bin, data.path(), &["audit", "verify"], None)?);
     drop(broker);
     Ok(())
 }

@@ -1,0 +1,103 @@
+//! What the Rust demos share: finding, starting and commanding the broker
+//! binary, and narrating the steps. Included by `examples/mail-rust` and
+//! `examples/travel-rust` as their `demo_kit` module, so that each demo's
+//! `main.rs` is only its story.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub type Fallible<T> = std::result::Result<T, String>;
+
+pub fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+/// The broker binary next to this one (cargo builds both into one directory).
+pub fn broker_bin() -> Fallible<PathBuf> {
+    if let Some(p) = std::env::var_os("PROTONPASS_BROKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe
+        .parent()
+        .map(|d| d.join("protonpass-broker"))
+        .ok_or("no directory")?;
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found: build it with `cargo build -p protonpass-broker`",
+            p.display()
+        ))
+    }
+}
+
+/// A child process, killed when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `protonpass-broker serve` on a free port of 127.0.0.1 with its data
+/// in `data`; returns the process and the issuer URL it printed.
+pub fn start_broker(bin: &Path, data: &Path) -> Fallible<(Running, String)> {
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--device-interval",
+            "1",
+            "--data",
+        ])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the broker: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .ok_or("the broker printed nothing")?
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&first).map_err(|e| e.to_string())?;
+    let issuer = v["issuer"].as_str().ok_or("no issuer")?.to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    Ok((running, issuer))
+}
+
+/// Run one `protonpass-broker` command on `data` (with `stdin` fed to it), and
+/// return what it printed.
+pub fn cli(bin: &Path, data: &Path, args: &[&str], stdin: Option<&str>) -> Fallible<String> {
+    let mut child = Command::new(bin)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "protonpass-broker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
