@@ -174,3 +174,14 @@ pub fn pick_audience(bound: &[String], requested: Option<&str>) -> Result<String
             .ok_or_else(|| Error::InvalidTarget("the grant names no audience".into())),
     }
 }
+
+/// `token_type` `Bearer` for a token bound to no key.
+pub fn bearer_type(
+    mut t: protonpass_agent::wire::TokenResponse,
+    bearer: bool,
+) -> protonpass_agent::wire::TokenResponse {
+    if bearer {
+        "Bearer".clone_into(&mut t.token_type);
+    }
+    t
+}

@@ -403,7 +403,7 @@ impl Broker {
                 .to_string(),
             )?;
             Ok((
-                Ok(super::authcode::bearer_type(
+                Ok(super::issue::bearer_type(
                     response(
                         &access,
                         Some(refresh),
