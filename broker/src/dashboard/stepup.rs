@@ -20,7 +20,10 @@ use crate::service::budget::BudgetView;
 use crate::store::{self, AuditQuery};
 
 /// Records of the grant's recent activity shown beside each step-up.
-const RECENT: i64 = 8;
+const RECENT: usize = 8;
+/// The grant's latest records read to find them (its other records, such as
+/// its creation or a budget change, are not usage).
+const RECENT_SCAN: i64 = 64;
 
 /// One detail in words.
 fn detail(d: &Value, aud: &str) -> Markup {
@@ -53,11 +56,11 @@ fn budgets(list: &[BudgetView]) -> Markup {
     }
 }
 
-/// The grant's latest audit records, newest first: the agent's recent usage
-/// (calls reported by services, spends, refunds, refused spends, step-ups).
-/// Selected by grant id, which every such record carries, never by the
-/// self-asserted agent name: another grant under the same name can neither
-/// appear here nor push this grant's records out of view.
+/// The grant's latest usage records, newest first: calls reported by
+/// services, spends, refunds, refused spends and step-ups. Selected by grant
+/// id, which every such record carries, never by the self-asserted agent
+/// name: another grant under the same name can neither appear here nor push
+/// this grant's records out of view.
 async fn recent(
     b: &Broker,
     owner: &str,
@@ -66,13 +69,22 @@ async fn recent(
     let q = AuditQuery {
         owner: owner.to_owned(),
         gid: Some(gid.to_owned()),
-        limit: RECENT,
+        limit: RECENT_SCAN,
         ..Default::default()
     };
     let recs: Vec<AuditRecord> = store::read(&b.store, move |tx| tx.audit_search(&q)).await?;
     Ok(recs
         .into_iter()
-        .filter_map(|r| Some((r.ts, r.event, serde_json::from_str(&r.detail).ok()?)))
+        .filter_map(|r| {
+            let d: Value = serde_json::from_str(&r.detail).ok()?;
+            let usage = match r.event.as_str() {
+                "spend" | "refund" | "usage" => true,
+                "rejected" => d.get("request").and_then(Value::as_str) == Some("spend"),
+                e => e.starts_with("stepup_") && e != "stepup_policy",
+            };
+            usage.then_some((r.ts, r.event, d))
+        })
+        .take(RECENT)
         .collect())
 }
 
@@ -81,6 +93,7 @@ fn activity(event: &str, d: &Value) -> (String, String, String) {
     let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
     let what = match event {
         "spend" => "Spent".to_owned(),
+        "rejected" => format!("Spend refused ({})", s("error")),
         "refund" => "Refunded".to_owned(),
         "usage" => {
             let outcome = match (s("decision"), s("code")) {

@@ -39,6 +39,9 @@ async fn a_pending_step_up_shows_the_agents_recent_usage() {
         .await
         .unwrap();
     assert_eq!(rf.status(), 200);
+    // A spend above the token's per-call limit is refused, and shown so.
+    let s = spend(&b, &rs, &gid, &jti(&at), "150", "too-much").await;
+    assert_eq!(s.status, 403, "{}", s.body);
     let s = spend(
         &b,
         &rs,
@@ -83,18 +86,24 @@ async fn a_pending_step_up_shows_the_agents_recent_usage() {
     let table = &body[body.find("<table class=\"recent\">").expect(body)..];
     let table = &table[..table.find("</table>").unwrap()];
     let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
-    // Newest first: the step-up being asked, the refused call, the refund,
-    // the two spends.
+    // Newest first: the step-up being asked, the refused call, the refused
+    // spend, the refund, the two spends; nothing of the grant's creation or
+    // budget settings, which are not usage.
     assert!(rows[0].contains("Asked for a step-up"), "{table}");
     assert!(rows[0].contains("250.00 EUR"), "{table}");
     assert!(
         rows[1].contains("Called POST /pay: refused (insufficient_scope)"),
         "{table}"
     );
-    assert!(rows[2].contains("<td>Refunded</td>"), "{table}");
-    assert!(rows[2].contains("25.50 EUR"), "{table}");
-    assert_eq!(rows.len(), 5, "{table}");
-    for (row, amount) in rows[3..5].iter().zip(["25.50 EUR", "40.00 EUR"]) {
+    assert!(
+        rows[2].contains("<td>Spend refused (insufficient_scope)</td>"),
+        "{table}"
+    );
+    assert!(rows[2].contains("150 EUR"), "{table}");
+    assert!(rows[3].contains("<td>Refunded</td>"), "{table}");
+    assert!(rows[3].contains("25.50 EUR"), "{table}");
+    assert_eq!(rows.len(), 6, "{table}");
+    for (row, amount) in rows[4..6].iter().zip(["25.50 EUR", "40.00 EUR"]) {
         assert!(row.contains("<td>Spent</td>"), "{table}");
         assert!(row.contains("<code>payment:execute</code>"), "{table}");
         assert!(row.contains(amount), "{table}");
