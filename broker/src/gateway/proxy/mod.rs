@@ -16,25 +16,28 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use protonpass_agent::wire::ErrorBody;
-use protonpass_agent::{
-    Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token, status_for, www_authenticate,
-};
+use protonpass_agent::{Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token};
 use serde_json::json;
 
 use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
 use super::path::normalise;
 use super::rules::{self, Upstream};
-use super::spend_call::{Answered, NotSent, Spender, charge, failed, give_back};
+use super::spend_call::{Answered, Spender, charge, failed, give_back};
 use super::vault::Vault;
 use super::watch::until_revoked;
 use crate::model::TokenStatus;
 use crate::service::{Broker, grant_live};
 use crate::store::{self, UpstreamRec};
+
+mod metadata;
+mod refusal;
+
+use metadata::{announce_metadata, resource_metadata};
+use refusal::{header_values, json_error, no_token, not_sent, refuse, upstream_failed};
 
 /// The gateway's state.
 #[derive(Debug)]
@@ -153,100 +156,6 @@ impl Drop for Call {
     }
 }
 
-fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
-    let body = ErrorBody {
-        error: code.into(),
-        error_description: Some(description.into()),
-    };
-    let mut r = (status, axum::Json(body)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn refuse(call: &mut Call, e: &Error, scope: Option<&str>, nonce: Option<String>) -> Response {
-    let status = StatusCode::from_u16(status_for(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_error(
-        status,
-        e.code(),
-        &ErrorBody::from(e).error_description.unwrap_or_default(),
-    );
-    if let Some(v) = www_authenticate(e, scope).and_then(|v| HeaderValue::from_str(&v).ok()) {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    if let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
-        r.headers_mut().insert("dpop-nonce", n);
-    }
-    call.status = status.as_u16();
-    call.error = Some(e.code());
-    call.error_reason = e.reason().map(|r| r.as_str());
-    r
-}
-
-fn header_values(h: &HeaderMap, name: &str) -> Vec<String> {
-    // A value that is not text cannot be a token or a proof: keep it, empty, so
-    // that the count checks still see it.
-    h.get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// `502` when the upstream cannot be reached, `504` when it is too slow.
-fn upstream_failed(call: &mut Call, timeout: bool) -> Response {
-    let (status, code, text) = if timeout {
-        (
-            StatusCode::GATEWAY_TIMEOUT,
-            "gateway_timeout",
-            "the upstream did not answer in time",
-        )
-    } else {
-        (
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the upstream could not be reached",
-        )
-    };
-    call.status = status.as_u16();
-    call.error = Some(code);
-    json_error(status, code, text)
-}
-
-/// `502` (`503` for storage) when an OAuth upstream has no usable access token.
-fn no_token(call: &mut Call, name: &str, why: super::oauth::NoToken) -> Response {
-    use super::oauth::NoToken;
-    let (status, code, text) = match why {
-        NoToken::NotConnected => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_not_connected",
-            format!("the owner has not connected upstream {name} (upstream connect {name})"),
-        ),
-        NoToken::Broken(id) => {
-            call.connection = Some(id);
-            (
-                StatusCode::BAD_GATEWAY,
-                "upstream_connection_broken",
-                format!(
-                    "the provider refused to renew upstream {name}'s connection: the owner must reconnect it"
-                ),
-            )
-        }
-        NoToken::Unreachable => (
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the upstream's token endpoint could not be reached".to_owned(),
-        ),
-        NoToken::Unavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "storage or vault unavailable".to_owned(),
-        ),
-    };
-    call.status = status.as_u16();
-    call.error = Some(code);
-    json_error(status, code, &text)
-}
-
 /// A request that passed every check: what to forward where.
 struct Allowed {
     up: Arc<Upstream>,
@@ -337,12 +246,6 @@ impl Gateway {
         cache.insert(rec.name.clone(), (rec.rules.clone(), up.clone()));
         Ok(up)
     }
-}
-
-/// Mark a response to a request that never left the gateway.
-fn not_sent(mut r: Response) -> Response {
-    r.extensions_mut().insert(NotSent);
-    r
 }
 
 /// A request whose token and proof passed.
@@ -542,82 +445,6 @@ async fn authorize(
         proof_jti: v.proof.jti.clone(),
         spend,
     })
-}
-
-/// The gateway URL of upstream `name`, when its tokens are for exactly that
-/// URL: only then can a client discover it (RFC 9728 section 3.3 wants the
-/// metadata's `resource` to be the URL the client used, and the token's
-/// audience is what the client asks for).
-fn discoverable(b: &Broker, name: &str, up: &Upstream) -> Option<String> {
-    let url = format!("{}/gateway/{name}", b.issuer);
-    (up.audience.trim_end_matches('/') == url).then_some(url)
-}
-
-/// Add `resource_metadata` to a 401's challenge (RFC 9728 section 5.1).
-fn announce_metadata(r: &mut Response, b: &Broker, name: &str, up: &Upstream) {
-    let Some(url) = discoverable(b, name, up) else {
-        return;
-    };
-    let Ok(meta) = protonpass_agent::resource_metadata::metadata_url(&url) else {
-        return;
-    };
-    let with = r
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .map(|c| protonpass_agent::resource_metadata::with_resource_metadata(c, &meta))
-        .and_then(|v| HeaderValue::from_str(&v).ok());
-    if let Some(v) = with {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-}
-
-/// `GET /.well-known/oauth-protected-resource/gateway/{name}`: the upstream's
-/// protected-resource metadata, when its audience is its gateway URL; its
-/// `suggested_scopes` are the `scopes_supported`.
-async fn resource_metadata(
-    State(gw): State<Arc<Gateway>>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> Response {
-    let not_found = || {
-        json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no discoverable upstream",
-        )
-    };
-    if !rules::valid_name(&name) {
-        return not_found();
-    }
-    let n = name.clone();
-    let rec = match store::read(&gw.b.store, move |tx| tx.upstream_get(&n)).await {
-        Ok(Some(rec)) => rec,
-        Ok(None) => return not_found(),
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.code(), "storage failure"),
-    };
-    let Ok(up) = gw.rules_of(&rec) else {
-        return not_found();
-    };
-    let Some(url) = discoverable(&gw.b, &name, &up) else {
-        return not_found();
-    };
-    let scopes: Vec<String> = up
-        .suggested_scopes
-        .iter()
-        .filter(|s| protonpass_agent::Scope::parse(s).is_ok())
-        .cloned()
-        .collect();
-    match protonpass_agent::ResourceMetadata::new(&url, &gw.b.issuer, &scopes) {
-        Ok(m) => {
-            let mut r = m.to_json().into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        Err(_) => not_found(),
-    }
 }
 
 async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: Call) -> Response {
