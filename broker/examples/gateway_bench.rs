@@ -72,7 +72,9 @@ struct Guard(Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         let pid = self.0.id().to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
         for _ in 0..100 {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
                 return;

@@ -15,7 +15,11 @@ async fn two_brokers_on_one_database_share_keys_nonces_and_refresh_rotation() {
     let b = Broker::start_in(&a.data, &[]);
     let (ja, jb) = (a.get("/jwks.json").await, b.get("/jwks.json").await);
     assert_eq!(ja.status, 200);
-    assert!(!ja.body["keys"].as_array().unwrap().is_empty(), "{}", ja.body);
+    assert!(
+        !ja.body["keys"].as_array().unwrap().is_empty(),
+        "{}",
+        ja.body
+    );
     assert_eq!(ja.body, jb.body);
     let k = key();
     let t = a.enroll(&k, "agent", "x:y", &[]).await;

@@ -12,10 +12,10 @@
 mod logs;
 mod records;
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use protonpass_agent::{OsRandom, Random};
 
 use super::Store;
 use super::postgres::{PgStore, PgUrl};
@@ -72,10 +72,12 @@ fn each_backend(f: impl Fn(&str, &dyn Fn() -> (Arc<dyn Store>, Keep))) {
 /// Create a database with a random name on the server of `base` (a
 /// postgres:// URL of a database others can be created from) and return its URL.
 fn fresh_database(base: &str) -> String {
-    let mut raw = [0u8; 16];
-    OsRandom.fill(&mut raw).unwrap();
-    let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let name = format!("conf_{name}");
+    // Unique on the server: this process, its count, and a random part (the
+    // OS-seeded keys of `RandomState`) against runs of earlier processes.
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let n = OPENED.fetch_add(1, Ordering::Relaxed);
+    let random = RandomState::new().hash_one(n);
+    let name = format!("conf_{}_{n}_{random:016x}", std::process::id());
     let (admin, sql) = (base.to_owned(), format!("CREATE DATABASE {name}"));
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
