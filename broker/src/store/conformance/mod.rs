@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod logs;
+mod once;
 mod records;
 
 use std::hash::{BuildHasher, RandomState};
@@ -33,6 +34,9 @@ const CONTRACTS: &[(&str, Contract)] = &[
     ("budgets", logs::budgets),
     ("revocation_feed", logs::revocation_feed),
     ("pruning", logs::pruning),
+    ("taken_once", once::taken_once),
+    ("auth_codes", once::auth_codes),
+    ("dashboard", once::dashboard),
 ];
 
 #[test]
