@@ -11,6 +11,8 @@
 //! commit is durable. A transaction that fails is rolled back alone (it runs in
 //! its own savepoint); the others of the batch still commit.
 
+#[cfg(test)]
+mod conformance;
 pub mod postgres;
 pub mod sqlite;
 
