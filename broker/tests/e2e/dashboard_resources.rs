@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::dashboard::signed_in;
+use crate::dashboard::{Web, signed_in};
 use crate::kit::{Broker, Reply, audit_records};
 
 const CALENDAR: &str = "https://calendar.example";
@@ -98,6 +98,7 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
         assert!(p.body.contains(want), "{want} missing from {}", p.body);
     }
     assert!(!p.body.contains(BOBS), "another owner's resource is listed");
+    assert!(!p.body.contains("<script"), "{}", p.body);
     assert_eq!(device(&b, "calendar:write").await.status, 200);
 
     // A bad file: the parser's line and reason on the page, nothing changed.
@@ -161,6 +162,23 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
         let p = w.post("/resources/scopes", &form).await;
         assert_eq!(p.status, 403, "{}", p.body);
     }
+    assert_eq!(scope_names(&b, "default", CALENDAR), before);
+
+    // Signed out: the page sends to the sign-in page, the form changes nothing.
+    let mut anon = Web::new(&b);
+    let p = anon.get("/resources").await;
+    assert_eq!((p.status, p.location()), (303, "/login?next=%2Fresources"));
+    let p = anon
+        .post(
+            "/resources/scopes",
+            &[
+                ("csrf", &csrf),
+                ("resource", &mine),
+                ("catalog", NEW_CATALOG),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(scope_names(&b, "default", CALENDAR), before);
 
     // Another owner's resource answers as an unknown one, and is untouched.
