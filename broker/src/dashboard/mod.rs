@@ -22,6 +22,7 @@ mod passkey;
 mod passkey_pages;
 pub mod password;
 mod pending;
+mod resources;
 mod scope_view;
 mod second_factor;
 mod stepup;
@@ -123,6 +124,9 @@ pub fn router() -> Router<Arc<Broker>> {
             get(upstreams::remove_page).post(upstreams::remove),
         )
         .route("/upstreams/rotate", axum::routing::post(upstreams::rotate))
+        // Resource servers and their scope catalogs (issue 19).
+        .route("/resources", get(resources::resources_page))
+        .route("/resources/scopes", axum::routing::post(resources::import))
         // Upstream templates and OAuth connections.
         .merge(catalog::routes())
         .merge(connections::routes())

@@ -7,7 +7,7 @@ use maud::{Markup, html};
 use protonpass_agent::Scope;
 
 use super::view::describe_scope;
-use crate::scope_catalog::{Risk, ScopeCatalog};
+use crate::scope_catalog::{Risk, ScopeCatalog, ScopeInfo};
 
 /// One scope to show.
 struct Shown<'a> {
@@ -70,14 +70,43 @@ pub(super) fn scope_choices(
                 label.choice {
                     input type="checkbox" name="scope" value=(s.raw) checked;
                     span {
-                        (s.words)
-                        @if s.risk == Some(Risk::High) {
-                            " " strong.risk.high { "high risk" }
-                        } @else if s.risk == Some(Risk::Medium) {
-                            " " span.risk.medium { "changes your data" }
-                        }
+                        (s.words) (risk_mark(s.risk))
                         " " code.raw { (s.raw) }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The marker after a scope's words: high risk, or changes the owner's data.
+fn risk_mark(risk: Option<Risk>) -> Markup {
+    html! {
+        @if risk == Some(Risk::High) {
+            " " strong.risk.high { "high risk" }
+        } @else if risk == Some(Risk::Medium) {
+            " " span.risk.medium { "changes your data" }
+        }
+    }
+}
+
+/// A whole catalog, read-only (the resources page): each scope in its
+/// catalog's words, grouped by its resource part, the risky ones marked.
+pub(super) fn catalog_list(catalog: &ScopeCatalog) -> Markup {
+    let mut groups: Vec<(&str, Vec<&ScopeInfo>)> = Vec::new();
+    for e in &catalog.scopes {
+        let g = e.name.split(':').next().unwrap_or(&e.name);
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, list)) => list.push(e),
+            None => groups.push((g, vec![e])),
+        }
+    }
+    html! {
+        @for (group, list) in groups {
+            p.group { (group.replace(['_', '-'], " ")) }
+            ul.catalog {
+                @for e in list {
+                    li { (e.description) (risk_mark(Some(e.risk))) " " code.raw { (e.name) } }
                 }
             }
         }

@@ -46,6 +46,7 @@ pub(super) fn page(
                             a href="/agents" { "Agents" }
                             a href="/apps" { "Apps" }
                             a href="/usage" { "Usage" }
+                            a href="/resources" { "Resources" }
                             a href="/upstreams" { "APIs" }
                             a href="/audit" { "Activity" }
                             a href="/account" { "Account" }

@@ -7,8 +7,10 @@
 //! parser drops them before these checks.
 
 use protonpass_agent::{Error, Result, Scope, ScopeSet};
+use serde_json::json;
 
 use super::Broker;
+use crate::model::Resource;
 use crate::scope_catalog::ScopeCatalog;
 use crate::store::{self, Tx};
 
@@ -89,6 +91,43 @@ impl Broker {
                 .into_iter()
                 .next()
                 .unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Replace the scope catalog of one of `owner`'s resource servers (by
+    /// client id or audience), as the dashboard's import does: the same
+    /// catalog `resource add --scopes FILE` registers, applied to requests from
+    /// now on. Its credential and sharing stay. Audited as `resource_update`
+    /// with `"by": "dashboard"`; another owner's resource answers as unknown.
+    pub async fn resource_set_catalog(
+        &self,
+        owner: &str,
+        id: &str,
+        scopes: ScopeCatalog,
+    ) -> Result<Resource> {
+        let now = self.clock.now();
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        store::write(&self.store, move |tx| {
+            let mut r = tx
+                .resources_of(&owner)?
+                .into_iter()
+                .find(|r| r.client_id == id || r.audience == id)
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!("no resource server of this owner is {id}"))
+                })?;
+            r.scopes = scopes;
+            tx.resource_replace(&r)?;
+            tx.audit_append(
+                now,
+                &r.owner,
+                "resource_update",
+                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
+                        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                        "by": "dashboard"})
+                .to_string(),
+            )?;
+            Ok(r)
         })
         .await
     }

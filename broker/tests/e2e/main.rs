@@ -15,6 +15,7 @@ mod crash;
 mod dash_pages;
 mod dashboard;
 mod dashboard_catalog;
+mod dashboard_resources;
 mod device;
 mod discovery;
 mod exposure;
