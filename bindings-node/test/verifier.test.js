@@ -226,7 +226,8 @@ test('a verdict still pending is never taken for a verdict when global.Promise i
   });
   await new RealPromise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = server.address().port;
-  verifier = new Verifier({ issuer: broker.url, audience: api.url, baseUrl: `http://127.0.0.1:${port}` });
+  // The public URL agents sign for is the API's; this server stands in front of it.
+  verifier = new Verifier({ issuer: broker.url, audience: api.url, baseUrl: api.url });
   guard = verifier.requireScope('travel:search');
   const send = (headers) => new RealPromise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: '/trips', headers }, (res) => {
@@ -244,8 +245,7 @@ test('a verdict still pending is never taken for a verdict when global.Promise i
   const refused = await send({ Authorization: `DPoP ${forged}`, DPoP: forged });
   assert.equal(refused.status, 401, refused.body);
   assert.deepEqual(reached, []);
-  const url = `http://127.0.0.1:${port}/trips`;
-  const allowed = await send(session.headers('GET', url));
+  const allowed = await send(session.headers('GET', `${api.url}/trips`));
   assert.equal(allowed.status, 200, allowed.body);
   assert.equal(reached.length, 1);
   assert.equal(reached[0].owner, 'ada');
