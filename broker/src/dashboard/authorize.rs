@@ -19,8 +19,10 @@ use maud::{Markup, html};
 
 use super::device::registration_note;
 use super::scope_view::{any_high_risk, scope_choices};
-use super::view::{self, LIFETIMES, lifetime_choice};
-use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use super::view::{self, lifetime_choice};
+use super::{
+    B, Decided, Form, csrf_refused, redirect, service_error, session, to_login, token_matches,
+};
 use crate::service::authcode::{AuthRequest, AuthorizeError};
 use crate::store::WebSession;
 
@@ -225,48 +227,16 @@ pub(super) async fn authorize_submit(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let approve = match f.get("action") {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => {
-            return render(
-                &b,
-                &s,
-                &r,
-                &raw,
-                Some("Choose Approve or Deny."),
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
+    let Decided {
+        approve,
+        ticked,
+        ttl,
+    } = match f.decision("application") {
+        Ok(d) => d,
+        Err(msg) => {
+            return render(&b, &s, &r, &raw, Some(&msg), StatusCode::BAD_REQUEST).await;
         }
     };
-    let ticked = f.all("scope");
-    if approve && ticked.is_empty() {
-        return render(
-            &b,
-            &s,
-            &r,
-            &raw,
-            Some("Tick at least one thing the application may do, or deny it."),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let ttl = f
-        .get("ttl")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(LIFETIMES[0]);
-    if approve && !LIFETIMES.contains(&ttl) {
-        return render(
-            &b,
-            &s,
-            &r,
-            &raw,
-            Some("Choose one of the lifetimes offered."),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
     // A high-risk permission (as the resource's catalog marks it) asks for
     // the second factor again, as on the device approval page.
     if approve {

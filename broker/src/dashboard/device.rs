@@ -14,9 +14,9 @@ use serde_json::json;
 
 use super::scope_view::{any_high_risk, scope_choices};
 use super::second_factor;
-use super::view::{self, LIFETIMES, describe_scope, duration, lifetime_choice, when};
+use super::view::{self, describe_scope, duration, lifetime_choice, when};
 use super::{
-    B, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
+    B, Decided, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
 };
 use crate::audit::secret_hash;
 use crate::model::DeviceReq;
@@ -303,51 +303,17 @@ pub(super) async fn device_submit(
     if f.get("step") != Some("decide") {
         return render_approval(&b, &s, &d, &code, now, None, StatusCode::OK).await;
     }
-    let approve = match f.get("action") {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => {
-            return render_approval(
-                &b,
-                &s,
-                &d,
-                &code,
-                now,
-                Some("Choose Approve or Deny."),
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
+    let Decided {
+        approve,
+        ticked,
+        ttl,
+    } = match f.decision("agent") {
+        Ok(d) => d,
+        Err(msg) => {
+            return render_approval(&b, &s, &d, &code, now, Some(&msg), StatusCode::BAD_REQUEST)
+                .await;
         }
     };
-    let ticked = f.all("scope");
-    if approve && ticked.is_empty() {
-        return render_approval(
-            &b,
-            &s,
-            &d,
-            &code,
-            now,
-            Some("Tick at least one thing the agent may do, or deny it."),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let ttl = f
-        .get("ttl")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(LIFETIMES[0]);
-    if !LIFETIMES.contains(&ttl) {
-        return render_approval(
-            &b,
-            &s,
-            &d,
-            &code,
-            now,
-            Some("Choose one of the lifetimes offered."),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
     let budgets: Result<Vec<BudgetSpec>> = f
         .text("budget")
         .unwrap_or("")

@@ -255,6 +255,14 @@ impl std::fmt::Debug for Form {
     }
 }
 
+/// What an approval form decided: approve or deny, the permissions ticked
+/// and the lifetime chosen.
+struct Decided<'a> {
+    approve: bool,
+    ticked: Vec<&'a str>,
+    ttl: i64,
+}
+
 impl Form {
     fn parse(headers: &HeaderMap, body: &Bytes) -> Option<Form> {
         let ct = headers
@@ -299,6 +307,36 @@ impl Form {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+
+    /// The decision an approval form (a device's or an application's)
+    /// posted, or the sentence telling the owner what to fix; `who` names
+    /// the party ("agent", "application"). The lifetime matters only to an
+    /// approval.
+    fn decision(&self, who: &str) -> std::result::Result<Decided<'_>, String> {
+        let approve = match self.get("action") {
+            Some("approve") => true,
+            Some("deny") => false,
+            _ => return Err("Choose Approve or Deny.".into()),
+        };
+        let ticked = self.all("scope");
+        if approve && ticked.is_empty() {
+            return Err(format!(
+                "Tick at least one thing the {who} may do, or deny it."
+            ));
+        }
+        let ttl = self
+            .get("ttl")
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(view::LIFETIMES[0]);
+        if approve && !view::LIFETIMES.contains(&ttl) {
+            return Err("Choose one of the lifetimes offered.".into());
+        }
+        Ok(Decided {
+            approve,
+            ticked,
+            ttl,
+        })
     }
 }
 

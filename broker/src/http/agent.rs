@@ -12,7 +12,7 @@ use protonpass_agent::Error;
 
 use crate::protocol::token_request::{Refused, TokenRequest};
 
-use super::{B, content_type, error_response, form, json_response, source, unreadable};
+use super::{B, answer, content_type, error_response, form, json_response, source, unreadable};
 
 /// Every `DPoP` header value (a request must carry exactly one; core checks).
 fn dpop_headers(headers: &HeaderMap) -> Vec<String> {
@@ -29,16 +29,12 @@ pub(super) async fn device_authorization(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let p = match form(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    match b
-        .device_authorization(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
-        .await
-    {
-        Ok(r) => json_response(StatusCode::OK, r),
-        Err(e) => error_response(&e),
+    match form(&headers, body) {
+        Ok(p) => answer(
+            b.device_authorization(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
+                .await,
+        ),
+        Err(r) => *r,
     }
 }
 
@@ -47,13 +43,13 @@ pub(super) async fn device_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let p = match form(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    match b.device_cancel(&p, &dpop_headers(&headers)).await {
-        Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
-        Err(e) => error_response(&e),
+    match form(&headers, body) {
+        Ok(p) => answer(
+            b.device_cancel(&p, &dpop_headers(&headers))
+                .await
+                .map(|()| serde_json::json!({})),
+        ),
+        Err(r) => *r,
     }
 }
 

@@ -17,7 +17,6 @@ use serde::de::DeserializeOwned;
 
 use crate::http::error_response;
 use crate::model::Resource;
-use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
 
 type B = State<Arc<Broker>>;
@@ -58,17 +57,7 @@ async fn read<T: DeserializeOwned>(
 ) -> Result<(Resource, T), Response> {
     let body =
         body.map_err(|e| error_response(&Error::InvalidRequest(format!("unreadable body: {e}"))))?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let rs = match client_creds(auth, &Params::default()) {
-        Ok(c) => b.authenticate_resource(&c).await,
-        Err(e) => Err(e),
-    };
-    let rs = rs.map_err(|e| {
-        b.audit_rejected("-", what, &e, serde_json::json!({}));
-        error_response(&e)
-    })?;
+    let rs = super::resource_caller(b, what, headers, &Params::default()).await?;
     let req = serde_json::from_slice(&body).map_err(|e| {
         error_response(&Error::InvalidRequest(format!(
             "the body is not a valid {what} request: {e}"

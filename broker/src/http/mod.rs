@@ -65,6 +65,36 @@ pub fn router(b: Arc<Broker>, pages: Router<Arc<Broker>>) -> Router {
         .with_state(b)
 }
 
+/// 200 with the JSON of the service's answer, or its RFC error.
+pub(crate) fn answer<T: serde::Serialize>(r: Result<T, Error>) -> Response {
+    match r {
+        Ok(v) => json_response(StatusCode::OK, v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The resource server calling (client credentials: HTTP Basic, or in the form
+/// `p`, RFC 6749 section 2.3.1); a refusal is audited as a rejected `what`
+/// and answered with its RFC error.
+pub(crate) async fn resource_caller(
+    b: &Broker,
+    what: &str,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<crate::model::Resource, Response> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let rs = match crate::service::resource::client_creds(auth, p) {
+        Ok(c) => b.authenticate_resource(&c).await,
+        Err(e) => Err(e),
+    };
+    rs.map_err(|e| {
+        b.audit_rejected("-", what, &e, serde_json::json!({}));
+        error_response(&e)
+    })
+}
+
 pub(crate) fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut r = (status, Json(body)).into_response();
     r.headers_mut()

@@ -17,23 +17,18 @@ use protonpass_agent::Error;
 use protonpass_agent::wire::UsageReport;
 use serde::Deserialize;
 
-use crate::service::resource::client_creds;
 use crate::service::{Broker, Params};
 
-use super::{B, error_response, form, json_response};
+use super::{B, answer, error_response, form, json_response, resource_caller};
 
 pub(super) async fn revoke(
     State(b): B,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let p = match form(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    match b.revoke_request(&p).await {
-        Ok(()) => json_response(StatusCode::OK, serde_json::json!({})),
-        Err(e) => error_response(&e),
+    match form(&headers, body) {
+        Ok(p) => answer(b.revoke_request(&p).await.map(|()| serde_json::json!({}))),
+        Err(r) => *r,
     }
 }
 
@@ -46,23 +41,9 @@ pub(super) async fn introspect(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let rs = match client_creds(auth, &p) {
-        Ok(c) => b.authenticate_resource(&c).await,
-        Err(e) => Err(e),
-    };
-    let rs = match rs {
-        Ok(rs) => rs,
-        Err(e) => {
-            b.audit_rejected("-", "introspect", &e, serde_json::json!({}));
-            return error_response(&e);
-        }
-    };
-    match b.introspect(&rs, &p).await {
-        Ok(r) => json_response(StatusCode::OK, r),
-        Err(e) => error_response(&e),
+    match resource_caller(&b, "introspect", &headers, &p).await {
+        Ok(rs) => answer(b.introspect(&rs, &p).await),
+        Err(r) => r,
     }
 }
 
@@ -75,19 +56,9 @@ pub(super) async fn usage(
         Ok(b) => b,
         Err(e) => return error_response(&Error::InvalidRequest(format!("unreadable body: {e}"))),
     };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let rs = match client_creds(auth, &Params::default()) {
-        Ok(c) => b.authenticate_resource(&c).await,
-        Err(e) => Err(e),
-    };
-    let rs = match rs {
+    let rs = match resource_caller(&b, "usage", &headers, &Params::default()).await {
         Ok(rs) => rs,
-        Err(e) => {
-            b.audit_rejected("-", "usage", &e, serde_json::json!({}));
-            return error_response(&e);
-        }
+        Err(r) => return r,
     };
     let report: UsageReport = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -97,10 +68,11 @@ pub(super) async fn usage(
             )));
         }
     };
-    match b.usage(&rs, report).await {
-        Ok(n) => json_response(StatusCode::OK, serde_json::json!({"accepted": n})),
-        Err(e) => error_response(&e),
-    }
+    answer(
+        b.usage(&rs, report)
+            .await
+            .map(|n| serde_json::json!({"accepted": n})),
+    )
 }
 
 /// `POST /resource/register`: a resource server registers itself with a
