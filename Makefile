@@ -128,7 +128,7 @@ bench: ## Benchmarks, figures printed
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench spend
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
-	MATURIN_PEP517_ARGS=--release PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
+	MATURIN_PEP517_ARGS="--profile release" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
 	bash broker/bench/gateway.sh
