@@ -2,8 +2,10 @@
 //! DPoP proof, nonce, replay, revocation and rule checks, credential
 //! injection, forwarding) against a direct call to the same local upstream
 //! and against nginx proxying that upstream (injecting the same header), p50
-//! and p99 over sequential calls; then proxied requests per second with 64
-//! concurrent agents, each with its own token and a fresh proof per request.
+//! and p99 over sequential calls (one agent, one request in flight: the
+//! added latency, not queueing); then proxied requests per second with 64
+//! concurrent agents, each with its own token and a fresh proof per request,
+//! and nginx under the same number of concurrent clients.
 //! The client, the upstream, the broker and nginx share the machine's cores.
 //!
 //! ```sh
@@ -395,7 +397,8 @@ async fn main() {
         .map(|(_, port)| format!("http://127.0.0.1:{port}{PATH}"));
 
     println!(
-        "gateway latency: {} sequential GETs each (after 300 warm-up calls), keep-alive connections",
+        "latency at concurrency 1 (one agent, one request in flight): {} sequential GETs each, \
+         interleaved (after 300 warm-up calls), keep-alive connections",
         a.samples
     );
     let (mut d, mut n, mut g) = (Vec::new(), Vec::new(), Vec::new());
@@ -441,7 +444,8 @@ async fn main() {
     }
 
     println!(
-        "\nthroughput: {} concurrent agents for {} s (each its own token, a fresh DPoP proof per request)",
+        "\nthroughput: {} concurrent agents for {} s (each its own token, a fresh DPoP proof per request; \
+         nginx: as many concurrent clients)",
         agents.len(),
         a.seconds
     );
@@ -467,7 +471,7 @@ async fn main() {
         let done = Arc::new(AtomicU64::new(0));
         let until = Instant::now() + Duration::from_secs(a.seconds);
         let mut tasks = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..a.agents.max(1) {
             let (http, u, done) = (http.clone(), u.clone(), done.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < until {

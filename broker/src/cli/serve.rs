@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use protonpass_agent::{Error, Result};
 use serde_json::json;
 
@@ -129,6 +130,11 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let b_stop = b_ready.clone();
+        // Responses (a gateway answer's last chunk especially) go out at
+        // once rather than waiting for the previous segment's ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown().await;
