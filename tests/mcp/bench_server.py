@@ -50,6 +50,7 @@ def main() -> int:
     # for the client's delayed ACK, up to 40 ms.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # before the line below: a client may connect as soon as it reads it
     resource = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     app = make_app(a.broker, resource)
     print(json.dumps({"event": "listening", "resource": resource}), flush=True)
