@@ -136,7 +136,10 @@ def main() -> int:
     )
     a = p.parse_args()
     host, _, port = a.addr.rpartition(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say TCP (the accepted
+    # ones inherit it); with proto 0 a response sent as headers then body waits for
+    # the client's delayed ACK, up to 40 ms per request.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
     url = f"http://{host}:{sock.getsockname()[1]}"

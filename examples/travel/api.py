@@ -104,7 +104,10 @@ def main() -> int:
     p.add_argument("--audience", help="this API's audience (default: its own URL + /travel)")
     p.add_argument("--client-id", help="its resource-server id (secret: TRAVEL_API_CLIENT_SECRET)")
     a = p.parse_args()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say TCP (the accepted
+    # ones inherit it); with proto 0 a response sent as headers then body waits for
+    # the client's delayed ACK, up to 40 ms per request.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((a.host, a.port))
     url = f"http://{a.host}:{sock.getsockname()[1]}"

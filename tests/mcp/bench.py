@@ -6,7 +6,10 @@ SDK's client, all on loopback. Prints:
   (``401`` naming the RFC 9728 metadata) through ``authenticate_with_proton``
   without a broker URL (it reads the metadata, which names the broker, then
   gets a token from the stored grant), the MCP ``initialize`` and the first
-  successful tool call;
+  successful tool call. Each run is a new process, as an agent starting up is:
+  nothing discovered, no connection and no token is left from an earlier run
+  (the core keeps those per process). The clock starts once the process has
+  imported its modules and made its HTTP client;
 - per tool call: the same ``tools/call`` with DPoP auth (a proof signed per
   request, the token and proof verified per request) against the plain server.
 
@@ -18,6 +21,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,24 +44,26 @@ if MCP2:
 else:
     import httpx as http  # type: ignore[no-redef]
 
-ROUNDS, CALLS, COLD = 7, 50, 15
+ROUNDS, CALLS, COLD = 7, 50, 21
 
 
 def auth(session: Session) -> Any:
     return session.httpx2_auth if MCP2 else session.httpx_auth
 
 
-async def cold_start(resource: str, store: str, name: str) -> tuple[float, float, float]:
-    """(total, first request, session) in seconds. The HTTP client is made before
-    the clock starts (building its TLS context is not the protocol's cost)."""
+async def cold_start(resource: str, store: str, name: str) -> list[float]:
+    """Marks in seconds from the first request: the 401, the session
+    (discovery and the token), MCP initialize, the first tool call. The HTTP
+    client is made before the clock starts (building its TLS context is not
+    the protocol's cost)."""
     async with http.AsyncClient(timeout=30) as client:
         t0 = time.perf_counter()
         r = await client.post(resource, json={}, headers={"Accept": "application/json, text/event-stream"})
         assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"], r.status_code
-        t1 = time.perf_counter()
+        marks = [time.perf_counter()]
         # No broker given: the core reads the resource's RFC 9728 metadata to find it.
         session = await authenticate_with_proton_async(["bench:call"], resource, store=store, agent_name=name)
-        t2 = time.perf_counter()
+        marks.append(time.perf_counter())
         try:
             client.auth = auth(session)
             async with (
@@ -65,11 +71,13 @@ async def cold_start(resource: str, store: str, name: str) -> tuple[float, float
                 ClientSession(streams[0], streams[1]) as mcp,
             ):
                 await mcp.initialize()
-                await mcp.call_tool("echo", {"text": "hi"})
-                elapsed = time.perf_counter() - t0
+                marks.append(time.perf_counter())
+                result = await mcp.call_tool("echo", {"text": "hi"})
+                marks.append(time.perf_counter())
+                assert not getattr(result, "is_error" if MCP2 else "isError"), result
         finally:
             session.close()
-    return elapsed, t1 - t0, t2 - t1
+    return [m - t0 for m in marks]
 
 
 async def per_call(plain_url: str, protected_url: str, session: Session) -> tuple[list[float], list[float]]:
@@ -96,7 +104,25 @@ async def per_call(plain_url: str, protected_url: str, session: Session) -> tupl
         return out
 
 
+def cold_process(resource: str, store: str, name: str) -> list[float]:
+    """One cold start in a new process (``bench.py --cold``)."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bench.py"), "--cold", resource, store, name],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PROTONPASS_BROKER_URL"},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.py --cold failed:\n{out.stderr[-4000:]}")
+    marks: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return marks
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--cold"]:
+        resource, store, name = sys.argv[2:5]
+        print(json.dumps(asyncio.run(cold_start(resource, store, name))))
+        return 0
     os.environ.pop("PROTONPASS_BROKER_URL", None)
     broker = Broker()
     servers: list[Proc] = []
@@ -122,7 +148,7 @@ def main() -> int:
                 )
             )
             first.close()  # the grant stays stored
-            colds = [asyncio.run(cold_start(resource, store, name)) for _ in range(COLD)]
+            colds = [cold_process(resource, store, name) for _ in range(COLD)]
             session = asyncio.run(
                 authenticate_with_proton_async(
                     ["bench:call"], resource, broker=broker.issuer, store=store, agent_name=name
@@ -135,12 +161,15 @@ def main() -> int:
         line = f"mcp {version('mcp')} on {'httpx2' if MCP2 else 'httpx'}"
         ms = 1000.0
         print(f"== mcp bench ({line}, loopback, real broker)")
-        total, disc, sess = (sorted(c[i] for c in colds) for i in range(3))
+        total = sorted(c[-1] for c in colds)
+        # Each step's median on its own (the medians of the steps need not add up to the total's).
+        steps = [statistics.median(c[i] - (c[i - 1] if i else 0.0) for c in colds) for i in range(4)]
         print(
-            "first unauthenticated request -> first tool call, stored grant: "
+            "first unauthenticated request -> first tool call, stored grant, new process per run: "
             f"median {statistics.median(total) * ms:.1f} ms, best {total[0] * ms:.1f} ms ({COLD} runs); "
-            f"of which the 401 {statistics.median(disc) * ms:.1f} ms, discovery (RFC 9728 metadata) and the token "
-            f"from the stored grant {statistics.median(sess) * ms:.1f} ms, the rest MCP initialize + tools/call"
+            f"steps (medians): the 401 {steps[0] * ms:.1f} ms, discovery (RFC 9728 metadata) and the token "
+            f"from the stored grant {steps[1] * ms:.1f} ms, MCP initialize {steps[2] * ms:.1f} ms, "
+            f"the first tools/call {steps[3] * ms:.1f} ms"
         )
         bp, bq = min(plain_t), min(prot_t)
         print(

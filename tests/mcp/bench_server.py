@@ -44,8 +44,13 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--broker")
     a = p.parse_args()
-    sock = socket.socket()
+    # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on
+    # sockets whose protocol says TCP, and the accepted ones inherit it from this one.
+    # Without it a response written in two sends (headers, then an SSE event) waits
+    # for the client's delayed ACK, up to 40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # before the line below: a client may connect as soon as it reads it
     resource = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     app = make_app(a.broker, resource)
     print(json.dumps({"event": "listening", "resource": resource}), flush=True)

@@ -58,17 +58,19 @@ fn listed(meta: &ServerMetadata, audience: &str) -> Vec<String> {
 
 impl Routes {
     /// Learn how the broker serves `audience`: from the metadata at hand, or,
-    /// when it lists no gateway for it, from the broker's metadata fetched
-    /// again (an upstream may have been added since it was cached).
+    /// when it lists no gateway for it and was not `fetched_now`, from the
+    /// broker's metadata fetched again (an upstream may have been added since
+    /// it was cached).
     pub(crate) async fn learn(
         &self,
         broker: &str,
         meta: &ServerMetadata,
+        fetched_now: bool,
         audience: &str,
         rng: &dyn Random,
     ) -> Result<()> {
         let mut gateways = listed(meta, audience);
-        if gateways.is_empty() {
+        if gateways.is_empty() && !fetched_now {
             gateways = listed(&*http::rediscover(broker, rng).await?, audience);
         }
         let mut routes = self

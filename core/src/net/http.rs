@@ -260,25 +260,35 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
 /// response allows ([`cache_lifetime`]: `max-age`, default 1 hour, at most a
 /// day).
 pub async fn discover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
+    Ok(fetch_metadata(broker, rng, false).await?.0)
+}
+
+/// [`discover`], also saying whether the metadata was fetched just now
+/// (`true`) or taken from the cache.
+pub(crate) async fn discover_noting_fetch(
+    broker: &str,
+    rng: &dyn Random,
+) -> Result<(Arc<ServerMetadata>, bool)> {
     fetch_metadata(broker, rng, false).await
 }
 
 /// [`discover`], fetching the metadata again even when it is cached (the
 /// gateway's list of upstreams changes while the broker runs).
 pub(crate) async fn rediscover(broker: &str, rng: &dyn Random) -> Result<Arc<ServerMetadata>> {
-    fetch_metadata(broker, rng, true).await
+    Ok(fetch_metadata(broker, rng, true).await?.0)
 }
 
+/// The metadata, and whether it was fetched now rather than taken from the cache.
 async fn fetch_metadata(
     broker: &str,
     rng: &dyn Random,
     fresh: bool,
-) -> Result<Arc<ServerMetadata>> {
+) -> Result<(Arc<ServerMetadata>, bool)> {
     static CACHE: OnceLock<Expiring<Arc<ServerMetadata>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Expiring::new);
     let key = broker.trim_end_matches('/').to_owned();
     if !fresh && let Some(m) = cache.get(&key) {
-        return Ok(m);
+        return Ok((m, false));
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");
     let (meta, ttl): (ServerMetadata, _) = get_json(&url, rng).await.map_err(|e| match e {
@@ -290,7 +300,7 @@ async fn fetch_metadata(
     check_metadata(broker, &meta)?;
     let meta = Arc::new(meta);
     cache.insert(key, meta.clone(), ttl);
-    Ok(meta)
+    Ok((meta, true))
 }
 
 /// RFC 8414 section 3.3: the `issuer` is the URL the metadata was asked of

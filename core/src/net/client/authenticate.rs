@@ -80,10 +80,10 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         None => StoreKind::default_file()?,
     })
     .with_passphrase(passphrase);
-    let meta = http::discover(&broker, opts.rng.as_ref()).await?;
+    let (meta, fetched_now) = http::discover_noting_fetch(&broker, opts.rng.as_ref()).await?;
     let routes = Routes::default();
     routes
-        .learn(&broker, &meta, audience, opts.rng.as_ref())
+        .learn(&broker, &meta, fetched_now, audience, opts.rng.as_ref())
         .await?;
 
     let lock_store = store.clone();

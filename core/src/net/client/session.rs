@@ -110,6 +110,7 @@ impl Session {
             .learn(
                 &inner.broker,
                 &inner.calls.meta,
+                false,
                 audience,
                 inner.calls.rng.as_ref(),
             )
