@@ -140,11 +140,6 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let b_stop = b_ready.clone();
-        // Responses (a gateway answer's last chunk especially) go out at
-        // once rather than waiting for the previous segment's ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown().await;
