@@ -135,3 +135,44 @@ fn writer(conn: Connection, rx: Receiver<Job>, queued: &AtomicUsize, commits: &A
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::super::SqliteStore;
+    use crate::store::{Store, write_blocking};
+
+    #[test]
+    fn the_wal_reaches_the_database_without_the_writer_checkpointing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s: Arc<dyn Store> = SqliteStore::open_with(&path, Duration::from_secs(10)).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        // About 1 MiB of commits: far below the writer's own checkpoint
+        // threshold (64 MiB), so only the checkpointer copies it.
+        for i in 0..20 {
+            write_blocking(&s, move |tx| {
+                for j in 0..50 {
+                    tx.owner_ensure(&format!("{i:03}-{j:03}-{}", "x".repeat(1000)), 0)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grown = loop {
+            let now = std::fs::metadata(&path).unwrap().len();
+            if now >= before + 900_000 || Instant::now() > deadline {
+                break now;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            grown >= before + 900_000,
+            "the database file stayed at {grown} bytes (was {before})"
+        );
+    }
+}
