@@ -19,7 +19,10 @@ if url=$(bash scripts/pg-cluster.sh start); then
 else
     echo "protonpass-broker on PostgreSQL: skipped, no throwaway cluster could be started (reason above)"
 fi
+# Wall-clock figures on a shared machine move with its load: print it.
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 "$target/release/examples/bench" \
     --broker "$target/release/protonpass-broker" \
     --oidc broker/bench/oidc-provider.mjs \
     --seconds "${BENCH_SECONDS:-5}" --levels "${BENCH_LEVELS:-1,16,64}" "${pg[@]}"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -47,6 +47,52 @@ impl std::fmt::Debug for Minted {
     }
 }
 
+/// An access token recorded and not yet signed ([`Mint::access_unsigned`]).
+pub struct Unsigned {
+    claims: AccessTokenClaims,
+    extra: serde_json::Map<String, serde_json::Value>,
+    key: Arc<SigningKey>,
+}
+
+impl std::fmt::Debug for Unsigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsigned")
+            .field("jti", &self.claims.jti)
+            .field("exp", &self.claims.exp)
+            .finish()
+    }
+}
+
+impl Unsigned {
+    /// Its id and expiry, with the token still empty: what a response is
+    /// built from inside the transaction ([`Unsigned::sign_into`] fills it).
+    pub fn pending(&self) -> Minted {
+        Minted {
+            token: String::new(),
+            jti: self.claims.jti.clone(),
+            exp: self.claims.exp,
+        }
+    }
+
+    /// Sign it.
+    pub fn sign(self) -> Minted {
+        Minted {
+            token: self.key.sign_with(&self.claims, self.extra),
+            jti: self.claims.jti,
+            exp: self.claims.exp,
+        }
+    }
+
+    /// Sign it into the response built from [`Unsigned::pending`].
+    pub fn sign_into(
+        self,
+        mut t: protonpass_agent::wire::TokenResponse,
+    ) -> protonpass_agent::wire::TokenResponse {
+        t.access_token = self.sign().token;
+        t
+    }
+}
+
 impl Mint {
     /// Mint and record an access token of grant `g` for `aud` with `scope`,
     /// expiring no later than `cap` (and never after the grant).
@@ -72,6 +118,32 @@ impl Mint {
         cap: i64,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Minted> {
+        Ok(self.record_access(tx, g, scope, aud, cap, extra)?.sign())
+    }
+
+    /// [`Mint::access`] without the signature: the token is recorded in the
+    /// transaction and signed by [`Unsigned::sign`] once it has committed,
+    /// so that the store's single writer does not spend its time signing.
+    pub fn access_unsigned(
+        &self,
+        tx: &mut dyn Tx,
+        g: &Grant,
+        scope: &str,
+        aud: &str,
+        cap: i64,
+    ) -> Result<Unsigned> {
+        self.record_access(tx, g, scope, aud, cap, serde_json::Map::new())
+    }
+
+    fn record_access(
+        &self,
+        tx: &mut dyn Tx,
+        g: &Grant,
+        scope: &str,
+        aud: &str,
+        cap: i64,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Unsigned> {
         let jkt = g
             .jkt
             .clone()
@@ -97,9 +169,8 @@ impl Mint {
             gid: g.gid.clone(),
             act_sub: g.agent.clone(),
         };
-        let token = self.key.sign_with(&claims, extra);
         tx.token_put(&TokenRec {
-            jti: jti.clone(),
+            jti,
             gid: g.gid.clone(),
             owner: g.owner.clone(),
             kind: TokenKind::Access,
@@ -112,7 +183,11 @@ impl Mint {
             hash: None,
             status: TokenStatus::Active,
         })?;
-        Ok(Minted { token, jti, exp })
+        Ok(Unsigned {
+            claims,
+            extra,
+            key: self.key.clone(),
+        })
     }
 
     /// Mint and record a refresh token of grant `g`; it lives as long as the grant.

@@ -392,38 +392,35 @@ impl Broker {
                 return Err(super::authcode::dpop_only(&aud));
             }
             let (refresh, rjti) = mint.refresh(tx, &g)?;
-            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
+            let access = mint.access_unsigned(tx, &g, &scope, &aud, g.expires_at)?;
+            let minted = access.pending();
             tx.audit_append(
                 now,
                 &g.owner,
                 "refresh",
                 &json!({"gid": g.gid, "agent": g.agent, "spent_jti": rec.jti, "refresh_jti": rjti,
-                        "jti": access.jti, "scope": scope, "aud": aud, "exp": access.exp,
+                        "jti": minted.jti, "scope": scope, "aud": aud, "exp": minted.exp,
                         "reason": reason, "bearer": bearer})
                 .to_string(),
             )?;
-            Ok((
-                Ok(super::issue::bearer_type(
-                    response(
-                        &access,
-                        Some(refresh),
-                        scope,
-                        aud,
-                        &g.gid,
-                        g.expires_at,
-                        now,
-                        false,
-                    ),
-                    bearer,
-                )),
-                None,
-            ))
+            let t = response(
+                &minted,
+                Some(refresh),
+                scope,
+                aud,
+                &g.gid,
+                g.expires_at,
+                now,
+                false,
+            );
+            Ok((Ok((super::issue::bearer_type(t, bearer), access)), None))
         })
         .await?;
         if let Some(seq) = seq {
             self.feed_advanced(seq);
         }
-        Ok(r)
+        // Signed now that it is committed, off the store's writer.
+        Ok(r.map(|(t, access)| access.sign_into(t)))
     }
 
     async fn exchange(
@@ -504,25 +501,28 @@ impl Broker {
                 }
                 None => None,
             };
-            let access = mint.access(tx, &g, &scope, &aud, cap)?;
+            let access = mint.access_unsigned(tx, &g, &scope, &aud, cap)?;
+            let minted = access.pending();
             tx.audit_append(
                 now,
                 &g.owner,
                 "exchange",
-                &json!({"gid": g.gid, "agent": g.agent, "subject_jti": subject_jti, "jti": access.jti,
+                &json!({"gid": g.gid, "agent": g.agent, "subject_jti": subject_jti, "jti": minted.jti,
                         "refresh_jti": refresh.as_ref().map(|r| &r.1),
-                        "requested_scope": scope_req, "scope": scope, "aud": aud, "exp": access.exp,
+                        "requested_scope": scope_req, "scope": scope, "aud": aud, "exp": minted.exp,
                         "reason": proof.reason})
                 .to_string(),
             )?;
             let refresh = refresh.map(|r| r.0);
-            Ok((Ok(response(&access, refresh, scope, aud, &g.gid, g.expires_at, now, true)), None))
+            let t = response(&minted, refresh, scope, aud, &g.gid, g.expires_at, now, true);
+            Ok((Ok((t, access)), None))
         })
         .await?;
         if let Some(seq) = seq {
             self.feed_advanced(seq);
         }
-        Ok(r)
+        // Signed now that it is committed, off the store's writer.
+        Ok(r.map(|(t, access)| access.sign_into(t)))
     }
 
     /// Verify a JWT this broker issued (signature, issuer, expiry), for any audience.

@@ -9,10 +9,11 @@ mod clients;
 mod migrate;
 pub(super) mod prune;
 mod stepup;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::{AuditQuery, Invite, OwnerInfo, UpstreamRec, UsageCount, UsageSlot, WebSession};
 use super::{ConnectionRec, PendingAuth};
-use super::{Finish, Job, Result, Store, Tx};
+use super::{Job, Result, Store, Tx};
 use crate::model::{AuditRecord, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource, TokenRec};
 use crate::model::{Budget, SpendRec, StepUp, StepUpPolicy};
 
@@ -190,10 +191,7 @@ impl SqliteStore {
         let queued = Arc::new(AtomicUsize::new(0));
         let commits = Arc::new(AtomicUsize::new(0));
         let (q2, c2) = (queued.clone(), commits.clone());
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer(conn, rx, &q2, &c2))
-            .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
+        self::writer::start(conn, path, busy, rx, q2, c2)?;
         Ok(Arc::new(SqliteStore {
             path: path.to_owned(),
             queue,
@@ -204,77 +202,6 @@ impl SqliteStore {
             queued,
             commits,
         }))
-    }
-}
-
-fn writer(conn: Connection, rx: Receiver<Job>, queued: &AtomicUsize, commits: &AtomicUsize) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-            Some(q.saturating_sub(batch.len()))
-        });
-        commits.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Dropping the jobs tells every caller the store is unavailable.
-            tracing::error!(error = %e, "cannot begin a transaction");
-            continue;
-        }
-        let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-        for job in batch {
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (disk full, I/O
-                // error): the earlier jobs' work is gone, so they fail, and the
-                // rest start over in a new transaction. Without this, the next
-                // SAVEPOINT would open a transaction of its own and its RELEASE
-                // would commit it while the batch is reported as failed.
-                for f in finishes.drain(..) {
-                    f(Err(Error::TemporarilyUnavailable("storage failure".into())));
-                }
-                if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
-                    // Dropping the job tells its caller the store is unavailable.
-                    continue;
-                }
-            }
-            if conn.execute_batch("SAVEPOINT job").is_err() {
-                continue;
-            }
-            let mut tx = SqliteTx { conn: &conn };
-            // A job that panics (a bug) fails alone: its savepoint is rolled
-            // back, its caller gets 503, and the writer goes on serving the
-            // others instead of dying and leaving every later write to fail.
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-            let Ok((ok, finish)) = run else {
-                tracing::error!("a write job panicked; it was rolled back");
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                continue;
-            };
-            let end = if ok {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-            };
-            if end.is_err() {
-                finish(Err(Error::TemporarilyUnavailable("storage failure".into())));
-                continue;
-            }
-            finishes.push(finish);
-        }
-        let commit = conn.execute_batch("COMMIT").map_err(db_err);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for f in finishes {
-            let c = commit.clone();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))).is_err() {
-                tracing::error!("a write job's completion panicked");
-            }
-        }
     }
 }
 
