@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::dashboard::{Web, field, signed_in};
-use crate::kit::{Broker, audit_records, claims, key};
+use protonpass_e2e::{Broker, audit_records, claims, key};
 
 pub const MCP: &str = "https://mcp.example/mcp";
 pub const CB: &str = "http://127.0.0.1:8765/callback";
@@ -96,7 +96,7 @@ pub async fn redeem(
     cid: &str,
     code: &str,
     extra: &[(&str, &str)],
-) -> crate::kit::Reply {
+) -> protonpass_e2e::Reply {
     let mut p = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -431,7 +431,7 @@ async fn registration_holds_clients_to_the_rules() {
 }
 
 /// A code or refresh redeemed without any DPoP header.
-async fn without_dpop(b: &Broker, params: &[(&str, &str)]) -> crate::kit::Reply {
+async fn without_dpop(b: &Broker, params: &[(&str, &str)]) -> protonpass_e2e::Reply {
     b.post_form("/oauth/token", params, &[]).await
 }
 

@@ -13,7 +13,7 @@ use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use crate::kit::{API, BIN, Broker, audit_records, claims, key};
+use protonpass_e2e::{API, Broker, audit_records, broker_bin, claims, key};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -317,7 +317,7 @@ async fn cli_revoker(
         seen.lock().unwrap().revoke_sent.insert(jti.clone());
         let (data, env, id) = (data.clone(), env.clone(), jti.clone());
         let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(BIN)
+            std::process::Command::new(broker_bin())
                 .args(["--data", data.to_str().unwrap(), "--json", "revoke", &id])
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .output()
@@ -346,7 +346,7 @@ async fn cli_revoker(
 /// entirely (with its audit record) or not at all; the audit chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
@@ -592,7 +592,7 @@ fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
     ]
 }
 
-fn unavailable(r: &crate::kit::Reply, what: &str) {
+fn unavailable(r: &protonpass_e2e::Reply, what: &str) {
     assert_eq!(
         (r.status, r.error()),
         (503, "temporarily_unavailable"),
@@ -604,7 +604,7 @@ fn unavailable(r: &crate::kit::Reply, what: &str) {
 
 #[tokio::test]
 async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     audit_refusal(&refuse_audit("ABORT")).await;
@@ -612,7 +612,7 @@ async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
 
 #[tokio::test]
 async fn nothing_is_issued_or_revoked_when_an_audit_failure_rolls_back_the_transaction() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     audit_refusal(&refuse_audit("ROLLBACK")).await;
@@ -650,15 +650,7 @@ async fn audit_refusal(trigger: &str) {
     let enroll = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
     // A device request the owner approved and the agent has not collected.
     let d = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "dev-bot"),
-                ("scope", "calendar:read"),
-                ("resource", API),
-            ],
-            &[],
-        )
+        .device_authorization("dev-bot", "calendar:read", API)
         .await;
     assert_eq!(d.status, 200, "{}", d.body);
     b.cli_ok(&["approve", &d.s("user_code")]);

@@ -3,7 +3,7 @@
 use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_access_token};
 
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 
@@ -50,7 +50,7 @@ async fn metadata_jwks_health_metrics() {
     // PostgreSQL the key is sealed in the database instead).
     use std::os::unix::fs::PermissionsExt;
     let kid = k["kid"].as_str().unwrap();
-    if !crate::kit::on_postgres() {
+    if !protonpass_e2e::on_postgres() {
         let mode = std::fs::metadata(b.data.join("keys").join(format!("{kid}.pem")))
             .unwrap()
             .permissions()
@@ -288,7 +288,7 @@ async fn a_launcher_may_close_stdout_after_the_first_line() {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .unwrap();
-    let mut child = std::process::Command::new(crate::kit::BIN)
+    let mut child = std::process::Command::new(protonpass_e2e::broker_bin())
         .args([
             "--data",
             dir.path().to_str().unwrap(),

@@ -16,7 +16,7 @@ use futures_util::StreamExt as _;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use crate::kit::{BIN, Broker, key};
+use protonpass_e2e::{Broker, broker_bin, key};
 
 pub const SECRET: &str = "sk_live_9f8e7d6c5b4a3210-gateway-secret";
 pub const AUD: &str = "https://api.code-host.example";
@@ -188,7 +188,7 @@ scope = "admin:all"
 pub fn add_upstream(b: &Broker, rules: &str, owner: &str) -> (i32, Value) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), rules).unwrap();
-    let mut c = Command::new(BIN)
+    let mut c = Command::new(broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),
@@ -361,7 +361,7 @@ pub fn assert_secret_nowhere(b: &Broker) {
             }
         }
     }
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // the store is not in the data directory
     }
     let mut files = Vec::new();

@@ -16,7 +16,7 @@ use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, b64};
 use rusqlite::OpenFlags;
 use serde_json::{Map, Value, json};
 
-use crate::kit::{API, Broker, Reply, claims, key};
+use protonpass_e2e::{API, Broker, Reply, claims, key};
 
 const TT_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const TT_REFRESH: &str = "urn:ietf:params:oauth:token-type:refresh_token";
@@ -180,7 +180,7 @@ fn assert_refused(r: &Reply, status: u16, code: &str, what: &str) {
 
 #[tokio::test]
 async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -453,7 +453,7 @@ fn proof_of(header: &Map<String, Value>, claims: &Map<String, Value>, key: &Agen
 
 #[tokio::test]
 async fn hostile_proofs_at_the_token_endpoint_are_refused_and_change_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     // The default window is 60 s (nonces give freshness); a 10 s window puts
@@ -817,7 +817,7 @@ type ExchangeCase = (
 
 #[tokio::test]
 async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -1042,7 +1042,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_expired_subject_token_is_refused() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_ACCESS_TTL", "1")]);
@@ -1061,7 +1061,7 @@ async fn an_expired_subject_token_is_refused() {
 
 #[tokio::test]
 async fn sql_and_other_owners_ids_revoke_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);

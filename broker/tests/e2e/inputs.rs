@@ -2,7 +2,7 @@
 
 use protonpass_agent::{Clock, OsRandom, ProofInput, SystemClock, create_proof};
 
-use crate::kit::{Broker, key};
+use protonpass_e2e::{Broker, key};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 
@@ -18,7 +18,7 @@ async fn nonce_and_replay() {
         "--scope",
         "x:y",
         "--audience",
-        crate::kit::API,
+        protonpass_e2e::API,
     ]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let params = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
@@ -91,7 +91,7 @@ async fn nonces_can_be_turned_off() {
         "--scope",
         "x:y",
         "--audience",
-        crate::kit::API,
+        protonpass_e2e::API,
     ]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let p = b.proof(&k, &b.token_url(), None);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::dashboard::signed_in;
 use crate::device::{poll, start_device};
-use crate::kit::{API, Broker, Reply, claims, key, serve_refused};
+use protonpass_e2e::{API, Broker, Reply, claims, key, serve_refused};
 
 /// 30 days, in seconds.
 const MAX: i64 = 30 * 86_400;

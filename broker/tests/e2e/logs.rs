@@ -5,7 +5,7 @@ use protonpass_agent::wire::TOKEN_TYPE_REFRESH;
 use serde_json::Value;
 
 use crate::device::{poll, start_device};
-use crate::kit::{API, Broker, key};
+use protonpass_e2e::{API, Broker, key};
 
 /// Every line the broker wrote on stderr, each parsed (and checked) as a
 /// JSON object with a level and a message.

@@ -1,6 +1,6 @@
 //! Commands an operator reaches for: `resource rotate`, `owner remove`.
 
-use crate::kit::{Broker, audit_records};
+use protonpass_e2e::{Broker, audit_records};
 
 const API: &str = "https://acme.example/api";
 

@@ -11,7 +11,7 @@ use protonpass_agent::{Clock, SystemClock};
 use serde_json::Value;
 
 use crate::dashboard::signed_in;
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 /// Pages the database uses (its logical size: SQLite reuses freed pages).
 fn pages_in_use(b: &Broker) -> i64 {
@@ -27,7 +27,7 @@ fn pages_in_use(b: &Broker) -> i64 {
     count - free
 }
 
-async fn refresh(b: &Broker, k: &protonpass_agent::AgentKey, rt: &str) -> crate::kit::Reply {
+async fn refresh(b: &Broker, k: &protonpass_agent::AgentKey, rt: &str) -> protonpass_e2e::Reply {
     b.token(k, &[("grant_type", "refresh_token"), ("refresh_token", rt)])
         .await
 }
@@ -87,7 +87,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
             file.to_str().unwrap(),
         ]);
         // SQLite's own page count; on PostgreSQL the row counts above show it.
-        if !crate::kit::on_postgres() {
+        if !protonpass_e2e::on_postgres() {
             pages.push(pages_in_use(&b));
         }
     }
@@ -178,7 +178,7 @@ async fn archives_and_checkpoints_catch_tampering() {
     assert_eq!(code, 2);
 
     // The kept chain: a forged checkpoint, or records removed without one, break it.
-    let sql = |q: &str| crate::kit::store_sql(&b.data, q);
+    let sql = |q: &str| protonpass_e2e::store_sql(&b.data, q);
     sql("UPDATE audit_checkpoints SET ts = ts + 1");
     let (code, v) = b.cli(&["audit", "verify"]);
     assert_eq!(code, 2, "{v}");
@@ -236,7 +236,7 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
         // `make bench` sets 1,000,000 and prints the figure; the suite keeps
         // the same checks on fewer records, to stay quick.
         .unwrap_or(200_000);
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // The records are written straight into SQLite's file.
         return;
     }
@@ -284,7 +284,7 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_load_restores_every_token_and_the_chain() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // SQLite's online backup; PostgreSQL has pg_dump (broker/README.md).
         return;
     }
@@ -375,7 +375,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
         if force {
             args.push("--force");
         }
-        std::process::Command::new(crate::kit::BIN)
+        std::process::Command::new(protonpass_e2e::broker_bin())
             .args(args)
             .output()
             .unwrap()
@@ -429,7 +429,7 @@ async fn readiness_metrics_and_a_graceful_stop() {
     ] {
         // The PostgreSQL store does not report these figures yet.
         assert!(
-            crate::kit::on_postgres() || text.contains(name),
+            protonpass_e2e::on_postgres() || text.contains(name),
             "{name} missing"
         );
     }
@@ -462,7 +462,7 @@ async fn readiness_metrics_and_a_graceful_stop() {
 
 #[tokio::test]
 async fn serve_prunes_and_signs_a_checkpoint_by_itself() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // Reads SQLite's file; pruning on PostgreSQL is shown by
         // storage_stays_bounded_over_a_long_simulated_period.
         return;

@@ -4,7 +4,7 @@
 //! dashboard. And refresh tokens: every use spends one, and a spent one
 //! coming back revokes the whole grant (RFC 9700 section 4.14.2).
 
-use crate::kit::{Broker, Reply, key};
+use protonpass_e2e::{Broker, Reply, key};
 
 const ALICE_API: &str = "https://api.alice.example";
 const SHARED_API: &str = "https://api.shared.example";
@@ -97,17 +97,7 @@ async fn another_owners_audience_cannot_be_granted_from_the_cli() {
 async fn another_owners_audience_cannot_be_approved_in_the_device_flow() {
     let (b, _, _) = two_owners();
     let k = key();
-    let d = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "bot"),
-                ("scope", "x:read"),
-                ("resource", ALICE_API),
-            ],
-            &[],
-        )
-        .await;
+    let d = b.device_authorization("bot", "x:read", ALICE_API).await;
     assert_eq!(d.status, 200, "{}", d.body);
     let uc = d.s("user_code");
     let (code, v) = b.cli(&["approve", &uc, "--owner", "bob"]);
@@ -126,7 +116,7 @@ async fn another_owners_audience_cannot_be_approved_in_the_device_flow() {
     b.cli_ok(&["approve", &uc, "--owner", "alice"]);
     let t = b.token(&k, &poll).await;
     assert_eq!(t.status, 200, "{}", t.body);
-    assert_eq!(crate::kit::claims(&t.s("access_token"))["sub"], "alice");
+    assert_eq!(protonpass_e2e::claims(&t.s("access_token"))["sub"], "alice");
 }
 
 #[tokio::test]

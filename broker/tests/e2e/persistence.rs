@@ -2,7 +2,7 @@
 
 use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_access_token};
 
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 #[tokio::test]
 async fn state_survives_kill_and_restart() {
@@ -47,7 +47,7 @@ async fn state_survives_kill_and_restart() {
 
 #[tokio::test]
 async fn audit_verify_catches_edits_and_removals() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
@@ -137,7 +137,7 @@ async fn kids_after_reload(b: &Broker) -> Vec<String> {
 
 #[tokio::test]
 async fn a_retired_key_stays_while_the_servers_tokens_live() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     // The server's tokens live 2 h by a flag only it was given; `keys rotate`
@@ -188,7 +188,7 @@ async fn a_retired_key_stays_while_the_servers_tokens_live() {
 
 #[tokio::test]
 async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);
@@ -247,7 +247,7 @@ async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
 
 #[tokio::test]
 async fn revocation_is_refused_while_the_database_is_locked_and_recovers() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);

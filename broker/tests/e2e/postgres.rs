@@ -3,7 +3,7 @@
 //! chain), and a broker whose database connections are cut comes back by
 //! itself, answering `503` meanwhile and never failing otherwise.
 
-use crate::kit::{Broker, key, on_postgres, store_sql};
+use protonpass_e2e::{Broker, key, on_postgres, store_sql};
 
 #[tokio::test]
 async fn two_brokers_on_one_database_share_keys_nonces_and_refresh_rotation() {

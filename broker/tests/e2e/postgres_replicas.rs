@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::kit::{Broker, Reply, claims, key, on_postgres};
+use protonpass_e2e::{Broker, Reply, claims, key, on_postgres};
 
 /// A second replica on `a`'s database (and data directory, for the CLI's
 /// settings) with `a`'s issuer, so that a proof made for one is good at

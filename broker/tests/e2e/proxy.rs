@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::kit::{Broker, audit_records};
+use protonpass_e2e::{Broker, audit_records};
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 

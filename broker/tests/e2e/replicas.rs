@@ -13,7 +13,7 @@ use protonpass_agent::AgentKey;
 use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use serde_json::Value;
 
-use crate::kit::{API, Broker, Reply, audit_records, claims, key, test_store};
+use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key, test_store};
 
 pub(crate) const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const NGINX_CONF: &str = include_str!("../../../deploy/nginx-replicas-loopback.conf");
@@ -426,18 +426,8 @@ async fn device_code_single_use_and_slow_down_hold_across_replicas() {
     };
     let k = key();
     let a = &r.a;
-    let start = |scope: &'static str| async move {
-        a.post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "travel-bot"),
-                ("scope", scope),
-                ("resource", API),
-            ],
-            &[],
-        )
-        .await
-    };
+    let start =
+        |scope: &'static str| async move { a.device_authorization("travel-bot", scope, API).await };
     let nonce = nonce_from(&r.a, &k).await;
     // Polling one replica then the other too fast: `slow_down`, and the
     // interval it raised holds at the first replica as well.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use protonpass_agent::AgentKey;
 
-use crate::kit::{API, Broker, claims, key, on_postgres};
 use crate::replicas::{Replicas, nonce_from, one_chain, token_at, whole_feed};
+use protonpass_e2e::{API, Broker, claims, key, on_postgres};
 
 /// What the clients were told.
 #[derive(Default)]

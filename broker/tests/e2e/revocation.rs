@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 #[tokio::test]
 async fn agent_revokes_access_then_refresh_token() {
@@ -154,7 +154,7 @@ async fn introspection_needs_a_registered_resource_server() {
         .await
         .unwrap();
     assert_eq!(u.status(), 200);
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", b.data.to_str().unwrap(), "audit", "export"])
         .output()
         .unwrap();

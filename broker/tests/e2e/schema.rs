@@ -2,7 +2,7 @@
 //! version 1, then migrated to the current version), and a database that a newer broker migrated is refused with a
 //! message that says so, by `serve` and by the commands alike.
 
-use crate::kit::{API, Broker, on_postgres, serve_refused, store_sql};
+use protonpass_e2e::{API, Broker, on_postgres, serve_refused, store_sql};
 
 #[tokio::test]
 async fn a_data_directory_from_before_schema_versions_opens_and_is_migrated() {
@@ -54,7 +54,7 @@ async fn a_database_migrated_by_a_newer_broker_is_refused() {
         "{m}"
     );
     // The commands refuse it too, and change nothing.
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", dir.path().to_str().unwrap(), "grant", "list"])
         .output()
         .unwrap();

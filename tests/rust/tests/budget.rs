@@ -31,8 +31,8 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let aud = format!("{base}/travel");
-    let rs = broker.cli_json(&["resource", "add", &aud]);
-    let mut o = VerifierOptions::new(broker.issuer.clone(), aud.clone());
+    let rs = broker.cli_ok(&["resource", "add", &aud]);
+    let mut o = VerifierOptions::new(broker.url.clone(), aud.clone());
     o.follow_feed = false;
     o.credentials = Some((
         rs["client_id"].as_str().unwrap().to_owned(),
@@ -45,7 +45,7 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
         .with_state(Protected::new(verifier, base.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let v = broker.cli_json(&[
+    let v = broker.cli_ok(&[
         "grant",
         "create",
         "--agent",
@@ -62,7 +62,7 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
         &["payment:execute:under-100"],
         &aud,
         AuthOptions {
-            broker: Some(broker.issuer.clone()),
+            broker: Some(broker.url.clone()),
             agent_name: Some("travel-bot".into()),
             enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
             store: Some(StoreKind::File(home.path().to_path_buf())),
@@ -115,7 +115,7 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
 
     // Revoking the grant stops spending at once: this verifier does not follow
     // the feed, so the refusal is the broker's.
-    broker.cli_json(&["revoke", v["grant_id"].as_str().unwrap()]);
+    broker.cli_ok(&["revoke", v["grant_id"].as_str().unwrap()]);
     let (st, www, _) = call(format!("{base}/travel/pay?amount=1&key=order-5")).await;
     assert_eq!(st, 401, "{www:?}");
 }

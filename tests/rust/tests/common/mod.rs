@@ -74,7 +74,7 @@ fn start_api_on(listener: tokio::net::TcpListener, base: String, verifier: Verif
 /// A headless agent `ci-bot` enrolled for `travel:search` on `aud`, its
 /// grant kept under `home`.
 pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Session {
-    let v = broker.cli_json(&[
+    let v = broker.cli_ok(&[
         "grant",
         "create",
         "--agent",
@@ -86,7 +86,7 @@ pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Ses
     ]);
     let code = v["enrollment_code"].as_str().unwrap().to_owned();
     let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some("ci-bot".into()),
         enrollment_code: Some(code),
         store: Some(StoreKind::File(home.to_path_buf())),
