@@ -267,18 +267,11 @@ fn sixty_four_parallel_spends_of_ten_against_five_hundred_exactly_fifty_succeed(
 #[test]
 fn budgets_are_set_at_creation_and_checked() {
     let b = Broker::start(&[]);
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant(
         "a",
-        "--scope",
         "payment:execute",
-        "--audience",
-        API,
-        "--budget",
-        "payment:execute=25.5/EUR/week",
-    ]);
+        &["--budget", "payment:execute=25.5/EUR/week"],
+    );
     let gid = g["grant_id"].as_str().unwrap();
     let show = b.cli_ok(&["grant", "show", gid]);
     assert_eq!(show["budgets"][0]["limit"], "25.50", "{show}");

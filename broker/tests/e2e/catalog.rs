@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::device::{poll, start_device};
-use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key};
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, Reply, audit_records, claims, key};
 
 pub(crate) const CALENDAR: &str = "https://calendar.example";
 
@@ -135,10 +135,7 @@ async fn grants_tokens_and_exchanges_keep_to_the_catalog() {
         .token(
             &k,
             &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
+                ("grant_type", PRE_AUTHORIZED_CODE),
                 (
                     "pre-authorized_code",
                     g["enrollment_code"].as_str().unwrap(),

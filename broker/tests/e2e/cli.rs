@@ -346,16 +346,7 @@ async fn audit_tail_follows_new_records() {
     use std::io::BufRead as _;
     let b = Broker::start(&[]);
     let grant = |agent: &str| {
-        b.cli_ok(&[
-            "grant",
-            "create",
-            "--agent",
-            agent,
-            "--scope",
-            "x:read",
-            "--audience",
-            API,
-        ]);
+        b.create_grant(agent, "x:read", &[]);
     };
     grant("first");
     let mut child = KillOnDrop(

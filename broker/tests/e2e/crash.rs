@@ -13,31 +13,13 @@ use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use protonpass_e2e::{API, Broker, audit_records, broker_bin, claims, key};
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, audit_records, broker_bin, claims, key};
 
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 // ---------------------------------------------------------------------------
 // Shared helpers
-
-/// The whole revocation feed, page by page.
-async fn whole_feed(b: &Broker) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = b
-            .get(&format!("/revocations?after={after}&limit=1000"))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let page = r.body["revocations"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        out.extend(page);
-    }
-    out
-}
 
 fn audit_ok(b: &Broker) -> i64 {
     let v = b.cli_ok(&["audit", "verify"]);
@@ -432,7 +414,7 @@ async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
     let b = Broker::start_at(dir.path(), &addr, &[]);
     let rs = b.resource(API, None);
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let feed = whole_feed(&b).await;
+    let feed = b.whole_feed().await;
     let feed_jtis: HashSet<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
     let feed_gids: HashSet<&str> = feed.iter().filter_map(|e| e["gid"].as_str()).collect();
     let audit = audit_records(&b);
@@ -538,12 +520,7 @@ async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
             (Some(_), Some(_)) => unreachable!(),
         };
         if let Some(rt) = held {
-            let r = b
-                .token(
-                    k,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-                )
-                .await;
+            let r = b.refresh(k, &rt).await;
             if grant_gone {
                 assert_eq!(r.error(), "invalid_grant", "{}", r.body);
             } else {
@@ -636,18 +613,12 @@ async fn audit_refusal(trigger: &str) {
     let (x1, x2) = (x1.s("access_token"), x2.s("access_token"));
     let jti2 = jti_of(&x2);
     // An enrollment code not redeemed yet.
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bot2",
-        "--scope",
-        "calendar:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("bot2", "calendar:read", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
-    let enroll = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
+    let enroll = [
+        ("grant_type", PRE_AUTHORIZED_CODE),
+        ("pre-authorized_code", code.as_str()),
+    ];
     // A device request the owner approved and the agent has not collected.
     let d = b
         .device_authorization("dev-bot", "calendar:read", API)
@@ -661,21 +632,14 @@ async fn audit_refusal(trigger: &str) {
         ("client_id", "dev-bot"),
     ];
     let (enrollee, device_agent) = (key(), key());
-    let feed_before = whole_feed(&b).await.len();
+    let feed_before = b.whole_feed().await.len();
     let records_before = audit_ok(&b);
 
     let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
     db.execute_batch(trigger).unwrap();
 
     unavailable(&b.token(&enrollee, &enroll).await, "enrollment");
-    unavailable(
-        &b.token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await,
-        "refresh",
-    );
+    unavailable(&b.refresh(&agent, &rt).await, "refresh");
     unavailable(&b.token(&agent, &exchange_params(&at)).await, "exchange");
     unavailable(&b.token(&device_agent, &poll).await, "device poll");
     let revoked = b
@@ -691,12 +655,7 @@ async fn audit_refusal(trigger: &str) {
     assert_eq!(v["error"], "temporarily_unavailable", "{v}");
     // A request refused on its merits is still answered as such (its
     // rejection record is best-effort, not a condition of the answer).
-    let wrong = b
-        .token(
-            &enrollee,
-            &[("grant_type", PRE), ("pre-authorized_code", "ec_unknown")],
-        )
-        .await;
+    let wrong = b.redeem(&enrollee, "ec_unknown").await;
     assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant"));
 
     // Nothing was issued or revoked: the code is unspent, the refresh token
@@ -712,7 +671,7 @@ async fn audit_refusal(trigger: &str) {
     for t in [&rt, &x1, &x2] {
         assert_eq!(b.introspect(&rs, t).await.body["active"], true);
     }
-    assert_eq!(whole_feed(&b).await.len(), feed_before);
+    assert_eq!(b.whole_feed().await.len(), feed_before);
     assert_eq!(audit_ok(&b), records_before);
 
     // The audit store accepts writes again: the same requests succeed, with
@@ -720,12 +679,7 @@ async fn audit_refusal(trigger: &str) {
     db.execute_batch("DROP TRIGGER audit_refuses").unwrap();
     let e = b.token(&enrollee, &enroll).await;
     assert_eq!(e.status, 200, "enrollment: {}", e.body);
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt).await;
     assert_eq!(r2.status, 200, "refresh: {}", r2.body);
     assert_eq!(b.introspect(&rs, &rt).await.body["active"], false);
     let x3 = b.token(&agent, &exchange_params(&at)).await;
@@ -744,7 +698,8 @@ async fn audit_refusal(trigger: &str) {
     for t in [&x1, &x2] {
         assert_eq!(b.introspect(&rs, t).await.body["active"], false);
     }
-    let feed: Vec<String> = whole_feed(&b)
+    let feed: Vec<String> = b
+        .whole_feed()
         .await
         .iter()
         .filter_map(|e| e["jti"].as_str().map(str::to_owned))

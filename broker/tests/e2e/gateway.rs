@@ -234,21 +234,7 @@ pub async fn agent(b: &Broker, owner: &str, scope: &str) -> (AgentKey, String, S
         owner,
     ]);
     let k = key();
-    let r = b
-        .token(
-            &k,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                (
-                    "pre-authorized_code",
-                    g["enrollment_code"].as_str().unwrap(),
-                ),
-            ],
-        )
-        .await;
+    let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     (
         k,

@@ -111,21 +111,7 @@ pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
         &format!("https://mail.example/{name}"),
     ]);
     let k = key();
-    let r = b
-        .token(
-            &k,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                (
-                    "pre-authorized_code",
-                    g["enrollment_code"].as_str().unwrap(),
-                ),
-            ],
-        )
-        .await;
+    let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     (k, r.s("access_token"))
 }

@@ -947,12 +947,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         let r = b.exchange(&thief, subject, ty, &[]).await;
         assert_refused(&r, 400, "invalid_grant", name);
     }
-    let r = b
-        .token(
-            &thief,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r = b.refresh(&thief, &rt).await;
     assert_refused(&r, 400, "invalid_grant", "stolen refresh token at refresh");
     assert_eq!(
         state(&b),
@@ -1069,18 +1064,7 @@ async fn sql_and_other_owners_ids_revoke_nothing() {
     let agent = key();
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
     let at = r.s("access_token");
-    b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bobs-bot",
-        "--scope",
-        "mail:read",
-        "--audience",
-        API,
-        "--owner",
-        "bob",
-    ]);
+    b.create_grant("bobs-bot", "mail:read", &["--owner", "bob"]);
     let before = state(&b);
     for id in [
         "' OR '1'='1",

@@ -2,9 +2,7 @@
 
 use protonpass_agent::{Clock, OsRandom, ProofInput, SystemClock, create_proof};
 
-use protonpass_e2e::{Broker, key};
-
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, key};
 
 #[tokio::test]
 async fn nonce_and_replay() {
@@ -21,7 +19,10 @@ async fn nonce_and_replay() {
         protonpass_e2e::API,
     ]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
-    let params = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
+    let params = [
+        ("grant_type", PRE_AUTHORIZED_CODE),
+        ("pre-authorized_code", code.as_str()),
+    ];
     // No nonce: use_dpop_nonce with a DPoP-Nonce header.
     let p = b.proof(&k, &b.token_url(), None);
     let r = b.post_form("/oauth/token", &params, &[("DPoP", p)]).await;
@@ -98,7 +99,10 @@ async fn nonces_can_be_turned_off() {
     let r = b
         .post_form(
             "/oauth/token",
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", &code),
+            ],
             &[("DPoP", p.clone())],
         )
         .await;
@@ -108,7 +112,10 @@ async fn nonces_can_be_turned_off() {
     let again = b
         .post_form(
             "/oauth/token",
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", &code),
+            ],
             &[("DPoP", p)],
         )
         .await;
@@ -136,15 +143,7 @@ async fn malformed_requests_get_json_errors() {
     assert_eq!((r.status, r.error()), (400, "invalid_request"));
     let r = b.token(&k, &[]).await;
     assert_eq!(r.error(), "invalid_request");
-    let r = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "rt_bogus"),
-            ],
-        )
-        .await;
+    let r = b.refresh(&k, "rt_bogus").await;
     assert_eq!(r.error(), "invalid_grant");
     let r = b
         .token(

@@ -28,8 +28,7 @@ fn pages_in_use(b: &Broker) -> i64 {
 }
 
 async fn refresh(b: &Broker, k: &protonpass_agent::AgentKey, rt: &str) -> protonpass_e2e::Reply {
-    b.token(k, &[("grant_type", "refresh_token"), ("refresh_token", rt)])
-        .await
+    b.refresh(k, rt).await
 }
 
 #[tokio::test]

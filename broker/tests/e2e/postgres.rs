@@ -90,12 +90,7 @@ async fn a_broker_whose_connections_are_cut_answers_503_and_comes_back() {
     );
     let mut served = false;
     for _ in 0..50 {
-        let r = b
-            .token(
-                &k,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-            )
-            .await;
+        let r = b.refresh(&k, &rt).await;
         assert!(
             r.status == 200 || r.status == 503,
             "{}: {}",

@@ -5,7 +5,10 @@ use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, creat
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::{API, Broker};
+use crate::Broker;
+
+/// The grant type of a pre-authorized code (an enrollment code).
+pub const PRE_AUTHORIZED_CODE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 
 /// An HTTP answer: status, body (JSON, else the text as a string) and headers.
 #[derive(Debug)]
@@ -109,6 +112,18 @@ impl Broker {
         panic!("the nonce round did not settle");
     }
 
+    /// A refresh of `refresh_token` (RFC 6749 section 6), proved by `key`.
+    pub async fn refresh(&self, key: &AgentKey, refresh_token: &str) -> Reply {
+        self.token(
+            key,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
     /// A token exchange (RFC 8693) of `subject`, of type `ty`, with `extra`
     /// parameters, proved by `key`.
     pub async fn exchange(
@@ -158,32 +173,24 @@ impl Broker {
         .await
     }
 
+    /// Redeem the enrollment code `code` of a pre-authorized grant with `key`,
+    /// whatever the answer.
+    pub async fn redeem(&self, key: &AgentKey, code: &str) -> Reply {
+        self.token(
+            key,
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", code),
+            ],
+        )
+        .await
+    }
+
     /// Create a pre-authorized grant with the CLI and redeem it with `key`.
     pub async fn enroll(&self, key: &AgentKey, agent: &str, scope: &str, extra: &[&str]) -> Reply {
-        let mut args = vec![
-            "grant",
-            "create",
-            "--agent",
-            agent,
-            "--scope",
-            scope,
-            "--audience",
-            API,
-        ];
-        args.extend_from_slice(extra);
-        let g = self.cli_ok(&args);
-        let code = g["enrollment_code"].as_str().unwrap().to_owned();
+        let g = self.create_grant(agent, scope, extra);
         let r = self
-            .token(
-                key,
-                &[
-                    (
-                        "grant_type",
-                        "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                    ),
-                    ("pre-authorized_code", &code),
-                ],
-            )
+            .redeem(key, g["enrollment_code"].as_str().unwrap())
             .await;
         assert_eq!(r.status, 200, "enroll: {}", r.body);
         r
@@ -200,6 +207,23 @@ impl Broker {
             &[],
         )
         .await
+    }
+
+    /// The whole revocation feed, page by page.
+    pub async fn whole_feed(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let r = self
+                .get(&format!("/revocations?after={after}&limit=1000"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let page = r.body["revocations"].as_array().unwrap().clone();
+            let Some(last) = page.last() else { break };
+            after = last["seq"].as_i64().unwrap();
+            out.extend(page);
+        }
+        out
     }
 
     /// The revocation feed after `after`.

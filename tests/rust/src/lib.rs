@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use protonpass_agent::{AgentKey, OsRandom};
 use serde_json::Value;
 
-pub use http::{Reply, reply};
+pub use http::{PRE_AUTHORIZED_CODE, Reply, reply};
 pub use store::{fresh_database, on_postgres, prepare_store_on, store_sql, test_store};
 
 /// The audience the tests' grants name.
@@ -251,6 +251,23 @@ impl Broker {
         for n in names {
             self.cli_ok(&["owner", "add", n]);
         }
+    }
+
+    /// `grant create` for `agent` with `scope` on `API` and `extra` options;
+    /// answers what the CLI printed (`grant_id`, `enrollment_code`, ...).
+    pub fn create_grant(&self, agent: &str, scope: &str, extra: &[&str]) -> Value {
+        let mut args = vec![
+            "grant",
+            "create",
+            "--agent",
+            agent,
+            "--scope",
+            scope,
+            "--audience",
+            API,
+        ];
+        args.extend_from_slice(extra);
+        self.cli_ok(&args)
     }
 
     /// Register a resource server for `audience`: (client_id, client_secret).

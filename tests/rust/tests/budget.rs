@@ -28,22 +28,13 @@ async fn refund(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     let broker = Broker::start(&[]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let aud = format!("{base}/travel");
-    let rs = broker.cli_ok(&["resource", "add", &aud]);
-    let mut o = VerifierOptions::new(broker.url.clone(), aud.clone());
-    o.follow_feed = false;
-    o.credentials = Some((
-        rs["client_id"].as_str().unwrap().to_owned(),
-        rs["client_secret"].as_str().unwrap().to_owned().into(),
-    ));
-    let verifier = Verifier::new(o).await.unwrap();
-    let app = Router::new()
+    let api = common::Api::bind().await;
+    let aud = api.aud.clone();
+    let verifier = common::registered_verifier(&broker, &aud).await;
+    let routes = Router::new()
         .route("/travel/pay", post(common::pay))
-        .route("/travel/refund", post(refund))
-        .with_state(Protected::new(verifier, base.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        .route("/travel/refund", post(refund));
+    let base = api.serve_routes(routes, verifier);
 
     let v = broker.cli_ok(&[
         "grant",

@@ -83,6 +83,22 @@ async fn get_with(http: &reqwest::Client, url: &str, h: &[(&str, String)]) -> (u
     (resp.status().as_u16(), www)
 }
 
+/// A GET of `url` with `token` in the DPoP scheme and a proof by `key`
+/// whose `ath` is that of `proved` (the token itself, or another).
+async fn get_dpop(
+    http: &reqwest::Client,
+    url: &str,
+    key: &AgentKey,
+    token: &str,
+    proved: &str,
+) -> (u16, String) {
+    let h = [
+        ("authorization", format!("DPoP {token}")),
+        ("dpop", proof(key, url, proved)),
+    ];
+    get_with(http, url, &h).await
+}
+
 fn assert_challenge(got: &(u16, String), code: &str, what: &str) {
     assert_eq!(got.0, 401, "{what}: {}", got.1);
     assert!(
@@ -109,15 +125,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     assert_eq!(ok.0, 200, "{}", ok.1);
 
     // A stolen token with the thief's own proof: the key is not the token's.
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {token}")),
-            ("dpop", proof(&thief, &url, &token)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &token, &token).await;
     assert_challenge(&r, "invalid_dpop_proof", "stolen token, thief's proof");
     // A stolen token as a bearer token.
     let r = get_with(&http, &url, &[("authorization", format!("Bearer {token}"))]).await;
@@ -139,15 +147,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     let unbound = sign(&header, &unbound, &bk);
     // An unbound token (no cnf), validly signed by the broker's key: with the
     // DPoP scheme and a good proof, and as Bearer. Neither is accepted.
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {unbound}")),
-            ("dpop", proof(&thief, &url, &unbound)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &unbound, &unbound).await;
     assert_challenge(&r, "invalid_token", "unbound token, DPoP scheme");
     let r = get_with(
         &http,
@@ -186,43 +186,19 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
         }),
     ];
     for (name, t) in &forged {
-        let r = get_with(
-            &http,
-            &url,
-            &[
-                ("authorization", format!("DPoP {t}")),
-                ("dpop", proof(&thief, &url, t)),
-            ],
-        )
-        .await;
+        let r = get_dpop(&http, &url, &thief, &t, t).await;
         assert_challenge(&r, "invalid_token", name);
     }
     // A token the broker would have issued to the thief passes: the control
     // that the refusals above are the attacks', not the test's.
     let t = sign(&header, &rebound, &bk);
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {t}")),
-            ("dpop", proof(&thief, &url, &t)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &t, &t).await;
     assert_eq!(r.0, 200, "{}", r.1);
     // The same key's proof made for another of its tokens: ath does not match.
     let mut other = rebound.clone();
     other.insert("jti".into(), "another-token".into());
     let other = sign(&header, &other, &bk);
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {t}")),
-            ("dpop", proof(&thief, &url, &other)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &t, &other).await;
     assert_challenge(&r, "invalid_dpop_proof", "proof for another token (ath)");
     s.close(true).await.unwrap();
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::post;
-use protonpass_agent::net::axum_layer::Protected;
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
@@ -16,21 +15,13 @@ mod common;
 
 async fn setup() -> (Broker, String, String) {
     let broker = Broker::with_args(&["--device-interval", "0"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let aud = format!("{base}/travel");
-    let rs = broker.cli_ok(&["resource", "add", &aud]);
-    let mut o = VerifierOptions::new(broker.url.clone(), aud.clone());
-    o.follow_feed = false;
-    o.credentials = Some((
-        rs["client_id"].as_str().unwrap().to_owned(),
-        rs["client_secret"].as_str().unwrap().to_owned().into(),
-    ));
-    let verifier = Verifier::new(o).await.unwrap();
-    let app = Router::new()
-        .route("/travel/pay", post(common::pay))
-        .with_state(Protected::new(verifier, base.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = common::Api::bind().await;
+    let aud = api.aud.clone();
+    let verifier = common::registered_verifier(&broker, &aud).await;
+    let base = api.serve_routes(
+        Router::new().route("/travel/pay", post(common::pay)),
+        verifier,
+    );
     (broker, base, aud)
 }
 
