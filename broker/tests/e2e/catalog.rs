@@ -118,18 +118,12 @@ async fn grants_tokens_and_exchanges_keep_to_the_catalog() {
     assert_ne!(code, 0);
     assert_eq!(v["error"], "invalid_scope", "{v}");
     // A grant for two APIs carries each one's scopes; each token only its own.
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant_on(
         "a",
-        "--scope",
         "calendar:read travel:book",
-        "--audience",
         CALENDAR,
-        "--audience",
-        API,
-    ]);
+        &["--audience", API],
+    );
     let k = key();
     let t = b
         .token(

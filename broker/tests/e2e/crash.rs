@@ -89,6 +89,16 @@ impl Wire {
         Some(Answer { status, body })
     }
 
+    /// A revocation of `token` (RFC 7009) by the agent `client_id`.
+    async fn revoke(&self, token: &str, client_id: &str) -> Option<Answer> {
+        self.post(
+            "/oauth/revoke",
+            &[("token", token), ("client_id", client_id)],
+            None,
+        )
+        .await
+    }
+
     /// A token request with a fresh proof, retrying `use_dpop_nonce` as the kit does.
     async fn token(&self, key: &AgentKey, params: &[(&str, &str)]) -> Option<Answer> {
         let url = format!("{}/oauth/token", self.url);
@@ -179,14 +189,7 @@ async fn refresh_chain(
         let rt = seen.lock().unwrap().agents[i].current.clone().unwrap();
         if i == GRANT_REVOKER && step == 6 {
             seen.lock().unwrap().agents[i].grant_revoke_sent = true;
-            let Some(a) = w
-                .post(
-                    "/oauth/revoke",
-                    &[("token", &rt), ("client_id", &agent)],
-                    None,
-                )
-                .await
-            else {
+            let Some(a) = w.revoke(&rt, &agent).await else {
                 return;
             };
             assert_eq!(a.status, 200, "grant revocation: {}", a.body);
@@ -223,14 +226,7 @@ async fn refresh_chain(
         }
         if step % 2 == 1 {
             seen.lock().unwrap().revoke_sent.insert(got.jti.clone());
-            let Some(r) = w
-                .post(
-                    "/oauth/revoke",
-                    &[("token", &at), ("client_id", &agent)],
-                    None,
-                )
-                .await
-            else {
+            let Some(r) = w.revoke(&at, &agent).await else {
                 return;
             };
             assert_eq!(r.status, 200, "revocation: {}", r.body);

@@ -562,18 +562,7 @@ async fn a_successful_sign_in_does_not_use_up_the_budget() {
 async fn another_owners_ids_answer_as_unknown_ones() {
     let b = Broker::start(&[]);
     b.add_owners(&["alice", "bob"]);
-    let bobs = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bobs-bot",
-        "--scope",
-        "mail:read",
-        "--audience",
-        protonpass_e2e::API,
-        "--owner",
-        "bob",
-    ]);
+    let bobs = b.create_grant("bobs-bot", "mail:read", &["--owner", "bob"]);
     let gid = bobs["grant_id"].as_str().unwrap().to_owned();
     let (mut w, csrf) = signed_in(&b).await;
     let mut answers = Vec::new();

@@ -16,16 +16,7 @@ fn what_the_broker_creates_is_owner_only() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
-    b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:read",
-        "--audience",
-        "https://a.example",
-    ]);
+    b.create_grant_on("a", "x:read", "https://a.example", &[]);
     b.kill();
     let data = b.data.clone();
     assert_eq!(mode(&data), 0o700);

@@ -221,18 +221,7 @@ pub fn add_upstream(b: &Broker, rules: &str, owner: &str) -> (i32, Value) {
 
 /// An agent of `owner` enrolled for the upstream's audience: (key, token, grant id).
 pub async fn agent(b: &Broker, owner: &str, scope: &str) -> (AgentKey, String, String) {
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "coder",
-        "--scope",
-        scope,
-        "--audience",
-        AUD,
-        "--owner",
-        owner,
-    ]);
+    let g = b.create_grant_on("coder", scope, AUD, &["--owner", owner]);
     let k = key();
     let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);

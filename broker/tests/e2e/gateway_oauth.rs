@@ -100,16 +100,12 @@ async fn connect(b: &Broker, name: &str) -> String {
 
 /// An agent of the default owner enrolled for `name`'s audience.
 pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant_on(
         "mail-reader",
-        "--scope",
         scope,
-        "--audience",
         &format!("https://mail.example/{name}"),
-    ]);
+        &[],
+    );
     let k = key();
     let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);

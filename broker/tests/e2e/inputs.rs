@@ -8,16 +8,7 @@ use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, key};
 async fn nonce_and_replay() {
     let b = Broker::start(&[]);
     let k = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:y",
-        "--audience",
-        protonpass_e2e::API,
-    ]);
+    let g = b.create_grant("a", "x:y", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let params = [
         ("grant_type", PRE_AUTHORIZED_CODE),
@@ -84,16 +75,7 @@ async fn nonce_and_replay() {
 async fn nonces_can_be_turned_off() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DPOP_NONCE", "false")]);
     let k = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:y",
-        "--audience",
-        protonpass_e2e::API,
-    ]);
+    let g = b.create_grant("a", "x:y", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let p = b.proof(&k, &b.token_url(), None);
     let r = b

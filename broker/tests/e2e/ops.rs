@@ -27,10 +27,6 @@ fn pages_in_use(b: &Broker) -> i64 {
     count - free
 }
 
-async fn refresh(b: &Broker, k: &protonpass_agent::AgentKey, rt: &str) -> protonpass_e2e::Reply {
-    b.refresh(k, rt).await
-}
-
 #[tokio::test]
 async fn storage_stays_bounded_over_a_long_simulated_period() {
     let b = Broker::start(&[]);
@@ -61,7 +57,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
         let mut rt = r.s("refresh_token");
         issued += 2;
         for _ in 0..150 {
-            let r = refresh(&b, &k, &rt).await;
+            let r = b.refresh(&k, &rt).await;
             assert_eq!(r.status, 200, "{}", r.body);
             rt = r.s("refresh_token");
             issued += 2;
@@ -101,7 +97,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
         );
     }
     // What verifiers and refreshes still need is there.
-    let r = refresh(&b, &keeper, &keeper_rt).await;
+    let r = b.refresh(&keeper, &keeper_rt).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let i = b.introspect(&rs, &r.s("access_token")).await;
     assert_eq!(i.body["active"], true);
@@ -308,7 +304,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
             let mut rt = r.s("refresh_token");
             let mut got = vec![(Instant::now(), r.s("access_token"))];
             while !stop.load(Ordering::Relaxed) {
-                let r = refresh(&b, &k, &rt).await;
+                let r = b.refresh(&k, &rt).await;
                 assert_eq!(r.status, 200, "{}", r.body);
                 rt = r.s("refresh_token");
                 got.push((Instant::now(), r.s("access_token")));
@@ -404,7 +400,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
     let i = r.introspect(&rs, &revoked.s("access_token")).await;
     assert_eq!(i.body["active"], false, "{}", i.body);
     // The restored broker serves: the first agent still refreshes.
-    let rr = refresh(&r, &k, &first.s("refresh_token")).await;
+    let rr = r.refresh(&k, &first.s("refresh_token")).await;
     assert_eq!(rr.status, 200, "{}", rr.body);
 }
 

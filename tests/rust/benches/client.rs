@@ -35,18 +35,7 @@ fn opts(b: &Broker, home: &std::path::Path, code: Option<String>) -> AuthOptions
 }
 
 fn enroll(b: &Broker) -> String {
-    let v = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bench-bot",
-        "--scope",
-        "travel:search",
-        "--audience",
-        AUD,
-        "--ttl",
-        "1h",
-    ]);
+    let v = b.create_grant_on("bench-bot", "travel:search", AUD, &["--ttl", "1h"]);
     v["enrollment_code"]
         .as_str()
         .or(v["code"].as_str())

@@ -252,18 +252,7 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
         handles.push(tokio::task::spawn_blocking(move || {
             mine.into_iter()
                 .map(|name| {
-                    let v = b.cli_ok(&[
-                        "grant",
-                        "create",
-                        "--agent",
-                        &name,
-                        "--scope",
-                        GRANT_SCOPE,
-                        "--audience",
-                        AUD,
-                        "--ttl",
-                        "1d",
-                    ]);
+                    let v = b.create_grant_on(&name, GRANT_SCOPE, AUD, &["--ttl", "1d"]);
                     (name, v["enrollment_code"].as_str().unwrap().to_owned())
                 })
                 .collect::<Vec<_>>()

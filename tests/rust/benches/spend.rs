@@ -35,18 +35,12 @@ fn main() {
 async fn run() {
     let broker = Broker::with_args(&["--rate-limit", "off"]);
     let rs = broker.cli_ok(&["resource", "add", AUD]);
-    let g = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = broker.create_grant_on(
         "bench-shop",
-        "--scope",
         "payment:execute",
-        "--audience",
         AUD,
-        "--budget",
-        "payment:execute=1000000000/EUR/total",
-    ]);
+        &["--budget", "payment:execute=1000000000/EUR/total"],
+    );
     let home = tempfile::tempdir().unwrap();
     let s = authenticate_with_proton(
         &["payment:execute"],

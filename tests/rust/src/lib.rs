@@ -256,6 +256,17 @@ impl Broker {
     /// `grant create` for `agent` with `scope` on `API` and `extra` options;
     /// answers what the CLI printed (`grant_id`, `enrollment_code`, ...).
     pub fn create_grant(&self, agent: &str, scope: &str, extra: &[&str]) -> Value {
+        self.create_grant_on(agent, scope, API, extra)
+    }
+
+    /// `create_grant` on `audience`.
+    pub fn create_grant_on(
+        &self,
+        agent: &str,
+        scope: &str,
+        audience: &str,
+        extra: &[&str],
+    ) -> Value {
         let mut args = vec![
             "grant",
             "create",
@@ -264,7 +275,7 @@ impl Broker {
             "--scope",
             scope,
             "--audience",
-            API,
+            audience,
         ];
         args.extend_from_slice(extra);
         self.cli_ok(&args)

@@ -36,18 +36,12 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
         .route("/travel/refund", post(refund));
     let base = api.serve_routes(routes, verifier);
 
-    let v = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let v = broker.create_grant_on(
         "travel-bot",
-        "--scope",
         "payment:execute:under-100",
-        "--audience",
         &aud,
-        "--budget",
-        "payment:execute=150/EUR/day",
-    ]);
+        &["--budget", "payment:execute=150/EUR/day"],
+    );
     let home = tempfile::tempdir().unwrap();
     let s = authenticate_with_proton(
         &["payment:execute:under-100"],

@@ -165,18 +165,7 @@ fn s2_headers_fresh(h: &[(String, String)], _url: &str) -> Vec<(String, String)>
 }
 
 fn enroll(broker: &Broker, aud: &str, scopes: &str, ttl: &str) -> String {
-    let v = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        scopes,
-        "--audience",
-        aud,
-        "--ttl",
-        ttl,
-    ]);
+    let v = broker.create_grant_on("ci-bot", scopes, aud, &["--ttl", ttl]);
     v["enrollment_code"]
         .as_str()
         .or_else(|| v["code"].as_str())

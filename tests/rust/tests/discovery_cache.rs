@@ -64,16 +64,7 @@ async fn serve(now: Shared) -> (String, String) {
 const FIRST: &str = "/.well-known/oauth-protected-resource/mcp";
 
 fn enrollment(broker: &Broker, resource: &str) -> String {
-    let g = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "mcp-bot",
-        "--scope",
-        "travel:book",
-        "--audience",
-        resource,
-    ]);
+    let g = broker.create_grant_on("mcp-bot", "travel:book", resource, &[]);
     g["enrollment_code"].as_str().unwrap().to_owned()
 }
 

@@ -75,16 +75,7 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let g = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "coder",
-        "--scope",
-        "repo:read:proj",
-        "--audience",
-        AUD,
-    ]);
+    let g = broker.create_grant_on("coder", "repo:read:proj", AUD, &[]);
     let home = tempfile::tempdir().unwrap();
     let opts = AuthOptions {
         broker: Some(broker.url.clone()),

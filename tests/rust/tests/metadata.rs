@@ -107,16 +107,7 @@ async fn an_agent_finds_the_broker_and_the_scopes_from_the_resource() {
     assert!(std::env::var("PROTONPASS_BROKER_URL").is_err());
     let broker = Broker::start(&[]);
     let (base, resource) = serve(&broker).await;
-    let g = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "mcp-bot",
-        "--scope",
-        "travel:search travel:book",
-        "--audience",
-        &resource,
-    ]);
+    let g = broker.create_grant_on("mcp-bot", "travel:search travel:book", &resource, &[]);
     let home = tempfile::tempdir().unwrap();
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     // No broker, no scopes: both come from the resource's metadata.

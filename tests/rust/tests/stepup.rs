@@ -31,18 +31,12 @@ async fn session(
     home: &std::path::Path,
     step_up: bool,
 ) -> (Session, Arc<Mutex<Vec<String>>>) {
-    let v = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let v = broker.create_grant_on(
         "travel-bot",
-        "--scope",
         "payment:execute:under-100",
-        "--audience",
         aud,
-        "--budget",
-        "payment:execute=300/EUR/day",
-    ]);
+        &["--budget", "payment:execute=300/EUR/day"],
+    );
     // The prompt approves from the owner's side (the CLI), as a person
     // would on the dashboard.
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -95,16 +95,7 @@ fn start_api_on(listener: tokio::net::TcpListener, base: String, verifier: Verif
 /// A headless agent `ci-bot` enrolled for `travel:search` on `aud`, its
 /// grant kept under `home`.
 pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Session {
-    let v = broker.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        "travel:search",
-        "--audience",
-        aud,
-    ]);
+    let v = broker.create_grant_on("ci-bot", "travel:search", aud, &[]);
     let code = v["enrollment_code"].as_str().unwrap().to_owned();
     let opts = AuthOptions {
         broker: Some(broker.url.clone()),
