@@ -186,7 +186,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
         }),
     ];
     for (name, t) in &forged {
-        let r = get_dpop(&http, &url, &thief, &t, t).await;
+        let r = get_dpop(&http, &url, &thief, t, t).await;
         assert_challenge(&r, "invalid_token", name);
     }
     // A token the broker would have issued to the thief passes: the control
