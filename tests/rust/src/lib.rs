@@ -25,8 +25,9 @@ pub use store::{fresh_database, on_postgres, prepare_store_on, store_sql, test_s
 /// The audience the tests' grants name.
 pub const API: &str = "https://api.example";
 
-/// Where the broker binary is: `PROTONPASS_BROKER_BIN`, else next to the test
-/// executable's target directory (`target/<profile>/deps/<test>` ->
+/// Where the broker binary is: `PROTONPASS_BROKER_BIN` (the Makefile exports
+/// the debug one; a release test run names the release one), else next to the
+/// test executable's target directory (`target/<profile>/deps/<test>` ->
 /// `target/<profile>/protonpass-broker`, where cargo puts the binary it builds
 /// for the broker's own integration tests).
 pub fn broker_bin() -> PathBuf {
