@@ -132,4 +132,4 @@ bench: ## Benchmarks, figures printed
 	cd bindings-node && npm run bench
 	bash broker/bench/run.sh
 	bash broker/bench/gateway.sh
-	PROTONPASS_AUDIT_RECORDS=1000000 cargo test --release --locked -p protonpass-broker --test e2e the_activity_page_with_a_million_records -- --nocapture
+	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker PROTONPASS_AUDIT_RECORDS=1000000 cargo test --release --locked -p protonpass-broker --test e2e the_activity_page_with_a_million_records -- --nocapture

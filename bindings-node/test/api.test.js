@@ -6,16 +6,7 @@ const assert = require('node:assert/strict');
 const { authenticateWithProton, Verifier, VerificationError, requireScope, ProtonPassError } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
 const { startApi } = require('./helpers/api.js');
-
-/** Poll `check` until it holds, for at most `ms` (events arrive asynchronously). */
-async function eventually(check, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = await check();
-    if (r || Date.now() > end) return r;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const { eventually } = require('./helpers/eventually.js');
 
 async function enroll(broker, api, agent, scope, extra = {}) {
   const g = await broker.cliJson('grant', 'create', '--agent', agent, '--scope', scope, '--audience', api.url);

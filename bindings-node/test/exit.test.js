@@ -9,15 +9,7 @@ const { spawn } = require('node:child_process');
 const { createInterface } = require('node:readline');
 const { startBroker } = require('./helpers/broker.js');
 const { startApi } = require('./helpers/api.js');
-
-async function eventually(check, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = await check();
-    if (r || Date.now() > end) return r;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const { eventually } = require('./helpers/eventually.js');
 
 test('an agent process revokes its tokens when it ends', async (t) => {
   const broker = await startBroker();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::dashboard::{Web, field, signed_in};
-use crate::kit::{Broker, audit_records, claims, key};
+use protonpass_e2e::{Broker, audit_records, claims, key};
 
 pub const MCP: &str = "https://mcp.example/mcp";
 pub const CB: &str = "http://127.0.0.1:8765/callback";
@@ -96,7 +96,7 @@ pub async fn redeem(
     cid: &str,
     code: &str,
     extra: &[(&str, &str)],
-) -> crate::kit::Reply {
+) -> protonpass_e2e::Reply {
     let mut p = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -186,15 +186,7 @@ async fn a_registered_client_gets_a_token_for_exactly_the_approved_resource() {
     assert_eq!(c["cnf"]["jkt"], json!(k.thumbprint()));
 
     // The refresh token rotates, bound to the same key.
-    let r = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &t.s("refresh_token")),
-            ],
-        )
-        .await;
+    let r = b.refresh(&k, &t.s("refresh_token")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(claims(&r.s("access_token"))["aud"], MCP);
     // ... and never for another resource.
@@ -213,15 +205,7 @@ async fn a_registered_client_gets_a_token_for_exactly_the_approved_resource() {
     // The code is single-use: presenting it again revokes what it got.
     let again = redeem(&b, &k, &cid, &code, &[]).await;
     assert_eq!(again.error(), "invalid_grant", "{}", again.body);
-    let dead = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r.s("refresh_token")),
-            ],
-        )
-        .await;
+    let dead = b.refresh(&k, &r.s("refresh_token")).await;
     assert_eq!(dead.error(), "invalid_grant", "{}", dead.body);
     let events: Vec<String> = audit_records(&b)
         .iter()
@@ -431,7 +415,7 @@ async fn registration_holds_clients_to_the_rules() {
 }
 
 /// A code or refresh redeemed without any DPoP header.
-async fn without_dpop(b: &Broker, params: &[(&str, &str)]) -> crate::kit::Reply {
+async fn without_dpop(b: &Broker, params: &[(&str, &str)]) -> protonpass_e2e::Reply {
     b.post_form("/oauth/token", params, &[]).await
 }
 
@@ -506,15 +490,7 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
         r.body
     );
     let k = key();
-    let stolen = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r.s("refresh_token")),
-            ],
-        )
-        .await;
+    let stolen = b.refresh(&k, &r.s("refresh_token")).await;
     assert_eq!(stolen.error(), "invalid_grant", "{}", stolen.body);
     // The client revokes its bearer access token (RFC 7009); it is then inactive.
     let revoked = b
@@ -592,15 +568,7 @@ async fn clients_without_dpop_get_short_bearer_tokens_only_where_the_owner_allow
         )
         .await;
     assert_eq!((p.status, p.location()), (303, "/apps?done=1"));
-    let gone = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &d.s("refresh_token")),
-            ],
-        )
-        .await;
+    let gone = b.refresh(&k, &d.s("refresh_token")).await;
     assert_eq!(gone.error(), "invalid_grant", "{}", gone.body);
     assert!(!w.get("/apps").await.body.contains(&cid));
 }

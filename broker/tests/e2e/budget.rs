@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::kit::{API, Broker, Reply, audit_records, key};
+use protonpass_e2e::{API, Broker, Reply, audit_records, key};
 
 async fn call(b: &Broker, path: &str, rs: &(String, String), body: Value) -> Reply {
     let r = b
@@ -37,7 +37,7 @@ async fn setup(b: &Broker, limit: &str) -> (String, String, (String, String)) {
         )
         .await;
     let gid = r.s("grant_id");
-    let jti = crate::kit::claims(&r.s("access_token"))["jti"]
+    let jti = protonpass_e2e::claims(&r.s("access_token"))["jti"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -220,7 +220,7 @@ fn sixty_four_parallel_spends_of_ten_against_five_hundred_exactly_fifty_succeed(
     let (gid, jti, rs) = rt.block_on(setup(&b, "500"));
     // On PostgreSQL, half of them go through a second broker process on the
     // same database (a replica); SQLite has one serving process.
-    let replica = crate::kit::on_postgres().then(|| Broker::start_in(&b.data, &[]));
+    let replica = protonpass_e2e::on_postgres().then(|| Broker::start_in(&b.data, &[]));
     let urls: Vec<String> = std::iter::once(&b)
         .chain(replica.as_ref())
         .map(|x| format!("{}/budget/spend", x.url))
@@ -267,18 +267,11 @@ fn sixty_four_parallel_spends_of_ten_against_five_hundred_exactly_fifty_succeed(
 #[test]
 fn budgets_are_set_at_creation_and_checked() {
     let b = Broker::start(&[]);
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant(
         "a",
-        "--scope",
         "payment:execute",
-        "--audience",
-        API,
-        "--budget",
-        "payment:execute=25.5/EUR/week",
-    ]);
+        &["--budget", "payment:execute=25.5/EUR/week"],
+    );
     let gid = g["grant_id"].as_str().unwrap();
     let show = b.cli_ok(&["grant", "show", gid]);
     assert_eq!(show["budgets"][0]["limit"], "25.50", "{show}");

@@ -4,11 +4,12 @@
 use serde_json::{Value, json};
 
 use crate::device::{poll, start_device};
-use crate::kit::{API, Broker, Reply, audit_records, claims, key};
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, Reply, audit_records, claims, key};
 
-const CALENDAR: &str = "https://calendar.example";
+pub(crate) const CALENDAR: &str = "https://calendar.example";
 
-const CATALOG: &str = r#"
+/// Two calendar scopes, one of low and one of medium risk.
+pub(crate) const CATALOG: &str = r#"
 [[scope]]
 name = "calendar:read"
 description = "Read your calendar"
@@ -20,31 +21,34 @@ description = "Add and change events"
 risk = "medium"
 "#;
 
-fn with_catalog(b: &Broker) {
-    let path = b.data.join("calendar-scopes.toml");
+/// `resource add AUDIENCE --scopes FILE` with `CATALOG` in the file, for
+/// `owner` when given; answers what the CLI printed.
+pub(crate) fn add_with_catalog(b: &Broker, audience: &str, owner: Option<&str>) -> Value {
+    let path = b
+        .data
+        .join(format!("{}-scopes.toml", owner.unwrap_or("calendar")));
     std::fs::write(&path, CATALOG).unwrap();
-    let v = b.cli_ok(&[
+    let mut args = vec![
         "resource",
         "add",
-        CALENDAR,
+        audience,
         "--scopes",
         path.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(o) = owner {
+        args.extend_from_slice(&["--owner", o]);
+    }
+    b.cli_ok(&args)
+}
+
+fn with_catalog(b: &Broker) {
+    let v = add_with_catalog(b, CALENDAR, None);
     assert_eq!(v["scopes"][0]["name"], "calendar:read");
     assert_eq!(v["scopes"][1]["risk"], "medium");
 }
 
 async fn device(b: &Broker, scope: &str, resource: &str) -> Reply {
-    b.post_form(
-        "/oauth/device_authorization",
-        &[
-            ("client_id", "travel-bot"),
-            ("scope", scope),
-            ("resource", resource),
-        ],
-        &[],
-    )
-    .await
+    b.device_authorization("travel-bot", scope, resource).await
 }
 
 #[tokio::test]
@@ -114,27 +118,18 @@ async fn grants_tokens_and_exchanges_keep_to_the_catalog() {
     assert_ne!(code, 0);
     assert_eq!(v["error"], "invalid_scope", "{v}");
     // A grant for two APIs carries each one's scopes; each token only its own.
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant_on(
         "a",
-        "--scope",
         "calendar:read travel:book",
-        "--audience",
         CALENDAR,
-        "--audience",
-        API,
-    ]);
+        &["--audience", API],
+    );
     let k = key();
     let t = b
         .token(
             &k,
             &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
+                ("grant_type", PRE_AUTHORIZED_CODE),
                 (
                     "pre-authorized_code",
                     g["enrollment_code"].as_str().unwrap(),

@@ -3,9 +3,9 @@
 //! without an error code, a bad credential the error; neither endpoint needs
 //! a particular scope, so no challenge names one.
 
-use crate::kit::Broker;
+use protonpass_e2e::Broker;
 
-fn www(r: &crate::kit::Reply) -> String {
+fn www(r: &protonpass_e2e::Reply) -> String {
     r.headers
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())

@@ -1,39 +1,14 @@
 //! The owner's command line as people and scripts use it: what it lists, what
 //! it refuses, and what it says.
 
-use protonpass_agent::{Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::{Clock, SystemClock};
 
-use crate::device::poll;
-use crate::kit::{API, Broker, Reply, key};
+use crate::device::{ask_signed, poll};
+use protonpass_e2e::{API, Broker, Reply, key};
 
 /// A device request signed by `k`, with the agent's `reason` in its proof.
 async fn ask(b: &Broker, k: &protonpass_agent::AgentKey, reason: Option<&str>) -> Reply {
-    let url = format!("{}/oauth/device_authorization", b.url);
-    let proof = create_proof(
-        k,
-        &ProofInput {
-            method: "POST",
-            url: &url,
-            reason,
-            ..Default::default()
-        },
-        SystemClock.now(),
-        &OsRandom,
-    )
-    .unwrap();
-    let r = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "travel-bot"),
-                ("scope", "travel:book travel:search"),
-                ("resource", API),
-            ],
-            &[("DPoP", proof)],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r
+    ask_signed(b, k, "travel:book travel:search", reason).await
 }
 
 #[tokio::test]
@@ -60,7 +35,7 @@ async fn pending_lists_what_waits_and_deny_ends_the_wait_at_once() {
     assert!((now + 590..=now + 610).contains(&exp), "{exp} vs {now}");
 
     // People read the code, the reason marked as the agent's words, and times.
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", b.data.to_str().unwrap(), "pending"])
         .output()
         .unwrap();
@@ -86,7 +61,7 @@ async fn pending_lists_what_waits_and_deny_ends_the_wait_at_once() {
 fn pending_on_a_missing_data_directory_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nothing-here");
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", data.to_str().unwrap(), "pending"])
         .output()
         .unwrap();
@@ -109,7 +84,7 @@ async fn issuers_and_audiences_are_absolute_http_urls_without_query_or_fragment(
         "https://auth.example.com/#top",
         "https://user:pw@auth.example.com",
     ] {
-        let v = crate::kit::serve_refused(dir.path(), &["--issuer", bad], &[]);
+        let v = protonpass_e2e::serve_refused(dir.path(), &["--issuer", bad], &[]);
         assert_eq!(v["error"], "invalid_request", "{bad}: {v}");
         let d = v["error_description"].as_str().unwrap();
         assert!(d.contains("--issuer") && d.contains("http(s) URL"), "{d}");
@@ -153,7 +128,7 @@ async fn an_owner_must_exist_before_a_command_acts_for_it() {
         vec!["revoke", "--agent", "x", "--owner", "bob"],
         vec!["pending", "--owner", "bob"],
     ] {
-        let out = std::process::Command::new(crate::kit::BIN)
+        let out = std::process::Command::new(protonpass_e2e::broker_bin())
             .args(["--data", b.data.to_str().unwrap()])
             .args(&args)
             .output()
@@ -176,11 +151,11 @@ async fn an_owner_must_exist_before_a_command_acts_for_it() {
 
 #[tokio::test]
 async fn a_second_server_on_the_same_data_refuses_and_names_the_first() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // replicas share a PostgreSQL store: no serve lock
     }
     let mut b = Broker::start(&[]);
-    let v = crate::kit::serve_refused(&b.data, &[], &[]);
+    let v = protonpass_e2e::serve_refused(&b.data, &[], &[]);
     let d = v["error_description"].as_str().unwrap();
     assert!(d.contains(&format!("process {}", b.pid())), "{d}");
     assert!(d.contains(b.addr()), "{d}");
@@ -200,7 +175,7 @@ async fn links_use_the_address_the_broker_serves_under() {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .unwrap();
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args([
             "--data",
             dir.path().to_str().unwrap(),
@@ -301,7 +276,7 @@ async fn revoke_says_what_changed() {
     let v = b.cli_ok(&["revoke", &gid]);
     assert_eq!(v["grants"], serde_json::json!([]));
     assert_eq!(v["already_revoked"], serde_json::json!([gid]));
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),
@@ -371,20 +346,11 @@ async fn audit_tail_follows_new_records() {
     use std::io::BufRead as _;
     let b = Broker::start(&[]);
     let grant = |agent: &str| {
-        b.cli_ok(&[
-            "grant",
-            "create",
-            "--agent",
-            agent,
-            "--scope",
-            "x:read",
-            "--audience",
-            API,
-        ]);
+        b.create_grant(agent, "x:read", &[]);
     };
     grant("first");
     let mut child = KillOnDrop(
-        std::process::Command::new(crate::kit::BIN)
+        std::process::Command::new(protonpass_e2e::broker_bin())
             .args([
                 "--data",
                 b.data.to_str().unwrap(),
@@ -427,7 +393,7 @@ async fn audit_tail_follows_new_records() {
 
 /// Run the CLI without --json; returns stdout.
 fn human(b: &Broker, args: &[&str]) -> String {
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", b.data.to_str().unwrap()])
         .args(args)
         .output()
@@ -488,7 +454,7 @@ async fn people_read_dates_and_durations_and_what_each_time_is() {
 #[test]
 fn each_commands_help_shows_its_own_options_first_and_server_options_only_for_serve() {
     let help = |args: &[&str]| {
-        let out = std::process::Command::new(crate::kit::BIN)
+        let out = std::process::Command::new(protonpass_e2e::broker_bin())
             .args(args)
             .arg("--help")
             .output()
@@ -527,7 +493,7 @@ fn output_to_a_reader_that_went_away_ends_quietly() {
     // writes; it must end with SIGPIPE's status, not a panic.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["upstream", "templates"])
         .stdout(writer)
         .stderr(std::process::Stdio::piped())

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::authcode::{CB, approve, authorize_query, param, redeem};
 use crate::dashboard::signed_in;
-use crate::kit::{Broker, claims, key};
+use protonpass_e2e::{Broker, claims, key};
 
 const INSECURE: (&str, &str) = ("PROTONPASS_BROKER_INSECURE_CLIENT_DOCUMENTS", "true");
 

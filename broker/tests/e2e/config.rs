@@ -4,7 +4,7 @@
 //! what the broker issues.
 
 use crate::device::start_device;
-use crate::kit::{API, Broker, claims, key, serve_refused};
+use protonpass_e2e::{API, Broker, claims, key, serve_refused};
 
 /// A broker on a fresh data directory holding `toml` as its `broker.toml`
 /// (the directory lives as long as the returned guard).
@@ -37,7 +37,7 @@ const FLAGS: [&str; 4] = ["--access-ttl", "4h", "--device-interval", "9"];
 
 #[tokio::test]
 async fn flag_beats_environment_beats_file_beats_default() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // writes its own broker.toml over the kit's store settings
     }
     for (what, toml, args, env, want) in [
@@ -72,7 +72,7 @@ async fn flag_beats_environment_beats_file_beats_default() {
 
 #[tokio::test]
 async fn an_explicit_config_file_replaces_the_data_directorys() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // writes its own broker.toml over the kit's store settings
     }
     let other = tempfile::tempdir().unwrap();

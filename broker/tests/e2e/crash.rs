@@ -13,31 +13,13 @@ use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use crate::kit::{API, BIN, Broker, audit_records, claims, key};
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, audit_records, broker_bin, claims, key};
 
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 // ---------------------------------------------------------------------------
 // Shared helpers
-
-/// The whole revocation feed, page by page.
-async fn whole_feed(b: &Broker) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = b
-            .get(&format!("/revocations?after={after}&limit=1000"))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let page = r.body["revocations"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        out.extend(page);
-    }
-    out
-}
 
 fn audit_ok(b: &Broker) -> i64 {
     let v = b.cli_ok(&["audit", "verify"]);
@@ -105,6 +87,16 @@ impl Wire {
         let text = r.text().await.ok()?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Some(Answer { status, body })
+    }
+
+    /// A revocation of `token` (RFC 7009) by the agent `client_id`.
+    async fn revoke(&self, token: &str, client_id: &str) -> Option<Answer> {
+        self.post(
+            "/oauth/revoke",
+            &[("token", token), ("client_id", client_id)],
+            None,
+        )
+        .await
     }
 
     /// A token request with a fresh proof, retrying `use_dpop_nonce` as the kit does.
@@ -197,14 +189,7 @@ async fn refresh_chain(
         let rt = seen.lock().unwrap().agents[i].current.clone().unwrap();
         if i == GRANT_REVOKER && step == 6 {
             seen.lock().unwrap().agents[i].grant_revoke_sent = true;
-            let Some(a) = w
-                .post(
-                    "/oauth/revoke",
-                    &[("token", &rt), ("client_id", &agent)],
-                    None,
-                )
-                .await
-            else {
+            let Some(a) = w.revoke(&rt, &agent).await else {
                 return;
             };
             assert_eq!(a.status, 200, "grant revocation: {}", a.body);
@@ -241,14 +226,7 @@ async fn refresh_chain(
         }
         if step % 2 == 1 {
             seen.lock().unwrap().revoke_sent.insert(got.jti.clone());
-            let Some(r) = w
-                .post(
-                    "/oauth/revoke",
-                    &[("token", &at), ("client_id", &agent)],
-                    None,
-                )
-                .await
-            else {
+            let Some(r) = w.revoke(&at, &agent).await else {
                 return;
             };
             assert_eq!(r.status, 200, "revocation: {}", r.body);
@@ -317,7 +295,7 @@ async fn cli_revoker(
         seen.lock().unwrap().revoke_sent.insert(jti.clone());
         let (data, env, id) = (data.clone(), env.clone(), jti.clone());
         let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(BIN)
+            std::process::Command::new(broker_bin())
                 .args(["--data", data.to_str().unwrap(), "--json", "revoke", &id])
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .output()
@@ -346,7 +324,7 @@ async fn cli_revoker(
 /// entirely (with its audit record) or not at all; the audit chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
@@ -432,7 +410,7 @@ async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
     let b = Broker::start_at(dir.path(), &addr, &[]);
     let rs = b.resource(API, None);
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let feed = whole_feed(&b).await;
+    let feed = b.whole_feed().await;
     let feed_jtis: HashSet<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
     let feed_gids: HashSet<&str> = feed.iter().filter_map(|e| e["gid"].as_str()).collect();
     let audit = audit_records(&b);
@@ -538,12 +516,7 @@ async fn sigkill_mid_burst_loses_nothing_a_client_was_told() {
             (Some(_), Some(_)) => unreachable!(),
         };
         if let Some(rt) = held {
-            let r = b
-                .token(
-                    k,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-                )
-                .await;
+            let r = b.refresh(k, &rt).await;
             if grant_gone {
                 assert_eq!(r.error(), "invalid_grant", "{}", r.body);
             } else {
@@ -592,7 +565,7 @@ fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
     ]
 }
 
-fn unavailable(r: &crate::kit::Reply, what: &str) {
+fn unavailable(r: &protonpass_e2e::Reply, what: &str) {
     assert_eq!(
         (r.status, r.error()),
         (503, "temporarily_unavailable"),
@@ -604,7 +577,7 @@ fn unavailable(r: &crate::kit::Reply, what: &str) {
 
 #[tokio::test]
 async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     audit_refusal(&refuse_audit("ABORT")).await;
@@ -612,7 +585,7 @@ async fn nothing_is_issued_or_revoked_while_the_audit_store_refuses_writes() {
 
 #[tokio::test]
 async fn nothing_is_issued_or_revoked_when_an_audit_failure_rolls_back_the_transaction() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     audit_refusal(&refuse_audit("ROLLBACK")).await;
@@ -636,29 +609,15 @@ async fn audit_refusal(trigger: &str) {
     let (x1, x2) = (x1.s("access_token"), x2.s("access_token"));
     let jti2 = jti_of(&x2);
     // An enrollment code not redeemed yet.
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bot2",
-        "--scope",
-        "calendar:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("bot2", "calendar:read", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
-    let enroll = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
+    let enroll = [
+        ("grant_type", PRE_AUTHORIZED_CODE),
+        ("pre-authorized_code", code.as_str()),
+    ];
     // A device request the owner approved and the agent has not collected.
     let d = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "dev-bot"),
-                ("scope", "calendar:read"),
-                ("resource", API),
-            ],
-            &[],
-        )
+        .device_authorization("dev-bot", "calendar:read", API)
         .await;
     assert_eq!(d.status, 200, "{}", d.body);
     b.cli_ok(&["approve", &d.s("user_code")]);
@@ -669,21 +628,14 @@ async fn audit_refusal(trigger: &str) {
         ("client_id", "dev-bot"),
     ];
     let (enrollee, device_agent) = (key(), key());
-    let feed_before = whole_feed(&b).await.len();
+    let feed_before = b.whole_feed().await.len();
     let records_before = audit_ok(&b);
 
     let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
     db.execute_batch(trigger).unwrap();
 
     unavailable(&b.token(&enrollee, &enroll).await, "enrollment");
-    unavailable(
-        &b.token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await,
-        "refresh",
-    );
+    unavailable(&b.refresh(&agent, &rt).await, "refresh");
     unavailable(&b.token(&agent, &exchange_params(&at)).await, "exchange");
     unavailable(&b.token(&device_agent, &poll).await, "device poll");
     let revoked = b
@@ -699,12 +651,7 @@ async fn audit_refusal(trigger: &str) {
     assert_eq!(v["error"], "temporarily_unavailable", "{v}");
     // A request refused on its merits is still answered as such (its
     // rejection record is best-effort, not a condition of the answer).
-    let wrong = b
-        .token(
-            &enrollee,
-            &[("grant_type", PRE), ("pre-authorized_code", "ec_unknown")],
-        )
-        .await;
+    let wrong = b.redeem(&enrollee, "ec_unknown").await;
     assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant"));
 
     // Nothing was issued or revoked: the code is unspent, the refresh token
@@ -720,7 +667,7 @@ async fn audit_refusal(trigger: &str) {
     for t in [&rt, &x1, &x2] {
         assert_eq!(b.introspect(&rs, t).await.body["active"], true);
     }
-    assert_eq!(whole_feed(&b).await.len(), feed_before);
+    assert_eq!(b.whole_feed().await.len(), feed_before);
     assert_eq!(audit_ok(&b), records_before);
 
     // The audit store accepts writes again: the same requests succeed, with
@@ -728,12 +675,7 @@ async fn audit_refusal(trigger: &str) {
     db.execute_batch("DROP TRIGGER audit_refuses").unwrap();
     let e = b.token(&enrollee, &enroll).await;
     assert_eq!(e.status, 200, "enrollment: {}", e.body);
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt).await;
     assert_eq!(r2.status, 200, "refresh: {}", r2.body);
     assert_eq!(b.introspect(&rs, &rt).await.body["active"], false);
     let x3 = b.token(&agent, &exchange_params(&at)).await;
@@ -752,7 +694,8 @@ async fn audit_refusal(trigger: &str) {
     for t in [&x1, &x2] {
         assert_eq!(b.introspect(&rs, t).await.body["active"], false);
     }
-    let feed: Vec<String> = whole_feed(&b)
+    let feed: Vec<String> = b
+        .whole_feed()
         .await
         .iter()
         .filter_map(|e| e["jti"].as_str().map(str::to_owned))

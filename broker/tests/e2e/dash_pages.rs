@@ -2,7 +2,7 @@
 //! page and each agent's usage chart.
 
 use crate::dashboard::signed_in;
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 #[tokio::test]
 async fn the_sign_in_page_says_where_the_password_comes_from() {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
-use crate::kit::{API, BIN, Broker, claims, key};
+use protonpass_e2e::{API, Broker, broker_bin, claims, key};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
 
@@ -130,7 +130,7 @@ impl Web {
 
 /// `owner add NAME --password-stdin`.
 pub(crate) fn set_password(b: &Broker, owner: &str, password: &str) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),
@@ -562,18 +562,7 @@ async fn a_successful_sign_in_does_not_use_up_the_budget() {
 async fn another_owners_ids_answer_as_unknown_ones() {
     let b = Broker::start(&[]);
     b.add_owners(&["alice", "bob"]);
-    let bobs = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bobs-bot",
-        "--scope",
-        "mail:read",
-        "--audience",
-        crate::kit::API,
-        "--owner",
-        "bob",
-    ]);
+    let bobs = b.create_grant("bobs-bot", "mail:read", &["--owner", "bob"]);
     let gid = bobs["grant_id"].as_str().unwrap().to_owned();
     let (mut w, csrf) = signed_in(&b).await;
     let mut answers = Vec::new();
@@ -617,17 +606,9 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     let ask = |resource: &'static str| {
         let b = &b;
         async move {
-            b.post_form(
-                "/oauth/device_authorization",
-                &[
-                    ("client_id", "bot"),
-                    ("scope", "travel:book"),
-                    ("resource", resource),
-                ],
-                &[],
-            )
-            .await
-            .s("user_code")
+            b.device_authorization("bot", "travel:book", resource)
+                .await
+                .s("user_code")
         }
     };
     let (mut w, csrf) = signed_in(&b).await;
@@ -713,7 +694,7 @@ async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_brows
     assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
     // Fifteen wrong passwords left a bounded trail: one failure and one lock
     // record per window, however long the flood.
-    let audit = crate::kit::audit_records(&b);
+    let audit = protonpass_e2e::audit_records(&b);
     let failed = audit
         .iter()
         .filter(|r| r["event"] == "login_failed")

@@ -3,8 +3,8 @@
 
 use crate::dashboard::signed_in;
 use crate::gateway_oauth::{add_oauth, agent, call, consent, get_page};
-use crate::kit::Broker;
 use crate::oauth_provider::Provider;
+use protonpass_e2e::Broker;
 
 /// The provider link on the "Connect" page.
 fn provider_link(html: &str, provider: &str) -> String {

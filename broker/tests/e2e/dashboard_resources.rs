@@ -5,23 +5,11 @@
 
 use serde_json::Value;
 
+use crate::catalog::{CALENDAR, add_with_catalog};
 use crate::dashboard::{Web, signed_in};
-use crate::kit::{Broker, Reply, audit_records};
+use protonpass_e2e::{Broker, Reply, audit_records};
 
-const CALENDAR: &str = "https://calendar.example";
 const BOBS: &str = "https://bob.example";
-
-const CATALOG: &str = r#"
-[[scope]]
-name = "calendar:read"
-description = "Read your calendar"
-risk = "low"
-
-[[scope]]
-name = "calendar:write"
-description = "Add and change events"
-risk = "medium"
-"#;
 
 const NEW_CATALOG: &str = r#"
 [[scope]]
@@ -36,17 +24,7 @@ risk = "high"
 "#;
 
 fn add(b: &Broker, owner: &str, audience: &str) -> String {
-    let path = b.data.join(format!("{owner}-scopes.toml"));
-    std::fs::write(&path, CATALOG).unwrap();
-    let v = b.cli_ok(&[
-        "resource",
-        "add",
-        audience,
-        "--scopes",
-        path.to_str().unwrap(),
-        "--owner",
-        owner,
-    ]);
+    let v = add_with_catalog(b, audience, Some(owner));
     v["client_id"].as_str().unwrap().to_owned()
 }
 
@@ -61,16 +39,7 @@ fn scope_names(b: &Broker, owner: &str, audience: &str) -> Vec<String> {
 }
 
 async fn device(b: &Broker, scope: &str) -> Reply {
-    b.post_form(
-        "/oauth/device_authorization",
-        &[
-            ("client_id", "cal-bot"),
-            ("scope", scope),
-            ("resource", CALENDAR),
-        ],
-        &[],
-    )
-    .await
+    b.device_authorization("cal-bot", scope, CALENDAR).await
 }
 
 #[tokio::test]

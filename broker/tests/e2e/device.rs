@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::kit::{API, Broker, Reply, claims, key};
+use protonpass_agent::{Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_e2e::{API, Broker, Reply, claims, key};
 
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -13,6 +14,42 @@ pub(crate) async fn start_device(b: &Broker, scope: &str, resource: Option<&str>
         p.push(("resource", r));
     }
     let r = b.post_form("/oauth/device_authorization", &p, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
+/// A device request by `travel-bot` for `scope` on `API`, signed by `k` with
+/// the agent's `reason` in its proof; it must be accepted.
+pub(crate) async fn ask_signed(
+    b: &Broker,
+    k: &protonpass_agent::AgentKey,
+    scope: &str,
+    reason: Option<&str>,
+) -> Reply {
+    let url = format!("{}/oauth/device_authorization", b.url);
+    let proof = create_proof(
+        k,
+        &ProofInput {
+            method: "POST",
+            url: &url,
+            reason,
+            ..Default::default()
+        },
+        SystemClock.now(),
+        &OsRandom,
+    )
+    .unwrap();
+    let r = b
+        .post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", "travel-bot"),
+                ("scope", scope),
+                ("resource", API),
+            ],
+            &[("DPoP", proof)],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     r
 }
@@ -272,20 +309,7 @@ async fn waiting_requests_are_limited_per_agent_key_not_in_total() {
 async fn a_proof_at_device_authorization_binds_the_request_to_that_key() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
     let k = key();
-    let url = format!("{}/oauth/device_authorization", b.url);
-    let proof = b.proof(&k, &url, None);
-    let d = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "travel-bot"),
-                ("scope", "travel:book"),
-                ("resource", API),
-            ],
-            &[("DPoP", proof)],
-        )
-        .await;
-    assert_eq!(d.status, 200, "{}", d.body);
+    let d = ask_signed(&b, &k, "travel:book", None).await;
     let dc = d.s("device_code");
     b.cli_ok(&["approve", &d.s("user_code")]);
     // Another key holding the stolen device code gets nothing, and spends nothing.
@@ -358,7 +382,7 @@ async fn only_the_requesting_key_withdraws_a_device_request() {
     let (code, _) = b.cli(&["approve", &d.s("user_code"), "--audience", API]);
     assert_ne!(code, 0);
     assert_ne!(poll(&b, &k, &dc).await.status, 200);
-    let events: Vec<_> = crate::kit::audit_records(&b)
+    let events: Vec<_> = protonpass_e2e::audit_records(&b)
         .into_iter()
         .filter(|r| r["event"] == "device_cancelled")
         .collect();

@@ -2,7 +2,7 @@
 //! `resource_metadata` parameter of the gateway's 401 challenges.
 
 use crate::gateway::{AUD, Upstream, add_upstream, rules};
-use crate::kit::Broker;
+use protonpass_e2e::Broker;
 
 #[tokio::test]
 async fn an_upstream_whose_audience_is_its_gateway_url_is_discoverable() {
@@ -93,10 +93,10 @@ async fn device_authorization_takes_rfc_8707_resource_indicators() {
     assert_eq!(d.status, 200, "{}", d.body);
     let (code, v) = b.cli(&["approve", &d.s("user_code")]);
     assert_eq!(code, 0, "{v}");
-    let t = crate::device::poll(&b, &crate::kit::key(), &d.s("device_code")).await;
+    let t = crate::device::poll(&b, &protonpass_e2e::key(), &d.s("device_code")).await;
     assert_eq!(t.status, 200, "{}", t.body);
     assert_eq!(
-        crate::kit::claims(&t.s("access_token"))["aud"],
+        protonpass_e2e::claims(&t.s("access_token"))["aud"],
         "https://api.example/mcp"
     );
 }

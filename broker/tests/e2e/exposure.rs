@@ -2,7 +2,7 @@
 //! owner's agents) is for operators only, and the revocation feed carries only
 //! what a verifier needs (opaque ids and expiry times).
 
-use crate::kit::{API, Broker, key};
+use protonpass_e2e::{API, Broker, key};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::kit::{BIN, Broker};
+use protonpass_e2e::{Broker, broker_bin};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -12,20 +12,11 @@ fn mode(p: &std::path::Path) -> u32 {
 
 #[test]
 fn what_the_broker_creates_is_owner_only() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
-    b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:read",
-        "--audience",
-        "https://a.example",
-    ]);
+    b.create_grant_on("a", "x:read", "https://a.example", &[]);
     b.kill();
     let data = b.data.clone();
     assert_eq!(mode(&data), 0o700);
@@ -47,7 +38,7 @@ fn what_the_broker_creates_is_owner_only() {
 
 #[test]
 fn a_readable_data_directory_is_refused_with_the_fix() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
@@ -62,7 +53,7 @@ fn a_readable_data_directory_is_refused_with_the_fix() {
             &["serve", "--addr", "127.0.0.1:0"][..],
             &["grant", "list"][..],
         ] {
-            let out = Command::new(BIN)
+            let out = Command::new(broker_bin())
                 .arg("--data")
                 .arg(&data)
                 .args(args)
@@ -89,7 +80,7 @@ fn read_only_commands_create_nothing() {
         &["audit", "tail"][..],
         &["audit", "verify"][..],
     ] {
-        let out = Command::new(BIN)
+        let out = Command::new(broker_bin())
             .arg("--data")
             .arg(&missing)
             .args(args)

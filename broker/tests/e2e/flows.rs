@@ -3,9 +3,7 @@
 use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_access_token};
 
-use crate::kit::{API, Broker, claims, key};
-
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, claims, key};
 
 #[tokio::test]
 async fn metadata_jwks_health_metrics() {
@@ -21,7 +19,7 @@ async fn metadata_jwks_health_metrics() {
             .iter()
             .any(|g| g == "urn:openid:params:grant-type:ciba")
     );
-    assert!(grants.iter().any(|g| g == PRE));
+    assert!(grants.iter().any(|g| g == PRE_AUTHORIZED_CODE));
     assert_eq!(
         m.body["dpop_signing_alg_values_supported"],
         serde_json::json!(["EdDSA", "Ed25519", "ES256"])
@@ -50,7 +48,7 @@ async fn metadata_jwks_health_metrics() {
     // PostgreSQL the key is sealed in the database instead).
     use std::os::unix::fs::PermissionsExt;
     let kid = k["kid"].as_str().unwrap();
-    if !crate::kit::on_postgres() {
+    if !protonpass_e2e::on_postgres() {
         let mode = std::fs::metadata(b.data.join("keys").join(format!("{kid}.pem")))
             .unwrap()
             .permissions()
@@ -100,12 +98,7 @@ async fn enroll_then_refresh_then_exchange() {
 
     // The enrollment code works once.
     // Refresh: rotates; the new refresh token works, the access token is fresh.
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt).await;
     assert_eq!(r2.status, 200, "{}", r2.body);
     let rt2 = r2.s("refresh_token");
     assert_ne!(rt2, rt);
@@ -113,12 +106,7 @@ async fn enroll_then_refresh_then_exchange() {
 
     // Refresh with the wrong key: refused, and the grant is not harmed.
     let thief = key();
-    let bad = b
-        .token(
-            &thief,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        )
-        .await;
+    let bad = b.refresh(&thief, &rt2).await;
     assert_eq!((bad.status, bad.error()), (400, "invalid_grant"));
 
     // Exchange (refresh token subject): narrowed scopes, a narrowed limit.
@@ -194,54 +182,21 @@ async fn enroll_then_refresh_then_exchange() {
 #[tokio::test]
 async fn enrollment_code_is_single_use_and_expires() {
     let b = Broker::start(&[("PROTONPASS_BROKER_ENROLLMENT_TTL", "1")]);
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci",
-        "--scope",
-        "repo:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("ci", "repo:read", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let r = b
-        .token(
-            &key(),
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
-        )
-        .await;
+    let r = b.redeem(&key(), &code).await;
     // RFC 6749: an expired code is an invalid grant (expired_token is RFC
     // 8628's, for device codes).
     assert_eq!((r.status, r.error()), (400, "invalid_grant"));
 
     let b = Broker::start(&[]);
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci",
-        "--scope",
-        "repo:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("ci", "repo:read", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let agent = key();
-    let ok = b
-        .token(
-            &agent,
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
-        )
-        .await;
+    let ok = b.redeem(&agent, &code).await;
     assert_eq!(ok.status, 200);
-    let again = b
-        .token(
-            &agent,
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
-        )
-        .await;
+    let again = b.redeem(&agent, &code).await;
     assert_eq!((again.status, again.error()), (400, "invalid_grant"));
 }
 
@@ -253,28 +208,13 @@ async fn refresh_reuse_revokes_the_whole_grant() {
     let agent = key();
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
     let (rt1, at1, gid) = (r.s("refresh_token"), r.s("access_token"), r.s("grant_id"));
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt1).await;
     assert_eq!(r2.status, 200);
     let rt2 = r2.s("refresh_token");
     // The spent token comes back: the grant dies, with every token of it.
-    let reuse = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        )
-        .await;
+    let reuse = b.refresh(&agent, &rt1).await;
     assert_eq!((reuse.status, reuse.error()), (400, "invalid_grant"));
-    let after = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        )
-        .await;
+    let after = b.refresh(&agent, &rt2).await;
     assert_eq!(after.error(), "invalid_grant");
     assert_eq!(b.introspect(&rs, &at1).await.body["active"], false);
     let feed = b.feed(0).await;
@@ -288,7 +228,7 @@ async fn a_launcher_may_close_stdout_after_the_first_line() {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .unwrap();
-    let mut child = std::process::Command::new(crate::kit::BIN)
+    let mut child = std::process::Command::new(protonpass_e2e::broker_bin())
         .args([
             "--data",
             dir.path().to_str().unwrap(),

@@ -16,7 +16,7 @@ use futures_util::StreamExt as _;
 use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use crate::kit::{BIN, Broker, key};
+use protonpass_e2e::{Broker, broker_bin, key};
 
 pub const SECRET: &str = "sk_live_9f8e7d6c5b4a3210-gateway-secret";
 pub const AUD: &str = "https://api.code-host.example";
@@ -188,7 +188,7 @@ scope = "admin:all"
 pub fn add_upstream(b: &Broker, rules: &str, owner: &str) -> (i32, Value) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), rules).unwrap();
-    let mut c = Command::new(BIN)
+    let mut c = Command::new(broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),
@@ -221,34 +221,9 @@ pub fn add_upstream(b: &Broker, rules: &str, owner: &str) -> (i32, Value) {
 
 /// An agent of `owner` enrolled for the upstream's audience: (key, token, grant id).
 pub async fn agent(b: &Broker, owner: &str, scope: &str) -> (AgentKey, String, String) {
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "coder",
-        "--scope",
-        scope,
-        "--audience",
-        AUD,
-        "--owner",
-        owner,
-    ]);
+    let g = b.create_grant_on("coder", scope, AUD, &["--owner", owner]);
     let k = key();
-    let r = b
-        .token(
-            &k,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                (
-                    "pre-authorized_code",
-                    g["enrollment_code"].as_str().unwrap(),
-                ),
-            ],
-        )
-        .await;
+    let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     (
         k,
@@ -361,7 +336,7 @@ pub fn assert_secret_nowhere(b: &Broker) {
             }
         }
     }
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // the store is not in the data directory
     }
     let mut files = Vec::new();

@@ -3,7 +3,7 @@
 //! revocation; another owner's agent; the CLI; large bodies streamed.
 
 use super::*;
-use crate::kit::audit_records;
+use protonpass_e2e::audit_records;
 
 #[tokio::test]
 async fn an_allowed_call_is_forwarded_with_the_credential_and_audited() {
@@ -242,7 +242,7 @@ async fn the_cli_refuses_bad_rules_and_manages_upstreams_without_showing_the_sec
     assert!(!v.to_string().contains(SECRET));
 
     // Rotation: the new secret is what the upstream gets (and it refuses it).
-    let mut c = Command::new(BIN)
+    let mut c = Command::new(broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),

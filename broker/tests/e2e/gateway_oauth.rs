@@ -11,12 +11,12 @@ use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, creat
 use serde_json::Value;
 
 use crate::gateway::{json, no_redirects};
-use crate::kit::{BIN, Broker, audit_records, key};
 use crate::oauth_provider::{CLIENT_SECRET, Provider};
+use protonpass_e2e::{Broker, audit_records, broker_bin, key};
 
 /// `upstream add` (a file or `--template`) with `stdin` as standard input.
 pub fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
-    let mut c = Command::new(BIN)
+    let mut c = Command::new(broker_bin())
         .args([
             "--data",
             b.data.to_str().unwrap(),
@@ -57,7 +57,7 @@ pub fn add_oauth(b: &Broker, p: &Provider, name: &str, issuer: &str) {
 
 /// `upstream connect NAME --json`, started: the child and its first line.
 fn start_connect(b: &Broker, name: &str) -> (Child, BufReader<std::process::ChildStdout>, Value) {
-    let mut c = Command::new(BIN)
+    let mut c = Command::new(broker_bin())
         .args(["--data", b.data.to_str().unwrap(), "--json"])
         .args(["upstream", "connect", name])
         .stdout(Stdio::piped())
@@ -100,32 +100,14 @@ async fn connect(b: &Broker, name: &str) -> String {
 
 /// An agent of the default owner enrolled for `name`'s audience.
 pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
+    let g = b.create_grant_on(
         "mail-reader",
-        "--scope",
         scope,
-        "--audience",
         &format!("https://mail.example/{name}"),
-    ]);
+        &[],
+    );
     let k = key();
-    let r = b
-        .token(
-            &k,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                (
-                    "pre-authorized_code",
-                    g["enrollment_code"].as_str().unwrap(),
-                ),
-            ],
-        )
-        .await;
+    let r = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     (k, r.s("access_token"))
 }

@@ -16,7 +16,7 @@ use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, b64};
 use rusqlite::OpenFlags;
 use serde_json::{Map, Value, json};
 
-use crate::kit::{API, Broker, Reply, claims, key};
+use protonpass_e2e::{API, Broker, Reply, claims, key};
 
 const TT_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const TT_REFRESH: &str = "urn:ietf:params:oauth:token-type:refresh_token";
@@ -180,7 +180,7 @@ fn assert_refused(r: &Reply, status: u16, code: &str, what: &str) {
 
 #[tokio::test]
 async fn forged_and_malformed_access_tokens_are_refused_and_change_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -453,7 +453,7 @@ fn proof_of(header: &Map<String, Value>, claims: &Map<String, Value>, key: &Agen
 
 #[tokio::test]
 async fn hostile_proofs_at_the_token_endpoint_are_refused_and_change_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     // The default window is 60 s (nonces give freshness); a 10 s window puts
@@ -817,7 +817,7 @@ type ExchangeCase = (
 
 #[tokio::test]
 async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -947,12 +947,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
         let r = b.exchange(&thief, subject, ty, &[]).await;
         assert_refused(&r, 400, "invalid_grant", name);
     }
-    let r = b
-        .token(
-            &thief,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r = b.refresh(&thief, &rt).await;
     assert_refused(&r, 400, "invalid_grant", "stolen refresh token at refresh");
     assert_eq!(
         state(&b),
@@ -1042,7 +1037,7 @@ async fn grant_and_scope_abuse_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_expired_subject_token_is_refused() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_ACCESS_TTL", "1")]);
@@ -1061,7 +1056,7 @@ async fn an_expired_subject_token_is_refused() {
 
 #[tokio::test]
 async fn sql_and_other_owners_ids_revoke_nothing() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -1069,18 +1064,7 @@ async fn sql_and_other_owners_ids_revoke_nothing() {
     let agent = key();
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
     let at = r.s("access_token");
-    b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bobs-bot",
-        "--scope",
-        "mail:read",
-        "--audience",
-        API,
-        "--owner",
-        "bob",
-    ]);
+    b.create_grant("bobs-bot", "mail:read", &["--owner", "bob"]);
     let before = state(&b);
     for id in [
         "' OR '1'='1",

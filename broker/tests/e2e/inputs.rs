@@ -2,26 +2,18 @@
 
 use protonpass_agent::{Clock, OsRandom, ProofInput, SystemClock, create_proof};
 
-use crate::kit::{Broker, key};
-
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, key};
 
 #[tokio::test]
 async fn nonce_and_replay() {
     let b = Broker::start(&[]);
     let k = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:y",
-        "--audience",
-        crate::kit::API,
-    ]);
+    let g = b.create_grant("a", "x:y", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
-    let params = [("grant_type", PRE), ("pre-authorized_code", code.as_str())];
+    let params = [
+        ("grant_type", PRE_AUTHORIZED_CODE),
+        ("pre-authorized_code", code.as_str()),
+    ];
     // No nonce: use_dpop_nonce with a DPoP-Nonce header.
     let p = b.proof(&k, &b.token_url(), None);
     let r = b.post_form("/oauth/token", &params, &[("DPoP", p)]).await;
@@ -83,22 +75,16 @@ async fn nonce_and_replay() {
 async fn nonces_can_be_turned_off() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DPOP_NONCE", "false")]);
     let k = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:y",
-        "--audience",
-        crate::kit::API,
-    ]);
+    let g = b.create_grant("a", "x:y", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let p = b.proof(&k, &b.token_url(), None);
     let r = b
         .post_form(
             "/oauth/token",
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", &code),
+            ],
             &[("DPoP", p.clone())],
         )
         .await;
@@ -108,7 +94,10 @@ async fn nonces_can_be_turned_off() {
     let again = b
         .post_form(
             "/oauth/token",
-            &[("grant_type", PRE), ("pre-authorized_code", &code)],
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", &code),
+            ],
             &[("DPoP", p)],
         )
         .await;
@@ -136,15 +125,7 @@ async fn malformed_requests_get_json_errors() {
     assert_eq!((r.status, r.error()), (400, "invalid_request"));
     let r = b.token(&k, &[]).await;
     assert_eq!(r.error(), "invalid_request");
-    let r = b
-        .token(
-            &k,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "rt_bogus"),
-            ],
-        )
-        .await;
+    let r = b.refresh(&k, "rt_bogus").await;
     assert_eq!(r.error(), "invalid_grant");
     let r = b
         .token(

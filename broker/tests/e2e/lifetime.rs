@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use crate::dashboard::signed_in;
 use crate::device::{poll, start_device};
-use crate::kit::{API, Broker, Reply, claims, key, serve_refused};
+use protonpass_e2e::{API, Broker, Reply, claims, key, serve_refused};
 
 /// 30 days, in seconds.
 const MAX: i64 = 30 * 86_400;
 const MAX_S: &str = "2592000";
 const OVER_S: &str = "2592001";
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 
 /// A broker whose access tokens may live as long as their grant (30 days).
 fn broker() -> Broker {
@@ -87,12 +86,6 @@ async fn dashboard_device_approval_is_capped_at_30_days() {
     assert_thirty_days(&poll(&b, &k, &dc).await);
 }
 
-/// Redeem an enrollment code with `k`.
-async fn redeem(b: &Broker, k: &protonpass_agent::AgentKey, code: &str) -> Reply {
-    b.token(k, &[("grant_type", PRE), ("pre-authorized_code", code)])
-        .await
-}
-
 #[tokio::test]
 async fn cli_grant_is_capped_at_30_days() {
     let b = broker();
@@ -118,7 +111,7 @@ async fn cli_grant_is_capped_at_30_days() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["ttl"], MAX);
     let code = v["enrollment_code"].as_str().unwrap();
-    assert_thirty_days(&redeem(&b, &key(), code).await);
+    assert_thirty_days(&b.redeem(&key(), code).await);
 }
 
 #[tokio::test]
@@ -145,7 +138,7 @@ async fn dashboard_grant_is_capped_at_30_days() {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         .collect();
-    assert_thirty_days(&redeem(&b, &key(), &code).await);
+    assert_thirty_days(&b.redeem(&key(), &code).await);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use protonpass_agent::wire::TOKEN_TYPE_REFRESH;
 use serde_json::Value;
 
 use crate::device::{poll, start_device};
-use crate::kit::{API, Broker, key};
+use protonpass_e2e::{API, Broker, key};
 
 /// Every line the broker wrote on stderr, each parsed (and checked) as a
 /// JSON object with a level and a message.
@@ -41,16 +41,7 @@ fn has(lines: &[Value], level: &str, message: &str) -> bool {
 async fn issue_everything(b: &Broker) -> Vec<String> {
     let mut secrets = Vec::new();
     let agent = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bot",
-        "--scope",
-        "calendar:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("bot", "calendar:read", &[]);
     secrets.push(g["enrollment_code"].as_str().unwrap().to_owned());
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
     let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
@@ -58,21 +49,11 @@ async fn issue_everything(b: &Broker) -> Vec<String> {
     assert_eq!(x.status, 200, "{}", x.body);
     // The exchange spent `rt`: refresh with its successor.
     let rt2 = x.s("refresh_token");
-    let f = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        )
-        .await;
+    let f = b.refresh(&agent, &rt2).await;
     assert_eq!(f.status, 200, "{}", f.body);
     // A reused refresh token is refused (and revokes the grant): a refusal
     // logs nothing of what was sent either.
-    let reuse = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let reuse = b.refresh(&agent, &rt).await;
     assert_eq!(reuse.error(), "invalid_grant");
     let rs = b.resource(API, None);
     assert_eq!(b.introspect(&rs, &at).await.status, 200);

@@ -25,7 +25,6 @@ mod gateway;
 mod gateway_oauth;
 mod hostile;
 mod inputs;
-mod kit;
 mod lifetime;
 mod logs;
 mod mfa;

@@ -5,7 +5,7 @@
 use totp_rs::{Algorithm, Builder, Secret};
 
 use crate::dashboard::{PASSWORD, Web, field, set_password, signed_in};
-use crate::kit::Broker;
+use protonpass_e2e::Broker;
 
 pub(crate) fn now() -> u64 {
     use protonpass_agent::Clock as _;
@@ -98,7 +98,7 @@ pub(crate) async fn password_step(b: &Broker) -> (Web, String) {
 
 #[tokio::test]
 async fn sign_in_asks_for_a_code_once_enrolled_and_each_code_works_once() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[]);
@@ -350,7 +350,7 @@ async fn approving_a_high_risk_permission_asks_for_the_code_again() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("may now act for you"), "{}", r.body);
-    let audit = crate::kit::audit_records(&b);
+    let audit = protonpass_e2e::audit_records(&b);
     let confirmed = audit
         .iter()
         .filter(|a| a["event"] == "second_factor_confirmed")

@@ -1,6 +1,6 @@
 //! Commands an operator reaches for: `resource rotate`, `owner remove`.
 
-use crate::kit::{Broker, audit_records};
+use protonpass_e2e::{Broker, audit_records};
 
 const API: &str = "https://acme.example/api";
 
@@ -36,18 +36,7 @@ async fn owner_remove_refuses_live_grants_unless_forced() {
     let b = Broker::start(&[]);
     b.add_owners(&["acme"]);
     let rs = b.resource(API, Some("acme"));
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bot",
-        "--scope",
-        "x:read",
-        "--audience",
-        API,
-        "--owner",
-        "acme",
-    ]);
+    let g = b.create_grant("bot", "x:read", &["--owner", "acme"]);
     let (code, e) = b.cli(&["owner", "remove", "acme"]);
     assert_eq!(code, 1, "{e}");
     assert!(e.to_string().contains("--force"), "{e}");

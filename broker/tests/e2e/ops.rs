@@ -11,7 +11,7 @@ use protonpass_agent::{Clock, SystemClock};
 use serde_json::Value;
 
 use crate::dashboard::signed_in;
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 /// Pages the database uses (its logical size: SQLite reuses freed pages).
 fn pages_in_use(b: &Broker) -> i64 {
@@ -25,11 +25,6 @@ fn pages_in_use(b: &Broker) -> i64 {
         .query_row("PRAGMA freelist_count", [], |r| r.get(0))
         .unwrap();
     count - free
-}
-
-async fn refresh(b: &Broker, k: &protonpass_agent::AgentKey, rt: &str) -> crate::kit::Reply {
-    b.token(k, &[("grant_type", "refresh_token"), ("refresh_token", rt)])
-        .await
 }
 
 #[tokio::test]
@@ -62,7 +57,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
         let mut rt = r.s("refresh_token");
         issued += 2;
         for _ in 0..150 {
-            let r = refresh(&b, &k, &rt).await;
+            let r = b.refresh(&k, &rt).await;
             assert_eq!(r.status, 200, "{}", r.body);
             rt = r.s("refresh_token");
             issued += 2;
@@ -87,7 +82,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
             file.to_str().unwrap(),
         ]);
         // SQLite's own page count; on PostgreSQL the row counts above show it.
-        if !crate::kit::on_postgres() {
+        if !protonpass_e2e::on_postgres() {
             pages.push(pages_in_use(&b));
         }
     }
@@ -102,7 +97,7 @@ async fn storage_stays_bounded_over_a_long_simulated_period() {
         );
     }
     // What verifiers and refreshes still need is there.
-    let r = refresh(&b, &keeper, &keeper_rt).await;
+    let r = b.refresh(&keeper, &keeper_rt).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let i = b.introspect(&rs, &r.s("access_token")).await;
     assert_eq!(i.body["active"], true);
@@ -178,7 +173,7 @@ async fn archives_and_checkpoints_catch_tampering() {
     assert_eq!(code, 2);
 
     // The kept chain: a forged checkpoint, or records removed without one, break it.
-    let sql = |q: &str| crate::kit::store_sql(&b.data, q);
+    let sql = |q: &str| protonpass_e2e::store_sql(&b.data, q);
     sql("UPDATE audit_checkpoints SET ts = ts + 1");
     let (code, v) = b.cli(&["audit", "verify"]);
     assert_eq!(code, 2, "{v}");
@@ -236,7 +231,7 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
         // `make bench` sets 1,000,000 and prints the figure; the suite keeps
         // the same checks on fewer records, to stay quick.
         .unwrap_or(200_000);
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // The records are written straight into SQLite's file.
         return;
     }
@@ -284,7 +279,7 @@ async fn the_activity_page_with_a_million_records_verifies_incrementally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_load_restores_every_token_and_the_chain() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // SQLite's online backup; PostgreSQL has pg_dump (broker/README.md).
         return;
     }
@@ -309,7 +304,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
             let mut rt = r.s("refresh_token");
             let mut got = vec![(Instant::now(), r.s("access_token"))];
             while !stop.load(Ordering::Relaxed) {
-                let r = refresh(&b, &k, &rt).await;
+                let r = b.refresh(&k, &rt).await;
                 assert_eq!(r.status, 200, "{}", r.body);
                 rt = r.s("refresh_token");
                 got.push((Instant::now(), r.s("access_token")));
@@ -375,7 +370,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
         if force {
             args.push("--force");
         }
-        std::process::Command::new(crate::kit::BIN)
+        std::process::Command::new(protonpass_e2e::broker_bin())
             .args(args)
             .output()
             .unwrap()
@@ -405,7 +400,7 @@ async fn a_backup_under_load_restores_every_token_and_the_chain() {
     let i = r.introspect(&rs, &revoked.s("access_token")).await;
     assert_eq!(i.body["active"], false, "{}", i.body);
     // The restored broker serves: the first agent still refreshes.
-    let rr = refresh(&r, &k, &first.s("refresh_token")).await;
+    let rr = r.refresh(&k, &first.s("refresh_token")).await;
     assert_eq!(rr.status, 200, "{}", rr.body);
 }
 
@@ -429,7 +424,7 @@ async fn readiness_metrics_and_a_graceful_stop() {
     ] {
         // The PostgreSQL store does not report these figures yet.
         assert!(
-            crate::kit::on_postgres() || text.contains(name),
+            protonpass_e2e::on_postgres() || text.contains(name),
             "{name} missing"
         );
     }
@@ -462,7 +457,7 @@ async fn readiness_metrics_and_a_graceful_stop() {
 
 #[tokio::test]
 async fn serve_prunes_and_signs_a_checkpoint_by_itself() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         // Reads SQLite's file; pruning on PostgreSQL is shown by
         // storage_stays_bounded_over_a_long_simulated_period.
         return;

@@ -4,7 +4,7 @@
 //! dashboard. And refresh tokens: every use spends one, and a spent one
 //! coming back revokes the whole grant (RFC 9700 section 4.14.2).
 
-use crate::kit::{Broker, Reply, key};
+use protonpass_e2e::{Broker, key};
 
 const ALICE_API: &str = "https://api.alice.example";
 const SHARED_API: &str = "https://api.shared.example";
@@ -41,20 +41,6 @@ fn grant_args<'a>(aud: &'a str, owner: &'a str) -> Vec<&'a str> {
         "--owner",
         owner,
     ]
-}
-
-async fn redeem(b: &Broker, k: &protonpass_agent::AgentKey, code: &str) -> Reply {
-    b.token(
-        k,
-        &[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-            ),
-            ("pre-authorized_code", code),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]
@@ -97,17 +83,7 @@ async fn another_owners_audience_cannot_be_granted_from_the_cli() {
 async fn another_owners_audience_cannot_be_approved_in_the_device_flow() {
     let (b, _, _) = two_owners();
     let k = key();
-    let d = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "bot"),
-                ("scope", "x:read"),
-                ("resource", ALICE_API),
-            ],
-            &[],
-        )
-        .await;
+    let d = b.device_authorization("bot", "x:read", ALICE_API).await;
     assert_eq!(d.status, 200, "{}", d.body);
     let uc = d.s("user_code");
     let (code, v) = b.cli(&["approve", &uc, "--owner", "bob"]);
@@ -126,7 +102,7 @@ async fn another_owners_audience_cannot_be_approved_in_the_device_flow() {
     b.cli_ok(&["approve", &uc, "--owner", "alice"]);
     let t = b.token(&k, &poll).await;
     assert_eq!(t.status, 200, "{}", t.body);
-    assert_eq!(crate::kit::claims(&t.s("access_token"))["sub"], "alice");
+    assert_eq!(protonpass_e2e::claims(&t.s("access_token"))["sub"], "alice");
 }
 
 #[tokio::test]
@@ -136,7 +112,7 @@ async fn a_grant_made_before_the_audience_was_registered_issues_nothing_more_for
     let aud = "https://later.example";
     let g = b.cli_ok(&grant_args(aud, "bob"));
     let k = key();
-    let t = redeem(&b, &k, g["enrollment_code"].as_str().unwrap()).await;
+    let t = b.redeem(&k, g["enrollment_code"].as_str().unwrap()).await;
     assert_eq!(t.status, 200, "{}", t.body);
     b.resource(aud, Some("alice"));
     let r = b.exchange(&k, &t.s("refresh_token"), TT_REFRESH, &[]).await;
@@ -148,13 +124,17 @@ async fn introspection_answers_for_the_owner_or_for_every_owner_of_a_shared_api(
     let (b, own, shared) = two_owners();
     let k = key();
     let mine = b.cli_ok(&grant_args(ALICE_API, "alice"));
-    let a = redeem(&b, &k, mine["enrollment_code"].as_str().unwrap()).await;
+    let a = b
+        .redeem(&k, mine["enrollment_code"].as_str().unwrap())
+        .await;
     assert_eq!(
         b.introspect(&own, &a.s("access_token")).await.body["active"],
         true
     );
     let theirs = b.cli_ok(&grant_args(SHARED_API, "bob"));
-    let t = redeem(&b, &k, theirs["enrollment_code"].as_str().unwrap()).await;
+    let t = b
+        .redeem(&k, theirs["enrollment_code"].as_str().unwrap())
+        .await;
     let i = b.introspect(&shared, &t.s("access_token")).await;
     assert_eq!(
         (i.body["active"].clone(), i.body["sub"].clone()),

@@ -11,8 +11,8 @@ use protonpass_agent::b64;
 use sha2::{Digest as _, Sha256};
 
 use crate::dashboard::{PASSWORD, Page, Web, set_password};
-use crate::kit::{Broker, audit_records};
 use crate::mfa::{enroll_in, password_step};
+use protonpass_e2e::{Broker, audit_records};
 
 /// A broker whose issuer is `http://localhost:PORT`.
 fn start() -> (Broker, tempfile::TempDir) {

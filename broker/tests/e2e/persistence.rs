@@ -2,7 +2,7 @@
 
 use protonpass_agent::{Clock, KeySet, SystemClock, TokenValidation, verify_access_token};
 
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, claims, key};
 
 #[tokio::test]
 async fn state_survives_kill_and_restart() {
@@ -31,12 +31,7 @@ async fn state_survives_kill_and_restart() {
     let i = b.introspect(&rs, &kept.s("access_token")).await;
     assert_eq!(i.body["active"], true, "{}", i.body);
     // The grant survived: its refresh token still works (with a nonce from the new process).
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt).await;
     assert_eq!(r2.status, 200, "{}", r2.body);
     let v = b.cli_ok(&["audit", "verify"]);
     assert_eq!(v["ok"], true);
@@ -47,7 +42,7 @@ async fn state_survives_kill_and_restart() {
 
 #[tokio::test]
 async fn audit_verify_catches_edits_and_removals() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let mut b = Broker::start(&[]);
@@ -103,15 +98,7 @@ async fn key_rotation_keeps_old_tokens_valid() {
     let keys = KeySet::from_jwks_json(&jwks.to_string()).unwrap();
     let val = TokenValidation::new(b.url.clone(), API);
     verify_access_token(&old, &keys, &val, SystemClock.now()).unwrap();
-    let r2 = b
-        .token(
-            &agent,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r.s("refresh_token")),
-            ],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &r.s("refresh_token")).await;
     let new = r2.s("access_token");
     let header: serde_json::Value = serde_json::from_slice(
         &protonpass_agent::b64::decode(new.split('.').next().unwrap()).unwrap(),
@@ -137,7 +124,7 @@ async fn kids_after_reload(b: &Broker) -> Vec<String> {
 
 #[tokio::test]
 async fn a_retired_key_stays_while_the_servers_tokens_live() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     // The server's tokens live 2 h by a flag only it was given; `keys rotate`
@@ -188,42 +175,19 @@ async fn a_retired_key_stays_while_the_servers_tokens_live() {
 
 #[tokio::test]
 async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bot",
-        "--scope",
-        "calendar:read",
-        "--audience",
-        API,
-    ]);
+    let g = b.create_grant("bot", "calendar:read", &[]);
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     let params = [
-        (
-            "grant_type",
-            "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-        ),
+        ("grant_type", PRE_AUTHORIZED_CODE),
         ("pre-authorized_code", code.as_str()),
     ];
     let agent = key();
     // Fetch a nonce first, so that the next request is the real attempt.
-    let warm = b
-        .token(
-            &agent,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                ("pre-authorized_code", "ec_unknown"),
-            ],
-        )
-        .await;
+    let warm = b.redeem(&agent, "ec_unknown").await;
     assert_eq!(warm.error(), "invalid_grant");
     // Another process holds the database's write lock: the grant's records
     // (tokens and audit) cannot be committed.
@@ -247,22 +211,14 @@ async fn nothing_is_issued_when_the_audit_record_cannot_be_written() {
 
 #[tokio::test]
 async fn revocation_is_refused_while_the_database_is_locked_and_recovers() {
-    if crate::kit::on_postgres() {
+    if protonpass_e2e::on_postgres() {
         return; // looks into SQLite's files or the data directory
     }
     let b = Broker::start(&[("PROTONPASS_BROKER_BUSY_TIMEOUT_MS", "300")]);
     let rs = b.resource(API, None);
     let agent = key();
     let r = b.enroll(&agent, "bot", "calendar:read", &[]).await;
-    let r2 = b
-        .token(
-            &agent,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &r.s("refresh_token")),
-            ],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &r.s("refresh_token")).await;
     assert_eq!(r2.status, 200, "{}", r2.body);
     // One token for the agent to revoke (RFC 7009), one for the owner (CLI).
     let (by_agent, by_owner) = (r.s("access_token"), r2.s("access_token"));

@@ -3,7 +3,7 @@
 //! chain), and a broker whose database connections are cut comes back by
 //! itself, answering `503` meanwhile and never failing otherwise.
 
-use crate::kit::{Broker, key, on_postgres, store_sql};
+use protonpass_e2e::{Broker, key, on_postgres, store_sql};
 
 #[tokio::test]
 async fn two_brokers_on_one_database_share_keys_nonces_and_refresh_rotation() {
@@ -90,12 +90,7 @@ async fn a_broker_whose_connections_are_cut_answers_503_and_comes_back() {
     );
     let mut served = false;
     for _ in 0..50 {
-        let r = b
-            .token(
-                &k,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-            )
-            .await;
+        let r = b.refresh(&k, &rt).await;
         assert!(
             r.status == 200 || r.status == 503,
             "{}: {}",

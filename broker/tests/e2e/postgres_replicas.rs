@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::kit::{Broker, Reply, claims, key, on_postgres};
+use protonpass_e2e::{Broker, Reply, claims, key, on_postgres};
 
 /// A second replica on `a`'s database (and data directory, for the CLI's
 /// settings) with `a`'s issuer, so that a proof made for one is good at
@@ -84,12 +84,7 @@ async fn a_proof_sent_to_two_replicas_at_once_is_accepted_once() {
         rt = ok[0].s("refresh_token");
     }
     // The grant is unharmed (no reuse detection tripped): it refreshes on.
-    let r = a
-        .token(
-            &k,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r = a.refresh(&k, &rt).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Recorded proofs are pruned once their time has passed, not before.
     let n = a.cli_ok(&["prune"]);
@@ -113,12 +108,7 @@ async fn a_revocation_through_one_replica_reaches_another_replicas_feed_promptly
     let mut tokens = vec![t.s("access_token")];
     let mut rt = t.s("refresh_token");
     while tokens.len() < N {
-        let r = a
-            .token(
-                &k,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-            )
-            .await;
+        let r = a.refresh(&k, &rt).await;
         assert_eq!(r.status, 200, "{}", r.body);
         rt = r.s("refresh_token");
         tokens.push(r.s("access_token"));

@@ -4,9 +4,7 @@
 
 use serde_json::Value;
 
-use crate::kit::{Broker, audit_records};
-
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, audit_records};
 
 fn rejections(b: &Broker) -> Vec<Value> {
     audit_records(b)
@@ -26,7 +24,10 @@ async fn source_seen(b: &Broker, xff: &[&str]) -> String {
     let r = b
         .post_form(
             "/oauth/token",
-            &[("grant_type", PRE), ("pre-authorized_code", "ec_unknown")],
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", "ec_unknown"),
+            ],
             &headers,
         )
         .await;

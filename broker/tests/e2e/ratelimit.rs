@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::kit::{Broker, audit_records, key};
+use protonpass_e2e::{Broker, audit_records, key};
 
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()

@@ -13,7 +13,7 @@ use protonpass_agent::AgentKey;
 use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use serde_json::Value;
 
-use crate::kit::{API, Broker, Reply, audit_records, claims, key, test_store};
+use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key, test_store};
 
 pub(crate) const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const NGINX_CONF: &str = include_str!("../../../deploy/nginx-replicas-loopback.conf");
@@ -216,23 +216,6 @@ pub(crate) async fn get_at(b: &Broker, path: &str) -> Value {
     r.json().await.unwrap()
 }
 
-/// The whole revocation feed, page by page, through the proxy.
-pub(crate) async fn whole_feed(b: &Broker) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = b
-            .get(&format!("/revocations?after={after}&limit=1000"))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let page = r.body["revocations"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        out.extend(page);
-    }
-    out
-}
-
 /// `audit verify` passes, and the exported chain has no gap and no fork:
 /// sequence numbers 1..=n, each record's `prev` the hash of the one before.
 /// Returns the records.
@@ -318,12 +301,7 @@ async fn replicas_share_one_issuer_keys_and_nonces() {
     // A replica publishes and signs with one key list (reloaded at once):
     // every token through the proxy now carries the new key.
     for _ in 0..4 {
-        let ok =
-            r.a.token(
-                &k,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-            )
-            .await;
+        let ok = r.a.refresh(&k, &rt).await;
         assert_eq!(ok.status, 200, "{}", ok.body);
         rt = ok.s("refresh_token");
         let at = ok.s("access_token");
@@ -348,12 +326,7 @@ async fn refresh_rotation_and_reuse_detection_hold_across_replicas() {
     // Sequential rotation, alternating replicas.
     let mut spent = Vec::new();
     for _ in 0..4 {
-        let ok =
-            r.a.token(
-                &k,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-            )
-            .await;
+        let ok = r.a.refresh(&k, &rt).await;
         assert_eq!(ok.status, 200, "{}", ok.body);
         spent.push(std::mem::replace(&mut rt, ok.s("refresh_token")));
     }
@@ -372,12 +345,7 @@ async fn refresh_rotation_and_reuse_detection_hold_across_replicas() {
         assert_eq!((a.status, a.error()), (400, "invalid_grant"), "{}", a.body);
     }
     let newest = ok[0].s("refresh_token");
-    let refused =
-        r.b.token(
-            &k,
-            &[("grant_type", "refresh_token"), ("refresh_token", &newest)],
-        )
-        .await;
+    let refused = r.b.refresh(&k, &newest).await;
     assert_eq!(refused.error(), "invalid_grant", "{}", refused.body);
     // Seen by both replicas: the grant is in the feed each one serves.
     for b in [&r.a, &r.b] {
@@ -426,18 +394,8 @@ async fn device_code_single_use_and_slow_down_hold_across_replicas() {
     };
     let k = key();
     let a = &r.a;
-    let start = |scope: &'static str| async move {
-        a.post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "travel-bot"),
-                ("scope", scope),
-                ("resource", API),
-            ],
-            &[],
-        )
-        .await
-    };
+    let start =
+        |scope: &'static str| async move { a.device_authorization("travel-bot", scope, API).await };
     let nonce = nonce_from(&r.a, &k).await;
     // Polling one replica then the other too fast: `slow_down`, and the
     // interval it raised holds at the first replica as well.
@@ -586,12 +544,7 @@ async fn one_audit_chain_after_a_concurrent_run_through_both_replicas() {
             let mut jtis = vec![claims(&t.s("access_token"))["jti"].clone()];
             let mut last = String::new();
             for _ in 0..2 {
-                let ok =
-                    r.a.token(
-                        &k,
-                        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-                    )
-                    .await;
+                let ok = r.a.refresh(&k, &rt).await;
                 assert_eq!(ok.status, 200, "{}", ok.body);
                 rt = ok.s("refresh_token");
                 last = ok.s("access_token");
@@ -613,7 +566,7 @@ async fn one_audit_chain_after_a_concurrent_run_through_both_replicas() {
     let (to_a, to_b) = r.served();
     assert!(to_a.min(to_b) * 3 > to_a.max(to_b), "{to_a} / {to_b}");
     let recs = one_chain(&r.b);
-    let feed = whole_feed(&r.a).await;
+    let feed = r.a.whole_feed().await;
     for (jtis, revoked) in &done {
         for j in jtis {
             assert_eq!(

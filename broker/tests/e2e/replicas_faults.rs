@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use protonpass_agent::AgentKey;
 
-use crate::kit::{API, Broker, claims, key, on_postgres};
-use crate::replicas::{Replicas, nonce_from, one_chain, token_at, whole_feed};
+use crate::replicas::{Replicas, nonce_from, one_chain, token_at};
+use protonpass_e2e::{API, Broker, claims, key, on_postgres};
 
 /// What the clients were told.
 #[derive(Default)]
@@ -91,13 +91,7 @@ impl Load<'_> {
         let mut step = 0;
         let mut cut = false;
         while !self.stop.load(Ordering::Relaxed) {
-            let r = self
-                .via
-                .token(
-                    &k,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-                )
-                .await;
+            let r = self.via.refresh(&k, &rt).await;
             self.count(r.status);
             if r.status == 502 || r.status == self.retry_on {
                 cut |= r.status == 502;
@@ -175,7 +169,7 @@ async fn nothing_acknowledged_lost(via: &Broker, seen: &Seen) {
         .filter(|r| r["event"] == "revoke")
         .filter_map(|r| r["detail"]["jti"].as_str())
         .collect();
-    let feed = whole_feed(via).await;
+    let feed = via.whole_feed().await;
     let in_feed: HashSet<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
     let gids: HashSet<&str> = feed.iter().filter_map(|e| e["gid"].as_str()).collect();
     for gid in &seen.cut_committed {

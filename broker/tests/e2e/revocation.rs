@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::kit::{API, Broker, claims, key};
+use protonpass_e2e::{API, Broker, claims, key};
 
 #[tokio::test]
 async fn agent_revokes_access_then_refresh_token() {
@@ -62,12 +62,7 @@ async fn agent_revokes_access_then_refresh_token() {
     assert!(feed.last().unwrap()["exp"].as_i64().unwrap() >= claims(&at)["exp"].as_i64().unwrap());
     assert_eq!(b.introspect(&rs, &at).await.body, json!({"active": false}));
     // The grant lives on.
-    let r2 = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        )
-        .await;
+    let r2 = b.refresh(&agent, &rt).await;
     assert_eq!(r2.status, 200);
 
     // Revoking the refresh token revokes the grant and all its tokens.
@@ -84,12 +79,7 @@ async fn agent_revokes_access_then_refresh_token() {
         200
     );
     assert_eq!(b.introspect(&rs, &at2).await.body["active"], false);
-    let dead = b
-        .token(
-            &agent,
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        )
-        .await;
+    let dead = b.refresh(&agent, &rt2).await;
     assert_eq!(dead.error(), "invalid_grant");
     let feed = b.feed(0).await;
     assert!(feed.iter().any(|e| e["gid"] == gid.as_str()));
@@ -154,7 +144,7 @@ async fn introspection_needs_a_registered_resource_server() {
         .await
         .unwrap();
     assert_eq!(u.status(), 200);
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", b.data.to_str().unwrap(), "audit", "export"])
         .output()
         .unwrap();
@@ -173,32 +163,10 @@ async fn owners_are_tenants() {
     let b = Broker::start(&[]);
     b.add_owners(&["alice", "bob"]);
     let agent = key();
-    let g = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "bobs-bot",
-        "--scope",
-        "mail:read",
-        "--audience",
-        API,
-        "--owner",
-        "bob",
-    ]);
+    let g = b.create_grant("bobs-bot", "mail:read", &["--owner", "bob"]);
     let gid = g["grant_id"].as_str().unwrap().to_owned();
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
-    let r = b
-        .token(
-            &agent,
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                ("pre-authorized_code", &code),
-            ],
-        )
-        .await;
+    let r = b.redeem(&agent, &code).await;
     assert_eq!(r.status, 200);
     assert_eq!(claims(&r.s("access_token"))["sub"], "bob");
     let at = r.s("access_token");

@@ -2,7 +2,7 @@
 //! version 1, then migrated to the current version), and a database that a newer broker migrated is refused with a
 //! message that says so, by `serve` and by the commands alike.
 
-use crate::kit::{API, Broker, on_postgres, serve_refused, store_sql};
+use protonpass_e2e::{Broker, on_postgres, serve_refused, store_sql};
 
 #[tokio::test]
 async fn a_data_directory_from_before_schema_versions_opens_and_is_migrated() {
@@ -10,16 +10,7 @@ async fn a_data_directory_from_before_schema_versions_opens_and_is_migrated() {
         return; // a SQLite data directory
     }
     let mut b = Broker::start(&[]);
-    let v = b.cli_ok(&[
-        "grant",
-        "create",
-        "--agent",
-        "a",
-        "--scope",
-        "x:y",
-        "--audience",
-        API,
-    ]);
+    let v = b.create_grant("a", "x:y", &[]);
     let gid = v["grant_id"].as_str().unwrap().to_owned();
     let dir = b.take_dir();
     b.kill();
@@ -54,7 +45,7 @@ async fn a_database_migrated_by_a_newer_broker_is_refused() {
         "{m}"
     );
     // The commands refuse it too, and change nothing.
-    let out = std::process::Command::new(crate::kit::BIN)
+    let out = std::process::Command::new(protonpass_e2e::broker_bin())
         .args(["--data", dir.path().to_str().unwrap(), "grant", "list"])
         .output()
         .unwrap();

@@ -6,7 +6,7 @@
 use protonpass_agent::{AgentKey, OsRandom, ProofInput, create_proof};
 use serde_json::{Value, json};
 
-use crate::kit::{API, Broker, Reply, audit_records, claims, key};
+use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key};
 
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 

@@ -3,8 +3,8 @@
 //! scope, amount), refunds, the calls its services reported and its step-ups, newest
 //! first, and nothing of another grant that carries the same agent name.
 
-use crate::kit::{API, claims, key};
 use crate::stepup::{ask, payment, spend};
+use protonpass_e2e::{API, claims, key};
 
 fn jti(token: &str) -> String {
     claims(token)["jti"].as_str().unwrap().to_owned()
@@ -12,7 +12,7 @@ fn jti(token: &str) -> String {
 
 #[tokio::test]
 async fn a_pending_step_up_shows_the_agents_recent_usage() {
-    let b = crate::kit::Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let b = protonpass_e2e::Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
     let rs = b.resource(API, None);
     let budget = ["--budget", "payment:execute=300/EUR/day"];
     let k = key();

@@ -184,7 +184,7 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     let log = std::fs::read_to_string(b.data.join("broker.log")).unwrap();
     assert!(!log.contains(&secret[6..]));
 
-    let audit = crate::kit::audit_records(&b);
+    let audit = protonpass_e2e::audit_records(&b);
     assert!(
         audit.iter().any(|r| r["event"] == "webhook_set"),
         "{audit:?}"

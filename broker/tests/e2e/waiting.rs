@@ -1,41 +1,14 @@
 //! What the owner sees of the agents waiting for approval.
 
-use protonpass_agent::dpop::{ProofInput, create_proof};
-use protonpass_agent::{Clock, OsRandom, SystemClock};
-
 use crate::dashboard::signed_in;
-use crate::kit::{API, Broker, Reply, key};
+use crate::device::ask_signed;
+use protonpass_e2e::{API, Broker, Reply, key};
 
 const REASON: &str = "book the <b>flight</b> the user chose";
 
 /// A device request signed by a fresh key whose proof carries `REASON`.
 async fn asking_with_reason(b: &Broker) -> Reply {
-    let url = format!("{}/oauth/device_authorization", b.url);
-    let proof = create_proof(
-        &key(),
-        &ProofInput {
-            method: "POST",
-            url: &url,
-            reason: Some(REASON),
-            ..Default::default()
-        },
-        SystemClock.now(),
-        &OsRandom,
-    )
-    .unwrap();
-    let r = b
-        .post_form(
-            "/oauth/device_authorization",
-            &[
-                ("client_id", "travel-bot"),
-                ("scope", "travel:book"),
-                ("resource", API),
-            ],
-            &[("DPoP", proof)],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r
+    ask_signed(b, &key(), "travel:book", Some(REASON)).await
 }
 
 #[tokio::test]
@@ -45,7 +18,7 @@ async fn the_agents_reason_is_shown_as_its_own_words() {
     let list = b.cli_ok(&["pending"]);
     assert_eq!(list[0]["reason"], REASON, "{list}");
     let (code, text) = {
-        let out = std::process::Command::new(crate::kit::BIN)
+        let out = std::process::Command::new(protonpass_e2e::broker_bin())
             .args(["--data", b.data.to_str().unwrap(), "pending"])
             .output()
             .unwrap();

@@ -252,18 +252,7 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
         handles.push(tokio::task::spawn_blocking(move || {
             mine.into_iter()
                 .map(|name| {
-                    let v = b.cli_json(&[
-                        "grant",
-                        "create",
-                        "--agent",
-                        &name,
-                        "--scope",
-                        GRANT_SCOPE,
-                        "--audience",
-                        AUD,
-                        "--ttl",
-                        "1d",
-                    ]);
+                    let v = b.create_grant_on(&name, GRANT_SCOPE, AUD, &["--ttl", "1d"]);
                     (name, v["enrollment_code"].as_str().unwrap().to_owned())
                 })
                 .collect::<Vec<_>>()
@@ -274,7 +263,7 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
         codes.extend(h.await.unwrap());
     }
     let created = t0.elapsed();
-    let url = format!("{}/oauth/token", broker.issuer);
+    let url = format!("{}/oauth/token", broker.url);
     // Redeem, 32 at a time (setup, not measured).
     let mut agents = Vec::with_capacity(n);
     let mut challenges = 0;
@@ -326,8 +315,8 @@ async fn drive(
     seconds: f64,
     exchange_only: bool,
 ) -> (Vec<Agent>, Tally, f64) {
-    let url = format!("{}/oauth/token", broker.issuer);
-    let cpu0 = cpu_seconds(broker.pid());
+    let url = format!("{}/oauth/token", broker.url);
+    let cpu0 = cpu_seconds(Some(broker.pid()));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let mut set = tokio::task::JoinSet::new();
@@ -370,7 +359,7 @@ async fn drive(
         all.merge(t);
     }
     let elapsed = start.elapsed().as_secs_f64();
-    all.broker_cpu = cpu_seconds(broker.pid()) - cpu0;
+    all.broker_cpu = cpu_seconds(Some(broker.pid())) - cpu0;
     (back, all, elapsed)
 }
 
@@ -411,7 +400,7 @@ async fn load(http: &reqwest::Client) -> u64 {
     println!(
         "load: {agents_n} agents, {seconds} s, each cycle 1 refresh + {EXCHANGES_PER_REFRESH} exchanges (scope narrowed), Ed25519 DPoP, nonces required"
     );
-    let broker = Arc::new(Broker::start(&["--rate-limit", "off"]));
+    let broker = Arc::new(Broker::with_args(&["--rate-limit", "off"]));
     let agents = enroll(&broker, http, agents_n, "load").await;
     let me0 = cpu_seconds(Some(std::process::id()));
     let (_agents, mut t, elapsed) = drive(http, &broker, agents, seconds, false).await;
@@ -642,10 +631,10 @@ async fn growth(http: &reqwest::Client) -> u64 {
     println!(
         "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated, after a warm-up; empty store vs {tokens} stored tokens"
     );
-    let empty = Arc::new(Broker::start(&["--rate-limit", "off"]));
-    let mut full = Broker::start(&["--rate-limit", "off"]);
+    let empty = Arc::new(Broker::with_args(&["--rate-limit", "off"]));
+    let mut full = Broker::with_args(&["--rate-limit", "off"]);
     full.kill();
-    let db = full.data().join("broker.db");
+    let db = full.data.join("broker.db");
     let t0 = Instant::now();
     let (n_tok, n_grant, n_audit) = tokio::task::block_in_place(|| build_fixture(&db, tokens));
     let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
@@ -714,11 +703,8 @@ async fn growth(http: &reqwest::Client) -> u64 {
     print_errors(&a_t);
     print_errors(&b_t);
     // The fixture chains like real records: the broker's own check agrees.
-    let out = full.cli_raw(&["audit", "verify"]);
-    println!(
-        "  audit verify on the grown store: {}",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    let (_, out) = full.cli(&["audit", "verify"]);
+    println!("  audit verify on the grown store: {out}");
     a_t.error_count() + b_t.error_count()
 }
 

@@ -77,10 +77,7 @@ fn main() {
     let settle = || std::thread::sleep(Duration::from_millis(500));
     let new_verifier = || {
         let v = rt
-            .block_on(Verifier::new(VerifierOptions::new(
-                broker.issuer.clone(),
-                AUD,
-            )))
+            .block_on(Verifier::new(VerifierOptions::new(broker.url.clone(), AUD)))
             .unwrap();
         let t = Instant::now();
         while !v.feed_status().1 {
@@ -111,7 +108,7 @@ fn main() {
     );
     println!("  a verifier with no revocation holds {fixed} bytes (subtracted below)");
 
-    let mut db = rusqlite::Connection::open(broker.data().join("broker.db")).unwrap();
+    let mut db = rusqlite::Connection::open(broker.data.join("broker.db")).unwrap();
     db.busy_timeout(Duration::from_secs(30)).unwrap();
     let exp = SystemClock.now() + 86_400;
     let mut held = 0usize;

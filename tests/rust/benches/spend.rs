@@ -33,26 +33,20 @@ fn main() {
 }
 
 async fn run() {
-    let broker = Broker::start(&["--rate-limit", "off"]);
-    let rs = broker.cli_json(&["resource", "add", AUD]);
-    let g = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
+    let broker = Broker::with_args(&["--rate-limit", "off"]);
+    let rs = broker.cli_ok(&["resource", "add", AUD]);
+    let g = broker.create_grant_on(
         "bench-shop",
-        "--scope",
         "payment:execute",
-        "--audience",
         AUD,
-        "--budget",
-        "payment:execute=1000000000/EUR/total",
-    ]);
+        &["--budget", "payment:execute=1000000000/EUR/total"],
+    );
     let home = tempfile::tempdir().unwrap();
     let s = authenticate_with_proton(
         &["payment:execute"],
         AUD,
         AuthOptions {
-            broker: Some(broker.issuer.clone()),
+            broker: Some(broker.url.clone()),
             agent_name: Some("bench-shop".into()),
             store: Some(StoreKind::File(home.path().to_path_buf())),
             enrollment_code: Some(g["enrollment_code"].as_str().unwrap().to_owned()),
@@ -63,7 +57,7 @@ async fn run() {
     )
     .await
     .unwrap();
-    let mut o = VerifierOptions::new(broker.issuer.clone(), AUD);
+    let mut o = VerifierOptions::new(broker.url.clone(), AUD);
     o.credentials = Some((
         rs["client_id"].as_str().unwrap().to_owned(),
         rs["client_secret"].as_str().unwrap().to_owned().into(),

@@ -28,41 +28,26 @@ async fn refund(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     let broker = Broker::start(&[]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let aud = format!("{base}/travel");
-    let rs = broker.cli_json(&["resource", "add", &aud]);
-    let mut o = VerifierOptions::new(broker.issuer.clone(), aud.clone());
-    o.follow_feed = false;
-    o.credentials = Some((
-        rs["client_id"].as_str().unwrap().to_owned(),
-        rs["client_secret"].as_str().unwrap().to_owned().into(),
-    ));
-    let verifier = Verifier::new(o).await.unwrap();
-    let app = Router::new()
+    let api = common::Api::bind().await;
+    let aud = api.aud.clone();
+    let verifier = common::registered_verifier(&broker, &aud).await;
+    let routes = Router::new()
         .route("/travel/pay", post(common::pay))
-        .route("/travel/refund", post(refund))
-        .with_state(Protected::new(verifier, base.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        .route("/travel/refund", post(refund));
+    let base = api.serve_routes(routes, verifier);
 
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
+    let v = broker.create_grant_on(
         "travel-bot",
-        "--scope",
         "payment:execute:under-100",
-        "--audience",
         &aud,
-        "--budget",
-        "payment:execute=150/EUR/day",
-    ]);
+        &["--budget", "payment:execute=150/EUR/day"],
+    );
     let home = tempfile::tempdir().unwrap();
     let s = authenticate_with_proton(
         &["payment:execute:under-100"],
         &aud,
         AuthOptions {
-            broker: Some(broker.issuer.clone()),
+            broker: Some(broker.url.clone()),
             agent_name: Some("travel-bot".into()),
             enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
             store: Some(StoreKind::File(home.path().to_path_buf())),
@@ -115,7 +100,7 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
 
     // Revoking the grant stops spending at once: this verifier does not follow
     // the feed, so the refusal is the broker's.
-    broker.cli_json(&["revoke", v["grant_id"].as_str().unwrap()]);
+    broker.cli_ok(&["revoke", v["grant_id"].as_str().unwrap()]);
     let (st, www, _) = call(format!("{base}/travel/pay?amount=1&key=order-5")).await;
     assert_eq!(st, 401, "{www:?}");
 }

@@ -9,11 +9,11 @@ mod common;
 
 use common::{Api, enrolled};
 use protonpass_agent::*;
-use protonpass_e2e::Broker;
+use protonpass_e2e::{Broker, audit_records};
 
 fn opts(broker: &Broker, home: &std::path::Path) -> AuthOptions {
     AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some("travel-bot".into()),
         store: Some(StoreKind::File(home.to_path_buf())),
         prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
@@ -31,7 +31,7 @@ async fn device_login(
     approve_args: &[&str],
 ) -> (Result<Session>, Option<DevicePrompt>) {
     let seen: Arc<Mutex<Option<DevicePrompt>>> = Arc::default();
-    let data = broker.data().to_path_buf();
+    let data = broker.data.clone();
     let approve: Vec<String> = approve_args.iter().map(|s| s.to_string()).collect();
     let seen2 = seen.clone();
     let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
@@ -62,7 +62,7 @@ async fn device_login(
 }
 
 async fn verifier_for(broker: &Broker, aud: &str, require_nonce: bool) -> Verifier {
-    let mut o = VerifierOptions::new(broker.issuer.clone(), aud);
+    let mut o = VerifierOptions::new(broker.url.clone(), aud);
     o.require_nonce = require_nonce;
     o.max_staleness = Duration::from_secs(5);
     Verifier::new(o).await.unwrap()
@@ -86,7 +86,7 @@ fn api_url(base: &str, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_grant_then_stored_grant_then_revocation() {
-    let broker = Broker::start(&["--device-interval", "1"]);
+    let broker = Broker::with_args(&["--device-interval", "1"]);
     let home = tempfile::tempdir().unwrap();
     let api = Api::bind().await;
     let aud = api.aud.clone();
@@ -145,7 +145,7 @@ async fn device_grant_then_stored_grant_then_revocation() {
     let r = s.send("GET", &url, &[], None, None).await.unwrap();
     assert_eq!(r.status(), 200);
     // ...until the owner revokes the whole agent.
-    broker.cli(&["revoke", "--agent", "travel-bot"]);
+    broker.cli_ok(&["revoke", "--agent", "travel-bot"]);
     // The API answers 401; the session's one renewal attempt then finds the
     // grant revoked, and the caller gets a typed invalid_grant error.
     let cut = eventually(5, async || {
@@ -165,18 +165,7 @@ fn s2_headers_fresh(h: &[(String, String)], _url: &str) -> Vec<(String, String)>
 }
 
 fn enroll(broker: &Broker, aud: &str, scopes: &str, ttl: &str) -> String {
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        scopes,
-        "--audience",
-        aud,
-        "--ttl",
-        ttl,
-    ]);
+    let v = broker.create_grant_on("ci-bot", scopes, aud, &["--ttl", ttl]);
     v["enrollment_code"]
         .as_str()
         .or_else(|| v["code"].as_str())
@@ -291,7 +280,7 @@ async fn enrollment_narrowing_and_required_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_across_short_lifetimes_and_nonce_challenge() {
-    let broker = Broker::start(&["--access-ttl", "3s"]);
+    let broker = Broker::with_args(&["--access-ttl", "3s"]);
     let api = Api::bind().await;
     let (s, _home) = enrolled_session(&broker, &api.aud).await;
     // The API demands server nonces: the first request is challenged and the
@@ -330,14 +319,14 @@ async fn feed_drops_and_resumes_and_broker_restarts_under_a_session() {
     // The broker goes away; the owner revokes from the CLI meanwhile (it needs
     // no running server); the broker comes back; the verifier resumes the feed.
     broker.kill();
-    let grants = broker.cli_json(&["grant", "list"]);
+    let grants = broker.cli_ok(&["grant", "list"]);
     let gid = grants
         .as_array()
         .and_then(|a| a.first())
         .and_then(|g| g["grant_id"].as_str())
         .unwrap_or_else(|| panic!("no grant id in {grants}"))
         .to_owned();
-    broker.cli(&["revoke", &gid]);
+    broker.cli_ok(&["revoke", &gid]);
     broker.restart();
     let cut = eventually(15, async || {
         match s.send("GET", &url, &[], None, None).await {
@@ -553,10 +542,9 @@ async fn sessions_of_one_process_share_a_token_and_the_last_close_revokes_it() {
     let base = api.serve(v.clone()).await;
     let url = api_url(&base, "/flights");
     let exchanges = || {
-        broker
-            .cli(&["audit", "export"])
-            .lines()
-            .filter(|l| l.contains("\"event\":\"exchange\""))
+        audit_records(&broker)
+            .iter()
+            .filter(|r| r["event"] == "exchange")
             .count()
     };
     let before = exchanges();

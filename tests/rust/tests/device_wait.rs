@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protonpass_agent::*;
-use protonpass_e2e::Broker;
+use protonpass_e2e::{Broker, audit_records};
 
 fn opts(broker: &Broker, store: StoreKind) -> AuthOptions {
     AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some("travel-bot".into()),
         store: Some(store),
         ..AuthOptions::default()
@@ -19,14 +19,13 @@ fn opts(broker: &Broker, store: StoreKind) -> AuthOptions {
 }
 
 fn pending(broker: &Broker) -> Vec<serde_json::Value> {
-    broker.cli_json(&["pending"]).as_array().unwrap().clone()
+    broker.cli_ok(&["pending"]).as_array().unwrap().clone()
 }
 
 fn audit_events(broker: &Broker, event: &str) -> usize {
-    broker
-        .cli(&["audit", "export"])
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"] == event)
+    audit_records(broker)
+        .iter()
+        .filter(|r| r["event"] == event)
         .count()
 }
 
@@ -34,7 +33,7 @@ const AUD: &str = "http://127.0.0.1:9/travel";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_wait_ends_within_a_second_and_withdraws_the_request() {
-    let broker = Broker::start(&["--device-interval", "1"]);
+    let broker = Broker::with_args(&["--device-interval", "1"]);
     let cancel = CancelHandle::new();
     let c2 = cancel.clone();
     let shown: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
@@ -55,7 +54,7 @@ async fn a_cancelled_wait_ends_within_a_second_and_withdraws_the_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_wait_withdraws_the_request() {
-    let broker = Broker::start(&["--device-interval", "1"]);
+    let broker = Broker::with_args(&["--device-interval", "1"]);
     let mut o = opts(&broker, StoreKind::Memory);
     o.prompt = Some(Arc::new(|_: &DevicePrompt| {}));
     let wait = authenticate_with_proton(&["travel:search"], AUD, o);
@@ -74,7 +73,7 @@ async fn dropping_the_wait_withdraws_the_request() {
 
 /// Approve through the CLI with `args` when the prompt shows the code.
 fn approving(broker: &Broker, args: &[&str]) -> PromptFn {
-    let data = broker.data().to_path_buf();
+    let data = broker.data.clone();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     Arc::new(move |p: &DevicePrompt| {
         let (data, args, code) = (data.clone(), args.clone(), p.user_code.clone());
@@ -98,7 +97,7 @@ fn approving(broker: &Broker, args: &[&str]) -> PromptFn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_narrowed_grant_gives_what_was_granted_unless_a_required_scope_is_missing() {
-    let broker = Broker::start(&["--device-interval", "1"]);
+    let broker = Broker::with_args(&["--device-interval", "1"]);
     let narrow = ["--scope", "travel:search"];
     // Only travel:search is required: the agent gets what was granted.
     let mut o = opts(&broker, StoreKind::Memory);
@@ -129,7 +128,7 @@ async fn a_narrowed_grant_gives_what_was_granted_unless_a_required_scope_is_miss
             other => panic!("{other:?}"),
         }
     }
-    let grants = broker.cli_json(&["grant", "list"]);
+    let grants = broker.cli_ok(&["grant", "list"]);
     let live: Vec<_> = grants
         .as_array()
         .unwrap()

@@ -64,16 +64,7 @@ async fn serve(now: Shared) -> (String, String) {
 const FIRST: &str = "/.well-known/oauth-protected-resource/mcp";
 
 fn enrollment(broker: &Broker, resource: &str) -> String {
-    let g = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "mcp-bot",
-        "--scope",
-        "travel:book",
-        "--audience",
-        resource,
-    ]);
+    let g = broker.create_grant_on("mcp-bot", "travel:book", resource, &[]);
     g["enrollment_code"].as_str().unwrap().to_owned()
 }
 
@@ -93,21 +84,21 @@ fn discovering(home: &std::path::Path, code: String) -> AuthOptions {
 async fn discovery_is_kept_for_the_metadata_max_age_and_no_longer() {
     let (a, b) = (Broker::start(&[]), Broker::start(&[]));
     let now = Arc::new(Mutex::new(Now {
-        broker: a.issuer.clone(),
+        broker: a.url.clone(),
         path: FIRST,
         cache_control: "max-age=2",
     }));
     let (_, resource) = serve(now.clone()).await;
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.issuer);
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.url);
     // The resource moves to broker B: within max-age, A is still what the
     // agent knows; once it has passed, the agent asks again and finds B.
-    now.lock().unwrap().broker = b.issuer.clone();
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.issuer);
+    now.lock().unwrap().broker = b.url.clone();
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.url);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // From now on the metadata says `no-store`: nothing is kept, every
     // discovery asks again.
     now.lock().unwrap().cache_control = "no-store";
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, b.issuer);
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, b.url);
     // An enrollment code of B works through discovery alone.
     let home = tempfile::tempdir().unwrap();
     let code = enrollment(&b, &resource);
@@ -115,8 +106,8 @@ async fn discovery_is_kept_for_the_metadata_max_age_and_no_longer() {
         .await
         .unwrap();
     assert_eq!(s.scopes().to_string(), "travel:book");
-    now.lock().unwrap().broker = a.issuer.clone();
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.issuer);
+    now.lock().unwrap().broker = a.url.clone();
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.url);
 }
 
 #[tokio::test]
@@ -124,7 +115,7 @@ async fn a_401_naming_other_metadata_makes_the_agent_discover_again() {
     let (a, b) = (Broker::start(&[]), Broker::start(&[]));
     // Without max-age the discovery is kept for an hour.
     let now = Arc::new(Mutex::new(Now {
-        broker: a.issuer.clone(),
+        broker: a.url.clone(),
         path: FIRST,
         cache_control: "public",
     }));
@@ -143,8 +134,8 @@ async fn a_401_naming_other_metadata_makes_the_agent_discover_again() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    now.lock().unwrap().broker = b.issuer.clone();
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.issuer);
+    now.lock().unwrap().broker = b.url.clone();
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.url);
     // The resource moves to B and its challenges name new metadata: the
     // session's next 401 makes the agent forget A.
     now.lock().unwrap().path = "/moved/metadata";
@@ -164,8 +155,8 @@ async fn a_401_naming_other_metadata_makes_the_agent_discover_again() {
     assert_eq!(s.scopes().to_string(), "travel:book");
     // The same holds for a response the caller's own HTTP stack received.
     now.lock().unwrap().path = FIRST;
-    now.lock().unwrap().broker = a.issuer.clone();
+    now.lock().unwrap().broker = a.url.clone();
     let www = format!("DPoP error=\"invalid_token\", resource_metadata=\"{base}{FIRST}\"");
     s.observe_response(&format!("{base}/mcp"), 401, Some(&www), None);
-    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.issuer);
+    assert_eq!(discover_resource(&resource).await.unwrap().issuer, a.url);
 }

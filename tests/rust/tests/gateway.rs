@@ -58,7 +58,7 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
             "--json",
         ])
         .arg("--data")
-        .arg(broker.data())
+        .arg(&broker.data)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -75,19 +75,10 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let g = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "coder",
-        "--scope",
-        "repo:read:proj",
-        "--audience",
-        AUD,
-    ]);
+    let g = broker.create_grant_on("coder", "repo:read:proj", AUD, &[]);
     let home = tempfile::tempdir().unwrap();
     let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some("coder".into()),
         enrollment_code: Some(g["enrollment_code"].as_str().unwrap().to_owned()),
         store: Some(StoreKind::File(home.path().to_path_buf())),
@@ -98,7 +89,7 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
         .await
         .unwrap();
 
-    let base = format!("{}/gateway/code-host", broker.issuer);
+    let base = format!("{}/gateway/code-host", broker.url);
     let r = session
         .send(
             "GET",
@@ -128,7 +119,7 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
     // of the upstream.
     let meta: serde_json::Value = reqwest::get(format!(
         "{}/.well-known/oauth-authorization-server",
-        broker.issuer
+        broker.url
     ))
     .await
     .unwrap()

@@ -18,12 +18,12 @@ async fn serve(broker: &Broker) -> (String, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let resource = format!("{base}/mcp");
-    let mut o = VerifierOptions::new(broker.issuer.clone(), resource.clone());
+    let mut o = VerifierOptions::new(broker.url.clone(), resource.clone());
     o.resource_metadata = Some(metadata_url(&resource).unwrap());
     let v = Verifier::new(o).await.unwrap();
     let meta = ResourceMetadata::new(
         &resource,
-        &broker.issuer,
+        &broker.url,
         &["travel:search".into(), "travel:book".into()],
     )
     .unwrap()
@@ -53,7 +53,7 @@ async fn the_api_names_its_broker_and_its_scopes() {
         assert_eq!(r.status(), 200, "{path}");
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["resource"], resource.as_str());
-        assert_eq!(v["authorization_servers"][0], broker.issuer.as_str());
+        assert_eq!(v["authorization_servers"][0], broker.url.as_str());
         assert_eq!(v["scopes_supported"][1], "travel:book");
         assert_eq!(v["dpop_bound_access_tokens_required"], true);
         assert!(
@@ -107,16 +107,7 @@ async fn an_agent_finds_the_broker_and_the_scopes_from_the_resource() {
     assert!(std::env::var("PROTONPASS_BROKER_URL").is_err());
     let broker = Broker::start(&[]);
     let (base, resource) = serve(&broker).await;
-    let g = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "mcp-bot",
-        "--scope",
-        "travel:search travel:book",
-        "--audience",
-        &resource,
-    ]);
+    let g = broker.create_grant_on("mcp-bot", "travel:search travel:book", &resource, &[]);
     let home = tempfile::tempdir().unwrap();
     let code = g["enrollment_code"].as_str().unwrap().to_owned();
     // No broker, no scopes: both come from the resource's metadata.
@@ -150,7 +141,7 @@ async fn metadata_for_another_resource_is_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     // An API that claims to be someone else.
-    let meta = ResourceMetadata::new("https://bank.example/api", &broker.issuer, &[]).unwrap();
+    let meta = ResourceMetadata::new("https://bank.example/api", &broker.url, &[]).unwrap();
     let body = meta.to_json();
     let app = Router::new().route(
         "/.well-known/oauth-protected-resource/mcp",

@@ -25,7 +25,7 @@ async fn setting_with(require_nonce: bool) -> (Broker, tempfile::TempDir, Sessio
     let home = tempfile::tempdir().unwrap();
     let api = Api::bind().await;
     let s = enrolled(&broker, home.path(), &api.aud).await;
-    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.require_nonce = require_nonce;
     let v = Verifier::new(o).await.unwrap();
     let url = format!("{}/travel/flights", api.serve(v).await);
@@ -34,7 +34,7 @@ async fn setting_with(require_nonce: bool) -> (Broker, tempfile::TempDir, Sessio
 
 /// The broker's signing key from its data directory, as a thief would have it.
 fn broker_key(b: &Broker) -> (String, AgentKey) {
-    let p = std::fs::read_dir(b.data().join("keys"))
+    let p = std::fs::read_dir(b.data.join("keys"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "pem"))
@@ -83,6 +83,22 @@ async fn get_with(http: &reqwest::Client, url: &str, h: &[(&str, String)]) -> (u
     (resp.status().as_u16(), www)
 }
 
+/// A GET of `url` with `token` in the DPoP scheme and a proof by `key`
+/// whose `ath` is that of `proved` (the token itself, or another).
+async fn get_dpop(
+    http: &reqwest::Client,
+    url: &str,
+    key: &AgentKey,
+    token: &str,
+    proved: &str,
+) -> (u16, String) {
+    let h = [
+        ("authorization", format!("DPoP {token}")),
+        ("dpop", proof(key, url, proved)),
+    ];
+    get_with(http, url, &h).await
+}
+
 fn assert_challenge(got: &(u16, String), code: &str, what: &str) {
     assert_eq!(got.0, 401, "{what}: {}", got.1);
     assert!(
@@ -109,15 +125,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     assert_eq!(ok.0, 200, "{}", ok.1);
 
     // A stolen token with the thief's own proof: the key is not the token's.
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {token}")),
-            ("dpop", proof(&thief, &url, &token)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &token, &token).await;
     assert_challenge(&r, "invalid_dpop_proof", "stolen token, thief's proof");
     // A stolen token as a bearer token.
     let r = get_with(&http, &url, &[("authorization", format!("Bearer {token}"))]).await;
@@ -139,15 +147,7 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
     let unbound = sign(&header, &unbound, &bk);
     // An unbound token (no cnf), validly signed by the broker's key: with the
     // DPoP scheme and a good proof, and as Bearer. Neither is accepted.
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {unbound}")),
-            ("dpop", proof(&thief, &url, &unbound)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &unbound, &unbound).await;
     assert_challenge(&r, "invalid_token", "unbound token, DPoP scheme");
     let r = get_with(
         &http,
@@ -186,43 +186,19 @@ async fn stolen_unbound_and_forged_tokens_are_refused() {
         }),
     ];
     for (name, t) in &forged {
-        let r = get_with(
-            &http,
-            &url,
-            &[
-                ("authorization", format!("DPoP {t}")),
-                ("dpop", proof(&thief, &url, t)),
-            ],
-        )
-        .await;
+        let r = get_dpop(&http, &url, &thief, t, t).await;
         assert_challenge(&r, "invalid_token", name);
     }
     // A token the broker would have issued to the thief passes: the control
     // that the refusals above are the attacks', not the test's.
     let t = sign(&header, &rebound, &bk);
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {t}")),
-            ("dpop", proof(&thief, &url, &t)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &t, &t).await;
     assert_eq!(r.0, 200, "{}", r.1);
     // The same key's proof made for another of its tokens: ath does not match.
     let mut other = rebound.clone();
     other.insert("jti".into(), "another-token".into());
     let other = sign(&header, &other, &bk);
-    let r = get_with(
-        &http,
-        &url,
-        &[
-            ("authorization", format!("DPoP {t}")),
-            ("dpop", proof(&thief, &url, &other)),
-        ],
-    )
-    .await;
+    let r = get_dpop(&http, &url, &thief, &t, &other).await;
     assert_challenge(&r, "invalid_dpop_proof", "proof for another token (ath)");
     s.close(true).await.unwrap();
 }
@@ -254,7 +230,7 @@ async fn replays_forwarded_headers_and_nonces() {
     // proof is made with its key as stored.)
     let evil = "https://evil.example/travel/flights";
     let key = GrantStore::new(StoreKind::File(home.path().to_path_buf()))
-        .load(&broker.issuer, "default", "ci-bot")
+        .load(&broker.url, "default", "ci-bot")
         .unwrap()
         .unwrap()
         .key;
@@ -299,7 +275,7 @@ async fn the_grants_first_token_is_revoked_and_the_sessions_works() {
     let (broker, _home, s, url) = setting().await;
     let http = reqwest::Client::new();
     let feed: Value = http
-        .get(format!("{}/revocations?after=0", broker.issuer))
+        .get(format!("{}/revocations?after=0", broker.url))
         .send()
         .await
         .unwrap()
@@ -336,7 +312,7 @@ fn sent(h: &[(String, String)]) -> Vec<(&str, String)> {
 /// The `kid`s the broker publishes.
 async fn published(http: &reqwest::Client, broker: &Broker) -> Vec<String> {
     let jwks: Value = http
-        .get(format!("{}/jwks.json", broker.issuer))
+        .get(format!("{}/jwks.json", broker.url))
         .send()
         .await
         .unwrap()
@@ -368,7 +344,7 @@ async fn await_published(http: &reqwest::Client, broker: &Broker, mut want: Vec<
 
 async fn active(http: &reqwest::Client, broker: &Broker, rs: &Value, token: &str) -> bool {
     let r: Value = http
-        .post(format!("{}/oauth/introspect", broker.issuer))
+        .post(format!("{}/oauth/introspect", broker.url))
         .form(&[
             ("token", token),
             ("client_id", rs["client_id"].as_str().unwrap()),
@@ -388,14 +364,14 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
     let (broker, _home, s, url) = setting().await;
     let aud = url.trim_end_matches("/flights").to_owned();
     let http = reqwest::Client::new();
-    let rs = broker.cli_json(&["resource", "add", &aud]);
+    let rs = broker.cli_ok(&["resource", "add", &aud]);
     // Requests with the first token, each with its own (single-use) proof.
     let old: Vec<Vec<(String, String)>> = (0..2).map(|_| s.headers("GET", &url).unwrap()).collect();
     let old_token = old[0][0].1.trim_start_matches("DPoP ").to_owned();
     let old_kid = part(&old_token, 0)["kid"].as_str().unwrap().to_owned();
     assert_eq!(get_with(&http, &url, &sent(&old[0])).await.0, 200);
 
-    let new_kid = broker.cli_json(&["keys", "rotate"])["kid"]
+    let new_kid = broker.cli_ok(&["keys", "rotate"])["kid"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -424,7 +400,7 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
 
     // The old key is kept until every token it signed has expired (plus a
     // minute): its drop_after is past the old token's exp.
-    let db = rusqlite::Connection::open(broker.data().join("broker.db")).unwrap();
+    let db = rusqlite::Connection::open(broker.data.join("broker.db")).unwrap();
     let meta: Value = serde_json::from_str(
         &db.query_row(
             "SELECT data FROM signing_keys WHERE kid = ?1",
@@ -449,7 +425,7 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
     assert!(!active(&http, &broker, &rs, &old_token).await);
     // Anyone who reads the JWKS now refuses the old token.
     let jwks = http
-        .get(format!("{}/jwks.json", broker.issuer))
+        .get(format!("{}/jwks.json", broker.url))
         .send()
         .await
         .unwrap()
@@ -457,7 +433,7 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
         .await
         .unwrap();
     let keys = KeySet::from_jwks_json(&jwks).unwrap();
-    let val = TokenValidation::new(broker.issuer.clone(), aud);
+    let val = TokenValidation::new(broker.url.clone(), aud);
     assert!(verify_access_token(&old_token, &keys, &val, SystemClock.now()).is_err());
     verify_access_token(&new_token, &keys, &val, SystemClock.now()).unwrap();
 }

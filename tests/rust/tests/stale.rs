@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use common::{Api, enrolled};
 use protonpass_agent::*;
-use protonpass_e2e::Broker;
+use protonpass_e2e::{Broker, audit_records};
 
 const STALENESS: Duration = Duration::from_secs(3);
 
@@ -70,14 +70,14 @@ async fn broker_behind_proxy() -> (Broker, Proxy) {
     };
     let app = axum::Router::new().fallback(forward).with_state(p.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let broker = Broker::start(&["--issuer", &issuer]);
-    assert_eq!(broker.issuer, issuer);
-    p.upstream.set(format!("http://{}", broker.addr)).unwrap();
+    let broker = Broker::with_args(&["--issuer", &issuer]);
+    assert_eq!(broker.url, issuer);
+    p.upstream.set(format!("http://{}", broker.bound)).unwrap();
     (broker, p)
 }
 
 async fn verifier(broker: &Broker, policy: StalePolicy, api: Api) -> String {
-    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.max_staleness = STALENESS;
     o.stale_policy = policy;
     let v = Verifier::new(o).await.unwrap();
@@ -122,10 +122,9 @@ fn grant_of(s: &Session, url: &str) -> String {
 
 /// How many times the broker was asked to introspect a token.
 fn introspections(broker: &Broker) -> usize {
-    broker
-        .cli(&["audit", "export"])
-        .lines()
-        .filter(|l| l.contains("\"event\":\"introspect\""))
+    audit_records(broker)
+        .iter()
+        .filter(|r| r["event"] == "introspect")
         .count()
 }
 
@@ -153,7 +152,7 @@ async fn fail_closed_answers_503_once_the_feed_is_stale() {
 async fn introspect_asks_the_broker_once_the_feed_is_stale() {
     let (mut broker, proxy) = broker_behind_proxy().await;
     let api = Api::bind().await;
-    let rs = broker.cli_json(&["resource", "add", &api.aud]);
+    let rs = broker.cli_ok(&["resource", "add", &api.aud]);
     let policy = StalePolicy::Introspect {
         client_id: rs["client_id"].as_str().unwrap().to_owned(),
         client_secret: rs["client_secret"].as_str().unwrap().to_owned().into(),
@@ -176,7 +175,7 @@ async fn introspect_asks_the_broker_once_the_feed_is_stale() {
     assert_eq!(introspections(&broker), 1);
     // A revocation the verifier cannot hear of through the feed: the broker
     // says the token is not active.
-    broker.cli(&["revoke", &grant_of(&s, &url)]);
+    broker.cli_ok(&["revoke", &grant_of(&s, &url)]);
     assert_eq!(call(&s, &url).await, (401, "invalid_token".to_owned()));
     assert_eq!(call(&s2, &url).await.0, 200);
 

@@ -8,29 +8,20 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::post;
-use protonpass_agent::net::axum_layer::Protected;
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
 mod common;
 
 async fn setup() -> (Broker, String, String) {
-    let broker = Broker::start(&["--device-interval", "0"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let aud = format!("{base}/travel");
-    let rs = broker.cli_json(&["resource", "add", &aud]);
-    let mut o = VerifierOptions::new(broker.issuer.clone(), aud.clone());
-    o.follow_feed = false;
-    o.credentials = Some((
-        rs["client_id"].as_str().unwrap().to_owned(),
-        rs["client_secret"].as_str().unwrap().to_owned().into(),
-    ));
-    let verifier = Verifier::new(o).await.unwrap();
-    let app = Router::new()
-        .route("/travel/pay", post(common::pay))
-        .with_state(Protected::new(verifier, base.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let broker = Broker::with_args(&["--device-interval", "0"]);
+    let api = common::Api::bind().await;
+    let aud = api.aud.clone();
+    let verifier = common::registered_verifier(&broker, &aud).await;
+    let base = api.serve_routes(
+        Router::new().route("/travel/pay", post(common::pay)),
+        verifier,
+    );
     (broker, base, aud)
 }
 
@@ -40,22 +31,16 @@ async fn session(
     home: &std::path::Path,
     step_up: bool,
 ) -> (Session, Arc<Mutex<Vec<String>>>) {
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
+    let v = broker.create_grant_on(
         "travel-bot",
-        "--scope",
         "payment:execute:under-100",
-        "--audience",
         aud,
-        "--budget",
-        "payment:execute=300/EUR/day",
-    ]);
+        &["--budget", "payment:execute=300/EUR/day"],
+    );
     // The prompt approves from the owner's side (the CLI), as a person
     // would on the dashboard.
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (seen2, data) = (seen.clone(), broker.data().to_owned());
+    let (seen2, data) = (seen.clone(), broker.data.clone());
     let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
         seen2.lock().unwrap().push(p.verification_uri.clone());
         let data = data.clone();
@@ -78,7 +63,7 @@ async fn session(
         &["payment:execute:under-100"],
         aud,
         AuthOptions {
-            broker: Some(broker.issuer.clone()),
+            broker: Some(broker.url.clone()),
             agent_name: Some("travel-bot".into()),
             enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
             store: Some(StoreKind::File(home.to_path_buf())),
@@ -111,7 +96,7 @@ async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
     assert_eq!(r.text().await.unwrap(), "50.00");
     assert_eq!(
         seen.lock().unwrap().clone(),
-        vec![format!("{}/stepup", broker.issuer)]
+        vec![format!("{}/stepup", broker.url)]
     );
 
     // A one-time token pays once: the same token for a second payment is refused.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Api;
 use protonpass_agent::*;
-use protonpass_e2e::Broker;
+use protonpass_e2e::{Broker, audit_records};
 use serde_json::Value;
 
 /// An agent of `owner` enrolled with `scope` for `aud`.
@@ -24,7 +24,7 @@ async fn session(
     scope: &str,
     aud: &str,
 ) -> Session {
-    let v = broker.cli_json(&[
+    let v = broker.cli_ok(&[
         "--owner",
         owner,
         "grant",
@@ -37,7 +37,7 @@ async fn session(
         aud,
     ]);
     let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some(format!("{owner}-bot")),
         enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
         store: Some(StoreKind::File(home.to_path_buf())),
@@ -50,7 +50,7 @@ async fn session(
 
 /// `resource add AUD` for `owner`: (client id, secret).
 fn resource(broker: &Broker, owner: &str, aud: &str) -> (String, String) {
-    let r = broker.cli_json(&["--owner", owner, "resource", "add", aud]);
+    let r = broker.cli_ok(&["--owner", owner, "resource", "add", aud]);
     (
         r["client_id"].as_str().unwrap().to_owned(),
         r["client_secret"].as_str().unwrap().to_owned(),
@@ -62,15 +62,10 @@ fn resource(broker: &Broker, owner: &str, aud: &str) -> (String, String) {
 fn usage_records(broker: &Broker, client_id: &str, n: usize) -> Vec<(String, Value)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = broker.cli(&["audit", "export", "--json"]);
-        let recs: Vec<(String, Value)> = out
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        let recs: Vec<(String, Value)> = audit_records(broker)
+            .into_iter()
             .filter(|r| r["event"] == "usage")
-            .map(|r| {
-                let detail = serde_json::from_str(r["detail"].as_str().unwrap()).unwrap();
-                (r["owner"].as_str().unwrap().to_owned(), detail)
-            })
+            .map(|r| (r["owner"].as_str().unwrap().to_owned(), r["detail"].clone()))
             .filter(|(_, d): &(String, Value)| d["resource"] == client_id)
             .collect();
         if recs.len() >= n || Instant::now() > deadline {
@@ -95,7 +90,7 @@ async fn allowed_and_refused_calls_reach_the_owners_audit() {
     let api = Api::bind().await;
     let s = session(&broker, home.path(), "default", "travel:search", &api.aud).await;
     let (id, secret) = resource(&broker, "default", &api.aud);
-    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.usage_reports = Some((id.clone(), secret.into()));
     let base = api.serve(Verifier::new(o).await.unwrap()).await;
     let http = reqwest::Client::new();
@@ -149,7 +144,7 @@ async fn a_burst_of_refusals_is_reported_whole() {
     let broker = Broker::start(&[]);
     let api = Api::bind().await;
     let (id, secret) = resource(&broker, "default", &api.aud);
-    let mut o = VerifierOptions::new(broker.issuer.clone(), api.aud.clone());
+    let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.usage_reports = Some((id.clone(), secret.into()));
     let url = format!(
         "{}/travel/flights",
@@ -178,8 +173,7 @@ struct TwoOwners {
 
 async fn two_owners() -> TwoOwners {
     let broker = Broker::start(&[]);
-    broker.cli(&["owner", "add", "alice"]);
-    broker.cli(&["owner", "add", "bob"]);
+    broker.add_owners(&["alice", "bob"]);
     let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let api = Api::bind().await;
     // Bob's grant comes first: once alice registers the audience, no other
@@ -200,7 +194,7 @@ async fn two_owners() -> TwoOwners {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_serves_its_owner_only() {
     let t = two_owners().await;
-    let mut o = VerifierOptions::new(t.broker.issuer.clone(), t.api.aud.clone());
+    let mut o = VerifierOptions::new(t.broker.url.clone(), t.api.aud.clone());
     o.owner = Some("alice".into());
     o.usage_reports = Some((t.resource.0.clone(), t.resource.1.clone().into()));
     let base = t.api.serve(Verifier::new(o).await.unwrap()).await;
@@ -251,7 +245,7 @@ async fn an_api_serves_its_owner_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_verification_agrees_with_introspection() {
     let t = two_owners().await;
-    let mut o = VerifierOptions::new(t.broker.issuer.clone(), t.api.aud.clone());
+    let mut o = VerifierOptions::new(t.broker.url.clone(), t.api.aud.clone());
     o.owner = Some("alice".into());
     let v = Verifier::new(o).await.unwrap();
     let http = reqwest::Client::new();
@@ -261,7 +255,7 @@ async fn local_verification_agrees_with_introspection() {
         let local = v.verify("GET", url, &h).await;
         let token = h[0].1.trim_start_matches("DPoP ");
         let remote: Value = http
-            .post(format!("{}/oauth/introspect", t.broker.issuer))
+            .post(format!("{}/oauth/introspect", t.broker.url))
             .basic_auth(&t.resource.0, Some(&t.resource.1))
             .form(&[("token", token)])
             .send()

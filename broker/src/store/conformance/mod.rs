@@ -13,9 +13,7 @@ mod logs;
 mod once;
 mod records;
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::Store;
@@ -61,43 +59,11 @@ fn each_backend(f: impl Fn(&str, &dyn Fn() -> (Arc<dyn Store>, Keep))) {
             SqliteStore::open_with(&dir.path().join("broker.db"), Duration::from_secs(10)).unwrap();
         (s, Some(dir))
     });
-    if let Some(base) = std::env::var("PROTONPASS_TEST_STORE")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-    {
+    if let Some(base) = protonpass_e2e::test_store() {
         f("postgres", &|| {
-            let url = fresh_database(base.trim());
+            let url = protonpass_e2e::fresh_database(base.trim(), "conf");
             let s: Arc<dyn Store> = PgStore::open(&PgUrl::parse(&url).unwrap()).unwrap();
             (s, None)
         });
     }
-}
-
-/// Create a database with a random name on the server of `base` (a
-/// postgres:// URL of a database others can be created from) and return its URL.
-fn fresh_database(base: &str) -> String {
-    // Unique on the server: this process, its count, and a random part (the
-    // OS-seeded keys of `RandomState`) against runs of earlier processes.
-    static OPENED: AtomicU64 = AtomicU64::new(0);
-    let n = OPENED.fetch_add(1, Ordering::Relaxed);
-    let random = RandomState::new().hash_one(n);
-    let name = format!("conf_{}_{n}_{random:016x}", std::process::id());
-    let (admin, sql) = (base.to_owned(), format!("CREATE DATABASE {name}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            c.batch_execute(&sql).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
 }

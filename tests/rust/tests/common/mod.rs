@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use protonpass_agent::net::axum_layer::{Agent, Protected};
 use protonpass_agent::{
-    AuthOptions, DevicePrompt, Rejection, Session, StoreKind, Verifier, authenticate_with_proton,
+    AuthOptions, DevicePrompt, Rejection, Session, StoreKind, Verifier, VerifierOptions,
+    authenticate_with_proton,
 };
 use protonpass_e2e::Broker;
 
@@ -42,6 +43,26 @@ impl Api {
         start_api_on(self.listener, self.base.clone(), verifier);
         self.base
     }
+
+    /// Serve `routes`, protected by `verifier`; returns its base URL.
+    pub fn serve_routes(self, routes: Router<Protected>, verifier: Verifier) -> String {
+        let app = routes.with_state(Protected::new(verifier, self.base.clone()));
+        tokio::spawn(async move { axum::serve(self.listener, app).await.unwrap() });
+        self.base
+    }
+}
+
+/// A verifier for `aud` that reports spends with the credentials of a resource
+/// registered for it, and does not follow the revocation feed.
+pub async fn registered_verifier(broker: &Broker, aud: &str) -> Verifier {
+    let rs = broker.cli_ok(&["resource", "add", aud]);
+    let mut o = VerifierOptions::new(broker.url.clone(), aud.to_owned());
+    o.follow_feed = false;
+    o.credentials = Some((
+        rs["client_id"].as_str().unwrap().to_owned(),
+        rs["client_secret"].as_str().unwrap().to_owned().into(),
+    ));
+    Verifier::new(o).await.unwrap()
 }
 
 /// A small API protected by the verifier: GET /travel/flights needs
@@ -74,19 +95,10 @@ fn start_api_on(listener: tokio::net::TcpListener, base: String, verifier: Verif
 /// A headless agent `ci-bot` enrolled for `travel:search` on `aud`, its
 /// grant kept under `home`.
 pub async fn enrolled(broker: &Broker, home: &std::path::Path, aud: &str) -> Session {
-    let v = broker.cli_json(&[
-        "grant",
-        "create",
-        "--agent",
-        "ci-bot",
-        "--scope",
-        "travel:search",
-        "--audience",
-        aud,
-    ]);
+    let v = broker.create_grant_on("ci-bot", "travel:search", aud, &[]);
     let code = v["enrollment_code"].as_str().unwrap().to_owned();
     let opts = AuthOptions {
-        broker: Some(broker.issuer.clone()),
+        broker: Some(broker.url.clone()),
         agent_name: Some("ci-bot".into()),
         enrollment_code: Some(code),
         store: Some(StoreKind::File(home.to_path_buf())),

@@ -1,0 +1,235 @@
+//! The kit's HTTP side: form posts, token requests with DPoP proofs (and the
+//! nonce round), grants redeemed, introspection and the revocation feed.
+
+use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::Broker;
+
+/// The grant type of a pre-authorized code (an enrollment code).
+pub const PRE_AUTHORIZED_CODE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
+
+/// An HTTP answer: status, body (JSON, else the text as a string) and headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Reply {
+    /// The OAuth `error` code, or "".
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+    /// The string member `k` of the body, or "".
+    pub fn s(&self, k: &str) -> String {
+        self.body[k].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Read a response into a `Reply`.
+pub async fn reply(r: reqwest::Response) -> Reply {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+impl Broker {
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.url)
+    }
+
+    /// A DPoP proof by `key` for a POST to `url`.
+    pub fn proof(&self, key: &AgentKey, url: &str, nonce: Option<&str>) -> String {
+        create_proof(
+            key,
+            &ProofInput {
+                method: "POST",
+                url,
+                nonce,
+                ..Default::default()
+            },
+            SystemClock.now(),
+            &OsRandom,
+        )
+        .unwrap()
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Reply {
+        self.post_form_to(&self.url, path, params, headers).await
+    }
+
+    /// `post_form` to another base URL than the issuer (a replica's own address).
+    pub async fn post_form_to(
+        &self,
+        base: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let r = req.body(body).send().await.unwrap();
+        reply(r).await
+    }
+
+    /// A token request with a fresh proof by `key`, fetching a nonce when asked.
+    pub async fn token(&self, key: &AgentKey, params: &[(&str, &str)]) -> Reply {
+        for _ in 0..2 {
+            let nonce = self.nonce.lock().unwrap().clone();
+            let proof = self.proof(key, &self.token_url(), nonce.as_deref());
+            let r = self
+                .post_form("/oauth/token", params, &[("DPoP", proof)])
+                .await;
+            if let Some(n) = r.headers.get("dpop-nonce") {
+                *self.nonce.lock().unwrap() = Some(n.to_str().unwrap().to_owned());
+            }
+            if r.error() != "use_dpop_nonce" {
+                return r;
+            }
+        }
+        panic!("the nonce round did not settle");
+    }
+
+    /// A refresh of `refresh_token` (RFC 6749 section 6), proved by `key`.
+    pub async fn refresh(&self, key: &AgentKey, refresh_token: &str) -> Reply {
+        self.token(
+            key,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// A token exchange (RFC 8693) of `subject`, of type `ty`, with `extra`
+    /// parameters, proved by `key`.
+    pub async fn exchange(
+        &self,
+        key: &AgentKey,
+        subject: &str,
+        ty: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut p = vec![
+            ("grant_type", protonpass_agent::wire::GRANT_TOKEN_EXCHANGE),
+            ("subject_token", subject),
+            ("subject_token_type", ty),
+        ];
+        p.extend_from_slice(extra);
+        self.token(key, &p).await
+    }
+
+    /// An unsigned device authorization request (RFC 8628) by `client_id`
+    /// for `scope` on `resource`, whatever its answer.
+    pub async fn device_authorization(
+        &self,
+        client_id: &str,
+        scope: &str,
+        resource: &str,
+    ) -> Reply {
+        self.post_form(
+            "/oauth/device_authorization",
+            &[
+                ("client_id", client_id),
+                ("scope", scope),
+                ("resource", resource),
+            ],
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(
+            self.http
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Redeem the enrollment code `code` of a pre-authorized grant with `key`,
+    /// whatever the answer.
+    pub async fn redeem(&self, key: &AgentKey, code: &str) -> Reply {
+        self.token(
+            key,
+            &[
+                ("grant_type", PRE_AUTHORIZED_CODE),
+                ("pre-authorized_code", code),
+            ],
+        )
+        .await
+    }
+
+    /// Create a pre-authorized grant with the CLI and redeem it with `key`.
+    pub async fn enroll(&self, key: &AgentKey, agent: &str, scope: &str, extra: &[&str]) -> Reply {
+        let g = self.create_grant(agent, scope, extra);
+        let r = self
+            .redeem(key, g["enrollment_code"].as_str().unwrap())
+            .await;
+        assert_eq!(r.status, 200, "enroll: {}", r.body);
+        r
+    }
+
+    pub async fn introspect(&self, rs: &(String, String), token: &str) -> Reply {
+        self.post_form(
+            "/oauth/introspect",
+            &[
+                ("token", token),
+                ("client_id", &rs.0),
+                ("client_secret", &rs.1),
+            ],
+            &[],
+        )
+        .await
+    }
+
+    /// The whole revocation feed, page by page.
+    pub async fn whole_feed(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let r = self
+                .get(&format!("/revocations?after={after}&limit=1000"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let page = r.body["revocations"].as_array().unwrap().clone();
+            let Some(last) = page.last() else { break };
+            after = last["seq"].as_i64().unwrap();
+            out.extend(page);
+        }
+        out
+    }
+
+    /// The revocation feed after `after`.
+    pub async fn feed(&self, after: i64) -> Vec<Value> {
+        let r = self.get(&format!("/revocations?after={after}")).await;
+        assert_eq!(r.status, 200);
+        r.body["revocations"].as_array().unwrap().clone()
+    }
+}
