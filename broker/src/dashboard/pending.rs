@@ -89,13 +89,7 @@ pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Respon
     if !listed {
         return not_waiting(&s);
     }
-    let dec = Decision {
-        approve: false,
-        scope: None,
-        audience: None,
-        ttl: 0,
-        budgets: Vec::new(),
-    };
+    let dec = Decision::deny();
     // The code comes from the list this page showed, not from a guess: it is
     // not counted against the guessing budget of the code form, as on the
     // command line, whose list is the same.
