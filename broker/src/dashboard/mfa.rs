@@ -27,7 +27,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::Zeroizing;
 
 use super::auth::{Budget, signed_in, with_cookies};
-use super::{B, Form, cookie, csrf_refused, query, redirect, safe_next, service_error};
+use super::{B, cookie, csrf_refused, query, redirect, safe_next, service_error};
 use super::{set_cookie, source, view};
 use crate::audit::secret_hash;
 use crate::gateway::vault::Vault;
@@ -257,12 +257,9 @@ pub(super) async fn code_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(f) = Form::parse(&headers, &body) else {
+    let Some(f) = super::auth::pre_form(&b, &headers, &body) else {
         return csrf_refused();
     };
-    if !super::auth::pre_ok(&b, &headers, &f) {
-        return csrf_refused();
-    }
     let now = b.clock.now();
     let next = safe_next(f.get("next")).unwrap_or("/agents").to_owned();
     let Some(owner) = pending_owner(&b, &headers, now) else {
