@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::view::{self, describe_scope, duration, short_thumbprint, when};
-use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use super::{B, redirect, service_error, session, signed_form, to_login};
 use crate::service::device::{CLI_SOURCE, Decision};
 
 pub(super) async fn pending_page(
@@ -70,15 +70,10 @@ pub(super) async fn pending_page(
 }
 
 pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/pending");
+    let (s, f) = match signed_form(&b, &headers, &body, "/pending").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let code = f.text("user_code").unwrap_or("");
     // Only a request this page lists for this owner is denied without the
     // guessing limit; anything else answers as not waiting.
