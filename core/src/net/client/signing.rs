@@ -123,12 +123,7 @@ impl Session {
             if resp.status().as_u16() != 401 {
                 return Ok(resp);
             }
-            let challenge = resp
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let challenge = http::www_authenticate(&resp).unwrap_or_default();
             self.note_challenge(url, &challenge);
             if challenge.contains("use_dpop_nonce") && !nonce_retried {
                 nonce_retried = true;

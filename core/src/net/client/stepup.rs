@@ -306,12 +306,7 @@ impl Session {
         if resp.status().as_u16() != 403 || self.inner.step_up.is_none() {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let challenge = http::www_authenticate(&resp).unwrap_or_default();
         let Some(ask) = StepUpAsk::from_challenge(&challenge, payment, binding_message) else {
             return Ok(resp);
         };
