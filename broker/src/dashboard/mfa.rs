@@ -265,6 +265,10 @@ pub(super) async fn code_submit(
     let Some(owner) = pending_owner(&b, &headers, now) else {
         return redirect("/login");
     };
+    // The code page again, saying what went wrong.
+    let again = |error: &'static str, status: StatusCode| {
+        code_form(&b, &headers, &owner, &next, Some(error), status)
+    };
     let src = source(&b, &peer, &headers);
     let budget = Budget::of(&b, &headers, &owner, &src, now);
     let charged = budget.clone();
@@ -273,12 +277,8 @@ pub(super) async fn code_submit(
     let first_in_window = match gate {
         Ok(Some(first)) => first,
         Ok(None) => {
-            return code_form(
-                &b,
-                &headers,
-                &owner,
-                &next,
-                Some("Too many wrong codes. Sign-in is paused for 15 minutes."),
+            return again(
+                "Too many wrong codes. Sign-in is paused for 15 minutes.",
                 StatusCode::TOO_MANY_REQUESTS,
             )
             .await;
@@ -329,30 +329,14 @@ pub(super) async fn code_submit(
             })
             .await;
         }
-        return code_form(
-            &b,
-            &headers,
-            &owner,
-            &next,
-            Some(wrong),
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
+        return again(wrong, StatusCode::UNAUTHORIZED).await;
     };
     let spent =
         super::second_factor::spend(&b, &owner, m, now, "login_second_factor", json!({})).await;
     match spent {
         Ok(true) => {}
         Ok(false) => {
-            return code_form(
-                &b,
-                &headers,
-                &owner,
-                &next,
-                Some(wrong),
-                StatusCode::UNAUTHORIZED,
-            )
-            .await;
+            return again(wrong, StatusCode::UNAUTHORIZED).await;
         }
         Err(e) => return service_error(&e, None),
     }
