@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::issue::{Mint, negotiate, pick_audience};
 use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
-use crate::model::{GrantStatus, TokenKind, TokenStatus};
+use crate::model::{Grant, GrantStatus, TokenKind, TokenStatus};
 use crate::protocol::token_request::{Refused, Secret, SubjectKind, TokenRequest};
 use crate::store;
 
@@ -49,6 +49,30 @@ pub(super) fn response(
         audience: Some(aud),
         grant_expires_at: Some(grant_exp),
     }
+}
+
+/// The answer to a grant's redemption (authorization code) or refresh: its
+/// new access and refresh tokens, `token_type` Bearer for a bearer client.
+pub(super) fn grant_response(
+    access: &super::issue::Minted,
+    refresh: String,
+    scope: String,
+    aud: String,
+    g: &Grant,
+    now: i64,
+    bearer: bool,
+) -> TokenResponse {
+    let r = response(
+        access,
+        Some(refresh),
+        scope,
+        aud,
+        &g.gid,
+        g.expires_at,
+        now,
+        false,
+    );
+    super::issue::bearer_type(r, bearer)
 }
 
 /// What a token exchange asks for beyond its subject.
@@ -403,18 +427,8 @@ impl Broker {
                 .to_string(),
             )?;
             Ok((
-                Ok(super::issue::bearer_type(
-                    response(
-                        &access,
-                        Some(refresh),
-                        scope,
-                        aud,
-                        &g.gid,
-                        g.expires_at,
-                        now,
-                        false,
-                    ),
-                    bearer,
+                Ok(grant_response(
+                    &access, refresh, scope, aud, &g, now, bearer,
                 )),
                 None,
             ))
