@@ -1,5 +1,6 @@
 //! What the Rust demos share: finding, starting and commanding the broker
-//! binary, and narrating the steps. Included by `examples/mail-rust` and
+//! binary, narrating the steps, the scripted approval and the closing audit
+//! step. Included by `examples/mail-rust` and
 //! `examples/travel-rust` as their `demo_kit` module, so that each demo's
 //! `main.rs` is only its story.
 
