@@ -553,9 +553,7 @@ impl Broker {
             ))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         Ok(r)
     }
 

@@ -434,9 +434,7 @@ impl Broker {
             ))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         Ok(r)
     }
 
@@ -533,9 +531,7 @@ impl Broker {
             Ok((Ok(response(&access, refresh, scope, aud, &g.gid, g.expires_at, now, true)), None))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         Ok(r)
     }
 
