@@ -51,8 +51,9 @@ pub(super) fn response(
     }
 }
 
-/// The answer to a grant's redemption (authorization code) or refresh: its
-/// new access and refresh tokens, `token_type` Bearer for a bearer client.
+/// The answer to a grant's redemption (enrollment code, authorization code)
+/// or refresh: its new access and refresh tokens, `token_type` Bearer for a
+/// bearer client.
 pub(super) fn grant_response(
     access: &super::issue::Minted,
     refresh: String,
@@ -332,16 +333,7 @@ impl Broker {
                         "grant_exp": g.expires_at, "reason": proof.reason})
                 .to_string(),
             )?;
-            Ok(Ok(response(
-                &access,
-                Some(refresh),
-                scope,
-                aud,
-                &g.gid,
-                g.expires_at,
-                now,
-                false,
-            )))
+            Ok(Ok(grant_response(&access, refresh, scope, aud, &g, now, false)))
         })
         .await
     }
