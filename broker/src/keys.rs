@@ -34,6 +34,31 @@ pub enum KeyHome {
     Sealed(Arc<dyn KeySealer>),
 }
 
+/// A new signing key, live from `now`: its record, and its secret sealed
+/// by the vault when the vault keeps the keys.
+fn new_key(
+    home: &KeyHome,
+    rng: &dyn Random,
+    now: i64,
+) -> Result<(KeyMeta, Option<Vec<u8>>), Error> {
+    let (kid, sealed) = create_key(home, rng)?;
+    let meta = KeyMeta {
+        kid,
+        created_at: now,
+        retired_at: None,
+        drop_after: None,
+    };
+    Ok((meta, sealed))
+}
+
+/// Record a new key, with its sealed secret when there is one.
+fn put_key(tx: &mut dyn store::Tx, m: &KeyMeta, sealed: Option<&[u8]>) -> Result<(), Error> {
+    if let Some(sealed) = sealed {
+        tx.key_secret_put(&m.kid, sealed)?;
+    }
+    tx.key_put(m)
+}
+
 /// A new key: its id, and its PEM sealed for the store (`Sealed` homes) or
 /// `None` (written to a file).
 fn create_key(home: &KeyHome, rng: &dyn Random) -> Result<(String, Option<Vec<u8>>), Error> {
@@ -103,13 +128,7 @@ impl KeyRing {
     ) -> Result<Self, Error> {
         let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
         if metas.is_empty() {
-            let (kid, sealed) = create_key(home, rng)?;
-            let meta = KeyMeta {
-                kid,
-                created_at: now,
-                retired_at: None,
-                drop_after: None,
-            };
+            let (meta, sealed) = new_key(home, rng, now)?;
             let m = meta.clone();
             metas = store::write_blocking(store, move |tx| {
                 // Another replica starting at the same time may have made
@@ -118,10 +137,7 @@ impl KeyRing {
                 if !existing.is_empty() {
                     return Ok(existing);
                 }
-                if let Some(sealed) = &sealed {
-                    tx.key_secret_put(&m.kid, sealed)?;
-                }
-                tx.key_put(&m)?;
+                put_key(tx, &m, sealed.as_deref())?;
                 Ok(vec![m])
             })?;
         }
@@ -223,13 +239,7 @@ impl KeyRing {
         max_token_life: i64,
         rng: &dyn Random,
     ) -> Result<KeyMeta, Error> {
-        let (kid, sealed) = create_key(home, rng)?;
-        let meta = KeyMeta {
-            kid,
-            created_at: now,
-            retired_at: None,
-            drop_after: None,
-        };
+        let (meta, sealed) = new_key(home, rng, now)?;
         let m = meta.clone();
         store::write_blocking(store, move |tx| {
             for mut old in tx.keys_all()? {
@@ -239,10 +249,7 @@ impl KeyRing {
                     tx.key_put(&old)?;
                 }
             }
-            if let Some(sealed) = &sealed {
-                tx.key_secret_put(&m.kid, sealed)?;
-            }
-            tx.key_put(&m)?;
+            put_key(tx, &m, sealed.as_deref())?;
             tx.audit_append(now, "-", "keys_rotate", &json!({"kid": m.kid}).to_string())?;
             Ok(())
         })?;

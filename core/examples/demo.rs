@@ -120,18 +120,37 @@ fn run() -> std::result::Result<(), String> {
     let validation = TokenValidation::new(ISSUER, AUDIENCE);
     let proofs = ProofVerifier::default();
     let auth = [format!("DPoP {token}")];
-    let ok = verify_request(
-        "POST",
-        URL,
-        &auth,
-        std::slice::from_ref(&proof),
-        &keys,
-        &validation,
-        &proofs,
-        None,
-        now,
-    )
-    .map_err(fail)?;
+    // Every request below is a POST to URL, checked against the same keys,
+    // validation and replay cache: only the headers and the time change.
+    let check = |auth: &[String], dpop: &[String], at: i64| {
+        verify_request(
+            "POST",
+            URL,
+            auth,
+            dpop,
+            &keys,
+            &validation,
+            &proofs,
+            None,
+            at,
+        )
+    };
+    // A proof for POST URL bound to `token`, signed by `key` at `at`.
+    let sign = |key: &AgentKey, token: &str, at: i64| {
+        create_proof(
+            key,
+            &ProofInput {
+                method: "POST",
+                url: URL,
+                access_token: Some(token),
+                ..Default::default()
+            },
+            at,
+            &rng,
+        )
+        .map_err(fail)
+    };
+    let ok = check(&auth, std::slice::from_ref(&proof), now).map_err(fail)?;
     println!(
         "   accepted: agent {:?} acting for {:?}, token {}, proof key {}",
         ok.claims.client_id, ok.claims.sub, ok.claims.jti, ok.proof.jkt
@@ -179,44 +198,14 @@ fn run() -> std::result::Result<(), String> {
     }
 
     println!("\n8. An attacker replays the same request (token and proof) captured on the wire.");
-    let replay = verify_request(
-        "POST",
-        URL,
-        &auth,
-        std::slice::from_ref(&proof),
-        &keys,
-        &validation,
-        &proofs,
-        None,
-        now,
-    );
+    let replay = check(&auth, std::slice::from_ref(&proof), now);
     expect_refusal("replay", replay, "invalid_dpop_proof", Some(Reason::Replay))?;
 
     println!("\n9. The attacker edits the token's payload to widen its scope.");
     let tampered = widen_scope(&token)?;
-    let fresh = |t: &str| {
-        create_proof(
-            &agent,
-            &ProofInput {
-                method: "POST",
-                url: URL,
-                access_token: Some(t),
-                ..Default::default()
-            },
-            now,
-            &rng,
-        )
-        .map_err(fail)
-    };
-    let result = verify_request(
-        "POST",
-        URL,
+    let result = check(
         &[format!("DPoP {tampered}")],
-        &[fresh(&tampered)?],
-        &keys,
-        &validation,
-        &proofs,
-        None,
+        &[sign(&agent, &tampered, now)?],
         now,
     );
     expect_refusal(
@@ -228,29 +217,8 @@ fn run() -> std::result::Result<(), String> {
 
     println!("\n10. The attacker stole the token and signs proofs with a key of its own.");
     let thief = AgentKey::generate(&rng).map_err(fail)?;
-    let stolen_proof = create_proof(
-        &thief,
-        &ProofInput {
-            method: "POST",
-            url: URL,
-            access_token: Some(&token),
-            ..Default::default()
-        },
-        now,
-        &rng,
-    )
-    .map_err(fail)?;
-    let result = verify_request(
-        "POST",
-        URL,
-        &auth,
-        &[stolen_proof],
-        &keys,
-        &validation,
-        &proofs,
-        None,
-        now,
-    );
+    let stolen_proof = sign(&thief, &token, now)?;
+    let result = check(&auth, &[stolen_proof], now);
     expect_refusal(
         "stolen token",
         result,
@@ -259,44 +227,13 @@ fn run() -> std::result::Result<(), String> {
     )?;
 
     println!("\n11. The attacker sends the token as a plain bearer token, with no proof.");
-    let result = verify_request(
-        "POST",
-        URL,
-        &[format!("Bearer {token}")],
-        &[] as &[String],
-        &keys,
-        &validation,
-        &proofs,
-        None,
-        now,
-    );
+    let result = check(&[format!("Bearer {token}")], &[] as &[String], now);
     expect_refusal("bearer", result, "invalid_token", Some(Reason::Scheme))?;
 
     println!("\n12. The agent's own proof, sent an hour later, once the token has expired.");
     let later = now + 3600 + 60;
-    let late_proof = create_proof(
-        &agent,
-        &ProofInput {
-            method: "POST",
-            url: URL,
-            access_token: Some(&token),
-            ..Default::default()
-        },
-        later,
-        &rng,
-    )
-    .map_err(fail)?;
-    let result = verify_request(
-        "POST",
-        URL,
-        &auth,
-        &[late_proof],
-        &keys,
-        &validation,
-        &proofs,
-        None,
-        later,
-    );
+    let late_proof = sign(&agent, &token, later)?;
+    let result = check(&auth, &[late_proof], later);
     expect_refusal("expired", result, "invalid_token", Some(Reason::Expired))?;
     Ok(())
 }

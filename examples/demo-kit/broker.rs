@@ -1,11 +1,15 @@
 //! What the Rust demos share: finding, starting and commanding the broker
-//! binary, and narrating the steps. Included by `examples/mail-rust` and
+//! binary, narrating the steps, the scripted approval and the closing audit
+//! step. Included by `examples/mail-rust` and
 //! `examples/travel-rust` as their `demo_kit` module, so that each demo's
 //! `main.rs` is only its story.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+use protonpass_agent::{DevicePrompt, PromptFn};
 
 pub type Fallible<T> = std::result::Result<T, String>;
 
@@ -100,4 +104,56 @@ pub fn cli(bin: &Path, data: &Path, args: &[&str], stdin: Option<&str>) -> Falli
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An owner-only temporary directory: where the broker keeps its keys and grants.
+pub fn private_dir() -> Fallible<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| e.to_string())
+}
+
+/// The device prompt of a demo, where the person's answer is scripted: after
+/// `narrate` has told the story, print the `approve` command and run it in the
+/// background while the agent polls.
+pub fn approving_prompt(
+    bin: &Path,
+    data: &Path,
+    ttl: &'static str,
+    narrate: impl Fn(&DevicePrompt) + Send + Sync + 'static,
+) -> PromptFn {
+    let (bin, data) = (bin.to_path_buf(), data.to_path_buf());
+    Arc::new(move |p: &DevicePrompt| {
+        narrate(p);
+        println!("   $ protonpass-broker approve {} --ttl {ttl}", p.user_code);
+        let (code, bin, data) = (p.user_code.clone(), bin.clone(), data.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", ttl], None) {
+                eprintln!("   approval failed: {e}");
+            }
+        });
+    })
+}
+
+/// The last step of every demo: the audit log and the check of its hash chain.
+pub fn show_audit(n: u32, bin: &Path, data: &Path) -> Fallible<()> {
+    step(n, "The audit log, and the verification of its hash chain.");
+    print!("{}", cli(bin, data, &["audit", "tail"], None)?);
+    print!("{}", cli(bin, data, &["audit", "verify"], None)?);
+    Ok(())
+}
+
+/// The demo's exit: `done` on success, the error and a failure status otherwise.
+pub fn finish(result: Fallible<()>, done: &str) -> ExitCode {
+    match result {
+        Ok(()) => {
+            println!("\n{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\ndemo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

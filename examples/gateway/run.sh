@@ -14,6 +14,8 @@ root="$(cd "$here/../.." && pwd)"
 cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 py="$cache/py-venv/bin/python"
 broker_bin="${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/protonpass-broker}"
+# shellcheck source=../demo-kit/demo.sh
+. "$here/../demo-kit/demo.sh"
 
 missing=()
 [[ -x "$broker_bin" ]] || missing+=("the broker binary $broker_bin (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
@@ -21,37 +23,13 @@ missing=()
   missing+=("the Python package and langchain-core in $py (bash bindings-python/run-tests.sh installs them)")
 (cd "$here/../travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1 ||
   missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
-if ((${#missing[@]})); then
-  echo "examples/gateway/run.sh: cannot run, missing:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+report_missing examples/gateway/run.sh
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/gateway-demo.XXXXXX")"
-pids=()
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work gateway-demo
 data="$work/broker"
 mkdir -p -m 700 "$data"
 export PROTONPASS_HOME="$work/home"
 cli() { "$broker_bin" --data "$data" "$@"; }
-first_line() {
-  local i
-  for ((i = 0; i < 600; i++)); do
-    if [[ -s "$1" ]] && IFS= read -r line <"$1" && [[ -n "$line" ]]; then printf '%s\n' "$line"; return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-json() { "$py" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 key="ghp_demo$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 echo "== A code host API that accepts only its own key"
@@ -61,9 +39,7 @@ up="$(json "$(first_line "$work/up.out" "$!")" url)" || { cat "$work/up.log" >&2
 echo "   listening at $up (standing in for https://api.code-host.example)"
 
 echo "== The owner's broker"
-"$broker_bin" --data "$data" serve --addr 127.0.0.1:0 >"$work/broker.out" 2>"$work/broker.log" &
-pids+=("$!")
-issuer="$(json "$(first_line "$work/broker.out" "$!")" issuer)" || { cat "$work/broker.log" >&2; exit 1; }
+start_broker
 echo "   broker at $issuer"
 
 echo "== The owner adds the API as an upstream; the key goes on standard input, into the vault"

@@ -17,6 +17,8 @@ cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 py="$cache/py-venv/bin/python"
 target="${CARGO_TARGET_DIR:-$root/target}"
 broker_bin="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+# shellcheck source=../demo-kit/demo.sh
+. "$here/../demo-kit/demo.sh"
 t0=$SECONDS
 
 missing=()
@@ -27,23 +29,9 @@ fi
 if ! (cd "$here" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1; then
   missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
 fi
-if ((${#missing[@]})); then
-  echo "examples/travel/run.sh: cannot run, missing:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+report_missing examples/travel/run.sh
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/travel-demo.XXXXXX")"
-pids=()
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work travel-demo
 
 data="$work/broker"
 chan="$work/owner"
@@ -52,34 +40,21 @@ mkdir -p -m 700 "$data"   # the broker refuses a data directory others can read
 export PROTONPASS_HOME="$work/home"   # never the user's own grants
 person() { printf '[person]    %s\n' "$*"; }
 cli() { "$broker_bin" --data "$data" "$@"; }
-# The first line a background process writes to FILE (within 30 s, while PID lives).
-first_line() {
-  local i
-  for ((i = 0; i < 600; i++)); do
-    if [[ -s "$1" ]] && IFS= read -r line <"$1" && [[ -n "$line" ]]; then printf '%s\n' "$line"; return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 echo "== The person starts their broker (embedded SQLite, loopback only)"
-"$broker_bin" --data "$data" --device-interval 1 serve --addr 127.0.0.1:0 >"$work/broker.out" 2>"$work/broker.log" &
-pids+=("$!")
-first="$(first_line "$work/broker.out" "$!")" || { echo "the broker did not start:" >&2; cat "$work/broker.log" >&2; exit 1; }
-issuer="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["issuer"])' "$first")"
+start_broker --device-interval 1
 echo "   broker at $issuer"
 
 echo "== The travel API starts (FastAPI, protected by the Python verifier; follows the revocation feed)"
 # Registered as a resource server first, so that it can spend budgets.
 port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 rs="$(cli --json resource add "http://127.0.0.1:$port/travel")"
-rs_id="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["client_id"])' "$rs")"
-TRAVEL_API_CLIENT_SECRET="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["client_secret"])' "$rs")" \
+rs_id="$(json "$rs" client_id)"
+TRAVEL_API_CLIENT_SECRET="$(json "$rs" client_secret)" \
   "$py" "$here/api.py" --issuer "$issuer" --port "$port" --client-id "$rs_id" >"$work/api.out" 2>"$work/api.log" &
 pids+=("$!")
 apiline="$(first_line "$work/api.out" "$!")" || { echo "the travel API did not start:" >&2; cat "$work/api.log" >&2; exit 1; }
-api="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["url"])' "$apiline")"
+api="$(json "$apiline" url)"
 echo "   travel API at $api/travel (audience $api/travel)"
 
 # The person's side: answer what the agents ask for, through the channel directory.
@@ -155,7 +130,7 @@ person "grants travel-stepup payments under 100 EUR a call and 600 EUR a day:"
 person "\$ protonpass-broker grant create --agent travel-stepup --scope payment:execute:under-100 --budget payment:execute=600/EUR/day ..."
 grant="$(cli --json grant create --agent travel-stepup --scope payment:execute:under-100 \
   --audience "$api/travel" --budget payment:execute=600/EUR/day)"
-code="$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["enrollment_code"])' "$grant")"
+code="$(json "$grant" enrollment_code)"
 mkdir -p "$work/home-stepup"
 TRAVEL_DEMO_CHANNEL="$chan" timeout 120 "$py" "$here/agent_stepup.py" \
   --broker "$issuer" --api "$api" --code "$code" --home "$work/home-stepup"

@@ -91,13 +91,7 @@ pub(super) fn pending(c: &Ctx) -> Result<ExitCode> {
 }
 
 pub(super) fn deny(c: &Ctx, user_code: &str) -> Result<ExitCode> {
-    let dec = Decision {
-        approve: false,
-        scope: None,
-        audience: None,
-        ttl: 0,
-        budgets: Vec::new(),
-    };
+    let dec = Decision::deny();
     let d =
         c.rt.block_on(c.b.decide(&c.owner, CLI_SOURCE, user_code, dec))?;
     out(

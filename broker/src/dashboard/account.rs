@@ -15,8 +15,8 @@ use totp_rs::Secret;
 use zeroize::Zeroizing;
 
 use super::auth::Budget;
-use super::{B, Form, csrf_refused, redirect, service_error, session};
-use super::{source, token_matches, view};
+use super::{B, Form, redirect, service_error, session};
+use super::{source, view};
 use crate::audit::secret_hash;
 use crate::gateway::vault::Vault;
 use crate::service::Broker;
@@ -72,11 +72,6 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
     }
 }
 
-pub(super) fn checked(s: &WebSession, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
-    let f = Form::parse(headers, body)?;
-    token_matches(&s.csrf, f.get("csrf")).then_some(f)
-}
-
 /// A form posted to `/account`: the signed-in session and its checked form,
 /// or the answer (sign in first, or a refused form token).
 pub(super) async fn account_form(
@@ -84,13 +79,7 @@ pub(super) async fn account_form(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> std::result::Result<(WebSession, Form), Response> {
-    let Some(s) = signed_in_session(b, headers).await else {
-        return Err(super::to_login("/account"));
-    };
-    let Some(f) = checked(&s, headers, body) else {
-        return Err(csrf_refused());
-    };
-    Ok((s, f))
+    super::signed_form(b, headers, body, "/account").await
 }
 
 /// Turning the second factor on or off needs the password again (and, to

@@ -13,9 +13,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::view::{self, LIFETIMES, describe_scope, lifetime_choice, short_thumbprint, when};
-use super::{
-    B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
-};
+use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
 use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
 use crate::store::{self, WebSession};
@@ -173,27 +171,10 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
     }
 }
 
-async fn checked(
-    b: &B,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(WebSession, Form), Box<Response>> {
-    let Some(s) = session(&b.0, headers).await else {
-        return Err(Box::new(to_login("/agents")));
-    };
-    let Some(f) = Form::parse(headers, body) else {
-        return Err(Box::new(csrf_refused()));
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return Err(Box::new(csrf_refused()));
-    }
-    Ok((s, f))
-}
-
 pub(super) async fn revoke(b: B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match checked(&b, &headers, &body).await {
+    let (s, f) = match signed_form(&b, &headers, &body, "/agents").await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
     let id = f.text("id").unwrap_or("");
     match b.0.revoke_id(&s.owner, id).await {
@@ -208,9 +189,9 @@ pub(super) async fn revoke(b: B, headers: HeaderMap, body: Bytes) -> Response {
 }
 
 pub(super) async fn revoke_agent(b: B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match checked(&b, &headers, &body).await {
+    let (s, f) = match signed_form(&b, &headers, &body, "/agents").await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
     let agent = f.get("agent").unwrap_or("");
     match b.0.revoke_agent(&s.owner, agent).await {
@@ -221,9 +202,9 @@ pub(super) async fn revoke_agent(b: B, headers: HeaderMap, body: Bytes) -> Respo
 }
 
 pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match checked(&State(b.clone()), &headers, &body).await {
+    let (s, f) = match signed_form(&b, &headers, &body, "/agents").await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
     let ttl = f
         .get("ttl")

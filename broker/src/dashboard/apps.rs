@@ -13,9 +13,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::view::{self, describe_scope, when};
-use super::{
-    B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
-};
+use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use crate::model::{ClientRec, Grant, GrantStatus};
 use crate::service::authcode::ORIGIN;
 use crate::store;
@@ -99,15 +97,10 @@ pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -
 }
 
 pub(super) async fn disconnect(b: B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/apps");
+    let (s, f) = match signed_form(&b, &headers, &body, "/apps").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let client_id = f.get("client_id").unwrap_or("");
     match b.revoke_agent(&s.owner, client_id).await {
         Ok(_) => redirect("/apps?done=1"),

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use protonpass_agent::{Result, random_id};
 use serde_json::json;
 
@@ -69,11 +69,28 @@ pub(super) fn pre_token(b: &Broker) -> Result<(String, String)> {
     Ok((t, c))
 }
 
-pub(super) fn pre_ok(b: &Broker, headers: &HeaderMap, f: &Form) -> bool {
-    match cookie(headers, pre_cookie(b)) {
-        Some(c) => token_matches(c, f.get("csrf")),
-        None => false,
-    }
+/// A form posted before sign-in, when it carries the form token of its
+/// page's cookie ([`pre_form_page`]).
+pub(super) fn pre_form(b: &Broker, headers: &HeaderMap, body: &Bytes) -> Option<Form> {
+    let f = Form::parse(headers, body)?;
+    let c = cookie(headers, pre_cookie(b))?;
+    token_matches(c, f.get("csrf")).then_some(f)
+}
+
+/// A page with a form shown before sign-in (sign in, set the password):
+/// `body` puts the fresh form token it is given in its form, and the page
+/// sets the cookie that carries the token.
+pub(super) fn pre_form_page(
+    b: &Broker,
+    status: StatusCode,
+    title: &str,
+    body: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let (csrf, c) = match pre_token(b) {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, None),
+    };
+    with_cookies(view::page(status, title, None, body(&csrf)), &[c])
 }
 
 pub(super) async fn home(State(b): B, headers: HeaderMap) -> Response {
@@ -91,14 +108,7 @@ fn login_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (csrf, c) = match pre_token(b) {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, None),
-    };
-    let r = view::page(
-        status,
-        "Sign in",
-        None,
+    pre_form_page(b, status, "Sign in", |csrf| {
         html! {
             p { "Sign in to approve agents, see what they may do, and cut them off." }
             @if let Some(e) = error { p.notice.error role="alert" { (e) } }
@@ -114,9 +124,8 @@ fn login_form(
             p.hint { "The account is an owner of this broker, and the password is the one set for it: with the one-time link that "
                 code { "protonpass-broker owner add NAME" } " prints on the broker's machine, or with "
                 code { "protonpass-broker owner add NAME --password-stdin" } ". Running the same command again resets a forgotten password." }
-        },
-    );
-    with_cookies(r, &[c])
+        }
+    })
 }
 
 pub(super) async fn login_page(State(b): B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -140,12 +149,9 @@ pub(super) async fn login_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(f) = Form::parse(&headers, &body) else {
+    let Some(f) = pre_form(&b, &headers, &body) else {
         return csrf_refused();
     };
-    if !pre_ok(&b, &headers, &f) {
-        return csrf_refused();
-    }
     let next = safe_next(f.get("next")).unwrap_or("/agents").to_owned();
     let owner = f.text("owner").unwrap_or("").to_owned();
     let password = f.get("password").unwrap_or("").to_owned();

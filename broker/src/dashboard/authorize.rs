@@ -20,9 +20,7 @@ use maud::{Markup, html};
 use super::device::registration_note;
 use super::scope_view::{any_high_risk, scope_choices};
 use super::view::{self, lifetime_choice};
-use super::{
-    B, Decided, Form, csrf_refused, redirect, service_error, session, to_login, token_matches,
-};
+use super::{B, Decided, Form, redirect, service_error, session, signed_form, to_login};
 use crate::service::authcode::{AuthRequest, AuthorizeError};
 use crate::store::WebSession;
 
@@ -213,15 +211,10 @@ pub(super) async fn authorize_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/agents");
+    let (s, f) = match signed_form(&b, &headers, &body, "/agents").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let raw = f.get("request").unwrap_or("").to_owned();
     let r = match check(&b, &raw, Some(&s)).await {
         Ok(r) => r,

@@ -15,9 +15,9 @@ use maud::{Markup, html};
 use zeroize::Zeroizing;
 
 use super::view;
-use super::{B, Form, csrf_refused, query, service_error, session, to_login, token_matches};
+use super::{B, query, service_error, session, signed_form, to_login};
 use crate::gateway::templates::{self, Overrides, TemplateView};
-use crate::gateway::upstreams::{self, Ctx};
+use crate::gateway::upstreams;
 use crate::gateway::vault::{Vault, check_secret};
 use crate::service::Broker;
 
@@ -95,15 +95,10 @@ pub(super) async fn catalog_page(
 }
 
 pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/upstreams/catalog");
+    let (s, f) = match signed_form(&b, &headers, &body, "/upstreams/catalog").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let template = f.text("template").unwrap_or_default().to_owned();
     let default = templates::show(&template).ok();
     let o = Overrides {
@@ -115,8 +110,7 @@ pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Respons
         client_id: f.text("client_id").map(str::to_owned),
     };
     let secret = Zeroizing::new(f.get("secret").unwrap_or_default().as_bytes().to_vec());
-    let (b2, owner) = (b.clone(), s.owner.clone());
-    let done = tokio::task::spawn_blocking(move || {
+    let done = super::upstreams::gateway_task(&b, &s.owner, move |b2, ctx| {
         let text = templates::instantiate(&template, &o)?;
         let parsed = upstreams::parse_rules(&text)?;
         let secret = match (secret.is_empty(), parsed.oauth2.is_some()) {
@@ -124,25 +118,13 @@ pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Respons
             _ => check_secret(&secret)?,
         };
         let vault = Vault::load(&b2.cfg.data, b2.rng.as_ref())?;
-        let ctx = Ctx {
-            store: &b2.store,
-            issuer: &b2.issuer,
-            owner: &owner,
-            now: b2.clock.now(),
-        };
-        let v = upstreams::add(&ctx, &vault, b2.rng.as_ref(), &text, &secret)?;
-        Ok::<_, protonpass_agent::Error>((v, parsed.oauth2.is_some()))
+        let v = upstreams::add(ctx, &vault, b2.rng.as_ref(), &text, &secret)?;
+        Ok((v, parsed.oauth2.is_some()))
     })
     .await;
     let (v, oauth) = match done {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return service_error(&e, Some(&s)),
-        Err(_) => {
-            return service_error(
-                &protonpass_agent::Error::TemporarilyUnavailable("busy".into()),
-                Some(&s),
-            );
-        }
+        Ok(x) => x,
+        Err(e) => return service_error(&e, Some(&s)),
     };
     let body = html! {
         p.notice.ok { "Upstream " strong { (v.name) } " is added. Agents call " code { (v.gateway_url) } " with tokens for the audience " code { (v.audience) } "." }

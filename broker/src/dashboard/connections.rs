@@ -14,13 +14,12 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use maud::html;
 
+use super::upstreams::gateway_task;
 use super::view::{self, when};
-use super::{
-    B, Form, csrf_refused, query, redirect, service_error, session, to_login, token_matches,
-};
+use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use super::{cookie, session_cookie};
 use crate::gateway::oauth::{self, ConnectionView};
-use crate::gateway::upstreams::{self, Ctx};
+use crate::gateway::upstreams;
 use crate::gateway::vault::Vault;
 use crate::service::Broker;
 use crate::store::WebSession;
@@ -52,24 +51,17 @@ pub(super) async fn connections_page(
         return to_login("/upstreams/connections");
     };
     let done = query(q.as_deref()).text("done").map(str::to_owned);
-    let (b2, owner) = (b.clone(), s.owner.clone());
-    let got = tokio::task::spawn_blocking(move || {
-        let list = upstreams::list(&b2.store, &b2.issuer, &owner)?;
+    let got = gateway_task(&b, &s.owner, |_, ctx| {
+        let list = upstreams::list(ctx.store, ctx.issuer, ctx.owner)?;
         list.iter()
             .filter(|u| u.credential.starts_with("oauth2"))
-            .map(|u| oauth::status(&b2.store, &owner, &u.name))
+            .map(|u| oauth::status(ctx.store, ctx.owner, &u.name))
             .collect::<protonpass_agent::Result<Vec<_>>>()
     })
     .await;
     let list = match got {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => return service_error(&e, Some(&s)),
-        Err(_) => {
-            return service_error(
-                &protonpass_agent::Error::TemporarilyUnavailable("busy".into()),
-                Some(&s),
-            );
-        }
+        Ok(l) => l,
+        Err(e) => return service_error(&e, Some(&s)),
     };
     let body = html! {
         @if done.as_deref() == Some("disconnected") { p.notice.ok { "Disconnected: the tokens are forgotten." } }
@@ -111,15 +103,9 @@ async fn checked(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(WebSession, String), Box<Response>> {
-    let Some(s) = session(&b.0, headers).await else {
-        return Err(Box::new(to_login("/upstreams/connections")));
-    };
-    let Some(f) = Form::parse(headers, body) else {
-        return Err(Box::new(csrf_refused()));
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return Err(Box::new(csrf_refused()));
-    }
+    let (s, f) = signed_form(b, headers, body, "/upstreams/connections")
+        .await
+        .map_err(Box::new)?;
     let name = f.text("name").unwrap_or_default().to_owned();
     Ok((s, name))
 }
@@ -136,27 +122,15 @@ pub(super) async fn connect(b: B, headers: HeaderMap, body: Bytes) -> Response {
     // account to the owner's upstream.
     let browser = cookie(&headers, session_cookie(&b.0))
         .map(|v| format!("{}={}", session_cookie(&b.0), crate::audit::secret_hash(v)));
-    let (b2, owner, n) = (b.0.clone(), s.owner.clone(), name.clone());
-    let started = tokio::task::spawn_blocking(move || {
+    let n = name.clone();
+    let started = gateway_task(&b, &s.owner, move |b2, ctx| {
         let vault = Vault::load(&b2.cfg.data, b2.rng.as_ref())?;
-        let ctx = Ctx {
-            store: &b2.store,
-            issuer: &b2.issuer,
-            owner: &owner,
-            now: b2.clock.now(),
-        };
-        oauth::start(&ctx, &vault, b2.rng.as_ref(), &n, "dashboard", browser)
+        oauth::start(ctx, &vault, b2.rng.as_ref(), &n, "dashboard", browser)
     })
     .await;
     let started = match started {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return service_error(&e, Some(&s)),
-        Err(_) => {
-            return service_error(
-                &protonpass_agent::Error::TemporarilyUnavailable("busy".into()),
-                Some(&s),
-            );
-        }
+        Ok(x) => x,
+        Err(e) => return service_error(&e, Some(&s)),
     };
     let host = url::Url::parse(&started.authorize_url)
         .ok()

@@ -15,9 +15,7 @@ use serde_json::json;
 use super::scope_view::{any_high_risk, scope_choices};
 use super::second_factor;
 use super::view::{self, describe_scope, duration, lifetime_choice, when};
-use super::{
-    B, Decided, Form, csrf_refused, query, service_error, session, source, to_login, token_matches,
-};
+use super::{B, Decided, query, service_error, session, signed_form, source, to_login};
 use crate::audit::secret_hash;
 use crate::model::DeviceReq;
 use crate::scope_catalog::ScopeCatalog;
@@ -268,15 +266,10 @@ pub(super) async fn device_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/device");
+    let (s, f) = match signed_form(&b, &headers, &body, "/device").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let src = source(&b, &peer, &headers);
     let code: String = f.text("user_code").unwrap_or("").chars().take(32).collect();
     let now = b.clock.now();

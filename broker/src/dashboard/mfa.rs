@@ -27,7 +27,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::Zeroizing;
 
 use super::auth::{Budget, signed_in, with_cookies};
-use super::{B, Form, cookie, csrf_refused, query, redirect, safe_next, service_error};
+use super::{B, cookie, csrf_refused, query, redirect, safe_next, service_error};
 use super::{set_cookie, source, view};
 use crate::audit::secret_hash;
 use crate::gateway::vault::Vault;
@@ -257,16 +257,17 @@ pub(super) async fn code_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(f) = Form::parse(&headers, &body) else {
+    let Some(f) = super::auth::pre_form(&b, &headers, &body) else {
         return csrf_refused();
     };
-    if !super::auth::pre_ok(&b, &headers, &f) {
-        return csrf_refused();
-    }
     let now = b.clock.now();
     let next = safe_next(f.get("next")).unwrap_or("/agents").to_owned();
     let Some(owner) = pending_owner(&b, &headers, now) else {
         return redirect("/login");
+    };
+    // The code page again, saying what went wrong.
+    let again = |error: &'static str, status: StatusCode| {
+        code_form(&b, &headers, &owner, &next, Some(error), status)
     };
     let src = source(&b, &peer, &headers);
     let budget = Budget::of(&b, &headers, &owner, &src, now);
@@ -276,12 +277,8 @@ pub(super) async fn code_submit(
     let first_in_window = match gate {
         Ok(Some(first)) => first,
         Ok(None) => {
-            return code_form(
-                &b,
-                &headers,
-                &owner,
-                &next,
-                Some("Too many wrong codes. Sign-in is paused for 15 minutes."),
+            return again(
+                "Too many wrong codes. Sign-in is paused for 15 minutes.",
                 StatusCode::TOO_MANY_REQUESTS,
             )
             .await;
@@ -332,30 +329,14 @@ pub(super) async fn code_submit(
             })
             .await;
         }
-        return code_form(
-            &b,
-            &headers,
-            &owner,
-            &next,
-            Some(wrong),
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
+        return again(wrong, StatusCode::UNAUTHORIZED).await;
     };
     let spent =
         super::second_factor::spend(&b, &owner, m, now, "login_second_factor", json!({})).await;
     match spent {
         Ok(true) => {}
         Ok(false) => {
-            return code_form(
-                &b,
-                &headers,
-                &owner,
-                &next,
-                Some(wrong),
-                StatusCode::UNAUTHORIZED,
-            )
-            .await;
+            return again(wrong, StatusCode::UNAUTHORIZED).await;
         }
         Err(e) => return service_error(&e, None),
     }

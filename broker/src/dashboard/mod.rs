@@ -265,6 +265,12 @@ struct Decided<'a> {
 
 impl Form {
     fn parse(headers: &HeaderMap, body: &Bytes) -> Option<Form> {
+        Self::parse_with(headers, body, None)
+    }
+
+    /// [`Form::parse`], where the field named by `long` may be as long as its
+    /// limit (a whole file pasted in).
+    fn parse_with(headers: &HeaderMap, body: &Bytes, long: Option<(&str, usize)>) -> Option<Form> {
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -275,13 +281,21 @@ impl Form {
         {
             return None;
         }
-        Self::from_query(body)
+        Self::fields(body, long)
     }
 
     fn from_query(raw: &[u8]) -> Option<Form> {
+        Self::fields(raw, None)
+    }
+
+    fn fields(raw: &[u8], long: Option<(&str, usize)>) -> Option<Form> {
         let mut out = Vec::new();
         for (k, v) in url::form_urlencoded::parse(raw) {
-            if out.len() >= MAX_FIELDS || v.len() > MAX_FIELD || k.len() > 64 {
+            let max = match long {
+                Some((name, max)) if k == name => max,
+                _ => MAX_FIELD,
+            };
+            if out.len() >= MAX_FIELDS || v.len() > max || k.len() > 64 {
                 return None;
             }
             out.push((k.into_owned(), v.into_owned()));
@@ -363,6 +377,38 @@ fn redirect(to: &str) -> Response {
 fn to_login(here: &str) -> Response {
     let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
     redirect(&format!("/login?next={next}"))
+}
+
+/// A form the signed-in owner posted: the session and the form, when the
+/// form carries the session's CSRF token; otherwise the answer to send
+/// (sign in first, then back to `here`; or the refused form).
+async fn signed_form(
+    b: &Arc<Broker>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    here: &str,
+) -> std::result::Result<(WebSession, Form), Response> {
+    signed_form_with(b, headers, body, here, Form::parse).await
+}
+
+/// [`signed_form`] with another parser of the form.
+async fn signed_form_with(
+    b: &Arc<Broker>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    here: &str,
+    parse: fn(&HeaderMap, &Bytes) -> Option<Form>,
+) -> std::result::Result<(WebSession, Form), Response> {
+    let Some(s) = session(b, headers).await else {
+        return Err(to_login(here));
+    };
+    let Some(f) = parse(headers, body) else {
+        return Err(csrf_refused());
+    };
+    if !token_matches(&s.csrf, f.get("csrf")) {
+        return Err(csrf_refused());
+    }
+    Ok((s, f))
 }
 
 /// A local path to return to after sign-in, or `None` if it could lead elsewhere.

@@ -15,8 +15,8 @@ use maud::html;
 use protonpass_agent::{Error, Result, random_id};
 use serde_json::json;
 
-use super::auth::{SESSION_TTL, new_session, pre_ok, pre_token, with_cookies};
-use super::{B, Form, csrf_refused, pre_cookie, query, redirect, service_error, session_cookie};
+use super::auth::{SESSION_TTL, new_session, pre_form, pre_form_page, with_cookies};
+use super::{B, csrf_refused, pre_cookie, query, redirect, service_error, session_cookie};
 use super::{set_cookie, view};
 use crate::audit::secret_hash;
 use crate::config::valid_owner;
@@ -157,14 +157,7 @@ fn setup_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (csrf, c) = match pre_token(b) {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, None),
-    };
-    let r = view::page(
-        status,
-        "Create your password",
-        None,
+    pre_form_page(b, status, "Create your password", |csrf| {
         html! {
             p { "You are setting the password of the owner account " strong { (owner) } ". You will use it to approve agents and to cut them off." }
             @if let Some(e) = error { p.notice.error role="alert" { (e) } }
@@ -177,9 +170,8 @@ fn setup_form(
                     input type="password" name="again" autocomplete="new-password" required minlength="10"; }
                 button.primary type="submit" { "Save password and sign in" }
             }
-        },
-    );
-    with_cookies(r, &[c])
+        }
+    })
 }
 
 async fn setup_owner(b: &Arc<Broker>, token: &str) -> Option<String> {
@@ -212,12 +204,9 @@ pub(super) async fn setup_page(State(b): B, RawQuery(q): RawQuery) -> Response {
 }
 
 pub(super) async fn setup_submit(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(f) = Form::parse(&headers, &body) else {
+    let Some(f) = pre_form(&b, &headers, &body) else {
         return csrf_refused();
     };
-    if !pre_ok(&b, &headers, &f) {
-        return csrf_refused();
-    }
     let token = f.get("token").unwrap_or("").to_owned();
     let Some(owner) = setup_owner(&b, &token).await else {
         return setup_gone();

@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::view::{self, describe_scope, duration, short_thumbprint, when};
-use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use super::{B, redirect, service_error, session, signed_form, to_login};
 use crate::service::device::{CLI_SOURCE, Decision};
 
 pub(super) async fn pending_page(
@@ -70,15 +70,10 @@ pub(super) async fn pending_page(
 }
 
 pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/pending");
+    let (s, f) = match signed_form(&b, &headers, &body, "/pending").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let code = f.text("user_code").unwrap_or("");
     // Only a request this page lists for this owner is denied without the
     // guessing limit; anything else answers as not waiting.
@@ -89,13 +84,7 @@ pub(super) async fn deny(State(b): B, headers: HeaderMap, body: Bytes) -> Respon
     if !listed {
         return not_waiting(&s);
     }
-    let dec = Decision {
-        approve: false,
-        scope: None,
-        audience: None,
-        ttl: 0,
-        budgets: Vec::new(),
-    };
+    let dec = Decision::deny();
     // The code comes from the list this page showed, not from a guess: it is
     // not counted against the guessing budget of the code form, as on the
     // command line, whose list is the same.

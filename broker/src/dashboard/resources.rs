@@ -9,20 +9,20 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 use protonpass_agent::Error;
 
 use super::scope_view::catalog_list;
 use super::view::{self, when};
-use super::{
-    B, Form, MAX_FIELD, MAX_FIELDS, csrf_refused, query, redirect, service_error, session,
-    to_login, token_matches,
-};
+use super::{B, Form, query, redirect, service_error, session, signed_form_with, to_login};
+// What the tests below build their forms with.
 use crate::model::Resource;
 use crate::scope_catalog;
 use crate::store::WebSession;
+#[cfg(test)]
+use {super::MAX_FIELD, axum::http::header};
 
 /// Longest catalog text the form takes: the parser refuses anything over
 /// [`scope_catalog::MAX_FILE`] with its own message; far larger is no form.
@@ -127,37 +127,14 @@ pub(super) async fn resources_page(
 /// The import form: like [`Form::parse`], but the `catalog` field may be as
 /// long as a catalog file.
 fn import_form(headers: &HeaderMap, body: &Bytes) -> Option<Form> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return None;
-    }
-    let mut out = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
-        let max = if k == "catalog" { MAX_TEXT } else { MAX_FIELD };
-        if out.len() >= MAX_FIELDS || v.len() > max || k.len() > 64 {
-            return None;
-        }
-        out.push((k.into_owned(), v.into_owned()));
-    }
-    Some(Form(out))
+    Form::parse_with(headers, body, Some(("catalog", MAX_TEXT)))
 }
 
 pub(super) async fn import(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/resources");
+    let (s, f) = match signed_form_with(&b, &headers, &body, "/resources", import_form).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = import_form(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let id = f.text("resource").unwrap_or("");
     // Unknown, or another owner's: one answer for both, before the file is read.
     let r = match b.resource_find(&s.owner, id).await {

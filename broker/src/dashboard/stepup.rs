@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::view::{self, describe_scope, duration, when};
-use super::{B, Form, csrf_refused, redirect, service_error, session, to_login, token_matches};
+use super::{B, redirect, service_error, session, signed_form, to_login};
 use crate::model::AuditRecord;
 use crate::service::Broker;
 use crate::service::budget::BudgetView;
@@ -238,15 +238,10 @@ pub(super) async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/stepup");
+    let (s, f) = match signed_form(&b, &headers, &body, "/stepup").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Some(f) = Form::parse(&headers, &body) else {
-        return csrf_refused();
-    };
-    if !token_matches(&s.csrf, f.get("csrf")) {
-        return csrf_refused();
-    }
     let approve = match f.get("decision") {
         Some("approve") => true,
         Some("deny") => false,

@@ -5,6 +5,8 @@
 //! shown, and a new one goes from the form straight into the vault.
 //! Adding from a template is the catalog's page (`/upstreams/catalog`).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,10 +14,37 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::view::{self, describe_scope, when};
-use super::{B, Form, csrf_refused, query, redirect, service_error, session, to_login};
+use super::{B, csrf_refused, query, redirect, service_error, session, signed_form, to_login};
 use crate::gateway::upstreams::{self, Ctx, RuleView, UpstreamView};
 use crate::gateway::vault::{Vault, check_secret};
+use crate::service::Broker;
 use crate::store::WebSession;
+
+/// Run `f` on the blocking pool (the gateway's calls are synchronous) with
+/// the gateway's context for `owner`: the store, the issuer and the time. A
+/// task that does not run to its end is `temporarily_unavailable`.
+pub(super) async fn gateway_task<T: Send + 'static>(
+    b: &Arc<Broker>,
+    owner: &str,
+    f: impl FnOnce(&Broker, &Ctx<'_>) -> protonpass_agent::Result<T> + Send + 'static,
+) -> protonpass_agent::Result<T> {
+    let (b, owner) = (b.clone(), owner.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let ctx = Ctx {
+            store: &b.store,
+            issuer: &b.issuer,
+            owner: &owner,
+            now: b.clock.now(),
+        };
+        f(&b, &ctx)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(protonpass_agent::Error::TemporarilyUnavailable(
+            "try again".into(),
+        ))
+    })
+}
 
 fn notice(code: Option<&str>) -> Option<&'static str> {
     Some(match code? {
@@ -111,17 +140,13 @@ pub(super) async fn upstreams_page(
         return to_login("/upstreams");
     };
     let q = query(q.as_deref());
-    let (store, issuer, owner) = (b.store.clone(), b.issuer.clone(), s.owner.clone());
-    let list = tokio::task::spawn_blocking(move || upstreams::list(&store, &issuer, &owner)).await;
+    let list = gateway_task(&b, &s.owner, |_, ctx| {
+        upstreams::list(ctx.store, ctx.issuer, ctx.owner)
+    })
+    .await;
     let list = match list {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => return service_error(&e, Some(&s)),
-        Err(_) => {
-            return service_error(
-                &protonpass_agent::Error::TemporarilyUnavailable("try again".into()),
-                Some(&s),
-            );
-        }
+        Ok(l) => l,
+        Err(e) => return service_error(&e, Some(&s)),
     };
     let body = html! {
         @if let Some(n) = notice(q.get("done")) { p.notice.ok role="status" { (n) } }
@@ -178,28 +203,10 @@ pub(super) async fn remove_page(
     )
 }
 
-/// The signed-in owner and the form, when its CSRF token is right.
-async fn checked(
-    b: &B,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(WebSession, Form), Box<Response>> {
-    let Some(s) = session(&b.0, headers).await else {
-        return Err(Box::new(to_login("/upstreams")));
-    };
-    let Some(f) = Form::parse(headers, body) else {
-        return Err(Box::new(csrf_refused()));
-    };
-    if !super::token_matches(&s.csrf, f.get("csrf")) {
-        return Err(Box::new(csrf_refused()));
-    }
-    Ok((s, f))
-}
-
 pub(super) async fn rotate(b: B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match checked(&b, &headers, &body).await {
+    let (s, f) = match signed_form(&b, &headers, &body, "/upstreams").await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
     let name = f.get("name").unwrap_or("").to_owned();
     let Ok(secret) = check_secret(f.get("secret").unwrap_or("").as_bytes()) else {
@@ -211,36 +218,24 @@ pub(super) async fn rotate(b: B, headers: HeaderMap, body: Bytes) -> Response {
         );
     };
     drop(f);
-    let br = b.0.clone();
-    let owner = s.owner.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let ctx = Ctx {
-            store: &br.store,
-            issuer: &br.issuer,
-            owner: &owner,
-            now: br.clock.now(),
-        };
+    let done = gateway_task(&b, &s.owner, move |br, ctx| {
         let vault = Vault::load(&br.cfg.data, br.rng.as_ref())?;
-        upstreams::rotate(&ctx, &vault, br.rng.as_ref(), &name, &secret)
+        upstreams::rotate(ctx, &vault, br.rng.as_ref(), &name, &secret)
     })
     .await;
     match done {
-        Ok(Ok(_)) => redirect("/upstreams?done=rotated"),
-        Ok(Err(e @ protonpass_agent::Error::InvalidRequest(_))) => {
+        Ok(_) => redirect("/upstreams?done=rotated"),
+        Err(e @ protonpass_agent::Error::InvalidRequest(_)) => {
             view::message(StatusCode::NOT_FOUND, "Not found", &e.to_string(), Some(&s))
         }
-        Ok(Err(e)) => service_error(&e, Some(&s)),
-        Err(_) => service_error(
-            &protonpass_agent::Error::TemporarilyUnavailable("try again".into()),
-            Some(&s),
-        ),
+        Err(e) => service_error(&e, Some(&s)),
     }
 }
 
 pub(super) async fn remove(b: B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match checked(&b, &headers, &body).await {
+    let (s, f) = match signed_form(&b, &headers, &body, "/upstreams").await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
     let name = f.get("name").unwrap_or("").to_owned();
     if f.get("confirm") != Some("yes") {
@@ -249,28 +244,13 @@ pub(super) async fn remove(b: B, headers: HeaderMap, body: Bytes) -> Response {
             url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
         ));
     }
-    let br = b.0.clone();
-    let owner = s.owner.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let ctx = Ctx {
-            store: &br.store,
-            issuer: &br.issuer,
-            owner: &owner,
-            now: br.clock.now(),
-        };
-        upstreams::remove(&ctx, &name)
-    })
-    .await;
+    let done = gateway_task(&b, &s.owner, move |_, ctx| upstreams::remove(ctx, &name)).await;
     match done {
-        Ok(Ok(())) => redirect("/upstreams?done=removed"),
-        Ok(Err(e @ protonpass_agent::Error::InvalidRequest(_))) => {
+        Ok(()) => redirect("/upstreams?done=removed"),
+        Err(e @ protonpass_agent::Error::InvalidRequest(_)) => {
             view::message(StatusCode::NOT_FOUND, "Not found", &e.to_string(), Some(&s))
         }
-        Ok(Err(e)) => service_error(&e, Some(&s)),
-        Err(_) => service_error(
-            &protonpass_agent::Error::TemporarilyUnavailable("try again".into()),
-            Some(&s),
-        ),
+        Err(e) => service_error(&e, Some(&s)),
     }
 }
 

@@ -204,15 +204,19 @@ impl Broker {
         let (out, seq) = store::write(&self.store, move |tx| {
             let not_found =
                 || Error::InvalidRequest("no grant or token of this owner has this id".into());
+            // Another owner's id: audited, and answered like an unknown one.
+            let refused = |tx: &mut dyn store::Tx| -> Result<(Result<Revoked>, i64)> {
+                tx.audit_append(
+                    now,
+                    &owner,
+                    "revoke_refused",
+                    &json!({"id": id}).to_string(),
+                )?;
+                Ok((Err(not_found()), 0))
+            };
             if let Some(mut g) = tx.grant_get(&id)? {
                 if g.owner != owner {
-                    tx.audit_append(
-                        now,
-                        &owner,
-                        "revoke_refused",
-                        &json!({"id": id}).to_string(),
-                    )?;
-                    return Ok((Err(not_found()), 0));
+                    return refused(tx);
                 }
                 let mut r = Revoked::none();
                 if g.status == GrantStatus::Revoked {
@@ -226,13 +230,7 @@ impl Broker {
             }
             if let Some(mut t) = tx.token_get(&id)? {
                 if t.owner != owner {
-                    tx.audit_append(
-                        now,
-                        &owner,
-                        "revoke_refused",
-                        &json!({"id": id}).to_string(),
-                    )?;
-                    return Ok((Err(not_found()), 0));
+                    return refused(tx);
                 }
                 let mut r = Revoked::none();
                 if t.status == TokenStatus::Revoked {

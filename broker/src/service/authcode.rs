@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::issue::{Mint, negotiate};
-use super::token::{eq_ct, response};
+use super::token::{eq_ct, grant_response};
 use super::{Broker, audience_status, catalog, revoke_grant};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
@@ -540,26 +540,20 @@ impl Broker {
                 .to_string(),
             )?;
             Ok((
-                Ok(super::issue::bearer_type(
-                    response(
-                        &access,
-                        Some(refresh),
-                        scope,
-                        c.resource.clone(),
-                        &g.gid,
-                        g.expires_at,
-                        now,
-                        false,
-                    ),
+                Ok(grant_response(
+                    &access,
+                    refresh,
+                    scope,
+                    c.resource.clone(),
+                    &g,
+                    now,
                     bearer,
                 )),
                 None,
             ))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         Ok(r)
     }
 

@@ -83,6 +83,19 @@ pub struct Decision {
     pub budgets: Vec<super::budget::BudgetSpec>,
 }
 
+impl Decision {
+    /// The owner refuses the request.
+    pub fn deny() -> Self {
+        Decision {
+            approve: false,
+            scope: None,
+            audience: None,
+            ttl: 0,
+            budgets: Vec::new(),
+        }
+    }
+}
+
 /// What the owner decided on, for display.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Decided {

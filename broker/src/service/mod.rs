@@ -118,6 +118,14 @@ impl Broker {
         }
     }
 
+    /// [`Broker::feed_advanced`] after a write that revoked something only
+    /// on some paths (a reused refresh token or authorization code).
+    fn feed_advanced_if(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.feed_advanced(seq);
+        }
+    }
+
     /// Tell feed subscribers about a new position.
     pub fn feed_advanced(&self, seq: i64) {
         self.feed.send_if_modified(|cur| {

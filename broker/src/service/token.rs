@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::issue::{Mint, negotiate, pick_audience};
 use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
-use crate::model::{GrantStatus, TokenKind, TokenStatus};
+use crate::model::{Grant, GrantStatus, TokenKind, TokenStatus};
 use crate::protocol::token_request::{Refused, Secret, SubjectKind, TokenRequest};
 use crate::store;
 
@@ -49,6 +49,31 @@ pub(super) fn response(
         audience: Some(aud),
         grant_expires_at: Some(grant_exp),
     }
+}
+
+/// The answer to a grant's redemption (enrollment code, authorization code)
+/// or refresh: its new access and refresh tokens, `token_type` Bearer for a
+/// bearer client.
+pub(super) fn grant_response(
+    access: &super::issue::Minted,
+    refresh: String,
+    scope: String,
+    aud: String,
+    g: &Grant,
+    now: i64,
+    bearer: bool,
+) -> TokenResponse {
+    let r = response(
+        access,
+        Some(refresh),
+        scope,
+        aud,
+        &g.gid,
+        g.expires_at,
+        now,
+        false,
+    );
+    super::issue::bearer_type(r, bearer)
 }
 
 /// What a token exchange asks for beyond its subject.
@@ -308,16 +333,7 @@ impl Broker {
                         "grant_exp": g.expires_at, "reason": proof.reason})
                 .to_string(),
             )?;
-            Ok(Ok(response(
-                &access,
-                Some(refresh),
-                scope,
-                aud,
-                &g.gid,
-                g.expires_at,
-                now,
-                false,
-            )))
+            Ok(Ok(grant_response(&access, refresh, scope, aud, &g, now, false)))
         })
         .await
     }
@@ -403,22 +419,16 @@ impl Broker {
                         "reason": reason, "bearer": bearer})
                 .to_string(),
             )?;
-            let t = response(
-                &minted,
-                Some(refresh),
-                scope,
-                aud,
-                &g.gid,
-                g.expires_at,
-                now,
-                false,
-            );
-            Ok((Ok((super::issue::bearer_type(t, bearer), access)), None))
+            Ok((
+                Ok((
+                    grant_response(&minted, refresh, scope, aud, &g, now, bearer),
+                    access,
+                )),
+                None,
+            ))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         // Signed now that it is committed, off the store's writer.
         Ok(r.map(|(t, access)| access.sign_into(t)))
     }
@@ -518,9 +528,7 @@ impl Broker {
             Ok((Ok((t, access)), None))
         })
         .await?;
-        if let Some(seq) = seq {
-            self.feed_advanced(seq);
-        }
+        self.feed_advanced_if(seq);
         // Signed now that it is committed, off the store's writer.
         Ok(r.map(|(t, access)| access.sign_into(t)))
     }

@@ -88,11 +88,7 @@ async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>, Duration)> {
         .await
         .map_err(|e| http::unreachable("resource discovery", &e))?;
     let status = r.status().as_u16();
-    let www = r
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let www = http::www_authenticate(&r);
     let ttl = http::cache_lifetime(r.headers());
     if r.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
         return Err(refused(format!(

@@ -35,6 +35,14 @@ pub(crate) fn client() -> Result<reqwest::Client> {
     Ok(CLIENT.get_or_init(|| c).clone())
 }
 
+/// The `WWW-Authenticate` challenge of a response, if it has a readable one.
+pub(crate) fn www_authenticate(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 pub(crate) fn unreachable(what: &str, e: &reqwest::Error) -> Error {
     // The innermost cause says what really failed: reqwest's own message is
     // the same ("error sending request") for a refused connection, a failed

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -167,9 +167,12 @@ fn lock_memory(profile: &str) -> Result<ProfileLock> {
     Ok(ProfileLock(Held::Memory(profile.to_owned())))
 }
 
-fn memory() -> &'static Mutex<HashMap<String, StoredGrant>> {
+/// The memory store's grants, locked.
+fn memory() -> Result<MutexGuard<'static, HashMap<String, StoredGrant>>> {
     static MEM: OnceLock<Mutex<HashMap<String, StoredGrant>>> = OnceLock::new();
     MEM.get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .map_err(|_| Error::Storage("memory store poisoned".into()))
 }
 
 fn check_profile(profile: &str) -> Result<()> {
@@ -325,11 +328,7 @@ impl GrantStore {
         check_profile(profile)?;
         let key = entry_key(broker, agent);
         match &self.kind {
-            StoreKind::Memory => Ok(memory()
-                .lock()
-                .map_err(|_| Error::Storage("memory store poisoned".into()))?
-                .get(&format!("{profile}|{key}"))
-                .cloned()),
+            StoreKind::Memory => Ok(memory()?.get(&format!("{profile}|{key}")).cloned()),
             StoreKind::File(dir) => {
                 let mut file = read_file(&Self::paths(dir, profile).0)?;
                 let Some((k, rt, scope, exp)) = file.grants.get(&key).map(|r| {
@@ -361,10 +360,7 @@ impl GrantStore {
         let key = entry_key(broker, agent);
         match &self.kind {
             StoreKind::Memory => {
-                memory()
-                    .lock()
-                    .map_err(|_| Error::Storage("memory store poisoned".into()))?
-                    .insert(format!("{profile}|{key}"), g.clone());
+                memory()?.insert(format!("{profile}|{key}"), g.clone());
                 Ok(())
             }
             StoreKind::File(dir) => {
@@ -414,10 +410,7 @@ impl GrantStore {
         let key = entry_key(broker, agent);
         match &self.kind {
             StoreKind::Memory => {
-                memory()
-                    .lock()
-                    .map_err(|_| Error::Storage("memory store poisoned".into()))?
-                    .remove(&format!("{profile}|{key}"));
+                memory()?.remove(&format!("{profile}|{key}"));
                 Ok(())
             }
             StoreKind::File(dir) => {

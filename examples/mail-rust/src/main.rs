@@ -17,14 +17,16 @@ mod provider;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
 
 use protonpass_agent::*;
 
 #[path = "../../demo-kit/broker.rs"]
 mod demo_kit;
 
-use demo_kit::{Fallible, Running, broker_bin, cli, start_broker, step};
+use demo_kit::{
+    Fallible, Running, approving_prompt, broker_bin, cli, finish, private_dir, show_audit,
+    start_broker, step,
+};
 
 /// The upstream's rules: the mail API behind the provider, reading and
 /// sending mapped to two scopes, the token injected as a bearer.
@@ -124,10 +126,7 @@ async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible
 
 async fn run() -> Fallible<()> {
     let bin = broker_bin()?;
-    let data = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let data = private_dir()?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
 
     step(
@@ -172,17 +171,7 @@ async fn run() -> Fallible<()> {
         4,
         "The assistant asks to read mail; the person approves mail:read only.",
     );
-    let data_dir = data.path().to_path_buf();
-    let bin2 = bin.clone();
-    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
-        println!("   $ protonpass-broker approve {} --ttl 8h", p.user_code);
-        let (code, bin, data) = (p.user_code.clone(), bin2.clone(), data_dir.clone());
-        std::thread::spawn(move || {
-            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "8h"], None) {
-                eprintln!("   approval failed: {e}");
-            }
-        });
-    });
+    let prompt = approving_prompt(&bin, data.path(), "8h", |_: &DevicePrompt| {});
     let session = authenticate_with_proton(
         &["mail:read"],
         "https://mail.example",
@@ -253,25 +242,15 @@ async fn run() -> Fallible<()> {
     }
     let _ = session.close(false).await;
 
-    step(8, "The audit log, and the verification of its hash chain.");
-    print!("{}", cli(&bin, data.path(), &["audit", "tail"], None)?);
-    print!("{}", cli(&bin, data.path(), &["audit", "verify"], None)?);
+    show_audit(8, &bin, data.path())?;
     drop(broker);
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!(
-                "\nThe mail demo completed: connected, read, refused to send, disconnected, audited."
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("\ndemo failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(
+        run().await,
+        "The mail demo completed: connected, read, refused to send, disconnected, audited.",
+    )
 }

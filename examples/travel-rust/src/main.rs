@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,7 +25,10 @@ use rust_decimal::Decimal;
 #[path = "../../demo-kit/broker.rs"]
 mod demo_kit;
 
-use demo_kit::{Fallible, broker_bin, cli, start_broker, step};
+use demo_kit::{
+    Fallible, approving_prompt, broker_bin, cli, finish, private_dir, show_audit, start_broker,
+    step,
+};
 
 /// The travel API's port, bound first: its URL names the audience (a session
 /// sends its token only to URLs under its audience).
@@ -102,10 +104,7 @@ async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible
 async fn run() -> Fallible<()> {
     let bin = broker_bin()?;
     // The broker keeps its keys and grants in an owner-only directory.
-    let data = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let data = private_dir()?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
 
     step(
@@ -131,9 +130,7 @@ async fn run() -> Fallible<()> {
         3,
         "The agent asks for access; the broker shows the person a code.",
     );
-    let data_dir = data.path().to_path_buf();
-    let bin2 = bin.clone();
-    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
+    let prompt = approving_prompt(&bin, data.path(), "1d", |p: &DevicePrompt| {
         println!(
             "   agent says: open {} and confirm the code {}",
             p.verification_uri_complete
@@ -142,13 +139,6 @@ async fn run() -> Fallible<()> {
             p.user_code
         );
         println!("   the person approves, with a 1-day lifetime:");
-        println!("   $ protonpass-broker approve {} --ttl 1d", p.user_code);
-        let (code, bin, data) = (p.user_code.clone(), bin2.clone(), data_dir.clone());
-        std::thread::spawn(move || {
-            if let Err(e) = cli(&bin, &data, &["approve", &code, "--ttl", "1d"], None) {
-                eprintln!("   approval failed: {e}");
-            }
-        });
     });
     // readme:begin rust-agent
     let scopes = ["travel:search", "travel:book", "payment:execute:under-500"];
@@ -266,25 +256,15 @@ async fn run() -> Fallible<()> {
     println!("   the agent's next call fails: {cut}");
     let _ = session.close(false).await;
 
-    step(8, "The audit log, and the verification of its hash chain.");
-    print!("{}", cli(&bin, data.path(), &["audit", "tail"], None)?);
-    print!("{}", cli(&bin, data.path(), &["audit", "verify"], None)?);
+    show_audit(8, &bin, data.path())?;
     drop(broker);
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!(
-                "\nThe travel demo completed: approved, used, refused above its limit, revoked, audited."
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("\ndemo failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(
+        run().await,
+        "The travel demo completed: approved, used, refused above its limit, revoked, audited.",
+    )
 }

@@ -24,6 +24,47 @@ pub(super) struct BrokerCalls {
 }
 
 impl BrokerCalls {
+    /// A fresh DPoP proof for one request to `url`: with the origin's
+    /// remembered nonce, bound (`ath`) to `access_token` when there is one,
+    /// and carrying `reason`, else the session's reason.
+    pub(super) fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<String> {
+        let nonce = self.nonces.get(url);
+        create_proof(
+            &self.key,
+            &ProofInput {
+                method,
+                url,
+                access_token,
+                nonce: nonce.as_deref(),
+                reason: reason.or(self.reason.as_deref()),
+            },
+            self.clock.now(),
+            self.rng.as_ref(),
+        )
+    }
+
+    /// The header pair for a call with `token`: `Authorization: DPoP <token>`
+    /// and a fresh `DPoP` proof bound to it ([`BrokerCalls::proof`]).
+    pub(super) fn dpop_headers(
+        &self,
+        token: &str,
+        method: &str,
+        url: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let proof = self.proof(method, url, Some(token), reason)?;
+        Ok(vec![
+            ("Authorization".to_owned(), format!("DPoP {token}")),
+            ("DPoP".to_owned(), proof),
+        ])
+    }
+
     pub(super) async fn post_form(
         &self,
         url: &str,
@@ -40,20 +81,7 @@ impl BrokerCalls {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(body.clone());
             if with_proof {
-                let nonce = self.nonces.get(url);
-                let proof = create_proof(
-                    &self.key,
-                    &ProofInput {
-                        method: "POST",
-                        url,
-                        access_token: None,
-                        nonce: nonce.as_deref(),
-                        reason: self.reason.as_deref(),
-                    },
-                    self.clock.now(),
-                    self.rng.as_ref(),
-                )?;
-                req = req.header("DPoP", proof);
+                req = req.header("DPoP", self.proof("POST", url, None, None)?);
             }
             let resp = req.send().await.map_err(|e| http::unreachable(url, &e))?;
             self.nonces.remember(url, resp.headers());

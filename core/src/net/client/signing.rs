@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use super::Challenge;
 use super::renewal::renew;
 use super::session::Session;
-use crate::dpop::{ProofInput, create_proof};
 use crate::error::{Error, Result};
 use crate::net::{audience, discovery, http};
 
@@ -84,26 +83,7 @@ impl Session {
         let token = self
             .with_token(&aud, |a| a.token.clone())
             .ok_or_else(|| Error::InvalidRequest(format!("no token for {aud}")))?;
-        let nonce = self.inner.calls.nonces.get(url);
-        let proof = create_proof(
-            &self.inner.calls.key,
-            &ProofInput {
-                method,
-                url,
-                access_token: Some(&token),
-                nonce: nonce.as_deref(),
-                reason: reason.or(self.inner.calls.reason.as_deref()),
-            },
-            self.inner.calls.clock.now(),
-            self.inner.calls.rng.as_ref(),
-        )?;
-        Ok(vec![
-            (
-                "Authorization".to_owned(),
-                format!("DPoP {}", token.as_str()),
-            ),
-            ("DPoP".to_owned(), proof),
-        ])
+        self.inner.calls.dpop_headers(&token, method, url, reason)
     }
 
     /// Send a request with DPoP headers. Answers a `use_dpop_nonce` challenge
@@ -143,12 +123,7 @@ impl Session {
             if resp.status().as_u16() != 401 {
                 return Ok(resp);
             }
-            let challenge = resp
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let challenge = http::www_authenticate(&resp).unwrap_or_default();
             self.note_challenge(url, &challenge);
             if challenge.contains("use_dpop_nonce") && !nonce_retried {
                 nonce_retried = true;

@@ -13,7 +13,6 @@ use zeroize::Zeroizing;
 
 use super::http;
 use super::{DevicePrompt, PromptFn, Session};
-use crate::dpop::{ProofInput, create_proof};
 use crate::error::{Error, Result};
 use crate::wire::TokenResponse;
 
@@ -188,19 +187,7 @@ impl Session {
             let token = self
                 .with_token(&aud, |a| a.token.clone())
                 .ok_or_else(|| Error::InvalidRequest(format!("no token for {aud}")))?;
-            let nonce = calls.nonces.get(&endpoint);
-            let proof = create_proof(
-                &calls.key,
-                &ProofInput {
-                    method: "POST",
-                    url: &endpoint,
-                    access_token: Some(&token),
-                    nonce: nonce.as_deref(),
-                    reason: calls.reason.as_deref(),
-                },
-                calls.clock.now(),
-                calls.rng.as_ref(),
-            )?;
+            let proof = calls.proof("POST", &endpoint, Some(token.as_str()), None)?;
             let resp = client
                 .post(&endpoint)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -296,27 +283,9 @@ impl Session {
         method: &str,
         url: &str,
     ) -> Result<Vec<(String, String)>> {
-        let calls = &self.inner.calls;
-        let nonce = calls.nonces.get(url);
-        let proof = create_proof(
-            &calls.key,
-            &ProofInput {
-                method,
-                url,
-                access_token: Some(token.expose()),
-                nonce: nonce.as_deref(),
-                reason: calls.reason.as_deref(),
-            },
-            calls.clock.now(),
-            calls.rng.as_ref(),
-        )?;
-        Ok(vec![
-            (
-                "Authorization".to_owned(),
-                format!("DPoP {}", token.expose()),
-            ),
-            ("DPoP".to_owned(), proof),
-        ])
+        self.inner
+            .calls
+            .dpop_headers(token.expose(), method, url, None)
     }
 
     /// [`Session::send`], and when the API answers `403` with
@@ -337,12 +306,7 @@ impl Session {
         if resp.status().as_u16() != 403 || self.inner.step_up.is_none() {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let challenge = http::www_authenticate(&resp).unwrap_or_default();
         let Some(ask) = StepUpAsk::from_challenge(&challenge, payment, binding_message) else {
             return Ok(resp);
         };
