@@ -303,7 +303,8 @@ fn spend_tx(
         period_ends_at: left.and_then(|(_, _, e)| e),
     };
     rec.answer = to_json(&out)?;
-    tx.spend_add(&rec)?;
+    let since = left.map(|(b, _, _)| b.period.bounds(now).0);
+    tx.spend_add(&rec, since)?;
     tx.audit_append(
         now,
         &g.owner,

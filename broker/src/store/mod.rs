@@ -207,10 +207,15 @@ pub trait Tx {
     /// A grant's budgets, by scope.
     fn budgets_of(&mut self, gid: &str) -> Result<Vec<Budget>>;
     /// The total of a grant's unrefunded spends on `scope` in `currency` at
-    /// or after `since`, minor units.
+    /// or after `since`, minor units. Read from the running total when it
+    /// counts from `since` (see `spend_add`), else summed from the spends.
     fn spent_since(&mut self, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64>;
-    /// Record a new spend (its resource and key are unique).
-    fn spend_add(&mut self, s: &SpendRec) -> Result<()>;
+    /// Record a new spend (its resource and key are unique). `since`: the
+    /// start of the current period of the budget the spend is counted
+    /// against, if any; the store keeps a running total from there, so that
+    /// `spent_since` from that start does not sum the spends. Refunds and
+    /// later spends keep it up to date; a new period's start counts it again.
+    fn spend_add(&mut self, s: &SpendRec, since: Option<i64>) -> Result<()>;
     /// A spend by its resource server and idempotency key.
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>>;
     /// Mark a spend refunded at `at`.

@@ -436,3 +436,45 @@ async fn the_dashboard_approval_page_sets_budgets() {
     assert_eq!(show["budgets"][0]["limit"], "20.00", "{show}");
     assert_eq!(show["budgets"][0]["currency"], "CHF");
 }
+
+#[tokio::test]
+async fn a_database_of_before_running_totals_migrates_with_what_was_spent() {
+    let mut b = Broker::start(&[]);
+    let (gid, jti, rs) = setup(&b, "100").await;
+    for (amount, key) in [("30", "k1"), ("20", "k2")] {
+        let r = call(&b, "/budget/spend", &rs, spend(&gid, &jti, amount, key)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let rf = call(
+        &b,
+        "/budget/refund",
+        &rs,
+        json!({"grant_id": gid, "idempotency_key": "k1"}),
+    );
+    assert_eq!(rf.await.status, 200);
+    let dir = b.take_dir();
+    b.kill();
+    // What a broker of schema version 4 left: the spends, no running totals.
+    protonpass_e2e::store_sql(
+        dir.path(),
+        "DROP TABLE spend_totals; UPDATE schema_version SET version = 4",
+    );
+    let b = Broker::start_in(dir.path(), &[]);
+    if !protonpass_e2e::on_postgres() {
+        let db = rusqlite::Connection::open(dir.path().join("broker.db")).unwrap();
+        let spent: i64 = db
+            .query_row("SELECT spent FROM spend_totals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            spent, 2000,
+            "backfilled from the spends, the refund left out"
+        );
+    }
+    let r = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "60", "k3")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["remaining"], "20.00");
+    let over = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "30", "k4")).await;
+    assert_eq!(over.error(), "budget_exceeded", "{}", over.body);
+    let show = b.cli_ok(&["grant", "show", &gid]);
+    assert_eq!(show["budgets"][0]["spent"], "80.00", "{show}");
+}

@@ -26,8 +26,9 @@ async fn a_data_directory_from_before_schema_versions_opens_and_is_migrated() {
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
     // Version 1 is the schema of before versioning; version 2 adds tables,
-    // version 3 a column; version 4 is PostgreSQL's alone (nothing here).
-    assert_eq!(version, 4);
+    // version 3 a column; version 4 is PostgreSQL's alone (nothing here);
+    // version 5 the budgets' running totals.
+    assert_eq!(version, 5);
 }
 
 #[tokio::test]
@@ -41,7 +42,7 @@ async fn a_database_migrated_by_a_newer_broker_is_refused() {
     let m = e["error_description"].as_str().unwrap_or_default();
     assert_eq!(e["error"], "invalid_request", "{e}");
     assert!(
-        m.contains("schema version 999, newer than this protonpass-broker knows (4)"),
+        m.contains("schema version 999, newer than this protonpass-broker knows (5)"),
         "{m}"
     );
     // The commands refuse it too, and change nothing.

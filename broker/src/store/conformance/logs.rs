@@ -88,7 +88,8 @@ fn spend_once(tx: &mut dyn Tx, s: SpendRec) -> crate::store::Result<String> {
     match tx.spend_get(&s.resource, &s.key)? {
         Some(prev) => Ok(prev.answer),
         None => {
-            tx.spend_add(&s)?;
+            // The shop:pay budget below is daily, set on day 0.
+            tx.spend_add(&s, Some(0))?;
             Ok(s.answer)
         }
     }
@@ -138,7 +139,7 @@ pub(super) fn budgets(s: &Arc<dyn Store>) {
     let other = read_blocking(s, |tx| tx.spent_since("g1", "shop:pay", "USD", 0));
     assert_eq!(other.unwrap(), 0);
     // The store itself refuses a second spend under one key, and keeps the first.
-    assert!(write_blocking(s, |tx| tx.spend_add(&spend("k1", 50, 300))).is_err());
+    assert!(write_blocking(s, |tx| tx.spend_add(&spend("k1", 50, 300), Some(0))).is_err());
     let k1 = read_blocking(s, |tx| tx.spend_get("rs-shop", "k1")).unwrap();
     assert_eq!(k1, Some(spend("k1", 300, 100)));
     assert_eq!(total(0).unwrap(), 500);
@@ -156,6 +157,77 @@ pub(super) fn budgets(s: &Arc<dyn Store>) {
         read_blocking(s, |tx| tx.spend_get("rs-shop", "k9")).unwrap(),
         None
     );
+}
+
+/// The running total of a budget's period: `spent_since` from the period's
+/// start answers what the spends sum to through spends, refunds (of this
+/// period and of an earlier one), a new period, a spend with no budget
+/// period, a changed budget, and a clock that went back.
+pub(super) fn budget_totals(s: &Arc<dyn Store>) {
+    const DAY: i64 = 86_400;
+    let (d0, d1) = (100 * DAY, 101 * DAY);
+    write_blocking(s, |tx| {
+        tx.owner_ensure("alice", 1)?;
+        tx.grant_put(&grant("g1", "agent-a", 1))
+    })
+    .unwrap();
+    let budget = move |period, at| Budget {
+        gid: "g1".into(),
+        scope: "shop:pay".into(),
+        limit: 1000,
+        currency: "EUR".into(),
+        period,
+        updated_at: at,
+    };
+    write_blocking(s, move |tx| tx.budget_put(&budget(Period::Day, d0 + 10))).unwrap();
+    let total = |since| read_blocking(s, move |tx| tx.spent_since("g1", "shop:pay", "EUR", since));
+    let add = |key: &'static str, amount, at, since| {
+        write_blocking(s, move |tx| tx.spend_add(&spend(key, amount, at), since)).unwrap();
+    };
+    let refund = |key: &'static str, at| {
+        write_blocking(s, move |tx| tx.spend_refund("rs-shop", key, at)).unwrap();
+    };
+    assert_eq!(total(d0).unwrap(), 0, "a new budget has spent nothing");
+    add("k1", 100, d0 + 20, Some(d0));
+    add("k2", 50, d0 + 30, Some(d0));
+    assert_eq!(total(d0).unwrap(), 150);
+    refund("k1", d0 + 31);
+    refund("k1", d0 + 32);
+    assert_eq!(total(d0).unwrap(), 50, "a refund counts once");
+    // A spend the store is told no period of still counts.
+    add("k3", 25, d0 + 40, None);
+    assert_eq!(total(d0).unwrap(), 75);
+    assert_eq!(total(d0 + 35).unwrap(), 25, "another start sums the spends");
+    assert_eq!(total(i64::MIN).unwrap(), 75);
+
+    // The next day: its total starts at zero, the day before is kept.
+    assert_eq!(total(d1).unwrap(), 0);
+    add("k4", 10, d1 + 5, Some(d1));
+    assert_eq!(total(d1).unwrap(), 10);
+    assert_eq!(total(d0).unwrap(), 85);
+    // Refunding a spend of the day before leaves today's total alone.
+    refund("k2", d1 + 6);
+    assert_eq!(total(d1).unwrap(), 10);
+    assert_eq!(total(d0).unwrap(), 35);
+    add("k5", 5, d1 + 7, Some(d1));
+    assert_eq!(total(d1).unwrap(), 15);
+    // Refunding today's spend gives it back today.
+    refund("k5", d1 + 8);
+    assert_eq!(total(d1).unwrap(), 10);
+
+    // The owner makes it a budget of all time: counted from the spends.
+    write_blocking(s, move |tx| tx.budget_put(&budget(Period::Total, d1 + 9))).unwrap();
+    assert_eq!(total(i64::MIN).unwrap(), 35);
+    // A clock that went back to the day before still counts in all time.
+    add("k6", 3, d0 + 50, Some(i64::MIN));
+    assert_eq!(total(i64::MIN).unwrap(), 38);
+    assert_eq!(total(d1).unwrap(), 10);
+    // Back to daily, on the day before: its spends, the late one included.
+    write_blocking(s, move |tx| tx.budget_put(&budget(Period::Day, d0 + 60))).unwrap();
+    assert_eq!(total(d0).unwrap(), 38);
+    // Another currency has a total of its own.
+    let usd = read_blocking(s, move |tx| tx.spent_since("g1", "shop:pay", "USD", d0));
+    assert_eq!(usd.unwrap(), 0);
 }
 
 /// The revocation feed: positions grow, the head is the last one, readers

@@ -30,6 +30,7 @@ const CONTRACTS: &[(&str, Contract)] = &[
     ("stepups", records::stepups),
     ("audit", logs::audit),
     ("budgets", logs::budgets),
+    ("budget_totals", logs::budget_totals),
     ("revocation_feed", logs::revocation_feed),
     ("pruning", logs::pruning),
     ("taken_once", once::taken_once),

@@ -1,7 +1,8 @@
 //! The PostgreSQL queries of budgets and spends (tables in migration 1 of
 //! `postgres/schema.rs`; the SQLite twin is `sqlite/budget.rs`). Spends are
 //! checked and recorded inside the writers' serialized transactions, so
-//! concurrent spends on any replica never overspend.
+//! concurrent spends on any replica never overspend. The running totals
+//! (`spend_totals`, migration 5) work as SQLite's.
 
 use protonpass_agent::budget::Period;
 
@@ -24,7 +25,13 @@ pub(super) fn put(tx: &PgTx<'_>, b: &Budget) -> Result<()> {
             &b.updated_at,
         ],
     )?;
-    Ok(())
+    anchor(
+        tx,
+        &b.gid,
+        &b.scope,
+        &b.currency,
+        b.period.bounds(b.updated_at).0,
+    )
 }
 
 pub(super) fn of(tx: &PgTx<'_>, gid: &str) -> Result<Vec<Budget>> {
@@ -45,13 +52,17 @@ pub(super) fn of(tx: &PgTx<'_>, gid: &str) -> Result<Vec<Budget>> {
     )
 }
 
-pub(super) fn spent_since(
-    tx: &PgTx<'_>,
-    gid: &str,
-    scope: &str,
-    currency: &str,
-    since: i64,
-) -> Result<i64> {
+/// The running total of a grant's scope in a currency: `(since, spent)`.
+fn total(tx: &PgTx<'_>, gid: &str, scope: &str, currency: &str) -> Result<Option<(i64, i64)>> {
+    tx.row(
+        "SELECT since, spent FROM spend_totals WHERE gid = $1 AND scope = $2 AND currency = $3",
+        &[&gid, &scope, &currency],
+        |r| Ok((col(r, 0)?, col(r, 1)?)),
+    )
+}
+
+/// The sum of the unrefunded spends at or after `since` (the index covers it).
+fn sum(tx: &PgTx<'_>, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64> {
     tx.int(
         "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM spends
          WHERE gid = $1 AND scope = $2 AND currency = $3 AND at >= $4 AND refunded_at IS NULL",
@@ -59,7 +70,45 @@ pub(super) fn spent_since(
     )
 }
 
-pub(super) fn add(tx: &PgTx<'_>, s: &SpendRec) -> Result<()> {
+/// Count the running total from `since`, unless it already counts from there.
+fn anchor(tx: &PgTx<'_>, gid: &str, scope: &str, currency: &str, since: i64) -> Result<()> {
+    if total(tx, gid, scope, currency)?.is_some_and(|(from, _)| from == since) {
+        return Ok(());
+    }
+    let spent = sum(tx, gid, scope, currency, since)?;
+    tx.exec(
+        "INSERT INTO spend_totals(gid, scope, currency, since, spent) VALUES ($1,$2,$3,$4,$5)
+         ON CONFLICT (gid, scope, currency) DO UPDATE
+           SET since = EXCLUDED.since, spent = EXCLUDED.spent",
+        &[&gid, &scope, &currency, &since, &spent],
+    )?;
+    Ok(())
+}
+
+/// Move the running total that counts a spend made at `s.at` by `delta`.
+fn count(tx: &PgTx<'_>, s: &SpendRec, delta: i64) -> Result<()> {
+    tx.exec(
+        "UPDATE spend_totals SET spent = spent + $4
+         WHERE gid = $1 AND scope = $2 AND currency = $3 AND since <= $5",
+        &[&s.gid, &s.scope, &s.currency, &delta, &s.at],
+    )?;
+    Ok(())
+}
+
+pub(super) fn spent_since(
+    tx: &PgTx<'_>,
+    gid: &str,
+    scope: &str,
+    currency: &str,
+    since: i64,
+) -> Result<i64> {
+    match total(tx, gid, scope, currency)? {
+        Some((from, spent)) if from == since => Ok(spent),
+        _ => sum(tx, gid, scope, currency, since),
+    }
+}
+
+pub(super) fn add(tx: &PgTx<'_>, s: &SpendRec, since: Option<i64>) -> Result<()> {
     tx.exec(
         "INSERT INTO spends(resource, key, gid, scope, amount, currency, at, refunded_at, answer)
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
@@ -75,7 +124,13 @@ pub(super) fn add(tx: &PgTx<'_>, s: &SpendRec) -> Result<()> {
             &s.answer,
         ],
     )?;
-    Ok(())
+    if s.refunded_at.is_none() {
+        count(tx, s, s.amount)?;
+    }
+    match since {
+        Some(since) => anchor(tx, &s.gid, &s.scope, &s.currency, since),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn get(tx: &PgTx<'_>, resource: &str, key: &str) -> Result<Option<SpendRec>> {
@@ -100,6 +155,10 @@ pub(super) fn get(tx: &PgTx<'_>, resource: &str, key: &str) -> Result<Option<Spe
 }
 
 pub(super) fn refund(tx: &PgTx<'_>, resource: &str, key: &str, at: i64) -> Result<()> {
+    // A spend of an earlier period leaves the current period's total alone.
+    if let Some(s) = get(tx, resource, key)?.filter(|s| s.refunded_at.is_none()) {
+        count(tx, &s, -s.amount)?;
+    }
     tx.exec(
         "UPDATE spends SET refunded_at = $3 WHERE resource = $1 AND key = $2 AND refunded_at IS NULL",
         &[&resource, &key, &at],

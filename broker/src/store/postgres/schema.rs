@@ -8,7 +8,7 @@
 
 /// `(version, SQL)`, in order. Each runs in one transaction with the
 /// `schema_version` update.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// Parse a JSON text column, or NULL when it is not JSON (SQLite's
 /// `json_valid` guard: audit details are JSON, but the log is append-only and
@@ -135,4 +135,26 @@ END
 $f$;
 CREATE TRIGGER revocations_notify AFTER INSERT ON revocations
   FOR EACH ROW EXECUTE FUNCTION pp_feed_notify();
+";
+
+/// Version 5: the budgets' running totals (`postgres/budget.rs`), each
+/// counted from `since` (the start of a budget's period), backfilled from the
+/// spends for the budgets' current UTC periods (weeks from Monday, as
+/// `Period::bounds`; a start that differs is only counted again).
+const V5: &str = "
+CREATE TABLE spend_totals (
+  gid TEXT NOT NULL, scope TEXT NOT NULL, currency TEXT NOT NULL, since BIGINT NOT NULL,
+  spent BIGINT NOT NULL, PRIMARY KEY (gid, scope, currency));
+INSERT INTO spend_totals(gid, scope, currency, since, spent)
+  SELECT p.gid, p.scope, p.currency, p.since,
+    (SELECT COALESCE(SUM(s.amount), 0)::BIGINT FROM spends s WHERE s.gid = p.gid
+      AND s.scope = p.scope AND s.currency = p.currency AND s.at >= p.since
+      AND s.refunded_at IS NULL)
+  FROM (SELECT gid, scope, currency, CASE period
+      WHEN 'hour' THEN EXTRACT(EPOCH FROM date_trunc('hour', now() AT TIME ZONE 'UTC'))::BIGINT
+      WHEN 'day' THEN EXTRACT(EPOCH FROM date_trunc('day', now() AT TIME ZONE 'UTC'))::BIGINT
+      WHEN 'week' THEN EXTRACT(EPOCH FROM date_trunc('week', now() AT TIME ZONE 'UTC'))::BIGINT
+      WHEN 'month' THEN EXTRACT(EPOCH FROM date_trunc('month', now() AT TIME ZONE 'UTC'))::BIGINT
+      ELSE (-9223372036854775807)::BIGINT - 1 END AS since
+    FROM budgets) AS p;
 ";

@@ -472,8 +472,8 @@ impl Tx for PgTx<'_> {
         super::budget::spent_since(self, gid, scope, currency, since)
     }
 
-    fn spend_add(&mut self, s: &SpendRec) -> Result<()> {
-        super::budget::add(self, s)
+    fn spend_add(&mut self, s: &SpendRec, since: Option<i64>) -> Result<()> {
+        super::budget::add(self, s, since)
     }
 
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>> {

@@ -1,5 +1,13 @@
 //! The SQLite tables and queries of budgets and spends (see
 //! `crate::service::budget`). The Tx methods in `sqlite/mod.rs` call these.
+//!
+//! A spend reads what its budget's current period spent. Summing the
+//! period's spends grew with every spend (a `total` budget sums them all), so
+//! the store keeps a running total per grant, scope and currency, counted
+//! from the start of a period (`spend_totals`): a spend or refund moves it,
+//! and [`spent_since`] answers from it when asked from that same start. Asked
+//! from another start (a new period, a changed budget), it sums the spends,
+//! and the next spend counts the total again from its budget's new start.
 
 use protonpass_agent::budget::Period;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -22,6 +30,27 @@ CREATE TABLE IF NOT EXISTS spends (
 CREATE INDEX IF NOT EXISTS spends_budget ON spends(gid, scope, at, currency, refunded_at, amount);
 ";
 
+/// Version 5: the running totals, each counted from `since` (the start of a
+/// budget's period at the time), backfilled from the spends for the budgets'
+/// periods at migration (UTC calendar periods, weeks from Monday, as
+/// `Period::bounds`; a start that differs is only counted again).
+pub(super) const TOTALS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spend_totals (
+  gid TEXT NOT NULL, scope TEXT NOT NULL, currency TEXT NOT NULL, since INTEGER NOT NULL,
+  spent INTEGER NOT NULL, PRIMARY KEY (gid, scope, currency));
+INSERT OR REPLACE INTO spend_totals(gid, scope, currency, since, spent)
+  SELECT gid, scope, currency, since,
+    (SELECT COALESCE(SUM(s.amount), 0) FROM spends s WHERE s.gid = p.gid AND s.scope = p.scope
+      AND s.currency = p.currency AND s.at >= p.since AND s.refunded_at IS NULL)
+  FROM (SELECT gid, scope, currency, CASE period
+      WHEN 'hour' THEN CAST(strftime('%s', 'now') AS INTEGER) / 3600 * 3600
+      WHEN 'day' THEN CAST(strftime('%s', 'now', 'start of day') AS INTEGER)
+      WHEN 'week' THEN CAST(strftime('%s', 'now', 'start of day', '-6 days', 'weekday 1') AS INTEGER)
+      WHEN 'month' THEN CAST(strftime('%s', 'now', 'start of month') AS INTEGER)
+      ELSE -9223372036854775807 - 1 END AS since
+    FROM budgets) AS p;
+";
+
 pub(super) fn put(conn: &Connection, b: &Budget) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO budgets(gid, scope, limit_minor, currency, period, updated_at)
@@ -37,7 +66,13 @@ pub(super) fn put(conn: &Connection, b: &Budget) -> Result<()> {
         b.updated_at
     ])
     .map_err(db_err)?;
-    Ok(())
+    anchor(
+        conn,
+        &b.gid,
+        &b.scope,
+        &b.currency,
+        b.period.bounds(b.updated_at).0,
+    )
 }
 
 pub(super) fn of(conn: &Connection, gid: &str) -> Result<Vec<Budget>> {
@@ -71,13 +106,21 @@ pub(super) fn of(conn: &Connection, gid: &str) -> Result<Vec<Budget>> {
     Ok(out)
 }
 
-pub(super) fn spent_since(
-    conn: &Connection,
-    gid: &str,
-    scope: &str,
-    currency: &str,
-    since: i64,
-) -> Result<i64> {
+/// The running total of a grant's scope in a currency: `(since, spent)`.
+fn total(conn: &Connection, gid: &str, scope: &str, currency: &str) -> Result<Option<(i64, i64)>> {
+    conn.prepare_cached(
+        "SELECT since, spent FROM spend_totals WHERE gid = ?1 AND scope = ?2 AND currency = ?3",
+    )
+    .map_err(db_err)?
+    .query_row(params![gid, scope, currency], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(db_err)
+}
+
+/// The sum of the unrefunded spends at or after `since` (the index covers it).
+fn sum(conn: &Connection, gid: &str, scope: &str, currency: &str, since: i64) -> Result<i64> {
     conn.prepare_cached(
         "SELECT COALESCE(SUM(amount), 0) FROM spends
          WHERE gid = ?1 AND scope = ?2 AND currency = ?3 AND at >= ?4 AND refunded_at IS NULL",
@@ -87,7 +130,48 @@ pub(super) fn spent_since(
     .map_err(db_err)
 }
 
-pub(super) fn add(conn: &Connection, s: &SpendRec) -> Result<()> {
+/// Count the running total from `since`, unless it already counts from there.
+fn anchor(conn: &Connection, gid: &str, scope: &str, currency: &str, since: i64) -> Result<()> {
+    if total(conn, gid, scope, currency)?.is_some_and(|(from, _)| from == since) {
+        return Ok(());
+    }
+    let spent = sum(conn, gid, scope, currency, since)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO spend_totals(gid, scope, currency, since, spent)
+         VALUES (?1,?2,?3,?4,?5)",
+    )
+    .map_err(db_err)?
+    .execute(params![gid, scope, currency, since, spent])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Move the running total that counts a spend made at `at` by `delta`.
+fn count(conn: &Connection, s: &SpendRec, delta: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE spend_totals SET spent = spent + ?4
+         WHERE gid = ?1 AND scope = ?2 AND currency = ?3 AND since <= ?5",
+    )
+    .map_err(db_err)?
+    .execute(params![s.gid, s.scope, s.currency, delta, s.at])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub(super) fn spent_since(
+    conn: &Connection,
+    gid: &str,
+    scope: &str,
+    currency: &str,
+    since: i64,
+) -> Result<i64> {
+    match total(conn, gid, scope, currency)? {
+        Some((from, spent)) if from == since => Ok(spent),
+        _ => sum(conn, gid, scope, currency, since),
+    }
+}
+
+pub(super) fn add(conn: &Connection, s: &SpendRec, since: Option<i64>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO spends(resource, key, gid, scope, amount, currency, at, refunded_at, answer)
          VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
@@ -105,7 +189,13 @@ pub(super) fn add(conn: &Connection, s: &SpendRec) -> Result<()> {
         s.answer
     ])
     .map_err(db_err)?;
-    Ok(())
+    if s.refunded_at.is_none() {
+        count(conn, s, s.amount)?;
+    }
+    match since {
+        Some(since) => anchor(conn, &s.gid, &s.scope, &s.currency, since),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn get(conn: &Connection, resource: &str, key: &str) -> Result<Option<SpendRec>> {
@@ -132,6 +222,10 @@ pub(super) fn get(conn: &Connection, resource: &str, key: &str) -> Result<Option
 }
 
 pub(super) fn refund(conn: &Connection, resource: &str, key: &str, at: i64) -> Result<()> {
+    // A spend of an earlier period leaves the current period's total alone.
+    if let Some(s) = get(conn, resource, key)?.filter(|s| s.refunded_at.is_none()) {
+        count(conn, &s, -s.amount)?;
+    }
     conn.prepare_cached(
         "UPDATE spends SET refunded_at = ?3 WHERE resource = ?1 AND key = ?2 AND refunded_at IS NULL",
     )

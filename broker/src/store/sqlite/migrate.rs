@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::audit::AUDIT_SCHEMA;
-use super::budget::BUDGET_SCHEMA;
+use super::budget::{BUDGET_SCHEMA, TOTALS_SCHEMA};
 use super::clients::CLIENTS_SCHEMA;
 use super::prune::PRUNE_SCHEMA;
 use super::stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
@@ -25,7 +25,8 @@ use crate::store::Result;
 /// requests and their policies. Version 3: the owner's step-up webhook.
 /// Version 4 is PostgreSQL's table of accepted DPoP proofs and its feed
 /// notices, which a store of one process does not need (the version numbers
-/// of both stores stay the same).
+/// of both stores stay the same). Version 5: the budgets' running totals
+/// (`sqlite/budget.rs`), backfilled from the spends.
 const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         1,
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     ),
     (3, &[WEBHOOK_SCHEMA]),
     (4, &[]),
+    (5, &[TOTALS_SCHEMA]),
 ];
 
 /// The version the database is at (0: never migrated).

@@ -1137,8 +1137,8 @@ impl Tx for SqliteTx<'_> {
         self::budget::spent_since(self.conn, gid, scope, currency, since)
     }
 
-    fn spend_add(&mut self, s: &SpendRec) -> Result<()> {
-        self::budget::add(self.conn, s)
+    fn spend_add(&mut self, s: &SpendRec, since: Option<i64>) -> Result<()> {
+        self::budget::add(self.conn, s, since)
     }
 
     fn spend_get(&mut self, resource: &str, key: &str) -> Result<Option<SpendRec>> {
