@@ -199,7 +199,7 @@ pub(super) async fn give_back(b: &Broker, c: Charged) {
             grant_id: c.gid,
             idempotency_key: c.key,
         };
-        if let Err(e) = b.refund(&c.rs, req).await {
+        if let Err(e) = b.refund_known(&c.rs, req).await {
             tracing::warn!(
                 error = e.code(),
                 "a failed call's spend could not be given back"

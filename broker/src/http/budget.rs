@@ -16,7 +16,7 @@ use protonpass_agent::budget::{RefundRequest, SpendRequest};
 use serde::de::DeserializeOwned;
 
 use crate::http::error_response;
-use crate::model::Resource;
+use crate::service::resource::{ClientCreds, client_creds};
 use crate::service::{Broker, Params};
 
 type B = State<Arc<Broker>>;
@@ -48,41 +48,55 @@ fn refused(e: &Error) -> Response {
     r
 }
 
-/// Authenticate the resource server and read the JSON body.
+/// The resource server's credentials (checked by the service, in the
+/// spend's own transaction) and the JSON body.
 async fn read<T: DeserializeOwned>(
     b: &Broker,
     what: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Resource, T), Response> {
+) -> Result<(ClientCreds, T), Response> {
     let body =
         body.map_err(|e| error_response(&Error::InvalidRequest(format!("unreadable body: {e}"))))?;
-    let rs = super::resource_caller(b, what, headers, &Params::default()).await?;
-    let req = serde_json::from_slice(&body).map_err(|e| {
-        error_response(&Error::InvalidRequest(format!(
-            "the body is not a valid {what} request: {e}"
-        )))
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let creds = client_creds(auth, &Params::default()).map_err(|e| {
+        b.audit_rejected("-", what, &e, serde_json::json!({}));
+        error_response(&e)
     })?;
-    Ok((rs, req))
+    match serde_json::from_slice(&body) {
+        Ok(req) => Ok((creds, req)),
+        Err(e) => {
+            // Credentials that fail are what the caller hears first.
+            if let Err(e) = b.authenticate_resource(&creds).await {
+                b.audit_rejected("-", what, &e, serde_json::json!({}));
+                return Err(error_response(&e));
+            }
+            Err(error_response(&Error::InvalidRequest(format!(
+                "the body is not a valid {what} request: {e}"
+            ))))
+        }
+    }
 }
 
 async fn spend(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let (rs, req) = match read::<SpendRequest>(&b, "spend", &headers, body).await {
+    let (c, req) = match read::<SpendRequest>(&b, "spend", &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match b.spend(&rs, req).await {
+    match b.spend(c, req).await {
         Ok(r) => ok(r),
         Err(e) => refused(&e),
     }
 }
 
 async fn refund(State(b): B, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let (rs, req) = match read::<RefundRequest>(&b, "refund", &headers, body).await {
+    let (c, req) = match read::<RefundRequest>(&b, "refund", &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match b.refund(&rs, req).await {
+    match b.refund(c, req).await {
         Ok(r) => ok(r),
         Err(e) => refused(&e),
     }

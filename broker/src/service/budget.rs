@@ -4,6 +4,8 @@
 //! store's single writer (and under SQLite's write lock across processes), so
 //! checking what remains and recording the spend cannot interleave.
 
+use std::sync::{Arc, OnceLock};
+
 use protonpass_agent::budget::{
     Period, RefundRequest, SpendRequest, SpendResponse, check_idempotency_key, format_amount,
     parse_amount,
@@ -11,8 +13,9 @@ use protonpass_agent::budget::{
 use protonpass_agent::{Error, Qualifier, Result, Scope, ScopeSet};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::resource::{ClientCreds, resource_by_creds};
 use super::{Broker, grant_live};
 use crate::model::{Budget, Grant, GrantStatus, Resource, SpendRec, TokenKind, TokenStatus};
 use crate::store::{self, Tx};
@@ -199,10 +202,11 @@ fn spend_tx(
     tx: &mut dyn Tx,
     rs: &Resource,
     req: &SpendRequest,
+    prev: Option<SpendRec>,
     amount: i64,
     now: i64,
 ) -> Result<SpendResponse> {
-    if let Some(prev) = tx.spend_get(&rs.client_id, &req.idempotency_key)? {
+    if let Some(prev) = prev {
         // The same request again gets the same answer; another request under
         // a used key is a caller's bug, refused rather than guessed at.
         if prev.gid != req.grant_id
@@ -352,9 +356,12 @@ impl Broker {
         .await
     }
 
-    /// `POST /budget/spend` for an authenticated resource server.
-    pub async fn spend(&self, rs: &Resource, req: SpendRequest) -> Result<SpendResponse> {
-        self.spend_inner(rs, req, false).await.map(|(r, _)| r)
+    /// `POST /budget/spend` by the resource server these credentials name,
+    /// authenticated in the spend's own transaction.
+    pub async fn spend(&self, c: ClientCreds, req: SpendRequest) -> Result<SpendResponse> {
+        self.spend_inner(Payer::Creds(c), req, false)
+            .await
+            .map(|(r, _)| r)
     }
 
     /// A spend for a call the broker itself forwards (the gateway): also
@@ -367,62 +374,110 @@ impl Broker {
         rs: &Resource,
         req: SpendRequest,
     ) -> Result<(SpendResponse, bool)> {
-        self.spend_inner(rs, req, true).await
+        self.spend_inner(Payer::Known(rs.clone()), req, true).await
     }
 
     async fn spend_inner(
         &self,
-        rs: &Resource,
+        payer: Payer,
         req: SpendRequest,
         once: bool,
     ) -> Result<(SpendResponse, bool)> {
         let now = self.clock.now();
-        check_idempotency_key(&req.idempotency_key)?;
-        budget_scope(&req.scope)?;
-        if req.grant_id.len() > 128 || req.token_id.len() > 256 {
-            return Err(Error::InvalidRequest(
-                "grant_id or token_id is too long".into(),
-            ));
-        }
-        let amount = parse_amount(&req.amount, &req.currency)?;
-        if amount == 0 {
-            return Err(Error::InvalidRequest("a spend is more than zero".into()));
-        }
-        let rs2 = rs.clone();
-        let req2 = req.clone();
+        let amount = match spend_checks(&req) {
+            Ok(a) => a,
+            Err(e) => {
+                self.check_payer(&payer, "spend").await?;
+                return Err(e);
+            }
+        };
+        let owner = Arc::new(OnceLock::new());
+        let (req2, payer2, owner2) = (req.clone(), payer.clone(), owner.clone());
         let r = store::write(&self.store, move |tx| {
-            let prev = tx.spend_get(&rs2.client_id, &req2.idempotency_key)?;
+            let rs = payer2.resolve(tx)?;
+            let _ = owner2.set(rs.owner.clone());
+            let prev = tx.spend_get(&rs.client_id, &req2.idempotency_key)?;
             if once && prev.as_ref().is_some_and(|p| p.refunded_at.is_some()) {
                 return Err(Error::InvalidRequest(
                     "the spend under this idempotency key was given back: a new call needs a new key"
                         .into(),
                 ));
             }
-            spend_tx(tx, &rs2, &req2, amount, now).map(|r| (r, prev.is_none()))
+            let fresh = prev.is_none();
+            spend_tx(tx, &rs, &req2, prev, amount, now).map(|r| (r, fresh))
         })
         .await;
-        if let Err(e) = &r
-            && !matches!(e, Error::TemporarilyUnavailable(_))
-        {
-            self.audit_rejected(
-                &rs.owner,
-                "spend",
-                e,
-                json!({"resource": rs.client_id, "gid": req.grant_id, "scope": req.scope,
-                       "amount": req.amount, "currency": req.currency, "key": req.idempotency_key}),
-            );
+        if let Err(e) = &r {
+            let owner = owner.get().map_or("-", String::as_str);
+            self.audit_refused(&payer, owner, "spend", e, || {
+                json!({"gid": req.grant_id, "scope": req.scope, "amount": req.amount,
+                       "currency": req.currency, "key": req.idempotency_key})
+            });
         }
         r
     }
 
-    /// `POST /budget/refund`: give back a spend of this resource server, by
-    /// its idempotency key. Refunding twice answers the same; a revoked grant
-    /// can still be refunded.
-    pub async fn refund(&self, rs: &Resource, req: RefundRequest) -> Result<SpendResponse> {
+    /// For a request refused before its transaction: credentials that fail
+    /// are what the caller hears first, as for any authenticated endpoint.
+    async fn check_payer(&self, payer: &Payer, what: &str) -> Result<()> {
+        if let Payer::Creds(c) = payer
+            && let Err(e) = self.authenticate_resource(c).await
+        {
+            self.audit_refused(payer, "-", what, &e, || json!({}));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Audit a refused spend or refund; a caller whose credentials failed is
+    /// recorded as `resource_caller` records one, without owner or detail.
+    fn audit_refused(
+        &self,
+        payer: &Payer,
+        owner: &str,
+        what: &str,
+        e: &Error,
+        detail: impl FnOnce() -> Value,
+    ) {
+        if matches!(e, Error::TemporarilyUnavailable(_)) {
+            return;
+        }
+        let client_id = match payer {
+            Payer::Creds(_) if matches!(e, Error::InvalidClient(_)) => {
+                self.audit_rejected("-", what, e, json!({}));
+                return;
+            }
+            Payer::Creds(c) => &c.id,
+            Payer::Known(rs) => &rs.client_id,
+        };
+        let mut d = detail();
+        if let Value::Object(m) = &mut d {
+            m.insert("resource".into(), client_id.as_str().into());
+        }
+        self.audit_rejected(owner, what, e, d);
+    }
+
+    /// `POST /budget/refund`: give back a spend of the resource server these
+    /// credentials name, by its idempotency key. Refunding twice answers the
+    /// same; a revoked grant can still be refunded.
+    pub async fn refund(&self, c: ClientCreds, req: RefundRequest) -> Result<SpendResponse> {
+        self.refund_by(Payer::Creds(c), req).await
+    }
+
+    /// [`Broker::refund`] for a resource server already known (the gateway).
+    pub async fn refund_known(&self, rs: &Resource, req: RefundRequest) -> Result<SpendResponse> {
+        self.refund_by(Payer::Known(rs.clone()), req).await
+    }
+
+    async fn refund_by(&self, payer: Payer, req: RefundRequest) -> Result<SpendResponse> {
         let now = self.clock.now();
-        check_idempotency_key(&req.idempotency_key)?;
-        let rs = rs.clone();
-        store::write(&self.store, move |tx| {
+        if let Err(e) = check_idempotency_key(&req.idempotency_key) {
+            self.check_payer(&payer, "refund").await?;
+            return Err(e);
+        }
+        let payer2 = payer.clone();
+        let r = store::write(&self.store, move |tx| {
+            let rs = payer2.resolve(tx)?;
             let rec = tx
                 .spend_get(&rs.client_id, &req.idempotency_key)?
                 .filter(|s| s.gid == req.grant_id)
@@ -452,8 +507,49 @@ impl Broker {
             }
             Ok(out)
         })
-        .await
+        .await;
+        if let Err(e) = &r
+            && matches!(payer, Payer::Creds(_))
+            && matches!(e, Error::InvalidClient(_))
+        {
+            self.audit_refused(&payer, "-", "refund", e, || json!({}));
+        }
+        r
     }
+}
+
+/// Who spends or refunds: a resource server the broker already holds (the
+/// gateway's upstream), or the credentials of one, checked in the spend's
+/// own transaction.
+#[derive(Clone)]
+enum Payer {
+    Known(Resource),
+    Creds(ClientCreds),
+}
+
+impl Payer {
+    fn resolve(&self, tx: &mut dyn Tx) -> Result<Resource> {
+        match self {
+            Payer::Known(rs) => Ok(rs.clone()),
+            Payer::Creds(c) => resource_by_creds(tx, c),
+        }
+    }
+}
+
+/// The checks of a spend request that need no store; its amount in minor units.
+fn spend_checks(req: &SpendRequest) -> Result<i64> {
+    check_idempotency_key(&req.idempotency_key)?;
+    budget_scope(&req.scope)?;
+    if req.grant_id.len() > 128 || req.token_id.len() > 256 {
+        return Err(Error::InvalidRequest(
+            "grant_id or token_id is too long".into(),
+        ));
+    }
+    let amount = parse_amount(&req.amount, &req.currency)?;
+    if amount == 0 {
+        return Err(Error::InvalidRequest("a spend is more than zero".into()));
+    }
+    Ok(amount)
 }
 
 #[cfg(test)]
@@ -542,7 +638,7 @@ mod tests {
                         idempotency_key: format!("k{i}"),
                     };
                     gate.wait();
-                    write_blocking(&s, move |tx| spend_tx(tx, &rs, &req, 1000, now))
+                    write_blocking(&s, move |tx| spend_tx(tx, &rs, &req, None, 1000, now))
                 })
             })
             .collect();

@@ -157,6 +157,19 @@ async fn only_the_grants_own_resource_spends_and_revocation_stops_it_at_once() {
     let bad = (rs.0.clone(), "wrong".to_owned());
     let r = call(&b, "/budget/spend", &bad, spend(&gid, &jti, "1", "a")).await;
     assert_eq!(r.status, 401);
+    // The credentials are what a caller hears about first, whatever the body
+    // (they are checked in the spend's own transaction, or before any
+    // refusal of the body).
+    for (path, body) in [
+        ("/budget/spend", json!([1])),
+        ("/budget/spend", spend(&gid, &jti, "0", "a")),
+        ("/budget/refund", json!({"grant_id": gid, "idempotency_key": ""})),
+        ("/budget/refund", json!({"grant_id": gid, "idempotency_key": "a"})),
+    ] {
+        let r = call(&b, path, &bad, body.clone()).await;
+        assert_eq!(r.status, 401, "{path} {body}: {}", r.body);
+        assert_eq!(r.error(), "invalid_client", "{}", r.body);
+    }
     // Hostile bodies get typed errors.
     for body in [
         spend(&gid, &jti, "1.001", "a"),
