@@ -56,11 +56,26 @@ fn listed(meta: &ServerMetadata, audience: &str) -> Vec<String> {
         .collect()
 }
 
+/// How the broker serves `audience`: its gateway URLs from the metadata at
+/// hand, or, when that lists none for it and was not `fetched_now`, from the
+/// broker's metadata fetched again (an upstream may have been put behind the
+/// gateway since it was cached). Empty: the audience is called directly.
+pub(crate) async fn gateways_of(
+    broker: &str,
+    meta: &ServerMetadata,
+    fetched_now: bool,
+    audience: &str,
+    rng: &dyn Random,
+) -> Result<Vec<String>> {
+    let gateways = listed(meta, audience);
+    if gateways.is_empty() && !fetched_now {
+        return Ok(listed(&*http::rediscover(broker, rng).await?, audience));
+    }
+    Ok(gateways)
+}
+
 impl Routes {
-    /// Learn how the broker serves `audience`: from the metadata at hand, or,
-    /// when it lists no gateway for it and was not `fetched_now`, from the
-    /// broker's metadata fetched again (an upstream may have been added since
-    /// it was cached).
+    /// Learn how the broker serves `audience` ([`gateways_of`]) and route it so.
     pub(crate) async fn learn(
         &self,
         broker: &str,
@@ -69,10 +84,12 @@ impl Routes {
         audience: &str,
         rng: &dyn Random,
     ) -> Result<()> {
-        let mut gateways = listed(meta, audience);
-        if gateways.is_empty() && !fetched_now {
-            gateways = listed(&*http::rediscover(broker, rng).await?, audience);
-        }
+        let gateways = gateways_of(broker, meta, fetched_now, audience, rng).await?;
+        self.set(audience, gateways)
+    }
+
+    /// Route `audience` through `gateways` (none: straight to it).
+    pub(crate) fn set(&self, audience: &str, gateways: Vec<String>) -> Result<()> {
         let mut routes = self
             .0
             .write()

@@ -10,7 +10,10 @@
 //!
 //! Tokens are counted: closing a session revokes a token only when no other
 //! live session of the process holds it, so that one session's shutdown does
-//! not cut off another. Nothing here is written to disk: a new process always
+//! not cut off another. A share carries the routes learned with the token
+//! (`gateway_route.rs`), so that taking it needs no trip to the broker at
+//! all: a new session routes as the live one does, with the same age of
+//! knowledge (at most the token's lifetime). Nothing here is written to disk: a new process always
 //! starts with a fresh exchange.
 
 use std::collections::HashMap;
@@ -49,6 +52,10 @@ pub(super) struct Shared {
     pub expires_at: i64,
     /// The scopes granted, as the broker answered.
     pub scope: String,
+    /// The gateway URLs the audience was routed through when the token was
+    /// obtained (`gateway_route.rs`): a session taking a share routes as the
+    /// session it shares with, rather than asking the broker again.
+    pub gateways: Vec<String>,
 }
 
 type Digest32 = [u8; 32];
@@ -137,6 +144,7 @@ mod tests {
             issued_at: iat,
             expires_at: exp,
             scope: "a:read".into(),
+            gateways: Vec::new(),
         }
     }
 

@@ -173,4 +173,22 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
     }
     let calls = seen.lock().unwrap().len();
     assert_eq!(calls, before + 1);
+
+    // A second session of the process with the stored grant takes a share of
+    // the live token, and with it the route learned when the token came: the
+    // real URL still goes to the gateway (the real host does not resolve).
+    let again = AuthOptions {
+        broker: Some(broker.url.clone()),
+        agent_name: Some("coder".into()),
+        store: Some(StoreKind::File(home.path().to_path_buf())),
+        prompt: Some(Arc::new(|_: &DevicePrompt| panic!("no prompt expected"))),
+        ..AuthOptions::default()
+    };
+    let second = authenticate_with_proton(&["repo:read:proj"], AUD, again)
+        .await
+        .unwrap();
+    assert_eq!(second.route(&real).unwrap(), session.route(&real).unwrap());
+    let r = second.send("GET", &real, &[], None, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), calls + 1);
 }

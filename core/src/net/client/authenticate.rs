@@ -15,7 +15,7 @@ use super::session::{AccessToken, Session, SessionInner};
 use super::{AuthOptions, GT_PREAUTH, MAX_TOKEN_LIFETIME, env_or, stderr_prompt, stepup};
 use crate::error::{Error, Result};
 use crate::keys::AgentKey;
-use crate::net::gateway_route::Routes;
+use crate::net::gateway_route::{Routes, gateways_of};
 use crate::net::http::{self, NonceCache};
 use crate::net::shared_tokens::{self, ShareKey, Shared};
 use crate::net::store::{GrantStore, StoreKind, StoredGrant};
@@ -82,9 +82,6 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     .with_passphrase(passphrase);
     let (meta, fetched_now) = http::discover_noting_fetch(&broker, opts.rng.as_ref()).await?;
     let routes = Routes::default();
-    routes
-        .learn(&broker, &meta, fetched_now, audience, opts.rng.as_ref())
-        .await?;
 
     let lock_store = store.clone();
     let lock_profile = profile.clone();
@@ -135,7 +132,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
         _ => requested.clone(),
     };
     let calls = BrokerCalls {
-        meta,
+        meta: meta.clone(),
         key,
         agent: agent.clone(),
         nonces: NonceCache::global(),
@@ -232,6 +229,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
     let access = match adopted {
         Some(s) => {
             drop(_lock);
+            routes.set(audience, s.gateways)?;
             AccessToken {
                 token: s.token,
                 issued_at: s.issued_at,
@@ -240,6 +238,9 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
             }
         }
         None => {
+            let gateways =
+                gateways_of(&broker, &meta, fetched_now, audience, opts.rng.as_ref()).await?;
+            routes.set(audience, gateways.clone())?;
             let t = calls
                 .exchange(
                     &grant.refresh_token,
@@ -272,6 +273,7 @@ pub async fn authenticate_with_proton<S: AsRef<str>>(
                     issued_at: access.issued_at,
                     expires_at: access.expires_at,
                     scope: access.scope.to_string(),
+                    gateways,
                 },
             );
             access
