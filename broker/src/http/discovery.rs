@@ -85,7 +85,16 @@ pub(super) async fn metadata(State(b): B) -> Response {
         );
         o.insert("client_id_metadata_document_supported".into(), true.into());
     }
-    json_response(StatusCode::OK, v)
+    // Cacheable for a minute, as the JWKS: an agent making session after
+    // session reads it from its cache instead of asking each time. A gateway
+    // added since is still found (the SDKs fetch again when their copy does
+    // not list the audience they want).
+    let mut r = json_response(StatusCode::OK, v);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    r
 }
 
 pub(super) async fn jwks(State(b): B) -> Response {

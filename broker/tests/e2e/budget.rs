@@ -163,8 +163,14 @@ async fn only_the_grants_own_resource_spends_and_revocation_stops_it_at_once() {
     for (path, body) in [
         ("/budget/spend", json!([1])),
         ("/budget/spend", spend(&gid, &jti, "0", "a")),
-        ("/budget/refund", json!({"grant_id": gid, "idempotency_key": ""})),
-        ("/budget/refund", json!({"grant_id": gid, "idempotency_key": "a"})),
+        (
+            "/budget/refund",
+            json!({"grant_id": gid, "idempotency_key": ""}),
+        ),
+        (
+            "/budget/refund",
+            json!({"grant_id": gid, "idempotency_key": "a"}),
+        ),
     ] {
         let r = call(&b, path, &bad, body.clone()).await;
         assert_eq!(r.status, 401, "{path} {body}: {}", r.body);

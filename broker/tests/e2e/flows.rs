@@ -10,6 +10,8 @@ async fn metadata_jwks_health_metrics() {
     let b = Broker::start(&[]);
     let m = b.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(m.status, 200);
+    // Agents keep it a minute (spec/04 section 4.2).
+    assert_eq!(m.headers.get("cache-control").unwrap(), "max-age=60");
     assert_eq!(m.body["issuer"], b.url.as_str());
     let grants = m.body["grant_types_supported"].as_array().unwrap();
     assert_eq!(grants.len(), 6);
