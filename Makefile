@@ -133,3 +133,7 @@ bench: ## Benchmarks, figures printed
 	bash broker/bench/run.sh
 	bash broker/bench/gateway.sh
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker PROTONPASS_AUDIT_RECORDS=1000000 cargo test --release --locked -p protonpass-broker --test e2e the_activity_page_with_a_million_records -- --nocapture
+	bash scripts/setup-tools.sh postgres
+	url="$$(PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh start)" && \
+	trap 'PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh stop' EXIT && \
+	PROTONPASS_TEST_STORE="$$url" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo test --release --locked -p protonpass-broker --test e2e a_revocation_through_one_replica_reaches_another_replicas_feed_promptly -- --nocapture
