@@ -12,7 +12,7 @@ use protonpass_agent::Error;
 
 use crate::protocol::token_request::{Refused, TokenRequest};
 
-use super::{B, answer, content_type, error_response, form, json_response, source, unreadable};
+use super::{B, FormBody, answer, content_type, error_response, json_response, source, unreadable};
 
 /// Every `DPoP` header value (a request must carry exactly one; core checks).
 fn dpop_headers(headers: &HeaderMap) -> Vec<String> {
@@ -27,30 +27,24 @@ pub(super) async fn device_authorization(
     State(b): B,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    FormBody(p): FormBody,
 ) -> Response {
-    match form(&headers, body) {
-        Ok(p) => answer(
-            b.device_authorization(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
-                .await,
-        ),
-        Err(r) => *r,
-    }
+    answer(
+        b.device_authorization(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
+            .await,
+    )
 }
 
 pub(super) async fn device_cancel(
     State(b): B,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    FormBody(p): FormBody,
 ) -> Response {
-    match form(&headers, body) {
-        Ok(p) => answer(
-            b.device_cancel(&p, &dpop_headers(&headers))
-                .await
-                .map(|()| serde_json::json!({})),
-        ),
-        Err(r) => *r,
-    }
+    answer(
+        b.device_cancel(&p, &dpop_headers(&headers))
+            .await
+            .map(|()| serde_json::json!({})),
+    )
 }
 
 pub(super) async fn token(
@@ -116,12 +110,8 @@ pub(super) async fn backchannel(
     State(b): B,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    FormBody(p): FormBody,
 ) -> Response {
-    let p = match form(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

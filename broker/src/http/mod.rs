@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -267,7 +267,19 @@ fn unreadable(e: BytesRejection) -> Response {
     r
 }
 
-fn form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Params, Box<Response>> {
-    let body = body.map_err(|e| Box::new(unreadable(e)))?;
-    Params::from_form(content_type(headers), &body).map_err(|e| Box::new(error_response(&e)))
+/// A form-encoded request body, parsed; extracting it answers for the
+/// handler an unreadable body (its status, `invalid_request`) or a refused
+/// form (the error's RFC 6749 body).
+struct FormBody(Params);
+
+impl<S: Send + Sync> FromRequest<S> for FormBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let ct = content_type(req.headers()).map(str::to_owned);
+        let body = Bytes::from_request(req, state).await.map_err(unreadable)?;
+        Params::from_form(ct.as_deref(), &body)
+            .map(FormBody)
+            .map_err(|e| error_response(&e))
+    }
 }

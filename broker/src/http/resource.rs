@@ -19,28 +19,13 @@ use serde::Deserialize;
 
 use crate::service::{Broker, Params};
 
-use super::{B, answer, error_response, form, json_response, resource_caller};
+use super::{B, FormBody, answer, error_response, json_response, resource_caller};
 
-pub(super) async fn revoke(
-    State(b): B,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match form(&headers, body) {
-        Ok(p) => answer(b.revoke_request(&p).await.map(|()| serde_json::json!({}))),
-        Err(r) => *r,
-    }
+pub(super) async fn revoke(State(b): B, FormBody(p): FormBody) -> Response {
+    answer(b.revoke_request(&p).await.map(|()| serde_json::json!({})))
 }
 
-pub(super) async fn introspect(
-    State(b): B,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let p = match form(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
+pub(super) async fn introspect(State(b): B, headers: HeaderMap, FormBody(p): FormBody) -> Response {
     match resource_caller(&b, "introspect", &headers, &p).await {
         Ok(rs) => answer(b.introspect(&rs, &p).await),
         Err(r) => r,
