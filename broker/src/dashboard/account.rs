@@ -2,12 +2,13 @@
 //! factor (TOTP and recovery codes) from a signed-in session, and the
 //! operator's `owner mfa-reset`. Sign-in with the factor is in `mfa.rs`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::html;
 use protonpass_agent::{Error, Result, b64};
 use serde_json::json;
@@ -72,93 +73,115 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
     }
 }
 
-/// A form posted to `/account`: the signed-in session and its checked form,
-/// or the answer (sign in first, or a refused form token).
-pub(super) async fn account_form(
-    b: &Arc<Broker>,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> std::result::Result<(WebSession, Form), Response> {
-    super::signed_form(b, headers, body, "/account").await
+/// A form posted to `/account` by the signed-in owner: the session, its
+/// checked form, and what asking for the password again needs (the peer and
+/// the headers, for the sign-in budgets). Extracting it answers for the
+/// handler when there is no session (sign in first) or the form token is
+/// refused.
+pub(super) struct AccountForm {
+    pub(super) s: WebSession,
+    pub(super) f: Form,
+    peer: SocketAddr,
+    headers: HeaderMap,
+}
+
+impl FromRequest<Arc<Broker>> for AccountForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, b: &Arc<Broker>) -> std::result::Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, b)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), b)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (s, f) = super::signed_form(b, &headers, &body, "/account").await?;
+        Ok(Self {
+            s,
+            f,
+            peer,
+            headers,
+        })
+    }
 }
 
 /// Turning the second factor on or off needs the password again (and, to
 /// turn it off, a current code), charged against the sign-in budgets like a
 /// sign-in: a stolen session alone can neither lock the owner out with its
 /// own authenticator nor remove the factor, and cannot guess either.
-pub(super) async fn reauthenticate(
-    b: &Arc<Broker>,
-    s: &WebSession,
-    headers: &HeaderMap,
-    peer: std::net::SocketAddr,
-    f: &Form,
-    code_of: Option<&Record>,
-) -> std::result::Result<(), Response> {
-    let now = b.clock.now();
-    let src = source(b, &ConnectInfo(peer), headers);
-    let budget = match Budget::charge_now(b, headers, &s.owner, &src, now).await {
-        Ok(Some(budget)) => budget,
-        Ok(None) => {
-            return Err(view::message(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many wrong attempts",
-                "Changes to two-step sign-in are paused for 15 minutes.",
-                Some(s),
-            ));
-        }
-        Err(e) => return Err(service_error(&e, Some(s))),
-    };
-    let pw_ok =
-        match super::password::password_ok(b, &s.owner, f.get("password").unwrap_or("")).await {
+impl AccountForm {
+    pub(super) async fn reauthenticate(
+        &self,
+        b: &Arc<Broker>,
+        code_of: Option<&Record>,
+    ) -> std::result::Result<(), Response> {
+        let Self {
+            s,
+            f,
+            peer,
+            headers,
+        } = self;
+        let now = b.clock.now();
+        let src = source(b, &ConnectInfo(*peer), headers);
+        let budget = match Budget::charge_now(b, headers, &s.owner, &src, now).await {
+            Ok(Some(budget)) => budget,
+            Ok(None) => {
+                return Err(view::message(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many wrong attempts",
+                    "Changes to two-step sign-in are paused for 15 minutes.",
+                    Some(s),
+                ));
+            }
+            Err(e) => return Err(service_error(&e, Some(s))),
+        };
+        let pw_ok = match super::password::password_ok(b, &s.owner, f.get("password").unwrap_or(""))
+            .await
+        {
             Ok(ok) => ok,
             Err(e) => return Err(service_error(&e, Some(s))),
         };
-    let code_ok = match code_of {
-        None => true,
-        Some(r) => match matches(b, &s.owner, r, f.get("code").unwrap_or(""), now) {
-            Ok(m) => m.is_some(),
-            Err(e) => return Err(service_error(&e, Some(s))),
-        },
-    };
-    if !(pw_ok && code_ok) {
-        return Err(view::message(
-            StatusCode::UNAUTHORIZED,
-            "That did not match",
-            "The password or the code is not right; nothing changed.",
-            Some(s),
-        ));
+        let code_ok = match code_of {
+            None => true,
+            Some(r) => match matches(b, &s.owner, r, f.get("code").unwrap_or(""), now) {
+                Ok(m) => m.is_some(),
+                Err(e) => return Err(service_error(&e, Some(s))),
+            },
+        };
+        if !(pw_ok && code_ok) {
+            return Err(view::message(
+                StatusCode::UNAUTHORIZED,
+                "That did not match",
+                "The password or the code is not right; nothing changed.",
+                Some(s),
+            ));
+        }
+        budget.refund(b, now).await;
+        Ok(())
     }
-    budget.refund(b, now).await;
-    Ok(())
 }
 
-pub(super) async fn start(
-    State(b): B,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn start(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, .. } = &form;
     match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => return redirect("/account"),
         Ok(_) => {}
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     }
-    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, None).await {
+    if let Err(r) = form.reauthenticate(&b, None).await {
         return r;
     }
     let mut secret = Zeroizing::new([0u8; 20]);
     if let Err(e) = b.rng.fill(secret.as_mut()) {
-        return service_error(&e, Some(&s));
+        return service_error(&e, Some(s));
     }
     let sealed = match Vault::load(&b.cfg.data, b.rng.as_ref())
         .and_then(|v| v.seal(&s.owner, SEALED_AS, secret.as_ref(), b.rng.as_ref()))
     {
         Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let record = Record {
         totp: b64::encode(&sealed),
@@ -171,10 +194,10 @@ pub(super) async fn start(
     let (o, now) = (s.owner.clone(), b.clock.now());
     let data = match serde_json::to_string(&record) {
         Ok(d) => d,
-        Err(e) => return service_error(&Error::Server(e.to_string()), Some(&s)),
+        Err(e) => return service_error(&Error::Server(e.to_string()), Some(s)),
     };
     if let Err(e) = store::write(&b.store, move |tx| tx.mfa_put(&o, &data, now)).await {
-        return service_error(&e, Some(&s));
+        return service_error(&e, Some(s));
     }
     let b32 = Secret::new(secret.to_vec().into_boxed_slice()).to_base32();
     let label = format!("Agent access ({}):{}", host_of(&b.issuer), s.owner);
@@ -186,7 +209,7 @@ pub(super) async fn start(
     view::page(
         StatusCode::OK,
         "Set up an authenticator app",
-        Some(&s),
+        Some(s),
         html! {
             p { "Add this account to your authenticator app (any app that supports TOTP), by its setup key or by opening the link on your phone, then enter the code it shows." }
             p { "Setup key: " code.secret { (b32) } }
@@ -231,16 +254,13 @@ fn recovery_codes(b: &Broker) -> Result<Vec<String>> {
         .collect()
 }
 
-pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn confirm(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, f, .. } = &form;
     let now = b.clock.now();
     let record = match load(&b, &s.owner).await {
         Ok(Some(r)) if !r.confirmed => r,
         Ok(_) => return redirect("/account"),
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let code = f.get("code").unwrap_or("");
     let step = match matches(&b, &s.owner, &record, code, now) {
@@ -250,14 +270,14 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
                 StatusCode::BAD_REQUEST,
                 "That code is not right",
                 "Check the app's clock and try the setup again.",
-                Some(&s),
+                Some(s),
             );
         }
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let codes = match recovery_codes(&b) {
         Ok(c) => c,
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let done = Record {
         totp: record.totp,
@@ -286,12 +306,12 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
     })
     .await;
     if let Err(e) = r {
-        return service_error(&e, Some(&s));
+        return service_error(&e, Some(s));
     }
     view::page(
         StatusCode::OK,
         "Two-step sign-in is on",
-        Some(&s),
+        Some(s),
         html! {
             p { "Keep these recovery codes somewhere safe: each one signs you in once if you lose your phone. They are shown only now." }
             ul.codes { @for c in &codes { li { code { (c) } } } }
@@ -300,24 +320,16 @@ pub(super) async fn confirm(State(b): B, headers: HeaderMap, body: Bytes) -> Res
     )
 }
 
-pub(super) async fn disable(
-    State(b): B,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn disable(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, .. } = &form;
     let now = b.clock.now();
     let record = match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => r,
         Ok(_) => return redirect("/account"),
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     // A stolen session alone cannot remove the second factor.
-    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, Some(&record)).await {
+    if let Err(r) = form.reauthenticate(&b, Some(&record)).await {
         return r;
     }
     let (o, keep) = (s.owner.clone(), s.id_hash.clone());
@@ -334,7 +346,7 @@ pub(super) async fn disable(
     .await;
     match r {
         Ok(_) => redirect("/account"),
-        Err(e) => service_error(&e, Some(&s)),
+        Err(e) => service_error(&e, Some(s)),
     }
 }
 

@@ -410,12 +410,7 @@ pub(super) async fn use_fields(
     let Ok(challenge) = issue(b, owner, "get", bound).await else {
         return html! {};
     };
-    let ids = r
-        .passkeys
-        .iter()
-        .map(|p| p.id.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let ids = credential_ids(r);
     fields(
         &[
             ("challenge", &challenge),
@@ -426,6 +421,16 @@ pub(super) async fn use_fields(
         button,
         false,
     )
+}
+
+/// The owner's passkeys' credential ids, comma-separated, as the helper
+/// script takes them (the credentials a ceremony allows, or excludes).
+pub(super) fn credential_ids(r: &Record) -> String {
+    r.passkeys
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The WebAuthn user handle for `owner`: not the name itself.

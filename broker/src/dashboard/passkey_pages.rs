@@ -3,15 +3,14 @@
 //! (password again). Each change is audited (`passkey_enrolled`,
 //! `passkey_removed`).
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use protonpass_agent::Error;
 use serde_json::json;
 
-use super::account::{account_form, reauthenticate};
+use super::account::AccountForm;
 use super::mfa::{Record, load};
 use super::passkey::{self, Answer, MAX_PASSKEYS};
 use super::{B, redirect, service_error, view};
@@ -62,44 +61,31 @@ pub(super) fn section(b: &crate::service::Broker, s: &WebSession, r: &Record) ->
 
 /// `POST /account/passkey/new`: the password again, then a page that asks
 /// the browser for a new passkey.
-pub(super) async fn new(
-    State(b): B,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn new(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, .. } = &form;
     let r = match load(&b, &s.owner).await {
         Ok(Some(r)) if r.confirmed => r,
         Ok(_) => return redirect("/account"),
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let Some((rp_id, _)) = passkey::relying_party(&b) else {
         return redirect("/account");
     };
     // A new factor needs the password and a current one: a stolen session
     // with the password cannot add the attacker's own authenticator.
-    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, Some(&r)).await {
+    if let Err(r) = form.reauthenticate(&b, Some(&r)).await {
         return r;
     }
     let challenge = match passkey::issue(&b, &s.owner, "create", &s.id_hash).await {
         Ok(c) => c,
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
-    let ids = r
-        .passkeys
-        .iter()
-        .map(|p| p.id.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let ids = passkey::credential_ids(&r);
     let user = passkey::user_handle(&b, &s.owner);
     view::page(
         StatusCode::OK,
         "Add a passkey",
-        Some(&s),
+        Some(s),
         html! {
             p { "Name the passkey, then let the browser create it (it may ask you to touch your security key or unlock this device). This page works for two minutes." }
             form.card method="post" action="/account/passkey/add" {
@@ -120,17 +106,14 @@ pub(super) async fn new(
 }
 
 /// `POST /account/passkey/add`: the browser's new credential.
-pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn add(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, f, .. } = &form;
     let Some(a) = Answer::from_form(&f) else {
         return view::message(
             passkey::REFUSED,
             "No passkey was added",
             "The browser sent no passkey.",
-            Some(&s),
+            Some(s),
         );
     };
     let now = b.clock.now();
@@ -138,9 +121,9 @@ pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Respons
     let (_, pk) = match passkey::check_new(&b, &s.owner, &s.id_hash, &a, name, now).await {
         Ok(Ok(x)) => x,
         Ok(Err(why)) => {
-            return view::message(passkey::REFUSED, "No passkey was added", why, Some(&s));
+            return view::message(passkey::REFUSED, "No passkey was added", why, Some(s));
         }
-        Err(e) => return service_error(&e, Some(&s)),
+        Err(e) => return service_error(&e, Some(s)),
     };
     let o = s.owner.clone();
     let r = store::write(&b.store, move |tx| {
@@ -166,25 +149,17 @@ pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Respons
             passkey::REFUSED,
             "No passkey was added",
             "This passkey is added already, or you have as many as the dashboard keeps.",
-            Some(&s),
+            Some(s),
         ),
-        Err(e) => service_error(&e, Some(&s)),
+        Err(e) => service_error(&e, Some(s)),
     }
 }
 
 /// `POST /account/passkey/remove`: the password again, then the passkey goes.
-pub(super) async fn remove(
-    State(b): B,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (s, f) = match account_form(&b, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(super) async fn remove(State(b): B, form: AccountForm) -> Response {
+    let AccountForm { s, f, .. } = &form;
     let id = f.get("id").unwrap_or("").to_owned();
-    if let Err(r) = reauthenticate(&b, &s, &headers, peer, &f, None).await {
+    if let Err(r) = form.reauthenticate(&b, None).await {
         return r;
     }
     let (o, now) = (s.owner.clone(), b.clock.now());
@@ -211,6 +186,6 @@ pub(super) async fn remove(
     .await;
     match r {
         Ok(()) => redirect("/account"),
-        Err(e) => service_error(&e, Some(&s)),
+        Err(e) => service_error(&e, Some(s)),
     }
 }
