@@ -5,7 +5,7 @@ use protonpass_agent::{Error, Result, ScopeSet, random_id};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Broker, audience_status, revoke_grant, revoke_token};
+use super::{Broker, audience_status, audit_resource, revoke_grant, revoke_token};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
 use crate::model::{DeviceStatus, Grant, GrantStatus, Resource, TokenStatus};
@@ -339,14 +339,7 @@ impl Broker {
             }
             tx.owner_ensure(&r.owner, now)?;
             tx.resource_put(&r)?;
-            tx.audit_append(
-                now,
-                &r.owner,
-                "resource_add",
-                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
-                        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>()})
-                .to_string(),
-            )?;
+            audit_resource(tx, now, "resource_add", &r, None)?;
             Ok(())
         })
         .await?;

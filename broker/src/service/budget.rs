@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::resource::{ClientCreds, resource_by_creds};
-use super::{Broker, grant_live};
+use super::{Broker, grant_live, owner_grant};
 use crate::model::{Budget, Grant, GrantStatus, Resource, SpendRec, TokenKind, TokenStatus};
 use crate::store::{self, Tx};
 
@@ -327,13 +327,7 @@ impl Broker {
         let now = self.clock.now();
         let (owner, gid) = (owner.to_owned(), gid.to_owned());
         store::write(&self.store, move |tx| {
-            let g = tx
-                .grant_get(&gid)?
-                .filter(|g| g.owner == owner)
-                .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
-            if g.status == GrantStatus::Revoked {
-                return Err(Error::InvalidRequest(format!("the grant {gid} is revoked")));
-            }
+            let g = owner_grant(tx, &owner, &gid, true)?;
             let b = spec.to_budget(&g, now)?;
             put_budget(tx, &owner, &b, now)?;
             view(tx, &b, now)
@@ -346,10 +340,7 @@ impl Broker {
         let now = self.clock.now();
         let (owner, gid) = (owner.to_owned(), gid.to_owned());
         store::read(&self.store, move |tx| {
-            let g = tx
-                .grant_get(&gid)?
-                .filter(|g| g.owner == owner)
-                .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
+            let g = owner_grant(tx, &owner, &gid, false)?;
             let views = budget_views(tx, &g.gid, now)?;
             Ok((g, views))
         })

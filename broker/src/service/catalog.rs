@@ -7,7 +7,6 @@
 //! parser drops them before these checks.
 
 use protonpass_agent::{Error, Result, Scope, ScopeSet};
-use serde_json::json;
 
 use super::Broker;
 use crate::model::Resource;
@@ -118,15 +117,7 @@ impl Broker {
                 })?;
             r.scopes = scopes;
             tx.resource_replace(&r)?;
-            tx.audit_append(
-                now,
-                &r.owner,
-                "resource_update",
-                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
-                        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>(),
-                        "by": "dashboard"})
-                .to_string(),
-            )?;
+            super::audit_resource(tx, now, "resource_update", &r, Some("dashboard"))?;
             Ok(r)
         })
         .await

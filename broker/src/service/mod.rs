@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
-use crate::model::{Grant, GrantStatus, TokenRec, TokenStatus};
+use crate::model::{Grant, GrantStatus, Resource, TokenRec, TokenStatus};
 use crate::protocol::nonce::NonceSource;
 use crate::store::{self, Store, Tx};
 
@@ -189,6 +189,42 @@ pub fn audience_status(tx: &mut dyn Tx, owner: &str, aud: &str) -> Result<Audien
 /// Whether a grant can issue tokens at `now`.
 pub fn grant_live(g: &Grant, now: i64) -> bool {
     g.status == GrantStatus::Active && now < g.expires_at
+}
+
+/// The owner's grant `gid` for an owner's command; another owner's grant is
+/// answered like a missing one. With `unrevoked`, a revoked grant is refused.
+pub(super) fn owner_grant(
+    tx: &mut dyn Tx,
+    owner: &str,
+    gid: &str,
+    unrevoked: bool,
+) -> Result<Grant> {
+    let g = tx
+        .grant_get(gid)?
+        .filter(|g| g.owner == owner)
+        .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
+    if unrevoked && g.status == GrantStatus::Revoked {
+        return Err(Error::InvalidRequest(format!("the grant {gid} is revoked")));
+    }
+    Ok(g)
+}
+
+/// Audit a change (`event`) to a resource server's record, with its scopes'
+/// names; `by` says where the change came from when not from the operator.
+pub(super) fn audit_resource(
+    tx: &mut dyn Tx,
+    now: i64,
+    event: &str,
+    r: &Resource,
+    by: Option<&str>,
+) -> Result<()> {
+    let mut detail = json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
+        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>()});
+    if let (Some(by), Some(m)) = (by, detail.as_object_mut()) {
+        m.insert("by".into(), by.into());
+    }
+    tx.audit_append(now, &r.owner, event, &detail.to_string())
+        .map(drop)
 }
 
 /// Revoke a grant and put it in the feed; returns the feed position.

@@ -200,15 +200,7 @@ impl Broker {
                     (r, "resource_add")
                 }
             };
-            tx.audit_append(
-                now,
-                &r.owner,
-                event,
-                &json!({"client_id": r.client_id, "audience": r.audience, "shared": r.shared,
-                        "scopes": r.scopes.scopes.iter().map(|s| &s.name).collect::<Vec<_>>(),
-                        "by": "registration"})
-                .to_string(),
-            )?;
+            super::audit_resource(tx, now, event, &r, Some("registration"))?;
             Ok(r)
         })
         .await?;

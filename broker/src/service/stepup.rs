@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::issue::Mint;
-use super::{Broker, audience_status, catalog, grant_live};
+use super::{Broker, audience_status, catalog, grant_live, owner_grant};
 use crate::audit::secret_hash;
-use crate::model::{GrantStatus, StepUp, StepUpPolicy, StepUpStatus, TokenStatus};
+use crate::model::{StepUp, StepUpPolicy, StepUpStatus, TokenStatus};
 use crate::protocol::authz_details::{Details, binding_message};
 use crate::protocol::params::Params;
 use crate::protocol::token_request::{Secret, requested_audience};
@@ -447,13 +447,7 @@ impl Broker {
         let now = self.clock.now();
         let (owner, gid) = (owner.to_owned(), gid.to_owned());
         store::write(&self.store, move |tx| {
-            let g = tx
-                .grant_get(&gid)?
-                .filter(|g| g.owner == owner)
-                .ok_or_else(|| Error::InvalidRequest(format!("no grant {gid} of this owner")))?;
-            if g.status == GrantStatus::Revoked {
-                return Err(Error::InvalidRequest(format!("the grant {gid} is revoked")));
-            }
+            owner_grant(tx, &owner, &gid, true)?;
             let Some((max, currency)) = limit else {
                 let had = tx.stepup_policy_delete(&gid)?;
                 if had {
