@@ -57,6 +57,10 @@ async fn setup(b: &Broker, limit: &str) -> (String, String, (String, String)) {
     (gid, jti, rs)
 }
 
+fn refund(gid: &str, key: &str) -> Value {
+    json!({"grant_id": gid, "idempotency_key": key})
+}
+
 fn spend(gid: &str, jti: &str, amount: &str, key: &str) -> Value {
     json!({"grant_id": gid, "token_id": jti, "scope": "payment:execute",
            "amount": amount, "currency": "EUR", "idempotency_key": key})
@@ -96,36 +100,18 @@ async fn spends_count_against_the_budget_once_per_key_and_refunds_give_back() {
     assert_eq!(show["budgets"][0]["currency"], "EUR");
 
     // Refund by the original key gives it back, once.
-    let rf = call(
-        &b,
-        "/budget/refund",
-        &rs,
-        json!({"grant_id": gid, "idempotency_key": "k1"}),
-    )
-    .await;
+    let rf = call(&b, "/budget/refund", &rs, refund(&gid, "k1")).await;
     assert_eq!(rf.status, 200, "{}", rf.body);
     assert_eq!(rf.body["refunded"], true);
     assert_eq!(rf.body["remaining"], "100.00");
-    let rf2 = call(
-        &b,
-        "/budget/refund",
-        &rs,
-        json!({"grant_id": gid, "idempotency_key": "k1"}),
-    )
-    .await;
+    let rf2 = call(&b, "/budget/refund", &rs, refund(&gid, "k1")).await;
     assert_eq!(rf2.body, rf.body);
     // A refunded key stays spent: it does not spend again.
     let replay = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "60.50", "k1")).await;
     assert_eq!(replay.status, 200);
     let show = b.cli_ok(&["grant", "show", &gid]);
     assert_eq!(show["budgets"][0]["spent"], "0.00", "{show}");
-    let unknown = call(
-        &b,
-        "/budget/refund",
-        &rs,
-        json!({"grant_id": gid, "idempotency_key": "nope"}),
-    )
-    .await;
+    let unknown = call(&b, "/budget/refund", &rs, refund(&gid, "nope")).await;
     assert_eq!(unknown.error(), "invalid_request");
 
     let now_ok = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "99.99", "k4")).await;
@@ -163,14 +149,8 @@ async fn only_the_grants_own_resource_spends_and_revocation_stops_it_at_once() {
     for (path, body) in [
         ("/budget/spend", json!([1])),
         ("/budget/spend", spend(&gid, &jti, "0", "a")),
-        (
-            "/budget/refund",
-            json!({"grant_id": gid, "idempotency_key": ""}),
-        ),
-        (
-            "/budget/refund",
-            json!({"grant_id": gid, "idempotency_key": "a"}),
-        ),
+        ("/budget/refund", refund(&gid, "")),
+        ("/budget/refund", refund(&gid, "a")),
     ] {
         let r = call(&b, path, &bad, body.clone()).await;
         assert_eq!(r.status, 401, "{path} {body}: {}", r.body);
@@ -222,13 +202,7 @@ async fn only_the_grants_own_resource_spends_and_revocation_stops_it_at_once() {
     let r = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "1", "y")).await;
     assert_eq!(r.error(), "invalid_grant", "{}", r.body);
     // Giving back still works after revocation.
-    let rf = call(
-        &b,
-        "/budget/refund",
-        &rs,
-        json!({"grant_id": gid, "idempotency_key": "x"}),
-    )
-    .await;
+    let rf = call(&b, "/budget/refund", &rs, refund(&gid, "x")).await;
     assert_eq!(rf.status, 200, "{}", rf.body);
 }
 
@@ -426,26 +400,16 @@ async fn the_dashboard_approval_page_sets_budgets() {
     let d = crate::device::start_device(&b, "payment:execute", Some(API)).await;
     let uc = d.s("user_code");
     let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
-    let p = w
-        .post(
-            "/device",
-            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
-        )
-        .await;
+    let p = w.lookup(&csrf, &uc).await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(p.body.contains("name=\"budget\""), "{}", p.body);
     let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "decide"),
-                ("user_code", &uc),
-                ("scope", "payment:execute"),
-                ("ttl", "3600"),
-                ("budget", "payment:execute=20/CHF/week"),
-                ("action", "approve"),
-            ],
+        .approve(
+            &csrf,
+            &uc,
+            &["payment:execute"],
+            "3600",
+            &[("budget", "payment:execute=20/CHF/week")],
         )
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
@@ -464,12 +428,7 @@ async fn a_database_of_before_running_totals_migrates_with_what_was_spent() {
         let r = call(&b, "/budget/spend", &rs, spend(&gid, &jti, amount, key)).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let rf = call(
-        &b,
-        "/budget/refund",
-        &rs,
-        json!({"grant_id": gid, "idempotency_key": "k1"}),
-    );
+    let rf = call(&b, "/budget/refund", &rs, refund(&gid, "k1"));
     assert_eq!(rf.await.status, 200);
     let dir = b.take_dir();
     b.kill();

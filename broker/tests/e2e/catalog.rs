@@ -353,16 +353,7 @@ async fn the_approval_page_shows_the_catalog_words() {
     let d = device(&b, "travel:book payment:execute:under-100", API).await;
     assert_eq!(d.status, 200, "{}", d.body);
     let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
-    let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "lookup"),
-                ("user_code", &d.s("user_code")),
-            ],
-        )
-        .await;
+    let p = w.lookup(&csrf, &d.s("user_code")).await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(p.body.contains("Book flights"), "{}", p.body);
     assert!(

@@ -110,6 +110,33 @@ impl Web {
         self.take(r).await
     }
 
+    /// Enter an agent's user code on `/device` (the form's first step).
+    pub(crate) async fn lookup(&mut self, csrf: &str, user_code: &str) -> Page {
+        self.post(
+            "/device",
+            &[("csrf", csrf), ("step", "lookup"), ("user_code", user_code)],
+        )
+        .await
+    }
+
+    /// Approve the agent's request `user_code` on `/device` for `scopes` and
+    /// the lifetime `ttl` (seconds), with the form's `extra` fields.
+    pub(crate) async fn approve(
+        &mut self,
+        csrf: &str,
+        user_code: &str,
+        scopes: &[&str],
+        ttl: &str,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let mut form = vec![("csrf", csrf), ("step", "decide"), ("user_code", user_code)];
+        form.extend(scopes.iter().map(|s| ("scope", *s)));
+        form.push(("ttl", ttl));
+        form.extend_from_slice(extra);
+        form.push(("action", "approve"));
+        self.post("/device", &form).await
+    }
+
     /// Sign in; returns the session's form token.
     pub(crate) async fn login(&mut self, owner: &str, password: &str) -> Page {
         let p = self.get("/login").await;
@@ -392,16 +419,7 @@ async fn what_agents_assert_is_shown_inert() {
         .await;
     assert_eq!(d.status, 200, "{}", d.body);
     let (mut w, csrf) = signed_in(&b).await;
-    let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "lookup"),
-                ("user_code", &d.s("user_code")),
-            ],
-        )
-        .await;
+    let p = w.lookup(&csrf, &d.s("user_code")).await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(!p.body.contains("<script>alert"), "{}", p.body);
     assert!(!p.body.contains("<img src=x"));
@@ -411,17 +429,7 @@ async fn what_agents_assert_is_shown_inert() {
     assert!(p.body.contains("<code>javascript:alert(3)</code>"));
     // Approved, the same name on the agents page is inert as well.
     let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "decide"),
-                ("user_code", &d.s("user_code")),
-                ("scope", "travel:book"),
-                ("ttl", "3600"),
-                ("action", "approve"),
-            ],
-        )
+        .approve(&csrf, &d.s("user_code"), &["travel:book"], "3600", &[])
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(!p.body.contains("<script>alert"));
@@ -468,16 +476,7 @@ async fn approval_in_the_page_narrows_the_agents_token() {
     let uc = d.s("user_code");
     let p = w.get(&format!("/device?user_code={uc}")).await;
     assert!(p.body.contains(&format!("value=\"{uc}\"")));
-    let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "lookup"),
-                ("user_code", &uc.to_lowercase()),
-            ],
-        )
-        .await;
+    let p = w.lookup(&csrf, &uc.to_lowercase()).await;
     assert!(p.body.contains("Book travel on api.example"), "{}", p.body);
     assert!(
         p.body.contains(&k.thumbprint()[..12]),
@@ -485,17 +484,12 @@ async fn approval_in_the_page_narrows_the_agents_token() {
     );
     assert!(p.body.contains("Pay under 100"));
     let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "decide"),
-                ("user_code", &uc),
-                ("scope", "travel:book"),
-                ("scope", "payment:execute:under-100"),
-                ("ttl", "86400"),
-                ("action", "approve"),
-            ],
+        .approve(
+            &csrf,
+            &uc,
+            &["travel:book", "payment:execute:under-100"],
+            "86400",
+            &[],
         )
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
@@ -614,26 +608,9 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     let (mut w, csrf) = signed_in(&b).await;
     // The page says whose audience it is before the owner decides.
     let uc = ask(API).await;
-    let look = [
-        ("csrf", &csrf[..]),
-        ("step", "lookup"),
-        ("user_code", &uc[..]),
-    ];
-    let p = w.post("/device", &look).await;
+    let p = w.lookup(&csrf, &uc).await;
     assert!(p.body.contains("registered by another owner"), "{}", p.body);
-    let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "decide"),
-                ("user_code", &uc),
-                ("scope", "travel:book"),
-                ("ttl", "3600"),
-                ("action", "approve"),
-            ],
-        )
-        .await;
+    let p = w.approve(&csrf, &uc, &["travel:book"], "3600", &[]).await;
     assert_eq!(p.status, 400, "{}", p.body);
     assert!(p.body.contains("another owner"), "{}", p.body);
     // Nothing was approved: the request is still pending, the owner has no grant.
@@ -643,12 +620,7 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     assert_eq!(code, 0, "{v}");
     // An audience nobody registered is shown as such.
     let uc = ask("https://unregistered.example").await;
-    let look = [
-        ("csrf", &csrf[..]),
-        ("step", "lookup"),
-        ("user_code", &uc[..]),
-    ];
-    let p = w.post("/device", &look).await;
+    let p = w.lookup(&csrf, &uc).await;
     assert!(
         p.body.contains("not registered on this broker"),
         "{}",

@@ -203,12 +203,7 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
     let ok = device(&b, "calendar:delete").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     let uc = ok.s("user_code");
-    let p = w
-        .post(
-            "/device",
-            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
-        )
-        .await;
+    let p = w.lookup(&csrf, &uc).await;
     assert!(
         p.body
             .contains("Delete events <strong class=\"risk high\">high risk</strong>"),

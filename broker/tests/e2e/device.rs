@@ -209,25 +209,11 @@ async fn wrong_user_codes_lock_the_web_form_but_not_the_command_line() {
         "FFFF-FFFF",
         "GGGG-GGGG",
     ] {
-        let p = w
-            .post(
-                "/device",
-                &[("csrf", &csrf), ("step", "lookup"), ("user_code", guess)],
-            )
-            .await;
+        let p = w.lookup(&csrf, guess).await;
         assert!(p.body.contains("No agent is waiting"), "{}", p.body);
     }
     // Locked now, even for the right code.
-    let p = w
-        .post(
-            "/device",
-            &[
-                ("csrf", &csrf),
-                ("step", "lookup"),
-                ("user_code", &d.s("user_code")),
-            ],
-        )
-        .await;
+    let p = w.lookup(&csrf, &d.s("user_code")).await;
     assert!(p.body.contains("Code entry is paused"), "{}", p.body);
     // The command line is not locked out by the web form's guesses.
     b.cli_ok(&["approve", &d.s("user_code")]);
@@ -290,12 +276,7 @@ async fn waiting_requests_are_limited_per_agent_key_not_in_total() {
     // and says why; the command line still approves.
     let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
     let uc = third.s("user_code");
-    let p = w
-        .post(
-            "/device",
-            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
-        )
-        .await;
+    let p = w.lookup(&csrf, &uc).await;
     assert!(
         p.body.contains("agents are waiting for approval"),
         "{}",

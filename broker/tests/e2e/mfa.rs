@@ -302,12 +302,7 @@ async fn approving_a_high_risk_permission_asks_for_the_code_again() {
 
     let d = crate::device::start_device(&b, "shop:browse payment:execute", Some(SHOP)).await;
     let uc = d.s("user_code");
-    let page = w
-        .post(
-            "/device",
-            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
-        )
-        .await;
+    let page = w.lookup(&csrf, &uc).await;
     assert!(page.body.contains("name=\"code\""), "{}", page.body);
     let decide = |code: Option<String>, scopes: Vec<&'static str>| {
         let mut f: Vec<(&str, String)> = vec![

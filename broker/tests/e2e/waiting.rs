@@ -32,12 +32,7 @@ async fn the_agents_reason_is_shown_as_its_own_words() {
 
     let (mut w, csrf) = signed_in(&b).await;
     let uc = d.s("user_code");
-    let p = w
-        .post(
-            "/device",
-            &[("csrf", &csrf), ("step", "lookup"), ("user_code", &uc)],
-        )
-        .await;
+    let p = w.lookup(&csrf, &uc).await;
     assert!(p.body.contains("in the agent's own words"), "{}", p.body);
     // Shown as text, never as markup.
     assert!(

@@ -226,6 +226,19 @@ impl Broker {
         out
     }
 
+    /// The `kid`s the broker publishes in its JWKS, sorted.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let jwks = self.get("/jwks.json").await.body;
+        let mut kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
     /// The revocation feed after `after`.
     pub async fn feed(&self, after: i64) -> Vec<Value> {
         let r = self.get(&format!("/revocations?after={after}")).await;
