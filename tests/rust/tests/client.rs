@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Api, enrolled};
+use common::{Api, enrolled, get_with};
 use protonpass_agent::*;
 use protonpass_e2e::{Broker, audit_records};
 
@@ -374,19 +374,7 @@ async fn verifier_rejections_over_http_carry_the_right_challenge() {
     let token = hdrs[0].1.trim_start_matches("DPoP ").to_owned();
     let proof = hdrs[1].1.clone();
 
-    let send = async |h: Vec<(&str, String)>| {
-        let mut r = http.get(&url);
-        for (k, v) in h {
-            r = r.header(k, v);
-        }
-        let resp = r.send().await.unwrap();
-        let www = resp
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (resp.status().as_u16(), www)
-    };
+    let send = async |h: Vec<(&str, String)>| get_with(&http, &url, &h).await;
     // No credentials: a bare challenge listing the algorithms.
     let (st, www) = send(vec![]).await;
     assert_eq!(st, 401);

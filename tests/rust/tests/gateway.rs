@@ -117,15 +117,10 @@ async fn a_rust_session_calls_an_upstream_through_the_gateway() {
 
     // The metadata names the audience and its gateway URL, and nothing else
     // of the upstream.
-    let meta: serde_json::Value = reqwest::get(format!(
-        "{}/.well-known/oauth-authorization-server",
-        broker.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let meta = broker
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .body;
     assert_eq!(
         meta["protonpass_gateways"],
         serde_json::json!([{"audience": AUD, "gateway_url": base}])

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Api, enrolled};
+use common::{Api, enrolled, get_with};
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 use serde_json::{Map, Value, json};
@@ -66,21 +66,6 @@ fn proof(key: &AgentKey, url: &str, token: &str) -> String {
         &OsRandom,
     )
     .unwrap()
-}
-
-/// (status, WWW-Authenticate) for a GET with these headers.
-async fn get_with(http: &reqwest::Client, url: &str, h: &[(&str, String)]) -> (u16, String) {
-    let mut r = http.get(url);
-    for (k, v) in h {
-        r = r.header(*k, v);
-    }
-    let resp = r.send().await.unwrap();
-    let www = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (resp.status().as_u16(), www)
 }
 
 /// A GET of `url` with `token` in the DPoP scheme and a proof by `key`
@@ -274,23 +259,11 @@ async fn replays_forwarded_headers_and_nonces() {
 async fn the_grants_first_token_is_revoked_and_the_sessions_works() {
     let (broker, _home, s, url) = setting().await;
     let http = reqwest::Client::new();
-    let feed: Value = http
-        .get(format!("{}/revocations?after=0", broker.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let revoked: Vec<&str> = feed["revocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["jti"].as_str())
-        .collect();
+    let feed = broker.feed(0).await;
+    let revoked: Vec<&str> = feed.iter().filter_map(|e| e["jti"].as_str()).collect();
     // The enrollment's token (all of the grant's scopes) is in the feed; the
     // session's own token, exchanged for the requested scopes, is not.
-    assert_eq!(revoked.len(), 1, "{feed}");
+    assert_eq!(revoked.len(), 1, "{feed:?}");
     let h = s.headers("GET", &url).unwrap();
     let token = h[0].1.trim_start_matches("DPoP ");
     assert_ne!(part(token, 1)["jti"].as_str().unwrap(), revoked[0]);
@@ -309,54 +282,25 @@ fn sent(h: &[(String, String)]) -> Vec<(&str, String)> {
     h.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
-/// The `kid`s the broker publishes.
-async fn published(http: &reqwest::Client, broker: &Broker) -> Vec<String> {
-    let jwks: Value = http
-        .get(format!("{}/jwks.json", broker.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
 /// Poll the JWKS until it publishes exactly `want` (the broker reloads its
 /// keys about every second).
-async fn await_published(http: &reqwest::Client, broker: &Broker, mut want: Vec<String>) {
+async fn await_published(broker: &Broker, mut want: Vec<String>) {
     want.sort();
     for _ in 0..50 {
-        if published(http, broker).await == want {
+        if broker.published_kids().await == want {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(published(http, broker).await, want);
+    assert_eq!(broker.published_kids().await, want);
 }
 
-async fn active(http: &reqwest::Client, broker: &Broker, rs: &Value, token: &str) -> bool {
-    let r: Value = http
-        .post(format!("{}/oauth/introspect", broker.url))
-        .form(&[
-            ("token", token),
-            ("client_id", rs["client_id"].as_str().unwrap()),
-            ("client_secret", rs["client_secret"].as_str().unwrap()),
-        ])
-        .send()
-        .await
+async fn active(broker: &Broker, rs: &Value, token: &str) -> bool {
+    let id = |k: &str| rs[k].as_str().unwrap().to_owned();
+    let rs = (id("client_id"), id("client_secret"));
+    broker.introspect(&rs, token).await.body["active"]
+        .as_bool()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["active"].as_bool().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,18 +320,18 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
         .unwrap()
         .to_owned();
     assert_ne!(new_kid, old_kid);
-    await_published(&http, &broker, vec![old_kid.clone(), new_kid.clone()]).await;
+    await_published(&broker, vec![old_kid.clone(), new_kid.clone()]).await;
     // During the overlap the running verifier and introspection still accept
     // the old key's token.
     assert_eq!(get_with(&http, &url, &sent(&old[1])).await.0, 200);
-    assert!(active(&http, &broker, &rs, &old_token).await);
+    assert!(active(&broker, &rs, &old_token).await);
     // New tokens carry the new kid; the verifier learns the key on first
     // sight of it (fetching the JWKS at most once every 10 s).
     s.renew().await.unwrap();
     let h = s.headers("GET", &url).unwrap();
     let new_token = h[0].1.trim_start_matches("DPoP ").to_owned();
     assert_eq!(part(&new_token, 0)["kid"], new_kid.as_str());
-    assert!(active(&http, &broker, &rs, &new_token).await);
+    assert!(active(&broker, &rs, &new_token).await);
     let mut last = (0, String::new());
     for _ in 0..30 {
         last = get_with(&http, &url, &sent(&s.headers("GET", &url).unwrap())).await;
@@ -421,8 +365,8 @@ async fn a_retired_key_verifies_until_drop_after_then_leaves_the_jwks() {
         rusqlite::params![past, past + 3600 + 60, old_kid],
     )
     .unwrap();
-    await_published(&http, &broker, vec![new_kid.clone()]).await;
-    assert!(!active(&http, &broker, &rs, &old_token).await);
+    await_published(&broker, vec![new_kid.clone()]).await;
+    assert!(!active(&broker, &rs, &old_token).await);
     // Anyone who reads the JWKS now refuses the old token.
     let jwks = http
         .get(format!("{}/jwks.json", broker.url))

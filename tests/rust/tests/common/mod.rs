@@ -126,3 +126,18 @@ pub async fn pay(
         .await?;
     Ok(r.remaining.unwrap_or_default())
 }
+
+/// (status, WWW-Authenticate) for a GET with these headers.
+pub async fn get_with(http: &reqwest::Client, url: &str, h: &[(&str, String)]) -> (u16, String) {
+    let mut r = http.get(url);
+    for (k, v) in h {
+        r = r.header(*k, v);
+    }
+    let resp = r.send().await.unwrap();
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (resp.status().as_u16(), www)
+}
