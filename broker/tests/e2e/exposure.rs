@@ -2,15 +2,7 @@
 //! owner's agents) is for operators only, and the revocation feed carries only
 //! what a verifier needs (opaque ids and expiry times).
 
-use protonpass_e2e::{API, Broker, key};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use protonpass_e2e::{API, Broker, free_port, key};
 
 async fn status_and_text(req: reqwest::RequestBuilder) -> (u16, String) {
     let r = req.send().await.unwrap();

@@ -5,7 +5,6 @@
 //! database going away and coming back (on a cluster of the test's own).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use protonpass_e2e::{Broker, Reply, claims, key, on_postgres};
@@ -240,19 +239,7 @@ struct Cluster {
 
 impl Cluster {
     fn run(&self, cmd: &str) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-cluster.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .arg(cmd)
-            .env("PG_CLUSTER_STATE", self.state.path().join("state"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg-cluster.sh {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        crate::replicas_faults::pg_cluster(self.state.path(), cmd)
     }
 }
 

@@ -13,7 +13,7 @@ use protonpass_agent::AgentKey;
 use protonpass_agent::wire::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use serde_json::Value;
 
-use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key, test_store};
+use protonpass_e2e::{API, Broker, Reply, audit_records, claims, free_port, key, test_store};
 
 pub(crate) const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const NGINX_CONF: &str = include_str!("../../../deploy/nginx-replicas-loopback.conf");
@@ -66,14 +66,6 @@ fn nginx_bin() -> PathBuf {
                  as root; `make test-postgres` runs that first), or set PROTONPASS_NGINX"
             )
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Replicas {

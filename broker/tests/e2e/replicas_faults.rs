@@ -261,7 +261,8 @@ struct OwnCluster {
     state: tempfile::TempDir,
 }
 
-fn pg_cluster(state: &Path, cmd: &str) -> String {
+/// Run `scripts/pg-cluster.sh CMD` on the cluster kept under `state`; its output.
+pub(crate) fn pg_cluster(state: &Path, cmd: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster.sh");
     let out = Command::new("bash")
         .arg(script)

@@ -307,6 +307,16 @@ impl Drop for Broker {
 }
 
 /// A fresh agent key.
+/// A port of 127.0.0.1 free a moment ago, for a process that must be told
+/// its address before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn key() -> AgentKey {
     AgentKey::generate(&OsRandom).unwrap()
 }
