@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::issue::{Mint, negotiate};
-use super::token::{eq_ct, grant_response};
+use super::token::{eq_ct, first_tokens};
 use super::{Broker, audience_status, catalog, revoke_grant};
 use crate::audit::secret_hash;
 use crate::config::{MAX_TTL, MIN_GRANT_TTL};
@@ -527,28 +527,19 @@ impl Broker {
                 return Err(bad());
             }
             tx.grant_put(&g)?;
-            let (refresh, rjti) = mint.refresh(tx, &g)?;
             let scope = catalog::narrow(tx, &c.resource, &g.scope, None)?;
-            let access = mint.access(tx, &g, &scope, &c.resource, g.expires_at)?;
-            tx.audit_append(
-                now,
-                &g.owner,
-                "code_grant",
-                &json!({"gid": g.gid, "agent": g.agent, "jkt": jkt, "jti": access.jti,
-                        "refresh_jti": rjti, "scope": scope, "aud": c.resource, "exp": access.exp,
-                        "grant_exp": g.expires_at, "bearer": bearer})
-                .to_string(),
-            )?;
+            let detail = json!({"jkt": jkt, "bearer": bearer});
             Ok((
-                Ok(grant_response(
-                    &access,
-                    refresh,
+                Ok(first_tokens(
+                    &mint,
+                    tx,
+                    &g,
                     scope,
                     c.resource.clone(),
-                    &g,
-                    now,
+                    "code_grant",
+                    detail,
                     bearer,
-                )),
+                )?),
                 None,
             ))
         })

@@ -431,29 +431,18 @@ impl Broker {
             d.status = DeviceStatus::Used;
             d.gid = Some(g.gid.clone());
             tx.device_put(&d)?;
-            let (refresh, rjti) = mint.refresh(tx, &g)?;
             let scope = super::catalog::narrow(tx, &aud, &scope, None)?;
-            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
-            tx.audit_append(
-                now,
-                &g.owner,
-                "device_grant",
-                &json!({"gid": g.gid, "request": d.id, "agent": g.agent, "jkt": proof.jkt,
-                        "jti": access.jti, "refresh_jti": rjti, "scope": scope, "aud": aud,
-                        "exp": access.exp, "grant_exp": g.expires_at, "reason": proof.reason})
-                .to_string(),
-            )?;
-            Ok(Ok(protonpass_agent::wire::TokenResponse {
-                access_token: access.token,
-                token_type: "DPoP".into(),
-                expires_in: access.exp - now,
+            let detail = json!({"request": d.id, "jkt": proof.jkt, "reason": proof.reason});
+            Ok(Ok(super::token::first_tokens(
+                &mint,
+                tx,
+                &g,
                 scope,
-                refresh_token: Some(refresh),
-                issued_token_type: None,
-                grant_id: Some(g.gid.clone()),
-                audience: Some(aud),
-                grant_expires_at: Some(g.expires_at),
-            }))
+                aud,
+                "device_grant",
+                detail,
+                false,
+            )?))
         })
         .await
     }

@@ -76,6 +76,34 @@ pub(super) fn grant_response(
     super::issue::bearer_type(r, bearer)
 }
 
+/// A grant's first tokens (enrollment, device grant, authorization code): a
+/// refresh token and an access token for `scope` on `aud`, audited as
+/// `event` with the members of `detail` beside the tokens', and the answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn first_tokens(
+    mint: &Mint,
+    tx: &mut dyn store::Tx,
+    g: &Grant,
+    scope: String,
+    aud: String,
+    event: &str,
+    detail: serde_json::Value,
+    bearer: bool,
+) -> Result<TokenResponse> {
+    let (refresh, rjti) = mint.refresh(tx, g)?;
+    let access = mint.access(tx, g, &scope, &aud, g.expires_at)?;
+    let mut audit = json!({"gid": g.gid, "agent": g.agent, "jti": access.jti,
+        "refresh_jti": rjti, "scope": scope, "aud": aud, "exp": access.exp,
+        "grant_exp": g.expires_at});
+    if let (Some(m), serde_json::Value::Object(more)) = (audit.as_object_mut(), detail) {
+        m.extend(more);
+    }
+    tx.audit_append(mint.now, &g.owner, event, &audit.to_string())?;
+    Ok(grant_response(
+        &access, refresh, scope, aud, g, mint.now, bearer,
+    ))
+}
+
 /// What a token exchange asks for beyond its subject.
 struct Ask {
     scope: Option<String>,
@@ -322,18 +350,10 @@ impl Broker {
             g.enroll_hash = None;
             g.expires_at = now + g.ttl;
             tx.grant_put(&g)?;
-            let (refresh, rjti) = mint.refresh(tx, &g)?;
-            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
-            tx.audit_append(
-                now,
-                &g.owner,
-                "enroll",
-                &json!({"gid": g.gid, "agent": g.agent, "jkt": proof.jkt, "jti": access.jti,
-                        "refresh_jti": rjti, "scope": scope, "aud": aud, "exp": access.exp,
-                        "grant_exp": g.expires_at, "reason": proof.reason})
-                .to_string(),
-            )?;
-            Ok(Ok(grant_response(&access, refresh, scope, aud, &g, now, false)))
+            let detail = json!({"jkt": proof.jkt, "reason": proof.reason});
+            Ok(Ok(first_tokens(
+                &mint, tx, &g, scope, aud, "enroll", detail, false,
+            )?))
         })
         .await
     }
