@@ -108,7 +108,7 @@ pub(super) async fn new(State(b): B, form: AccountForm) -> Response {
 /// `POST /account/passkey/add`: the browser's new credential.
 pub(super) async fn add(State(b): B, form: AccountForm) -> Response {
     let AccountForm { s, f, .. } = &form;
-    let Some(a) = Answer::from_form(&f) else {
+    let Some(a) = Answer::from_form(f) else {
         return view::message(
             passkey::REFUSED,
             "No passkey was added",
