@@ -12,8 +12,10 @@
 //! (cd broker/bench && npm install)
 //! target/release/examples/bench --broker target/release/protonpass-broker \
 //!     --oidc broker/bench/oidc-provider.mjs --seconds 5 --levels 1,16,64 \
-//!     [--pg postgres://USER@HOST:PORT/DB]
+//!     [--pg postgres://USER@HOST:PORT/DB [--only pg]]
 //! ```
+//!
+//! `--only pg` runs the PostgreSQL part alone (at the highest level).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -41,6 +43,8 @@ struct Args {
     broker: String,
     oidc: Option<String>,
     pg: Option<String>,
+    /// `--only pg`: the PostgreSQL runs alone (at the highest level).
+    only_pg: bool,
     seconds: u64,
     levels: Vec<usize>,
 }
@@ -50,6 +54,7 @@ fn args() -> Args {
         broker: "target/release/protonpass-broker".into(),
         oidc: None,
         pg: None,
+        only_pg: false,
         seconds: 5,
         levels: vec![1, 16, 64],
     };
@@ -60,6 +65,7 @@ fn args() -> Args {
             "--broker" => a.broker = v[i + 1].clone(),
             "--oidc" => a.oidc = Some(v[i + 1].clone()),
             "--pg" => a.pg = Some(v[i + 1].clone()),
+            "--only" if v[i + 1] == "pg" => a.only_pg = true,
             "--seconds" => a.seconds = v[i + 1].parse().unwrap(),
             "--levels" => a.levels = v[i + 1].split(',').map(|s| s.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
@@ -402,6 +408,11 @@ async fn postgres(a: &Args, url: &str, c: usize) -> Vec<(&'static str, Result)> 
 async fn main() {
     let a = args();
     let max = *a.levels.iter().max().unwrap();
+    if a.only_pg {
+        let url = a.pg.as_deref().expect("--only pg needs --pg URL");
+        postgres(&a, url, max).await;
+        return;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()

@@ -2,6 +2,13 @@
 //! its queries share: statements prepared once per connection and cached,
 //! rows decoded with typed errors (a failure is `503`, never a panic).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use deadpool_postgres::ClientWrapper;
 use protonpass_agent::Error;
 use serde::Serialize;
@@ -9,8 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
-use super::{pg_err, wait};
-use crate::model::AuditRecord;
+use super::{Unpark, pg_err, wait};
+use crate::model::{AuditRecord, Resource};
 use crate::store::Result;
 
 /// Statement parameters.
@@ -42,15 +49,164 @@ pub(super) fn audit_row(r: &Row) -> Result<AuditRecord> {
     })
 }
 
+/// A statement parameter owned by a statement sent ahead ([`PgTx::send`]).
+pub(super) type Owned = Box<dyn ToSql + Sync + Send>;
+
+/// A statement sent and not yet answered.
+type Sent<'c> = Pin<Box<dyn Future<Output = std::result::Result<u64, tokio_postgres::Error>> + 'c>>;
+
+/// What the writer's batch knows beyond one job. Every write to these
+/// tables takes the writers' lock, held for the whole batch: what the batch
+/// read stays true until the batch itself changes it.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// The audit chain's head `(seq, hash)` once the batch read or wrote it.
+    head: RefCell<Option<(i64, String)>>,
+    /// The resources of an audience, once the batch read them (forgotten
+    /// when the batch writes a resource or rolls a job back).
+    resources: RefCell<HashMap<String, Vec<Resource>>>,
+}
+
+impl Batch {
+    /// The audit head this batch knows.
+    pub(super) fn head(&self) -> Option<(i64, String)> {
+        self.head.borrow().clone()
+    }
+
+    /// Set (or forget, with `None`) the audit head this batch knows.
+    pub(super) fn set_head(&self, h: Option<(i64, String)>) {
+        *self.head.borrow_mut() = h;
+    }
+
+    /// The resources of `audience`, if this batch read them.
+    pub(super) fn resources(&self, audience: &str) -> Option<Vec<Resource>> {
+        self.resources.borrow().get(audience).cloned()
+    }
+
+    /// Keep the resources of `audience` the batch read.
+    pub(super) fn keep_resources(&self, audience: &str, r: &[Resource]) {
+        self.resources
+            .borrow_mut()
+            .insert(audience.to_owned(), r.to_vec());
+    }
+
+    /// Forget the resources read (a resource was written, or a job rolled
+    /// back after reading them).
+    pub(super) fn forget_resources(&self) {
+        self.resources.borrow_mut().clear();
+    }
+}
+
+/// Poll `f` once on this thread (see [`wait`]).
+fn poll_once<T>(
+    rt: &tokio::runtime::Handle,
+    f: Pin<&mut (dyn Future<Output = T> + '_)>,
+) -> Poll<T> {
+    let _enter = rt.enter();
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    f.poll(&mut Context::from_waker(&waker))
+}
+
 /// One transaction's (or one reader's) connection.
+///
+/// In the writer's batch, statements are pipelined: one whose answer the
+/// job does not need (a write returning nothing, [`PgTx::send`]) is sent at
+/// once and its answer awaited later, with the next statement that needs an
+/// answer or at the end of the job ([`PgTx::flush`]). A job costs one round
+/// trip per read plus one, not one per statement. The server runs them in
+/// the order they were sent (one connection), so a read sees every write
+/// sent before it.
 pub(super) struct PgTx<'c> {
     c: &'c ClientWrapper,
     rt: &'c tokio::runtime::Handle,
+    /// The writer's batch; `None` on a reader (autocommit) connection.
+    batch: Option<&'c Batch>,
+    /// Statements sent and not yet answered.
+    sent: RefCell<Vec<Sent<'c>>>,
 }
 
 impl<'c> PgTx<'c> {
     pub(super) fn new(c: &'c ClientWrapper, rt: &'c tokio::runtime::Handle) -> Self {
-        PgTx { c, rt }
+        PgTx {
+            c,
+            rt,
+            batch: None,
+            sent: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A job's transaction in the writer's batch.
+    pub(super) fn in_batch(
+        c: &'c ClientWrapper,
+        rt: &'c tokio::runtime::Handle,
+        batch: &'c Batch,
+    ) -> Self {
+        PgTx {
+            batch: Some(batch),
+            ..PgTx::new(c, rt)
+        }
+    }
+
+    /// The writer's batch, if this is the writer.
+    pub(super) fn batch(&self) -> Option<&'c Batch> {
+        self.batch
+    }
+
+    /// Forget the resources the batch read (a resource is written).
+    pub(super) fn forget_resources(&self) {
+        if let Some(b) = self.batch {
+            b.forget_resources();
+        }
+    }
+
+    /// Send `sql` (simple protocol, several statements allowed) without
+    /// waiting for its answer ([`PgTx::flush`] does).
+    pub(super) fn send_batch(&self, sql: &'static str) {
+        let c = self.c;
+        self.push(Box::pin(
+            async move { c.batch_execute(sql).await.map(|()| 0) },
+        ));
+    }
+
+    /// Poll a statement once, which puts it on the wire (tokio-postgres sends
+    /// a request when its future is first polled), and keep it.
+    fn push(&self, mut f: Sent<'c>) {
+        let f = match poll_once(self.rt, f.as_mut()) {
+            Poll::Ready(r) => Box::pin(std::future::ready(r)),
+            Poll::Pending => f,
+        };
+        self.sent.borrow_mut().push(f);
+    }
+
+    /// Wait for the answers of every statement sent; the first failure.
+    pub(super) fn flush(&self) -> Result<()> {
+        let sent = std::mem::take(&mut *self.sent.borrow_mut());
+        let mut first = Ok(());
+        for f in sent {
+            if let Err(e) = wait(self.rt, f)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first.map_err(pg_err)
+    }
+
+    /// Run a statement whose outcome the caller does not need: in the
+    /// writer, sent now and checked when the job ends (a failure then fails
+    /// the job, as a failure here would: storage failures are all `503`);
+    /// elsewhere, run at once.
+    pub(super) fn send(&self, sql: &'static str, p: Vec<Owned>) -> Result<()> {
+        if self.batch.is_none() {
+            let p: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as _).collect();
+            return self.exec(sql, &p).map(|_| ());
+        }
+        // Prepared once per connection (then cached: no round trip), so that
+        // the statement itself goes out now, in order.
+        let st = wait(self.rt, self.c.prepare_cached(sql)).map_err(pg_err)?;
+        let c = self.c;
+        self.push(Box::pin(async move { c.execute_raw(&st, p).await }));
+        Ok(())
     }
 
     /// Run a statement; the number of rows it changed.

@@ -1,6 +1,6 @@
 //! The PostgreSQL queries of step-up requests and policies, third-party
-//! clients and authorization codes, pruning and the audit log's checkpoints
-//! and archive: the same statements as `sqlite/stepup.rs`,
+//! clients and authorization codes, pruning, the audit log's appends (with
+//! the head the writer's batch keeps), checkpoints and archive: the same statements as `sqlite/stepup.rs`,
 //! `sqlite/clients.rs`, `sqlite/prune.rs` and `sqlite/audit.rs`, called by
 //! the [`Tx`](crate::store::Tx) impl in `postgres/tx.rs`. Tables: migration 2 of
 //! `postgres/schema.rs`.
@@ -19,6 +19,48 @@ fn count(n: u64) -> i64 {
 }
 
 impl PgTx<'_> {
+    pub(super) fn audit_append_impl(
+        &self,
+        ts: i64,
+        owner: &str,
+        event: &str,
+        detail: &str,
+    ) -> Result<i64> {
+        // Writers hold the advisory lock: the head read here is the head, and
+        // it stays the head for the writer's whole batch (which keeps it: a
+        // job rolled back puts the one before it back).
+        let known = self.batch().and_then(|b| b.head());
+        let last = match known {
+            Some(h) => Some(h),
+            None => self.row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                &[],
+                |r| Ok((col::<i64>(r, 0)?, col::<String>(r, 1)?)),
+            )?,
+        };
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, crate::audit::GENESIS.to_owned()),
+        };
+        let hash = crate::audit::record_hash(seq, ts, owner, event, detail, &prev);
+        if let Some(b) = self.batch() {
+            b.set_head(Some((seq, hash.clone())));
+        }
+        self.send(
+            "INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            vec![
+                Box::new(seq),
+                Box::new(ts),
+                Box::new(owner.to_owned()),
+                Box::new(event.to_owned()),
+                Box::new(detail.to_owned()),
+                Box::new(prev),
+                Box::new(hash),
+            ],
+        )?;
+        Ok(seq)
+    }
+
     // Step-up requests and their auto-approval policies.
 
     pub(super) fn stepup_put_impl(&self, s: &StepUp) -> Result<()> {
@@ -302,6 +344,10 @@ impl PgTx<'_> {
 
     pub(super) fn audit_delete_before_impl(&self, before: i64) -> Result<i64> {
         let n = self.exec("DELETE FROM audit WHERE seq < $1", &[&before])?;
+        // The head this batch knows is read again on the next append.
+        if let Some(b) = self.batch() {
+            b.set_head(None);
+        }
         self.exec(
             "DELETE FROM audit_checkpoints WHERE seq < $1",
             &[&(before - 1)],

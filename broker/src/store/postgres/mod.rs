@@ -8,6 +8,11 @@
 //!   serializes them: a refresh token rotates once, a device code is used
 //!   once, a budget is never overspent, and the audit chain has one head.
 //!   Each job runs in its own savepoint; a failed job is rolled back alone.
+//!   The batch's statements are pipelined on its connection (`conn.rs`):
+//!   `BEGIN` and the lock, a job's `SAVEPOINT` and its writes go out without
+//!   waiting, and are awaited with the job's next read or at its end (one
+//!   round trip with the `RELEASE`); what the batch read of the audit head
+//!   and of the resources is kept for the batch (the lock keeps it true).
 //! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
 //! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
 //!   connections are driven by a small runtime private to the store, and the
@@ -38,10 +43,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use protonpass_agent::Error;
 
-use self::conn::PgTx;
+use self::conn::{Batch, PgTx};
 use super::{FeedNotice, Finish, Job, Result, Store};
 
 /// Most write jobs committed together.
@@ -59,6 +64,10 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// The advisory lock every broker's write transaction takes first. The value
 /// is arbitrary but fixed: all versions of the broker must use the same one.
 pub(super) const WRITE_LOCK: i64 = 0x7070_6272_6f6b_6572; // "ppbroker"
+/// What a batch starts with: its transaction, then [`WRITE_LOCK`] (the same
+/// number, written out: one simple-protocol message, one round trip).
+const BEGIN: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(8102083973274625394)";
 
 /// A PostgreSQL URL whose password never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -273,64 +282,83 @@ fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>) {
                 continue;
             }
         };
-        let begin = wait(rt, async {
-            // Read committed whatever the server's default: each statement after
-            // the lock sees what the batches before this one committed.
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                .await?;
-            client
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-                .await
-        });
-        if let Err(e) = begin {
-            let _ = pg_err(e);
-            let _ = wait(rt, client.batch_execute("ROLLBACK"));
-            continue;
-        }
-        let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-        let mut broken = false;
-        for job in batch {
-            if broken || wait(rt, client.batch_execute("SAVEPOINT job")).is_err() {
-                // The connection or the transaction is gone: so is the work
-                // of the jobs before, and the rest cannot run.
-                broken = true;
-                continue;
-            }
-            let mut tx = PgTx::new(&client, rt);
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-            let Ok((ok, finish)) = run else {
-                tracing::error!("a write job panicked; it was rolled back");
-                broken = wait(rt, client.batch_execute("ROLLBACK TO job; RELEASE job")).is_err();
-                continue;
-            };
-            let end = if ok {
-                wait(rt, client.batch_execute("RELEASE job"))
-            } else {
-                wait(rt, client.batch_execute("ROLLBACK TO job; RELEASE job"))
-            };
-            if end.is_err() {
-                broken = true;
-                finish(Err(Error::TemporarilyUnavailable("storage failure".into())));
-                continue;
-            }
-            finishes.push(finish);
-        }
+        run_batch(&client, rt, batch);
+    }
+}
+
+/// One batch: one transaction under the writers' lock, each job in its own
+/// savepoint, the statements pipelined (see [`PgTx`]).
+fn run_batch(client: &ClientWrapper, rt: &tokio::runtime::Handle, batch: Vec<Job>) {
+    let state = Batch::default();
+    let mut begun = false;
+    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut broken = false;
+    for job in batch {
         if broken {
-            let _ = wait(rt, client.batch_execute("ROLLBACK"));
-            fail_all(finishes);
+            // The connection or the transaction is gone: so is the work of
+            // the jobs before, and the rest cannot run (dropped: unavailable).
             continue;
         }
-        let commit = wait(rt, client.batch_execute("COMMIT")).map_err(pg_err);
-        if commit.is_err() {
-            let _ = wait(rt, client.batch_execute("ROLLBACK"));
+        let head = state.head();
+        let mut tx = PgTx::in_batch(client, rt, &state);
+        if !begun {
+            // Read committed whatever the server's default: each statement
+            // after the lock sees what the batches before this one
+            // committed. Sent with the first job's statements: a failure
+            // fails that job's savepoint, then the batch.
+            tx.send_batch(BEGIN);
+            begun = true;
         }
-        for f in finishes {
-            let c = commit.clone();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))).is_err() {
-                tracing::error!("a write job's completion panicked");
+        tx.send_batch("SAVEPOINT job");
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+        let (ok, finish) = match run {
+            Ok((ok, finish)) => (ok, Some(finish)),
+            Err(_) => {
+                tracing::error!("a write job panicked; it was rolled back");
+                (false, None)
             }
+        };
+        if ok {
+            tx.send_batch("RELEASE job");
         }
+        let sent = tx.flush();
+        if ok && sent.is_ok() {
+            finishes.extend(finish);
+            continue;
+        }
+        // The job failed, or a statement it sent did: undo its work alone.
+        state.set_head(head);
+        state.forget_resources();
+        tx.send_batch("ROLLBACK TO job; RELEASE job");
+        broken = tx.flush().is_err();
+        match (finish, sent) {
+            (Some(f), Ok(())) => finishes.push(f),
+            (Some(f), Err(e)) => finish_now(f, Err(e)),
+            (None, _) => {}
+        }
+    }
+    let tx = PgTx::new(client, rt);
+    if broken {
+        tx.send_batch("ROLLBACK");
+        let _ = tx.flush();
+        fail_all(finishes);
+        return;
+    }
+    tx.send_batch("COMMIT");
+    let commit = tx.flush();
+    if commit.is_err() {
+        tx.send_batch("ROLLBACK");
+        let _ = tx.flush();
+    }
+    for f in finishes {
+        finish_now(f, commit.clone());
+    }
+}
+
+/// Tell a job's caller its outcome.
+fn finish_now(f: Finish, r: Result<()>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).is_err() {
+        tracing::error!("a write job's completion panicked");
     }
 }
 
@@ -445,5 +473,14 @@ impl Store for PgStore {
             ));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_takes_the_same_lock_as_every_writer() {
+        let lock = format!("SELECT pg_advisory_xact_lock({})", super::WRITE_LOCK);
+        assert!(super::BEGIN.ends_with(&lock), "{}", super::BEGIN);
     }
 }

@@ -60,13 +60,18 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_put(&mut self, g: &Grant) -> Result<()> {
-        self.exec(
+        self.send(
             "INSERT INTO grants(gid, owner, agent, enroll_hash, data) VALUES ($1,$2,$3,$4,$5)
              ON CONFLICT (gid) DO UPDATE SET owner = EXCLUDED.owner, agent = EXCLUDED.agent,
                enroll_hash = EXCLUDED.enroll_hash, data = EXCLUDED.data, n = EXCLUDED.n",
-            &[&g.gid, &g.owner, &g.agent, &g.enroll_hash, &to_json(g)?],
-        )?;
-        Ok(())
+            vec![
+                Box::new(g.gid.clone()),
+                Box::new(g.owner.clone()),
+                Box::new(g.agent.clone()),
+                Box::new(g.enroll_hash.clone()),
+                Box::new(to_json(g)?),
+            ],
+        )
     }
 
     fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
@@ -86,13 +91,17 @@ impl Tx for PgTx<'_> {
     }
 
     fn token_put(&mut self, t: &TokenRec) -> Result<()> {
-        self.exec(
+        self.send(
             "INSERT INTO tokens(jti, gid, hash, data) VALUES ($1,$2,$3,$4)
              ON CONFLICT (jti) DO UPDATE SET gid = EXCLUDED.gid, hash = EXCLUDED.hash,
                data = EXCLUDED.data, n = EXCLUDED.n",
-            &[&t.jti, &t.gid, &t.hash, &to_json(t)?],
-        )?;
-        Ok(())
+            vec![
+                Box::new(t.jti.clone()),
+                Box::new(t.gid.clone()),
+                Box::new(t.hash.clone()),
+                Box::new(to_json(t)?),
+            ],
+        )
     }
 
     fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
@@ -105,22 +114,21 @@ impl Tx for PgTx<'_> {
 
     fn device_put(&mut self, d: &DeviceReq) -> Result<()> {
         // An update keeps the row's `n` (the order of arrival).
-        self.exec(
+        self.send(
             "INSERT INTO devices(id, device_hash, user_hash, status, expires_at, data)
              VALUES ($1,$2,$3,$4,$5,$6)
              ON CONFLICT (id) DO UPDATE SET device_hash = EXCLUDED.device_hash,
                user_hash = EXCLUDED.user_hash, status = EXCLUDED.status,
                expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
-            &[
-                &d.id,
-                &d.device_hash,
-                &d.user_hash,
-                &device_status(&d.status),
-                &d.expires_at,
-                &to_json(d)?,
+            vec![
+                Box::new(d.id.clone()),
+                Box::new(d.device_hash.clone()),
+                Box::new(d.user_hash.clone()),
+                Box::new(device_status(&d.status)),
+                Box::new(d.expires_at),
+                Box::new(to_json(d)?),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn device_by_device_hash(&mut self, hash: &str) -> Result<Option<DeviceReq>> {
@@ -164,6 +172,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn resource_put(&mut self, r: &Resource) -> Result<()> {
+        self.forget_resources();
         self.exec(
             "INSERT INTO resources(client_id, owner, data) VALUES ($1,$2,$3)",
             &[&r.client_id, &r.owner, &to_json(r)?],
@@ -179,10 +188,17 @@ impl Tx for PgTx<'_> {
     }
 
     fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>> {
-        self.many(
+        if let Some(r) = self.batch().and_then(|b| b.resources(audience)) {
+            return Ok(r);
+        }
+        let r = self.many(
             "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n",
             &[&audience],
-        )
+        )?;
+        if let Some(b) = self.batch() {
+            b.keep_resources(audience, &r);
+        }
+        Ok(r)
     }
 
     fn resources_of(&mut self, owner: &str) -> Result<Vec<Resource>> {
@@ -193,6 +209,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn resource_delete(&mut self, client_id: &str) -> Result<bool> {
+        self.forget_resources();
         Ok(self.exec("DELETE FROM resources WHERE client_id = $1", &[&client_id])? > 0)
     }
 
@@ -270,22 +287,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn audit_append(&mut self, ts: i64, owner: &str, event: &str, detail: &str) -> Result<i64> {
-        // Writers hold the advisory lock: the head read here is the head.
-        let last = self.row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            &[],
-            |r| Ok((col::<i64>(r, 0)?, col::<String>(r, 1)?)),
-        )?;
-        let (seq, prev) = match last {
-            Some((s, h)) => (s + 1, h),
-            None => (1, crate::audit::GENESIS.to_owned()),
-        };
-        let hash = crate::audit::record_hash(seq, ts, owner, event, detail, &prev);
-        self.exec(
-            "INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            &[&seq, &ts, &owner, &event, &detail, &prev, &hash],
-        )?;
-        Ok(seq)
+        self.audit_append_impl(ts, owner, event, detail)
     }
 
     fn audit_page(&mut self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
@@ -302,16 +304,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn attempt_add(&mut self, key: &str, at: i64, cost: i64) -> Result<()> {
-        self.exec(
+        self.send(
             "INSERT INTO attempts(key, at, cost) VALUES ($1,$2,$3)",
-            &[&key, &at, &cost],
+            vec![Box::new(key.to_owned()), Box::new(at), Box::new(cost)],
         )?;
         // Every window that reads attempts is at most a day long.
-        self.exec(
+        self.send(
             "DELETE FROM attempts WHERE at < $1",
-            &[&(at - ATTEMPTS_KEPT)],
-        )?;
-        Ok(())
+            vec![Box::new(at - ATTEMPTS_KEPT)],
+        )
     }
 
     fn attempt_sum(&mut self, key: &str, since: i64) -> Result<i64> {
@@ -485,6 +486,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn resource_replace(&mut self, r: &Resource) -> Result<()> {
+        self.forget_resources();
         self.exec(
             "UPDATE resources SET data = $2 WHERE client_id = $1",
             &[&r.client_id, &to_json(r)?],
