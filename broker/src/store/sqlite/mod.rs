@@ -170,6 +170,7 @@ fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
 pub struct SqliteStore {
     path: PathBuf,
     queue: SyncSender<Job>,
+    writer: Arc<self::writer::Writer>,
     admission: Arc<tokio::sync::Semaphore>,
     detached: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
@@ -191,10 +192,11 @@ impl SqliteStore {
         let queued = Arc::new(AtomicUsize::new(0));
         let commits = Arc::new(AtomicUsize::new(0));
         let (q2, c2) = (queued.clone(), commits.clone());
-        self::writer::start(conn, path, busy, rx, q2, c2)?;
+        let writer = self::writer::start(conn, path, busy, rx, q2, c2)?;
         Ok(Arc::new(SqliteStore {
             path: path.to_owned(),
             queue,
+            writer,
             admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
             detached: Arc::new(AtomicUsize::new(0)),
             readers: Mutex::new(Vec::new()),
@@ -211,7 +213,9 @@ impl Store for SqliteStore {
         self.queue.send(job).map_err(|_| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             Error::TemporarilyUnavailable("the store is closed".into())
-        })
+        })?;
+        self.writer.after_queued();
+        Ok(())
     }
 
     fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
@@ -278,7 +282,12 @@ impl Store for SqliteStore {
         });
         self.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(job) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Best effort: the writer thread commits it, never the
+                // request that was just refused.
+                self.writer.wake_writer();
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
                 false
