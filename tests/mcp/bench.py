@@ -30,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ else:
     import httpx as http  # type: ignore[no-redef]
 
 ROUNDS, CALLS, COLD = 7, 50, 21
+METRICS = "/metrics"
 STEPS = ("authenticate (401, RFC 9728 and RFC 8414 metadata, token)", "MCP initialize", "the first tools/call")
 
 
@@ -70,11 +73,16 @@ async def cold_start(resource: str, store: str, name: str, log: list[str] | None
     cost). ``log`` gets each MCP request the client sent (method, status)."""
     hooks: dict[str, list[Any]] = {}
     if log is not None:
+        sent: dict[int, float] = {}
+
+        async def sending(r: Any) -> None:
+            sent[id(r)] = time.perf_counter()
 
         async def seen(r: Any) -> None:
-            log.append(f"{r.request.method} {r.status_code}")
+            took = time.perf_counter() - sent.pop(id(r.request), time.perf_counter())
+            log.append(f"{r.request.method} {r.status_code} {took * 1000:.1f} ms")
 
-        hooks = {"response": [seen]}
+        hooks = {"request": [sending], "response": [seen]}
     async with http.AsyncClient(timeout=30, event_hooks=hooks) as client:
         t0 = time.perf_counter()
         # No broker given: the core reads the resource's RFC 9728 metadata to find it.
@@ -191,21 +199,40 @@ async def enroll(resource: str, store: str, name: str, broker: str, code: str) -
         session.close()
 
 
-def warm_cold_clients(name: str) -> tuple[list[list[float]], list[str]]:
+def broker_requests(issuer: str) -> Counter[str]:
+    """The broker's request counts by route and status (its ``/metrics``, which
+    it serves to loopback clients)."""
+    text = http.get(f"{issuer}/metrics").text
+    out: Counter[str] = Counter()
+    for m in re.finditer(r'^protonpass_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$', text, re.M):
+        out[f"{m[1]} {m[2]}"] = int(m[3])
+    return out
+
+
+def warm_cold_clients(name: str) -> tuple[list[list[float]], list[str], Counter[str]]:
     """(a): a warm-up run against a pair of its own, then COLD runs, each
-    against a new pair with a new store."""
+    against a new pair with a new store. The last run also says which requests
+    the MCP SDK sent (with the time to each response) and which reached the
+    broker."""
     runs: list[list[float]] = []
     log: list[str] = []
+    at_broker: Counter[str] = Counter()
     for i in range(COLD + 1):
         with tempfile.TemporaryDirectory(prefix="pp-mcp-bench-") as store:
             pair = Pair(store, name)
             try:
-                marks = asyncio.run(cold_start(pair.resource, store, name, log if i == COLD else None))
+                last = i == COLD
+                before = broker_requests(pair.broker.issuer) if last else Counter()
+                marks = asyncio.run(cold_start(pair.resource, store, name, log if last else None))
+                if last:
+                    at_broker = broker_requests(pair.broker.issuer) - before
+                    at_broker[f"{METRICS} 200"] -= 1
+                    at_broker = +at_broker
             finally:
                 pair.close()
         if i > 0:  # run 0 is the warm-up
             runs.append(marks)
-    return runs, log
+    return runs, log, at_broker
 
 
 def ms(x: float) -> str:
@@ -240,7 +267,7 @@ def main() -> int:
     name = "mcp-bench"
     line = f"mcp {version('mcp')} on {'httpx2' if MCP2 else 'httpx'}"
     print(f"== mcp bench ({line}, loopback, real broker; load average {os.getloadavg()[0]:.2f})", flush=True)
-    warm, log = warm_cold_clients(name)
+    warm, log, at_broker = warm_cold_clients(name)
     print(
         summary(
             "(a) first unauthenticated request -> first tool result, stored grant, discovery included; "
@@ -249,7 +276,12 @@ def main() -> int:
             STEPS,
         )
     )
-    print(f"    the MCP SDK's requests in a run: {', '.join(log)}")
+    print(f"    the MCP SDK's requests in the last run (to each response): {', '.join(log)}")
+    print(
+        "    the broker's requests in it (route, status: count; the revocation is the session's close, "
+        "after the clock stopped): "
+        + ", ".join(f"{k}: {n}" for k, n in sorted(at_broker.items()))
+    )
     plain = Proc([sys.executable, str(HERE / "bench_server.py")])
     try:
         with tempfile.TemporaryDirectory(prefix="pp-mcp-bench-") as store:
