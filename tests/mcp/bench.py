@@ -1,15 +1,25 @@
-"""MCP benchmark (``make bench``): the real broker, two MCP servers on the
-``mcp`` SDK (one plain, one protected by ``protonpass_agent.mcp``) and the
-SDK's client, all on loopback. Prints:
+"""MCP benchmark (``make bench``): the real broker, MCP servers on the ``mcp``
+SDK (one plain, others protected by ``protonpass_agent.mcp``) and the SDK's
+client, all on loopback. Prints:
 
-- cold start with a stored grant: from the first, unauthenticated MCP request
-  (``401`` naming the RFC 9728 metadata) through ``authenticate_with_proton``
-  without a broker URL (it reads the metadata, which names the broker, then
-  gets a token from the stored grant), the MCP ``initialize`` and the first
-  successful tool call. Each run is a new process, as an agent starting up is:
-  nothing discovered, no connection and no token is left from an earlier run
-  (the core keeps those per process). The clock starts once the process has
-  imported its modules and made its HTTP client;
+- first unauthenticated request -> first tool result, with a stored grant,
+  discovery included: ``authenticate_with_proton`` without a broker URL (its
+  unauthenticated ``GET`` of the MCP endpoint answers ``401`` naming the RFC
+  9728 metadata, which names the broker; then the broker's RFC 8414 metadata
+  and the token from the stored grant), the MCP ``initialize`` and the first
+  successful ``tools/call``. Two figures:
+
+  (a) warm interpreter, cold client: this process, its modules imported and
+      its first-use work done by a warm-up against another broker and server.
+      Each run then has a broker and a server of its own (new ports), enrolled
+      and warmed by a child process, so that nothing of the client side is
+      reused: the core's process-wide caches (discovered resources, broker
+      metadata, DPoP nonces, shared tokens) are keyed by resource, broker or
+      origin, its connection pool by host and port, and the HTTP client is
+      new. Only the stored grant on disk (its own store per run) is kept, as
+      the figure says. The servers and brokers are warm (long-running);
+  (b) a new process per run: the wall time from spawning the interpreter to
+      the first tool result, and within it the same interval as (a);
 - per tool call: the same ``tools/call`` with DPoP auth (a proof signed per
   request, the token and proof verified per request) against the plain server.
 
@@ -20,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -45,25 +57,37 @@ else:
     import httpx as http  # type: ignore[no-redef]
 
 ROUNDS, CALLS, COLD = 7, 50, 21
+METRICS = "/metrics"
+STEPS = ("authenticate (401, RFC 9728 and RFC 8414 metadata, token)", "MCP initialize", "the first tools/call")
 
 
 def auth(session: Session) -> Any:
     return session.httpx2_auth if MCP2 else session.httpx_auth
 
 
-async def cold_start(resource: str, store: str, name: str) -> list[float]:
-    """Marks in seconds from the first request: the 401, the session
-    (discovery and the token), MCP initialize, the first tool call. The HTTP
-    client is made before the clock starts (building its TLS context is not
-    the protocol's cost)."""
-    async with http.AsyncClient(timeout=30) as client:
+async def cold_start(resource: str, store: str, name: str, log: list[str] | None = None) -> list[float]:
+    """Marks in seconds from the first request: ``authenticate_with_proton``
+    done (its unauthenticated ``GET`` of the resource, answered ``401``, comes
+    first), MCP initialize, the first tool call. The HTTP client is made
+    before the clock starts (building its TLS context is not the protocol's
+    cost). ``log`` gets each MCP request the client sent (method, status)."""
+    hooks: dict[str, list[Any]] = {}
+    if log is not None:
+        sent: dict[int, float] = {}
+
+        async def sending(r: Any) -> None:
+            sent[id(r)] = time.perf_counter()
+
+        async def seen(r: Any) -> None:
+            took = time.perf_counter() - sent.pop(id(r.request), time.perf_counter())
+            log.append(f"{r.request.method} {r.status_code} {took * 1000:.1f} ms")
+
+        hooks = {"request": [sending], "response": [seen]}
+    async with http.AsyncClient(timeout=30, event_hooks=hooks) as client:
         t0 = time.perf_counter()
-        r = await client.post(resource, json={}, headers={"Accept": "application/json, text/event-stream"})
-        assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"], r.status_code
-        marks = [time.perf_counter()]
         # No broker given: the core reads the resource's RFC 9728 metadata to find it.
         session = await authenticate_with_proton_async(["bench:call"], resource, store=store, agent_name=name)
-        marks.append(time.perf_counter())
+        marks = [time.perf_counter()]
         try:
             client.auth = auth(session)
             async with (
@@ -104,83 +128,195 @@ async def per_call(plain_url: str, protected_url: str, session: Session) -> tupl
         return out
 
 
+def child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PROTONPASS_BROKER_URL"}
+
+
 def cold_process(resource: str, store: str, name: str) -> list[float]:
-    """One cold start in a new process (``bench.py --cold``)."""
-    out = subprocess.run(
+    """One cold start in a new process (``bench.py --cold``): the process's
+    wall time from spawn to its first tool result, then its marks."""
+    t = time.perf_counter()
+    p = subprocess.Popen(
         [sys.executable, str(HERE / "bench.py"), "--cold", resource, store, name],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if k != "PROTONPASS_BROKER_URL"},
+        env=child_env(),
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"bench.py --cold failed:\n{out.stderr[-4000:]}")
-    marks: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return marks
+    assert p.stdout is not None
+    line = p.stdout.readline()  # printed as soon as the tool answered
+    wall = time.perf_counter() - t
+    _, err = p.communicate()
+    if p.returncode != 0 or not line:
+        raise RuntimeError(f"bench.py --cold failed:\n{err[-4000:]}")
+    marks: list[float] = json.loads(line)
+    return [wall, *marks]
+
+
+class Pair:
+    """A broker and the bench server it protects, a grant for ``name`` stored
+    in ``store`` by a child process, which also made one tool call (the
+    server has fetched the broker's keys): warm servers, and nothing of the
+    client side in this process."""
+
+    def __init__(self, store: str, name: str) -> None:
+        self.broker = Broker()
+        try:
+            self.server = Proc([sys.executable, str(HERE / "bench_server.py"), "--broker", self.broker.issuer])
+        except BaseException:
+            self.broker.close()
+            raise
+        self.resource = str(self.server.first["resource"])
+        code = self.broker.enrollment_code(name, "bench:call", self.resource)
+        out = subprocess.run(
+            [sys.executable, str(HERE / "bench.py"), "--enroll", self.resource, store, name, self.broker.issuer, code],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+        )
+        if out.returncode != 0:
+            self.close()
+            raise RuntimeError(f"bench.py --enroll failed:\n{out.stderr[-4000:]}")
+
+    def close(self) -> None:
+        self.server.stop()
+        self.broker.close()
+
+
+async def enroll(resource: str, store: str, name: str, broker: str, code: str) -> None:
+    session = await authenticate_with_proton_async(
+        ["bench:call"], resource, broker=broker, store=store, agent_name=name, enrollment_code=code
+    )
+    try:
+        async with (
+            http.AsyncClient(auth=auth(session), timeout=30) as client,
+            streamable_http_client(resource, http_client=client) as streams,
+            ClientSession(streams[0], streams[1]) as mcp,
+        ):
+            await mcp.initialize()
+            await mcp.call_tool("echo", {"text": "warm"})
+    finally:
+        session.close()
+
+
+def broker_requests(issuer: str) -> Counter[str]:
+    """The broker's request counts by route and status (its ``/metrics``, which
+    it serves to loopback clients)."""
+    text = http.get(f"{issuer}/metrics").text
+    out: Counter[str] = Counter()
+    for m in re.finditer(r'^protonpass_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$', text, re.M):
+        out[f"{m[1]} {m[2]}"] = int(m[3])
+    return out
+
+
+def warm_cold_clients(name: str) -> tuple[list[list[float]], list[str], Counter[str]]:
+    """(a): a warm-up run against a pair of its own, then COLD runs, each
+    against a new pair with a new store. The last run also says which requests
+    the MCP SDK sent (with the time to each response) and which reached the
+    broker."""
+    runs: list[list[float]] = []
+    log: list[str] = []
+    at_broker: Counter[str] = Counter()
+    for i in range(COLD + 1):
+        with tempfile.TemporaryDirectory(prefix="pp-mcp-bench-") as store:
+            pair = Pair(store, name)
+            try:
+                last = i == COLD
+                before = broker_requests(pair.broker.issuer) if last else Counter()
+                marks = asyncio.run(cold_start(pair.resource, store, name, log if last else None))
+                if last:
+                    at_broker = broker_requests(pair.broker.issuer) - before
+                    at_broker[f"{METRICS} 200"] -= 1
+                    at_broker = +at_broker
+            finally:
+                pair.close()
+        if i > 0:  # run 0 is the warm-up
+            runs.append(marks)
+    return runs, log, at_broker
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000.0:.1f} ms"
+
+
+def p90(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=10, method="inclusive")[-1]
+
+
+def summary(label: str, runs: list[list[float]], steps: tuple[str, ...]) -> str:
+    total = [r[len(steps) - 1] for r in runs]
+    # Each step's median on its own (the medians of the steps need not add up to the total's).
+    parts = [
+        f"{s} {ms(statistics.median(r[i] - (r[i - 1] if i else 0.0) for r in runs))}" for i, s in enumerate(steps)
+    ]
+    return (
+        f"{label}: median {ms(statistics.median(total))}, p90 {ms(p90(total))}, best {ms(min(total))} "
+        f"({len(runs)} runs); steps (medians): {', '.join(parts)}"
+    )
 
 
 def main() -> int:
     if sys.argv[1:2] == ["--cold"]:
         resource, store, name = sys.argv[2:5]
-        print(json.dumps(asyncio.run(cold_start(resource, store, name))))
+        print(json.dumps(asyncio.run(cold_start(resource, store, name))), flush=True)
+        return 0
+    if sys.argv[1:2] == ["--enroll"]:
+        asyncio.run(enroll(*sys.argv[2:7]))
         return 0
     os.environ.pop("PROTONPASS_BROKER_URL", None)
-    broker = Broker()
-    servers: list[Proc] = []
+    name = "mcp-bench"
+    line = f"mcp {version('mcp')} on {'httpx2' if MCP2 else 'httpx'}"
+    print(f"== mcp bench ({line}, loopback, real broker; load average {os.getloadavg()[0]:.2f})", flush=True)
+    warm, log, at_broker = warm_cold_clients(name)
+    print(
+        summary(
+            "(a) first unauthenticated request -> first tool result, stored grant, discovery included; "
+            "warm interpreter, cold client (new broker, server, store and HTTP client per run)",
+            warm,
+            STEPS,
+        )
+    )
+    print(f"    the MCP SDK's requests in the last run (to each response): {', '.join(log)}")
+    print(
+        "    the broker's requests in it (route, status: count; the revocation is the session's close, "
+        "after the clock stopped): "
+        + ", ".join(f"{k}: {n}" for k, n in sorted(at_broker.items()))
+    )
+    plain = Proc([sys.executable, str(HERE / "bench_server.py")])
     try:
-        plain = Proc([sys.executable, str(HERE / "bench_server.py")])
-        servers.append(plain)
-        prot = Proc([sys.executable, str(HERE / "bench_server.py"), "--broker", broker.issuer])
-        servers.append(prot)
-        resource = str(prot.first["resource"])
-        name = "mcp-bench"
-        g = json.loads(
-            broker.cli("grant", "create", "--agent", name, "--scope", "bench:call", "--audience", resource, "--json")
-        )
         with tempfile.TemporaryDirectory(prefix="pp-mcp-bench-") as store:
-            first = asyncio.run(
-                authenticate_with_proton_async(
-                    ["bench:call"],
-                    resource,
-                    broker=broker.issuer,
-                    store=store,
-                    agent_name=name,
-                    enrollment_code=g["enrollment_code"],
-                )
-            )
-            first.close()  # the grant stays stored
-            colds = [cold_process(resource, store, name) for _ in range(COLD)]
-            session = asyncio.run(
-                authenticate_with_proton_async(
-                    ["bench:call"], resource, broker=broker.issuer, store=store, agent_name=name
-                )
-            )
+            pair = Pair(store, name)
             try:
-                plain_t, prot_t = asyncio.run(per_call(str(plain.first["resource"]), resource, session))
+                colds = [cold_process(pair.resource, store, name) for _ in range(COLD)]
+                session = asyncio.run(
+                    authenticate_with_proton_async(
+                        ["bench:call"], pair.resource, broker=pair.broker.issuer, store=store, agent_name=name
+                    )
+                )
+                try:
+                    plain_t, prot_t = asyncio.run(per_call(str(plain.first["resource"]), pair.resource, session))
+                finally:
+                    session.close()
             finally:
-                session.close()
-        line = f"mcp {version('mcp')} on {'httpx2' if MCP2 else 'httpx'}"
-        ms = 1000.0
-        print(f"== mcp bench ({line}, loopback, real broker)")
-        total = sorted(c[-1] for c in colds)
-        # Each step's median on its own (the medians of the steps need not add up to the total's).
-        steps = [statistics.median(c[i] - (c[i - 1] if i else 0.0) for c in colds) for i in range(4)]
-        print(
-            "first unauthenticated request -> first tool call, stored grant, new process per run: "
-            f"median {statistics.median(total) * ms:.1f} ms, best {total[0] * ms:.1f} ms ({COLD} runs); "
-            f"steps (medians): the 401 {steps[0] * ms:.1f} ms, discovery (RFC 9728 metadata) and the token "
-            f"from the stored grant {steps[1] * ms:.1f} ms, MCP initialize {steps[2] * ms:.1f} ms, "
-            f"the first tools/call {steps[3] * ms:.1f} ms"
-        )
-        bp, bq = min(plain_t), min(prot_t)
-        print(
-            f"tools/call without auth: {bp * ms:.2f} ms; with DPoP auth: {bq * ms:.2f} ms; "
-            f"overhead {(bq - bp) * ms:.2f} ms per call (best of {ROUNDS} rounds of {CALLS}; medians "
-            f"{statistics.median(plain_t) * ms:.2f} / {statistics.median(prot_t) * ms:.2f} ms)"
-        )
+                pair.close()
     finally:
-        for p in servers:
-            p.stop()
-        broker.close()
+        plain.stop()
+    # From the spawn: process start, imports and the HTTP client, then the marks.
+    spawned = [[r[0] - r[-1] + m for m in (0.0, *r[1:])] for r in colds]
+    print(
+        summary(
+            "(b) the same, a new process per run, from spawning the interpreter",
+            spawned,
+            ("process start, imports, HTTP client", *STEPS),
+        )
+    )
+    print("    " + summary("within it, from the first request", [r[1:] for r in colds], STEPS))
+    bp, bq = min(plain_t), min(prot_t)
+    print(
+        f"tools/call without auth: {bp * 1000:.2f} ms; with DPoP auth: {bq * 1000:.2f} ms; "
+        f"overhead {(bq - bp) * 1000:.2f} ms per call (best of {ROUNDS} rounds of {CALLS}; medians "
+        f"{statistics.median(plain_t) * 1000:.2f} / {statistics.median(prot_t) * 1000:.2f} ms)"
+    )
     return 0
 
 

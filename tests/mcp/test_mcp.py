@@ -155,6 +155,39 @@ async def _session(broker: Broker, resource: str, name: str) -> Session:
     )
 
 
+@mcp1_only
+def test_a_new_agent_asks_the_token_endpoint_once() -> None:
+    """The broker gives a DPoP nonce with its metadata, which an agent reads
+    just before its first token request: that request carries the nonce and
+    is not refused once with use_dpop_nonce (a round trip less before the
+    first tool call). A broker of its own, so that nothing is cached."""
+    own = Broker()
+    try:
+        name, resource = agent_name("nonce"), "http://127.0.0.1:9/mcp"
+        session = asyncio.run(
+            authenticate_with_proton_async(
+                ["travel:search"],
+                resource,
+                broker=own.issuer,
+                agent_name=name,
+                store="memory",
+                enrollment_code=own.enrollment_code(name, "travel:search", resource),
+            )
+        )
+        session.close()
+        with urllib.request.urlopen(f"{own.issuer}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        token = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("protonpass_http_requests_total{") and 'route="/oauth/token"' in line
+        ]
+        assert token and all('status="200"' in line for line in token), token
+        assert "use_dpop_nonce" not in metrics
+    finally:
+        own.close()
+
+
 @pytest.mark.parametrize("server", ["py_server", "node_server"])
 def test_bearer_use_and_a_proof_for_another_url_are_refused(
     broker: Broker, server: str, request: pytest.FixtureRequest

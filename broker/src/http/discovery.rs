@@ -94,6 +94,17 @@ pub(super) async fn metadata(State(b): B) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=60"),
     );
+    // A DPoP nonce (RFC 9449 section 8.2: the server may give one in any
+    // response): an agent reads this metadata just before its first token
+    // request, which then carries the nonce instead of being refused with
+    // `use_dpop_nonce` and sent again. A nonce is no secret (any token request
+    // gets one) and is checked as any other; it stays valid for a minute or
+    // two, as long as this response may be cached.
+    if b.cfg.dpop_nonce
+        && let Ok(n) = HeaderValue::from_str(&b.nonces.issue(b.clock.now()))
+    {
+        r.headers_mut().insert("dpop-nonce", n);
+    }
     r
 }
 

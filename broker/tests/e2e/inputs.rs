@@ -72,6 +72,24 @@ async fn nonce_and_replay() {
 }
 
 #[tokio::test]
+async fn the_metadata_gives_a_nonce_that_the_first_token_request_can_use() {
+    let b = Broker::start(&[]);
+    let k = key();
+    let g = b.create_grant("a", "x:y", &[]);
+    let code = g["enrollment_code"].as_str().unwrap().to_owned();
+    let meta = b.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(meta.status, 200);
+    let nonce = meta.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let params = [
+        ("grant_type", PRE_AUTHORIZED_CODE),
+        ("pre-authorized_code", code.as_str()),
+    ];
+    let p = b.proof(&k, &b.token_url(), Some(&nonce));
+    let ok = b.post_form("/oauth/token", &params, &[("DPoP", p)]).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[tokio::test]
 async fn nonces_can_be_turned_off() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DPOP_NONCE", "false")]);
     let k = key();
@@ -90,6 +108,8 @@ async fn nonces_can_be_turned_off() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.headers.get("dpop-nonce").is_none());
+    let meta = b.get("/.well-known/oauth-authorization-server").await;
+    assert!(meta.headers.get("dpop-nonce").is_none());
     // Replay protection stays on.
     let again = b
         .post_form(

@@ -223,11 +223,12 @@ impl<V: Clone> Expiring<V> {
 }
 
 /// GET a JSON document, retrying transient failures (idempotent), with how
-/// long it may be kept ([`cache_lifetime`]).
+/// long it may be kept ([`cache_lifetime`]) and the `DPoP-Nonce` the
+/// response carried, if any.
 pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     url: &str,
     rng: &dyn Random,
-) -> Result<(T, Duration)> {
+) -> Result<(T, Duration, Option<String>)> {
     let http = client()?;
     let mut last = Error::BrokerUnavailable(format!("{url}: no attempt made"));
     for attempt in 0..3 {
@@ -238,9 +239,14 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let ttl = cache_lifetime(resp.headers());
+                let nonce = resp
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = read_body(resp).await?;
                 if status == 200 {
-                    return serde_json::from_slice(&body).map(|v| (v, ttl)).map_err(|e| {
+                    return serde_json::from_slice(&body).map(|v| (v, ttl, nonce)).map_err(|e| {
                         Error::InvalidResponse(format!(
                             "{url} answered 200 with something else than the expected JSON ({e})"
                         ))
@@ -299,13 +305,18 @@ async fn fetch_metadata(
         return Ok((m, false));
     }
     let url = format!("{key}/.well-known/oauth-authorization-server");
-    let (meta, ttl): (ServerMetadata, _) = get_json(&url, rng).await.map_err(|e| match e {
+    let (meta, ttl, nonce): (ServerMetadata, _, _) = get_json(&url, rng).await.map_err(|e| match e {
         Error::InvalidResponse(m) => Error::InvalidResponse(format!(
             "{m}: no broker answers at {key}; the broker URL is the address `protonpass-broker serve` prints (its issuer), without a path after it"
         )),
         other => other,
     })?;
     check_metadata(broker, &meta)?;
+    // A broker that requires DPoP nonces gives one with its metadata: the
+    // first token request carries it rather than being refused once.
+    if let Some(n) = nonce {
+        NonceCache::global().insert(&url, &n);
+    }
     let meta = Arc::new(meta);
     cache.insert(key, meta.clone(), ttl);
     Ok((meta, true))
