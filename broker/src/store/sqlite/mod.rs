@@ -1,6 +1,7 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL` (a commit is on disk
-//! before it is acknowledged), one writer thread doing group commit, and a
-//! small pool of read-only connections.
+//! before it is acknowledged), group commit on one write connection (by the
+//! writer thread, or by a request that finds the connection free: see
+//! `writer.rs`), and a small pool of read-only connections.
 
 mod audit;
 pub mod backup;
@@ -283,8 +284,9 @@ impl Store for SqliteStore {
         self.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(job) {
             Ok(()) => {
-                // Best effort: the writer thread commits it, never the
-                // request that was just refused.
+                // Best effort: the request that was just refused does not
+                // commit it; the writer thread does, or a later request's
+                // batch takes it along.
                 self.writer.wake_writer();
                 true
             }

@@ -10,9 +10,15 @@
 //! thread and waiting to be woken, two thread switches that cost more than
 //! the write on a small virtual machine. A caller that finds it busy only
 //! wakes the writer thread, which takes the next batches as soon as the
-//! connection is free, so that under load batches keep forming and no
-//! caller runs more than one batch for others. Only one thread writes at a
-//! time; none waits for the connection except the writer thread.
+//! connection is free, so that under load batches keep forming. Only one
+//! thread writes at a time; none waits for the connection except the writer
+//! thread.
+//!
+//! A caller's thread is a runtime worker, so what it may do there is bounded:
+//! at most [`COMBINE_MAX`] jobs, and it never waits for SQLite's write lock.
+//! When another process (a CLI command on the same database) holds that
+//! lock, the caller leaves the batch to the writer thread, which waits up to
+//! the busy timeout as before.
 //!
 //! The checkpointer copies committed pages from the WAL into the database on
 //! a connection of its own, so that the writer never stops committing to do
@@ -35,6 +41,9 @@ use crate::store::{Finish, Job, Result};
 
 /// How often the checkpointer copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The most jobs a caller runs on its own thread in one batch (its own and
+/// others queued meanwhile); the writer thread takes up to [`MAX_BATCH`].
+const COMBINE_MAX: usize = 16;
 /// WAL pages after which the writer checkpoints itself: a backstop for a
 /// checkpointer that cannot keep up (about 64 MiB with 4 KiB pages).
 const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
@@ -56,6 +65,9 @@ pub(super) struct Writer {
     /// Wakes the writer thread; one pending wake is enough (it drains the
     /// whole queue before it waits again).
     wake: SyncSender<()>,
+    /// SQLite's busy timeout on the writer's connection, restored after a
+    /// caller's attempt that must not wait.
+    busy: Duration,
 }
 
 impl std::fmt::Debug for Writer {
@@ -74,7 +86,7 @@ impl Drop for Writer {
             Ok(w) => w,
             Err(p) => p.into_inner(),
         };
-        while batch(writing, &self.queued, &self.commits) {}
+        while guarded(writing, &self.queued, &self.commits, MAX_BATCH, false) {}
     }
 }
 
@@ -82,34 +94,55 @@ impl Writer {
     /// After a job was queued: run a batch here if the connection is free,
     /// else leave it to the writer thread (woken). Never waits for the lock.
     pub(super) fn after_queued(&self) {
-        match self.writing.try_lock() {
-            Ok(w) => {
-                batch(&w, &self.queued, &self.commits);
-                drop(w);
-                // Jobs queued while this batch ran (their callers found the
-                // lock taken and woke the writer thread, which may be waiting
-                // for the lock; wake it again in case it had already looked).
-                if self.queued.load(Ordering::Acquire) > 0 {
-                    self.wake_writer();
-                }
-            }
-            Err(TryLockError::WouldBlock) => self.wake_writer(),
-            // A panic while writing is caught per job: a poisoned lock means
-            // one outside a job's code; the writer thread still serves.
-            Err(TryLockError::Poisoned(_)) => self.wake_writer(),
+        let w = match self.writing.try_lock() {
+            Ok(w) => w,
+            Err(TryLockError::WouldBlock) => return self.wake_writer(),
+            // Panics are caught inside a batch; a poisoned lock would mean
+            // one in the batch's own code, after which the connection was
+            // put back in order (see `guarded`): write on.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        if begin_now(&w.conn, self.busy) {
+            // The transaction is open: the batch runs here.
+            guarded(&w, &self.queued, &self.commits, COMBINE_MAX, true);
+        }
+        drop(w);
+        // Jobs left (queued while this batch ran, beyond what it took, or
+        // all of them when another process holds the write lock) go to the
+        // writer thread; wake it again in case it had already looked.
+        if self.queued.load(Ordering::Acquire) > 0 {
+            self.wake_writer();
         }
     }
 
     /// After a job was queued from a caller that must not write itself.
     pub(super) fn wake_writer(&self) {
         match self.wake.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            Ok(()) | Err(TrySendError::Full(())) => {}
+            // The writer thread is gone (it cannot end while the store
+            // lives, short of a bug): write here rather than leave the
+            // queue to no one.
+            Err(TrySendError::Disconnected(())) => drain(self),
         }
     }
 }
 
+/// `BEGIN IMMEDIATE` without waiting for SQLite's write lock: false (and
+/// nothing begun) when another connection holds it.
+fn begin_now(conn: &Connection, busy: Duration) -> bool {
+    if conn.busy_timeout(Duration::ZERO).is_err() {
+        return false;
+    }
+    let begun = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    if conn.busy_timeout(busy).is_err() {
+        tracing::error!("cannot restore the store's busy timeout");
+    }
+    begun
+}
+
 /// Start the writer thread on `conn` and the checkpointer on a connection of
-/// its own; both end when the store (the sender of `rx`) is dropped.
+/// its own; both end when the returned [`Writer`] (held by the store) is
+/// dropped.
 pub(super) fn start(
     conn: Connection,
     path: &Path,
@@ -127,6 +160,7 @@ pub(super) fn start(
         queued,
         commits,
         wake,
+        busy,
     });
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
@@ -155,7 +189,37 @@ fn drain(w: &Writer) {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    while batch(&writing, &w.queued, &w.commits) {}
+    while guarded(&writing, &w.queued, &w.commits, MAX_BATCH, false) {}
+}
+
+/// [`batch`], with a panic in its own code (jobs and their answers are
+/// caught inside) contained: the open transaction is rolled back, so the
+/// connection is usable by the next batch, and the jobs taken fail (their
+/// callers get `503`). True when the queue may hold more.
+fn guarded(
+    w: &Writing,
+    queued: &AtomicUsize,
+    commits: &AtomicUsize,
+    max: usize,
+    begun: bool,
+) -> bool {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        batch(w, queued, commits, max, begun)
+    }));
+    run.unwrap_or_else(|_| {
+        tracing::error!("a write batch panicked; it was rolled back");
+        if !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        true
+    })
+}
+
+/// Give a job its outcome; a panic there (a bug) is logged, not spread.
+fn answer(f: Finish, r: Result<()>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).is_err() {
+        tracing::error!("a write job's completion panicked");
+    }
 }
 
 /// Copy the WAL into the database every [`CHECKPOINT_EVERY`] until `stopped`
@@ -169,18 +233,30 @@ fn checkpointer(conn: &Connection, stopped: &Receiver<()>) {
     }
 }
 
-/// Take up to [`MAX_BATCH`] queued jobs and commit them together; false when
-/// the queue was empty.
-fn batch(w: &Writing, queued: &AtomicUsize, commits: &AtomicUsize) -> bool {
+/// Take up to `max` queued jobs and commit them together; false when the
+/// queue was empty. `begun`: the caller has already opened the transaction
+/// (see [`begin_now`]).
+fn batch(
+    w: &Writing,
+    queued: &AtomicUsize,
+    commits: &AtomicUsize,
+    max: usize,
+    begun: bool,
+) -> bool {
     let (conn, rx) = (&w.conn, &w.rx);
     let mut batch = Vec::new();
-    while batch.len() < MAX_BATCH {
+    while batch.len() < max {
         match rx.try_recv() {
             Ok(j) => batch.push(j),
             Err(_) => break,
         }
     }
     if batch.is_empty() {
+        if begun {
+            // Nothing was written: the empty transaction commits without
+            // touching the disk.
+            let _ = conn.execute_batch("COMMIT");
+        }
         return false;
     }
     let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
@@ -188,7 +264,12 @@ fn batch(w: &Writing, queued: &AtomicUsize, commits: &AtomicUsize) -> bool {
     });
     commits.fetch_add(1, Ordering::Relaxed);
     {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let begin = if begun {
+            Ok(())
+        } else {
+            conn.execute_batch("BEGIN IMMEDIATE")
+        };
+        if let Err(e) = begin {
             // Dropping the jobs tells every caller the store is unavailable.
             tracing::error!(error = %e, "cannot begin a transaction");
             return true;
@@ -202,7 +283,10 @@ fn batch(w: &Writing, queued: &AtomicUsize, commits: &AtomicUsize) -> bool {
                 // SAVEPOINT would open a transaction of its own and its RELEASE
                 // would commit it while the batch is reported as failed.
                 for f in finishes.drain(..) {
-                    f(Err(Error::TemporarilyUnavailable("storage failure".into())));
+                    answer(
+                        f,
+                        Err(Error::TemporarilyUnavailable("storage failure".into())),
+                    );
                 }
                 if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
                     // Dropping the job tells its caller the store is unavailable.
@@ -228,7 +312,10 @@ fn batch(w: &Writing, queued: &AtomicUsize, commits: &AtomicUsize) -> bool {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
             };
             if end.is_err() {
-                finish(Err(Error::TemporarilyUnavailable("storage failure".into())));
+                answer(
+                    finish,
+                    Err(Error::TemporarilyUnavailable("storage failure".into())),
+                );
                 continue;
             }
             finishes.push(finish);
@@ -238,10 +325,7 @@ fn batch(w: &Writing, queued: &AtomicUsize, commits: &AtomicUsize) -> bool {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for f in finishes {
-            let c = commit.clone();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))).is_err() {
-                tracing::error!("a write job's completion panicked");
-            }
+            answer(f, commit.clone());
         }
     }
     true
@@ -255,6 +339,40 @@ mod tests {
 
     use super::super::SqliteStore;
     use crate::store::{Store, write_blocking};
+
+    /// Another process holding SQLite's write lock (a CLI command) must not
+    /// stall the runtime thread of the request that finds the writer's
+    /// connection free: its batch waits on the writer thread instead, and is
+    /// committed once the lock is released.
+    #[test]
+    fn a_request_never_waits_for_another_process_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let busy = Duration::from_secs(20);
+        let s: Arc<dyn Store> = SqliteStore::open_with(&path, busy).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (ticked_first, written) = rt.block_on(async {
+            let store = s.clone();
+            let write = tokio::spawn(async move {
+                crate::store::write(&store, |tx| tx.owner_ensure("held", 0)).await
+            });
+            // On this one-thread runtime, a write that waited for the lock
+            // on the thread would hold this timer back for the whole busy
+            // timeout (20 s), far past its 200 ms.
+            let slept = Instant::now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let ticked_first = !write.is_finished() && slept.elapsed() < busy / 4;
+            other.execute_batch("COMMIT").unwrap();
+            (ticked_first, write.await.unwrap())
+        });
+        assert!(ticked_first, "the write blocked the runtime thread");
+        assert!(written.is_ok(), "the write failed: {written:?}");
+    }
 
     #[test]
     fn the_wal_reaches_the_database_without_the_writer_checkpointing() {
