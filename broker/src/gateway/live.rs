@@ -10,6 +10,12 @@
 //! Concurrent requests share a round: one trip to the store for many calls.
 //! Rounds run on a thread of their own, one after another.
 //!
+//! A store of one process (SQLite: a local file whose readers never wait for
+//! its writer) is read on the request's own thread instead when no other
+//! request is doing so: at concurrency 1 the trip to the rounds' thread and
+//! back (two thread wake-ups) costs more than the read. Requests arriving
+//! while one reads that way still share rounds.
+//!
 //! A token found live (token active, grant active, not a step-up's one-time
 //! token) is remembered with the feed head of the round it was read in; it
 //! counts as live only while a later round still sees that same head and its
@@ -19,6 +25,7 @@
 //! one-time token, which is never remembered.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -67,6 +74,8 @@ pub(super) struct Live {
     wake: Condvar,
     done: watch::Sender<Round>,
     tokens: Mutex<HashMap<String, Entry>>,
+    /// Whether a request is reading the store on its own thread.
+    inline: AtomicBool,
 }
 
 impl std::fmt::Debug for Live {
@@ -82,6 +91,7 @@ impl Default for Live {
             wake: Condvar::new(),
             done: watch::channel(Round::default()).0,
             tokens: Mutex::default(),
+            inline: AtomicBool::new(false),
         }
     }
 }
@@ -103,6 +113,9 @@ impl Live {
     /// The feed head and upstream `name`'s record, read after this call
     /// started; `None` when the store did not answer.
     pub async fn read(self: &Arc<Self>, store: &Arc<dyn Store>, name: &str) -> Option<Seen> {
+        if let Some(seen) = self.read_here(store, name) {
+            return seen;
+        }
         let mut rx = self.done.subscribe();
         let need = {
             let mut g = lock(&self.gate);
@@ -125,6 +138,30 @@ impl Live {
             head: seen.0,
             upstream: seen.1.get(name).cloned().flatten(),
         })
+    }
+
+    /// The same read on this thread (see the module's notes), or `None` when
+    /// it is for a round: the store is shared by several processes (reads
+    /// cross the network), or another request is reading this way.
+    fn read_here(&self, store: &Arc<dyn Store>, name: &str) -> Option<Option<Seen>> {
+        /// Clears the flag however the read ends.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        if store.shares_proofs() || self.inline.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let _done = Done(&self.inline);
+        let read = store::read_blocking(store, |tx| {
+            Ok(Seen {
+                head: tx.revocation_head()?,
+                upstream: tx.upstream_get(name)?,
+            })
+        });
+        Some(read.ok())
     }
 
     /// Run a round each time requests wait for one (on its own thread: a
