@@ -11,10 +11,10 @@
 //! Rounds run on a thread of their own, one after another.
 //!
 //! A store of one process (SQLite: a local file whose readers never wait for
-//! its writer) is read on the request's own thread instead when no other
-//! request is doing so: at concurrency 1 the trip to the rounds' thread and
-//! back (two thread wake-ups) costs more than the read. Requests arriving
-//! while one reads that way still share rounds.
+//! its writer) is read on the request's own thread instead when it is the
+//! only gateway request in progress: at concurrency 1 the trip to the rounds'
+//! thread and back (two thread wake-ups) costs more than the read. Concurrent
+//! requests keep sharing rounds (one read for many).
 //!
 //! A token found live (token active, grant active, not a step-up's one-time
 //! token) is remembered with the feed head of the round it was read in; it
@@ -25,7 +25,7 @@
 //! one-time token, which is never remembered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -76,6 +76,17 @@ pub(super) struct Live {
     tokens: Mutex<HashMap<String, Entry>>,
     /// Whether a request is reading the store on its own thread.
     inline: AtomicBool,
+    /// Gateway requests in progress.
+    busy: AtomicUsize,
+}
+
+/// A gateway request in progress, until dropped.
+pub(super) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Live {
@@ -92,6 +103,7 @@ impl Default for Live {
             done: watch::channel(Round::default()).0,
             tokens: Mutex::default(),
             inline: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
         }
     }
 }
@@ -140,9 +152,15 @@ impl Live {
         })
     }
 
+    /// Count a gateway request as in progress while the guard lives.
+    pub fn busy(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(&self.busy)
+    }
+
     /// The same read on this thread (see the module's notes), or `None` when
     /// it is for a round: the store is shared by several processes (reads
-    /// cross the network), or another request is reading this way.
+    /// cross the network), or other requests are in progress.
     fn read_here(&self, store: &Arc<dyn Store>, name: &str) -> Option<Option<Seen>> {
         /// Clears the flag however the read ends.
         struct Done<'a>(&'a AtomicBool);
@@ -151,7 +169,10 @@ impl Live {
                 self.0.store(false, Ordering::Release);
             }
         }
-        if store.shares_proofs() || self.inline.swap(true, Ordering::Acquire) {
+        if store.shares_proofs()
+            || self.busy.load(Ordering::Acquire) > 1
+            || self.inline.swap(true, Ordering::Acquire)
+        {
             return None;
         }
         let _done = Done(&self.inline);

@@ -172,6 +172,7 @@ struct Allowed {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let _busy = gw.live.busy();
     let raw = req.uri().path();
     let after = raw.strip_prefix("/gateway/").unwrap_or_default();
     let name = after.split('/').next().unwrap_or_default().to_owned();
