@@ -8,32 +8,32 @@
 //! Every call, refusals included, is audited without waiting.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::any;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::StreamExt as _;
 use protonpass_agent::{Error, ProofCheck, Reason, ScopeSet, TokenValidation, dpop_token};
 use serde_json::json;
 
 use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
 use super::path::normalise;
 use super::rules::{self, Upstream};
-use super::spend_call::{Answered, Spender, charge, failed, give_back};
+use super::spend_call::{Spender, charge, failed, give_back};
 use super::vault::Vault;
 use super::watch::until_revoked;
 use crate::model::TokenStatus;
 use crate::service::{Broker, grant_live};
 use crate::store::{self, UpstreamRec};
 
+mod answer;
 mod metadata;
 mod refusal;
 
@@ -556,85 +556,10 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     };
     call.status = resp.status().as_u16();
     let status = resp.status();
-    let small = buffered(parts.method == Method::HEAD, status, resp.headers());
+    let small = answer::buffered(parts.method == Method::HEAD, status, resp.headers());
     let headers = response_headers(resp.headers(), &secret);
     drop(secret);
-    // A small answer of known size is read whole and sent as one sized body
-    // (hyper writes it with the headers, with no stream to poll); the
-    // revocation check covers the read as it covers a stream.
     let cut = call.cut.clone();
-    let mut body: Answer = Box::pin(until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream()));
-    if let Some(size) = small {
-        let mut whole = Vec::with_capacity(size);
-        let mut failed = false;
-        while let Some(c) = body.next().await {
-            match c {
-                Ok(c) => whole.extend_from_slice(&c),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        if !failed {
-            call.sent(whole.len());
-            let mut r = Response::new(Body::from(whole));
-            *r.status_mut() = status;
-            *r.headers_mut() = headers;
-            r.extensions_mut().insert(Answered);
-            // The call ends here, its answer read whole: its record is written now.
-            drop(call);
-            return r;
-        }
-        // Nothing was sent to the agent yet: a revocation meanwhile is
-        // refused as the next request would be, a broken answer is a 502.
-        if call.cut.load(Ordering::SeqCst) {
-            let e = Error::InvalidToken {
-                reason: Reason::Revoked,
-                message: "the token or its grant was revoked".into(),
-            };
-            return refuse(&mut call, &e, None, None);
-        }
-        tracing::warn!(upstream = %up.name, "the upstream's answer broke off");
-        return upstream_failed(&mut call, false);
-    }
-    streamed(body, call, status, headers)
-}
-
-/// Answers up to this size (bytes) with a `Content-Length` are read whole.
-const BUFFERED_MAX: u64 = 64 * 1024;
-
-/// The answer's body, as the agent gets it.
-type Answer = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
-/// The size of an answer read whole: it has a body, of a stated size (not
-/// chunked) no larger than [`BUFFERED_MAX`].
-fn buffered(head: bool, status: StatusCode, headers: &HeaderMap) -> Option<usize> {
-    let no_body = head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let size = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let sized = !no_body && !headers.contains_key(header::TRANSFER_ENCODING);
-    size.filter(|n| sized && *n <= BUFFERED_MAX)
-        .and_then(|n| usize::try_from(n).ok())
-}
-
-/// The answer streamed to the agent; the closure owns the call: its record is
-/// written when the body has been streamed, or dropped.
-fn streamed(body: Answer, call: Call, status: StatusCode, headers: HeaderMap) -> Response {
-    let stream = body.map(move |c| {
-        if let Ok(c) = &c {
-            call.sent(c.len());
-        }
-        c
-    });
-    let mut r = Response::new(Body::from_stream(stream));
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r.extensions_mut().insert(Answered);
-    r
+    let body = Box::pin(until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream()));
+    answer::send(&up.name, small, body, call, status, headers).await
 }
