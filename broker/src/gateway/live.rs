@@ -10,6 +10,12 @@
 //! Concurrent requests share a round: one trip to the store for many calls.
 //! Rounds run on a thread of their own, one after another.
 //!
+//! A store of one process (SQLite: a local file whose readers never wait for
+//! its writer) is read on the request's own thread instead when it is the
+//! only gateway request in progress: at concurrency 1 the trip to the rounds'
+//! thread and back (two thread wake-ups) costs more than the read. Concurrent
+//! requests keep sharing rounds (one read for many).
+//!
 //! A token found live (token active, grant active, not a step-up's one-time
 //! token) is remembered with the feed head of the round it was read in; it
 //! counts as live only while a later round still sees that same head and its
@@ -19,6 +25,7 @@
 //! one-time token, which is never remembered.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -67,6 +74,19 @@ pub(super) struct Live {
     wake: Condvar,
     done: watch::Sender<Round>,
     tokens: Mutex<HashMap<String, Entry>>,
+    /// Whether a request is reading the store on its own thread.
+    inline: AtomicBool,
+    /// Gateway requests in progress.
+    busy: AtomicUsize,
+}
+
+/// A gateway request in progress, until dropped.
+pub(super) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Live {
@@ -82,6 +102,8 @@ impl Default for Live {
             wake: Condvar::new(),
             done: watch::channel(Round::default()).0,
             tokens: Mutex::default(),
+            inline: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
         }
     }
 }
@@ -103,6 +125,9 @@ impl Live {
     /// The feed head and upstream `name`'s record, read after this call
     /// started; `None` when the store did not answer.
     pub async fn read(self: &Arc<Self>, store: &Arc<dyn Store>, name: &str) -> Option<Seen> {
+        if let Some(seen) = self.read_here(store, name) {
+            return seen;
+        }
         let mut rx = self.done.subscribe();
         let need = {
             let mut g = lock(&self.gate);
@@ -125,6 +150,39 @@ impl Live {
             head: seen.0,
             upstream: seen.1.get(name).cloned().flatten(),
         })
+    }
+
+    /// Count a gateway request as in progress while the guard lives.
+    pub fn busy(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(&self.busy)
+    }
+
+    /// The same read on this thread (see the module's notes), or `None` when
+    /// it is for a round: the store is shared by several processes (reads
+    /// cross the network), or other requests are in progress.
+    fn read_here(&self, store: &Arc<dyn Store>, name: &str) -> Option<Option<Seen>> {
+        /// Clears the flag however the read ends.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        if store.shares_proofs()
+            || self.busy.load(Ordering::Acquire) > 1
+            || self.inline.swap(true, Ordering::Acquire)
+        {
+            return None;
+        }
+        let _done = Done(&self.inline);
+        let read = store::read_blocking(store, |tx| {
+            Ok(Seen {
+                head: tx.revocation_head()?,
+                upstream: tx.upstream_get(name)?,
+            })
+        });
+        Some(read.ok())
     }
 
     /// Run a round each time requests wait for one (on its own thread: a

@@ -98,6 +98,25 @@ async fn upstream_handler(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response
             });
             Body::from_stream(stream).into_response()
         }
+        "/drip-sized" => {
+            // A small answer of stated size (40 KiB), 1 KiB every 100 ms.
+            let stream = futures_util::stream::unfold(0u32, |i| async move {
+                if i == 40 {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'd'; 1024])),
+                    i + 1,
+                ))
+            });
+            let mut r = Body::from_stream(stream).into_response();
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_LENGTH,
+                axum::http::HeaderValue::from(40 * 1024),
+            );
+            r
+        }
         "/upload" => {
             let mut n = 0usize;
             let mut body = req.into_body().into_data_stream();

@@ -381,6 +381,40 @@ async fn a_revocation_cuts_a_response_off_mid_stream() {
     assert!(cut, "the cut is not in the audit log");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() {
+    let (b, _up) = setup().await;
+    let a = agent(&b, "default", SCOPES).await;
+    let start = std::time::Instant::now();
+    let revoke = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        b.cli_ok(&["revoke", &a.2]);
+    };
+    let (r, ()) = tokio::join!(call(&b, &a, "GET", "/drip-sized", None, &[]), revoke);
+    // Read whole before anything is sent to the agent: refused, never a
+    // complete-looking answer.
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await.1["error"], "invalid_token");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let mut cut = false;
+    for _ in 0..50 {
+        cut = audit_records(&b).iter().any(|r| {
+            r["event"] == "gateway"
+                && r["detail"]["path"] == "/drip-sized"
+                && r["detail"]["error_reason"] == "revoked"
+        });
+        if cut {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cut, "the cut is not in the audit log");
+}
+
 #[tokio::test]
 async fn a_query_credential_replaces_the_agents_and_stays_out_of_even_trace_logs() {
     let up = Upstream::start().await;

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::any;
 use futures_util::StreamExt as _;
@@ -26,13 +26,14 @@ use serde_json::json;
 use super::forward::{PublicResolver, request_headers, response_headers, upstream_url};
 use super::path::normalise;
 use super::rules::{self, Upstream};
-use super::spend_call::{Answered, Spender, charge, failed, give_back};
+use super::spend_call::{Spender, charge, failed, give_back};
 use super::vault::Vault;
 use super::watch::until_revoked;
 use crate::model::TokenStatus;
 use crate::service::{Broker, grant_live};
 use crate::store::{self, UpstreamRec};
 
+mod answer;
 mod metadata;
 mod refusal;
 
@@ -131,7 +132,8 @@ impl Call {
 
 impl Drop for Call {
     /// The record is written when the call ends: after the response body was
-    /// streamed (or dropped), so that it has the byte counts.
+    /// streamed (or dropped), or read whole (a small answer), so that it has
+    /// the byte counts.
     fn drop(&mut self) {
         if self.cut.load(Ordering::SeqCst) {
             self.error = Some("invalid_token");
@@ -170,6 +172,7 @@ struct Allowed {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let _busy = gw.live.busy();
     let raw = req.uri().path();
     let after = raw.strip_prefix("/gateway/").unwrap_or_default();
     let name = after.split('/').next().unwrap_or_default().to_owned();
@@ -553,21 +556,10 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     };
     call.status = resp.status().as_u16();
     let status = resp.status();
+    let small = answer::buffered(parts.method == Method::HEAD, status, resp.headers());
     let headers = response_headers(resp.headers(), &secret);
     drop(secret);
-    // The closure owns the call: its record is written when the body has been
-    // streamed, or dropped.
     let cut = call.cut.clone();
-    let body = until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream());
-    let stream = body.map(move |c| {
-        if let Ok(c) = &c {
-            call.sent(c.len());
-        }
-        c
-    });
-    let mut r = Response::new(Body::from_stream(stream));
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r.extensions_mut().insert(Answered);
-    r
+    let body = Box::pin(until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream()));
+    answer::send(&up.name, small, body, call, status, headers).await
 }
