@@ -306,7 +306,6 @@ impl Drop for Broker {
     }
 }
 
-/// A fresh agent key.
 /// A port of 127.0.0.1 free a moment ago, for a process that must be told
 /// its address before it starts.
 pub fn free_port() -> u16 {
@@ -317,6 +316,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A fresh agent key.
 pub fn key() -> AgentKey {
     AgentKey::generate(&OsRandom).unwrap()
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use deadpool_postgres::ClientWrapper;
+use futures_util::future::MaybeDone;
 use protonpass_agent::Error;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,6 +55,9 @@ pub(super) type Owned = Box<dyn ToSql + Sync + Send>;
 
 /// A statement sent and not yet answered.
 type Sent<'c> = Pin<Box<dyn Future<Output = std::result::Result<u64, tokio_postgres::Error>> + 'c>>;
+
+/// A statement sent ahead, then its answer once read.
+type Pending<'c> = MaybeDone<Sent<'c>>;
 
 /// What the writer's batch knows beyond one job. Every write to these
 /// tables takes the writers' lock, held for the whole batch: what the batch
@@ -111,8 +115,8 @@ fn poll_once<T>(
 ///
 /// In the writer's batch, statements are pipelined: one whose answer the
 /// job does not need (a write returning nothing, [`PgTx::send`]) is sent at
-/// once and its answer awaited later, with the next statement that needs an
-/// answer or at the end of the job ([`PgTx::flush`]). A job costs one round
+/// once; its answer is read while the job waits for a later statement, and
+/// its outcome is checked at the end of the job ([`PgTx::flush`]). A job costs one round
 /// trip per read plus one, not one per statement. The server runs them in
 /// the order they were sent (one connection), so a read sees every write
 /// sent before it.
@@ -121,8 +125,9 @@ pub(super) struct PgTx<'c> {
     rt: &'c tokio::runtime::Handle,
     /// The writer's batch; `None` on a reader (autocommit) connection.
     batch: Option<&'c Batch>,
-    /// Statements sent and not yet answered.
-    sent: RefCell<Vec<Sent<'c>>>,
+    /// Statements sent, answered or not; their outcomes are told at
+    /// [`PgTx::flush`].
+    sent: RefCell<Vec<Pending<'c>>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -170,20 +175,49 @@ impl<'c> PgTx<'c> {
 
     /// Poll a statement once, which puts it on the wire (tokio-postgres sends
     /// a request when its future is first polled), and keep it.
-    fn push(&self, mut f: Sent<'c>) {
-        let f = match poll_once(self.rt, f.as_mut()) {
-            Poll::Ready(r) => Box::pin(std::future::ready(r)),
-            Poll::Pending => f,
-        };
+    fn push(&self, f: Sent<'c>) {
+        let mut f = MaybeDone::Future(f);
+        let pinned: Pin<&mut Pending<'c>> = Pin::new(&mut f);
+        let _ = poll_once(self.rt, pinned);
         self.sent.borrow_mut().push(f);
+    }
+
+    /// Run `f` to completion on this thread while reading the answers of the
+    /// statements sent before it. tokio-postgres buffers only a little of an
+    /// answer nobody polls and then stops reading the connection: waiting on
+    /// `f` alone could wait forever behind an unread earlier answer.
+    fn wait_driving<F: Future>(&self, f: F) -> F::Output {
+        let mut sent = self.sent.borrow_mut();
+        let mut f = std::pin::pin!(f);
+        wait(
+            self.rt,
+            std::future::poll_fn(|cx| {
+                for s in sent.iter_mut() {
+                    // A `MaybeDone` keeps its output and may be polled again.
+                    let _ = Pin::new(s).poll(cx);
+                }
+                f.as_mut().poll(cx)
+            }),
+        )
     }
 
     /// Wait for the answers of every statement sent; the first failure.
     pub(super) fn flush(&self) -> Result<()> {
-        let sent = std::mem::take(&mut *self.sent.borrow_mut());
+        let mut sent = std::mem::take(&mut *self.sent.borrow_mut());
+        wait(
+            self.rt,
+            std::future::poll_fn(|cx| {
+                let mut done = true;
+                for s in sent.iter_mut() {
+                    done &= Pin::new(s).poll(cx).is_ready();
+                }
+                if done { Poll::Ready(()) } else { Poll::Pending }
+            }),
+        );
         let mut first = Ok(());
-        for f in sent {
-            if let Err(e) = wait(self.rt, f)
+        for s in &mut sent {
+            // Each is answered: the wait above ends only when all are.
+            if let Some(Err(e)) = Pin::new(s).take_output()
                 && first.is_ok()
             {
                 first = Err(e);
@@ -203,7 +237,9 @@ impl<'c> PgTx<'c> {
         }
         // Prepared once per connection (then cached: no round trip), so that
         // the statement itself goes out now, in order.
-        let st = wait(self.rt, self.c.prepare_cached(sql)).map_err(pg_err)?;
+        let st = self
+            .wait_driving(self.c.prepare_cached(sql))
+            .map_err(pg_err)?;
         let c = self.c;
         self.push(Box::pin(async move { c.execute_raw(&st, p).await }));
         Ok(())
@@ -211,7 +247,7 @@ impl<'c> PgTx<'c> {
 
     /// Run a statement; the number of rows it changed.
     pub(super) fn exec(&self, sql: &str, p: Params<'_>) -> Result<u64> {
-        wait(self.rt, async {
+        self.wait_driving(async {
             let st = self.c.prepare_cached(sql).await?;
             self.c.execute(&st, p).await
         })
@@ -220,7 +256,7 @@ impl<'c> PgTx<'c> {
 
     /// Every row of a query.
     pub(super) fn query(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>> {
-        wait(self.rt, async {
+        self.wait_driving(async {
             let st = self.c.prepare_cached(sql).await?;
             self.c.query(&st, p).await
         })

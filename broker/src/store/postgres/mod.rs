@@ -10,8 +10,9 @@
 //!   Each job runs in its own savepoint; a failed job is rolled back alone.
 //!   The batch's statements are pipelined on its connection (`conn.rs`):
 //!   `BEGIN` and the lock, a job's `SAVEPOINT` and its writes go out without
-//!   waiting, and are awaited with the job's next read or at its end (one
-//!   round trip with the `RELEASE`); what the batch read of the audit head
+//!   waiting; their answers are read while the job waits for its next read,
+//!   and their outcomes are checked at the job's end (one round trip with
+//!   the `RELEASE`); what the batch read of the audit head
 //!   and of the resources is kept for the batch (the lock keeps it true).
 //! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
 //! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
