@@ -260,6 +260,18 @@ pub async fn call(
     body: Option<reqwest::Body>,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
+    try_call(b, agent, method, path, body, extra).await.unwrap()
+}
+
+/// [`call`], with a transport failure (no complete answer) returned.
+pub async fn try_call(
+    b: &Broker,
+    agent: &(AgentKey, String, String),
+    method: &str,
+    path: &str,
+    body: Option<reqwest::Body>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
     let url = format!("{}/gateway/code-host{path}", b.url);
     let htu = url.split('?').next().unwrap().to_owned();
     let mut nonce: Option<String> = None;
@@ -292,7 +304,7 @@ pub async fn call(
         {
             req = req.body(bd);
         }
-        let r = req.send().await.unwrap();
+        let r = req.send().await?;
         let n = r
             .headers()
             .get("dpop-nonce")
@@ -301,7 +313,7 @@ pub async fn call(
             nonce = n;
             continue;
         }
-        return r;
+        return Ok(r);
     }
     panic!("the nonce round did not settle");
 }

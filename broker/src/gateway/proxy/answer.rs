@@ -1,7 +1,12 @@
 //! The upstream's answer as the agent gets it: a small answer of stated size
 //! is read whole and sent as one sized body (hyper writes it with the
 //! headers, with no stream to poll); any other is streamed. The revocation
-//! check covers the read as it covers a stream.
+//! check covers the read as it covers a stream, and an answer cut while it
+//! is read ends in a transfer error as a streamed one would (after a
+//! revocation with nothing of it: hyper sends the head with the first
+//! bytes, so the connection closes with no answer). Never a refusal: the
+//! upstream has acted on the request, and an SDK that renews its token
+//! after a `401` would send it again.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -10,10 +15,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::{Stream, StreamExt as _};
-use protonpass_agent::{Error, Reason};
 
 use super::Call;
-use super::refusal::{refuse, upstream_failed};
 use crate::gateway::spend_call::Answered;
 
 /// The answer to send: `small` is its size when [`buffered`] said to read it
@@ -22,7 +25,7 @@ pub(super) async fn send(
     upstream: &str,
     small: Option<usize>,
     mut body: Answer,
-    mut call: Call,
+    call: Call,
     status: StatusCode,
     headers: HeaderMap,
 ) -> Response {
@@ -48,17 +51,17 @@ pub(super) async fn send(
             drop(call);
             return r;
         }
-        // Nothing was sent to the agent yet: a revocation meanwhile is
-        // refused as the next request would be, a broken answer is a 502.
-        if call.cut.load(Ordering::SeqCst) {
-            let e = Error::InvalidToken {
-                reason: Reason::Revoked,
-                message: "the token or its grant was revoked".into(),
-            };
-            return refuse(&mut call, &e, None, None);
-        }
-        tracing::warn!(upstream = %upstream, "the upstream's answer broke off");
-        return upstream_failed(&mut call, false);
+        // After a revocation nothing of the answer reaches the agent; a
+        // broken answer gives what was read, as a stream would have.
+        let read = if call.cut.load(Ordering::SeqCst) {
+            Vec::new()
+        } else {
+            tracing::warn!(upstream = %upstream, "the upstream's answer broke off");
+            whole
+        };
+        let broken = std::io::Error::other("the answer was cut off");
+        let rest = futures_util::stream::iter([Ok(Bytes::from(read)), Err(broken)]);
+        return streamed(Box::pin(rest), call, status, headers);
     }
     streamed(body, call, status, headers)
 }
