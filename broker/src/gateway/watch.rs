@@ -15,10 +15,29 @@ use crate::model::TokenStatus;
 use crate::service::{Broker, grant_live};
 use crate::store;
 
+/// Whether token `jti` and grant `gid` are still live. A store that does not
+/// answer counts as live: the check runs again at the feed's next change.
+pub(super) async fn live(b: &Broker, jti: &str, gid: &str) -> bool {
+    let (j, g) = (jti.to_owned(), gid.to_owned());
+    let now = b.clock.now();
+    let state = store::read(&b.store, move |tx| {
+        Ok((tx.token_get(&j)?, tx.grant_get(&g)?))
+    })
+    .await;
+    match &state {
+        Ok((Some(t), Some(g))) => t.status == TokenStatus::Active && grant_live(g, now),
+        Ok(_) => false,
+        Err(_) => true,
+    }
+}
+
 /// `body`, ended early with an error once token `jti` or grant `gid` is no
-/// longer live; `cut` tells the caller it happened.
+/// longer live; `cut` tells the caller it happened. `feed` was subscribed to
+/// before the call's checks read the store, so a revocation made since (while
+/// the upstream was working) counts as a change and is checked at once.
 pub(super) fn until_revoked<S>(
     b: &Arc<Broker>,
+    mut feed: tokio::sync::watch::Receiver<i64>,
     jti: String,
     gid: String,
     cut: Arc<AtomicBool>,
@@ -27,24 +46,13 @@ pub(super) fn until_revoked<S>(
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 {
-    let mut feed = b.feed.subscribe();
-    let (store, clock, flag) = (b.store.clone(), b.clock.clone(), cut.clone());
+    let (b, flag) = (b.clone(), cut.clone());
     let revoked = async move {
         loop {
             if feed.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
-            let (j, g) = (jti.clone(), gid.clone());
-            let now = clock.now();
-            let state =
-                store::read(&store, move |tx| Ok((tx.token_get(&j)?, tx.grant_get(&g)?))).await;
-            let live = match &state {
-                Ok((Some(t), Some(g))) => t.status == TokenStatus::Active && grant_live(g, now),
-                Ok(_) => false,
-                // The store did not answer: keep going, check at the next change.
-                Err(_) => true,
-            };
-            if !live {
+            if !live(&b, &jti, &gid).await {
                 flag.store(true, Ordering::SeqCst);
                 return;
             }

@@ -77,6 +77,11 @@ async fn upstream_handler(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             "late".into_response()
         }
+        "/late" => {
+            // Within the upstream's 2 s timeout, late enough to be revoked meanwhile.
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            "late".into_response()
+        }
         "/big" => {
             let chunk = bytes_chunk();
             let stream = futures_util::stream::iter(

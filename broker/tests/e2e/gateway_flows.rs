@@ -422,6 +422,38 @@ async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() 
     assert!(cut, "the cut is not in the audit log");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_the_upstream_works_keeps_its_answer_from_the_agent() {
+    let (b, _up) = setup().await;
+    let a = agent(&b, "default", SCOPES).await;
+    let revoke = async {
+        // The upstream answers `/late` after 1.5 s; the check passed before.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        b.cli_ok(&["revoke", &a.2]);
+    };
+    let (r, ()) = tokio::join!(try_call(&b, &a, "GET", "/late", None, &[]), revoke);
+    match r {
+        Err(e) => assert!(e.is_request(), "{e:?}"),
+        Ok(r) => panic!(
+            "the answer reached the agent after the revocation: {}",
+            r.status()
+        ),
+    }
+    let mut cut = false;
+    for _ in 0..50 {
+        cut = audit_records(&b).iter().any(|r| {
+            r["event"] == "gateway"
+                && r["detail"]["path"] == "/late"
+                && r["detail"]["error_reason"] == "revoked"
+        });
+        if cut {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cut, "the cut is not in the audit log");
+}
+
 #[tokio::test]
 async fn a_query_credential_replaces_the_agents_and_stays_out_of_even_trace_logs() {
     let up = Upstream::start().await;

@@ -169,6 +169,10 @@ struct Allowed {
     proof_jti: String,
     /// The matching rule's spend and its budget scope, if it spends.
     spend: Option<(super::spend_rule::SpendRule, String)>,
+    /// The revocation feed, followed from before the checks read the store:
+    /// a revocation after that read (while the upstream works on the
+    /// request, or while its answer comes) is seen as a change.
+    feed: tokio::sync::watch::Receiver<i64>,
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -289,6 +293,7 @@ async fn authorize(
     call: &mut Call,
 ) -> Result<Allowed, Response> {
     let b = &gw.b;
+    let feed = b.feed.subscribe();
     let now = b.clock.now();
     let (authz, dpop) = (
         header_values(&req.headers, "authorization"),
@@ -447,6 +452,7 @@ async fn authorize(
         gid: v.claims.gid.clone(),
         proof_jti: v.proof.jti.clone(),
         spend,
+        feed,
     })
 }
 
@@ -457,6 +463,7 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
         path,
         jti,
         gid,
+        mut feed,
         ..
     } = a;
     let opened = match &up.oauth2 {
@@ -560,6 +567,24 @@ async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: C
     let headers = response_headers(resp.headers(), &secret);
     drop(secret);
     let cut = call.cut.clone();
-    let body = Box::pin(until_revoked(&gw.b, jti, gid, cut, resp.bytes_stream()));
+    // A revocation while the upstream worked on the request: checked before
+    // anything of the answer is passed on (the upstream has acted, so the
+    // agent's connection ends with nothing, as for a cut while reading).
+    if feed.has_changed().unwrap_or(false) {
+        feed.mark_unchanged();
+        if !super::watch::live(&gw.b, &jti, &gid).await {
+            cut.store(true, Ordering::SeqCst);
+            let gone = futures_util::stream::iter([Err(std::io::Error::other("revoked"))]);
+            return answer::send(&up.name, small, Box::pin(gone), call, status, headers).await;
+        }
+    }
+    let body = Box::pin(until_revoked(
+        &gw.b,
+        feed,
+        jti,
+        gid,
+        cut,
+        resp.bytes_stream(),
+    ));
     answer::send(&up.name, small, body, call, status, headers).await
 }
