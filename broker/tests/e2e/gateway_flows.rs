@@ -366,19 +366,7 @@ async fn a_revocation_cuts_a_response_off_mid_stream() {
         "{:?}",
         start.elapsed()
     );
-    let mut cut = false;
-    for _ in 0..50 {
-        cut = audit_records(&b).iter().any(|r| {
-            r["event"] == "gateway"
-                && r["detail"]["path"] == "/drip"
-                && r["detail"]["error_reason"] == "revoked"
-        });
-        if cut {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the cut is not in the audit log");
+    cut_is_audited(&b, "/drip").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,19 +395,7 @@ async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() 
         "{:?}",
         start.elapsed()
     );
-    let mut cut = false;
-    for _ in 0..50 {
-        cut = audit_records(&b).iter().any(|r| {
-            r["event"] == "gateway"
-                && r["detail"]["path"] == "/drip-sized"
-                && r["detail"]["error_reason"] == "revoked"
-        });
-        if cut {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the cut is not in the audit log");
+    cut_is_audited(&b, "/drip-sized").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,19 +415,7 @@ async fn a_revocation_while_the_upstream_works_keeps_its_answer_from_the_agent()
             r.status()
         ),
     }
-    let mut cut = false;
-    for _ in 0..50 {
-        cut = audit_records(&b).iter().any(|r| {
-            r["event"] == "gateway"
-                && r["detail"]["path"] == "/late"
-                && r["detail"]["error_reason"] == "revoked"
-        });
-        if cut {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the cut is not in the audit log");
+    cut_is_audited(&b, "/late").await;
 }
 
 #[tokio::test]
@@ -504,4 +468,21 @@ async fn a_slow_upload_is_not_a_slow_upstream() {
     .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "6000");
+}
+
+/// The gateway's audit record of the call to `path` says it was cut by a
+/// revocation (written when the call ends: waited for up to 5 s).
+async fn cut_is_audited(b: &Broker, path: &str) {
+    for _ in 0..50 {
+        let cut = audit_records(b).iter().any(|r| {
+            r["event"] == "gateway"
+                && r["detail"]["path"] == path
+                && r["detail"]["error_reason"] == "revoked"
+        });
+        if cut {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the cut of {path} is not in the audit log");
 }
