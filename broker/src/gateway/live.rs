@@ -176,13 +176,16 @@ impl Live {
             return None;
         }
         let _done = Done(&self.inline);
-        let read = store::read_blocking(store, |tx| {
-            Ok(Seen {
-                head: tx.revocation_head()?,
-                upstream: tx.upstream_get(name)?,
+        // A panic fails this request (as a store failure), as in a round.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store::read_blocking(store, |tx| {
+                Ok(Seen {
+                    head: tx.revocation_head()?,
+                    upstream: tx.upstream_get(name)?,
+                })
             })
-        });
-        Some(read.ok())
+        }));
+        Some(read.ok().and_then(Result::ok))
     }
 
     /// Run a round each time requests wait for one (on its own thread: a
