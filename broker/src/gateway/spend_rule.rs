@@ -14,6 +14,8 @@
 //! `application/x-www-form-urlencoded` body) and `json:/POINTER` (an RFC 6901
 //! pointer into a JSON body); the currency may also be a fixed ISO 4217 code.
 
+use std::collections::HashMap;
+
 use protonpass_agent::budget::{currency_exponent, format_amount, parse_amount};
 use protonpass_agent::{Error, Scope, ScopeSet};
 use rust_decimal::Decimal;
@@ -177,6 +179,36 @@ fn only(text: &[u8], name: &str) -> Option<String> {
     found.next().is_none().then(|| first.1.into_owned())
 }
 
+/// The text of the JSON value at RFC 6901 pointer `p` in `body`, as written.
+fn raw_at<'a>(body: &'a str, p: &str) -> Option<&'a str> {
+    use serde_json::value::RawValue;
+    let mut at: &'a RawValue = serde_json::from_str(body).ok()?;
+    if p.is_empty() {
+        return Some(at.get());
+    }
+    for token in p.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text: &'a str = at.get();
+        at = if text.starts_with('{') {
+            let members: HashMap<String, &'a RawValue> = serde_json::from_str(text).ok()?;
+            *members.get(&token)?
+        } else if text.starts_with('[') {
+            // An index as RFC 6901 writes it: digits, no leading zero.
+            if token.is_empty()
+                || !token.bytes().all(|b| b.is_ascii_digit())
+                || (token.len() > 1 && token.starts_with('0'))
+            {
+                return None;
+            }
+            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+            *items.get(token.parse::<usize>().ok()?)?
+        } else {
+            return None;
+        };
+    }
+    Some(at.get())
+}
+
 fn read(src: &Source, req: &RequestView<'_>) -> Option<String> {
     match src {
         Source::Header(n) => (req.header)(n),
@@ -190,8 +222,11 @@ fn read(src: &Source, req: &RequestView<'_>) -> Option<String> {
             let v = serde_json::Value::Object(protonpass_agent::parse_json_object(req.body).ok()?);
             match v.pointer(p)? {
                 serde_json::Value::String(s) => Some(s.clone()),
-                // A JSON number is taken as written (never through a float).
-                serde_json::Value::Number(n) => Some(n.to_string()),
+                // A JSON number is taken as written, from the body's text:
+                // the parsed value may have gone through a float.
+                serde_json::Value::Number(_) => {
+                    raw_at(std::str::from_utf8(req.body).ok()?, p).map(str::to_owned)
+                }
                 _ => None,
             }
         }
@@ -301,6 +336,33 @@ mod tests {
         let r = rule("header:X-Amount", "query:cur", None).unwrap();
         let v = view(&h, Some("cur=USD"), b"", "");
         assert_eq!(amount_of(&r, &v).unwrap(), ("3".into(), "USD".into()));
+    }
+
+    #[test]
+    fn a_json_number_is_read_as_written_never_through_a_float() {
+        let none = |_: &str| None;
+        let json = |p: &str, body: &'static [u8]| {
+            let r = rule(p, "EUR", None).unwrap();
+            amount_of(&r, &view(&none, None, body, "application/json")).map(|a| a.0)
+        };
+        assert_eq!(
+            json("json:/amount", br#"{"amount": 12.50}"#).unwrap(),
+            "12.50"
+        );
+        assert_eq!(
+            json(
+                "json:/order/lines/1/total",
+                br#"{"order": {"lines": [{"total": 1}, {"total": 0.10}]}}"#
+            )
+            .unwrap(),
+            "0.10"
+        );
+        assert_eq!(json("json:/a~1b", br#"{"a/b": 3.00}"#).unwrap(), "3.00");
+        // Through a float these would read 100.0 and 100.0: refused as written.
+        assert!(json("json:/amount", br#"{"amount": 1e2}"#).is_err());
+        assert!(json("json:/amount", br#"{"amount": 99.9999999999999999}"#).is_err());
+        // RFC 6901 indexes have no leading zero.
+        assert!(json("json:/l/01", br#"{"l": [1, 2]}"#).is_err());
     }
 
     #[test]
