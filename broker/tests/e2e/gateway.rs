@@ -89,33 +89,11 @@ async fn upstream_handler(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response
             );
             Body::from_stream(stream).into_response()
         }
-        "/drip" => {
-            // 1 KiB every 100 ms for 10 s.
-            let stream = futures_util::stream::unfold(0u32, |i| async move {
-                if i == 100 {
-                    return None;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                Some((
-                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'd'; 1024])),
-                    i + 1,
-                ))
-            });
-            Body::from_stream(stream).into_response()
-        }
+        // 1 KiB every 100 ms for 10 s.
+        "/drip" => Body::from_stream(drip(100)).into_response(),
         "/drip-sized" => {
             // A small answer of stated size (40 KiB), 1 KiB every 100 ms.
-            let stream = futures_util::stream::unfold(0u32, |i| async move {
-                if i == 40 {
-                    return None;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                Some((
-                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'd'; 1024])),
-                    i + 1,
-                ))
-            });
-            let mut r = Body::from_stream(stream).into_response();
+            let mut r = Body::from_stream(drip(40)).into_response();
             r.headers_mut().insert(
                 axum::http::header::CONTENT_LENGTH,
                 axum::http::HeaderValue::from(40 * 1024),
@@ -254,6 +232,17 @@ pub async fn agent(b: &Broker, owner: &str, scope: &str) -> (AgentKey, String, S
         r.s("access_token"),
         g["grant_id"].as_str().unwrap().to_owned(),
     )
+}
+
+/// `n` chunks of 1 KiB, one every 100 ms.
+fn drip(n: u32) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    futures_util::stream::unfold(0u32, move |i| async move {
+        if i == n {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Some((Ok(axum::body::Bytes::from(vec![b'd'; 1024])), i + 1))
+    })
 }
 
 /// A signed request through the gateway; retries once with the broker's nonce.
