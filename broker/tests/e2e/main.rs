@@ -45,5 +45,6 @@ mod schema;
 mod stepup;
 mod stepup_dashboard;
 mod stepup_more;
+mod stepup_owner;
 mod stepup_webhook;
 mod waiting;
