@@ -173,7 +173,7 @@ async fn the_policy_approves_under_its_maximum_only_while_the_budget_lasts() {
         "--currency",
         "EUR",
     ]);
-    assert_eq!(set.to_string().contains("50.00"), true, "{set}");
+    assert!(set.to_string().contains("50.00"), "{set}");
 
     // Under the maximum, within the budget (100 left): approved at once.
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("50"))]).await;

@@ -184,10 +184,7 @@ fn verify(secret: &str, h: &HeaderMap, body: &[u8]) -> bool {
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
     let ts: i64 = header(h, "webhook-timestamp").parse().unwrap_or(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = protonpass_agent::Clock::now(&protonpass_agent::SystemClock);
     if (now - ts).abs() > 300 {
         return false;
     }
