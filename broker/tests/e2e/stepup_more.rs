@@ -256,7 +256,14 @@ async fn refused_spends_are_in_the_audit_chain_and_the_chain_verifies() {
         "--period",
         "day",
     ]);
-    let _ = k;
+    // A step-up request and the owner's denial.
+    let r = ask(&b, &k, &at, &[("authorization_details", &payment("150"))]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = b.cli_ok(&["stepup", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.cli_ok(&["stepup", "deny", &id]);
     let token = jti(&at);
     assert_eq!(spend(&b, &rs, &gid, &token, "60", "a").await.status, 200);
     let s = spend(&b, &rs, &gid, &token, "50", "b").await;
@@ -305,9 +312,17 @@ async fn refused_spends_are_in_the_audit_chain_and_the_chain_verifies() {
     assert_eq!(recs.iter().filter(|r| r["event"] == "spend").count(), 1);
     let show = b.cli_ok(&["grant", "show", &gid]);
     assert_eq!(show["budgets"][0]["remaining"], "40.00", "{show}");
+    for e in ["stepup_request", "stepup_deny", "spend", "rejected"] {
+        assert!(recs.iter().any(|r| r["event"] == e), "{e} missing");
+    }
     // Every record, refusals included, is in the verified hash chain.
     let v = b.cli_ok(&["audit", "verify"]);
     assert_eq!(v["ok"], true, "{v}");
+    let last = recs.last().unwrap();
+    assert!(
+        v["head_seq"].as_i64().unwrap() >= last["seq"].as_i64().unwrap(),
+        "{v}"
+    );
     let seqs: Vec<i64> = recs.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
