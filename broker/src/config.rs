@@ -140,6 +140,16 @@ pub struct Settings {
         hide = true
     )]
     pub device_max_pending: Option<i64>,
+    /// Lifetime of a step-up request when the agent names none
+    /// (`requested_expiry`), e.g. 5m; at most 10m [default: 5m].
+    #[arg(
+        long,
+        global = true,
+        env = "PROTONPASS_BROKER_STEPUP_TTL",
+        help_heading = "Server options (serve)",
+        hide = true
+    )]
+    pub stepup_ttl: Option<String>,
     /// Lifetime of enrollment codes (e.g. 15m) [default: 15m].
     #[arg(
         long,
@@ -218,6 +228,7 @@ struct FileConfig {
     device_ttl: Option<String>,
     device_interval: Option<i64>,
     device_max_pending: Option<i64>,
+    stepup_ttl: Option<String>,
     enrollment_ttl: Option<String>,
     proof_window: Option<i64>,
     busy_timeout_ms: Option<u64>,
@@ -252,6 +263,8 @@ pub struct Config {
     pub device_interval: i64,
     /// Most waiting device requests per agent key or client address.
     pub device_max_pending: i64,
+    /// Default lifetime of a step-up request, seconds (1 to 600).
+    pub stepup_ttl: i64,
     /// Enrollment code lifetime, seconds.
     pub enrollment_ttl: i64,
     /// DPoP proof iat window, seconds.
@@ -445,6 +458,12 @@ impl Config {
                     .into(),
             ));
         }
+        let stepup_ttl = dur(&s.stepup_ttl, &file.stepup_ttl, 300)?.max(1);
+        if stepup_ttl > 600 {
+            return Err(Error::InvalidRequest(
+                "stepup_ttl is at most 10m (the longest a step-up request may wait)".into(),
+            ));
+        }
         // A list set on the command line or in the environment replaces the
         // file's, as every other setting does.
         let trusted_proxies = if s.trusted_proxies.is_empty() {
@@ -480,6 +499,7 @@ impl Config {
                 .unwrap_or(5)
                 .clamp(0, 60),
             device_max_pending,
+            stepup_ttl,
             enrollment_ttl: dur(&s.enrollment_ttl, &file.enrollment_ttl, 900)?.max(1),
             proof_window: s
                 .proof_window

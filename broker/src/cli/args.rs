@@ -363,6 +363,7 @@ pub(super) const SERVER_OPTIONS: &[&str] = &[
     "device_ttl",
     "device_interval",
     "device_max_pending",
+    "stepup_ttl",
     "enrollment_ttl",
     "proof_window",
     "busy_timeout_ms",

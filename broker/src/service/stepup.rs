@@ -23,8 +23,6 @@ use crate::store::{self, Tx};
 
 /// Longest life of a one-time token, seconds.
 pub const ONE_TIME_TTL: i64 = 300;
-/// Default and longest life of an `auth_req_id`, seconds.
-pub const DEFAULT_EXPIRY: i64 = 300;
 /// Longest `requested_expiry`, seconds.
 pub const MAX_EXPIRY: i64 = 600;
 /// Most step-up requests of one grant waiting at once.
@@ -98,10 +96,11 @@ fn bad_token(m: &str) -> Error {
     }
 }
 
-/// `requested_expiry`: whole seconds, 1 to [`MAX_EXPIRY`].
-fn requested_expiry(p: &Params) -> Result<i64> {
+/// `requested_expiry`: whole seconds, 1 to [`MAX_EXPIRY`]; `default` (the
+/// broker's `stepup_ttl`) when the agent names none.
+fn requested_expiry(p: &Params, default: i64) -> Result<i64> {
     match p.get("requested_expiry") {
-        None => Ok(DEFAULT_EXPIRY),
+        None => Ok(default),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if (1..=MAX_EXPIRY).contains(&n) && v.bytes().all(|c| c.is_ascii_digit()) => {
                 Ok(n)
@@ -203,7 +202,7 @@ impl Broker {
             Error::InvalidAuthorizationDetails("authorization_details is required".into())
         })?)?;
         let message = binding_message(p.get("binding_message"))?;
-        let expiry = requested_expiry(p)?;
+        let expiry = requested_expiry(p, self.cfg.stepup_ttl)?;
         let asked = requested_audience(p)?;
         let aud = match (asked.as_deref(), details.location()) {
             (Some(a), Some(l)) if a != l => {

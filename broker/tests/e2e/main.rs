@@ -44,5 +44,7 @@ mod revocation;
 mod schema;
 mod stepup;
 mod stepup_dashboard;
+mod stepup_more;
+mod stepup_owner;
 mod stepup_webhook;
 mod waiting;
