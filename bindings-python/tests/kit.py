@@ -1,6 +1,8 @@
-"""The test kit shared by the tests and the benchmark: the real broker binary,
+"""The test kit shared by the tests, the benchmark and the cross-language and
+MCP suites (tests/cross/procs.py): the real broker binary,
 started with `serve --addr 127.0.0.1:0 --data DIR`; its first stdout line is
-`{"event":"listening","addr":...,"issuer":...}`."""
+`{"event":"listening","addr":...,"issuer":...}`; and an agent enrolled
+through a grant's enrollment code."""
 
 from __future__ import annotations
 
@@ -12,18 +14,23 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
+import protonpass_agent
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
 def broker_bin() -> str:
+    """The broker binary: ``PROTONPASS_BROKER_BIN``, else the debug build in
+    the Cargo target directory."""
     env = os.environ.get("PROTONPASS_BROKER_BIN")
     if env:
         return env
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
     triple = os.environ.get("CARGO_BUILD_TARGET", "")
     for p in (
-        ROOT / "target" / triple / "debug" / "protonpass-broker",
-        ROOT / "target" / "debug" / "protonpass-broker",
+        target / triple / "debug" / "protonpass-broker",
+        target / "debug" / "protonpass-broker",
     ):
         if p.is_file():
             return str(p)
@@ -98,3 +105,25 @@ class Broker:
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
+
+
+def enroll_agent(
+    broker: Broker, agent_name: str, scopes: list[str], audience: str, store: Any, *grant: str, **options: Any
+) -> tuple[protonpass_agent.Session, dict[str, Any]]:
+    """A session of ``agent_name`` through a new grant of ``scopes`` on
+    ``audience`` (``grant``: more ``grant create`` options), redeemed with its
+    enrollment code, so without a prompt; ``options`` go to
+    ``authenticate_with_proton``. Returns the session and the grant."""
+    out = broker.cli_json(
+        "grant", "create", "--agent", agent_name, "--scope", " ".join(scopes), "--audience", audience, *grant
+    )
+    session = protonpass_agent.authenticate_with_proton(
+        scopes,
+        audience,
+        broker=broker.issuer,
+        agent_name=agent_name,
+        store=store,
+        enrollment_code=out["enrollment_code"],
+        **options,
+    )
+    return session, out
