@@ -352,59 +352,31 @@ pymethods_with_faces! {
     }
 }
 
-/// The arguments of `authenticate`, turned into core options, with the
-/// handle that ends the wait and where a failing prompt's exception is kept.
-#[allow(clippy::too_many_arguments)]
-fn options(
-    broker: Option<String>,
-    agent_name: Option<String>,
-    profile: Option<String>,
-    store: Option<String>,
-    prompt: Option<Py<PyAny>>,
-    ttl: Option<u64>,
-    required: Option<Vec<String>>,
-    reason: Option<String>,
-    enrollment_code: Option<String>,
-    passphrase: Option<String>,
-    extend: bool,
-    allow_step_up: bool,
-) -> (AuthOptions, CancelHandle, PromptFailure) {
-    let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
-    let store = match store.as_deref() {
+/// Where grants are kept: `"file"` (the default), `"memory"`, or a directory.
+fn store_kind(store: Option<String>) -> Option<StoreKind> {
+    match store.as_deref() {
         None | Some("file") => None,
         Some("memory") => Some(StoreKind::Memory),
         Some(dir) => Some(StoreKind::File(PathBuf::from(dir))),
-    };
-    let opts = AuthOptions {
-        broker,
-        agent_name,
-        profile,
-        store,
-        prompt: prompt.map(|cb| python_prompt(cb, cancel.clone(), failure.clone())),
-        cancel: Some(cancel.clone()),
-        ttl,
-        required,
-        reason,
-        enrollment_code,
-        passphrase: passphrase.map(Into::into),
-        extend,
-        allow_step_up,
-        ..AuthOptions::default()
-    };
-    (opts, cancel, failure)
+    }
 }
 
-/// The authentication flow once, with the handle that ends its wait;
+/// The authentication flow once, with the handle that ends its wait (also
+/// when `prompt` raises; that exception is kept and raised);
 /// `authenticate` waits for it (interruptibly), `authenticate_async` hands it
 /// to asyncio.
 fn authenticate_flow(
     scope: Vec<String>,
     audience: String,
-    (opts, cancel, failure): (AuthOptions, CancelHandle, PromptFailure),
+    prompt: Option<Py<PyAny>>,
+    mut opts: AuthOptions,
 ) -> (
     impl Future<Output = PyResult<Session>> + Send + 'static,
     CancelHandle,
 ) {
+    let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
+    opts.prompt = prompt.map(|cb| python_prompt(cb, cancel.clone(), failure.clone()));
+    opts.cancel = Some(cancel.clone());
     let flow = async move {
         let s = authenticate_with_proton(&scope, &audience, opts)
             .await
@@ -441,20 +413,21 @@ pyfunction_faces! {
     ) -> Session = authenticate_flow(
         scope,
         audience,
-        options(
+        prompt,
+        AuthOptions {
             broker,
             agent_name,
             profile,
-            store,
-            prompt,
+            store: store_kind(store),
             ttl,
             required,
             reason,
             enrollment_code,
-            passphrase,
+            passphrase: passphrase.map(Into::into),
             extend,
             allow_step_up,
-        ),
+            ..AuthOptions::default()
+        },
     );
 }
 

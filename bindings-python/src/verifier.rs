@@ -95,33 +95,24 @@ pub struct Verifier {
     inner: CoreVerifier,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn options(
-    issuer: String,
-    audience: String,
-    require_nonce: bool,
-    follow_feed: bool,
-    max_staleness: f64,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    introspect_when_stale: bool,
-    report_usage: bool,
-    owner: Option<String>,
-    resource_metadata_url: Option<String>,
-    accept_bearer: bool,
-) -> PyResult<VerifierOptions> {
-    let mut o = VerifierOptions::new(issuer, audience);
-    o.accept_bearer = accept_bearer;
-    o.require_nonce = require_nonce;
-    o.owner = owner;
-    o.resource_metadata = resource_metadata_url;
-    o.follow_feed = follow_feed;
+/// `max_staleness`, checked: a positive number of seconds.
+fn staleness(max_staleness: f64) -> PyResult<Duration> {
     if !(max_staleness.is_finite() && max_staleness > 0.0) {
         return Err(to_py(Error::InvalidRequest(
             "max_staleness is a positive number of seconds".into(),
         )));
     }
-    o.max_staleness = Duration::from_secs_f64(max_staleness);
+    Ok(Duration::from_secs_f64(max_staleness))
+}
+
+/// The resource server's credentials, and what uses them, into `o`.
+fn credentials(
+    o: &mut VerifierOptions,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    introspect_when_stale: bool,
+    report_usage: bool,
+) -> PyResult<()> {
     let creds = match (client_id, client_secret) {
         (Some(id), Some(secret)) => Some((id, secret)),
         (None, None) => None,
@@ -150,7 +141,7 @@ fn options(
             o.usage_reports = Some((id.clone(), secret.clone().into()));
         }
     }
-    Ok(o)
+    Ok(())
 }
 
 // Each flow once, as a future owning what it needs; the methods below are
@@ -231,21 +222,17 @@ pymethods_with_faces! {
             owner: Option<String>,
             resource_metadata_url: Option<String>,
             accept_bearer: bool,
-        ) = connect_flow(options(
-            issuer,
-            audience,
-            require_nonce,
-            follow_feed,
-            max_staleness,
-            client_id,
-            client_secret,
-            introspect_when_stale,
-            report_usage,
-            owner,
-            resource_metadata_url,
-            accept_bearer,
-        )?);
-
+        ) = {
+            let mut o = VerifierOptions::new(issuer, audience);
+            o.accept_bearer = accept_bearer;
+            o.require_nonce = require_nonce;
+            o.owner = owner;
+            o.resource_metadata = resource_metadata_url;
+            o.follow_feed = follow_feed;
+            o.max_staleness = staleness(max_staleness)?;
+            credentials(&mut o, client_id, client_secret, introspect_when_stale, report_usage)?;
+            connect_flow(o)
+        };
         /// Verify one request: method, the full URL as the client addressed
         /// it, and its headers as (name, value) pairs. Returns the caller's
         /// identity or raises a `ProtonPassError` carrying `status`,
