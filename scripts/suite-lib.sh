@@ -3,6 +3,26 @@
 # packages, pytest run so that a suite which collects no test fails, and the
 # report of what a script needs and does not find.
 
+# What a script needs, each added to the caller's `missing` array when absent:
+# the broker binary BIN; the Python package with MODULE... importable by PY;
+# the Node package (installed, or built in bindings-node).
+# Usage: need_broker BIN; need_python PY MODULE...; need_node_package
+need_broker() {
+  [[ -x "$1" ]] ||
+    missing+=("the broker binary $1 (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
+}
+need_python() {
+  local py="$1" modules
+  shift
+  modules="$(IFS=,; echo "protonpass_agent,$*")"
+  "$py" -c "import $modules" >/dev/null 2>&1 ||
+    missing+=("the Python package and ${*} in $py (bash bindings-python/run-tests.sh installs them)")
+}
+need_node_package() {
+  (cd "$(dirname "${BASH_SOURCE[0]}")/../examples/travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1 ||
+    missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
+}
+
 # Exit 2 listing what the caller put in its `missing` array, if anything.
 # Usage: report_missing path/to/run.sh
 report_missing() {

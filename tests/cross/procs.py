@@ -10,29 +10,41 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional, Union
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def broker_bin() -> str:
-    env = os.environ.get("PROTONPASS_BROKER_BIN")
-    if env:
-        return env
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    return str(target / "debug" / "protonpass-broker")
+sys.path.insert(0, str(ROOT / "bindings-python" / "tests"))
+
+from kit import Broker as KitBroker  # noqa: E402
+from kit import broker_bin  # noqa: E402, F401 - re-exported to the tests
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    """A broker for the tests of one module (a plugin of the suites' conftest)."""
+    b = Broker()
+    yield b
+    b.close()
 
 
 class Proc:
     """A child process whose first stdout line is a JSON event; the rest of stdout is drained."""
 
-    def __init__(self, argv: list[str], *, stdin: bool = False, drain: bool = True) -> None:
+    def __init__(
+        self, argv: list[str], *, stdin: bool = False, drain: bool = True, env: Optional[dict[str, str]] = None
+    ) -> None:
         self.argv = argv
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             argv,
+            env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -68,29 +80,14 @@ class Proc:
         self.stderr.close()
 
 
-class Broker:
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="pp-cross-")
-        self.data = self._tmp.name
-        self.p = Proc([broker_bin(), "--data", self.data, "serve", "--addr", "127.0.0.1:0"])
-        assert self.p.first["event"] == "listening", self.p.first
-        self.issuer: str = self.p.first["issuer"]
-
-    def cli(self, *args: str) -> str:
-        r = subprocess.run([broker_bin(), "--data", self.data, *args], capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise RuntimeError(f"protonpass-broker {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
-        return r.stdout
+class Broker(KitBroker):
+    """The package tests' broker (bindings-python/tests/kit.py), making grants."""
 
     def enrollment_code(self, agent: str, scope: str, audience: Union[str, list[str]]) -> str:
         auds = [audience] if isinstance(audience, str) else audience
         args = [a for aud in auds for a in ("--audience", aud)]
         out = json.loads(self.cli("grant", "create", "--agent", agent, "--scope", scope, *args, "--json"))
         return str(out["enrollment_code"])
-
-    def close(self) -> None:
-        self.p.stop()
-        self._tmp.cleanup()
 
 
 def start_verifiers(issuer: str) -> dict[str, tuple[Proc, str, str]]:
