@@ -10,11 +10,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional, Union
-
-import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -24,14 +21,6 @@ sys.path.insert(0, str(ROOT / "bindings-python" / "tests"))
 
 from kit import Broker as KitBroker  # noqa: E402
 from kit import broker_bin  # noqa: E402, F401 - re-exported to the tests
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    """A broker for the tests of one module (a plugin of the suites' conftest)."""
-    b = Broker()
-    yield b
-    b.close()
 
 
 class Proc:
