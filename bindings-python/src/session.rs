@@ -103,8 +103,6 @@ impl Drop for Session {
     }
 }
 
-// Each flow once, as a future owning what it needs; the methods of the
-// `#[pymethods]` block are its blocking and awaitable faces.
 impl Session {
     fn core(&self) -> PyResult<Arc<CoreSession>> {
         self.inner.clone().ok_or_else(|| {
@@ -112,47 +110,6 @@ impl Session {
                 "the session is closed".into(),
             ))
         })
-    }
-
-    fn step_up_flow(
-        &self,
-        url: String,
-        www_authenticate: &str,
-        amount: Option<String>,
-        currency: Option<String>,
-        payee: Option<String>,
-        binding_message: Option<&str>,
-    ) -> PyResult<impl Future<Output = PyResult<OneTimeToken>> + Send + 'static> {
-        let s = self.core()?;
-        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
-        Ok(async move {
-            let t = s.step_up(&url, &ask).await.map_err(to_py)?;
-            Ok(OneTimeToken { inner: Arc::new(t) })
-        })
-    }
-
-    fn renew_flow(&self) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move { s.renew().await.map_err(to_py) })
-    }
-
-    fn add_audience_flow(
-        &self,
-        audience: String,
-    ) -> PyResult<impl Future<Output = PyResult<Vec<String>>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move {
-            let set = s.add_audience(&audience).await.map_err(to_py)?;
-            Ok(set.iter().map(|s| s.to_string()).collect())
-        })
-    }
-
-    fn close_flow(
-        &self,
-        revoke_grant: bool,
-    ) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move { s.close(revoke_grant).await.map_err(to_py) })
     }
 }
 
@@ -236,25 +193,36 @@ pymethods_with_faces! {
             currency: Option<String>,
             payee: Option<String>,
             binding_message: Option<&str>,
-        ) -> OneTimeToken = self.step_up_flow(
-            url,
-            www_authenticate,
-            amount,
-            currency,
-            payee,
-            binding_message,
-        )?;
+        ) -> OneTimeToken = {
+            let s = self.core()?;
+            let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
+            async move {
+                let t = s.step_up(&url, &ask).await.map_err(to_py)?;
+                Ok(OneTimeToken { inner: Arc::new(t) })
+            }
+        };
 
         /// Renew every access token now.
-        fn renew / renew_async(&self) -> () = self.renew_flow()?;
+        fn renew / renew_async(&self) -> () = {
+            let s = self.core()?;
+            async move { s.renew().await.map_err(to_py) }
+        };
 
         /// Get a token for another audience too; returns its granted scopes.
-        fn add_audience / add_audience_async(&self, audience: String)
-            -> Vec<String> = self.add_audience_flow(audience)?;
+        fn add_audience / add_audience_async(&self, audience: String) -> Vec<String> = {
+            let s = self.core()?;
+            async move {
+                let set = s.add_audience(&audience).await.map_err(to_py)?;
+                Ok(set.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            }
+        };
 
         /// Revoke the session's access tokens (and the grant when asked).
         #[pyo3(signature = (revoke_grant=false))]
-        fn close / close_async(&self, revoke_grant: bool) -> () = self.close_flow(revoke_grant)?;
+        fn close / close_async(&self, revoke_grant: bool) -> () = {
+            let s = self.core()?;
+            async move { s.close(revoke_grant).await.map_err(to_py) }
+        };
 
         ---
 

@@ -1,6 +1,5 @@
 //! `Verifier` and `Identity`: thin wrappers over the core verifier.
 
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -144,59 +143,9 @@ fn credentials(
     Ok(())
 }
 
-// Each flow once, as a future owning what it needs; the methods below are
-// its blocking and awaitable faces.
 async fn connect_flow(o: VerifierOptions) -> PyResult<Verifier> {
     let inner = CoreVerifier::new(o).await.map_err(to_py)?;
     Ok(Verifier { inner })
-}
-
-impl Verifier {
-    fn verify_flow(
-        &self,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> impl Future<Output = PyResult<Identity>> + Send + 'static {
-        let v = self.inner.clone();
-        async move {
-            v.verify(&method, &url, &headers)
-                .await
-                .map(Identity::from)
-                .map_err(rejection_to_py)
-        }
-    }
-
-    fn spend_flow(
-        &self,
-        agent: &Identity,
-        scope: String,
-        amount: String,
-        currency: String,
-        idempotency_key: String,
-    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        async move {
-            v.spend(&who, &scope, &amount, &currency, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        }
-    }
-
-    fn refund_flow(
-        &self,
-        agent: &Identity,
-        idempotency_key: String,
-    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        async move {
-            v.refund(&who, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        }
-    }
 }
 
 pymethods_with_faces! {
@@ -238,7 +187,15 @@ pymethods_with_faces! {
         /// identity or raises a `ProtonPassError` carrying `status`,
         /// `www_authenticate`, `dpop_nonce` and `body`.
         fn verify / verify_async(&self, method: String, url: String, headers: Vec<(String, String)>)
-            -> Identity = self.verify_flow(method, url, headers);
+            -> Identity = {
+            let v = self.inner.clone();
+            async move {
+                v.verify(&method, &url, &headers)
+                    .await
+                    .map(Identity::from)
+                    .map_err(rejection_to_py)
+            }
+        };
 
         /// Spend `amount` (a decimal string) of `currency` from the owner's
         /// budget of `scope` on `agent`'s grant; the broker's answer as JSON.
@@ -251,11 +208,26 @@ pymethods_with_faces! {
             amount: String,
             currency: String,
             idempotency_key: String,
-        ) -> String = self.spend_flow(agent, scope, amount, currency, idempotency_key);
+        ) -> String = {
+            let (v, who) = (self.inner.clone(), agent.core.clone());
+            async move {
+                v.spend(&who, &scope, &amount, &currency, &idempotency_key)
+                    .await
+                    .map_err(rejection_to_py)
+                    .and_then(json)
+            }
+        };
 
         /// Give back the spend made under `idempotency_key`; the answer as JSON.
-        fn refund / refund_async(&self, agent: &Identity, idempotency_key: String)
-            -> String = self.refund_flow(agent, idempotency_key);
+        fn refund / refund_async(&self, agent: &Identity, idempotency_key: String) -> String = {
+            let (v, who) = (self.inner.clone(), agent.core.clone());
+            async move {
+                v.refund(&who, &idempotency_key)
+                    .await
+                    .map_err(rejection_to_py)
+                    .and_then(json)
+            }
+        };
 
         ---
 
