@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -20,53 +17,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "bindings-python" / "tests"))
 
 from kit import Broker as KitBroker  # noqa: E402
-from kit import broker_bin  # noqa: E402, F401 - re-exported to the tests
-
-
-class Proc:
-    """A child process whose first stdout line is a JSON event; the rest of stdout is drained."""
-
-    def __init__(
-        self, argv: list[str], *, stdin: bool = False, drain: bool = True, env: Optional[dict[str, str]] = None
-    ) -> None:
-        self.argv = argv
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{argv[0]} exited before its first line:\n{self.errors()}")
-        self.first: dict[str, Any] = json.loads(line)
-        self._drain: Optional[threading.Thread] = None
-        if drain:
-            self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
-            self._drain.start()
-
-    def errors(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._drain is not None:
-            self._drain.join(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
-        self.stderr.close()
+from kit import Proc, broker_bin  # noqa: E402, F401 - re-exported to the tests
 
 
 class Broker(KitBroker):
