@@ -8,10 +8,9 @@ cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 venv="$cache/py-bench-venv"
 # Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
 tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$venv"; mkdir -p "$cache"; python3 -m venv "$venv"
-fi
-"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-bench.txt"
+# shellcheck source=../scripts/suite-lib.sh
+. "$root/scripts/suite-lib.sh"
+locked_venv "$venv" "$here/requirements-bench.txt"
 nice -n 10 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then
   (cd "$root" && cargo build --quiet --locked --release -p protonpass-broker)

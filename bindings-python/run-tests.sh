@@ -15,12 +15,10 @@ venv="$cache/py-venv"
 # Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
 tdir="${CARGO_TARGET_DIR:-$root/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-fi
-"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-test.txt"
+# shellcheck source=../scripts/suite-lib.sh
+. "$root/scripts/suite-lib.sh"
+
+locked_venv "$venv" "$here/requirements-test.txt"
 
 # The package, exactly as a user installs it (maturin as the PEP 517 backend),
 # reusing the debug artifacts of the workspace.
@@ -81,13 +79,5 @@ if [[ "${PROTONPASS_PY_ABI3:-1}" != 0 ]]; then
 fi
 
 echo "== python: pytest"
-set +e
 # Run from the tests folder so that the installed package, not the source tree, is imported.
-(cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider ${PYTEST_ARGS:-})
-rc=$?
-set -e
-if [[ $rc -eq 5 ]]; then
-  echo "run-tests.sh: pytest collected no test" >&2
-  exit 1
-fi
-exit $rc
+run_pytest run-tests.sh "$venv/bin/python" "$here" -p no:cacheprovider

@@ -25,6 +25,27 @@ async function enroll(broker, api, owner) {
   });
 }
 
+/**
+ * A broker with the owner ada, the test API, and ada's agent session on it.
+ * Everything opened, with what the test adds through `closeLater`, is closed
+ * after test `t`, the last opened first.
+ */
+async function adaOnApi(t) {
+  const closers = [];
+  t.after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+  const closeLater = (close) => closers.push(close);
+  const broker = await startBroker();
+  closeLater(() => broker.stop());
+  await broker.cli('owner', 'add', 'ada');
+  const api = await startApi(broker.url);
+  closeLater(() => api.close());
+  const session = await enroll(broker, api, 'ada');
+  closeLater(() => session.close());
+  return { broker, api, session, closeLater };
+}
+
 /** A request over node:http, so that the Host header is the test's choice. */
 function request(api, method, path, headers = {}) {
   const { port } = new URL(api.url);
@@ -142,22 +163,11 @@ test('the Express verifier and the broker audit', async (t) => {
 });
 
 test('a verifier connects on its first request, then answers each one at once', async (t) => {
-  const broker = await startBroker();
-  let api;
-  let session;
-  let verifier;
-  t.after(async () => {
-    verifier?.stop();
-    await session?.close();
-    await api?.close();
-    await broker.stop();
-  });
-  await broker.cli('owner', 'add', 'ada');
-  api = await startApi(broker.url);
-  session = await enroll(broker, api, 'ada');
+  const { broker, api, session, closeLater } = await adaOnApi(t);
   const url = `${api.url}/trips`;
   // No ready(): the first request waits for the broker's keys and revocations.
-  verifier = new Verifier({ issuer: broker.url, audience: api.url });
+  const verifier = new Verifier({ issuer: broker.url, audience: api.url });
+  closeLater(() => verifier.stop());
   const first = await verifier.verify({ method: 'GET', url, headers: session.headers('GET', url) }, { scope: 'travel:search' });
   assert.equal(first.owner, 'ada');
   // Every header shape verify and check take: Headers, a plain object, pairs, rawHeaders.
@@ -197,33 +207,21 @@ test('a verifier connects on its first request, then answers each one at once', 
 });
 
 test('a verdict still pending is never taken for a verdict when global.Promise is replaced', async (t) => {
-  const broker = await startBroker();
+  const { broker, api, session, closeLater } = await adaOnApi(t);
   const RealPromise = global.Promise;
-  let api;
-  let session;
-  let server;
   let verifier;
-  t.after(async () => {
-    global.Promise = RealPromise;
-    server?.close();
-    verifier?.stop();
-    await session?.close();
-    await api?.close();
-    await broker.stop();
-  });
-  await broker.cli('owner', 'add', 'ada');
-  api = await startApi(broker.url);
-  session = await enroll(broker, api, 'ada');
+  closeLater(() => verifier?.stop());
   // No ready(): the first checks need the network, so the addon answers with
   // a promise, which is native whatever `global.Promise` now is.
   let guard;
   const reached = [];
-  server = http.createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     guard(req, res, () => {
       reached.push(req.agent);
       res.end('handler');
     });
   });
+  closeLater(() => server.close());
   await new RealPromise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = server.address().port;
   // The public URL agents sign for is the API's; this server stands in front of it.
@@ -237,6 +235,9 @@ test('a verdict still pending is never taken for a verdict when global.Promise i
     });
     req.on('error', reject);
     req.end();
+  });
+  closeLater(() => {
+    global.Promise = RealPromise;
   });
   global.Promise = class extends RealPromise {};
   // A token of an unknown key, and a proof that is no proof.

@@ -33,7 +33,7 @@ from joserfc.errors import SecurityWarning  # noqa: E402
 from joserfc.jwk import KeySet, OKPKey  # noqa: E402
 
 import protonpass_agent as pa  # noqa: E402
-from kit import Broker  # noqa: E402
+from kit import Broker, enroll_agent  # noqa: E402
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
@@ -171,15 +171,7 @@ def bench_verify(session: pa.Session, broker: Broker) -> tuple[tuple[float, floa
 def main() -> None:
     broker = Broker()
     try:
-        code = broker.cli_json("grant", "create", "--agent", "bench", "--scope", "travel:book", "--audience", AUDIENCE)
-        session = pa.authenticate_with_proton(
-            ["travel:book"],
-            AUDIENCE,
-            broker=broker.issuer,
-            agent_name="bench",
-            store="memory",
-            enrollment_code=code["enrollment_code"],
-        )
+        session, _ = enroll_agent(broker, "bench", ["travel:book"], AUDIENCE, "memory")
         token = session.headers("POST", URL)["Authorization"].split(" ", 1)[1]
         h = bench_headers(session, token)
         (ours, ours_m), (pj, pj_m), (jo, jo_m) = h["ours"], h["pyjwt"], h["joserfc"]

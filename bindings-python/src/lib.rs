@@ -7,6 +7,91 @@ use std::future::Future;
 
 use pyo3::prelude::*;
 
+/// A `#[pymethods]` block whose flows each have a blocking and an awaitable
+/// face. pyo3 wants one Rust function per Python name, so the two faces of a
+/// flow would repeat one parameter list, signature and doc; here each is
+/// written once, as the expression that builds the flow's future (it may use
+/// `?` for what fails before any waiting). The blocking face waits for it
+/// with the GIL released ([`wait`]), the awaitable face hands it to asyncio
+/// ([`awaitable`]). A `new / connect:` entry gives the constructor and its
+/// awaitable static twin the same way. The other methods follow `---`
+/// unchanged.
+macro_rules! pymethods_with_faces {
+    (
+        impl $ty:ident {
+            $(
+                new / $connect:ident:
+                $(#[$cattr:meta])*
+                fn ($($carg:ident: $cty:ty),* $(,)?) = $cflow:expr;
+            )?
+            $(
+                $(#[$attr:meta])*
+                fn $blocking:ident / $async_:ident
+                    (&$this:ident $(, $arg:ident: $argty:ty)* $(,)?) -> $ret:ty = $flow:expr;
+            )*
+            ---
+            $($rest:tt)*
+        }
+    ) => {
+        #[pymethods]
+        impl $ty {
+            $(
+                $(#[$cattr])*
+                #[new]
+                fn new(py: Python<'_>, $($carg: $cty),*) -> PyResult<Self> {
+                    $crate::wait(py, $cflow)
+                }
+
+                $(#[$cattr])*
+                #[staticmethod]
+                fn $connect<'py>(py: Python<'py>, $($carg: $cty),*) -> PyResult<Bound<'py, PyAny>> {
+                    $crate::awaitable(py, $cflow)
+                }
+            )?
+            $(
+                $(#[$attr])*
+                fn $blocking(&$this, py: Python<'_> $(, $arg: $argty)*) -> PyResult<$ret> {
+                    $crate::wait(py, $flow)
+                }
+
+                $(#[$attr])*
+                fn $async_<'py>(&$this, py: Python<'py> $(, $arg: $argty)*) -> PyResult<Bound<'py, PyAny>> {
+                    $crate::awaitable(py, $flow)
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
+
+/// The blocking and awaitable faces of a module-level flow that an owner's
+/// approval may keep waiting: as [`pymethods_with_faces`], but `$flow` gives
+/// the future with the handle that ends it, so that Ctrl-C ends the blocking
+/// wait ([`block_on_interruptible`]). The awaitable face needs no handle:
+/// cancelling the asyncio task drops the future, which withdraws what it
+/// started.
+macro_rules! pyfunction_faces {
+    (
+        $(#[$attr:meta])*
+        fn $blocking:ident / $async_:ident ($($arg:ident: $argty:ty),* $(,)?)
+            -> $ret:ty = $flow:expr;
+    ) => {
+        #[pyfunction]
+        $(#[$attr])*
+        fn $blocking(py: Python<'_>, $($arg: $argty),*) -> PyResult<$ret> {
+            let (flow, cancel) = $flow;
+            $crate::block_on_interruptible(py, flow, &cancel)?
+        }
+
+        #[pyfunction]
+        $(#[$attr])*
+        fn $async_<'py>(py: Python<'py>, $($arg: $argty),*) -> PyResult<Bound<'py, PyAny>> {
+            let (flow, _cancel) = $flow;
+            $crate::awaitable(py, flow)
+        }
+    };
+}
+
 mod conformance;
 mod errors;
 mod session;

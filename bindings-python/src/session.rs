@@ -12,7 +12,7 @@ use protonpass_agent::{
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::{awaitable, block_on_interruptible, runtime, wait};
+use crate::runtime;
 
 /// What the owner must be shown to approve a device request.
 #[pyclass(
@@ -103,8 +103,6 @@ impl Drop for Session {
     }
 }
 
-// Each flow once, as a future owning what it needs; the methods of the
-// `#[pymethods]` block are its blocking and awaitable faces.
 impl Session {
     fn core(&self) -> PyResult<Arc<CoreSession>> {
         self.inner.clone().ok_or_else(|| {
@@ -112,47 +110,6 @@ impl Session {
                 "the session is closed".into(),
             ))
         })
-    }
-
-    fn step_up_flow(
-        &self,
-        url: String,
-        www_authenticate: &str,
-        amount: Option<String>,
-        currency: Option<String>,
-        payee: Option<String>,
-        binding_message: Option<&str>,
-    ) -> PyResult<impl Future<Output = PyResult<OneTimeToken>> + Send + 'static> {
-        let s = self.core()?;
-        let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
-        Ok(async move {
-            let t = s.step_up(&url, &ask).await.map_err(to_py)?;
-            Ok(OneTimeToken { inner: Arc::new(t) })
-        })
-    }
-
-    fn renew_flow(&self) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move { s.renew().await.map_err(to_py) })
-    }
-
-    fn add_audience_flow(
-        &self,
-        audience: String,
-    ) -> PyResult<impl Future<Output = PyResult<Vec<String>>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move {
-            let set = s.add_audience(&audience).await.map_err(to_py)?;
-            Ok(set.iter().map(|s| s.to_string()).collect())
-        })
-    }
-
-    fn close_flow(
-        &self,
-        revoke_grant: bool,
-    ) -> PyResult<impl Future<Output = PyResult<()>> + Send + 'static> {
-        let s = self.core()?;
-        Ok(async move { s.close(revoke_grant).await.map_err(to_py) })
     }
 }
 
@@ -219,332 +176,227 @@ fn challenge_name(c: Challenge) -> &'static str {
     }
 }
 
-#[pymethods]
-impl Session {
-    /// The scopes granted for the session's first audience.
-    #[getter]
-    fn scopes(&self) -> PyResult<Vec<String>> {
-        Ok(self
-            .core()?
-            .scopes()
-            .iter()
-            .map(|s| s.to_string())
-            .collect())
-    }
+pymethods_with_faces! {
+    impl Session {
+        /// Ask the owner for a one-time authorization of the call to `url`
+        /// that was refused with `www_authenticate` (a 403
+        /// `insufficient_scope` or `budget_exceeded`); for a payment, name the
+        /// payee (and the amount and currency when the challenge does not).
+        /// Waits for the decision (the prompt callback is told once).
+        #[pyo3(signature = (url, www_authenticate, amount=None, currency=None, payee=None, binding_message=None))]
+        #[allow(clippy::too_many_arguments)]
+        fn step_up / step_up_async(
+            &self,
+            url: String,
+            www_authenticate: &str,
+            amount: Option<String>,
+            currency: Option<String>,
+            payee: Option<String>,
+            binding_message: Option<&str>,
+        ) -> OneTimeToken = {
+            let s = self.core()?;
+            let ask = ask_of(www_authenticate, amount, currency, payee, binding_message)?;
+            async move {
+                let t = s.step_up(&url, &ask).await.map_err(to_py)?;
+                Ok(OneTimeToken { inner: Arc::new(t) })
+            }
+        };
 
-    /// When the current access token expires (seconds since the epoch).
-    #[getter]
-    fn expires_at(&self) -> PyResult<i64> {
-        Ok(self.core()?.expires_at())
-    }
+        /// Renew every access token now.
+        fn renew / renew_async(&self) -> () = {
+            let s = self.core()?;
+            async move { s.renew().await.map_err(to_py) }
+        };
 
-    /// The agent key's RFC 7638 thumbprint (what tokens are bound to).
-    #[getter]
-    fn thumbprint(&self) -> PyResult<String> {
-        Ok(self.core()?.thumbprint().to_owned())
-    }
+        /// Get a token for another audience too; returns its granted scopes.
+        fn add_audience / add_audience_async(&self, audience: String) -> Vec<String> = {
+            let s = self.core()?;
+            async move {
+                let set = s.add_audience(&audience).await.map_err(to_py)?;
+                Ok(set.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            }
+        };
 
-    /// The audiences this session holds tokens for.
-    #[getter]
-    fn audiences(&self) -> PyResult<Vec<String>> {
-        Ok(self.core()?.audiences())
-    }
+        /// Revoke the session's access tokens (and the grant when asked).
+        #[pyo3(signature = (revoke_grant=false))]
+        fn close / close_async(&self, revoke_grant: bool) -> () = {
+            let s = self.core()?;
+            async move { s.close(revoke_grant).await.map_err(to_py) }
+        };
 
-    /// Whether `close` ran.
-    #[getter]
-    fn closed(&self) -> PyResult<bool> {
-        Ok(self.core()?.is_closed())
-    }
+        ---
 
-    /// The headers for one request: `Authorization` and a fresh `DPoP` proof.
-    /// A URL outside the session's audiences raises `InvalidRequest`.
-    #[pyo3(signature = (method, url, reason=None))]
-    fn headers(
-        &self,
-        py: Python<'_>,
-        method: &str,
-        url: &str,
-        reason: Option<&str>,
-    ) -> PyResult<Vec<(String, String)>> {
-        let s = self.core()?;
-        py.detach(|| s.headers_with_reason(method, url, reason))
-            .map_err(to_py)
-    }
+        /// The scopes granted for the session's first audience.
+        #[getter]
+        fn scopes(&self) -> PyResult<Vec<String>> {
+            Ok(self
+                .core()?
+                .scopes()
+                .iter()
+                .map(|s| s.to_string())
+                .collect())
+        }
 
-    /// Where a request for `url` goes: the gateway URL for a URL under an
-    /// audience the broker serves through its gateway, else `url` itself.
-    fn route(&self, url: &str) -> PyResult<String> {
-        self.core()?.route(url).map_err(to_py)
-    }
+        /// When the current access token expires (seconds since the epoch).
+        #[getter]
+        fn expires_at(&self) -> PyResult<i64> {
+            Ok(self.core()?.expires_at())
+        }
 
-    /// Record what a response says (its `DPoP-Nonce`) and tell whether to
-    /// retry: "nonce" (sign again with the new nonce), "renew" (renew, then
-    /// sign again) or "none".
-    #[pyo3(signature = (url, status, www_authenticate=None, dpop_nonce=None))]
-    fn observe_response(
-        &self,
-        url: &str,
-        status: u16,
-        www_authenticate: Option<&str>,
-        dpop_nonce: Option<&str>,
-    ) -> PyResult<&'static str> {
-        let c = self
-            .core()?
-            .observe_response(url, status, www_authenticate, dpop_nonce);
-        Ok(challenge_name(c))
-    }
+        /// The agent key's RFC 7638 thumbprint (what tokens are bound to).
+        #[getter]
+        fn thumbprint(&self) -> PyResult<String> {
+            Ok(self.core()?.thumbprint().to_owned())
+        }
 
-    /// Ask the owner for a one-time authorization of the call to `url` that
-    /// was refused with `www_authenticate` (a 403 `insufficient_scope` or
-    /// `budget_exceeded`); for a payment, name the payee (and the amount
-    /// and currency when the challenge does not). Waits for the decision
-    /// (the prompt callback is told once) with the GIL released.
-    #[pyo3(signature = (url, www_authenticate, amount=None, currency=None, payee=None, binding_message=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn step_up(
-        &self,
-        py: Python<'_>,
-        url: String,
-        www_authenticate: &str,
-        amount: Option<String>,
-        currency: Option<String>,
-        payee: Option<String>,
-        binding_message: Option<&str>,
-    ) -> PyResult<OneTimeToken> {
-        let flow = self.step_up_flow(
-            url,
-            www_authenticate,
-            amount,
-            currency,
-            payee,
-            binding_message,
-        )?;
-        wait(py, flow)
-    }
+        /// The audiences this session holds tokens for.
+        #[getter]
+        fn audiences(&self) -> PyResult<Vec<String>> {
+            Ok(self.core()?.audiences())
+        }
 
-    /// `step_up` (awaitable).
-    #[pyo3(signature = (url, www_authenticate, amount=None, currency=None, payee=None, binding_message=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn step_up_async<'py>(
-        &self,
-        py: Python<'py>,
-        url: String,
-        www_authenticate: &str,
-        amount: Option<String>,
-        currency: Option<String>,
-        payee: Option<String>,
-        binding_message: Option<&str>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let flow = self.step_up_flow(
-            url,
-            www_authenticate,
-            amount,
-            currency,
-            payee,
-            binding_message,
-        )?;
-        awaitable(py, flow)
-    }
+        /// Whether `close` ran.
+        #[getter]
+        fn closed(&self) -> PyResult<bool> {
+            Ok(self.core()?.is_closed())
+        }
 
-    /// The headers for one call with a one-time token.
-    fn one_time_headers(
-        &self,
-        token: &OneTimeToken,
-        method: &str,
-        url: &str,
-    ) -> PyResult<Vec<(String, String)>> {
-        self.core()?
-            .one_time_headers(&token.inner, method, url)
-            .map_err(to_py)
-    }
+        /// The headers for one request: `Authorization` and a fresh `DPoP` proof.
+        /// A URL outside the session's audiences raises `InvalidRequest`.
+        #[pyo3(signature = (method, url, reason=None))]
+        fn headers(
+            &self,
+            py: Python<'_>,
+            method: &str,
+            url: &str,
+            reason: Option<&str>,
+        ) -> PyResult<Vec<(String, String)>> {
+            let s = self.core()?;
+            py.detach(|| s.headers_with_reason(method, url, reason))
+                .map_err(to_py)
+        }
 
-    /// Renew every access token now.
-    fn renew(&self, py: Python<'_>) -> PyResult<()> {
-        wait(py, self.renew_flow()?)
-    }
+        /// Where a request for `url` goes: the gateway URL for a URL under an
+        /// audience the broker serves through its gateway, else `url` itself.
+        fn route(&self, url: &str) -> PyResult<String> {
+            self.core()?.route(url).map_err(to_py)
+        }
 
-    /// Renew every access token now (awaitable).
-    fn renew_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, self.renew_flow()?)
-    }
+        /// Record what a response says (its `DPoP-Nonce`) and tell whether to
+        /// retry: "nonce" (sign again with the new nonce), "renew" (renew, then
+        /// sign again) or "none".
+        #[pyo3(signature = (url, status, www_authenticate=None, dpop_nonce=None))]
+        fn observe_response(
+            &self,
+            url: &str,
+            status: u16,
+            www_authenticate: Option<&str>,
+            dpop_nonce: Option<&str>,
+        ) -> PyResult<&'static str> {
+            let c = self
+                .core()?
+                .observe_response(url, status, www_authenticate, dpop_nonce);
+            Ok(challenge_name(c))
+        }
 
-    /// Get a token for another audience too; returns its granted scopes.
-    fn add_audience(&self, py: Python<'_>, audience: String) -> PyResult<Vec<String>> {
-        wait(py, self.add_audience_flow(audience)?)
-    }
+        /// The headers for one call with a one-time token.
+        fn one_time_headers(
+            &self,
+            token: &OneTimeToken,
+            method: &str,
+            url: &str,
+        ) -> PyResult<Vec<(String, String)>> {
+            self.core()?
+                .one_time_headers(&token.inner, method, url)
+                .map_err(to_py)
+        }
 
-    /// Get a token for another audience too (awaitable).
-    fn add_audience_async<'py>(
-        &self,
-        py: Python<'py>,
-        audience: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, self.add_audience_flow(audience)?)
-    }
-
-    /// Revoke the session's access tokens (and the grant when asked).
-    #[pyo3(signature = (revoke_grant=false))]
-    fn close(&self, py: Python<'_>, revoke_grant: bool) -> PyResult<()> {
-        wait(py, self.close_flow(revoke_grant)?)
-    }
-
-    /// Revoke the session's access tokens (awaitable).
-    #[pyo3(signature = (revoke_grant=false))]
-    fn close_async<'py>(&self, py: Python<'py>, revoke_grant: bool) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, self.close_flow(revoke_grant)?)
-    }
-
-    fn __repr__(&self) -> String {
-        match &self.inner {
-            Some(s) => format!("{s:?}"),
-            None => "Session(<released>)".into(),
+        fn __repr__(&self) -> String {
+            match &self.inner {
+                Some(s) => format!("{s:?}"),
+                None => "Session(<released>)".into(),
+            }
         }
     }
 }
 
-/// The arguments of `authenticate`, turned into core options, with the
-/// handle that ends the wait and where a failing prompt's exception is kept.
-#[allow(clippy::too_many_arguments)]
-fn options(
-    broker: Option<String>,
-    agent_name: Option<String>,
-    profile: Option<String>,
-    store: Option<String>,
-    prompt: Option<Py<PyAny>>,
-    ttl: Option<u64>,
-    required: Option<Vec<String>>,
-    reason: Option<String>,
-    enrollment_code: Option<String>,
-    passphrase: Option<String>,
-    extend: bool,
-    allow_step_up: bool,
-) -> (AuthOptions, CancelHandle, PromptFailure) {
-    let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
-    let store = match store.as_deref() {
+/// Where grants are kept: `"file"` (the default), `"memory"`, or a directory.
+fn store_kind(store: Option<String>) -> Option<StoreKind> {
+    match store.as_deref() {
         None | Some("file") => None,
         Some("memory") => Some(StoreKind::Memory),
         Some(dir) => Some(StoreKind::File(PathBuf::from(dir))),
-    };
-    let opts = AuthOptions {
-        broker,
-        agent_name,
-        profile,
-        store,
-        prompt: prompt.map(|cb| python_prompt(cb, cancel.clone(), failure.clone())),
-        cancel: Some(cancel.clone()),
-        ttl,
-        required,
-        reason,
-        enrollment_code,
-        passphrase: passphrase.map(Into::into),
-        extend,
-        allow_step_up,
-        ..AuthOptions::default()
-    };
-    (opts, cancel, failure)
+    }
 }
 
-/// The authentication flow once; `authenticate` waits for it (interruptibly),
-/// `authenticate_async` hands it to asyncio.
-async fn authenticate_flow(
+/// The authentication flow once, with the handle that ends its wait (also
+/// when `prompt` raises; that exception is kept and raised);
+/// `authenticate` waits for it (interruptibly), `authenticate_async` hands it
+/// to asyncio.
+fn authenticate_flow(
     scope: Vec<String>,
     audience: String,
-    opts: AuthOptions,
-    failure: PromptFailure,
-) -> PyResult<Session> {
-    let s = authenticate_with_proton(&scope, &audience, opts)
-        .await
-        .map_err(|e| failure.raise(e))?;
-    Ok(Session {
-        inner: Some(Arc::new(s)),
-    })
-}
-
-/// Authenticate (blocking; the GIL is released while waiting, and Ctrl-C
-/// ends the wait with `KeyboardInterrupt`).
-#[pyfunction]
-#[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
-    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
-    extend=false, allow_step_up=false))]
-#[allow(clippy::too_many_arguments)]
-fn authenticate(
-    py: Python<'_>,
-    scope: Vec<String>,
-    audience: String,
-    broker: Option<String>,
-    agent_name: Option<String>,
-    profile: Option<String>,
-    store: Option<String>,
     prompt: Option<Py<PyAny>>,
-    ttl: Option<u64>,
-    required: Option<Vec<String>>,
-    reason: Option<String>,
-    enrollment_code: Option<String>,
-    passphrase: Option<String>,
-    extend: bool,
-    allow_step_up: bool,
-) -> PyResult<Session> {
-    let (opts, cancel, failure) = options(
-        broker,
-        agent_name,
-        profile,
-        store,
-        prompt,
-        ttl,
-        required,
-        reason,
-        enrollment_code,
-        passphrase,
-        extend,
-        allow_step_up,
-    );
-    block_on_interruptible(
-        py,
-        authenticate_flow(scope, audience, opts, failure),
-        &cancel,
-    )?
+    mut opts: AuthOptions,
+) -> (
+    impl Future<Output = PyResult<Session>> + Send + 'static,
+    CancelHandle,
+) {
+    let (cancel, failure) = (CancelHandle::new(), PromptFailure::default());
+    opts.prompt = prompt.map(|cb| python_prompt(cb, cancel.clone(), failure.clone()));
+    opts.cancel = Some(cancel.clone());
+    let flow = async move {
+        let s = authenticate_with_proton(&scope, &audience, opts)
+            .await
+            .map_err(|e| failure.raise(e))?;
+        Ok(Session {
+            inner: Some(Arc::new(s)),
+        })
+    };
+    (flow, cancel)
 }
 
-/// Authenticate (awaitable).
-#[pyfunction]
-#[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
-    prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
-    extend=false, allow_step_up=false))]
-#[allow(clippy::too_many_arguments)]
-fn authenticate_async<'py>(
-    py: Python<'py>,
-    scope: Vec<String>,
-    audience: String,
-    broker: Option<String>,
-    agent_name: Option<String>,
-    profile: Option<String>,
-    store: Option<String>,
-    prompt: Option<Py<PyAny>>,
-    ttl: Option<u64>,
-    required: Option<Vec<String>>,
-    reason: Option<String>,
-    enrollment_code: Option<String>,
-    passphrase: Option<String>,
-    extend: bool,
-    allow_step_up: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (opts, _cancel, failure) = options(
-        broker,
-        agent_name,
-        profile,
-        store,
+pyfunction_faces! {
+    /// Authenticate (the blocking face releases the GIL while waiting, and
+    /// Ctrl-C ends the wait with `KeyboardInterrupt`).
+    #[pyo3(signature = (scope, audience, broker=None, agent_name=None, profile=None, store=None,
+        prompt=None, ttl=None, required=None, reason=None, enrollment_code=None, passphrase=None,
+        extend=false, allow_step_up=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn authenticate / authenticate_async(
+        scope: Vec<String>,
+        audience: String,
+        broker: Option<String>,
+        agent_name: Option<String>,
+        profile: Option<String>,
+        store: Option<String>,
+        prompt: Option<Py<PyAny>>,
+        ttl: Option<u64>,
+        required: Option<Vec<String>>,
+        reason: Option<String>,
+        enrollment_code: Option<String>,
+        passphrase: Option<String>,
+        extend: bool,
+        allow_step_up: bool,
+    ) -> Session = authenticate_flow(
+        scope,
+        audience,
         prompt,
-        ttl,
-        required,
-        reason,
-        enrollment_code,
-        passphrase,
-        extend,
-        allow_step_up,
+        AuthOptions {
+            broker,
+            agent_name,
+            profile,
+            store: store_kind(store),
+            ttl,
+            required,
+            reason,
+            enrollment_code,
+            passphrase: passphrase.map(Into::into),
+            extend,
+            allow_step_up,
+            ..AuthOptions::default()
+        },
     );
-    // Cancelling the asyncio task drops this future, which withdraws the
-    // device request at the broker.
-    awaitable(py, authenticate_flow(scope, audience, opts, failure))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,6 +1,5 @@
 //! `Verifier` and `Identity`: thin wrappers over the core verifier.
 
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use pyo3::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::errors::{rejection_to_py, to_py};
-use crate::{awaitable, wait};
 
 /// Who is calling: what a verified request tells the API.
 #[pyclass(frozen, module = "protonpass_agent._native", name = "Identity")]
@@ -96,33 +94,24 @@ pub struct Verifier {
     inner: CoreVerifier,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn options(
-    issuer: String,
-    audience: String,
-    require_nonce: bool,
-    follow_feed: bool,
-    max_staleness: f64,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    introspect_when_stale: bool,
-    report_usage: bool,
-    owner: Option<String>,
-    resource_metadata_url: Option<String>,
-    accept_bearer: bool,
-) -> PyResult<VerifierOptions> {
-    let mut o = VerifierOptions::new(issuer, audience);
-    o.accept_bearer = accept_bearer;
-    o.require_nonce = require_nonce;
-    o.owner = owner;
-    o.resource_metadata = resource_metadata_url;
-    o.follow_feed = follow_feed;
+/// `max_staleness`, checked: a positive number of seconds.
+fn staleness(max_staleness: f64) -> PyResult<Duration> {
     if !(max_staleness.is_finite() && max_staleness > 0.0) {
         return Err(to_py(Error::InvalidRequest(
             "max_staleness is a positive number of seconds".into(),
         )));
     }
-    o.max_staleness = Duration::from_secs_f64(max_staleness);
+    Ok(Duration::from_secs_f64(max_staleness))
+}
+
+/// The resource server's credentials, and what uses them, into `o`.
+fn credentials(
+    o: &mut VerifierOptions,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    introspect_when_stale: bool,
+    report_usage: bool,
+) -> PyResult<()> {
     let creds = match (client_id, client_secret) {
         (Some(id), Some(secret)) => Some((id, secret)),
         (None, None) => None,
@@ -151,222 +140,96 @@ fn options(
             o.usage_reports = Some((id.clone(), secret.clone().into()));
         }
     }
-    Ok(o)
+    Ok(())
 }
 
-// Each flow once, as a future owning what it needs; the methods below are
-// its blocking and awaitable faces.
 async fn connect_flow(o: VerifierOptions) -> PyResult<Verifier> {
     let inner = CoreVerifier::new(o).await.map_err(to_py)?;
     Ok(Verifier { inner })
 }
 
-impl Verifier {
-    fn verify_flow(
-        &self,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> impl Future<Output = PyResult<Identity>> + Send + 'static {
-        let v = self.inner.clone();
-        async move {
-            v.verify(&method, &url, &headers)
-                .await
-                .map(Identity::from)
-                .map_err(rejection_to_py)
-        }
-    }
+pymethods_with_faces! {
+    impl Verifier {
+        new / connect:
+        /// Discover the broker, fetch its keys and revocations, and follow
+        /// its revocation feed (the constructor blocks with the GIL released;
+        /// `connect` is the same, awaitable).
+        #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
+            max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
+            report_usage=false, owner=None, resource_metadata_url=None, accept_bearer=false))]
+        #[allow(clippy::too_many_arguments)]
+        fn (
+            issuer: String,
+            audience: String,
+            require_nonce: bool,
+            follow_feed: bool,
+            max_staleness: f64,
+            client_id: Option<String>,
+            client_secret: Option<String>,
+            introspect_when_stale: bool,
+            report_usage: bool,
+            owner: Option<String>,
+            resource_metadata_url: Option<String>,
+            accept_bearer: bool,
+        ) = {
+            let mut o = VerifierOptions::new(issuer, audience);
+            o.accept_bearer = accept_bearer;
+            o.require_nonce = require_nonce;
+            o.owner = owner;
+            o.resource_metadata = resource_metadata_url;
+            o.follow_feed = follow_feed;
+            o.max_staleness = staleness(max_staleness)?;
+            credentials(&mut o, client_id, client_secret, introspect_when_stale, report_usage)?;
+            connect_flow(o)
+        };
+        /// Verify one request: method, the full URL as the client addressed
+        /// it, and its headers as (name, value) pairs. Returns the caller's
+        /// identity or raises a `ProtonPassError` carrying `status`,
+        /// `www_authenticate`, `dpop_nonce` and `body`.
+        fn verify / verify_async(&self, method: String, url: String, headers: Vec<(String, String)>)
+            -> Identity = {
+            let v = self.inner.clone();
+            async move {
+                v.verify(&method, &url, &headers)
+                    .await
+                    .map(Identity::from)
+                    .map_err(rejection_to_py)
+            }
+        };
 
-    fn spend_flow(
-        &self,
-        agent: &Identity,
-        scope: String,
-        amount: String,
-        currency: String,
-        idempotency_key: String,
-    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        async move {
-            v.spend(&who, &scope, &amount, &currency, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        }
-    }
+        /// Spend `amount` (a decimal string) of `currency` from the owner's
+        /// budget of `scope` on `agent`'s grant; the broker's answer as JSON.
+        /// Raises `BudgetExceeded` (status 403, with `www_authenticate`)
+        /// beyond the budget.
+        fn spend / spend_async(
+            &self,
+            agent: &Identity,
+            scope: String,
+            amount: String,
+            currency: String,
+            idempotency_key: String,
+        ) -> String = {
+            let (v, who) = (self.inner.clone(), agent.core.clone());
+            async move {
+                v.spend(&who, &scope, &amount, &currency, &idempotency_key)
+                    .await
+                    .map_err(rejection_to_py)
+                    .and_then(json)
+            }
+        };
 
-    fn refund_flow(
-        &self,
-        agent: &Identity,
-        idempotency_key: String,
-    ) -> impl Future<Output = PyResult<String>> + Send + 'static {
-        let (v, who) = (self.inner.clone(), agent.core.clone());
-        async move {
-            v.refund(&who, &idempotency_key)
-                .await
-                .map_err(rejection_to_py)
-                .and_then(json)
-        }
-    }
-}
+        /// Give back the spend made under `idempotency_key`; the answer as JSON.
+        fn refund / refund_async(&self, agent: &Identity, idempotency_key: String) -> String = {
+            let (v, who) = (self.inner.clone(), agent.core.clone());
+            async move {
+                v.refund(&who, &idempotency_key)
+                    .await
+                    .map_err(rejection_to_py)
+                    .and_then(json)
+            }
+        };
 
-#[pymethods]
-impl Verifier {
-    /// Discover the broker, fetch its keys and revocations, and follow its
-    /// revocation feed (blocking; the GIL is released while waiting).
-    #[new]
-    #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
-        max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None, resource_metadata_url=None, accept_bearer=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        issuer: String,
-        audience: String,
-        require_nonce: bool,
-        follow_feed: bool,
-        max_staleness: f64,
-        client_id: Option<String>,
-        client_secret: Option<String>,
-        introspect_when_stale: bool,
-        report_usage: bool,
-        owner: Option<String>,
-        resource_metadata_url: Option<String>,
-        accept_bearer: bool,
-    ) -> PyResult<Self> {
-        let o = options(
-            issuer,
-            audience,
-            require_nonce,
-            follow_feed,
-            max_staleness,
-            client_id,
-            client_secret,
-            introspect_when_stale,
-            report_usage,
-            owner,
-            resource_metadata_url,
-            accept_bearer,
-        )?;
-        wait(py, connect_flow(o))
-    }
-
-    /// The same as the constructor, awaitable.
-    #[staticmethod]
-    #[pyo3(signature = (issuer, audience, *, require_nonce=false, follow_feed=true,
-        max_staleness=60.0, client_id=None, client_secret=None, introspect_when_stale=false,
-        report_usage=false, owner=None, resource_metadata_url=None, accept_bearer=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn connect<'py>(
-        py: Python<'py>,
-        issuer: String,
-        audience: String,
-        require_nonce: bool,
-        follow_feed: bool,
-        max_staleness: f64,
-        client_id: Option<String>,
-        client_secret: Option<String>,
-        introspect_when_stale: bool,
-        report_usage: bool,
-        owner: Option<String>,
-        resource_metadata_url: Option<String>,
-        accept_bearer: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let o = options(
-            issuer,
-            audience,
-            require_nonce,
-            follow_feed,
-            max_staleness,
-            client_id,
-            client_secret,
-            introspect_when_stale,
-            report_usage,
-            owner,
-            resource_metadata_url,
-            accept_bearer,
-        )?;
-        awaitable(py, connect_flow(o))
-    }
-
-    /// Verify one request: method, the full URL as the client addressed it,
-    /// and its headers as (name, value) pairs. Returns the caller's identity
-    /// or raises a `ProtonPassError` carrying `status`, `www_authenticate`,
-    /// `dpop_nonce` and `body`.
-    fn verify(
-        &self,
-        py: Python<'_>,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> PyResult<Identity> {
-        wait(py, self.verify_flow(method, url, headers))
-    }
-
-    /// `verify`, awaitable.
-    fn verify_async<'py>(
-        &self,
-        py: Python<'py>,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, self.verify_flow(method, url, headers))
-    }
-
-    /// Spend `amount` (a decimal string) of `currency` from the owner's budget
-    /// of `scope` on `agent`'s grant; the broker's answer as JSON. Raises
-    /// `BudgetExceeded` (status 403, with `www_authenticate`) beyond the
-    /// budget.
-    fn spend(
-        &self,
-        py: Python<'_>,
-        agent: &Identity,
-        scope: String,
-        amount: String,
-        currency: String,
-        idempotency_key: String,
-    ) -> PyResult<String> {
-        wait(
-            py,
-            self.spend_flow(agent, scope, amount, currency, idempotency_key),
-        )
-    }
-
-    /// `spend`, awaitable.
-    fn spend_async<'py>(
-        &self,
-        py: Python<'py>,
-        agent: &Identity,
-        scope: String,
-        amount: String,
-        currency: String,
-        idempotency_key: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(
-            py,
-            self.spend_flow(agent, scope, amount, currency, idempotency_key),
-        )
-    }
-
-    /// Give back the spend made under `idempotency_key`; the answer as JSON.
-    fn refund(
-        &self,
-        py: Python<'_>,
-        agent: &Identity,
-        idempotency_key: String,
-    ) -> PyResult<String> {
-        wait(py, self.refund_flow(agent, idempotency_key))
-    }
-
-    /// `refund`, awaitable.
-    fn refund_async<'py>(
-        &self,
-        py: Python<'py>,
-        agent: &Identity,
-        idempotency_key: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, self.refund_flow(agent, idempotency_key))
-    }
+        ---
 
     /// The last revocation-feed position seen and whether the stream is up.
     fn feed_status(&self) -> (i64, bool) {
@@ -380,6 +243,7 @@ impl Verifier {
 
     fn __repr__(&self) -> String {
         format!("{:?}", self.inner)
+    }
     }
 }
 

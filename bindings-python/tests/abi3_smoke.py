@@ -10,22 +10,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import protonpass_agent as pa  # noqa: E402
-from kit import Broker  # noqa: E402
+from kit import Broker, enroll_agent  # noqa: E402
 
 
 def main() -> None:
     b = Broker("--device-interval", "0")
     try:
         aud = "https://api.smoke.example"
-        code = b.cli_json("grant", "create", "--agent", "smoke", "--scope", "travel:search", "--audience", aud)
-        with pa.authenticate_with_proton(
-            ["travel:search"],
-            aud,
-            broker=b.issuer,
-            agent_name="smoke",
-            store="memory",
-            enrollment_code=code["enrollment_code"],
-        ) as s:
+        with enroll_agent(b, "smoke", ["travel:search"], aud, "memory")[0] as s:
             v = pa.Verifier(b.issuer, aud)
             who = v.verify("GET", aud + "/x", s.headers("GET", aud + "/x"))
             assert who.scopes == ["travel:search"]

@@ -3,6 +3,7 @@ the Python verifier (FastAPI served by uvicorn in a thread)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -10,12 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
 import protonpass_agent
-from kit import HERE, ROOT, Broker, broker_bin  # noqa: F401 - re-exported to the tests
+from kit import HERE, ROOT, Broker, broker_bin, enroll_agent  # noqa: F401 - re-exported to the tests
 
 _names = itertools.count()
 
@@ -112,26 +113,26 @@ def api(broker: Broker) -> Iterator[Api]:
     a.close()
 
 
-def enroll_agent(
-    broker: Broker, agent_name: str, scopes: list[str], audience: str, store: Any, *grant: str, **options: Any
-) -> tuple[protonpass_agent.Session, dict[str, Any]]:
-    """A session of ``agent_name`` through a new grant of ``scopes`` on
-    ``audience`` (``grant``: more ``grant create`` options), redeemed with its
-    enrollment code, so without a prompt; ``options`` go to
-    ``authenticate_with_proton``. Returns the session and the grant."""
-    out = broker.cli_json(
-        "grant", "create", "--agent", agent_name, "--scope", " ".join(scopes), "--audience", audience, *grant
+# `authenticate_with_proton` (or its awaitable twin) with the broker, API and
+# agent of the test already given: the test passes the scopes and what it is about.
+Authenticate = Callable[..., Any]
+
+
+@pytest.fixture
+def authenticate(broker: Broker, api: Api, agent_name: str) -> Callable[..., protonpass_agent.Session]:
+    return functools.partial(
+        protonpass_agent.authenticate_with_proton, audience=api.audience, broker=broker.issuer, agent_name=agent_name
     )
-    session = protonpass_agent.authenticate_with_proton(
-        scopes,
-        audience,
+
+
+@pytest.fixture
+def authenticate_async(broker: Broker, api: Api, agent_name: str) -> Callable[..., Awaitable[protonpass_agent.Session]]:
+    return functools.partial(
+        protonpass_agent.authenticate_with_proton_async,
+        audience=api.audience,
         broker=broker.issuer,
         agent_name=agent_name,
-        store=store,
-        enrollment_code=out["enrollment_code"],
-        **options,
     )
-    return session, out
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import protonpass_agent as pa
-from conftest import Api, Approver, Broker
+from conftest import Api, Approver, Authenticate, Broker
 
 
 def test_hierarchy_and_codes() -> None:
@@ -36,13 +36,10 @@ def test_hierarchy_and_codes() -> None:
     assert pa.Revoked is pa.InvalidGrant
 
 
-def test_access_denied(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+def test_access_denied(broker: Broker, api: Api, agent_name: str, home: Path, authenticate: Authenticate) -> None:
     with pytest.raises(pa.AccessDenied) as e:
-        pa.authenticate_with_proton(
+        authenticate(
             ["travel:search"],
-            api.audience,
-            broker=broker.issuer,
-            agent_name=agent_name,
             store=home,
             prompt=Approver(broker, deny=True),
         )

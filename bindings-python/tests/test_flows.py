@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 
 import protonpass_agent as pa
-from conftest import Api, Approver, Broker, NoPrompt
+from conftest import Api, Approver, Authenticate, Broker, NoPrompt
 
 
-def test_device_grant_then_stored_grant_without_prompt(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+def test_device_grant_then_stored_grant_without_prompt(
+    broker: Broker, api: Api, agent_name: str, home: Path, authenticate: Authenticate
+) -> None:
     approver = Approver(broker)
-    s = pa.authenticate_with_proton(
+    s = authenticate(
         ["travel:search", "travel:book"],
-        api.audience,
-        broker=broker.issuer,
-        agent_name=agent_name,
         store=home,
         prompt=approver,
     )
@@ -61,16 +60,13 @@ def test_environment_supplies_omitted_arguments(
     assert (home / "work.json").is_file()
 
 
-def test_enrollment_code(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+def test_enrollment_code(broker: Broker, api: Api, agent_name: str, home: Path, authenticate: Authenticate) -> None:
     out = broker.cli_json(
         "grant", "create", "--agent", agent_name, "--scope", "travel:search", "--audience", api.audience
     )
     none = NoPrompt()
-    with pa.authenticate_with_proton(
+    with authenticate(
         ["travel:search"],
-        api.audience,
-        broker=broker.issuer,
-        agent_name=agent_name,
         store=home,
         prompt=none,
         enrollment_code=out["enrollment_code"],
@@ -79,11 +75,8 @@ def test_enrollment_code(broker: Broker, api: Api, agent_name: str, home: Path) 
     assert none.calls == 0
     # The code is single-use: a second redemption (fresh store) fails.
     with pytest.raises(pa.InvalidGrant) as e:
-        pa.authenticate_with_proton(
+        authenticate(
             ["travel:search"],
-            api.audience,
-            broker=broker.issuer,
-            agent_name=agent_name,
             store="memory",
             profile=agent_name,
             enrollment_code=out["enrollment_code"],
@@ -91,13 +84,12 @@ def test_enrollment_code(broker: Broker, api: Api, agent_name: str, home: Path) 
     assert e.value.code == "invalid_grant"
 
 
-def test_owner_narrows_optional_scopes(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+def test_owner_narrows_optional_scopes(
+    broker: Broker, api: Api, agent_name: str, home: Path, authenticate: Authenticate
+) -> None:
     approver = Approver(broker, "--scope", "travel:search payment:execute:under-100")
-    with pa.authenticate_with_proton(
+    with authenticate(
         ["travel:search", "travel:book", "payment:execute:under-500"],
-        api.audience,
-        broker=broker.issuer,
-        agent_name=agent_name,
         store=home,
         prompt=approver,
         required=["travel:search"],
@@ -105,14 +97,13 @@ def test_owner_narrows_optional_scopes(broker: Broker, api: Api, agent_name: str
         assert sorted(s.scopes) == ["payment:execute:under-100", "travel:search"]
 
 
-def test_missing_required_scope(broker: Broker, api: Api, agent_name: str, home: Path) -> None:
+def test_missing_required_scope(
+    broker: Broker, api: Api, agent_name: str, home: Path, authenticate: Authenticate
+) -> None:
     approver = Approver(broker, "--scope", "travel:search")
     with pytest.raises(pa.ScopeNotGranted) as e:
-        pa.authenticate_with_proton(
+        authenticate(
             ["travel:search", "travel:book"],
-            api.audience,
-            broker=broker.issuer,
-            agent_name=agent_name,
             store=home,
             prompt=approver,
         )
@@ -124,11 +115,8 @@ def test_missing_required_scope(broker: Broker, api: Api, agent_name: str, home:
     grants = [g for g in broker.cli_json("grant", "list") if g["agent"] == agent_name]
     assert [g["status"] for g in grants] == ["revoked"], grants
     approver2 = Approver(broker)
-    with pa.authenticate_with_proton(
+    with authenticate(
         ["travel:search", "travel:book"],
-        api.audience,
-        broker=broker.issuer,
-        agent_name=agent_name,
         store=home,
         prompt=approver2,
         extend=True,

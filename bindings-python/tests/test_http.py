@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import protonpass_agent as pa
-from conftest import Api, Broker, enroll_agent
+from conftest import Api, Authenticate, Broker, enroll_agent
 
 
 def wait_until(cond: Callable[[], bool], what: str, limit: float = 15.0) -> None:
@@ -283,7 +283,7 @@ def test_async_prompt_is_refused(api: Api, broker: Broker) -> None:
         pa.authenticate_with_proton(["travel:search"], api.audience, broker=broker.issuer, prompt=prompt)
 
 
-def test_second_audience(broker: Broker, api: Api, agent_name: str) -> None:
+def test_second_audience(broker: Broker, api: Api, agent_name: str, authenticate: Authenticate) -> None:
     other = "https://reports.example"
     code = broker.cli_json(
         "grant",
@@ -299,11 +299,8 @@ def test_second_audience(broker: Broker, api: Api, agent_name: str) -> None:
     )
     v_other = pa.Verifier(broker.issuer, other, follow_feed=False)
     try:
-        with pa.authenticate_with_proton(
+        with authenticate(
             ["travel:search"],
-            api.audience,
-            broker=broker.issuer,
-            agent_name=agent_name,
             store="memory",
             enrollment_code=code["enrollment_code"],
         ) as s:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import protonpass_agent as pa
-from conftest import Api, Broker
+from conftest import Api, Authenticate, Broker
 
 
 class PromptBroke(Exception):
@@ -63,16 +63,15 @@ def test_a_prompt_that_raises_ends_the_async_wait(broker: Broker, api: Api, agen
     assert waiting(broker, agent_name) == []
 
 
-def test_cancelling_the_task_withdraws_the_request(broker: Broker, api: Api, agent_name: str) -> None:
+def test_cancelling_the_task_withdraws_the_request(
+    broker: Broker, api: Api, agent_name: str, authenticate_async: Authenticate
+) -> None:
     shown = threading.Event()
 
     async def main() -> float:
         task = asyncio.ensure_future(
-            pa.authenticate_with_proton_async(
+            authenticate_async(
                 ["travel:search"],
-                api.audience,
-                broker=broker.issuer,
-                agent_name=agent_name,
                 store="memory",
                 prompt=lambda p: shown.set(),
             )

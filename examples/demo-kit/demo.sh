@@ -1,16 +1,11 @@
 # What the example scripts share (sourced by examples/*/run.sh, after they set
-# `broker_bin` and `py`): stopping with the list of what is missing, a work
-# directory removed on exit with the background processes, the first line a
-# background process prints, and starting the broker.
+# `broker_bin` and `py`): stopping with the list of what is missing (from
+# scripts/suite-lib.sh), a work directory removed on exit with the background
+# processes, the first line a background process prints, and starting the
+# broker.
 
-# Exit 2 listing what the caller put in its `missing` array, if anything.
-# Usage: report_missing examples/x/run.sh
-report_missing() {
-  ((${#missing[@]})) || return 0
-  echo "$1: cannot run, missing:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
-}
+# shellcheck source=../../scripts/suite-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/suite-lib.sh"
 
 # A fresh directory in `work`, and `pids`, the background processes to stop:
 # on exit they are killed and waited for, and `work` is removed.

@@ -18,11 +18,9 @@ broker_bin="${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/pro
 . "$here/../demo-kit/demo.sh"
 
 missing=()
-[[ -x "$broker_bin" ]] || missing+=("the broker binary $broker_bin (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
-"$py" -c 'import protonpass_agent, langchain_core' >/dev/null 2>&1 ||
-  missing+=("the Python package and langchain-core in $py (bash bindings-python/run-tests.sh installs them)")
-(cd "$here/../travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1 ||
-  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
+need_broker "$broker_bin"
+need_python "$py" langchain_core
+need_node_package
 report_missing examples/gateway/run.sh
 
 make_work gateway-demo

@@ -18,7 +18,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 const require = createRequire(import.meta.url);
-const { authenticateWithProton } = require(require('./node-package.cjs'));
+const { authenticateWithProton } = require(require('../travel/node-package.cjs'));
 
 const SCOPES = ['travel:search', 'travel:book', 'payment:execute:under-500'];
 const say = (event, fields = {}) => console.log(JSON.stringify({ event, ...fields }));

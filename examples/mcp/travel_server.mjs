@@ -15,7 +15,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { z } from 'zod';
 
 const require = createRequire(import.meta.url);
-const pkgDir = require('./node-package.cjs');
+const pkgDir = require('../travel/node-package.cjs');
 const { protect, requireScope, agentOf } = require(path.join(pkgDir, 'mcp.js'));
 
 export const SCOPES = ['travel:search', 'travel:book', 'payment:execute:under-500'];

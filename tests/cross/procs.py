@@ -6,91 +6,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def broker_bin() -> str:
-    env = os.environ.get("PROTONPASS_BROKER_BIN")
-    if env:
-        return env
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    return str(target / "debug" / "protonpass-broker")
+sys.path.insert(0, str(ROOT / "bindings-python" / "tests"))
+
+from kit import Broker as KitBroker  # noqa: E402
+from kit import Proc, broker_bin  # noqa: E402, F401 - re-exported to the tests
 
 
-class Proc:
-    """A child process whose first stdout line is a JSON event; the rest of stdout is drained."""
-
-    def __init__(self, argv: list[str], *, stdin: bool = False, drain: bool = True) -> None:
-        self.argv = argv
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{argv[0]} exited before its first line:\n{self.errors()}")
-        self.first: dict[str, Any] = json.loads(line)
-        self._drain: Optional[threading.Thread] = None
-        if drain:
-            self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
-            self._drain.start()
-
-    def errors(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._drain is not None:
-            self._drain.join(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
-        self.stderr.close()
-
-
-class Broker:
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="pp-cross-")
-        self.data = self._tmp.name
-        self.p = Proc([broker_bin(), "--data", self.data, "serve", "--addr", "127.0.0.1:0"])
-        assert self.p.first["event"] == "listening", self.p.first
-        self.issuer: str = self.p.first["issuer"]
-
-    def cli(self, *args: str) -> str:
-        r = subprocess.run([broker_bin(), "--data", self.data, *args], capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise RuntimeError(f"protonpass-broker {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
-        return r.stdout
+class Broker(KitBroker):
+    """The package tests' broker (bindings-python/tests/kit.py), making grants."""
 
     def enrollment_code(self, agent: str, scope: str, audience: Union[str, list[str]]) -> str:
         auds = [audience] if isinstance(audience, str) else audience
         args = [a for aud in auds for a in ("--audience", aud)]
         out = json.loads(self.cli("grant", "create", "--agent", agent, "--scope", scope, *args, "--json"))
         return str(out["enrollment_code"])
-
-    def close(self) -> None:
-        self.p.stop()
-        self._tmp.cleanup()
 
 
 def start_verifiers(issuer: str) -> dict[str, tuple[Proc, str, str]]:

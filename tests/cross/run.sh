@@ -17,20 +17,14 @@ cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 py="$cache/py-venv/bin/python"
 target="${CARGO_TARGET_DIR:-$root/target}"
 export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+# shellcheck source=../../scripts/suite-lib.sh
+. "$root/scripts/suite-lib.sh"
 
 missing=()
-[[ -x "$PROTONPASS_BROKER_BIN" ]] || missing+=("the broker binary $PROTONPASS_BROKER_BIN (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
-if ! "$py" -c 'import protonpass_agent, fastapi, uvicorn, httpx, pytest, pytest_timeout' >/dev/null 2>&1; then
-  missing+=("the Python package and its test dependencies in $py (bash bindings-python/run-tests.sh installs them)")
-fi
-if ! (cd "$root/examples/travel" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1; then
-  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
-fi
-if ((${#missing[@]})); then
-  echo "tests/cross/run.sh: cannot run, missing:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+need_broker "$PROTONPASS_BROKER_BIN"
+need_python "$py" fastapi uvicorn httpx pytest pytest_timeout
+need_node_package
+report_missing tests/cross/run.sh
 
 # The Rust verifier: a small axum server over the core's Verifier (its own
 # workspace, built into the shared target directory).
@@ -49,12 +43,4 @@ echo "== cross: AutoGPT plugin interface (locked) in $deps"
 export PYTHONPATH="$deps${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== cross: pytest (Python, Node and Rust verifiers against each other's SDKs)"
-set +e
-(cd "$here" && "$py" -m pytest ${PYTEST_ARGS:-})
-rc=$?
-set -e
-if [[ $rc -eq 5 ]]; then
-  echo "tests/cross/run.sh: pytest collected no test" >&2
-  exit 1
-fi
-exit $rc
+run_pytest tests/cross/run.sh "$py" "$here"

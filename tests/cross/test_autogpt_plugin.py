@@ -103,7 +103,12 @@ def autogpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         for p in plugins:
             if p.can_handle_post_prompt():
                 prompt = p.post_prompt(prompt)
-        yield {"broker": broker, "plugins": plugins, "prompt": prompt}
+
+        def request(arguments: dict[str, Any]) -> str:
+            """What the plugin answers the model's ``authenticated_request``."""
+            return execute_command(plugins, prompt, "authenticated_request", arguments)
+
+        yield {"broker": broker, "plugins": plugins, "prompt": prompt, "request": request}
         for p in plugins:
             p.close()
     finally:
@@ -112,17 +117,12 @@ def autogpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
 
 
 def test_the_plugin_registers_and_runs_an_authenticated_request(autogpt: dict[str, Any]) -> None:
-    plugins, prompt = autogpt["plugins"], autogpt["prompt"]
+    plugins, prompt, request = autogpt["plugins"], autogpt["prompt"], autogpt["request"]
     assert [type(p).__name__ for p in plugins] == ["ProtonPassPlugin"]
     assert [c["name"] for c in prompt.commands] == ["authenticated_request"]
     assert set(prompt.commands[0]["args"]) == {"method", "path", "body", "reason"}
 
-    out = execute_command(
-        plugins,
-        prompt,
-        "authenticated_request",
-        {"method": "GET", "path": "/travel/flights?to=CDG", "reason": "find flights"},
-    )
+    out = request({"method": "GET", "path": "/travel/flights?to=CDG", "reason": "find flights"})
     r = json.loads(out)
     assert r["status"] == 200, r
     body = json.loads(r["body"])
@@ -130,44 +130,26 @@ def test_the_plugin_registers_and_runs_an_authenticated_request(autogpt: dict[st
     assert "eyJ" not in out  # no token in what the model sees
 
     # Within the limit, then above it: the API refuses with insufficient_scope.
-    ok = json.loads(
-        execute_command(
-            plugins,
-            prompt,
-            "authenticated_request",
-            {"method": "POST", "path": "/travel/payments", "body": '{"amount": 120}'},
-        )
-    )
+    ok = json.loads(request({"method": "POST", "path": "/travel/payments", "body": '{"amount": 120}'}))
     assert ok["status"] == 200, ok
-    no = json.loads(
-        execute_command(
-            plugins,
-            prompt,
-            "authenticated_request",
-            {"method": "POST", "path": "/travel/payments", "body": '{"amount": 900}'},
-        )
-    )
+    no = json.loads(request({"method": "POST", "path": "/travel/payments", "body": '{"amount": 900}'}))
     assert no["status"] == 403 and "insufficient_scope" in no["body"], no
 
     # Only the configured API, and no other scopes.
-    out = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": "//evil.example/x"})
+    out = request({"method": "GET", "path": "//evil.example/x"})
     assert out.startswith("Error:"), out
-    nb = json.loads(
-        execute_command(
-            plugins, prompt, "authenticated_request", {"method": "POST", "path": "/travel/bookings", "body": "{}"}
-        )
-    )
+    nb = json.loads(request({"method": "POST", "path": "/travel/bookings", "body": "{}"}))
     assert nb["status"] == 403, nb
 
 
 def test_a_revoked_plugin_reports_it(autogpt: dict[str, Any]) -> None:
-    plugins, prompt, broker = autogpt["plugins"], autogpt["prompt"], autogpt["broker"]
+    request, broker = autogpt["request"], autogpt["broker"]
     args = {"method": "GET", "path": "/travel/hotels"}
-    assert json.loads(execute_command(plugins, prompt, "authenticated_request", args))["status"] == 200
+    assert json.loads(request(args))["status"] == 200
     broker.cli("revoke", "--agent", "autogpt-travel")
     out = ""
     for _ in range(100):
-        out = execute_command(plugins, prompt, "authenticated_request", args)
+        out = request(args)
         if not out.startswith('{"status": 200'):
             break
     assert out.startswith("Error: invalid_grant"), out
@@ -191,13 +173,13 @@ ESCAPES = [
 def test_paths_cannot_leave_the_configured_base_path(autogpt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    plugins, prompt = autogpt["plugins"], autogpt["prompt"]
+    request = autogpt["request"]
     monkeypatch.setenv("PROTONPASS_API_URL", os.environ["PROTONPASS_API_URL"] + "/travel")
-    ok = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": "/flights?to=CDG"})
+    ok = request({"method": "GET", "path": "/flights?to=CDG"})
     assert json.loads(ok)["status"] == 200, ok
     # Dot segments that stay under the base path are resolved, not refused.
-    ok = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": "/x/../flights"})
+    ok = request({"method": "GET", "path": "/x/../flights"})
     assert json.loads(ok)["status"] == 200, ok
     for path in ESCAPES:
-        out = execute_command(plugins, prompt, "authenticated_request", {"method": "GET", "path": path})
+        out = request({"method": "GET", "path": path})
         assert out.startswith("Error: requests may only go to the configured API"), (path, out)

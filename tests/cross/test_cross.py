@@ -22,13 +22,6 @@ _n = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    b = Broker()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def running(broker: Broker) -> Iterator[dict[str, tuple[str, str]]]:
     """name -> (protected URL, audience) of each verifier."""
     procs = start_verifiers(broker.issuer)

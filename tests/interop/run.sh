@@ -9,13 +9,11 @@ root="$(cd "$here/../.." && pwd)"
 cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
 venv="$cache/interop-venv"
 
+# shellcheck source=../../scripts/suite-lib.sh
+. "$root/scripts/suite-lib.sh"
+
 # Python venv with the pinned libraries.
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-fi
-"$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements.txt"
+locked_venv "$venv" "$here/requirements.txt"
 
 # Node packages, exactly as locked.
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,9 @@ sys.path.insert(0, str(ROOT / "tests" / "cross"))
 
 from procs import Broker, Proc  # noqa: E402
 
+# The `broker` fixture.
+pytest_plugins = ["shared_fixtures"]
+
 LINE = os.environ.get("MCP_LINE", "mcp1")
 SCOPES = "travel:search travel:book payment:execute:under-500"
 _n = itertools.count()
@@ -30,13 +34,6 @@ _n = itertools.count()
 
 def agent_name(tag: str) -> str:
     return f"mcp-{tag}-{os.getpid()}-{next(_n)}"
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    b = Broker()
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +50,23 @@ def node_server(broker: Broker) -> Iterator[str]:
     p = Proc(["node", str(EXAMPLE / "travel_server.mjs"), "--broker", broker.issuer])
     yield str(p.first["resource"])
     p.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def registered_server(broker: Broker, *options: str) -> Proc:
+    """The Python example server with ``--register``: on a free port, it
+    registers its resource and scope catalog with the one-time token of a
+    ``resource invite`` for its URL (read from its environment)."""
+    port = free_port()
+    invite = json.loads(broker.cli("resource", "invite", f"http://127.0.0.1:{port}/mcp", "--json"))
+    env = {**os.environ, "PROTONPASS_REGISTRATION_TOKEN": invite["registration_token"]}
+    argv = [sys.executable, str(EXAMPLE / "travel_server.py"), "--broker", broker.issuer, "--addr", f"127.0.0.1:{port}"]
+    return Proc([*argv, "--register", *options], env=env)
 
 
 def grant(broker: Broker, name: str, resource: str, scope: str = SCOPES) -> dict[str, Any]:

@@ -18,18 +18,13 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
 [[ -x "$PROTONPASS_BROKER_BIN" ]] || (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
 
-venv_for() {
-  local line="$1" venv="$cache/$1-venv"
-  if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-    rm -rf "$venv"
-    mkdir -p "$cache"
-    python3 -m venv "$venv"
-  fi
+# shellcheck source=../../scripts/suite-lib.sh
+. "$root/scripts/suite-lib.sh"
+
+for line in mcp1 mcp2; do
   echo "== mcp: the $line environment (tests/mcp/requirements-$line.lock)"
-  "$root/scripts/pip-locked.sh" "$venv/bin/python" "$here/requirements-$line.txt"
-}
-venv_for mcp1
-venv_for mcp2
+  locked_venv "$cache/$line-venv" "$here/requirements-$line.txt"
+done
 
 # The package, built once (maturin, the workspace's debug artifacts) and installed in both.
 echo "== mcp: pip wheel ./bindings-python"
@@ -49,7 +44,7 @@ if [[ "${1:-}" == bench ]]; then
 fi
 
 # Node: the SDKs at the versions of examples/mcp/package-lock.json, next to the
-# example; the package itself comes from bindings-node (node-package.cjs).
+# example; the package itself comes from bindings-node (examples/travel/node-package.cjs).
 if ! (cd "$root/bindings-node" && node -e 'require("./index.js")') >/dev/null 2>&1; then
   echo "tests/mcp/run.sh: the Node package is not built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there)" >&2
   exit 2
@@ -65,11 +60,6 @@ fi
 rc=0
 for line in mcp1 mcp2; do
   echo "== mcp: pytest ($line)"
-  set +e
-  (cd "$here" && MCP_LINE="$line" "$cache/$line-venv/bin/python" -m pytest -p no:cacheprovider ${PYTEST_ARGS:-})
-  r=$?
-  set -e
-  if [[ $r -eq 5 ]]; then echo "tests/mcp/run.sh: pytest ($line) collected no test" >&2; r=1; fi
-  [[ $r -eq 0 ]] || rc=$r
+  MCP_LINE="$line" run_pytest "tests/mcp/run.sh ($line)" "$cache/$line-venv/bin/python" "$here" -p no:cacheprovider || rc=$?
 done
 exit $rc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import time
 import urllib.error
@@ -19,8 +18,8 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import EXAMPLE, LINE, SCOPES, agent_name, event, grant, run_agent
-from procs import Broker, Proc
+from conftest import EXAMPLE, LINE, SCOPES, agent_name, event, grant, registered_server, run_agent
+from procs import Broker
 from protonpass_agent import Session, authenticate_with_proton_async
 
 PY_AGENT = [sys.executable, str(EXAMPLE / "agent.py")]
@@ -255,27 +254,11 @@ def test_each_call_sees_its_own_caller(broker: Broker, py_server: str) -> None:
 
 
 @mcp1_only
-def test_server_registers_itself_with_its_scope_catalog(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_registers_itself_with_its_scope_catalog(broker: Broker) -> None:
     """--register: the example server registers its resource and catalog with a
     one-time token from `resource invite`; the broker then refuses scopes the
     catalog does not define, and agents work within it."""
-    # The invitation names the one resource it registers: the server's URL.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    invite = json.loads(broker.cli("resource", "invite", f"http://127.0.0.1:{port}/mcp", "--json"))
-    monkeypatch.setenv("PROTONPASS_REGISTRATION_TOKEN", invite["registration_token"])
-    server = Proc(
-        [
-            sys.executable,
-            str(EXAMPLE / "travel_server.py"),
-            "--broker",
-            broker.issuer,
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--register",
-        ]
-    )
+    server = registered_server(broker)
     try:
         resource = str(server.first["resource"])
         assert server.first["registered"] is True

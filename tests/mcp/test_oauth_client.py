@@ -18,11 +18,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -30,7 +27,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import EXAMPLE, LINE, agent_name, grant
+from conftest import EXAMPLE, LINE, agent_name, free_port, grant, registered_server
 from procs import Broker, Proc, broker_bin
 from protonpass_agent import authenticate_with_proton_async
 
@@ -39,12 +36,6 @@ if LINE != "mcp1":
 import httpx  # noqa: E402  (the mcp 1.x line's HTTP client; mcp 2.x has httpx2)
 
 PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Callback:
@@ -150,26 +141,8 @@ class MemoryStorage:
 def bearer_server(broker: Broker) -> Iterator[str]:
     """The example server registered with its catalog, accepting bearer tokens,
     with the owner's consent for bearer tokens on it."""
-    port = free_port()
-    resource = f"http://127.0.0.1:{port}/mcp"
-    invite = json.loads(broker.cli("resource", "invite", resource, "--json"))
-    # The server reads its one-time registration token from its environment.
-    os.environ["PROTONPASS_REGISTRATION_TOKEN"] = invite["registration_token"]
-    try:
-        p = Proc(
-            [
-                sys.executable,
-                str(EXAMPLE / "travel_server.py"),
-                "--broker",
-                broker.issuer,
-                "--addr",
-                f"127.0.0.1:{port}",
-                "--register",
-                "--accept-bearer",
-            ]
-        )
-    finally:
-        os.environ.pop("PROTONPASS_REGISTRATION_TOKEN", None)
+    p = registered_server(broker, "--accept-bearer")
+    resource = str(p.first["resource"])
     broker.cli("resource", "bearer", resource, "on")
     yield resource
     p.stop()

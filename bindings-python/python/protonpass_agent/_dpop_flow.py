@@ -88,6 +88,40 @@ class SignedFlow:
     def _sign(self, request: Any) -> None:
         raise NotImplementedError
 
+    def _blocking(self, flow: Generator[tuple[str, Any], Any, None], first: Any = None) -> Generator[Any, Any, None]:
+        """Drive ``flow`` (sent ``first`` to begin) with the session's blocking
+        calls: this yields only the requests to send, and is sent their
+        responses. The awaitable driver (``async_auth_flow``) is its twin."""
+        step = _next(flow, first)
+        while step is not None:
+            what, arg = step
+            outcome = (yield arg) if what == _SEND else self._call(what, arg)
+            step = _next(flow, outcome)
+
+    def _call(self, what: str, arg: Any) -> Any:
+        """Renew or step up (what the flow asked for) and give the outcome."""
+        if what == _RENEW:
+            self._session.renew()
+            return None
+        url, challenge, details = arg
+        return self._session.step_up(url, challenge, **details)
+
+    async def _call_async(self, what: str, arg: Any) -> Any:
+        """:meth:`_call`, awaited."""
+        if what == _RENEW:
+            await self._session.renew_async()
+            return None
+        url, challenge, details = arg
+        return await self._session.step_up_async(url, challenge, **details)
+
+
+def _next(flow: Generator[tuple[str, Any], Any, None], outcome: Any) -> Optional[tuple[str, Any]]:
+    """The flow's next request (sent ``outcome``), or None once it is done."""
+    try:
+        return flow.send(outcome)
+    except StopIteration:
+        return None
+
 
 class DpopFlow(SignedFlow):
     """Signs each request with the session's DPoP proof and token.
@@ -118,35 +152,12 @@ class DpopFlow(SignedFlow):
             request.headers[k] = v
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        flow = self._flow(request)
-        outcome: Any = None
-        while True:
-            try:
-                what, arg = flow.send(outcome)
-            except StopIteration:
-                return
-            if what == _SEND:
-                outcome = yield arg
-            elif what == _RENEW:
-                self._session.renew()
-                outcome = None
-            else:
-                url, challenge, details = arg
-                outcome = self._session.step_up(url, challenge, **details)
+        yield from self._blocking(self._flow(request))
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         flow = self._flow(request)
-        outcome: Any = None
-        while True:
-            try:
-                what, arg = flow.send(outcome)
-            except StopIteration:
-                return
-            if what == _SEND:
-                outcome = yield arg
-            elif what == _RENEW:
-                await self._session.renew_async()
-                outcome = None
-            else:
-                url, challenge, details = arg
-                outcome = await self._session.step_up_async(url, challenge, **details)
+        step = _next(flow, None)
+        while step is not None:
+            what, arg = step
+            outcome = (yield arg) if what == _SEND else await self._call_async(what, arg)
+            step = _next(flow, outcome)

@@ -1,6 +1,16 @@
 """Type stub of the compiled module ``protonpass_agent._native``."""
 
-from typing import Awaitable, Callable, Optional, final
+from typing import Awaitable, Callable, Optional, TypeVar, final
+
+from typing_extensions import ParamSpec
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+# The awaitable face of a flow (`x_async`) takes its blocking face's (`x`)
+# parameters: declared once, on the blocking face. (The constructor and its
+# awaitable `Verifier.connect` cannot be paired so: `connect` is declared apart.)
+def _awaitable(blocking: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]: ...
 
 __all__ = [
     "ProtonPassError",
@@ -108,22 +118,14 @@ class Session:
         payee: Optional[str] = None,
         binding_message: Optional[str] = None,
     ) -> OneTimeToken: ...
-    def step_up_async(
-        self,
-        url: str,
-        www_authenticate: str,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> Awaitable[OneTimeToken]: ...
+    step_up_async = _awaitable(step_up)
     def one_time_headers(self, token: OneTimeToken, method: str, url: str) -> list[tuple[str, str]]: ...
     def renew(self) -> None: ...
-    def renew_async(self) -> Awaitable[None]: ...
+    renew_async = _awaitable(renew)
     def add_audience(self, audience: str) -> list[str]: ...
-    def add_audience_async(self, audience: str) -> Awaitable[list[str]]: ...
+    add_audience_async = _awaitable(add_audience)
     def close(self, revoke_grant: bool = False) -> None: ...
-    def close_async(self, revoke_grant: bool = False) -> Awaitable[None]: ...
+    close_async = _awaitable(close)
 
 def authenticate(
     scope: list[str],
@@ -141,22 +143,8 @@ def authenticate(
     extend: bool = False,
     allow_step_up: bool = False,
 ) -> Session: ...
-def authenticate_async(
-    scope: list[str],
-    audience: str,
-    broker: Optional[str] = None,
-    agent_name: Optional[str] = None,
-    profile: Optional[str] = None,
-    store: Optional[str] = None,
-    prompt: Optional[Callable[[DevicePrompt], object]] = None,
-    ttl: Optional[int] = None,
-    required: Optional[list[str]] = None,
-    reason: Optional[str] = None,
-    enrollment_code: Optional[str] = None,
-    passphrase: Optional[str] = None,
-    extend: bool = False,
-    allow_step_up: bool = False,
-) -> Awaitable[Session]: ...
+
+authenticate_async = _awaitable(authenticate)
 
 @final
 class Identity:
@@ -214,13 +202,11 @@ class Verifier:
         accept_bearer: bool = False,
     ) -> Awaitable[Verifier]: ...
     def verify(self, method: str, url: str, headers: list[tuple[str, str]]) -> Identity: ...
-    def verify_async(self, method: str, url: str, headers: list[tuple[str, str]]) -> Awaitable[Identity]: ...
+    verify_async = _awaitable(verify)
     def spend(self, agent: Identity, scope: str, amount: str, currency: str, idempotency_key: str) -> str: ...
-    def spend_async(
-        self, agent: Identity, scope: str, amount: str, currency: str, idempotency_key: str
-    ) -> Awaitable[str]: ...
+    spend_async = _awaitable(spend)
     def refund(self, agent: Identity, idempotency_key: str) -> str: ...
-    def refund_async(self, agent: Identity, idempotency_key: str) -> Awaitable[str]: ...
+    refund_async = _awaitable(refund)
     def feed_status(self) -> tuple[int, bool]: ...
     def stop(self) -> None: ...
 

@@ -7,7 +7,7 @@ from typing import Any, Generator
 import requests
 from requests.auth import AuthBase
 
-from ._dpop_flow import _RENEW, _SEND, SignedFlow
+from ._dpop_flow import SignedFlow
 
 # Where a prepared request keeps its flow, from signing to its response.
 _FLOW = "_protonpass_flow"
@@ -58,24 +58,18 @@ class RequestsAuth(SignedFlow, AuthBase):
     ) -> requests.Response:
         """Run the rest of the flow from the first response: a retry goes out
         on the same connection, with the earlier response in its history."""
-        outcome: Any = resp
-        while True:
-            try:
-                what, arg = flow.send(outcome)
-            except StopIteration:
-                return resp
-            if what == _SEND:
+        steps = self._blocking(flow, resp)
+        try:
+            prep = next(steps)
+            while True:
                 # Release the connection before sending again.
                 _ = resp.content
                 resp.close()
-                prep = arg.copy()
+                prep = prep.copy()
                 retry: requests.Response = resp.connection.send(prep, **kwargs)
                 retry.history.append(resp)
                 retry.request = prep
-                resp = outcome = retry
-            elif what == _RENEW:
-                self._session.renew()
-                outcome = None
-            else:
-                url, challenge, details = arg
-                outcome = self._session.step_up(url, challenge, **details)
+                resp = retry
+                prep = steps.send(retry)
+        except StopIteration:
+            return resp

@@ -10,16 +10,48 @@ import threading
 import time
 import weakref
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable, Optional, TypeVar, Union
 
 from . import _native
 
 if TYPE_CHECKING:
+    # Type checkers only: the package has no dependency, and Python 3.9's
+    # typing has no ParamSpec.
+    from typing_extensions import ParamSpec
+
     from ._httpx import HttpxAuth
     from ._httpx2 import Httpx2Auth
     from ._requests import RequestsAuth
 
+    _P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 Prompt = Callable[[_native.DevicePrompt], object]
+
+
+def _awaitable_twin(
+    blocking: Callable[_P, _T],
+) -> Callable[[Callable[[dict[str, Any]], Awaitable[_T]]], Callable[_P, Coroutine[Any, Any, _T]]]:
+    """Make the decorated coroutine function the awaitable twin of ``blocking``,
+    taking the very same parameters: one parameter list (with its defaults) for
+    both faces of a flow. The decorated function gets the arguments bound to
+    those parameters, defaults applied, by name."""
+    signature = inspect.signature(blocking)
+
+    def twin_of(flow: Callable[[dict[str, Any]], Awaitable[_T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+        async def twin(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return await flow(dict(bound.arguments))
+
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(twin, attr, getattr(flow, attr))
+        twin.__signature__ = signature  # type: ignore[attr-defined]
+        return twin
+
+    return twin_of
+
+
 StoreArg = Union[str, "os.PathLike[str]"]
 
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
@@ -185,18 +217,11 @@ class Session:
         """
         return self._native.step_up(url, www_authenticate, amount, currency, payee, binding_message)
 
-    async def step_up_async(
-        self,
-        url: str,
-        www_authenticate: str,
-        *,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> _native.OneTimeToken:
+    @_awaitable_twin(step_up)
+    async def step_up_async(args: dict[str, Any]) -> _native.OneTimeToken:
         """:meth:`step_up` for asyncio."""
-        return await self._native.step_up_async(url, www_authenticate, amount, currency, payee, binding_message)
+        self: Session = args.pop("self")
+        return await self._native.step_up_async(**args)
 
     @property
     def allows_step_up(self) -> bool:
@@ -365,29 +390,13 @@ def authenticate_with_proton(
     return Session(native, allow_step_up)
 
 
-async def authenticate_with_proton_async(
-    scope: Union[str, Iterable[str]] = (),
-    audience: Optional[str] = None,
-    *,
-    resource: Optional[str] = None,
-    broker: Optional[str] = None,
-    agent_name: Optional[str] = None,
-    profile: Optional[str] = None,
-    store: Optional[StoreArg] = "file",
-    prompt: Optional[Prompt] = None,
-    ttl: Optional[int] = None,
-    required: Optional[Iterable[str]] = None,
-    reason: Optional[str] = None,
-    enrollment_code: Optional[str] = None,
-    passphrase: Optional[str] = None,
-    extend: bool = False,
-    allow_step_up: bool = False,
-) -> Session:
+@_awaitable_twin(authenticate_with_proton)
+async def authenticate_with_proton_async(args: dict[str, Any]) -> Session:
     """:func:`authenticate_with_proton` for asyncio.
 
     Cancelling the task (``asyncio.CancelledError``) while it waits for the
     owner's approval withdraws the request at the broker.
     """
-    scopes, target, options = _native_args(**locals())
+    scopes, target, options = _native_args(**args)
     native = await _native.authenticate_async(scopes, target, **options)
-    return Session(native, allow_step_up)
+    return Session(native, args["allow_step_up"])

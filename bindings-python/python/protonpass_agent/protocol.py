@@ -14,10 +14,12 @@ for a refused proof (``.reason`` says which check), ``ProtonPassError`` with
 from __future__ import annotations
 
 import json
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 from . import _native
-from ._native import VerifiedProof, access_token_hash, verify_ed25519
+
+# The functions that take no JWK are the compiled ones themselves.
+from ._native import VerifiedProof, access_token_hash, verify_ed25519, verify_proof
 
 #: A JWK: its JSON text, or the decoded object.
 Jwk = Union[str, Mapping[str, object]]
@@ -56,33 +58,3 @@ def sign_ed25519(private_jwk: Jwk, message: bytes) -> bytes:
     """Sign ``message`` with a private Ed25519 JWK (``x``, when present, must
     match ``d``). Deterministic: RFC 8037 A.4 is reproduced byte for byte."""
     return _native.sign_ed25519(_text(private_jwk), message)
-
-
-def verify_proof(
-    proof: str,
-    method: str,
-    url: str,
-    *,
-    now: Optional[int] = None,
-    access_token: Optional[str] = None,
-    expected_jkt: Optional[str] = None,
-    allow_es256: bool = True,
-    max_age: int = 10,
-    max_skew: int = 10,
-) -> VerifiedProof:
-    """Verify a DPoP proof (RFC 9449 section 4.3, replay aside) for ``method``
-    and the full ``url`` at ``now`` (seconds since the epoch; the system
-    clock by default). With ``access_token`` its ``ath`` must match, with
-    ``expected_jkt`` its key. Returns the verified claims or raises
-    :class:`~protonpass_agent.InvalidProof`."""
-    return _native.verify_proof(
-        proof,
-        method,
-        url,
-        now=now,
-        access_token=access_token,
-        expected_jkt=expected_jkt,
-        allow_es256=allow_es256,
-        max_age=max_age,
-        max_skew=max_skew,
-    )

@@ -1,0 +1,3 @@
+"""The cross-language suite's fixtures: `broker` comes from shared_fixtures.py."""
+
+pytest_plugins = ["shared_fixtures"]
