@@ -44,5 +44,6 @@ mod revocation;
 mod schema;
 mod stepup;
 mod stepup_dashboard;
+mod stepup_redeem;
 mod stepup_webhook;
 mod waiting;

@@ -106,6 +106,9 @@ impl Verifier {
         } else {
             crate::token::Binding::Dpop
         };
+        // A one-time token is never cached: only a non-one-time token is
+        // found there.
+        let mut one_time = false;
         let claims = match self.cached_claims(token, now) {
             // The cache holds claims of either kind: the binding must still
             // match the scheme this request used.
@@ -144,7 +147,11 @@ impl Verifier {
                     .map_err(reject)?
                 };
                 let claims = Arc::new(claims);
-                self.cache_claims(token, claims.clone(), now);
+                // Its signature is verified: its `one_time` claim can be read.
+                one_time = crate::token::is_one_time(token);
+                if !one_time {
+                    self.cache_claims(token, claims.clone(), now);
+                }
                 claims
             }
         };
@@ -190,7 +197,17 @@ impl Verifier {
                 })
                 .map(Some)?
         };
-        if inner.opts.follow_feed && self.feed_stale() {
+        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
+            reject(Error::token(
+                Reason::MissingClaim,
+                "the token's scope is malformed",
+            ))
+        })?;
+        if one_time {
+            // Spent on first use: redeemed at the broker once every local
+            // check passed, which also vouches that it is not revoked.
+            self.redeem_one_time(token).await.map_err(reject)?;
+        } else if inner.opts.follow_feed && self.feed_stale() {
             match &inner.opts.stale_policy {
                 StalePolicy::FailClosed => {
                     return Err(reject(Error::TemporarilyUnavailable(
@@ -220,12 +237,6 @@ impl Verifier {
                 }
             }
         }
-        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
-            reject(Error::token(
-                Reason::MissingClaim,
-                "the token's scope is malformed",
-            ))
-        })?;
         Ok(Identity {
             owner: claims.sub.clone(),
             agent: claims.client_id.clone(),
@@ -237,6 +248,39 @@ impl Verifier {
             expires_at: claims.exp,
             use_ticket: UseTicket::default(),
         })
+    }
+
+    /// Redeem a step-up's one-time token at the broker (introspection, which
+    /// marks it used in the transaction that checks it): accepted once, by
+    /// one verifier of one API; any later use is `invalid_token`. Without
+    /// resource credentials this API cannot redeem it and refuses it.
+    async fn redeem_one_time(&self, token: &str) -> Result<()> {
+        let Ok((id, secret)) = self.credentials() else {
+            return Err(Error::token(
+                Reason::OneTime,
+                "this API accepts no one-time (step-up) tokens: it needs its resource credentials (client id and secret, `protonpass-broker resource add`) to redeem them at the broker",
+            ));
+        };
+        let active = introspect(&self.inner, token, &id, &secret)
+            .await
+            .map_err(|e| match e {
+                Error::BrokerUnavailable(m) | Error::TemporarilyUnavailable(m) => {
+                    Error::TemporarilyUnavailable(format!(
+                        "cannot redeem the one-time token at the broker: {m}"
+                    ))
+                }
+                Error::InvalidClient(m) => {
+                    Error::Server(format!("the broker refused this API's credentials: {m}"))
+                }
+                e => e,
+            })?;
+        if !active {
+            return Err(Error::token(
+                Reason::OneTime,
+                "this one-time token was already used (or its grant was revoked)",
+            ));
+        }
+        Ok(())
     }
 
     fn cached_claims(&self, token: &str, now: i64) -> Option<Arc<AccessTokenClaims>> {
