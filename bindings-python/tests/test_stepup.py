@@ -128,9 +128,7 @@ def one_time_token(broker: Broker, api: Any, home: Path, agent_name: str) -> tup
     return s, t, url
 
 
-def test_a_one_time_token_is_spent_on_first_use_at_a_verifying_api(
-    broker: Broker, home: Path, agent_name: str
-) -> None:
+def test_a_one_time_token_is_spent_on_first_use_at_a_verifying_api(broker: Broker, home: Path, agent_name: str) -> None:
     api = BookApi(broker, registered=True)
     try:
         s, t, url = one_time_token(broker, api, home, agent_name)
@@ -146,9 +144,7 @@ def test_a_one_time_token_is_spent_on_first_use_at_a_verifying_api(
         api.close()
 
 
-def test_a_verifier_without_credentials_refuses_one_time_tokens(
-    broker: Broker, home: Path, agent_name: str
-) -> None:
+def test_a_verifier_without_credentials_refuses_one_time_tokens(broker: Broker, home: Path, agent_name: str) -> None:
     api = BookApi(broker, registered=False)
     try:
         s, t, url = one_time_token(broker, api, home, agent_name)

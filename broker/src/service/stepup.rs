@@ -566,3 +566,7 @@ pub fn redeem_one_time(
     }
     Ok(Some(s.decided_by.as_deref() == Some("owner")))
 }
+
+#[cfg(test)]
+#[path = "stepup_tests.rs"]
+mod tests;
