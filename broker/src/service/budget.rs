@@ -350,9 +350,7 @@ impl Broker {
     /// `POST /budget/spend` by the resource server these credentials name,
     /// authenticated in the spend's own transaction.
     pub async fn spend(&self, c: ClientCreds, req: SpendRequest) -> Result<SpendResponse> {
-        self.spend_inner(Payer::Creds(c), req)
-            .await
-            .map(|(r, _)| r)
+        self.spend_inner(Payer::Creds(c), req).await.map(|(r, _)| r)
     }
 
     /// A spend for a call the broker itself forwards (the gateway): also

@@ -62,12 +62,20 @@ fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
     (s, dir)
 }
 
-fn redeem(s: &Arc<dyn Store>, jti: &'static str, how: Redeem<'static>, by: &'static str) -> Result<Option<bool>> {
+fn redeem(
+    s: &Arc<dyn Store>,
+    jti: &'static str,
+    how: Redeem<'static>,
+    by: &'static str,
+) -> Result<Option<bool>> {
     write_blocking(s, move |tx| redeem_one_time(tx, jti, how, by, 10))
 }
 
 fn status(s: &Arc<dyn Store>, jti: &'static str) -> TokenStatus {
-    read_blocking(s, move |tx| tx.token_get(jti)).unwrap().unwrap().status
+    read_blocking(s, move |tx| tx.token_get(jti))
+        .unwrap()
+        .unwrap()
+        .status
 }
 
 const PAY: Redeem<'static> = Redeem::Spend("payment:execute", 25_000, "EUR");
@@ -75,38 +83,72 @@ const PAY: Redeem<'static> = Redeem::Spend("payment:execute", 25_000, "EUR");
 #[test]
 fn a_verified_token_pays_its_approved_payment_once_and_only_for_its_verifier() {
     let (s, _dir) = store();
-    assert_eq!(redeem(&s, "t1", Redeem::Verify, "rs-a").unwrap(), Some(true));
+    assert_eq!(
+        redeem(&s, "t1", Redeem::Verify, "rs-a").unwrap(),
+        Some(true)
+    );
     assert_eq!(status(&s, "t1"), TokenStatus::Redeemed);
-    let by = read_blocking(&s, |tx| tx.stepup_by_jti("t1")).unwrap().unwrap().redeemed_by;
+    let by = read_blocking(&s, |tx| tx.stepup_by_jti("t1"))
+        .unwrap()
+        .unwrap()
+        .redeemed_by;
     assert_eq!(by.as_deref(), Some("rs-a"));
     // Verified again, here or anywhere: already used.
-    for (how, who) in [(Redeem::Verify, "rs-a"), (Redeem::Verify, "rs-b"), (Redeem::Use, "gateway")] {
+    for (how, who) in [
+        (Redeem::Verify, "rs-a"),
+        (Redeem::Verify, "rs-b"),
+        (Redeem::Use, "gateway"),
+    ] {
         let e = redeem(&s, "t1", how, who).unwrap_err();
-        assert_eq!(e, Error::InvalidGrant("this one-time token was already used".into()));
+        assert_eq!(
+            e,
+            Error::InvalidGrant("this one-time token was already used".into())
+        );
     }
     // Another resource server cannot spend it.
-    assert_eq!(redeem(&s, "t1", PAY, "rs-b").unwrap_err().code(), "invalid_grant");
+    assert_eq!(
+        redeem(&s, "t1", PAY, "rs-b").unwrap_err().code(),
+        "invalid_grant"
+    );
     // More than approved: refused, and the payment stays open.
     let over = Redeem::Spend("payment:execute", 25_001, "EUR");
-    assert_eq!(redeem(&s, "t1", over, "rs-a").unwrap_err().code(), "insufficient_scope");
+    assert_eq!(
+        redeem(&s, "t1", over, "rs-a").unwrap_err().code(),
+        "insufficient_scope"
+    );
     assert_eq!(status(&s, "t1"), TokenStatus::Redeemed);
     // The approved payment, by its verifier: once.
     assert_eq!(redeem(&s, "t1", PAY, "rs-a").unwrap(), Some(true));
     assert_eq!(status(&s, "t1"), TokenStatus::Used);
-    assert_eq!(redeem(&s, "t1", PAY, "rs-a").unwrap_err().code(), "invalid_grant");
+    assert_eq!(
+        redeem(&s, "t1", PAY, "rs-a").unwrap_err().code(),
+        "invalid_grant"
+    );
     // One redemption record: the first use.
     let events = read_blocking(&s, |tx| tx.audit_page(0, 100)).unwrap();
-    let redeemed = events.iter().filter(|r| r.event == "stepup_redeemed").count();
+    let redeemed = events
+        .iter()
+        .filter(|r| r.event == "stepup_redeemed")
+        .count();
     assert_eq!(redeemed, 1);
 }
 
 #[test]
 fn a_use_or_a_spend_ends_it_at_once_and_other_tokens_are_not_one_time() {
     let (s, _dir) = store();
-    assert_eq!(redeem(&s, "t1", Redeem::Use, "gateway").unwrap(), Some(true));
+    assert_eq!(
+        redeem(&s, "t1", Redeem::Use, "gateway").unwrap(),
+        Some(true)
+    );
     assert_eq!(status(&s, "t1"), TokenStatus::Used);
-    assert_eq!(redeem(&s, "t1", PAY, "gateway").unwrap_err().code(), "invalid_grant");
+    assert_eq!(
+        redeem(&s, "t1", PAY, "gateway").unwrap_err().code(),
+        "invalid_grant"
+    );
     assert_eq!(redeem(&s, "t2", PAY, "rs-a").unwrap(), Some(true));
-    assert_eq!(redeem(&s, "t2", Redeem::Verify, "rs-a").unwrap_err().code(), "invalid_grant");
+    assert_eq!(
+        redeem(&s, "t2", Redeem::Verify, "rs-a").unwrap_err().code(),
+        "invalid_grant"
+    );
     assert_eq!(redeem(&s, "nope", Redeem::Verify, "rs-a").unwrap(), None);
 }

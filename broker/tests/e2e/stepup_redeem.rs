@@ -19,7 +19,10 @@ async fn approved(b: &Broker, k: &AgentKey, at: &str, amount: &str) -> String {
     let list = b.cli_ok(&["stepup", "list"]);
     b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
     let t = b
-        .token(k, &[("grant_type", CIBA), ("auth_req_id", &r.s("auth_req_id"))])
+        .token(
+            k,
+            &[("grant_type", CIBA), ("auth_req_id", &r.s("auth_req_id"))],
+        )
         .await;
     assert_eq!(t.status, 200, "{}", t.body);
     t.s("access_token")

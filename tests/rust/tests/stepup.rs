@@ -116,7 +116,10 @@ async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
                 r = r.header(k, v);
             }
             let r = r.send().await.unwrap();
-            let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+            let www = r
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
             (r.status().as_u16(), www.unwrap_or_default())
         }
     };
@@ -126,7 +129,10 @@ async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
     let (st, www) = call(format!("{base}/travel/pay?amount=250&key=trip-3")).await;
     assert_eq!(st, 401, "{www}");
     assert!(www.starts_with("DPoP error=\"invalid_token\""), "{www}");
-    assert!(www.contains("this one-time token was already used"), "{www}");
+    assert!(
+        www.contains("this one-time token was already used"),
+        "{www}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,7 +59,10 @@ async fn one_time(broker: &Broker, aud: &str, home: &std::path::Path) -> (Sessio
                     .unwrap();
                 serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
             };
-            let id = run(&["stepup", "list"])[0]["id"].as_str().unwrap().to_owned();
+            let id = run(&["stepup", "list"])[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             run(&["stepup", "approve", &id]);
         });
     });
@@ -118,10 +121,19 @@ async fn a_one_time_token_is_accepted_once_by_a_locally_verifying_api() {
     let (st, www) = send_once(&s, &t, &url).await;
     assert_eq!(st, 401, "{www}");
     assert!(invalid_token(&www), "{www}");
-    assert!(www.contains("this one-time token was already used"), "{www}");
+    assert!(
+        www.contains("this one-time token was already used"),
+        "{www}"
+    );
     // The grant's own token is untouched by it.
     let r = s
-        .send("POST", &format!("{base}/travel/book?amount=50"), &[], None, None)
+        .send(
+            "POST",
+            &format!("{base}/travel/book?amount=50"),
+            &[],
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -174,7 +186,13 @@ async fn a_verifier_without_credentials_refuses_one_time_tokens() {
     assert!(www.contains("needs its resource credentials"), "{www}");
     // Ordinary tokens are verified as before.
     let r = s
-        .send("POST", &format!("{base}/travel/book?amount=50"), &[], None, None)
+        .send(
+            "POST",
+            &format!("{base}/travel/book?amount=50"),
+            &[],
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);

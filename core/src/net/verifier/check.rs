@@ -1,6 +1,7 @@
 //! Verifying one request: the token (cached once verified, keys refetched
 //! for an unknown `kid`), the owner, revocation, the DPoP proof and server
-//! nonces, and what to do when the revocation feed is stale.
+//! nonces, and what to do when the revocation feed is stale; a step-up's
+//! one-time token is redeemed at the broker on its first use instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +58,10 @@ fn header_values<'a, K: AsRef<str>, V: AsRef<str>>(
 impl Verifier {
     /// Verify one request: `method`, the full `url` as the client addressed it,
     /// and its headers (names case-insensitive). Returns who is calling, or the
-    /// rejection to answer with.
+    /// rejection to answer with. A step-up's one-time token (`one_time: true`)
+    /// is redeemed at the broker with this API's credentials once every local
+    /// check passed: accepted once, then `invalid_token` (reason `one_time`);
+    /// refused without credentials; a 503 when the broker cannot answer.
     pub async fn verify<K: AsRef<str>, V: AsRef<str>>(
         &self,
         method: &str,
@@ -264,15 +268,19 @@ impl Verifier {
         let active = introspect(&self.inner, token, &id, &secret)
             .await
             .map_err(|e| match e {
+                // This API's misconfiguration, never the agent's fault.
+                Error::InvalidClient(m) => {
+                    Error::Server(format!("the broker refused this API's credentials: {m}"))
+                }
+                // No answer to rely on: never an acceptance.
                 Error::BrokerUnavailable(m) | Error::TemporarilyUnavailable(m) => {
                     Error::TemporarilyUnavailable(format!(
                         "cannot redeem the one-time token at the broker: {m}"
                     ))
                 }
-                Error::InvalidClient(m) => {
-                    Error::Server(format!("the broker refused this API's credentials: {m}"))
-                }
-                e => e,
+                e => Error::TemporarilyUnavailable(format!(
+                    "cannot redeem the one-time token at the broker: {e}"
+                )),
             })?;
         if !active {
             return Err(Error::token(
