@@ -7,6 +7,27 @@ const assert = require('node:assert/strict');
 const { ProtonPassError } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
 const { startPayApi, enrollPayer } = require('./helpers/pay_api.js');
+const express = require('express');
+const { Verifier } = require('protonpass-agent');
+const { listen, running } = require('./helpers/api.js');
+
+// POST /book?amount=A: verified locally (the token's per-call limit), nothing
+// spent at the broker; its verifier has resource credentials or none.
+async function startBookApi(broker, registered) {
+  const app = express();
+  const { server, url } = await listen(app);
+  const options = { issuer: broker.url, audience: url, baseUrl: url, followFeed: false };
+  if (registered) {
+    const rs = await broker.cliJson('resource', 'add', url);
+    options.credentials = { clientId: rs.client_id, clientSecret: rs.client_secret };
+  }
+  const verifier = new Verifier(options);
+  await verifier.ready();
+  app.post('/book', verifier.requireScope('payment:execute', { amount: (req) => req.query.amount }), (req, res) => {
+    res.json({ booked: req.query.amount });
+  });
+  return running(server, url, verifier);
+}
 
 let n = 0;
 
@@ -44,10 +65,42 @@ test('step-up from Node', async (t) => {
     r = await fetch(url, { method: 'POST', headers: session.oneTimeHeaders(token, 'POST', url) });
     assert.equal(r.status, 200, await r.clone().text());
     assert.deepEqual(await r.json(), { remaining: '50.00' });
+    // Spent: the same token again (a fresh proof) is refused by the verifier.
     const again = `${api.url}/pay?amount=250&key=trip-2`;
     r = await fetch(again, { method: 'POST', headers: session.oneTimeHeaders(token, 'POST', again) });
-    assert.notEqual(r.status, 200);
+    assert.equal(r.status, 401, await r.clone().text());
+    assert.equal((await r.json()).error, 'invalid_token');
+    assert.match(r.headers.get('www-authenticate'), /^DPoP error="invalid_token"/);
   });
+
+  for (const registered of [true, false]) {
+    await t.test(`a verifying API ${registered ? 'with' : 'without'} credentials: one-time tokens ${registered ? 'accepted once' : 'refused'}`, async () => {
+      const book = await startBookApi(broker, registered);
+      try {
+        const { session } = await enroll(broker, book, true, 'approve');
+        const url = `${book.url}/book?amount=250`;
+        let r = await session.fetch(url, { method: 'POST' });
+        assert.equal(r.status, 403);
+        const token = await session.stepUp(url, r.headers.get('www-authenticate'), { amount: '250', currency: 'EUR', payee: 'Air Example' });
+        const send = () => fetch(url, { method: 'POST', headers: session.oneTimeHeaders(token, 'POST', url) });
+        if (registered) {
+          r = await send();
+          assert.equal(r.status, 200, await r.clone().text());
+          assert.deepEqual(await r.json(), { booked: '250' });
+        }
+        r = await send();
+        assert.equal(r.status, 401, await r.clone().text());
+        const body = await r.json();
+        assert.equal(body.error, 'invalid_token');
+        assert.match(body.error_description, registered ? /this one-time token was already used/ : /resource credentials/);
+        // The agent's own token is verified there as before.
+        r = await session.fetch(`${book.url}/book?amount=50`, { method: 'POST' });
+        assert.equal(r.status, 200);
+      } finally {
+        await book.close();
+      }
+    });
+  }
 
   await t.test('session.fetch with stepUp asks once and retries with the one-time token', async () => {
     const { session, prompts } = await enroll(broker, api, true, 'approve');

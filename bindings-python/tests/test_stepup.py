@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 from test_budget import BudgetApi
 
 import protonpass_agent as pa
-from conftest import enroll_agent
+from conftest import enroll_agent, free_socket
 from kit import Broker
 
 
@@ -27,7 +28,7 @@ def api(broker: Broker) -> Iterator[BudgetApi]:
 
 
 def session(
-    broker: Broker, api: BudgetApi, home: Path, agent_name: str, *, allow: bool, decide: str = "approve"
+    broker: Broker, api: Any, home: Path, agent_name: str, *, allow: bool, decide: str = "approve"
 ) -> tuple[pa.Session, list]:
     prompts: list = []
 
@@ -65,13 +66,97 @@ def test_a_payment_above_the_limit_is_approved_once_and_paid_once(
     r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
     assert r.status_code == 200, r.text
     assert r.json() == {"remaining": "50.00"}
-    # Spent: the same token for another payment is refused.
+    # Spent: the same token for another payment is refused by the verifier.
     again = f"{api.url}/pay?amount=250&key=trip-2"
-    assert httpx.post(again, headers=s.one_time_headers(t, "POST", again)).status_code != 200
+    r = httpx.post(again, headers=s.one_time_headers(t, "POST", again))
+    assert r.status_code == 401, r.text
+    assert r.json()["detail"]["error"] == "invalid_token"
+    assert r.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
     # Audited end to end.
     events = broker.cli("audit", "export")
     for e in ("stepup_request", "stepup_approve", "stepup_token", "stepup_redeemed"):
         assert e in events
+
+
+class BookApi:
+    """POST /book?amount=A: verified locally (the token's per-call limit), nothing spent at the broker.
+    With ``registered``, its verifier has the API's resource credentials."""
+
+    def __init__(self, broker: Broker, *, registered: bool) -> None:
+        import uvicorn
+        from fastapi import Depends, FastAPI
+
+        from protonpass_agent.fastapi import require_scope
+
+        self.sock = free_socket()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        creds: dict[str, str] = {}
+        if registered:
+            rs = broker.cli_json("resource", "add", self.url)
+            creds = {"client_id": rs["client_id"], "client_secret": rs["client_secret"]}
+        self.verifier = pa.Verifier(broker.issuer, self.url, base_url=self.url, follow_feed=False, **creds)
+        app = FastAPI()
+        needs_pay = require_scope("payment:execute", verifier=self.verifier, amount="amount")
+
+        @app.post("/book")
+        async def book(amount: str, who: pa.Identity = Depends(needs_pay)) -> dict[str, str]:  # noqa: B008
+            return {"booked": amount}
+
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the API did not start"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+        self.verifier.stop()
+
+
+def one_time_token(broker: Broker, api: Any, home: Path, agent_name: str) -> tuple[pa.Session, Any, str]:
+    """A session, a one-time token the owner approved for a 250 EUR booking, and its URL."""
+    s, prompts = session(broker, api, home, agent_name, allow=True)
+    url = f"{api.url}/book?amount=250"
+    r = httpx.post(url, auth=s.httpx_auth)
+    assert r.status_code == 403, r.text
+    t = s.step_up(url, r.headers["www-authenticate"], amount="250", currency="EUR", payee="Air Example")
+    assert len(prompts) == 1
+    return s, t, url
+
+
+def test_a_one_time_token_is_spent_on_first_use_at_a_verifying_api(broker: Broker, home: Path, agent_name: str) -> None:
+    api = BookApi(broker, registered=True)
+    try:
+        s, t, url = one_time_token(broker, api, home, agent_name)
+        r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
+        assert r.status_code == 200 and r.json() == {"booked": "250"}, r.text
+        # The same token with a fresh proof: spent.
+        r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
+        assert r.status_code == 401, r.text
+        assert r.json()["detail"]["error"] == "invalid_token"
+        assert "this one-time token was already used" in r.json()["detail"]["error_description"]
+        assert r.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+    finally:
+        api.close()
+
+
+def test_a_verifier_without_credentials_refuses_one_time_tokens(broker: Broker, home: Path, agent_name: str) -> None:
+    api = BookApi(broker, registered=False)
+    try:
+        s, t, url = one_time_token(broker, api, home, agent_name)
+        r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
+        assert r.status_code == 401, r.text
+        assert r.json()["detail"]["error"] == "invalid_token"
+        assert "resource credentials" in r.json()["detail"]["error_description"]
+        # The agent's own token still works there.
+        r = httpx.post(f"{api.url}/book?amount=50", auth=s.httpx_auth)
+        assert r.status_code == 200, r.text
+    finally:
+        api.close()
 
 
 def test_denial_raises_access_denied(broker: Broker, api: BudgetApi, home: Path, agent_name: str) -> None:

@@ -79,8 +79,14 @@ pub enum TokenKind {
 pub enum TokenStatus {
     /// Usable.
     Active,
-    /// A refresh token that was rotated; presenting it again revokes the grant.
+    /// A refresh token that was rotated (presenting it again revokes the
+    /// grant), or a step-up's one-time token that was spent.
     Used,
+    /// A step-up's one-time token that a resource server's verification
+    /// redeemed (introspection): no longer accepted anywhere, but the payment
+    /// the owner approved may still be spent with it once, by that resource
+    /// server only ([`StepUp::redeemed_by`]); that spend makes it `Used`.
+    Redeemed,
     /// Revoked.
     Revoked,
 }
@@ -420,6 +426,11 @@ pub struct StepUp {
     pub last_poll: Option<i64>,
     /// The one-time token's `jti`, once issued.
     pub jti: Option<String>,
+    /// The resource server (`client_id`) whose verification redeemed the
+    /// one-time token ([`TokenStatus::Redeemed`]): the only one that may
+    /// still spend its approved payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_by: Option<String>,
 }
 
 /// A grant's auto-approval policy for step-ups: payments in `currency` of

@@ -569,6 +569,7 @@ fn errors(w: &World, out: &mut BTreeMap<&'static str, String>) {
         (Reason::UnknownKid, "`kid` names no key of the JWKS"),
         (Reason::Scheme, "the `Authorization` scheme is not `DPoP` (`Bearer` included)"),
         (Reason::Revoked, "the token or its grant was revoked"),
+        (Reason::OneTime, "a step-up's one-time token already used, or refused by a resource server without the credentials to redeem it"),
         (Reason::ReasonClaim, "`reason` is not a string of at most 300 characters"),
         (Reason::Other, "anything else (also what a client reads from the wire)"),
     ];

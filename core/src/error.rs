@@ -68,6 +68,9 @@ pub enum Reason {
     Scheme,
     /// The token or grant was revoked.
     Revoked,
+    /// A step-up's one-time token that was already used, or that this API
+    /// cannot redeem (it has no resource credentials).
+    OneTime,
     /// The token acts for another owner than the one this API serves (`sub`).
     Owner,
     /// A `reason` claim that is not a string of at most 300 characters.
@@ -106,6 +109,7 @@ impl Reason {
             Reason::UnknownKid => "kid",
             Reason::Scheme => "scheme",
             Reason::Revoked => "revoked",
+            Reason::OneTime => "one_time",
             Reason::Owner => "owner",
             Reason::ReasonClaim => "reason",
             Reason::Other => "other",

@@ -326,6 +326,14 @@ pub fn peek_ids(token: &str) -> Option<(String, String)> {
     Some((jti.to_owned(), gid.to_owned()))
 }
 
+/// Whether a token says `one_time: true` (a step-up's one-time token, to
+/// be redeemed at the broker on first use), read without verifying anything:
+/// call it only on a token already verified.
+pub fn is_one_time(token: &str) -> bool {
+    jws::parse(token, MAX_TOKEN_LEN)
+        .is_ok_and(|j| j.claims.get("one_time") == Some(&Value::Bool(true)))
+}
+
 /// Verify an access token's signature and claims at time `now`.
 pub fn verify_access_token(
     token: &str,

@@ -1,13 +1,15 @@
 """Step-up in the travel demo: an agent whose token pays at most 100 EUR a
 call, from a budget of 600 EUR a day, books a 450 EUR flight.
 
-The API refuses it (403 ``insufficient_scope``); the session's httpx auth
-asks the owner for exactly that payment (``with_step_up``), the owner
-approves it (``run.sh`` plays them: ``protonpass-broker stepup approve``),
-and the call is sent again once with the one-time token, which pays once.
-The same payment again is refused (the one-time token is spent, and the
-limit stands); small payments go through until the day's budget is spent,
-and the next one is refused with ``budget_exceeded``.
+The API refuses it (403 ``insufficient_scope``); the session asks the owner
+for exactly that payment (``session.step_up`` with the API's challenge), the
+owner approves it (``run.sh`` plays them: ``protonpass-broker stepup
+approve``), and the call is sent again once with the one-time token, which
+pays once. The same payment sent again with the same one-time token (a fresh
+DPoP proof) is refused with 401 ``invalid_token``: the API's verifier redeemed
+the token at the broker on its first use. Without asking the owner, the limit
+stands (403 ``insufficient_scope``); small payments go through until the
+day's budget is spent, and the next one is refused with ``budget_exceeded``.
 
 Run by ``run.sh``: ``python agent_stepup.py --broker URL --api URL --code CODE --home DIR``.
 """
@@ -19,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import httpx
 import protonpass_agent as pa
@@ -58,34 +61,47 @@ def main() -> int:
     ) as s:
         ok = True
 
-        def charge(amount: str, key: str, step_up: bool) -> httpx.Response:
-            # The challenge of a per-call limit names no amount: the agent
-            # says what it pays, and to whom.
-            auth = s.httpx_auth.with_step_up(
-                payee="Air Example", amount=amount, currency="EUR", binding_message="Flight LIS-CDG, 12 December"
-            )
-            r = httpx.post(
-                f"{audience}/charges", params={"amount": amount, "key": key}, auth=auth if step_up else s.httpx_auth
-            )
+        def charge(amount: str, key: str, one_time: Optional[pa.OneTimeToken] = None) -> httpx.Response:
+            url = f"{audience}/charges?amount={amount}&key={key}"
+            if one_time is None:
+                r = httpx.post(url, auth=s.httpx_auth)
+            else:
+                # The one-time token, with a fresh DPoP proof for this call.
+                r = httpx.post(url, headers=s.one_time_headers(one_time, "POST", url))
             if r.status_code == 200:
                 said = f"paid, {r.json()['remaining']} EUR left today"
             else:
                 said = r.headers.get("www-authenticate", "").split('error="')[-1].split('"')[0]
-            say(f"pay {amount} EUR ({key}): HTTP {r.status_code} {said}")
+            say(f"pay {amount} EUR ({key}{', one-time token' if one_time else ''}): HTTP {r.status_code} {said}")
             return r
 
         say("books the flight: 450 EUR, above the 100 EUR a call its token allows")
         t = time.monotonic()
-        r = charge("450", "flight-1", True)
+        r = charge("450", "flight-1")
+        ok &= r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
+        # The challenge of a per-call limit names no amount: the agent says
+        # what it pays, and to whom.
+        approved = s.step_up(
+            f"{audience}/charges",
+            r.headers["www-authenticate"],
+            amount="450",
+            currency="EUR",
+            payee="Air Example",
+            binding_message="Flight LIS-CDG, 12 December",
+        )
+        r = charge("450", "flight-1", approved)
         ok &= r.status_code == 200 and r.json()["remaining"] == "150.00"
         say(f"(the owner approved it; paid once, {time.monotonic() - t:.1f} s)")
-        say("the same payment again, without asking the owner: refused (the approval was for one payment)")
-        r = charge("450", "flight-2", False)
+        say("the same payment again with the same one-time token: refused, the token is spent")
+        r = charge("450", "flight-1", approved)
+        ok &= r.status_code == 401 and r.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+        say("and without asking the owner: refused (the approval was for one payment)")
+        r = charge("450", "flight-2")
         ok &= r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
         say("small payments within its limit, until the day's budget is spent")
         for i, amount in enumerate(("80", "70")):
-            ok &= charge(amount, f"taxi-{i}", False).status_code == 200
-        r = charge("20", "taxi-3", False)
+            ok &= charge(amount, f"taxi-{i}").status_code == 200
+        r = charge("20", "taxi-3")
         ok &= r.status_code == 403 and "budget_exceeded" in r.headers["www-authenticate"]
     say("step-up story complete" if ok else "step-up story FAILED")
     return 0 if ok else 1

@@ -12,9 +12,11 @@
 // EUR a call, 600 EUR a day, `--stepup-code`): a 450 EUR flight is refused,
 // the session asks the owner for exactly that payment (`session.fetch` with
 // `stepUp`), the owner approves it, and the call goes through once with the
-// one-time token (150 EUR left); the same payment again is refused
-// (insufficient_scope); two small payments spend the day's budget and the
-// next is refused with budget_exceeded.
+// one-time token (150 EUR left); the same payment sent again with the same
+// one-time token (a fresh proof) is refused with 401 invalid_token, since the
+// API's verifier redeemed it at the broker on first use; the agent's own try
+// without asking is refused too (insufficient_scope); two small payments
+// spend the day's budget and the next is refused with budget_exceeded.
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { ownerRequest, ownerRevokes } from './owner.mjs';
@@ -239,6 +241,14 @@ async function stepUpStory(opt, agentFor, say) {
       ownerRequest(opt.channel, 'stepup', name);
     },
   });
+  // Keep the one-time token the session is given when the owner approves,
+  // to show that its first use spent it.
+  let approved;
+  const stepUp = session.stepUp;
+  session.stepUp = async function (...args) {
+    approved = await stepUp.apply(this, args);
+    return approved;
+  };
   const P = payments(name);
   const checks = [];
   const expect = (what, cond) => {
@@ -252,9 +262,17 @@ async function stepUpStory(opt, agentFor, say) {
     let last = r.results.at(-1);
     expect('the approved flight is paid once, 150 EUR left', last.status === 200 && last.body.remaining === '150.00');
     say(`        (the owner approved it; paid once, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    // The same payment with the same one-time token, a fresh DPoP proof.
+    const url = `${opt.audience}/charges?amount=${P.flight.amount}&key=${P.flight.key}`;
+    const replay = approved
+      ? await fetch(url, { method: 'POST', headers: session.oneTimeHeaders(approved, 'POST', url) })
+      : { status: 0, headers: new Headers() };
+    const code = /error="([^"]+)"/.exec(replay.headers.get('www-authenticate') ?? '')?.[1];
+    say(`REPLAY  the same payment with the same one-time token: HTTP ${replay.status} ${code}`);
+    expect('the same payment with the same one-time token is refused (invalid_token: it is spent)', replay.status === 401 && code === 'invalid_token');
     r = await run(P.again);
     last = r.results.at(-1);
-    expect('the same payment again is refused (insufficient_scope)', last.status === 403 && refusal(last) === 'insufficient_scope');
+    expect('the same payment again without asking is refused (insufficient_scope)', last.status === 403 && refusal(last) === 'insufficient_scope');
     for (const t of [P.taxi0, P.taxi1]) {
       r = await run(t);
       expect(`${t.key} is paid`, r.results.at(-1).status === 200);
@@ -265,7 +283,7 @@ async function stepUpStory(opt, agentFor, say) {
   } finally {
     await closing(session, say);
   }
-  const ok = checks.length === 5 && checks.every(Boolean);
+  const ok = checks.length === 6 && checks.every(Boolean);
   say(ok ? 'step-up story complete' : 'step-up story FAILED');
   return ok;
 }

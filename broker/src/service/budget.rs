@@ -253,7 +253,7 @@ fn spend_tx(
     let owner_approved = super::stepup::redeem_one_time(
         tx,
         &token.jti,
-        Some((&req.scope, amount, &req.currency)),
+        super::stepup::Redeem::Spend(&req.scope, amount, &req.currency),
         &rs.client_id,
         now,
     )? == Some(true);
@@ -350,30 +350,23 @@ impl Broker {
     /// `POST /budget/spend` by the resource server these credentials name,
     /// authenticated in the spend's own transaction.
     pub async fn spend(&self, c: ClientCreds, req: SpendRequest) -> Result<SpendResponse> {
-        self.spend_inner(Payer::Creds(c), req, false)
-            .await
-            .map(|(r, _)| r)
+        self.spend_inner(Payer::Creds(c), req).await.map(|(r, _)| r)
     }
 
     /// A spend for a call the broker itself forwards (the gateway): also
     /// whether this call made it (`false`: a retry under the same key, which
-    /// spends nothing and must not be given back). A key whose spend was
-    /// given back is refused: a call that did not go through cannot be
-    /// retried under it without paying.
+    /// spends nothing and must not be given back). As for every spend, a key
+    /// whose spend was given back is refused: a call that did not go through
+    /// cannot be retried under it without paying.
     pub async fn spend_once(
         &self,
         rs: &Resource,
         req: SpendRequest,
     ) -> Result<(SpendResponse, bool)> {
-        self.spend_inner(Payer::Known(rs.clone()), req, true).await
+        self.spend_inner(Payer::Known(rs.clone()), req).await
     }
 
-    async fn spend_inner(
-        &self,
-        payer: Payer,
-        req: SpendRequest,
-        once: bool,
-    ) -> Result<(SpendResponse, bool)> {
+    async fn spend_inner(&self, payer: Payer, req: SpendRequest) -> Result<(SpendResponse, bool)> {
         let now = self.clock.now();
         let amount = match spend_checks(&req) {
             Ok(a) => a,
@@ -388,7 +381,9 @@ impl Broker {
             let rs = payer2.resolve(tx)?;
             let _ = owner2.set(rs.owner.clone());
             let prev = tx.spend_get(&rs.client_id, &req2.idempotency_key)?;
-            if once && prev.as_ref().is_some_and(|p| p.refunded_at.is_some()) {
+            // A spend given back stays spent under its key: answering the
+            // first time's answer again would let the caller deliver unpaid.
+            if prev.as_ref().is_some_and(|p| p.refunded_at.is_some()) {
                 return Err(Error::InvalidRequest(
                     "the spend under this idempotency key was given back: a new call needs a new key"
                         .into(),

@@ -199,7 +199,13 @@ impl Broker {
                 return Ok(inactive);
             }
             if one_time {
-                super::stepup::redeem_one_time(tx, &rec.jti, None, &rs2.client_id, now)?;
+                super::stepup::redeem_one_time(
+                    tx,
+                    &rec.jti,
+                    super::stepup::Redeem::Verify,
+                    &rs2.client_id,
+                    now,
+                )?;
             }
             Ok(IntrospectionResponse {
                 active: true,

@@ -265,6 +265,7 @@ impl Broker {
                 interval,
                 last_poll: None,
                 jti: None,
+                redeemed_by: None,
             };
             tx.stepup_put(&s)?;
             let details_json: Value = serde_json::from_str(&s.details).unwrap_or(Value::Null);
@@ -491,30 +492,47 @@ impl Broker {
     }
 }
 
+/// How a one-time token is redeemed ([`redeem_one_time`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Redeem<'a> {
+    /// A resource server's verification (introspection): the token is no
+    /// longer accepted anywhere, but that resource server may still spend
+    /// the approved payment with it once ([`TokenStatus::Redeemed`]).
+    Verify,
+    /// A use that ends it (the gateway forwarding a call that spends nothing).
+    Use,
+    /// A spend of (scope, minor units, currency): it must match an approved
+    /// payment; a token redeemed by the same resource server's verification
+    /// is accepted once more for it.
+    Spend(&'a str, i64, &'a str),
+}
+
 /// Redeem a one-time token inside the caller's write transaction: the first
-/// redemption marks it used; a second is refused. `payment` is the spend to
-/// check against the approved payments: (scope, minor units, currency).
+/// redemption marks it used (or redeemed by verification, see [`Redeem`]);
+/// a second is refused with `invalid_grant`. `by` is the resource server.
 /// Returns `None` when `jti` is not a one-time token, else whether the owner
 /// (not the grant's auto-approval policy) approved it.
 pub fn redeem_one_time(
     tx: &mut dyn Tx,
     jti: &str,
-    payment: Option<(&str, i64, &str)>,
+    how: Redeem<'_>,
     by: &str,
     now: i64,
 ) -> Result<Option<bool>> {
-    let Some(s) = tx.stepup_by_jti(jti)? else {
+    let Some(mut s) = tx.stepup_by_jti(jti)? else {
         return Ok(None);
     };
     let Some(mut rec) = tx.token_get(jti)? else {
         return Ok(None);
     };
-    if rec.status != TokenStatus::Active {
-        return Err(Error::InvalidGrant(
-            "this one-time token was already used".into(),
-        ));
+    let used = || Error::InvalidGrant("this one-time token was already used".into());
+    match (rec.status, how) {
+        (TokenStatus::Active, _) => {}
+        // Verified by this resource server, its approved payment not spent yet.
+        (TokenStatus::Redeemed, Redeem::Spend(..)) if s.redeemed_by.as_deref() == Some(by) => {}
+        _ => return Err(used()),
     }
-    if let Some((scope, amount, currency)) = payment {
+    if let Redeem::Spend(scope, amount, currency) = how {
         let details = Details::parse(&s.details)?;
         let ok = details
             .payments()
@@ -525,13 +543,29 @@ pub fn redeem_one_time(
             ));
         }
     }
-    rec.status = TokenStatus::Used;
+    let first = rec.status == TokenStatus::Active;
+    rec.status = match how {
+        Redeem::Verify => TokenStatus::Redeemed,
+        Redeem::Use | Redeem::Spend(..) => TokenStatus::Used,
+    };
     tx.token_put(&rec)?;
-    tx.audit_append(
-        now,
-        &s.owner,
-        "stepup_redeemed",
-        &json!({"stepup": s.id, "gid": s.gid, "agent": s.agent, "jti": jti, "by": by}).to_string(),
-    )?;
+    if let Redeem::Verify = how {
+        s.redeemed_by = Some(by.to_owned());
+        tx.stepup_put(&s)?;
+    }
+    // One `stepup_redeemed` record per token: its first use.
+    if first {
+        tx.audit_append(
+            now,
+            &s.owner,
+            "stepup_redeemed",
+            &json!({"stepup": s.id, "gid": s.gid, "agent": s.agent, "jti": jti, "by": by})
+                .to_string(),
+        )?;
+    }
     Ok(Some(s.decided_by.as_deref() == Some("owner")))
 }
+
+#[cfg(test)]
+#[path = "stepup_tests.rs"]
+mod tests;

@@ -106,9 +106,19 @@ async fn spends_count_against_the_budget_once_per_key_and_refunds_give_back() {
     assert_eq!(rf.body["remaining"], "100.00");
     let rf2 = call(&b, "/budget/refund", &rs, refund(&gid, "k1")).await;
     assert_eq!(rf2.body, rf.body);
-    // A refunded key stays spent: it does not spend again.
+    // A refunded key stays spent: it does not spend again, and the retry is
+    // refused (never the first answer again, which would read as paid).
     let replay = call(&b, "/budget/spend", &rs, spend(&gid, &jti, "60.50", "k1")).await;
-    assert_eq!(replay.status, 200);
+    assert_eq!(
+        (replay.status, replay.error()),
+        (400, "invalid_request"),
+        "{}",
+        replay.body
+    );
+    assert_eq!(
+        replay.body["error_description"],
+        "the spend under this idempotency key was given back: a new call needs a new key"
+    );
     let show = b.cli_ok(&["grant", "show", &gid]);
     assert_eq!(show["budgets"][0]["spent"], "0.00", "{show}");
     let unknown = call(&b, "/budget/refund", &rs, refund(&gid, "nope")).await;

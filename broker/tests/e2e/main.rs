@@ -46,5 +46,6 @@ mod stepup;
 mod stepup_dashboard;
 mod stepup_more;
 mod stepup_owner;
+mod stepup_redeem;
 mod stepup_webhook;
 mod waiting;

@@ -1,6 +1,7 @@
 //! The resource-server side: verify DPoP-bound requests against the broker's
 //! keys, with a replay cache, a cache of verified tokens, and revocations
-//! learned from the broker's feed.
+//! learned from the broker's feed; a step-up's one-time token is redeemed
+//! at the broker on its first use (never cached).
 //!
 //! One concern per file: [`check`] verifies a request (token, proof,
 //! revocation, staleness policy); [`identity`] is what a verified request
@@ -93,8 +94,11 @@ pub struct VerifierOptions {
     /// refusals of [`Identity::require`] and [`Identity::require_amount`].
     pub usage_reports: Option<(String, Zeroizing<String>)>,
     /// This API's credentials at the broker (client id, secret: `resource
-    /// add`) for [`Verifier::spend`] and [`Verifier::refund`]; when `None`,
-    /// those of `usage_reports` or of the introspection policy are used.
+    /// add`) for [`Verifier::spend`] and [`Verifier::refund`], and to redeem
+    /// a step-up's one-time token (`one_time: true`) on its first use; when
+    /// `None`, those of `usage_reports` or of the introspection policy are
+    /// used. A verifier with none of them refuses one-time tokens
+    /// (`invalid_token`): it could not tell their first use from a second.
     pub credentials: Option<(String, Zeroizing<String>)>,
     /// The URL of this API's protected-resource metadata (RFC 9728), announced
     /// as `resource_metadata` in every `401` challenge. Set it when the API

@@ -92,6 +92,12 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     // The refund gives it back; then the payment goes through.
     let (st, _, body) = call(format!("{base}/travel/refund?key=order-1")).await;
     assert_eq!((st, body.as_str()), (200, "150.00"));
+    // Retried under the refunded key, the payment is refused (typed), never
+    // answered as paid.
+    let (st, _, body) = call(format!("{base}/travel/pay?amount=80&key=order-1")).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("\"error\":\"invalid_request\""), "{body}");
+    assert!(body.contains("was given back"), "{body}");
     let (st, _, body) = call(format!("{base}/travel/pay?amount=80.5&key=order-3")).await;
     assert_eq!((st, body.as_str()), (200, "69.50"));
     // Amounts are exact decimals: a sub-cent amount is the API's bad request.

@@ -439,7 +439,8 @@ async fn authorize(
     if one_time && spend.is_none() {
         let jti = v.claims.jti.clone();
         store::write(&b.store, move |tx| {
-            crate::service::stepup::redeem_one_time(tx, &jti, None, "gateway", now).map(drop)
+            use crate::service::stepup::{Redeem, redeem_one_time};
+            redeem_one_time(tx, &jti, Redeem::Use, "gateway", now).map(drop)
         })
         .await
         .map_err(|e| refuse(call, &e, None, None))?;

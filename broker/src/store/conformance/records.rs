@@ -204,6 +204,16 @@ pub(super) fn tokens(s: &Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+
+    // A one-time token redeemed by a verifier, its payment not yet spent.
+    let mut redeemed = token("at-once", "g1", TokenKind::Access, 13, 300);
+    redeemed.status = TokenStatus::Redeemed;
+    let r = redeemed.clone();
+    write_blocking(s, move |tx| tx.token_put(&r)).unwrap();
+    assert_eq!(
+        read_blocking(s, |tx| tx.token_get("at-once")).unwrap(),
+        Some(redeemed)
+    );
 }
 
 fn device(id: &str, requester: &str, created_at: i64, expires_at: i64) -> DeviceReq {
@@ -328,6 +338,7 @@ fn stepup(id: &str, gid: &str, expires_at: i64) -> StepUp {
         interval: 5,
         last_poll: None,
         jti: None,
+        redeemed_by: None,
     }
 }
 
@@ -383,6 +394,8 @@ pub(super) fn stepups(s: &Arc<dyn Store>) {
     issued.status = StepUpStatus::Issued;
     issued.decided_by = Some("owner".into());
     issued.jti = Some("jti-s1".into());
+    // Redeemed by a resource server's verification: who, kept with it.
+    issued.redeemed_by = Some("rs-shop".into());
     let i = issued.clone();
     write_blocking(s, move |tx| tx.stepup_put(&i)).unwrap();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Verifying one request: the token (cached once verified, keys refetched
 //! for an unknown `kid`), the owner, revocation, the DPoP proof and server
-//! nonces, and what to do when the revocation feed is stale.
+//! nonces, and what to do when the revocation feed is stale; a step-up's
+//! one-time token is redeemed at the broker on its first use instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +58,10 @@ fn header_values<'a, K: AsRef<str>, V: AsRef<str>>(
 impl Verifier {
     /// Verify one request: `method`, the full `url` as the client addressed it,
     /// and its headers (names case-insensitive). Returns who is calling, or the
-    /// rejection to answer with.
+    /// rejection to answer with. A step-up's one-time token (`one_time: true`)
+    /// is redeemed at the broker with this API's credentials once every local
+    /// check passed: accepted once, then `invalid_token` (reason `one_time`);
+    /// refused without credentials; a 503 when the broker cannot answer.
     pub async fn verify<K: AsRef<str>, V: AsRef<str>>(
         &self,
         method: &str,
@@ -106,6 +110,9 @@ impl Verifier {
         } else {
             crate::token::Binding::Dpop
         };
+        // A one-time token is never cached: only a non-one-time token is
+        // found there.
+        let mut one_time = false;
         let claims = match self.cached_claims(token, now) {
             // The cache holds claims of either kind: the binding must still
             // match the scheme this request used.
@@ -144,7 +151,11 @@ impl Verifier {
                     .map_err(reject)?
                 };
                 let claims = Arc::new(claims);
-                self.cache_claims(token, claims.clone(), now);
+                // Its signature is verified: its `one_time` claim can be read.
+                one_time = crate::token::is_one_time(token);
+                if !one_time {
+                    self.cache_claims(token, claims.clone(), now);
+                }
                 claims
             }
         };
@@ -190,7 +201,17 @@ impl Verifier {
                 })
                 .map(Some)?
         };
-        if inner.opts.follow_feed && self.feed_stale() {
+        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
+            reject(Error::token(
+                Reason::MissingClaim,
+                "the token's scope is malformed",
+            ))
+        })?;
+        if one_time {
+            // Spent on first use: redeemed at the broker once every local
+            // check passed, which also vouches that it is not revoked.
+            self.redeem_one_time(token).await.map_err(reject)?;
+        } else if inner.opts.follow_feed && self.feed_stale() {
             match &inner.opts.stale_policy {
                 StalePolicy::FailClosed => {
                     return Err(reject(Error::TemporarilyUnavailable(
@@ -220,12 +241,6 @@ impl Verifier {
                 }
             }
         }
-        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| {
-            reject(Error::token(
-                Reason::MissingClaim,
-                "the token's scope is malformed",
-            ))
-        })?;
         Ok(Identity {
             owner: claims.sub.clone(),
             agent: claims.client_id.clone(),
@@ -237,6 +252,43 @@ impl Verifier {
             expires_at: claims.exp,
             use_ticket: UseTicket::default(),
         })
+    }
+
+    /// Redeem a step-up's one-time token at the broker (introspection, which
+    /// marks it used in the transaction that checks it): accepted once, by
+    /// one verifier of one API; any later use is `invalid_token`. Without
+    /// resource credentials this API cannot redeem it and refuses it.
+    async fn redeem_one_time(&self, token: &str) -> Result<()> {
+        let Ok((id, secret)) = self.credentials() else {
+            return Err(Error::token(
+                Reason::OneTime,
+                "this API accepts no one-time (step-up) tokens: it needs its resource credentials (client id and secret, `protonpass-broker resource add`) to redeem them at the broker",
+            ));
+        };
+        let active = introspect(&self.inner, token, &id, &secret)
+            .await
+            .map_err(|e| match e {
+                // This API's misconfiguration, never the agent's fault.
+                Error::InvalidClient(m) => {
+                    Error::Server(format!("the broker refused this API's credentials: {m}"))
+                }
+                // No answer to rely on: never an acceptance.
+                Error::BrokerUnavailable(m) | Error::TemporarilyUnavailable(m) => {
+                    Error::TemporarilyUnavailable(format!(
+                        "cannot redeem the one-time token at the broker: {m}"
+                    ))
+                }
+                e => Error::TemporarilyUnavailable(format!(
+                    "cannot redeem the one-time token at the broker: {e}"
+                )),
+            })?;
+        if !active {
+            return Err(Error::token(
+                Reason::OneTime,
+                "this one-time token was already used (or its grant was revoked)",
+            ));
+        }
+        Ok(())
     }
 
     fn cached_claims(&self, token: &str, now: i64) -> Option<Arc<AccessTokenClaims>> {

@@ -19,7 +19,8 @@ fn needed(r: &mut Rejection, amount: &str, currency: &str) {
 }
 
 impl Verifier {
-    fn credentials(&self) -> Result<(String, Zeroizing<String>)> {
+    /// This API's credentials at the broker, as [`VerifierOptions::credentials`](super::VerifierOptions::credentials) says.
+    pub(super) fn credentials(&self) -> Result<(String, Zeroizing<String>)> {
         let o = &self.inner.opts;
         if let Some(c) = o.credentials.as_ref().or(o.usage_reports.as_ref()) {
             return Ok(c.clone());
