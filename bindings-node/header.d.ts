@@ -125,12 +125,28 @@ export interface IncomingRequestLike {
   headers: Headers | Record<string, string | string[] | undefined> | string[] | Array<[string, string]>
 }
 
+/**
+ * An amount of money: a decimal string such as `'12.50'`, a bigint, or a
+ * decimal object (Decimal.js, big.js) whose `toString()` gives the digits.
+ * Never a JavaScript number (0.1 + 0.2 is not 0.3): a number, boxed or not,
+ * is refused with a `TypeError`.
+ */
+export type DecimalAmount = string | bigint | (object & { toString(): string; call?: never })
+
+/** A value, or a function of the request (sync or async) giving it. */
+export type FromRequest<T> = T | ((req: any) => T | undefined | null | Promise<T | undefined | null>)
+
 /** Options of `requireScope`. */
 export interface RequireScopeOptions {
   /** The verifier (only for the standalone `requireScope`). */
   verifier?: Verifier
-  /** An amount the scope's limit must allow, or how to read it from the request. */
-  amount?: string | number | ((req: any) => string | number | undefined | Promise<string | number | undefined>)
+  /**
+   * An amount the scope's limit must allow, or how to read it from the
+   * request; the 403 names the scope and amount in `WWW-Authenticate`.
+   * A constant number is refused when the middleware is made, a number from
+   * the function on the request (a `TypeError`, passed to `next`).
+   */
+  amount?: FromRequest<DecimalAmount>
   /**
    * The full URL the client addressed, instead of the verifier's `baseUrl` and
    * the request's path. Never build it from `Host` or `X-Forwarded-*`: the
@@ -146,8 +162,8 @@ export type Middleware = (req: any, res: any, next?: (err?: unknown) => void) =>
 export interface SpendOptions {
   /** The scope whose budget pays, `resource:action` (e.g. `payment:execute`). */
   scope: string
-  /** A decimal string such as `'12.50'`, a bigint, or a decimal object whose `toString()` is one. */
-  amount: string | bigint | { toString(): string }
+  /** A decimal string such as `'12.50'`, a bigint, or a decimal object whose `toString()` is one (a number is a `TypeError`). */
+  amount: DecimalAmount
   /** ISO 4217 code, e.g. `'EUR'`. */
   currency: string
   /** The same key never spends twice: a retry resolves to the first answer. */
@@ -182,6 +198,29 @@ export declare function sendRejection(res: any, refusal: VerificationError | Rej
 
 /** Middleware that requires `scope`, verified by `options.verifier`. */
 export declare function requireScope(scope: string, options: RequireScopeOptions & { verifier: Verifier }): Middleware
+
+/** Options of the `spend` middleware: values, or functions of the request. */
+export interface SpendMiddlewareOptions {
+  /** The verifier of this API, made with its `credentials` (`protonpass-broker resource add`). */
+  verifier: Verifier
+  /** The amount to spend (never a number). */
+  amount: FromRequest<DecimalAmount>
+  /** ISO 4217 code, e.g. `'EUR'`. */
+  currency: FromRequest<string>
+  /** The same key never spends twice (e.g. the order id). */
+  idempotencyKey: FromRequest<string>
+}
+
+/**
+ * Middleware, after `requireScope`, that spends from the owner's budget of
+ * `scope` on the verified request's grant (`req.agent`); sets `req.spend`
+ * (and `res.locals.spend`) to the broker's answer. A refusal is answered
+ * with `403 budget_exceeded` (or `insufficient_scope`) and `WWW-Authenticate`
+ * naming the scope, amount and currency, `401` once the grant is revoked,
+ * `400` without an amount, `503` when the broker cannot answer; the body is
+ * RFC 6749 JSON (`{ error, error_description }`).
+ */
+export declare function spend(scope: string, options: SpendMiddlewareOptions): Middleware
 
 /** An RFC 9728 protected-resource metadata document. */
 export interface ProtectedResourceMetadata {

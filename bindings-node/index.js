@@ -14,7 +14,7 @@ const native = require('./lib/addon.js');
 const { toError, wrapMethod, withErrors, ...errors } = require('./lib/errors.js');
 const { Session, authenticateWithProton } = require('./lib/session.js');
 const { Verifier } = require('./lib/verifier.js');
-const { requireScope, sendRejection } = require('./lib/middleware.js');
+const { requireScope, sendRejection, spend } = require('./lib/middleware.js');
 const protocol = require('./lib/protocol.js');
 
 module.exports = {
@@ -23,6 +23,7 @@ module.exports = {
   Verifier,
   requireScope,
   sendRejection,
+  spend,
   version: native.version,
   ...errors,
   /** A revoked, expired or spent grant is an `InvalidGrant` (as in Python). */

@@ -10,6 +10,7 @@ export const {
   Verifier,
   requireScope,
   sendRejection,
+  spend,
   version,
   ProtonPassError,
   ScopeNotGranted,

@@ -62,7 +62,9 @@ function checkNow(verifier, method, url, headers, requirement) {
       throw new ProtonPassError('invalid_request', 'a requirement is { scope, amount? }, with scope a string such as "travel:book"');
     }
     scope = requirement.scope;
-    amount = requirement.amount;
+    if (requirement.amount !== undefined && requirement.amount !== null) {
+      amount = decimalText(requirement.amount, 'the requirement\'s amount');
+    }
   }
   let r;
   try {
@@ -116,14 +118,23 @@ Object.defineProperty(Verifier.prototype, 'verify', {
   },
 });
 
-function decimalText(amount) {
-  // Numbers are refused: 0.1 + 0.2 is not 0.3, and money must be exact.
+/**
+ * An amount as the decimal text the core reads: a string as given, a bigint
+ * or a decimal object (Decimal.js, big.js: anything whose own `toString()`
+ * gives the digits) as its text. A JavaScript number, boxed or not, is a
+ * `TypeError`: 0.1 + 0.2 is not 0.3, and money must be exact.
+ */
+function decimalText(amount, where = 'amount') {
   if (typeof amount === 'string') return amount;
   if (typeof amount === 'bigint') return amount.toString();
-  if (amount !== null && typeof amount === 'object' && typeof amount.toString === 'function' && amount.toString !== Object.prototype.toString) {
-    return amount.toString();
+  if (typeof amount === 'number' || Object.prototype.toString.call(amount) === '[object Number]') {
+    throw new TypeError(`${where} is a JavaScript number (${String(amount)}), which cannot hold money exactly: pass a decimal string such as '12.50' (or a bigint, or a decimal object such as a Decimal.js value)`);
   }
-  throw new ProtonPassError('invalid_request', `amount must be a decimal string, a bigint or a decimal object, not ${typeof amount}`);
+  if (amount !== null && typeof amount === 'object' && typeof amount.toString === 'function' && amount.toString !== Object.prototype.toString) {
+    const text = amount.toString();
+    if (typeof text === 'string') return text;
+  }
+  throw new TypeError(`${where} must be a decimal string such as '12.50' (or a bigint, or a decimal object), not ${amount === null ? 'null' : typeof amount}`);
 }
 
 function spent(outcome) {
@@ -142,7 +153,7 @@ Object.defineProperty(Verifier.prototype, 'spend', {
       throw new ProtonPassError('invalid_request', 'spend needs the identity of a verified request (req.agent)');
     }
     const { scope, currency, idempotencyKey } = options;
-    const amount = decimalText(options.amount);
+    const amount = decimalText(options.amount, 'spend({ amount })');
     return spent(await this.spendRaw(agent.grantId, agent.tokenId, scope, amount, currency, idempotencyKey));
   },
 });
@@ -159,4 +170,4 @@ Object.defineProperty(Verifier.prototype, 'refund', {
   },
 });
 
-module.exports = { Verifier, checkNow, flatHeaders, isThenable };
+module.exports = { Verifier, checkNow, decimalText, flatHeaders, isThenable };

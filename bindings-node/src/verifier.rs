@@ -96,8 +96,9 @@ pub struct Requirement {
     /// The scope, e.g. `travel:book`, or `payment:execute` with `amount`.
     pub scope: String,
     /// An amount the scope's limit must allow (e.g. `payment:execute:under-100`
-    /// allows `99.99`), as a decimal string or a number.
-    pub amount: Option<Either<String, f64>>,
+    /// allows `99.99`), as a decimal string: never a number, which cannot
+    /// hold money exactly (`check` and `verify` refuse one with a `TypeError`).
+    pub amount: Option<String>,
 }
 
 /// Who is calling: what a verified request tells the API.
@@ -364,9 +365,9 @@ impl Verifier {
         url: String,
         headers: Vec<String>,
         scope: Option<String>,
-        amount: Option<Either<String, f64>>,
+        amount: Option<String>,
     ) -> napi::Result<Either<Verdict, PromiseRaw<'env, Verdict>>> {
-        let amount = amount.map(parse_amount).transpose()?;
+        let amount = amount.map(|a| parse_amount(Either::A(a))).transpose()?;
         let connected = self.connected();
         now_or_promise(env, async move {
             let v = connected.await?;

@@ -89,7 +89,7 @@ def test_spend_refund_and_budget_exceeded(broker: Broker, budget_api: BudgetApi,
     # Beyond the budget: 403 budget_exceeded, with what was needed.
     r = pay("80", "order-2")
     assert r.status_code == 403, r.text
-    assert r.json()["detail"]["error"] == "budget_exceeded"
+    assert r.json()["error"] == "budget_exceeded"
     www = r.headers["www-authenticate"]
     assert www.startswith('DPoP error="budget_exceeded"'), www
     assert 'scope="payment:execute"' in www and 'amount="80", currency="EUR"' in www, www

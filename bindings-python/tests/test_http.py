@@ -82,7 +82,7 @@ def test_unauthenticated_and_insufficient_scope(enroll, api: Api) -> None:
         assert r.status_code == 403
         www = r.headers["www-authenticate"]
         assert 'error="insufficient_scope"' in www and 'scope="travel:book"' in www
-        assert r.json()["detail"]["error"] == "insufficient_scope"
+        assert r.json()["error"] == "insufficient_scope"
 
 
 def test_amount_limit(enroll, api: Api) -> None:
@@ -90,7 +90,11 @@ def test_amount_limit(enroll, api: Api) -> None:
         assert c.post("/pay", params={"amount": "99.99"}).status_code == 200
         r = c.post("/pay", params={"amount": "100"})
         assert r.status_code == 403
-        assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+        www = r.headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in www
+        # The challenge names the scope and the amount the call needs (for a step-up).
+        assert www.endswith(', scope="payment:execute", amount="100"'), www
+        assert r.json() == {"error": "insufficient_scope", "error_description": r.json()["error_description"]}
 
 
 def test_nonce_challenge_answered(enroll, api: Api) -> None:

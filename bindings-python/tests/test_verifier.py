@@ -100,10 +100,10 @@ def test_allowed_and_refused_calls_reach_the_owners_audit(broker: Broker, home: 
         assert r.json()["owner"] == "default"
         # Refused by the helper after verification: the scope is missing.
         r = c.post("/bookings", headers=s.headers("POST", f"{audience}/bookings"))
-        assert r.status_code == 403 and r.json()["detail"]["error"] == "insufficient_scope"
+        assert r.status_code == 403 and r.json()["error"] == "insufficient_scope"
         # Refused by the verifier: the same proof twice.
         r = c.get("/trips", headers=h)
-        assert r.status_code == 401 and r.json()["detail"]["error"] == "invalid_dpop_proof"
+        assert r.status_code == 401 and r.json()["error"] == "invalid_dpop_proof"
         # Refused without a token: reported, unattributed.
         assert c.get("/trips").status_code == 401
         recs = usage(broker, rs["client_id"], 4)
@@ -134,8 +134,8 @@ def test_another_owners_token_is_refused(broker: Broker, home: Path, audience: s
     with enroll(broker, home, "default", audience) as mine:
         r = c.get("/trips", headers=bob.headers("GET", f"{audience}/trips"))
         assert r.status_code == 401, r.text
-        assert r.json()["detail"]["error"] == "invalid_token"
-        assert "(owner)" in r.json()["detail"]["error_description"]
+        assert r.json()["error"] == "invalid_token"
+        assert "(owner)" in r.json()["error_description"]
         r = c.get("/trips", headers=mine.headers("GET", f"{audience}/trips"))
         assert r.status_code == 200 and r.json()["owner"] == "default"
 
@@ -147,8 +147,8 @@ def test_htu_is_checked_against_base_url_not_host(broker: Broker, home: Path, au
         # sent with a Host header that would make it match if Host were used.
         evil = s.headers("GET", f"{audience}/elsewhere/trips")
         r = c.get("/trips", headers={**evil, "Host": "evil.example"})
-        assert r.status_code == 401 and r.json()["detail"]["error"] == "invalid_dpop_proof", r.text
-        assert "(htu)" in r.json()["detail"]["error_description"]
+        assert r.status_code == 401 and r.json()["error"] == "invalid_dpop_proof", r.text
+        assert "(htu)" in r.json()["error_description"]
         # The proof for the configured public URL passes, whatever the Host header.
         r = c.get("/trips", headers={**s.headers("GET", f"{audience}/trips"), "Host": "evil.example"})
         assert r.status_code == 200, r.text

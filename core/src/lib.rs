@@ -70,7 +70,10 @@ pub use json::parse_object as parse_json_object;
 pub use jws::Alg;
 pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, verify_ed25519_raw};
 pub use replay::ReplayCache;
-pub use request::{VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate};
+pub use request::{
+    VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate,
+    www_authenticate_needing,
+};
 pub use resource_metadata::{
     ResourceMetadata, metadata_path as resource_metadata_path,
     metadata_url as resource_metadata_url,

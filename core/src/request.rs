@@ -80,6 +80,20 @@ pub fn verify_request<S: AsRef<str>, T: AsRef<str>>(
 /// RFC 9449 section 7.1), or `None` when the error is not an authentication
 /// failure. `scope` names what an `insufficient_scope` request needed.
 pub fn www_authenticate(err: &Error, scope: Option<&str>) -> Option<String> {
+    www_authenticate_needing(err, scope, None, None)
+}
+
+/// [`www_authenticate`] for a refusal of an amount: an `insufficient_scope`
+/// (the token's per-call limit) or `budget_exceeded` challenge also names the
+/// `amount` the call needs and, where known, its `currency`, as RFC 6750
+/// section 3 / RFC 9470 style parameters (`spec/14-step-up.md` section 14.2),
+/// so that a client can ask for exactly that.
+pub fn www_authenticate_needing(
+    err: &Error,
+    scope: Option<&str>,
+    amount: Option<&str>,
+    currency: Option<&str>,
+) -> Option<String> {
     let algs = PROOF_ALGS.join(" ");
     // A header value must be visible ASCII: attacker-chosen text (an `alg`, a
     // member name) in a message could otherwise make the header unsendable.
@@ -109,8 +123,12 @@ pub fn www_authenticate(err: &Error, scope: Option<&str>) -> Option<String> {
         "DPoP error=\"{code}\", error_description=\"{}\", algs=\"{algs}\"",
         quote(desc)
     );
-    if let (Error::InsufficientScope(_) | Error::BudgetExceeded(_), Some(s)) = (err, scope) {
-        out.push_str(&format!(", scope=\"{}\"", quote(s)));
+    if let Error::InsufficientScope(_) | Error::BudgetExceeded(_) = err {
+        for (name, value) in [("scope", scope), ("amount", amount), ("currency", currency)] {
+            if let Some(v) = value {
+                out.push_str(&format!(", {name}=\"{}\"", quote(v)));
+            }
+        }
     }
     Some(out)
 }
@@ -140,5 +158,25 @@ mod tests {
         assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
         assert!(v.starts_with("DPoP error=\"invalid_dpop_proof\""), "{v}");
         assert_eq!(v.matches('"').count() % 2, 0, "{v}");
+    }
+
+    #[test]
+    fn an_amount_refusal_names_the_amount_and_currency() {
+        let e = Error::InsufficientScope("over the limit".into());
+        let v = www_authenticate_needing(&e, Some("payment:execute"), Some("150.00"), Some("EUR"))
+            .unwrap();
+        assert!(
+            v.ends_with(", scope=\"payment:execute\", amount=\"150.00\", currency=\"EUR\""),
+            "{v}"
+        );
+        let v = www_authenticate_needing(&e, Some("payment:execute"), Some("150"), None).unwrap();
+        assert!(
+            v.ends_with(", scope=\"payment:execute\", amount=\"150\""),
+            "{v}"
+        );
+        // Only a refusal for want of scope or budget names an amount.
+        let e = Error::proof(Reason::Alg, "bad");
+        let v = www_authenticate_needing(&e, None, Some("1"), Some("EUR")).unwrap();
+        assert!(!v.contains("amount"), "{v}");
     }
 }

@@ -14,6 +14,7 @@ import {
   Verifier,
   requireScope,
   sendRejection,
+  spend,
   type SpendResult,
   type Verdict,
 } from 'protonpass-agent';
@@ -38,6 +39,17 @@ export function api(issuer: string, audience: string): express.Express {
       else throw e;
     }
   });
+  app.post(
+    '/charge',
+    verifier.requireScope('payment:execute', { amount: (req) => String(req.query.amount) }),
+    spend('payment:execute', {
+      verifier, amount: (req) => String(req.query.amount), currency: 'EUR', idempotencyKey: (req) => String(req.query.key),
+    }),
+    (req, res) => {
+      const r: SpendResult = (req as express.Request & { spend: SpendResult }).spend;
+      res.json({ remaining: r.remaining ?? null });
+    },
+  );
   app.get('/raw', async (req, res) => {
     try {
       const id = await verifier.verify({ method: req.method, url: `${verifier.baseUrl}${req.url}`, headers: req.headers });
@@ -104,4 +116,18 @@ if (require.main === module) {
       process.exit(1);
     },
   );
+}
+
+// Amounts are never numbers: the types refuse them (and so does the code, with
+// a TypeError). Never called; checked by tsc only.
+export function numbersAreNotAmounts(verifier: Verifier, who: Identity): void {
+  // @ts-expect-error a number is not an amount
+  requireScope('payment:execute', { verifier, amount: 0.1 });
+  // @ts-expect-error a function returning a number is not one either
+  verifier.requireScope('payment:execute', { amount: () => 12 });
+  // @ts-expect-error nor for spend
+  void verifier.spend(who, { scope: 'payment:execute', amount: 0.1, currency: 'EUR', idempotencyKey: 'k' });
+  // @ts-expect-error nor for the spend middleware
+  spend('payment:execute', { verifier, amount: 5, currency: 'EUR', idempotencyKey: 'k' });
+  void verifier.check({ method: 'POST', url: 'https://api.example/pay', headers: [] }, { scope: 'payment:execute', amount: '12.50' });
 }

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 try:
     from starlette.exceptions import HTTPException as _StarletteHTTPException
     from starlette.requests import Request
-    from starlette.responses import Response
+    from starlette.responses import JSONResponse, Response
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         "protonpass_agent.fastapi needs FastAPI or Starlette: pip install 'protonpass-agent[fastapi]'"
@@ -27,14 +27,55 @@ from ._native import Identity, ProtonPassError
 from ._protocols import RequestVerifier
 from ._spend import Spend
 
-#: Where a request's amount comes from: a query or path parameter name, or a
-#: function of the request (sync or async) returning a number or a decimal string.
-Amount = Union[str, Callable[[Request], Union[Any, Awaitable[Any]]]]
+#: Where a request's amount comes from: a query or path parameter name (a
+#: ``str``), a constant (``int`` or :class:`decimal.Decimal`), or a function of
+#: the request (sync or async) returning a decimal string, an ``int`` or a
+#: :class:`decimal.Decimal`. Never a ``float``: money must be exact.
+Amount = Union[str, int, Decimal, Callable[[Request], Union[Any, Awaitable[Any]]]]
 
 STATE_KEY = "protonpass_verifier"
 
 
-def http_error(e: ProtonPassError) -> HTTPException:
+class Refusal(HTTPException):
+    """A refused request: ``status_code``, ``headers`` (``WWW-Authenticate``,
+    ``DPoP-Nonce``) and ``body``, the RFC 6749 error object
+    ``{"error", "error_description"}`` that :func:`refusal_handler` sends as
+    the whole JSON body. An ``HTTPException``, so code that catches those
+    still does; ``detail`` is the same object."""
+
+    def __init__(self, status_code: int, code: str, description: str, headers: Optional[dict[str, str]] = None):
+        self.body = {"error": code, "error_description": description}
+        super().__init__(status_code=status_code, detail=self.body, headers=headers)
+
+
+async def refusal_handler(request: Request, exc: Exception) -> Response:
+    """The answer to a :class:`Refusal`: its status and headers, and the RFC
+    6749 body at the top level (never under ``detail``)."""
+    if not isinstance(exc, Refusal):  # pragma: no cover - registered for Refusal only
+        raise exc
+    headers = dict(exc.headers or {})
+    headers["Cache-Control"] = "no-store"
+    return JSONResponse(exc.body, status_code=exc.status_code, headers=headers)
+
+
+def add_error_handler(app: Any) -> None:
+    """Answer the helpers' refusals with the RFC 6749 body at the top level.
+    :func:`require_scope` does this on its first use in an app; call it at
+    start-up for an app that raises :func:`http_error` or calls :func:`spend`
+    without :func:`require_scope`."""
+    app.add_exception_handler(Refusal, refusal_handler)
+
+
+def _handle_refusals(request: Request) -> None:
+    # Starlette looks handlers up, at the time of the exception, in the
+    # table its exception middleware puts in the request's scope: adding ours
+    # there once covers this app's later refusals too (`spend` included).
+    table = request.scope.get("starlette.exception_handlers")
+    if isinstance(table, tuple) and table and isinstance(table[0], dict):
+        table[0].setdefault(Refusal, refusal_handler)
+
+
+def http_error(e: ProtonPassError) -> Refusal:
     """The HTTP answer to a refused request: status, ``WWW-Authenticate``, ``DPoP-Nonce``, RFC 6749 body."""
     status = getattr(e, "status", None) or 401
     headers = {}
@@ -44,8 +85,7 @@ def http_error(e: ProtonPassError) -> HTTPException:
     nonce = getattr(e, "dpop_nonce", None)
     if nonce:
         headers["DPoP-Nonce"] = nonce
-    detail = {"error": e.code, "error_description": str(e)}
-    return HTTPException(status_code=status, detail=detail, headers=headers or None)
+    return Refusal(status, e.code or "server_error", str(e), headers or None)
 
 
 _NO_BASE = (
@@ -62,18 +102,42 @@ def public_url(verifier: RequestVerifier, request: Request) -> str:
     return f"{verifier.base_url}{u.path}" + (f"?{u.query}" if u.query else "")
 
 
+def _decimal_text(value: Any, where: str) -> str:
+    """``value`` as the decimal string the core reads: a ``str`` as given, an
+    ``int`` or a finite :class:`~decimal.Decimal` exactly; a ``float`` (or
+    anything else) is the API author's mistake, a ``TypeError``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{where}: the amount must be a finite decimal, not {value!r}")
+        return format(value, "f")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        raise TypeError(
+            f"{where}: the amount is a float ({value!r}), which cannot hold money exactly: "
+            "pass a decimal string ('12.50'), an int or a decimal.Decimal"
+        )
+    raise TypeError(
+        f"{where}: the amount must be a decimal string, an int or a decimal.Decimal, not {type(value).__name__}"
+    )
+
+
 async def _amount_of(request: Request, amount: Amount) -> str:
     if isinstance(amount, str):
         value: Any = request.query_params.get(amount) or request.path_params.get(amount)
+    elif isinstance(amount, (int, Decimal)):
+        value = amount
     else:
         value = amount(request)
         if inspect.isawaitable(value):
             value = await value
+        if value is not None:
+            return _decimal_text(value, "require_scope(amount=...)'s function")
     if value is None:
-        raise HTTPException(
-            status_code=400, detail={"error": "invalid_request", "error_description": "the request names no amount"}
-        )
-    return str(Decimal(str(value))) if not isinstance(value, str) else value
+        raise Refusal(400, "invalid_request", "the request names no amount")
+    return _decimal_text(value, "require_scope(amount=...)")
 
 
 def require_scope(
@@ -82,9 +146,15 @@ def require_scope(
     """A dependency that verifies the request and requires ``scope``.
 
     Returns the caller's :class:`Identity`; answers 401 (bad or missing token
-    or proof, with ``WWW-Authenticate``) or 403 (``insufficient_scope``). With
-    ``amount``, ``scope`` is a ``resource:action`` and the token must allow that
-    amount (``payment:execute:under-100`` allows 99.99). Without ``verifier``,
+    or proof, with ``WWW-Authenticate``) or 403 (``insufficient_scope``), with
+    the RFC 6749 body ``{"error", "error_description"}`` at the top level
+    (:class:`Refusal`). With ``amount`` (a parameter's name, a constant, or a
+    function of the request: decimal strings, ``int`` or ``Decimal``, never
+    ``float``), ``scope`` is a ``resource:action`` and the token must allow
+    that amount (``payment:execute:under-100`` allows 99.99); the 403 names
+    the ``scope`` and ``amount`` in ``WWW-Authenticate``. A constant ``float``
+    is a ``TypeError`` here; a function's ``float`` a ``TypeError`` on the
+    request. Without ``verifier``,
     ``app.state.protonpass_verifier`` is used. The identity's ``owner`` is the
     owner the agent acts for.
 
@@ -96,8 +166,12 @@ def require_scope(
     """
     if verifier is not None and verifier.base_url is None:
         raise RuntimeError(_NO_BASE)
+    if amount is not None and not isinstance(amount, str) and not callable(amount):
+        # A constant: checked now, at decoration time (a float is refused).
+        _decimal_text(amount, "require_scope(amount=...)")
 
     async def dependency(request: Request) -> Identity:
+        _handle_refusals(request)
         v = verifier if verifier is not None else getattr(request.app.state, STATE_KEY, None)
         if v is None:
             raise RuntimeError(f"no Verifier: pass verifier= or set app.state.{STATE_KEY}")
@@ -123,9 +197,10 @@ async def spend(
     currency: str,
     idempotency_key: str,
 ) -> Spend:
-    """:meth:`Verifier.spend_async`, with a refusal raised as the HTTP answer:
-    ``403 budget_exceeded`` (or ``insufficient_scope``) with its
-    ``WWW-Authenticate``, 401 once the grant is revoked."""
+    """:meth:`Verifier.spend_async`, with a refusal raised as the HTTP answer
+    (:class:`Refusal`, RFC 6749 body): ``403 budget_exceeded`` (or
+    ``insufficient_scope``) with its ``WWW-Authenticate`` naming the scope,
+    amount and currency, 401 once the grant is revoked."""
     try:
         return await verifier.spend_async(agent, scope, amount, currency=currency, idempotency_key=idempotency_key)
     except ProtonPassError as e:
@@ -188,9 +263,12 @@ _WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 __all__ = [
     "Amount",
+    "Refusal",
+    "add_error_handler",
     "add_resource_metadata",
     "http_error",
     "public_url",
+    "refusal_handler",
     "require_scope",
     "spend",
     "resource_metadata_endpoint",

@@ -1,6 +1,8 @@
 //! The agents page: every live grant per agent with its scopes, audiences,
 //! expiry, last use and live access tokens; revocation of a token, a grant or
-//! everything of an agent; and pre-authorized grants (enrollment code shown once).
+//! everything of an agent; pre-authorized grants (enrollment code shown once);
+//! and the spend budgets of a grant, shown with what is spent and set or
+//! replaced per scope (as `grant budget` does).
 //! Revocations go through the same service calls as the CLI, which put them in
 //! the revocation feed before they return.
 
@@ -17,6 +19,7 @@ use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
 use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
 use crate::store::{self, WebSession};
+use protonpass_agent::budget::Period;
 
 struct Row {
     grant: Grant,
@@ -31,6 +34,7 @@ fn notice(code: Option<&str>) -> Option<&'static str> {
         "grant" => "The grant was revoked, with every token issued under it.",
         "agent" => "Everything of this agent was revoked.",
         "none" => "There was nothing left to revoke.",
+        "budget" => "The budget was set. Spends from now on are checked against it.",
         _ => return None,
     })
 }
@@ -139,6 +143,9 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
                     dd { (bv.spent) " of " (bv.limit) " " (bv.currency) " spent this " (bv.period) " (UTC); " (bv.remaining) " remain" }
                 }
             }
+            @if g.status != GrantStatus::Revoked {
+                (budget_form(s, g))
+            }
             @if !r.tokens.is_empty() {
                 table.tokens {
                     caption { "Access tokens in use" }
@@ -168,6 +175,76 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
                 button.danger type="submit" { "Revoke this grant" }
             }
         }
+    }
+}
+
+/// The scopes a budget can limit on `g`: its `resource:action`s.
+fn budget_scopes(g: &Grant) -> Vec<String> {
+    let mut out: Vec<String> = g
+        .scope
+        .split(' ')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.split(':').take(2).collect::<Vec<_>>().join(":"))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Set or replace the budget of one scope of the grant (what spent so far in
+/// the period still counts against the new limit).
+fn budget_form(s: &WebSession, g: &Grant) -> maud::Markup {
+    html! {
+        details.budget-form {
+            summary { "Set or change a spend budget" }
+            form method="post" action="/agents/budget" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                input type="hidden" name="grant" value=(g.gid);
+                label { "Scope"
+                    select name="scope" required {
+                        @for sc in budget_scopes(g) { option value=(sc) { (sc) } }
+                    }
+                }
+                label { "Limit (e.g. 500 or 12.50)" input type="text" name="limit" required maxlength="40" inputmode="decimal"; }
+                label { "Currency (ISO 4217, e.g. EUR)" input type="text" name="currency" required maxlength="3" value="EUR"; }
+                label { "Per (UTC calendar periods)"
+                    select name="period" {
+                        @for p in ["day", "hour", "week", "month", "total"] {
+                            option value=(p) { (if p == "total" { "the grant's whole life" } else { p }) }
+                        }
+                    }
+                }
+                button type="submit" { "Save the budget" }
+            }
+        }
+    }
+}
+
+/// `POST /agents/budget`: set or replace a budget of one of the owner's
+/// grants; bad input changes nothing and says why.
+pub(super) async fn set_budget(State(b): B, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, f) = match signed_form(&b, &headers, &body, "/agents").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let spec = Period::parse(f.text("period").unwrap_or("")).map(|period| BudgetSpec {
+        scope: f.text("scope").unwrap_or("").to_owned(),
+        limit: f.text("limit").unwrap_or("").to_owned(),
+        currency: f.text("currency").unwrap_or("").to_ascii_uppercase(),
+        period,
+    });
+    let spec = match spec {
+        Ok(x) => x,
+        Err(e) => return service_error(&e, Some(&s)),
+    };
+    let gid = f.text("grant").unwrap_or("");
+    match b.budget_set(&s.owner, gid, spec).await {
+        Ok(_) => redirect("/agents?done=budget"),
+        // Unknown, or another owner's: one answer for both (no oracle).
+        Err(protonpass_agent::Error::InvalidRequest(m)) if m.starts_with("no grant ") => {
+            view::message(StatusCode::NOT_FOUND, "Not found", &m, Some(&s))
+        }
+        Err(e) => service_error(&e, Some(&s)),
     }
 }
 

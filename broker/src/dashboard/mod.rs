@@ -110,6 +110,7 @@ pub fn router() -> Router<Arc<Broker>> {
             axum::routing::post(agents::revoke_agent),
         )
         .route("/agents/grant", axum::routing::post(agents::create_grant))
+        .route("/agents/budget", axum::routing::post(agents::set_budget))
         .route("/pending", get(pending::pending_page))
         .route("/pending/deny", axum::routing::post(pending::deny))
         .route("/stepup", get(stepup::stepup_page))

@@ -61,6 +61,22 @@ fn resource(s: &Spender<'_>) -> Resource {
     }
 }
 
+/// A refused charge: the error and, once the amount was read, the amount
+/// and currency the call needed (named in the refusal's challenge).
+pub(super) struct Refused {
+    pub error: Error,
+    pub needed: Option<(String, String)>,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused {
+            error,
+            needed: None,
+        }
+    }
+}
+
 /// Read what the rule needs (the body only when the amount or currency is
 /// in it, at most [`MAX_BODY`] bytes), spend, and return the body to forward.
 pub(super) async fn charge(
@@ -70,7 +86,7 @@ pub(super) async fn charge(
     who: &Spender<'_>,
     parts: &Parts,
     body: Body,
-) -> Result<(Body, Charged), Error> {
+) -> Result<(Body, Charged), Refused> {
     let needs_body = rule.amount.in_body()
         || matches!(&rule.currency, super::spend_rule::Currency::From(s) if s.in_body());
     let (bytes, kept) = if needs_body {
@@ -99,12 +115,16 @@ pub(super) async fn charge(
                 grant_id: who.gid.to_owned(),
                 token_id: who.jti.to_owned(),
                 scope: scope.to_owned(),
-                amount,
-                currency,
+                amount: amount.clone(),
+                currency: currency.clone(),
                 idempotency_key: key.clone(),
             },
         )
-        .await?;
+        .await
+        .map_err(|error| Refused {
+            error,
+            needed: Some((amount, currency)),
+        })?;
     let body = kept.unwrap_or_else(|| Body::from(bytes));
     Ok((
         body,

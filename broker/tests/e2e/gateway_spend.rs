@@ -79,10 +79,24 @@ async fn a_rule_spends_the_amount_of_the_request_from_the_budget() {
     assert_eq!(r.status(), 403);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("budget_exceeded"), "{challenge}");
+    // The challenge names what the call needed, for the agent's step-up.
+    assert!(
+        challenge.ends_with(", scope=\"payment:execute\", amount=\"20\", currency=\"EUR\""),
+        "{challenge}"
+    );
     assert_eq!(json(r).await.1["error"], "budget_exceeded");
     // Over the token's own limit (under-100), and no amount at all: refused too.
     let r = pay(&b, &a, "150", &[]).await;
     assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("DPoP error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(", amount=\"150\", currency=\"EUR\""),
+        "{challenge}"
+    );
     let r = call(
         &b,
         &a,

@@ -14,6 +14,7 @@ mod config;
 mod crash;
 mod dash_pages;
 mod dashboard;
+mod dashboard_budget;
 mod dashboard_catalog;
 mod dashboard_resources;
 mod device;

@@ -89,6 +89,31 @@ async fn an_api_spends_the_owners_budget_and_refuses_beyond_it() {
     assert!(www.contains("scope=\"payment:execute\""), "{www}");
     assert!(www.contains("amount=\"80\", currency=\"EUR\""), "{www}");
     assert!(body.contains("\"error\":\"budget_exceeded\""), "{body}");
+    // Over the token's per-call limit (under-100): 403 insufficient_scope
+    // from `require_amount`, naming the scope and the amount the call needs
+    // (what a step-up asks for), before anything is spent.
+    let (st, www, body) = call(format!("{base}/travel/pay?amount=120.50&key=order-x")).await;
+    assert_eq!(st, 403, "{body}");
+    let www = www.unwrap();
+    assert!(
+        www.starts_with("DPoP error=\"insufficient_scope\""),
+        "{www}"
+    );
+    assert!(
+        www.ends_with(", scope=\"payment:execute\", amount=\"120.50\""),
+        "{www}"
+    );
+    let ask = StepUpAsk::from_challenge(
+        &www,
+        Some(&Payment {
+            amount: "1".into(),
+            currency: "EUR".into(),
+            payee: "Air Example".into(),
+        }),
+        None,
+    )
+    .unwrap();
+    assert_eq!(ask.authorization_details[0]["amount"], "120.50");
     // The refund gives it back; then the payment goes through.
     let (st, _, body) = call(format!("{base}/travel/refund?key=order-1")).await;
     assert_eq!((st, body.as_str()), (200, "150.00"));

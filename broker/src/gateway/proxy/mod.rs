@@ -38,7 +38,9 @@ mod metadata;
 mod refusal;
 
 use metadata::{announce_metadata, resource_metadata};
-use refusal::{header_values, json_error, no_token, not_sent, refuse, upstream_failed};
+use refusal::{
+    header_values, json_error, no_token, not_sent, refuse, refuse_needing, upstream_failed,
+};
 
 /// The gateway's state.
 #[derive(Debug)]
@@ -222,7 +224,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     };
     let (body, charged) = match charge(&gw.b, &rule, &scope, &who, &parts, body).await {
         Ok(x) => x,
-        Err(e) => return refuse(&mut call, &e, Some(&scope), None),
+        Err(r) => {
+            let need = r.needed.as_ref().map(|(a, c)| (a.as_str(), c.as_str()));
+            return refuse_needing(&mut call, &r.error, Some(&scope), need);
+        }
     };
     let r = forward(&gw, a, parts, body, call).await;
     if failed(&r) {

@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protonpass_agent::wire::ErrorBody;
-use protonpass_agent::{Error, status_for, www_authenticate};
+use protonpass_agent::{Error, status_for, www_authenticate_needing};
 
 use crate::gateway::spend_call::NotSent;
 
@@ -28,17 +28,32 @@ pub(super) fn refuse(
     scope: Option<&str>,
     nonce: Option<String>,
 ) -> Response {
+    let mut r = refuse_needing(call, e, scope, None);
+    if let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        r.headers_mut().insert("dpop-nonce", n);
+    }
+    r
+}
+
+/// [`refuse`] of a spend: a `budget_exceeded` or `insufficient_scope`
+/// challenge names the amount and currency the call needed.
+pub(super) fn refuse_needing(
+    call: &mut Call,
+    e: &Error,
+    scope: Option<&str>,
+    need: Option<(&str, &str)>,
+) -> Response {
     let status = StatusCode::from_u16(status_for(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = json_error(
         status,
         e.code(),
         &ErrorBody::from(e).error_description.unwrap_or_default(),
     );
-    if let Some(v) = www_authenticate(e, scope).and_then(|v| HeaderValue::from_str(&v).ok()) {
+    let (amount, currency) = need.unzip();
+    if let Some(v) = www_authenticate_needing(e, scope, amount, currency)
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    if let Some(n) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
-        r.headers_mut().insert("dpop-nonce", n);
     }
     call.status = status.as_u16();
     call.error = Some(e.code());

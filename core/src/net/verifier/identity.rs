@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::usage::UseTicket;
 use crate::error::Error;
-use crate::request::{status_for, www_authenticate};
+use crate::request::{status_for, www_authenticate_needing};
 use crate::scope::ScopeSet;
 
 /// Who is calling: what a verified request tells the API.
@@ -51,7 +51,9 @@ impl Identity {
             .require_amount(resource_action, amount)
             .map_err(|e| {
                 self.use_ticket.refused(&e, resource_action);
-                Rejection::new(e, Some(resource_action), None)
+                // The challenge names the amount, so that the client can ask
+                // for exactly it (`spec/14-step-up.md` section 14.2).
+                Rejection::needing(e, resource_action, &amount.to_string(), None)
             })
     }
 }
@@ -78,9 +80,23 @@ impl Rejection {
     pub(super) fn new(error: Error, scope: Option<&str>, dpop_nonce: Option<String>) -> Self {
         Rejection {
             status: status_for(&error),
-            www_authenticate: www_authenticate(&error, scope),
+            www_authenticate: www_authenticate_needing(&error, scope, None, None),
             error,
             dpop_nonce,
+        }
+    }
+
+    /// The rejection of a call for `amount` (of `currency`, where known) of
+    /// `scope`: an `insufficient_scope` or `budget_exceeded` challenge names
+    /// the scope, the amount and the currency it needs
+    /// (`scope="payment:execute", amount="150.00", currency="EUR"`), the
+    /// parameters a client's step-up reads.
+    pub fn needing(error: Error, scope: &str, amount: &str, currency: Option<&str>) -> Self {
+        Rejection {
+            status: status_for(&error),
+            www_authenticate: www_authenticate_needing(&error, Some(scope), Some(amount), currency),
+            error,
+            dpop_nonce: None,
         }
     }
 

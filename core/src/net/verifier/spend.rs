@@ -10,14 +10,6 @@ use crate::budget::{
 };
 use crate::error::{Error, Reason, Result};
 
-/// Which amount and currency a refused spend needed: appended to its
-/// challenge so that a client can ask for exactly that (RFC 9470 style).
-fn needed(r: &mut Rejection, amount: &str, currency: &str) {
-    if let Some(w) = &mut r.www_authenticate {
-        w.push_str(&format!(", amount=\"{amount}\", currency=\"{currency}\""));
-    }
-}
-
 impl Verifier {
     /// This API's credentials at the broker, as [`VerifierOptions::credentials`](super::VerifierOptions::credentials) says.
     pub(super) fn credentials(&self) -> Result<(String, Zeroizing<String>)> {
@@ -70,7 +62,7 @@ impl Verifier {
     /// never spends twice: a retry gets the first answer. `Ok` carries what
     /// remains; `Err` is the rejection to send: `budget_exceeded` (403, with
     /// the needed `amount` and `currency` in its challenge), `insufficient_scope`
-    /// (403, the token's per-call limit), `invalid_token` (401, the grant was
+    /// (403, the token's per-call limit, with the same parameters), `invalid_token` (401, the grant was
     /// revoked or expired), or 503 when the broker cannot answer.
     pub async fn spend(
         &self,
@@ -120,13 +112,11 @@ impl Verifier {
             currency: currency.to_owned(),
             idempotency_key: idempotency_key.to_owned(),
         };
-        self.budget_call("spend", &req).await.map_err(|e| {
-            let mut r = Rejection::new(for_api(e), Some(scope), None);
-            if r.error.code() == "budget_exceeded" {
-                needed(&mut r, amount, currency);
-            }
-            r
-        })
+        // A refusal for want of budget or of per-call limit names the amount
+        // and currency the call needs, for the client's step-up.
+        self.budget_call("spend", &req)
+            .await
+            .map_err(|e| Rejection::needing(for_api(e), scope, amount, Some(currency)))
     }
 
     /// Give back the spend made under `idempotency_key` for `agent`'s grant.
