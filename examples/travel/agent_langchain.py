@@ -190,7 +190,7 @@ class ScriptedTravelModel(BaseChatModel):
         if "error" in r:
             return f"I could not continue: {r['error']}"
         body = r.get("body")
-        err = body.get("detail", body) if isinstance(body, dict) else body
+        err = body
         if isinstance(err, dict) and err.get("error") == "insufficient_scope":
             return (
                 "The API refused the payment (HTTP 403 insufficient_scope): my permission only covers "

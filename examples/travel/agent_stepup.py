@@ -79,8 +79,8 @@ def main() -> int:
         t = time.monotonic()
         r = charge("450", "flight-1")
         ok &= r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
-        # The challenge of a per-call limit names no amount: the agent says
-        # what it pays, and to whom.
+        # The challenge of a per-call limit names the scope and the amount
+        # but no currency: the agent says the currency and to whom it pays.
         approved = s.step_up(
             f"{audience}/charges",
             r.headers["www-authenticate"],
