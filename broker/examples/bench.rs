@@ -236,7 +236,11 @@ impl Cpu {
         self.groups
             .iter()
             .map(|(name, pids)| {
-                let pids = if *name == "postgres" { pg_pids() } else { pids.clone() };
+                let pids = if *name == "postgres" {
+                    pg_pids()
+                } else {
+                    pids.clone()
+                };
                 pids.iter().map(|&p| ticks(p)).sum()
             })
             .collect()
