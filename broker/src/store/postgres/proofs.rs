@@ -87,8 +87,11 @@ fn record(pool: &Pool, rt: &tokio::runtime::Handle, rx: &Receiver<Ask>) {
         // A key twice in one group: the first is the one inserted, the
         // others are replays (one statement may not touch a row twice).
         let mut seen = HashSet::with_capacity(group.len());
-        let (first, again): (Vec<Ask>, Vec<Ask>) =
+        let (mut first, again): (Vec<Ask>, Vec<Ask>) =
             group.into_iter().partition(|a| seen.insert(a.key));
+        // Every replica inserts in key order: two groups holding the same
+        // two keys wait for each other in one order, never in a cycle.
+        first.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         for a in again {
             let _ = a.reply.send(Ok(false));
         }
