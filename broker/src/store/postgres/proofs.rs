@@ -91,7 +91,7 @@ fn record(pool: &Pool, rt: &tokio::runtime::Handle, rx: &Receiver<Ask>) {
             group.into_iter().partition(|a| seen.insert(a.key));
         // Every replica inserts in key order: two groups holding the same
         // two keys wait for each other in one order, never in a cycle.
-        first.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        first.sort_unstable_by_key(|a| a.key);
         for a in again {
             let _ = a.reply.send(Ok(false));
         }
