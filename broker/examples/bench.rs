@@ -178,9 +178,77 @@ struct Result {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time per answered request of each process group measured (µs).
+    cpu_us: Vec<(&'static str, f64)>,
 }
 
-async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64) -> Result {
+/// Processes whose CPU time a run reports per request: the broker replicas,
+/// and the throwaway PostgreSQL cluster's server processes when it runs.
+#[derive(Clone, Default)]
+struct Cpu {
+    groups: Vec<(&'static str, Vec<u32>)>,
+}
+
+/// utime + stime of `pid` in clock ticks (0 once it is gone).
+fn ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces): state is 3rd, utime 14th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+/// The postmaster of the cluster `scripts/pg-cluster.sh` started (from
+/// `$PG_CLUSTER_STATE`) and its server processes.
+fn pg_pids() -> Vec<u32> {
+    let Some(state) = std::env::var_os("PG_CLUSTER_STATE") else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_to_string(state) else {
+        return Vec::new();
+    };
+    let pidfile = std::path::Path::new(dir.trim()).join("data/postmaster.pid");
+    let Some(pm) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+    else {
+        return Vec::new();
+    };
+    let mut out = vec![pm];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        if rest.split_whitespace().nth(1) == Some(pm.to_string().as_str()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+impl Cpu {
+    fn sample(&self) -> Vec<u64> {
+        self.groups
+            .iter()
+            .map(|(name, pids)| {
+                let pids = if *name == "postgres" {
+                    pg_pids()
+                } else {
+                    pids.clone()
+                };
+                pids.iter().map(|&p| ticks(p)).sum()
+            })
+            .collect()
+    }
+}
+
+async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64, cpu: &Cpu) -> Result {
+    let before = cpu.sample();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -211,6 +279,16 @@ async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64) -> Result {
         failed += f;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // Linux reports process times in ticks of 1/100 s.
+    let cpu_us = cpu
+        .groups
+        .iter()
+        .zip(cpu.sample().iter().zip(&before))
+        .map(|((name, _), (after, before))| {
+            let us = after.saturating_sub(*before) as f64 * 10_000.0;
+            (*name, us / all.len().max(1) as f64)
+        })
+        .collect();
     all.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -223,13 +301,24 @@ async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64) -> Result {
         rps: all.len() as f64 / elapsed,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        cpu_us,
     }
 }
 
 fn report(name: &str, c: usize, r: &Result) {
+    let cpu: Vec<String> = r
+        .cpu_us
+        .iter()
+        .map(|(n, us)| format!("{n} {us:.0}"))
+        .collect();
     println!(
-        "{name:<34} c={c:<3} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ok, {} failed)",
-        r.rps, r.p50_ms, r.p99_ms, r.ok, r.failed
+        "{name:<34} c={c:<3} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ok, {} failed)  CPU µs/req: {}",
+        r.rps,
+        r.p50_ms,
+        r.p99_ms,
+        r.ok,
+        r.failed,
+        cpu.join(", ")
     );
 }
 
@@ -378,13 +467,20 @@ async fn postgres(a: &Args, url: &str, c: usize) -> Vec<(&'static str, Result)> 
     .unwrap();
     let (first, first_url) = serve(&a.broker, &data);
     let agents = enroll(&a.broker, &data, &first_url, c).await;
+    let mut cpu = Cpu {
+        groups: vec![
+            ("broker", vec![first.0.id()]),
+            ("postgres", Vec::new()),
+            ("bench", vec![std::process::id()]),
+        ],
+    };
     println!(
         "protonpass-broker (PostgreSQL, fsync on, DPoP nonces on), {} s per run",
         a.seconds
     );
-    let r = run(&agents, Op::Refresh, a.seconds).await;
+    let r = run(&agents, Op::Refresh, a.seconds, &cpu).await;
     report("pg 1 replica refresh", c, &r);
-    let x = run(&agents, Op::Exchange, a.seconds).await;
+    let x = run(&agents, Op::Exchange, a.seconds, &cpu).await;
     report("pg 1 replica token exchange", c, &x);
     let mut out = vec![("1 replica refresh", r), ("1 replica exchange", x)];
     let (second, second_url) = serve(&a.broker, &data);
@@ -395,9 +491,10 @@ async fn postgres(a: &Args, url: &str, c: usize) -> Vec<(&'static str, Result)> 
             agent.nonce = None;
         }
     }
-    let r = run(&agents, Op::Refresh, a.seconds).await;
+    cpu.groups[0].1.push(second.0.id());
+    let r = run(&agents, Op::Refresh, a.seconds, &cpu).await;
     report("pg 2 replicas refresh", c, &r);
-    let x = run(&agents, Op::Exchange, a.seconds).await;
+    let x = run(&agents, Op::Exchange, a.seconds, &cpu).await;
     report("pg 2 replicas token exchange", c, &x);
     drop((first, second));
     out.extend([("2 replicas refresh", r), ("2 replicas exchange", x)]);
@@ -423,6 +520,12 @@ async fn main() {
     // Our broker, durable store, nonces on (the default).
     let (broker, token_url) = serve(&a.broker, &data);
     let ours = enroll(&a.broker, &data, &token_url, max).await;
+    let cpu = Cpu {
+        groups: vec![
+            ("broker", vec![broker.0.id()]),
+            ("bench", vec![std::process::id()]),
+        ],
+    };
 
     let mut rows = Vec::new();
     println!(
@@ -430,9 +533,9 @@ async fn main() {
         a.seconds
     );
     for &c in &a.levels {
-        let r = run(&ours[..c], Op::Refresh, a.seconds).await;
+        let r = run(&ours[..c], Op::Refresh, a.seconds, &cpu).await;
         report("protonpass-broker refresh", c, &r);
-        let x = run(&ours[..c], Op::Exchange, a.seconds).await;
+        let x = run(&ours[..c], Op::Exchange, a.seconds, &cpu).await;
         report("protonpass-broker token exchange", c, &x);
         rows.push((c, r, x));
     }
@@ -486,7 +589,10 @@ async fn main() {
         .collect();
     println!("node-oidc-provider 9.13.3 (in-memory adapter, DPoP, refresh rotation), same client");
     for (c, ours_r, ours_x) in &rows {
-        let r = run(&theirs[..*c], Op::Refresh, a.seconds).await;
+        let cpu = Cpu {
+            groups: vec![("node", vec![node.0.id()])],
+        };
+        let r = run(&theirs[..*c], Op::Refresh, a.seconds, &cpu).await;
         report("node-oidc-provider refresh", *c, &r);
         let ratio = |x: f64| {
             if r.rps > 0.0 {

@@ -36,6 +36,7 @@ const CONTRACTS: &[(&str, Contract)] = &[
     ("taken_once", once::taken_once),
     ("auth_codes", once::auth_codes),
     ("dashboard", once::dashboard),
+    ("proofs_once", once::proofs_once),
 ];
 
 #[test]

@@ -131,3 +131,41 @@ pub(super) fn dashboard(s: &Arc<dyn Store>) {
     write_blocking(s, |tx| tx.sessions_end_others("alice", "s2")).unwrap();
     assert_eq!((get("s2"), get("s3")), (Some(b), None));
 }
+
+/// DPoP proofs in a store shared by processes: a key is fresh once, also
+/// when many requests record it at the same moment (they share one
+/// statement on PostgreSQL); distinct keys recorded together are each fresh;
+/// a row whose time has passed is taken over.
+pub(super) fn proofs_once(s: &Arc<dyn Store>) {
+    if !s.shares_proofs() {
+        return;
+    }
+    let now = 1000;
+    let outcomes: Vec<(u8, bool)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..32u8)
+            .map(|i| {
+                let s = s.clone();
+                // Eight threads on each of four keys.
+                let key = [i % 4; 32];
+                sc.spawn(move || (i % 4, s.proof_use(&key, now, now + 60).unwrap()))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for k in 0..4u8 {
+        let fresh = outcomes.iter().filter(|(key, f)| *key == k && *f).count();
+        assert_eq!(fresh, 1, "key {k} was accepted {fresh} times");
+    }
+    assert!(
+        !s.proof_use(&[1; 32], now + 10, now + 70).unwrap(),
+        "still remembered"
+    );
+    assert!(
+        s.proof_use(&[1; 32], now + 60, now + 120).unwrap(),
+        "its time has passed"
+    );
+    assert!(
+        !s.proof_use(&[1; 32], now + 61, now + 121).unwrap(),
+        "taken over once"
+    );
+}

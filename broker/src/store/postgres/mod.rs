@@ -21,7 +21,8 @@
 //!   so they may be called from any thread (the server's, the CLI's, the
 //!   writer's) without being tied to the server's runtime.
 //! - Replicas: a DPoP proof one replica accepted is recorded at once in
-//!   `dpop_proofs` (unique key: the second replica's insert finds it), and a
+//!   `dpop_proofs` (unique key: the second replica's insert finds it; the
+//!   proofs arriving together share one statement, `proofs.rs`), and a
 //!   new revocation-feed entry is announced to every replica by `NOTIFY`
 //!   (`notify.rs`).
 //! - Faults: an unreachable or restarted server fails the affected
@@ -33,6 +34,7 @@ mod conn;
 mod ext;
 mod migrate;
 mod notify;
+mod proofs;
 mod schema;
 mod tx;
 mod tx2;
@@ -165,6 +167,8 @@ pub struct PgStore {
     listen: tokio_postgres::Config,
     /// The notices, once a caller asked for them (`serve` does, the CLI not).
     notices: OnceLock<tokio::sync::watch::Receiver<FeedNotice>>,
+    /// Records the DPoP proofs this process accepts, in groups (`proofs.rs`).
+    proofs: self::proofs::Proofs,
     /// Keeps the store's runtime alive as long as the store.
     _runtime: OwnedRuntime,
 }
@@ -231,7 +235,9 @@ impl PgStore {
             .name("store-writer".into())
             .spawn(move || writer(&wpool, &wrt, rx))
             .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
+        let proofs = self::proofs::Proofs::start(pool.clone(), rt.clone())?;
         Ok(Arc::new(PgStore {
+            proofs,
             url: url.clone(),
             pool,
             rt,
@@ -408,20 +414,12 @@ impl Store for PgStore {
     }
 
     fn proof_use(&self, key: &[u8; 32], now: i64, forget_at: i64) -> Result<bool> {
-        // Its own statement (autocommit), not a write job: it is durable when
-        // it returns, takes no writers' lock, and the unique key decides
-        // between replicas inserting the same proof at once. A row left by a
-        // proof whose time has passed (not pruned yet) is taken over.
-        let client = wait(&self.rt, self.pool.get()).map_err(pool_err)?;
-        let tx = PgTx::new(&client, &self.rt);
-        let key: &[u8] = key;
-        let n = tx.exec(
-            "INSERT INTO dpop_proofs(key, forget_at) VALUES ($1, $2)
-               ON CONFLICT (key) DO UPDATE SET forget_at = EXCLUDED.forget_at
-               WHERE dpop_proofs.forget_at <= $3",
-            &[&key, &forget_at, &now],
-        )?;
-        Ok(n == 1)
+        // Autocommit, not a write job: durable when it returns, no writers'
+        // lock, and the unique key decides between replicas inserting the
+        // same proof at once. The proofs that arrive together are inserted
+        // by one statement (`proofs.rs`). A row left by a proof whose time
+        // has passed (not pruned yet) is taken over.
+        self.proofs.use_once(key, now, forget_at)
     }
 
     fn feed_notices(&self) -> Option<tokio::sync::watch::Receiver<FeedNotice>> {
