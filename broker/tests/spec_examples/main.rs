@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, Sse};
+use binary::from_the_binary;
+use protocol::{dpop, scopes, tokens};
 use protonpass_agent::wire::{
     Confirmation, DeviceAuthorizationResponse, ErrorBody, IntrospectionResponse, RevocationEvent,
     RevocationFeed, ServerMetadata, TOKEN_TYPE_ACCESS, TokenResponse, UsageEvent, UsageReport,
@@ -34,8 +36,6 @@ use protonpass_agent::{
     Random, Reason, Scope, ScopeSet, SigningKey, TokenValidation, b64, create_proof, json,
     normalize_htu, random_id, status_for, verify_access_token, verify_request, www_authenticate,
 };
-use binary::from_the_binary;
-use protocol::{dpop, scopes, tokens};
 use wire::{audit, errors, feed, wire};
 
 use protonpass_broker::audit::{GENESIS, record_hash};
