@@ -114,6 +114,13 @@ pub fn private_dir() -> Fallible<tempfile::TempDir> {
         .map_err(|e| e.to_string())
 }
 
+/// What every demo starts from: the broker binary, the broker's owner-only
+/// data directory (its keys and grants) and the agent's home (its stored grant).
+pub fn setup() -> Fallible<(PathBuf, tempfile::TempDir, tempfile::TempDir)> {
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    Ok((broker_bin()?, private_dir()?, home))
+}
+
 /// The device prompt of a demo, where the person's answer is scripted: after
 /// `narrate` has told the story, print the `approve` command and run it in the
 /// background while the agent polls.

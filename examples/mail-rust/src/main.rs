@@ -24,7 +24,7 @@ mod demo_kit;
 mod provider;
 
 use demo_kit::{
-    Fallible, Running, approving_prompt, broker_bin, cli, expect, finish, private_dir, show_audit,
+    Fallible, Running, approving_prompt, cli, expect, finish, show_audit, setup,
     start_broker, step,
 };
 
@@ -70,9 +70,7 @@ async fn connect(bin: &Path, data: &Path) -> Fallible<String> {
 }
 
 async fn run() -> Fallible<()> {
-    let bin = broker_bin()?;
-    let data = private_dir()?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (bin, data, home) = setup()?;
 
     step(
         1,

@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 mod demo_kit;
 
 use demo_kit::{
-    Fallible, approving_prompt, broker_bin, call, cli, expect, finish, private_dir, show_audit,
+    Fallible, approving_prompt, call, cli, expect, finish, show_audit, setup,
     start_broker, step,
 };
 
@@ -85,10 +85,7 @@ async fn start_travel_api(
 }
 
 async fn run() -> Fallible<()> {
-    let bin = broker_bin()?;
-    // The broker keeps its keys and grants in an owner-only directory.
-    let data = private_dir()?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (bin, data, home) = setup()?;
 
     step(
         1,
