@@ -13,10 +13,10 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::AgentKey;
 use serde_json::Value;
 
-use protonpass_e2e::{Broker, broker_bin, key};
+use protonpass_e2e::{Broker, broker_bin, dpop, dpop_why, key};
 
 pub const SECRET: &str = "sk_live_9f8e7d6c5b4a3210-gateway-secret";
 pub const AUD: &str = "https://api.code-host.example";
@@ -267,26 +267,27 @@ pub async fn try_call(
     extra: &[(&str, &str)],
 ) -> reqwest::Result<reqwest::Response> {
     let url = format!("{}/gateway/code-host{path}", b.url);
-    let htu = url.split('?').next().unwrap().to_owned();
+    let reason = "testing the gateway";
+    signed(&agent.0, &agent.1, (method, &url), reason, body, extra).await
+}
+
+/// A request to `url` with the access token `token` and a proof by `key`
+/// that signs `reason`; retries once with the broker's nonce.
+pub async fn signed(
+    key: &AgentKey,
+    token: &str,
+    (method, url): (&str, &str),
+    reason: &str,
+    body: Option<reqwest::Body>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
     let mut nonce: Option<String> = None;
     let mut body = body;
     for _ in 0..2 {
-        let proof = create_proof(
-            &agent.0,
-            &ProofInput {
-                method,
-                url: &htu,
-                access_token: Some(&agent.1),
-                nonce: nonce.as_deref(),
-                reason: Some("testing the gateway"),
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
+        let proof = dpop_why(key, method, url, Some(token), nonce.as_deref(), reason);
         let mut req = no_redirects()
-            .request(method.parse().unwrap(), &url)
-            .header("authorization", format!("DPoP {}", agent.1))
+            .request(method.parse().unwrap(), url)
+            .header("authorization", format!("DPoP {token}"))
             .header("dpop", proof);
         for (k, v) in extra {
             req = req.header(*k, *v);

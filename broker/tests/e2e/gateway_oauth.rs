@@ -7,10 +7,10 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
 
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::AgentKey;
 use serde_json::Value;
 
-use crate::gateway::{json, no_redirects};
+use crate::gateway::{json, no_redirects, signed};
 use crate::oauth_provider::{CLIENT_SECRET, Provider};
 use protonpass_e2e::{Broker, audit_records, broker_bin, key};
 
@@ -115,39 +115,9 @@ pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
 /// A signed call through the gateway (with the nonce round if needed).
 pub async fn call(b: &Broker, a: &(AgentKey, String), method: &str, path: &str) -> (u16, Value) {
     let url = format!("{}/gateway{path}", b.url);
-    let mut nonce: Option<String> = None;
-    for _ in 0..2 {
-        let proof = create_proof(
-            &a.0,
-            &ProofInput {
-                method,
-                url: &url,
-                access_token: Some(&a.1),
-                nonce: nonce.as_deref(),
-                reason: Some("reading the owner's mail"),
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
-        let r = no_redirects()
-            .request(method.parse().unwrap(), &url)
-            .header("authorization", format!("DPoP {}", a.1))
-            .header("dpop", proof)
-            .send()
-            .await
-            .unwrap();
-        let n = r
-            .headers()
-            .get("dpop-nonce")
-            .map(|v| v.to_str().unwrap().to_owned());
-        if r.status() == 401 && n.is_some() && nonce.is_none() {
-            nonce = n;
-            continue;
-        }
-        return json(r).await;
-    }
-    panic!("the nonce round did not settle");
+    let reason = "reading the owner's mail";
+    let r = signed(&a.0, &a.1, (method, &url), reason, None, &[]).await;
+    json(r.unwrap()).await
 }
 
 fn events(b: &Broker, event: &str) -> Vec<Value> {

@@ -19,8 +19,18 @@ use std::sync::Mutex;
 use protonpass_agent::{AgentKey, OsRandom};
 use serde_json::Value;
 
-pub use http::{PRE_AUTHORIZED_CODE, Reply, reply};
+pub use http::{PRE_AUTHORIZED_CODE, Reply, dpop, dpop_why, reply};
 pub use store::{fresh_database, on_postgres, prepare_store_on, store_sql, test_store};
+
+/// The runtime of the benches: two worker threads, the client's share of the
+/// machine whose figures the READMEs give.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// The audience the tests' grants name.
 pub const API: &str = "https://api.example";

@@ -14,15 +14,6 @@ fn refuse_audit(how: &str) -> String {
     )
 }
 
-fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
-    [
-        ("grant_type", EXCHANGE),
-        ("subject_token", subject),
-        ("subject_token_type", TOKEN_TYPE_ACCESS),
-        ("scope", "calendar:read"),
-    ]
-}
-
 fn unavailable(r: &protonpass_e2e::Reply, what: &str) {
     assert_eq!(
         (r.status, r.error()),
@@ -96,13 +87,7 @@ async fn audit_refusal(trigger: &str) {
     unavailable(&b.refresh(&agent, &rt).await, "refresh");
     unavailable(&b.token(&agent, &exchange_params(&at)).await, "exchange");
     unavailable(&b.token(&device_agent, &poll).await, "device poll");
-    let revoked = b
-        .post_form(
-            "/oauth/revoke",
-            &[("token", &x1), ("client_id", "bot")],
-            &[],
-        )
-        .await;
+    let revoked = b.revoke_token(&x1, "bot").await;
     unavailable(&revoked, "RFC 7009 revocation");
     let (status, v) = b.cli(&["revoke", &jti2]);
     assert_ne!(status, 0, "CLI revoke: {v}");
@@ -140,13 +125,7 @@ async fn audit_refusal(trigger: &str) {
     assert_eq!(x3.status, 200, "exchange: {}", x3.body);
     let dg = b.token(&device_agent, &poll).await;
     assert_eq!(dg.status, 200, "device poll: {}", dg.body);
-    let revoked = b
-        .post_form(
-            "/oauth/revoke",
-            &[("token", &x1), ("client_id", "bot")],
-            &[],
-        )
-        .await;
+    let revoked = b.revoke_token(&x1, "bot").await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     b.cli_ok(&["revoke", &jti2]);
     for t in [&x1, &x2] {

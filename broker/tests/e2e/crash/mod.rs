@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protonpass_agent::AgentKey;
 use protonpass_agent::wire::TOKEN_TYPE_ACCESS;
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
 use serde_json::Value;
 
-use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, audit_records, broker_bin, claims, key};
+use protonpass_e2e::{
+    API, Broker, PRE_AUTHORIZED_CODE, audit_records, broker_bin, claims, dpop, key,
+};
 
 const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -40,6 +42,17 @@ fn stored_token(b: &Broker, jti: &str) -> Option<String> {
         r.get(0)
     })
     .ok()
+}
+
+/// The token exchange both parts make: the agent's access token for a
+/// narrower one (`calendar:read`).
+fn exchange_params(subject: &str) -> [(&'static str, &str); 4] {
+    [
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", TOKEN_TYPE_ACCESS),
+        ("scope", "calendar:read"),
+    ]
 }
 
 fn jti_of(token: &str) -> String {
@@ -106,18 +119,7 @@ impl Wire {
         let url = format!("{}/oauth/token", self.url);
         for _ in 0..4 {
             let nonce = self.nonce.lock().unwrap().clone();
-            let proof = create_proof(
-                key,
-                &ProofInput {
-                    method: "POST",
-                    url: &url,
-                    nonce: nonce.as_deref(),
-                    ..Default::default()
-                },
-                SystemClock.now(),
-                &OsRandom,
-            )
-            .unwrap();
+            let proof = dpop(key, "POST", &url, None, nonce.as_deref());
             let a = self.post("/oauth/token", params, Some(proof)).await?;
             if a.body["error"] != "use_dpop_nonce" {
                 return Some(a);
@@ -133,6 +135,21 @@ struct Got {
     token: String,
     jti: String,
     gid: String,
+}
+
+impl Got {
+    /// The access token of an answer that must be a 200 (to `what`), counted
+    /// in `answers`.
+    fn from_answer(a: &Answer, what: &str, answers: &AtomicUsize) -> Got {
+        assert_eq!(a.status, 200, "{what}: {}", a.body);
+        answers.fetch_add(1, Ordering::Relaxed);
+        let token = a.body["access_token"].as_str().unwrap().to_owned();
+        Got {
+            jti: jti_of(&token),
+            gid: a.body["grant_id"].as_str().unwrap().to_owned(),
+            token,
+        }
+    }
 }
 
 /// What one agent's tasks saw.
@@ -210,14 +227,7 @@ async fn refresh_chain(
             seen.lock().unwrap().agents[i].refresh_in_flight = Some(rt);
             return;
         };
-        assert_eq!(a.status, 200, "refresh: {}", a.body);
-        answers.fetch_add(1, Ordering::Relaxed);
-        let at = a.body["access_token"].as_str().unwrap().to_owned();
-        let got = Got {
-            jti: jti_of(&at),
-            token: at.clone(),
-            gid: a.body["grant_id"].as_str().unwrap().to_owned(),
-        };
+        let got = Got::from_answer(&a, "refresh", &answers);
         {
             let mut s = seen.lock().unwrap();
             let log = &mut s.agents[i];
@@ -228,7 +238,7 @@ async fn refresh_chain(
         }
         if step % 2 == 1 {
             seen.lock().unwrap().revoke_sent.insert(got.jti.clone());
-            let Some(r) = w.revoke(&at, &agent).await else {
+            let Some(r) = w.revoke(&got.token, &agent).await else {
                 return;
             };
             assert_eq!(r.status, 200, "revocation: {}", r.body);
@@ -249,29 +259,11 @@ async fn exchange_loop(
     subject: String,
 ) {
     loop {
-        let Some(a) = w
-            .token(
-                &k,
-                &[
-                    ("grant_type", EXCHANGE),
-                    ("subject_token", &subject),
-                    ("subject_token_type", TOKEN_TYPE_ACCESS),
-                    ("scope", "calendar:read"),
-                ],
-            )
-            .await
-        else {
+        let Some(a) = w.token(&k, &exchange_params(&subject)).await else {
             seen.lock().unwrap().agents[i].exchange_in_flight = true;
             return;
         };
-        assert_eq!(a.status, 200, "exchange: {}", a.body);
-        answers.fetch_add(1, Ordering::Relaxed);
-        let at = a.body["access_token"].as_str().unwrap().to_owned();
-        let got = Got {
-            jti: jti_of(&at),
-            token: at,
-            gid: a.body["grant_id"].as_str().unwrap().to_owned(),
-        };
+        let got = Got::from_answer(&a, "exchange", &answers);
         let mut s = seen.lock().unwrap();
         s.pool.push(got.jti.clone());
         s.agents[i].issued.push(got);

@@ -4,26 +4,36 @@
 
 use super::*;
 
-fn token_json(
-    jti: &str,
-    gid: &str,
-    kind: &str,
-    agent: &str,
-    scope: &str,
-    aud: Option<&str>,
-    iat: i64,
-    exp: i64,
-    jkt: &str,
-    hash: Option<&str>,
-    status: &str,
-) -> String {
-    // Field for field what the broker stores (broker/src/model.rs TokenRec).
-    serde_json::to_string(&serde_json::json!({
-        "jti": jti, "gid": gid, "owner": "default", "kind": kind, "client_id": agent,
-        "scope": scope, "aud": aud, "iat": iat, "exp": exp, "jkt": jkt, "hash": hash,
-        "status": status,
-    }))
-    .unwrap()
+/// The tokens of one fixture grant.
+struct Grant<'a> {
+    gid: &'a str,
+    agent: &'a str,
+    jkt: &'a str,
+}
+
+impl Grant<'_> {
+    /// Inserts one token row, field for field what the broker stores
+    /// (broker/src/model.rs TokenRec): an access token is active and names
+    /// the audience, a refresh token is spent and has its hash.
+    fn insert(
+        &self,
+        ins: &mut rusqlite::Statement<'_>,
+        (jti, kind, scope): (&str, &str, &str),
+        (iat, exp): (i64, i64),
+        hash: Option<&str>,
+    ) {
+        let (aud, status) = match kind {
+            "access" => (Some(AUD), "active"),
+            _ => (None, "used"),
+        };
+        let data = serde_json::json!({
+            "jti": jti, "gid": self.gid, "owner": "default", "kind": kind,
+            "client_id": self.agent, "scope": scope, "aud": aud, "iat": iat, "exp": exp,
+            "jkt": self.jkt, "hash": hash, "status": status,
+        });
+        ins.execute(rusqlite::params![jti, self.gid, hash, data.to_string()])
+            .unwrap();
+    }
 }
 
 /// The growth fixture: `tokens` token rows, with their grants and audit
@@ -80,16 +90,21 @@ pub(super) fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usiz
             let jkt = random_id(&rng, 32).unwrap();
             let created = now - span + (g as i64 * span) / grants as i64;
             let grant_exp = created + 30 * 86_400;
-            let grant = serde_json::json!({
+            let rec = serde_json::json!({
                 "gid": gid, "owner": "default", "agent": agent, "scope": GRANT_SCOPE,
                 "audiences": [AUD], "jkt": jkt, "status": "active", "origin": "pre-authorized",
                 "created_at": created, "ttl": 30 * 86_400, "expires_at": grant_exp,
                 "enroll_hash": null, "revoked_at": null,
             });
             ins_grant
-                .execute(rusqlite::params![gid, agent, grant.to_string()])
+                .execute(rusqlite::params![gid, agent, rec.to_string()])
                 .unwrap();
             n_grant += 1;
+            let grant = Grant {
+                gid: &gid,
+                agent: &agent,
+                jkt: &jkt,
+            };
             let mut t = created;
             let mut in_grant = 0;
             while in_grant < 100 && n_tok < tokens {
@@ -97,47 +112,11 @@ pub(super) fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usiz
                 let rjti = random_id(&rng, 16).unwrap();
                 let secret = format!("rt_{}", random_id(&rng, 32).unwrap());
                 let rhash = secret_hash(&secret);
-                ins_tok
-                    .execute(rusqlite::params![
-                        rjti,
-                        gid,
-                        rhash,
-                        token_json(
-                            &rjti,
-                            &gid,
-                            "refresh",
-                            &agent,
-                            GRANT_SCOPE,
-                            None,
-                            t,
-                            grant_exp,
-                            &jkt,
-                            Some(&rhash),
-                            "used"
-                        )
-                    ])
-                    .unwrap();
+                let row = (rjti.as_str(), "refresh", GRANT_SCOPE);
+                grant.insert(&mut ins_tok, row, (t, grant_exp), Some(&rhash));
                 let ajti = random_id(&rng, 16).unwrap();
-                ins_tok
-                    .execute(rusqlite::params![
-                        ajti,
-                        gid,
-                        Option::<String>::None,
-                        token_json(
-                            &ajti,
-                            &gid,
-                            "access",
-                            &agent,
-                            GRANT_SCOPE,
-                            Some(AUD),
-                            t,
-                            t + 3600,
-                            &jkt,
-                            None,
-                            "active"
-                        )
-                    ])
-                    .unwrap();
+                let row = (ajti.as_str(), "access", GRANT_SCOPE);
+                grant.insert(&mut ins_tok, row, (t, t + 3600), None);
                 n_tok += 2;
                 in_grant += 2;
                 audit(
@@ -154,26 +133,8 @@ pub(super) fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usiz
                     }
                     t += 1;
                     let xjti = random_id(&rng, 16).unwrap();
-                    ins_tok
-                        .execute(rusqlite::params![
-                            xjti,
-                            gid,
-                            Option::<String>::None,
-                            token_json(
-                                &xjti,
-                                &gid,
-                                "access",
-                                &agent,
-                                NARROW,
-                                Some(AUD),
-                                t,
-                                t + 3600,
-                                &jkt,
-                                None,
-                                "active"
-                            )
-                        ])
-                        .unwrap();
+                    let row = (xjti.as_str(), "access", NARROW);
+                    grant.insert(&mut ins_tok, row, (t, t + 3600), None);
                     n_tok += 1;
                     in_grant += 1;
                     audit(

@@ -39,11 +39,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protonpass_agent::{
-    AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof, random_id,
-};
+use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, random_id};
 use protonpass_broker::audit::{record_hash, secret_hash};
-use protonpass_e2e::{Broker, broker_bin};
+use protonpass_e2e::{Broker, broker_bin, dpop};
 use serde_json::Value;
 
 use growth::growth;
@@ -145,18 +143,7 @@ async fn call(
     t: &mut Tally,
 ) -> Result<Value, String> {
     for attempt in 0..2 {
-        let proof = create_proof(
-            &a.key,
-            &ProofInput {
-                method: "POST",
-                url,
-                nonce: a.nonce.as_deref(),
-                ..Default::default()
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .map_err(|e| format!("proof: {e}"))?;
+        let proof = dpop(&a.key, "POST", url, None, a.nonce.as_deref());
         t.requests += 1;
         let r = http
             .post(url)
@@ -430,8 +417,6 @@ async fn load(http: &reqwest::Client) -> u64 {
     errors
 }
 
-#[allow(clippy::too_many_arguments)]
-
 /// A thousand agents hold a thousand connections, and the broker (a child of
 /// this process) inherits the limit: raise the soft limit to the hard one.
 fn raise_nofile() -> u64 {
@@ -456,11 +441,7 @@ fn main() {
         "broker {} (2-core machine shared with other work; client and broker share the cores; open files limit {nofile})",
         broker_bin().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = protonpass_e2e::bench_runtime();
     let http = http_client();
     let mut errors = 0;
     if parts.contains("load") {
