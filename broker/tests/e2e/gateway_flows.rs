@@ -305,17 +305,8 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let chunk = bytes_chunk();
     let stream =
         futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let r = call(
-        &b,
-        &a,
-        "POST",
-        "/upload",
-        Some(reqwest::Body::wrap_stream(stream)),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), (64 * MIB).to_string());
+    let read = upload(&b, &a, reqwest::Body::wrap_stream(stream)).await;
+    assert_eq!(read, (64 * MIB).to_string());
 
     let peak = rss_kib(b.pid(), "VmHWM:");
     let growth = peak.saturating_sub(before) / 1024;
@@ -443,17 +434,8 @@ async fn a_slow_upload_is_not_a_slow_upstream() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         Some((Ok::<_, std::io::Error>(vec![b'u'; 1000]), i + 1))
     });
-    let r = call(
-        &b,
-        &a,
-        "POST",
-        "/upload",
-        Some(reqwest::Body::wrap_stream(stream)),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "6000");
+    let read = upload(&b, &a, reqwest::Body::wrap_stream(stream)).await;
+    assert_eq!(read, "6000");
 }
 
 /// The gateway's audit record of the call to `path` says it was cut by a
@@ -471,4 +453,12 @@ async fn cut_is_audited(b: &Broker, path: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the cut of {path} is not in the audit log");
+}
+
+/// `POST /upload` through the gateway with `body`: what the upstream says it
+/// read (the answer must be a 200).
+async fn upload(b: &Broker, a: &(AgentKey, String, String), body: reqwest::Body) -> String {
+    let r = call(b, a, "POST", "/upload", Some(body), &[]).await;
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
 }

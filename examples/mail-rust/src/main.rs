@@ -24,8 +24,7 @@ mod demo_kit;
 mod provider;
 
 use demo_kit::{
-    Fallible, Running, approving_prompt, cli, expect, finish, show_audit, setup,
-    start_broker, step,
+    Fallible, Running, approving_prompt, cli, expect, finish, setup, show_audit, start_broker, step,
 };
 
 /// `upstream connect mail`, with the person's browser played here: open the

@@ -26,8 +26,7 @@ use rust_decimal::Decimal;
 mod demo_kit;
 
 use demo_kit::{
-    Fallible, approving_prompt, call, cli, expect, finish, show_audit, setup,
-    start_broker, step,
+    Fallible, approving_prompt, call, cli, expect, finish, setup, show_audit, start_broker, step,
 };
 
 /// The travel API's port, bound first: its URL names the audience (a session
