@@ -86,16 +86,25 @@ pub async fn get_page(url: &str) -> (u16, String) {
 
 /// Connect `name` all the way; returns the connection id.
 async fn connect(b: &Broker, name: &str) -> String {
-    let (mut child, mut out, v) = start_connect(b, name);
+    let (child, out, v) = start_connect(b, name);
     let back = consent(v["authorize_url"].as_str().unwrap()).await;
-    let (status, body) = get_page(&back).await;
+    let done = finish_connect((child, out), &back).await;
+    assert_eq!(done["connected"], true, "{done}");
+    done["connection"].as_str().unwrap().to_owned()
+}
+
+/// The provider's redirect `back` followed to the broker: the `upstream
+/// connect` command ends well, with what it printed last.
+async fn finish_connect(
+    (mut child, mut out): (Child, BufReader<std::process::ChildStdout>),
+    back: &str,
+) -> Value {
+    let (status, body) = get_page(back).await;
     assert_eq!(status, 200, "{body}");
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(child.wait().unwrap().success());
-    let done: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(done["connected"], true, "{done}");
-    done["connection"].as_str().unwrap().to_owned()
+    serde_json::from_str(&line).unwrap()
 }
 
 /// An agent of the default owner enrolled for `name`'s audience.
@@ -141,7 +150,7 @@ async fn connect_with_pkce_and_state_then_read_mail_but_never_send() {
         "{v}"
     );
 
-    let (mut child, mut out, started) = start_connect(&b, "mail");
+    let (child, out, started) = start_connect(&b, "mail");
     let auth = url::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
     let q: std::collections::HashMap<_, _> = auth.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
@@ -157,12 +166,7 @@ async fn connect_with_pkce_and_state_then_read_mail_but_never_send() {
     let (s, _) = call(&b, &a, "GET", "/mail/messages").await;
     assert_eq!(s, 502);
     // The real answer connects; the CLI sees it.
-    let (status, body) = get_page(&back).await;
-    assert_eq!(status, 200, "{body}");
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(child.wait().unwrap().success());
-    let done: Value = serde_json::from_str(&line).unwrap();
+    let done = finish_connect((child, out), &back).await;
     let conn = done["connection"].as_str().unwrap().to_owned();
     // The state is single use.
     let (status, _) = get_page(&back).await;
