@@ -230,26 +230,9 @@ async fn the_cli_refuses_bad_rules_and_manages_upstreams_without_showing_the_sec
     assert!(!v.to_string().contains(SECRET));
 
     // Rotation: the new secret is what the upstream gets (and it refuses it).
-    let mut c = Command::new(broker_bin())
-        .args([
-            "--data",
-            b.data.to_str().unwrap(),
-            "--json",
-            "upstream",
-            "rotate",
-            "code-host",
-            "--secret-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(b"rotated-secret\n")
-        .unwrap();
-    assert!(c.wait_with_output().unwrap().status.success());
+    let rotate = ["upstream", "rotate", "code-host", "--secret-stdin"];
+    let (code, v) = b.cli_with_stdin(&rotate, "rotated-secret\n");
+    assert_eq!(code, 0, "{v}");
     let a = agent(&b, "default", SCOPES).await;
     let r = call(&b, &a, "GET", "/repos/me/proj", None, &[]).await;
     assert_eq!(r.status(), 401, "the upstream took a rotated-away secret");

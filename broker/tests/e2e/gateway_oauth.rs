@@ -4,7 +4,7 @@
 //! refused, concurrent); `upstream disconnect` revoking at the provider.
 //! And the template catalog from the command line.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use protonpass_agent::AgentKey;
@@ -16,31 +16,8 @@ use protonpass_e2e::{Broker, audit_records, broker_bin, key};
 
 /// `upstream add` (a file or `--template`) with `stdin` as standard input.
 pub fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
-    let mut c = Command::new(broker_bin())
-        .args([
-            "--data",
-            b.data.to_str().unwrap(),
-            "--json",
-            "upstream",
-            "add",
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = c.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(text.trim()).unwrap_or(Value::String(text.into())),
-    )
+    let args: Vec<&str> = ["upstream", "add"].iter().chain(args).copied().collect();
+    b.cli_with_stdin(&args, stdin.unwrap_or_default())
 }
 
 pub fn add_oauth(b: &Broker, p: &Provider, name: &str, issuer: &str) {
