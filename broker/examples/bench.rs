@@ -30,7 +30,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::{AgentKey, OsRandom};
+use protonpass_e2e::dpop;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -114,18 +115,7 @@ async fn request(a: &mut Agent, op: Op) -> bool {
     let url = a.url.clone();
     let url = url.as_str();
     for _ in 0..3 {
-        let proof = create_proof(
-            &a.key,
-            &ProofInput {
-                method: "POST",
-                url,
-                nonce: a.nonce.as_deref(),
-                ..Default::default()
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
+        let proof = dpop(&a.key, "POST", url, None, a.nonce.as_deref());
         let params: Vec<(&str, &str)> = match op {
             Op::Refresh => vec![
                 ("grant_type", "refresh_token"),
@@ -397,18 +387,7 @@ async fn enroll(bin: &str, data: &str, token_url: &str, n: usize) -> Vec<Arc<Mut
         // Redeem: the refresh slot holds the code until then.
         let mut ok = false;
         for _ in 0..3 {
-            let proof = create_proof(
-                &agent.key,
-                &ProofInput {
-                    method: "POST",
-                    url: token_url,
-                    nonce: agent.nonce.as_deref(),
-                    ..Default::default()
-                },
-                SystemClock.now(),
-                &OsRandom,
-            )
-            .unwrap();
+            let proof = dpop(&agent.key, "POST", token_url, None, agent.nonce.as_deref());
             let r = http
                 .post(token_url)
                 .header("DPoP", proof)

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::{AgentKey, OsRandom};
+use protonpass_e2e::dpop;
 use serde_json::Value;
 
 const SECRET: &str = "bench-upstream-secret";
@@ -201,19 +202,7 @@ struct Agent {
 }
 
 fn proof(a: &Agent, method: &str, url: &str, token: Option<&str>) -> String {
-    create_proof(
-        &a.key,
-        &ProofInput {
-            method,
-            url,
-            access_token: token,
-            nonce: a.nonce.as_deref(),
-            reason: None,
-        },
-        SystemClock.now(),
-        &OsRandom,
-    )
-    .unwrap()
+    dpop(&a.key, method, url, token, a.nonce.as_deref())
 }
 
 async fn enroll(http: &reqwest::Client, issuer: &str, code: &str) -> Agent {

@@ -1,6 +1,6 @@
 //! What the Rust demos share: finding, starting and commanding the broker
-//! binary, narrating the steps, the scripted approval and the closing audit
-//! step. Included by `examples/mail-rust` and
+//! binary, narrating the steps and the agent's calls, the scripted approval
+//! and the closing audit step. Included by `examples/mail-rust` and
 //! `examples/travel-rust` as their `demo_kit` module, so that each demo's
 //! `main.rs` is only its story.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 
-use protonpass_agent::{DevicePrompt, PromptFn};
+use protonpass_agent::{DevicePrompt, PromptFn, Session};
 
 pub type Fallible<T> = std::result::Result<T, String>;
 
@@ -114,6 +114,13 @@ pub fn private_dir() -> Fallible<tempfile::TempDir> {
         .map_err(|e| e.to_string())
 }
 
+/// What every demo starts from: the broker binary, the broker's owner-only
+/// data directory (its keys and grants) and the agent's home (its stored grant).
+pub fn setup() -> Fallible<(PathBuf, tempfile::TempDir, tempfile::TempDir)> {
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    Ok((broker_bin()?, private_dir()?, home))
+}
+
 /// The device prompt of a demo, where the person's answer is scripted: after
 /// `narrate` has told the story, print the `approve` command and run it in the
 /// background while the agent polls.
@@ -134,6 +141,49 @@ pub fn approving_prompt(
             }
         });
     })
+}
+
+/// The agent calls `{base}{path}` for the reason `why`: the status, and the
+/// answer (the body, or the `WWW-Authenticate` challenge of a refusal that
+/// has one).
+pub async fn call(
+    session: &Session,
+    method: &str,
+    base: &str,
+    path: &str,
+    why: &str,
+) -> Fallible<(u16, String)> {
+    let url = format!("{base}{path}");
+    let r = session
+        .send(method, &url, &[], None, Some(why))
+        .await
+        .map_err(|e| format!("{} ({})", e, e.code()))?;
+    let status = r.status().as_u16();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = r.text().await.unwrap_or_default();
+    Ok((status, www.filter(|_| status != 200).unwrap_or(body)))
+}
+
+/// [`call`], narrated as `METHOD path -> status answer`; an error unless the
+/// status is `want`.
+pub async fn expect(
+    session: &Session,
+    method: &str,
+    base: &str,
+    path: &str,
+    why: &str,
+    want: u16,
+) -> Fallible<()> {
+    let (status, answer) = call(session, method, base, path, why).await?;
+    println!("   {method} {path} -> {status} {answer}");
+    if status != want {
+        return Err(format!("{method} {path} answered {status}, not {want}"));
+    }
+    Ok(())
 }
 
 /// The last step of every demo: the audit log and the check of its hash chain.

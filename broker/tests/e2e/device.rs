@@ -179,20 +179,23 @@ async fn denied_and_expired() {
     assert_eq!(v["error"], "invalid_grant");
 }
 
+/// Well-formed user codes that no request holds.
+const WRONG_CODES: [&str; 6] = [
+    "BBBB-BBBB",
+    "CCCC-CCCC",
+    "DDDD-DDDD",
+    "FFFF-FFFF",
+    "GGGG-GGGG",
+    "HHHH-HHHH",
+];
+
 #[tokio::test]
 async fn wrong_user_codes_lock_the_web_form_but_not_the_command_line() {
     let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
     let d = start_device(&b, "travel:book", Some(API)).await;
     // The owner at the broker's machine mistypes more than the web budget: the
     // right code still works there.
-    for guess in [
-        "BBBB-BBBB",
-        "CCCC-CCCC",
-        "DDDD-DDDD",
-        "FFFF-FFFF",
-        "GGGG-GGGG",
-        "HHHH-HHHH",
-    ] {
+    for guess in WRONG_CODES {
         let (code, v) = b.cli(&["approve", guess]);
         assert_eq!(code, 1);
         assert_eq!(v["error"], "invalid_grant", "{v}");
@@ -202,13 +205,7 @@ async fn wrong_user_codes_lock_the_web_form_but_not_the_command_line() {
     // The web form: one live code, each wrong entry costs 1 of the budget of 5.
     let d = start_device(&b, "travel:book", Some(API)).await;
     let (mut w, csrf) = crate::dashboard::signed_in(&b).await;
-    for guess in [
-        "BBBB-BBBB",
-        "CCCC-CCCC",
-        "DDDD-DDDD",
-        "FFFF-FFFF",
-        "GGGG-GGGG",
-    ] {
+    for guess in &WRONG_CODES[..5] {
         let p = w.lookup(&csrf, guess).await;
         assert!(p.body.contains("No agent is waiting"), "{}", p.body);
     }

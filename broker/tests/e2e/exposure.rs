@@ -61,13 +61,7 @@ async fn the_revocation_feed_names_no_owner_agent_audience_or_scope() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let (at, gid) = (r.s("access_token"), r.s("grant_id"));
-    let revoke = b
-        .post_form(
-            "/oauth/revoke",
-            &[("token", &at), ("client_id", "alice-travel-bot")],
-            &[],
-        )
-        .await;
+    let revoke = b.revoke_token(&at, "alice-travel-bot").await;
     assert_eq!(revoke.status, 200);
     b.cli_ok(&["--owner", "alice", "revoke", &gid]);
     let feed = b.feed(0).await;

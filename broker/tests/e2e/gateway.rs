@@ -3,8 +3,7 @@
 //! upstreams added with the CLI, agents enrolled with pre-authorized grants,
 //! and requests signed with DPoP proofs for the gateway URL.
 
-use std::io::{Read as _, Write as _};
-use std::process::{Command, Stdio};
+use std::io::Read as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +12,10 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::AgentKey;
 use serde_json::Value;
 
-use protonpass_e2e::{Broker, broker_bin, key};
+use protonpass_e2e::{Broker, dpop, dpop_why, key};
 
 pub const SECRET: &str = "sk_live_9f8e7d6c5b4a3210-gateway-secret";
 pub const AUD: &str = "https://api.code-host.example";
@@ -190,35 +189,9 @@ scope = "admin:all"
 pub fn add_upstream(b: &Broker, rules: &str, owner: &str) -> (i32, Value) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), rules).unwrap();
-    let mut c = Command::new(broker_bin())
-        .args([
-            "--data",
-            b.data.to_str().unwrap(),
-            "--json",
-            "--owner",
-            owner,
-        ])
-        .args([
-            "upstream",
-            "add",
-            f.path().to_str().unwrap(),
-            "--secret-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .unwrap();
-    let out = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(text.trim()).unwrap_or(Value::String(text.into())),
-    )
+    let path = f.path().to_str().unwrap();
+    let args = ["--owner", owner, "upstream", "add", path, "--secret-stdin"];
+    b.cli_with_stdin(&args, &format!("{SECRET}\n"))
 }
 
 /// An agent of `owner` enrolled for the upstream's audience: (key, token, grant id).
@@ -267,26 +240,27 @@ pub async fn try_call(
     extra: &[(&str, &str)],
 ) -> reqwest::Result<reqwest::Response> {
     let url = format!("{}/gateway/code-host{path}", b.url);
-    let htu = url.split('?').next().unwrap().to_owned();
+    let reason = "testing the gateway";
+    signed(&agent.0, &agent.1, (method, &url), reason, body, extra).await
+}
+
+/// A request to `url` with the access token `token` and a proof by `key`
+/// that signs `reason`; retries once with the broker's nonce.
+pub async fn signed(
+    key: &AgentKey,
+    token: &str,
+    (method, url): (&str, &str),
+    reason: &str,
+    body: Option<reqwest::Body>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
     let mut nonce: Option<String> = None;
     let mut body = body;
     for _ in 0..2 {
-        let proof = create_proof(
-            &agent.0,
-            &ProofInput {
-                method,
-                url: &htu,
-                access_token: Some(&agent.1),
-                nonce: nonce.as_deref(),
-                reason: Some("testing the gateway"),
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
+        let proof = dpop_why(key, method, url, Some(token), nonce.as_deref(), reason);
         let mut req = no_redirects()
-            .request(method.parse().unwrap(), &url)
-            .header("authorization", format!("DPoP {}", agent.1))
+            .request(method.parse().unwrap(), url)
+            .header("authorization", format!("DPoP {token}"))
             .header("dpop", proof);
         for (k, v) in extra {
             req = req.header(*k, *v);

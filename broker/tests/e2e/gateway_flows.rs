@@ -187,19 +187,7 @@ async fn signed(
 ) -> reqwest::Response {
     let mut nonce: Option<String> = None;
     loop {
-        let proof = create_proof(
-            &a.0,
-            &ProofInput {
-                method,
-                url,
-                access_token: Some(&a.1),
-                nonce: nonce.as_deref(),
-                reason: None,
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
+        let proof = dpop(&a.0, method, url, Some(&a.1), nonce.as_deref());
         let r = b
             .http
             .request(method.parse().unwrap(), url)
@@ -242,26 +230,9 @@ async fn the_cli_refuses_bad_rules_and_manages_upstreams_without_showing_the_sec
     assert!(!v.to_string().contains(SECRET));
 
     // Rotation: the new secret is what the upstream gets (and it refuses it).
-    let mut c = Command::new(broker_bin())
-        .args([
-            "--data",
-            b.data.to_str().unwrap(),
-            "--json",
-            "upstream",
-            "rotate",
-            "code-host",
-            "--secret-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(b"rotated-secret\n")
-        .unwrap();
-    assert!(c.wait_with_output().unwrap().status.success());
+    let rotate = ["upstream", "rotate", "code-host", "--secret-stdin"];
+    let (code, v) = b.cli_with_stdin(&rotate, "rotated-secret\n");
+    assert_eq!(code, 0, "{v}");
     let a = agent(&b, "default", SCOPES).await;
     let r = call(&b, &a, "GET", "/repos/me/proj", None, &[]).await;
     assert_eq!(r.status(), 401, "the upstream took a rotated-away secret");
@@ -317,17 +288,8 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let chunk = bytes_chunk();
     let stream =
         futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let r = call(
-        &b,
-        &a,
-        "POST",
-        "/upload",
-        Some(reqwest::Body::wrap_stream(stream)),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), (64 * MIB).to_string());
+    let read = upload(&b, &a, reqwest::Body::wrap_stream(stream)).await;
+    assert_eq!(read, (64 * MIB).to_string());
 
     let peak = rss_kib(b.pid(), "VmHWM:");
     let growth = peak.saturating_sub(before) / 1024;
@@ -373,49 +335,47 @@ async fn a_revocation_cuts_a_response_off_mid_stream() {
 async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() {
     let (b, _up) = setup().await;
     let a = agent(&b, "default", SCOPES).await;
-    let start = std::time::Instant::now();
-    let revoke = async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        b.cli_ok(&["revoke", &a.2]);
-    };
-    let (r, ()) = tokio::join!(try_call(&b, &a, "GET", "/drip-sized", None, &[]), revoke);
     // Read whole before anything is sent to the agent: the agent's
     // connection ends with no answer at all, never a complete-looking
     // answer, and never a refusal (a `401` would have the SDK renew and send
     // the request again, which the upstream has already acted on).
-    match r {
-        Err(e) => assert!(e.is_request(), "{e:?}"),
-        Ok(r) => panic!(
-            "an answer reached the agent after the revocation: {}",
-            r.status()
-        ),
-    }
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
-    cut_is_audited(&b, "/drip-sized").await;
+    let took = revoked_during(&b, &a, "/drip-sized", 500).await;
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_while_the_upstream_works_keeps_its_answer_from_the_agent() {
     let (b, _up) = setup().await;
     let a = agent(&b, "default", SCOPES).await;
+    // The upstream answers `/late` after 1.5 s; the check passed before.
+    revoked_during(&b, &a, "/late", 300).await;
+}
+
+/// `GET path`, with the agent's grant revoked `after_ms` into the call: no
+/// answer reaches the agent, and the cut is audited. Returns how long the
+/// call took.
+async fn revoked_during(
+    b: &Broker,
+    a: &(AgentKey, String, String),
+    path: &str,
+    after_ms: u64,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
     let revoke = async {
-        // The upstream answers `/late` after 1.5 s; the check passed before.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
         b.cli_ok(&["revoke", &a.2]);
     };
-    let (r, ()) = tokio::join!(try_call(&b, &a, "GET", "/late", None, &[]), revoke);
+    let (r, ()) = tokio::join!(try_call(b, a, "GET", path, None, &[]), revoke);
+    let took = start.elapsed();
     match r {
         Err(e) => assert!(e.is_request(), "{e:?}"),
         Ok(r) => panic!(
-            "the answer reached the agent after the revocation: {}",
+            "an answer to {path} reached the agent after the revocation: {}",
             r.status()
         ),
     }
-    cut_is_audited(&b, "/late").await;
+    cut_is_audited(b, path).await;
+    took
 }
 
 #[tokio::test]
@@ -457,17 +417,8 @@ async fn a_slow_upload_is_not_a_slow_upstream() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         Some((Ok::<_, std::io::Error>(vec![b'u'; 1000]), i + 1))
     });
-    let r = call(
-        &b,
-        &a,
-        "POST",
-        "/upload",
-        Some(reqwest::Body::wrap_stream(stream)),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "6000");
+    let read = upload(&b, &a, reqwest::Body::wrap_stream(stream)).await;
+    assert_eq!(read, "6000");
 }
 
 /// The gateway's audit record of the call to `path` says it was cut by a
@@ -485,4 +436,12 @@ async fn cut_is_audited(b: &Broker, path: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the cut of {path} is not in the audit log");
+}
+
+/// `POST /upload` through the gateway with `body`: what the upstream says it
+/// read (the answer must be a 200).
+async fn upload(b: &Broker, a: &(AgentKey, String, String), body: reqwest::Body) -> String {
+    let r = call(b, a, "POST", "/upload", Some(body), &[]).await;
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
 }

@@ -20,19 +20,7 @@ async fn raw_call(
     let htu = format!("{}{}", b.url, target.split('?').next().unwrap());
     let mut nonce: Option<String> = None;
     loop {
-        let proof = create_proof(
-            &a.0,
-            &ProofInput {
-                method,
-                url: &htu,
-                access_token: Some(&a.1),
-                nonce: nonce.as_deref(),
-                reason: None,
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
+        let proof = dpop(&a.0, method, &htu, Some(&a.1), nonce.as_deref());
         let resp = raw(
             b,
             format!(
@@ -189,21 +177,7 @@ async fn oversized_headers_and_bad_proofs_are_refused_before_the_upstream() {
         .headers()
         .get("dpop-nonce")
         .map(|v| v.to_str().unwrap().to_owned());
-    let proof = |u: &str| {
-        create_proof(
-            &a.0,
-            &ProofInput {
-                method: "GET",
-                url: u,
-                access_token: Some(&a.1),
-                nonce: nonce.as_deref(),
-                reason: None,
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap()
-    };
+    let proof = |u: &str| dpop(&a.0, "GET", u, Some(&a.1), nonce.as_deref());
     let before = up.calls();
     let p = proof(&other);
     let r = b
@@ -260,19 +234,13 @@ async fn the_target_host_comes_from_the_rules_alone() {
         .get("dpop-nonce")
         .map(|v| v.to_str().unwrap().to_owned());
     let path = "/gateway/code-host/repos/me/proj/absolute";
-    let proof = create_proof(
+    let proof = dpop(
         &a.0,
-        &ProofInput {
-            method: "GET",
-            url: &format!("{}{path}", b.url),
-            access_token: Some(&a.1),
-            nonce: nonce.as_deref(),
-            reason: None,
-        },
-        SystemClock.now(),
-        &OsRandom,
-    )
-    .unwrap();
+        "GET",
+        &format!("{}{path}", b.url),
+        Some(&a.1),
+        nonce.as_deref(),
+    );
     let before = up.calls();
     let resp = raw(
         &b,

@@ -4,43 +4,20 @@
 //! refused, concurrent); `upstream disconnect` revoking at the provider.
 //! And the template catalog from the command line.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use protonpass_agent::{AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof};
+use protonpass_agent::AgentKey;
 use serde_json::Value;
 
-use crate::gateway::{json, no_redirects};
+use crate::gateway::{json, no_redirects, signed};
 use crate::oauth_provider::{CLIENT_SECRET, Provider};
 use protonpass_e2e::{Broker, audit_records, broker_bin, key};
 
 /// `upstream add` (a file or `--template`) with `stdin` as standard input.
 pub fn add(b: &Broker, args: &[&str], stdin: Option<&str>) -> (i32, Value) {
-    let mut c = Command::new(broker_bin())
-        .args([
-            "--data",
-            b.data.to_str().unwrap(),
-            "--json",
-            "upstream",
-            "add",
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = c.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(text.trim()).unwrap_or(Value::String(text.into())),
-    )
+    let args: Vec<&str> = ["upstream", "add"].iter().chain(args).copied().collect();
+    b.cli_with_stdin(&args, stdin.unwrap_or_default())
 }
 
 pub fn add_oauth(b: &Broker, p: &Provider, name: &str, issuer: &str) {
@@ -86,16 +63,25 @@ pub async fn get_page(url: &str) -> (u16, String) {
 
 /// Connect `name` all the way; returns the connection id.
 async fn connect(b: &Broker, name: &str) -> String {
-    let (mut child, mut out, v) = start_connect(b, name);
+    let (child, out, v) = start_connect(b, name);
     let back = consent(v["authorize_url"].as_str().unwrap()).await;
-    let (status, body) = get_page(&back).await;
+    let done = finish_connect((child, out), &back).await;
+    assert_eq!(done["connected"], true, "{done}");
+    done["connection"].as_str().unwrap().to_owned()
+}
+
+/// The provider's redirect `back` followed to the broker: the `upstream
+/// connect` command ends well, with what it printed last.
+async fn finish_connect(
+    (mut child, mut out): (Child, BufReader<std::process::ChildStdout>),
+    back: &str,
+) -> Value {
+    let (status, body) = get_page(back).await;
     assert_eq!(status, 200, "{body}");
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(child.wait().unwrap().success());
-    let done: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(done["connected"], true, "{done}");
-    done["connection"].as_str().unwrap().to_owned()
+    serde_json::from_str(&line).unwrap()
 }
 
 /// An agent of the default owner enrolled for `name`'s audience.
@@ -115,39 +101,9 @@ pub async fn agent(b: &Broker, name: &str, scope: &str) -> (AgentKey, String) {
 /// A signed call through the gateway (with the nonce round if needed).
 pub async fn call(b: &Broker, a: &(AgentKey, String), method: &str, path: &str) -> (u16, Value) {
     let url = format!("{}/gateway{path}", b.url);
-    let mut nonce: Option<String> = None;
-    for _ in 0..2 {
-        let proof = create_proof(
-            &a.0,
-            &ProofInput {
-                method,
-                url: &url,
-                access_token: Some(&a.1),
-                nonce: nonce.as_deref(),
-                reason: Some("reading the owner's mail"),
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap();
-        let r = no_redirects()
-            .request(method.parse().unwrap(), &url)
-            .header("authorization", format!("DPoP {}", a.1))
-            .header("dpop", proof)
-            .send()
-            .await
-            .unwrap();
-        let n = r
-            .headers()
-            .get("dpop-nonce")
-            .map(|v| v.to_str().unwrap().to_owned());
-        if r.status() == 401 && n.is_some() && nonce.is_none() {
-            nonce = n;
-            continue;
-        }
-        return json(r).await;
-    }
-    panic!("the nonce round did not settle");
+    let reason = "reading the owner's mail";
+    let r = signed(&a.0, &a.1, (method, &url), reason, None, &[]).await;
+    json(r.unwrap()).await
 }
 
 fn events(b: &Broker, event: &str) -> Vec<Value> {
@@ -171,7 +127,7 @@ async fn connect_with_pkce_and_state_then_read_mail_but_never_send() {
         "{v}"
     );
 
-    let (mut child, mut out, started) = start_connect(&b, "mail");
+    let (child, out, started) = start_connect(&b, "mail");
     let auth = url::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
     let q: std::collections::HashMap<_, _> = auth.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
@@ -187,12 +143,7 @@ async fn connect_with_pkce_and_state_then_read_mail_but_never_send() {
     let (s, _) = call(&b, &a, "GET", "/mail/messages").await;
     assert_eq!(s, 502);
     // The real answer connects; the CLI sees it.
-    let (status, body) = get_page(&back).await;
-    assert_eq!(status, 200, "{body}");
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(child.wait().unwrap().success());
-    let done: Value = serde_json::from_str(&line).unwrap();
+    let done = finish_connect((child, out), &back).await;
     let conn = done["connection"].as_str().unwrap().to_owned();
     // The state is single use.
     let (status, _) = get_page(&back).await;

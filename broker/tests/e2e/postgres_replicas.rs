@@ -113,13 +113,7 @@ async fn a_revocation_through_one_replica_reaches_another_replicas_feed_promptly
         tokens.push(r.s("access_token"));
     }
     // A follower of replica B's stream: each revoked jti, as it arrives.
-    let mut stream = b
-        .http
-        .get(format!("{}/revocations/stream", b.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
+    let mut stream = b.revocation_stream(None).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     tokio::spawn(async move {
         let mut text = String::new();
@@ -145,13 +139,7 @@ async fn a_revocation_through_one_replica_reaches_another_replicas_feed_promptly
     for token in &tokens {
         let jti = claims(token)["jti"].as_str().unwrap().to_owned();
         let start = Instant::now();
-        let r = a
-            .post_form(
-                "/oauth/revoke",
-                &[("token", token), ("client_id", "bot")],
-                &[],
-            )
-            .await;
+        let r = a.revoke_token(token, "bot").await;
         assert_eq!(r.status, 200, "{}", r.body);
         let answered = Instant::now();
         let at = tokio::time::timeout(Duration::from_secs(5), async {

@@ -542,13 +542,7 @@ async fn one_audit_chain_after_a_concurrent_run_through_both_replicas() {
                 last = ok.s("access_token");
                 jtis.push(claims(&last)["jti"].clone());
             }
-            let rev =
-                r.a.post_form(
-                    "/oauth/revoke",
-                    &[("token", &last), ("client_id", &name)],
-                    &[],
-                )
-                .await;
+            let rev = r.a.revoke_token(&last, &name).await;
             assert_eq!(rev.status, 200, "{}", rev.body);
             (jtis, claims(&last)["jti"].clone())
         }

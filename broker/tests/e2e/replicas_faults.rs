@@ -120,14 +120,7 @@ impl Load<'_> {
             }
             self.seen.lock().unwrap().revoke_sent.insert(jti.clone());
             loop {
-                let v = self
-                    .via
-                    .post_form(
-                        "/oauth/revoke",
-                        &[("token", &at), ("client_id", &name)],
-                        &[],
-                    )
-                    .await;
+                let v = self.via.revoke_token(&at, &name).await;
                 self.count(v.status);
                 if v.status == 502 || v.status == self.retry_on {
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -23,22 +23,10 @@ async fn agent_revokes_access_then_refresh_token() {
     assert_eq!(b.introspect(&rs, &rt).await.body["active"], true);
 
     // Another client's token is left alone; unknown tokens get 200.
-    let other = b
-        .post_form(
-            "/oauth/revoke",
-            &[("token", &at), ("client_id", "not-bot")],
-            &[],
-        )
-        .await;
+    let other = b.revoke_token(&at, "not-bot").await;
     assert_eq!(other.status, 200);
     assert_eq!(b.introspect(&rs, &at).await.body["active"], true);
-    let unknown = b
-        .post_form(
-            "/oauth/revoke",
-            &[("token", "rt_nothing"), ("client_id", "bot")],
-            &[],
-        )
-        .await;
+    let unknown = b.revoke_token("rt_nothing", "bot").await;
     assert_eq!(unknown.status, 200);
 
     // The agent revokes its access token: inactive, in the feed before the answer.
@@ -68,16 +56,7 @@ async fn agent_revokes_access_then_refresh_token() {
     // Revoking the refresh token revokes the grant and all its tokens.
     let at2 = r2.s("access_token");
     let rt2 = r2.s("refresh_token");
-    assert_eq!(
-        b.post_form(
-            "/oauth/revoke",
-            &[("token", &rt2), ("client_id", "bot")],
-            &[]
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(b.revoke_token(&rt2, "bot").await.status, 200);
     assert_eq!(b.introspect(&rs, &at2).await.body["active"], false);
     let dead = b.refresh(&agent, &rt2).await;
     assert_eq!(dead.error(), "invalid_grant");
@@ -208,13 +187,7 @@ async fn cli_revocation_reaches_stream_subscribers() {
         .enroll(&agent, "bot", "calendar:read", &[])
         .await
         .s("grant_id");
-    let mut resp = b
-        .http
-        .get(format!("{}/revocations/stream", b.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let mut resp = b.revocation_stream(None).await;
     assert!(
         resp.headers()["content-type"]
             .to_str()
@@ -246,13 +219,7 @@ async fn cli_revocation_reaches_stream_subscribers() {
         .trim()
         .parse()
         .unwrap();
-    let mut again = b
-        .http
-        .get(format!("{}/revocations/stream", b.url))
-        .header("Last-Event-ID", seq.to_string())
-        .send()
-        .await
-        .unwrap();
+    let mut again = b.revocation_stream(Some(seq)).await;
     let got = tokio::time::timeout(Duration::from_millis(700), again.chunk()).await;
     if let Ok(Ok(Some(c))) = got {
         assert!(!String::from_utf8_lossy(&c).contains(&gid));
@@ -262,13 +229,7 @@ async fn cli_revocation_reaches_stream_subscribers() {
 #[tokio::test]
 async fn sigterm_stops_the_broker_even_with_open_streams() {
     let mut b = Broker::start(&[]);
-    let resp = b
-        .http
-        .get(format!("{}/revocations/stream", b.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = b.revocation_stream(None).await;
     let status = b.terminate().expect("the broker did not stop");
     assert!(status.success(), "{status:?}");
     drop(resp);

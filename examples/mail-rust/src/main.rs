@@ -1,7 +1,7 @@
 //! "A token for my assistant to read my mail", end to end.
 //!
 //! A person's mail is behind an OAuth provider (here a local stand-in, see
-//! `provider.rs`). They add it to their broker as a gateway upstream with an
+//! `examples/demo-kit/oauth_provider.rs`). They add it to their broker as a gateway upstream with an
 //! OAuth connection and connect their account (PKCE, state, iss); an agent
 //! gets a DPoP-bound token scoped to `mail:read` and reads the mail through
 //! the gateway without ever seeing the provider's tokens; it is refused when
@@ -12,8 +12,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a demo narrates
 
-mod provider;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -22,57 +20,12 @@ use protonpass_agent::*;
 
 #[path = "../../demo-kit/broker.rs"]
 mod demo_kit;
+#[path = "../../demo-kit/oauth_provider.rs"]
+mod provider;
 
 use demo_kit::{
-    Fallible, Running, approving_prompt, broker_bin, cli, finish, private_dir, show_audit,
-    start_broker, step,
+    Fallible, Running, approving_prompt, cli, expect, finish, setup, show_audit, start_broker, step,
 };
-
-/// The upstream's rules: the mail API behind the provider, reading and
-/// sending mapped to two scopes, the token injected as a bearer.
-fn rules(provider: &str) -> String {
-    format!(
-        r#"name = "mail"
-base_url = "{provider}/mail/v1"
-audience = "https://mail.example"
-description = "My mailbox"
-allow_private_network = true
-suggested_scopes = ["mail:read"]
-suggested_ttl = "8h"
-
-[credential.oauth2]
-authorization_url = "{provider}/authorize"
-token_url = "{provider}/token"
-revocation_url = "{provider}/revoke"
-issuer = "{provider}"
-client_id = "{client}"
-scopes = ["mail.read", "mail.send"]
-
-[[rule]]
-methods = ["GET"]
-path = "/messages/**"
-scope = "mail:read"
-description = "Read mail"
-
-[[rule]]
-methods = ["POST"]
-path = "/send"
-scope = "mail:send"
-description = "Send mail"
-
-[[scope]]
-name = "mail:read"
-description = "Read all of your mail"
-risk = "medium"
-
-[[scope]]
-name = "mail:send"
-description = "Send mail in your name"
-risk = "high"
-"#,
-        client = provider::CLIENT_ID
-    )
-}
 
 /// `upstream connect mail`, with the person's browser played here: open the
 /// authorization URL, consent, follow the redirect back to the broker.
@@ -115,27 +68,16 @@ async fn connect(bin: &Path, data: &Path) -> Fallible<String> {
     Ok(id)
 }
 
-async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible<(u16, String)> {
-    let r = session
-        .send(method, url, &[], None, Some(why))
-        .await
-        .map_err(|e| format!("{} ({})", e, e.code()))?;
-    let status = r.status().as_u16();
-    Ok((status, r.text().await.unwrap_or_default()))
-}
-
 async fn run() -> Fallible<()> {
-    let bin = broker_bin()?;
-    let data = private_dir()?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (bin, data, home) = setup()?;
 
     step(
         1,
         "The mail provider (a local stand-in) and the person's broker start.",
     );
-    let provider = provider::start().await?;
+    let provider = provider::Provider::bind().await?;
     let (broker, issuer) = start_broker(&bin, data.path())?;
-    println!("   provider at {provider}, broker at {issuer}");
+    println!("   provider at {}, broker at {issuer}", provider.url());
 
     step(
         2,
@@ -145,7 +87,8 @@ async fn run() -> Fallible<()> {
         "   $ protonpass-broker upstream add mail.toml --secret-stdin   (the OAuth client's secret)"
     );
     let rules_file = data.path().join("mail.toml");
-    std::fs::write(&rules_file, rules(&provider)).map_err(|e| e.to_string())?;
+    std::fs::write(&rules_file, provider.rules("mail", &provider.url()))
+        .map_err(|e| e.to_string())?;
     let path = rules_file.to_str().ok_or("path")?;
     let added = cli(
         &bin,
@@ -174,7 +117,7 @@ async fn run() -> Fallible<()> {
     let prompt = approving_prompt(&bin, data.path(), "8h", |_: &DevicePrompt| {});
     let session = authenticate_with_proton(
         &["mail:read"],
-        "https://mail.example",
+        "https://mail.example/mail",
         AuthOptions {
             broker: Some(issuer.clone()),
             agent_name: Some("mail-assistant".into()),
@@ -192,33 +135,29 @@ async fn run() -> Fallible<()> {
         5,
         "It reads the mail through the gateway (it never sees the provider's tokens).",
     );
-    let (s, body) = call(
+    expect(
         &session,
         "GET",
-        &format!("{gateway}/messages"),
+        &gateway,
+        "/messages",
         "summarise my mail",
+        200,
     )
     .await?;
-    println!("   GET /messages -> {s} {body}");
-    if s != 200 {
-        return Err("reading mail failed".into());
-    }
 
     step(
         6,
         "It tries to send mail: the gateway refuses, the provider is never asked.",
     );
-    let (s, body) = call(
+    expect(
         &session,
         "POST",
-        &format!("{gateway}/send"),
+        &gateway,
+        "/send",
         "reply to my friend",
+        403,
     )
     .await?;
-    println!("   POST /send -> {s} {body}");
-    if s != 403 {
-        return Err("sending was not refused".into());
-    }
 
     step(
         7,
@@ -229,17 +168,7 @@ async fn run() -> Fallible<()> {
         "   {}",
         cli(&bin, data.path(), &["upstream", "disconnect", "mail"], None)?
     );
-    let (s, body) = call(
-        &session,
-        "GET",
-        &format!("{gateway}/messages"),
-        "read again",
-    )
-    .await?;
-    println!("   GET /messages -> {s} {body}");
-    if s != 502 {
-        return Err("the agent was not cut off".into());
-    }
+    expect(&session, "GET", &gateway, "/messages", "read again", 502).await?;
     let _ = session.close(false).await;
 
     show_audit(8, &bin, data.path())?;

@@ -26,8 +26,7 @@ use rust_decimal::Decimal;
 mod demo_kit;
 
 use demo_kit::{
-    Fallible, approving_prompt, broker_bin, cli, finish, private_dir, show_audit, start_broker,
-    step,
+    Fallible, approving_prompt, call, cli, expect, finish, setup, show_audit, start_broker, step,
 };
 
 /// The travel API's port, bound first: its URL names the audience (a session
@@ -84,28 +83,8 @@ async fn start_travel_api(
     Ok(base)
 }
 
-async fn call(session: &Session, method: &str, url: &str, why: &str) -> Fallible<(u16, String)> {
-    match session.send(method, url, &[], None, Some(why)).await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let www = r
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let body = r.text().await.unwrap_or_default();
-            Ok((status, if status == 200 { body } else { www }))
-        }
-        Err(e) => Err(format!("{} ({})", e, e.code())),
-    }
-}
-
 async fn run() -> Fallible<()> {
-    let bin = broker_bin()?;
-    // The broker keeps its keys and grants in an owner-only directory.
-    let data = private_dir()?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (bin, data, home) = setup()?;
 
     step(
         1,
@@ -164,63 +143,34 @@ async fn run() -> Fallible<()> {
     );
 
     step(4, "The agent searches flights and hotels.");
-    let (s, body) = call(
+    let api = format!("{base}/travel");
+    expect(
         &session,
         "GET",
-        &format!("{base}/travel/flights"),
+        &api,
+        "/flights",
         "find flights to Paris",
+        200,
     )
     .await?;
-    println!("   GET /flights -> {s} {body}");
-    let (s, body) = call(
-        &session,
-        "GET",
-        &format!("{base}/travel/hotels"),
-        "find a hotel",
-    )
-    .await?;
-    println!("   GET /hotels  -> {s} {body}");
+    expect(&session, "GET", &api, "/hotels", "find a hotel", 200).await?;
 
     step(
         5,
         "It proposes the itinerary; the person confirms the booking (answered automatically here).",
     );
     println!("   agent: book TP 1234 and Le Petit, total 465? person: yes");
-    let (s, body) = call(
-        &session,
-        "POST",
-        &format!("{base}/travel/bookings"),
-        "book the confirmed itinerary",
-    )
-    .await?;
-    println!("   POST /bookings -> {s} {body}");
-    let (s, body) = call(
-        &session,
-        "POST",
-        &format!("{base}/travel/payments?amount=465"),
-        "pay the booking",
-    )
-    .await?;
-    println!("   POST /payments?amount=465 -> {s} {body}");
-    if s != 200 {
-        return Err("the payment within the limit was refused".into());
-    }
+    let why = "book the confirmed itinerary";
+    expect(&session, "POST", &api, "/bookings", why, 200).await?;
+    let (path, why) = ("/payments?amount=465", "pay the booking");
+    expect(&session, "POST", &api, path, why, 200).await?;
 
     step(
         6,
         "A payment above the agent's limit is refused by the API.",
     );
-    let (s, www) = call(
-        &session,
-        "POST",
-        &format!("{base}/travel/payments?amount=800"),
-        "upgrade to first class",
-    )
-    .await?;
-    println!("   POST /payments?amount=800 -> {s} {www}");
-    if s != 403 {
-        return Err("the payment above the limit was not refused".into());
-    }
+    let (path, why) = ("/payments?amount=800", "upgrade to first class");
+    expect(&session, "POST", &api, path, why, 403).await?;
     println!("   agent reports: \"I may not pay 800: my limit is under 500.\"");
 
     step(7, "The person cuts the agent off.");
@@ -233,14 +183,7 @@ async fn run() -> Fallible<()> {
     )?;
     let mut cut = None;
     for _ in 0..50 {
-        match call(
-            &session,
-            "GET",
-            &format!("{base}/travel/flights"),
-            "search again",
-        )
-        .await
-        {
+        match call(&session, "GET", &api, "/flights", "search again").await {
             Ok((200, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
             Ok((s, www)) => {
                 cut = Some(format!("{s} {www}"));

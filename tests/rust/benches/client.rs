@@ -44,11 +44,7 @@ fn enroll(b: &Broker) -> String {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = protonpass_e2e::bench_runtime();
     rt.block_on(run());
 }
 

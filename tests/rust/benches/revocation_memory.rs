@@ -69,11 +69,7 @@ fn main() {
         .map(|v| v.split(',').map(|s| s.trim().parse().unwrap()).collect())
         .unwrap_or_else(|| SIZES.to_vec());
     let broker = Broker::start(&[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = protonpass_e2e::bench_runtime();
     let settle = || std::thread::sleep(Duration::from_millis(500));
     let new_verifier = || {
         let v = rt

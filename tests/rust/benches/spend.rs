@@ -24,11 +24,7 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = protonpass_e2e::bench_runtime();
     rt.block_on(run());
 }
 

@@ -10,6 +10,49 @@ use crate::Broker;
 /// The grant type of a pre-authorized code (an enrollment code).
 pub const PRE_AUTHORIZED_CODE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 
+/// A DPoP proof by `key` for `method url`, signed now: `token` is the access
+/// token it goes with (hashed into `ath`), `nonce` the server's when it asked
+/// for one.
+pub fn dpop(
+    key: &AgentKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    proof_now(key, method, url, token, nonce, None)
+}
+
+/// [`dpop`], with the agent's `reason` signed into the proof.
+pub fn dpop_why(
+    key: &AgentKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+    reason: &str,
+) -> String {
+    proof_now(key, method, url, token, nonce, Some(reason))
+}
+
+fn proof_now(
+    key: &AgentKey,
+    method: &str,
+    url: &str,
+    access_token: Option<&str>,
+    nonce: Option<&str>,
+    reason: Option<&str>,
+) -> String {
+    let input = ProofInput {
+        method,
+        url,
+        access_token,
+        nonce,
+        reason,
+    };
+    create_proof(key, &input, SystemClock.now(), &OsRandom).unwrap()
+}
+
 /// An HTTP answer: status, body (JSON, else the text as a string) and headers.
 #[derive(Debug)]
 pub struct Reply {
@@ -49,18 +92,7 @@ impl Broker {
 
     /// A DPoP proof by `key` for a POST to `url`.
     pub fn proof(&self, key: &AgentKey, url: &str, nonce: Option<&str>) -> String {
-        create_proof(
-            key,
-            &ProofInput {
-                method: "POST",
-                url,
-                nonce,
-                ..Default::default()
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .unwrap()
+        dpop(key, "POST", url, None, nonce)
     }
 
     pub async fn post_form(
@@ -244,5 +276,23 @@ impl Broker {
         let r = self.get(&format!("/revocations?after={after}")).await;
         assert_eq!(r.status, 200);
         r.body["revocations"].as_array().unwrap().clone()
+    }
+
+    /// RFC 7009 revocation of `token` by the public client `client_id`.
+    pub async fn revoke_token(&self, token: &str, client_id: &str) -> Reply {
+        let form = [("token", token), ("client_id", client_id)];
+        self.post_form("/oauth/revoke", &form, &[]).await
+    }
+
+    /// The revocation stream (server-sent events), opened; resumed after the
+    /// event `last_event_id` when given.
+    pub async fn revocation_stream(&self, last_event_id: Option<i64>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}/revocations/stream", self.url));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r
     }
 }

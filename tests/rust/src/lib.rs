@@ -11,7 +11,7 @@
 mod http;
 mod store;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
@@ -19,8 +19,18 @@ use std::sync::Mutex;
 use protonpass_agent::{AgentKey, OsRandom};
 use serde_json::Value;
 
-pub use http::{PRE_AUTHORIZED_CODE, Reply, reply};
+pub use http::{PRE_AUTHORIZED_CODE, Reply, dpop, dpop_why, reply};
 pub use store::{fresh_database, on_postgres, prepare_store_on, store_sql, test_store};
+
+/// The runtime of the benches: two worker threads, the client's share of the
+/// machine whose figures the READMEs give.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// The audience the tests' grants name.
 pub const API: &str = "https://api.example";
@@ -228,12 +238,27 @@ impl Broker {
 
     /// Run a CLI command against the same data directory; returns (exit code, JSON output).
     pub fn cli(&self, args: &[&str]) -> (i32, Value) {
-        let out = Command::new(broker_bin())
+        self.cli_with_stdin(args, "")
+    }
+
+    /// [`Broker::cli`], with `stdin` as the command's standard input (a
+    /// secret for `--secret-stdin`, say).
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> (i32, Value) {
+        let mut c = Command::new(broker_bin())
             .args(["--data", self.data.to_str().unwrap(), "--json"])
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut input = c.stdin.take().unwrap();
+        // A command that stops before reading its input closes the pipe: its
+        // answer says why.
+        let _ = input.write_all(stdin.as_bytes());
+        drop(input);
+        let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let v = serde_json::from_str(text.trim()).unwrap_or(Value::String(text.to_string()));
         (out.status.code().unwrap_or(-1), v)

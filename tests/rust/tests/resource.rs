@@ -10,7 +10,7 @@ mod common;
 
 use common::{Api, enrolled, get_with};
 use protonpass_agent::*;
-use protonpass_e2e::Broker;
+use protonpass_e2e::{Broker, dpop};
 use serde_json::{Map, Value, json};
 
 /// A broker, an enrolled agent's session (its home dir must outlive it), and
@@ -54,18 +54,7 @@ fn part(jwt: &str, i: usize) -> Map<String, Value> {
 }
 
 fn proof(key: &AgentKey, url: &str, token: &str) -> String {
-    create_proof(
-        key,
-        &ProofInput {
-            method: "GET",
-            url,
-            access_token: Some(token),
-            ..Default::default()
-        },
-        SystemClock.now(),
-        &OsRandom,
-    )
-    .unwrap()
+    dpop(key, "GET", url, Some(token), None)
 }
 
 /// A GET of `url` with `token` in the DPoP scheme and a proof by `key`

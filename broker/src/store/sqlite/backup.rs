@@ -126,7 +126,7 @@ pub fn backup(data: &Path, to: &Path, force: bool) -> Result<Copied> {
     }
     let tmp = tmp_beside(to);
     fresh(&tmp, true)?;
-    let done = (|| {
+    via_tmp(&tmp, to, || {
         let src =
             Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
         src.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
@@ -170,17 +170,8 @@ pub fn backup(data: &Path, to: &Path, force: bool) -> Result<Copied> {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, to).map_err(|e| io(to, e))?;
-        let bytes = std::fs::metadata(to).map_err(|e| io(to, e))?.len();
-        Ok(Copied {
-            bytes,
-            files: files.into_iter().map(|(n, _)| n).collect(),
-        })
-    })();
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
+        Ok(files)
+    })
 }
 
 /// Restore the backup file `from` into `data`. The caller holds the data
@@ -196,7 +187,7 @@ pub fn restore(from: &Path, data: &Path, force: bool) -> Result<Copied> {
     }
     let tmp = tmp_beside(&db);
     fresh(&tmp, true)?;
-    let done = (|| {
+    via_tmp(&tmp, &db, || {
         std::fs::copy(from, &tmp).map_err(|e| io(from, e))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io(&tmp, e))?;
@@ -228,15 +219,28 @@ pub fn restore(from: &Path, data: &Path, force: bool) -> Result<Copied> {
                 Err(e) => return Err(io(&data.join(side), e)),
             }
         }
-        std::fs::rename(&tmp, &db).map_err(|e| io(&db, e))?;
-        let bytes = std::fs::metadata(&db).map_err(|e| io(&db, e))?.len();
+        Ok(files)
+    })
+}
+
+/// Runs `make`, which writes `tmp` and returns the data files it carries,
+/// then moves `tmp` to `to`: what was copied. `tmp` is removed when anything
+/// fails.
+fn via_tmp(
+    tmp: &Path,
+    to: &Path,
+    make: impl FnOnce() -> Result<Vec<(String, Vec<u8>)>>,
+) -> Result<Copied> {
+    let done = make().and_then(|files| {
+        std::fs::rename(tmp, to).map_err(|e| io(to, e))?;
+        let bytes = std::fs::metadata(to).map_err(|e| io(to, e))?.len();
         Ok(Copied {
             bytes,
             files: files.into_iter().map(|(n, _)| n).collect(),
         })
-    })();
+    });
     if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     done
 }

@@ -1,5 +1,5 @@
 //! The SQLite tables and queries of budgets and spends (see
-//! `crate::service::budget`). The Tx methods in `sqlite/mod.rs` call these.
+//! `crate::service::budget`). The Tx methods in `sqlite/tx.rs` call these.
 //!
 //! A spend reads what its budget's current period spent. Summing the
 //! period's spends grew with every spend (a `total` budget sums them all), so

@@ -1,6 +1,6 @@
 //! The SQLite tables and queries of third-party OAuth clients (RFC 7591
 //! registrations) and authorization codes (see `crate::service::authcode`).
-//! The Tx methods in `sqlite/mod.rs` call these. Portable SQL only.
+//! The Tx methods in `sqlite/tx.rs` call these. Portable SQL only.
 
 use rusqlite::{Connection, OptionalExtension, params};
 

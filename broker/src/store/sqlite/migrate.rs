@@ -13,11 +13,12 @@ use rusqlite::{Connection, OptionalExtension};
 use super::audit::AUDIT_SCHEMA;
 use super::budget::{BUDGET_SCHEMA, TOTALS_SCHEMA};
 use super::clients::CLIENTS_SCHEMA;
+use super::db_err;
 use super::prune::PRUNE_SCHEMA;
-use super::stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
-use super::{
-    DASHBOARD_SCHEMA, GATEWAY_SCHEMA, MFA_SCHEMA, OAUTH_SCHEMA, REGISTRATION_SCHEMA, SCHEMA, db_err,
+use super::schema::{
+    DASHBOARD_SCHEMA, GATEWAY_SCHEMA, MFA_SCHEMA, OAUTH_SCHEMA, REGISTRATION_SCHEMA, SCHEMA,
 };
+use super::stepup::{STEPUP_SCHEMA, WEBHOOK_SCHEMA};
 use crate::store::Result;
 
 /// `(version, statements)`, in order. Version 2: the pruning index and the

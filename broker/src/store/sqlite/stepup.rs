@@ -1,5 +1,5 @@
 //! The SQLite tables and queries of step-up requests and their auto-approval
-//! policies (see `crate::service::stepup`). The Tx methods in `sqlite/mod.rs`
+//! policies (see `crate::service::stepup`). The Tx methods in `sqlite/tx.rs`
 //! call these. Plain SQL (no SQLite-only syntax but `INSERT OR REPLACE`,
 //! written here as an upsert) so that another backend can take it as is.
 

@@ -33,16 +33,18 @@
     clippy::print_stderr
 )]
 
+mod growth;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protonpass_agent::{
-    AgentKey, Clock, OsRandom, ProofInput, SystemClock, create_proof, random_id,
-};
+use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, random_id};
 use protonpass_broker::audit::{record_hash, secret_hash};
-use protonpass_e2e::{Broker, broker_bin};
+use protonpass_e2e::{Broker, broker_bin, dpop};
 use serde_json::Value;
+
+use growth::growth;
 
 const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -141,18 +143,7 @@ async fn call(
     t: &mut Tally,
 ) -> Result<Value, String> {
     for attempt in 0..2 {
-        let proof = create_proof(
-            &a.key,
-            &ProofInput {
-                method: "POST",
-                url,
-                nonce: a.nonce.as_deref(),
-                ..Default::default()
-            },
-            SystemClock.now(),
-            &OsRandom,
-        )
-        .map_err(|e| format!("proof: {e}"))?;
+        let proof = dpop(&a.key, "POST", url, None, a.nonce.as_deref());
         t.requests += 1;
         let r = http
             .post(url)
@@ -426,288 +417,6 @@ async fn load(http: &reqwest::Client) -> u64 {
     errors
 }
 
-#[allow(clippy::too_many_arguments)]
-fn token_json(
-    jti: &str,
-    gid: &str,
-    kind: &str,
-    agent: &str,
-    scope: &str,
-    aud: Option<&str>,
-    iat: i64,
-    exp: i64,
-    jkt: &str,
-    hash: Option<&str>,
-    status: &str,
-) -> String {
-    // Field for field what the broker stores (broker/src/model.rs TokenRec).
-    serde_json::to_string(&serde_json::json!({
-        "jti": jti, "gid": gid, "owner": "default", "kind": kind, "client_id": agent,
-        "scope": scope, "aud": aud, "iat": iat, "exp": exp, "jkt": jkt, "hash": hash,
-        "status": status,
-    }))
-    .unwrap()
-}
-
-/// The growth fixture: `tokens` token rows, with their grants and audit
-/// records, written straight into the stopped broker's SQLite file in one
-/// transaction. Issuing a million tokens through HTTP would take longer than
-/// the whole bench (and measure the issuing, not the store's size); the rows
-/// are what the broker itself writes (the schema of broker/src/store/sqlite/mod.rs,
-/// the JSON of its records, unique random ids and hashes, an intact audit
-/// chain), so the broker restarted on this directory cannot tell them apart.
-/// History repeats one agent cycle: a refresh (spent refresh token, new access
-/// token, one audit record) and four exchanges (an access token and an audit
-/// record each); 100 tokens per grant.
-fn build_fixture(db: &std::path::Path, tokens: usize) -> (usize, usize, usize) {
-    let mut conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-262144;")
-        .unwrap();
-    let now = SystemClock.now();
-    let rng = OsRandom;
-    let tx = conn.transaction().unwrap();
-    let (mut seq, mut prev): (i64, String) = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or((0, "0".repeat(64)));
-    let (mut n_tok, mut n_grant, mut n_audit) = (0usize, 0usize, 0usize);
-    {
-        let mut ins_tok = tx
-            .prepare("INSERT INTO tokens(jti, gid, hash, data) VALUES (?1,?2,?3,?4)")
-            .unwrap();
-        let mut ins_grant = tx
-            .prepare("INSERT INTO grants(gid, owner, agent, enroll_hash, data) VALUES (?1,'default',?2,NULL,?3)")
-            .unwrap();
-        let mut ins_audit = tx
-            .prepare("INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES (?1,?2,'default',?3,?4,?5,?6)")
-            .unwrap();
-        let mut audit = |ts: i64, event: &str, detail: String| {
-            seq += 1;
-            let h = record_hash(seq, ts, "default", event, &detail, &prev);
-            ins_audit
-                .execute(rusqlite::params![seq, ts, event, detail, prev, h])
-                .unwrap();
-            prev = h;
-            n_audit += 1;
-        };
-        // History spread over the last 30 days, oldest first.
-        let span = 30 * 86_400;
-        let grants = tokens.div_ceil(100);
-        let mut g = 0;
-        while n_tok < tokens {
-            let gid = random_id(&rng, 16).unwrap();
-            let agent = format!("fixture-{g}");
-            let jkt = random_id(&rng, 32).unwrap();
-            let created = now - span + (g as i64 * span) / grants as i64;
-            let grant_exp = created + 30 * 86_400;
-            let grant = serde_json::json!({
-                "gid": gid, "owner": "default", "agent": agent, "scope": GRANT_SCOPE,
-                "audiences": [AUD], "jkt": jkt, "status": "active", "origin": "pre-authorized",
-                "created_at": created, "ttl": 30 * 86_400, "expires_at": grant_exp,
-                "enroll_hash": null, "revoked_at": null,
-            });
-            ins_grant
-                .execute(rusqlite::params![gid, agent, grant.to_string()])
-                .unwrap();
-            n_grant += 1;
-            let mut t = created;
-            let mut in_grant = 0;
-            while in_grant < 100 && n_tok < tokens {
-                // Refresh: the spent refresh token and a new access token.
-                let rjti = random_id(&rng, 16).unwrap();
-                let secret = format!("rt_{}", random_id(&rng, 32).unwrap());
-                let rhash = secret_hash(&secret);
-                ins_tok
-                    .execute(rusqlite::params![
-                        rjti,
-                        gid,
-                        rhash,
-                        token_json(
-                            &rjti,
-                            &gid,
-                            "refresh",
-                            &agent,
-                            GRANT_SCOPE,
-                            None,
-                            t,
-                            grant_exp,
-                            &jkt,
-                            Some(&rhash),
-                            "used"
-                        )
-                    ])
-                    .unwrap();
-                let ajti = random_id(&rng, 16).unwrap();
-                ins_tok
-                    .execute(rusqlite::params![
-                        ajti,
-                        gid,
-                        Option::<String>::None,
-                        token_json(
-                            &ajti,
-                            &gid,
-                            "access",
-                            &agent,
-                            GRANT_SCOPE,
-                            Some(AUD),
-                            t,
-                            t + 3600,
-                            &jkt,
-                            None,
-                            "active"
-                        )
-                    ])
-                    .unwrap();
-                n_tok += 2;
-                in_grant += 2;
-                audit(
-                    t,
-                    "refresh",
-                    serde_json::json!({"gid": gid, "agent": agent, "spent_jti": rjti,
-                        "refresh_jti": random_id(&rng, 16).unwrap(), "jti": ajti,
-                        "scope": GRANT_SCOPE, "aud": AUD, "exp": t + 3600, "reason": null})
-                    .to_string(),
-                );
-                for _ in 0..EXCHANGES_PER_REFRESH {
-                    if n_tok >= tokens {
-                        break;
-                    }
-                    t += 1;
-                    let xjti = random_id(&rng, 16).unwrap();
-                    ins_tok
-                        .execute(rusqlite::params![
-                            xjti,
-                            gid,
-                            Option::<String>::None,
-                            token_json(
-                                &xjti,
-                                &gid,
-                                "access",
-                                &agent,
-                                NARROW,
-                                Some(AUD),
-                                t,
-                                t + 3600,
-                                &jkt,
-                                None,
-                                "active"
-                            )
-                        ])
-                        .unwrap();
-                    n_tok += 1;
-                    in_grant += 1;
-                    audit(
-                        t,
-                        "exchange",
-                        serde_json::json!({"gid": gid, "agent": agent, "subject_jti": rjti,
-                            "jti": xjti, "requested_scope": NARROW, "scope": NARROW, "aud": AUD,
-                            "exp": t + 3600, "reason": null})
-                        .to_string(),
-                    );
-                }
-                t += 60;
-            }
-            g += 1;
-        }
-    }
-    tx.commit().unwrap();
-    // A running broker checkpoints its WAL as it goes; start from that state.
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .unwrap();
-    (n_tok, n_grant, n_audit)
-}
-
-/// Part 2. Returns the number of errors.
-async fn growth(http: &reqwest::Client) -> u64 {
-    let agents_n: usize = env_or("GROWTH_AGENTS", 64);
-    // Short rounds, alternated: other work on the shared machine comes and
-    // goes within seconds, and should weigh on both stores alike.
-    let seconds: f64 = env_or("GROWTH_SECONDS", 3.0);
-    let rounds: usize = env_or("GROWTH_ROUNDS", 6);
-    let tokens: usize = env_or("GROWTH_TOKENS", 1_000_000);
-    println!(
-        "growth: token exchange, {agents_n} agents, {rounds} rounds of {seconds} s per store, alternated, after a warm-up; empty store vs {tokens} stored tokens"
-    );
-    let empty = Arc::new(Broker::with_args(&["--rate-limit", "off"]));
-    let mut full = Broker::with_args(&["--rate-limit", "off"]);
-    full.kill();
-    let db = full.data.join("broker.db");
-    let t0 = Instant::now();
-    let (n_tok, n_grant, n_audit) = tokio::task::block_in_place(|| build_fixture(&db, tokens));
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "  fixture: {n_tok} tokens, {n_grant} grants, {n_audit} audit records written into SQLite in {:.1} s ({:.0} MB file)",
-        t0.elapsed().as_secs_f64(),
-        size as f64 / 1e6
-    );
-    full.restart();
-    let full = Arc::new(full);
-    let mut a_agents = enroll(&empty, http, agents_n, "growth-empty").await;
-    let mut b_agents = enroll(&full, http, agents_n, "growth-full").await;
-    let (mut a_t, mut b_t) = (Tally::default(), Tally::default());
-    let (mut a_s, mut b_s) = (0.0, 0.0);
-    let mut ratios = Vec::new();
-    // Warm up both (connections, caches: a running broker's are warm); not counted.
-    let warmup: f64 = env_or("GROWTH_WARMUP", 2.0);
-    // Its errors and nonce retries count all the same.
-    let (ag, w, _) = drive(http, &empty, a_agents, warmup, true).await;
-    a_agents = ag;
-    a_t.nonce_retries += w.nonce_retries;
-    a_t.errors = w.errors;
-    let (ag, w, _) = drive(http, &full, b_agents, warmup, true).await;
-    b_agents = ag;
-    b_t.nonce_retries += w.nonce_retries;
-    b_t.errors = w.errors;
-    for round in 0..rounds {
-        let (ag, t, s) = drive(http, &empty, a_agents, seconds, true).await;
-        let a_ok = t.exchange_ms.len();
-        (a_agents, a_s) = (ag, a_s + s);
-        a_t.merge(t);
-        let (ag, t, s) = drive(http, &full, b_agents, seconds, true).await;
-        let b_ok = t.exchange_ms.len();
-        (b_agents, b_s) = (ag, b_s + s);
-        b_t.merge(t);
-        ratios.push(b_ok as f64 / a_ok as f64);
-        println!(
-            "  round {}: empty {:.0} exchanges/s, {tokens} tokens {:.0} exchanges/s",
-            round + 1,
-            a_ok as f64 / seconds,
-            b_ok as f64 / seconds
-        );
-    }
-    let a_rate = a_t.exchange_ms.len() as f64 / a_s;
-    let b_rate = b_t.exchange_ms.len() as f64 / b_s;
-    let a_cpu = a_t.broker_cpu * 1e6 / a_t.exchange_ms.len() as f64;
-    let b_cpu = b_t.broker_cpu * 1e6 / b_t.exchange_ms.len() as f64;
-    println!(
-        "  empty store:       {a_rate:>6.0} exchanges/s, broker CPU {a_cpu:.0} us per exchange   ({} nonce retries, {} errors)",
-        a_t.nonce_retries,
-        a_t.error_count()
-    );
-    println!("    {}", latency_line("exchange", &mut a_t.exchange_ms));
-    println!(
-        "  {tokens} tokens:  {b_rate:>6.0} exchanges/s, broker CPU {b_cpu:.0} us per exchange   ({} nonce retries, {} errors)",
-        b_t.nonce_retries,
-        b_t.error_count()
-    );
-    println!("    {}", latency_line("exchange", &mut b_t.exchange_ms));
-    println!(
-        "  ratio: {:.1} % of the empty store's throughput (target >= 80 %); median of the rounds' ratios {:.1} %; CPU per exchange {:.1} % of the empty store's",
-        100.0 * b_rate / a_rate,
-        100.0 * pct(&mut ratios, 0.5),
-        100.0 * b_cpu / a_cpu
-    );
-    print_errors(&a_t);
-    print_errors(&b_t);
-    // The fixture chains like real records: the broker's own check agrees.
-    let (_, out) = full.cli(&["audit", "verify"]);
-    println!("  audit verify on the grown store: {out}");
-    a_t.error_count() + b_t.error_count()
-}
-
 /// A thousand agents hold a thousand connections, and the broker (a child of
 /// this process) inherits the limit: raise the soft limit to the hard one.
 fn raise_nofile() -> u64 {
@@ -732,11 +441,7 @@ fn main() {
         "broker {} (2-core machine shared with other work; client and broker share the cores; open files limit {nofile})",
         broker_bin().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = protonpass_e2e::bench_runtime();
     let http = http_client();
     let mut errors = 0;
     if parts.contains("load") {
