@@ -6,7 +6,10 @@
 //! Order: one unauthenticated `GET` of the resource, whose `401` challenge may
 //! name the metadata (`resource_metadata`) and the scopes it needs (`scope`);
 //! then that metadata URL, else the path-suffixed well-known URL, else the
-//! root one. Every fetch is bounded (5 s, 64 KiB, no redirects); the resource,
+//! root one. The path-suffixed URL is fetched at the same time as the
+//! resource (its answer is used only in its place in that order): when the
+//! challenge names it, as it usually does, discovery takes one round trip
+//! instead of two. Every fetch is bounded (5 s, 64 KiB, no redirects); the resource,
 //! the metadata URL and the broker must be `https` except on loopback.
 //!
 //! What is found is kept per resource for as long as the metadata's response
@@ -129,8 +132,17 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
         Error::InvalidTarget(m) => Error::InvalidRequest(m),
         other => other,
     })?;
-    // The resource's own challenge first: it may name its metadata and scopes.
-    let (status, www, _, _) = fetch(resource).await?;
+    let origin = u.origin().ascii_serialization();
+    let path = u.path().trim_end_matches('/');
+    let suffixed = format!("{origin}{WELL_KNOWN}{path}");
+    // The resource's own challenge comes first: it may name its metadata and
+    // scopes. The path-suffixed metadata, where a resource serves it unless
+    // its challenge says otherwise, is asked for at the same time rather than
+    // one round trip later; its answer is used only where the order below
+    // puts it, and goes through the same checks.
+    let (challenge, early) = tokio::join!(fetch(resource), fetch(&suffixed));
+    let (status, www, _, _) = challenge?;
+    let mut early = Some(early);
     let www = www.filter(|_| status == 401);
     let challenge_scope = www.as_deref().and_then(|w| challenge_param(w, "scope"));
     let mut candidates = Vec::new();
@@ -141,14 +153,16 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
         check_url("the resource_metadata URL", &m)?;
         candidates.push(m);
     }
-    let origin = u.origin().ascii_serialization();
-    let path = u.path().trim_end_matches('/');
-    candidates.push(format!("{origin}{WELL_KNOWN}{path}"));
+    candidates.push(suffixed.clone());
     candidates.push(format!("{origin}{WELL_KNOWN}"));
     candidates.dedup();
     let mut last = None;
     for c in candidates {
-        match fetch(&c).await? {
+        let answer = match early.take_if(|_| c == suffixed) {
+            Some(a) => a,
+            None => fetch(&c).await,
+        };
+        match answer? {
             (200, _, body, ttl) => {
                 let metadata = ResourceMetadata::parse_for(&body, resource)
                     .map_err(|e| refused(format!("{c}: {e}")))?;
