@@ -9,8 +9,9 @@
 //! root one. The path-suffixed URL is fetched at the same time as the
 //! resource (its answer is used only in its place in that order): when the
 //! challenge names it, as it usually does, discovery takes one round trip
-//! instead of two. Every fetch is bounded (5 s, 64 KiB, no redirects); the resource,
-//! the metadata URL and the broker must be `https` except on loopback.
+//! instead of two. Every fetch is bounded (5 s, 64 KiB, no redirects); the
+//! resource, the metadata URL and the broker must be `https` except on
+//! loopback.
 //!
 //! What is found is kept per resource for as long as the metadata's response
 //! allows (its `Cache-Control` `max-age`; 1 hour without one, at most a day),
