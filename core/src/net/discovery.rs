@@ -83,7 +83,7 @@ pub fn challenge_param(header: &str, name: &str) -> Option<String> {
     None
 }
 
-async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>, Duration)> {
+async fn fetch(url: &str) -> Fetched {
     let r = http::client()?
         .get(url)
         .header("accept", "application/json")
@@ -101,6 +101,17 @@ async fn fetch(url: &str) -> Result<(u16, Option<String>, Vec<u8>, Duration)> {
     }
     let body = http::read_body(r).await?;
     Ok((status, www, body, ttl))
+}
+
+type Fetched = Result<(u16, Option<String>, Vec<u8>, Duration)>;
+
+/// A fetch started ahead of its turn, aborted if it is never awaited.
+struct Early(tokio::task::JoinHandle<Fetched>);
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What was discovered per resource, with the metadata URL it came from.
@@ -141,9 +152,13 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
     // its challenge says otherwise, is asked for at the same time rather than
     // one round trip later; its answer is used only where the order below
     // puts it, and goes through the same checks.
-    let (challenge, early) = tokio::join!(fetch(resource), fetch(&suffixed));
-    let (status, www, _, _) = challenge?;
-    let mut early = Some(early);
+    // Not awaited when the challenge names metadata that answers: dropped
+    // (and so aborted) then, never waited for.
+    let mut early = Some(Early(tokio::spawn({
+        let u = suffixed.clone();
+        async move { fetch(&u).await }
+    })));
+    let (status, www, _, _) = fetch(resource).await?;
     let www = www.filter(|_| status == 401);
     let challenge_scope = www.as_deref().and_then(|w| challenge_param(w, "scope"));
     let mut candidates = Vec::new();
@@ -160,7 +175,9 @@ pub async fn discover_resource(resource: &str) -> Result<Discovered> {
     let mut last = None;
     for c in candidates {
         let answer = match early.take_if(|_| c == suffixed) {
-            Some(a) => a,
+            Some(mut e) => (&mut e.0)
+                .await
+                .map_err(|e| refused(format!("{c}: the request failed ({e})")))?,
             None => fetch(&c).await,
         };
         match answer? {
