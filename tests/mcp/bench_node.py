@@ -30,6 +30,7 @@ Figures only: no threshold is asserted. Run by ``tests/mcp/run.sh bench``."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import sys
@@ -143,7 +144,11 @@ def main() -> int:
     name = "mcp-bench"
     client, enroller = Client(), Client()
     try:
-        print(f"== mcp bench, Node (@modelcontextprotocol/sdk, node {client.node}, loopback, real broker)", flush=True)
+        print(
+            f"== mcp bench, Node (@modelcontextprotocol/sdk, node {client.node}, loopback, real broker; "
+            f"load average {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
         runs: list[list[float]] = []
         direct: list[float] = []  # authenticateWithProton with the broker given: no discovery
         handling: dict[str, list[float]] = {}
