@@ -128,8 +128,9 @@ bench: ## Benchmarks, figures printed
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench spend
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo bench -p protonpass-e2e --bench revocation_memory
 	bash bindings-python/run-bench.sh
-	MATURIN_PEP517_ARGS="--profile release" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	cd bindings-node && npm run bench
+# (after the Node bench: it builds the release addon that the Node MCP bench runs)
+	MATURIN_PEP517_ARGS="--profile release" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker bash tests/mcp/run.sh bench
 	bash broker/bench/run.sh
 	bash broker/bench/gateway.sh
 	PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker PROTONPASS_AUDIT_RECORDS=1000000 cargo test --release --locked -p protonpass-broker --test e2e the_activity_page_with_a_million_records -- --nocapture

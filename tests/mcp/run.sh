@@ -8,7 +8,9 @@
 #   PROTONPASS_BROKER_BIN  the broker (default ${CARGO_TARGET_DIR:-target}/debug/protonpass-broker)
 #   PROTONPASS_CACHE       where the venvs live (default ~/.cache/protonpass)
 #   PYTEST_ARGS            extra pytest arguments
-# `run.sh bench` runs the benchmark (tests/mcp/bench.py) in both venvs instead.
+# `run.sh bench` runs the benchmark instead: tests/mcp/bench.py in both venvs, then
+# tests/mcp/bench_node.py (the Node SDK's client and server, bench_client.mjs and
+# bench_server.mjs).
 # Needs the Node package built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,13 +38,6 @@ for line in mcp1 mcp2; do
   "$cache/$line-venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
 done
 
-if [[ "${1:-}" == bench ]]; then
-  for line in mcp1 mcp2; do
-    (cd "$here" && "$cache/$line-venv/bin/python" bench.py)
-  done
-  exit 0
-fi
-
 # Node: the SDKs at the versions of examples/mcp/package-lock.json, next to the
 # example; the package itself comes from bindings-node (examples/travel/node-package.cjs).
 if ! (cd "$root/bindings-node" && node -e 'require("./index.js")') >/dev/null 2>&1; then
@@ -55,6 +50,15 @@ if [[ "$(cat "$ex/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]]; then
   echo "== mcp: npm ci (examples/mcp)"
   (cd "$ex" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" >"$ex/node_modules/.lock.sha256"
+fi
+
+if [[ "${1:-}" == bench ]]; then
+  for line in mcp1 mcp2; do
+    (cd "$here" && "$cache/$line-venv/bin/python" bench.py)
+  done
+  # The same interval with @modelcontextprotocol/sdk against the Node server.
+  (cd "$here" && python3 bench_node.py)
+  exit 0
 fi
 
 rc=0
