@@ -1,5 +1,5 @@
 //! The PostgreSQL schema, as numbered migrations. Version 1 holds the same
-//! tables as SQLite's version 1 (`sqlite/mod.rs`), with PostgreSQL types, and two
+//! tables as SQLite's version 1 (`sqlite/schema.rs`), with PostgreSQL types, and two
 //! additions a cluster of replicas needs: `n` columns that keep the order of
 //! arrival SQLite reads from its `rowid`, and `signing_key_secrets` (the
 //! private keys, sealed by the vault key: replicas have no shared disk).
