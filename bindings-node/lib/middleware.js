@@ -157,7 +157,10 @@ function spend(scope, options = {}) {
       }
       const err = toError(e);
       if (err.code === 'invalid_request') sendError(res, 400, 'invalid_request', err.message);
-      else sendError(res, 503, 'temporarily_unavailable', err.message);
+      // The broker refused this API's credentials: the API's misconfiguration,
+      // never the agent's fault; the details are for the API's own logs.
+      else if (err.code === 'invalid_client' || err.code === 'server_error') sendError(res, 500, 'server_error', 'this API cannot spend against budgets now');
+      else sendError(res, 503, 'temporarily_unavailable', 'the broker cannot answer now: try again');
       return;
     }
     req.spend = result;

@@ -118,6 +118,12 @@ def test_refusals_are_rfc6749_bodies(broker: Broker, setup: Any, home: Path, age
         assert r.headers["www-authenticate"].endswith(', amount="150"'), r.headers
         assert post("/computed", a="99.99").status_code == 200
         assert post("/computed", a="100").status_code == 403
+        # A Decimal read from the request that no amount could be (written
+        # out it would take a gigabyte), or infinite: the request's fault, 400.
+        for huge in ("1E+999999999", "Infinity", "1E-999"):
+            r = post("/computed", a=huge)
+            assert r.status_code == 400, (huge, r.text)
+            rfc6749(r, "invalid_request")
         # A function returning a float is the API's own bug: a clear TypeError.
         with pytest.raises(TypeError, match="float.*decimal string"):
             post("/float")

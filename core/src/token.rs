@@ -292,6 +292,11 @@ pub struct TokenValidation {
     pub audience: String,
     /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: i64,
+    /// Accept a step-up's one-time token (`one_time: true`). Off by default:
+    /// such a token must be redeemed at the broker on first use, which a
+    /// local check cannot do, so only a caller that redeems it (the `net`
+    /// feature's `Verifier`, the broker) turns this on.
+    pub accept_one_time: bool,
 }
 
 impl TokenValidation {
@@ -301,6 +306,7 @@ impl TokenValidation {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: 10,
+            accept_one_time: false,
         }
     }
 }
@@ -424,6 +430,12 @@ pub(crate) fn verify_token_bound(
         return Err(terr(Reason::Issuer, "the token is from another issuer"));
     }
     *signed_jti = Some(claims.jti.clone());
+    if !v.accept_one_time && jws.claims.get("one_time") == Some(&Value::Bool(true)) {
+        return Err(terr(
+            Reason::OneTime,
+            "a step-up's one-time token is accepted only where it is redeemed at the broker on first use (the Verifier of the `net` feature), never by a local check alone",
+        ));
+    }
     if now >= claims.exp.saturating_add(v.leeway) {
         return Err(terr(Reason::Expired, "the access token has expired"));
     }

@@ -8,6 +8,19 @@ from decimal import Decimal
 from typing import Optional
 
 
+def _decimal_plain(value: Decimal, where: str = "amount") -> str:
+    """A finite ``Decimal`` as plain digits (``1E+2`` as ``100``). Its size is
+    checked first: written out, ``Decimal("1E+999999999")`` would take a
+    gigabyte, and no amount has more than 40 digits."""
+    if not value.is_finite():
+        raise ValueError(f"{where} must be a finite decimal, not {value!r}")
+    t = value.as_tuple()
+    exp = int(t.exponent)
+    if len(t.digits) + max(exp, 0) > 40 or exp < -40:
+        raise ValueError(f"{where} has more digits than any amount")
+    return format(value, "f")
+
+
 @dataclass(frozen=True)
 class Spend:
     """The broker's answer to a spend or a refund: amounts are exact decimals.

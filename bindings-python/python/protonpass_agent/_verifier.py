@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 from . import _native
 from ._native import Identity
-from ._spend import Spend
+from ._spend import Spend, _decimal_plain
 
 if TYPE_CHECKING:
     from .fastapi import Amount
@@ -38,9 +38,7 @@ def header_pairs(headers: Headers) -> list[tuple[str, str]]:
 def _amount(amount: Union[str, Decimal]) -> str:
     # Floats are refused: 0.1 + 0.2 is not 0.3, and money must be exact.
     if isinstance(amount, Decimal):
-        if not amount.is_finite():
-            raise ValueError(f"amount must be a finite decimal, not {amount!r}")
-        return format(amount, "f")
+        return _decimal_plain(amount)
     if isinstance(amount, str):
         return amount
     raise TypeError(f"amount must be a decimal string or a Decimal, not {type(amount).__name__}")

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - Starlette alone
 from ._metadata import resource_metadata, resource_metadata_path
 from ._native import Identity, ProtonPassError
 from ._protocols import RequestVerifier
-from ._spend import Spend
+from ._spend import Spend, _decimal_plain
 
 #: Where a request's amount comes from: a query or path parameter name (a
 #: ``str``), a constant (``int`` or :class:`decimal.Decimal`), or a function of
@@ -109,9 +109,7 @@ def _decimal_text(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{where}: the amount must be a finite decimal, not {value!r}")
-        return format(value, "f")
+        return _decimal_plain(value, f"{where}: the amount")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -134,7 +132,12 @@ async def _amount_of(request: Request, amount: Amount) -> str:
         if inspect.isawaitable(value):
             value = await value
         if value is not None:
-            return _decimal_text(value, "require_scope(amount=...)'s function")
+            try:
+                return _decimal_text(value, "require_scope(amount=...)'s function")
+            except ValueError as e:
+                # A Decimal read from the request, infinite or too long: the
+                # request's fault, not the API's.
+                raise Refusal(400, "invalid_request", str(e)) from None
     if value is None:
         raise Refusal(400, "invalid_request", "the request names no amount")
     return _decimal_text(value, "require_scope(amount=...)")

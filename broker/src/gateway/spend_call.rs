@@ -45,7 +45,7 @@ pub(super) struct Charged {
     key: String,
     /// Whether this call made the spend (not a retry under the same key):
     /// only then may it be given back.
-    created: bool,
+    pub(super) created: bool,
 }
 
 fn resource(s: &Spender<'_>) -> Resource {

@@ -507,6 +507,10 @@ pub enum Redeem<'a> {
     Spend(&'a str, i64, &'a str),
 }
 
+/// How long after its expiry the approved payment of a one-time token
+/// verified in time may still be spent, in seconds.
+const REDEEMED_SPEND_GRACE: i64 = 60;
+
 /// Redeem a one-time token inside the caller's write transaction: the first
 /// redemption marks it used (or redeemed by verification, see [`Redeem`]);
 /// a second is refused with `invalid_grant`. `by` is the resource server.
@@ -531,6 +535,19 @@ pub fn redeem_one_time(
         // Verified by this resource server, its approved payment not spent yet.
         (TokenStatus::Redeemed, Redeem::Spend(..)) if s.redeemed_by.as_deref() == Some(by) => {}
         _ => return Err(used()),
+    }
+    // A one-time token works only while it lives; the payment of one verified
+    // just before its end may still be spent for a minute (the API's spend
+    // follows its verification).
+    let grace = if rec.status == TokenStatus::Redeemed {
+        REDEEMED_SPEND_GRACE
+    } else {
+        0
+    };
+    if rec.exp.saturating_add(grace) <= now {
+        return Err(Error::InvalidGrant(
+            "this one-time token has expired".into(),
+        ));
     }
     if let Redeem::Spend(scope, amount, currency) = how {
         let details = Details::parse(&s.details)?;

@@ -569,6 +569,8 @@ impl Broker {
             .to_owned();
         let mut v = TokenValidation::new(self.issuer.clone(), aud);
         v.leeway = 0;
+        // The broker knows its one-time tokens: each caller decides about them.
+        v.accept_one_time = true;
         verify_access_token(token, &self.keyring().keyset, &v, now).map_err(|_| invalid())
     }
 
@@ -592,6 +594,7 @@ impl Broker {
                 .ok_or_else(|| e.clone())?;
             let mut v = TokenValidation::new(self.issuer.clone(), aud);
             v.leeway = 0;
+            v.accept_one_time = true;
             protonpass_agent::verify_bearer_access_token(token, &self.keyring().keyset, &v, now)
                 .map_err(|_| e)
         })

@@ -262,3 +262,72 @@ async fn a_one_time_token_passes_the_gateway_once_and_the_grants_token_stays_liv
     // No revocation: the grant's token still passes.
     assert_eq!(call(&b, &a, "GET", "/quote", None, &[]).await.status(), 200);
 }
+
+/// A one-time token that pays through a spending rule reaches the upstream
+/// once: a retry under its key, a key an earlier spend already used, or a
+/// new key after its spend are each `401 invalid_token`, the upstream not
+/// contacted.
+#[tokio::test]
+async fn a_one_time_token_that_spends_reaches_the_upstream_once_whatever_the_key() {
+    let up = Upstream::start().await;
+    let b = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let base = format!("http://127.0.0.1:{}", up.port);
+    let text = format!("{}{PAY_RULES}", rules("code-host", &base, true));
+    let (code, v) = add_upstream(&b, &text, "default");
+    assert_eq!(code, 0, "{v}");
+    let a = agent(&b, "default", "payment:execute:under-100").await;
+    // The grant's own token pays 20 under `k-old`.
+    let r = pay(&b, &a, "20", &[("idempotency-key", "k-old")]).await;
+    assert_eq!(r.status(), 200);
+
+    let r = crate::stepup::ask(
+        &b,
+        &a.0,
+        &a.1,
+        &[("authorization_details", &crate::stepup::payment("250"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = b.cli_ok(&["stepup", "list"]);
+    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
+    let t = b
+        .token(
+            &a.0,
+            &[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", &r.s("auth_req_id")),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let once = (a.0.clone(), t.s("access_token"), a.2.clone());
+    let refused = |status: u16, v: &serde_json::Value| {
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{v}"
+        );
+    };
+
+    // Under a key an earlier spend used: that spend's answer redeems nothing,
+    // and the call is not forwarded.
+    let before = up.calls();
+    let (status, v) = json(pay(&b, &once, "20", &[("idempotency-key", "k-old")]).await).await;
+    refused(status, &v);
+    assert_eq!(up.calls(), before, "a replayed key reached the upstream");
+    // Its own payment under a new key: spent and forwarded once.
+    let r = pay(&b, &once, "250", &[("idempotency-key", "k-new")]).await;
+    assert_eq!(r.status(), 200);
+    let after = up.calls();
+    assert_eq!(after, before + 1);
+    // The same key again, and another key: refused, never forwarded.
+    for key in ["k-new", "k-3"] {
+        let (status, v) = json(pay(&b, &once, "250", &[("idempotency-key", key)]).await).await;
+        refused(status, &v);
+    }
+    assert_eq!(
+        up.calls(),
+        after,
+        "a spent one-time token reached the upstream"
+    );
+}

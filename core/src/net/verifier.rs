@@ -208,7 +208,9 @@ impl Verifier {
         }
         let mut nonce_secret = [0u8; 32];
         opts.rng.fill(&mut nonce_secret)?;
-        let validation = TokenValidation::new(meta.issuer.clone(), opts.audience.clone());
+        let mut validation = TokenValidation::new(meta.issuer.clone(), opts.audience.clone());
+        // This verifier redeems one-time tokens at the broker (check.rs).
+        validation.accept_one_time = true;
         let inner = Arc::new(Inner {
             proofs: ProofVerifier::new(opts.proof.clone(), opts.replay_capacity),
             validation,

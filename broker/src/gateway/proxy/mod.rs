@@ -171,6 +171,8 @@ struct Allowed {
     proof_jti: String,
     /// The matching rule's spend and its budget scope, if it spends.
     spend: Option<(super::spend_rule::SpendRule, String)>,
+    /// Whether the token is a step-up's one-time token.
+    one_time: bool,
     /// The revocation feed, followed from before the checks read the store:
     /// a revocation after that read (while the upstream works on the
     /// request, or while its answer comes) is seen as a change.
@@ -226,9 +228,20 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok(x) => x,
         Err(r) => {
             let need = r.needed.as_ref().map(|(a, c)| (a.as_str(), c.as_str()));
-            return refuse_needing(&mut call, &r.error, Some(&scope), need);
+            let e = for_agent(r.error, a.one_time);
+            return refuse_needing(&mut call, &e, Some(&scope), need);
         }
     };
+    // A one-time token is spent by the spend this call made. A spend already
+    // made under the same key (a retry, or another request racing this one)
+    // redeemed nothing here: the call is not forwarded again.
+    if a.one_time && !charged.created {
+        let e = Error::InvalidToken {
+            reason: Reason::OneTime,
+            message: "this one-time token was already used".into(),
+        };
+        return refuse(&mut call, &e, None, None);
+    }
     let r = forward(&gw, a, parts, body, call).await;
     if failed(&r) {
         give_back(&gw.b, charged).await;
@@ -338,6 +351,8 @@ async fn authorize(
     let raw = req.uri.path();
     let url = format!("{}{raw}", b.issuer);
     let mut validation = TokenValidation::new(b.issuer.clone(), up.audience.clone());
+    // The gateway redeems one-time tokens itself.
+    validation.accept_one_time = true;
     validation.leeway = 0;
     let accepts = |n: &str| b.nonces.accepts(n, now);
     let nonce: Option<&dyn Fn(&str) -> bool> = if b.cfg.dpop_nonce {
@@ -448,7 +463,7 @@ async fn authorize(
             redeem_one_time(tx, &jti, Redeem::Use, "gateway", now).map(drop)
         })
         .await
-        .map_err(|e| refuse(call, &e, None, None))?;
+        .map_err(|e| refuse(call, &for_agent(e, true), None, None))?;
     }
     Ok(Allowed {
         up,
@@ -458,8 +473,26 @@ async fn authorize(
         gid: v.claims.gid.clone(),
         proof_jti: v.proof.jti.clone(),
         spend,
+        one_time,
         feed,
     })
+}
+
+/// The broker's refusal of a spend or a redemption as the agent's: a revoked
+/// or expired grant, or a one-time token already used, is the token's
+/// failure (`401 invalid_token`, RFC 6750), never a server error.
+fn for_agent(e: Error, one_time: bool) -> Error {
+    match e {
+        Error::InvalidGrant(message) => Error::InvalidToken {
+            reason: if one_time {
+                Reason::OneTime
+            } else {
+                Reason::Revoked
+            },
+            message,
+        },
+        other => other,
+    }
 }
 
 async fn forward(gw: &Gateway, a: Allowed, parts: Parts, body: Body, mut call: Call) -> Response {

@@ -10,7 +10,8 @@
 //! second of two equal keys in a group is refused before the statement).
 
 use std::collections::HashSet;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use protonpass_agent::Error;
@@ -21,8 +22,12 @@ use crate::store::Result;
 
 /// Most proofs recorded by one statement.
 const MAX_GROUP: usize = 256;
-/// Proofs waiting before callers wait to queue theirs.
+/// Proofs waiting for the thread; a request finding the queue full is
+/// answered `503` at once.
 const QUEUE: usize = 4096;
+/// How long a request waits for its proof's group: past it the store is
+/// taken as unavailable (`503`), never the proof as fresh.
+const WAIT: Duration = Duration::from_secs(30);
 
 const INSERT: &str = "INSERT INTO dpop_proofs(key, forget_at)
        SELECT k, f FROM unnest($1::bytea[], $2::int8[]) AS t(k, f)
@@ -60,15 +65,25 @@ impl Proofs {
     pub(super) fn use_once(&self, key: &[u8; 32], now: i64, forget_at: i64) -> Result<bool> {
         let (reply, answer) = sync_channel(1);
         self.queue
-            .send(Ask {
+            .try_send(Ask {
                 key: *key,
                 now,
                 forget_at,
                 reply,
             })
-            .map_err(|_| closed())?;
-        answer.recv().map_err(|_| closed())?
+            .map_err(|e| match e {
+                TrySendError::Full(_) => busy(),
+                TrySendError::Disconnected(_) => closed(),
+            })?;
+        answer.recv_timeout(WAIT).map_err(|e| match e {
+            RecvTimeoutError::Timeout => busy(),
+            RecvTimeoutError::Disconnected => closed(),
+        })?
     }
+}
+
+fn busy() -> Error {
+    Error::TemporarilyUnavailable("the store is not answering: try again".into())
 }
 
 fn closed() -> Error {

@@ -267,20 +267,20 @@ impl Verifier {
         };
         let active = introspect(&self.inner, token, &id, &secret)
             .await
-            .map_err(|e| match e {
-                // This API's misconfiguration, never the agent's fault.
-                Error::InvalidClient(m) => {
-                    Error::Server(format!("the broker refused this API's credentials: {m}"))
+            .map_err(|e| {
+                // The details (the broker's address, its words) are for this
+                // API's log, not for the agent.
+                tracing::warn!(error = %e, "cannot redeem a one-time token at the broker");
+                match e {
+                    // This API's misconfiguration, never the agent's fault.
+                    Error::InvalidClient(_) => {
+                        Error::Server("the broker refused this API's credentials".into())
+                    }
+                    // No answer to rely on: never an acceptance.
+                    _ => Error::TemporarilyUnavailable(
+                        "cannot redeem the one-time token at the broker now: try again".into(),
+                    ),
                 }
-                // No answer to rely on: never an acceptance.
-                Error::BrokerUnavailable(m) | Error::TemporarilyUnavailable(m) => {
-                    Error::TemporarilyUnavailable(format!(
-                        "cannot redeem the one-time token at the broker: {m}"
-                    ))
-                }
-                e => Error::TemporarilyUnavailable(format!(
-                    "cannot redeem the one-time token at the broker: {e}"
-                )),
             })?;
         if !active {
             return Err(Error::token(

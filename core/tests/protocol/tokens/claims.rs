@@ -287,3 +287,24 @@ fn whole_request_check_binds_token_and_proof() {
         Some(Reason::HeaderCount),
     );
 }
+
+/// A step-up's one-time token must be redeemed at the broker on first use,
+/// which a local check cannot do: refused unless the caller redeems it.
+#[test]
+fn a_one_time_token_is_refused_unless_the_caller_redeems_it() {
+    let token = claims_with(|c| {
+        c.insert("one_time".into(), Value::Bool(true));
+    });
+    let e = verify(&token).unwrap_err();
+    assert_eq!(e.reason(), Some(Reason::OneTime), "{e}");
+    assert_eq!(e.code(), "invalid_token");
+    let mut v = validation();
+    v.accept_one_time = true;
+    let c = verify_access_token(&token, &keys(), &v, NOW).unwrap();
+    assert_eq!(c.jti, "token-1");
+    // `one_time: false` is an ordinary token.
+    let token = claims_with(|c| {
+        c.insert("one_time".into(), Value::Bool(false));
+    });
+    assert!(verify(&token).is_ok());
+}
