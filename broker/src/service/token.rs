@@ -568,9 +568,8 @@ impl Broker {
             .ok_or_else(invalid)?
             .to_owned();
         let mut v = TokenValidation::new(self.issuer.clone(), aud);
-        v.leeway = 0;
         // The broker knows its one-time tokens: each caller decides about them.
-        v.accept_one_time = true;
+        (v.leeway, v.accept_one_time) = (0, true);
         verify_access_token(token, &self.keyring().keyset, &v, now).map_err(|_| invalid())
     }
 
@@ -593,8 +592,7 @@ impl Broker {
                 })
                 .ok_or_else(|| e.clone())?;
             let mut v = TokenValidation::new(self.issuer.clone(), aud);
-            v.leeway = 0;
-            v.accept_one_time = true;
+            (v.leeway, v.accept_one_time) = (0, true);
             protonpass_agent::verify_bearer_access_token(token, &self.keyring().keyset, &v, now)
                 .map_err(|_| e)
         })
