@@ -70,7 +70,7 @@ def test_a_payment_above_the_limit_is_approved_once_and_paid_once(
     again = f"{api.url}/pay?amount=250&key=trip-2"
     r = httpx.post(again, headers=s.one_time_headers(t, "POST", again))
     assert r.status_code == 401, r.text
-    assert r.json()["detail"]["error"] == "invalid_token"
+    assert r.json()["error"] == "invalid_token"
     assert r.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
     # Audited end to end.
     events = broker.cli("audit", "export")
@@ -137,8 +137,8 @@ def test_a_one_time_token_is_spent_on_first_use_at_a_verifying_api(broker: Broke
         # The same token with a fresh proof: spent.
         r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
         assert r.status_code == 401, r.text
-        assert r.json()["detail"]["error"] == "invalid_token"
-        assert "this one-time token was already used" in r.json()["detail"]["error_description"]
+        assert r.json()["error"] == "invalid_token"
+        assert "this one-time token was already used" in r.json()["error_description"]
         assert r.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
     finally:
         api.close()
@@ -150,8 +150,8 @@ def test_a_verifier_without_credentials_refuses_one_time_tokens(broker: Broker, 
         s, t, url = one_time_token(broker, api, home, agent_name)
         r = httpx.post(url, headers=s.one_time_headers(t, "POST", url))
         assert r.status_code == 401, r.text
-        assert r.json()["detail"]["error"] == "invalid_token"
-        assert "resource credentials" in r.json()["detail"]["error_description"]
+        assert r.json()["error"] == "invalid_token"
+        assert "resource credentials" in r.json()["error_description"]
         # The agent's own token still works there.
         r = httpx.post(f"{api.url}/book?amount=50", auth=s.httpx_auth)
         assert r.status_code == 200, r.text

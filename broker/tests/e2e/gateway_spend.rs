@@ -25,6 +25,27 @@ fn remaining(b: &Broker, gid: &str) -> String {
     show["budgets"][0]["remaining"].as_str().unwrap().to_owned()
 }
 
+/// A one-time token for a payment of `amount` EUR, asked by agent `a` and
+/// approved by the owner.
+async fn one_time_token(
+    b: &Broker,
+    a: &(AgentKey, String, String),
+    amount: &str,
+) -> (AgentKey, String, String) {
+    let details = crate::stepup::payment(amount);
+    let r = crate::stepup::ask(b, &a.0, &a.1, &[("authorization_details", &details)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = b.cli_ok(&["stepup", "list"]);
+    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
+    let ciba = "urn:openid:params:grant-type:ciba";
+    let id = r.s("auth_req_id");
+    let t = b
+        .token(&a.0, &[("grant_type", ciba), ("auth_req_id", &id)])
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    (a.0.clone(), t.s("access_token"), a.2.clone())
+}
+
 async fn pay(
     b: &Broker,
     a: &(AgentKey, String, String),
@@ -220,27 +241,7 @@ async fn a_one_time_token_passes_the_gateway_once_and_the_grants_token_stays_liv
         assert_eq!(call(&b, &a, "GET", "/quote", None, &[]).await.status(), 200);
     }
 
-    let r = crate::stepup::ask(
-        &b,
-        &a.0,
-        &a.1,
-        &[("authorization_details", &crate::stepup::payment("250"))],
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let list = b.cli_ok(&["stepup", "list"]);
-    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
-    let t = b
-        .token(
-            &a.0,
-            &[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", &r.s("auth_req_id")),
-            ],
-        )
-        .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    let once = (a.0.clone(), t.s("access_token"), a.2.clone());
+    let once = one_time_token(&b, &a, "250").await;
 
     // Spent by its first call, refused at the second without reaching the upstream.
     assert_eq!(
@@ -280,27 +281,7 @@ async fn a_one_time_token_that_spends_reaches_the_upstream_once_whatever_the_key
     let r = pay(&b, &a, "20", &[("idempotency-key", "k-old")]).await;
     assert_eq!(r.status(), 200);
 
-    let r = crate::stepup::ask(
-        &b,
-        &a.0,
-        &a.1,
-        &[("authorization_details", &crate::stepup::payment("250"))],
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let list = b.cli_ok(&["stepup", "list"]);
-    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
-    let t = b
-        .token(
-            &a.0,
-            &[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", &r.s("auth_req_id")),
-            ],
-        )
-        .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    let once = (a.0.clone(), t.s("access_token"), a.2.clone());
+    let once = one_time_token(&b, &a, "250").await;
     let refused = |status: u16, v: &serde_json::Value| {
         assert_eq!(
             (status, v["error"].as_str()),
