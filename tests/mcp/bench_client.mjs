@@ -19,7 +19,7 @@ import readline from 'node:readline';
 const require = createRequire(import.meta.url);
 const example = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'examples', 'mcp');
 const fromExample = createRequire(path.join(example, 'package.json'));
-const { authenticateWithProton } = require(require(path.join(example, 'node-package.cjs')));
+const { authenticateWithProton } = require(require(path.join(example, '..', 'travel', 'node-package.cjs')));
 const { Client } = await import(fromExample.resolve('@modelcontextprotocol/sdk/client/index.js'));
 const { StreamableHTTPClientTransport } = await import(fromExample.resolve('@modelcontextprotocol/sdk/client/streamableHttp.js'));
 

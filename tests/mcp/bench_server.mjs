@@ -14,7 +14,7 @@ const require = createRequire(import.meta.url);
 // The SDKs come from examples/mcp (its package-lock.json), the package from bindings-node.
 const example = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'examples', 'mcp');
 const fromExample = createRequire(path.join(example, 'package.json'));
-const pkgDir = require(path.join(example, 'node-package.cjs'));
+const pkgDir = require(path.join(example, '..', 'travel', 'node-package.cjs'));
 const { protect, requireScope, agentOf } = require(path.join(pkgDir, 'mcp.js'));
 const express = (await import(fromExample.resolve('express'))).default;
 const { McpServer } = await import(fromExample.resolve('@modelcontextprotocol/sdk/server/mcp.js'));

@@ -57,7 +57,9 @@ if [[ "${1:-}" == bench ]]; then
     (cd "$here" && "$cache/$line-venv/bin/python" bench.py)
   done
   # The same interval with @modelcontextprotocol/sdk against the Node server.
-  (cd "$here" && python3 bench_node.py)
+  # Its broker helpers come from the Python test kit, which imports the
+  # package: any of the two environments has it.
+  (cd "$here" && "$cache/mcp2-venv/bin/python" bench_node.py)
   exit 0
 fi
 
