@@ -126,17 +126,15 @@ async fn a_one_time_token_is_accepted_once_by_a_locally_verifying_api() {
         "{www}"
     );
     // The grant's own token is untouched by it.
-    let r = s
-        .send(
-            "POST",
-            &format!("{base}/travel/book?amount=50"),
-            &[],
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(own_token_books(&s, &base).await, 200);
+}
+
+/// The status of a booking within the per-call limit with the grant's own
+/// token (not the one-time token).
+async fn own_token_books(s: &Session, base: &str) -> u16 {
+    let url = format!("{base}/travel/book?amount=50");
+    let r = s.send("POST", &url, &[], None, None).await.unwrap();
+    r.status().as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,17 +183,7 @@ async fn a_verifier_without_credentials_refuses_one_time_tokens() {
     assert!(invalid_token(&www), "{www}");
     assert!(www.contains("needs its resource credentials"), "{www}");
     // Ordinary tokens are verified as before.
-    let r = s
-        .send(
-            "POST",
-            &format!("{base}/travel/book?amount=50"),
-            &[],
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(own_token_books(&s, &base).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
