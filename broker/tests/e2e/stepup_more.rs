@@ -147,22 +147,22 @@ async fn a_scope_outside_the_grant_is_approved_once_and_one_the_owner_may_not_gi
     assert_eq!(asked, 1, "only the accepted request is a stepup_request");
 }
 
+/// Set a daily `payment:execute` budget of `limit` EUR on grant `gid`.
+fn day_budget(b: &Broker, gid: &str, limit: &str) {
+    let scope = ["--scope", "payment:execute", "--currency", "EUR"];
+    b.cli_ok(
+        &[
+            &["grant", "budget", gid, "--limit", limit, "--period", "day"][..],
+            &scope,
+        ]
+        .concat(),
+    );
+}
+
 #[tokio::test]
 async fn the_policy_approves_under_its_maximum_only_while_the_budget_lasts() {
     let (b, k, at, gid, rs) = setup().await;
-    b.cli_ok(&[
-        "grant",
-        "budget",
-        &gid,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        "100",
-        "--currency",
-        "EUR",
-        "--period",
-        "day",
-    ]);
+    day_budget(&b, &gid, "100");
     // "Automatic under 50 EUR, ask me above."
     let set = b.cli_ok(&[
         "grant",
@@ -243,19 +243,7 @@ async fn the_policy_approves_under_its_maximum_only_while_the_budget_lasts() {
 #[tokio::test]
 async fn refused_spends_are_in_the_audit_chain_and_the_chain_verifies() {
     let (b, k, at, gid, rs) = setup().await;
-    b.cli_ok(&[
-        "grant",
-        "budget",
-        &gid,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        "100",
-        "--currency",
-        "EUR",
-        "--period",
-        "day",
-    ]);
+    day_budget(&b, &gid, "100");
     // A step-up request and the owner's denial.
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("150"))]).await;
     assert_eq!(r.status, 200, "{}", r.body);
