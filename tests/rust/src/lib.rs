@@ -293,16 +293,7 @@ impl Broker {
         audience: &str,
         extra: &[&str],
     ) -> Value {
-        let mut args = vec![
-            "grant",
-            "create",
-            "--agent",
-            agent,
-            "--scope",
-            scope,
-            "--audience",
-            audience,
-        ];
+        let mut args = grant_create_args(agent, scope, audience);
         args.extend_from_slice(extra);
         self.cli_ok(&args)
     }
@@ -329,6 +320,56 @@ impl Drop for Broker {
             store::drop_database(&self.data);
         }
     }
+}
+
+/// The CLI's `grant create` for `agent` with `scope` on `audience` (more
+/// options may follow).
+pub fn grant_create_args<'a>(agent: &'a str, scope: &'a str, audience: &'a str) -> Vec<&'a str> {
+    vec![
+        "grant",
+        "create",
+        "--agent",
+        agent,
+        "--scope",
+        scope,
+        "--audience",
+        audience,
+    ]
+}
+
+/// The CLI's `grant budget` of `payment:execute` on grant `gid`: `limit` in
+/// `currency` each `period` (`day`, `total`, ...).
+pub fn payment_budget_args<'a>(
+    gid: &'a str,
+    limit: &'a str,
+    currency: &'a str,
+    period: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "grant",
+        "budget",
+        gid,
+        "--scope",
+        "payment:execute",
+        "--limit",
+        limit,
+        "--currency",
+        currency,
+        "--period",
+        period,
+    ]
+}
+
+/// Run the broker's CLI on the data directory `data` where no [`Broker`] is
+/// at hand (a prompt callback's thread, acting as the owner elsewhere): its
+/// JSON output, or null when it printed none.
+pub fn cli_on(data: &Path, args: &[&str]) -> Value {
+    let out = Command::new(broker_bin())
+        .args(["--data", data.to_str().unwrap(), "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// A port of 127.0.0.1 free a moment ago, for a process that must be told

@@ -4,16 +4,19 @@
 //! callback), and retries once with the one-time token, which pays once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::post;
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
 mod common;
+use common::stepup::{Grant, Prompts, approve, one_time_post, payment, payment_ask};
 
-async fn setup() -> (Broker, String, String) {
+/// The broker, the API, and a session of payments under 100 (300 EUR a day)
+/// allowed to step up or not, whose prompt the owner approves from its side
+/// (the CLI), as a person would on the dashboard: (broker, API base, the
+/// grant's home, session, prompts seen).
+async fn setup(step_up: bool) -> (Broker, String, tempfile::TempDir, Session, Prompts) {
     let broker = Broker::with_args(&["--device-interval", "0"]);
     let api = common::Api::bind().await;
     let aud = api.aud.clone();
@@ -22,71 +25,21 @@ async fn setup() -> (Broker, String, String) {
         Router::new().route("/travel/pay", post(common::pay)),
         verifier,
     );
-    (broker, base, aud)
-}
-
-async fn session(
-    broker: &Broker,
-    aud: &str,
-    home: &std::path::Path,
-    step_up: bool,
-) -> (Session, Arc<Mutex<Vec<String>>>) {
-    let v = broker.create_grant_on(
-        "travel-bot",
-        "payment:execute:under-100",
-        aud,
-        &["--budget", "payment:execute=300/EUR/day"],
-    );
-    // The prompt approves from the owner's side (the CLI), as a person
-    // would on the dashboard.
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (seen2, data) = (seen.clone(), broker.data.clone());
-    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
-        seen2.lock().unwrap().push(p.verification_uri.clone());
-        let data = data.clone();
-        std::thread::spawn(move || {
-            let bin = protonpass_e2e::broker_bin();
-            let run = |args: &[&str]| {
-                let out = std::process::Command::new(&bin)
-                    .args(["--data", data.to_str().unwrap(), "--json"])
-                    .args(args)
-                    .output()
-                    .unwrap();
-                serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-            };
-            let list = run(&["stepup", "list"]);
-            let id = list[0]["id"].as_str().unwrap().to_owned();
-            run(&["stepup", "approve", &id]);
-        });
-    });
-    let s = authenticate_with_proton(
-        &["payment:execute:under-100"],
-        aud,
-        AuthOptions {
-            broker: Some(broker.url.clone()),
-            agent_name: Some("travel-bot".into()),
-            enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
-            store: Some(StoreKind::File(home.to_path_buf())),
-            prompt: Some(prompt),
-            allow_step_up: step_up,
-            ..AuthOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    (s, seen)
+    let home = tempfile::tempdir().unwrap();
+    let grant = Grant {
+        agent: "travel-bot",
+        scopes: &["payment:execute:under-100"],
+        extra: &["--budget", "payment:execute=300/EUR/day"],
+    };
+    let (s, seen) =
+        common::stepup::session(&broker, &aud, home.path(), grant, step_up, approve).await;
+    (broker, base, home, s, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
-    let (broker, base, aud) = setup().await;
-    let home = tempfile::tempdir().unwrap();
-    let (s, seen) = session(&broker, &aud, home.path(), true).await;
-    let pay = Payment {
-        amount: "250".into(),
-        currency: "EUR".into(),
-        payee: "Air Example".into(),
-    };
+    let (broker, base, _home, s, seen) = setup(true).await;
+    let pay = payment();
     let url = format!("{base}/travel/pay?amount=250&key=trip-1");
     let r = s
         .send_with_step_up("POST", &url, &[], None, Some(&pay), Some("Flight to Paris"))
@@ -94,35 +47,20 @@ async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "50.00");
-    assert_eq!(
-        seen.lock().unwrap().clone(),
-        vec![format!("{}/stepup", broker.url)]
-    );
+    let uris: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.verification_uri.clone())
+        .collect();
+    assert_eq!(uris, vec![format!("{}/stepup", broker.url)]);
 
     // A one-time token pays once: the same token for a second payment is refused.
-    let www = "DPoP error=\"insufficient_scope\", scope=\"payment:execute\"";
-    let ask = StepUpAsk::from_challenge(www, Some(&pay), Some("Hotel")).unwrap();
-    let t = s.step_up(&url, &ask).await.unwrap();
+    let t = s.step_up(&url, &payment_ask(Some("Hotel"))).await.unwrap();
     assert!(t.expires_in <= 300);
     assert_eq!(t.authorization_details[0]["amount"], "250.00");
     assert!(!format!("{t:?}").contains(t.expose()));
-    let http = reqwest::Client::new();
-    let call = |u: String| {
-        let h = s.one_time_headers(&t, "POST", &u).unwrap();
-        let http = http.clone();
-        async move {
-            let mut r = http.post(&u);
-            for (k, v) in h {
-                r = r.header(k, v);
-            }
-            let r = r.send().await.unwrap();
-            let www = r
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned());
-            (r.status().as_u16(), www.unwrap_or_default())
-        }
-    };
+    let call = |u: String| common::answer(one_time_post(&s, &t, &u));
     let (st, _) = call(format!("{base}/travel/pay?amount=250&key=trip-2")).await;
     assert_eq!(st, 200);
     // Spent by its first use: the verifier refuses it before the API runs.
@@ -137,29 +75,19 @@ async fn a_payment_above_the_limit_is_approved_once_and_paid_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_allow_step_up_the_403_comes_back() {
-    let (broker, base, aud) = setup().await;
-    let home = tempfile::tempdir().unwrap();
-    let (s, seen) = session(&broker, &aud, home.path(), false).await;
-    let pay = Payment {
-        amount: "250".into(),
-        currency: "EUR".into(),
-        payee: "Air Example".into(),
-    };
+    let (_broker, base, _home, s, seen) = setup(false).await;
     let url = format!("{base}/travel/pay?amount=250&key=trip-1");
     let r = s
-        .send_with_step_up("POST", &url, &[], None, Some(&pay), None)
+        .send_with_step_up("POST", &url, &[], None, Some(&payment()), None)
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(seen.lock().unwrap().is_empty());
-    let ask = StepUpAsk::from_challenge(
-        "DPoP error=\"insufficient_scope\", scope=\"payment:execute\"",
-        Some(&pay),
-        None,
-    )
-    .unwrap();
     assert_eq!(
-        s.step_up(&url, &ask).await.unwrap_err().code(),
+        s.step_up(&url, &payment_ask(None))
+            .await
+            .unwrap_err()
+            .code(),
         "invalid_request"
     );
 }

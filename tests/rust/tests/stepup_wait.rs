@@ -4,7 +4,6 @@
 //! lifetime each end `Session::step_up` with its typed error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,6 +13,7 @@ use protonpass_agent::*;
 use protonpass_e2e::Broker;
 
 mod common;
+use common::stepup::{Grant, OnPrompt, Prompts, approve, deny, payment_ask};
 
 /// POST /travel/book needs `travel:book`, which the agents' grants lack.
 async fn book(agent: Agent) -> std::result::Result<String, Rejection> {
@@ -38,16 +38,6 @@ async fn setup(args: &[&str]) -> (Broker, String, String) {
     (broker, base, aud)
 }
 
-/// Run the broker's CLI on `data` (from a prompt callback's thread).
-fn cli(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(protonpass_e2e::broker_bin())
-        .args(["--data", data.to_str().unwrap(), "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 /// A session of a fresh grant of `travel:search` and payments under 100 on
 /// `aud`, allowed to step up; its prompt runs `on_prompt(data, grant id)` on
 /// a thread, as the owner acting elsewhere would. Returns the session and
@@ -56,71 +46,21 @@ async fn session(
     broker: &Broker,
     aud: &str,
     home: &std::path::Path,
-    on_prompt: fn(&std::path::Path, &str),
-) -> (Session, Arc<Mutex<Vec<DevicePrompt>>>) {
-    let scopes = "travel:search payment:execute:under-100";
-    let v = broker.create_grant_on("waiter", scopes, aud, &[]);
-    let gid = v["grant_id"].as_str().unwrap().to_owned();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (seen2, data) = (seen.clone(), broker.data.clone());
-    let prompt: PromptFn = Arc::new(move |p: &DevicePrompt| {
-        seen2.lock().unwrap().push(p.clone());
-        let (data, gid) = (data.clone(), gid.clone());
-        std::thread::spawn(move || on_prompt(&data, &gid));
-    });
-    let s = authenticate_with_proton(
-        &["travel:search", "payment:execute:under-100"],
-        aud,
-        AuthOptions {
-            broker: Some(broker.url.clone()),
-            agent_name: Some("waiter".into()),
-            enrollment_code: Some(v["enrollment_code"].as_str().unwrap().to_owned()),
-            store: Some(StoreKind::File(home.to_path_buf())),
-            prompt: Some(prompt),
-            allow_step_up: true,
-            ..AuthOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    (s, seen)
-}
-
-fn approve(data: &std::path::Path, _gid: &str) {
-    let id = cli(data, &["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    cli(data, &["stepup", "approve", &id]);
-}
-
-fn deny(data: &std::path::Path, _gid: &str) {
-    let id = cli(data, &["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    cli(data, &["stepup", "deny", &id]);
+    on_prompt: OnPrompt,
+) -> (Session, Prompts) {
+    let grant = Grant {
+        agent: "waiter",
+        scopes: &["travel:search", "payment:execute:under-100"],
+        extra: &[],
+    };
+    common::stepup::session(broker, aud, home, grant, true, on_prompt).await
 }
 
 fn revoke(data: &std::path::Path, gid: &str) {
-    cli(data, &["revoke", gid]);
+    protonpass_e2e::cli_on(data, &["revoke", gid]);
 }
 
 fn nothing(_: &std::path::Path, _: &str) {}
-
-fn payment_ask() -> StepUpAsk {
-    let pay = Payment {
-        amount: "250".into(),
-        currency: "EUR".into(),
-        payee: "Air Example".into(),
-    };
-    StepUpAsk::from_challenge(
-        "DPoP error=\"insufficient_scope\", scope=\"payment:execute\"",
-        Some(&pay),
-        Some("Flight"),
-    )
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scope_step_up_is_accepted_by_an_api_requiring_that_scope() {
@@ -166,7 +106,10 @@ async fn denial_and_revocation_end_the_wait_with_typed_errors() {
 
     let home = tempfile::tempdir().unwrap();
     let (s, seen) = session(&broker, &aud, home.path(), deny).await;
-    let e = s.step_up(&url, &payment_ask()).await.unwrap_err();
+    let e = s
+        .step_up(&url, &payment_ask(Some("Flight")))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::AccessDenied), "{e:?}");
     assert_eq!(e.code(), "access_denied");
     let p = seen.lock().unwrap()[0].clone();
@@ -175,7 +118,10 @@ async fn denial_and_revocation_end_the_wait_with_typed_errors() {
 
     let home = tempfile::tempdir().unwrap();
     let (s, seen) = session(&broker, &aud, home.path(), revoke).await;
-    let e = s.step_up(&url, &payment_ask()).await.unwrap_err();
+    let e = s
+        .step_up(&url, &payment_ask(Some("Flight")))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "invalid_grant", "{e:?}");
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
@@ -187,7 +133,7 @@ async fn the_end_of_the_requests_lifetime_ends_the_wait_with_expired_token() {
     let (s, seen) = session(&broker, &aud, home.path(), nothing).await;
     let t = Instant::now();
     let e = s
-        .step_up(&format!("{base}/travel/pay"), &payment_ask())
+        .step_up(&format!("{base}/travel/pay"), &payment_ask(Some("Flight")))
         .await
         .unwrap_err();
     assert_eq!(e.code(), "expired_token", "{e:?}");

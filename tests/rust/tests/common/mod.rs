@@ -14,6 +14,8 @@ use protonpass_agent::{
 };
 use protonpass_e2e::Broker;
 
+pub mod stepup;
+
 /// A test API bound to a loopback port before it serves, so that its URL,
 /// and the audience under it that grants and verifiers name, is known first:
 /// a session sends its token only to URLs under its audience.
@@ -133,6 +135,11 @@ pub async fn get_with(http: &reqwest::Client, url: &str, h: &[(&str, String)]) -
     for (k, v) in h {
         r = r.header(*k, v);
     }
+    answer(r).await
+}
+
+/// Send `r`: (status, WWW-Authenticate, empty when there is none).
+pub async fn answer(r: reqwest::RequestBuilder) -> (u16, String) {
     let resp = r.send().await.unwrap();
     let www = resp
         .headers()
