@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use protonpass_e2e::{API, Broker, Reply, audit_records, key};
+use protonpass_e2e::{
+    API, Broker, Reply, audit_records, grant_create_args, key, payment_budget_args,
+};
 
 async fn call(b: &Broker, path: &str, rs: &(String, String), body: Value) -> Reply {
     let r = b
@@ -41,19 +43,7 @@ async fn setup(b: &Broker, limit: &str) -> (String, String, (String, String)) {
         .as_str()
         .unwrap()
         .to_owned();
-    b.cli_ok(&[
-        "grant",
-        "budget",
-        &gid,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        limit,
-        "--currency",
-        "EUR",
-        "--period",
-        "day",
-    ]);
+    b.cli_ok(&payment_budget_args(&gid, limit, "EUR", "day"));
     (gid, jti, rs)
 }
 
@@ -288,57 +278,28 @@ fn budgets_are_set_at_creation_and_checked() {
         "payment:execute=5/eur/day",
         "payment:execute=5",
     ] {
-        let (code, v) = b.cli(&[
-            "grant",
-            "create",
-            "--agent",
-            "b",
-            "--scope",
-            "payment:execute",
-            "--audience",
-            API,
-            "--budget",
-            bad,
-        ]);
+        let mut args = grant_create_args("b", "payment:execute", API);
+        args.extend_from_slice(&["--budget", bad]);
+        let (code, v) = b.cli(&args);
         assert_ne!(code, 0, "{bad}: {v}");
     }
     let list = b.cli_ok(&["grant", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     // Replacing keeps one budget per scope.
-    let v = b.cli_ok(&[
-        "grant",
-        "budget",
-        gid,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        "1000",
-        "--currency",
-        "JPY",
-        "--period",
-        "total",
-    ]);
+    let v = b.cli_ok(&payment_budget_args(gid, "1000", "JPY", "total"));
     assert_eq!(v["limit"], "1000");
     let show = b.cli_ok(&["grant", "show", gid]);
     assert_eq!(show["budgets"].as_array().unwrap().len(), 1);
     assert_eq!(show["budgets"][0]["period_ends_at"], Value::Null);
     // Another owner's grant is unknown.
     b.add_owners(&["bob"]);
-    let (code, _) = b.cli(&[
-        "--owner",
-        "bob",
-        "grant",
-        "budget",
-        gid,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        "1",
-        "--currency",
-        "EUR",
-        "--period",
-        "day",
-    ]);
+    let (code, _) = b.cli(
+        &[
+            &["--owner", "bob"][..],
+            &payment_budget_args(gid, "1", "EUR", "day"),
+        ]
+        .concat(),
+    );
     assert_ne!(code, 0);
 }
 

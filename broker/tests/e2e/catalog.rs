@@ -9,17 +9,7 @@ use protonpass_e2e::{API, Broker, PRE_AUTHORIZED_CODE, Reply, audit_records, cla
 pub(crate) const CALENDAR: &str = "https://calendar.example";
 
 /// Two calendar scopes, one of low and one of medium risk.
-pub(crate) const CATALOG: &str = r#"
-[[scope]]
-name = "calendar:read"
-description = "Read your calendar"
-risk = "low"
-
-[[scope]]
-name = "calendar:write"
-description = "Add and change events"
-risk = "medium"
-"#;
+pub(crate) const CATALOG: &str = include_str!("../fixtures/catalogs/calendar.toml");
 
 /// `resource add AUDIENCE --scopes FILE` with `CATALOG` in the file, for
 /// `owner` when given; answers what the CLI printed.

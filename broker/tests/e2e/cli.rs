@@ -4,7 +4,7 @@
 use protonpass_agent::{Clock, SystemClock};
 
 use crate::device::{ask_signed, poll};
-use protonpass_e2e::{API, Broker, Reply, key};
+use protonpass_e2e::{API, Broker, Reply, grant_create_args, key};
 
 /// A device request signed by `k`, with the agent's `reason` in its proof.
 async fn ask(b: &Broker, k: &protonpass_agent::AgentKey, reason: Option<&str>) -> Reply {
@@ -97,16 +97,7 @@ async fn issuers_and_audiences_are_absolute_http_urls_without_query_or_fragment(
     ] {
         for args in [
             vec!["resource", "add", bad],
-            vec![
-                "grant",
-                "create",
-                "--agent",
-                "bot",
-                "--scope",
-                "x:read",
-                "--audience",
-                bad,
-            ],
+            grant_create_args("bot", "x:read", bad),
             vec!["approve", "BCDF-GHJK", "--audience", bad],
         ] {
             let (code, v) = b.cli(&args);
@@ -409,21 +400,9 @@ fn human(b: &Broker, args: &[&str]) -> String {
 #[tokio::test]
 async fn people_read_dates_and_durations_and_what_each_time_is() {
     let b = Broker::start(&[]);
-    let text = human(
-        &b,
-        &[
-            "grant",
-            "create",
-            "--agent",
-            "bot",
-            "--scope",
-            "x:read",
-            "--audience",
-            API,
-            "--ttl",
-            "1d",
-        ],
-    );
+    let mut args = grant_create_args("bot", "x:read", API);
+    args.extend_from_slice(&["--ttl", "1d"]);
+    let text = human(&b, &args);
     // The code's expiry and the grant's lifetime are two different times.
     assert!(text.contains("lasts 1 d from redemption"), "{text}");
     assert!(text.contains("the code expires at 20"), "{text}");

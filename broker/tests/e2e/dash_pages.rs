@@ -1,8 +1,8 @@
 //! Dashboard pages in words: the sign-in page, unknown pages, the activity
 //! page and each agent's usage chart.
 
-use crate::dashboard::signed_in;
-use protonpass_e2e::{API, Broker, claims, key};
+use crate::dashboard::{enrolled_jti, report_usage, signed_in};
+use protonpass_e2e::{API, Broker, key};
 
 #[tokio::test]
 async fn the_sign_in_page_says_where_the_password_comes_from() {
@@ -53,53 +53,33 @@ async fn activity_shows_agents_scopes_and_times_in_words() {
     let (mut w, _) = signed_in(&b).await;
     let p = w.get("/audit").await;
     assert_eq!(p.status, 200);
-    assert!(
-        p.body
-            .contains("Agent <strong class=\"agent\">trip-bot</strong>"),
-        "{}",
-        p.body
-    );
-    assert!(p.body.contains("Access until"), "{}", p.body);
-    assert!(p.body.contains("May: "), "{}", p.body);
+    p.assert_shows("Agent <strong class=\"agent\">trip-bot</strong>");
+    p.assert_shows("Access until");
+    p.assert_shows("May: ");
     // Raw ids and timestamps are folded away, not shown as the record's words.
-    assert!(!p.body.contains("<b>exp</b>"), "{}", p.body);
-    assert!(
-        p.body.contains("<summary>Identifiers</summary>"),
-        "{}",
-        p.body
-    );
+    p.assert_hides("<b>exp</b>");
+    p.assert_shows("<summary>Identifiers</summary>");
 }
 
 #[tokio::test]
 async fn each_agent_has_a_chart_of_calls_and_refusals() {
     let b = Broker::start(&[]);
-    let jti = claims(
-        &b.enroll(&key(), "trip-bot", "calendar:read", &[])
-            .await
-            .s("access_token"),
-    )["jti"]
-        .clone();
+    let jti = enrolled_jti(&b, "trip-bot", &[]).await;
     let rs = b.resource(API, None);
-    let u = reqwest::Client::new()
-        .post(format!("{}/audit/usage", b.url))
-        .basic_auth(&rs.0, Some(&rs.1))
-        .json(&serde_json::json!({"uses": [
+    report_usage(
+        &b,
+        &rs,
+        serde_json::json!({"uses": [
             {"jti": jti, "method": "GET", "path": "/events", "decision": "allow"},
             {"jti": jti, "method": "GET", "path": "/events", "decision": "allow"},
             {"jti": jti, "method": "GET", "path": "/events", "decision": "deny", "code": "invalid_token", "reason": "expired"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(u.status(), 200);
+        ]}),
+    )
+    .await;
     let (mut w, _) = signed_in(&b).await;
     let p = w.get("/usage").await;
-    assert!(p.body.contains("<svg"), "{}", p.body);
-    assert!(
-        p.body.contains("Last 24 hours: 2 allowed, 1 refused"),
-        "{}",
-        p.body
-    );
+    p.assert_shows("<svg");
+    p.assert_shows("Last 24 hours: 2 allowed, 1 refused");
     assert!(p.body.contains("class=\"allowed\"") && p.body.contains("class=\"refused\""));
     assert!(!p.body.contains("<script"));
 }

@@ -35,6 +35,21 @@ impl Page {
             .get(LOCATION)
             .map_or("", |v| v.to_str().unwrap())
     }
+    /// Assert that the page holds `text` (the page is the failure's message).
+    #[track_caller]
+    pub(crate) fn assert_shows(&self, text: &str) {
+        assert!(self.body.contains(text), "{}", self.body);
+    }
+    /// Assert that the answer is a redirect (303) to `to`.
+    #[track_caller]
+    pub(crate) fn assert_redirect(&self, to: &str) {
+        assert_eq!((self.status, self.location()), (303, to), "{}", self.body);
+    }
+    /// Assert that the page does not hold `text`.
+    #[track_caller]
+    pub(crate) fn assert_hides(&self, text: &str) {
+        assert!(!self.body.contains(text), "{}", self.body);
+    }
 }
 
 pub(crate) fn field(html: &str, name: &str) -> String {
@@ -110,11 +125,18 @@ impl Web {
         self.take(r).await
     }
 
+    /// Post a form of the signed-in dashboard: its token `csrf`, then `fields`.
+    pub(crate) async fn submit(&mut self, path: &str, csrf: &str, fields: &[(&str, &str)]) -> Page {
+        let form = [&[("csrf", csrf)][..], fields].concat();
+        self.post(path, &form).await
+    }
+
     /// Enter an agent's user code on `/device` (the form's first step).
     pub(crate) async fn lookup(&mut self, csrf: &str, user_code: &str) -> Page {
-        self.post(
+        self.submit(
             "/device",
-            &[("csrf", csrf), ("step", "lookup"), ("user_code", user_code)],
+            csrf,
+            &[("step", "lookup"), ("user_code", user_code)],
         )
         .await
     }
@@ -142,16 +164,28 @@ impl Web {
         let p = self.get("/login").await;
         assert_eq!(p.status, 200);
         let csrf = p.csrf();
-        self.post(
+        self.submit(
             "/login",
+            &csrf,
             &[
-                ("csrf", &csrf),
                 ("owner", owner),
                 ("password", password),
                 ("next", "/agents"),
             ],
         )
         .await
+    }
+
+    /// Post the setup link's form: the password, and it again.
+    pub(crate) async fn set_up(
+        &mut self,
+        csrf: &str,
+        token: &str,
+        password: &str,
+        again: &str,
+    ) -> Page {
+        let form = [("token", token), ("password", password), ("again", again)];
+        self.submit("/setup", csrf, &form).await
     }
 }
 
@@ -179,11 +213,30 @@ pub(crate) async fn signed_in(b: &Broker) -> (Web, String) {
     set_password(b, "default", PASSWORD);
     let mut w = Web::new(b);
     let p = w.login("default", PASSWORD).await;
-    assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+    p.assert_redirect("/agents");
     let agents = w.get("/agents").await;
     assert_eq!(agents.status, 200);
     let csrf = agents.csrf();
     (w, csrf)
+}
+
+/// The token id (`jti`) of a fresh agent enrolled for `calendar:read` (with
+/// more `grant create` options `extra`).
+pub(crate) async fn enrolled_jti(b: &Broker, agent: &str, extra: &[&str]) -> serde_json::Value {
+    let r = b.enroll(&key(), agent, "calendar:read", extra).await;
+    claims(&r.s("access_token"))["jti"].clone()
+}
+
+/// A resource server's report of `uses` (`POST /audit/usage`), accepted.
+pub(crate) async fn report_usage(b: &Broker, rs: &(String, String), uses: serde_json::Value) {
+    let u = reqwest::Client::new()
+        .post(format!("{}/audit/usage", b.url))
+        .basic_auth(&rs.0, Some(&rs.1))
+        .json(&uses)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(u.status(), 200);
 }
 
 fn assert_protected(p: &Page) {
@@ -238,17 +291,8 @@ async fn first_run_setup_link_goes_to_an_owner_only_file_when_stdout_is_not_a_te
     let form = w.get(&link[link.find("/setup?").unwrap()..]).await;
     assert_eq!(form.status, 200);
     let csrf = form.csrf();
-    let done = w
-        .post(
-            "/setup",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("password", "correct horse battery staple"),
-                ("again", "correct horse battery staple"),
-            ],
-        )
-        .await;
+    let staple = "correct horse battery staple";
+    let done = w.set_up(&csrf, &token, staple, staple).await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert!(!file.exists());
     // (Written before the link was served.) The log names the file and never holds the link.
@@ -270,31 +314,11 @@ async fn setup_link_works_once_and_sets_a_session_cookie() {
     let token = field(&form.body, "token");
     let csrf = form.csrf();
     // Two different passwords: refused, link still usable.
-    let p = w
-        .post(
-            "/setup",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("password", PASSWORD),
-                ("again", "other password"),
-            ],
-        )
-        .await;
+    let p = w.set_up(&csrf, &token, PASSWORD, "other password").await;
     assert_eq!(p.status, 400);
     let csrf = p.csrf();
-    let p = w
-        .post(
-            "/setup",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("password", PASSWORD),
-                ("again", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!((p.status, p.location()), (303, "/agents"));
+    let p = w.set_up(&csrf, &token, PASSWORD, PASSWORD).await;
+    p.assert_redirect("/agents");
     let cookie = p
         .headers
         .get_all(SET_COOKIE)
@@ -317,12 +341,7 @@ async fn setup_link_works_once_and_sets_a_session_cookie() {
     set_password(&b, "alice", "another long passphrase");
     for web in [&mut w, &mut other] {
         let p = web.get("/agents").await;
-        assert_eq!(
-            (p.status, p.location()),
-            (303, "/login?next=%2Fagents"),
-            "{}",
-            p.body
-        );
+        p.assert_redirect("/login?next=%2Fagents");
     }
     // A password set from the CLI also voids setup links still out.
     let v = b.cli_ok(&["owner", "add", "alice"]);
@@ -394,10 +413,8 @@ async fn forms_without_the_token_are_refused() {
         .await;
     assert_eq!(p.status, 403);
     // With the token it works, and the feed has the grant at once.
-    let p = w
-        .post("/agents/revoke", &[("csrf", &csrf), ("id", &gid)])
-        .await;
-    assert_eq!((p.status, p.location()), (303, "/agents?done=grant"));
+    let p = w.submit("/agents/revoke", &csrf, &[("id", &gid)]).await;
+    p.assert_redirect("/agents?done=grant");
     let feed = b.feed(0).await;
     assert!(feed.iter().any(|e| e["gid"] == gid.as_str()));
 }
@@ -421,7 +438,7 @@ async fn what_agents_assert_is_shown_inert() {
     let (mut w, csrf) = signed_in(&b).await;
     let p = w.lookup(&csrf, &d.s("user_code")).await;
     assert_eq!(p.status, 200, "{}", p.body);
-    assert!(!p.body.contains("<script>alert"), "{}", p.body);
+    p.assert_hides("<script>alert");
     assert!(!p.body.contains("<img src=x"));
     assert!(p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(p.body.contains("not verified"));
@@ -477,7 +494,7 @@ async fn approval_in_the_page_narrows_the_agents_token() {
     let p = w.get(&format!("/device?user_code={uc}")).await;
     assert!(p.body.contains(&format!("value=\"{uc}\"")));
     let p = w.lookup(&csrf, &uc.to_lowercase()).await;
-    assert!(p.body.contains("Book travel on api.example"), "{}", p.body);
+    p.assert_shows("Book travel on api.example");
     assert!(
         p.body.contains(&k.thumbprint()[..12]),
         "the key's short fingerprint is shown"
@@ -567,9 +584,7 @@ async fn another_owners_ids_answer_as_unknown_ones() {
         "x'; DELETE FROM grants; --",
         "%",
     ] {
-        let p = w
-            .post("/agents/revoke", &[("csrf", &csrf), ("id", id)])
-            .await;
+        let p = w.submit("/agents/revoke", &csrf, &[("id", id)]).await;
         // The page echoes nothing of the id: one answer for all of them.
         assert!(!p.body.contains(id), "{id}: {}", p.body);
         answers.push((p.status, p.body.replace(&csrf, "")));
@@ -580,12 +595,9 @@ async fn another_owners_ids_answer_as_unknown_ones() {
         "another owner's id must answer as an unknown one: {answers:?}"
     );
     let p = w
-        .post(
-            "/agents/revoke-agent",
-            &[("csrf", &csrf), ("agent", "bobs-bot")],
-        )
+        .submit("/agents/revoke-agent", &csrf, &[("agent", "bobs-bot")])
         .await;
-    assert_eq!((p.status, p.location()), (303, "/agents?done=none"));
+    p.assert_redirect("/agents?done=none");
     // Bob's grant is untouched and his agent is not listed to this owner.
     let list = b.cli_ok(&["grant", "list", "--owner", "bob"]);
     assert_eq!(list[0]["status"], "enrolling");
@@ -609,10 +621,10 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     // The page says whose audience it is before the owner decides.
     let uc = ask(API).await;
     let p = w.lookup(&csrf, &uc).await;
-    assert!(p.body.contains("registered by another owner"), "{}", p.body);
+    p.assert_shows("registered by another owner");
     let p = w.approve(&csrf, &uc, &["travel:book"], "3600", &[]).await;
     assert_eq!(p.status, 400, "{}", p.body);
-    assert!(p.body.contains("another owner"), "{}", p.body);
+    p.assert_shows("another owner");
     // Nothing was approved: the request is still pending, the owner has no grant.
     let list = b.cli_ok(&["grant", "list"]);
     assert_eq!(list.as_array().map_or(0, Vec::len), 0, "{list}");
@@ -621,11 +633,7 @@ async fn an_owner_cannot_approve_another_owners_audience_in_the_page() {
     // An audience nobody registered is shown as such.
     let uc = ask("https://unregistered.example").await;
     let p = w.lookup(&csrf, &uc).await;
-    assert!(
-        p.body.contains("not registered on this broker"),
-        "{}",
-        p.body
-    );
+    p.assert_shows("not registered on this broker");
 }
 
 #[tokio::test]
@@ -663,7 +671,7 @@ async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_brows
         .cloned()
         .collect();
     let p = again.login("default", PASSWORD).await;
-    assert_eq!((p.status, p.location()), (303, "/agents"), "{}", p.body);
+    p.assert_redirect("/agents");
     // Fifteen wrong passwords left a bounded trail: one failure and one lock
     // record per window, however long the flood.
     let audit = protonpass_e2e::audit_records(&b);
@@ -681,26 +689,16 @@ async fn a_flood_of_wrong_passwords_does_not_lock_the_owner_out_of_a_known_brows
 #[tokio::test]
 async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
     let b = Broker::start(&[]);
-    let mine = claims(
-        &b.enroll(&key(), "trip-bot", "calendar:read", &[])
-            .await
-            .s("access_token"),
-    )["jti"]
-        .clone();
+    let mine = enrolled_jti(&b, "trip-bot", &[]).await;
     b.cli_ok(&["owner", "add", "mallory"]);
-    let theirs = claims(
-        &b.enroll(&key(), "spy-bot", "calendar:read", &["--owner", "mallory"])
-            .await
-            .s("access_token"),
-    )["jti"]
-        .clone();
+    let theirs = enrolled_jti(&b, "spy-bot", &["--owner", "mallory"]).await;
     // Registered once mallory holds a token for it (no other owner can be
     // granted a registered audience).
     let rs = b.resource(API, None);
-    let u = reqwest::Client::new()
-        .post(format!("{}/audit/usage", b.url))
-        .basic_auth(&rs.0, Some(&rs.1))
-        .json(&serde_json::json!({"uses": [
+    report_usage(
+        &b,
+        &rs,
+        serde_json::json!({"uses": [
             {"jti": mine, "method": "GET", "path": "/events", "decision": "allow", "reason": "plan"},
             {"jti": mine, "method": "GET", "path": "/events", "decision": "deny", "code": "invalid_dpop_proof", "reason": "replay"},
             // A reporter older than `code`: the code in `reason`.
@@ -708,11 +706,9 @@ async fn the_usage_page_counts_each_agents_allowed_and_refused_calls() {
             {"method": "GET", "path": "/events", "decision": "deny", "code": "invalid_token", "reason": "missing_claim"},
             // Another owner's token at this owner's service: not attributed.
             {"jti": theirs, "method": "GET", "path": "/events", "decision": "deny", "code": "invalid_token", "reason": "owner"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(u.status(), 200);
+        ]}),
+    )
+    .await;
     let (mut w, _) = signed_in(&b).await;
     let p = w.get("/usage").await;
     assert_eq!(p.status, 200);

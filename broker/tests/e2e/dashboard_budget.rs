@@ -68,21 +68,9 @@ async fn the_owner_changes_a_budget_on_the_dashboard_and_the_next_spend_sees_it(
 
     let (mut w, csrf) = signed_in(&b).await;
     let page = w.get("/agents").await;
-    assert!(
-        page.body.contains("40.00 of 50.00 EUR spent this day"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("action=\"/agents/budget\""),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("<option value=\"payment:execute\">"),
-        "{}",
-        page.body
-    );
+    page.assert_shows("40.00 of 50.00 EUR spent this day");
+    page.assert_shows("action=\"/agents/budget\"");
+    page.assert_shows("<option value=\"payment:execute\">");
 
     // Raise it to 100 a day: what was spent today still counts.
     let p = w
@@ -91,19 +79,10 @@ async fn the_owner_changes_a_budget_on_the_dashboard_and_the_next_spend_sees_it(
             &form(&csrf, &gid, "payment:execute", "100", "EUR", "day"),
         )
         .await;
-    assert_eq!(
-        (p.status, p.location()),
-        (303, "/agents?done=budget"),
-        "{}",
-        p.body
-    );
+    p.assert_redirect("/agents?done=budget");
     let page = w.get("/agents?done=budget").await;
-    assert!(page.body.contains("The budget was set."), "{}", page.body);
-    assert!(
-        page.body.contains("40.00 of 100.00 EUR spent this day"),
-        "{}",
-        page.body
-    );
+    page.assert_shows("The budget was set.");
+    page.assert_shows("40.00 of 100.00 EUR spent this day");
     let (st, body) = spend(&b, &rs, &at, "20", "s-3").await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["remaining"], "40.00");

@@ -1,7 +1,7 @@
 //! The dashboard's template catalog and OAuth connection pages, signed in as
 //! the owner, against a real local OAuth provider.
 
-use crate::dashboard::signed_in;
+use crate::dashboard::{Web, signed_in};
 use crate::gateway_oauth::{add_oauth, agent, call, consent, get_page};
 use crate::oauth_provider::Provider;
 use protonpass_e2e::Broker;
@@ -13,6 +13,16 @@ fn provider_link(html: &str, provider: &str) -> String {
         .unwrap_or_else(|| panic!("no provider link in {html}"))
         + "href=\"".len();
     html[start..][..html[start..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+/// Start connecting `mail` on the dashboard and consent at the provider:
+/// the provider's answer, a link back to the broker.
+async fn consented(w: &mut Web, csrf: &str, p: &Provider) -> String {
+    let start = w
+        .submit("/upstreams/connect", csrf, &[("name", "mail")])
+        .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    consent(&provider_link(&start.body, &p.url())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -41,17 +51,14 @@ async fn the_catalog_shows_scopes_in_plain_words_searches_and_adds() {
         .await;
     assert_eq!(refused.status, 403);
     let no_key = w
-        .post(
-            "/upstreams/catalog/add",
-            &[("csrf", &csrf), ("template", "stripe")],
-        )
+        .submit("/upstreams/catalog/add", &csrf, &[("template", "stripe")])
         .await;
     assert_eq!(no_key.status, 400);
     let added = w
-        .post(
+        .submit(
             "/upstreams/catalog/add",
+            &csrf,
             &[
-                ("csrf", &csrf),
                 ("template", "stripe"),
                 ("name", "shop"),
                 ("secret", "sk_test_1"),
@@ -65,10 +72,10 @@ async fn the_catalog_shows_scopes_in_plain_words_searches_and_adds() {
     assert_eq!(list[0]["base_url"], "https://api.stripe.com");
     // An OAuth template asks for the client id and offers "Connect".
     let gmail = w
-        .post(
+        .submit(
             "/upstreams/catalog/add",
+            &csrf,
             &[
-                ("csrf", &csrf),
                 ("template", "gmail"),
                 ("client_id", "9.apps.googleusercontent.com"),
             ],
@@ -85,25 +92,17 @@ async fn connect_and_disconnect_from_the_dashboard() {
     add_oauth(&b, &p, "mail", &p.url());
     let (mut w, csrf) = signed_in(&b).await;
     let page = w.get("/upstreams/connections").await;
-    assert!(page.body.contains("Not connected"), "{}", page.body);
-    let start = w
-        .post("/upstreams/connect", &[("csrf", &csrf), ("name", "mail")])
-        .await;
-    assert_eq!(start.status, 200, "{}", start.body);
-    let back = consent(&provider_link(&start.body, &p.url())).await;
+    page.assert_shows("Not connected");
+    let back = consented(&mut w, &csrf, &p).await;
     // The provider's answer reaching another browser (a leaked link): refused,
     // nothing connected.
     let (status, body) = get_page(&back).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("browser that started it"), "{body}");
     let page = w.get("/upstreams/connections").await;
-    assert!(page.body.contains("Not connected"), "{}", page.body);
+    page.assert_shows("Not connected");
     // Started again and finished in the owner's own browser.
-    let start = w
-        .post("/upstreams/connect", &[("csrf", &csrf), ("name", "mail")])
-        .await;
-    assert_eq!(start.status, 200, "{}", start.body);
-    let back = consent(&provider_link(&start.body, &p.url())).await;
+    let back = consented(&mut w, &csrf, &p).await;
     let done = w.get(back.strip_prefix(b.url.as_str()).unwrap()).await;
     assert_eq!(done.status, 200, "{}", done.body);
     let page = w.get("/upstreams/connections").await;
@@ -111,10 +110,7 @@ async fn connect_and_disconnect_from_the_dashboard() {
     let a = agent(&b, "mail", "mail:read").await;
     assert_eq!(call(&b, &a, "GET", "/mail/messages").await.0, 200);
     let gone = w
-        .post(
-            "/upstreams/disconnect",
-            &[("csrf", &csrf), ("name", "mail")],
-        )
+        .submit("/upstreams/disconnect", &csrf, &[("name", "mail")])
         .await;
     assert_eq!(gone.status, 303);
     assert_eq!(p.with(|s| s.revoked.len()), 1);

@@ -6,22 +6,21 @@
 use serde_json::Value;
 
 use crate::catalog::{CALENDAR, add_with_catalog};
-use crate::dashboard::{Web, signed_in};
+use crate::dashboard::{Page, Web, signed_in};
 use protonpass_e2e::{Broker, Reply, audit_records};
 
 const BOBS: &str = "https://bob.example";
 
-const NEW_CATALOG: &str = r#"
-[[scope]]
-name = "calendar:read"
-description = "See your appointments"
-risk = "low"
+/// The calendar's catalog that the owner imports: `calendar:read` in other
+/// words, `calendar:delete` instead of `calendar:write`. Its second `risk`
+/// is on line 10.
+const NEW_CATALOG: &str = include_str!("../fixtures/catalogs/calendar-import.toml");
 
-[[scope]]
-name = "calendar:delete"
-description = "Delete events"
-risk = "high"
-"#;
+/// Post the import form: `catalog` for resource `resource`.
+async fn import(w: &mut Web, csrf: &str, resource: &str, catalog: &str) -> Page {
+    let form = [("csrf", csrf), ("resource", resource), ("catalog", catalog)];
+    w.post("/resources/scopes", &form).await
+}
 
 fn add(b: &Broker, owner: &str, audience: &str) -> String {
     let v = add_with_catalog(b, audience, Some(owner));
@@ -67,56 +66,23 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
         assert!(p.body.contains(want), "{want} missing from {}", p.body);
     }
     assert!(!p.body.contains(BOBS), "another owner's resource is listed");
-    assert!(!p.body.contains("<script"), "{}", p.body);
+    p.assert_hides("<script");
     assert_eq!(device(&b, "calendar:write").await.status, 200);
 
     // A bad file: the parser's line and reason on the page, nothing changed.
     let bad = "[[scope]]\nname = \"calendar:read\"\ndescription = \"Read\nrisk = \"low\"\n";
-    let p = w
-        .post(
-            "/resources/scopes",
-            &[("csrf", &csrf), ("resource", &mine), ("catalog", bad)],
-        )
-        .await;
+    let p = import(&mut w, &csrf, &mine, bad).await;
     assert_eq!(p.status, 400, "{}", p.body);
-    assert!(
-        p.body
-            .contains("nothing was changed: scope catalog, line 3:"),
-        "{}",
-        p.body
-    );
+    p.assert_shows("nothing was changed: scope catalog, line 3:");
     // The text comes back in the form to fix it (escaped).
-    assert!(p.body.contains("description = &quot;Read"), "{}", p.body);
+    p.assert_shows("description = &quot;Read");
     let unknown_risk = NEW_CATALOG.replace("\"high\"", "\"extreme\"");
-    let p = w
-        .post(
-            "/resources/scopes",
-            &[
-                ("csrf", &csrf),
-                ("resource", CALENDAR),
-                ("catalog", &unknown_risk),
-            ],
-        )
-        .await;
+    let p = import(&mut w, &csrf, CALENDAR, &unknown_risk).await;
     assert_eq!(p.status, 400, "{}", p.body);
-    assert!(
-        p.body
-            .contains("scope catalog, line 10: risk &quot;extreme&quot;"),
-        "{}",
-        p.body
-    );
-    let p = w
-        .post(
-            "/resources/scopes",
-            &[
-                ("csrf", &csrf),
-                ("resource", &mine),
-                ("catalog", "# nothing\n"),
-            ],
-        )
-        .await;
+    p.assert_shows("scope catalog, line 10: risk &quot;extreme&quot;");
+    let p = import(&mut w, &csrf, &mine, "# nothing\n").await;
     assert_eq!(p.status, 400, "{}", p.body);
-    assert!(p.body.contains("defines no scope"), "{}", p.body);
+    p.assert_shows("defines no scope");
     assert_eq!(scope_names(&b, "default", CALENDAR), before);
 
     // Without the form token: refused, nothing changed.
@@ -136,43 +102,20 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
     // Signed out: the page sends to the sign-in page, the form changes nothing.
     let mut anon = Web::new(&b);
     let p = anon.get("/resources").await;
-    assert_eq!((p.status, p.location()), (303, "/login?next=%2Fresources"));
-    let p = anon
-        .post(
-            "/resources/scopes",
-            &[
-                ("csrf", &csrf),
-                ("resource", &mine),
-                ("catalog", NEW_CATALOG),
-            ],
-        )
-        .await;
+    p.assert_redirect("/login?next=%2Fresources");
+    let p = import(&mut anon, &csrf, &mine, NEW_CATALOG).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(scope_names(&b, "default", CALENDAR), before);
 
     // Another owner's resource answers as an unknown one, and is untouched.
     for id in [BOBS, "rs_nope"] {
-        let p = w
-            .post(
-                "/resources/scopes",
-                &[("csrf", &csrf), ("resource", id), ("catalog", NEW_CATALOG)],
-            )
-            .await;
+        let p = import(&mut w, &csrf, id, NEW_CATALOG).await;
         assert_eq!(p.status, 404, "{id}: {}", p.body);
     }
     assert_eq!(scope_names(&b, "bob", BOBS), before);
 
     // An import replaces the catalog; the page shows the new one.
-    let p = w
-        .post(
-            "/resources/scopes",
-            &[
-                ("csrf", &csrf),
-                ("resource", &mine),
-                ("catalog", NEW_CATALOG),
-            ],
-        )
-        .await;
+    let p = import(&mut w, &csrf, &mine, NEW_CATALOG).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(
         p.location(),
@@ -183,18 +126,9 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
         ["calendar:read", "calendar:delete"]
     );
     let p = w.get("/resources?done=imported").await;
-    assert!(
-        p.body.contains("The scope catalog was replaced"),
-        "{}",
-        p.body
-    );
-    assert!(
-        p.body
-            .contains("Delete events <strong class=\"risk high\">high risk</strong>"),
-        "{}",
-        p.body
-    );
-    assert!(!p.body.contains("Add and change events"), "{}", p.body);
+    p.assert_shows("The scope catalog was replaced");
+    p.assert_shows("Delete events <strong class=\"risk high\">high risk</strong>");
+    p.assert_hides("Add and change events");
 
     // Requests keep to the new catalog: the dropped scope is refused before
     // any owner sees it; the new one reaches the approval page in its words.
@@ -204,12 +138,7 @@ async fn the_owner_sees_and_imports_scope_catalogs_in_the_dashboard() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     let uc = ok.s("user_code");
     let p = w.lookup(&csrf, &uc).await;
-    assert!(
-        p.body
-            .contains("Delete events <strong class=\"risk high\">high risk</strong>"),
-        "{}",
-        p.body
-    );
+    p.assert_shows("Delete events <strong class=\"risk high\">high risk</strong>");
 
     // Audited like the other catalog changes, with the scope names only.
     let updates: Vec<Value> = audit_records(&b)

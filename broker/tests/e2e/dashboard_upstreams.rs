@@ -66,21 +66,13 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
         200
     );
     let p = w
-        .post(
+        .submit(
             "/upstreams/rotate",
-            &[
-                ("csrf", &csrf),
-                ("name", "code-host"),
-                ("secret", new_secret),
-            ],
+            &csrf,
+            &[("name", "code-host"), ("secret", new_secret)],
         )
         .await;
-    assert_eq!(
-        (p.status, p.location()),
-        (303, "/upstreams?done=rotated"),
-        "{}",
-        p.body
-    );
+    p.assert_redirect("/upstreams?done=rotated");
     assert_eq!(
         call(&b, &a, "GET", "/repos/me/proj", None, &[])
             .await
@@ -92,24 +84,22 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
         Some(format!("Key {new_secret}").as_str())
     );
     let p = w.get("/upstreams?done=rotated").await;
-    assert!(p.body.contains("The secret was replaced"), "{}", p.body);
+    p.assert_shows("The secret was replaced");
     assert_no_secret(&p, &[SECRET, new_secret]);
     // A secret that could change the request's structure is refused.
     let p = w
-        .post(
+        .submit(
             "/upstreams/rotate",
-            &[
-                ("csrf", &csrf),
-                ("name", "code-host"),
-                ("secret", "a\r\nX-Evil: 1"),
-            ],
+            &csrf,
+            &[("name", "code-host"), ("secret", "a\r\nX-Evil: 1")],
         )
         .await;
     assert_eq!(p.status, 400);
     let p = w
-        .post(
+        .submit(
             "/upstreams/rotate",
-            &[("csrf", &csrf), ("name", "code-host"), ("secret", SECRET)],
+            &csrf,
+            &[("name", "code-host"), ("secret", SECRET)],
         )
         .await;
     assert_eq!(p.status, 303);
@@ -158,21 +148,11 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
     // goes back to it; then the upstream is gone and the gateway refuses.
     let p = w.get("/upstreams/remove?name=code-host").await;
     assert_eq!(p.status, 200);
-    assert!(
-        p.body.contains("name=\"confirm\" value=\"yes\""),
-        "{}",
-        p.body
-    );
+    p.assert_shows("name=\"confirm\" value=\"yes\"");
     let p = w
-        .post(
-            "/upstreams/remove",
-            &[("csrf", &csrf), ("name", "code-host")],
-        )
+        .submit("/upstreams/remove", &csrf, &[("name", "code-host")])
         .await;
-    assert_eq!(
-        (p.status, p.location()),
-        (303, "/upstreams/remove?name=code-host")
-    );
+    p.assert_redirect("/upstreams/remove?name=code-host");
     let p = w
         .post(
             "/upstreams/remove",
@@ -181,12 +161,13 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
         .await;
     assert_eq!(p.status, 403);
     let p = w
-        .post(
+        .submit(
             "/upstreams/remove",
-            &[("csrf", &csrf), ("name", "code-host"), ("confirm", "yes")],
+            &csrf,
+            &[("name", "code-host"), ("confirm", "yes")],
         )
         .await;
-    assert_eq!((p.status, p.location()), (303, "/upstreams?done=removed"));
+    p.assert_redirect("/upstreams?done=removed");
     assert_eq!(b.cli_ok(&["upstream", "list"]), serde_json::json!([]));
     let before = up.calls();
     assert_eq!(
@@ -197,10 +178,10 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
     );
     assert_eq!(up.calls(), before);
     let p = w.get("/upstreams").await;
-    assert!(p.body.contains("no upstream APIs yet"), "{}", p.body);
+    p.assert_shows("no upstream APIs yet");
 
     // Signed out: the pages send to the sign-in page.
     let mut anon = super::Web::new(&b);
     let p = anon.get("/upstreams").await;
-    assert_eq!((p.status, p.location()), (303, "/login?next=%2Fupstreams"));
+    p.assert_redirect("/login?next=%2Fupstreams");
 }

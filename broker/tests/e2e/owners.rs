@@ -4,7 +4,7 @@
 //! dashboard. And refresh tokens: every use spends one, and a spent one
 //! coming back revokes the whole grant (RFC 9700 section 4.14.2).
 
-use protonpass_e2e::{Broker, key};
+use protonpass_e2e::{Broker, grant_create_args, key};
 
 const ALICE_API: &str = "https://api.alice.example";
 const SHARED_API: &str = "https://api.shared.example";
@@ -29,18 +29,9 @@ fn two_owners() -> (Broker, (String, String), (String, String)) {
 }
 
 fn grant_args<'a>(aud: &'a str, owner: &'a str) -> Vec<&'a str> {
-    vec![
-        "grant",
-        "create",
-        "--agent",
-        "bot",
-        "--scope",
-        "x:read",
-        "--audience",
-        aud,
-        "--owner",
-        owner,
-    ]
+    let mut args = grant_create_args("bot", "x:read", aud);
+    args.extend_from_slice(&["--owner", owner]);
+    args
 }
 
 #[tokio::test]
