@@ -1,26 +1,22 @@
 use super::super::path::normalise;
 use super::*;
 
-const CODE_HOST: &str = r#"
+/// The code host: its settings, the repository rules the end-to-end tests
+/// share, and one more rule.
+const CODE_HOST: &str = concat!(
+    r#"
 name = "code-host"
 base_url = "https://api.code-host.example"
 credential = { header = "Authorization", value = "Bearer {secret}" }
-
-[[rule]]
-methods = ["GET"]
-path = "/repos/{owner}/{repo}/**"
-scope = "repo:read:{repo}"
-
-[[rule]]
-methods = ["POST", "PATCH"]
-path = "/repos/{owner}/{repo}/issues/**"
-scope = "repo:write:{repo}"
-
+"#,
+    include_str!("../../tests/fixtures/gateway/repo-rules.toml"),
+    r#"
 [[rule]]
 methods = ["GET"]
 path = "/user"
 scope = "user:read"
-"#;
+"#
+);
 
 fn err(text: &str) -> RulesError {
     parse(text).expect_err("accepted")

@@ -142,8 +142,13 @@ impl Upstream {
     }
 }
 
+/// The code host's repository rules, which the gateway's unit tests share.
+const REPO_RULES: &str = include_str!("../fixtures/gateway/repo-rules.toml");
+
+/// The rules file of upstream `name` at `base` (private addresses allowed
+/// or not): the code host's repository rules and the end-to-end tests' others.
 pub fn rules(name: &str, base: &str, private: bool) -> String {
-    format!(
+    let settings = format!(
         r#"name = "{name}"
 base_url = "{base}"
 audience = "{AUD}"
@@ -151,38 +156,10 @@ description = "A code host for the tests"
 credential = {{ header = "X-Api-Key", value = "Key {{secret}}" }}
 allow_private_network = {private}
 timeout_secs = 2
-
-[[rule]]
-methods = ["GET"]
-path = "/repos/{{owner}}/{{repo}}/**"
-scope = "repo:read:{{repo}}"
-
-[[rule]]
-methods = ["POST", "PATCH"]
-path = "/repos/{{owner}}/{{repo}}/issues/**"
-scope = "repo:write:{{repo}}"
-
-[[rule]]
-methods = ["GET"]
-path = "/redirect"
-scope = "misc:read"
-
-[[rule]]
-methods = ["GET"]
-path = "/slow"
-scope = "misc:read"
-
-[[rule]]
-methods = ["GET", "POST"]
-path = "/{{what}}"
-scope = "data:transfer"
-
-[[rule]]
-methods = ["GET"]
-path = "/admin/**"
-scope = "admin:all"
 "#
-    )
+    );
+    let others = include_str!("../fixtures/gateway/e2e-rules.toml");
+    format!("{settings}\n{REPO_RULES}\n{others}")
 }
 
 /// `upstream add` with the secret on standard input: (exit code, JSON).
@@ -218,6 +195,14 @@ fn drip(n: u32) -> impl futures_util::Stream<Item = std::io::Result<axum::body::
     })
 }
 
+/// The URL of `path` through the code host's gateway.
+fn gateway_url(b: &Broker, path: &str) -> String {
+    format!("{}/gateway/code-host{path}", b.url)
+}
+
+/// The reason the calls' proofs sign.
+const REASON: &str = "testing the gateway";
+
 /// A signed request through the gateway; retries once with the broker's nonce.
 pub async fn call(
     b: &Broker,
@@ -227,21 +212,22 @@ pub async fn call(
     body: Option<reqwest::Body>,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
-    try_call(b, agent, method, path, body, extra).await.unwrap()
+    let url = gateway_url(b, path);
+    signed(&agent.0, &agent.1, (method, &url), REASON, body, extra)
+        .await
+        .unwrap()
 }
 
-/// [`call`], with a transport failure (no complete answer) returned.
+/// A [`call`] without a body or more headers, with a transport failure (no
+/// complete answer) returned.
 pub async fn try_call(
     b: &Broker,
     agent: &(AgentKey, String, String),
     method: &str,
     path: &str,
-    body: Option<reqwest::Body>,
-    extra: &[(&str, &str)],
 ) -> reqwest::Result<reqwest::Response> {
-    let url = format!("{}/gateway/code-host{path}", b.url);
-    let reason = "testing the gateway";
-    signed(&agent.0, &agent.1, (method, &url), reason, body, extra).await
+    let url = gateway_url(b, path);
+    signed(&agent.0, &agent.1, (method, &url), REASON, None, &[]).await
 }
 
 /// A request to `url` with the access token `token` and a proof by `key`
@@ -320,6 +306,14 @@ pub async fn setup() -> (Broker, Upstream) {
         "{v}"
     );
     (b, up)
+}
+
+/// [`setup`], and an agent of the default owner enrolled for [`SCOPES`]:
+/// (broker, upstream, agent).
+pub async fn setup_agent() -> (Broker, Upstream, (AgentKey, String, String)) {
+    let (b, up) = setup().await;
+    let a = agent(&b, "default", SCOPES).await;
+    (b, up, a)
 }
 
 /// No file of the data directory (database, WAL, keys, vault key, the log)

@@ -7,8 +7,7 @@ use protonpass_e2e::audit_records;
 
 #[tokio::test]
 async fn an_allowed_call_is_forwarded_with_the_credential_and_audited() {
-    let (b, up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, up, a) = setup_agent().await;
     let r = call(
         &b,
         &a,
@@ -136,8 +135,7 @@ async fn another_owners_agent_is_refused_and_the_upstream_not_contacted() {
 
 #[tokio::test]
 async fn upstream_down_slow_or_private_is_a_gateway_error() {
-    let (b, up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, up, a) = setup_agent().await;
     // Slow: 504 after the rules' timeout (2 s; the upstream takes 5).
     let r = call(&b, &a, "GET", "/slow", None, &[]).await;
     assert_eq!(r.status(), 504);
@@ -269,8 +267,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_with_bounded_memory() {
-    let (b, _up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, _up, a) = setup_agent().await;
     // Warm up (connection pools, first allocations).
     let r = call(&b, &a, "GET", "/repos/me/proj", None, &[]).await;
     assert_eq!(r.status(), 200);
@@ -301,8 +298,7 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_cuts_a_response_off_mid_stream() {
-    let (b, _up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, _up, a) = setup_agent().await;
     let r = call(&b, &a, "GET", "/drip", None, &[]).await;
     assert_eq!(r.status(), 200);
     let mut s = r.bytes_stream();
@@ -333,8 +329,7 @@ async fn a_revocation_cuts_a_response_off_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() {
-    let (b, _up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, _up, a) = setup_agent().await;
     // Read whole before anything is sent to the agent: the agent's
     // connection ends with no answer at all, never a complete-looking
     // answer, and never a refusal (a `401` would have the SDK renew and send
@@ -345,8 +340,7 @@ async fn a_revocation_cuts_off_a_small_answer_of_stated_size_while_it_is_read() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_while_the_upstream_works_keeps_its_answer_from_the_agent() {
-    let (b, _up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, _up, a) = setup_agent().await;
     // The upstream answers `/late` after 1.5 s; the check passed before.
     revoked_during(&b, &a, "/late", 300).await;
 }
@@ -365,7 +359,7 @@ async fn revoked_during(
         tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
         b.cli_ok(&["revoke", &a.2]);
     };
-    let (r, ()) = tokio::join!(try_call(b, a, "GET", path, None, &[]), revoke);
+    let (r, ()) = tokio::join!(try_call(b, a, "GET", path), revoke);
     let took = start.elapsed();
     match r {
         Err(e) => assert!(e.is_request(), "{e:?}"),
@@ -406,8 +400,7 @@ async fn a_query_credential_replaces_the_agents_and_stays_out_of_even_trace_logs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upload_is_not_a_slow_upstream() {
-    let (b, _up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, _up, a) = setup_agent().await;
     // 3 s of upload against a 2 s response timeout: the wait starts once the
     // body is sent.
     let stream = futures_util::stream::unfold(0u32, |i| async move {

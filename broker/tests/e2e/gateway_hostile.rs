@@ -68,8 +68,7 @@ async fn refused(
 
 #[tokio::test]
 async fn rules_edges_and_traversal_never_reach_what_they_do_not_allow() {
-    let (b, up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, up, a) = setup_agent().await;
 
     // No rule: refused.
     let (s, v) = refused(&b, &up, &a, "DELETE", "/repos/me/proj").await;
@@ -145,8 +144,7 @@ async fn rules_edges_and_traversal_never_reach_what_they_do_not_allow() {
 
 #[tokio::test]
 async fn oversized_headers_and_bad_proofs_are_refused_before_the_upstream() {
-    let (b, up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, up, a) = setup_agent().await;
     let big = "x".repeat(20 * 1024);
     let before = up.calls();
     let r = call(&b, &a, "GET", "/repos/me/proj", None, &[("x-big", &big)]).await;
@@ -204,8 +202,7 @@ async fn raw(b: &Broker, text: String) -> String {
 
 #[tokio::test]
 async fn the_target_host_comes_from_the_rules_alone() {
-    let (b, up) = setup().await;
-    let a = agent(&b, "default", SCOPES).await;
+    let (b, up, a) = setup_agent().await;
     // A Host header for another host.
     let r = call(
         &b,
