@@ -6,19 +6,8 @@
 
 use super::*;
 
-const PAY_RULES: &str = r#"
-[[rule]]
-methods = ["POST"]
-path = "/pay"
-scope = "payment:execute"
-spend = { amount = "json:/amount", currency = "EUR" }
-
-[[rule]]
-methods = ["POST"]
-path = "/declined"
-scope = "payment:execute"
-spend = { amount = "header:X-Amount", currency = "EUR" }
-"#;
+/// Rules that spend, appended to the code host's.
+const PAY_RULES: &str = include_str!("../fixtures/gateway/pay-rules.toml");
 
 fn remaining(b: &Broker, gid: &str) -> String {
     let show = b.cli_ok(&["grant", "show", gid]);
@@ -32,18 +21,8 @@ async fn one_time_token(
     a: &(AgentKey, String, String),
     amount: &str,
 ) -> (AgentKey, String, String) {
-    let details = crate::stepup::payment(amount);
-    let r = crate::stepup::ask(b, &a.0, &a.1, &[("authorization_details", &details)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let list = b.cli_ok(&["stepup", "list"]);
-    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
-    let ciba = "urn:openid:params:grant-type:ciba";
-    let id = r.s("auth_req_id");
-    let t = b
-        .token(&a.0, &[("grant_type", ciba), ("auth_req_id", &id)])
-        .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    (a.0.clone(), t.s("access_token"), a.2.clone())
+    let t = crate::stepup::approved(b, &a.0, &a.1, amount).await;
+    (a.0.clone(), t, a.2.clone())
 }
 
 async fn pay(
@@ -67,19 +46,9 @@ async fn a_rule_spends_the_amount_of_the_request_from_the_budget() {
     let (code, v) = add_upstream(&b, &text, "default");
     assert_eq!(code, 0, "{v}");
     let a = agent(&b, "default", "payment:execute:under-100").await;
-    b.cli_ok(&[
-        "grant",
-        "budget",
-        &a.2,
-        "--scope",
-        "payment:execute",
-        "--limit",
-        "50",
-        "--currency",
-        "EUR",
-        "--period",
-        "day",
-    ]);
+    b.cli_ok(&protonpass_e2e::payment_budget_args(
+        &a.2, "50", "EUR", "day",
+    ));
 
     // Spent, then forwarded with the body intact.
     let (status, body) = json(pay(&b, &a, "20", &[]).await).await;

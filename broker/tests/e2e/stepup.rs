@@ -64,9 +64,47 @@ pub(crate) async fn ask(b: &Broker, k: &AgentKey, token: &str, params: &[(&str, 
     panic!("the nonce round did not settle");
 }
 
-async fn poll(b: &Broker, k: &AgentKey, id: &str) -> Reply {
+/// The agent's poll of the token endpoint for request `id`.
+pub(crate) async fn poll(b: &Broker, k: &AgentKey, id: &str) -> Reply {
     b.token(k, &[("grant_type", CIBA), ("auth_req_id", id)])
         .await
+}
+
+/// The id of the first request waiting for the default owner.
+pub(crate) fn first_waiting(b: &Broker) -> String {
+    b.cli_ok(&["stepup", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A one-time token for a payment of `amount` EUR, asked by the agent `k`
+/// with its token `at` and approved by the owner.
+pub(crate) async fn approved(b: &Broker, k: &AgentKey, at: &str, amount: &str) -> String {
+    let r = ask(b, k, at, &[("authorization_details", &payment(amount))]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    b.cli_ok(&["stepup", "approve", &first_waiting(b)]);
+    let t = poll(b, k, &r.s("auth_req_id")).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    t.s("access_token")
+}
+
+/// The owner's policy for grant `gid`: approved at once up to `max` EUR.
+pub(crate) fn policy_up_to(b: &Broker, gid: &str, max: &str) -> Value {
+    b.cli_ok(&[
+        "grant",
+        "stepup-policy",
+        gid,
+        "--max",
+        max,
+        "--currency",
+        "EUR",
+    ])
+}
+
+/// The id (`jti`) of an access token.
+pub(crate) fn jti(token: &str) -> String {
+    claims(token)["jti"].as_str().unwrap().to_owned()
 }
 
 pub(crate) async fn spend(
@@ -223,15 +261,7 @@ async fn an_approved_payment_gets_a_one_time_token_spent_once() {
 #[tokio::test]
 async fn introspection_redeems_a_one_time_token_once() {
     let (b, k, at, _gid, rs) = setup().await;
-    b.cli_ok(&[
-        "grant",
-        "stepup-policy",
-        &_gid,
-        "--max",
-        "50",
-        "--currency",
-        "EUR",
-    ]);
+    policy_up_to(&b, &_gid, "50");
     let details = json!([{"type": "scope", "scope": "calendar:write"}]).to_string();
     // A scope is never auto-approved by a payments policy.
     let r = ask(&b, &k, &at, &[("authorization_details", &details)]).await;
@@ -465,18 +495,20 @@ async fn the_owner_approves_on_the_dashboard_in_plain_words() {
         "authorization_pending"
     );
     let ok = w
-        .post(
+        .submit(
             "/stepup/decide",
-            &[("csrf", &csrf), ("id", &id), ("decision", "approve")],
+            &csrf,
+            &[("id", &id), ("decision", "approve")],
         )
         .await;
-    assert_eq!((ok.status, ok.location()), (303, "/stepup?done=approved"));
+    ok.assert_redirect("/stepup?done=approved");
     assert_eq!(poll(&b, &k, &r.s("auth_req_id")).await.status, 200);
     // Decided once: a second decision finds nothing waiting.
     let again = w
-        .post(
+        .submit(
             "/stepup/decide",
-            &[("csrf", &csrf), ("id", &id), ("decision", "deny")],
+            &csrf,
+            &[("id", &id), ("decision", "deny")],
         )
         .await;
     assert_eq!(again.status, 404);

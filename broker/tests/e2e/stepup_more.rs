@@ -6,23 +6,11 @@
 
 use std::time::Duration;
 
-use protonpass_agent::AgentKey;
 use serde_json::{Value, json};
 
 use crate::catalog::{CALENDAR, add_with_catalog};
-use crate::stepup::{ask, payment, setup, spend};
-use protonpass_e2e::{API, Broker, Reply, audit_records, claims, key};
-
-const CIBA: &str = "urn:openid:params:grant-type:ciba";
-
-async fn poll(b: &Broker, k: &AgentKey, id: &str) -> Reply {
-    b.token(k, &[("grant_type", CIBA), ("auth_req_id", id)])
-        .await
-}
-
-fn jti(token: &str) -> String {
-    claims(token)["jti"].as_str().unwrap().to_owned()
-}
+use crate::stepup::{ask, first_waiting, jti, payment, policy_up_to, poll, setup, spend};
+use protonpass_e2e::{API, Broker, audit_records, claims, key};
 
 /// The audit records, waiting a little for those written after the answer
 /// (refusals are recorded off the request's path) until `want` holds.
@@ -149,14 +137,9 @@ async fn a_scope_outside_the_grant_is_approved_once_and_one_the_owner_may_not_gi
 
 /// Set a daily `payment:execute` budget of `limit` EUR on grant `gid`.
 fn day_budget(b: &Broker, gid: &str, limit: &str) {
-    let scope = ["--scope", "payment:execute", "--currency", "EUR"];
-    b.cli_ok(
-        &[
-            &["grant", "budget", gid, "--limit", limit, "--period", "day"][..],
-            &scope,
-        ]
-        .concat(),
-    );
+    b.cli_ok(&protonpass_e2e::payment_budget_args(
+        gid, limit, "EUR", "day",
+    ));
 }
 
 #[tokio::test]
@@ -164,15 +147,7 @@ async fn the_policy_approves_under_its_maximum_only_while_the_budget_lasts() {
     let (b, k, at, gid, rs) = setup().await;
     day_budget(&b, &gid, "100");
     // "Automatic under 50 EUR, ask me above."
-    let set = b.cli_ok(&[
-        "grant",
-        "stepup-policy",
-        &gid,
-        "--max",
-        "50",
-        "--currency",
-        "EUR",
-    ]);
+    let set = policy_up_to(&b, &gid, "50");
     assert!(set.to_string().contains("50.00"), "{set}");
 
     // Under the maximum, within the budget (100 left): approved at once.
@@ -247,11 +222,7 @@ async fn refused_spends_are_in_the_audit_chain_and_the_chain_verifies() {
     // A step-up request and the owner's denial.
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("150"))]).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let id = b.cli_ok(&["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    b.cli_ok(&["stepup", "deny", &id]);
+    b.cli_ok(&["stepup", "deny", &first_waiting(&b)]);
     let token = jti(&at);
     assert_eq!(spend(&b, &rs, &gid, &token, "60", "a").await.status, 200);
     let s = spend(&b, &rs, &gid, &token, "50", "b").await;
@@ -331,15 +302,7 @@ async fn a_resource_server_of_another_owner_on_the_same_audience_spends_nothing(
         .await;
     let (at, gid) = (r.s("access_token"), r.s("grant_id"));
     // The policy gives the agent a one-time token for 20 EUR.
-    b.cli_ok(&[
-        "grant",
-        "stepup-policy",
-        &gid,
-        "--max",
-        "50",
-        "--currency",
-        "EUR",
-    ]);
+    policy_up_to(&b, &gid, "50");
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("20"))]).await;
     let t = poll(&b, &k, &r.s("auth_req_id")).await;
     assert_eq!(t.status, 200, "{}", t.body);

@@ -3,36 +3,24 @@
 //! neither sees nor decides them, and the webhook is retried with a doubling
 //! backoff until a delivery succeeds, each attempt signed.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
-use protonpass_agent::AgentKey;
 use serde_json::{Value, json};
 
 use crate::dashboard::{PASSWORD, Web, field, set_password, signed_in};
-use crate::stepup::{ask, payment, setup};
-use protonpass_e2e::{Broker, Reply, audit_records};
-
-const CIBA: &str = "urn:openid:params:grant-type:ciba";
-
-async fn poll(b: &Broker, k: &AgentKey, id: &str) -> Reply {
-    b.token(k, &[("grant_type", CIBA), ("auth_req_id", id)])
-        .await
-}
+use crate::stepup::{ask, first_waiting, payment, poll, setup};
+use crate::stepup_webhook::{header, receiver, set_webhook, signed, wait_for};
+use protonpass_e2e::audit_records;
 
 #[tokio::test]
 async fn the_dashboards_deny_and_approve_end_the_wait_and_another_owner_cannot_decide() {
     let (b, k, at, gid, _rs) = setup().await;
     b.add_owners(&["mallory"]);
     let denied = ask(&b, &k, &at, &[("authorization_details", &payment("150"))]).await;
-    let denied_id = b.cli_ok(&["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let denied_id = first_waiting(&b);
 
     // Another owner, signed in to its own dashboard: nothing of it is shown,
     // and its forms cannot decide it (with a valid token of its own session).
@@ -42,15 +30,16 @@ async fn the_dashboards_deny_and_approve_end_the_wait_and_another_owner_cannot_d
     assert_eq!(p.status, 303, "{}", p.body);
     let page = m.get("/stepup").await;
     assert_eq!(page.status, 200);
-    assert!(!page.body.contains(&denied_id), "{}", page.body);
-    assert!(!page.body.contains("150.00"), "{}", page.body);
-    assert!(!page.body.contains("Air Example"), "{}", page.body);
+    page.assert_hides(&denied_id);
+    page.assert_hides("150.00");
+    page.assert_hides("Air Example");
     let csrf = m.get("/agents").await.csrf();
     for decision in ["approve", "deny"] {
         let r = m
-            .post(
+            .submit(
                 "/stepup/decide",
-                &[("csrf", &csrf), ("id", &denied_id), ("decision", decision)],
+                &csrf,
+                &[("id", &denied_id), ("decision", decision)],
             )
             .await;
         assert_eq!(r.status, 404, "{decision}: {}", r.body);
@@ -65,16 +54,13 @@ async fn the_dashboards_deny_and_approve_end_the_wait_and_another_owner_cannot_d
     let page = w.get("/stepup").await;
     assert_eq!(field(&page.body, "id"), denied_id);
     let r = w
-        .post(
+        .submit(
             "/stepup/decide",
-            &[
-                ("csrf", &page.csrf()),
-                ("id", &denied_id),
-                ("decision", "deny"),
-            ],
+            &page.csrf(),
+            &[("id", &denied_id), ("decision", "deny")],
         )
         .await;
-    assert_eq!((r.status, r.location()), (303, "/stepup?done=denied"));
+    r.assert_redirect("/stepup?done=denied");
     let p = poll(&b, &k, &denied.s("auth_req_id")).await;
     assert_eq!((p.status, p.error()), (400, "access_denied"), "{}", p.body);
     // Denied once, for good.
@@ -90,16 +76,13 @@ async fn the_dashboards_deny_and_approve_end_the_wait_and_another_owner_cannot_d
     let approved_id = field(&page.body, "id");
     assert_ne!(approved_id, denied_id);
     let r = w
-        .post(
+        .submit(
             "/stepup/decide",
-            &[
-                ("csrf", &page.csrf()),
-                ("id", &approved_id),
-                ("decision", "approve"),
-            ],
+            &page.csrf(),
+            &[("id", &approved_id), ("decision", "approve")],
         )
         .await;
-    assert_eq!((r.status, r.location()), (303, "/stepup?done=approved"));
+    r.assert_redirect("/stepup?done=approved");
     let t = poll(&b, &k, &approved.s("auth_req_id")).await;
     assert_eq!(t.status, 200, "{}", t.body);
 
@@ -138,99 +121,31 @@ async fn the_dashboards_deny_and_approve_end_the_wait_and_another_owner_cannot_d
     );
 }
 
-/// (headers, body, arrival) of each delivery.
-type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>, Instant)>>>;
-
-/// A receiver on loopback that answers 503 to its first `fail` deliveries
-/// and 200 after.
-async fn failing_receiver(fail: usize) -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |h: HeaderMap, body: axum::body::Bytes| {
-            let s = s.clone();
-            async move {
-                let n = {
-                    let mut v = s.lock().unwrap();
-                    v.push((h, body.to_vec(), Instant::now()));
-                    v.len()
-                };
-                if n <= fail {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::OK
-                }
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (format!("http://127.0.0.1:{port}/hook"), seen)
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
-/// Verify a delivery as spec/14 tells a receiver to: the secret's bytes after
-/// `whsec_`, HMAC-SHA-256 over `{id}.{timestamp}.{body}`, compared in
-/// constant time with each `v1,` entry; and a timestamp near the clock.
+/// Verify a delivery as spec/14 tells a receiver to: its signature with
+/// `secret`, and a timestamp near the clock.
 fn verify(secret: &str, h: &HeaderMap, body: &[u8]) -> bool {
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
     let ts: i64 = header(h, "webhook-timestamp").parse().unwrap_or(0);
     let now = protonpass_agent::Clock::now(&protonpass_agent::SystemClock);
-    if (now - ts).abs() > 300 {
-        return false;
-    }
-    header(h, "webhook-signature").split(' ').any(|entry| {
-        let Some(sig) = entry
-            .strip_prefix("v1,")
-            .and_then(|s| STANDARD.decode(s).ok())
-        else {
-            return false;
-        };
-        let mut m = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&key).unwrap();
-        m.update(format!("{}.{ts}.", header(h, "webhook-id")).as_bytes());
-        m.update(body);
-        m.verify_slice(&sig).is_ok()
-    })
+    (now - ts).abs() <= 300 && signed(secret, h, body)
 }
 
 #[tokio::test]
 async fn the_webhook_is_retried_with_a_doubling_backoff_until_it_succeeds() {
     let (b, k, at, gid, _rs) = setup().await;
     let fail = 3;
-    let (url, seen) = failing_receiver(fail).await;
-    let secret = b.cli_ok(&[
-        "owner",
-        "webhook",
-        "set",
-        "default",
-        &url,
-        "--allow-private-network",
-    ])["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (url, seen) = receiver(
+        fail,
+        Duration::ZERO,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::OK,
+    )
+    .await;
+    let secret = set_webhook(&b, &url)["secret"].as_str().unwrap().to_owned();
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("250"))]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Three failures, then the success: four deliveries.
-    let start = Instant::now();
-    while seen.lock().unwrap().len() <= fail {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{} deliveries",
-            seen.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&seen, fail + 1, Duration::from_secs(20)).await;
     // The next retry would come one doubled wait (4 s) later: none comes.
     tokio::time::sleep(Duration::from_millis(4800)).await;
     let got = seen.lock().unwrap().clone();
@@ -249,10 +164,7 @@ async fn the_webhook_is_retried_with_a_doubling_backoff_until_it_succeeds() {
     assert!(gaps[2] > gaps[0] * 2.5, "not doubling: {gaps:?}");
     assert!(gaps[2] < gaps[0] * 8.0, "more than doubling: {gaps:?}");
 
-    let id = b.cli_ok(&["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_waiting(&b);
     for (h, body, _) in &got {
         assert!(verify(&secret, h, body), "bad signature: {h:?}");
         let v: Value = serde_json::from_slice(body).unwrap();

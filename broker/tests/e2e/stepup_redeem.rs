@@ -3,37 +3,11 @@
 //! accepted anywhere, while that resource server may still spend the
 //! payment the owner approved with it, once.
 
-use protonpass_agent::AgentKey;
 use serde_json::Value;
 
-use protonpass_e2e::{Broker, audit_records};
+use protonpass_e2e::audit_records;
 
-use crate::stepup::{ask, payment, setup, spend};
-
-const CIBA: &str = "urn:openid:params:grant-type:ciba";
-
-/// A one-time token for a payment of `amount` EUR, approved by the owner.
-async fn approved(b: &Broker, k: &AgentKey, at: &str, amount: &str) -> String {
-    let r = ask(b, k, at, &[("authorization_details", &payment(amount))]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let list = b.cli_ok(&["stepup", "list"]);
-    b.cli_ok(&["stepup", "approve", list[0]["id"].as_str().unwrap()]);
-    let t = b
-        .token(
-            k,
-            &[("grant_type", CIBA), ("auth_req_id", &r.s("auth_req_id"))],
-        )
-        .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    t.s("access_token")
-}
-
-fn jti(token: &str) -> String {
-    protonpass_e2e::claims(token)["jti"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::stepup::{approved, jti, setup, spend};
 
 #[tokio::test]
 async fn a_verified_one_time_token_pays_its_approved_payment_once_by_that_resource() {

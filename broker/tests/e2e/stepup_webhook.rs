@@ -8,16 +8,24 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, Mac as _};
+use protonpass_e2e::Broker;
 use serde_json::Value;
 
-use crate::stepup::{ask, payment, setup};
+use crate::stepup::{ask, first_waiting, payment, policy_up_to, setup};
 
-type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+/// (headers, body, arrival) of each delivery a receiver got.
+pub(crate) type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>, Instant)>>>;
 
-/// A receiver on loopback that answers 500 to its first delivery (after 3 s)
-/// and 204 to the others: (URL, what it received).
-async fn receiver() -> (String, Seen) {
+/// A receiver on loopback that answers `failure` to its first `fail`
+/// deliveries (each after `delay`) and `success` to the others: (URL, what
+/// it received).
+pub(crate) async fn receiver(
+    fail: usize,
+    delay: Duration,
+    failure: StatusCode,
+    success: StatusCode,
+) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let app = axum::Router::new().route(
@@ -27,15 +35,14 @@ async fn receiver() -> (String, Seen) {
             async move {
                 let n = {
                     let mut v = s.lock().unwrap();
-                    v.push((h, body.to_vec()));
+                    v.push((h, body.to_vec(), Instant::now()));
                     v.len()
                 };
-                if n == 1 {
-                    // Slow, then failing: the agent's request must not wait for it.
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    StatusCode::INTERNAL_SERVER_ERROR
+                if n <= fail {
+                    tokio::time::sleep(delay).await;
+                    failure
                 } else {
-                    StatusCode::NO_CONTENT
+                    success
                 }
             }
         }),
@@ -46,11 +53,12 @@ async fn receiver() -> (String, Seen) {
     (format!("http://127.0.0.1:{port}/hook"), seen)
 }
 
-async fn wait_for(seen: &Seen, n: usize) {
+/// Wait until `seen` holds `n` deliveries, for `within` at most.
+pub(crate) async fn wait_for(seen: &Seen, n: usize, within: Duration) {
     let start = Instant::now();
     while seen.lock().unwrap().len() < n {
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            start.elapsed() < within,
             "{} deliveries, expected {n}",
             seen.lock().unwrap().len()
         );
@@ -58,35 +66,57 @@ async fn wait_for(seen: &Seen, n: usize) {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
 }
 
-/// Check the Standard Webhooks signature of a delivery with `secret`.
-fn signed(secret: &str, h: &HeaderMap, body: &[u8]) -> bool {
+/// The default owner's webhook set to `url` on loopback: what the CLI printed.
+pub(crate) fn set_webhook(b: &Broker, url: &str) -> Value {
+    b.cli_ok(&[
+        "owner",
+        "webhook",
+        "set",
+        "default",
+        url,
+        "--allow-private-network",
+    ])
+}
+
+/// Check the Standard Webhooks signature of a delivery with `secret`: the
+/// secret's bytes after `whsec_`, HMAC-SHA-256 over `{id}.{timestamp}.{body}`,
+/// compared in constant time with each `v1,` entry.
+pub(crate) fn signed(secret: &str, h: &HeaderMap, body: &[u8]) -> bool {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
-    let mut m = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&key).unwrap();
-    m.update(
-        format!(
-            "{}.{}.",
-            header(h, "webhook-id"),
-            header(h, "webhook-timestamp")
-        )
-        .as_bytes(),
-    );
-    m.update(body);
-    let want = format!("v1,{}", STANDARD.encode(m.finalize().into_bytes()));
-    header(h, "webhook-signature").split(' ').any(|s| s == want)
+    let ts = header(h, "webhook-timestamp");
+    header(h, "webhook-signature").split(' ').any(|entry| {
+        let Some(sig) = entry
+            .strip_prefix("v1,")
+            .and_then(|s| STANDARD.decode(s).ok())
+        else {
+            return false;
+        };
+        let mut m = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&key).unwrap();
+        m.update(format!("{}.{ts}.", header(h, "webhook-id")).as_bytes());
+        m.update(body);
+        m.verify_slice(&sig).is_ok()
+    })
 }
 
 #[tokio::test]
 async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     let (b, k, at, gid, _rs) = setup().await;
-    let (url, seen) = receiver().await;
+    // Slow, then failing, at first: the agent's request must not wait for it.
+    let (url, seen) = receiver(
+        1,
+        Duration::from_secs(3),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
 
     // Loopback and http only when the owner says so.
     let (code, e) = b.cli(&["owner", "webhook", "set", "default", &url]);
@@ -94,14 +124,7 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     assert!(e.to_string().contains("--allow-private-network"), "{e}");
     let (code, _) = b.cli(&["owner", "webhook", "set", "nobody", "https://example.com/h"]);
     assert_eq!(code, 1);
-    let set = b.cli_ok(&[
-        "owner",
-        "webhook",
-        "set",
-        "default",
-        &url,
-        "--allow-private-network",
-    ]);
+    let set = set_webhook(&b, &url);
     let secret = set["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{set}");
     let shown = b.cli_ok(&["owner", "webhook", "show", "default"]);
@@ -129,15 +152,12 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     );
 
     // The first delivery fails (500); the retry, later, succeeds.
-    wait_for(&seen, 2).await;
+    wait_for(&seen, 2, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "no delivery after a success");
-    let id = b.cli_ok(&["stepup", "list"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for (h, body) in &got {
+    let id = first_waiting(&b);
+    for (h, body, _) in &got {
         assert!(signed(&secret, h, body), "bad signature: {h:?}");
         assert!(!signed("whsec_AAAA", h, body));
         assert_eq!(header(h, "content-type"), "application/json");
@@ -166,15 +186,7 @@ async fn a_waiting_step_up_is_posted_signed_and_retried_after_a_failure() {
     assert!(!signed(&secret, &got[1].0, &bad));
 
     // A request the grant's policy approves does not wait: no event.
-    b.cli_ok(&[
-        "grant",
-        "stepup-policy",
-        &gid,
-        "--max",
-        "50",
-        "--currency",
-        "EUR",
-    ]);
+    policy_up_to(&b, &gid, "50");
     let r = ask(&b, &k, &at, &[("authorization_details", &payment("20"))]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     tokio::time::sleep(Duration::from_millis(1000)).await;
