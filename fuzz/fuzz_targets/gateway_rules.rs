@@ -14,15 +14,7 @@ use protonpass_broker::gateway::rules::{matching_scopes, parse};
 use protonpass_broker::gateway::spend_rule::{RequestView, amount_of};
 
 /// A rule that spends the amount at `/a/0/b` of a JSON body.
-const SPENDS: &str = r#"name = "f"
-base_url = "https://api.example"
-credential = { header = "Authorization", value = "Bearer {secret}" }
-[[rule]]
-methods = ["POST"]
-path = "/**"
-scope = "payment:execute"
-spend = { amount = "json:/a/0/b", currency = "EUR" }
-"#;
+const SPENDS: &str = include_str!("../fixtures/gateway_spends.toml");
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
