@@ -10,12 +10,9 @@
 #   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
-py="$cache/py-venv/bin/python"
-broker_bin="${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/protonpass-broker}"
 # shellcheck source=../demo-kit/demo.sh
 . "$here/../demo-kit/demo.sh"
+suite_paths
 
 missing=()
 need_broker "$broker_bin"
