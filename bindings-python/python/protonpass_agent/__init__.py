@@ -33,7 +33,7 @@ from ._native import (
 )
 from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
 from ._spend import Spend
-from ._verifier import Verifier
+from ._verifier import Verifier, VerifierOptions
 
 #: A revoked, expired or spent grant is an :class:`InvalidGrant`.
 Revoked = InvalidGrant
@@ -60,6 +60,7 @@ __all__ = [
     "Spend",
     "StorageError",
     "Verifier",
+    "VerifierOptions",
     "__version__",
     "authenticate_with_proton",
     "authenticate_with_proton_async",
