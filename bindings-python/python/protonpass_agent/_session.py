@@ -10,7 +10,19 @@ import threading
 import time
 import weakref
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable, Optional, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generic,
+    Iterable,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import _native
 
@@ -50,6 +62,22 @@ def _awaitable_twin(
         return twin
 
     return twin_of
+
+
+class _FromNative(Generic[_T]):
+    """A read-only attribute of a :class:`Session` that its native session
+    holds: ``get`` reads it there, on each access."""
+
+    def __init__(self, get: Callable[[_native.Session], _T], doc: str) -> None:
+        self._get = get
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, session: None, owner: type[Session]) -> _FromNative[_T]: ...
+    @overload
+    def __get__(self, session: Session, owner: type[Session]) -> _T: ...
+    def __get__(self, session: Optional[Session], owner: type[Session]) -> Union[_T, _FromNative[_T]]:
+        return self if session is None else self._get(session._native)
 
 
 StoreArg = Union[str, "os.PathLike[str]"]
@@ -123,30 +151,13 @@ class Session:
         _install_hooks()
         _live.add(self)
 
-    @property
-    def scopes(self) -> list[str]:
-        """The scopes granted for the session's first audience."""
-        return self._native.scopes
-
-    @property
-    def expires_at(self) -> int:
-        """When the current access token expires (seconds since the epoch)."""
-        return self._native.expires_at
-
-    @property
-    def thumbprint(self) -> str:
-        """The agent key's RFC 7638 thumbprint, which the tokens are bound to."""
-        return self._native.thumbprint
-
-    @property
-    def audiences(self) -> list[str]:
-        """The audiences this session holds tokens for."""
-        return self._native.audiences
-
-    @property
-    def closed(self) -> bool:
-        """Whether the session was closed."""
-        return self._native.closed
+    scopes = _FromNative(lambda n: n.scopes, "The scopes granted for the session's first audience.")
+    expires_at = _FromNative(lambda n: n.expires_at, "When the current access token expires (seconds since the epoch).")
+    thumbprint = _FromNative(
+        lambda n: n.thumbprint, "The agent key's RFC 7638 thumbprint, which the tokens are bound to."
+    )
+    audiences = _FromNative(lambda n: n.audiences, "The audiences this session holds tokens for.")
+    closed = _FromNative(lambda n: n.closed, "Whether the session was closed.")
 
     def headers(self, method: str, url: str, *, reason: Optional[str] = None) -> dict[str, str]:
         """The headers for one request: ``Authorization: DPoP ...`` and a fresh ``DPoP`` proof.
