@@ -31,6 +31,7 @@ from ._native import (
     StorageError,
     __version__,
 )
+from ._protocols import StepUpDetails
 from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
 from ._spend import Spend
 from ._verifier import Verifier, VerifierOptions
@@ -58,6 +59,7 @@ __all__ = [
     "ScopeNotGranted",
     "Session",
     "Spend",
+    "StepUpDetails",
     "StorageError",
     "Verifier",
     "VerifierOptions",

@@ -29,10 +29,11 @@ from . import _native
 if TYPE_CHECKING:
     # Type checkers only: the package has no dependency, and Python 3.9's
     # typing has no ParamSpec.
-    from typing_extensions import ParamSpec
+    from typing_extensions import ParamSpec, Unpack
 
     from ._httpx import HttpxAuth
     from ._httpx2 import Httpx2Auth
+    from ._protocols import StepUpDetails
     from ._requests import RequestsAuth
 
     _P = ParamSpec("_P")
@@ -204,16 +205,7 @@ class Session:
 
         return RequestsAuth(self)
 
-    def step_up(
-        self,
-        url: str,
-        www_authenticate: str,
-        *,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> _native.OneTimeToken:
+    def step_up(self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]) -> _native.OneTimeToken:
         """Ask the owner for a one-time authorization of a refused call.
 
         ``www_authenticate`` is the ``403`` challenge (``insufficient_scope`` or
@@ -225,14 +217,16 @@ class Session:
         :class:`Expired`, or :class:`InvalidGrant` (the grant was revoked).
         Needs ``allow_step_up=True`` (else :class:`InvalidRequest`). Retry the
         call once with :meth:`one_time_headers`: the token is spent by it.
+        The keyword arguments are those of :class:`StepUpDetails`, each
+        ``None`` when left out.
         """
-        return self._native.step_up(url, www_authenticate, amount, currency, payee, binding_message)
+        return self._native.step_up(url, www_authenticate, **details)
 
-    @_awaitable_twin(step_up)
-    async def step_up_async(args: dict[str, Any]) -> _native.OneTimeToken:
+    async def step_up_async(
+        self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]
+    ) -> _native.OneTimeToken:
         """:meth:`step_up` for asyncio."""
-        self: Session = args.pop("self")
-        return await self._native.step_up_async(**args)
+        return await self._native.step_up_async(url, www_authenticate, **details)
 
     @property
     def allows_step_up(self) -> bool:
