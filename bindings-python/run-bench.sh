@@ -3,13 +3,12 @@
 # on a release build of the package in its own venv, against the real broker.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+# shellcheck source=../scripts/suite-lib.sh
+. "$here/../scripts/suite-lib.sh"
+suite_paths
 venv="$cache/py-bench-venv"
 # Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
-tdir="$root/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
-# shellcheck source=../scripts/suite-lib.sh
-. "$root/scripts/suite-lib.sh"
+tdir="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 locked_venv "$venv" "$here/requirements-bench.txt"
 nice -n 10 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
 if [[ -z "${PROTONPASS_BROKER_BIN:-}" ]]; then

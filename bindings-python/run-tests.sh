@@ -9,14 +9,12 @@
 #   PROTONPASS_PY_INSTALL_ONLY=1  stop once the package is installed
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+# shellcheck source=../scripts/suite-lib.sh
+. "$here/../scripts/suite-lib.sh"
+suite_paths
 venv="$cache/py-venv"
 # Share target/ with the other builds: honour CARGO_BUILD_TARGET when the caller sets it.
-tdir="${CARGO_TARGET_DIR:-$root/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
-
-# shellcheck source=../scripts/suite-lib.sh
-. "$root/scripts/suite-lib.sh"
+tdir="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}"
 
 locked_venv "$venv" "$here/requirements-test.txt"
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from repo_checks import ROOT, report, tracked
+
 # Relative paths with at least one `..` segment, e.g. `../other/x` or `../../a`.
 RELATIVE = re.compile(r"(?<![\w./])((?:\.\./)+[\w.@-][\w./@-]*)")
 # Absolute paths of a developer machine or CI workspace.
@@ -30,11 +30,6 @@ SKIP_SUFFIXES = {".png", ".jpg", ".lock", ".ico", ".woff", ".woff2"}
 SKIP_NAMES = {"package-lock.json", "Cargo.lock"}
 # A line holding a hostile input that only looks like a path says so with this.
 ALLOW = "check-repo: not a path"
-
-
-def tracked() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    return [ROOT / p for p in out.decode().split("\0") if p]
 
 
 def escapes(base: Path, rel: str) -> bool:
@@ -144,12 +139,11 @@ def python_locks(files: list[Path]) -> list[str]:
 def main() -> int:
     files = tracked()
     problems = outside_paths(files) + metadata() + python_locks(files)
-    for p in problems:
-        print(f"check-repo: {p}", file=sys.stderr)
-    if problems:
-        return 1
-    print(f"check-repo: {len(files)} tracked files refer to no path outside the repository; versions, licence and repository agree; Python locks match their requirements")
-    return 0
+    return report(
+        "check-repo",
+        problems,
+        f"{len(files)} tracked files refer to no path outside the repository; versions, licence and repository agree; Python locks match their requirements",
+    )
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ FILE is relative to the repository root and is compiled or run by `make test`.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from repo_checks import ROOT, report, tracked
+
 MARK = re.compile(r"^<!-- snippet: (\S+) (\S+) -->$")
 BEGIN = re.compile(r"(?://|#) readme:begin (\S+)")
 END = re.compile(r"(?://|#) readme:end (\S+)")
@@ -48,15 +48,10 @@ def region(path: Path, name: str) -> list[str]:
     raise SystemExit(f"check-snippets: {path.relative_to(ROOT)} has no complete region {name!r}")
 
 
-def markdown_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, check=True).stdout
-    return [ROOT / p for p in out.decode().split()]
-
-
 def main() -> int:
     write = "--write" in sys.argv[1:]
     problems, checked = [], 0
-    for md in markdown_files():
+    for md in tracked("*.md"):
         lines = md.read_text().splitlines()
         changed = False
         i = 0
@@ -94,12 +89,7 @@ def main() -> int:
             i = end + 1
         if changed:
             md.write_text("\n".join(lines) + "\n")
-    for p in problems:
-        print(f"check-snippets: {p}", file=sys.stderr)
-    if problems:
-        return 1
-    print(f"check-snippets: {checked} README code blocks are taken verbatim from tested files")
-    return 0
+    return report("check-snippets", problems, f"{checked} README code blocks are taken verbatim from tested files")
 
 
 if __name__ == "__main__":

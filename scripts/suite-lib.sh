@@ -1,7 +1,21 @@
 # What the suites' run scripts share (sourced by bindings-python/run-*.sh,
-# tests/*/run.sh and examples/demo-kit/demo.sh): a venv holding a locked set of
-# packages, pytest run so that a suite which collects no test fails, and the
+# tests/*/run.sh and examples/demo-kit/demo.sh): where things are, a venv
+# holding a locked set of packages, pytest run so that a suite which collects no test fails, and the
 # report of what a script needs and does not find.
+
+# The places every suite finds its things at, set for the caller: `root` (the
+# repository), `cache` (PROTONPASS_CACHE, default ~/.cache/protonpass), `py`
+# (the Python of the venv bindings-python/run-tests.sh keeps there), `target`
+# (CARGO_TARGET_DIR, default target/) and `broker_bin` (PROTONPASS_BROKER_BIN,
+# default the debug build there).
+# Usage: suite_paths
+suite_paths() {
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
+  py="$cache/py-venv/bin/python"
+  target="${CARGO_TARGET_DIR:-$root/target}"
+  broker_bin="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
+}
 
 # What a script needs, each added to the caller's `missing` array when absent:
 # the broker binary BIN; the Python package with MODULE... importable by PY;

@@ -5,25 +5,14 @@
 // JavaScript numbers (a TypeError naming the fix).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const express = require('express');
-const { Verifier, requireScope, spend } = require('protonpass-agent');
+const { requireScope, spend } = require('protonpass-agent');
 const { startBroker } = require('./helpers/broker.js');
-const { listen, running } = require('./helpers/api.js');
-const { enrollPayer } = require('./helpers/pay_api.js');
+const { running } = require('./helpers/api.js');
+const { listenAsResource, enrollPayer } = require('./helpers/pay_api.js');
 
 /** An Express API: POST /charge?amount=A&key=K, the per-call limit, then the budget. */
 async function startChargeApi(broker) {
-  const app = express();
-  const { server, url } = await listen(app);
-  const rs = await broker.cliJson('resource', 'add', url);
-  const verifier = new Verifier({
-    issuer: broker.url,
-    audience: url,
-    baseUrl: url,
-    followFeed: false,
-    credentials: { clientId: rs.client_id, clientSecret: rs.client_secret },
-  });
-  await verifier.ready();
+  const { app, server, url, verifier } = await listenAsResource(broker);
   const amount = (req) => req.query.amount;
   app.post(
     '/charge',

@@ -74,33 +74,44 @@ def free_socket() -> socket.socket:
     return s
 
 
-class Api:
-    """A FastAPI app protected by the Python Verifier, served on loopback."""
+class Served:
+    """An ASGI app served by uvicorn on a thread of this process, on ``sock``
+    (from :func:`free_socket`); started (within 20 s) when built."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, sock: socket.socket, app: Any) -> None:
         import uvicorn
 
-        from api_app import make_app
-
-        self.sock = free_socket()
-        port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.audience = self.url
-        self.app = make_app(broker.issuer, self.audience, self.url)
-        config = uvicorn.Config(self.app, log_level="error", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.sock = sock
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test API did not start")
+                raise RuntimeError("the test server did not start")
             time.sleep(0.02)
 
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+class Api:
+    """A FastAPI app protected by the Python Verifier, served on loopback."""
+
+    def __init__(self, broker: Broker) -> None:
+        from api_app import make_app
+
+        sock = free_socket()
+        port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.audience = self.url
+        self.app = make_app(broker.issuer, self.audience, self.url)
+        self.served = Served(sock, self.app)
+
+    def close(self) -> None:
+        self.served.close()
         for v in (self.app.state.protonpass_verifier, self.app.state.nonce_verifier):
             v.stop()
 

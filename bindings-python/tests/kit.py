@@ -67,6 +67,18 @@ class Proc:
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")[-4000:]
 
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Write ``request`` as a JSON line to a process started with
+        ``stdin=True, drain=False``; its answer, the next JSON line it prints."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{' '.join(self.argv[:2])} exited:\n{self.errors()}")
+        out: dict[str, Any] = json.loads(line)
+        return out
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -5,8 +5,6 @@ and exact decimals (never floats)."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 import protonpass_agent as pa
-from conftest import enroll_agent, free_socket
+from conftest import Served, enroll_agent, free_socket
 from kit import Broker
 from protonpass_agent.fastapi import require_scope, spend
 
@@ -24,11 +22,10 @@ class BudgetApi:
     """POST /pay?amount=A&key=K: the token's per-call limit, then the owner's budget."""
 
     def __init__(self, broker: Broker) -> None:
-        import uvicorn
         from fastapi import Depends, FastAPI
 
-        self.sock = free_socket()
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        sock = free_socket()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         rs = broker.cli_json("resource", "add", self.url)
         self.verifier = pa.Verifier(
             broker.issuer,
@@ -48,19 +45,10 @@ class BudgetApi:
             s = await spend(v, who, "payment:execute", amount, currency="EUR", idempotency_key=key)
             return {"remaining": str(s.remaining)}
 
-        config = uvicorn.Config(app, log_level="error", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the API did not start"
-            time.sleep(0.02)
+        self.served = Served(sock, app)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        self.served.close()
         self.verifier.stop()
 
 

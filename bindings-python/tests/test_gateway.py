@@ -20,6 +20,7 @@ import requests
 
 import protonpass_agent
 from conftest import Broker, broker_bin
+from kit import ROOT
 from protonpass_agent.langchain import api_tools
 
 AUD = "https://api.code-host.example"
@@ -70,22 +71,14 @@ class Upstream:
 
 
 def rules(port: int) -> str:
+    """The upstream's file: its own lines, then the rules of the gateway
+    example's code host (the same API: repo:read and repo:write)."""
     return f"""name = "{NAME}"
 base_url = "http://127.0.0.1:{port}"
 audience = "{AUD}"
 allow_private_network = true
 credential = {{ header = "X-Api-Key", value = "{{secret}}" }}
-
-[[rule]]
-methods = ["GET"]
-path = "/repos/{{owner}}/{{repo}}/**"
-scope = "repo:read:{{repo}}"
-
-[[rule]]
-methods = ["POST"]
-path = "/repos/{{owner}}/{{repo}}/issues"
-scope = "repo:write:{{repo}}"
-"""
+""" + (ROOT / "examples" / "gateway" / "code-host-rules.toml").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ scope check of ``require_scope`` outside an MCP server."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 import protonpass_agent
-from conftest import free_socket
+from conftest import Served, free_socket
 from kit import Broker
 from protonpass_agent.mcp import NoAgent, current_agent, protect, require_scope
 
@@ -45,25 +43,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 class Server:
     def __init__(self, broker: Broker, **options: Any) -> None:
-        import uvicorn
-
-        self.sock = free_socket()
-        self.resource = f"http://127.0.0.1:{self.sock.getsockname()[1]}/mcp"
+        sock = free_socket()
+        self.resource = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
         self.app = protect(
             app, issuer=broker.issuer, resource=self.resource, scopes_supported=["travel:book"], **options
         )
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="error", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
+        self.served = Served(sock, self.app)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        self.served.close()
         self.app.verifier.stop()
 
 

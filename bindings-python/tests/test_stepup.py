@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,7 +15,7 @@ import pytest
 from test_budget import BudgetApi
 
 import protonpass_agent as pa
-from conftest import enroll_agent, free_socket
+from conftest import Served, enroll_agent, free_socket
 from kit import Broker
 
 
@@ -83,13 +82,12 @@ class BookApi:
     With ``registered``, its verifier has the API's resource credentials."""
 
     def __init__(self, broker: Broker, *, registered: bool) -> None:
-        import uvicorn
         from fastapi import Depends, FastAPI
 
         from protonpass_agent.fastapi import require_scope
 
-        self.sock = free_socket()
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        sock = free_socket()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         creds: dict[str, str] = {}
         if registered:
             rs = broker.cli_json("resource", "add", self.url)
@@ -102,18 +100,10 @@ class BookApi:
         async def book(amount: str, who: pa.Identity = Depends(needs_pay)) -> dict[str, str]:  # noqa: B008
             return {"booked": amount}
 
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the API did not start"
-            time.sleep(0.02)
+        self.served = Served(sock, app)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        self.served.close()
         self.verifier.stop()
 
 

@@ -1,5 +1,5 @@
-# What the example scripts share (sourced by examples/*/run.sh, after they set
-# `broker_bin` and `py`): stopping with the list of what is missing (from
+# What the example scripts share (sourced by examples/*/run.sh, which then set
+# `broker_bin` and `py` with `suite_paths`): stopping with the list of what is missing (from
 # scripts/suite-lib.sh), a work directory removed on exit with the background
 # processes, the first line a background process prints, and starting the
 # broker.

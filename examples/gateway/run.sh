@@ -10,12 +10,9 @@
 #   PROTONPASS_CACHE       where bindings-python/run-tests.sh keeps its venv (default ~/.cache/protonpass)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
-py="$cache/py-venv/bin/python"
-broker_bin="${PROTONPASS_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/protonpass-broker}"
 # shellcheck source=../demo-kit/demo.sh
 . "$here/../demo-kit/demo.sh"
+suite_paths
 
 missing=()
 need_broker "$broker_bin"
@@ -41,25 +38,16 @@ start_broker
 echo "   broker at $issuer"
 
 echo "== The owner adds the API as an upstream; the key goes on standard input, into the vault"
-cat >"$work/code-host.toml" <<TOML
+{
+  cat <<TOML
 name = "code-host"
 base_url = "$up"
 audience = "https://api.code-host.example"
 allow_private_network = true   # the stand-in listens on loopback
 credential = { header = "Authorization", value = "Bearer {secret}" }
-
-[[rule]]
-methods = ["GET"]
-path = "/repos/{owner}/{repo}/**"
-scope = "repo:read:{repo}"
-description = "Read a repository"
-
-[[rule]]
-methods = ["POST"]
-path = "/repos/{owner}/{repo}/issues"
-scope = "repo:write:{repo}"
-description = "Open an issue"
 TOML
+  cat "$here/code-host-rules.toml"
+} >"$work/code-host.toml"
 printf '%s\n' "$key" | cli upstream add "$work/code-host.toml" --secret-stdin
 code() { cli --json grant create --agent "$1" --scope "repo:read:proj repo:write:proj" \
   --audience https://api.code-host.example | "$py" -c 'import json,sys; print(json.load(sys.stdin)["enrollment_code"])'; }

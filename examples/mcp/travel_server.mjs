@@ -75,8 +75,18 @@ export function makeApp(broker, resource, options = {}) {
   app.use(guard);
   app.use(express.json());
   // readme:end mcp-protect-node
+  serveMcp(app, makeServer);
+  return { app, verifier: guard.verifier };
+}
+
+/**
+ * Serve MCP at /mcp of the Express `app`, statelessly: each HTTP request gets
+ * a fresh server from `newServer()` on a transport of its own, both closed
+ * with the response.
+ */
+export function serveMcp(app, newServer) {
   app.all('/mcp', async (req, res) => {
-    const server = makeServer();
+    const server = newServer();
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => {
       transport.close();
@@ -85,7 +95,6 @@ export function makeApp(broker, resource, options = {}) {
     await server.connect(transport);
     await transport.handleRequest(req, res, req.body);
   });
-  return { app, verifier: guard.verifier };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

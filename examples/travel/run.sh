@@ -12,23 +12,15 @@
 #   TRAVEL_AGENT_MODEL     (optional) a real chat model for the LangChain agent, e.g. openai:gpt-4o-mini
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
-py="$cache/py-venv/bin/python"
-target="${CARGO_TARGET_DIR:-$root/target}"
-broker_bin="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
 # shellcheck source=../demo-kit/demo.sh
 . "$here/../demo-kit/demo.sh"
+suite_paths
 t0=$SECONDS
 
 missing=()
-[[ -x "$broker_bin" ]] || missing+=("the broker binary $broker_bin (cargo build -p protonpass-broker, or set PROTONPASS_BROKER_BIN)")
-if ! "$py" -c 'import protonpass_agent, langchain_core, fastapi, uvicorn, httpx' >/dev/null 2>&1; then
-  missing+=("the Python package and its extras in $py (bash bindings-python/run-tests.sh installs them)")
-fi
-if ! (cd "$here" && node -e 'require(require("./node-package.cjs"))') >/dev/null 2>&1; then
-  missing+=("the Node package (npm install ./bindings-node, or bash bindings-node/run-tests.sh)")
-fi
+need_broker "$broker_bin"
+need_python "$py" langchain_core fastapi uvicorn httpx
+need_node_package
 report_missing examples/travel/run.sh
 
 make_work travel-demo

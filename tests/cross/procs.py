@@ -79,14 +79,7 @@ class NodeAgent:
             raise RuntimeError(f"the Node agent did not authenticate: {self.p.first}\n{self.p.errors()}")
 
     def ask(self, **req: Any) -> dict[str, Any]:
-        assert self.p.proc.stdin is not None and self.p.proc.stdout is not None
-        self.p.proc.stdin.write(json.dumps(req) + "\n")
-        self.p.proc.stdin.flush()
-        line = self.p.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the Node agent exited:\n{self.p.errors()}")
-        out: dict[str, Any] = json.loads(line)
-        return out
+        return self.p.ask(req)
 
     def close(self) -> None:
         try:

@@ -12,13 +12,10 @@
 # package (npm install ./bindings-node, or bash bindings-node/run-tests.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
-py="$cache/py-venv/bin/python"
-target="${CARGO_TARGET_DIR:-$root/target}"
-export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
 # shellcheck source=../../scripts/suite-lib.sh
-. "$root/scripts/suite-lib.sh"
+. "$here/../../scripts/suite-lib.sh"
+suite_paths
+export PROTONPASS_BROKER_BIN="$broker_bin"
 
 missing=()
 need_broker "$PROTONPASS_BROKER_BIN"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ sys.path.insert(0, str(HERE.parent / "cross"))
 from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
+from bench_figures import CALLS, COLD, METRICS, ROUNDS, STEPS, broker_requests, summary  # noqa: E402
 from procs import Broker, Proc  # noqa: E402
 from protonpass_agent import Session, authenticate_with_proton_async  # noqa: E402
 
@@ -56,9 +56,6 @@ if MCP2:
 else:
     import httpx as http  # type: ignore[no-redef]
 
-ROUNDS, CALLS, COLD = 7, 50, 21
-METRICS = "/metrics"
-STEPS = ("authenticate (401, RFC 9728 and RFC 8414 metadata, token)", "MCP initialize", "the first tools/call")
 
 
 def auth(session: Session) -> Any:
@@ -199,16 +196,6 @@ async def enroll(resource: str, store: str, name: str, broker: str, code: str) -
         session.close()
 
 
-def broker_requests(issuer: str) -> Counter[str]:
-    """The broker's request counts by route and status (its ``/metrics``, which
-    it serves to loopback clients)."""
-    text = http.get(f"{issuer}/metrics").text
-    out: Counter[str] = Counter()
-    for m in re.finditer(r'^protonpass_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$', text, re.M):
-        out[f"{m[1]} {m[2]}"] = int(m[3])
-    return out
-
-
 def warm_cold_clients(name: str) -> tuple[list[list[float]], list[str], Counter[str]]:
     """(a): a warm-up run against a pair of its own, then COLD runs, each
     against a new pair with a new store. The last run also says which requests
@@ -233,26 +220,6 @@ def warm_cold_clients(name: str) -> tuple[list[list[float]], list[str], Counter[
         if i > 0:  # run 0 is the warm-up
             runs.append(marks)
     return runs, log, at_broker
-
-
-def ms(x: float) -> str:
-    return f"{x * 1000.0:.1f} ms"
-
-
-def p90(xs: list[float]) -> float:
-    return statistics.quantiles(xs, n=10, method="inclusive")[-1]
-
-
-def summary(label: str, runs: list[list[float]], steps: tuple[str, ...]) -> str:
-    total = [r[len(steps) - 1] for r in runs]
-    # Each step's median on its own (the medians of the steps need not add up to the total's).
-    parts = [
-        f"{s} {ms(statistics.median(r[i] - (r[i - 1] if i else 0.0) for r in runs))}" for i, s in enumerate(steps)
-    ]
-    return (
-        f"{label}: median {ms(statistics.median(total))}, p90 {ms(p90(total))}, best {ms(min(total))} "
-        f"({len(runs)} runs); steps (medians): {', '.join(parts)}"
-    )
 
 
 def main() -> int:

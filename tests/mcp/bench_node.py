@@ -29,13 +29,10 @@ Figures only: no threshold is asserted. Run by ``tests/mcp/run.sh bench``."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import statistics
 import sys
 import tempfile
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -43,51 +40,18 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "cross"))
 
+from bench_figures import (  # noqa: E402
+    CALLS,
+    COLD,
+    METRICS,
+    ROUNDS,
+    STEPS,
+    broker_requests,
+    broker_seconds,
+    ms,
+    summary,
+)
 from procs import Broker, Proc  # noqa: E402
-
-# As bench.py (which needs the Python SDKs; this file needs none).
-ROUNDS, CALLS, COLD = 7, 50, 21
-METRICS = "/metrics"
-STEPS = ("authenticate (401, RFC 9728 and RFC 8414 metadata, token)", "MCP initialize", "the first tools/call")
-
-
-def broker_requests(issuer: str) -> Counter[str]:
-    """The broker's request counts by route and status (its ``/metrics``)."""
-    with urllib.request.urlopen(f"{issuer}{METRICS}", timeout=10) as r:
-        text = r.read().decode()
-    out: Counter[str] = Counter()
-    for m in re.finditer(r'^protonpass_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$', text, re.M):
-        out[f"{m[1]} {m[2]}"] = int(m[3])
-    return out
-
-
-def broker_seconds(issuer: str) -> Counter[str]:
-    """The broker's time handling requests, by route (its ``/metrics`` sums)."""
-    with urllib.request.urlopen(f"{issuer}{METRICS}", timeout=10) as r:
-        text = r.read().decode()
-    out: Counter[str] = Counter()
-    for m in re.finditer(r'^protonpass_http_request_duration_seconds_sum\{route="([^"]*)"\} (\S+)$', text, re.M):
-        out[m[1]] = float(m[2])
-    return out
-
-
-def ms(x: float) -> str:
-    return f"{x * 1000.0:.1f} ms"
-
-
-def p90(xs: list[float]) -> float:
-    return statistics.quantiles(xs, n=10, method="inclusive")[-1]
-
-
-def summary(label: str, runs: list[list[float]], steps: tuple[str, ...]) -> str:
-    total = [r[len(steps) - 1] for r in runs]
-    parts = [
-        f"{s} {ms(statistics.median(r[i] - (r[i - 1] if i else 0.0) for r in runs))}" for i, s in enumerate(steps)
-    ]
-    return (
-        f"{label}: median {ms(statistics.median(total))}, p90 {ms(p90(total))}, best {ms(min(total))} "
-        f"({len(runs)} runs); steps (medians): {', '.join(parts)}"
-    )
 
 
 class Client:
@@ -98,13 +62,7 @@ class Client:
         self.node = str(self.p.first.get("node"))
 
     def ask(self, **req: Any) -> dict[str, Any]:
-        assert self.p.proc.stdin is not None and self.p.proc.stdout is not None
-        self.p.proc.stdin.write(json.dumps(req) + "\n")
-        self.p.proc.stdin.flush()
-        line = self.p.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"bench_client.mjs exited:\n{self.p.errors()}")
-        out: dict[str, Any] = json.loads(line)
+        out = self.p.ask(req)
         if "error" in out:
             raise RuntimeError(f"bench_client.mjs {req['op']}: {out['error']}\n{self.p.errors()}")
         return out

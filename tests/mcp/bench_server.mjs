@@ -18,7 +18,8 @@ const pkgDir = require(path.join(example, '..', 'travel', 'node-package.cjs'));
 const { protect, requireScope, agentOf } = require(path.join(pkgDir, 'mcp.js'));
 const express = (await import(fromExample.resolve('express'))).default;
 const { McpServer } = await import(fromExample.resolve('@modelcontextprotocol/sdk/server/mcp.js'));
-const { StreamableHTTPServerTransport } = await import(fromExample.resolve('@modelcontextprotocol/sdk/server/streamableHttp.js'));
+// The example's stateless serving of /mcp (one server and transport per request).
+const { serveMcp } = await import(path.join(example, 'travel_server.mjs'));
 const { z } = await import(fromExample.resolve('zod'));
 
 const SCOPE = 'bench:call';
@@ -44,16 +45,7 @@ srv.listen(0, '127.0.0.1', () => {
     app.use(guard);
   }
   app.use(express.json());
-  app.all('/mcp', async (req, res) => {
-    const server = makeServer();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => {
-      transport.close();
-      server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res, req.body);
-  });
+  serveMcp(app, makeServer);
   holder.app = app;
   const stop = () => {
     if (guard) guard.verifier.stop();

@@ -23,6 +23,7 @@ EXAMPLE = ROOT / "examples" / "mcp"
 sys.path.insert(0, str(ROOT / "tests" / "cross"))
 
 from procs import Broker, Proc  # noqa: E402
+from protonpass_agent import Session, authenticate_with_proton_async  # noqa: E402
 
 # The `broker` fixture.
 pytest_plugins = ["shared_fixtures"]
@@ -74,6 +75,19 @@ def grant(broker: Broker, name: str, resource: str, scope: str = SCOPES) -> dict
         broker.cli("grant", "create", "--agent", name, "--scope", scope, "--audience", resource, "--json")
     )
     return out
+
+
+async def enrolled_session(broker: Broker, resource: str, name: str, scope: str = SCOPES) -> Session:
+    """A session of a new agent ``name`` for ``resource``, enrolled with the
+    code of a new grant of ``scope`` (memory store)."""
+    return await authenticate_with_proton_async(
+        scope.split(),
+        resource,
+        broker=broker.issuer,
+        agent_name=name,
+        store="memory",
+        enrollment_code=broker.enrollment_code(name, scope, resource),
+    )
 
 
 def run_agent(

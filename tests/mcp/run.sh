@@ -14,14 +14,11 @@
 # Needs the Node package built in bindings-node (bash bindings-node/run-tests.sh, or npm ci there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${PROTONPASS_CACHE:-$HOME/.cache/protonpass}"
-target="${CARGO_TARGET_DIR:-$root/target}"
-export PROTONPASS_BROKER_BIN="${PROTONPASS_BROKER_BIN:-$target/debug/protonpass-broker}"
-[[ -x "$PROTONPASS_BROKER_BIN" ]] || (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
-
 # shellcheck source=../../scripts/suite-lib.sh
-. "$root/scripts/suite-lib.sh"
+. "$here/../../scripts/suite-lib.sh"
+suite_paths
+export PROTONPASS_BROKER_BIN="$broker_bin"
+[[ -x "$PROTONPASS_BROKER_BIN" ]] || (cd "$root" && nice -n 10 cargo build --quiet --locked -p protonpass-broker)
 
 for line in mcp1 mcp2; do
   echo "== mcp: the $line environment (tests/mcp/requirements-$line.lock)"

@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import EXAMPLE, LINE, SCOPES, agent_name, event, grant, registered_server, run_agent
+from conftest import EXAMPLE, LINE, agent_name, enrolled_session, event, grant, registered_server, run_agent
 from procs import Broker
-from protonpass_agent import Session, authenticate_with_proton_async
+from protonpass_agent import Session
 
 PY_AGENT = [sys.executable, str(EXAMPLE / "agent.py")]
 NODE_AGENT = ["node", str(EXAMPLE / "agent.mjs")]
@@ -142,18 +142,6 @@ def test_unauthenticated_request_is_challenged_with_metadata(
     assert meta["dpop_bound_access_tokens_required"] is True
 
 
-async def _session(broker: Broker, resource: str, name: str) -> Session:
-    g = grant(broker, name, resource)
-    return await authenticate_with_proton_async(
-        SCOPES.split(),
-        resource,
-        broker=broker.issuer,
-        agent_name=name,
-        store="memory",
-        enrollment_code=g["enrollment_code"],
-    )
-
-
 @mcp1_only
 def test_a_new_agent_asks_the_token_endpoint_once() -> None:
     """The broker gives a DPoP nonce with its metadata, which an agent reads
@@ -163,16 +151,7 @@ def test_a_new_agent_asks_the_token_endpoint_once() -> None:
     own = Broker()
     try:
         name, resource = agent_name("nonce"), "http://127.0.0.1:9/mcp"
-        session = asyncio.run(
-            authenticate_with_proton_async(
-                ["travel:search"],
-                resource,
-                broker=own.issuer,
-                agent_name=name,
-                store="memory",
-                enrollment_code=own.enrollment_code(name, "travel:search", resource),
-            )
-        )
+        session = asyncio.run(enrolled_session(own, resource, name, "travel:search"))
         session.close()
         with urllib.request.urlopen(f"{own.issuer}/metrics", timeout=10) as r:
             metrics = r.read().decode()
@@ -193,7 +172,7 @@ def test_bearer_use_and_a_proof_for_another_url_are_refused(
 ) -> None:
     """The token alone (as a bearer token) is worth nothing, and a proof signed for another URL is refused."""
     resource: str = request.getfixturevalue(server)
-    session = asyncio.run(_session(broker, resource, agent_name("strict")))
+    session = asyncio.run(enrolled_session(broker, resource, agent_name("strict")))
     try:
         signed = session.headers("POST", resource)
         token = signed["Authorization"].split(" ", 1)[1]
@@ -231,7 +210,7 @@ def test_each_call_sees_its_own_caller(broker: Broker, py_server: str) -> None:
 
     async def main() -> None:
         a_name, b_name = agent_name("a"), agent_name("b")
-        a, b = await _session(broker, py_server, a_name), await _session(broker, py_server, b_name)
+        a, b = await enrolled_session(broker, py_server, a_name), await enrolled_session(broker, py_server, b_name)
         try:
             async with (
                 client_lib.AsyncClient(auth=auth(a, "first"), timeout=30) as client,

@@ -27,9 +27,8 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import EXAMPLE, LINE, agent_name, free_port, grant, registered_server
+from conftest import EXAMPLE, LINE, agent_name, enrolled_session, free_port, registered_server
 from procs import Broker, Proc, broker_bin
-from protonpass_agent import authenticate_with_proton_async
 
 if LINE != "mcp1":
     pytest.skip("the SDK's OAuth client, in the mcp 1.x venv", allow_module_level=True)
@@ -267,17 +266,7 @@ def test_a_token_for_one_resource_is_refused_by_another(
     assert as_dpop.status_code == 401, as_dpop.text
     # ... and an agent's DPoP-bound token, just used with its proof, is no bearer token.
     name = agent_name("dpop")
-    g = grant(broker, name, bearer_server, "travel:search")
-    session = asyncio.run(
-        authenticate_with_proton_async(
-            ["travel:search"],
-            bearer_server,
-            broker=broker.issuer,
-            agent_name=name,
-            store="memory",
-            enrollment_code=g["enrollment_code"],
-        )
-    )
+    session = asyncio.run(enrolled_session(broker, bearer_server, name, "travel:search"))
     try:
         signed = session.headers("POST", bearer_server)
         ok = httpx.post(bearer_server, content=init, headers={**headers, **signed})

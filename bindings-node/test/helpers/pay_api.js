@@ -6,7 +6,12 @@ const express = require('express');
 const { authenticateWithProton, Verifier, VerificationError, sendRejection } = require('protonpass-agent');
 const { listen, running } = require('./api.js');
 
-async function startPayApi(broker) {
+/**
+ * An Express app listening on 127.0.0.1, registered with the broker as a
+ * resource, and a ready Verifier for it holding the resource's credentials
+ * (what spending needs). Resolves to { app, server, url, verifier }.
+ */
+async function listenAsResource(broker) {
   const app = express();
   const { server, url } = await listen(app);
   const rs = await broker.cliJson('resource', 'add', url);
@@ -18,6 +23,11 @@ async function startPayApi(broker) {
     credentials: { clientId: rs.client_id, clientSecret: rs.client_secret },
   });
   await verifier.ready();
+  return { app, server, url, verifier };
+}
+
+async function startPayApi(broker) {
+  const { app, server, url, verifier } = await listenAsResource(broker);
   app.post('/pay', verifier.requireScope('payment:execute', { amount: (req) => req.query.amount }), async (req, res) => {
     try {
       const r = await verifier.spend(req.agent, {
@@ -56,4 +66,4 @@ async function enrollPayer(broker, api, agent, budget, options = {}) {
   return { session, gid: g.grant_id };
 }
 
-module.exports = { startPayApi, enrollPayer };
+module.exports = { listenAsResource, startPayApi, enrollPayer };

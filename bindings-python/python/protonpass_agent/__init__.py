@@ -31,9 +31,10 @@ from ._native import (
     StorageError,
     __version__,
 )
+from ._protocols import StepUpDetails
 from ._session import Session, authenticate_with_proton, authenticate_with_proton_async
 from ._spend import Spend
-from ._verifier import Verifier
+from ._verifier import Verifier, VerifierOptions
 
 #: A revoked, expired or spent grant is an :class:`InvalidGrant`.
 Revoked = InvalidGrant
@@ -58,8 +59,10 @@ __all__ = [
     "ScopeNotGranted",
     "Session",
     "Spend",
+    "StepUpDetails",
     "StorageError",
     "Verifier",
+    "VerifierOptions",
     "__version__",
     "authenticate_with_proton",
     "authenticate_with_proton_async",

@@ -1,16 +1,20 @@
 """Type stub of the compiled module ``protonpass_agent._native``."""
 
-from typing import Awaitable, Callable, Optional, TypeVar, final
+from typing import Any, Awaitable, Callable, Optional, TypeVar, final
 
-from typing_extensions import ParamSpec
+from typing_extensions import Concatenate, ParamSpec
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 # The awaitable face of a flow (`x_async`) takes its blocking face's (`x`)
-# parameters: declared once, on the blocking face. (The constructor and its
-# awaitable `Verifier.connect` cannot be paired so: `connect` is declared apart.)
+# parameters: declared once, on the blocking face. Likewise the awaitable
+# constructor `Verifier.connect` takes the constructor's (`__new__` without
+# `cls`): the decorated stub's own parameters do not count.
 def _awaitable(blocking: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]: ...
+def _awaitable_new(
+    new: Callable[Concatenate[Any, _P], _T],
+) -> Callable[[Callable[..., object]], Callable[_P, Awaitable[_T]]]: ...
 
 __all__ = [
     "ProtonPassError",
@@ -186,21 +190,8 @@ class Verifier:
         accept_bearer: bool = False,
     ) -> Verifier: ...
     @staticmethod
-    def connect(
-        issuer: str,
-        audience: str,
-        *,
-        require_nonce: bool = False,
-        follow_feed: bool = True,
-        max_staleness: float = 60.0,
-        client_id: Optional[str] = None,
-        client_secret: Optional[str] = None,
-        introspect_when_stale: bool = False,
-        report_usage: bool = False,
-        owner: Optional[str] = None,
-        resource_metadata_url: Optional[str] = None,
-        accept_bearer: bool = False,
-    ) -> Awaitable[Verifier]: ...
+    @_awaitable_new(__new__)
+    def connect() -> None: ...
     def verify(self, method: str, url: str, headers: list[tuple[str, str]]) -> Identity: ...
     verify_async = _awaitable(verify)
     def spend(self, agent: Identity, scope: str, amount: str, currency: str, idempotency_key: str) -> str: ...

@@ -10,11 +10,24 @@ import cycle.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypedDict, Union
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._native import Identity, OneTimeToken
     from ._spend import Spend
+
+
+class StepUpDetails(TypedDict, total=False):
+    """What a step-up names beyond the URL and its challenge: the keyword
+    arguments of :meth:`~protonpass_agent.Session.step_up` (and of its
+    awaitable twin), which the HTTP auths pass on."""
+
+    amount: Optional[str]
+    currency: Optional[str]
+    payee: Optional[str]
+    binding_message: Optional[str]
 
 
 class SigningSession(Protocol):
@@ -33,26 +46,10 @@ class SigningSession(Protocol):
 
     async def renew_async(self) -> None: ...
 
-    def step_up(
-        self,
-        url: str,
-        www_authenticate: str,
-        *,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> OneTimeToken: ...
+    def step_up(self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]) -> OneTimeToken: ...
 
     async def step_up_async(
-        self,
-        url: str,
-        www_authenticate: str,
-        *,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
+        self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]
     ) -> OneTimeToken: ...
 
     def _observe(self, url: str, status: int, www_authenticate: Optional[str], nonce: Optional[str]) -> str: ...

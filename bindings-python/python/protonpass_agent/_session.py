@@ -10,17 +10,30 @@ import threading
 import time
 import weakref
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable, Optional, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generic,
+    Iterable,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import _native
 
 if TYPE_CHECKING:
     # Type checkers only: the package has no dependency, and Python 3.9's
     # typing has no ParamSpec.
-    from typing_extensions import ParamSpec
+    from typing_extensions import ParamSpec, Unpack
 
     from ._httpx import HttpxAuth
     from ._httpx2 import Httpx2Auth
+    from ._protocols import StepUpDetails
     from ._requests import RequestsAuth
 
     _P = ParamSpec("_P")
@@ -50,6 +63,22 @@ def _awaitable_twin(
         return twin
 
     return twin_of
+
+
+class _FromNative(Generic[_T]):
+    """A read-only attribute of a :class:`Session` that its native session
+    holds: ``get`` reads it there, on each access."""
+
+    def __init__(self, get: Callable[[_native.Session], _T], doc: str) -> None:
+        self._get = get
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, session: None, owner: type[Session]) -> _FromNative[_T]: ...
+    @overload
+    def __get__(self, session: Session, owner: type[Session]) -> _T: ...
+    def __get__(self, session: Optional[Session], owner: type[Session]) -> Union[_T, _FromNative[_T]]:
+        return self if session is None else self._get(session._native)
 
 
 StoreArg = Union[str, "os.PathLike[str]"]
@@ -123,30 +152,13 @@ class Session:
         _install_hooks()
         _live.add(self)
 
-    @property
-    def scopes(self) -> list[str]:
-        """The scopes granted for the session's first audience."""
-        return self._native.scopes
-
-    @property
-    def expires_at(self) -> int:
-        """When the current access token expires (seconds since the epoch)."""
-        return self._native.expires_at
-
-    @property
-    def thumbprint(self) -> str:
-        """The agent key's RFC 7638 thumbprint, which the tokens are bound to."""
-        return self._native.thumbprint
-
-    @property
-    def audiences(self) -> list[str]:
-        """The audiences this session holds tokens for."""
-        return self._native.audiences
-
-    @property
-    def closed(self) -> bool:
-        """Whether the session was closed."""
-        return self._native.closed
+    scopes = _FromNative(lambda n: n.scopes, "The scopes granted for the session's first audience.")
+    expires_at = _FromNative(lambda n: n.expires_at, "When the current access token expires (seconds since the epoch).")
+    thumbprint = _FromNative(
+        lambda n: n.thumbprint, "The agent key's RFC 7638 thumbprint, which the tokens are bound to."
+    )
+    audiences = _FromNative(lambda n: n.audiences, "The audiences this session holds tokens for.")
+    closed = _FromNative(lambda n: n.closed, "Whether the session was closed.")
 
     def headers(self, method: str, url: str, *, reason: Optional[str] = None) -> dict[str, str]:
         """The headers for one request: ``Authorization: DPoP ...`` and a fresh ``DPoP`` proof.
@@ -193,16 +205,7 @@ class Session:
 
         return RequestsAuth(self)
 
-    def step_up(
-        self,
-        url: str,
-        www_authenticate: str,
-        *,
-        amount: Optional[str] = None,
-        currency: Optional[str] = None,
-        payee: Optional[str] = None,
-        binding_message: Optional[str] = None,
-    ) -> _native.OneTimeToken:
+    def step_up(self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]) -> _native.OneTimeToken:
         """Ask the owner for a one-time authorization of a refused call.
 
         ``www_authenticate`` is the ``403`` challenge (``insufficient_scope`` or
@@ -214,14 +217,16 @@ class Session:
         :class:`Expired`, or :class:`InvalidGrant` (the grant was revoked).
         Needs ``allow_step_up=True`` (else :class:`InvalidRequest`). Retry the
         call once with :meth:`one_time_headers`: the token is spent by it.
+        The keyword arguments are those of :class:`StepUpDetails`, each
+        ``None`` when left out.
         """
-        return self._native.step_up(url, www_authenticate, amount, currency, payee, binding_message)
+        return self._native.step_up(url, www_authenticate, **details)
 
-    @_awaitable_twin(step_up)
-    async def step_up_async(args: dict[str, Any]) -> _native.OneTimeToken:
+    async def step_up_async(
+        self, url: str, www_authenticate: str, **details: Unpack[StepUpDetails]
+    ) -> _native.OneTimeToken:
         """:meth:`step_up` for asyncio."""
-        self: Session = args.pop("self")
-        return await self._native.step_up_async(**args)
+        return await self._native.step_up_async(url, www_authenticate, **details)
 
     @property
     def allows_step_up(self) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from ._protocols import SigningSession
+    from ._protocols import SigningSession, StepUpDetails
 
 #: The ``403`` challenges a one-time authorization can answer.
 STEP_UP_ERRORS = ("insufficient_scope", "budget_exceeded")
@@ -23,7 +23,7 @@ class StepUp:
     currency: Optional[str]
     binding_message: Optional[str]
 
-    def args(self) -> dict[str, Optional[str]]:
+    def args(self) -> StepUpDetails:
         return {
             "payee": self.payee,
             "amount": self.amount,

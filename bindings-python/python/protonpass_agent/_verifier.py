@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypedDict, Union
 
 from . import _native
 from ._native import Identity
 from ._spend import Spend, _decimal_plain
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .fastapi import Amount
 
 Headers = Union[Mapping[str, str], Iterable["tuple[str, str]"], Any]
+
+
+class VerifierOptions(TypedDict, total=False):
+    """The options a :class:`Verifier` passes on to the compiled verifier,
+    keyword arguments of :class:`Verifier` and :meth:`Verifier.connect` (the
+    default, when one is left out, after each)."""
+
+    owner: Optional[str]  # None
+    require_nonce: bool  # False
+    follow_feed: bool  # True
+    max_staleness: float  # 60.0 (seconds)
+    client_id: Optional[str]  # None
+    client_secret: Optional[str]  # None
+    introspect_when_stale: bool  # False
+    report_usage: bool  # False
+    resource_metadata_url: Optional[str]  # None
+    accept_bearer: bool  # False
 
 
 def header_pairs(headers: Headers) -> list[tuple[str, str]]:
@@ -87,45 +106,23 @@ class Verifier:
     to third-party clients that cannot do DPoP, for resources whose owner
     turned it on (``protonpass-broker resource bearer AUDIENCE on``). A
     DPoP-bound token sent as Bearer is still refused. Off by default.
+
+    These options, and the others, are keyword arguments: see
+    :class:`VerifierOptions` for their types and defaults.
     """
 
     __slots__ = ("_native", "base_url")
 
     def __init__(
-        self,
-        issuer: str,
-        audience: str,
-        *,
-        base_url: Optional[str] = None,
-        owner: Optional[str] = None,
-        require_nonce: bool = False,
-        follow_feed: bool = True,
-        max_staleness: float = 60.0,
-        client_id: Optional[str] = None,
-        client_secret: Optional[str] = None,
-        introspect_when_stale: bool = False,
-        report_usage: bool = False,
-        resource_metadata_url: Optional[str] = None,
-        accept_bearer: bool = False,
+        self, issuer: str, audience: str, *, base_url: Optional[str] = None, **options: Unpack[VerifierOptions]
     ) -> None:
         self.base_url: Optional[str] = _base(base_url)
-        self._native = _native.Verifier(
-            issuer,
-            audience,
-            require_nonce=require_nonce,
-            follow_feed=follow_feed,
-            max_staleness=max_staleness,
-            client_id=client_id,
-            client_secret=client_secret,
-            introspect_when_stale=introspect_when_stale,
-            report_usage=report_usage,
-            owner=owner,
-            resource_metadata_url=resource_metadata_url,
-            accept_bearer=accept_bearer,
-        )
+        self._native = _native.Verifier(issuer, audience, **options)
 
     @classmethod
-    async def connect(cls, issuer: str, audience: str, *, base_url: Optional[str] = None, **options: Any) -> Verifier:
+    async def connect(
+        cls, issuer: str, audience: str, *, base_url: Optional[str] = None, **options: Unpack[VerifierOptions]
+    ) -> Verifier:
         """Build a verifier without blocking the event loop."""
         self = cls.__new__(cls)
         self.base_url = _base(base_url)
