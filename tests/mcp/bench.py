@@ -20,6 +20,9 @@ client, all on loopback. Prints:
       the figure says. The servers and brokers are warm (long-running);
   (b) a new process per run: the wall time from spawning the interpreter to
       the first tool result, and within it the same interval as (a);
+  (c) the MCP SDK alone: its two steps of (a) (``initialize``, the first
+      ``tools/call``) by a new client against the plain server, with no
+      authorization at all: the part of (a) that is not ours;
 - per tool call: the same ``tools/call`` with DPoP auth (a proof signed per
   request, the token and proof verified per request) against the plain server.
 
@@ -98,6 +101,24 @@ async def cold_start(resource: str, store: str, name: str, log: list[str] | None
                 assert not getattr(result, "is_error" if MCP2 else "isError"), result
         finally:
             session.close()
+    return [m - t0 for m in marks]
+
+
+async def plain_first_call(url: str) -> list[float]:
+    """Marks in seconds from the first request: MCP initialize, the first tool
+    call, by a new client against the plain server, with no authorization at
+    all: what the MCP SDK itself takes for the steps figure (a) ends with."""
+    async with http.AsyncClient(timeout=30) as client:
+        t0 = time.perf_counter()
+        async with (
+            streamable_http_client(url, http_client=client) as streams,
+            ClientSession(streams[0], streams[1]) as mcp,
+        ):
+            await mcp.initialize()
+            marks = [time.perf_counter()]
+            result = await mcp.call_tool("echo", {"text": "hi"})
+            marks.append(time.perf_counter())
+            assert not getattr(result, "is_error" if MCP2 else "isError"), result
     return [m - t0 for m in marks]
 
 
@@ -264,6 +285,8 @@ def main() -> int:
                     plain_t, prot_t = asyncio.run(per_call(str(plain.first["resource"]), pair.resource, session))
                 finally:
                     session.close()
+                # The first run warms the plain server, as the child process warms (a)'s.
+                floor = [asyncio.run(plain_first_call(str(plain.first["resource"]))) for _ in range(COLD + 1)][1:]
             finally:
                 pair.close()
     finally:
@@ -278,6 +301,14 @@ def main() -> int:
         )
     )
     print("    " + summary("within it, from the first request", [r[1:] for r in colds], STEPS))
+    print(
+        summary(
+            "(c) the MCP SDK alone: the same two MCP steps by a new client against the plain server, "
+            "no authorization at all (warm interpreter and server)",
+            floor,
+            STEPS[1:],
+        )
+    )
     bp, bq = min(plain_t), min(prot_t)
     print(
         f"tools/call without auth: {bp * 1000:.2f} ms; with DPoP auth: {bq * 1000:.2f} ms; "
