@@ -47,7 +47,7 @@ impl std::fmt::Debug for Minted {
     }
 }
 
-/// An access token recorded and not yet signed ([`Mint::access_unsigned`]).
+/// An access token recorded and not yet signed ([`Mint::access`]).
 pub struct Unsigned {
     claims: AccessTokenClaims,
     extra: serde_json::Map<String, serde_json::Value>,
@@ -106,7 +106,7 @@ impl Mint {
     /// by [`Unsigned::sign`], once the transaction has committed where the
     /// caller can wait, so that the store's single writer does not spend its
     /// time signing.
-    pub fn access_unsigned(
+    pub fn access(
         &self,
         tx: &mut dyn Tx,
         g: &Grant,

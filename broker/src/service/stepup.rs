@@ -348,7 +348,7 @@ impl Broker {
             extra.insert("one_time".into(), Value::Bool(true));
             let cap = now + ONE_TIME_TTL;
             let access = mint
-                .access_unsigned(tx, &g, &s.scope, &s.aud, cap)?
+                .access(tx, &g, &s.scope, &s.aud, cap)?
                 .with_claims(extra)
                 .sign();
             s.status = StepUpStatus::Issued;
