@@ -221,12 +221,7 @@ fn cookie_line(secure: bool, name: &str, value: &str, max_age: i64) -> String {
 
 /// The value of cookie `name`, if sent (bounded).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+    crate::cookies::pairs(headers)
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty() && v.len() <= 128)

@@ -66,12 +66,7 @@ fn same_browser(headers: &axum::http::HeaderMap, bound: &str) -> bool {
     let Some((name, want)) = bound.split_once('=') else {
         return false;
     };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+    crate::cookies::pairs(headers)
         .filter(|(k, _)| *k == name)
         .any(|(_, v)| bool::from(secret_hash(v).as_bytes().ct_eq(want.as_bytes())))
 }
