@@ -24,6 +24,7 @@ pub mod audit;
 mod cli;
 mod client_document;
 mod config;
+mod cookies;
 mod dashboard;
 mod files;
 pub mod gateway;

@@ -121,10 +121,11 @@ pub struct TokenRec {
 }
 
 /// The state of a device authorization request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     /// Waiting for the owner.
+    #[default]
     Pending,
     /// Approved; the next accepted poll gets the tokens.
     Approved,
@@ -134,8 +135,10 @@ pub enum DeviceStatus {
     Used,
 }
 
-/// An RFC 8628 device authorization request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An RFC 8628 device authorization request. Its default is a pending
+/// request no owner has answered and no agent has polled: what a new
+/// request starts from (`..DeviceReq::default()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceReq {
     /// Internal id.
     pub id: String,

@@ -69,21 +69,52 @@ pub struct ScopeCatalog {
     pub scopes: Vec<ScopeInfo>,
 }
 
-/// Why a catalog was refused: the line (1-based, 0 when unknown) and the reason.
+/// Why a text file (a scope catalog, an upstream's rules) was refused: the
+/// line (1-based, 0 when unknown) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogError {
+pub struct LineError {
+    /// The file's kind, as messages name it (`scope catalog`).
+    pub file: &'static str,
     /// The line of the offending text.
     pub line: usize,
     /// What is wrong.
     pub message: String,
 }
 
-impl fmt::Display for CatalogError {
+/// Why a catalog was refused.
+pub type CatalogError = LineError;
+
+/// How a catalog's errors name it.
+const CATALOG: &str = "scope catalog";
+
+impl LineError {
+    /// At `line` of a `file`.
+    pub fn new(file: &'static str, line: usize, message: String) -> Self {
+        Self {
+            file,
+            line,
+            message,
+        }
+    }
+
+    /// At the byte span `span` of `text`.
+    pub fn at(file: &'static str, text: &str, span: &Range<usize>, message: String) -> Self {
+        Self::new(file, line_of(text, span), message)
+    }
+
+    /// `text` is not TOML of the expected shape.
+    pub fn toml(file: &'static str, text: &str, e: &toml::de::Error) -> Self {
+        let line = e.span().map_or(0, |s| line_of(text, &s));
+        Self::new(file, line, e.message().trim().to_owned())
+    }
+}
+
+impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "scope catalog: {}", self.message)
+            write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "scope catalog, line {}: {}", self.line, self.message)
+            write!(f, "{}, line {}: {}", self.file, self.line, self.message)
         }
     }
 }
@@ -143,15 +174,13 @@ fn as_scope(name: &str) -> Result<Scope, String> {
 
 /// Check `[[scope]]` tables read from `text` (for the lines of errors).
 pub fn from_raw(text: &str, raw: Vec<RawScope>) -> Result<ScopeCatalog, CatalogError> {
-    let at = |span: &Range<usize>, message: String| CatalogError {
-        line: line_of(text, span),
-        message,
-    };
+    let at = |span: &Range<usize>, message: String| LineError::at(CATALOG, text, span, message);
     if raw.len() > MAX_SCOPES {
-        return Err(CatalogError {
-            line: 0,
-            message: format!("more than {MAX_SCOPES} scopes"),
-        });
+        return Err(LineError::new(
+            CATALOG,
+            0,
+            format!("more than {MAX_SCOPES} scopes"),
+        ));
     }
     let mut scopes: Vec<ScopeInfo> = Vec::with_capacity(raw.len());
     for r in raw {
@@ -226,18 +255,16 @@ pub struct JsonScope {
 /// names the entry (1-based, in the `line` field).
 pub fn from_json(list: Vec<JsonScope>) -> Result<ScopeCatalog, CatalogError> {
     if list.len() > MAX_SCOPES {
-        return Err(CatalogError {
-            line: 0,
-            message: format!("more than {MAX_SCOPES} scopes"),
-        });
+        return Err(LineError::new(
+            CATALOG,
+            0,
+            format!("more than {MAX_SCOPES} scopes"),
+        ));
     }
     let mut scopes: Vec<ScopeInfo> = Vec::with_capacity(list.len());
     for (i, j) in list.into_iter().enumerate() {
-        let info =
-            entry(&scopes, j.name, j.description, &j.risk).map_err(|(_, m)| CatalogError {
-                line: i + 1,
-                message: m,
-            })?;
+        let info = entry(&scopes, j.name, j.description, &j.risk)
+            .map_err(|(_, m)| LineError::new(CATALOG, i + 1, m))?;
         scopes.push(info);
     }
     Ok(ScopeCatalog { scopes })
@@ -246,15 +273,13 @@ pub fn from_json(list: Vec<JsonScope>) -> Result<ScopeCatalog, CatalogError> {
 /// Parse a catalog file (`resource add --scopes FILE`, the dashboard's import).
 pub fn parse(text: &str) -> Result<ScopeCatalog, CatalogError> {
     if text.len() > MAX_FILE {
-        return Err(CatalogError {
-            line: 0,
-            message: format!("larger than {MAX_FILE} bytes"),
-        });
+        return Err(LineError::new(
+            CATALOG,
+            0,
+            format!("larger than {MAX_FILE} bytes"),
+        ));
     }
-    let raw: RawFile = toml::from_str(text).map_err(|e| CatalogError {
-        line: e.span().map_or(0, |s| line_of(text, &s)),
-        message: e.message().trim().to_owned(),
-    })?;
+    let raw: RawFile = toml::from_str(text).map_err(|e| LineError::toml(CATALOG, text, &e))?;
     from_raw(text, raw.scope)
 }
 

@@ -171,7 +171,10 @@ impl fmt::Display for Period {
 }
 
 // Howard Hinnant's civil calendar algorithms (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+
+/// The civil date (year, month 1-12, day 1-31) of a day counted from
+/// 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -184,7 +187,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+/// The day, counted from 1970-01-01, of a civil date (month 1-12, day 1-31).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

@@ -33,10 +33,7 @@ pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
     let Some(s) = signed_in_session(&b, &headers).await else {
         return super::to_login("/account");
     };
-    let r = match load(&b, &s.owner).await {
-        Ok(r) => r,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let r = or_error_page!(load(&b, &s.owner).await, Some(&s));
     match r {
         Some(r) if r.confirmed => view::page(
             StatusCode::OK,
@@ -275,10 +272,7 @@ pub(super) async fn confirm(State(b): B, form: AccountForm) -> Response {
         }
         Err(e) => return service_error(&e, Some(s)),
     };
-    let codes = match recovery_codes(&b) {
-        Ok(c) => c,
-        Err(e) => return service_error(&e, Some(s)),
-    };
+    let codes = or_error_page!(recovery_codes(&b), Some(s));
     let done = Record {
         totp: record.totp,
         confirmed: true,

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
-use super::view::{self, LIFETIMES, describe_scope, lifetime_choice, short_thumbprint, when};
+use super::view::{self, LIFETIMES, lifetime_choice, scope_list, short_thumbprint, when};
 use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
 use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
@@ -75,10 +75,7 @@ pub(super) async fn agents_page(
         Ok(out)
     })
     .await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let rows = or_error_page!(rows, Some(&s));
     let body = html! {
         @if let Some(n) = notice(q.get("done")) { p.notice.ok role="status" { (n) } }
         @if rows.is_empty() {
@@ -123,11 +120,7 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
     let aud = g.audiences.first().map(String::as_str);
     html! {
         div.grant {
-            ul.scopes {
-                @for sc in g.scope.split(' ').filter(|x| !x.is_empty()) {
-                    li { (describe_scope(sc, aud)) " " code.raw { (sc) } }
-                }
-            }
+            (scope_list(&g.scope, aud))
             dl.facts {
                 dt { "Services" } dd { @for a in &g.audiences { code { (a) } " " } }
                 @if g.status == GrantStatus::Enrolling {
@@ -233,10 +226,7 @@ pub(super) async fn set_budget(State(b): B, headers: HeaderMap, body: Bytes) -> 
         currency: f.text("currency").unwrap_or("").to_ascii_uppercase(),
         period,
     });
-    let spec = match spec {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let spec = or_error_page!(spec, Some(&s));
     let gid = f.text("grant").unwrap_or("");
     match b.budget_set(&s.owner, gid, spec).await {
         Ok(_) => redirect("/agents?done=budget"),
@@ -301,10 +291,7 @@ pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -
         .filter(|l| !l.is_empty())
         .map(BudgetSpec::parse)
         .collect();
-    let budgets = match budgets {
-        Ok(v) => v,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let budgets = or_error_page!(budgets, Some(&s));
     let e = match b
         .grant_create(
             &s.owner,
@@ -327,11 +314,7 @@ pub(super) async fn create_grant(State(b): B, headers: HeaderMap, body: Bytes) -
         html! {
             p.notice.ok { "Give this code to " strong.agent { (e.agent) } ". It works once, until " (when(e.code_expires_at)) ", and is not shown again." }
             p { code.secret { (e.enrollment_code) } }
-            ul.scopes {
-                @for sc in e.scope.split(' ').filter(|x| !x.is_empty()) {
-                    li { (describe_scope(sc, aud)) " " code.raw { (sc) } }
-                }
-            }
+            (scope_list(&e.scope, aud))
             p { "Once used, the agent may act for you for " (view::duration(e.ttl)) ". " a href="/agents" { "Back to Agents" } }
         },
     )

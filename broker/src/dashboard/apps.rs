@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
-use super::view::{self, describe_scope, when};
+use super::view::{self, scope_list, when};
 use super::{B, query, redirect, service_error, session, signed_form, to_login};
 use crate::model::{ClientRec, Grant, GrantStatus};
 use crate::service::authcode::ORIGIN;
@@ -42,10 +42,7 @@ pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -
         Ok(out)
     })
     .await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let rows = or_error_page!(rows, Some(&s));
     let body = html! {
         @if q.get("done").is_some() {
             p.notice.ok role="status" { "The application was disconnected: its tokens no longer work where services follow the revocation feed." }
@@ -74,11 +71,7 @@ pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -
                 @for g in grants {
                     @let aud = g.audiences.first().map(String::as_str);
                     div.grant {
-                        ul.scopes {
-                            @for sc in g.scope.split(' ').filter(|x| !x.is_empty()) {
-                                li { (describe_scope(sc, aud)) " " code.raw { (sc) } }
-                            }
-                        }
+                        (scope_list(&g.scope, aud))
                         dl.facts {
                             dt { "Service" } dd { @for a in &g.audiences { code { (a) } " " } }
                             dt { "Connected" } dd { (when(g.created_at)) }

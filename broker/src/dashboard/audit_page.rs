@@ -3,7 +3,7 @@
 //! records as JSON Lines.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
@@ -195,10 +195,7 @@ pub(super) async fn audit_page(
         Ok((tx.audit_search(&f2)?, upkeep::verify_recent(&b2, tx)?))
     })
     .await;
-    let (mut recs, chain) = match got {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let (mut recs, chain) = or_error_page!(got, Some(&s));
     let more = recs.len() as i64 > PAGE;
     recs.truncate(PAGE as usize);
     let keep = |name: &str| q.text(name).unwrap_or("").to_owned();
@@ -286,10 +283,7 @@ pub(super) async fn export(State(b): B, headers: HeaderMap, RawQuery(raw): RawQu
         Ok(all)
     })
     .await;
-    let mut recs = match got {
-        Ok(r) => r,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let mut recs = or_error_page!(got, Some(&s));
     recs.reverse();
     let mut text = String::new();
     for r in &recs {
@@ -298,15 +292,12 @@ pub(super) async fn export(State(b): B, headers: HeaderMap, RawQuery(raw): RawQu
             text.push('\n');
         }
     }
-    let mut resp = (StatusCode::OK, text).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"audit.jsonl\""),
-    );
-    resp
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8"),
+        (
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"audit.jsonl\"",
+        ),
+    ];
+    (StatusCode::OK, headers, text).into_response()
 }

@@ -86,10 +86,7 @@ pub(super) fn pre_form_page(
     title: &str,
     body: impl FnOnce(&str) -> Markup,
 ) -> Response {
-    let (csrf, c) = match pre_token(b) {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, None),
-    };
+    let (csrf, c) = or_error_page!(pre_token(b), None);
     with_cookies(view::page(status, title, None, body(&csrf)), &[c])
 }
 
@@ -111,10 +108,9 @@ fn login_form(
     pre_form_page(b, status, "Sign in", |csrf| {
         html! {
             p { "Sign in to approve agents, see what they may do, and cut them off." }
-            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            (view::alert(error))
             form.card method="post" action="/login" {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="next" value=(next);
+                (view::sign_in_fields(csrf, next))
                 label { "Account"
                     input type="text" name="owner" value=(owner) autocomplete="username" required; }
                 label { "Password"

@@ -133,7 +133,7 @@ fn consent(
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
     html! {
-        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        (view::alert(error))
         section.card {
             p.lead { "Allow " strong.agent { (name) } " to act for you?" }
             p.hint { "This name was given by the application itself and is not verified. Approve only if you just asked this application to connect." }

@@ -122,10 +122,7 @@ pub(super) async fn add(State(b): B, headers: HeaderMap, body: Bytes) -> Respons
         Ok((v, parsed.oauth2.is_some()))
     })
     .await;
-    let (v, oauth) = match done {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let (v, oauth) = or_error_page!(done, Some(&s));
     let body = html! {
         p.notice.ok { "Upstream " strong { (v.name) } " is added. Agents call " code { (v.gateway_url) } " with tokens for the audience " code { (v.audience) } "." }
         @if oauth {

@@ -59,10 +59,7 @@ pub(super) async fn connections_page(
             .collect::<protonpass_agent::Result<Vec<_>>>()
     })
     .await;
-    let list = match got {
-        Ok(l) => l,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let list = or_error_page!(got, Some(&s));
     let body = html! {
         @if done.as_deref() == Some("disconnected") { p.notice.ok { "Disconnected: the tokens are forgotten." } }
         @if list.is_empty() {
@@ -128,10 +125,7 @@ pub(super) async fn connect(b: B, headers: HeaderMap, body: Bytes) -> Response {
         oauth::start(ctx, &vault, b2.rng.as_ref(), &n, "dashboard", browser)
     })
     .await;
-    let started = match started {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let started = or_error_page!(started, Some(&s));
     let host = url::Url::parse(&started.authorize_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -149,10 +143,7 @@ pub(super) async fn disconnect(b: B, headers: HeaderMap, body: Bytes) -> Respons
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let vault = match Vault::load(&b.0.cfg.data, b.0.rng.as_ref()) {
-        Ok(v) => v,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let vault = or_error_page!(Vault::load(&b.0.cfg.data, b.0.rng.as_ref()), Some(&s));
     match oauth::disconnect(&b.0, &vault, &s.owner, &name, "dashboard").await {
         Ok(_) => redirect("/upstreams/connections?done=disconnected"),
         Err(e) => service_error(&e, Some(&s)),

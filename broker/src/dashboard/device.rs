@@ -78,7 +78,7 @@ fn code_form(s: &WebSession, code: &str, prefilled: bool, error: Option<&str>) -
         } @else {
             p { "Enter the code your agent shows (for example " code { "BCDF-GHJK" } ")." }
         }
-        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        (view::alert(error))
         form.card method="post" action="/device" {
             input type="hidden" name="csrf" value=(s.csrf);
             input type="hidden" name="step" value="lookup";
@@ -143,7 +143,7 @@ fn approval(
     let scopes: Vec<&str> = d.scope.split(' ').filter(|x| !x.is_empty()).collect();
     let aud = d.resource.as_deref();
     html! {
-        @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+        (view::alert(error))
         section.card {
             p.lead { "Allow " strong.agent { (d.client_id) } " to act for you?" }
             p.hint { "This name was chosen by the agent itself and is not verified. Approve only if you just started this agent." }
@@ -315,10 +315,7 @@ pub(super) async fn device_submit(
         .filter(|l| approve && !l.is_empty())
         .map(BudgetSpec::parse)
         .collect();
-    let budgets = match budgets {
-        Ok(v) => v,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let budgets = or_error_page!(budgets, Some(&s));
     // A high-risk permission (as the resource's catalog marks it) asks for
     // the second factor again, when the owner has one.
     if approve {

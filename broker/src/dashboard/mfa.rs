@@ -161,10 +161,7 @@ async fn code_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (csrf, c) = match super::auth::pre_token(b) {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, None),
-    };
+    let (csrf, c) = or_error_page!(super::auth::pre_token(b), None);
     let passkey = match load(b, owner).await {
         Ok(Some(r)) if !r.passkeys.is_empty() => {
             let bound = pending_binding(b, headers, &csrf);
@@ -172,8 +169,7 @@ async fn code_form(
                 super::passkey::use_fields(b, owner, &r, &bound, "Use a passkey", "").await;
             Some(html! {
                 form.card method="post" action="/login/code" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    input type="hidden" name="next" value=(next);
+                    (view::sign_in_fields(&csrf, next))
                     p { "Or use one of your passkeys." }
                     (fields)
                 }
@@ -188,10 +184,9 @@ async fn code_form(
         None,
         html! {
             p { "Open your authenticator app and enter the six-digit code for this broker, or one of your recovery codes." }
-            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            (view::alert(error))
             form.card method="post" action="/login/code" {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="next" value=(next);
+                (view::sign_in_fields(&csrf, next))
                 label { "Code"
                     input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
                 button.primary type="submit" { "Continue" }
@@ -309,10 +304,7 @@ pub(super) async fn code_submit(
         }
         None => matches(&b, &owner, &record, &code, now),
     };
-    let matched = match matched {
-        Ok(m) => m,
-        Err(e) => return service_error(&e, None),
-    };
+    let matched = or_error_page!(matched, None);
     let Some(m) = matched else {
         // As for passwords: the window's first failure is recorded, the rest
         // are counted in the budget (and summed up by `login_locked`).

@@ -7,6 +7,17 @@
 //! every state-changing form carries a synchronizer token tied to the session
 //! (or, before sign-in, to a short-lived cookie), compared in constant time.
 
+/// The value of a service call's result, or else (returned from the page's
+/// handler) the page saying that it failed, for the session `$s`.
+macro_rules! or_error_page {
+    ($r:expr, $s:expr) => {
+        match $r {
+            Ok(v) => v,
+            Err(e) => return service_error(&e, $s),
+        }
+    };
+}
+
 mod account;
 mod agents;
 mod apps;
@@ -36,7 +47,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -150,24 +161,20 @@ async fn security_headers(req: Request, next: Next) -> Response {
             HeaderValue::from_static(CSP),
         );
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
     // Pages may show codes and token ids: never cache them. The stylesheet may be.
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    r
+    let headers = [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    (headers, r).into_response()
 }
 
 /// Whether the broker is reached over https (cookies get `Secure`).
@@ -214,12 +221,7 @@ fn cookie_line(secure: bool, name: &str, value: &str, max_age: i64) -> String {
 
 /// The value of cookie `name`, if sent (bounded).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+    crate::cookies::pairs(headers)
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty() && v.len() <= 128)

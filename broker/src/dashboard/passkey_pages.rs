@@ -76,10 +76,10 @@ pub(super) async fn new(State(b): B, form: AccountForm) -> Response {
     if let Err(r) = form.reauthenticate(&b, Some(&r)).await {
         return r;
     }
-    let challenge = match passkey::issue(&b, &s.owner, "create", &s.id_hash).await {
-        Ok(c) => c,
-        Err(e) => return service_error(&e, Some(s)),
-    };
+    let challenge = or_error_page!(
+        passkey::issue(&b, &s.owner, "create", &s.id_hash).await,
+        Some(s)
+    );
     let ids = passkey::credential_ids(&r);
     let user = passkey::user_handle(&b, &s.owner);
     view::page(

@@ -160,7 +160,7 @@ fn setup_form(
     pre_form_page(b, status, "Create your password", |csrf| {
         html! {
             p { "You are setting the password of the owner account " strong { (owner) } ". You will use it to approve agents and to cut them off." }
-            @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+            (view::alert(error))
             form.card method="post" action="/setup" {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="token" value=(token);

@@ -20,10 +20,7 @@ pub(super) async fn pending_page(
     let Some(s) = session(&b, &headers).await else {
         return to_login("/pending");
     };
-    let list = match b.pending_for(&s.owner).await {
-        Ok(l) => l,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let list = or_error_page!(b.pending_for(&s.owner).await, Some(&s));
     let now = b.clock.now();
     let denied = super::query(q.as_deref()).get("done") == Some("denied");
     let body = html! {

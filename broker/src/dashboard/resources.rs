@@ -154,10 +154,7 @@ pub(super) async fn import(State(b): B, headers: HeaderMap, body: Bytes) -> Resp
     let catalog = match parsed {
         Ok(c) => c,
         Err(message) => {
-            let list = match b.resource_list(&s.owner).await {
-                Ok(l) => l,
-                Err(e) => return service_error(&e, Some(&s)),
-            };
+            let list = or_error_page!(b.resource_list(&s.owner).await, Some(&s));
             let refused = Refused {
                 client_id: &r.client_id,
                 message,

@@ -163,20 +163,14 @@ pub(super) async fn stepup_page(
     let Some(s) = session(&b, &headers).await else {
         return to_login("/stepup");
     };
-    let list = match b.stepups_pending(&s.owner).await {
-        Ok(l) => l,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let list = or_error_page!(b.stepups_pending(&s.owner).await, Some(&s));
     let mut standing = Vec::with_capacity(list.len());
     for w in &list {
         let budget = match b.grant_show(&s.owner, &w.grant_id).await {
             Ok((_, v)) => v,
             Err(e) => return service_error(&e, Some(&s)),
         };
-        let usage = match recent(&b, &s.owner, &w.grant_id).await {
-            Ok(u) => u,
-            Err(e) => return service_error(&e, Some(&s)),
-        };
+        let usage = or_error_page!(recent(&b, &s.owner, &w.grant_id).await, Some(&s));
         standing.push((budget, usage));
     }
     let now = b.clock.now();

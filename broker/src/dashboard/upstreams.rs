@@ -144,10 +144,7 @@ pub(super) async fn upstreams_page(
         upstreams::list(ctx.store, ctx.issuer, ctx.owner)
     })
     .await;
-    let list = match list {
-        Ok(l) => l,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let list = or_error_page!(list, Some(&s));
     let body = html! {
         @if let Some(n) = notice(q.get("done")) { p.notice.ok role="status" { (n) } }
         p { "APIs that take your own key. Agents call them through this broker with their short-lived access; the broker adds your key, so agents never see it." }

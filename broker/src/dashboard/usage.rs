@@ -70,10 +70,7 @@ pub(super) async fn usage_page(State(b): B, headers: HeaderMap) -> Response {
         ))
     })
     .await;
-    let (counts, recs, series) = match got {
-        Ok(x) => x,
-        Err(e) => return service_error(&e, Some(&s)),
-    };
+    let (counts, recs, series) = or_error_page!(got, Some(&s));
     let mut refusals: BTreeMap<Option<String>, Vec<Refusal>> = BTreeMap::new();
     for r in &recs {
         if let Some((agent, f)) = refusal(r.ts, &r.detail) {

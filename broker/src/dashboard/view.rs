@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
+use protonpass_agent::budget::{civil_from_days, days_from_civil};
 
 use crate::store::WebSession;
 
@@ -109,6 +110,31 @@ fn verb(action: &str) -> String {
     }
 }
 
+/// A form page's error line, when there is one.
+pub(super) fn alert(error: Option<&str>) -> Markup {
+    html! { @if let Some(e) = error { p.notice.error role="alert" { (e) } } }
+}
+
+/// The hidden fields of a sign-in step's form: its CSRF token and the page
+/// to go to once signed in.
+pub(super) fn sign_in_fields(csrf: &str, next: &str) -> Markup {
+    html! {
+        input type="hidden" name="csrf" value=(csrf);
+        input type="hidden" name="next" value=(next);
+    }
+}
+
+/// A grant's scopes (space-separated), each in plain words and as written.
+pub(super) fn scope_list(scope: &str, audience: Option<&str>) -> Markup {
+    html! {
+        ul.scopes {
+            @for sc in scope.split(' ').filter(|x| !x.is_empty()) {
+                li { (describe_scope(sc, audience)) " " code.raw { (sc) } }
+            }
+        }
+    }
+}
+
 /// A scope in plain words: `travel:book` on `travel.example` is "Book travel on
 /// travel.example"; `payment:execute:under-100` is "Pay under 100".
 pub(super) fn describe_scope(scope: &str, audience: Option<&str>) -> String {
@@ -147,18 +173,8 @@ pub(super) fn describe_scope(scope: &str, audience: Option<&str>) -> String {
 
 /// A Unix time as `2026-11-29 05:12 UTC`.
 pub(crate) fn when(ts: i64) -> String {
-    let days = ts.div_euclid(86400);
     let secs = ts.rem_euclid(86400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(ts.div_euclid(86400));
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         secs / 3600,
@@ -170,18 +186,12 @@ pub(crate) fn when(ts: i64) -> String {
 pub(super) fn parse_date(s: &str) -> Option<i64> {
     let mut it = s.trim().splitn(3, '-');
     let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86400)
+    Some(days_from_civil(y, m, d) * 86400)
 }
 
 /// A duration in words: "1 hour", "8 hours", "1 day", "30 days".

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use protonpass_agent::{Result, b64};
@@ -46,19 +46,13 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
          <link rel=\"stylesheet\" href=\"/dashboard.css\"></head><body><main><h1>{title}</h1>\
          <p>{text}</p><p><a href=\"/upstreams/connections\">Your connections</a></p></main></body></html>"
     );
-    let mut r = (status, Html(body)).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CALLBACK_CSP),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
+    let headers = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, CALLBACK_CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (status, headers, Html(body)).into_response()
 }
 
 fn refused(text: &str) -> Response {
@@ -72,12 +66,7 @@ fn same_browser(headers: &axum::http::HeaderMap, bound: &str) -> bool {
     let Some((name, want)) = bound.split_once('=') else {
         return false;
     };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+    crate::cookies::pairs(headers)
         .filter(|(k, _)| *k == name)
         .any(|(_, v)| bool::from(secret_hash(v).as_bytes().ct_eq(want.as_bytes())))
 }

@@ -4,7 +4,6 @@
 //! base URL that is not `https` (unless private networks are allowed), a path
 //! pattern or scope template that cannot be read is refused with its line.
 
-use std::fmt;
 use std::ops::Range;
 
 use protonpass_agent::Scope;
@@ -14,7 +13,7 @@ use toml::Spanned;
 pub use super::credential::Credential;
 use super::credential::{RawCredential, credential, valid_token};
 pub use super::oauth_config::{ClientAuth, OAuth2};
-use crate::scope_catalog::{self, RawScope, ScopeCatalog};
+use crate::scope_catalog::{self, LineError, RawScope, ScopeCatalog};
 
 /// Largest rules file, bytes.
 pub const MAX_FILE: usize = 64 * 1024;
@@ -28,23 +27,10 @@ pub const DEFAULT_TIMEOUT: u64 = 30;
 pub const MAX_NAME: usize = 64;
 
 /// Why a rules file was refused: the line (1-based, 0 when unknown) and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RulesError {
-    /// The line of the offending text.
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
+pub type RulesError = LineError;
 
-impl fmt::Display for RulesError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "rules file: {}", self.message)
-        } else {
-            write!(f, "rules file, line {}: {}", self.line, self.message)
-        }
-    }
-}
+/// How a rules file's errors name it.
+const RULES: &str = "rules file";
 
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +114,6 @@ struct RawRule {
     scope: Spanned<String>,
     description: Option<String>,
     spend: Option<Spanned<super::spend_rule::RawSpend>>,
-}
-
-fn line_of(text: &str, span: &Range<usize>) -> usize {
-    let end = span.start.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// A name: lower-case letters, digits, '-', '_', starting with a letter or digit.
@@ -240,10 +217,7 @@ pub fn valid_scope_value(v: &str) -> bool {
 }
 
 fn rule(r: RawRule, text: &str) -> Result<Rule, RulesError> {
-    let at = |span: &Range<usize>, message: String| RulesError {
-        line: line_of(text, span),
-        message,
-    };
+    let at = |span: &Range<usize>, message: String| LineError::at(RULES, text, span, message);
     let pspan = r.path.span();
     let path = r.path.into_inner();
     let segs = pattern(&path).map_err(|m| at(&pspan, m))?;
@@ -293,18 +267,12 @@ fn rule(r: RawRule, text: &str) -> Result<Rule, RulesError> {
 
 /// Parse a rules file. The error names the line and the reason.
 pub fn parse(text: &str) -> Result<Upstream, RulesError> {
-    let whole = |message: String| RulesError { line: 0, message };
+    let whole = |message: String| LineError::new(RULES, 0, message);
     if text.len() > MAX_FILE {
         return Err(whole(format!("larger than {MAX_FILE} bytes")));
     }
-    let raw: RawFile = toml::from_str(text).map_err(|e| RulesError {
-        line: e.span().map_or(0, |s| line_of(text, &s)),
-        message: e.message().trim().to_owned(),
-    })?;
-    let at = |span: &Range<usize>, message: String| RulesError {
-        line: line_of(text, span),
-        message,
-    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| LineError::toml(RULES, text, &e))?;
+    let at = |span: &Range<usize>, message: String| LineError::at(RULES, text, span, message);
     let name = raw.name.get_ref();
     if !valid_name(name) {
         return Err(at(
@@ -399,10 +367,8 @@ pub fn parse(text: &str) -> Result<Upstream, RulesError> {
         }
         None => None,
     };
-    let scopes = scope_catalog::from_raw(text, raw.scope).map_err(|e| RulesError {
-        line: e.line,
-        message: e.message,
-    })?;
+    let scopes =
+        scope_catalog::from_raw(text, raw.scope).map_err(|e| LineError { file: RULES, ..e })?;
     let mut rules = Vec::with_capacity(raw.rule.len());
     for r in raw.rule {
         let span = r.span();

@@ -312,17 +312,10 @@ impl Broker {
                 created_at: now,
                 expires_at: now + ttl,
                 interval,
-                last_poll: None,
-                status: DeviceStatus::Pending,
-                owner: None,
-                approved_scope: None,
-                approved_audience: None,
-                approved_ttl: None,
-                gid: None,
                 requester: Some(requester.clone()),
                 user_code: Some(user_code.clone()),
                 reason: reason.clone(),
-                approved_budgets: Vec::new(),
+                ..DeviceReq::default()
             };
             tx.device_put(&d)?;
             tx.audit_append(

@@ -47,7 +47,7 @@ impl std::fmt::Debug for Minted {
     }
 }
 
-/// An access token recorded and not yet signed ([`Mint::access_unsigned`]).
+/// An access token recorded and not yet signed ([`Mint::access`]).
 pub struct Unsigned {
     claims: AccessTokenClaims,
     extra: serde_json::Map<String, serde_json::Value>,
@@ -74,6 +74,13 @@ impl Unsigned {
         }
     }
 
+    /// With claims beyond the standard ones (a step-up's one-time token:
+    /// `authorization_details`, `one_time`).
+    pub fn with_claims(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.extra = extra;
+        self
+    }
+
     /// Sign it.
     pub fn sign(self) -> Minted {
         Minted {
@@ -94,8 +101,11 @@ impl Unsigned {
 }
 
 impl Mint {
-    /// Mint and record an access token of grant `g` for `aud` with `scope`,
-    /// expiring no later than `cap` (and never after the grant).
+    /// Record an access token of grant `g` for `aud` with `scope`, expiring
+    /// no later than `cap` (and never after the grant). The token is signed
+    /// by [`Unsigned::sign`], once the transaction has committed where the
+    /// caller can wait, so that the store's single writer does not spend its
+    /// time signing.
     pub fn access(
         &self,
         tx: &mut dyn Tx,
@@ -103,46 +113,6 @@ impl Mint {
         scope: &str,
         aud: &str,
         cap: i64,
-    ) -> Result<Minted> {
-        self.access_with(tx, g, scope, aud, cap, serde_json::Map::new())
-    }
-
-    /// [`Mint::access`] with claims beyond the standard ones (a step-up's
-    /// one-time token: `authorization_details`, `one_time`).
-    pub fn access_with(
-        &self,
-        tx: &mut dyn Tx,
-        g: &Grant,
-        scope: &str,
-        aud: &str,
-        cap: i64,
-        extra: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Minted> {
-        Ok(self.record_access(tx, g, scope, aud, cap, extra)?.sign())
-    }
-
-    /// [`Mint::access`] without the signature: the token is recorded in the
-    /// transaction and signed by [`Unsigned::sign`] once it has committed,
-    /// so that the store's single writer does not spend its time signing.
-    pub fn access_unsigned(
-        &self,
-        tx: &mut dyn Tx,
-        g: &Grant,
-        scope: &str,
-        aud: &str,
-        cap: i64,
-    ) -> Result<Unsigned> {
-        self.record_access(tx, g, scope, aud, cap, serde_json::Map::new())
-    }
-
-    fn record_access(
-        &self,
-        tx: &mut dyn Tx,
-        g: &Grant,
-        scope: &str,
-        aud: &str,
-        cap: i64,
-        extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Unsigned> {
         let jkt = g
             .jkt
@@ -185,7 +155,7 @@ impl Mint {
         })?;
         Ok(Unsigned {
             claims,
-            extra,
+            extra: serde_json::Map::new(),
             key: self.key.clone(),
         })
     }

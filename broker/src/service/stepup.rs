@@ -155,148 +155,141 @@ impl Broker {
         dpop: &[String],
         source: &str,
     ) -> Result<BcResponse> {
-        let r = self.backchannel_inner(p, authorization, dpop, source).await;
+        let r: Result<BcResponse> = async {
+            let now = self.clock.now();
+            let token = authorization
+                .and_then(|h| h.strip_prefix("DPoP "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad_token("send the agent's access token as Authorization: DPoP"))?
+                .to_owned();
+            let claims = self
+                .verify_own_access_token(&token, now)
+                .map_err(|_| bad_token("the access token is invalid or expired"))?;
+            let proof: VerifiedProof = {
+                let url = format!("{}{BACKCHANNEL_PATH}", self.issuer);
+                let accepts = |n: &str| self.nonces.accepts(n, now);
+                let check = ProofCheck {
+                    method: "POST",
+                    url: &url,
+                    access_token: Some(&token),
+                    expected_jkt: Some(&claims.jkt),
+                    nonce: if self.cfg.dpop_nonce {
+                        Some(&accepts)
+                    } else {
+                        None
+                    },
+                };
+                self.proofs
+                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
+            };
+            self.proof_once(&proof, now).await?;
+            let details = Details::parse(p.req("authorization_details").map_err(|_| {
+                Error::InvalidAuthorizationDetails("authorization_details is required".into())
+            })?)?;
+            let message = binding_message(p.get("binding_message"))?;
+            let expiry = requested_expiry(p, self.cfg.stepup_ttl)?;
+            let asked = requested_audience(p)?;
+            let aud = match (asked.as_deref(), details.location()) {
+                (Some(a), Some(l)) if a != l => {
+                    return Err(Error::InvalidTarget(
+                        "resource and the details' locations name different audiences".into(),
+                    ));
+                }
+                (Some(a), _) | (None, Some(a)) => a.to_owned(),
+                (None, None) => claims.aud.clone(),
+            };
+            let scope = details.token_scope()?;
+            let details_text = details.to_json().to_string();
+            let auth_req_id = format!("{AUTH_REQ_PREFIX}{}", random_id(self.rng.as_ref(), 32)?);
+            let id = random_id(self.rng.as_ref(), 12)?;
+            let hash = secret_hash(&auth_req_id);
+            let jti = claims.jti.clone();
+            // The device flow's polling interval (0 in tests: no slow_down).
+            let interval = self.cfg.device_interval;
+            let pending = store::write(&self.store, move |tx| {
+                let dead = || bad_token("the access token is revoked or its grant is not live");
+                let rec = tx.token_get(&jti)?.ok_or_else(dead)?;
+                let g = tx.grant_get(&rec.gid)?.ok_or_else(dead)?;
+                if rec.status != TokenStatus::Active || !grant_live(&g, now) {
+                    return Err(dead());
+                }
+                if tx.stepup_by_jti(&rec.jti)?.is_some() {
+                    return Err(bad_token("a one-time token cannot ask for a step-up"));
+                }
+                // Within what the owner may give: an audience it owns, or one
+                // unregistered or shared; scopes its catalog defines.
+                audience_status(tx, &g.owner, &aud)?;
+                catalog::check(tx, std::slice::from_ref(&aud), &scope)
+                    .map_err(|e| Error::InvalidAuthorizationDetails(e.description()))?;
+                if tx.stepup_live_count(&g.gid, now)? >= MAX_LIVE_PER_GRANT {
+                    return Err(Error::InvalidRequest(format!(
+                        "at most {MAX_LIVE_PER_GRANT} step-up requests of a grant wait at once"
+                    )));
+                }
+                let policy = tx.stepup_policy_get(&g.gid)?;
+                let auto = policy_approves(tx, policy.as_ref(), &details, now)?;
+                let s = StepUp {
+                    id: id.clone(),
+                    hash,
+                    owner: g.owner.clone(),
+                    gid: g.gid.clone(),
+                    agent: g.agent.clone(),
+                    jkt: proof.jkt.clone(),
+                    aud: aud.clone(),
+                    details: details_text,
+                    scope: scope.clone(),
+                    binding_message: message.clone(),
+                    status: if auto {
+                        StepUpStatus::Approved
+                    } else {
+                        StepUpStatus::Pending
+                    },
+                    decided_by: auto.then(|| "policy".to_owned()),
+                    created_at: now,
+                    expires_at: now + expiry,
+                    interval,
+                    last_poll: None,
+                    jti: None,
+                    redeemed_by: None,
+                };
+                tx.stepup_put(&s)?;
+                let details_json: Value = serde_json::from_str(&s.details).unwrap_or(Value::Null);
+                tx.audit_append(
+                    now,
+                    &g.owner,
+                    "stepup_request",
+                    &json!({"stepup": s.id, "gid": g.gid, "agent": g.agent, "jti": rec.jti,
+                            "aud": aud, "authorization_details": details_json, "scope": scope,
+                            "binding_message": message, "exp": s.expires_at,
+                            "reason": proof.reason})
+                    .to_string(),
+                )?;
+                if auto {
+                    tx.audit_append(
+                        now,
+                        &g.owner,
+                        "stepup_approve",
+                        &json!({"stepup": s.id, "gid": g.gid, "agent": g.agent, "by": "policy"})
+                            .to_string(),
+                    )?;
+                }
+                Ok((!auto).then(|| (s.owner.clone(), StepUpView::of(&s))))
+            })
+            .await?;
+            Ok(BcResponse {
+                auth_req_id,
+                expires_in: expiry,
+                interval: interval.max(1),
+                pending,
+            })
+        }
+        .await;
         if let Err(e) = &r {
             self.metrics.error(e.code());
             self.audit_rejected("-", "backchannel", e, json!({"source": source}));
         }
         r
-    }
-
-    async fn backchannel_inner(
-        &self,
-        p: &Params,
-        authorization: Option<&str>,
-        dpop: &[String],
-        source: &str,
-    ) -> Result<BcResponse> {
-        let now = self.clock.now();
-        let token = authorization
-            .and_then(|h| h.strip_prefix("DPoP "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad_token("send the agent's access token as Authorization: DPoP"))?
-            .to_owned();
-        let claims = self
-            .verify_own_access_token(&token, now)
-            .map_err(|_| bad_token("the access token is invalid or expired"))?;
-        let proof: VerifiedProof = {
-            let url = format!("{}{BACKCHANNEL_PATH}", self.issuer);
-            let accepts = |n: &str| self.nonces.accepts(n, now);
-            let check = ProofCheck {
-                method: "POST",
-                url: &url,
-                access_token: Some(&token),
-                expected_jkt: Some(&claims.jkt),
-                nonce: if self.cfg.dpop_nonce {
-                    Some(&accepts)
-                } else {
-                    None
-                },
-            };
-            self.proofs
-                .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
-        };
-        self.proof_once(&proof, now).await?;
-        let details = Details::parse(p.req("authorization_details").map_err(|_| {
-            Error::InvalidAuthorizationDetails("authorization_details is required".into())
-        })?)?;
-        let message = binding_message(p.get("binding_message"))?;
-        let expiry = requested_expiry(p, self.cfg.stepup_ttl)?;
-        let asked = requested_audience(p)?;
-        let aud = match (asked.as_deref(), details.location()) {
-            (Some(a), Some(l)) if a != l => {
-                return Err(Error::InvalidTarget(
-                    "resource and the details' locations name different audiences".into(),
-                ));
-            }
-            (Some(a), _) | (None, Some(a)) => a.to_owned(),
-            (None, None) => claims.aud.clone(),
-        };
-        let scope = details.token_scope()?;
-        let details_text = details.to_json().to_string();
-        let auth_req_id = format!("{AUTH_REQ_PREFIX}{}", random_id(self.rng.as_ref(), 32)?);
-        let id = random_id(self.rng.as_ref(), 12)?;
-        let hash = secret_hash(&auth_req_id);
-        let jti = claims.jti.clone();
-        // The device flow's polling interval (0 in tests: no slow_down).
-        let interval = self.cfg.device_interval;
-        let pending = store::write(&self.store, move |tx| {
-            let dead = || bad_token("the access token is revoked or its grant is not live");
-            let rec = tx.token_get(&jti)?.ok_or_else(dead)?;
-            let g = tx.grant_get(&rec.gid)?.ok_or_else(dead)?;
-            if rec.status != TokenStatus::Active || !grant_live(&g, now) {
-                return Err(dead());
-            }
-            if tx.stepup_by_jti(&rec.jti)?.is_some() {
-                return Err(bad_token("a one-time token cannot ask for a step-up"));
-            }
-            // Within what the owner may give: an audience it owns, or one
-            // unregistered or shared; scopes its catalog defines.
-            audience_status(tx, &g.owner, &aud)?;
-            catalog::check(tx, std::slice::from_ref(&aud), &scope)
-                .map_err(|e| Error::InvalidAuthorizationDetails(e.description()))?;
-            if tx.stepup_live_count(&g.gid, now)? >= MAX_LIVE_PER_GRANT {
-                return Err(Error::InvalidRequest(format!(
-                    "at most {MAX_LIVE_PER_GRANT} step-up requests of a grant wait at once"
-                )));
-            }
-            let policy = tx.stepup_policy_get(&g.gid)?;
-            let auto = policy_approves(tx, policy.as_ref(), &details, now)?;
-            let s = StepUp {
-                id: id.clone(),
-                hash,
-                owner: g.owner.clone(),
-                gid: g.gid.clone(),
-                agent: g.agent.clone(),
-                jkt: proof.jkt.clone(),
-                aud: aud.clone(),
-                details: details_text,
-                scope: scope.clone(),
-                binding_message: message.clone(),
-                status: if auto {
-                    StepUpStatus::Approved
-                } else {
-                    StepUpStatus::Pending
-                },
-                decided_by: auto.then(|| "policy".to_owned()),
-                created_at: now,
-                expires_at: now + expiry,
-                interval,
-                last_poll: None,
-                jti: None,
-                redeemed_by: None,
-            };
-            tx.stepup_put(&s)?;
-            let details_json: Value = serde_json::from_str(&s.details).unwrap_or(Value::Null);
-            tx.audit_append(
-                now,
-                &g.owner,
-                "stepup_request",
-                &json!({"stepup": s.id, "gid": g.gid, "agent": g.agent, "jti": rec.jti,
-                        "aud": aud, "authorization_details": details_json, "scope": scope,
-                        "binding_message": message, "exp": s.expires_at,
-                        "reason": proof.reason})
-                .to_string(),
-            )?;
-            if auto {
-                tx.audit_append(
-                    now,
-                    &g.owner,
-                    "stepup_approve",
-                    &json!({"stepup": s.id, "gid": g.gid, "agent": g.agent, "by": "policy"})
-                        .to_string(),
-                )?;
-            }
-            Ok((!auto).then(|| (s.owner.clone(), StepUpView::of(&s))))
-        })
-        .await?;
-        Ok(BcResponse {
-            auth_req_id,
-            expires_in: expiry,
-            interval: interval.max(1),
-            pending,
-        })
     }
 
     /// The token endpoint's CIBA grant: a poll for a step-up's outcome.
@@ -354,7 +347,10 @@ impl Broker {
             extra.insert("authorization_details".into(), details.clone());
             extra.insert("one_time".into(), Value::Bool(true));
             let cap = now + ONE_TIME_TTL;
-            let access = mint.access_with(tx, &g, &s.scope, &s.aud, cap, extra)?;
+            let access = mint
+                .access(tx, &g, &s.scope, &s.aud, cap)?
+                .with_claims(extra)
+                .sign();
             s.status = StepUpStatus::Issued;
             s.jti = Some(access.jti.clone());
             tx.stepup_put(&s)?;

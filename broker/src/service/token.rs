@@ -91,7 +91,7 @@ pub(super) fn first_tokens(
     bearer: bool,
 ) -> Result<TokenResponse> {
     let (refresh, rjti) = mint.refresh(tx, g)?;
-    let access = mint.access(tx, g, &scope, &aud, g.expires_at)?;
+    let access = mint.access(tx, g, &scope, &aud, g.expires_at)?.sign();
     let mut audit = json!({"gid": g.gid, "agent": g.agent, "jti": access.jti,
         "refresh_jti": rjti, "scope": scope, "aud": aud, "exp": access.exp,
         "grant_exp": g.expires_at});
@@ -428,7 +428,7 @@ impl Broker {
                 return Err(super::authcode::dpop_only(&aud));
             }
             let (refresh, rjti) = mint.refresh(tx, &g)?;
-            let access = mint.access_unsigned(tx, &g, &scope, &aud, g.expires_at)?;
+            let access = mint.access(tx, &g, &scope, &aud, g.expires_at)?;
             let minted = access.pending();
             tx.audit_append(
                 now,
@@ -531,7 +531,7 @@ impl Broker {
                 }
                 None => None,
             };
-            let access = mint.access_unsigned(tx, &g, &scope, &aud, cap)?;
+            let access = mint.access(tx, &g, &scope, &aud, cap)?;
             let minted = access.pending();
             tx.audit_append(
                 now,

@@ -228,17 +228,10 @@ fn device(id: &str, requester: &str, created_at: i64, expires_at: i64) -> Device
         created_at,
         expires_at,
         interval: 5,
-        last_poll: None,
-        status: DeviceStatus::Pending,
-        owner: None,
-        approved_scope: None,
-        approved_audience: None,
-        approved_ttl: None,
-        gid: None,
         requester: Some(requester.into()),
         user_code: Some("ABCD-EFGH".into()),
         reason: Some("sync files".into()),
-        approved_budgets: vec![],
+        ..DeviceReq::default()
     }
 }
 

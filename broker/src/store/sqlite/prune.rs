@@ -32,62 +32,46 @@ fn run(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
     Ok(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// Delete at most `limit` rows of `table` (keyed by `key`) matching `cond`,
+/// where `?1` is `cutoff`.
+fn expire(
+    conn: &Connection,
+    (table, key, cond): (&str, &str, &str),
+    cutoff: i64,
+    limit: i64,
+) -> Result<i64> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {cond} LIMIT ?2)"
+    );
+    run(conn, &sql, params![cutoff, limit])
+}
+
 /// Remove at most `limit` rows of each kind that expired before `now`.
 pub(super) fn prune(conn: &Connection, now: i64, limit: i64) -> Result<Pruned> {
     let old = now - GRACE;
+    let go = |what, cutoff| expire(conn, what, cutoff, limit);
     Ok(Pruned {
         // An access token past its expiry verifies nowhere. A refresh token
         // lives as long as its grant (its `exp` is the grant's), so the spent
         // ones that reuse detection needs stay while the grant is live; the
         // grant's own row is kept (the dashboard lists it).
-        tokens: run(
-            conn,
-            "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens
-               WHERE json_extract(data, '$.exp') < ?1 LIMIT ?2)",
-            params![old, limit],
-        )?,
-        devices: run(
-            conn,
-            "DELETE FROM devices WHERE id IN (SELECT id FROM devices WHERE expires_at < ?1 LIMIT ?2)",
-            params![old, limit],
-        )?,
+        tokens: go(("tokens", "jti", "json_extract(data, '$.exp') < ?1"), old)?,
+        devices: go(("devices", "id", "expires_at < ?1"), old)?,
         // The feed serves only unexpired entries; the newest entry stays
         // whatever its expiry, so the feed's position never goes back.
-        revocations: run(
-            conn,
-            "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations
-               WHERE exp < ?1 AND seq < (SELECT MAX(seq) FROM revocations) LIMIT ?2)",
-            params![old, limit],
+        revocations: go(
+            (
+                "revocations",
+                "seq",
+                "exp < ?1 AND seq < (SELECT MAX(seq) FROM revocations)",
+            ),
+            old,
         )?,
-        attempts: run(
-            conn,
-            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 LIMIT ?2)",
-            params![now - ATTEMPTS_KEPT, limit],
-        )?,
-        sessions: run(
-            conn,
-            "DELETE FROM web_sessions WHERE id_hash IN
-               (SELECT id_hash FROM web_sessions WHERE expires_at < ?1 LIMIT ?2)",
-            params![now, limit],
-        )?,
-        setup_links: run(
-            conn,
-            "DELETE FROM owner_setup WHERE hash IN
-               (SELECT hash FROM owner_setup WHERE expires_at < ?1 LIMIT ?2)",
-            params![now, limit],
-        )?,
-        oauth_pending: run(
-            conn,
-            "DELETE FROM oauth_pending WHERE state_hash IN
-               (SELECT state_hash FROM oauth_pending WHERE expires_at <= ?1 LIMIT ?2)",
-            params![now, limit],
-        )?,
-        invites: run(
-            conn,
-            "DELETE FROM resource_invites WHERE hash IN
-               (SELECT hash FROM resource_invites WHERE expires_at <= ?1 LIMIT ?2)",
-            params![now, limit],
-        )?,
+        attempts: go(("attempts", "id", "at < ?1"), now - ATTEMPTS_KEPT)?,
+        sessions: go(("web_sessions", "id_hash", "expires_at < ?1"), now)?,
+        setup_links: go(("owner_setup", "hash", "expires_at < ?1"), now)?,
+        oauth_pending: go(("oauth_pending", "state_hash", "expires_at <= ?1"), now)?,
+        invites: go(("resource_invites", "hash", "expires_at <= ?1"), now)?,
         // One process: its replay cache holds the proofs, not the database.
         proofs: 0,
     })

@@ -86,7 +86,9 @@ impl Drop for Writer {
             Ok(w) => w,
             Err(p) => p.into_inner(),
         };
-        while guarded(writing, &self.queued, &self.commits, MAX_BATCH, false) {}
+        while guarded(writing, || {
+            batch(writing, &self.queued, &self.commits, MAX_BATCH, false)
+        }) {}
     }
 }
 
@@ -104,7 +106,9 @@ impl Writer {
         };
         if begin_now(&w.conn, self.busy) {
             // The transaction is open: the batch runs here.
-            guarded(&w, &self.queued, &self.commits, COMBINE_MAX, true);
+            guarded(&w, || {
+                batch(&w, &self.queued, &self.commits, COMBINE_MAX, true)
+            });
         }
         drop(w);
         // Jobs left (queued while this batch ran, beyond what it took, or
@@ -189,24 +193,17 @@ fn drain(w: &Writer) {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    while guarded(&writing, &w.queued, &w.commits, MAX_BATCH, false) {}
+    while guarded(&writing, || {
+        batch(&writing, &w.queued, &w.commits, MAX_BATCH, false)
+    }) {}
 }
 
-/// [`batch`], with a panic in its own code (jobs and their answers are
-/// caught inside) contained: the open transaction is rolled back, so the
-/// connection is usable by the next batch, and the jobs taken fail (their
-/// callers get `503`). True when the queue may hold more.
-fn guarded(
-    w: &Writing,
-    queued: &AtomicUsize,
-    commits: &AtomicUsize,
-    max: usize,
-    begun: bool,
-) -> bool {
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        batch(w, queued, commits, max, begun)
-    }));
-    run.unwrap_or_else(|_| {
+/// `run` (a [`batch`] on `w`), with a panic in its own code (jobs and their
+/// answers are caught inside) contained: the open transaction is rolled back,
+/// so the connection is usable by the next batch, and the jobs taken fail
+/// (their callers get `503`). True when the queue may hold more.
+fn guarded(w: &Writing, run: impl FnOnce() -> bool) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         tracing::error!("a write batch panicked; it was rolled back");
         if !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
