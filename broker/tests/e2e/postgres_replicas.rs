@@ -1,5 +1,6 @@
 //! PostgreSQL only (`PROTONPASS_TEST_STORE`): what replicas on one database
-//! share beyond the data. A DPoP proof is accepted by one replica only; a
+//! share beyond the data. A DPoP proof is accepted by one replica only (at
+//! the broker's endpoints and at its gateway alike); a
 //! revocation made through one replica reaches the feed of another at once
 //! (`NOTIFY`); the pool's figures are in `/metrics`; `/readyz` follows the
 //! database going away and coming back (on a cluster of the test's own).
@@ -92,6 +93,56 @@ async fn a_proof_sent_to_two_replicas_at_once_is_accepted_once() {
     let n = a.cli_ok(&["prune", "--now", &later]);
     // The enrollment's proof, one of each round's, the last refresh's.
     assert!(n["removed"]["proofs"].as_i64().unwrap() >= 7, "{n}");
+}
+
+/// The gateway too: the same call, one proof, sent through two replicas at
+/// once reaches the upstream once; the other is refused before it.
+#[tokio::test]
+async fn a_gateway_call_sent_to_two_replicas_at_once_reaches_the_upstream_once() {
+    if !on_postgres() {
+        return;
+    }
+    let (a, up, agent) = crate::gateway::setup_agent().await;
+    let (_b, b_url) = twin(&a);
+    let path = "/gateway/code-host/repos/me/proj";
+    // The proofs name the issuer's URL, whichever replica they are sent to.
+    let url = format!("{}{path}", a.url);
+    let send = async |base: &str, proof: &str| {
+        let r = a
+            .http
+            .get(format!("{base}{path}"))
+            .header("authorization", format!("DPoP {}", agent.1))
+            .header("dpop", proof)
+            .send()
+            .await
+            .unwrap();
+        crate::gateway::json(r).await
+    };
+    // A nonce (the replicas share them): the answer to a proof without one.
+    let probe = protonpass_e2e::dpop(&agent.0, "GET", &url, Some(&agent.1), None);
+    let r = a
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {}", agent.1))
+        .header("dpop", probe)
+        .send()
+        .await
+        .unwrap();
+    let nonce = r
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let before = up.calls();
+    for _ in 0..5 {
+        let proof = protonpass_e2e::dpop(&agent.0, "GET", &url, Some(&agent.1), nonce.as_deref());
+        let (ra, rb) = tokio::join!(send(&a.url, &proof), send(&b_url, &proof));
+        let ok = [&ra, &rb].iter().filter(|r| r.0 == 200).count();
+        assert_eq!(ok, 1, "{ra:?} / {rb:?}");
+        let refused = if ra.0 == 200 { &rb } else { &ra };
+        assert_eq!(refused.0, 401, "{refused:?}");
+        assert_eq!(refused.1["error"], "invalid_dpop_proof", "{refused:?}");
+    }
+    assert_eq!(up.calls() - before, 5);
 }
 
 #[tokio::test]

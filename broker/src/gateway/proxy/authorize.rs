@@ -135,6 +135,11 @@ pub(super) async fn authorize(
         }
         r
     })?;
+    // Replicas sharing a store accept a proof once between them, as at the
+    // broker's own endpoints (nothing to do for a store of one process).
+    b.proof_once(&v.proof, now)
+        .await
+        .map_err(|e| refuse(call, &e, None, None))?;
     call.agent = v.claims.client_id.clone();
     call.gid = v.claims.gid.clone();
     call.reason = v.proof.reason.clone();
