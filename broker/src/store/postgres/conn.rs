@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use super::{Unpark, pg_err, wait};
-use crate::model::{AuditRecord, Grant, Resource};
+use crate::model::{AuditRecord, Grant, Resource, TokenRec};
 use crate::store::Result;
 
 /// Statement parameters.
@@ -197,6 +197,13 @@ impl<'c> PgTx<'c> {
         }
     }
 
+    /// Forget the grant the batch read with a token (a grant is written).
+    pub(super) fn forget_grant(&self) {
+        if let Some(b) = self.batch {
+            b.forget_grant();
+        }
+    }
+
     /// Send `sql` (simple protocol, several statements allowed) without
     /// waiting for its answer ([`PgTx::flush`] does).
     pub(super) fn send_batch(&self, sql: &'static str) {
@@ -358,5 +365,30 @@ impl<'c> PgTx<'c> {
     /// Every row's JSON `data`, decoded.
     pub(super) fn many<T: DeserializeOwned>(&self, sql: &str, p: Params<'_>) -> Result<Vec<T>> {
         self.rows(sql, p, |r| from_json(col::<&str>(r, 0)?))
+    }
+}
+
+/// A token and its grant in one round trip (the writer's batch keeps the
+/// grant for the job's `grant_get`, which follows every token read there).
+pub(super) const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
+     LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
+pub(super) const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
+     LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
+
+impl PgTx<'_> {
+    /// The token `key` selects with `sql`; its grant is kept in the batch.
+    pub(super) fn token_and_grant(&self, sql: &str, key: &str) -> Result<Option<TokenRec>> {
+        let Some((t, g)) = self.row(sql, &[&key], |r| {
+            let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
+            let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
+            Ok((t, g))
+        })?
+        else {
+            return Ok(None);
+        };
+        if let Some(b) = self.batch() {
+            b.keep_grant(&t.gid, g);
+        }
+        Ok(Some(t))
     }
 }

@@ -10,7 +10,9 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{PgTx, audit_row, col, from_json, to_json};
+use super::conn::{
+    PgTx, TOKEN_BY_HASH_WITH_GRANT, TOKEN_BY_JTI_WITH_GRANT, audit_row, col, to_json,
+};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -28,31 +30,6 @@ fn device_status(s: &DeviceStatus) -> &'static str {
         DeviceStatus::Approved => "approved",
         DeviceStatus::Denied => "denied",
         DeviceStatus::Used => "used",
-    }
-}
-
-/// A token and its grant in one round trip (the writer's batch keeps the
-/// grant for the job's `grant_get`, which follows every token read there).
-const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
-const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
-
-impl PgTx<'_> {
-    /// The token `key` selects with `sql`; its grant is kept in the batch.
-    fn token_and_grant(&self, sql: &str, key: &str) -> Result<Option<TokenRec>> {
-        let Some((t, g)) = self.row(sql, &[&key], |r| {
-            let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
-            let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
-            Ok((t, g))
-        })?
-        else {
-            return Ok(None);
-        };
-        if let Some(b) = self.batch() {
-            b.keep_grant(&t.gid, g);
-        }
-        Ok(Some(t))
     }
 }
 
@@ -85,9 +62,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_put(&mut self, g: &Grant) -> Result<()> {
-        if let Some(b) = self.batch() {
-            b.forget_grant();
-        }
+        self.forget_grant();
         self.send(
             "INSERT INTO grants(gid, owner, agent, enroll_hash, data) VALUES ($1,$2,$3,$4,$5)
              ON CONFLICT (gid) DO UPDATE SET owner = EXCLUDED.owner, agent = EXCLUDED.agent,
