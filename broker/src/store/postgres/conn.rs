@@ -2,8 +2,8 @@
 //! its queries share: statements prepared once per connection and cached,
 //! rows decoded with typed errors (a failure is `503`, never a panic).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use super::{Unpark, pg_err, wait};
-use crate::model::{AuditRecord, Resource};
+use crate::model::{AuditRecord, Grant, Resource, TokenRec};
 use crate::store::Result;
 
 /// Statement parameters.
@@ -69,6 +69,10 @@ pub(super) struct Batch {
     /// The resources of an audience, once the batch read them (forgotten
     /// when the batch writes a resource or rolls a job back).
     resources: RefCell<HashMap<String, Vec<Resource>>>,
+    /// The grant read together with a token (`gid`, and the grant or none),
+    /// for the job's next `grant_get` of it: one round trip for both.
+    /// Forgotten when the batch writes a grant or rolls a job back.
+    grant: RefCell<Option<(String, Option<Grant>)>>,
 }
 
 impl Batch {
@@ -99,6 +103,24 @@ impl Batch {
     pub(super) fn forget_resources(&self) {
         self.resources.borrow_mut().clear();
     }
+
+    /// The grant `gid` if the batch read it with a token.
+    pub(super) fn grant(&self, gid: &str) -> Option<Option<Grant>> {
+        match &*self.grant.borrow() {
+            Some((g, found)) if g == gid => Some(found.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keep the grant `gid` read with a token (`None`: there is no such grant).
+    pub(super) fn keep_grant(&self, gid: &str, g: Option<Grant>) {
+        *self.grant.borrow_mut() = Some((gid.to_owned(), g));
+    }
+
+    /// Forget the grant read (a grant was written, or a job rolled back).
+    pub(super) fn forget_grant(&self) {
+        *self.grant.borrow_mut() = None;
+    }
 }
 
 /// Poll `f` once on this thread (see [`wait`]).
@@ -115,9 +137,11 @@ fn poll_once<T>(
 ///
 /// In the writer's batch, statements are pipelined: one whose answer the
 /// job does not need (a write returning nothing, [`PgTx::send`]) is sent at
-/// once; its answer is read while the job waits for a later statement, and
-/// its outcome is checked at the end of the job ([`PgTx::flush`]). A job costs one round
-/// trip per read plus one, not one per statement. The server runs them in
+/// once; its answer is read while a job of the batch waits for a later
+/// statement, and its outcome is told by [`PgTx::settle`] (the writer asks
+/// when a job fails and at the batch's end). One `PgTx` serves the whole
+/// batch; a job costs one round trip per read, not one per statement (a
+/// token read brings its grant along). The server runs them in
 /// the order they were sent (one connection), so a read sees every write
 /// sent before it.
 pub(super) struct PgTx<'c> {
@@ -125,9 +149,15 @@ pub(super) struct PgTx<'c> {
     rt: &'c tokio::runtime::Handle,
     /// The writer's batch; `None` on a reader (autocommit) connection.
     batch: Option<&'c Batch>,
-    /// Statements sent, answered or not; their outcomes are told at
-    /// [`PgTx::flush`].
-    sent: RefCell<Vec<Pending<'c>>>,
+    /// Statements sent and not yet known to be answered, in order.
+    sent: RefCell<VecDeque<Pending<'c>>>,
+    /// Statements sent so far (the number of the next one).
+    count: Cell<usize>,
+    /// Statements answered so far (the number of the first in `sent`).
+    answered: Cell<usize>,
+    /// The statements answered with a failure, by number, until told
+    /// ([`PgTx::flush`], [`PgTx::settle`]).
+    failed: RefCell<Vec<(usize, tokio_postgres::Error)>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -136,7 +166,10 @@ impl<'c> PgTx<'c> {
             c,
             rt,
             batch: None,
-            sent: RefCell::new(Vec::new()),
+            sent: RefCell::new(VecDeque::new()),
+            count: Cell::new(0),
+            answered: Cell::new(0),
+            failed: RefCell::new(Vec::new()),
         }
     }
 
@@ -164,6 +197,13 @@ impl<'c> PgTx<'c> {
         }
     }
 
+    /// Forget the grant the batch read with a token (a grant is written).
+    pub(super) fn forget_grant(&self) {
+        if let Some(b) = self.batch {
+            b.forget_grant();
+        }
+    }
+
     /// Send `sql` (simple protocol, several statements allowed) without
     /// waiting for its answer ([`PgTx::flush`] does).
     pub(super) fn send_batch(&self, sql: &'static str) {
@@ -179,7 +219,32 @@ impl<'c> PgTx<'c> {
         let mut f = MaybeDone::Future(f);
         let pinned: Pin<&mut Pending<'c>> = Pin::new(&mut f);
         let _ = poll_once(self.rt, pinned);
-        self.sent.borrow_mut().push(f);
+        let mut sent = self.sent.borrow_mut();
+        sent.push_back(f);
+        self.count.set(self.count.get() + 1);
+        self.reap(&mut sent);
+    }
+
+    /// The number of statements sent so far.
+    pub(super) fn sent_count(&self) -> usize {
+        self.count.get()
+    }
+
+    /// Take the answered statements at the front of `sent` (answers come
+    /// in order), keeping their failures.
+    fn reap(&self, sent: &mut VecDeque<Pending<'c>>) {
+        while let Some(front) = sent.front_mut() {
+            if !matches!(front, MaybeDone::Done(_)) {
+                break;
+            }
+            let out = Pin::new(front).take_output();
+            sent.pop_front();
+            let n = self.answered.get();
+            self.answered.set(n + 1);
+            if let Some(Err(e)) = out {
+                self.failed.borrow_mut().push((n, e));
+            }
+        }
     }
 
     /// Run `f` to completion on this thread while reading the answers of the
@@ -189,7 +254,7 @@ impl<'c> PgTx<'c> {
     fn wait_driving<F: Future>(&self, f: F) -> F::Output {
         let mut sent = self.sent.borrow_mut();
         let mut f = std::pin::pin!(f);
-        wait(
+        let out = wait(
             self.rt,
             std::future::poll_fn(|cx| {
                 for s in sent.iter_mut() {
@@ -198,12 +263,24 @@ impl<'c> PgTx<'c> {
                 }
                 f.as_mut().poll(cx)
             }),
-        )
+        );
+        self.reap(&mut sent);
+        out
     }
 
-    /// Wait for the answers of every statement sent; the first failure.
+    /// Wait for the answers of every statement sent; the first failure
+    /// not told before.
     pub(super) fn flush(&self) -> Result<()> {
-        let mut sent = std::mem::take(&mut *self.sent.borrow_mut());
+        match self.settle().into_iter().next() {
+            Some((_, e)) => Err(pg_err(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for the answers of every statement sent; the failures not told
+    /// before, with the statements' numbers ([`PgTx::sent_count`]).
+    pub(super) fn settle(&self) -> Vec<(usize, tokio_postgres::Error)> {
+        let mut sent = self.sent.borrow_mut();
         wait(
             self.rt,
             std::future::poll_fn(|cx| {
@@ -214,16 +291,8 @@ impl<'c> PgTx<'c> {
                 if done { Poll::Ready(()) } else { Poll::Pending }
             }),
         );
-        let mut first = Ok(());
-        for s in &mut sent {
-            // Each is answered: the wait above ends only when all are.
-            if let Some(Err(e)) = Pin::new(s).take_output()
-                && first.is_ok()
-            {
-                first = Err(e);
-            }
-        }
-        first.map_err(pg_err)
+        self.reap(&mut sent);
+        std::mem::take(&mut *self.failed.borrow_mut())
     }
 
     /// Run a statement whose outcome the caller does not need: in the
@@ -296,5 +365,30 @@ impl<'c> PgTx<'c> {
     /// Every row's JSON `data`, decoded.
     pub(super) fn many<T: DeserializeOwned>(&self, sql: &str, p: Params<'_>) -> Result<Vec<T>> {
         self.rows(sql, p, |r| from_json(col::<&str>(r, 0)?))
+    }
+}
+
+/// A token and its grant in one round trip (the writer's batch keeps the
+/// grant for the job's `grant_get`, which follows every token read there).
+pub(super) const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
+     LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
+pub(super) const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
+     LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
+
+impl PgTx<'_> {
+    /// The token `key` selects with `sql`; its grant is kept in the batch.
+    pub(super) fn token_and_grant(&self, sql: &str, key: &str) -> Result<Option<TokenRec>> {
+        let Some((t, g)) = self.row(sql, &[&key], |r| {
+            let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
+            let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
+            Ok((t, g))
+        })?
+        else {
+            return Ok(None);
+        };
+        if let Some(b) = self.batch() {
+            b.keep_grant(&t.gid, g);
+        }
+        Ok(Some(t))
     }
 }

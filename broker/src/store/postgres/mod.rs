@@ -9,11 +9,15 @@
 //!   once, a budget is never overspent, and the audit chain has one head.
 //!   Each job runs in its own savepoint; a failed job is rolled back alone.
 //!   The batch's statements are pipelined on its connection (`conn.rs`):
-//!   `BEGIN` and the lock, a job's `SAVEPOINT` and its writes go out without
-//!   waiting; their answers are read while the job waits for its next read,
-//!   and their outcomes are checked at the job's end (one round trip with
-//!   the `RELEASE`); what the batch read of the audit head
-//!   and of the resources is kept for the batch (the lock keeps it true).
+//!   `BEGIN` and the lock, a job's `SAVEPOINT`, its writes and its `RELEASE`
+//!   go out without waiting; their answers are read while a job (this one or
+//!   a later one of the batch) waits for a read, and checked when a job
+//!   fails and at the batch's end, before `COMMIT` (`batch.rs`). A
+//!   failed statement aborts the transaction there: its job and the jobs
+//!   after it are rolled back together and told they failed, those before
+//!   it commit. What the batch read of the audit head, of the resources and
+//!   of the grant read with a token is kept for the batch (the lock keeps
+//!   it true).
 //! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
 //! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
 //!   connections are driven by a small runtime private to the store, and the
@@ -29,6 +33,7 @@
 //!   transactions with [`Error::TemporarilyUnavailable`] (503); broken
 //!   connections are dropped by the pool and new ones made on the next use.
 
+mod batch;
 mod budget;
 mod conn;
 mod ext;
@@ -41,16 +46,16 @@ mod tx2;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
-use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use protonpass_agent::Error;
 
-use self::conn::{Batch, PgTx};
-use super::{FeedNotice, Finish, Job, Result, Store};
+use self::conn::PgTx;
+use super::{FeedNotice, Job, Result, Store};
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -240,7 +245,7 @@ impl PgStore {
         let (wpool, wrt) = (pool.clone(), rt.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(&wpool, &wrt, rx))
+            .spawn(move || self::batch::writer(&wpool, &wrt, rx))
             .map_err(|e| Error::Server(format!("cannot start the writer: {e}")))?;
         let proofs = self::proofs::Proofs::start(pool.clone(), rt.clone())?;
         Ok(Arc::new(PgStore {
@@ -262,117 +267,6 @@ impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL's Debug leaves the password out.
         f.debug_struct("PgStore").field("url", &self.url).finish()
-    }
-}
-
-/// Fail every job of a batch: dropping a job tells its caller the store is
-/// unavailable; finishes report the failure.
-fn fail_all(finishes: Vec<Finish>) {
-    for f in finishes {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            f(Err(Error::TemporarilyUnavailable("storage failure".into())))
-        }))
-        .is_err()
-        {
-            tracing::error!("a write job's completion panicked");
-        }
-    }
-}
-
-fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let client = match wait(rt, pool.get()) {
-            Ok(c) => c,
-            Err(e) => {
-                // Dropping the jobs tells every caller the store is unavailable.
-                let _ = pool_err(e);
-                continue;
-            }
-        };
-        run_batch(&client, rt, batch);
-    }
-}
-
-/// One batch: one transaction under the writers' lock, each job in its own
-/// savepoint, the statements pipelined (see [`PgTx`]).
-fn run_batch(client: &ClientWrapper, rt: &tokio::runtime::Handle, batch: Vec<Job>) {
-    let state = Batch::default();
-    let mut begun = false;
-    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-    let mut broken = false;
-    for job in batch {
-        if broken {
-            // The connection or the transaction is gone: so is the work of
-            // the jobs before, and the rest cannot run (dropped: unavailable).
-            continue;
-        }
-        let head = state.head();
-        let mut tx = PgTx::in_batch(client, rt, &state);
-        if !begun {
-            // Read committed whatever the server's default: each statement
-            // after the lock sees what the batches before this one
-            // committed. Sent with the first job's statements: a failure
-            // fails that job's savepoint, then the batch.
-            tx.send_batch(BEGIN);
-            begun = true;
-        }
-        tx.send_batch("SAVEPOINT job");
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-        let (ok, finish) = match run {
-            Ok((ok, finish)) => (ok, Some(finish)),
-            Err(_) => {
-                tracing::error!("a write job panicked; it was rolled back");
-                (false, None)
-            }
-        };
-        if ok {
-            tx.send_batch("RELEASE job");
-        }
-        let sent = tx.flush();
-        if ok && sent.is_ok() {
-            finishes.extend(finish);
-            continue;
-        }
-        // The job failed, or a statement it sent did: undo its work alone.
-        state.set_head(head);
-        state.forget_resources();
-        tx.send_batch("ROLLBACK TO job; RELEASE job");
-        broken = tx.flush().is_err();
-        match (finish, sent) {
-            (Some(f), Ok(())) => finishes.push(f),
-            (Some(f), Err(e)) => finish_now(f, Err(e)),
-            (None, _) => {}
-        }
-    }
-    let tx = PgTx::new(client, rt);
-    if broken {
-        tx.send_batch("ROLLBACK");
-        let _ = tx.flush();
-        fail_all(finishes);
-        return;
-    }
-    tx.send_batch("COMMIT");
-    let commit = tx.flush();
-    if commit.is_err() {
-        tx.send_batch("ROLLBACK");
-        let _ = tx.flush();
-    }
-    for f in finishes {
-        finish_now(f, commit.clone());
-    }
-}
-
-/// Tell a job's caller its outcome.
-fn finish_now(f: Finish, r: Result<()>) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).is_err() {
-        tracing::error!("a write job's completion panicked");
     }
 }
 

@@ -10,7 +10,9 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{PgTx, audit_row, col, to_json};
+use super::conn::{
+    PgTx, TOKEN_BY_HASH_WITH_GRANT, TOKEN_BY_JTI_WITH_GRANT, audit_row, col, to_json,
+};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -60,6 +62,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_put(&mut self, g: &Grant) -> Result<()> {
+        self.forget_grant();
         self.send(
             "INSERT INTO grants(gid, owner, agent, enroll_hash, data) VALUES ($1,$2,$3,$4,$5)
              ON CONFLICT (gid) DO UPDATE SET owner = EXCLUDED.owner, agent = EXCLUDED.agent,
@@ -75,6 +78,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
+        if let Some(g) = self.batch().and_then(|b| b.grant(gid)) {
+            return Ok(g);
+        }
         self.one("SELECT data FROM grants WHERE gid = $1", &[&gid])
     }
 
@@ -105,10 +111,16 @@ impl Tx for PgTx<'_> {
     }
 
     fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
+        if self.batch().is_some() {
+            return self.token_and_grant(TOKEN_BY_JTI_WITH_GRANT, jti);
+        }
         self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
     }
 
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>> {
+        if self.batch().is_some() {
+            return self.token_and_grant(TOKEN_BY_HASH_WITH_GRANT, hash);
+        }
         self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
     }
 
