@@ -135,14 +135,18 @@ pub(super) async fn authorize(
         }
         r
     })?;
-    // Replicas sharing a store accept a proof once between them, as at the
-    // broker's own endpoints (nothing to do for a store of one process).
-    b.proof_once(&v.proof, now)
-        .await
-        .map_err(|e| refuse(call, &e, None, None))?;
     call.agent = v.claims.client_id.clone();
     call.gid = v.claims.gid.clone();
     call.reason = v.proof.reason.clone();
+    // Replicas sharing a store accept a proof once between them, as at the
+    // broker's own endpoints (nothing to do for a store of one process).
+    b.proof_once(&v.proof, now).await.map_err(|e| {
+        let mut r = refuse(call, &e, None, None);
+        if r.status() == StatusCode::UNAUTHORIZED {
+            announce_metadata(&mut r, b, name, &up);
+        }
+        r
+    })?;
 
     // Revocation cuts off at once: the store, not only the token's expiry. A
     // token found live under the feed head just read is still live (only a

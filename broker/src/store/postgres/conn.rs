@@ -70,8 +70,9 @@ pub(super) struct Batch {
     /// when the batch writes a resource or rolls a job back).
     resources: RefCell<HashMap<String, Vec<Resource>>>,
     /// The grant read together with a token (`gid`, and the grant or none),
-    /// for the job's next `grant_get` of it: one round trip for both.
-    /// Forgotten when the batch writes a grant or rolls a job back.
+    /// for the next `grant_get` of it in the batch (the writers' lock keeps
+    /// it true): one round trip for both. Forgotten when the batch writes a
+    /// grant or rolls a job back.
     grant: RefCell<Option<(String, Option<Grant>)>>,
 }
 
@@ -296,8 +297,9 @@ impl<'c> PgTx<'c> {
     }
 
     /// Run a statement whose outcome the caller does not need: in the
-    /// writer, sent now and checked when the job ends (a failure then fails
-    /// the job, as a failure here would: storage failures are all `503`);
+    /// writer, sent now and checked at the batch's next read or its end (a
+    /// failure then fails the job and the batch's later ones: storage
+    /// failures are all `503`);
     /// elsewhere, run at once.
     pub(super) fn send(&self, sql: &'static str, p: Vec<Owned>) -> Result<()> {
         if self.batch.is_none() {
@@ -369,7 +371,7 @@ impl<'c> PgTx<'c> {
 }
 
 /// A token and its grant in one round trip (the writer's batch keeps the
-/// grant for the job's `grant_get`, which follows every token read there).
+/// grant for the next `grant_get` of it, which follows every token read there).
 pub(super) const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
      LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
 pub(super) const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t

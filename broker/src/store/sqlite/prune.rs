@@ -36,7 +36,7 @@ fn run(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
 /// where `?1` is `cutoff`.
 fn expire(
     conn: &Connection,
-    (table, key, cond): (&str, &str, &str),
+    (table, key, cond): (&'static str, &'static str, &'static str),
     cutoff: i64,
     limit: i64,
 ) -> Result<i64> {
