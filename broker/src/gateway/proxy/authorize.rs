@@ -112,7 +112,7 @@ pub(super) async fn authorize(
     };
     let keys = b.keyring();
     let method = req.method.as_str();
-    let v = check_token(
+    let checked = check_token(
         gw,
         &ProofCheck {
             method,
@@ -126,22 +126,22 @@ pub(super) async fn authorize(
         &keys.keyset,
         &validation,
         now,
-    )
-    .map_err(|e| {
+    );
+    let checked = match checked {
+        Ok(v) => {
+            call.agent = v.claims.client_id.clone();
+            call.gid = v.claims.gid.clone();
+            call.reason = v.proof.reason.clone();
+            // Replicas sharing a store accept a proof once between them, as
+            // at the broker's own endpoints (nothing to do for a store of
+            // one process).
+            b.proof_once(&v.proof, now).await.map(|()| v)
+        }
+        Err(e) => Err(e),
+    };
+    let v = checked.map_err(|e| {
         let fresh = matches!(e, Error::UseDpopNonce).then(|| b.nonces.issue(now));
         let mut r = refuse(call, &e, None, fresh);
-        if r.status() == StatusCode::UNAUTHORIZED {
-            announce_metadata(&mut r, b, name, &up);
-        }
-        r
-    })?;
-    call.agent = v.claims.client_id.clone();
-    call.gid = v.claims.gid.clone();
-    call.reason = v.proof.reason.clone();
-    // Replicas sharing a store accept a proof once between them, as at the
-    // broker's own endpoints (nothing to do for a store of one process).
-    b.proof_once(&v.proof, now).await.map_err(|e| {
-        let mut r = refuse(call, &e, None, None);
         if r.status() == StatusCode::UNAUTHORIZED {
             announce_metadata(&mut r, b, name, &up);
         }
