@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use protonpass_agent::*;
 use rust_decimal::Decimal;
 
-const ISSUER: &str = "https://broker.example";
+mod common;
+
+use common::ISSUER;
+
 const AUDIENCE: &str = "https://api.travel.example";
 const URL: &str = "https://api.travel.example/bookings?trip=42";
 
@@ -77,19 +80,9 @@ fn run() -> std::result::Result<(), String> {
     );
 
     println!("\n3. The owner approved a grant; the broker issues a one-hour access token.");
-    let claims = AccessTokenClaims {
-        iss: ISSUER.into(),
-        sub: "owner-alice".into(),
-        aud: AUDIENCE.into(),
-        client_id: "travel-bot".into(),
-        iat: now,
-        exp: now + 3600,
-        jti: random_id(&rng, 16).map_err(fail)?,
-        scope: "travel:search travel:book payment:execute:under-100".into(),
-        jkt: agent.thumbprint().into(),
-        gid: "grant-1".into(),
-        act_sub: "travel-bot".into(),
-    };
+    let scope = "travel:search travel:book payment:execute:under-100";
+    let claims =
+        common::travel_bot_claims(&rng, now, AUDIENCE, scope, agent.thumbprint()).map_err(fail)?;
     let token = broker.sign(&claims);
     println!(
         "   token ({} bytes), scope {:?}, bound to the agent's key",

@@ -29,7 +29,10 @@ use std::result::Result;
 use protonpass_agent::*;
 use serde_json::{Map, Value, json};
 
-const ISSUER: &str = "https://broker.example";
+mod common;
+
+use common::ISSUER;
+
 const AUDIENCE: &str = "https://api.example";
 const KID: &str = "broker-2026-1";
 
@@ -142,19 +145,10 @@ fn make(args: &[String]) -> Result<(Value, bool), String> {
     let fail = |e: Error| e.to_string();
     let broker = SigningKey::new(KID, AgentKey::generate(&rng).map_err(fail)?);
     let agent = AgentKey::generate(&rng).map_err(fail)?;
-    let token = broker.sign(&AccessTokenClaims {
-        iss: ISSUER.into(),
-        sub: "owner-alice".into(),
-        aud: AUDIENCE.into(),
-        client_id: "travel-bot".into(),
-        iat: now,
-        exp: now + 3600,
-        jti: random_id(&rng, 16).map_err(fail)?,
-        scope: "travel:search travel:book".into(),
-        jkt: o.get("bind-jkt").unwrap_or(agent.thumbprint()).into(),
-        gid: "grant-1".into(),
-        act_sub: "travel-bot".into(),
-    });
+    let jkt = o.get("bind-jkt").unwrap_or(agent.thumbprint());
+    let scope = "travel:search travel:book";
+    let claims = common::travel_bot_claims(&rng, now, AUDIENCE, scope, jkt).map_err(fail)?;
+    let token = broker.sign(&claims);
     let proof = create_proof(
         &agent,
         &ProofInput {

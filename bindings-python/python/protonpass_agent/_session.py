@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import inspect
 import os
 import signal
 import threading
 import time
 import weakref
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import (
     TYPE_CHECKING,
     Any,
     Awaitable,
     Callable,
     Coroutine,
+    Generator,
     Generic,
     Iterable,
     Optional,
@@ -40,6 +42,17 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 Prompt = Callable[[_native.DevicePrompt], object]
+
+
+@contextlib.contextmanager
+def _close_errors(exc: Optional[BaseException]) -> Generator[None, None, None]:
+    """How a ``with`` block ends a session: an error closing it is raised, unless
+    the block is already ending on an exception ``exc`` (which then goes on)."""
+    try:
+        yield
+    except _native.ProtonPassError:
+        if exc is None:
+            raise
 
 
 def _awaitable_twin(
@@ -269,32 +282,16 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        try:
+    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+        with _close_errors(exc):
             self.close()
-        except _native.ProtonPassError:
-            if exc is None:
-                raise
 
     async def __aenter__(self) -> Session:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        try:
+    async def __aexit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+        with _close_errors(exc):
             await self.aclose()
-        except _native.ProtonPassError:
-            if exc is None:
-                raise
 
     def __repr__(self) -> str:
         return repr(self._native)
