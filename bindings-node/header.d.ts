@@ -26,30 +26,8 @@ export declare class ScopeNotGranted extends ProtonPassError {
   /** What the broker granted. */
   readonly granted: string[]
 }
-/** @deprecated Catch `AccessDenied` or `Expired`: their base, kept for one release. */
-export declare class ApprovalError extends ProtonPassError {}
-/** The owner denied the request (`access_denied`). */
-export declare class AccessDenied extends ApprovalError {}
-/** The device request or enrollment code expired before it was used (`expired_token`). */
-export declare class Expired extends ApprovalError {}
-/** A verified token lacks the scope a request needs (`insufficient_scope`). */
-export declare class InsufficientScope extends ProtonPassError {}
-/** A scope is malformed, or nothing requested could be granted (`invalid_scope`). */
-export declare class InvalidScope extends ProtonPassError {}
-/** The grant is invalid, expired, spent or revoked (`invalid_grant`): authenticate again. */
-export declare class InvalidGrant extends ProtonPassError {}
-/** An access token was refused (`invalid_token`). */
-export declare class InvalidToken extends ProtonPassError {}
-/** A DPoP proof was refused, or a nonce is required (`invalid_dpop_proof`, `use_dpop_nonce`). */
-export declare class InvalidProof extends ProtonPassError {}
-/** The request or an argument is malformed (`invalid_request`, `invalid_target`, ...). */
-export declare class InvalidRequest extends ProtonPassError {}
-/** The broker could not be reached or cannot answer now (`broker_unavailable`, `temporarily_unavailable`, `server_error`). */
-export declare class BrokerUnavailable extends ProtonPassError {}
-/** The broker answered something that is not a valid protocol response (`invalid_response`). */
-export declare class InvalidResponse extends ProtonPassError {}
-/** The local grant store could not be read or written (`storage_error`). */
-export declare class StorageError extends ProtonPassError {}
+// ERROR-CLASSES: the classes of lib/error-classes.js made by `errorClass`,
+// declared here by scripts/build.js with their doc comments.
 /** A revoked, expired or spent grant is an `InvalidGrant`. */
 export declare const Revoked: typeof InvalidGrant
 /** @deprecated The former name of `ScopeNotGranted`, kept for one release. */
@@ -245,4 +223,26 @@ export declare function serveResourceMetadata(app: { get(path: string, handler: 
 export interface Jwk {
   kty: string
   [member: string]: unknown
+}
+
+/**
+ * A DPoP proof that passed every check of RFC 9449 section 4.3 (replay
+ * aside): its key and claims, as `verifyProof` returns them.
+ */
+export interface VerifiedProof {
+  /** The proof's public JWK. */
+  jwk: Record<string, string>
+  /** Its RFC 7638 thumbprint. */
+  jkt: string
+  /** The JWS algorithm (`EdDSA`, `Ed25519` or `ES256`). */
+  alg: string
+  jti: string
+  htm: string
+  /** `htu`, normalized. */
+  htu: string
+  iat: number
+  /** The nonce it carried. */
+  nonce?: string
+  /** The agent's stated reason, if any. */
+  reason?: string
 }

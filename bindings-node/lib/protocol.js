@@ -6,15 +6,14 @@ const native = require('./addon.js');
 const { toError, withErrors } = require('./errors.js');
 
 const jwkText = (jwk) => (typeof jwk === 'string' ? jwk : JSON.stringify(jwk));
-const protocol = {
-  jwkThumbprint: withErrors((jwk) => native.jwkThumbprint(jwkText(jwk))),
-  verifySignature: withErrors((jwk, alg, message, signature) => native.verifySignature(jwkText(jwk), alg, message, signature)),
-  verifyEd25519: withErrors(native.verifyEd25519),
-  signEd25519: withErrors((privateJwk, message) => native.signEd25519(jwkText(privateJwk), message)),
-  accessTokenHash: withErrors(native.accessTokenHash),
-  verifyProof: withErrors(native.verifyProof),
-  scopeRefusal: withErrors(native.scopeRefusal),
-};
+const jwkThumbprint = withErrors((jwk) => native.jwkThumbprint(jwkText(jwk)));
+const verifySignature = withErrors((jwk, alg, message, signature) =>
+  native.verifySignature(jwkText(jwk), alg, message, signature));
+const verifyEd25519 = withErrors(native.verifyEd25519);
+const signEd25519 = withErrors((privateJwk, message) => native.signEd25519(jwkText(privateJwk), message));
+const accessTokenHash = withErrors(native.accessTokenHash);
+const verifyProof = withErrors(native.verifyProof);
+const scopeRefusal = withErrors(native.scopeRefusal);
 
 // RFC 9728 protected-resource metadata: built by the core.
 
@@ -56,12 +55,24 @@ function serveResourceMetadata(app, options) {
   return path;
 }
 
+const resourceMetadataJson = withErrors(native.resourceMetadataJson);
+const resourceMetadataPath = withErrors(native.resourceMetadataPath);
+const resourceMetadataUrl = withErrors(native.resourceMetadataUrl);
+
+// Names only (no computed values) in this list: the ES module entry point
+// finds them by reading it (Node's CommonJS named-export detection).
 module.exports = {
-  ...protocol,
+  jwkThumbprint,
+  verifySignature,
+  verifyEd25519,
+  signEd25519,
+  accessTokenHash,
+  verifyProof,
+  scopeRefusal,
   resourceMetadata,
   resourceMetadataHandler,
   serveResourceMetadata,
-  resourceMetadataJson: withErrors(native.resourceMetadataJson),
-  resourceMetadataPath: withErrors(native.resourceMetadataPath),
-  resourceMetadataUrl: withErrors(native.resourceMetadataUrl),
+  resourceMetadataJson,
+  resourceMetadataPath,
+  resourceMetadataUrl,
 };

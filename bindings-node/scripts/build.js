@@ -55,7 +55,24 @@ const inWorkspace =
 const manifest = inWorkspace ? path.join(root, 'Cargo.toml') : path.join(root, 'standalone', 'Cargo.toml');
 if (!fs.existsSync(manifest)) fail(`no Cargo manifest at ${manifest}`);
 
-const header = fs.readFileSync(path.join(root, 'header.d.ts'), 'utf8');
+// header.d.ts, with the error classes made by `errorClass` in
+// lib/error-classes.js declared in place of its ERROR-CLASSES comment: each
+// with the doc comment and base class it has there.
+function errorClassDeclarations() {
+  const source = fs.readFileSync(path.join(root, 'lib', 'error-classes.js'), 'utf8');
+  const made = /(\/\*\*(?:(?!\*\/)[^])*\*\/)\nconst (\w+) = errorClass\('(\w+)'(?:, (\w+))?\);/g;
+  const out = [];
+  for (const [, doc, name, jsName, base] of source.matchAll(made)) {
+    if (name !== jsName) fail(`lib/error-classes.js: ${name} is named '${jsName}'`);
+    out.push(`${doc}\nexport declare class ${name} extends ${base || 'ProtonPassError'} {}`);
+  }
+  if (out.length === 0) fail('lib/error-classes.js: no errorClass declaration found');
+  return out.join('\n');
+}
+const marker = /^\/\/ ERROR-CLASSES:.*\n(?:\/\/.*\n)*/m;
+const headerSource = fs.readFileSync(path.join(root, 'header.d.ts'), 'utf8');
+if (!marker.test(headerSource)) fail('header.d.ts: no ERROR-CLASSES comment');
+const header = headerSource.replace(marker, () => `${errorClassDeclarations()}\n`);
 const args = [
   cli, 'build',
   '--platform',

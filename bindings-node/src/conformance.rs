@@ -5,8 +5,6 @@
 //! converted and errors mapped here; nothing is decided. `lib/protocol.js` accepts a
 //! JWK as an object and passes it here as JSON text.
 
-use std::collections::HashMap;
-
 use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use protonpass_agent::{
@@ -102,36 +100,14 @@ pub struct ProofCheckOptions {
     pub max_skew: Option<i64>,
 }
 
-/// A DPoP proof that passed every check of RFC 9449 section 4.3 (replay
-/// aside): its key and claims.
-#[napi(object)]
-#[derive(Debug)]
-pub struct VerifiedProof {
-    /// The proof's public JWK.
-    pub jwk: HashMap<String, String>,
-    /// Its RFC 7638 thumbprint.
-    pub jkt: String,
-    /// The JWS algorithm (`EdDSA`, `Ed25519` or `ES256`).
-    pub alg: String,
-    /// `jti`.
-    pub jti: String,
-    /// `htm`.
-    pub htm: String,
-    /// `htu`, normalized.
-    pub htu: String,
-    /// `iat`.
-    pub iat: i64,
-    /// The nonce it carried.
-    pub nonce: Option<String>,
-    /// The agent's stated reason, if any.
-    pub reason: Option<String>,
-}
-
 /// Verify a DPoP proof (RFC 9449 section 4.3; replay is not checked, that
 /// needs a cache). Returns the verified claims or throws `invalid_dpop_proof`
 /// (`reason` says which check failed).
-#[napi]
-pub fn verify_proof(proof: String, check: ProofCheckOptions) -> napi::Result<VerifiedProof> {
+#[napi(ts_return_type = "VerifiedProof")]
+pub fn verify_proof(
+    proof: String,
+    check: ProofCheckOptions,
+) -> napi::Result<serde_json::Map<String, serde_json::Value>> {
     let defaults = ProofOptions::default();
     let opts = ProofOptions {
         max_age: check.max_age.unwrap_or(defaults.max_age),
@@ -147,21 +123,7 @@ pub fn verify_proof(proof: String, check: ProofCheckOptions) -> napi::Result<Ver
         nonce: None,
     };
     let now = check.now.unwrap_or_else(|| SystemClock.now());
-    let p = map(core::verify_proof(&proof, &core_check, &opts, now))?;
-    Ok(VerifiedProof {
-        jwk: p
-            .jwk
-            .to_json()
-            .into_iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-            .collect(),
-        jkt: p.jkt,
-        alg: p.alg.as_str().to_owned(),
-        jti: p.jti,
-        htm: p.htm,
-        htu: p.htu,
-        iat: p.iat,
-        nonce: p.nonce,
-        reason: p.reason,
-    })
+    // The verified key and claims, as the core states them (`VerifiedProof`
+    // in header.d.ts).
+    map(core::verify_proof(&proof, &core_check, &opts, now)).map(|p| p.to_json())
 }

@@ -11,8 +11,8 @@ mod verifier;
 use napi_derive::napi;
 
 pub use conformance::{
-    ProofCheckOptions, VerifiedProof, access_token_hash, jwk_thumbprint, sign_ed25519,
-    verify_ed25519, verify_proof, verify_signature,
+    ProofCheckOptions, access_token_hash, jwk_thumbprint, sign_ed25519, verify_ed25519,
+    verify_proof, verify_signature,
 };
 pub use metadata::{
     ResourceMetadataOptions, resource_metadata_json, resource_metadata_path, resource_metadata_url,

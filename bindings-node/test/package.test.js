@@ -53,6 +53,9 @@ test('ESM and CommonJS give the same objects', async () => {
     assert.equal(esm[name], cjs[name], name);
   }
   assert.equal(esm.default, cjs);
+  // index.mjs lists no names: every export of index.js is a named export, the same object.
+  assert.deepEqual(Object.keys(esm).filter((k) => k !== 'default').sort(), Object.keys(cjs).sort());
+  for (const [name, value] of Object.entries(cjs)) assert.equal(esm[name], value, name);
 });
 
 test('index.d.ts is generated with JSDoc from the Rust doc comments', () => {
@@ -65,4 +68,10 @@ test('index.d.ts is generated with JSDoc from the Rust doc comments', () => {
   assert.match(dts, /check\(request: VerifyRequest, requirement\?: Requirement \| undefined \| null\): Promise<Verdict>/);
   // The declarations index.js adds are merged in.
   assert.match(dts, /fetch\(input: string \| URL \| Request, init\?: SessionFetchInit\): Promise<Response>/);
+  // Every error class is declared, those made by `errorClass` from lib/error-classes.js.
+  for (const name of Object.keys(require('../lib/error-classes.js'))) {
+    assert.match(dts, new RegExp(`export declare class ${name} extends \\w+ \\{`), name);
+  }
+  assert.match(dts, /\/\*\* @deprecated Catch `AccessDenied` or `Expired`[^\n]*\*\/\nexport declare class ApprovalError extends ProtonPassError \{\}/);
+  assert.match(dts, /export declare function verifyProof\(proof: string, check: ProofCheckOptions\): VerifiedProof/);
 });

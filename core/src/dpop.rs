@@ -209,6 +209,26 @@ pub struct VerifiedProof {
     pub alg: Alg,
 }
 
+impl VerifiedProof {
+    /// The proof as a JSON object, one member a field (`jwk` as an object,
+    /// `alg` by its JWS name); `nonce` and `reason` only when it carried them.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let members: [(&str, Value); 9] = [
+            ("jwk", Value::Object(self.jwk.to_json())),
+            ("jkt", self.jkt.as_str().into()),
+            ("alg", self.alg.as_str().into()),
+            ("jti", self.jti.as_str().into()),
+            ("htm", self.htm.as_str().into()),
+            ("htu", self.htu.as_str().into()),
+            ("iat", self.iat.into()),
+            ("nonce", self.nonce.as_deref().into()),
+            ("reason", self.reason.as_deref().into()),
+        ];
+        let present = members.into_iter().filter(|(_, v)| !v.is_null());
+        present.map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+}
+
 fn perr(reason: Reason, msg: impl Into<String>) -> Error {
     Error::proof(reason, msg)
 }
