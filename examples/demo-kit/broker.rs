@@ -1,6 +1,6 @@
 //! What the Rust demos share: finding, starting and commanding the broker
-//! binary, narrating the steps and the agent's calls, the scripted approval
-//! and the closing audit step. Included by `examples/mail-rust` and
+//! binary, narrating the steps and the agent's calls, the scripted approval,
+//! the agent's authentication and the closing audit step. Included by `examples/mail-rust` and
 //! `examples/travel-rust` as their `demo_kit` module, so that each demo's
 //! `main.rs` is only its story.
 
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 
-use protonpass_agent::{DevicePrompt, PromptFn, Session};
+use protonpass_agent::{
+    AuthOptions, DevicePrompt, PromptFn, Session, StoreKind, authenticate_with_proton,
+};
 
 pub type Fallible<T> = std::result::Result<T, String>;
 
@@ -143,6 +145,37 @@ pub fn approving_prompt(
     })
 }
 
+/// The agent `agent_name` asks the broker at `issuer` for `scopes` on
+/// `audience`, saying why (`reason`); it keeps its grant in `home`, and the
+/// person's answer comes through `prompt` the first time.
+pub async fn authenticate_agent(
+    scopes: &[&str],
+    audience: &str,
+    agent_name: &str,
+    reason: &str,
+    issuer: &str,
+    home: &Path,
+    prompt: PromptFn,
+) -> Fallible<Session> {
+    // readme:begin rust-agent
+    let session = authenticate_with_proton(
+        scopes,
+        audience,
+        AuthOptions {
+            broker: Some(issuer.to_owned()),
+            agent_name: Some(agent_name.to_owned()),
+            store: Some(StoreKind::File(home.to_path_buf())),
+            prompt: Some(prompt),
+            reason: Some(reason.to_owned()),
+            ..AuthOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // readme:end rust-agent
+    Ok(session)
+}
+
 /// The agent calls `{base}{path}` for the reason `why`: the status, and the
 /// answer (the body, or the `WWW-Authenticate` challenge of a refusal that
 /// has one).
@@ -186,11 +219,21 @@ pub async fn expect(
     Ok(())
 }
 
-/// The last step of every demo: the audit log and the check of its hash chain.
-pub fn show_audit(n: u32, bin: &Path, data: &Path) -> Fallible<()> {
+/// The end of every demo: the agent closes its session (its tokens are
+/// revoked), the audit log and the check of its hash chain (step `n`), and
+/// the broker stops.
+pub async fn close_and_audit(
+    n: u32,
+    session: &Session,
+    bin: &Path,
+    data: &Path,
+    broker: Running,
+) -> Fallible<()> {
+    let _ = session.close(false).await;
     step(n, "The audit log, and the verification of its hash chain.");
     print!("{}", cli(bin, data, &["audit", "tail"], None)?);
     print!("{}", cli(bin, data, &["audit", "verify"], None)?);
+    drop(broker);
     Ok(())
 }
 

@@ -24,8 +24,12 @@ mod demo_kit;
 mod provider;
 
 use demo_kit::{
-    Fallible, Running, approving_prompt, cli, expect, finish, setup, show_audit, start_broker, step,
+    Fallible, Running, approving_prompt, authenticate_agent, cli, close_and_audit, expect, finish,
+    setup, start_broker, step,
 };
+
+const DONE: &str =
+    "The mail demo completed: connected, read, refused to send, disconnected, audited.";
 
 /// `upstream connect mail`, with the person's browser played here: open the
 /// authorization URL, consent, follow the redirect back to the broker.
@@ -115,20 +119,16 @@ async fn run() -> Fallible<()> {
         "The assistant asks to read mail; the person approves mail:read only.",
     );
     let prompt = approving_prompt(&bin, data.path(), "8h", |_: &DevicePrompt| {});
-    let session = authenticate_with_proton(
+    let session = authenticate_agent(
         &["mail:read"],
         "https://mail.example/mail",
-        AuthOptions {
-            broker: Some(issuer.clone()),
-            agent_name: Some("mail-assistant".into()),
-            store: Some(StoreKind::File(home.path().to_path_buf())),
-            prompt: Some(prompt),
-            reason: Some("summarise my mail".into()),
-            ..AuthOptions::default()
-        },
+        "mail-assistant",
+        "summarise my mail",
+        &issuer,
+        home.path(),
+        prompt,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     println!("   granted: {}", session.scopes());
 
     step(
@@ -169,17 +169,10 @@ async fn run() -> Fallible<()> {
         cli(&bin, data.path(), &["upstream", "disconnect", "mail"], None)?
     );
     expect(&session, "GET", &gateway, "/messages", "read again", 502).await?;
-    let _ = session.close(false).await;
-
-    show_audit(8, &bin, data.path())?;
-    drop(broker);
-    Ok(())
+    close_and_audit(8, &session, &bin, data.path(), broker).await
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    finish(
-        run().await,
-        "The mail demo completed: connected, read, refused to send, disconnected, audited.",
-    )
+    finish(run().await, DONE)
 }

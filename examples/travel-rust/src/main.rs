@@ -26,8 +26,12 @@ use rust_decimal::Decimal;
 mod demo_kit;
 
 use demo_kit::{
-    Fallible, approving_prompt, call, cli, expect, finish, setup, show_audit, start_broker, step,
+    Fallible, approving_prompt, authenticate_agent, call, cli, close_and_audit, expect, finish,
+    setup, start_broker, step,
 };
+
+const DONE: &str =
+    "The travel demo completed: approved, used, refused above its limit, revoked, audited.";
 
 /// The travel API's port, bound first: its URL names the audience (a session
 /// sends its token only to URLs under its audience).
@@ -119,23 +123,17 @@ async fn run() -> Fallible<()> {
         );
         println!("   the person approves, with a 1-day lifetime:");
     });
-    // readme:begin rust-agent
     let scopes = ["travel:search", "travel:book", "payment:execute:under-500"];
-    let session = authenticate_with_proton(
+    let session = authenticate_agent(
         &scopes,
         &audience,
-        AuthOptions {
-            broker: Some(issuer.clone()),
-            agent_name: Some("travel-bot".into()),
-            store: Some(StoreKind::File(home.path().to_path_buf())),
-            prompt: Some(prompt),
-            reason: Some("plan the trip to Paris".into()),
-            ..AuthOptions::default()
-        },
+        "travel-bot",
+        "plan the trip to Paris",
+        &issuer,
+        home.path(),
+        prompt,
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    // readme:end rust-agent
+    .await?;
     println!(
         "   granted: {} (key {}...)",
         session.scopes(),
@@ -197,17 +195,10 @@ async fn run() -> Fallible<()> {
     }
     let cut = cut.ok_or("the revoked agent was not cut off")?;
     println!("   the agent's next call fails: {cut}");
-    let _ = session.close(false).await;
-
-    show_audit(8, &bin, data.path())?;
-    drop(broker);
-    Ok(())
+    close_and_audit(8, &session, &bin, data.path(), broker).await
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    finish(
-        run().await,
-        "The travel demo completed: approved, used, refused above its limit, revoked, audited.",
-    )
+    finish(run().await, DONE)
 }
