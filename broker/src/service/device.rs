@@ -222,10 +222,9 @@ impl Broker {
                     url: &url,
                     ..Default::default()
                 };
-                self.proofs
-                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
+                self.proofs.verify(dpop, &check, now, Some(source))?
             };
-            self.proof_once(&v, now).await?;
+            let v = v.once(self, now).await?;
             (Some(v.jkt), v.reason)
         };
         // Waiting requests are limited per requester, not in total: abandoned

@@ -37,15 +37,16 @@ impl Broker {
                 "a DPoP proof by the key of the request is required".into(),
             ));
         }
-        let jkt = {
+        let proof = {
             let url = format!("{}{DEVICE_CANCEL_PATH}", self.issuer);
             let check = protonpass_agent::ProofCheck {
                 method: "POST",
                 url: &url,
                 ..Default::default()
             };
-            self.proofs.verify(dpop, &check, now)?.jkt
+            self.proofs.verify(dpop, &check, now, None)?
         };
+        let jkt = proof.once(self, now).await?.jkt;
         let hash = secret_hash(p.req("device_code")?);
         let client_id = p.get("client_id").map(str::to_owned);
         let seq = store::write(&self.store, move |tx| {

@@ -10,6 +10,7 @@ pub mod device;
 pub mod device_cancel;
 pub mod issue;
 pub mod lifecycle;
+pub mod proof;
 pub mod register;
 pub mod resource;
 pub mod stepup;
@@ -45,8 +46,8 @@ pub struct Broker {
     pub rng: Arc<dyn Random>,
     /// Signing keys.
     pub keys: RwLock<Arc<KeyRing>>,
-    /// DPoP proof checks and replay cache.
-    pub proofs: ProofVerifier,
+    /// DPoP proof checks, this process's replay cache and the shared record.
+    pub proofs: proof::Proofs,
     /// DPoP nonces.
     pub nonces: NonceSource,
     /// Counters.
@@ -91,7 +92,7 @@ impl Broker {
             keys: RwLock::new(Arc::new(keys)),
             // Room for the proofs of the last window at about 17,000 requests/s
             // (a full cache refuses new proofs rather than forget live ones).
-            proofs: ProofVerifier::new(opts, 1 << 20),
+            proofs: proof::Proofs::new(ProofVerifier::new(opts, 1 << 20)),
             nonces,
             metrics: Metrics::default(),
             limiter: cfg_limit.and_then(crate::ratelimit::SourceLimiter::new),

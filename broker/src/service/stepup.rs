@@ -166,7 +166,7 @@ impl Broker {
             let claims = self
                 .verify_own_access_token(&token, now)
                 .map_err(|_| bad_token("the access token is invalid or expired"))?;
-            let proof: VerifiedProof = {
+            let proof = {
                 let url = format!("{}{BACKCHANNEL_PATH}", self.issuer);
                 let accepts = |n: &str| self.nonces.accepts(n, now);
                 let check = ProofCheck {
@@ -180,10 +180,9 @@ impl Broker {
                         None
                     },
                 };
-                self.proofs
-                    .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))?
+                self.proofs.verify(dpop, &check, now, Some(source))?
             };
-            self.proof_once(&proof, now).await?;
+            let proof = proof.once(self, now).await?;
             let details = Details::parse(p.req("authorization_details").map_err(|_| {
                 Error::InvalidAuthorizationDetails("authorization_details is required".into())
             })?)?;

@@ -12,6 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::issue::{Mint, negotiate, pick_audience};
+use super::proof::Unrecorded;
 use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
 use crate::model::{Grant, GrantStatus, TokenKind, TokenStatus};
@@ -122,8 +123,9 @@ impl Broker {
         }
     }
 
-    /// Verify the token request's DPoP proof (nonce when configured, replay always).
-    pub fn token_proof(&self, dpop: &[String], now: i64, source: &str) -> Result<VerifiedProof> {
+    /// Verify the token request's DPoP proof (nonce when configured, replay
+    /// always; [`Unrecorded::once`] records it where replicas share the store).
+    pub fn token_proof(&self, dpop: &[String], now: i64, source: &str) -> Result<Unrecorded> {
         let url = format!("{}/oauth/token", self.issuer);
         let accepts = |n: &str| self.nonces.accepts(n, now);
         let check = ProofCheck {
@@ -137,23 +139,7 @@ impl Broker {
                 None
             },
         };
-        self.proofs
-            .verify_from(dpop, &check, now, crate::ratelimit::source_tag(source))
-    }
-
-    /// Make a proof this process accepted count once across every process
-    /// sharing the store too ([`store::proof_once`]; nothing for SQLite).
-    pub(crate) async fn proof_once(&self, p: &VerifiedProof, now: i64) -> Result<()> {
-        if !self.store.shares_proofs() {
-            return Ok(());
-        }
-        let key = protonpass_agent::ReplayCache::key(&p.jti, &p.htm, &p.htu);
-        // Remembered as long as the process's replay cache remembers it.
-        let forget_at = p
-            .iat
-            .saturating_add(self.proofs.options.max_age)
-            .saturating_add(1);
-        store::proof_once(&self.store, key, now, forget_at).await
+        self.proofs.verify(dpop, &check, now, Some(source))
     }
 
     /// Handle one token request, as [`TokenRequest::parse`] read it (a
@@ -222,22 +208,17 @@ impl Broker {
         let proof = if maybe_bearer {
             None
         } else {
-            Some(self.token_proof(dpop, now, source)?)
+            Some(self.token_proof(dpop, now, source)?.once(self, now).await?)
         };
-        if let Some(p) = &proof {
-            self.proof_once(p, now).await?;
-        }
-        // What a proof-less request is answered when the token turns out to
-        // be DPoP-bound (computing it touches no replay state).
+        // What a proof-less request is answered when a proof is needed after
+        // all (the request has no DPoP header, so computing it touches no
+        // replay state).
         let missing = || {
             self.token_proof(dpop, now, source)
                 .err()
                 .unwrap_or_else(|| Error::InvalidRequest("send a DPoP proof".into()))
         };
-        let proved = |p: Option<VerifiedProof>| match p {
-            Some(p) => Ok(p),
-            None => self.token_proof(dpop, now, source),
-        };
+        let proved = |p: Option<VerifiedProof>| p.ok_or_else(missing);
         let mint = self.mint(now);
         match req.map_err(Refused::into_error)? {
             TokenRequest::PreAuthorized {

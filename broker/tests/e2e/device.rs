@@ -217,7 +217,7 @@ async fn wrong_user_codes_lock_the_web_form_but_not_the_command_line() {
 }
 
 /// A device request signed by `k`.
-async fn signed(b: &Broker, k: &protonpass_agent::AgentKey) -> Reply {
+pub(crate) async fn signed(b: &Broker, k: &protonpass_agent::AgentKey) -> Reply {
     let url = format!("{}/oauth/device_authorization", b.url);
     let r = b
         .post_form(

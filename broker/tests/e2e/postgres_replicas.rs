@@ -145,6 +145,33 @@ async fn a_gateway_call_sent_to_two_replicas_at_once_reaches_the_upstream_once()
     assert_eq!(up.calls() - before, 5);
 }
 
+/// Withdrawing a device request too: one proof, sent through two replicas
+/// at once, is accepted by one of them; the other refuses it as a replay.
+#[tokio::test]
+async fn a_device_withdrawal_sent_to_two_replicas_at_once_is_accepted_once() {
+    if !on_postgres() {
+        return;
+    }
+    let a = Broker::start(&[("PROTONPASS_BROKER_DEVICE_INTERVAL", "0")]);
+    let (_b, b_url) = twin(&a);
+    let k = key();
+    let path = "/oauth/device_authorization/cancel";
+    for _ in 0..3 {
+        let d = crate::device::signed(&a, &k).await;
+        let dc = d.s("device_code");
+        let form = [("device_code", dc.as_str()), ("client_id", "travel-bot")];
+        let proof = [("DPoP", a.proof(&k, &format!("{}{path}", a.url), None))];
+        let (ra, rb) = tokio::join!(
+            a.post_form(path, &form, &proof),
+            a.post_form_to(&b_url, path, &form, &proof)
+        );
+        let ok = [&ra, &rb].iter().filter(|r| r.status == 200).count();
+        assert_eq!(ok, 1, "{} / {}", ra.body, rb.body);
+        let refused = if ra.status == 200 { &rb } else { &ra };
+        assert_eq!(refused.error(), "invalid_dpop_proof", "{}", refused.body);
+    }
+}
+
 #[tokio::test]
 async fn a_revocation_through_one_replica_reaches_another_replicas_feed_promptly() {
     if !on_postgres() {

@@ -3,6 +3,7 @@
 //! one-time token's redemption (`spec/10-gateway-rules.md` section 10.3).
 
 use super::*;
+use crate::service::proof::Unrecorded;
 
 /// A request that passed every check: what to forward where.
 pub(super) struct Allowed {
@@ -40,7 +41,13 @@ fn check_token(
     keys: &protonpass_agent::KeySet,
     validation: &TokenValidation,
     now: i64,
-) -> Result<Verified, Error> {
+) -> Result<
+    (
+        std::sync::Arc<protonpass_agent::AccessTokenClaims>,
+        Unrecorded,
+    ),
+    Error,
+> {
     let token = dpop_token(authz)?;
     let claims = gw.tokens.verify(token, keys, validation, now)?;
     let check = ProofCheck {
@@ -48,8 +55,8 @@ fn check_token(
         expected_jkt: Some(&claims.jkt),
         ..*req
     };
-    let proof = gw.b.proofs.verify(dpop, &check, now)?;
-    Ok(Verified { claims, proof })
+    let proof = gw.b.proofs.verify(dpop, &check, now, None)?;
+    Ok((claims, proof))
 }
 
 /// Every check before the upstream is contacted, in the order of
@@ -128,14 +135,17 @@ pub(super) async fn authorize(
         now,
     );
     let checked = match checked {
-        Ok(v) => {
-            call.agent = v.claims.client_id.clone();
-            call.gid = v.claims.gid.clone();
-            call.reason = v.proof.reason.clone();
+        Ok((claims, proof)) => {
+            call.agent = claims.client_id.clone();
+            call.gid = claims.gid.clone();
+            call.reason = proof.reason().map(str::to_owned);
             // Replicas sharing a store accept a proof once between them, as
             // at the broker's own endpoints (nothing to do for a store of
             // one process).
-            b.proof_once(&v.proof, now).await.map(|()| v)
+            proof
+                .once(b, now)
+                .await
+                .map(|proof| Verified { claims, proof })
         }
         Err(e) => Err(e),
     };
