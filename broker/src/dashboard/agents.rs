@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
 use super::view::{self, LIFETIMES, lifetime_choice, scope_list, short_thumbprint, when};
-use super::{B, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
 use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
 use crate::store::{self, WebSession};
@@ -39,15 +39,7 @@ fn notice(code: Option<&str>) -> Option<&'static str> {
     })
 }
 
-pub(super) async fn agents_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/agents");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn agents_page(State(b): B, Page { s, q }: Page) -> Response {
     let now = b.clock.now();
     let owner = s.owner.clone();
     let rows = store::read(&b.store, move |tx| {

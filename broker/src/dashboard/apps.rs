@@ -7,22 +7,17 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
 use super::view::{self, scope_list, when};
-use super::{B, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::model::{ClientRec, Grant, GrantStatus};
 use crate::service::authcode::ORIGIN;
 use crate::store;
 
-pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/apps");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn apps_page(b: B, Page { s, q }: Page) -> Response {
     let now = b.clock.now();
     let owner = s.owner.clone();
     let rows = store::read(&b.store, move |tx| {
