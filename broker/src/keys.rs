@@ -34,13 +34,18 @@ pub enum KeyHome {
     Sealed(Arc<dyn KeySealer>),
 }
 
-/// A new signing key, live from `now`: its record, and its secret sealed
-/// by the vault when the vault keeps the keys.
-fn new_key(
+/// Make a new signing key, live from `now`, and store its record (with its
+/// secret sealed by the vault, when the vault keeps the keys) in one write,
+/// after `first` has run in that write with the new record. `first` may
+/// answer instead: then the new key is not stored, and the answer comes back
+/// beside the record.
+fn add_key<T: Send + 'static>(
+    store: &Arc<dyn Store>,
     home: &KeyHome,
     rng: &dyn Random,
     now: i64,
-) -> Result<(KeyMeta, Option<Vec<u8>>), Error> {
+    first: impl FnOnce(&mut dyn store::Tx, &KeyMeta) -> Result<Option<T>, Error> + Send + 'static,
+) -> Result<(KeyMeta, Option<T>), Error> {
     let (kid, sealed) = create_key(home, rng)?;
     let meta = KeyMeta {
         kid,
@@ -48,15 +53,18 @@ fn new_key(
         retired_at: None,
         drop_after: None,
     };
-    Ok((meta, sealed))
-}
-
-/// Record a new key, with its sealed secret when there is one.
-fn put_key(tx: &mut dyn store::Tx, m: &KeyMeta, sealed: Option<&[u8]>) -> Result<(), Error> {
-    if let Some(sealed) = sealed {
-        tx.key_secret_put(&m.kid, sealed)?;
-    }
-    tx.key_put(m)
+    let m = meta.clone();
+    let answer = store::write_blocking(store, move |tx| {
+        if let Some(answer) = first(tx, &m)? {
+            return Ok(Some(answer));
+        }
+        if let Some(sealed) = sealed {
+            tx.key_secret_put(&m.kid, &sealed)?;
+        }
+        tx.key_put(&m)?;
+        Ok(None)
+    })?;
+    Ok((meta, answer))
 }
 
 /// A new key: its id, and its PEM sealed for the store (`Sealed` homes) or
@@ -128,18 +136,13 @@ impl KeyRing {
     ) -> Result<Self, Error> {
         let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
         if metas.is_empty() {
-            let (meta, sealed) = new_key(home, rng, now)?;
-            let m = meta.clone();
-            metas = store::write_blocking(store, move |tx| {
+            let (first, existing) = add_key(store, home, rng, now, |tx, _| {
                 // Another replica starting at the same time may have made
                 // the first key already: use it.
                 let existing = tx.keys_all()?;
-                if !existing.is_empty() {
-                    return Ok(existing);
-                }
-                put_key(tx, &m, sealed.as_deref())?;
-                Ok(vec![m])
+                Ok((!existing.is_empty()).then_some(existing))
             })?;
+            metas = existing.unwrap_or_else(|| vec![first]);
         }
         Self::from_metas(metas, home, store, now, access_ttl)
     }
@@ -239,9 +242,7 @@ impl KeyRing {
         max_token_life: i64,
         rng: &dyn Random,
     ) -> Result<KeyMeta, Error> {
-        let (meta, sealed) = new_key(home, rng, now)?;
-        let m = meta.clone();
-        store::write_blocking(store, move |tx| {
+        let (meta, _) = add_key(store, home, rng, now, move |tx, new| {
             for mut old in tx.keys_all()? {
                 if old.retired_at.is_none() {
                     old.retired_at = Some(now);
@@ -249,9 +250,13 @@ impl KeyRing {
                     tx.key_put(&old)?;
                 }
             }
-            put_key(tx, &m, sealed.as_deref())?;
-            tx.audit_append(now, "-", "keys_rotate", &json!({"kid": m.kid}).to_string())?;
-            Ok(())
+            tx.audit_append(
+                now,
+                "-",
+                "keys_rotate",
+                &json!({"kid": new.kid}).to_string(),
+            )?;
+            Ok(None::<()>)
         })?;
         Ok(meta)
     }
