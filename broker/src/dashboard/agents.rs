@@ -77,11 +77,7 @@ pub(super) async fn agents_page(State(b): B, Page { s, q }: Page) -> Response {
             section.card.agent-card {
                 div.card-head {
                     h2 { span.agent { (agent) } " " span.hint { "(name chosen by the agent)" } }
-                    form.inline method="post" action="/agents/revoke-agent" {
-                        input type="hidden" name="csrf" value=(s.csrf);
-                        input type="hidden" name="agent" value=(agent);
-                        button.danger type="submit" { "Cut off this agent" }
-                    }
+                    (view::button_form(&s, "/agents/revoke-agent", ("agent", &agent), "danger", "Cut off this agent"))
                 }
                 @for r in grants {
                     (grant_view(&s, r, now))
@@ -143,22 +139,14 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
                                 td { (t.aud.as_deref().unwrap_or("")) }
                                 td { (when(t.exp)) " " span.hint { "(in " (view::duration(((t.exp - now) / 60).max(1) * 60)) ")" } }
                                 td {
-                                    form.inline method="post" action="/agents/revoke" {
-                                        input type="hidden" name="csrf" value=(s.csrf);
-                                        input type="hidden" name="id" value=(t.jti);
-                                        button.small type="submit" { "Revoke token" }
-                                    }
+                                    (view::button_form(s, "/agents/revoke", ("id", &t.jti), "small", "Revoke token"))
                                 }
                             }
                         }
                     }
                 }
             }
-            form.inline method="post" action="/agents/revoke" {
-                input type="hidden" name="csrf" value=(s.csrf);
-                input type="hidden" name="id" value=(g.gid);
-                button.danger type="submit" { "Revoke this grant" }
-            }
+            (view::button_form(s, "/agents/revoke", ("id", &g.gid), "danger", "Revoke this grant"))
         }
     }
 }

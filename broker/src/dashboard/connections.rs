@@ -68,17 +68,9 @@ pub(super) async fn connections_page(State(b): B, Page { s, q }: Page) -> Respon
                     @if let Some(t) = c.updated_at { dt { "Last renewed" } dd { (when(t)) } }
                 }
                 div.actions {
-                    form.inline method="post" action="/upstreams/connect" {
-                        input type="hidden" name="csrf" value=(s.csrf);
-                        input type="hidden" name="name" value=(c.name);
-                        button.primary type="submit" { (if c.status == "not_connected" { "Connect" } else { "Reconnect" }) }
-                    }
+                    (view::button_form(&s, "/upstreams/connect", ("name", &c.name), "primary", if c.status == "not_connected" { "Connect" } else { "Reconnect" }))
                     @if c.status != "not_connected" {
-                        form.inline method="post" action="/upstreams/disconnect" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            input type="hidden" name="name" value=(c.name);
-                            button.danger type="submit" { "Disconnect" }
-                        }
+                        (view::button_form(&s, "/upstreams/disconnect", ("name", &c.name), "danger", "Disconnect"))
                     }
                 }
             }

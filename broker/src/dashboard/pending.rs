@@ -46,11 +46,7 @@ pub(super) async fn pending_page(State(b): B, Page { s, q }: Page) -> Response {
                 @if let Some(c) = w.user_code.as_deref() {
                     div.actions {
                         a.button.primary href=(format!("/device?user_code={c}")) { "Review and approve" }
-                        form.inline method="post" action="/pending/deny" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            input type="hidden" name="user_code" value=(c);
-                            button.danger type="submit" { "Deny" }
-                        }
+                        (view::button_form(&s, "/pending/deny", ("user_code", &c), "danger", "Deny"))
                     }
                 }
             }
