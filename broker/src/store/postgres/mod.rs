@@ -282,22 +282,9 @@ impl Store for PgStore {
     }
 
     fn try_submit(&self, job: Job) -> bool {
-        /// Counts a best-effort job until it has run or been dropped.
-        struct Slot(Arc<AtomicUsize>);
-        impl Drop for Slot {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        if self.detached.fetch_add(1, Ordering::AcqRel) >= DETACHED {
-            self.detached.fetch_sub(1, Ordering::AcqRel);
+        let Some(job) = super::counted_job(&self.detached, DETACHED, job) else {
             return false;
-        }
-        let slot = Slot(self.detached.clone());
-        let job: Job = Box::new(move |tx: &mut dyn super::Tx| {
-            let _slot = slot;
-            job(tx)
-        });
+        };
         match self.queue.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
