@@ -15,11 +15,11 @@
 mod conformance;
 pub mod postgres;
 mod records;
+mod shares;
 pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use postgres::PgUrl;
 pub use records::{
@@ -301,29 +301,6 @@ pub trait Tx {
 pub type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
 /// Called with the outcome of the commit.
 pub type Finish = Box<dyn FnOnce(Result<()>) + Send>;
-
-/// `job`, counted in `in_flight` until it has run or been dropped; `None`
-/// (the job dropped) when `max` counted jobs are in flight already. So the
-/// best-effort jobs of [`Store::try_submit`] take at most `max` places of a
-/// store's queue.
-pub(crate) fn counted_job(in_flight: &Arc<AtomicUsize>, max: usize, job: Job) -> Option<Job> {
-    /// Counts a job until it has run or been dropped.
-    struct Slot(Arc<AtomicUsize>);
-    impl Drop for Slot {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    if in_flight.fetch_add(1, Ordering::AcqRel) >= max {
-        in_flight.fetch_sub(1, Ordering::AcqRel);
-        return None;
-    }
-    let slot = Slot(in_flight.clone());
-    Some(Box::new(move |tx: &mut dyn Tx| {
-        let _slot = slot;
-        job(tx)
-    }))
-}
 
 /// A store: runs write jobs through its writer and reads on reader connections.
 pub trait Store: Send + Sync + fmt::Debug {
