@@ -77,7 +77,7 @@ pub(super) async fn agents_page(State(b): B, Page { s, q }: Page) -> Response {
             section.card.agent-card {
                 div.card-head {
                     h2 { span.agent { (agent) } " " span.hint { "(name chosen by the agent)" } }
-                    (view::button_form(&s, "/agents/revoke-agent", ("agent", &agent), "danger", "Cut off this agent"))
+                    (view::button_form(&s, "/agents/revoke-agent", ("agent", agent), "danger", "Cut off this agent"))
                 }
                 @for r in grants {
                     (grant_view(&s, r, now))

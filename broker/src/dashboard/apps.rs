@@ -50,7 +50,7 @@ pub(super) async fn apps_page(b: B, Page { s, q }: Page) -> Response {
             section.card.agent-card {
                 div.card-head {
                     h2 { span.agent { (name) } " " span.hint { "(name given by the application)" } }
-                    (view::button_form(&s, "/apps/disconnect", ("client_id", &client_id), "danger", "Disconnect"))
+                    (view::button_form(&s, "/apps/disconnect", ("client_id", client_id), "danger", "Disconnect"))
                 }
                 dl.facts {
                     dt { "Application id" } dd { code { (client_id) } }

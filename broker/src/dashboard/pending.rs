@@ -46,7 +46,7 @@ pub(super) async fn pending_page(State(b): B, Page { s, q }: Page) -> Response {
                 @if let Some(c) = w.user_code.as_deref() {
                     div.actions {
                         a.button.primary href=(format!("/device?user_code={c}")) { "Review and approve" }
-                        (view::button_form(&s, "/pending/deny", ("user_code", &c), "danger", "Deny"))
+                        (view::button_form(&s, "/pending/deny", ("user_code", c), "danger", "Deny"))
                     }
                 }
             }
