@@ -15,201 +15,100 @@ pub use crate::protocol::MAX_TTL;
 /// Shortest grant, in seconds (1 hour).
 pub const MIN_GRANT_TTL: i64 = 3600;
 
-/// Settings shared by every command.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Settings {
-    /// Data directory (database, signing keys) [default: ./protonpass-data].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_DATA",
-        help_heading = "Global options"
-    )]
-    pub data: Option<PathBuf>,
-    /// Where the broker's state is kept: a postgres://USER@HOST[:PORT]/DB URL
-    /// (several brokers may share it), or absent: SQLite in the data directory.
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_STORE",
-        value_name = "URL",
-        help_heading = "Global options"
-    )]
-    pub store: Option<String>,
-    /// File holding the vault key (base64url of 32 bytes) when
-    /// PROTONPASS_VAULT_KEY is not set; one of the two is required with a
-    /// PostgreSQL store [default: vault.key in the data directory].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_VAULT_KEY_FILE",
-        value_name = "FILE",
-        help_heading = "Global options"
-    )]
-    pub vault_key_file: Option<PathBuf>,
-    /// TOML configuration file (default: broker.toml in the data directory, if present).
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_CONFIG",
-        help_heading = "Global options"
-    )]
-    pub config: Option<PathBuf>,
-    /// The owner (tenant) a command acts for [default: default].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_OWNER",
-        help_heading = "Global options"
-    )]
-    pub owner: Option<String>,
-    /// Listen address; port 0 picks a free port [default: 127.0.0.1:8080].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_ADDR",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub addr: Option<String>,
-    /// The issuer URL, an absolute http(s) URL; DPoP `htu` is checked against
-    /// it [default: http://ADDR].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_ISSUER",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub issuer: Option<String>,
-    /// Access token lifetime (e.g. 1h, 15m, 3600) [default: 1h].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_ACCESS_TTL",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub access_ttl: Option<String>,
-    /// Require server nonces in DPoP proofs at the token endpoint (true/false)
-    /// [default: true].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_DPOP_NONCE",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub dpop_nonce: Option<bool>,
-    /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated).
-    #[arg(
-        long = "trusted-proxy",
-        global = true,
-        env = "PROTONPASS_BROKER_TRUSTED_PROXIES",
-        help_heading = "Server options (serve)",
-        hide = true,
-        value_delimiter = ','
-    )]
-    pub trusted_proxies: Vec<IpAddr>,
-    /// Lifetime of device codes (e.g. 10m) [default: 10m].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_DEVICE_TTL",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub device_ttl: Option<String>,
-    /// Device polling interval in seconds (0 disables slow_down; for tests)
-    /// [default: 5].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_DEVICE_INTERVAL",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub device_interval: Option<i64>,
-    /// Most device requests waiting at once per agent key (or client address
-    /// when the request carries no DPoP proof), 1 to 5 [default: 5].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_DEVICE_MAX_PENDING",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub device_max_pending: Option<i64>,
-    /// Lifetime of a step-up request when the agent names none
-    /// (`requested_expiry`), e.g. 5m; at most 10m [default: 5m].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_STEPUP_TTL",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub stepup_ttl: Option<String>,
-    /// Lifetime of enrollment codes (e.g. 15m) [default: 15m].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_ENROLLMENT_TTL",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub enrollment_ttl: Option<String>,
-    /// Seconds a DPoP proof's iat may lie in the past or future [default: 60].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_PROOF_WINDOW",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub proof_window: Option<i64>,
-    /// Milliseconds to wait for another process's database write lock before
-    /// answering 503 [default: 10000].
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub busy_timeout_ms: Option<u64>,
-    /// Requests per source address to the token, device, revocation,
-    /// introspection, sign-in and gateway endpoints: `100/s` (the default;
-    /// bursts of twice the rate), `6000/m`, or `off`.
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_RATE_LIMIT",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub rate_limit: Option<String>,
-    /// Serve `/metrics` on this address instead (e.g. 127.0.0.1:9090 or a
-    /// private interface); without it, `/metrics` on the main address answers
-    /// loopback clients only.
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_METRICS_ADDR",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub metrics_addr: Option<String>,
-    /// Tests only: fetch Client ID Metadata Documents over plain http and
-    /// from loopback or private addresses (never set this in production).
-    #[arg(
-        long,
-        global = true,
-        env = "PROTONPASS_BROKER_INSECURE_CLIENT_DOCUMENTS",
-        help_heading = "Server options (serve)",
-        hide = true
-    )]
-    pub insecure_client_documents: bool,
+/// Declares [`Settings`]: every field a global option named after it (unless
+/// its own `#[arg]` names it otherwise) and read from its environment
+/// variable; `global` ones under the heading "Global options", `serve` ones
+/// under "Server options (serve)" and hidden (`serve --help` lists them).
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            global { $( $(#[$ga:meta])* $g:ident: $gt:ty = $genv:literal, )* }
+            serve { $( $(#[$sa:meta])* $s:ident: $st:ty = $senv:literal, )* }
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                #[arg(long, global = true, env = $genv, help_heading = "Global options")]
+                $(#[$ga])*
+                pub $g: $gt,
+            )*
+            $(
+                #[arg(long, global = true, env = $senv, help_heading = "Server options (serve)", hide = true)]
+                $(#[$sa])*
+                pub $s: $st,
+            )*
+        }
+    };
+}
+
+settings! {
+    /// Settings shared by every command.
+    #[derive(Debug, Clone, Default, Args)]
+    pub struct Settings {
+        global {
+            /// Data directory (database, signing keys) [default: ./protonpass-data].
+            data: Option<PathBuf> = "PROTONPASS_BROKER_DATA",
+            /// Where the broker's state is kept: a postgres://USER@HOST[:PORT]/DB URL
+            /// (several brokers may share it), or absent: SQLite in the data directory.
+            #[arg(value_name = "URL")]
+            store: Option<String> = "PROTONPASS_STORE",
+            /// File holding the vault key (base64url of 32 bytes) when
+            /// PROTONPASS_VAULT_KEY is not set; one of the two is required with a
+            /// PostgreSQL store [default: vault.key in the data directory].
+            #[arg(value_name = "FILE")]
+            vault_key_file: Option<PathBuf> = "PROTONPASS_BROKER_VAULT_KEY_FILE",
+            /// TOML configuration file (default: broker.toml in the data directory, if present).
+            config: Option<PathBuf> = "PROTONPASS_BROKER_CONFIG",
+            /// The owner (tenant) a command acts for [default: default].
+            owner: Option<String> = "PROTONPASS_BROKER_OWNER",
+        }
+        serve {
+            /// Listen address; port 0 picks a free port [default: 127.0.0.1:8080].
+            addr: Option<String> = "PROTONPASS_BROKER_ADDR",
+            /// The issuer URL, an absolute http(s) URL; DPoP `htu` is checked against
+            /// it [default: http://ADDR].
+            issuer: Option<String> = "PROTONPASS_BROKER_ISSUER",
+            /// Access token lifetime (e.g. 1h, 15m, 3600) [default: 1h].
+            access_ttl: Option<String> = "PROTONPASS_BROKER_ACCESS_TTL",
+            /// Require server nonces in DPoP proofs at the token endpoint (true/false)
+            /// [default: true].
+            dpop_nonce: Option<bool> = "PROTONPASS_BROKER_DPOP_NONCE",
+            /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated).
+            #[arg(long = "trusted-proxy", value_delimiter = ',')]
+            trusted_proxies: Vec<IpAddr> = "PROTONPASS_BROKER_TRUSTED_PROXIES",
+            /// Lifetime of device codes (e.g. 10m) [default: 10m].
+            device_ttl: Option<String> = "PROTONPASS_BROKER_DEVICE_TTL",
+            /// Device polling interval in seconds (0 disables slow_down; for tests)
+            /// [default: 5].
+            device_interval: Option<i64> = "PROTONPASS_BROKER_DEVICE_INTERVAL",
+            /// Most device requests waiting at once per agent key (or client address
+            /// when the request carries no DPoP proof), 1 to 5 [default: 5].
+            device_max_pending: Option<i64> = "PROTONPASS_BROKER_DEVICE_MAX_PENDING",
+            /// Lifetime of a step-up request when the agent names none
+            /// (`requested_expiry`), e.g. 5m; at most 10m [default: 5m].
+            stepup_ttl: Option<String> = "PROTONPASS_BROKER_STEPUP_TTL",
+            /// Lifetime of enrollment codes (e.g. 15m) [default: 15m].
+            enrollment_ttl: Option<String> = "PROTONPASS_BROKER_ENROLLMENT_TTL",
+            /// Seconds a DPoP proof's iat may lie in the past or future [default: 60].
+            proof_window: Option<i64> = "PROTONPASS_BROKER_PROOF_WINDOW",
+            /// Milliseconds to wait for another process's database write lock before
+            /// answering 503 [default: 10000].
+            busy_timeout_ms: Option<u64> = "PROTONPASS_BROKER_BUSY_TIMEOUT_MS",
+            /// Requests per source address to the token, device, revocation,
+            /// introspection, sign-in and gateway endpoints: `100/s` (the default;
+            /// bursts of twice the rate), `6000/m`, or `off`.
+            rate_limit: Option<String> = "PROTONPASS_BROKER_RATE_LIMIT",
+            /// Serve `/metrics` on this address instead (e.g. 127.0.0.1:9090 or a
+            /// private interface); without it, `/metrics` on the main address answers
+            /// loopback clients only.
+            metrics_addr: Option<String> = "PROTONPASS_BROKER_METRICS_ADDR",
+            /// Tests only: fetch Client ID Metadata Documents over plain http and
+            /// from loopback or private addresses (never set this in production).
+            insecure_client_documents: bool = "PROTONPASS_BROKER_INSECURE_CLIENT_DOCUMENTS",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

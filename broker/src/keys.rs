@@ -34,29 +34,46 @@ pub enum KeyHome {
     Sealed(Arc<dyn KeySealer>),
 }
 
-/// A new signing key, live from `now`: its record, and its secret sealed
-/// by the vault when the vault keeps the keys.
-fn new_key(
-    home: &KeyHome,
+/// Where the signing keys are kept: their records in the store, their
+/// private keys as `home` says.
+#[derive(Debug, Clone)]
+pub struct KeyPlace {
+    /// The store of the key records (and of the sealed private keys).
+    pub store: Arc<dyn Store>,
+    /// Where the private keys are.
+    pub home: KeyHome,
+}
+
+/// Make a new signing key, live from `now`, and store its record (with its
+/// secret sealed by the vault, when the vault keeps the keys) in one write,
+/// after `first` has run in that write with the new record. `first` may
+/// answer instead: then the new key is not stored, and the answer comes back
+/// beside the record.
+fn add_key<T: Send + 'static>(
+    at: &KeyPlace,
     rng: &dyn Random,
     now: i64,
-) -> Result<(KeyMeta, Option<Vec<u8>>), Error> {
-    let (kid, sealed) = create_key(home, rng)?;
+    first: impl FnOnce(&mut dyn store::Tx, &KeyMeta) -> Result<Option<T>, Error> + Send + 'static,
+) -> Result<(KeyMeta, Option<T>), Error> {
+    let (kid, sealed) = create_key(&at.home, rng)?;
     let meta = KeyMeta {
         kid,
         created_at: now,
         retired_at: None,
         drop_after: None,
     };
-    Ok((meta, sealed))
-}
-
-/// Record a new key, with its sealed secret when there is one.
-fn put_key(tx: &mut dyn store::Tx, m: &KeyMeta, sealed: Option<&[u8]>) -> Result<(), Error> {
-    if let Some(sealed) = sealed {
-        tx.key_secret_put(&m.kid, sealed)?;
-    }
-    tx.key_put(m)
+    let m = meta.clone();
+    let answer = store::write_blocking(&at.store, move |tx| {
+        if let Some(answer) = first(tx, &m)? {
+            return Ok(Some(answer));
+        }
+        if let Some(sealed) = sealed {
+            tx.key_secret_put(&m.kid, &sealed)?;
+        }
+        tx.key_put(&m)?;
+        Ok(None)
+    })?;
+    Ok((meta, answer))
 }
 
 /// A new key: its id, and its PEM sealed for the store (`Sealed` homes) or
@@ -117,44 +134,68 @@ fn create_key_file(data: &Path, rng: &dyn Random) -> Result<(String, AgentKey), 
     Ok((kid, key))
 }
 
-impl KeyRing {
+impl KeyPlace {
     /// Load the keys, creating the first one on a fresh data directory.
-    pub fn load(
-        store: &Arc<dyn Store>,
-        home: &KeyHome,
-        now: i64,
-        access_ttl: i64,
-        rng: &dyn Random,
-    ) -> Result<Self, Error> {
-        let mut metas = store::read_blocking(store, |tx| tx.keys_all())?;
+    pub fn load(&self, now: i64, access_ttl: i64, rng: &dyn Random) -> Result<KeyRing, Error> {
+        let mut metas = store::read_blocking(&self.store, |tx| tx.keys_all())?;
         if metas.is_empty() {
-            let (meta, sealed) = new_key(home, rng, now)?;
-            let m = meta.clone();
-            metas = store::write_blocking(store, move |tx| {
+            let (first, existing) = add_key(self, rng, now, |tx, _| {
                 // Another replica starting at the same time may have made
                 // the first key already: use it.
                 let existing = tx.keys_all()?;
-                if !existing.is_empty() {
-                    return Ok(existing);
-                }
-                put_key(tx, &m, sealed.as_deref())?;
-                Ok(vec![m])
+                Ok((!existing.is_empty()).then_some(existing))
             })?;
+            metas = existing.unwrap_or_else(|| vec![first]);
         }
-        Self::from_metas(metas, home, store, now, access_ttl)
+        KeyRing::from_metas(metas, self, now, access_ttl)
     }
 
+    /// Re-read the key list (after `keys rotate` from another process).
+    pub fn reload(&self, now: i64, access_ttl: i64) -> Result<KeyRing, Error> {
+        let metas = store::read_blocking(&self.store, |tx| tx.keys_all())?;
+        KeyRing::from_metas(metas, self, now, access_ttl)
+    }
+
+    /// Make a new signing key; the old ones retire and stay published for
+    /// `max_token_life` seconds.
+    pub fn rotate(
+        &self,
+        now: i64,
+        max_token_life: i64,
+        rng: &dyn Random,
+    ) -> Result<KeyMeta, Error> {
+        let (meta, _) = add_key(self, rng, now, move |tx, new| {
+            for mut old in tx.keys_all()? {
+                if old.retired_at.is_none() {
+                    old.retired_at = Some(now);
+                    old.drop_after = Some(now + max_token_life + 60);
+                    tx.key_put(&old)?;
+                }
+            }
+            tx.audit_append(
+                now,
+                "-",
+                "keys_rotate",
+                &json!({"kid": new.kid}).to_string(),
+            )?;
+            Ok(None::<()>)
+        })?;
+        Ok(meta)
+    }
+}
+
+impl KeyRing {
     /// The keys still published at `now`. A retired key stays at least
     /// `access_ttl` (this process's) and a minute past its retirement, even
     /// if `keys rotate` ran with a shorter lifetime than the server's and so
     /// set an earlier `drop_after`: tokens it signed are still live.
     fn from_metas(
         metas: Vec<KeyMeta>,
-        home: &KeyHome,
-        store: &Arc<dyn Store>,
+        at: &KeyPlace,
         now: i64,
         access_ttl: i64,
     ) -> Result<Self, Error> {
+        let (store, home) = (&at.store, &at.home);
         let mut keys = Vec::new();
         let mut keyset = KeySet::default();
         for m in metas {
@@ -219,43 +260,6 @@ impl KeyRing {
         })
     }
 
-    /// Re-read the key list (after `keys rotate` from another process).
-    pub fn reload(
-        store: &Arc<dyn Store>,
-        home: &KeyHome,
-        now: i64,
-        access_ttl: i64,
-    ) -> Result<Self, Error> {
-        let metas = store::read_blocking(store, |tx| tx.keys_all())?;
-        Self::from_metas(metas, home, store, now, access_ttl)
-    }
-
-    /// Make a new signing key; the old ones retire and stay published for
-    /// `max_token_life` seconds.
-    pub fn rotate(
-        store: &Arc<dyn Store>,
-        home: &KeyHome,
-        now: i64,
-        max_token_life: i64,
-        rng: &dyn Random,
-    ) -> Result<KeyMeta, Error> {
-        let (meta, sealed) = new_key(home, rng, now)?;
-        let m = meta.clone();
-        store::write_blocking(store, move |tx| {
-            for mut old in tx.keys_all()? {
-                if old.retired_at.is_none() {
-                    old.retired_at = Some(now);
-                    old.drop_after = Some(now + max_token_life + 60);
-                    tx.key_put(&old)?;
-                }
-            }
-            put_key(tx, &m, sealed.as_deref())?;
-            tx.audit_append(now, "-", "keys_rotate", &json!({"kid": m.kid}).to_string())?;
-            Ok(())
-        })?;
-        Ok(meta)
-    }
-
     /// The JWKS document.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
@@ -275,12 +279,15 @@ mod tests {
     #[test]
     fn a_retired_key_file_is_removed_once_its_tokens_have_expired() {
         let dir = tempfile::tempdir().unwrap();
-        let home = KeyHome::Files(dir.path().to_owned());
         let store: Arc<dyn Store> = crate::store::sqlite::SqliteStore::open_with(
             &dir.path().join("db"),
             std::time::Duration::from_secs(5),
         )
         .unwrap();
+        let at = KeyPlace {
+            store,
+            home: KeyHome::Files(dir.path().to_owned()),
+        };
         let (old, _) = create_key_file(dir.path(), &OsRandom).unwrap();
         let (new, _) = create_key_file(dir.path(), &OsRandom).unwrap();
         let meta = |kid: &str, drop_after: Option<i64>| KeyMeta {
@@ -290,21 +297,15 @@ mod tests {
             drop_after,
         };
         // During the overlap the retired key still verifies and stays on disk.
-        let ring = KeyRing::from_metas(
-            vec![meta(&old, Some(1000)), meta(&new, None)],
-            &home,
-            &store,
-            999,
-            30,
-        )
-        .unwrap();
+        let ring =
+            KeyRing::from_metas(vec![meta(&old, Some(1000)), meta(&new, None)], &at, 999, 30)
+                .unwrap();
         assert!(ring.keyset.contains(&old));
         assert!(key_path(dir.path(), &old).exists());
         // Past it, the key leaves the key set and its private key the disk.
         let ring = KeyRing::from_metas(
             vec![meta(&old, Some(1000)), meta(&new, None)],
-            &home,
-            &store,
+            &at,
             1000,
             30,
         )

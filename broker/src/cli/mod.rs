@@ -27,7 +27,7 @@ use protonpass_agent::wire::ErrorBody;
 use protonpass_agent::{Clock, Error, OsRandom, Result, SystemClock};
 
 use crate::config::Config;
-use crate::keys::{KeyHome, KeyRing};
+use crate::keys::{KeyHome, KeyPlace};
 use crate::service::Broker;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -86,26 +86,25 @@ fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     Ok(s)
 }
 
-/// Where `cfg`'s signing keys are kept: files of the data directory, or the
-/// shared store sealed by the vault key.
-fn key_home(cfg: &Config) -> Result<KeyHome> {
-    if cfg.store.is_some() {
+/// Where `cfg`'s signing keys are kept: their records in `store`, their
+/// private keys in files of the data directory, or in the shared store
+/// sealed by the vault key.
+fn key_place(cfg: &Config, store: &Arc<dyn Store>) -> Result<KeyPlace> {
+    let home = if cfg.store.is_some() {
         let vault = crate::gateway::vault::Vault::load(&cfg.data, &OsRandom)?;
-        Ok(KeyHome::Sealed(Arc::new(vault)))
+        KeyHome::Sealed(Arc::new(vault))
     } else {
-        Ok(KeyHome::Files(cfg.data.clone()))
-    }
+        KeyHome::Files(cfg.data.clone())
+    };
+    Ok(KeyPlace {
+        store: store.clone(),
+        home,
+    })
 }
 
 fn make_broker(cfg: &Config, issuer: String) -> Result<Arc<Broker>> {
     let s = open_store(cfg)?;
-    let keys = KeyRing::load(
-        &s,
-        &key_home(cfg)?,
-        SystemClock.now(),
-        cfg.access_ttl,
-        &OsRandom,
-    )?;
+    let keys = key_place(cfg, &s)?.load(SystemClock.now(), cfg.access_ttl, &OsRandom)?;
     let mut b = Broker::new(
         cfg.clone(),
         issuer,

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use super::human::{at, when};
 use super::{Ctx, KeysCmd, OwnerCmd, WebhookCmd, out};
-use crate::keys::KeyRing;
 use crate::store;
 
 pub(super) fn owner(c: &Ctx, cmd: &OwnerCmd) -> Result<ExitCode> {
@@ -169,9 +168,7 @@ fn webhook(c: &Ctx, cmd: &WebhookCmd) -> Result<()> {
 pub(super) fn keys(c: &Ctx, cmd: &KeysCmd) -> Result<ExitCode> {
     match cmd {
         KeysCmd::Rotate => {
-            let m = KeyRing::rotate(
-                &c.b.store,
-                &super::key_home(&c.cfg)?,
+            let m = super::key_place(&c.cfg, &c.b.store)?.rotate(
                 SystemClock.now(),
                 c.cfg.access_ttl,
                 &OsRandom,

@@ -10,9 +10,8 @@ use axum::serve::ListenerExt as _;
 use protonpass_agent::{Error, Result};
 use serde_json::json;
 
-use super::{key_home, make_broker, runtime};
+use super::{key_place, make_broker, runtime};
 use crate::config::Config;
-use crate::keys::KeyRing;
 use crate::service::{Broker, upkeep};
 use crate::store;
 
@@ -242,8 +241,7 @@ async fn watch_store(b: Arc<Broker>) {
             let b2 = b.clone();
             let now = b.clock.now();
             if let Ok(Ok(k)) = tokio::task::spawn_blocking(move || {
-                let home = key_home(&b2.cfg)?;
-                KeyRing::reload(&b2.store, &home, now, b2.cfg.access_ttl)
+                key_place(&b2.cfg, &b2.store)?.reload(now, b2.cfg.access_ttl)
             })
             .await
             {

@@ -16,7 +16,7 @@ use totp_rs::Secret;
 use zeroize::Zeroizing;
 
 use super::auth::Budget;
-use super::{B, Form, redirect, service_error, session};
+use super::{B, Form, Page, redirect, service_error};
 use super::{source, view};
 use crate::audit::secret_hash;
 use crate::gateway::vault::Vault;
@@ -25,14 +25,7 @@ use crate::store::{self, WebSession};
 
 use super::mfa::{Matched, RECOVERY_CODES, Record, SEALED_AS, load, matches, normalise_recovery};
 
-pub(super) async fn signed_in_session(b: &Arc<Broker>, headers: &HeaderMap) -> Option<WebSession> {
-    session(b, headers).await
-}
-
-pub(super) async fn account_page(State(b): B, headers: HeaderMap) -> Response {
-    let Some(s) = signed_in_session(&b, &headers).await else {
-        return super::to_login("/account");
-    };
+pub(super) async fn account_page(State(b): B, Page { s, .. }: Page) -> Response {
     let r = or_error_page!(load(&b, &s.owner).await, Some(&s));
     match r {
         Some(r) if r.confirmed => view::page(

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
 use super::view::{self, LIFETIMES, lifetime_choice, scope_list, short_thumbprint, when};
-use super::{B, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::model::{Grant, GrantStatus, TokenKind, TokenRec, TokenStatus};
 use crate::service::budget::{BudgetSpec, BudgetView, budget_views};
 use crate::store::{self, WebSession};
@@ -39,15 +39,7 @@ fn notice(code: Option<&str>) -> Option<&'static str> {
     })
 }
 
-pub(super) async fn agents_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/agents");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn agents_page(State(b): B, Page { s, q }: Page) -> Response {
     let now = b.clock.now();
     let owner = s.owner.clone();
     let rows = store::read(&b.store, move |tx| {
@@ -85,11 +77,7 @@ pub(super) async fn agents_page(
             section.card.agent-card {
                 div.card-head {
                     h2 { span.agent { (agent) } " " span.hint { "(name chosen by the agent)" } }
-                    form.inline method="post" action="/agents/revoke-agent" {
-                        input type="hidden" name="csrf" value=(s.csrf);
-                        input type="hidden" name="agent" value=(agent);
-                        button.danger type="submit" { "Cut off this agent" }
-                    }
+                    (view::button_form(&s, "/agents/revoke-agent", ("agent", agent), "danger", "Cut off this agent"))
                 }
                 @for r in grants {
                     (grant_view(&s, r, now))
@@ -151,22 +139,14 @@ fn grant_view(s: &WebSession, r: &Row, now: i64) -> maud::Markup {
                                 td { (t.aud.as_deref().unwrap_or("")) }
                                 td { (when(t.exp)) " " span.hint { "(in " (view::duration(((t.exp - now) / 60).max(1) * 60)) ")" } }
                                 td {
-                                    form.inline method="post" action="/agents/revoke" {
-                                        input type="hidden" name="csrf" value=(s.csrf);
-                                        input type="hidden" name="id" value=(t.jti);
-                                        button.small type="submit" { "Revoke token" }
-                                    }
+                                    (view::button_form(s, "/agents/revoke", ("id", &t.jti), "small", "Revoke token"))
                                 }
                             }
                         }
                     }
                 }
             }
-            form.inline method="post" action="/agents/revoke" {
-                input type="hidden" name="csrf" value=(s.csrf);
-                input type="hidden" name="id" value=(g.gid);
-                button.danger type="submit" { "Revoke this grant" }
-            }
+            (view::button_form(s, "/agents/revoke", ("id", &g.gid), "danger", "Revoke this grant"))
         }
     }
 }

@@ -7,22 +7,17 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
 use super::view::{self, scope_list, when};
-use super::{B, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::model::{ClientRec, Grant, GrantStatus};
 use crate::service::authcode::ORIGIN;
 use crate::store;
 
-pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/apps");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn apps_page(b: B, Page { s, q }: Page) -> Response {
     let now = b.clock.now();
     let owner = s.owner.clone();
     let rows = store::read(&b.store, move |tx| {
@@ -55,11 +50,7 @@ pub(super) async fn apps_page(b: B, headers: HeaderMap, RawQuery(q): RawQuery) -
             section.card.agent-card {
                 div.card-head {
                     h2 { span.agent { (name) } " " span.hint { "(name given by the application)" } }
-                    form.inline method="post" action="/apps/disconnect" {
-                        input type="hidden" name="csrf" value=(s.csrf);
-                        input type="hidden" name="client_id" value=(client_id);
-                        button.danger type="submit" { "Disconnect" }
-                    }
+                    (view::button_form(&s, "/apps/disconnect", ("client_id", client_id), "danger", "Disconnect"))
                 }
                 dl.facts {
                     dt { "Application id" } dd { code { (client_id) } }

@@ -2,13 +2,13 @@
 //! agent, event and date, with the state of the hash chain; and the same
 //! records as JSON Lines.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::view::{self, describe_scope, duration, parse_date, when};
-use super::{B, Form, query, service_error, session, to_login};
+use super::{B, Form, Page, service_error};
 use crate::service::upkeep;
 use crate::store::{self, AuditQuery};
 
@@ -177,15 +177,7 @@ fn filters(owner: &str, q: &Form) -> AuditQuery {
     }
 }
 
-pub(super) async fn audit_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/audit");
-    };
-    let q = query(raw.as_deref());
+pub(super) async fn audit_page(State(b): B, Page { s, q }: Page) -> Response {
     let f = filters(&s.owner, &q);
     let f2 = f.clone();
     let b2 = b.clone();
@@ -262,11 +254,8 @@ pub(super) async fn audit_page(
     view::page(StatusCode::OK, "Activity", Some(&s), body)
 }
 
-pub(super) async fn export(State(b): B, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/audit");
-    };
-    let q = query(raw.as_deref());
+/// Sign-in returns to the activity page (route with [`super::signed_in::BackTo`]).
+pub(super) async fn export(State(b): B, Page { s, q }: Page) -> Response {
     let mut f = filters(&s.owner, &q);
     f.limit = 1000;
     let got = store::read(&b.store, move |tx| {

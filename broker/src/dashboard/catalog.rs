@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use maud::{Markup, html};
 use zeroize::Zeroizing;
 
 use super::view;
-use super::{B, query, service_error, session, signed_form, to_login};
+use super::{B, Page, service_error, signed_form};
 use crate::gateway::templates::{self, Overrides, TemplateView};
 use crate::gateway::upstreams;
 use crate::gateway::vault::{Vault, check_secret};
@@ -71,15 +71,7 @@ fn card(t: &TemplateView, csrf: &str) -> Markup {
     }
 }
 
-pub(super) async fn catalog_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/upstreams/catalog");
-    };
-    let f = query(q.as_deref());
+pub(super) async fn catalog_page(Page { s, q: f }: Page) -> Response {
     let words = f.text("q").map(str::to_owned);
     let list = templates::list(words.as_deref());
     let body = html! {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use maud::html;
 
 use super::upstreams::gateway_task;
 use super::view::{self, when};
-use super::{B, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use super::{cookie, session_cookie};
 use crate::gateway::oauth::{self, ConnectionView};
 use crate::gateway::upstreams;
@@ -42,15 +42,8 @@ fn status_words(v: &ConnectionView) -> &'static str {
     }
 }
 
-pub(super) async fn connections_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/upstreams/connections");
-    };
-    let done = query(q.as_deref()).text("done").map(str::to_owned);
+pub(super) async fn connections_page(State(b): B, Page { s, q }: Page) -> Response {
+    let done = q.text("done").map(str::to_owned);
     let got = gateway_task(&b, &s.owner, |_, ctx| {
         let list = upstreams::list(ctx.store, ctx.issuer, ctx.owner)?;
         list.iter()
@@ -75,17 +68,9 @@ pub(super) async fn connections_page(
                     @if let Some(t) = c.updated_at { dt { "Last renewed" } dd { (when(t)) } }
                 }
                 div.actions {
-                    form.inline method="post" action="/upstreams/connect" {
-                        input type="hidden" name="csrf" value=(s.csrf);
-                        input type="hidden" name="name" value=(c.name);
-                        button.primary type="submit" { (if c.status == "not_connected" { "Connect" } else { "Reconnect" }) }
-                    }
+                    (view::button_form(&s, "/upstreams/connect", ("name", &c.name), "primary", if c.status == "not_connected" { "Connect" } else { "Reconnect" }))
                     @if c.status != "not_connected" {
-                        form.inline method="post" action="/upstreams/disconnect" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            input type="hidden" name="name" value=(c.name);
-                            button.danger type="submit" { "Disconnect" }
-                        }
+                        (view::button_form(&s, "/upstreams/disconnect", ("name", &c.name), "danger", "Disconnect"))
                     }
                 }
             }

@@ -36,6 +36,7 @@ mod pending;
 mod resources;
 mod scope_view;
 mod second_factor;
+mod signed_in;
 mod stepup;
 mod upstreams;
 mod usage;
@@ -44,19 +45,20 @@ pub(crate) mod view;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use protonpass_agent::Error;
 use subtle::ConstantTimeEq;
 
 use crate::audit::secret_hash;
 use crate::service::Broker;
 use crate::store::{self, WebSession};
+use signed_in::{BackTo, Page};
 
 pub use account::reset as mfa_reset;
 pub use password::{first_run_link, owner_add};
@@ -128,12 +130,17 @@ pub fn router() -> Router<Arc<Broker>> {
         .route("/stepup/decide", axum::routing::post(stepup::decide))
         .route("/usage", get(usage::usage_page))
         .route("/audit", get(audit_page::audit_page))
-        .route("/audit/export", get(audit_page::export))
+        .route(
+            "/audit/export",
+            get(audit_page::export).layer(Extension(BackTo("/audit"))),
+        )
         // Upstream APIs served through the gateway (issue 17).
         .route("/upstreams", get(upstreams::upstreams_page))
         .route(
             "/upstreams/remove",
-            get(upstreams::remove_page).post(upstreams::remove),
+            get(upstreams::remove_page)
+                .post(upstreams::remove)
+                .layer(Extension(BackTo("/upstreams"))),
         )
         .route("/upstreams/rotate", axum::routing::post(upstreams::rotate))
         // Resource servers and their scope catalogs (issue 19).

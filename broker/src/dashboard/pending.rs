@@ -9,20 +9,13 @@ use axum::response::Response;
 use maud::html;
 
 use super::view::{self, describe_scope, duration, short_thumbprint, when};
-use super::{B, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::service::device::{CLI_SOURCE, Decision};
 
-pub(super) async fn pending_page(
-    State(b): B,
-    headers: HeaderMap,
-    axum::extract::RawQuery(q): axum::extract::RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/pending");
-    };
+pub(super) async fn pending_page(State(b): B, Page { s, q }: Page) -> Response {
     let list = or_error_page!(b.pending_for(&s.owner).await, Some(&s));
     let now = b.clock.now();
-    let denied = super::query(q.as_deref()).get("done") == Some("denied");
+    let denied = q.get("done") == Some("denied");
     let body = html! {
         @if denied { p.notice.ok role="status" { "Denied: the agent's wait ends with an error, and it gets no access." } }
         @if list.is_empty() {
@@ -53,11 +46,7 @@ pub(super) async fn pending_page(
                 @if let Some(c) = w.user_code.as_deref() {
                     div.actions {
                         a.button.primary href=(format!("/device?user_code={c}")) { "Review and approve" }
-                        form.inline method="post" action="/pending/deny" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            input type="hidden" name="user_code" value=(c);
-                            button.danger type="submit" { "Deny" }
-                        }
+                        (view::button_form(&s, "/pending/deny", ("user_code", c), "danger", "Deny"))
                     }
                 }
             }

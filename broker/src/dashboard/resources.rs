@@ -8,7 +8,7 @@
 //! and audited there; another owner's resource answers as an unknown one.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -16,7 +16,7 @@ use protonpass_agent::Error;
 
 use super::scope_view::catalog_list;
 use super::view::{self, when};
-use super::{B, Form, query, redirect, service_error, session, signed_form_with, to_login};
+use super::{B, Form, Page, redirect, service_error, signed_form_with};
 // What the tests below build their forms with.
 use crate::model::Resource;
 use crate::scope_catalog;
@@ -109,15 +109,7 @@ fn not_found(e: &Error, s: &WebSession) -> Response {
     view::message(StatusCode::NOT_FOUND, "Not found", &e.to_string(), Some(s))
 }
 
-pub(super) async fn resources_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/resources");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn resources_page(State(b): B, Page { s, q }: Page) -> Response {
     match b.resource_list(&s.owner).await {
         Ok(list) => render(StatusCode::OK, &s, &list, q.get("done"), None),
         Err(e) => service_error(&e, Some(&s)),

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::view::{self, describe_scope, duration, when};
-use super::{B, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, redirect, service_error, signed_form};
 use crate::model::AuditRecord;
 use crate::service::Broker;
 use crate::service::budget::BudgetView;
@@ -155,14 +155,7 @@ fn recent_table(list: &[(i64, String, Value)]) -> Markup {
     }
 }
 
-pub(super) async fn stepup_page(
-    State(b): B,
-    headers: HeaderMap,
-    axum::extract::RawQuery(q): axum::extract::RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/stepup");
-    };
+pub(super) async fn stepup_page(State(b): B, Page { s, q }: Page) -> Response {
     let list = or_error_page!(b.stepups_pending(&s.owner).await, Some(&s));
     let mut standing = Vec::with_capacity(list.len());
     for w in &list {
@@ -177,7 +170,7 @@ pub(super) async fn stepup_page(
     // Every step-up is beyond what the owner allowed: approving one asks for
     // the second factor again, when the owner has one.
     let ask_code = super::mfa::required(&b, &s.owner).await.unwrap_or(true);
-    let done = super::query(q.as_deref()).get("done").map(str::to_owned);
+    let done = q.get("done").map(str::to_owned);
     let body = html! {
         @match done.as_deref() {
             Some("approved") => p.notice.ok role="status" { "Approved: the agent gets a one-time token for exactly this, valid for at most 5 minutes." },

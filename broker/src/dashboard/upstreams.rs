@@ -8,13 +8,13 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
 use super::view::{self, describe_scope, when};
-use super::{B, csrf_refused, query, redirect, service_error, session, signed_form, to_login};
+use super::{B, Page, csrf_refused, redirect, service_error, signed_form};
 use crate::gateway::upstreams::{self, Ctx, RuleView, UpstreamView};
 use crate::gateway::vault::{Vault, check_secret};
 use crate::service::Broker;
@@ -131,15 +131,7 @@ fn upstream_card(s: &WebSession, u: &UpstreamView) -> Markup {
     }
 }
 
-pub(super) async fn upstreams_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/upstreams");
-    };
-    let q = query(q.as_deref());
+pub(super) async fn upstreams_page(State(b): B, Page { s, q }: Page) -> Response {
     let list = gateway_task(&b, &s.owner, |_, ctx| {
         upstreams::list(ctx.store, ctx.issuer, ctx.owner)
     })
@@ -157,15 +149,8 @@ pub(super) async fn upstreams_page(
     view::page(StatusCode::OK, "Upstream APIs", Some(&s), body)
 }
 
-pub(super) async fn remove_page(
-    State(b): B,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/upstreams");
-    };
-    let q = query(q.as_deref());
+/// Sign-in returns to the upstreams page (route with [`super::signed_in::BackTo`]).
+pub(super) async fn remove_page(State(b): B, Page { s, q }: Page) -> Response {
     let name = q.get("name").unwrap_or("").to_owned();
     let (store, issuer, owner, n) = (
         b.store.clone(),

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use serde_json::Value;
 
 use super::view::{self, when};
-use super::{B, service_error, session, to_login};
+use super::{B, Page, service_error};
 use crate::store::{self, UsageCount, UsageSlot};
 
 /// Latest refusals shown per agent.
@@ -54,10 +54,7 @@ fn refusal(ts: i64, detail: &str) -> Option<(Option<String>, Refusal)> {
     ))
 }
 
-pub(super) async fn usage_page(State(b): B, headers: HeaderMap) -> Response {
-    let Some(s) = session(&b, &headers).await else {
-        return to_login("/usage");
-    };
+pub(super) async fn usage_page(State(b): B, Page { s, .. }: Page) -> Response {
     let owner = s.owner.clone();
     let now = b.clock.now();
     // Slots end at the end of the current hour: the last bar is this hour.

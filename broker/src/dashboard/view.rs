@@ -223,6 +223,24 @@ pub(super) fn short_thumbprint(jkt: &str) -> String {
     if jkt.len() > 12 { format!("{s}…") } else { s }
 }
 
+/// A one-button form: posts `field`'s value with the session's form token to
+/// `action`; the button has class `class` and says `label`.
+pub(super) fn button_form(
+    s: &WebSession,
+    action: &str,
+    (field, value): (&str, &str),
+    class: &str,
+    label: &str,
+) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name="csrf" value=(s.csrf);
+            input type="hidden" name=(field) value=(value);
+            button class=(class) type="submit" { (label) }
+        }
+    }
+}
+
 /// Radio buttons for the grant lifetime (1 hour preselected).
 pub(super) fn lifetime_choice() -> Markup {
     html! {

@@ -15,6 +15,7 @@
 mod conformance;
 pub mod postgres;
 mod records;
+mod shares;
 pub mod sqlite;
 
 use std::fmt;

@@ -180,8 +180,18 @@ async fn the_owner_sees_rotates_and_removes_upstreams_in_the_dashboard() {
     let p = w.get("/upstreams").await;
     p.assert_shows("no upstream APIs yet");
 
-    // Signed out: the pages send to the sign-in page.
+    // Signed out: the pages send to the sign-in page, then back to the page
+    // (its query left out); from a removal's confirmation or the activity
+    // export, back to the page they are reached from.
     let mut anon = super::Web::new(&b);
-    let p = anon.get("/upstreams").await;
-    p.assert_redirect("/login?next=%2Fupstreams");
+    for (page, next) in [
+        ("/upstreams", "%2Fupstreams"),
+        ("/upstreams?done=removed", "%2Fupstreams"),
+        ("/upstreams/catalog?q=git", "%2Fupstreams%2Fcatalog"),
+        ("/upstreams/remove?name=github", "%2Fupstreams"),
+        ("/audit/export", "%2Faudit"),
+    ] {
+        let p = anon.get(page).await;
+        p.assert_redirect(&format!("/login?next={next}"));
+    }
 }

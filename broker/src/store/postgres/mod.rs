@@ -45,7 +45,6 @@ mod tx;
 mod tx2;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
@@ -55,6 +54,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use protonpass_agent::Error;
 
 use self::conn::PgTx;
+use super::shares::QueueShares;
 use super::{FeedNotice, Job, Result, Store};
 
 /// Most write jobs committed together.
@@ -166,8 +166,7 @@ pub struct PgStore {
     pool: Pool,
     rt: tokio::runtime::Handle,
     queue: SyncSender<Job>,
-    admission: Arc<tokio::sync::Semaphore>,
-    detached: Arc<AtomicUsize>,
+    shares: QueueShares,
     /// Where the feed's notices are listened for (a connection of its own).
     listen: tokio_postgres::Config,
     /// The notices, once a caller asked for them (`serve` does, the CLI not).
@@ -254,8 +253,7 @@ impl PgStore {
             pool,
             rt,
             queue,
-            admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
-            detached: Arc::new(AtomicUsize::new(0)),
+            shares: QueueShares::new(ADMITTED, DETACHED),
             listen,
             notices: OnceLock::new(),
             _runtime: runtime,
@@ -278,26 +276,13 @@ impl Store for PgStore {
     }
 
     fn admission(&self) -> Arc<tokio::sync::Semaphore> {
-        self.admission.clone()
+        self.shares.admission()
     }
 
     fn try_submit(&self, job: Job) -> bool {
-        /// Counts a best-effort job until it has run or been dropped.
-        struct Slot(Arc<AtomicUsize>);
-        impl Drop for Slot {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        if self.detached.fetch_add(1, Ordering::AcqRel) >= DETACHED {
-            self.detached.fetch_sub(1, Ordering::AcqRel);
+        let Some(job) = self.shares.best_effort(job) else {
             return false;
-        }
-        let slot = Slot(self.detached.clone());
-        let job: Job = Box::new(move |tx: &mut dyn super::Tx| {
-            let _slot = slot;
-            job(tx)
-        });
+        };
         match self.queue.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
@@ -354,17 +339,8 @@ impl Store for PgStore {
                 "Callers waiting for a connection of the pool.",
                 pool.waiting as f64,
             ),
-            (
-                "protonpass_store_writes_in_flight",
-                "Asynchronous write jobs admitted and not yet committed.",
-                ADMITTED.saturating_sub(self.admission.available_permits()) as f64,
-            ),
-            (
-                "protonpass_store_detached_in_flight",
-                "Best-effort write jobs (audit of rejected requests) queued.",
-                self.detached.load(Ordering::Acquire) as f64,
-            ),
         ];
+        v.extend(self.shares.figures());
         if let Some(n) = self.notices.get() {
             v.push((
                 "protonpass_store_feed_listening",

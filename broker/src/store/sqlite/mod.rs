@@ -26,6 +26,7 @@ use protonpass_agent::Error;
 use rusqlite::Connection;
 
 use self::conn::{SqliteTx, db_err, open};
+use super::shares::QueueShares;
 use super::{Job, Result, Store, Tx};
 
 /// Most write jobs committed together.
@@ -51,8 +52,7 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: SyncSender<Job>,
     writer: Arc<self::writer::Writer>,
-    admission: Arc<tokio::sync::Semaphore>,
-    detached: Arc<AtomicUsize>,
+    shares: QueueShares,
     readers: Mutex<Vec<Connection>>,
     busy: Duration,
     /// Jobs queued and not yet taken by the writer.
@@ -77,8 +77,7 @@ impl SqliteStore {
             path: path.to_owned(),
             queue,
             writer,
-            admission: Arc::new(tokio::sync::Semaphore::new(ADMITTED)),
-            detached: Arc::new(AtomicUsize::new(0)),
+            shares: QueueShares::new(ADMITTED, DETACHED),
             readers: Mutex::new(Vec::new()),
             busy,
             queued,
@@ -100,7 +99,7 @@ impl Store for SqliteStore {
 
     fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
         let idle = self.readers.lock().map_or(0, |v| v.len());
-        vec![
+        let mut v = vec![
             (
                 "protonpass_store_queue_depth",
                 "Write jobs waiting for the writer.",
@@ -111,16 +110,9 @@ impl Store for SqliteStore {
                 "Write jobs the queue holds before writers wait.",
                 QUEUE as f64,
             ),
-            (
-                "protonpass_store_writes_in_flight",
-                "Asynchronous write jobs admitted and not yet committed.",
-                ADMITTED.saturating_sub(self.admission.available_permits()) as f64,
-            ),
-            (
-                "protonpass_store_detached_in_flight",
-                "Best-effort write jobs (audit of rejected requests) queued.",
-                self.detached.load(Ordering::Acquire) as f64,
-            ),
+        ];
+        v.extend(self.shares.figures());
+        v.extend([
             (
                 "protonpass_store_commits",
                 "Group commits since start (a counter).",
@@ -136,30 +128,18 @@ impl Store for SqliteStore {
                 "Reader connections the pool keeps.",
                 READERS as f64,
             ),
-        ]
+        ]);
+        v
     }
 
     fn admission(&self) -> Arc<tokio::sync::Semaphore> {
-        self.admission.clone()
+        self.shares.admission()
     }
 
     fn try_submit(&self, job: Job) -> bool {
-        /// Counts a best-effort job until it has run or been dropped.
-        struct Slot(Arc<AtomicUsize>);
-        impl Drop for Slot {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        if self.detached.fetch_add(1, Ordering::AcqRel) >= DETACHED {
-            self.detached.fetch_sub(1, Ordering::AcqRel);
+        let Some(job) = self.shares.best_effort(job) else {
             return false;
-        }
-        let slot = Slot(self.detached.clone());
-        let job: Job = Box::new(move |tx: &mut dyn Tx| {
-            let _slot = slot;
-            job(tx)
-        });
+        };
         self.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(job) {
             Ok(()) => {
