@@ -21,24 +21,20 @@
     clippy::print_stderr,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
+    clippy::panic
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protonpass_agent::wire::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{AgentKey, OsRandom};
-use protonpass_e2e::dpop;
+use protonpass_e2e::bench::{Flags, Guard, cli_at, cpu_ticks, first_line, redeem_at};
+use protonpass_e2e::{API, dpop, grant_create_args, private_dir};
 use serde_json::Value;
 use tokio::sync::Mutex;
-
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const RT_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
-const API: &str = "https://api.example";
 
 struct Args {
     broker: String,
@@ -51,46 +47,29 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        broker: "target/release/protonpass-broker".into(),
-        oidc: None,
-        pg: None,
-        only_pg: false,
-        seconds: 5,
-        levels: vec![1, 16, 64],
+    let f = Flags::from_env(&[
+        "--broker",
+        "--oidc",
+        "--pg",
+        "--only",
+        "--seconds",
+        "--levels",
+    ]);
+    let only_pg = match f.get("--only") {
+        None => false,
+        Some("pg") => true,
+        Some(_) => panic!("unknown argument --only"),
     };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i + 1 < v.len() {
-        match v[i].as_str() {
-            "--broker" => a.broker = v[i + 1].clone(),
-            "--oidc" => a.oidc = Some(v[i + 1].clone()),
-            "--pg" => a.pg = Some(v[i + 1].clone()),
-            "--only" if v[i + 1] == "pg" => a.only_pg = true,
-            "--seconds" => a.seconds = v[i + 1].parse().unwrap(),
-            "--levels" => a.levels = v[i + 1].split(',').map(|s| s.parse().unwrap()).collect(),
-            other => panic!("unknown argument {other}"),
-        }
-        i += 2;
-    }
-    a
-}
-
-fn first_line(child: &mut Child) -> Value {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
-}
-
-/// Kills the child process when dropped, even when the benchmark fails.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    Args {
+        broker: f.broker(),
+        oidc: f.get("--oidc").map(str::to_owned),
+        pg: f.get("--pg").map(str::to_owned),
+        only_pg,
+        seconds: f.parsed("--seconds", 5),
+        levels: f.get("--levels").map_or_else(
+            || vec![1, 16, 64],
+            |v| v.split(',').map(|s| s.parse().unwrap()).collect(),
+        ),
     }
 }
 
@@ -123,21 +102,17 @@ async fn request(a: &mut Agent, op: Op) -> bool {
                 ("client_id", "bench"),
             ],
             Op::Exchange => vec![
-                ("grant_type", EXCHANGE),
+                ("grant_type", GRANT_TOKEN_EXCHANGE),
                 ("subject_token", &a.refresh),
-                ("subject_token_type", RT_TYPE),
+                ("subject_token_type", TOKEN_TYPE_REFRESH),
                 ("scope", "travel:book"),
                 ("audience", API),
             ],
         };
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&params)
-            .finish();
         let Ok(r) = http
             .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
             .header("DPoP", proof)
-            .body(body)
+            .form(&params)
             .send()
             .await
         else {
@@ -181,14 +156,7 @@ struct Cpu {
 
 /// utime + stime of `pid` in clock ticks (0 once it is gone).
 fn ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may hold spaces): state is 3rd, utime 14th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
+    cpu_ticks(pid).unwrap_or(0)
 }
 
 /// The postmaster of the cluster `scripts/pg-cluster.sh` started (from
@@ -327,31 +295,7 @@ fn client(i: usize) -> reqwest::Client {
 
 /// Start `serve` on `data`; its token endpoint.
 fn serve(bin: &str, data: &str) -> (Guard, String) {
-    let broker = Command::new(bin)
-        // Every client shares one address: the per-source limit would measure itself.
-        .args([
-            "--data",
-            data,
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "off",
-        ])
-        .env("PROTONPASS_BROKER_ACCESS_TTL", "1h")
-        .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("BENCH_BROKER_STDERR").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .unwrap();
-    let mut broker = Guard(broker);
-    let issuer = first_line(&mut broker.0)["issuer"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (broker, issuer) = protonpass_e2e::bench::serve(bin, data);
     (broker, format!("{issuer}/oauth/token"))
 }
 
@@ -360,65 +304,30 @@ fn serve(bin: &str, data: &str) -> (Guard, String) {
 async fn enroll(bin: &str, data: &str, token_url: &str, n: usize) -> Vec<Arc<Mutex<Agent>>> {
     let mut ours = Vec::new();
     for i in 0..n {
-        let out = Command::new(bin)
-            .args(["--data", data, "--json", "grant", "create", "--agent"])
-            .arg(format!("bench-{i}"))
-            .args([
-                "--scope",
-                "travel:search travel:book",
-                "--audience",
-                API,
-                "--ttl",
-                "30d",
-            ])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        let code = v["enrollment_code"].as_str().unwrap().to_owned();
+        let name = format!("bench-{i}");
+        let mut args = grant_create_args(&name, "travel:search travel:book", API);
+        args.extend(["--ttl", "30d"]);
+        let (code, v) = cli_at(Path::new(bin), Path::new(data), &args, &[], "");
+        assert_eq!(code, 0, "{v}");
         let http = client(i);
-        let mut agent = Agent {
-            http: http.clone(),
+        let key = AgentKey::generate(&OsRandom).unwrap();
+        let (v, nonce) = redeem_at(
+            &http,
+            token_url,
+            &key,
+            v["enrollment_code"].as_str().unwrap(),
+        )
+        .await;
+        let agent = Agent {
+            http,
             url: token_url.to_owned(),
-            key: AgentKey::generate(&OsRandom).unwrap(),
-            refresh: code,
-            nonce: None,
+            key,
+            refresh: v["refresh_token"].as_str().unwrap().to_owned(),
+            nonce,
         };
-        // Redeem: the refresh slot holds the code until then.
-        let mut ok = false;
-        for _ in 0..3 {
-            let proof = dpop(&agent.key, "POST", token_url, None, agent.nonce.as_deref());
-            let r = http
-                .post(token_url)
-                .header("DPoP", proof)
-                .form(&[
-                    ("grant_type", PRE),
-                    ("pre-authorized_code", agent.refresh.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            if let Some(n) = r.headers().get("dpop-nonce") {
-                agent.nonce = n.to_str().ok().map(str::to_owned);
-            }
-            let v: Value = r.json().await.unwrap();
-            if let Some(rt) = v["refresh_token"].as_str() {
-                agent.refresh = rt.to_owned();
-                ok = true;
-                break;
-            }
-        }
-        assert!(ok, "enrollment failed");
         ours.push(Arc::new(Mutex::new(agent)));
     }
     ours
-}
-
-fn private_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap()
 }
 
 /// The broker on PostgreSQL at `url`: one replica, then two sharing the

@@ -13,81 +13,22 @@
 //! target/release/examples/gateway_bench --broker target/release/protonpass-broker \
 //!     [--nginx /usr/sbin/nginx] --samples 3000 --seconds 5 --agents 64
 //! ```
-#![allow(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use protonpass_agent::{AgentKey, OsRandom};
-use protonpass_e2e::dpop;
+use protonpass_e2e::bench::{Flags, Guard, cli_at, latency_percentile, redeem_at, serve};
+use protonpass_e2e::{dpop, grant_create_args};
 use serde_json::Value;
 
 const SECRET: &str = "bench-upstream-secret";
 const AUD: &str = "https://api.code-host.example";
 const PATH: &str = "/repos/me/proj/commits";
-
-struct Args {
-    broker: String,
-    nginx: Option<String>,
-    samples: usize,
-    seconds: u64,
-    agents: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        broker: "target/release/protonpass-broker".into(),
-        nginx: None,
-        samples: 3000,
-        seconds: 5,
-        agents: 64,
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    for pair in v.chunks(2) {
-        let val = pair.get(1).cloned().unwrap_or_default();
-        match pair[0].as_str() {
-            "--broker" => a.broker = val,
-            "--nginx" => a.nginx = Some(val).filter(|s| !s.is_empty()),
-            "--samples" => a.samples = val.parse().unwrap(),
-            "--seconds" => a.seconds = val.parse().unwrap(),
-            "--agents" => a.agents = val.parse().unwrap(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
-}
-
-/// Stops the child process when dropped, even when the benchmark fails:
-/// SIGTERM first, so that nginx's master stops its workers too (SIGKILL
-/// would leave them holding their ports), then SIGKILL after 5 s.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        for _ in 0..100 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The upstream: a small JSON answer, only with the right key.
 async fn start_upstream() -> u16 {
@@ -173,25 +114,11 @@ fn running_as_root() -> bool {
             .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-fn cli(broker: &str, data: &str, args: &[&str], stdin: Option<&str>) -> Value {
-    let mut c = Command::new(broker)
-        .args(["--data", data, "--json"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(c.stdin.take());
-    let out = c.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The broker's CLI on `data`, expecting success: its JSON output.
+fn cli(broker: &str, data: &str, args: &[&str], stdin: &str) -> Value {
+    let (code, v) = cli_at(Path::new(broker), Path::new(data), args, &[], stdin);
+    assert_eq!(code, 0, "{args:?}: {v}");
+    v
 }
 
 /// One agent: its key, its access token, the nonce it last saw.
@@ -206,37 +133,13 @@ fn proof(a: &Agent, method: &str, url: &str, token: Option<&str>) -> String {
 }
 
 async fn enroll(http: &reqwest::Client, issuer: &str, code: &str) -> Agent {
-    let token_url = format!("{issuer}/oauth/token");
-    let mut a = Agent {
-        key: AgentKey::generate(&OsRandom).unwrap(),
-        token: String::new(),
-        nonce: None,
-    };
-    for _ in 0..3 {
-        let r = http
-            .post(&token_url)
-            .header("dpop", proof(&a, "POST", &token_url, None))
-            .form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:pre-authorized_code",
-                ),
-                ("pre-authorized_code", code),
-            ])
-            .send()
-            .await
-            .unwrap();
-        if let Some(n) = r.headers().get("dpop-nonce") {
-            a.nonce = n.to_str().ok().map(str::to_owned);
-        }
-        let v: Value = r.json().await.unwrap();
-        if let Some(t) = v["access_token"].as_str() {
-            a.token = t.to_owned();
-            return a;
-        }
-        assert_eq!(v["error"], "use_dpop_nonce", "{v}");
+    let key = AgentKey::generate(&OsRandom).unwrap();
+    let (v, nonce) = redeem_at(http, &format!("{issuer}/oauth/token"), &key, code).await;
+    Agent {
+        key,
+        token: v["access_token"].as_str().unwrap().to_owned(),
+        nonce,
     }
-    panic!("could not enroll");
 }
 
 /// One call through the gateway with a fresh proof; `Some(elapsed)` for a
@@ -277,21 +180,21 @@ async fn plain_call(http: &reqwest::Client, url: &str, key: bool) -> Duration {
     t0.elapsed()
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort_unstable();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1e6
-}
-
-fn line(name: &str, v: &mut [Duration]) -> (f64, f64) {
-    let (p50, p99) = (pct(v, 0.50), pct(v, 0.99));
+fn line(name: &str, v: &[Duration]) -> (f64, f64) {
+    let us = |p| latency_percentile(v, p).as_secs_f64() * 1e6;
+    let (p50, p99) = (us(0.50), us(0.99));
     println!("  {name:<34} p50 {p50:>8.0} us   p99 {p99:>8.0} us");
     (p50, p99)
 }
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let flags = Flags::from_env(&["--broker", "--nginx", "--samples", "--seconds", "--agents"]);
+    let broker_bin = flags.broker();
+    let nginx_bin = flags.get("--nginx").filter(|s| !s.is_empty());
+    let samples: usize = flags.parsed("--samples", 3000);
+    let seconds: u64 = flags.parsed("--seconds", 5);
+    let agents_n: usize = flags.parsed("--agents", 64);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -322,65 +225,24 @@ async fn main() {
     )
     .unwrap();
     cli(
-        &a.broker,
+        &broker_bin,
         &data,
         &["upstream", "add", rules.to_str().unwrap(), "--secret-stdin"],
-        Some(&format!("{SECRET}\n")),
+        &format!("{SECRET}\n"),
     );
-    let mut broker = Guard(
-        Command::new(&a.broker)
-            // Every agent shares one address: the per-source limit would measure itself.
-            .args([
-                "--data",
-                &data,
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--rate-limit",
-                "off",
-            ])
-            .env("PROTONPASS_BROKER_ACCESS_TTL", "1h")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut first = String::new();
-    BufReader::new(broker.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let issuer = serde_json::from_str::<Value>(&first).unwrap()["issuer"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (broker, issuer) = serve(&broker_bin, &data);
     let gw = format!("{issuer}/gateway/code-host{PATH}");
     let mut agents = Vec::new();
-    for i in 0..a.agents.max(1) {
-        let g = cli(
-            &a.broker,
-            &data,
-            &[
-                "grant",
-                "create",
-                "--agent",
-                &format!("bench-{i}"),
-                "--scope",
-                "repo:read:proj",
-                "--audience",
-                AUD,
-                "--ttl",
-                "1d",
-            ],
-            None,
-        );
+    for i in 0..agents_n.max(1) {
+        let name = format!("bench-{i}");
+        let mut args = grant_create_args(&name, "repo:read:proj", AUD);
+        args.extend(["--ttl", "1d"]);
+        let g = cli(&broker_bin, &data, &args, "");
         agents.push(enroll(&http, &issuer, g["enrollment_code"].as_str().unwrap()).await);
     }
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir(&nginx_dir).unwrap();
-    let nginx = a
-        .nginx
-        .as_deref()
-        .and_then(|bin| start_nginx(bin, &nginx_dir, up));
+    let nginx = nginx_bin.and_then(|bin| start_nginx(bin, &nginx_dir, up));
     let via_nginx = nginx
         .as_ref()
         .map(|(_, port)| format!("http://127.0.0.1:{port}{PATH}"));
@@ -388,11 +250,11 @@ async fn main() {
     println!(
         "latency at concurrency 1 (one agent, one request in flight): {} sequential GETs each, \
          interleaved (after 300 warm-up calls), keep-alive connections",
-        a.samples
+        samples
     );
     let (mut d, mut n, mut g) = (Vec::new(), Vec::new(), Vec::new());
     let first_agent = &mut agents[0];
-    for i in 0..a.samples + 300 {
+    for i in 0..samples + 300 {
         // Interleaved, so that all three see the same machine.
         let x = plain_call(&http, &direct, true).await;
         let y = match &via_nginx {
@@ -410,14 +272,14 @@ async fn main() {
             g.push(z);
         }
     }
-    let (d50, d99) = line("direct to the upstream", &mut d);
+    let (d50, d99) = line("direct to the upstream", &d);
     let nginx_p = if n.is_empty() {
         println!("  nginx: not run (install it: apt-get install nginx-light, or pass --nginx)");
         None
     } else {
-        Some(line("through nginx (header injected)", &mut n))
+        Some(line("through nginx (header injected)", &n))
     };
-    let (g50, g99) = line("through the broker's gateway", &mut g);
+    let (g50, g99) = line("through the broker's gateway", &g);
     println!(
         "  added by the gateway:   p50 {:>6.0} us   p99 {:>6.0} us",
         g50 - d50,
@@ -436,10 +298,10 @@ async fn main() {
         "\nthroughput: {} concurrent agents for {} s (each its own token, a fresh DPoP proof per request; \
          nginx: as many concurrent clients)",
         agents.len(),
-        a.seconds
+        seconds
     );
     let done = Arc::new(AtomicU64::new(0));
-    let until = Instant::now() + Duration::from_secs(a.seconds);
+    let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for mut agent in agents {
         let (http, gw, done) = (http.clone(), gw.clone(), done.clone());
@@ -454,13 +316,13 @@ async fn main() {
     for t in tasks {
         t.await.unwrap();
     }
-    let rps = done.load(Ordering::Relaxed) as f64 / a.seconds as f64;
+    let rps = done.load(Ordering::Relaxed) as f64 / seconds as f64;
     println!("  through the broker's gateway        {rps:>8.0} requests/s");
     if let Some(u) = &via_nginx {
         let done = Arc::new(AtomicU64::new(0));
-        let until = Instant::now() + Duration::from_secs(a.seconds);
+        let until = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
-        for _ in 0..a.agents.max(1) {
+        for _ in 0..agents_n.max(1) {
             let (http, u, done) = (http.clone(), u.clone(), done.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < until {
@@ -472,7 +334,7 @@ async fn main() {
         for t in tasks {
             t.await.unwrap();
         }
-        let rps = done.load(Ordering::Relaxed) as f64 / a.seconds as f64;
+        let rps = done.load(Ordering::Relaxed) as f64 / seconds as f64;
         println!("  through nginx (same clients)        {rps:>8.0} requests/s");
     }
     println!(

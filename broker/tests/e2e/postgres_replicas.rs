@@ -8,42 +8,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use protonpass_e2e::{Broker, Reply, claims, key, on_postgres};
+use protonpass_e2e::{Broker, Reply, claims, free_port, key, on_postgres};
 
 /// A second replica on `a`'s database (and data directory, for the CLI's
 /// settings) with `a`'s issuer, so that a proof made for one is good at
 /// both; its own address, as `http://127.0.0.1:PORT`.
 fn twin(a: &Broker) -> (Broker, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let b = Broker::launch(&a.data, &addr, &["--issuer", &a.url], &[]);
     (b, format!("http://{addr}"))
-}
-
-async fn post(http: &reqwest::Client, url: &str, form: &[(&str, &str)], proof: &str) -> Reply {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let r = http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("DPoP", proof)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let body = r.json().await.unwrap_or_default();
-    Reply {
-        status,
-        body,
-        headers,
-    }
 }
 
 #[tokio::test]
@@ -71,10 +44,10 @@ async fn a_proof_sent_to_two_replicas_at_once_is_accepted_once() {
     for _ in 0..5 {
         let proof = a.proof(&k, &a.token_url(), Some(&nonce));
         let form = [("grant_type", "refresh_token"), ("refresh_token", &rt)];
-        let (at_a, at_b) = (a.token_url(), format!("{b_url}/oauth/token"));
+        let dpop = [("DPoP", proof)];
         let (ra, rb) = tokio::join!(
-            post(&a.http, &at_a, &form, &proof),
-            post(&a.http, &at_b, &form, &proof),
+            a.post_form("/oauth/token", &form, &dpop),
+            a.post_form_to(&b_url, "/oauth/token", &form, &dpop),
         );
         let ok: Vec<&Reply> = [&ra, &rb].into_iter().filter(|r| r.status == 200).collect();
         assert_eq!(ok.len(), 1, "{} / {}", ra.body, rb.body);

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use protonpass_agent::*;
 use protonpass_e2e::Broker;
+use protonpass_e2e::bench::latency_percentile;
 
 const AUD: &str = "http://api.test/shop";
 const CLIENTS: usize = 64;
 
-fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1e3
+/// The `p` percentile of `v`, in milliseconds.
+fn pct(v: &[Duration], p: f64) -> f64 {
+    latency_percentile(v, p).as_secs_f64() * 1e3
 }
 
 fn main() {
@@ -84,8 +84,8 @@ async fn run() {
     }
     println!(
         "spend round trip through the broker, one client: p50 {:.2} ms, p99 {:.2} ms (n={}, target p50 <= 1 ms on loopback)",
-        pct(lat.clone(), 0.5),
-        pct(lat, 0.99),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
         1000
     );
 

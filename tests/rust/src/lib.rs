@@ -8,10 +8,11 @@
 // Test infrastructure: failing loudly is the point.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod bench;
 mod http;
 mod store;
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
@@ -73,7 +74,7 @@ pub struct Broker {
 
 /// An owner-only temporary directory: the broker refuses a data directory
 /// others can read.
-fn private_dir() -> tempfile::TempDir {
+pub fn private_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
@@ -218,17 +219,7 @@ impl Broker {
 
     /// Send SIGTERM and wait up to 10 s for the process to exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        None
+        bench::terminate(&mut self.child, std::time::Duration::from_secs(10))
     }
 
     /// Keep the data directory alive past this broker (for restarts).
@@ -244,24 +235,7 @@ impl Broker {
     /// [`Broker::cli`], with `stdin` as the command's standard input (a
     /// secret for `--secret-stdin`, say).
     pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> (i32, Value) {
-        let mut c = Command::new(broker_bin())
-            .args(["--data", self.data.to_str().unwrap(), "--json"])
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = c.stdin.take().unwrap();
-        // A command that stops before reading its input closes the pipe: its
-        // answer says why.
-        let _ = input.write_all(stdin.as_bytes());
-        drop(input);
-        let out = c.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v = serde_json::from_str(text.trim()).unwrap_or(Value::String(text.to_string()));
-        (out.status.code().unwrap_or(-1), v)
+        bench::cli_at(&broker_bin(), &self.data, args, &self.env, stdin)
     }
 
     /// `cli`, expecting success.

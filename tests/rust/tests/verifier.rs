@@ -48,15 +48,6 @@ async fn session(
     authenticate_with_proton(&scopes, aud, opts).await.unwrap()
 }
 
-/// `resource add AUD` for `owner`: (client id, secret).
-fn resource(broker: &Broker, owner: &str, aud: &str) -> (String, String) {
-    let r = broker.cli_ok(&["--owner", owner, "resource", "add", aud]);
-    (
-        r["client_id"].as_str().unwrap().to_owned(),
-        r["client_secret"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// The `usage` records of the resource `client_id`, from `audit export`,
 /// once there are at least `n` (reports are batched every second).
 fn usage_records(broker: &Broker, client_id: &str, n: usize) -> Vec<(String, Value)> {
@@ -89,7 +80,7 @@ async fn allowed_and_refused_calls_reach_the_owners_audit() {
     let home = tempfile::tempdir().unwrap();
     let api = Api::bind().await;
     let s = session(&broker, home.path(), "default", "travel:search", &api.aud).await;
-    let (id, secret) = resource(&broker, "default", &api.aud);
+    let (id, secret) = broker.resource(&api.aud, Some("default"));
     let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.usage_reports = Some((id.clone(), secret.into()));
     let base = api.serve(Verifier::new(o).await.unwrap()).await;
@@ -143,7 +134,7 @@ async fn a_burst_of_refusals_is_reported_whole() {
     // the verifier splits the batch instead of losing it.
     let broker = Broker::start(&[]);
     let api = Api::bind().await;
-    let (id, secret) = resource(&broker, "default", &api.aud);
+    let (id, secret) = broker.resource(&api.aud, Some("default"));
     let mut o = VerifierOptions::new(broker.url.clone(), api.aud.clone());
     o.usage_reports = Some((id.clone(), secret.into()));
     let url = format!(
@@ -179,7 +170,7 @@ async fn two_owners() -> TwoOwners {
     // Bob's grant comes first: once alice registers the audience, no other
     // owner can be granted it, but a token bob already holds still exists.
     let bob = session(&broker, homes.1.path(), "bob", "travel:search", &api.aud).await;
-    let resource = resource(&broker, "alice", &api.aud);
+    let resource = broker.resource(&api.aud, Some("alice"));
     let alice = session(&broker, homes.0.path(), "alice", "travel:search", &api.aud).await;
     TwoOwners {
         broker,
@@ -248,22 +239,12 @@ async fn local_verification_agrees_with_introspection() {
     let mut o = VerifierOptions::new(t.broker.url.clone(), t.api.aud.clone());
     o.owner = Some("alice".into());
     let v = Verifier::new(o).await.unwrap();
-    let http = reqwest::Client::new();
     let url = &format!("{}/flights", t.api.aud);
     for (who, s) in [("alice", &t.alice), ("bob", &t.bob)] {
         let h = s.headers("GET", url).unwrap();
         let local = v.verify("GET", url, &h).await;
         let token = h[0].1.trim_start_matches("DPoP ");
-        let remote: Value = http
-            .post(format!("{}/oauth/introspect", t.broker.url))
-            .basic_auth(&t.resource.0, Some(&t.resource.1))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let remote = t.broker.introspect(&t.resource, token).await.body;
         assert_eq!(
             local.is_ok(),
             remote["active"] == true,

@@ -235,7 +235,7 @@ pub(super) async fn growth(http: &reqwest::Client) -> u64 {
     println!(
         "  ratio: {:.1} % of the empty store's throughput (target >= 80 %); median of the rounds' ratios {:.1} %; CPU per exchange {:.1} % of the empty store's",
         100.0 * b_rate / a_rate,
-        100.0 * pct(&mut ratios, 0.5),
+        100.0 * percentile(&mut ratios, 0.5),
         100.0 * b_cpu / a_cpu
     );
     print_errors(&a_t);

@@ -27,7 +27,6 @@
 //! ```
 #![allow(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::print_stdout,
     clippy::print_stderr
@@ -39,17 +38,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protonpass_agent::wire::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, random_id};
 use protonpass_broker::audit::{record_hash, secret_hash};
-use protonpass_e2e::{Broker, broker_bin, dpop};
+use protonpass_e2e::bench::{cpu_ticks, percentile};
+use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, broker_bin, dpop};
 use serde_json::Value;
 
 use growth::growth;
 
-const PRE: &str = "urn:ietf:params:oauth:grant-type:pre-authorized_code";
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const RT_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
-const AT_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const AUD: &str = "https://api.example/travel";
 const GRANT_SCOPE: &str = "travel:search travel:book";
 const NARROW: &str = "travel:search";
@@ -107,17 +104,10 @@ impl Tally {
 
 /// CPU seconds (user and system, all threads) process `pid` has used so far.
 fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let Some(s) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
-        return f64::NAN;
-    };
-    // The fields after the command name (which may hold spaces and parens):
-    // utime and stime are fields 14 and 15 of the line, 12th and 13th after ')'.
-    let f: Vec<f64> = s[s.rfind(')').map_or(0, |i| i + 1)..]
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(f64::NAN))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(f64::NAN) + f.get(12).copied().unwrap_or(f64::NAN);
-    ticks / rustix::param::clock_ticks_per_second() as f64
+    match pid.and_then(cpu_ticks) {
+        Some(ticks) => ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+        None => f64::NAN,
+    }
 }
 
 fn http_client() -> reqwest::Client {
@@ -208,10 +198,10 @@ async fn op(
         }
         Op::Exchange => {
             let form = [
-                ("grant_type", EXCHANGE),
+                ("grant_type", GRANT_TOKEN_EXCHANGE),
                 ("subject_token", refresh.as_str()),
-                ("subject_token_type", RT_TYPE),
-                ("requested_token_type", AT_TYPE),
+                ("subject_token_type", TOKEN_TYPE_REFRESH),
+                ("requested_token_type", TOKEN_TYPE_ACCESS),
                 ("scope", NARROW),
                 ("audience", AUD),
                 ("client_id", name.as_str()),
@@ -272,7 +262,7 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
                 let mut t = Tally::default();
                 let name = a.name.clone();
                 let form = [
-                    ("grant_type", PRE),
+                    ("grant_type", PRE_AUTHORIZED_CODE),
                     ("pre-authorized_code", code.as_str()),
                     ("client_id", name.as_str()),
                 ];
@@ -354,21 +344,13 @@ async fn drive(
     (back, all, elapsed)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[(((v.len() - 1) as f64) * p).round() as usize]
-}
-
 fn latency_line(name: &str, v: &mut [f64]) -> String {
     format!(
         "{name:<9} {:>8} ok   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>8.2} ms",
         v.len(),
-        pct(v, 0.50),
-        pct(v, 0.99),
-        pct(v, 1.0)
+        percentile(v, 0.50),
+        percentile(v, 0.99),
+        percentile(v, 1.0)
     )
 }
 
