@@ -10,9 +10,7 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{
-    PgTx, TOKEN_BY_HASH_WITH_GRANT, TOKEN_BY_JTI_WITH_GRANT, audit_row, col, to_json,
-};
+use super::conn::{PgTx, TokenKey, audit_row, col, from_json, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -78,8 +76,16 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
-        if let Some(g) = self.batch().and_then(|b| b.grant(gid)) {
-            return Ok(g);
+        if let Some(b) = self.batch() {
+            if let Some(g) = b.grant(gid) {
+                return Ok(g);
+            }
+            // Grants are written at once, never held back: a light read.
+            let rows = self.light("SELECT data FROM grants WHERE gid = $1", &[&gid])?;
+            return rows
+                .first()
+                .map(|r| from_json(col::<&str>(r, 0)?))
+                .transpose();
         }
         self.one("SELECT data FROM grants WHERE gid = $1", &[&gid])
     }
@@ -97,6 +103,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn token_put(&mut self, t: &TokenRec) -> Result<()> {
+        if let Some(b) = self.batch() {
+            // Held back, sent with the batch's other token rows.
+            return self.hold_token(b, t);
+        }
         self.send(
             "INSERT INTO tokens(jti, gid, hash, data) VALUES ($1,$2,$3,$4)
              ON CONFLICT (jti) DO UPDATE SET gid = EXCLUDED.gid, hash = EXCLUDED.hash,
@@ -112,14 +122,14 @@ impl Tx for PgTx<'_> {
 
     fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
         if self.batch().is_some() {
-            return self.token_and_grant(TOKEN_BY_JTI_WITH_GRANT, jti);
+            return self.token_and_grant(TokenKey::Jti, jti);
         }
         self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
     }
 
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>> {
         if self.batch().is_some() {
-            return self.token_and_grant(TOKEN_BY_HASH_WITH_GRANT, hash);
+            return self.token_and_grant(TokenKey::Hash, hash);
         }
         self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
     }
@@ -203,13 +213,18 @@ impl Tx for PgTx<'_> {
         if let Some(r) = self.batch().and_then(|b| b.resources(audience)) {
             return Ok(r);
         }
-        let r = self.many(
-            "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n",
-            &[&audience],
-        )?;
-        if let Some(b) = self.batch() {
-            b.keep_resources(audience, &r);
-        }
+        const SQL: &str =
+            "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n";
+        let Some(b) = self.batch() else {
+            return self.many(SQL, &[&audience]);
+        };
+        // Resources are written at once, never held back: a light read.
+        let r = self
+            .light(SQL, &[&audience])?
+            .iter()
+            .map(|r| from_json(col::<&str>(r, 0)?))
+            .collect::<Result<Vec<Resource>>>()?;
+        b.keep_resources(audience, &r);
         Ok(r)
     }
 
