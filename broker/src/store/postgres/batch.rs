@@ -416,7 +416,11 @@ mod tests {
             })
         };
         let list: Work = Box::new(|tx: &mut dyn Tx| {
-            let seen: Vec<String> = tx.tokens_of_grant("g1")?.into_iter().map(|t| t.jti).collect();
+            let seen: Vec<String> = tx
+                .tokens_of_grant("g1")?
+                .into_iter()
+                .map(|t| t.jti)
+                .collect();
             assert_eq!(seen, ["c", "a"]);
             tx.token_put(&token("d", "g1", None))?;
             tx.audit_append(3, "alice", "test", "d")?;
@@ -424,7 +428,13 @@ mod tests {
         });
         let out = one_batch(
             &s,
-            vec![put("a", false), put("b", true), put("c", false), list, put("e", false)],
+            vec![
+                put("a", false),
+                put("b", true),
+                put("c", false),
+                list,
+                put("e", false),
+            ],
         );
         let ok: Vec<bool> = out.iter().map(Result::is_ok).collect();
         assert_eq!(ok, [true, false, true, false, true], "{out:?}");

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
-use super::rows::{AuditRow, Held, Mark, Rows};
+use super::rows::{AuditRow, Mark, Rows};
 use super::{BEGIN, Unpark, pg_err, wait};
 use crate::model::{AuditRecord, Grant, Resource, TokenRec};
 use crate::store::Result;
@@ -144,6 +144,16 @@ impl Batch {
         let mut rows = self.rows.borrow_mut();
         rows.truncate((0, 0));
         self.mark.set(rows.mark());
+    }
+
+    /// The rows held back.
+    pub(super) fn held(&self) -> std::cell::Ref<'_, Rows> {
+        self.rows.borrow()
+    }
+
+    /// Hold back a token row (the record and its stored form).
+    pub(super) fn hold_token(&self, t: TokenRec, data: String) {
+        self.rows.borrow_mut().put_token(t, data);
     }
 
     /// Hold back an audit record until the batch sends its rows.
@@ -525,65 +535,20 @@ impl<'c> PgTx<'c> {
         self.row(sql, p, |r| from_json(col::<&str>(r, 0)?))
     }
 
+    /// Every row's JSON `data` of a [`PgTx::light`] read, decoded.
+    pub(super) fn light_many<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Vec<T>> {
+        self.light(sql, p)?
+            .iter()
+            .map(|r| from_json(col::<&str>(r, 0)?))
+            .collect()
+    }
+
     /// Every row's JSON `data`, decoded.
     pub(super) fn many<T: DeserializeOwned>(&self, sql: &str, p: Params<'_>) -> Result<Vec<T>> {
         self.rows(sql, p, |r| from_json(col::<&str>(r, 0)?))
-    }
-}
-
-/// A token and its grant in one round trip (the writer's batch keeps the
-/// grant for the next `grant_get` of it, which follows every token read there).
-pub(super) const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
-pub(super) const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
-
-/// How a token is looked up.
-#[derive(Clone, Copy)]
-pub(super) enum TokenKey {
-    Jti,
-    Hash,
-}
-
-impl PgTx<'_> {
-    /// In the writer: the token `key` names, as the rows held back or the
-    /// database say (a token the batch wrote is read back from its rows);
-    /// its grant, when read with it, is kept in the batch.
-    pub(super) fn token_and_grant(&self, by: TokenKey, key: &str) -> Result<Option<TokenRec>> {
-        let Some(b) = self.batch() else {
-            return Ok(None);
-        };
-        let held = match by {
-            TokenKey::Jti => b.rows.borrow().by_jti(key),
-            TokenKey::Hash => b.rows.borrow().by_hash(key),
-        };
-        match held {
-            Held::Found(t) => return Ok(Some(t)),
-            Held::Gone => return Ok(None),
-            Held::Unknown => {}
-        }
-        let sql = match by {
-            TokenKey::Jti => TOKEN_BY_JTI_WITH_GRANT,
-            TokenKey::Hash => TOKEN_BY_HASH_WITH_GRANT,
-        };
-        let rows = self.light(sql, &[&key])?;
-        let Some(r) = rows.first() else {
-            return Ok(None);
-        };
-        let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
-        if b.rows.borrow().holds(&t.jti) {
-            // The batch wrote this token since, with another hash.
-            return Ok(None);
-        }
-        let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
-        b.keep_grant(&t.gid, g);
-        Ok(Some(t))
-    }
-
-    /// Hold back a token row until the batch sends its rows.
-    pub(super) fn hold_token(&self, b: &Batch, t: &TokenRec) -> Result<()> {
-        let data = to_json(t)?;
-        b.rows.borrow_mut().put_token(t.clone(), data);
-        Ok(())
     }
 }

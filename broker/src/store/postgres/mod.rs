@@ -47,6 +47,7 @@ mod notify;
 mod proofs;
 mod rows;
 mod schema;
+mod tokens;
 mod tx;
 mod tx2;
 

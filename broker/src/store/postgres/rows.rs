@@ -58,7 +58,7 @@ pub(super) type Mark = (usize, usize);
 /// What a held-back token says of a lookup.
 pub(super) enum Held {
     /// The token as the batch last wrote it.
-    Found(TokenRec),
+    Found(Box<TokenRec>),
     /// The batch wrote this token with another hash: the lookup finds nothing.
     Gone,
     /// The batch did not write it: the database's answer stands.
@@ -126,7 +126,7 @@ impl Rows {
     /// The token `jti` as held.
     pub(super) fn by_jti(&self, jti: &str) -> Held {
         match self.by_jti.get(jti) {
-            Some(&i) => Held::Found(self.tokens[i].rec.clone()),
+            Some(&i) => Held::Found(Box::new(self.tokens[i].rec.clone())),
             None => Held::Unknown,
         }
     }
@@ -138,7 +138,7 @@ impl Rows {
         };
         let t = &self.tokens[i].rec;
         if self.by_jti.get(&t.jti) == Some(&i) {
-            Held::Found(t.clone())
+            Held::Found(Box::new(t.clone()))
         } else {
             // Written again since, with another hash.
             Held::Gone

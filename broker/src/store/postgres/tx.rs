@@ -10,7 +10,7 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{PgTx, TokenKey, audit_row, col, from_json, to_json};
+use super::conn::{PgTx, audit_row, col, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -76,18 +76,13 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
-        if let Some(b) = self.batch() {
-            if let Some(g) = b.grant(gid) {
-                return Ok(g);
-            }
-            // Grants are written at once, never held back: a light read.
-            let rows = self.light("SELECT data FROM grants WHERE gid = $1", &[&gid])?;
-            return rows
-                .first()
-                .map(|r| from_json(col::<&str>(r, 0)?))
-                .transpose();
+        if let Some(g) = self.batch().and_then(|b| b.grant(gid)) {
+            return Ok(g);
         }
-        self.one("SELECT data FROM grants WHERE gid = $1", &[&gid])
+        // Grants are written at once, never held back: a light read.
+        Ok(self
+            .light_many("SELECT data FROM grants WHERE gid = $1", &[&gid])?
+            .pop())
     }
 
     fn grant_by_enroll_hash(&mut self, hash: &str) -> Result<Option<Grant>> {
@@ -103,35 +98,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn token_put(&mut self, t: &TokenRec) -> Result<()> {
-        if let Some(b) = self.batch() {
-            // Held back, sent with the batch's other token rows.
-            return self.hold_token(b, t);
-        }
-        self.send(
-            "INSERT INTO tokens(jti, gid, hash, data) VALUES ($1,$2,$3,$4)
-             ON CONFLICT (jti) DO UPDATE SET gid = EXCLUDED.gid, hash = EXCLUDED.hash,
-               data = EXCLUDED.data, n = EXCLUDED.n",
-            vec![
-                Box::new(t.jti.clone()),
-                Box::new(t.gid.clone()),
-                Box::new(t.hash.clone()),
-                Box::new(to_json(t)?),
-            ],
-        )
+        self.token_put_impl(t)
     }
 
     fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
-        if self.batch().is_some() {
-            return self.token_and_grant(TokenKey::Jti, jti);
-        }
-        self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
+        self.token_get_impl(jti)
     }
 
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>> {
-        if self.batch().is_some() {
-            return self.token_and_grant(TokenKey::Hash, hash);
-        }
-        self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
+        self.token_by_hash_impl(hash)
     }
 
     fn device_put(&mut self, d: &DeviceReq) -> Result<()> {
@@ -213,18 +188,14 @@ impl Tx for PgTx<'_> {
         if let Some(r) = self.batch().and_then(|b| b.resources(audience)) {
             return Ok(r);
         }
-        const SQL: &str =
-            "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n";
-        let Some(b) = self.batch() else {
-            return self.many(SQL, &[&audience]);
-        };
         // Resources are written at once, never held back: a light read.
-        let r = self
-            .light(SQL, &[&audience])?
-            .iter()
-            .map(|r| from_json(col::<&str>(r, 0)?))
-            .collect::<Result<Vec<Resource>>>()?;
-        b.keep_resources(audience, &r);
+        let r = self.light_many(
+            "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n",
+            &[&audience],
+        )?;
+        if let Some(b) = self.batch() {
+            b.keep_resources(audience, &r);
+        }
         Ok(r)
     }
 
