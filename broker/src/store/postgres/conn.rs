@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
-use super::{Unpark, pg_err, wait};
+use super::rows::{AuditRow, Mark, Rows};
+use super::{BEGIN, Unpark, pg_err, wait};
 use crate::model::{AuditRecord, Grant, Resource, TokenRec};
 use crate::store::Result;
 
@@ -74,6 +75,10 @@ pub(super) struct Batch {
     /// it true): one round trip for both. Forgotten when the batch writes a
     /// grant or rolls a job back.
     grant: RefCell<Option<(String, Option<Grant>)>>,
+    /// The token and audit rows written and not sent yet (`rows.rs`).
+    rows: RefCell<Rows>,
+    /// The rows held when the current job started.
+    mark: Cell<Mark>,
 }
 
 impl Batch {
@@ -122,6 +127,44 @@ impl Batch {
     pub(super) fn forget_grant(&self) {
         *self.grant.borrow_mut() = None;
     }
+
+    /// A job failed before anything of it reached the server: forget the
+    /// rows it wrote and what the batch learnt with it; `head` is the audit
+    /// head from before it.
+    pub(super) fn undo_job(&self, head: Option<(i64, String)>) {
+        self.rows.borrow_mut().truncate(self.mark.get());
+        self.set_head(head);
+        self.forget_resources();
+        self.forget_grant();
+    }
+
+    /// Forget every row held (the transaction went back to a savepoint set
+    /// when none was held).
+    pub(super) fn forget_rows(&self) {
+        let mut rows = self.rows.borrow_mut();
+        rows.truncate((0, 0));
+        self.mark.set(rows.mark());
+    }
+
+    /// The rows held back.
+    pub(super) fn held(&self) -> std::cell::Ref<'_, Rows> {
+        self.rows.borrow()
+    }
+
+    /// Hold back a token row (the record and its stored form).
+    pub(super) fn hold_token(&self, t: TokenRec, data: String) {
+        self.rows.borrow_mut().put_token(t, data);
+    }
+
+    /// Hold back an audit record until the batch sends its rows.
+    pub(super) fn hold_audit(&self, a: AuditRow) {
+        self.rows.borrow_mut().put_audit(a);
+    }
+
+    /// The audit chain's head as the rows held say.
+    pub(super) fn held_audit_head(&self) -> Option<(i64, String)> {
+        self.rows.borrow().audit_head()
+    }
 }
 
 /// Poll `f` once on this thread (see [`wait`]).
@@ -159,6 +202,15 @@ pub(super) struct PgTx<'c> {
     /// The statements answered with a failure, by number, until told
     /// ([`PgTx::flush`], [`PgTx::settle`]).
     failed: RefCell<Vec<(usize, tokio_postgres::Error)>>,
+    /// The batch's transaction was begun (sent).
+    begun: Cell<bool>,
+    /// The number of the current job's `SAVEPOINT`, once sent: a job has one
+    /// only once it sends a statement that writes or that the rows held
+    /// back could change (see [`PgTx::job_statement`]).
+    savepoint: Cell<Option<usize>>,
+    /// A statement failed outside any job's savepoint: the batch's
+    /// transaction is lost.
+    lost: Cell<bool>,
 }
 
 impl<'c> PgTx<'c> {
@@ -171,6 +223,9 @@ impl<'c> PgTx<'c> {
             count: Cell::new(0),
             answered: Cell::new(0),
             failed: RefCell::new(Vec::new()),
+            begun: Cell::new(false),
+            savepoint: Cell::new(None),
+            lost: Cell::new(false),
         }
     }
 
@@ -189,6 +244,92 @@ impl<'c> PgTx<'c> {
     /// The writer's batch, if this is the writer.
     pub(super) fn batch(&self) -> Option<&'c Batch> {
         self.batch
+    }
+
+    /// A job of the batch starts: no savepoint yet, its rows held after
+    /// what is held now.
+    pub(super) fn start_job(&self) {
+        self.savepoint.set(None);
+        if let Some(b) = self.batch {
+            b.mark.set(b.rows.borrow().mark());
+        }
+    }
+
+    /// The number of the current job's `SAVEPOINT`, if it has one.
+    pub(super) fn job_savepoint(&self) -> Option<usize> {
+        self.savepoint.get()
+    }
+
+    /// Whether a statement failed outside any job's savepoint (the batch's
+    /// transaction is lost).
+    pub(super) fn lost(&self) -> bool {
+        self.lost.get()
+    }
+
+    /// Whether a statement's failure was read and not told yet.
+    pub(super) fn has_failures(&self) -> bool {
+        !self.failed.borrow().is_empty()
+    }
+
+    /// Begin the batch's transaction (and take the writers' lock) before its
+    /// first statement.
+    fn begin(&self) {
+        if !self.begun.replace(true) {
+            // Read committed whatever the server's default: each statement
+            // after the lock sees what the batches before this one
+            // committed.
+            self.send_batch(BEGIN);
+        }
+    }
+
+    /// Send the rows held back (`rows.rs`), in the order written.
+    fn send_rows(&self, b: &Batch) -> Result<()> {
+        let statements = b.rows.borrow_mut().take();
+        for (sql, p) in statements {
+            self.send_raw(sql, p)?;
+        }
+        Ok(())
+    }
+
+    /// Before a statement of the current job that writes, or that reads what
+    /// the rows held back could change: the transaction is begun, the rows
+    /// of the jobs before this one are sent, the job's savepoint is set (once),
+    /// and then its own rows are sent, so that the server sees every write
+    /// in the order it was made, and a failure of this job is undone alone.
+    fn job_statement(&self) -> Result<()> {
+        let Some(b) = self.batch else {
+            return Ok(());
+        };
+        self.begin();
+        if self.savepoint.get().is_none() {
+            // The rows of the jobs before go out now (the batch's own
+            // statements), the job's own after its savepoint.
+            let mine = b.rows.borrow_mut().split_off(b.mark.get());
+            self.send_rows(b)?;
+            self.savepoint.set(Some(self.sent_count()));
+            self.send_batch("SAVEPOINT job");
+            *b.rows.borrow_mut() = mine;
+            b.mark.set((0, 0));
+        }
+        self.send_rows(b)
+    }
+
+    /// Send the rows still held and `COMMIT`; whether every statement of the
+    /// transaction succeeded (a `COMMIT` after a failed statement rolls back).
+    pub(super) fn commit(&self) -> Result<()> {
+        let Some(b) = self.batch else {
+            return Ok(());
+        };
+        if !b.rows.borrow().is_empty() {
+            self.begin();
+            self.send_rows(b)?;
+        }
+        if !self.begun.get() {
+            // Nothing reached the server: nothing to commit.
+            return Ok(());
+        }
+        self.send_batch("COMMIT");
+        self.flush()
     }
 
     /// Forget the resources the batch read (a resource is written).
@@ -306,11 +447,22 @@ impl<'c> PgTx<'c> {
             let p: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as _).collect();
             return self.exec(sql, &p).map(|_| ());
         }
+        self.job_statement()?;
+        self.send_raw(sql, p)
+    }
+
+    /// Send a statement in the writer without waiting for its answer. A
+    /// statement that cannot be prepared loses the batch.
+    fn send_raw(&self, sql: &'static str, p: Vec<Owned>) -> Result<()> {
         // Prepared once per connection (then cached: no round trip), so that
         // the statement itself goes out now, in order.
-        let st = self
-            .wait_driving(self.c.prepare_cached(sql))
-            .map_err(pg_err)?;
+        let st = match self.wait_driving(self.c.prepare_cached(sql)) {
+            Ok(st) => st,
+            Err(e) => {
+                self.lost.set(true);
+                return Err(pg_err(e));
+            }
+        };
         let c = self.c;
         self.push(Box::pin(async move { c.execute_raw(&st, p).await }));
         Ok(())
@@ -318,6 +470,7 @@ impl<'c> PgTx<'c> {
 
     /// Run a statement; the number of rows it changed.
     pub(super) fn exec(&self, sql: &str, p: Params<'_>) -> Result<u64> {
+        self.job_statement()?;
         self.wait_driving(async {
             let st = self.c.prepare_cached(sql).await?;
             self.c.execute(&st, p).await
@@ -327,11 +480,29 @@ impl<'c> PgTx<'c> {
 
     /// Every row of a query.
     pub(super) fn query(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>> {
+        self.job_statement()?;
         self.wait_driving(async {
             let st = self.c.prepare_cached(sql).await?;
             self.c.query(&st, p).await
         })
         .map_err(pg_err)
+    }
+
+    /// Every row of a read that the rows held back cannot change (its
+    /// caller merges them in): in the writer, no savepoint and no rows sent
+    /// first. A failure there, outside a job's savepoint, loses the batch.
+    pub(super) fn light(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>> {
+        if self.batch.is_some() {
+            self.begin();
+        }
+        let r = self.wait_driving(async {
+            let st = self.c.prepare_cached(sql).await?;
+            self.c.query(&st, p).await
+        });
+        if r.is_err() && self.batch.is_some() && self.savepoint.get().is_none() {
+            self.lost.set(true);
+        }
+        r.map_err(pg_err)
     }
 
     /// Every row of a query, mapped by `f`.
@@ -364,33 +535,20 @@ impl<'c> PgTx<'c> {
         self.row(sql, p, |r| from_json(col::<&str>(r, 0)?))
     }
 
+    /// Every row's JSON `data` of a [`PgTx::light`] read, decoded.
+    pub(super) fn light_many<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Vec<T>> {
+        self.light(sql, p)?
+            .iter()
+            .map(|r| from_json(col::<&str>(r, 0)?))
+            .collect()
+    }
+
     /// Every row's JSON `data`, decoded.
     pub(super) fn many<T: DeserializeOwned>(&self, sql: &str, p: Params<'_>) -> Result<Vec<T>> {
         self.rows(sql, p, |r| from_json(col::<&str>(r, 0)?))
-    }
-}
-
-/// A token and its grant in one round trip (the writer's batch keeps the
-/// grant for the next `grant_get` of it, which follows every token read there).
-pub(super) const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
-pub(super) const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
-     LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
-
-impl PgTx<'_> {
-    /// The token `key` selects with `sql`; its grant is kept in the batch.
-    pub(super) fn token_and_grant(&self, sql: &str, key: &str) -> Result<Option<TokenRec>> {
-        let Some((t, g)) = self.row(sql, &[&key], |r| {
-            let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
-            let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
-            Ok((t, g))
-        })?
-        else {
-            return Ok(None);
-        };
-        if let Some(b) = self.batch() {
-            b.keep_grant(&t.gid, g);
-        }
-        Ok(Some(t))
     }
 }

@@ -6,6 +6,7 @@
 //! `postgres/schema.rs`.
 
 use super::conn::{PgTx, col, from_json, to_json};
+use super::rows::AuditRow;
 use crate::audit::Checkpoint;
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
 use crate::store::sqlite::prune::GRACE;
@@ -29,14 +30,16 @@ impl PgTx<'_> {
         // Writers hold the advisory lock: the head read here is the head, and
         // it stays the head for the writer's whole batch (which keeps it: a
         // job rolled back puts the one before it back).
-        let known = self.batch().and_then(|b| b.head());
-        let last = match known {
-            Some(h) => Some(h),
-            None => self.row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                &[],
-                |r| Ok((col::<i64>(r, 0)?, col::<String>(r, 1)?)),
-            )?,
+        const HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+        let head = |r: &tokio_postgres::Row| Ok((col::<i64>(r, 0)?, col::<String>(r, 1)?));
+        let last = match self.batch() {
+            Some(b) => match b.head().or_else(|| b.held_audit_head()) {
+                Some(h) => Some(h),
+                // No record held back: the table's head is the chain's (a
+                // light read).
+                None => self.light(HEAD, &[])?.first().map(head).transpose()?,
+            },
+            None => self.row(HEAD, &[], head)?,
         };
         let (seq, prev) = match last {
             Some((s, h)) => (s + 1, h),
@@ -45,6 +48,17 @@ impl PgTx<'_> {
         let hash = crate::audit::record_hash(seq, ts, owner, event, detail, &prev);
         if let Some(b) = self.batch() {
             b.set_head(Some((seq, hash.clone())));
+            // Held back, sent with the batch's other audit records.
+            b.hold_audit(AuditRow {
+                seq,
+                ts,
+                owner: owner.to_owned(),
+                event: event.to_owned(),
+                detail: detail.to_owned(),
+                prev,
+                hash,
+            });
+            return Ok(seq);
         }
         self.send(
             "INSERT INTO audit(seq, ts, owner, event, detail, prev, hash) VALUES ($1,$2,$3,$4,$5,$6,$7)",

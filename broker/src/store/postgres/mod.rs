@@ -7,17 +7,22 @@
 //!   takes too. So batches of all replicas are serialized as SQLite's writer
 //!   serializes them: a refresh token rotates once, a device code is used
 //!   once, a budget is never overspent, and the audit chain has one head.
-//!   Each job runs in its own savepoint; a failed job is rolled back alone.
-//!   The batch's statements are pipelined on its connection (`conn.rs`):
-//!   `BEGIN` and the lock, a job's `SAVEPOINT`, its writes and its `RELEASE`
-//!   go out without waiting; their answers are read while a job (this one or
-//!   a later one of the batch) waits for a read, and checked when a job
-//!   fails and at the batch's end, before `COMMIT` (`batch.rs`). A
-//!   failed statement aborts the transaction there: its job and the jobs
-//!   after it are rolled back together and told they failed, those before
-//!   it commit. What the batch read of the audit head, of the resources and
-//!   of the grant read with a token is kept for the batch (the lock keeps
-//!   it true).
+//!   The token and audit rows the jobs write are held back and sent at the
+//!   batch's end, one multi-row statement per table (`rows.rs`); the
+//!   batch's token reads see them, and a failed job drops its own. A job
+//!   that sends any other write, or a read those rows could change, first
+//!   sends the rows held, then runs in its own savepoint and is rolled back
+//!   alone. The batch's statements are pipelined on its connection
+//!   (`conn.rs`): `BEGIN` and the lock, a job's `SAVEPOINT`, its writes and
+//!   its `RELEASE` go out without waiting; their answers are read while a
+//!   job (this one or a later one of the batch) waits for a read, and
+//!   checked when a job fails and at the batch's end, before `COMMIT`
+//!   (`batch.rs`). A failed statement of a job aborts the transaction
+//!   there: its job and the jobs after it are rolled back together and told
+//!   they failed, those before it commit; a failure outside any job's
+//!   savepoint (the rows sent together) fails the batch. What the batch read
+//!   of the audit head, of the resources and of the grant read with a token
+//!   is kept for the batch (the lock keeps it true).
 //! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
 //! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
 //!   connections are driven by a small runtime private to the store, and the
@@ -40,7 +45,9 @@ mod ext;
 mod migrate;
 mod notify;
 mod proofs;
+mod rows;
 mod schema;
+mod tokens;
 mod tx;
 mod tx2;
 

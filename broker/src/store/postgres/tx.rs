@@ -10,9 +10,7 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{
-    PgTx, TOKEN_BY_HASH_WITH_GRANT, TOKEN_BY_JTI_WITH_GRANT, audit_row, col, to_json,
-};
+use super::conn::{PgTx, audit_row, col, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -81,7 +79,10 @@ impl Tx for PgTx<'_> {
         if let Some(g) = self.batch().and_then(|b| b.grant(gid)) {
             return Ok(g);
         }
-        self.one("SELECT data FROM grants WHERE gid = $1", &[&gid])
+        // Grants are written at once, never held back: a light read.
+        Ok(self
+            .light_many("SELECT data FROM grants WHERE gid = $1", &[&gid])?
+            .pop())
     }
 
     fn grant_by_enroll_hash(&mut self, hash: &str) -> Result<Option<Grant>> {
@@ -97,31 +98,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn token_put(&mut self, t: &TokenRec) -> Result<()> {
-        self.send(
-            "INSERT INTO tokens(jti, gid, hash, data) VALUES ($1,$2,$3,$4)
-             ON CONFLICT (jti) DO UPDATE SET gid = EXCLUDED.gid, hash = EXCLUDED.hash,
-               data = EXCLUDED.data, n = EXCLUDED.n",
-            vec![
-                Box::new(t.jti.clone()),
-                Box::new(t.gid.clone()),
-                Box::new(t.hash.clone()),
-                Box::new(to_json(t)?),
-            ],
-        )
+        self.token_put_impl(t)
     }
 
     fn token_get(&mut self, jti: &str) -> Result<Option<TokenRec>> {
-        if self.batch().is_some() {
-            return self.token_and_grant(TOKEN_BY_JTI_WITH_GRANT, jti);
-        }
-        self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
+        self.token_get_impl(jti)
     }
 
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRec>> {
-        if self.batch().is_some() {
-            return self.token_and_grant(TOKEN_BY_HASH_WITH_GRANT, hash);
-        }
-        self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
+        self.token_by_hash_impl(hash)
     }
 
     fn device_put(&mut self, d: &DeviceReq) -> Result<()> {
@@ -203,7 +188,8 @@ impl Tx for PgTx<'_> {
         if let Some(r) = self.batch().and_then(|b| b.resources(audience)) {
             return Ok(r);
         }
-        let r = self.many(
+        // Resources are written at once, never held back: a light read.
+        let r = self.light_many(
             "SELECT data FROM resources WHERE (data::jsonb) ->> 'audience' = $1 ORDER BY n",
             &[&audience],
         )?;
