@@ -37,11 +37,12 @@ pub(super) async fn device_authorization(
 
 pub(super) async fn device_cancel(
     State(b): B,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     FormBody(p): FormBody,
 ) -> Response {
     answer(
-        b.device_cancel(&p, &dpop_headers(&headers))
+        b.device_cancel(&p, &dpop_headers(&headers), &source(&b, peer, &headers))
             .await
             .map(|()| serde_json::json!({})),
     )

@@ -358,6 +358,15 @@ pub fn requested_audience(p: &Params) -> Result<Option<String>> {
             ));
         }
     }
+    if [p.get("resource"), p.get("audience")]
+        .into_iter()
+        .flatten()
+        .any(|x| x.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidTarget(
+            "an audience holds no control characters".into(),
+        ));
+    }
     match (p.get("resource"), p.get("audience")) {
         (Some(r), Some(a)) if r != a => Err(Error::InvalidTarget(
             "resource and audience name different audiences".into(),

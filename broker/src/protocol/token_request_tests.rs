@@ -253,3 +253,21 @@ fn secrets_stay_out_of_debug() {
     let e = parse(&format!("{XCHG}&actor_token=at_topsecret")).unwrap_err();
     assert!(!format!("{e:?}").contains("topsecret"));
 }
+
+#[test]
+fn an_audience_with_a_control_character_is_an_invalid_target() {
+    for body in [
+        "audience=https%3A%2F%2Fx%00",
+        "audience=api%0Aother",
+        "resource=https%3A%2F%2Fx%2Fa%00b",
+    ] {
+        let p = Params::parse(body.as_bytes()).unwrap();
+        let e = requested_audience(&p).unwrap_err();
+        assert_eq!(e.code(), "invalid_target", "{body}");
+    }
+    let p = Params::parse(b"audience=https%3A%2F%2Fapi.example").unwrap();
+    assert_eq!(
+        requested_audience(&p).unwrap().as_deref(),
+        Some("https://api.example")
+    );
+}

@@ -21,8 +21,8 @@ impl Broker {
     /// made with. A request already answered is withdrawn too: a denial
     /// stays one, an approval is cancelled, a grant already issued for it is
     /// revoked.
-    pub async fn device_cancel(&self, p: &Params, dpop: &[String]) -> Result<()> {
-        let r = self.device_cancel_inner(p, dpop).await;
+    pub async fn device_cancel(&self, p: &Params, dpop: &[String], source: &str) -> Result<()> {
+        let r = self.device_cancel_inner(p, dpop, source).await;
         if let Err(e) = &r {
             self.metrics.error(e.code());
             self.audit_rejected("-", "device_cancel", e, json!({}));
@@ -30,7 +30,7 @@ impl Broker {
         r
     }
 
-    async fn device_cancel_inner(&self, p: &Params, dpop: &[String]) -> Result<()> {
+    async fn device_cancel_inner(&self, p: &Params, dpop: &[String], source: &str) -> Result<()> {
         let now = self.clock.now();
         if dpop.is_empty() {
             return Err(Error::InvalidRequest(
@@ -44,7 +44,7 @@ impl Broker {
                 url: &url,
                 ..Default::default()
             };
-            self.proofs.verify(dpop, &check, now, None)?
+            self.proofs.verify(dpop, &check, now, Some(source))?
         };
         let jkt = proof.once(self, now).await?.jkt;
         let hash = secret_hash(p.req("device_code")?);

@@ -33,6 +33,14 @@ pub(super) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Server(format!("stored record unreadable: {e}")))
 }
 
+/// Whether `key` can name a stored row: PostgreSQL text holds no NUL, so a
+/// key with one names none, and sending it would fail the statement (in the
+/// writer, before a job's savepoint, the whole batch). Readers of a key from
+/// a request answer "not found" without asking.
+pub(super) fn storable(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// Column `i` of a row.
 pub(super) fn col<'r, T: FromSql<'r>>(r: &'r Row, i: usize) -> Result<T> {
     r.try_get(i).map_err(pg_err)
@@ -459,7 +467,11 @@ impl<'c> PgTx<'c> {
         let st = match self.wait_driving(self.c.prepare_cached(sql)) {
             Ok(st) => st,
             Err(e) => {
-                self.lost.set(true);
+                // Inside a job's savepoint the job is undone alone; before
+                // one, the transaction is.
+                if self.savepoint.get().is_none() {
+                    self.lost.set(true);
+                }
                 return Err(pg_err(e));
             }
         };

@@ -3,7 +3,7 @@
 //! (`rows.rs`) and a token read looks there first, then in the database,
 //! bringing the token's grant along in the same statement.
 
-use super::conn::{PgTx, col, from_json, to_json};
+use super::conn::{PgTx, col, from_json, storable, to_json};
 use super::rows::Held;
 use crate::model::{Grant, TokenRec};
 use crate::store::Result;
@@ -43,6 +43,9 @@ impl PgTx<'_> {
     }
 
     pub(super) fn token_get_impl(&self, jti: &str) -> Result<Option<TokenRec>> {
+        if !storable(jti) {
+            return Ok(None);
+        }
         if self.batch().is_some() {
             return self.token_and_grant(TokenKey::Jti, jti);
         }
@@ -50,6 +53,9 @@ impl PgTx<'_> {
     }
 
     pub(super) fn token_by_hash_impl(&self, hash: &str) -> Result<Option<TokenRec>> {
+        if !storable(hash) {
+            return Ok(None);
+        }
         if self.batch().is_some() {
             return self.token_and_grant(TokenKey::Hash, hash);
         }

@@ -10,7 +10,7 @@
 
 use protonpass_agent::wire::RevocationEvent;
 
-use super::conn::{PgTx, audit_row, col, to_json};
+use super::conn::{PgTx, audit_row, col, storable, to_json};
 use crate::audit::Checkpoint;
 use crate::model::{AuditRecord, Budget, DeviceReq, DeviceStatus, Grant, KeyMeta, Resource};
 use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
@@ -76,6 +76,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn grant_get(&mut self, gid: &str) -> Result<Option<Grant>> {
+        if !storable(gid) {
+            return Ok(None);
+        }
         if let Some(g) = self.batch().and_then(|b| b.grant(gid)) {
             return Ok(g);
         }
@@ -185,6 +188,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn resources_for_audience(&mut self, audience: &str) -> Result<Vec<Resource>> {
+        if !storable(audience) {
+            return Ok(Vec::new());
+        }
         if let Some(r) = self.batch().and_then(|b| b.resources(audience)) {
             return Ok(r);
         }
