@@ -205,7 +205,18 @@ impl Cpu {
     }
 }
 
+/// Loopback addresses handed to runs so far (see [`run`]).
+static RUN_ADDRESSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64, cpu: &Cpu) -> Result {
+    // Each run's agents call from addresses no earlier run used: a proof is
+    // counted against its source's share of the replay cache for the 60 s
+    // window, and a one-agent run alone sends a whole share (about 16,000
+    // proofs) from its address, which the next run would then be refused.
+    let base = 10_000 + RUN_ADDRESSES.fetch_add(agents.len(), std::sync::atomic::Ordering::Relaxed);
+    for (i, a) in agents.iter().enumerate() {
+        a.lock().await.http = client(base + i);
+    }
     let before = cpu.sample();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
