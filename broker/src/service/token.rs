@@ -17,7 +17,7 @@ use super::{Broker, catalog, grant_live, revoke_grant};
 use crate::audit::secret_hash;
 use crate::model::{Grant, GrantStatus, TokenKind, TokenStatus};
 use crate::protocol::token_request::{Refused, Secret, SubjectKind, TokenRequest};
-use crate::store;
+use crate::store::{self, TokenLookup};
 
 /// A flow's answer inside its transaction: the outer error rolls the
 /// transaction back; the inner one is answered after the state change commits
@@ -359,7 +359,8 @@ impl Broker {
         if bearer {
             mint.access_ttl = mint.access_ttl.min(super::authcode::BEARER_TTL);
         }
-        let (r, seq) = store::write(&self.store, move |tx| {
+        let first = TokenLookup::Hash(hash.clone());
+        let (r, seq) = store::write_reading(&self.store, first, move |tx| {
             let bad = || Error::InvalidGrant("unknown, spent or revoked refresh token".into());
             let found = tx.token_by_hash(&hash)?;
             // Without a proof, only a bearer client's refresh token goes on;
@@ -453,7 +454,11 @@ impl Broker {
             SubjectKind::Refresh => None,
             SubjectKind::Access => Some(self.verify_own_access_token(subject.expose(), now)?),
         };
-        let (r, seq) = store::write(&self.store, move |tx| {
+        let first = match &claims {
+            None => TokenLookup::Hash(secret_hash(subject.expose())),
+            Some(c) => TokenLookup::Jti(c.jti.clone()),
+        };
+        let (r, seq) = store::write_reading(&self.store, first, move |tx| {
             let bad = || Error::InvalidGrant("the subject token is unknown, expired or revoked".into());
             // A refresh token subject is spent by the exchange and replaced
             // (RFC 9700 section 4.14.2): a copy used after the original, or

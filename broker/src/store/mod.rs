@@ -302,11 +302,38 @@ pub type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
 /// Called with the outcome of the commit.
 pub type Finish = Box<dyn FnOnce(Result<()>) + Send>;
 
+/// The token a write job reads first, named when it is queued
+/// ([`Store::submit_reading`]), so that a store whose reads each cost a
+/// round trip can read those of a whole batch together.
+#[derive(Clone)]
+pub enum TokenLookup {
+    /// By `jti` ([`Tx::token_get`]).
+    Jti(String),
+    /// By refresh-token hash ([`Tx::token_by_hash`]).
+    Hash(String),
+}
+
+impl fmt::Debug for TokenLookup {
+    /// The key itself is left out (a refresh token's hash stays in the store).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenLookup::Jti(_) => "TokenLookup::Jti(..)",
+            TokenLookup::Hash(_) => "TokenLookup::Hash(..)",
+        })
+    }
+}
+
 /// A store: runs write jobs through its writer and reads on reader connections.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Queue a write job. Dropping the job without running it tells its caller
     /// the store is unavailable.
     fn submit(&self, job: Job) -> Result<()>;
+    /// [`Store::submit`] for a job whose first read is the token `first`
+    /// (only a hint: the job reads it through its [`Tx`] as any other).
+    fn submit_reading(&self, job: Job, first: TokenLookup) -> Result<()> {
+        let _ = first;
+        self.submit(job)
+    }
     /// Queue a write job only if the queue has room (best-effort audit of
     /// rejected requests); returns false when it was dropped.
     fn try_submit(&self, job: Job) -> bool;
@@ -409,16 +436,38 @@ pub async fn write<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    write_with(store, None, f).await
+}
+
+/// [`write`] for a job whose first read is the token `first`
+/// ([`Store::submit_reading`]).
+pub async fn write_reading<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    first: TokenLookup,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    write_with(store, Some(first), f).await
+}
+
+async fn write_with<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    first: Option<TokenLookup>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let permit = store
         .admission()
         .acquire_owned()
         .await
         .map_err(|_| unavailable())?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    store.submit(make_job(f, move |r| {
+    let job = make_job(f, move |r| {
         drop(permit);
         let _ = tx.send(r);
-    }))?;
+    });
+    match first {
+        Some(first) => store.submit_reading(job, first)?,
+        None => store.submit(job)?,
+    }
     rx.await.map_err(|_| unavailable())?
 }
 

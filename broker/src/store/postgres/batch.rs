@@ -8,8 +8,8 @@ use deadpool_postgres::{ClientWrapper, Pool};
 use protonpass_agent::Error;
 
 use super::conn::{Batch, PgTx};
-use super::{MAX_BATCH, pg_err, pool_err, wait};
-use crate::store::{Finish, Job, Result};
+use super::{MAX_BATCH, Queued, pg_err, pool_err, wait};
+use crate::store::{Finish, Job, Result, TokenLookup};
 
 /// Fail every job of a batch: dropping a job tells its caller the store is
 /// unavailable; finishes report the failure.
@@ -25,14 +25,18 @@ fn fail_all(finishes: Vec<Finish>) {
     }
 }
 
-pub(super) fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>) {
+pub(super) fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Queued>) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
+        let mut batch = Vec::new();
+        let mut reads = Vec::new();
+        let mut queued = Some(first);
+        while let Some((job, read)) = queued {
+            batch.push(job);
+            reads.extend(read);
+            queued = match batch.len() < MAX_BATCH {
+                true => rx.try_recv().ok(),
+                false => None,
+            };
         }
         let client = match wait(rt, pool.get()) {
             Ok(c) => c,
@@ -42,7 +46,7 @@ pub(super) fn writer(pool: &Pool, rt: &tokio::runtime::Handle, rx: Receiver<Job>
                 continue;
             }
         };
-        run_batch(&client, rt, batch);
+        run_batch(&client, rt, batch, reads);
     }
 }
 
@@ -72,13 +76,20 @@ struct Tentative {
 /// of the first, the only one a failed `RELEASE` left), those before it stay
 /// done. A failure outside any job's savepoint (a read of a job without one,
 /// the rows sent together, `COMMIT`) fails the whole batch: no job of it is
-/// told it succeeded.
-fn run_batch(client: &ClientWrapper, rt: &tokio::runtime::Handle, batch: Vec<Job>) {
+/// told it succeeded. The tokens the jobs named (`reads`) are read together
+/// first (`prefetch.rs`).
+fn run_batch(
+    client: &ClientWrapper,
+    rt: &tokio::runtime::Handle,
+    batch: Vec<Job>,
+    reads: Vec<TokenLookup>,
+) {
     let state = Batch::default();
     let mut tx = PgTx::in_batch(client, rt, &state);
     let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut window: Vec<Tentative> = Vec::new();
-    let mut broken = false;
+    // A failed read loses the transaction: every job is dropped (unavailable).
+    let mut broken = tx.prefetch(reads).is_err();
     for job in batch {
         if broken {
             // The connection or the transaction is gone: so is the work of
@@ -231,6 +242,7 @@ fn settle(
 /// gone too. No row was held when that savepoint was set: none is now.
 fn roll_back(tx: &PgTx<'_>, state: &Batch, head: Option<(i64, String)>) -> bool {
     state.forget_rows();
+    state.forget_prefetch();
     state.set_head(head);
     state.forget_resources();
     state.forget_grant();

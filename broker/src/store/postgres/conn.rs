@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
+use super::prefetch::Prefetch;
 use super::rows::{AuditRow, Mark, Rows};
 use super::{BEGIN, Unpark, pg_err, wait};
 use crate::model::{AuditRecord, Grant, Resource, TokenRec};
@@ -87,6 +88,8 @@ pub(super) struct Batch {
     rows: RefCell<Rows>,
     /// The rows held when the current job started.
     mark: Cell<Mark>,
+    /// The tokens the batch's jobs named, read before the first (`prefetch.rs`).
+    pub(super) prefetch: RefCell<Option<Prefetch>>,
 }
 
 impl Batch {
@@ -134,6 +137,7 @@ impl Batch {
     /// Forget the grant read (a grant was written, or a job rolled back).
     pub(super) fn forget_grant(&self) {
         *self.grant.borrow_mut() = None;
+        self.prefetch_grants_unknown();
     }
 
     /// A job failed before anything of it reached the server: forget the
@@ -292,6 +296,7 @@ impl<'c> PgTx<'c> {
 
     /// Send the rows held back (`rows.rs`), in the order written.
     fn send_rows(&self, b: &Batch) -> Result<()> {
+        b.prefetch_sent(b.rows.borrow().tokens());
         let statements = b.rows.borrow_mut().take();
         for (sql, p) in statements {
             self.send_raw(sql, p)?;
@@ -430,6 +435,12 @@ impl<'c> PgTx<'c> {
     /// Wait for the answers of every statement sent; the failures not told
     /// before, with the statements' numbers ([`PgTx::sent_count`]).
     pub(super) fn settle(&self) -> Vec<(usize, tokio_postgres::Error)> {
+        self.drain();
+        std::mem::take(&mut *self.failed.borrow_mut())
+    }
+
+    /// Wait for the answers of every statement sent, keeping their failures.
+    fn drain(&self) {
         let mut sent = self.sent.borrow_mut();
         wait(
             self.rt,
@@ -442,7 +453,6 @@ impl<'c> PgTx<'c> {
             }),
         );
         self.reap(&mut sent);
-        std::mem::take(&mut *self.failed.borrow_mut())
     }
 
     /// Run a statement whose outcome the caller does not need: in the
@@ -512,7 +522,13 @@ impl<'c> PgTx<'c> {
             self.c.query(&st, p).await
         });
         if r.is_err() && self.batch.is_some() && self.savepoint.get().is_none() {
-            self.lost.set(true);
+            // A statement sent before it that failed (an earlier job's
+            // write) aborted the transaction and failed this read with it:
+            // that job's failure, charged by the writer, not the batch's.
+            self.drain();
+            if !self.has_failures() {
+                self.lost.set(true);
+            }
         }
         r.map_err(pg_err)
     }

@@ -257,6 +257,10 @@ impl PgTx<'_> {
     // Bounded storage (see `sqlite/prune.rs` for what is kept and why).
 
     pub(super) fn prune_impl(&self, now: i64, limit: i64) -> Result<Pruned> {
+        if let Some(b) = self.batch() {
+            // Tokens the batch read may go.
+            b.forget_prefetch();
+        }
         let old = now - GRACE;
         let run =
             |sql: &str, at: i64| -> Result<i64> { Ok(count(self.exec(sql, &[&at, &limit])?)) };

@@ -44,6 +44,7 @@ mod conn;
 mod ext;
 mod migrate;
 mod notify;
+mod prefetch;
 mod proofs;
 mod rows;
 mod schema;
@@ -62,7 +63,7 @@ use protonpass_agent::Error;
 
 use self::conn::PgTx;
 use super::shares::QueueShares;
-use super::{FeedNotice, Job, Result, Store};
+use super::{FeedNotice, Job, Result, Store, TokenLookup};
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -167,12 +168,16 @@ pub(super) fn wait<F: Future>(rt: &tokio::runtime::Handle, f: F) -> F::Output {
     }
 }
 
+/// A queued write job and the token it reads first, if named
+/// ([`Store::submit_reading`]): the writer reads a batch's together.
+type Queued = (Job, Option<TokenLookup>);
+
 /// The PostgreSQL store.
 pub struct PgStore {
     url: PgUrl,
     pool: Pool,
     rt: tokio::runtime::Handle,
-    queue: SyncSender<Job>,
+    queue: SyncSender<Queued>,
     shares: QueueShares,
     /// Where the feed's notices are listened for (a connection of its own).
     listen: tokio_postgres::Config,
@@ -247,7 +252,7 @@ impl PgStore {
                 .map_err(|e| Error::Server(format!("cannot make the connection pool: {e}")))?
         };
         self::migrate::migrate(&pool, &rt, url)?;
-        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Queued>(QUEUE);
         let (wpool, wrt) = (pool.clone(), rt.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -278,7 +283,13 @@ impl std::fmt::Debug for PgStore {
 impl Store for PgStore {
     fn submit(&self, job: Job) -> Result<()> {
         self.queue
-            .send(job)
+            .send((job, None))
+            .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
+    }
+
+    fn submit_reading(&self, job: Job, first: TokenLookup) -> Result<()> {
+        self.queue
+            .send((job, Some(first)))
             .map_err(|_| Error::TemporarilyUnavailable("the store is closed".into()))
     }
 
@@ -290,7 +301,7 @@ impl Store for PgStore {
         let Some(job) = self.shares.best_effort(job) else {
             return false;
         };
-        match self.queue.try_send(job) {
+        match self.queue.try_send((job, None)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }

@@ -145,6 +145,11 @@ impl Rows {
         }
     }
 
+    /// The token writes, in order (a later write of a token after the earlier).
+    pub(super) fn tokens(&self) -> impl Iterator<Item = &TokenRec> {
+        self.tokens.iter().map(|t| &t.rec)
+    }
+
     /// Whether the batch wrote the token `jti` (so that the database's copy is old).
     pub(super) fn holds(&self, jti: &str) -> bool {
         self.by_jti.contains_key(jti)

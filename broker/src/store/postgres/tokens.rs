@@ -4,9 +4,10 @@
 //! bringing the token's grant along in the same statement.
 
 use super::conn::{PgTx, col, from_json, storable, to_json};
+use super::prefetch::Known;
 use super::rows::Held;
 use crate::model::{Grant, TokenRec};
-use crate::store::Result;
+use crate::store::{Result, TokenLookup};
 
 /// A token and its grant in one round trip (the writer's batch keeps the
 /// grant for the next `grant_get` of it, which follows every token read there).
@@ -14,13 +15,6 @@ const TOKEN_BY_JTI_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
      LEFT JOIN grants g ON g.gid = t.gid WHERE t.jti = $1";
 const TOKEN_BY_HASH_WITH_GRANT: &str = "SELECT t.data, g.data FROM tokens t
      LEFT JOIN grants g ON g.gid = t.gid WHERE t.hash = $1";
-
-/// How a token is looked up.
-#[derive(Clone, Copy)]
-enum TokenKey {
-    Jti,
-    Hash,
-}
 
 impl PgTx<'_> {
     pub(super) fn token_put_impl(&self, t: &TokenRec) -> Result<()> {
@@ -47,7 +41,7 @@ impl PgTx<'_> {
             return Ok(None);
         }
         if self.batch().is_some() {
-            return self.token_and_grant(TokenKey::Jti, jti);
+            return self.token_and_grant(&TokenLookup::Jti(jti.to_owned()));
         }
         self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
     }
@@ -57,32 +51,47 @@ impl PgTx<'_> {
             return Ok(None);
         }
         if self.batch().is_some() {
-            return self.token_and_grant(TokenKey::Hash, hash);
+            return self.token_and_grant(&TokenLookup::Hash(hash.to_owned()));
         }
         self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
     }
 
-    /// In the writer: the token `key` names, as the rows held back or the
-    /// database say (a token the batch wrote is read back from its rows);
-    /// its grant, when read with it, is kept in the batch.
-    fn token_and_grant(&self, by: TokenKey, key: &str) -> Result<Option<TokenRec>> {
+    /// In the writer: the token `key` names, as the rows held back, the
+    /// batch's read of its jobs' tokens (`prefetch.rs`) or the database say
+    /// (a token the batch wrote is read back from its rows); its grant,
+    /// when read with it, is kept in the batch.
+    fn token_and_grant(&self, key: &TokenLookup) -> Result<Option<TokenRec>> {
         let Some(b) = self.batch() else {
             return Ok(None);
         };
-        let held = match by {
-            TokenKey::Jti => b.held().by_jti(key),
-            TokenKey::Hash => b.held().by_hash(key),
+        let held = match key {
+            TokenLookup::Jti(k) => b.held().by_jti(k),
+            TokenLookup::Hash(k) => b.held().by_hash(k),
         };
         match held {
             Held::Found(t) => return Ok(Some(*t)),
             Held::Gone => return Ok(None),
             Held::Unknown => {}
         }
-        let sql = match by {
-            TokenKey::Jti => TOKEN_BY_JTI_WITH_GRANT,
-            TokenKey::Hash => TOKEN_BY_HASH_WITH_GRANT,
+        match b.prefetched(key) {
+            Known::Absent => return Ok(None),
+            Known::Found(t, grant) => {
+                if b.held().holds(&t.jti) {
+                    // The batch wrote this token since, with another hash.
+                    return Ok(None);
+                }
+                if let Some(g) = grant {
+                    b.keep_grant(&t.gid, g);
+                }
+                return Ok(Some(*t));
+            }
+            Known::NotAsked => {}
+        }
+        let (sql, key) = match key {
+            TokenLookup::Jti(k) => (TOKEN_BY_JTI_WITH_GRANT, k),
+            TokenLookup::Hash(k) => (TOKEN_BY_HASH_WITH_GRANT, k),
         };
-        let rows = self.light(sql, &[&key])?;
+        let rows = self.light(sql, &[key])?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
