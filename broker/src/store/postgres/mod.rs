@@ -22,7 +22,11 @@
 //!   they failed, those before it commit; a failure outside any job's
 //!   savepoint (the rows sent together) fails the batch. What the batch read
 //!   of the audit head, of the resources and of the grant read with a token
-//!   is kept for the batch (the lock keeps it true).
+//!   is kept for the batch (the lock keeps it true). A token request names
+//!   the token it reads first when it is queued; the writer reads the
+//!   named tokens of a whole batch, with their grants, in one statement
+//!   after `BEGIN` (`prefetch.rs`), so that a batch of refreshes or
+//!   exchanges waits for a few round trips in all, not one per job.
 //! - Reads: statements on pooled connections (autocommit, READ COMMITTED).
 //! - Client: `tokio-postgres` with the `deadpool-postgres` pool. Their
 //!   connections are driven by a small runtime private to the store, and the
