@@ -78,8 +78,8 @@ test-postgres: ## The broker's end-to-end suite and the store conformance suite 
 	PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop
 	url="$$(PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh start)" && \
 	trap 'PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop' EXIT && \
-	PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --test e2e --locked && \
-	PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --lib --locked store::conformance
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --test e2e --locked && \
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --lib --locked store::conformance
 
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
@@ -137,4 +137,4 @@ bench: ## Benchmarks, figures printed
 	bash scripts/setup-tools.sh postgres
 	url="$$(PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh start)" && \
 	trap 'PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh stop' EXIT && \
-	PROTONPASS_TEST_STORE="$$url" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo test --release --locked -p protonpass-broker --test e2e a_revocation_through_one_replica_reaches_another_replicas_feed_promptly -- --nocapture
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo test --release --locked -p protonpass-broker --test e2e a_revocation_through_one_replica_reaches_another_replicas_feed_promptly -- --nocapture
