@@ -73,13 +73,13 @@ test-rust: ## Rust unit, integration and end-to-end tests, and the demo (cargo b
 	cargo test --workspace --locked
 
 .PHONY: test-postgres
-test-postgres: ## The broker's end-to-end suite and the store conformance suite against PostgreSQL (a throwaway cluster: scripts/pg-cluster.sh), with two replicas behind nginx
+test-postgres: ## The broker's end-to-end suite and its store tests (the conformance suite, the writer's batches) against PostgreSQL (a throwaway cluster: scripts/pg-cluster.sh), with two replicas behind nginx
 	bash scripts/setup-tools.sh postgres
 	PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop
 	url="$$(PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh start)" && \
 	trap 'PG_CLUSTER_STATE=$(CURDIR)/target/pg-cluster-test bash scripts/pg-cluster.sh stop' EXIT && \
-	PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --test e2e --locked && \
-	PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --lib --locked store::conformance
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --test e2e --locked && \
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" cargo test -p protonpass-broker --lib --locked store::
 
 .PHONY: test-interop
 test-interop: ## Cross-implementation tests (Python joserfc/PyJWT, Node jose/dpop)
@@ -137,4 +137,4 @@ bench: ## Benchmarks, figures printed
 	bash scripts/setup-tools.sh postgres
 	url="$$(PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh start)" && \
 	trap 'PG_CLUSTER_STATE=$(TARGET_DIR)/bench-pg-revocation bash scripts/pg-cluster.sh stop' EXIT && \
-	PROTONPASS_TEST_STORE="$$url" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo test --release --locked -p protonpass-broker --test e2e a_revocation_through_one_replica_reaches_another_replicas_feed_promptly -- --nocapture
+	PROTONPASS_REQUIRE_TEST_STORE=1 PROTONPASS_TEST_STORE="$$url" PROTONPASS_BROKER_BIN=$(TARGET_DIR)/release/protonpass-broker cargo test --release --locked -p protonpass-broker --test e2e a_revocation_through_one_replica_reaches_another_replicas_feed_promptly -- --nocapture

@@ -18,9 +18,7 @@ use crate::error::{map, to_napi};
 /// Throws `invalid_key` for a JWK without its required members.
 #[napi(ts_args_type = "jwk: Jwk | string")]
 pub fn jwk_thumbprint(jwk: String) -> napi::Result<String> {
-    map(core::parse_json_object(jwk.as_bytes())
-        .map_err(Error::InvalidKey)
-        .and_then(|m| core::jwk_thumbprint(&m)))
+    map(core::parse_jwk_json(&jwk).and_then(|m| core::jwk_thumbprint(&m)))
 }
 
 /// Verify `signature` over `message` with a public JWK under the JWS
@@ -40,8 +38,7 @@ pub fn verify_signature(
             "algorithm {alg:?} is not accepted"
         )))
     })?;
-    map(core::parse_json_object(jwk.as_bytes())
-        .map_err(Error::InvalidKey)
+    map(core::parse_jwk_json(&jwk)
         .and_then(|m| PublicJwk::from_json(&m))
         .and_then(|k| k.verifier())
         .and_then(|v| v.verify(alg, &message, &signature)))

@@ -27,8 +27,7 @@ fn jwk_members(jwk: &PublicJwk) -> BTreeMap<String, String> {
 /// from its required members only (RSA, EC, OKP and oct keys).
 #[pyfunction]
 fn jwk_thumbprint(jwk: &str) -> PyResult<String> {
-    core::parse_json_object(jwk.as_bytes())
-        .map_err(Error::InvalidKey)
+    core::parse_jwk_json(jwk)
         .and_then(|m| core::jwk_thumbprint(&m))
         .map_err(to_py)
 }
@@ -44,8 +43,7 @@ fn verify_signature(jwk: &str, alg: &str, message: &[u8], signature: &[u8]) -> P
             "algorithm {alg:?} is not accepted"
         )))
     })?;
-    core::parse_json_object(jwk.as_bytes())
-        .map_err(Error::InvalidKey)
+    core::parse_jwk_json(jwk)
         .and_then(|m| PublicJwk::from_json(&m))
         .and_then(|k| k.verifier())
         .and_then(|v| v.verify(alg, message, signature))

@@ -63,7 +63,7 @@ impl AgentKey {
     /// Import a private JWK (`{"kty":"OKP","crv":"Ed25519","d":..,"x":..}`).
     /// `x`, when present, must match `d`.
     pub fn from_private_jwk(text: &str) -> Result<Self> {
-        let m = json::parse_object(text.as_bytes()).map_err(Error::InvalidKey)?;
+        let m = parse_jwk_json(text)?;
         if json::opt_str(&m, "kty").map_err(Error::InvalidKey)? != Some("OKP")
             || json::opt_str(&m, "crv").map_err(Error::InvalidKey)? != Some("Ed25519")
         {
@@ -301,6 +301,13 @@ impl KeyVerifier {
             )),
         }
     }
+}
+
+/// A JWK given as JSON text (what the bindings receive), read as one strict
+/// JSON object, for [`jwk_thumbprint`] or [`PublicJwk::from_json`]. Fails
+/// with `invalid_key` when the text is not one JSON object.
+pub fn parse_jwk_json(text: &str) -> Result<Map<String, Value>> {
+    json::parse_object(text.as_bytes()).map_err(Error::InvalidKey)
 }
 
 /// RFC 7638 thumbprint of any JWK given as JSON (RSA, EC, OKP, oct), computed

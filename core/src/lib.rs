@@ -68,7 +68,9 @@ pub use dpop::{
 pub use error::{Error, Reason, Result};
 pub use json::parse_object as parse_json_object;
 pub use jws::Alg;
-pub use keys::{AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, verify_ed25519_raw};
+pub use keys::{
+    AgentKey, KeyVerifier, PublicJwk, jwk_thumbprint, parse_jwk_json, verify_ed25519_raw,
+};
 pub use replay::ReplayCache;
 pub use request::{
     VerifiedRequest, dpop_token, status_for, verify_request, www_authenticate,

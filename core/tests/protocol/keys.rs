@@ -4,7 +4,7 @@
 use protonpass_agent::keys::verify_ed25519_raw;
 use protonpass_agent::{
     AgentKey, Alg, KeySet, OsRandom, ProofCheck, ProofOptions, PublicJwk, Reason, SigningKey, b64,
-    verify_proof,
+    jwk_thumbprint, parse_jwk_json, verify_proof,
 };
 use serde_json::{Value, json};
 
@@ -290,4 +290,26 @@ fn signing_key_publishes_its_jwk_with_kid() {
     let set = KeySet::from_jwks_json(&jwks).unwrap();
     assert!(set.contains("2026-key"));
     assert_eq!(set.len(), 1);
+}
+
+#[test]
+fn a_jwk_is_read_from_json_text_and_anything_else_is_an_invalid_key() {
+    // RFC 8037 A.2 and its RFC 7638 thumbprint (A.3).
+    let text = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    let m = parse_jwk_json(text).unwrap();
+    let jkt = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    assert_eq!(jwk_thumbprint(&m).unwrap(), jkt);
+    assert_eq!(PublicJwk::from_json(&m).unwrap().thumbprint(), jkt);
+    for (bad, why) in [
+        (r#"{"kty":"OKP","crv":"#, "EOF while parsing"),
+        (r#"{"kty":"OKP","kty":"EC"}"#, "duplicate member name"),
+        ("", "EOF while parsing"),
+        (r#"["kty","OKP"]"#, "not a JSON object"),
+        (r#""OKP""#, "not a JSON object"),
+        ("null", "not a JSON object"),
+    ] {
+        let e = parse_jwk_json(bad).unwrap_err();
+        assert_eq!(e.code(), "invalid_key", "{bad:?}");
+        assert!(e.description().contains(why), "{bad:?}: {e}");
+    }
 }

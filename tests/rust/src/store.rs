@@ -11,11 +11,26 @@ const STORE_FILE: &str = "test-store";
 
 /// The PostgreSQL server the suite runs against (`PROTONPASS_TEST_STORE`, a
 /// postgres:// URL of a database the tests may create databases from), or
-/// `None`: SQLite in each broker's data directory.
+/// `None`: SQLite in each broker's data directory, and PostgreSQL-only tests
+/// return early.
+///
+/// Every test decides here whether it runs on PostgreSQL: with
+/// `PROTONPASS_REQUIRE_TEST_STORE=1` (`make test-postgres` sets it) a missing
+/// URL panics instead, so that a run meant for PostgreSQL cannot pass by
+/// skipping its PostgreSQL tests or falling back to SQLite.
 pub fn test_store() -> Option<String> {
-    std::env::var("PROTONPASS_TEST_STORE")
+    let url = std::env::var("PROTONPASS_TEST_STORE")
         .ok()
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !s.trim().is_empty());
+    if url.is_none() && std::env::var_os("PROTONPASS_REQUIRE_TEST_STORE").is_some_and(|v| v == "1")
+    {
+        panic!(
+            "PROTONPASS_REQUIRE_TEST_STORE=1 but PROTONPASS_TEST_STORE is unset or empty: \
+             set PROTONPASS_TEST_STORE to a postgres:// URL (`make test-postgres` starts a \
+             cluster and sets both), or unset PROTONPASS_REQUIRE_TEST_STORE to run on SQLite"
+        );
+    }
+    url
 }
 
 /// Whether the suite runs against PostgreSQL (tests that look into SQLite's

@@ -24,6 +24,18 @@ fn store(prefix: &str) -> Option<Arc<dyn Store>> {
     Some(s)
 }
 
+/// A fresh store with owner `alice` and her grant `g1` (enrollment hash
+/// `e1`), or `None` without a test database.
+fn store_with_grant(prefix: &str) -> Option<Arc<dyn Store>> {
+    let s = store(prefix)?;
+    write_blocking(&s, |tx| {
+        tx.owner_ensure("alice", 1)?;
+        tx.grant_put(&grant("g1", "e1"))
+    })
+    .unwrap();
+    Some(s)
+}
+
 /// Run `works` as one batch of the writer (held by a first job while
 /// they queue); their outcomes, in order.
 fn one_batch(s: &Arc<dyn Store>, works: Vec<Work>) -> Vec<Result<()>> {
@@ -105,15 +117,10 @@ fn chain_whole(s: &Arc<dyn Store>) -> Vec<crate::model::AuditRecord> {
 /// a reuse, which revokes the grant; everything commits, in order.
 #[test]
 fn a_second_use_of_a_refresh_token_in_one_batch_is_a_reuse() {
-    let Some(s) = store("reuse") else {
+    let Some(s) = store_with_grant("reuse") else {
         return;
     };
-    write_blocking(&s, |tx| {
-        tx.owner_ensure("alice", 1)?;
-        tx.grant_put(&grant("g1", "e1"))?;
-        tx.token_put(&token("r1", "g1", Some("h1")))
-    })
-    .unwrap();
+    write_blocking(&s, |tx| tx.token_put(&token("r1", "g1", Some("h1")))).unwrap();
     // What the token endpoint does with a refresh token (spend it, mint
     // the next one) or, once spent, with its reuse (revoke the grant).
     let use_once = |next: &'static str| -> Work {
@@ -165,14 +172,9 @@ fn a_second_use_of_a_refresh_token_in_one_batch_is_a_reuse() {
 /// sees them.
 #[test]
 fn a_failed_job_leaves_no_row_and_a_listing_sees_the_rows_held() {
-    let Some(s) = store("held") else {
+    let Some(s) = store_with_grant("held") else {
         return;
     };
-    write_blocking(&s, |tx| {
-        tx.owner_ensure("alice", 1)?;
-        tx.grant_put(&grant("g1", "e1"))
-    })
-    .unwrap();
     let put = |jti: &'static str, fail: bool| -> Work {
         Box::new(move |tx: &mut dyn Tx| {
             tx.token_put(&token(jti, "g1", None))?;
@@ -221,16 +223,10 @@ fn a_failed_job_leaves_no_row_and_a_listing_sees_the_rows_held() {
 /// goes on from the chain's head.
 #[test]
 fn a_failure_found_at_the_batch_end_fails_the_batch_and_acknowledges_nothing() {
-    let Some(s) = store("end") else {
+    let Some(s) = store_with_grant("end") else {
         return;
     };
-    write_blocking(&s, |tx| {
-        tx.owner_ensure("alice", 1)?;
-        tx.grant_put(&grant("g1", "e1"))?;
-        tx.audit_append(2, "alice", "test", "before")?;
-        Ok(())
-    })
-    .unwrap();
+    write_blocking(&s, |tx| tx.audit_append(2, "alice", "test", "before")).unwrap();
     let put = |jti: &'static str, hash: &'static str| -> Work {
         Box::new(move |tx: &mut dyn Tx| {
             tx.token_put(&token(jti, "g1", Some(hash)))?;
@@ -274,48 +270,22 @@ fn grant(gid: &str, enroll: &str) -> Grant {
 /// audit chain has no gap.
 #[test]
 fn a_pipelined_write_that_fails_is_undone_with_nothing_acknowledged_lost() {
-    let Some(base) = protonpass_e2e::test_store() else {
+    let Some(s) = store_with_grant("pipe") else {
         return;
     };
-    let url = protonpass_e2e::fresh_database(base.trim(), "pipe");
-    let s: Arc<dyn Store> = PgStore::open(&PgUrl::parse(&url).unwrap()).unwrap();
-    write_blocking(&s, |tx| {
-        tx.owner_ensure("alice", 1)?;
-        tx.grant_put(&grant("g0", "e0"))
-    })
-    .unwrap();
-    // The writer is held by a first job while the next ones queue, so
-    // that they run as one batch.
-    let (started, wait_started) = channel();
-    s.submit(make_job(
-        move |_tx: &mut dyn Tx| {
-            let _ = started.send(());
-            std::thread::sleep(Duration::from_millis(300));
-            Ok(())
-        },
-        |_| {},
-    ))
-    .unwrap();
-    wait_started.recv().unwrap();
-    let mut answers = Vec::new();
-    for (gid, enroll) in [("ga", "ea"), ("gb", "e0"), ("gc", "ec")] {
-        let (done, answer) = channel::<Result<()>>();
+    let put = |gid: &'static str, enroll: &'static str| -> Work {
         let g = grant(gid, enroll);
-        s.submit(make_job(
-            move |tx: &mut dyn Tx| {
-                tx.grant_put(&g)?;
-                tx.audit_append(2, "alice", "test", gid)?;
-                Ok(())
-            },
-            move |r| {
-                let _ = done.send(r);
-            },
-        ))
-        .unwrap();
-        answers.push((gid, answer));
-    }
-    for (gid, answer) in answers {
-        let r = answer.recv().unwrap();
+        Box::new(move |tx: &mut dyn Tx| {
+            tx.grant_put(&g)?;
+            tx.audit_append(2, "alice", "test", gid)?;
+            Ok(())
+        })
+    };
+    // `gb` has `g1`'s enrollment hash.
+    let gids = ["ga", "gb", "gc"];
+    let out = one_batch(&s, vec![put("ga", "ea"), put("gb", "e1"), put("gc", "ec")]);
+    assert_eq!(out.len(), gids.len(), "{out:?}");
+    for (gid, r) in gids.into_iter().zip(out) {
         let stored = read_blocking(&s, |tx| tx.grant_get(gid)).unwrap().is_some();
         match gid {
             "ga" => assert!(r.is_ok() && stored, "{r:?}"),
