@@ -344,13 +344,8 @@ fn a_key_with_a_nul_is_not_found_and_fails_no_other_job() {
 /// A store with owner `alice`, her grant `g1` and its refresh token `r1`
 /// (hash `h1`), for the tests of tokens named ahead.
 fn store_with_refresh_token(prefix: &str) -> Option<Arc<dyn Store>> {
-    let s = store(prefix)?;
-    write_blocking(&s, |tx| {
-        tx.owner_ensure("alice", 1)?;
-        tx.grant_put(&grant("g1", "e1"))?;
-        tx.token_put(&token("r1", "g1", Some("h1")))
-    })
-    .unwrap();
+    let s = store_with_grant(prefix)?;
+    write_blocking(&s, |tx| tx.token_put(&token("r1", "g1", Some("h1")))).unwrap();
     Some(s)
 }
 
