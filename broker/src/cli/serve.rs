@@ -89,6 +89,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
             let _ = crate::files::write_issuer(&cfg.data, &issuer);
         }
         let b = make_broker(&cfg, issuer.clone())?;
+        let signals = stop_signals()?;
         {
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
@@ -141,7 +142,7 @@ pub(super) fn serve(cfg: Config) -> Result<ExitCode> {
         let b_stop = b_ready.clone();
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
-                shutdown().await;
+                shutdown(signals).await;
                 // Not ready any more: load balancers move away while
                 // the requests in flight finish.
                 b_stop.draining.store(true, std::sync::atomic::Ordering::Release);
@@ -251,21 +252,44 @@ async fn watch_store(b: Arc<Broker>) {
     }
 }
 
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
+/// SIGTERM and SIGINT, listened for from before the broker says it is
+/// listening: a signal stream installs its handler when made, not when first
+/// awaited, so a signal sent right after that line stops the broker
+/// gracefully too (not by the signal's default action).
+#[cfg(unix)]
+type StopSignals = [tokio::signal::unix::Signal; 2];
+
+#[cfg(unix)]
+fn stop_signals() -> Result<StopSignals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen =
+        |k| signal(k).map_err(|e| Error::Server(format!("cannot listen for signals: {e}")));
+    Ok([
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    ])
+}
+
+#[cfg(unix)]
+async fn shutdown(signals: StopSignals) {
+    let [mut term, mut int] = signals;
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        _ = term.recv() => {},
+        _ = int.recv() => {},
     }
+}
+
+#[cfg(not(unix))]
+type StopSignals = ();
+
+#[cfg(not(unix))]
+fn stop_signals() -> Result<StopSignals> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn shutdown((): StopSignals) {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The first-run setup link is a secret: on a terminal it is shown there;

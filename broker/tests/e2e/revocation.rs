@@ -234,3 +234,15 @@ async fn sigterm_stops_the_broker_even_with_open_streams() {
     assert!(status.success(), "{status:?}");
     drop(resp);
 }
+
+/// A broker signalled right after it says it is listening (a service
+/// manager stopping it at once) stops gracefully, not by the signal's
+/// default action: its handler is in place before that line.
+#[tokio::test]
+async fn sigterm_right_after_the_listening_line_stops_the_broker_gracefully() {
+    for _ in 0..5 {
+        let mut b = Broker::start(&[]);
+        let status = b.terminate().expect("the broker did not stop");
+        assert!(status.success(), "{status:?}");
+    }
+}
