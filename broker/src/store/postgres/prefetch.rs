@@ -45,7 +45,7 @@ pub(super) enum Known {
     /// No token has this key.
     Absent,
     /// The token, and its grant when known (`Some(None)`: no such grant).
-    Found(Box<TokenRec>, Option<Option<Grant>>),
+    Found(Box<(TokenRec, Option<Option<Grant>>)>),
 }
 
 impl Prefetch {
@@ -76,7 +76,7 @@ impl Prefetch {
             return Known::Absent;
         };
         let grant = self.grants.as_ref().and_then(|g| g.get(&t.gid).cloned());
-        Known::Found(Box::new(t.clone()), grant)
+        Known::Found(Box::new((t.clone(), grant)))
     }
 }
 
@@ -191,7 +191,7 @@ mod tests {
         // Asked and found, with its grant (there is none); asked and absent;
         // not asked.
         assert!(matches!(p.lookup(&hash("ha")),
-            Known::Found(t, Some(None)) if t.jti == "a" && t.status == TokenStatus::Active));
+            Known::Found(f) if matches!(&*f, (t, Some(None)) if t.jti == "a" && t.status == TokenStatus::Active)));
         assert!(matches!(p.lookup(&hash("hx")), Known::Absent));
         assert!(matches!(
             p.lookup(&TokenLookup::Jti("b".into())),
@@ -205,19 +205,19 @@ mod tests {
         // The batch spent it: a second use reads it spent.
         p.lay(tok("a", Some("ha"), TokenStatus::Used));
         assert!(
-            matches!(p.lookup(&hash("ha")), Known::Found(t, _) if t.status == TokenStatus::Used)
+            matches!(p.lookup(&hash("ha")), Known::Found(f) if f.0.status == TokenStatus::Used)
         );
         // Written again with another hash: the old hash names nothing, the
         // new one (never asked) names it.
         p.lay(tok("a", Some("hb"), TokenStatus::Active));
         assert!(matches!(p.lookup(&hash("ha")), Known::Absent));
-        assert!(matches!(p.lookup(&hash("hb")), Known::Found(t, _) if t.jti == "a"));
+        assert!(matches!(p.lookup(&hash("hb")), Known::Found(f) if f.0.jti == "a"));
         assert!(matches!(
             p.lookup(&TokenLookup::Jti("a".into())),
-            Known::Found(..)
+            Known::Found(_)
         ));
         // A grant written: the token stays known, its grant not.
         p.grants = None;
-        assert!(matches!(p.lookup(&hash("hb")), Known::Found(_, None)));
+        assert!(matches!(p.lookup(&hash("hb")), Known::Found(f) if f.1.is_none()));
     }
 }

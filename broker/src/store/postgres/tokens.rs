@@ -75,7 +75,8 @@ impl PgTx<'_> {
         }
         match b.prefetched(key) {
             Known::Absent => return Ok(None),
-            Known::Found(t, grant) => {
+            Known::Found(found) => {
+                let (t, grant) = *found;
                 if b.held().holds(&t.jti) {
                     // The batch wrote this token since, with another hash.
                     return Ok(None);
@@ -83,7 +84,7 @@ impl PgTx<'_> {
                 if let Some(g) = grant {
                     b.keep_grant(&t.gid, g);
                 }
-                return Ok(Some(*t));
+                return Ok(Some(t));
             }
             Known::NotAsked => {}
         }
