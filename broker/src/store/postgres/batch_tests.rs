@@ -375,6 +375,22 @@ fn refresh_h1(
     (work, Some(TokenLookup::Hash("h1".into())))
 }
 
+/// What the refresh tests look at afterwards: tokens `r1`, `r2`, `r3` and
+/// grant `g1`.
+fn tokens_and_grant(
+    s: &Arc<dyn Store>,
+) -> (Option<TokenRec>, Option<TokenRec>, Option<TokenRec>, Grant) {
+    read_blocking(s, |tx| {
+        Ok((
+            tx.token_get("r1")?,
+            tx.token_get("r2")?,
+            tx.token_get("r3")?,
+            tx.grant_get("g1")?.unwrap(),
+        ))
+    })
+    .unwrap()
+}
+
 /// A write that is not held back: the rows held so far go to the server.
 fn another_write(tx: &mut dyn Tx) -> Result<()> {
     tx.owner_ensure("bob", 2)
@@ -402,19 +418,11 @@ fn a_token_read_ahead_and_spent_in_the_batch_is_seen_spent() {
         ],
     );
     assert!(out.iter().all(Result::is_ok), "{out:?}");
-    let (r1, r2, r3, g) = read_blocking(&s, |tx| {
-        Ok((
-            tx.token_get("r1")?,
-            tx.token_get("r2")?,
-            tx.token_get("r3")?,
-            tx.grant_get("g1")?,
-        ))
-    })
-    .unwrap();
+    let (r1, r2, r3, g) = tokens_and_grant(&s);
     assert_eq!(r1.unwrap().status, TokenStatus::Used);
     assert!(r2.is_some());
     assert!(r3.is_none(), "the reuse minted nothing");
-    assert_eq!(g.unwrap().status, crate::model::GrantStatus::Revoked);
+    assert_eq!(g.status, crate::model::GrantStatus::Revoked);
     chain_whole(&s);
 }
 
@@ -431,19 +439,11 @@ fn a_token_spent_by_a_job_that_failed_is_unspent_for_the_next_job() {
     };
     let out = one_batch_reading(&s, vec![refresh_h1("r2", fail), refresh_h1("r3", nothing)]);
     assert!(out[0].is_err() && out[1].is_ok(), "{out:?}");
-    let (r1, r2, r3, g) = read_blocking(&s, |tx| {
-        Ok((
-            tx.token_get("r1")?,
-            tx.token_get("r2")?,
-            tx.token_get("r3")?,
-            tx.grant_get("g1")?,
-        ))
-    })
-    .unwrap();
+    let (r1, r2, r3, g) = tokens_and_grant(&s);
     assert_eq!(r1.unwrap().status, TokenStatus::Used);
     assert!(r2.is_none(), "the failed job left nothing");
     assert!(r3.is_some());
-    assert_eq!(g.unwrap().status, crate::model::GrantStatus::Active);
+    assert_eq!(g.status, crate::model::GrantStatus::Active);
     chain_whole(&s);
 }
 

@@ -157,25 +157,9 @@ impl PgTx<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
+    use super::super::rows::tests::tok;
     use super::*;
-    use crate::model::{TokenKind, TokenStatus};
-
-    fn tok(jti: &str, hash: Option<&str>, status: TokenStatus) -> TokenRec {
-        TokenRec {
-            jti: jti.into(),
-            gid: "g".into(),
-            owner: "alice".into(),
-            kind: TokenKind::Refresh,
-            client_id: "agent".into(),
-            scope: "s".into(),
-            aud: None,
-            iat: 1,
-            exp: 2,
-            jkt: "k".into(),
-            hash: hash.map(Into::into),
-            status,
-        }
-    }
+    use crate::model::TokenStatus;
 
     fn hash(h: &str) -> TokenLookup {
         TokenLookup::Hash(h.into())

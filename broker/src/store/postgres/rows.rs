@@ -228,13 +228,18 @@ impl Rows {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
     use crate::model::{TokenKind, TokenStatus};
 
-    fn tok(jti: &str, hash: Option<&str>, status: TokenStatus) -> TokenRec {
+    /// A token row of grant `g`, as the held-row and read-ahead tests use it.
+    pub(in crate::store::postgres) fn tok(
+        jti: &str,
+        hash: Option<&str>,
+        status: TokenStatus,
+    ) -> TokenRec {
         TokenRec {
             jti: jti.into(),
             gid: "g".into(),
