@@ -126,8 +126,15 @@ fn run_batch(
         }
         if savepoint.is_none() && !tx.has_failures() {
             // Nothing of it reached the server (its reads aside): forget it.
-            state.undo_job(head);
-            finishes.extend(finish);
+            // Its answer waits with the jobs before it: what it read may
+            // be their writes, sent and not yet answered; if one of them
+            // fails, it is told so instead ([`settle`]).
+            state.undo_job(head.clone());
+            window.push(Tentative {
+                range: None,
+                head,
+                finish,
+            });
             continue;
         }
         // The job failed, or a statement it or a job before it sent did:

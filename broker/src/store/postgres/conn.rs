@@ -147,7 +147,9 @@ impl Batch {
         self.rows.borrow_mut().truncate(self.mark.get());
         self.set_head(head);
         self.forget_resources();
-        self.forget_grant();
+        // It wrote no grant (nothing of it was sent): the grants read
+        // ahead stand.
+        *self.grant.borrow_mut() = None;
     }
 
     /// Forget every row held (the transaction went back to a savepoint set

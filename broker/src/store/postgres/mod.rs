@@ -139,7 +139,18 @@ impl std::fmt::Debug for PgUrl {
 }
 
 pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
-    tracing::error!(error = %e, "storage failure");
+    match e.as_db_error() {
+        // The server's DETAIL may quote a row's values (a unique
+        // violation names the key it found twice): left out of the log.
+        Some(db) => tracing::error!(
+            code = db.code().code(),
+            message = db.message(),
+            constraint = db.constraint().unwrap_or_default(),
+            table = db.table().unwrap_or_default(),
+            "storage failure"
+        ),
+        None => tracing::error!(error = %e, "storage failure"),
+    }
     Error::TemporarilyUnavailable("storage failure".into())
 }
 

@@ -140,15 +140,20 @@ impl PgTx<'_> {
         let jtis: Vec<&str> = p.jtis.iter().map(String::as_str).collect();
         let hashes: Vec<&str> = p.hashes.iter().map(String::as_str).collect();
         let rows = self.light(TOKENS_WITH_GRANTS, &[&jtis, &hashes])?;
-        let mut grants = HashMap::new();
-        for r in &rows {
+        let decoded = rows.iter().try_for_each(|r| {
             let t: TokenRec = from_json(col::<&str>(r, 0)?)?;
             let g: Option<Grant> = col::<Option<&str>>(r, 1)?.map(from_json).transpose()?;
-            grants.insert(t.gid.clone(), g);
+            p.grants.get_or_insert_default().insert(t.gid.clone(), g);
             p.lay(t);
+            Ok::<_, protonpass_agent::Error>(())
+        });
+        if decoded.is_ok() {
+            p.grants.get_or_insert_default();
+            *b.prefetch.borrow_mut() = Some(p);
         }
-        p.grants = Some(grants);
-        *b.prefetch.borrow_mut() = Some(p);
+        // Else a row that cannot be read (damaged, or written by a newer
+        // broker) fails only the job that reads it, as without a read-ahead:
+        // every job reads its own token.
         Ok(())
     }
 }
