@@ -345,5 +345,6 @@ fn a_key_with_a_nul_is_not_found_and_fails_no_other_job() {
     assert!(chain.iter().any(|r| r.detail == "gn"));
 }
 
+#[cfg(test)]
 #[path = "prefetch_tests.rs"]
 mod prefetch;
