@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use protonpass_agent::wire::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{AgentKey, OsRandom};
-use protonpass_e2e::bench::{Flags, Guard, cli_at, cpu_ticks, first_line, redeem_at};
+use protonpass_e2e::bench::{Flags, Guard, agent_client, cli_at, cpu_ticks, first_line, redeem_at};
 use protonpass_e2e::{API, dpop, grant_create_args, private_dir};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -215,7 +215,7 @@ async fn run(agents: &[Arc<Mutex<Agent>>], op: Op, seconds: u64, cpu: &Cpu) -> R
     // proofs) from its address, which the next run would then be refused.
     let base = 10_000 + RUN_ADDRESSES.fetch_add(agents.len(), std::sync::atomic::Ordering::Relaxed);
     for (i, a) in agents.iter().enumerate() {
-        a.lock().await.http = client(base + i);
+        a.lock().await.http = agent_client(base + i);
     }
     let before = cpu.sample();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -291,19 +291,6 @@ fn report(name: &str, c: usize, r: &Result) {
     );
 }
 
-/// Agent `i`'s HTTP client, from a loopback address of its own: agents are
-/// distinct hosts, as in a deployment, so the broker's per-source share of
-/// the DPoP replay cache (1/64 of it: about 270 proofs a second sustained
-/// from one address with the default 60 s window) is not what is measured.
-fn client(i: usize) -> reqwest::Client {
-    let addr = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::V4(addr))
-        .pool_max_idle_per_host(4)
-        .build()
-        .unwrap()
-}
-
 /// Start `serve` on `data`; its token endpoint.
 fn serve(bin: &str, data: &str) -> (Guard, String) {
     let (broker, issuer) = protonpass_e2e::bench::serve(bin, data);
@@ -320,7 +307,7 @@ async fn enroll(bin: &str, data: &str, token_url: &str, n: usize) -> Vec<Arc<Mut
         args.extend(["--ttl", "30d"]);
         let (code, v) = cli_at(Path::new(bin), Path::new(data), &args, &[], "");
         assert_eq!(code, 0, "{v}");
-        let http = client(i);
+        let http = agent_client(i);
         let key = AgentKey::generate(&OsRandom).unwrap();
         let (v, nonce) = redeem_at(
             &http,
@@ -478,7 +465,7 @@ async fn main() {
         .enumerate()
         .map(|(i, (key, rt))| {
             Arc::new(Mutex::new(Agent {
-                http: client(i),
+                http: agent_client(i),
                 url: token_endpoint.clone(),
                 key,
                 refresh: rt.as_str().unwrap().to_owned(),

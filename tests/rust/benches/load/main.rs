@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use protonpass_agent::wire::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS, TOKEN_TYPE_REFRESH};
 use protonpass_agent::{AgentKey, Clock, OsRandom, SystemClock, random_id};
 use protonpass_broker::audit::{record_hash, secret_hash};
-use protonpass_e2e::bench::{cpu_ticks, percentile};
+use protonpass_e2e::bench::{agent_client, cpu_ticks, percentile};
 use protonpass_e2e::{Broker, PRE_AUTHORIZED_CODE, broker_bin, dpop};
 use serde_json::Value;
 
@@ -63,6 +63,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// One simulated agent: its key, its current refresh token, its nonce.
 struct Agent {
     name: String,
+    /// Its HTTP client, from a loopback address of its own.
+    http: reqwest::Client,
     key: AgentKey,
     refresh: String,
     nonce: Option<String>,
@@ -110,23 +112,10 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
     }
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        // One keep-alive connection per concurrent agent, as separate agent
-        // processes would have.
-        .pool_max_idle_per_host(usize::MAX)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 /// One token request as the SDK makes it: sign, send, and on a
 /// `use_dpop_nonce` challenge sign again with the new nonce and retry once.
 /// `Err` names the error for the breakdown.
 async fn call(
-    http: &reqwest::Client,
     url: &str,
     a: &mut Agent,
     form: &[(&str, &str)],
@@ -135,7 +124,8 @@ async fn call(
     for attempt in 0..2 {
         let proof = dpop(&a.key, "POST", url, None, a.nonce.as_deref());
         t.requests += 1;
-        let r = http
+        let r = a
+            .http
             .post(url)
             .header("DPoP", proof)
             .form(form)
@@ -174,13 +164,7 @@ async fn call(
     Err("HTTP 400 use_dpop_nonce twice in a row".into())
 }
 
-async fn op(
-    http: &reqwest::Client,
-    url: &str,
-    a: &mut Agent,
-    op: Op,
-    t: &mut Tally,
-) -> Result<(), String> {
+async fn op(url: &str, a: &mut Agent, op: Op, t: &mut Tally) -> Result<(), String> {
     let refresh = a.refresh.clone();
     let name = a.name.clone();
     match op {
@@ -190,7 +174,7 @@ async fn op(
                 ("refresh_token", refresh.as_str()),
                 ("client_id", name.as_str()),
             ];
-            let v = call(http, url, a, &form, t).await?;
+            let v = call(url, a, &form, t).await?;
             let rt = v["refresh_token"]
                 .as_str()
                 .ok_or("refresh answered without a refresh token")?;
@@ -206,7 +190,7 @@ async fn op(
                 ("audience", AUD),
                 ("client_id", name.as_str()),
             ];
-            let v = call(http, url, a, &form, t).await?;
+            let v = call(url, a, &form, t).await?;
             if v["scope"] != NARROW {
                 return Err(format!("exchange answered scope {}", v["scope"]));
             }
@@ -222,7 +206,7 @@ async fn op(
 
 /// Create `n` grants with the broker CLI (a few processes at a time) and
 /// redeem their enrollment codes with each agent's own key.
-async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &str) -> Vec<Agent> {
+async fn enroll(broker: &Arc<Broker>, n: usize, tag: &str) -> Vec<Agent> {
     let t0 = Instant::now();
     let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
     let workers = 4;
@@ -248,13 +232,14 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
     // Redeem, 32 at a time (setup, not measured).
     let mut agents = Vec::with_capacity(n);
     let mut challenges = 0;
-    for chunk in codes.chunks(32) {
+    for (c, chunk) in codes.chunks(32).enumerate() {
         let mut set = tokio::task::JoinSet::new();
-        for (name, code) in chunk.iter().cloned() {
-            let (http, url) = (http.clone(), url.clone());
+        for (i, (name, code)) in chunk.iter().cloned().enumerate() {
+            let url = url.clone();
             set.spawn(async move {
                 let mut a = Agent {
                     name,
+                    http: agent_client(c * 32 + i),
                     key: AgentKey::generate(&OsRandom).unwrap(),
                     refresh: String::new(),
                     nonce: None,
@@ -266,7 +251,7 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
                     ("pre-authorized_code", code.as_str()),
                     ("client_id", name.as_str()),
                 ];
-                let v = call(&http, &url, &mut a, &form, &mut t)
+                let v = call(&url, &mut a, &form, &mut t)
                     .await
                     .unwrap_or_else(|e| panic!("enrollment of {name} failed: {e}"));
                 a.refresh = v["refresh_token"].as_str().unwrap().to_owned();
@@ -290,7 +275,6 @@ async fn enroll(broker: &Arc<Broker>, http: &reqwest::Client, n: usize, tag: &st
 /// Every agent loops back to back until `seconds` have passed; returns the
 /// agents (with their rotated tokens), what they saw, and the elapsed time.
 async fn drive(
-    http: &reqwest::Client,
     broker: &Broker,
     agents: Vec<Agent>,
     seconds: f64,
@@ -302,7 +286,7 @@ async fn drive(
     let deadline = start + Duration::from_secs_f64(seconds);
     let mut set = tokio::task::JoinSet::new();
     for (i, mut a) in agents.into_iter().enumerate() {
-        let (http, url) = (http.clone(), url.clone());
+        let url = url.clone();
         set.spawn(async move {
             let mut t = Tally::default();
             // Stagger the cycles so that refreshes spread over time.
@@ -315,7 +299,7 @@ async fn drive(
                 };
                 n += 1;
                 let t0 = Instant::now();
-                match op(&http, &url, &mut a, kind, &mut t).await {
+                match op(&url, &mut a, kind, &mut t).await {
                     Ok(()) => {
                         let ms = t0.elapsed().as_secs_f64() * 1e3;
                         match kind {
@@ -367,16 +351,16 @@ fn print_errors(t: &Tally) {
 }
 
 /// Part 1. Returns the number of errors.
-async fn load(http: &reqwest::Client) -> u64 {
+async fn load() -> u64 {
     let agents_n: usize = env_or("LOAD_AGENTS", 1000);
     let seconds: f64 = env_or("LOAD_SECONDS", 60.0);
     println!(
         "load: {agents_n} agents, {seconds} s, each cycle 1 refresh + {EXCHANGES_PER_REFRESH} exchanges (scope narrowed), Ed25519 DPoP, nonces required"
     );
     let broker = Arc::new(Broker::with_args(&["--rate-limit", "off"]));
-    let agents = enroll(&broker, http, agents_n, "load").await;
+    let agents = enroll(&broker, agents_n, "load").await;
     let me0 = cpu_seconds(Some(std::process::id()));
-    let (_agents, mut t, elapsed) = drive(http, &broker, agents, seconds, false).await;
+    let (_agents, mut t, elapsed) = drive(&broker, agents, seconds, false).await;
     let me = cpu_seconds(Some(std::process::id())) - me0;
     let ok = (t.refresh_ms.len() + t.exchange_ms.len()) as u64;
     let errors = t.error_count();
@@ -424,13 +408,12 @@ fn main() {
         broker_bin().display()
     );
     let rt = protonpass_e2e::bench_runtime();
-    let http = http_client();
     let mut errors = 0;
     if parts.contains("load") {
-        errors += rt.block_on(load(&http));
+        errors += rt.block_on(load());
     }
     if parts.contains("growth") {
-        errors += rt.block_on(growth(&http_client()));
+        errors += rt.block_on(growth());
     }
     if errors > 0 {
         eprintln!("{errors} errors");
