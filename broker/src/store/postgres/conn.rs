@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use super::prefetch::Prefetch;
-use super::rows::{AuditRow, Mark, Rows};
+use super::rows::{Mark, Rows};
 use super::{BEGIN, Unpark, pg_err, wait};
 use crate::model::{AuditRecord, Grant, Resource, TokenRec};
 use crate::store::Result;
@@ -171,7 +171,7 @@ impl Batch {
     }
 
     /// Hold back an audit record until the batch sends its rows.
-    pub(super) fn hold_audit(&self, a: AuditRow) {
+    pub(super) fn hold_audit(&self, a: AuditRecord) {
         self.rows.borrow_mut().put_audit(a);
     }
 

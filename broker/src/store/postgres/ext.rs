@@ -6,9 +6,8 @@
 //! `postgres/schema.rs`.
 
 use super::conn::{PgTx, col, from_json, to_json};
-use super::rows::AuditRow;
 use crate::audit::Checkpoint;
-use crate::model::{AuthCode, ClientRec, StepUp, StepUpPolicy};
+use crate::model::{AuditRecord, AuthCode, ClientRec, StepUp, StepUpPolicy};
 use crate::store::sqlite::prune::GRACE;
 use crate::store::{Pruned, Result, StorageRows};
 
@@ -49,7 +48,7 @@ impl PgTx<'_> {
         if let Some(b) = self.batch() {
             b.set_head(Some((seq, hash.clone())));
             // Held back, sent with the batch's other audit records.
-            b.hold_audit(AuditRow {
+            b.hold_audit(AuditRecord {
                 seq,
                 ts,
                 owner: owner.to_owned(),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::conn::Owned;
-use crate::model::TokenRec;
+use crate::model::{AuditRecord, TokenRec};
 
 /// Insert or replace every held token row (at most one per `jti`: one
 /// statement cannot change a row twice). Each row takes a new `n`, in the
@@ -29,17 +29,6 @@ struct TokenRow {
     data: String,
 }
 
-/// An audit record held back.
-pub(super) struct AuditRow {
-    pub seq: i64,
-    pub ts: i64,
-    pub owner: String,
-    pub event: String,
-    pub detail: String,
-    pub prev: String,
-    pub hash: String,
-}
-
 /// The rows held back, in the order they were written.
 #[derive(Default)]
 pub(super) struct Rows {
@@ -49,7 +38,7 @@ pub(super) struct Rows {
     by_jti: HashMap<String, usize>,
     /// A token write by refresh-token hash (the latest with that hash).
     by_hash: HashMap<String, usize>,
-    audit: Vec<AuditRow>,
+    audit: Vec<AuditRecord>,
 }
 
 /// How many rows were held at some point (to go back to it).
@@ -114,7 +103,7 @@ impl Rows {
         self.tokens.push(TokenRow { rec, data });
     }
 
-    pub(super) fn put_audit(&mut self, a: AuditRow) {
+    pub(super) fn put_audit(&mut self, a: AuditRecord) {
         self.audit.push(a);
     }
 

@@ -37,23 +37,27 @@ impl PgTx<'_> {
     }
 
     pub(super) fn token_get_impl(&self, jti: &str) -> Result<Option<TokenRec>> {
-        if !storable(jti) {
-            return Ok(None);
-        }
-        if self.batch().is_some() {
-            return self.token_and_grant(&TokenLookup::Jti(jti.to_owned()));
-        }
-        self.one("SELECT data FROM tokens WHERE jti = $1", &[&jti])
+        self.token_read(&TokenLookup::Jti(jti.to_owned()))
     }
 
     pub(super) fn token_by_hash_impl(&self, hash: &str) -> Result<Option<TokenRec>> {
-        if !storable(hash) {
+        self.token_read(&TokenLookup::Hash(hash.to_owned()))
+    }
+
+    /// The token `key` names: in the writer with what the batch knows
+    /// ([`PgTx::token_and_grant`]), elsewhere from the database alone.
+    fn token_read(&self, key: &TokenLookup) -> Result<Option<TokenRec>> {
+        let (k, alone) = match key {
+            TokenLookup::Jti(k) => (k, "SELECT data FROM tokens WHERE jti = $1"),
+            TokenLookup::Hash(k) => (k, "SELECT data FROM tokens WHERE hash = $1"),
+        };
+        if !storable(k) {
             return Ok(None);
         }
         if self.batch().is_some() {
-            return self.token_and_grant(&TokenLookup::Hash(hash.to_owned()));
+            return self.token_and_grant(key);
         }
-        self.one("SELECT data FROM tokens WHERE hash = $1", &[&hash])
+        self.one(alone, &[k])
     }
 
     /// In the writer: the token `key` names, as the rows held back, the
